@@ -1,0 +1,221 @@
+#include "server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+
+struct ctl_client {
+	uv_pipe_t pipe;
+	struct ctl_server *server;
+	struct ctl_client *next;
+	char *buf;
+	size_t len, cap;
+	bool closing;
+};
+
+struct write_req {
+	uv_write_t req;
+	char *line;
+};
+
+static void handle_closed(struct ctl_server *s)
+{
+	if (--s->open_handles == 0 && s->close_cb)
+		s->close_cb(s);
+}
+
+static void client_close_cb(uv_handle_t *h)
+{
+	struct ctl_client *c = h->data;
+	struct ctl_server *s = c->server;
+	for (struct ctl_client **p = &s->clients; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	free(c->buf);
+	free(c);
+	handle_closed(s);
+}
+
+static void client_close(struct ctl_client *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->pipe, client_close_cb);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+	if (status < 0)
+		log_debug("control: write failed: %s", uv_strerror(status));
+	free(w->line);
+	free(w);
+}
+
+static void client_send(struct ctl_client *c, char *line)
+{
+	if (!line)
+		return;
+	struct write_req *w = calloc(1, sizeof(*w));
+	if (!w) {
+		free(line);
+		return;
+	}
+	w->line = line;
+	uv_buf_t buf = uv_buf_init(line, (unsigned)strlen(line));
+	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, write_cb) < 0) {
+		free(line);
+		free(w);
+	}
+}
+
+static void client_handle_line(struct ctl_client *c, const char *line, size_t len)
+{
+	struct ctl_request req;
+	char error[256];
+	json_t *result = NULL;
+	char *reason = NULL;
+
+	if (ctl_request_parse(line, len, &req, error, sizeof(error)) < 0) {
+		client_send(c, ctl_reply_encode(&req, NULL, error));
+		return;
+	}
+	int r = c->server->handler(c->server->userdata, &req, &result, &reason);
+	if (r < 0 && !reason)
+		reason = strdup(strerror(-r));
+	client_send(c, ctl_reply_encode(&req, result, r < 0 ? reason : NULL));
+	free(reason);
+	ctl_request_done(&req);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct ctl_client *c = h->data;
+	(void)suggested;
+	if (c->cap - c->len < 4096) {
+		size_t cap = c->cap ? c->cap * 2 : 8192;
+		char *p = realloc(c->buf, cap);
+		if (!p) {
+			*buf = uv_buf_init(NULL, 0);
+			return;
+		}
+		c->buf = p;
+		c->cap = cap;
+	}
+	*buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct ctl_client *c = stream->data;
+	(void)buf;
+	if (nread < 0) {
+		client_close(c);
+		return;
+	}
+	c->len += (size_t)nread;
+
+	size_t start = 0;
+	char *nl;
+	while ((nl = memchr(c->buf + start, '\n', c->len - start))) {
+		client_handle_line(c, c->buf + start, (size_t)(nl - (c->buf + start)));
+		start = (size_t)(nl - c->buf) + 1;
+	}
+	memmove(c->buf, c->buf + start, c->len - start);
+	c->len -= start;
+	if (c->len > CTL_LINE_MAX) {
+		char error[64];
+		snprintf(error, sizeof(error), "request longer than %d bytes", CTL_LINE_MAX);
+		client_send(c, ctl_reply_encode(NULL, NULL, error));
+		uv_read_stop(stream);
+		client_close(c);
+	}
+}
+
+static void connection_cb(uv_stream_t *listener, int status)
+{
+	struct ctl_server *s = listener->data;
+	if (status < 0) {
+		log_warn("control: accept failed: %s", uv_strerror(status));
+		return;
+	}
+	struct ctl_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->server = s;
+	uv_pipe_init(s->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	c->next = s->clients;
+	s->clients = c;
+	s->open_handles++;
+	if (uv_accept(listener, (uv_stream_t *)&c->pipe) < 0 ||
+	    uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb) < 0)
+		client_close(c);
+}
+
+/* True when an agent answers on @path. */
+static bool socket_is_live(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return live;
+}
+
+int ctl_server_start(struct ctl_server *server, uv_loop_t *loop, const char *path,
+		     ctl_handler_fn handler, void *userdata)
+{
+	*server = (struct ctl_server){.loop = loop, .handler = handler, .userdata = userdata};
+	if (strlen(path) >= sizeof(server->path))
+		return -ENAMETOOLONG;
+	strcpy(server->path, path);
+
+	if (socket_is_live(path))
+		return -EADDRINUSE;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+
+	int r = uv_pipe_init(loop, &server->pipe, 0);
+	if (r < 0)
+		return r;
+	server->pipe.data = server;
+	server->open_handles = 1;
+	mode_t old = umask(0077);
+	r = uv_pipe_bind(&server->pipe, path);
+	umask(old);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&server->pipe, 16, connection_cb);
+	if (r < 0) {
+		uv_close((uv_handle_t *)&server->pipe, NULL);
+		return r;
+	}
+	return 0;
+}
+
+static void listener_close_cb(uv_handle_t *h)
+{
+	handle_closed(h->data);
+}
+
+void ctl_server_close(struct ctl_server *server, void (*close_cb)(struct ctl_server *server))
+{
+	server->close_cb = close_cb;
+	for (struct ctl_client *c = server->clients; c; c = c->next)
+		client_close(c);
+	unlink(server->path);
+	uv_close((uv_handle_t *)&server->pipe, listener_close_cb);
+}

@@ -1,0 +1,70 @@
+/* The AEE's datapath: the kernel forwards between the guest link and the
+ * uplink, and one nftables table owned by ettmd filters and counts.
+ *
+ * Rendering (ruleset.c) is a pure function of the configuration, tested
+ * without root. Applying (nft.c) and link set-up (link.c) are the only code in
+ * ETTM that talks to nftables and to rtnetlink. */
+#pragma once
+
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define DP_TABLE_FAMILY "inet"
+#define DP_TABLE_NAME	"ettm"
+
+struct dp_config {
+	char guest_if[IF_NAMESIZE];  /* AEE side of the guest link, e.g. "g0" */
+	char uplink_if[IF_NAMESIZE]; /* AEE link to the switch, e.g. "u0" */
+	struct in_addr guest_addr;   /* the guest's one address */
+	struct in_addr control_addr; /* the AEE's own address on the uplink */
+	uint8_t control_plen;	     /* its prefix length */
+};
+
+struct dp_counter {
+	uint64_t packets;
+	uint64_t bytes;
+};
+
+/* The named counters of the table, in the order status reports them. */
+enum dp_counter_id {
+	DP_COUNTER_GUEST_TX, /* guest → uplink, accepted */
+	DP_COUNTER_GUEST_RX, /* uplink → guest, accepted */
+	DP_COUNTER_SPOOFED,  /* from the guest with a source not its own, dropped */
+	DP_COUNTER_MAX,
+};
+
+/* Returns the counter's nftables name ("guest_tx", ...). */
+const char *dp_counter_name(enum dp_counter_id id);
+
+struct dp_nft;
+
+/* The datapath of one AEE: its configuration, its nftables handle, and what
+ * the last reconciliation did. */
+struct datapath {
+	struct dp_config cfg;
+	struct dp_nft *nft;
+	char *state_dir;
+	uint64_t generation; /* rulesets applied that differed from the one before */
+	bool ok;
+	char *error; /* why the last reconciliation failed, or NULL */
+};
+
+/* Prepares @dp for @cfg, keeping its generation under @state_dir. Returns 0 or
+ * a negative errno. Touches nothing in the kernel. */
+int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_dir);
+
+/* Makes the kernel match the configuration: links, forwarding, and the
+ * table, in one nftables transaction. Safe to call at any time; established
+ * connections survive it. Returns 0, or a negative errno with dp->error set. */
+int dp_reconcile(struct datapath *dp);
+
+/* True when the agent's table is still in the kernel. */
+bool dp_table_present(struct datapath *dp);
+
+/* Reads the table's counters; see dp_nft_read_counters(). */
+int dp_read_counters(struct datapath *dp, struct dp_counter ret[DP_COUNTER_MAX]);
+
+/* NULL-accepting; leaves the kernel as it is (fail-static). */
+void dp_close(struct datapath *dp);

@@ -1,0 +1,168 @@
+#include "link.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmnl/libmnl.h>
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+
+/* Requests are small; the kernel's acknowledgements fit in a page. */
+#define RTNL_BUFFER_SIZE 8192
+
+static int fail(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char **ret_error, int r, const char *fmt, ...)
+{
+	if (ret_error) {
+		va_list ap;
+		va_start(ap, fmt);
+		if (vasprintf(ret_error, fmt, ap) < 0)
+			*ret_error = NULL;
+		va_end(ap);
+	}
+	return r;
+}
+
+static int write_sysctl(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, value, strlen(value));
+	int r = n < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+/* Sends one request and waits for its acknowledgement. */
+static int rtnl_talk(struct mnl_socket *nl, struct nlmsghdr *nlh)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	uint32_t portid = mnl_socket_get_portid(nl);
+
+	nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+	nlh->nlmsg_seq = (uint32_t)time(NULL);
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+	if (n < 0)
+		return -errno;
+	int r = mnl_cb_run(buf, (size_t)n, nlh->nlmsg_seq, portid, NULL, NULL);
+	return r < 0 ? -errno : 0;
+}
+
+static int link_up(struct mnl_socket *nl, unsigned ifindex)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWLINK;
+	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = (int)ifindex;
+	ifi->ifi_flags = IFF_UP;
+	ifi->ifi_change = IFF_UP;
+	return rtnl_talk(nl, nlh);
+}
+
+static int addr_replace(struct mnl_socket *nl, unsigned ifindex, struct in_addr addr, uint8_t plen)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWADDR;
+	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+	struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = AF_INET;
+	ifa->ifa_prefixlen = plen;
+	ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+	ifa->ifa_index = ifindex;
+	mnl_attr_put_u32(nlh, IFA_LOCAL, addr.s_addr);
+	mnl_attr_put_u32(nlh, IFA_ADDRESS, addr.s_addr);
+	return rtnl_talk(nl, nlh);
+}
+
+static int host_route_replace(struct mnl_socket *nl, unsigned ifindex, struct in_addr dst)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWROUTE;
+	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+	struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = AF_INET;
+	rtm->rtm_dst_len = 32;
+	rtm->rtm_table = RT_TABLE_MAIN;
+	rtm->rtm_protocol = RTPROT_STATIC;
+	rtm->rtm_scope = RT_SCOPE_LINK;
+	rtm->rtm_type = RTN_UNICAST;
+	mnl_attr_put_u32(nlh, RTA_DST, dst.s_addr);
+	mnl_attr_put_u32(nlh, RTA_OIF, ifindex);
+	return rtnl_talk(nl, nlh);
+}
+
+/* Forwarding and proxy ARP. proxy_delay 0: the kernel otherwise holds
+ * proxied replies to broadcast requests for up to 0.8 s. */
+static int set_sysctls(const struct dp_config *cfg, char **ret_error)
+{
+	const char *ifs[] = {cfg->guest_if, cfg->uplink_if};
+	char path[128];
+	int r = write_sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+	if (r < 0)
+		return fail(ret_error, r, "cannot enable IPv4 forwarding: %s", strerror(-r));
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/proxy_arp", ifs[i]);
+		r = write_sysctl(path, "1");
+		if (r == 0) {
+			snprintf(path, sizeof(path), "/proc/sys/net/ipv4/neigh/%s/proxy_delay",
+				 ifs[i]);
+			r = write_sysctl(path, "0");
+		}
+		if (r < 0)
+			return fail(ret_error, r, "cannot set %s: %s", path, strerror(-r));
+	}
+	return 0;
+}
+
+int dp_link_setup(const struct dp_config *cfg, char **ret_error)
+{
+	unsigned guest = if_nametoindex(cfg->guest_if);
+	if (guest == 0)
+		return fail(ret_error, -ENODEV, "guest link %s: no such interface", cfg->guest_if);
+	unsigned uplink = if_nametoindex(cfg->uplink_if);
+	if (uplink == 0)
+		return fail(ret_error, -ENODEV, "uplink %s: no such interface", cfg->uplink_if);
+
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+	if (!nl)
+		return fail(ret_error, -errno, "cannot open rtnetlink: %s", strerror(errno));
+	int r = mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ? -errno : 0;
+	if (r < 0) {
+		fail(ret_error, r, "cannot bind rtnetlink: %s", strerror(-r));
+		goto out;
+	}
+	if ((r = link_up(nl, guest)) < 0 || (r = link_up(nl, uplink)) < 0) {
+		fail(ret_error, r, "cannot bring links up: %s", strerror(-r));
+		goto out;
+	}
+	r = addr_replace(nl, uplink, cfg->control_addr, cfg->control_plen);
+	if (r < 0) {
+		fail(ret_error, r, "cannot set the control address on %s: %s", cfg->uplink_if,
+		     strerror(-r));
+		goto out;
+	}
+	r = host_route_replace(nl, guest, cfg->guest_addr);
+	if (r < 0) {
+		fail(ret_error, r, "cannot route the guest's address to %s: %s", cfg->guest_if,
+		     strerror(-r));
+		goto out;
+	}
+	r = set_sysctls(cfg, ret_error);
+out:
+	mnl_socket_close(nl);
+	return r;
+}

@@ -1,0 +1,15 @@
+/* The AEE's links: kernel forwarding between the guest link and the uplink.
+ *
+ * The guest keeps its /16 and believes its peers are on-link; the AEE
+ * answers ARP for them by proxy on the guest link, and for its guest on the
+ * uplink, and routes between the two (DESIGN.md, "One host"). */
+#pragma once
+
+#include "datapath.h"
+
+/* Brings both links up, puts the control address on the uplink, routes the
+ * guest's address to the guest link, and turns on IPv4 forwarding and
+ * immediate proxy ARP on both links. Idempotent: running it again on a set-up
+ * AEE changes nothing and cuts no connection. Returns 0, or a negative errno
+ * and a newly allocated message in *ret_error (if not NULL). */
+int dp_link_setup(const struct dp_config *cfg, char **ret_error);

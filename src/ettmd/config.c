@@ -1,0 +1,346 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONFIG_FILE_MAX (1 << 20)
+#define LINE_MAX_LEN	4096
+
+/* A key's parser: reads @value into the field at @field; on error writes
+ * what was expected into @expected and returns -EINVAL. */
+typedef int (*value_parser)(const char *value, void *field, char *expected, size_t size);
+
+struct key {
+	const char *section;
+	const char *name;
+	value_parser parse;
+	size_t offset;
+	bool required;
+};
+
+static int parse_name(const char *value, void *field, char *expected, size_t size)
+{
+	size_t n = strlen(value);
+	bool ok = n >= 1 && n < CONFIG_NAME_MAX && islower((unsigned char)value[0]);
+	for (size_t i = 0; ok && i < n; i++)
+		ok = islower((unsigned char)value[i]) || isdigit((unsigned char)value[i]) ||
+		     value[i] == '-';
+	if (!ok) {
+		snprintf(expected, size,
+			 "expected a name of 1-31 characters a-z, 0-9 and '-', starting with a "
+			 "letter");
+		return -EINVAL;
+	}
+	strcpy(field, value);
+	return 0;
+}
+
+static int parse_id(const char *value, void *field, char *expected, size_t size)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(value, &end, 10);
+	if (!isdigit((unsigned char)value[0]) || *end || errno || v < 1 || v > 65535) {
+		snprintf(expected, size, "expected a number from 1 to 65535");
+		return -EINVAL;
+	}
+	*(uint16_t *)field = (uint16_t)v;
+	return 0;
+}
+
+static int parse_string(const char *value, void *field, size_t field_size, const char *what,
+			char *expected, size_t size)
+{
+	if (value[0] == '\0' || strlen(value) >= field_size) {
+		snprintf(expected, size, "expected %s of 1 to %zu characters", what,
+			 field_size - 1);
+		return -EINVAL;
+	}
+	strcpy(field, value);
+	return 0;
+}
+
+static int parse_path(const char *value, void *field, char *expected, size_t size)
+{
+	if (value[0] != '/') {
+		snprintf(expected, size, "expected an absolute path");
+		return -EINVAL;
+	}
+	return parse_string(value, field, PATH_MAX, "a path", expected, size);
+}
+
+static int parse_socket(const char *value, void *field, char *expected, size_t size)
+{
+	if (value[0] != '/') {
+		snprintf(expected, size, "expected an absolute path");
+		return -EINVAL;
+	}
+	return parse_string(value, field, CONFIG_SOCKET_MAX, "a socket path", expected, size);
+}
+
+static int parse_ifname(const char *value, void *field, char *expected, size_t size)
+{
+	for (const char *p = value; *p; p++) {
+		if (*p == '/' || isspace((unsigned char)*p) || *p == ':') {
+			snprintf(expected, size, "expected an interface name");
+			return -EINVAL;
+		}
+	}
+	return parse_string(value, field, IF_NAMESIZE, "an interface name", expected, size);
+}
+
+static int parse_ipv4(const char *value, void *field, char *expected, size_t size)
+{
+	if (inet_pton(AF_INET, value, field) != 1) {
+		snprintf(expected, size, "expected an IPv4 address");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* "A.B.C.D/LEN" into the control address and its prefix length. */
+static int parse_ipv4_prefix(const char *value, void *field, char *expected, size_t size)
+{
+	struct dp_config *dp = field;
+	char addr[INET_ADDRSTRLEN];
+	const char *slash = strchr(value, '/');
+	char *end;
+
+	if (!slash || (size_t)(slash - value) >= sizeof(addr))
+		goto bad;
+	memcpy(addr, value, (size_t)(slash - value));
+	addr[slash - value] = '\0';
+	errno = 0;
+	unsigned long plen = strtoul(slash + 1, &end, 10);
+	if (!isdigit((unsigned char)slash[1]) || *end || errno || plen < 1 || plen > 32)
+		goto bad;
+	if (inet_pton(AF_INET, addr, &dp->control_addr) != 1)
+		goto bad;
+	dp->control_plen = (uint8_t)plen;
+	return 0;
+bad:
+	snprintf(expected, size, "expected an IPv4 address with a prefix length, e.g. 10.77.0.1/16");
+	return -EINVAL;
+}
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct key keys[] = {
+	{"host", "name", parse_name, FIELD(name), true},
+	{"host", "id", parse_id, FIELD(id), true},
+	{"host", "state-dir", parse_path, FIELD(state_dir), false},
+	{"host", "control-socket", parse_socket, FIELD(control_socket), false},
+	{"datapath", "guest-interface", parse_ifname, FIELD(datapath.guest_if), false},
+	{"datapath", "uplink-interface", parse_ifname, FIELD(datapath.uplink_if), false},
+	{"datapath", "guest-address", parse_ipv4, FIELD(datapath.guest_addr), true},
+	{"datapath", "control-address", parse_ipv4_prefix, FIELD(datapath), true},
+};
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static void set_defaults(struct config *c)
+{
+	*c = (struct config){0};
+	strcpy(c->state_dir, "/var/lib/ettm");
+	strcpy(c->control_socket, "/run/ettm/ettmd.sock");
+	strcpy(c->datapath.guest_if, "g0");
+	strcpy(c->datapath.uplink_if, "u0");
+}
+
+static int error_at(char *error, size_t size, const char *file, unsigned line, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static int error_at(char *error, size_t size, const char *file, unsigned line, const char *fmt, ...)
+{
+	int n = line ? snprintf(error, size, "%s:%u: ", file, line) : snprintf(error, size, "%s: ", file);
+	if (n >= 0 && (size_t)n < size) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(error + n, size - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* Splits "key = value  # comment" in place. A value may be quoted to keep
+ * '#' and spaces. Returns 0, or -EINVAL with a reason in @why. */
+static int split_assignment(char *line, char **ret_key, char **ret_value, const char **why)
+{
+	char *eq = strchr(line, '=');
+	if (!eq) {
+		*why = "expected 'key = value', '[section]' or a comment";
+		return -EINVAL;
+	}
+	*eq = '\0';
+	char *key = trim(line);
+	char *value = eq + 1;
+	while (isspace((unsigned char)*value))
+		value++;
+	if (*value == '"') {
+		char *close = strchr(value + 1, '"');
+		if (!close) {
+			*why = "unterminated quoted value";
+			return -EINVAL;
+		}
+		*close = '\0';
+		char *rest = trim(close + 1);
+		if (*rest && *rest != '#') {
+			*why = "unexpected text after the quoted value";
+			return -EINVAL;
+		}
+		value++;
+	} else {
+		char *hash = strchr(value, '#');
+		if (hash)
+			*hash = '\0';
+		value = trim(value);
+	}
+	if (*key == '\0') {
+		*why = "missing key before '='";
+		return -EINVAL;
+	}
+	*ret_key = key;
+	*ret_value = value;
+	return 0;
+}
+
+static const struct key *find_key(const char *section, const char *name)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static bool known_section(const char *section)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcmp(keys[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+int config_parse(const char *text, size_t len, const char *filename, struct config *ret_config,
+		 char *error, size_t error_size)
+{
+	struct config c;
+	unsigned seen_line[N_KEYS] = {0};
+	char section[32] = "";
+	char line[LINE_MAX_LEN + 1];
+	unsigned lineno = 0;
+	size_t pos = 0;
+
+	set_defaults(&c);
+	while (pos < len) {
+		const char *start = text + pos;
+		const char *nl = memchr(start, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - start) : len - pos;
+		pos += n + (nl ? 1 : 0);
+		lineno++;
+		if (n > LINE_MAX_LEN)
+			return error_at(error, error_size, filename, lineno,
+					"line longer than %d bytes", LINE_MAX_LEN);
+		if (memchr(start, '\0', n))
+			return error_at(error, error_size, filename, lineno, "NUL byte in line");
+		memcpy(line, start, n);
+		line[n] = '\0';
+
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		if (*s == '[') {
+			char *close = strchr(s, ']');
+			char *rest = close ? trim(close + 1) : NULL;
+			if (!close || (*rest && *rest != '#'))
+				return error_at(error, error_size, filename, lineno,
+						"expected '[section]'");
+			*close = '\0';
+			char *name = trim(s + 1);
+			if (!known_section(name))
+				return error_at(error, error_size, filename, lineno,
+						"unknown section [%s] (expected [host] or [datapath])",
+						name);
+			snprintf(section, sizeof(section), "%s", name);
+			continue;
+		}
+
+		char *key, *value;
+		const char *why;
+		if (split_assignment(s, &key, &value, &why) < 0)
+			return error_at(error, error_size, filename, lineno, "%s", why);
+		if (section[0] == '\0')
+			return error_at(error, error_size, filename, lineno,
+					"key '%s' outside of a section", key);
+		const struct key *k = find_key(section, key);
+		if (!k)
+			return error_at(error, error_size, filename, lineno, "unknown key %s.%s",
+					section, key);
+		size_t idx = (size_t)(k - keys);
+		if (seen_line[idx])
+			return error_at(error, error_size, filename, lineno,
+					"%s.%s given twice (first on line %u)", section, key,
+					seen_line[idx]);
+		char expected[160];
+		if (k->parse(value, (char *)&c + k->offset, expected, sizeof(expected)) < 0)
+			return error_at(error, error_size, filename, lineno, "%s.%s: %s, got \"%s\"",
+					section, key, expected, value);
+		seen_line[idx] = lineno;
+	}
+
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (keys[i].required && !seen_line[i])
+			return error_at(error, error_size, filename, 0, "missing required key %s.%s",
+					keys[i].section, keys[i].name);
+	if (strcmp(c.datapath.guest_if, c.datapath.uplink_if) == 0)
+		return error_at(error, error_size, filename, 0,
+				"datapath.guest-interface and datapath.uplink-interface are both "
+				"\"%s\"",
+				c.datapath.guest_if);
+	*ret_config = c;
+	return 0;
+}
+
+int config_load(const char *path, struct config *ret_config, char *error, size_t error_size)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		int r = -errno;
+		snprintf(error, error_size, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	char *buf = malloc(CONFIG_FILE_MAX + 1);
+	if (!buf) {
+		fclose(f);
+		snprintf(error, error_size, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+	int r = ferror(f) ? -EIO : 0;
+	fclose(f);
+	if (r == 0 && n > CONFIG_FILE_MAX) {
+		snprintf(error, error_size, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+		r = -EFBIG;
+	} else if (r < 0) {
+		snprintf(error, error_size, "%s: read error", path);
+	} else {
+		r = config_parse(buf, n, path, ret_config, error, error_size);
+	}
+	free(buf);
+	return r;
+}

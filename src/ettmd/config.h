@@ -1,0 +1,32 @@
+/* ettmd's configuration file (docs/config.md): a small INI dialect with a
+ * fixed set of typed keys. Every error names file:line and what was
+ * expected; unknown keys are errors. */
+#pragma once
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datapath/datapath.h"
+
+#define CONFIG_NAME_MAX	  32
+#define CONFIG_SOCKET_MAX 108 /* sizeof(sockaddr_un.sun_path) */
+
+struct config {
+	char name[CONFIG_NAME_MAX];
+	uint16_t id;
+	char state_dir[PATH_MAX];
+	char control_socket[CONFIG_SOCKET_MAX];
+	struct dp_config datapath;
+};
+
+/* Parses @len bytes of @text; @filename is only used in messages. On success
+ * returns 0 and fills *ret_config (defaults for keys not given). On error
+ * returns -EINVAL and writes "FILE:LINE: message" into @error (size
+ * @error_size); *ret_config is untouched. */
+int config_parse(const char *text, size_t len, const char *filename, struct config *ret_config,
+		 char *error, size_t error_size);
+
+/* Reads and parses the file at @path; errors as config_parse(), plus -errno
+ * with "PATH: reason" when the file cannot be read. */
+int config_load(const char *path, struct config *ret_config, char *error, size_t error_size);

@@ -1,0 +1,264 @@
+/* ettmd: the ETTM agent. One per host, running in the host's AEE. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include <uv.h>
+
+#include "api/server.h"
+#include "config.h"
+#include "datapath/datapath.h"
+#include "lib/fileio.h"
+#include "lib/log.h"
+
+/* How often the agent checks that its table is still in the kernel. */
+#define WATCH_INTERVAL_MS 5000
+
+struct agent {
+	uv_loop_t *loop;
+	struct config cfg;
+	struct datapath dp;
+	struct ctl_server ctl;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t watch;
+	struct timespec started;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: ettmd --config FILE [--log-level LEVEL]\n"
+		"       ettmd --check-config --config FILE\n"
+		"\n"
+		"The ETTM agent. Runs in the host's AEE network namespace, owns the\n"
+		"datapath between the guest link and the uplink (nftables table\n"
+		"'inet ettm'), and answers ettmctl on its control socket.\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE      configuration file (see docs/config.md)\n"
+		"  -l, --log-level LEVEL  error, warn, info (default) or debug\n"
+		"      --check-config     parse the configuration, report, and exit\n"
+		"  -h, --help             show this help\n"
+		"  -V, --version          show the version\n"
+		"\n"
+		"SIGTERM or SIGINT stop the agent; the datapath keeps its last rules.\n");
+}
+
+static double uptime_seconds(const struct agent *a)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - a->started.tv_sec) +
+	       (double)(now.tv_nsec - a->started.tv_nsec) / 1e9;
+}
+
+static json_t *datapath_status(struct agent *a)
+{
+	struct dp_counter counters[DP_COUNTER_MAX];
+	json_t *cs = json_object();
+	int r = dp_read_counters(&a->dp, counters);
+	for (int i = 0; r == 0 && i < DP_COUNTER_MAX; i++)
+		json_object_set_new(cs, dp_counter_name(i),
+				    json_pack("{s:I, s:I}", "packets", (json_int_t)counters[i].packets,
+					      "bytes", (json_int_t)counters[i].bytes));
+	const char *state = a->dp.ok ? "ok" : "error";
+	const char *error = a->dp.error;
+	if (a->dp.ok && r < 0) {
+		state = "error";
+		error = r == -ENOENT ? "the table inet ettm is missing" : "cannot read counters";
+	}
+	return json_pack("{s:s, s:s?, s:s, s:I, s:o}", "state", state, "error", error, "table",
+			 DP_TABLE_FAMILY " " DP_TABLE_NAME, "generation",
+			 (json_int_t)a->dp.generation, "counters", cs);
+}
+
+static int handle_request(void *userdata, const struct ctl_request *req, json_t **ret_result,
+			  char **ret_error)
+{
+	struct agent *a = userdata;
+	if (strcmp(req->cmd, "status") == 0) {
+		*ret_result = json_pack("{s:s, s:i, s:s, s:i, s:f, s:o}", "host", a->cfg.name, "id",
+					a->cfg.id, "version", ETTM_VERSION, "pid", (int)getpid(),
+					"uptime_s", uptime_seconds(a), "datapath",
+					datapath_status(a));
+		return *ret_result ? 0 : -ENOMEM;
+	}
+	if (asprintf(ret_error, "unknown command \"%s\"", req->cmd) < 0)
+		*ret_error = NULL;
+	return -EOPNOTSUPP;
+}
+
+/* Someone removed the table (nft flush ruleset, a careless admin): put it
+ * back, so the agent keeps owning its datapath. */
+static void watch_cb(uv_timer_t *t)
+{
+	struct agent *a = t->data;
+	if (dp_table_present(&a->dp))
+		return;
+	log_warn("datapath: table %s %s disappeared; restoring it", DP_TABLE_FAMILY,
+		 DP_TABLE_NAME);
+	if (dp_reconcile(&a->dp) < 0)
+		log_error("datapath: cannot restore: %s", a->dp.error);
+}
+
+static void closed_cb(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void ctl_closed_cb(struct ctl_server *s)
+{
+	(void)s;
+}
+
+static void signal_cb(uv_signal_t *sig, int signum)
+{
+	struct agent *a = sig->data;
+	log_info("received %s; stopping (the datapath keeps its rules)", strsignal(signum));
+	ctl_server_close(&a->ctl, ctl_closed_cb);
+	uv_close((uv_handle_t *)&a->sigterm, closed_cb);
+	uv_close((uv_handle_t *)&a->sigint, closed_cb);
+	uv_close((uv_handle_t *)&a->watch, closed_cb);
+}
+
+static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_check)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"check-config", no_argument, NULL, 'C'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	enum log_level level;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:l:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			*ret_config = optarg;
+			break;
+		case 'l':
+			if (log_level_parse(optarg, &level) < 0) {
+				fprintf(stderr, "ettmd: --log-level: expected error, warn, info or "
+						"debug, got \"%s\"\n",
+					optarg);
+				return 2;
+			}
+			log_set_level(level);
+			break;
+		case 'C':
+			*ret_check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("ettmd %s\n", ETTM_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'ettmd --help'.\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ettmd: unexpected argument \"%s\"\nTry 'ettmd --help'.\n",
+			argv[optind]);
+		return 2;
+	}
+	if (!*ret_config) {
+		fprintf(stderr, "ettmd: --config FILE is required\nTry 'ettmd --help'.\n");
+		return 2;
+	}
+	return -1;
+}
+
+static int start(struct agent *a)
+{
+	int r = file_mkdir_p(a->cfg.state_dir);
+	if (r < 0) {
+		log_error("state directory %s: %s", a->cfg.state_dir, strerror(-r));
+		return r;
+	}
+	r = dp_open(&a->dp, &a->cfg.datapath, a->cfg.state_dir);
+	if (r < 0) {
+		log_error("datapath: %s", strerror(-r));
+		return r;
+	}
+	/* A failed reconciliation is reported through status, not fatal: the
+	 * admin can see why and fix the host while the agent keeps serving. */
+	if (dp_reconcile(&a->dp) < 0)
+		log_error("datapath: %s", a->dp.error);
+	else
+		log_info("datapath: ready (%s <-> %s, guest %s)", a->cfg.datapath.guest_if,
+			 a->cfg.datapath.uplink_if, inet_ntoa(a->cfg.datapath.guest_addr));
+
+	char *slash = strrchr(a->cfg.control_socket, '/');
+	if (slash && slash != a->cfg.control_socket) {
+		*slash = '\0';
+		r = file_mkdir_p(a->cfg.control_socket);
+		*slash = '/';
+		if (r < 0) {
+			log_error("control socket directory: %s", strerror(-r));
+			return r;
+		}
+	}
+	r = ctl_server_start(&a->ctl, a->loop, a->cfg.control_socket, handle_request, a);
+	if (r < 0) {
+		log_error("control socket %s: %s", a->cfg.control_socket,
+			  r == -EADDRINUSE ? "another agent is listening there" : strerror(-r));
+		return r;
+	}
+
+	uv_signal_init(a->loop, &a->sigterm);
+	uv_signal_init(a->loop, &a->sigint);
+	a->sigterm.data = a->sigint.data = a;
+	uv_signal_start(&a->sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&a->sigint, signal_cb, SIGINT);
+	uv_timer_init(a->loop, &a->watch);
+	a->watch.data = a;
+	uv_timer_start(&a->watch, watch_cb, WATCH_INTERVAL_MS, WATCH_INTERVAL_MS);
+	log_info("agent %s (id %u) listening on %s", a->cfg.name, a->cfg.id, a->cfg.control_socket);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct agent agent;
+	const char *config_path = NULL;
+	bool check = false;
+	char error[512];
+
+	log_set_ident("ettmd");
+	int r = parse_args(argc, argv, &config_path, &check);
+	if (r >= 0)
+		return r;
+	if (config_load(config_path, &agent.cfg, error, sizeof(error)) < 0) {
+		fprintf(stderr, "ettmd: %s\n", error);
+		return 1;
+	}
+	if (check) {
+		printf("%s: ok\n", config_path);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	clock_gettime(CLOCK_MONOTONIC, &agent.started);
+	agent.loop = uv_default_loop();
+	if (start(&agent) < 0) {
+		dp_close(&agent.dp);
+		return 1;
+	}
+	uv_run(agent.loop, UV_RUN_DEFAULT);
+	uv_loop_close(agent.loop);
+	dp_close(&agent.dp);
+	log_info("stopped");
+	return 0;
+}
