@@ -1,0 +1,78 @@
+# Thin wrapper around meson and the lab, so a newcomer types one command.
+# Every target that builds or runs installs what it needs first.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+# Seconds each fuzz target runs in `make check` (and `make fuzz FUZZ_SECONDS=600`).
+FUZZ_SECONDS ?= 20
+# Warnings are errors in CI (CI=true), warnings elsewhere.
+WERROR     ?= $(if $(filter true 1 yes,$(CI)),true,false)
+PYTHON     ?= /usr/bin/python3
+LAB        := lab/ettm-lab
+FUZZ_TARGETS := config proto
+
+.PHONY: all deps build lab lab-down check unit asan fuzz lab-test format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+# meson setup once; later runs only update options.
+define setup
+	@if [ ! -d $(1)/meson-private ]; then \
+		$(2) meson setup $(1) $(3); \
+	else \
+		meson configure $(1) $(3); \
+	fi
+endef
+
+build: deps
+	$(call setup,$(BUILD),,-Dwerror=$(WERROR))
+	ninja -C $(BUILD)
+
+# The lab network of DESIGN.md with the default 4 hosts; stays up.
+lab: build
+	$(LAB) up
+
+lab-down:
+	$(LAB) down
+
+unit: build
+	meson test -C $(BUILD) --suite unit --suite fuzz --print-errorlogs
+
+# The same unit tests and corpus replays under AddressSanitizer and UBSan.
+asan: deps
+	$(call setup,$(ASAN_BUILD),,-Dwerror=$(WERROR) -Db_sanitize=address,undefined -Db_lundef=false)
+	ninja -C $(ASAN_BUILD)
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C $(ASAN_BUILD) --suite unit --suite fuzz --print-errorlogs
+
+# libFuzzer on each target for FUZZ_SECONDS, from a copy of the checked-in
+# corpus (new inputs land in the build directory, not in the source tree).
+fuzz: deps
+	$(call setup,$(FUZZ_BUILD),CC=clang,-Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link)
+	ninja -C $(FUZZ_BUILD)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_BUILD)/corpus-$$t && \
+		cp -n tests/fuzz/corpus/$$t/* $(FUZZ_BUILD)/corpus-$$t/ && \
+		echo "fuzz-$$t: $(FUZZ_SECONDS) s" && \
+		$(FUZZ_BUILD)/tests/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=$(FUZZ_BUILD)/ -print_final_stats=1 \
+			$(FUZZ_BUILD)/corpus-$$t >$(FUZZ_BUILD)/fuzz-$$t.log 2>&1; \
+		status=$$?; tail -n 12 $(FUZZ_BUILD)/fuzz-$$t.log; \
+		[ $$status -eq 0 ] || { echo "fuzz-$$t failed: see $(FUZZ_BUILD)/fuzz-$$t.log"; exit 1; }; \
+	done
+
+# Integration tests in namespaces (root; skipped with a reason otherwise).
+lab-test: build
+	$(PYTHON) -m pytest -v -p no:cacheprovider tests/lab
+
+check: unit asan fuzz lab-test
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

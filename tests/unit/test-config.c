@@ -1,0 +1,175 @@
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+
+#include "ettmd/config.h"
+
+static const char good[] = "# host 1 of the lab\n"
+			   "[host]\n"
+			   "name = h1\n"
+			   "id = 1   # its number\n"
+			   "state-dir = \"/run/ettm lab/h1\"\n"
+			   "control-socket = /run/ettm/h1.sock\n"
+			   "\n"
+			   "[datapath]\n"
+			   "  guest-interface = g0\n"
+			   "uplink-interface=u0\n"
+			   "guest-address = 10.77.1.1\n"
+			   "control-address = 10.77.0.1/16\n";
+
+static void test_good_file(void **state)
+{
+	struct config c;
+	char error[256] = "";
+	(void)state;
+	assert_int_equal(config_parse(good, strlen(good), "h1.conf", &c, error, sizeof(error)), 0);
+	assert_string_equal(c.name, "h1");
+	assert_int_equal(c.id, 1);
+	assert_string_equal(c.state_dir, "/run/ettm lab/h1");
+	assert_string_equal(c.control_socket, "/run/ettm/h1.sock");
+	assert_string_equal(c.datapath.guest_if, "g0");
+	assert_string_equal(c.datapath.uplink_if, "u0");
+	assert_string_equal(inet_ntoa(c.datapath.guest_addr), "10.77.1.1");
+	assert_string_equal(inet_ntoa(c.datapath.control_addr), "10.77.0.1");
+	assert_int_equal(c.datapath.control_plen, 16);
+}
+
+static void test_defaults(void **state)
+{
+	static const char minimal[] = "[host]\nname=a\nid=65535\n[datapath]\n"
+				      "guest-address=1.2.3.4\ncontrol-address=1.2.3.5/24";
+	struct config c;
+	char error[256] = "";
+	(void)state;
+	assert_int_equal(config_parse(minimal, strlen(minimal), "m.conf", &c, error, sizeof(error)),
+			 0);
+	assert_int_equal(c.id, 65535);
+	assert_string_equal(c.state_dir, "/var/lib/ettm");
+	assert_string_equal(c.control_socket, "/run/ettm/ettmd.sock");
+	assert_string_equal(c.datapath.guest_if, "g0");
+	assert_string_equal(c.datapath.uplink_if, "u0");
+}
+
+struct bad_case {
+	const char *text;
+	const char *error;
+};
+
+static const struct bad_case bad_cases[] = {
+	{"[host]\nname = h1\nid = 1\ncolour = blue\n", "x.conf:4: unknown key host.colour"},
+	{"[hots]\n", "x.conf:1: unknown section [hots] (expected [host] or [datapath])"},
+	{"name = h1\n", "x.conf:1: key 'name' outside of a section"},
+	{"[host]\nname h1\n", "x.conf:2: expected 'key = value', '[section]' or a comment"},
+	{"[host\n", "x.conf:1: expected '[section]'"},
+	{"[host]\nname = H1\n",
+	 "x.conf:2: host.name: expected a name of 1-31 characters a-z, 0-9 and '-', starting "
+	 "with a letter, got \"H1\""},
+	{"[host]\nid = 0\n", "x.conf:2: host.id: expected a number from 1 to 65535, got \"0\""},
+	{"[host]\nid = 65536\n",
+	 "x.conf:2: host.id: expected a number from 1 to 65535, got \"65536\""},
+	{"[host]\nid = -1\n", "x.conf:2: host.id: expected a number from 1 to 65535, got \"-1\""},
+	{"[host]\nname = a\nname = b\n", "x.conf:3: host.name given twice (first on line 2)"},
+	{"[host]\nstate-dir = relative\n",
+	 "x.conf:2: host.state-dir: expected an absolute path, got \"relative\""},
+	{"[datapath]\nguest-address = 10.77.1\n",
+	 "x.conf:2: datapath.guest-address: expected an IPv4 address, got \"10.77.1\""},
+	{"[datapath]\ncontrol-address = 10.77.0.1\n",
+	 "x.conf:2: datapath.control-address: expected an IPv4 address with a prefix length, "
+	 "e.g. 10.77.0.1/16, got \"10.77.0.1\""},
+	{"[datapath]\ncontrol-address = 10.77.0.1/33\n",
+	 "x.conf:2: datapath.control-address: expected an IPv4 address with a prefix length, "
+	 "e.g. 10.77.0.1/16, got \"10.77.0.1/33\""},
+	{"[datapath]\nguest-interface = a-very-long-interface\n",
+	 "x.conf:2: datapath.guest-interface: expected an interface name of 1 to 15 characters, "
+	 "got \"a-very-long-interface\""},
+	{"[host]\nname = \"h1\n", "x.conf:2: unterminated quoted value"},
+	{"[host]\nname = \"h1\" x\n", "x.conf:2: unexpected text after the quoted value"},
+	{"[host]\n= h1\n", "x.conf:2: missing key before '='"},
+	{"[host]\nname = h1\n", "x.conf: missing required key host.id"},
+	{"[host]\nname = h1\nid = 1\n[datapath]\nguest-address=1.1.1.1\n"
+	 "control-address=1.1.1.2/8\nguest-interface=x\nuplink-interface=x\n",
+	 "x.conf: datapath.guest-interface and datapath.uplink-interface are both \"x\""},
+};
+
+static void test_bad_files(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		struct config c;
+		memset(&c, 0x5a, sizeof(c));
+		struct config before = c;
+		char error[256] = "";
+		int r = config_parse(bad_cases[i].text, strlen(bad_cases[i].text), "x.conf", &c,
+				     error, sizeof(error));
+		if (r != -EINVAL || strcmp(error, bad_cases[i].error) != 0)
+			fail_msg("case %zu: got %d \"%s\", expected \"%s\"", i, r, error,
+				 bad_cases[i].error);
+		/* A rejected file leaves the caller's configuration alone. */
+		assert_memory_equal(&c, &before, sizeof(c));
+	}
+}
+
+static void test_nul_and_long_lines(void **state)
+{
+	struct config c;
+	char error[256];
+	static char text[8192];
+	(void)state;
+
+	static const char nul[] = "[host]\nna\0me = x\n";
+	assert_int_equal(config_parse(nul, sizeof(nul) - 1, "x.conf", &c, error, sizeof(error)),
+			 -EINVAL);
+	assert_string_equal(error, "x.conf:2: NUL byte in line");
+
+	memset(text, 'a', sizeof(text));
+	assert_int_equal(config_parse(text, sizeof(text), "x.conf", &c, error, sizeof(error)),
+			 -EINVAL);
+	assert_string_equal(error, "x.conf:1: line longer than 4096 bytes");
+}
+
+static void test_load_missing_file(void **state)
+{
+	struct config c;
+	char error[256];
+	(void)state;
+	assert_int_equal(config_load("/nonexistent/ettmd.conf", &c, error, sizeof(error)), -ENOENT);
+	assert_string_equal(error, "/nonexistent/ettmd.conf: No such file or directory");
+}
+
+static void test_load_file(void **state)
+{
+	char path[] = "/tmp/ettm-test-config-XXXXXX";
+	int fd = mkstemp(path);
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, good, strlen(good)), (ssize_t)strlen(good));
+	close(fd);
+	struct config c;
+	char error[256] = "";
+	int r = config_load(path, &c, error, sizeof(error));
+	unlink(path);
+	assert_int_equal(r, 0);
+	assert_string_equal(c.name, "h1");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good_file),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_nul_and_long_lines),
+		cmocka_unit_test(test_load_missing_file),
+		cmocka_unit_test(test_load_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
