@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int reject(char *error, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int reject(char *error, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int reject(char *error, size_t size, const char *fmt, ...)
 {
@@ -17,7 +18,7 @@ static int reject(char *error, size_t size, const char *fmt, ...)
 }
 
 int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req, char *error,
-		      size_t error_size)
+                      size_t error_size)
 {
 	json_error_t jerr;
 	*ret_req = (struct ctl_request){0};
@@ -28,7 +29,7 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req,
 	json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return reject(error, error_size, "invalid JSON at byte %d: %s", jerr.position,
-			      jerr.text);
+		              jerr.text);
 	int r = 0;
 	if (!json_is_object(root)) {
 		r = reject(error, error_size, "request must be a JSON object");
@@ -54,8 +55,8 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req,
 	size_t name_len = json_string_length(cmd);
 	if (!name || name_len == 0 || name_len >= CTL_CMD_MAX || strlen(name) != name_len) {
 		r = reject(error, error_size,
-			   "field \"cmd\": expected a non-empty string of at most %d bytes",
-			   CTL_CMD_MAX - 1);
+		           "field \"cmd\": expected a non-empty string of at most %d bytes",
+		           CTL_CMD_MAX - 1);
 		goto out;
 	}
 
@@ -109,15 +110,15 @@ static char *encode_line(json_t *obj)
 
 char *ctl_request_encode(json_int_t id, const char *cmd, json_t *args)
 {
-	return encode_line(json_pack("{s:I, s:s, s:o}", "id", id, "cmd", cmd,
-				     "args", args ? args : json_object()));
+	return encode_line(json_pack("{s:I, s:s, s:o}", "id", id, "cmd", cmd, "args",
+	                             args ? args : json_object()));
 }
 
 char *ctl_reply_encode(const struct ctl_request *req, json_t *result, const char *error)
 {
-	json_t *reply = error ? json_pack("{s:b, s:s}", "ok", 0, "error", error)
-			      : json_pack("{s:b, s:o}", "ok", 1, "result",
-					  result ? result : json_object());
+	json_t *reply =
+	    error ? json_pack("{s:b, s:s}", "ok", 0, "error", error)
+	          : json_pack("{s:b, s:o}", "ok", 1, "result", result ? result : json_object());
 	if (error)
 		json_decref(result);
 	if (reply && req && req->has_id)
@@ -126,13 +127,13 @@ char *ctl_reply_encode(const struct ctl_request *req, json_t *result, const char
 }
 
 int ctl_reply_parse(const char *line, size_t len, bool *ret_ok, json_t **ret_result,
-		    char **ret_error, char *error, size_t error_size)
+                    char **ret_error, char *error, size_t error_size)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(line, len, 0, &jerr);
 	if (!root)
 		return reject(error, error_size, "invalid JSON reply at byte %d: %s", jerr.position,
-			      jerr.text);
+		              jerr.text);
 	int r = 0;
 	json_t *ok = json_object_get(root, "ok");
 	if (!json_is_boolean(ok)) {

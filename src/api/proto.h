@@ -24,7 +24,7 @@ struct ctl_request {
  * @error, and, if the request's id could be read, sets *ret_req's id so the
  * reply can carry it. */
 int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req, char *error,
-		      size_t error_size);
+                      size_t error_size);
 
 void ctl_request_done(struct ctl_request *req);
 
@@ -43,4 +43,4 @@ char *ctl_reply_encode(const struct ctl_request *req, json_t *result, const char
  * agent's reason (newly allocated). Returns -EINVAL with @error set when the
  * line is not a reply. */
 int ctl_reply_parse(const char *line, size_t len, bool *ret_ok, json_t **ret_result,
-		    char **ret_error, char *error, size_t error_size);
+                    char **ret_error, char *error, size_t error_size);

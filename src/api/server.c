@@ -177,7 +177,7 @@ static bool socket_is_live(const char *path)
 }
 
 int ctl_server_start(struct ctl_server *server, uv_loop_t *loop, const char *path,
-		     ctl_handler_fn handler, void *userdata)
+                     ctl_handler_fn handler, void *userdata)
 {
 	*server = (struct ctl_server){.loop = loop, .handler = handler, .userdata = userdata};
 	if (strlen(path) >= sizeof(server->path))

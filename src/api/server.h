@@ -9,7 +9,7 @@
 /* Answers one request: returns 0 with *ret_result (may stay NULL for {}), or
  * a negative errno with a newly allocated *ret_error. */
 typedef int (*ctl_handler_fn)(void *userdata, const struct ctl_request *req, json_t **ret_result,
-			      char **ret_error);
+                              char **ret_error);
 
 struct ctl_client;
 
@@ -27,7 +27,7 @@ struct ctl_server {
 /* Listens on @path (mode 0600). A stale socket file left by a dead agent is
  * replaced; a live one is not (-EADDRINUSE). Returns 0 or a negative errno. */
 int ctl_server_start(struct ctl_server *server, uv_loop_t *loop, const char *path,
-		     ctl_handler_fn handler, void *userdata);
+                     ctl_handler_fn handler, void *userdata);
 
 /* Closes the listener and every client, removes the socket file, and calls
  * @close_cb (may be NULL) once every handle is closed. */

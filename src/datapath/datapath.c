@@ -13,7 +13,7 @@
 #include "ruleset.h"
 
 #define GENERATION_FILE "datapath.generation"
-#define RULESET_FILE	"datapath.nft"
+#define RULESET_FILE    "datapath.nft"
 
 int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_dir)
 {
@@ -45,8 +45,8 @@ static void set_error(struct datapath *dp, char *error)
 static void record_generation(struct datapath *dp, const char *text)
 {
 	char *last = NULL;
-	bool same = file_read_state(dp->state_dir, RULESET_FILE, &last) == 0 &&
-		    strcmp(last, text) == 0;
+	bool same =
+	    file_read_state(dp->state_dir, RULESET_FILE, &last) == 0 && strcmp(last, text) == 0;
 	free(last);
 	if (same && dp->generation > 0)
 		return;
@@ -56,7 +56,7 @@ static void record_generation(struct datapath *dp, const char *text)
 	if (file_write_state(dp->state_dir, RULESET_FILE, text) < 0 ||
 	    file_write_state(dp->state_dir, GENERATION_FILE, number) < 0)
 		log_warn("datapath: cannot record generation %" PRIu64 " in %s", dp->generation,
-			 dp->state_dir);
+		         dp->state_dir);
 	else
 		log_info("datapath: ruleset generation %" PRIu64, dp->generation);
 }

@@ -12,14 +12,14 @@
 #include <stdint.h>
 
 #define DP_TABLE_FAMILY "inet"
-#define DP_TABLE_NAME	"ettm"
+#define DP_TABLE_NAME   "ettm"
 
 struct dp_config {
 	char guest_if[IF_NAMESIZE];  /* AEE side of the guest link, e.g. "g0" */
 	char uplink_if[IF_NAMESIZE]; /* AEE link to the switch, e.g. "u0" */
 	struct in_addr guest_addr;   /* the guest's one address */
 	struct in_addr control_addr; /* the AEE's own address on the uplink */
-	uint8_t control_plen;	     /* its prefix length */
+	uint8_t control_plen;        /* its prefix length */
 };
 
 struct dp_counter {

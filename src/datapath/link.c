@@ -16,7 +16,8 @@
 /* Requests are small; the kernel's acknowledgements fit in a page. */
 #define RTNL_BUFFER_SIZE 8192
 
-static int fail(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char **ret_error, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char **ret_error, int r, const char *fmt, ...)
 {
@@ -119,7 +120,7 @@ static int set_sysctls(const struct dp_config *cfg, char **ret_error)
 		r = write_sysctl(path, "1");
 		if (r == 0) {
 			snprintf(path, sizeof(path), "/proc/sys/net/ipv4/neigh/%s/proxy_delay",
-				 ifs[i]);
+			         ifs[i]);
 			r = write_sysctl(path, "0");
 		}
 		if (r < 0)

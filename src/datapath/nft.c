@@ -106,8 +106,8 @@ int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_err
 int dp_nft_read_counters(struct dp_nft *nft, struct dp_counter ret[DP_COUNTER_MAX])
 {
 	char *out = NULL;
-	int r = run(nft, "list counters table " DP_TABLE_FAMILY " " DP_TABLE_NAME, true, &out,
-		    NULL);
+	int r =
+	    run(nft, "list counters table " DP_TABLE_FAMILY " " DP_TABLE_NAME, true, &out, NULL);
 	if (r < 0)
 		return r;
 

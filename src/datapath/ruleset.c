@@ -9,9 +9,9 @@
 #include <jansson.h>
 
 static const char *const counter_names[DP_COUNTER_MAX] = {
-	[DP_COUNTER_GUEST_TX] = "guest_tx",
-	[DP_COUNTER_GUEST_RX] = "guest_rx",
-	[DP_COUNTER_SPOOFED] = "spoofed",
+    [DP_COUNTER_GUEST_TX] = "guest_tx",
+    [DP_COUNTER_GUEST_RX] = "guest_rx",
+    [DP_COUNTER_SPOOFED] = "spoofed",
 };
 
 const char *dp_counter_name(enum dp_counter_id id)
@@ -20,7 +20,7 @@ const char *dp_counter_name(enum dp_counter_id id)
 }
 
 static struct dp_chain *add_chain(struct dp_ruleset *rs, const char *name, const char *hook,
-				  const char *policy)
+                                  const char *policy)
 {
 	struct dp_chain *c = &rs->chains[rs->n_chains++];
 	*c = (struct dp_chain){.name = name, .hook = hook, .policy = policy};
@@ -59,11 +59,13 @@ int dp_ruleset_build(const struct dp_config *cfg, struct dp_ruleset *ret_rs)
 	 * table stays when ettmd stops, so the host keeps working with the
 	 * last rules (fail-static). */
 	struct dp_chain *fwd = add_chain(&rs, "forward", "forward", "drop");
-	r |= add_rule(fwd, "iifname \"%s\" oifname \"%s\" ip saddr %s counter name \"guest_tx\" accept", g,
-		      u, guest);
+	r |= add_rule(fwd,
+	              "iifname \"%s\" oifname \"%s\" ip saddr %s counter name \"guest_tx\" accept",
+	              g, u, guest);
 	r |= add_rule(fwd, "iifname \"%s\" counter name \"spoofed\" drop", g);
-	r |= add_rule(fwd, "iifname \"%s\" oifname \"%s\" ip daddr %s counter name \"guest_rx\" accept", u,
-		      g, guest);
+	r |= add_rule(fwd,
+	              "iifname \"%s\" oifname \"%s\" ip daddr %s counter name \"guest_rx\" accept",
+	              u, g, guest);
 
 	/* Traffic for the AEE itself (its services) is accepted, but not from a
 	 * forged guest source. */
@@ -98,8 +100,8 @@ void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out)
 		const struct dp_chain *c = &rs->chains[i];
 		fprintf(out, "\tchain %s {\n", c->name);
 		if (c->hook)
-			fprintf(out, "\t\ttype filter hook %s priority filter; policy %s;\n", c->hook,
-				c->policy);
+			fprintf(out, "\t\ttype filter hook %s priority filter; policy %s;\n",
+			        c->hook, c->policy);
 		for (size_t j = 0; j < c->n_rules; j++)
 			fprintf(out, "\t\t%s\n", c->rules[j]);
 		fprintf(out, "\t}\n");
@@ -176,12 +178,13 @@ int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json
 			const char *name = json_string_value(json_object_get(obj, "name"));
 			if (!obj || !family || !table || !name)
 				continue;
-			if (strcmp(family, DP_TABLE_FAMILY) != 0 || strcmp(table, DP_TABLE_NAME) != 0)
+			if (strcmp(family, DP_TABLE_FAMILY) != 0 ||
+			    strcmp(table, DP_TABLE_NAME) != 0)
 				continue;
 			if (dp_ruleset_has(rs, listed_kinds[k], name))
 				continue;
 			fprintf(f, "delete %s %s %s %s\n", listed_kinds[k], DP_TABLE_FAMILY,
-				DP_TABLE_NAME, name);
+			        DP_TABLE_NAME, name);
 		}
 	}
 	dp_ruleset_render(rs, f);

@@ -58,7 +58,7 @@ static int call(const struct options *o, const char *cmd, json_t *args, json_t *
 			close(fd);
 		json_decref(args);
 		return fail("cannot reach the agent at %s: %s%s", o->socket, strerror(e),
-			    e == ENOENT || e == ECONNREFUSED ? " (is ettmd running?)" : "");
+		            e == ENOENT || e == ECONNREFUSED ? " (is ettmd running?)" : "");
 	}
 
 	char *line = ctl_request_encode(1, cmd, args);
@@ -96,8 +96,8 @@ static int call(const struct options *o, const char *cmd, json_t *args, json_t *
 	bool ok;
 	char *reason = NULL, error[256];
 	json_t *result = NULL;
-	if (ctl_reply_parse(buf, (size_t)(nl - buf), &ok, &result, &reason, error,
-			    sizeof(error)) < 0)
+	if (ctl_reply_parse(buf, (size_t)(nl - buf), &ok, &result, &reason, error, sizeof(error)) <
+	    0)
 		return fail("%s", error);
 	if (!ok) {
 		fail("%s", reason);
@@ -120,7 +120,8 @@ static int print_json(json_t *v)
 
 static uint64_t counter_value(json_t *counters, const char *name, const char *field)
 {
-	return (uint64_t)json_integer_value(json_object_get(json_object_get(counters, name), field));
+	return (uint64_t)json_integer_value(
+	    json_object_get(json_object_get(counters, name), field));
 }
 
 static int cmd_status(const struct options *o, int argc, char **argv)
@@ -146,7 +147,8 @@ static int cmd_status(const struct options *o, int argc, char **argv)
 	       json_string_value(json_object_get(r, "host")),
 	       json_integer_value(json_object_get(r, "id")));
 	printf("version    %s\n", json_string_value(json_object_get(r, "version")));
-	printf("pid        %" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(r, "pid")));
+	printf("pid        %" JSON_INTEGER_FORMAT "\n",
+	       json_integer_value(json_object_get(r, "pid")));
 	printf("uptime     %.1f s\n", json_real_value(json_object_get(r, "uptime_s")));
 	printf("datapath   %s%s%s\n", json_string_value(json_object_get(dp, "state")),
 	       error ? ": " : "", error ? error : "");
@@ -157,55 +159,56 @@ static int cmd_status(const struct options *o, int argc, char **argv)
 	const char *names[] = {"guest_tx", "guest_rx", "spoofed"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		printf("%-10s %14" PRIu64 " %16" PRIu64 "\n", names[i],
-		       counter_value(cs, names[i], "packets"), counter_value(cs, names[i], "bytes"));
+		       counter_value(cs, names[i], "packets"),
+		       counter_value(cs, names[i], "bytes"));
 	json_decref(r);
 	return 0;
 }
 
 static const struct command commands[] = {
-	{"status", "show the agent's host, version, uptime and datapath",
-	 "Usage: ettmctl [--socket PATH] [--json] status\n"
-	 "\n"
-	 "Shows the agent's host name and id, version, pid, uptime, and its\n"
-	 "datapath: state (ok or error, with the reason), the nftables table it\n"
-	 "owns, the ruleset generation, and the packet and byte counters of\n"
-	 "guest traffic (guest_tx: guest to network, guest_rx: network to guest,\n"
-	 "spoofed: dropped because the source was not the guest's address).\n",
-	 cmd_status},
+    {"status", "show the agent's host, version, uptime and datapath",
+     "Usage: ettmctl [--socket PATH] [--json] status\n"
+     "\n"
+     "Shows the agent's host name and id, version, pid, uptime, and its\n"
+     "datapath: state (ok or error, with the reason), the nftables table it\n"
+     "owns, the ruleset generation, and the packet and byte counters of\n"
+     "guest traffic (guest_tx: guest to network, guest_rx: network to guest,\n"
+     "spoofed: dropped because the source was not the guest's address).\n",
+     cmd_status},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out)
 {
-	fprintf(out, "Usage: ettmctl [--socket PATH] [--json] COMMAND [ARGS...]\n"
-		     "       ettmctl COMMAND --help\n"
-		     "\n"
-		     "The ETTM admin CLI: talks to an ettmd agent over its control socket.\n"
-		     "\n"
-		     "Options:\n"
-		     "  -s, --socket PATH  the agent's control socket (default " DEFAULT_SOCKET
-		     ",\n"
-		     "                     or $ETTM_SOCKET when set)\n"
-		     "  -j, --json         print machine-readable JSON\n"
-		     "  -h, --help         show this help\n"
-		     "  -V, --version      show the version\n"
-		     "\n"
-		     "Commands:\n");
+	fprintf(out,
+	        "Usage: ettmctl [--socket PATH] [--json] COMMAND [ARGS...]\n"
+	        "       ettmctl COMMAND --help\n"
+	        "\n"
+	        "The ETTM admin CLI: talks to an ettmd agent over its control socket.\n"
+	        "\n"
+	        "Options:\n"
+	        "  -s, --socket PATH  the agent's control socket (default " DEFAULT_SOCKET ",\n"
+	        "                     or $ETTM_SOCKET when set)\n"
+	        "  -j, --json         print machine-readable JSON\n"
+	        "  -h, --help         show this help\n"
+	        "  -V, --version      show the version\n"
+	        "\n"
+	        "Commands:\n");
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nExit status: 0 on success, 1 when the agent cannot be reached or\n"
-		     "refuses the request, 2 for bad arguments.\n");
+	             "refuses the request, 2 for bad arguments.\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
 	};
 	struct options o = {.socket = getenv("ETTM_SOCKET")};
 	if (!o.socket || !*o.socket)
@@ -251,7 +254,7 @@ int main(int argc, char **argv)
 			if (strcmp(sub_argv[k], "--json") == 0 || strcmp(sub_argv[k], "-j") == 0) {
 				o.json = true;
 				memmove(&sub_argv[k], &sub_argv[k + 1],
-					(size_t)(sub_argc - k - 1) * sizeof(char *));
+				        (size_t)(sub_argc - k - 1) * sizeof(char *));
 				sub_argc--;
 				k--;
 			}

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define CONFIG_FILE_MAX (1 << 20)
-#define LINE_MAX_LEN	4096
+#define LINE_MAX_LEN    4096
 
 /* A key's parser: reads @value into the field at @field; on error writes
  * what was expected into @expected and returns -EINVAL. */
@@ -33,8 +33,8 @@ static int parse_name(const char *value, void *field, char *expected, size_t siz
 		     value[i] == '-';
 	if (!ok) {
 		snprintf(expected, size,
-			 "expected a name of 1-31 characters a-z, 0-9 and '-', starting with a "
-			 "letter");
+		         "expected a name of 1-31 characters a-z, 0-9 and '-', starting with a "
+		         "letter");
 		return -EINVAL;
 	}
 	strcpy(field, value);
@@ -55,11 +55,11 @@ static int parse_id(const char *value, void *field, char *expected, size_t size)
 }
 
 static int parse_string(const char *value, void *field, size_t field_size, const char *what,
-			char *expected, size_t size)
+                        char *expected, size_t size)
 {
 	if (value[0] == '\0' || strlen(value) >= field_size) {
 		snprintf(expected, size, "expected %s of 1 to %zu characters", what,
-			 field_size - 1);
+		         field_size - 1);
 		return -EINVAL;
 	}
 	strcpy(field, value);
@@ -125,21 +125,22 @@ static int parse_ipv4_prefix(const char *value, void *field, char *expected, siz
 	dp->control_plen = (uint8_t)plen;
 	return 0;
 bad:
-	snprintf(expected, size, "expected an IPv4 address with a prefix length, e.g. 10.77.0.1/16");
+	snprintf(expected, size,
+	         "expected an IPv4 address with a prefix length, e.g. 10.77.0.1/16");
 	return -EINVAL;
 }
 
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct key keys[] = {
-	{"host", "name", parse_name, FIELD(name), true},
-	{"host", "id", parse_id, FIELD(id), true},
-	{"host", "state-dir", parse_path, FIELD(state_dir), false},
-	{"host", "control-socket", parse_socket, FIELD(control_socket), false},
-	{"datapath", "guest-interface", parse_ifname, FIELD(datapath.guest_if), false},
-	{"datapath", "uplink-interface", parse_ifname, FIELD(datapath.uplink_if), false},
-	{"datapath", "guest-address", parse_ipv4, FIELD(datapath.guest_addr), true},
-	{"datapath", "control-address", parse_ipv4_prefix, FIELD(datapath), true},
+    {"host", "name", parse_name, FIELD(name), true},
+    {"host", "id", parse_id, FIELD(id), true},
+    {"host", "state-dir", parse_path, FIELD(state_dir), false},
+    {"host", "control-socket", parse_socket, FIELD(control_socket), false},
+    {"datapath", "guest-interface", parse_ifname, FIELD(datapath.guest_if), false},
+    {"datapath", "uplink-interface", parse_ifname, FIELD(datapath.uplink_if), false},
+    {"datapath", "guest-address", parse_ipv4, FIELD(datapath.guest_addr), true},
+    {"datapath", "control-address", parse_ipv4_prefix, FIELD(datapath), true},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -154,11 +155,12 @@ static void set_defaults(struct config *c)
 }
 
 static int error_at(char *error, size_t size, const char *file, unsigned line, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+    __attribute__((format(printf, 5, 6)));
 
 static int error_at(char *error, size_t size, const char *file, unsigned line, const char *fmt, ...)
 {
-	int n = line ? snprintf(error, size, "%s:%u: ", file, line) : snprintf(error, size, "%s: ", file);
+	int n = line ? snprintf(error, size, "%s:%u: ", file, line)
+	             : snprintf(error, size, "%s: ", file);
 	if (n >= 0 && (size_t)n < size) {
 		va_list ap;
 		va_start(ap, fmt);
@@ -237,7 +239,7 @@ static bool known_section(const char *section)
 }
 
 int config_parse(const char *text, size_t len, const char *filename, struct config *ret_config,
-		 char *error, size_t error_size)
+                 char *error, size_t error_size)
 {
 	struct config c;
 	unsigned seen_line[N_KEYS] = {0};
@@ -255,7 +257,7 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 		lineno++;
 		if (n > LINE_MAX_LEN)
 			return error_at(error, error_size, filename, lineno,
-					"line longer than %d bytes", LINE_MAX_LEN);
+			                "line longer than %d bytes", LINE_MAX_LEN);
 		if (memchr(start, '\0', n))
 			return error_at(error, error_size, filename, lineno, "NUL byte in line");
 		memcpy(line, start, n);
@@ -269,13 +271,13 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 			char *rest = close ? trim(close + 1) : NULL;
 			if (!close || (*rest && *rest != '#'))
 				return error_at(error, error_size, filename, lineno,
-						"expected '[section]'");
+				                "expected '[section]'");
 			*close = '\0';
 			char *name = trim(s + 1);
 			if (!known_section(name))
-				return error_at(error, error_size, filename, lineno,
-						"unknown section [%s] (expected [host] or [datapath])",
-						name);
+				return error_at(
+				    error, error_size, filename, lineno,
+				    "unknown section [%s] (expected [host] or [datapath])", name);
 			snprintf(section, sizeof(section), "%s", name);
 			continue;
 		}
@@ -286,32 +288,33 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 			return error_at(error, error_size, filename, lineno, "%s", why);
 		if (section[0] == '\0')
 			return error_at(error, error_size, filename, lineno,
-					"key '%s' outside of a section", key);
+			                "key '%s' outside of a section", key);
 		const struct key *k = find_key(section, key);
 		if (!k)
 			return error_at(error, error_size, filename, lineno, "unknown key %s.%s",
-					section, key);
+			                section, key);
 		size_t idx = (size_t)(k - keys);
 		if (seen_line[idx])
 			return error_at(error, error_size, filename, lineno,
-					"%s.%s given twice (first on line %u)", section, key,
-					seen_line[idx]);
+			                "%s.%s given twice (first on line %u)", section, key,
+			                seen_line[idx]);
 		char expected[160];
 		if (k->parse(value, (char *)&c + k->offset, expected, sizeof(expected)) < 0)
-			return error_at(error, error_size, filename, lineno, "%s.%s: %s, got \"%s\"",
-					section, key, expected, value);
+			return error_at(error, error_size, filename, lineno,
+			                "%s.%s: %s, got \"%s\"", section, key, expected, value);
 		seen_line[idx] = lineno;
 	}
 
 	for (size_t i = 0; i < N_KEYS; i++)
 		if (keys[i].required && !seen_line[i])
-			return error_at(error, error_size, filename, 0, "missing required key %s.%s",
-					keys[i].section, keys[i].name);
+			return error_at(error, error_size, filename, 0,
+			                "missing required key %s.%s", keys[i].section,
+			                keys[i].name);
 	if (strcmp(c.datapath.guest_if, c.datapath.uplink_if) == 0)
 		return error_at(error, error_size, filename, 0,
-				"datapath.guest-interface and datapath.uplink-interface are both "
-				"\"%s\"",
-				c.datapath.guest_if);
+		                "datapath.guest-interface and datapath.uplink-interface are both "
+		                "\"%s\"",
+		                c.datapath.guest_if);
 	*ret_config = c;
 	return 0;
 }

@@ -9,7 +9,7 @@
 
 #include "datapath/datapath.h"
 
-#define CONFIG_NAME_MAX	  32
+#define CONFIG_NAME_MAX   32
 #define CONFIG_SOCKET_MAX 108 /* sizeof(sockaddr_un.sun_path) */
 
 struct config {
@@ -25,7 +25,7 @@ struct config {
  * returns -EINVAL and writes "FILE:LINE: message" into @error (size
  * @error_size); *ret_config is untouched. */
 int config_parse(const char *text, size_t len, const char *filename, struct config *ret_config,
-		 char *error, size_t error_size);
+                 char *error, size_t error_size);
 
 /* Reads and parses the file at @path; errors as config_parse(), plus -errno
  * with "PATH: reason" when the file cannot be read. */

@@ -33,22 +33,21 @@ struct agent {
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: ettmd --config FILE [--log-level LEVEL]\n"
-		"       ettmd --check-config --config FILE\n"
-		"\n"
-		"The ETTM agent. Runs in the host's AEE network namespace, owns the\n"
-		"datapath between the guest link and the uplink (nftables table\n"
-		"'inet ettm'), and answers ettmctl on its control socket.\n"
-		"\n"
-		"Options:\n"
-		"  -c, --config FILE      configuration file (see docs/config.md)\n"
-		"  -l, --log-level LEVEL  error, warn, info (default) or debug\n"
-		"      --check-config     parse the configuration, report, and exit\n"
-		"  -h, --help             show this help\n"
-		"  -V, --version          show the version\n"
-		"\n"
-		"SIGTERM or SIGINT stop the agent; the datapath keeps its last rules.\n");
+	fprintf(out, "Usage: ettmd --config FILE [--log-level LEVEL]\n"
+	             "       ettmd --check-config --config FILE\n"
+	             "\n"
+	             "The ETTM agent. Runs in the host's AEE network namespace, owns the\n"
+	             "datapath between the guest link and the uplink (nftables table\n"
+	             "'inet ettm'), and answers ettmctl on its control socket.\n"
+	             "\n"
+	             "Options:\n"
+	             "  -c, --config FILE      configuration file (see docs/config.md)\n"
+	             "  -l, --log-level LEVEL  error, warn, info (default) or debug\n"
+	             "      --check-config     parse the configuration, report, and exit\n"
+	             "  -h, --help             show this help\n"
+	             "  -V, --version          show the version\n"
+	             "\n"
+	             "SIGTERM or SIGINT stop the agent; the datapath keeps its last rules.\n");
 }
 
 static double uptime_seconds(const struct agent *a)
@@ -66,8 +65,9 @@ static json_t *datapath_status(struct agent *a)
 	int r = dp_read_counters(&a->dp, counters);
 	for (int i = 0; r == 0 && i < DP_COUNTER_MAX; i++)
 		json_object_set_new(cs, dp_counter_name(i),
-				    json_pack("{s:I, s:I}", "packets", (json_int_t)counters[i].packets,
-					      "bytes", (json_int_t)counters[i].bytes));
+		                    json_pack("{s:I, s:I}", "packets",
+		                              (json_int_t)counters[i].packets, "bytes",
+		                              (json_int_t)counters[i].bytes));
 	const char *state = a->dp.ok ? "ok" : "error";
 	const char *error = a->dp.error;
 	if (a->dp.ok && r < 0) {
@@ -75,19 +75,19 @@ static json_t *datapath_status(struct agent *a)
 		error = r == -ENOENT ? "the table inet ettm is missing" : "cannot read counters";
 	}
 	return json_pack("{s:s, s:s?, s:s, s:I, s:o}", "state", state, "error", error, "table",
-			 DP_TABLE_FAMILY " " DP_TABLE_NAME, "generation",
-			 (json_int_t)a->dp.generation, "counters", cs);
+	                 DP_TABLE_FAMILY " " DP_TABLE_NAME, "generation",
+	                 (json_int_t)a->dp.generation, "counters", cs);
 }
 
 static int handle_request(void *userdata, const struct ctl_request *req, json_t **ret_result,
-			  char **ret_error)
+                          char **ret_error)
 {
 	struct agent *a = userdata;
 	if (strcmp(req->cmd, "status") == 0) {
-		*ret_result = json_pack("{s:s, s:i, s:s, s:i, s:f, s:o}", "host", a->cfg.name, "id",
-					a->cfg.id, "version", ETTM_VERSION, "pid", (int)getpid(),
-					"uptime_s", uptime_seconds(a), "datapath",
-					datapath_status(a));
+		*ret_result =
+		    json_pack("{s:s, s:i, s:s, s:i, s:f, s:o}", "host", a->cfg.name, "id",
+		              a->cfg.id, "version", ETTM_VERSION, "pid", (int)getpid(), "uptime_s",
+		              uptime_seconds(a), "datapath", datapath_status(a));
 		return *ret_result ? 0 : -ENOMEM;
 	}
 	if (asprintf(ret_error, "unknown command \"%s\"", req->cmd) < 0)
@@ -102,8 +102,7 @@ static void watch_cb(uv_timer_t *t)
 	struct agent *a = t->data;
 	if (dp_table_present(&a->dp))
 		return;
-	log_warn("datapath: table %s %s disappeared; restoring it", DP_TABLE_FAMILY,
-		 DP_TABLE_NAME);
+	log_warn("datapath: table %s %s disappeared; restoring it", DP_TABLE_FAMILY, DP_TABLE_NAME);
 	if (dp_reconcile(&a->dp) < 0)
 		log_error("datapath: cannot restore: %s", a->dp.error);
 }
@@ -131,12 +130,9 @@ static void signal_cb(uv_signal_t *sig, int signum)
 static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_check)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"check-config", no_argument, NULL, 'C'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0},
+	    {"config", required_argument, NULL, 'c'}, {"log-level", required_argument, NULL, 'l'},
+	    {"check-config", no_argument, NULL, 'C'}, {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},      {0},
 	};
 	enum log_level level;
 	int c;
@@ -147,9 +143,10 @@ static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_
 			break;
 		case 'l':
 			if (log_level_parse(optarg, &level) < 0) {
-				fprintf(stderr, "ettmd: --log-level: expected error, warn, info or "
-						"debug, got \"%s\"\n",
-					optarg);
+				fprintf(stderr,
+				        "ettmd: --log-level: expected error, warn, info or "
+				        "debug, got \"%s\"\n",
+				        optarg);
 				return 2;
 			}
 			log_set_level(level);
@@ -170,7 +167,7 @@ static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_
 	}
 	if (optind < argc) {
 		fprintf(stderr, "ettmd: unexpected argument \"%s\"\nTry 'ettmd --help'.\n",
-			argv[optind]);
+		        argv[optind]);
 		return 2;
 	}
 	if (!*ret_config) {
@@ -198,7 +195,7 @@ static int start(struct agent *a)
 		log_error("datapath: %s", a->dp.error);
 	else
 		log_info("datapath: ready (%s <-> %s, guest %s)", a->cfg.datapath.guest_if,
-			 a->cfg.datapath.uplink_if, inet_ntoa(a->cfg.datapath.guest_addr));
+		         a->cfg.datapath.uplink_if, inet_ntoa(a->cfg.datapath.guest_addr));
 
 	char *slash = strrchr(a->cfg.control_socket, '/');
 	if (slash && slash != a->cfg.control_socket) {
@@ -213,7 +210,7 @@ static int start(struct agent *a)
 	r = ctl_server_start(&a->ctl, a->loop, a->cfg.control_socket, handle_request, a);
 	if (r < 0) {
 		log_error("control socket %s: %s", a->cfg.control_socket,
-			  r == -EADDRINUSE ? "another agent is listening there" : strerror(-r));
+		          r == -EADDRINUSE ? "another agent is listening there" : strerror(-r));
 		return r;
 	}
 

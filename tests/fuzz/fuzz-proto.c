@@ -20,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (ctl_request_parse((const char *)data, size, &req, error, sizeof(error)) == 0) {
 		char *line = ctl_request_encode(req.id, req.cmd, json_incref(req.args));
-		if (!line || ctl_request_parse(line, strlen(line) - 1, &again, error,
-					       sizeof(error)) != 0 ||
+		if (!line ||
+		    ctl_request_parse(line, strlen(line) - 1, &again, error, sizeof(error)) != 0 ||
 		    strcmp(again.cmd, req.cmd) != 0 || !json_equal(again.args, req.args))
 			__builtin_trap();
 		ctl_request_done(&again);
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	if (ctl_reply_parse((const char *)data, size, &ok, &result, &reason, error,
-			    sizeof(error)) == 0) {
+	                    sizeof(error)) == 0) {
 		json_decref(result);
 		free(reason);
 	}

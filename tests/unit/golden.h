@@ -22,6 +22,6 @@ static inline void assert_golden(const char *name, const char *actual)
 		fail_msg("cannot read golden file %s/%s", dir, name);
 	if (strcmp(expected, actual) != 0)
 		fail_msg("output differs from %s/%s (UPDATE_GOLDEN=1 rewrites it):\n%s", dir, name,
-			 actual);
+		         actual);
 	free(expected);
 }

@@ -14,17 +14,17 @@
 #include "ettmd/config.h"
 
 static const char good[] = "# host 1 of the lab\n"
-			   "[host]\n"
-			   "name = h1\n"
-			   "id = 1   # its number\n"
-			   "state-dir = \"/run/ettm lab/h1\"\n"
-			   "control-socket = /run/ettm/h1.sock\n"
-			   "\n"
-			   "[datapath]\n"
-			   "  guest-interface = g0\n"
-			   "uplink-interface=u0\n"
-			   "guest-address = 10.77.1.1\n"
-			   "control-address = 10.77.0.1/16\n";
+                           "[host]\n"
+                           "name = h1\n"
+                           "id = 1   # its number\n"
+                           "state-dir = \"/run/ettm lab/h1\"\n"
+                           "control-socket = /run/ettm/h1.sock\n"
+                           "\n"
+                           "[datapath]\n"
+                           "  guest-interface = g0\n"
+                           "uplink-interface=u0\n"
+                           "guest-address = 10.77.1.1\n"
+                           "control-address = 10.77.0.1/16\n";
 
 static void test_good_file(void **state)
 {
@@ -46,12 +46,12 @@ static void test_good_file(void **state)
 static void test_defaults(void **state)
 {
 	static const char minimal[] = "[host]\nname=a\nid=65535\n[datapath]\n"
-				      "guest-address=1.2.3.4\ncontrol-address=1.2.3.5/24";
+	                              "guest-address=1.2.3.4\ncontrol-address=1.2.3.5/24";
 	struct config c;
 	char error[256] = "";
 	(void)state;
 	assert_int_equal(config_parse(minimal, strlen(minimal), "m.conf", &c, error, sizeof(error)),
-			 0);
+	                 0);
 	assert_int_equal(c.id, 65535);
 	assert_string_equal(c.state_dir, "/var/lib/ettm");
 	assert_string_equal(c.control_socket, "/run/ettm/ettmd.sock");
@@ -65,39 +65,38 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{"[host]\nname = h1\nid = 1\ncolour = blue\n", "x.conf:4: unknown key host.colour"},
-	{"[hots]\n", "x.conf:1: unknown section [hots] (expected [host] or [datapath])"},
-	{"name = h1\n", "x.conf:1: key 'name' outside of a section"},
-	{"[host]\nname h1\n", "x.conf:2: expected 'key = value', '[section]' or a comment"},
-	{"[host\n", "x.conf:1: expected '[section]'"},
-	{"[host]\nname = H1\n",
-	 "x.conf:2: host.name: expected a name of 1-31 characters a-z, 0-9 and '-', starting "
-	 "with a letter, got \"H1\""},
-	{"[host]\nid = 0\n", "x.conf:2: host.id: expected a number from 1 to 65535, got \"0\""},
-	{"[host]\nid = 65536\n",
-	 "x.conf:2: host.id: expected a number from 1 to 65535, got \"65536\""},
-	{"[host]\nid = -1\n", "x.conf:2: host.id: expected a number from 1 to 65535, got \"-1\""},
-	{"[host]\nname = a\nname = b\n", "x.conf:3: host.name given twice (first on line 2)"},
-	{"[host]\nstate-dir = relative\n",
-	 "x.conf:2: host.state-dir: expected an absolute path, got \"relative\""},
-	{"[datapath]\nguest-address = 10.77.1\n",
-	 "x.conf:2: datapath.guest-address: expected an IPv4 address, got \"10.77.1\""},
-	{"[datapath]\ncontrol-address = 10.77.0.1\n",
-	 "x.conf:2: datapath.control-address: expected an IPv4 address with a prefix length, "
-	 "e.g. 10.77.0.1/16, got \"10.77.0.1\""},
-	{"[datapath]\ncontrol-address = 10.77.0.1/33\n",
-	 "x.conf:2: datapath.control-address: expected an IPv4 address with a prefix length, "
-	 "e.g. 10.77.0.1/16, got \"10.77.0.1/33\""},
-	{"[datapath]\nguest-interface = a-very-long-interface\n",
-	 "x.conf:2: datapath.guest-interface: expected an interface name of 1 to 15 characters, "
-	 "got \"a-very-long-interface\""},
-	{"[host]\nname = \"h1\n", "x.conf:2: unterminated quoted value"},
-	{"[host]\nname = \"h1\" x\n", "x.conf:2: unexpected text after the quoted value"},
-	{"[host]\n= h1\n", "x.conf:2: missing key before '='"},
-	{"[host]\nname = h1\n", "x.conf: missing required key host.id"},
-	{"[host]\nname = h1\nid = 1\n[datapath]\nguest-address=1.1.1.1\n"
-	 "control-address=1.1.1.2/8\nguest-interface=x\nuplink-interface=x\n",
-	 "x.conf: datapath.guest-interface and datapath.uplink-interface are both \"x\""},
+    {"[host]\nname = h1\nid = 1\ncolour = blue\n", "x.conf:4: unknown key host.colour"},
+    {"[hots]\n", "x.conf:1: unknown section [hots] (expected [host] or [datapath])"},
+    {"name = h1\n", "x.conf:1: key 'name' outside of a section"},
+    {"[host]\nname h1\n", "x.conf:2: expected 'key = value', '[section]' or a comment"},
+    {"[host\n", "x.conf:1: expected '[section]'"},
+    {"[host]\nname = H1\n",
+     "x.conf:2: host.name: expected a name of 1-31 characters a-z, 0-9 and '-', starting "
+     "with a letter, got \"H1\""},
+    {"[host]\nid = 0\n", "x.conf:2: host.id: expected a number from 1 to 65535, got \"0\""},
+    {"[host]\nid = 65536\n", "x.conf:2: host.id: expected a number from 1 to 65535, got \"65536\""},
+    {"[host]\nid = -1\n", "x.conf:2: host.id: expected a number from 1 to 65535, got \"-1\""},
+    {"[host]\nname = a\nname = b\n", "x.conf:3: host.name given twice (first on line 2)"},
+    {"[host]\nstate-dir = relative\n",
+     "x.conf:2: host.state-dir: expected an absolute path, got \"relative\""},
+    {"[datapath]\nguest-address = 10.77.1\n",
+     "x.conf:2: datapath.guest-address: expected an IPv4 address, got \"10.77.1\""},
+    {"[datapath]\ncontrol-address = 10.77.0.1\n",
+     "x.conf:2: datapath.control-address: expected an IPv4 address with a prefix length, "
+     "e.g. 10.77.0.1/16, got \"10.77.0.1\""},
+    {"[datapath]\ncontrol-address = 10.77.0.1/33\n",
+     "x.conf:2: datapath.control-address: expected an IPv4 address with a prefix length, "
+     "e.g. 10.77.0.1/16, got \"10.77.0.1/33\""},
+    {"[datapath]\nguest-interface = a-very-long-interface\n",
+     "x.conf:2: datapath.guest-interface: expected an interface name of 1 to 15 characters, "
+     "got \"a-very-long-interface\""},
+    {"[host]\nname = \"h1\n", "x.conf:2: unterminated quoted value"},
+    {"[host]\nname = \"h1\" x\n", "x.conf:2: unexpected text after the quoted value"},
+    {"[host]\n= h1\n", "x.conf:2: missing key before '='"},
+    {"[host]\nname = h1\n", "x.conf: missing required key host.id"},
+    {"[host]\nname = h1\nid = 1\n[datapath]\nguest-address=1.1.1.1\n"
+     "control-address=1.1.1.2/8\nguest-interface=x\nuplink-interface=x\n",
+     "x.conf: datapath.guest-interface and datapath.uplink-interface are both \"x\""},
 };
 
 static void test_bad_files(void **state)
@@ -109,10 +108,10 @@ static void test_bad_files(void **state)
 		struct config before = c;
 		char error[256] = "";
 		int r = config_parse(bad_cases[i].text, strlen(bad_cases[i].text), "x.conf", &c,
-				     error, sizeof(error));
+		                     error, sizeof(error));
 		if (r != -EINVAL || strcmp(error, bad_cases[i].error) != 0)
 			fail_msg("case %zu: got %d \"%s\", expected \"%s\"", i, r, error,
-				 bad_cases[i].error);
+			         bad_cases[i].error);
 		/* A rejected file leaves the caller's configuration alone. */
 		assert_memory_equal(&c, &before, sizeof(c));
 	}
@@ -127,12 +126,12 @@ static void test_nul_and_long_lines(void **state)
 
 	static const char nul[] = "[host]\nna\0me = x\n";
 	assert_int_equal(config_parse(nul, sizeof(nul) - 1, "x.conf", &c, error, sizeof(error)),
-			 -EINVAL);
+	                 -EINVAL);
 	assert_string_equal(error, "x.conf:2: NUL byte in line");
 
 	memset(text, 'a', sizeof(text));
 	assert_int_equal(config_parse(text, sizeof(text), "x.conf", &c, error, sizeof(error)),
-			 -EINVAL);
+	                 -EINVAL);
 	assert_string_equal(error, "x.conf:1: line longer than 4096 bytes");
 }
 
@@ -164,12 +163,9 @@ static void test_load_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good_file),
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_bad_files),
-		cmocka_unit_test(test_nul_and_long_lines),
-		cmocka_unit_test(test_load_missing_file),
-		cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_good_file),         cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_bad_files),         cmocka_unit_test(test_nul_and_long_lines),
+	    cmocka_unit_test(test_load_missing_file), cmocka_unit_test(test_load_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

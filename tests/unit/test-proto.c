@@ -22,9 +22,8 @@ static void test_good_requests(void **state)
 	char error[256];
 	(void)state;
 
-	assert_int_equal(parse("{\"id\": 7, \"cmd\": \"status\", \"args\": {\"x\": 1}}", &req,
-			       error),
-			 0);
+	assert_int_equal(
+	    parse("{\"id\": 7, \"cmd\": \"status\", \"args\": {\"x\": 1}}", &req, error), 0);
 	assert_true(req.has_id);
 	assert_int_equal(req.id, 7);
 	assert_string_equal(req.cmd, "status");
@@ -45,23 +44,22 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{"", "invalid JSON at byte 0: '[' or '{' expected near end of file", false},
-	{"{\"cmd\": ", "invalid JSON at byte 8: unexpected token near end of file", false},
-	{"[1, 2]", "request must be a JSON object", false},
-	{"{\"id\": \"7\", \"cmd\": \"status\"}", "field \"id\": expected an integer", false},
-	{"{\"id\": 3}", "field \"cmd\": missing", true},
-	{"{\"id\": 3, \"cmd\": 5}",
-	 "field \"cmd\": expected a non-empty string of at most 63 bytes", true},
-	{"{\"cmd\": \"\"}", "field \"cmd\": expected a non-empty string of at most 63 bytes",
-	 false},
-	{"{\"cmd\": \"s\\u0000x\"}",
-	 "invalid JSON at byte 18: \\u0000 is not allowed without JSON_ALLOW_NUL near "
-	 "'\"s\\u0000x\"'",
-	 false},
-	{"{\"cmd\": \"status\", \"args\": [1]}", "field \"args\": expected an object", false},
-	{"{\"cmd\": \"status\", \"argz\": {}}", "field \"argz\": unknown", false},
-	{"{\"cmd\": \"a\", \"cmd\": \"b\"}",
-	 "invalid JSON at byte 18: duplicate object key near '\"cmd\"'", false},
+    {"", "invalid JSON at byte 0: '[' or '{' expected near end of file", false},
+    {"{\"cmd\": ", "invalid JSON at byte 8: unexpected token near end of file", false},
+    {"[1, 2]", "request must be a JSON object", false},
+    {"{\"id\": \"7\", \"cmd\": \"status\"}", "field \"id\": expected an integer", false},
+    {"{\"id\": 3}", "field \"cmd\": missing", true},
+    {"{\"id\": 3, \"cmd\": 5}", "field \"cmd\": expected a non-empty string of at most 63 bytes",
+     true},
+    {"{\"cmd\": \"\"}", "field \"cmd\": expected a non-empty string of at most 63 bytes", false},
+    {"{\"cmd\": \"s\\u0000x\"}",
+     "invalid JSON at byte 18: \\u0000 is not allowed without JSON_ALLOW_NUL near "
+     "'\"s\\u0000x\"'",
+     false},
+    {"{\"cmd\": \"status\", \"args\": [1]}", "field \"args\": expected an object", false},
+    {"{\"cmd\": \"status\", \"argz\": {}}", "field \"argz\": unknown", false},
+    {"{\"cmd\": \"a\", \"cmd\": \"b\"}",
+     "invalid JSON at byte 18: duplicate object key near '\"cmd\"'", false},
 };
 
 static void test_bad_requests(void **state)
@@ -73,7 +71,7 @@ static void test_bad_requests(void **state)
 		int r = parse(bad_cases[i].line, &req, error);
 		if (r != -EINVAL || strcmp(error, bad_cases[i].error) != 0)
 			fail_msg("case %zu: got %d \"%s\", expected \"%s\"", i, r, error,
-				 bad_cases[i].error);
+			         bad_cases[i].error);
 		assert_int_equal(req.has_id, bad_cases[i].has_id);
 		assert_null(req.args);
 	}
@@ -103,9 +101,9 @@ static void test_reply_round_trip(void **state)
 
 	char *line = ctl_reply_encode(&req, json_pack("{s:i}", "n", 3), NULL);
 	assert_string_equal(line, "{\"ok\":true,\"result\":{\"n\":3},\"id\":9}\n");
-	assert_int_equal(ctl_reply_parse(line, strlen(line) - 1, &ok, &result, &reason, error,
-					 sizeof(error)),
-			 0);
+	assert_int_equal(
+	    ctl_reply_parse(line, strlen(line) - 1, &ok, &result, &reason, error, sizeof(error)),
+	    0);
 	assert_true(ok);
 	assert_int_equal(json_integer_value(json_object_get(result, "n")), 3);
 	json_decref(result);
@@ -113,17 +111,15 @@ static void test_reply_round_trip(void **state)
 
 	line = ctl_reply_encode(NULL, NULL, "unknown command \"x\"");
 	assert_string_equal(line, "{\"ok\":false,\"error\":\"unknown command \\\"x\\\"\"}\n");
-	assert_int_equal(ctl_reply_parse(line, strlen(line), &ok, &result, &reason, error,
-					 sizeof(error)),
-			 0);
+	assert_int_equal(
+	    ctl_reply_parse(line, strlen(line), &ok, &result, &reason, error, sizeof(error)), 0);
 	assert_false(ok);
 	assert_string_equal(reason, "unknown command \"x\"");
 	free(reason);
 	free(line);
 
-	assert_int_equal(ctl_reply_parse("{\"ok\":1}", 8, &ok, &result, &reason, error,
-					 sizeof(error)),
-			 -EINVAL);
+	assert_int_equal(
+	    ctl_reply_parse("{\"ok\":1}", 8, &ok, &result, &reason, error, sizeof(error)), -EINVAL);
 	assert_string_equal(error, "reply field \"ok\": expected a boolean");
 }
 
@@ -143,11 +139,9 @@ static void test_request_encode(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good_requests),
-		cmocka_unit_test(test_bad_requests),
-		cmocka_unit_test(test_too_long),
-		cmocka_unit_test(test_reply_round_trip),
-		cmocka_unit_test(test_request_encode),
+	    cmocka_unit_test(test_good_requests),  cmocka_unit_test(test_bad_requests),
+	    cmocka_unit_test(test_too_long),       cmocka_unit_test(test_reply_round_trip),
+	    cmocka_unit_test(test_request_encode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,19 +96,19 @@ static void test_transaction_fresh(void **state)
  * and a counter the new ruleset lacks, and an object of another table that
  * must be left alone. */
 static const char running[] =
-	"{\"nftables\": [{\"metainfo\": {\"version\": \"1.0.6\", \"json_schema_version\": 1}},"
-	"{\"table\": {\"family\": \"inet\", \"name\": \"ettm\", \"handle\": 1}},"
-	"{\"counter\": {\"family\": \"inet\", \"name\": \"guest_tx\", \"table\": \"ettm\","
-	" \"handle\": 2, \"packets\": 5, \"bytes\": 420}},"
-	"{\"counter\": {\"family\": \"inet\", \"name\": \"old_counter\", \"table\": \"ettm\","
-	" \"handle\": 3, \"packets\": 0, \"bytes\": 0}},"
-	"{\"counter\": {\"family\": \"ip\", \"name\": \"old_counter\", \"table\": \"other\","
-	" \"handle\": 3, \"packets\": 0, \"bytes\": 0}},"
-	"{\"chain\": {\"family\": \"inet\", \"table\": \"ettm\", \"name\": \"forward\","
-	" \"handle\": 4, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 0,"
-	" \"policy\": \"drop\"}},"
-	"{\"chain\": {\"family\": \"inet\", \"table\": \"ettm\", \"name\": \"old_chain\","
-	" \"handle\": 5}}]}";
+    "{\"nftables\": [{\"metainfo\": {\"version\": \"1.0.6\", \"json_schema_version\": 1}},"
+    "{\"table\": {\"family\": \"inet\", \"name\": \"ettm\", \"handle\": 1}},"
+    "{\"counter\": {\"family\": \"inet\", \"name\": \"guest_tx\", \"table\": \"ettm\","
+    " \"handle\": 2, \"packets\": 5, \"bytes\": 420}},"
+    "{\"counter\": {\"family\": \"inet\", \"name\": \"old_counter\", \"table\": \"ettm\","
+    " \"handle\": 3, \"packets\": 0, \"bytes\": 0}},"
+    "{\"counter\": {\"family\": \"ip\", \"name\": \"old_counter\", \"table\": \"other\","
+    " \"handle\": 3, \"packets\": 0, \"bytes\": 0}},"
+    "{\"chain\": {\"family\": \"inet\", \"table\": \"ettm\", \"name\": \"forward\","
+    " \"handle\": 4, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 0,"
+    " \"policy\": \"drop\"}},"
+    "{\"chain\": {\"family\": \"inet\", \"table\": \"ettm\", \"name\": \"old_chain\","
+    " \"handle\": 5}}]}";
 
 static void test_transaction_deletes_stale(void **state)
 {
@@ -139,13 +139,13 @@ static void test_transaction_bad_listing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_render_lab_host),
-		cmocka_unit_test(test_render_other_names),
-		cmocka_unit_test(test_render_is_deterministic),
-		cmocka_unit_test(test_has),
-		cmocka_unit_test(test_transaction_fresh),
-		cmocka_unit_test(test_transaction_deletes_stale),
-		cmocka_unit_test(test_transaction_bad_listing),
+	    cmocka_unit_test(test_render_lab_host),
+	    cmocka_unit_test(test_render_other_names),
+	    cmocka_unit_test(test_render_is_deterministic),
+	    cmocka_unit_test(test_has),
+	    cmocka_unit_test(test_transaction_fresh),
+	    cmocka_unit_test(test_transaction_deletes_stale),
+	    cmocka_unit_test(test_transaction_bad_listing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,7 +26,7 @@ struct fixture {
 };
 
 static int handler(void *userdata, const struct ctl_request *req, json_t **ret_result,
-		   char **ret_error)
+                   char **ret_error)
 {
 	struct fixture *f = userdata;
 	f->calls++;
@@ -88,7 +88,7 @@ static void send_all(int fd, const char *data, size_t len)
 /* Runs the loop until @want lines arrived or the peer closed; returns the
  * bytes read (NUL-terminated) in @buf. */
 static size_t run_until_lines(struct fixture *f, int fd, int want, char *buf, size_t size,
-			      bool *ret_closed)
+                              bool *ret_closed)
 {
 	size_t got = 0;
 	int lines = 0;
@@ -117,16 +117,16 @@ static void test_requests_in_one_write(void **state)
 	bool closed;
 	int fd = client_connect(f);
 	const char *req = "{\"id\":1,\"cmd\":\"echo\",\"args\":{\"a\":1}}\n"
-			  "not json\n"
-			  "{\"id\":2,\"cmd\":\"nope\"}\n";
+	                  "not json\n"
+	                  "{\"id\":2,\"cmd\":\"nope\"}\n";
 	send_all(fd, req, strlen(req));
 	run_until_lines(f, fd, 3, buf, sizeof(buf), &closed);
 	assert_false(closed);
 	assert_string_equal(buf,
-			    "{\"ok\":true,\"result\":{\"args\":{\"a\":1}},\"id\":1}\n"
-			    "{\"ok\":false,\"error\":\"invalid JSON at byte 3: '[' or '{' expected "
-			    "near 'not'\"}\n"
-			    "{\"ok\":false,\"error\":\"no such command\",\"id\":2}\n");
+	                    "{\"ok\":true,\"result\":{\"args\":{\"a\":1}},\"id\":1}\n"
+	                    "{\"ok\":false,\"error\":\"invalid JSON at byte 3: '[' or '{' expected "
+	                    "near 'not'\"}\n"
+	                    "{\"ok\":false,\"error\":\"no such command\",\"id\":2}\n");
 	assert_int_equal(f->calls, 2);
 	close(fd);
 }
@@ -194,10 +194,10 @@ static void test_live_socket_is_not_replaced(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_requests_in_one_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_split_request, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_over_long_line, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_live_socket_is_not_replaced, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_requests_in_one_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_split_request, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_over_long_line, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_live_socket_is_not_replaced, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
