@@ -8,15 +8,27 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include "lib/log.h"
 
 struct ctl_client {
-	uv_pipe_t pipe;
+	union {
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+		uv_stream_t stream;
+	};
 	struct ctl_server *server;
 	struct ctl_client *next;
 	char *buf;
 	size_t len, cap;
-	bool closing;
+	bool closing, closed;
+	int deferred; /* replies still owed; the client outlives its handle for them */
+};
+
+struct ctl_deferred {
+	struct ctl_client *client;
+	struct ctl_request req; /* only the id is kept */
 };
 
 struct write_req {
@@ -30,6 +42,12 @@ static void handle_closed(struct ctl_server *s)
 		s->close_cb(s);
 }
 
+static void client_free(struct ctl_client *c)
+{
+	free(c->buf);
+	free(c);
+}
+
 static void client_close_cb(uv_handle_t *h)
 {
 	struct ctl_client *c = h->data;
@@ -40,8 +58,9 @@ static void client_close_cb(uv_handle_t *h)
 			break;
 		}
 	}
-	free(c->buf);
-	free(c);
+	c->closed = true;
+	if (c->deferred == 0)
+		client_free(c);
 	handle_closed(s);
 }
 
@@ -50,7 +69,7 @@ static void client_close(struct ctl_client *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	uv_close((uv_handle_t *)&c->pipe, client_close_cb);
+	uv_close((uv_handle_t *)&c->stream, client_close_cb);
 }
 
 static void write_cb(uv_write_t *req, int status)
@@ -73,7 +92,7 @@ static void client_send(struct ctl_client *c, char *line)
 	}
 	w->line = line;
 	uv_buf_t buf = uv_buf_init(line, (unsigned)strlen(line));
-	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, write_cb) < 0) {
+	if (uv_write(&w->req, &c->stream, &buf, 1, write_cb) < 0) {
 		free(line);
 		free(w);
 	}
@@ -90,12 +109,41 @@ static void client_handle_line(struct ctl_client *c, const char *line, size_t le
 		client_send(c, ctl_reply_encode(&req, NULL, error));
 		return;
 	}
-	int r = c->server->handler(c->server->userdata, &req, &result, &reason);
+	int r = c->server->handler(c->server->userdata, c, &req, &result, &reason);
+	if (r == CTL_DEFERRED) {
+		ctl_request_done(&req);
+		return;
+	}
 	if (r < 0 && !reason)
 		reason = strdup(strerror(-r));
 	client_send(c, ctl_reply_encode(&req, result, r < 0 ? reason : NULL));
 	free(reason);
 	ctl_request_done(&req);
+}
+
+struct ctl_deferred *ctl_defer(struct ctl_client *client, const struct ctl_request *req)
+{
+	struct ctl_deferred *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->client = client;
+	d->req.has_id = req->has_id;
+	d->req.id = req->id;
+	client->deferred++;
+	return d;
+}
+
+void ctl_deferred_reply(struct ctl_deferred *d, json_t *result, const char *error)
+{
+	struct ctl_client *c = d->client;
+	c->deferred--;
+	if (c->closing || c->closed)
+		json_decref(result);
+	else
+		client_send(c, ctl_reply_encode(&d->req, result, error));
+	if (c->closed && c->deferred == 0)
+		client_free(c);
+	free(d);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -153,13 +201,15 @@ static void connection_cb(uv_stream_t *listener, int status)
 	if (!c)
 		return;
 	c->server = s;
-	uv_pipe_init(s->loop, &c->pipe, 0);
-	c->pipe.data = c;
+	if (s->is_tcp)
+		uv_tcp_init(s->loop, &c->tcp);
+	else
+		uv_pipe_init(s->loop, &c->pipe, 0);
+	c->stream.data = c;
 	c->next = s->clients;
 	s->clients = c;
 	s->open_handles++;
-	if (uv_accept(listener, (uv_stream_t *)&c->pipe) < 0 ||
-	    uv_read_start((uv_stream_t *)&c->pipe, alloc_cb, read_cb) < 0)
+	if (uv_accept(listener, &c->stream) < 0 || uv_read_start(&c->stream, alloc_cb, read_cb) < 0)
 		client_close(c);
 }
 
@@ -206,6 +256,50 @@ int ctl_server_start(struct ctl_server *server, uv_loop_t *loop, const char *pat
 	return 0;
 }
 
+int ctl_parse_address(const char *address, struct sockaddr_in *ret_sa)
+{
+	char host[INET_ADDRSTRLEN];
+	const char *colon = strrchr(address, ':');
+	char *end;
+	if (!colon || (size_t)(colon - address) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, address, (size_t)(colon - address));
+	host[colon - address] = '\0';
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || port == 0 || port > 65535)
+		return -EINVAL;
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return -EINVAL;
+	*ret_sa = sa;
+	return 0;
+}
+
+int ctl_server_start_tcp(struct ctl_server *server, uv_loop_t *loop, const char *address,
+			 ctl_handler_fn handler, void *userdata)
+{
+	struct sockaddr_in sa;
+	*server = (struct ctl_server){.loop = loop, .handler = handler, .userdata = userdata};
+	server->is_tcp = true;
+	int r = ctl_parse_address(address, &sa);
+	if (r < 0)
+		return r;
+	r = uv_tcp_init(loop, &server->tcp);
+	if (r < 0)
+		return r;
+	server->tcp.data = server;
+	server->open_handles = 1;
+	r = uv_tcp_bind(&server->tcp, (struct sockaddr *)&sa, 0);
+	if (r == 0)
+		r = uv_listen(&server->stream, 64, connection_cb);
+	if (r < 0) {
+		uv_close((uv_handle_t *)&server->tcp, NULL);
+		return r;
+	}
+	return 0;
+}
+
 static void listener_close_cb(uv_handle_t *h)
 {
 	handle_closed(h->data);
@@ -216,6 +310,7 @@ void ctl_server_close(struct ctl_server *server, void (*close_cb)(struct ctl_ser
 	server->close_cb = close_cb;
 	for (struct ctl_client *c = server->clients; c; c = c->next)
 		client_close(c);
-	unlink(server->path);
-	uv_close((uv_handle_t *)&server->pipe, listener_close_cb);
+	if (!server->is_tcp)
+		unlink(server->path);
+	uv_close((uv_handle_t *)&server->stream, listener_close_cb);
 }

@@ -1,20 +1,40 @@
-/* The control socket server: a unix stream socket on the agent's libuv loop,
- * speaking the line protocol of proto.h. */
+/* The control socket server: a unix stream socket (ettmctl) or a TCP socket
+ * (the agents' peer API) on the agent's libuv loop, speaking the line
+ * protocol of proto.h. */
 #pragma once
 
 #include <uv.h>
 
 #include "proto.h"
 
-/* Answers one request: returns 0 with *ret_result (may stay NULL for {}), or
- * a negative errno with a newly allocated *ret_error. */
-typedef int (*ctl_handler_fn)(void *userdata, const struct ctl_request *req, json_t **ret_result,
-                              char **ret_error);
-
 struct ctl_client;
+struct ctl_deferred;
+
+/* A handler's return value meaning "I will answer later" (ctl_defer()). */
+#define CTL_DEFERRED 1
+
+/* Answers one request from @client: returns 0 with *ret_result (may stay
+ * NULL for {}), a negative errno with a newly allocated *ret_error, or
+ * CTL_DEFERRED after ctl_defer(). */
+typedef int (*ctl_handler_fn)(void *userdata, struct ctl_client *client,
+			      const struct ctl_request *req, json_t **ret_result, char **ret_error);
+
+/* Keeps the reply to @req for later: the handler returns CTL_DEFERRED and
+ * calls ctl_deferred_reply() exactly once, even if the client has gone in
+ * the meantime (the reply is then dropped). NULL when out of memory. */
+struct ctl_deferred *ctl_defer(struct ctl_client *client, const struct ctl_request *req);
+
+/* Sends the deferred reply: @result (stolen) when @error is NULL, else
+ * @error. Frees @d. */
+void ctl_deferred_reply(struct ctl_deferred *d, json_t *result, const char *error);
 
 struct ctl_server {
-	uv_pipe_t pipe;
+	union {
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+		uv_stream_t stream;
+	};
+	bool is_tcp;
 	uv_loop_t *loop;
 	ctl_handler_fn handler;
 	void *userdata;
@@ -28,6 +48,14 @@ struct ctl_server {
  * replaced; a live one is not (-EADDRINUSE). Returns 0 or a negative errno. */
 int ctl_server_start(struct ctl_server *server, uv_loop_t *loop, const char *path,
                      ctl_handler_fn handler, void *userdata);
+
+/* Listens on TCP @address ("A.B.C.D:PORT"), for the agents' peer API.
+ * Returns 0 or a negative errno. */
+int ctl_server_start_tcp(struct ctl_server *server, uv_loop_t *loop, const char *address,
+			 ctl_handler_fn handler, void *userdata);
+
+/* Splits "A.B.C.D:PORT" into a socket address. Returns 0 or -EINVAL. */
+int ctl_parse_address(const char *address, struct sockaddr_in *ret_sa);
 
 /* Closes the listener and every client, removes the socket file, and calls
  * @close_cb (may be NULL) once every handle is closed. */

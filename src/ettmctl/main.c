@@ -165,6 +165,183 @@ static int cmd_status(const struct options *o, int argc, char **argv)
 	return 0;
 }
 
+static int print_or_json(const struct options *o, json_t *r, void (*human)(json_t *r))
+{
+	if (o->json || !human)
+		print_json(r);
+	else
+		human(r);
+	json_decref(r);
+	return 0;
+}
+
+static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fputs("ettmctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'ettmctl %s --help'.\n", cmd);
+	return 2;
+}
+
+static const char *str(json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+	return v ? v : "-";
+}
+
+static json_int_t num(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static void print_cluster(json_t *r)
+{
+	printf("this host  %s (id %" JSON_INTEGER_FORMAT "), %s\n", str(r, "name"), num(r, "id"),
+	       str(r, "state"));
+	printf("leader     %s\n", str(r, "leader"));
+	printf("term       %" JSON_INTEGER_FORMAT "\n", num(r, "term"));
+	printf("commit     %" JSON_INTEGER_FORMAT "  applied %" JSON_INTEGER_FORMAT "\n",
+	       num(r, "commit_index"), num(r, "applied_index"));
+	printf("generation %" JSON_INTEGER_FORMAT "\n", num(r, "generation"));
+	printf("library    %s\n", str(r, "raft_version"));
+	if (json_string_value(json_object_get(r, "error")))
+		printf("error      %s\n", str(r, "error"));
+	printf("\n%-6s %-16s %-22s %-8s %s\n", "ID", "NAME", "ADDRESS", "ROLE", "REACHABLE");
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(r, "members"), i, m)
+	{
+		json_t *reach = json_object_get(m, "reachable");
+		printf("%-6" JSON_INTEGER_FORMAT " %-16s %-22s %-8s %s\n", num(m, "id"),
+		       str(m, "name"), str(m, "address"), str(m, "role"),
+		       json_is_null(reach) || !reach ? "unknown" : json_is_true(reach) ? "yes" : "no");
+	}
+}
+
+static void print_conflicts(json_t *r)
+{
+	json_t *list = json_object_get(r, "conflicts");
+	if (json_array_size(list) == 0) {
+		printf("no conflicts\n");
+		return;
+	}
+	size_t i;
+	json_t *c;
+	printf("%-5s %-12s %-10s %s\n", "ID", "TABLE", "FROM GEN", "REASON");
+	json_array_foreach(list, i, c)
+		printf("%-5" JSON_INTEGER_FORMAT " %-12s %-10" JSON_INTEGER_FORMAT " %s\n",
+		       num(c, "id"), str(c, "table"), num(c, "generation"), str(c, "reason"));
+}
+
+static int cmd_cluster(const struct options *o, int argc, char **argv)
+{
+	json_t *r = NULL;
+	const char *sub = argc > 1 ? argv[1] : NULL;
+	if (!sub) {
+		if (call(o, "cluster", NULL, &r) != 0)
+			return 1;
+		return print_or_json(o, r, print_cluster);
+	}
+	if (strcmp(sub, "remove") == 0) {
+		if (argc != 3)
+			return usage_error("cluster", "cluster remove: expected one HOST");
+		if (call(o, "cluster.remove", json_pack("{s:s}", "host", argv[2]), &r) != 0)
+			return 1;
+		if (!o->json)
+			printf("%s removed from the cluster\n", argv[2]);
+		return o->json ? print_or_json(o, r, NULL) : (json_decref(r), 0);
+	}
+	if (strcmp(sub, "recover") == 0 || strcmp(sub, "conflicts") == 0) {
+		if (argc != 2)
+			return usage_error("cluster", "cluster %s: unexpected argument \"%s\"", sub,
+					   argv[2]);
+		bool recover = sub[1] == 'e';
+		if (call(o, recover ? "cluster.recover" : "cluster.conflicts", NULL, &r) != 0)
+			return 1;
+		if (recover && !o->json) {
+			printf("recovered: generation %" JSON_INTEGER_FORMAT " with", num(r, "generation"));
+			size_t i;
+			json_t *n;
+			json_array_foreach(json_object_get(r, "members"), i, n)
+				printf(" %s", json_string_value(n));
+			printf("\n");
+			json_decref(r);
+			return 0;
+		}
+		return print_or_json(o, r, recover ? NULL : print_conflicts);
+	}
+	return usage_error("cluster", "cluster: unknown subcommand \"%s\"", sub);
+}
+
+static void print_dump(json_t *r)
+{
+	/* Tables are JSON by nature; the human form is indented JSON. */
+	print_json(r);
+}
+
+static int cmd_store(const struct options *o, int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "dump") != 0)
+		return usage_error("store", "store: expected \"dump\"");
+	if (argc > 3)
+		return usage_error("store", "store dump: at most one TABLE");
+	json_t *r = NULL;
+	if (call(o, "store.dump", argc == 3 ? json_pack("{s:s}", "table", argv[2]) : NULL, &r) != 0)
+		return 1;
+	return print_or_json(o, r, print_dump);
+}
+
+static void print_trusted(json_t *r)
+{
+	size_t i;
+	json_t *t;
+	json_t *list = json_object_get(r, "trusted");
+	if (json_array_size(list) == 0)
+		printf("no trusted measurements\n");
+	json_array_foreach(list, i, t)
+		printf("%s  %s\n", str(t, "digest"), str(t, "note"));
+}
+
+static int cmd_trust(const struct options *o, int argc, char **argv)
+{
+	json_t *r = NULL;
+	const char *sub = argc > 1 ? argv[1] : "list";
+	if (strcmp(sub, "list") == 0) {
+		if (argc > 2)
+			return usage_error("trust", "trust list: unexpected argument \"%s\"", argv[2]);
+		if (call(o, "trust.list", NULL, &r) != 0)
+			return 1;
+		return print_or_json(o, r, print_trusted);
+	}
+	if (strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
+		return usage_error("trust", "trust: unknown subcommand \"%s\"", sub);
+	const char *digest = NULL, *note = "";
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--note") == 0 && i + 1 < argc && sub[0] == 'a')
+			note = argv[++i];
+		else if (argv[i][0] != '-' && !digest)
+			digest = argv[i];
+		else
+			return usage_error("trust", "trust %s: unexpected argument \"%s\"", sub,
+					   argv[i]);
+	}
+	if (!digest)
+		return usage_error("trust", "trust %s: expected a DIGEST", sub);
+	if (call(o, sub[0] == 'a' ? "trust.add" : "trust.remove",
+		 json_pack("{s:s, s:s}", "digest", digest, "note", note), &r) != 0)
+		return 1;
+	if (o->json)
+		return print_or_json(o, r, NULL);
+	printf("%s %s\n", digest, sub[0] == 'a' ? "trusted" : "no longer trusted");
+	json_decref(r);
+	return 0;
+}
+
 static const struct command commands[] = {
     {"status", "show the agent's host, version, uptime and datapath",
      "Usage: ettmctl [--socket PATH] [--json] status\n"
@@ -175,6 +352,37 @@ static const struct command commands[] = {
      "guest traffic (guest_tx: guest to network, guest_rx: network to guest,\n"
      "spoofed: dropped because the source was not the guest's address).\n",
      cmd_status},
+    {"cluster", "show the cluster; remove a host; recover from a lost majority",
+     "Usage: ettmctl [--json] cluster\n"
+     "       ettmctl [--json] cluster remove HOST\n"
+     "       ettmctl [--json] cluster recover\n"
+     "       ettmctl [--json] cluster conflicts\n"
+     "\n"
+     "cluster            this host's state (leader, follower...), the leader, the\n"
+     "                   Raft term, commit and applied index, the cluster generation,\n"
+     "                   and every member with its role and whether the leader\n"
+     "                   reaches it.\n"
+     "cluster remove     takes HOST out of the cluster for good (it leaves cleanly).\n"
+     "cluster recover    only when a majority of voters is gone for good: declares a\n"
+     "                   new membership of the hosts still talking, under a new\n"
+     "                   generation. Hosts that come back later rejoin and merge what\n"
+     "                   only they had; what cannot merge is listed by\n"
+     "cluster conflicts  the orphaned commands that could not be merged.\n",
+     cmd_cluster},
+    {"store", "dump the replicated tables",
+     "Usage: ettmctl [--json] store dump [TABLE]\n"
+     "\n"
+     "Prints every table of this host's replica (or only TABLE: cluster, members,\n"
+     "admissions, trusted, policy, nat_blocks, nat_mappings, leases, conflicts).\n",
+     cmd_store},
+    {"trust", "list, add or remove trusted measurements",
+     "Usage: ettmctl [--json] trust [list]\n"
+     "       ettmctl [--json] trust add DIGEST [--note TEXT]\n"
+     "       ettmctl [--json] trust remove DIGEST\n"
+     "\n"
+     "The measurements (SHA-256, 64 hex digits) of agents the network trusts.\n"
+     "Changes are committed to the store; a refusal says why.\n",
+     cmd_trust},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

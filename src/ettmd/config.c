@@ -12,6 +12,16 @@
 #define CONFIG_FILE_MAX (1 << 20)
 #define LINE_MAX_LEN    4096
 
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
 /* A key's parser: reads @value into the field at @field; on error writes
  * what was expected into @expected and returns -EINVAL. */
 typedef int (*value_parser)(const char *value, void *field, char *expected, size_t size);
@@ -130,6 +140,105 @@ bad:
 	return -EINVAL;
 }
 
+static int parse_bool(const char *value, void *field, char *expected, size_t size)
+{
+	if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) {
+		*(bool *)field = value[0] == 't';
+		return 0;
+	}
+	snprintf(expected, size, "expected true or false");
+	return -EINVAL;
+}
+
+static int parse_uint_range(const char *value, unsigned long lo, unsigned long hi,
+			    unsigned long *ret, char *expected, size_t size)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(value, &end, 10);
+	if (!isdigit((unsigned char)value[0]) || *end || errno || v < lo || v > hi) {
+		snprintf(expected, size, "expected a number from %lu to %lu", lo, hi);
+		return -EINVAL;
+	}
+	*ret = v;
+	return 0;
+}
+
+static int parse_port(const char *value, void *field, char *expected, size_t size)
+{
+	unsigned long v;
+	int r = parse_uint_range(value, 1, 65535, &v, expected, size);
+	if (r == 0)
+		*(uint16_t *)field = (uint16_t)v;
+	return r;
+}
+
+static int parse_ms(const char *value, void *field, char *expected, size_t size)
+{
+	unsigned long v;
+	int r = parse_uint_range(value, 10, 600000, &v, expected, size);
+	if (r == 0)
+		*(unsigned *)field = (unsigned)v;
+	return r;
+}
+
+static int parse_threshold(const char *value, void *field, char *expected, size_t size)
+{
+	unsigned long v;
+	int r = parse_uint_range(value, 64, 1000000, &v, expected, size);
+	if (r == 0)
+		*(unsigned *)field = (unsigned)v;
+	return r;
+}
+
+static int parse_voters(const char *value, void *field, char *expected, size_t size)
+{
+	if (strcmp(value, "auto") == 0) {
+		*(unsigned *)field = 0;
+		return 0;
+	}
+	if (strcmp(value, "1") == 0 || strcmp(value, "3") == 0 || strcmp(value, "5") == 0 ||
+	    strcmp(value, "7") == 0) {
+		*(unsigned *)field = (unsigned)atoi(value);
+		return 0;
+	}
+	snprintf(expected, size, "expected auto, 1, 3, 5 or 7");
+	return -EINVAL;
+}
+
+/* "A.B.C.D:PORT, A.B.C.D:PORT, ..." (peer API addresses). */
+static int parse_seeds(const char *value, void *field, char *expected, size_t size)
+{
+	struct store_options *o = field;
+	char copy[STORE_MAX_SEEDS * STORE_ADDR_MAX];
+	unsigned n = 0;
+	snprintf(copy, sizeof(copy), "%s", value);
+	for (char *save, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		tok = trim(tok);
+		struct in_addr a;
+		char host[INET_ADDRSTRLEN];
+		char *colon = strrchr(tok, ':');
+		unsigned long port;
+		char ignore[8];
+		if (n == STORE_MAX_SEEDS || !colon || (size_t)(colon - tok) >= sizeof(host))
+			goto bad;
+		memcpy(host, tok, (size_t)(colon - tok));
+		host[colon - tok] = '\0';
+		if (inet_pton(AF_INET, host, &a) != 1 ||
+		    parse_uint_range(colon + 1, 1, 65535, &port, ignore, sizeof(ignore)) < 0)
+			goto bad;
+		snprintf(o->seeds[n++], STORE_ADDR_MAX, "%s", tok);
+	}
+	if (n == 0)
+		goto bad;
+	o->n_seeds = n;
+	return 0;
+bad:
+	snprintf(expected, size, "expected 1 to %d comma-separated A.B.C.D:PORT peer addresses",
+		 STORE_MAX_SEEDS);
+	return -EINVAL;
+}
+
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct key keys[] = {
@@ -141,6 +250,15 @@ static const struct key keys[] = {
     {"datapath", "uplink-interface", parse_ifname, FIELD(datapath.uplink_if), false},
     {"datapath", "guest-address", parse_ipv4, FIELD(datapath.guest_addr), true},
     {"datapath", "control-address", parse_ipv4_prefix, FIELD(datapath), true},
+    {"store", "bootstrap", parse_bool, FIELD(store.bootstrap), false},
+    {"store", "seeds", parse_seeds, FIELD(store), false},
+    {"store", "raft-port", parse_port, FIELD(raft_port), false},
+    {"store", "peer-port", parse_port, FIELD(peer_port), false},
+    {"store", "election-ms", parse_ms, FIELD(store.election_ms), false},
+    {"store", "heartbeat-ms", parse_ms, FIELD(store.heartbeat_ms), false},
+    {"store", "snapshot-threshold", parse_threshold, FIELD(store.snapshot_threshold), false},
+    {"store", "voters", parse_voters, FIELD(store.voters), false},
+    {"store", "promote-after-ms", parse_ms, FIELD(store.promote_after_ms), false},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -152,6 +270,9 @@ static void set_defaults(struct config *c)
 	strcpy(c->control_socket, "/run/ettm/ettmd.sock");
 	strcpy(c->datapath.guest_if, "g0");
 	strcpy(c->datapath.uplink_if, "u0");
+	store_options_default(&c->store);
+	c->raft_port = 7700;
+	c->peer_port = 7701;
 }
 
 static int error_at(char *error, size_t size, const char *file, unsigned line, const char *fmt, ...)
@@ -170,15 +291,6 @@ static int error_at(char *error, size_t size, const char *file, unsigned line, c
 	return -EINVAL;
 }
 
-static char *trim(char *s)
-{
-	while (isspace((unsigned char)*s))
-		s++;
-	char *e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
 
 /* Splits "key = value  # comment" in place. A value may be quoted to keep
  * '#' and spaces. Returns 0, or -EINVAL with a reason in @why. */
@@ -277,7 +389,7 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 			if (!known_section(name))
 				return error_at(
 				    error, error_size, filename, lineno,
-				    "unknown section [%s] (expected [host] or [datapath])", name);
+				    "unknown section [%s] (expected [host], [datapath] or [store])", name);
 			snprintf(section, sizeof(section), "%s", name);
 			continue;
 		}
@@ -315,6 +427,13 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 		                "datapath.guest-interface and datapath.uplink-interface are both "
 		                "\"%s\"",
 		                c.datapath.guest_if);
+	if (c.store.election_ms <= c.store.heartbeat_ms)
+		return error_at(error, error_size, filename, 0,
+				"store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
+				c.store.election_ms, c.store.heartbeat_ms);
+	if (c.raft_port == c.peer_port)
+		return error_at(error, error_size, filename, 0,
+				"store.raft-port and store.peer-port are both %u", c.raft_port);
 	*ret_config = c;
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "datapath/datapath.h"
+#include "store/store.h"
 
 #define CONFIG_NAME_MAX   32
 #define CONFIG_SOCKET_MAX 108 /* sizeof(sockaddr_un.sun_path) */
@@ -18,6 +19,10 @@ struct config {
 	char state_dir[PATH_MAX];
 	char control_socket[CONFIG_SOCKET_MAX];
 	struct dp_config datapath;
+	/* [store]; the addresses are the control address with these ports */
+	uint16_t raft_port;
+	uint16_t peer_port;
+	struct store_options store;
 };
 
 /* Parses @len bytes of @text; @filename is only used in messages. On success

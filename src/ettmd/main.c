@@ -17,6 +17,7 @@
 #include "datapath/datapath.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
+#include "store/store.h"
 
 /* How often the agent checks that its table is still in the kernel. */
 #define WATCH_INTERVAL_MS 5000
@@ -26,6 +27,8 @@ struct agent {
 	struct config cfg;
 	struct datapath dp;
 	struct ctl_server ctl;
+	struct ctl_server peer;
+	struct store *store;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t watch;
 	struct timespec started;
@@ -79,20 +82,75 @@ static json_t *datapath_status(struct agent *a)
 	                 (json_int_t)a->dp.generation, "counters", cs);
 }
 
-static int handle_request(void *userdata, const struct ctl_request *req, json_t **ret_result,
-                          char **ret_error)
+static json_t *store_brief(struct agent *a)
+{
+	json_t *full = store_status(a->store);
+	json_t *brief = json_pack("{s:O, s:O, s:O, s:O}", "state", json_object_get(full, "state"),
+				  "leader", json_object_get(full, "leader"), "generation",
+				  json_object_get(full, "generation"), "applied_index",
+				  json_object_get(full, "applied_index"));
+	json_decref(full);
+	return brief;
+}
+
+/* trust.add / trust.remove / trust.list: the trusted measurements table. */
+static int handle_trust(struct agent *a, struct ctl_client *client, const struct ctl_request *req,
+			json_t **ret_result, char **ret_error)
+{
+	if (strcmp(req->cmd, "trust.list") == 0) {
+		*ret_result = json_pack("{s:o}", "trusted",
+					store_table_dump(store_state(a->store), STORE_TRUSTED));
+		return 0;
+	}
+	const char *digest = json_string_value(json_object_get(req->args, "digest"));
+	const char *note = json_string_value(json_object_get(req->args, "note"));
+	if (!digest) {
+		*ret_error = strdup("field \"digest\": expected a string");
+		return -EINVAL;
+	}
+	struct store_cmd cmd = {.table = STORE_TRUSTED,
+				.op = strcmp(req->cmd, "trust.add") == 0 ? STORE_PUT : STORE_DELETE};
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	cmd.time_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	snprintf(cmd.row.trusted.digest, sizeof(cmd.row.trusted.digest), "%s", digest);
+	snprintf(cmd.row.trusted.note, sizeof(cmd.row.trusted.note), "%s", note ? note : "");
+	cmd.row.trusted.added_ms = cmd.time_ms;
+	return store_propose_reply(a->store, client, req, &cmd, true, ret_error);
+}
+
+static int handle_request(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+			  json_t **ret_result, char **ret_error)
 {
 	struct agent *a = userdata;
 	if (strcmp(req->cmd, "status") == 0) {
-		*ret_result =
-		    json_pack("{s:s, s:i, s:s, s:i, s:f, s:o}", "host", a->cfg.name, "id",
-		              a->cfg.id, "version", ETTM_VERSION, "pid", (int)getpid(), "uptime_s",
-		              uptime_seconds(a), "datapath", datapath_status(a));
+		*ret_result = json_pack("{s:s, s:i, s:s, s:i, s:f, s:o, s:o}", "host", a->cfg.name,
+					"id", a->cfg.id, "version", ETTM_VERSION, "pid",
+					(int)getpid(), "uptime_s", uptime_seconds(a), "datapath",
+					datapath_status(a), "store", store_brief(a));
 		return *ret_result ? 0 : -ENOMEM;
 	}
+	if (strcmp(req->cmd, "trust.add") == 0 || strcmp(req->cmd, "trust.remove") == 0 ||
+	    strcmp(req->cmd, "trust.list") == 0)
+		return handle_trust(a, client, req, ret_result, ret_error);
+	int r = store_handle_request(a->store, client, req, ret_result, ret_error);
+	if (r != -ENOENT || *ret_error)
+		return r;
 	if (asprintf(ret_error, "unknown command \"%s\"", req->cmd) < 0)
 		*ret_error = NULL;
 	return -EOPNOTSUPP;
+}
+
+/* The peer API: what other agents may ask (store.*, cluster.*). */
+static int handle_peer(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+		       json_t **ret_result, char **ret_error)
+{
+	struct agent *a = userdata;
+	int r = store_handle_request(a->store, client, req, ret_result, ret_error);
+	if (r == -ENOENT && !*ret_error &&
+	    asprintf(ret_error, "unknown command \"%s\"", req->cmd) < 0)
+		*ret_error = NULL;
+	return r;
 }
 
 /* Someone removed the table (nft flush ruleset, a careless admin): put it
@@ -122,6 +180,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
 	struct agent *a = sig->data;
 	log_info("received %s; stopping (the datapath keeps its rules)", strsignal(signum));
 	ctl_server_close(&a->ctl, ctl_closed_cb);
+	ctl_server_close(&a->peer, ctl_closed_cb);
+	store_close(a->store, NULL, NULL);
 	uv_close((uv_handle_t *)&a->sigterm, closed_cb);
 	uv_close((uv_handle_t *)&a->sigint, closed_cb);
 	uv_close((uv_handle_t *)&a->watch, closed_cb);
@@ -177,6 +237,37 @@ static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_
 	return -1;
 }
 
+/* The store listens on the control address; its data lives under the
+ * state directory. */
+static int start_store(struct agent *a)
+{
+	struct store_options *o = &a->cfg.store;
+	char addr[INET_ADDRSTRLEN], error[512];
+	inet_ntop(AF_INET, &a->cfg.datapath.control_addr, addr, sizeof(addr));
+	o->id = a->cfg.id;
+	snprintf(o->name, sizeof(o->name), "%s", a->cfg.name);
+	snprintf(o->raft_address, sizeof(o->raft_address), "%s:%u", addr, a->cfg.raft_port);
+	snprintf(o->peer_address, sizeof(o->peer_address), "%s:%u", addr, a->cfg.peer_port);
+	snprintf(o->dir, sizeof(o->dir), "%.4000s/store", a->cfg.state_dir);
+	/* No seeds to join through: this host is a cluster of its own. */
+	if (o->n_seeds == 0)
+		o->bootstrap = true;
+
+	int r = ctl_server_start_tcp(&a->peer, a->loop, o->peer_address, handle_peer, a);
+	if (r < 0) {
+		log_error("peer API on %s: %s", o->peer_address, uv_strerror(r));
+		return r;
+	}
+	r = store_open(a->loop, o, &a->store, error, sizeof(error));
+	if (r < 0) {
+		log_error("store: %s", error);
+		return r;
+	}
+	log_info("store: raft on %s, peer API on %s, %s", o->raft_address, o->peer_address,
+		 store_raft_version());
+	return 0;
+}
+
 static int start(struct agent *a)
 {
 	int r = file_mkdir_p(a->cfg.state_dir);
@@ -207,6 +298,9 @@ static int start(struct agent *a)
 			return r;
 		}
 	}
+	r = start_store(a);
+	if (r < 0)
+		return r;
 	r = ctl_server_start(&a->ctl, a->loop, a->cfg.control_socket, handle_request, a);
 	if (r < 0) {
 		log_error("control socket %s: %s", a->cfg.control_socket,

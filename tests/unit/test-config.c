@@ -66,7 +66,7 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
     {"[host]\nname = h1\nid = 1\ncolour = blue\n", "x.conf:4: unknown key host.colour"},
-    {"[hots]\n", "x.conf:1: unknown section [hots] (expected [host] or [datapath])"},
+    {"[hots]\n", "x.conf:1: unknown section [hots] (expected [host], [datapath] or [store])"},
     {"name = h1\n", "x.conf:1: key 'name' outside of a section"},
     {"[host]\nname h1\n", "x.conf:2: expected 'key = value', '[section]' or a comment"},
     {"[host\n", "x.conf:1: expected '[section]'"},

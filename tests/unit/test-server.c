@@ -25,7 +25,7 @@ struct fixture {
 	int calls;
 };
 
-static int handler(void *userdata, const struct ctl_request *req, json_t **ret_result,
+static int handler(void *userdata, struct ctl_client *client, const struct ctl_request *req, json_t **ret_result,
                    char **ret_error)
 {
 	struct fixture *f = userdata;

@@ -1,0 +1,163 @@
+#include "client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+struct call {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t connect;
+	uv_write_t write;
+	char *request;
+	char *buf;
+	size_t len, cap;
+	ctl_call_cb cb;
+	void *userdata;
+	int handles;
+	bool done;
+};
+
+static void call_free_cb(uv_handle_t *h)
+{
+	struct call *c = h->data;
+	if (--c->handles > 0)
+		return;
+	free(c->request);
+	free(c->buf);
+	free(c);
+}
+
+static void finish(struct call *c, int status, json_t *result, const char *error)
+{
+	if (c->done)
+		return;
+	c->done = true;
+	c->cb(c->userdata, status, result, error);
+	uv_close((uv_handle_t *)&c->timer, call_free_cb);
+	uv_close((uv_handle_t *)&c->tcp, call_free_cb);
+}
+
+static void fail_errno(struct call *c, int status, const char *what)
+{
+	char error[160];
+	snprintf(error, sizeof(error), "%s: %s", what, uv_strerror(status));
+	finish(c, status, NULL, error);
+}
+
+static void timeout_cb(uv_timer_t *t)
+{
+	finish(t->data, -ETIMEDOUT, NULL, "no answer in time");
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct call *c = h->data;
+	(void)suggested;
+	if (c->cap - c->len < 4096) {
+		size_t cap = c->cap ? c->cap * 2 : 8192;
+		char *p = realloc(c->buf, cap);
+		if (!p) {
+			*buf = uv_buf_init(NULL, 0);
+			return;
+		}
+		c->buf = p;
+		c->cap = cap;
+	}
+	*buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct call *c = s->data;
+	(void)buf;
+	if (nread < 0) {
+		fail_errno(c, (int)nread, "connection closed before the reply");
+		return;
+	}
+	c->len += (size_t)nread;
+	char *nl = memchr(c->buf, '\n', c->len);
+	if (!nl) {
+		if (c->len > CTL_LINE_MAX * 16)
+			finish(c, -EBADMSG, NULL, "reply too long");
+		return;
+	}
+	bool ok;
+	json_t *result = NULL;
+	char *reason = NULL, error[256];
+	if (ctl_reply_parse(c->buf, (size_t)(nl - c->buf), &ok, &result, &reason, error,
+			    sizeof(error)) < 0) {
+		finish(c, -EBADMSG, NULL, error);
+		return;
+	}
+	if (ok)
+		finish(c, 0, result, NULL);
+	else
+		finish(c, -EREMOTEIO, NULL, reason);
+	json_decref(result);
+	free(reason);
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+	struct call *c = w->data;
+	if (status < 0)
+		fail_errno(c, status, "send");
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+	struct call *c = req->data;
+	if (c->done)
+		return;
+	if (status < 0) {
+		fail_errno(c, status, "connect");
+		return;
+	}
+	uv_buf_t buf = uv_buf_init(c->request, (unsigned)strlen(c->request));
+	c->write.data = c;
+	int r = uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
+	if (r == 0)
+		r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+	if (r < 0)
+		fail_errno(c, r, "send");
+}
+
+int ctl_call(uv_loop_t *loop, const char *address, const char *cmd, json_t *args,
+	     unsigned timeout_ms, ctl_call_cb cb, void *userdata)
+{
+	struct sockaddr_in sa;
+	if (ctl_parse_address(address, &sa) < 0) {
+		json_decref(args);
+		return -EINVAL;
+	}
+	struct call *c = calloc(1, sizeof(*c));
+	if (!c) {
+		json_decref(args);
+		return -ENOMEM;
+	}
+	c->request = ctl_request_encode(1, cmd, args);
+	if (!c->request) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->cb = cb;
+	c->userdata = userdata;
+	uv_tcp_init(loop, &c->tcp);
+	uv_timer_init(loop, &c->timer);
+	c->tcp.data = c->timer.data = c->connect.data = c;
+	c->handles = 2;
+	uv_tcp_nodelay(&c->tcp, 1);
+	uv_timer_start(&c->timer, timeout_cb, timeout_ms, 0);
+	int r = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&sa, connect_cb);
+	if (r < 0) {
+		c->done = true;
+		uv_close((uv_handle_t *)&c->timer, call_free_cb);
+		uv_close((uv_handle_t *)&c->tcp, call_free_cb);
+		return r;
+	}
+	return 0;
+}

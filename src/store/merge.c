@@ -1,0 +1,156 @@
+/* Merge rules: what becomes of a command that a host applied before a forced
+ * recovery, when the new cluster does not have it (docs/store.md). Each
+ * table decides for itself; nothing is dropped silently: a command is
+ * re-proposed, found already present, or reported as a conflict. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tables.h"
+
+static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, size, fmt, ap);
+	va_end(ap);
+	return STORE_MERGE_CONFLICT;
+}
+
+static const void *find(const struct store_state *s, enum store_table t,
+			int (*same)(const void *row, const struct store_cmd *cmd),
+			const struct store_cmd *cmd)
+{
+	for (size_t i = 0; i < store_count(s, t); i++) {
+		const void *row = store_row(s, t, i);
+		if (same(row, cmd))
+			return row;
+	}
+	return NULL;
+}
+
+static int same_trusted(const void *row, const struct store_cmd *cmd)
+{
+	return strcmp(((const struct store_trusted *)row)->digest, cmd->row.trusted.digest) == 0;
+}
+
+static int same_admission(const void *row, const struct store_cmd *cmd)
+{
+	return strcmp(((const struct store_admission *)row)->host, cmd->row.admission.host) == 0;
+}
+
+static int same_mapping(const void *row, const struct store_cmd *cmd)
+{
+	const struct store_nat_mapping *m = row;
+	return m->proto == cmd->row.nat_mapping.proto &&
+	       m->public_port == cmd->row.nat_mapping.public_port;
+}
+
+static int same_lease_mac(const void *row, const struct store_cmd *cmd)
+{
+	return strcmp(((const struct store_lease *)row)->mac, cmd->row.lease.mac) == 0;
+}
+
+static int same_lease_addr(const void *row, const struct store_cmd *cmd)
+{
+	return ((const struct store_lease *)row)->addr == cmd->row.lease.addr;
+}
+
+static bool block_free(const struct store_state *s, uint32_t start, uint32_t size)
+{
+	for (size_t i = 0; i < store_count(s, STORE_NAT_BLOCKS); i++) {
+		const struct store_nat_block *b = store_row(s, STORE_NAT_BLOCKS, i);
+		if (b->start < start + size && start < (uint32_t)b->start + b->size)
+			return false;
+	}
+	return true;
+}
+
+/* A NAT block claimed on both sides goes to the new cluster's owner; the
+ * orphan's owner gets another free block of the same size. */
+static enum store_merge merge_nat_block(const struct store_state *s, struct store_cmd *cmd,
+					char *reason, size_t size)
+{
+	struct store_nat_block *b = &cmd->row.nat_block;
+	if (cmd->op == STORE_DELETE)
+		return STORE_MERGE_APPLY; /* a release that finds nothing is rejected harmlessly */
+	for (size_t i = 0; i < store_count(s, STORE_NAT_BLOCKS); i++) {
+		const struct store_nat_block *o = store_row(s, STORE_NAT_BLOCKS, i);
+		if (o->owner == b->owner && o->start == b->start)
+			return STORE_MERGE_SKIP;
+	}
+	if (block_free(s, b->start, b->size))
+		return STORE_MERGE_APPLY;
+	/* Ports below 1024 are never handed out. */
+	for (uint32_t start = 1024; start + b->size <= 65536; start += b->size) {
+		if (start % b->size == 0 && block_free(s, start, b->size)) {
+			b->start = (uint16_t)start;
+			return STORE_MERGE_APPLY;
+		}
+	}
+	return conflict(reason, size,
+			"NAT block %u/%u of member %llu was claimed on both sides and no free "
+			"block is left",
+			b->start, b->size, (unsigned long long)b->owner);
+}
+
+enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char *reason,
+			     size_t reason_size)
+{
+	const void *row;
+	switch (cmd->table) {
+	case STORE_CLUSTER:
+	case STORE_MEMBERS:
+	case STORE_CONFLICTS:
+		/* Membership and generations belong to the cluster that is. */
+		return STORE_MERGE_SKIP;
+	case STORE_TRUSTED:
+		row = find(s, STORE_TRUSTED, same_trusted, cmd);
+		return (cmd->op == STORE_PUT) == (row != NULL) ? STORE_MERGE_SKIP : STORE_MERGE_APPLY;
+	case STORE_ADMISSIONS:
+		/* The later decision about a host wins. */
+		row = find(s, STORE_ADMISSIONS, same_admission, cmd);
+		if (row && ((const struct store_admission *)row)->time_ms >= cmd->time_ms)
+			return STORE_MERGE_SKIP;
+		if (!row && cmd->op == STORE_DELETE)
+			return STORE_MERGE_SKIP;
+		return STORE_MERGE_APPLY;
+	case STORE_POLICY:
+		if (cmd->row.policy.epoch == store_policy(s)->epoch)
+			return STORE_MERGE_APPLY;
+		return conflict(reason, reason_size,
+				"a policy edit made on epoch %llu meets epoch %llu; review it and "
+				"apply it again by hand",
+				(unsigned long long)cmd->row.policy.epoch,
+				(unsigned long long)store_policy(s)->epoch);
+	case STORE_NAT_BLOCKS:
+		return merge_nat_block(s, cmd, reason, reason_size);
+	case STORE_NAT_MAPPINGS:
+		row = find(s, STORE_NAT_MAPPINGS, same_mapping, cmd);
+		if (cmd->op == STORE_DELETE)
+			return row ? STORE_MERGE_APPLY : STORE_MERGE_SKIP;
+		if (!row)
+			return STORE_MERGE_APPLY;
+		if (((const struct store_nat_mapping *)row)->owner == cmd->row.nat_mapping.owner)
+			return STORE_MERGE_SKIP;
+		return conflict(reason, reason_size,
+				"public port %u was mapped by member %llu on one side and %llu on "
+				"the other",
+				cmd->row.nat_mapping.public_port,
+				(unsigned long long)((const struct store_nat_mapping *)row)->owner,
+				(unsigned long long)cmd->row.nat_mapping.owner);
+	case STORE_LEASES:
+		if (cmd->op == STORE_DELETE)
+			return find(s, STORE_LEASES, same_lease_mac, cmd) ? STORE_MERGE_APPLY
+									  : STORE_MERGE_SKIP;
+		row = find(s, STORE_LEASES, same_lease_addr, cmd);
+		if (!row || strcmp(((const struct store_lease *)row)->mac, cmd->row.lease.mac) == 0)
+			return STORE_MERGE_APPLY;
+		return conflict(reason, reason_size, "an address was leased to %s and to %s",
+				((const struct store_lease *)row)->mac, cmd->row.lease.mac);
+	}
+	return conflict(reason, reason_size, "unknown table %u", cmd->table);
+}

@@ -1,0 +1,1496 @@
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+
+#include "api/client.h"
+#include "api/server.h"
+#include "journal.h"
+#include "lib/fileio.h"
+#include "lib/log.h"
+
+#define TICK_MS		 250
+#define PEER_TIMEOUT_MS	 1000
+#define FORWARD_TIMEOUT_MS 5000
+#define HELLO_EVERY_TICKS 8
+
+enum store_phase {
+	PHASE_RUNNING,
+	PHASE_RESTARTING, /* raft closed, about to start again (recover, reset) */
+	PHASE_REMOVED,	  /* removed by the admin: raft stopped for good */
+	PHASE_FAILED,	  /* a corrupt entry: raft stopped, see fatal */
+	PHASE_CLOSING,
+};
+
+/* How the next Raft instance starts. */
+enum start_mode {
+	START_NORMAL,
+	START_BOOTSTRAP,
+	START_RECOVER,
+};
+
+struct subscriber {
+	unsigned table;
+	store_watch_cb cb;
+	void *userdata;
+	struct subscriber *next;
+};
+
+/* A proposal or barrier waiting for its callback. */
+struct pending {
+	union {
+		struct raft_apply apply;
+		struct raft_barrier barrier;
+	};
+	struct store *store;
+	store_done_cb cb;
+	void *userdata;
+	uint64_t wait_index; /* follower barrier: applied index to wait for */
+	struct pending *next;
+};
+
+struct store {
+	uv_loop_t *loop;
+	struct store_options o;
+	char raft_dir[PATH_MAX]; /* o.dir/raft: what a reset forgets */
+	struct store_state *state;
+	struct journal *journal;
+	enum store_phase phase;
+	char fatal[256];
+
+	/* The Raft instance; re-created in place by recover and reset. */
+	struct raft raft;
+	struct raft_io io;
+	struct raft_uv_transport transport;
+	struct raft_fsm fsm;
+	bool raft_open;
+	enum start_mode next_mode;
+	struct raft_configuration recover_conf;
+
+	uv_timer_t tick;
+	unsigned ticks;
+	struct subscriber *subscribers;
+	struct pending *waiting_barriers; /* followers' barriers, by index */
+
+	/* Membership changes: one at a time, leader only. */
+	bool changing;
+	struct raft_change change;
+	uint64_t change_id;
+	int change_role;
+	uint64_t last_seen_ms[256]; /* by configuration slot id % 256 */
+
+	/* Joining: where to ask next. */
+	unsigned seed_next;
+	char redirect[STORE_ADDR_MAX];
+	bool join_in_flight;
+
+	/* Forced recovery: the cluster row to commit once leader. */
+	struct store_cluster pending_generation;
+	bool generation_pending;
+	bool orphans_pending;
+	bool wipe_on_restart;
+	bool hello_in_flight;
+	unsigned hello_next;
+
+	void (*close_cb)(void *userdata);
+	void *close_userdata;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+const char *store_raft_version(void)
+{
+	return "libraft " RAFT_LIB_VERSION;
+}
+
+void store_options_default(struct store_options *o)
+{
+	*o = (struct store_options){
+		.election_ms = 300,
+		.heartbeat_ms = 50,
+		.snapshot_threshold = 8192,
+		.promote_after_ms = 3000,
+	};
+}
+
+/* ---- the state machine ---- */
+
+static void notify(struct store *s, const struct store_cmd *cmd, const struct store_result *res)
+{
+	for (struct subscriber *sub = s->subscribers; sub; sub = sub->next)
+		if (sub->table == 0 || sub->table == cmd->table)
+			sub->cb(sub->userdata, cmd, res);
+}
+
+static void fail_store(struct store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void handle_self_removed(struct store *s);
+static void release_barriers(struct store *s);
+
+static char *hex_encode(const uint8_t *data, size_t len);
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+	struct store *s = fsm->data;
+	struct store_cmd cmd;
+	char error[160];
+	struct store_result *res = calloc(1, sizeof(*res));
+	if (!res)
+		return RAFT_NOMEM;
+
+	if (store_cmd_decode(buf->base, buf->len, &cmd, error, sizeof(error)) < 0) {
+		/* A replica never guesses at a corrupt entry: it stops and says
+		 * so, and the admin restores it from a healthy replica. */
+		char *hex = hex_encode(buf->base, buf->len < 64 ? buf->len : 64);
+		fail_store(s, "corrupt log entry at index %llu (%zu bytes: %s...): %s",
+			   (unsigned long long)(s->raft.last_applied + 1), buf->len, hex ? hex : "",
+			   error);
+		free(hex);
+		free(res);
+		return RAFT_CORRUPT;
+	}
+	if (store_state_apply(s->state, &cmd, res) < 0) {
+		store_cmd_done(&cmd);
+		free(res);
+		return RAFT_NOMEM;
+	}
+	journal_append(s->journal, store_cluster(s->state)->generation, s->raft.last_applied + 1,
+		       buf->base, buf->len);
+	notify(s, &cmd, res);
+	if (cmd.table == STORE_MEMBERS && cmd.op == STORE_DELETE && res->applied &&
+	    cmd.row.member.id == s->o.id)
+		handle_self_removed(s);
+	if (cmd.table == STORE_CLUSTER && res->applied && s->orphans_pending)
+		s->orphans_pending = journal_has_orphans(s->journal);
+	store_cmd_done(&cmd);
+	*result = res;
+	return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct store *s = fsm->data;
+	uint8_t *data;
+	size_t len;
+	if (store_state_snapshot(s->state, &data, &len) < 0)
+		return RAFT_NOMEM;
+	struct raft_buffer *b = raft_malloc(sizeof(*b));
+	void *copy = raft_malloc(len);
+	if (!b || !copy) {
+		raft_free(b);
+		raft_free(copy);
+		free(data);
+		return RAFT_NOMEM;
+	}
+	memcpy(copy, data, len);
+	free(data);
+	b->base = copy;
+	b->len = len;
+	*bufs = b;
+	*n_bufs = 1;
+	return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	struct store *s = fsm->data;
+	char error[160];
+	int r = store_state_restore(s->state, buf->base, buf->len, error, sizeof(error));
+	if (r < 0) {
+		fail_store(s, "corrupt snapshot: %s", error);
+		return RAFT_CORRUPT;
+	}
+	raft_free(buf->base);
+	return 0;
+}
+
+/* ---- the Raft instance ---- */
+
+static void start_raft(struct store *s);
+static void tick_closed_cb(uv_handle_t *h);
+static int wipe_raft_state(struct store *s);
+
+static void raft_closed_cb(struct raft *r)
+{
+	struct store *s = r->data;
+	raft_uv_close(&s->io);
+	raft_uv_tcp_close(&s->transport);
+	s->raft_open = false;
+	if (s->phase == PHASE_RESTARTING) {
+		s->phase = PHASE_RUNNING;
+		if (s->wipe_on_restart && wipe_raft_state(s) < 0)
+			return;
+		start_raft(s);
+	} else if (s->phase == PHASE_CLOSING) {
+		uv_close((uv_handle_t *)&s->tick, tick_closed_cb);
+	}
+}
+
+static void stop_raft(struct store *s, enum store_phase then)
+{
+	s->phase = then;
+	s->changing = false;
+	if (s->raft_open)
+		raft_close(&s->raft, raft_closed_cb);
+}
+
+static void fail_store(struct store *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->fatal, sizeof(s->fatal), fmt, ap);
+	va_end(ap);
+	log_error("store: %s; the store stops", s->fatal);
+	s->phase = PHASE_FAILED;
+}
+
+static void handle_self_removed(struct store *s)
+{
+	log_info("store: this host was removed from the cluster; leaving");
+	s->phase = PHASE_REMOVED;
+}
+
+/* Forgets the Raft log, snapshots and the applied state, keeping the
+ * journal: the host will be caught up from the leader. */
+static int wipe_raft_state(struct store *s)
+{
+	s->wipe_on_restart = false;
+	char cmd[PATH_MAX + 300];
+	DIR *d = opendir(s->raft_dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(cmd, sizeof(cmd), "%s/%s", s->raft_dir, e->d_name);
+		if (unlink(cmd) < 0)
+			log_warn("store: cannot remove %s: %s", cmd, strerror(errno));
+	}
+	if (d)
+		closedir(d);
+	struct store_state *fresh;
+	if (store_state_new(&fresh) < 0) {
+		fail_store(s, "out of memory");
+		return -ENOMEM;
+	}
+	store_state_free(s->state);
+	s->state = fresh;
+	return 0;
+}
+
+/* Creates and starts the Raft instance in s->raft per s->next_mode. */
+static void start_raft(struct store *s)
+{
+	int r;
+	const char *what = "raft_uv_tcp_init";
+	if ((r = raft_uv_tcp_init(&s->transport, s->loop)) != 0)
+		goto fail;
+	what = "raft_uv_init";
+	if ((r = raft_uv_init(&s->io, s->loop, s->raft_dir, &s->transport)) != 0) {
+		raft_uv_tcp_close(&s->transport);
+		goto fail;
+	}
+	s->fsm = (struct raft_fsm){.version = 1, .data = s, .apply = fsm_apply,
+				   .snapshot = fsm_snapshot, .restore = fsm_restore};
+	what = "raft_init";
+	if ((r = raft_init(&s->raft, &s->io, &s->fsm, s->o.id, s->o.raft_address)) != 0) {
+		raft_uv_close(&s->io);
+		raft_uv_tcp_close(&s->transport);
+		goto fail;
+	}
+	s->raft.data = s;
+	s->raft_open = true;
+	raft_set_pre_vote(&s->raft, true);
+	raft_set_election_timeout(&s->raft, s->o.election_ms);
+	raft_set_heartbeat_timeout(&s->raft, s->o.heartbeat_ms);
+	raft_set_snapshot_threshold(&s->raft, s->o.snapshot_threshold);
+	raft_uv_set_connect_retry_delay(&s->io, 100);
+
+	if (s->next_mode == START_BOOTSTRAP) {
+		struct raft_configuration conf;
+		raft_configuration_init(&conf);
+		raft_configuration_add(&conf, s->o.id, s->o.raft_address, RAFT_VOTER);
+		what = "raft_bootstrap";
+		r = raft_bootstrap(&s->raft, &conf);
+		raft_configuration_close(&conf);
+		if (r == RAFT_CANTBOOTSTRAP) /* state exists: resume from it */
+			r = 0;
+		else if (r == 0) {
+			s->pending_generation = (struct store_cluster){.generation = 1};
+			snprintf(s->pending_generation.by, sizeof(s->pending_generation.by), "%s",
+				 s->o.name);
+			s->generation_pending = true;
+			log_info("store: created a new cluster");
+		}
+	} else if (s->next_mode == START_RECOVER) {
+		what = "raft_recover";
+		r = raft_recover(&s->raft, &s->recover_conf);
+		raft_configuration_close(&s->recover_conf);
+	}
+	if (r != 0)
+		goto fail_open;
+	s->next_mode = START_NORMAL;
+	what = "raft_start";
+	if ((r = raft_start(&s->raft)) != 0)
+		goto fail_open;
+	return;
+
+fail_open:
+	fail_store(s, "%s: %s", what, raft_errmsg(&s->raft));
+	raft_close(&s->raft, raft_closed_cb);
+	return;
+fail:
+	fail_store(s, "%s: %s", what, raft_strerror(r));
+}
+
+/* ---- proposals ---- */
+
+static void pending_done(struct pending *p, int status, const struct store_result *res,
+			 const char *error)
+{
+	p->cb(p->userdata, status, res, error);
+	free(p);
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+	struct pending *p = req->data;
+	struct store_result *res = result;
+	if (status != 0)
+		pending_done(p, status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? -EAGAIN
+											 : -EIO,
+			     NULL, raft_strerror(status));
+	else
+		pending_done(p, 0, res, NULL);
+	free(res);
+}
+
+static int propose_local(struct store *s, const uint8_t *data, size_t len, store_done_cb cb,
+			 void *userdata)
+{
+	/* libraft 0.15 mis-slices entries whose size is not a multiple of 8
+	 * when a follower decodes a batch: pad with zeros, which the command
+	 * decoder accepts as padding. */
+	size_t padded = (len + 7) & ~(size_t)7;
+	struct pending *p = calloc(1, sizeof(*p));
+	void *copy = raft_malloc(padded);
+	if (!p || !copy) {
+		free(p);
+		raft_free(copy);
+		return -ENOMEM;
+	}
+	memset(copy, 0, padded);
+	memcpy(copy, data, len);
+	*p = (struct pending){.store = s, .cb = cb, .userdata = userdata};
+	p->apply.data = p;
+	struct raft_buffer buf = {.base = copy, .len = padded};
+	int r = raft_apply(&s->raft, &p->apply, &buf, 1, apply_cb);
+	if (r != 0) {
+		raft_free(copy);
+		free(p);
+		return r == RAFT_NOTLEADER ? -EAGAIN : -EIO;
+	}
+	return 0;
+}
+
+static const struct store_member *leader_member(struct store *s)
+{
+	raft_id id = 0;
+	const char *address = NULL;
+	if (!s->raft_open)
+		return NULL;
+	raft_leader(&s->raft, &id, &address);
+	return id ? store_member_find(s->state, id) : NULL;
+}
+
+static char *hex_encode(const uint8_t *data, size_t len)
+{
+	char *hex = malloc(len * 2 + 1);
+	for (size_t i = 0; hex && i < len; i++)
+		sprintf(hex + 2 * i, "%02x", data[i]);
+	if (hex)
+		hex[len * 2] = '\0';
+	return hex;
+}
+
+static int hex_decode(const char *hex, uint8_t **ret_data, size_t *ret_len)
+{
+	size_t n = strlen(hex);
+	if (n % 2)
+		return -EINVAL;
+	uint8_t *data = malloc(n / 2 + 1);
+	if (!data)
+		return -ENOMEM;
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+			free(data);
+			return -EINVAL;
+		}
+		data[i] = (uint8_t)v;
+	}
+	*ret_data = data;
+	*ret_len = n / 2;
+	return 0;
+}
+
+/* A forwarded call's context: the original callback. */
+struct forward {
+	struct store *store;
+	store_done_cb cb;
+	void *userdata;
+	bool barrier;
+};
+
+static void forward_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct forward *f = userdata;
+	if (status < 0) {
+		f->cb(f->userdata, status == -EREMOTEIO ? -EAGAIN : status, NULL, error);
+		free(f);
+		return;
+	}
+	if (f->barrier) {
+		/* Wait until this replica has applied what the leader had. */
+		struct pending *p = calloc(1, sizeof(*p));
+		if (!p) {
+			f->cb(f->userdata, -ENOMEM, NULL, "out of memory");
+			free(f);
+			return;
+		}
+		*p = (struct pending){.store = f->store, .cb = f->cb, .userdata = f->userdata};
+		p->wait_index = (uint64_t)json_integer_value(json_object_get(result, "index"));
+		p->next = f->store->waiting_barriers;
+		f->store->waiting_barriers = p;
+		free(f);
+		release_barriers(p->store);
+		return;
+	}
+	struct store_result res = {.applied = json_is_true(json_object_get(result, "applied"))};
+	res.value = (uint64_t)json_integer_value(json_object_get(result, "value"));
+	snprintf(res.reason, sizeof(res.reason), "%s",
+		 json_string_value(json_object_get(result, "reason")) ?: "");
+	f->cb(f->userdata, 0, &res, NULL);
+	free(f);
+}
+
+static int forward(struct store *s, const char *cmd, json_t *args, bool barrier, store_done_cb cb,
+		   void *userdata)
+{
+	const struct store_member *leader = leader_member(s);
+	if (!leader || !leader->peer[0]) {
+		json_decref(args);
+		return -EAGAIN;
+	}
+	struct forward *f = calloc(1, sizeof(*f));
+	if (!f) {
+		json_decref(args);
+		return -ENOMEM;
+	}
+	*f = (struct forward){.store = s, .cb = cb, .userdata = userdata, .barrier = barrier};
+	int r = ctl_call(s->loop, leader->peer, cmd, args, FORWARD_TIMEOUT_MS, forward_cb, f);
+	if (r < 0)
+		free(f);
+	return r;
+}
+
+static int propose_encoded(struct store *s, const uint8_t *data, size_t len, store_done_cb cb,
+			   void *userdata)
+{
+	if (s->phase != PHASE_RUNNING || !s->raft_open)
+		return -ESHUTDOWN;
+	if (raft_state(&s->raft) == RAFT_LEADER)
+		return propose_local(s, data, len, cb, userdata);
+	char *hex = hex_encode(data, len);
+	if (!hex)
+		return -ENOMEM;
+	json_t *args = json_pack("{s:s}", "command", hex);
+	free(hex);
+	return forward(s, "store.propose", args, false, cb, userdata);
+}
+
+int store_propose(struct store *s, const struct store_cmd *cmd, store_done_cb cb, void *userdata)
+{
+	uint8_t *data;
+	size_t len;
+	int r = store_cmd_encode(cmd, &data, &len);
+	if (r < 0)
+		return r;
+	r = propose_encoded(s, data, len, cb, userdata);
+	free(data);
+	return r;
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+	struct pending *p = req->data;
+	if (status != 0)
+		pending_done(p, -EAGAIN, NULL, raft_strerror(status));
+	else
+		pending_done(p, 0, NULL, NULL);
+}
+
+static void release_barriers(struct store *s)
+{
+	uint64_t applied = s->raft_open ? raft_last_applied(&s->raft) : 0;
+	struct pending **pp = &s->waiting_barriers;
+	while (*pp) {
+		struct pending *p = *pp;
+		if (p->wait_index <= applied) {
+			*pp = p->next;
+			pending_done(p, 0, NULL, NULL);
+		} else {
+			pp = &p->next;
+		}
+	}
+}
+
+int store_barrier(struct store *s, store_done_cb cb, void *userdata)
+{
+	if (s->phase != PHASE_RUNNING || !s->raft_open)
+		return -ESHUTDOWN;
+	if (raft_state(&s->raft) != RAFT_LEADER)
+		return forward(s, "store.barrier", json_object(), true, cb, userdata);
+	struct pending *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	*p = (struct pending){.store = s, .cb = cb, .userdata = userdata};
+	p->barrier.data = p;
+	int r = raft_barrier(&s->raft, &p->barrier, barrier_cb);
+	if (r != 0) {
+		free(p);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+const struct store_state *store_state(const struct store *s)
+{
+	return s->state;
+}
+
+int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata)
+{
+	struct subscriber *sub = calloc(1, sizeof(*sub));
+	if (!sub)
+		return -ENOMEM;
+	*sub = (struct subscriber){.table = table, .cb = cb, .userdata = userdata,
+				   .next = s->subscribers};
+	s->subscribers = sub;
+	return 0;
+}
+
+bool store_is_leader(const struct store *s)
+{
+	return s->raft_open && s->phase == PHASE_RUNNING &&
+	       raft_state((struct raft *)&s->raft) == RAFT_LEADER;
+}
+
+/* ---- membership (leader) ---- */
+
+static unsigned target_voters(struct store *s)
+{
+	if (s->o.voters)
+		return s->o.voters;
+	return s->raft.configuration.n >= 7 ? 5 : 3;
+}
+
+static uint64_t *seen_slot(struct store *s, raft_id id)
+{
+	return &s->last_seen_ms[id % 256];
+}
+
+static void member_role_done(void *userdata, int status, const struct store_result *res,
+			     const char *error)
+{
+	(void)userdata;
+	(void)res;
+	if (status < 0)
+		log_warn("store: cannot record a member's role: %s", error);
+}
+
+/* Records in the members table the role Raft now gives @id. */
+static void record_role(struct store *s, raft_id id, int role)
+{
+	const struct store_member *m = store_member_find(s->state, id);
+	if (!m || m->role == role)
+		return;
+	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = now_ms()};
+	cmd.row.member = *m;
+	cmd.row.member.role = (uint8_t)role;
+	store_propose(s, &cmd, member_role_done, NULL);
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+	struct store *s = req->data;
+	s->changing = false;
+	if (status != 0) {
+		log_warn("store: membership change for %" PRIu64 " failed: %s", s->change_id,
+			 raft_strerror(status));
+		return;
+	}
+	if (s->change_role >= 0) {
+		log_info("store: member %" PRIu64 " is now %s", s->change_id,
+			 s->change_role == RAFT_VOTER ? "a voter" : "a standby");
+		record_role(s, s->change_id, s->change_role);
+	}
+}
+
+static int begin_change(struct store *s, raft_id id, int role)
+{
+	s->changing = true;
+	s->change_id = id;
+	s->change_role = role;
+	s->change.data = s;
+	int r = raft_assign(&s->raft, &s->change, id, role, change_cb);
+	if (r != 0) {
+		s->changing = false;
+		log_warn("store: cannot make %llu %s: %s", (unsigned long long)id,
+			 role == RAFT_VOTER ? "a voter" : "a standby", raft_errmsg(&s->raft));
+	}
+	return r;
+}
+
+/* One step towards the wanted membership, at most one change at a time:
+ * members of the table that Raft lacks are added, spares become standbys,
+ * voters gone for longer than promote_after_ms are replaced by healthy
+ * standbys, and the voter count is brought to its target. */
+static void maintain_membership(struct store *s)
+{
+	struct raft *r = &s->raft;
+	uint64_t now = mono_ms();
+	if (s->changing || r->configuration_uncommitted_index != 0)
+		return;
+
+	unsigned voters = 0, live_voters = 0;
+	raft_id dead_voter = 0, live_standby = 0, spare = 0;
+	for (unsigned i = 0; i < r->configuration.n; i++) {
+		const struct raft_server *srv = &r->configuration.servers[i];
+		bool live = srv->id == s->o.id || r->leader_state.progress[i].recent_recv;
+		uint64_t *seen = seen_slot(s, srv->id);
+		if (live || *seen == 0)
+			*seen = now;
+		bool gone = now - *seen > s->o.promote_after_ms;
+		if (srv->role == RAFT_VOTER) {
+			voters++;
+			if (!gone)
+				live_voters++;
+			else if (!dead_voter)
+				dead_voter = srv->id;
+		} else if (srv->role == RAFT_STANDBY && !gone && !live_standby &&
+			   r->leader_state.progress[i].match_index >= r->commit_index) {
+			live_standby = srv->id;
+		} else if (srv->role == RAFT_SPARE && !spare) {
+			spare = srv->id;
+		}
+	}
+
+	for (size_t i = 0; i < store_count(s->state, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
+		bool present = false;
+		for (unsigned k = 0; k < r->configuration.n; k++)
+			present |= r->configuration.servers[k].id == m->id;
+		if (!present) {
+			s->changing = true;
+			s->change_id = m->id;
+			s->change_role = -1;
+			s->change.data = s;
+			if (raft_add(r, &s->change, m->id, m->address, change_cb) != 0) {
+				s->changing = false;
+				log_warn("store: cannot add %s: %s", m->name, raft_errmsg(r));
+			} else {
+				log_info("store: adding %s (%" PRIu64 ") as a replica", m->name,
+					 m->id);
+			}
+			return;
+		}
+	}
+	if (spare) {
+		begin_change(s, spare, RAFT_STANDBY);
+		return;
+	}
+	unsigned want = target_voters(s);
+	if (live_standby && (live_voters < want || (dead_voter && voters <= want))) {
+		begin_change(s, live_standby, RAFT_VOTER);
+		return;
+	}
+	/* Demote the dead voter once its replacement votes, keeping the
+	 * quorum small. */
+	if (dead_voter && voters > want) {
+		log_info("store: voter %llu unreachable for %u ms; demoting it",
+			 (unsigned long long)dead_voter, s->o.promote_after_ms);
+		begin_change(s, dead_voter, RAFT_STANDBY);
+		return;
+	}
+	if (voters > want && live_voters > want) {
+		/* Too many voters (hosts left): demote one that is not us. */
+		for (unsigned i = r->configuration.n; i-- > 0;) {
+			const struct raft_server *srv = &r->configuration.servers[i];
+			if (srv->role == RAFT_VOTER && srv->id != s->o.id) {
+				begin_change(s, srv->id, RAFT_STANDBY);
+				return;
+			}
+		}
+	}
+}
+
+/* ---- joining ---- */
+
+static void join_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct store *s = userdata;
+	s->join_in_flight = false;
+	if (status < 0) {
+		log_debug("store: join: %s", error);
+		s->redirect[0] = '\0';
+		return;
+	}
+	const char *redirect = json_string_value(json_object_get(result, "redirect"));
+	snprintf(s->redirect, sizeof(s->redirect), "%s", redirect ? redirect : "");
+}
+
+static void try_join(struct store *s)
+{
+	if (s->join_in_flight || (s->o.n_seeds == 0 && !s->redirect[0]))
+		return;
+	const char *to = s->redirect[0] ? s->redirect : s->o.seeds[s->seed_next++ % s->o.n_seeds];
+	if (strcmp(to, s->o.peer_address) == 0)
+		return;
+	json_t *args = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->o.id, "name",
+				 s->o.name, "address", s->o.raft_address, "peer",
+				 s->o.peer_address, "raft_version", store_raft_version());
+	s->redirect[0] = '\0';
+	if (ctl_call(s->loop, to, "store.join", args, PEER_TIMEOUT_MS, join_cb, s) == 0)
+		s->join_in_flight = true;
+}
+
+/* ---- generations: forced recovery and the hosts that come back ---- */
+
+static void orphan_propose_done(void *userdata, int status, const struct store_result *res,
+				const char *error)
+{
+	(void)userdata;
+	if (status < 0)
+		log_warn("store: re-proposing an orphaned command failed: %s", error);
+	else if (!res->applied)
+		log_info("store: an orphaned command was rejected on merge: %s", res->reason);
+}
+
+struct merge_ctx {
+	struct store *s;
+	unsigned applied, skipped, conflicts;
+};
+
+static void merge_one(void *userdata, const void *data, size_t len)
+{
+	struct merge_ctx *m = userdata;
+	struct store_cmd cmd;
+	char error[STORE_REASON_MAX], reason[STORE_REASON_MAX] = "";
+	if (store_cmd_decode(data, len, &cmd, error, sizeof(error)) < 0)
+		return;
+	switch (store_merge(m->s->state, &cmd, reason, sizeof(reason))) {
+	case STORE_MERGE_SKIP:
+		m->skipped++;
+		break;
+	case STORE_MERGE_APPLY:
+		m->applied++;
+		store_propose(m->s, &cmd, orphan_propose_done, NULL);
+		break;
+	case STORE_MERGE_CONFLICT: {
+		m->conflicts++;
+		struct store_cmd c = {.table = STORE_CONFLICTS, .op = STORE_PUT,
+				      .time_ms = now_ms()};
+		c.row.conflict.table = cmd.table;
+		c.row.conflict.generation = store_cluster(m->s->state)->generation - 1;
+		snprintf(c.row.conflict.reason, sizeof(c.row.conflict.reason), "%s", reason);
+		store_propose(m->s, &c, orphan_propose_done, NULL);
+		log_warn("store: merge conflict: %s", reason);
+		break;
+	}
+	}
+	store_cmd_done(&cmd);
+}
+
+/* Once this replica has caught up with the new generation, merge what it
+ * had applied that the new cluster lacks. */
+static void merge_orphans(struct store *s)
+{
+	const struct store_cluster *c = store_cluster(s->state);
+	if (!s->orphans_pending || c->generation == 0 || leader_member(s) == NULL)
+		return;
+	struct merge_ctx m = {.s = s};
+	journal_each_orphan(s->journal, c->generation, c->from_index, merge_one, &m);
+	journal_drop_orphans(s->journal);
+	s->orphans_pending = false;
+	log_info("store: merged orphaned commands into generation %" PRIu64
+		 ": %u re-proposed, %u already present, %u conflicts",
+		 c->generation, m.applied, m.skipped, m.conflicts);
+}
+
+/* This host's state belongs to a generation the cluster has left: keep the
+ * journal as orphans, forget the Raft state, and join the cluster again as
+ * a fresh replica. */
+static void reset_to_generation(struct store *s, uint64_t generation)
+{
+	if (s->phase != PHASE_RUNNING)
+		return;
+	log_warn("store: the cluster is at generation %" PRIu64 ", this host at %" PRIu64
+		 "; rejoining as a fresh replica and merging what only this host had",
+		 generation, store_cluster(s->state)->generation);
+	journal_take_orphans(s->journal);
+	s->orphans_pending = true;
+	s->next_mode = START_NORMAL;
+	s->wipe_on_restart = true;
+	stop_raft(s, PHASE_RESTARTING);
+}
+
+static void hello_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct store *s = userdata;
+	(void)error;
+	s->hello_in_flight = false;
+	if (status < 0)
+		return;
+	uint64_t gen = (uint64_t)json_integer_value(json_object_get(result, "generation"));
+	if (gen > store_cluster(s->state)->generation && store_cluster(s->state)->generation > 0)
+		reset_to_generation(s, gen);
+}
+
+/* Asks one other member, in turn, which generation it is at. */
+static void gossip_generation(struct store *s)
+{
+	size_t n = store_count(s->state, STORE_MEMBERS);
+	if (s->hello_in_flight || n < 2)
+		return;
+	const struct store_member *m = store_row(s->state, STORE_MEMBERS, s->hello_next++ % n);
+	if (m->id == s->o.id || !m->peer[0])
+		return;
+	if (ctl_call(s->loop, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS, hello_cb,
+		     s) == 0)
+		s->hello_in_flight = true;
+}
+
+static void generation_done(void *userdata, int status, const struct store_result *res,
+			    const char *error)
+{
+	struct store *s = userdata;
+	if (status == 0 && res->applied) {
+		log_info("store: cluster generation %" PRIu64 " committed", res->value);
+		return;
+	}
+	s->generation_pending = true; /* try again on the next tick */
+	log_debug("store: generation not committed yet: %s", status ? error : res->reason);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct store *s = t->data;
+	s->ticks++;
+	if (s->phase != PHASE_RUNNING || !s->raft_open)
+		return;
+	release_barriers(s);
+	bool leader = raft_state(&s->raft) == RAFT_LEADER;
+	if (leader && s->generation_pending) {
+		s->generation_pending = false;
+		struct store_cmd cmd = {.table = STORE_CLUSTER, .op = STORE_PUT, .time_ms = now_ms()};
+		cmd.row.cluster = s->pending_generation;
+		if (store_propose(s, &cmd, generation_done, s) < 0)
+			s->generation_pending = true;
+		/* The creator joins its own members table. */
+		if (s->pending_generation.generation == 1 &&
+		    !store_member_find(s->state, s->o.id)) {
+			struct store_cmd m = {.table = STORE_MEMBERS, .op = STORE_PUT,
+					      .time_ms = now_ms()};
+			m.row.member = (struct store_member){.id = s->o.id, .role = STORE_ROLE_VOTER,
+							     .joined_ms = now_ms()};
+			snprintf(m.row.member.name, sizeof(m.row.member.name), "%s", s->o.name);
+			snprintf(m.row.member.address, sizeof(m.row.member.address), "%s",
+				 s->o.raft_address);
+			snprintf(m.row.member.peer, sizeof(m.row.member.peer), "%s",
+				 s->o.peer_address);
+			snprintf(m.row.member.raft_version, sizeof(m.row.member.raft_version), "%s",
+				 store_raft_version());
+			store_propose(s, &m, member_role_done, NULL);
+		}
+	}
+	if (leader)
+		maintain_membership(s);
+	else if (!store_member_find(s->state, s->o.id) && s->ticks % 2 == 0)
+		try_join(s);
+	if (s->ticks % HELLO_EVERY_TICKS == 0)
+		gossip_generation(s);
+	merge_orphans(s);
+}
+
+/* ---- status ---- */
+
+static const char *role_name(int role)
+{
+	switch (role) {
+	case RAFT_VOTER:
+		return "voter";
+	case RAFT_STANDBY:
+		return "standby";
+	case RAFT_SPARE:
+		return "spare";
+	}
+	return "none";
+}
+
+static const char *phase_state(struct store *s)
+{
+	switch (s->phase) {
+	case PHASE_RUNNING:
+		break;
+	case PHASE_RESTARTING:
+		return "restarting";
+	case PHASE_REMOVED:
+		return "removed";
+	case PHASE_FAILED:
+		return "failed";
+	case PHASE_CLOSING:
+		return "closing";
+	}
+	if (!s->raft_open)
+		return "stopped";
+	switch (raft_state(&s->raft)) {
+	case RAFT_LEADER:
+		return "leader";
+	case RAFT_CANDIDATE:
+		return "candidate";
+	case RAFT_FOLLOWER:
+		return "follower";
+	}
+	return "unavailable";
+}
+
+json_t *store_status(struct store *s)
+{
+	struct raft *r = &s->raft;
+	bool leader = store_is_leader(s);
+	const struct store_member *lm = leader_member(s);
+	json_t *members = json_array();
+	uint64_t now = mono_ms();
+	for (unsigned i = 0; s->raft_open && i < r->configuration.n; i++) {
+		const struct raft_server *srv = &r->configuration.servers[i];
+		const struct store_member *m = store_member_find(s->state, srv->id);
+		json_t *reachable = json_null();
+		if (srv->id == s->o.id)
+			reachable = json_true();
+		else if (leader)
+			reachable = json_boolean(r->leader_state.progress[i].recent_recv);
+		json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)srv->id, "name",
+				      m ? m->name : "?", "address", srv->address, "role",
+				      role_name(srv->role), "reachable", reachable);
+		if (leader && srv->id != s->o.id)
+			json_object_set_new(o, "last_seen_ms_ago",
+					    json_integer((json_int_t)(now - *seen_slot(s, srv->id))));
+		if (leader)
+			json_object_set_new(o, "match_index",
+					    json_integer((json_int_t)r->leader_state.progress[i]
+								 .match_index));
+		json_array_append_new(members, o);
+	}
+	const struct store_cluster *c = store_cluster(s->state);
+	return json_pack("{s:I, s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:s?, s:b}",
+			 "id", (json_int_t)s->o.id, "name", s->o.name, "state", phase_state(s),
+			 "leader", lm ? lm->name : NULL, "term",
+			 (json_int_t)(s->raft_open ? r->current_term : 0), "commit_index",
+			 (json_int_t)(s->raft_open ? r->commit_index : 0), "applied_index",
+			 (json_int_t)(s->raft_open ? raft_last_applied(r) : 0), "generation",
+			 (json_int_t)c->generation, "voters_wanted",
+			 (json_int_t)(s->raft_open ? target_voters(s) : 0), "raft_version",
+			 store_raft_version(), "members", members, "error",
+			 s->fatal[0] ? s->fatal : NULL, "orphans_pending", s->orphans_pending);
+}
+
+/* ---- requests: the peer API and the admin's commands ---- */
+
+struct reply_ctx {
+	struct ctl_deferred *d;
+	bool reject_is_error;
+	struct store *s;
+};
+
+static void reply_done(void *userdata, int status, const struct store_result *res,
+		       const char *error)
+{
+	struct reply_ctx *c = userdata;
+	if (status < 0)
+		ctl_deferred_reply(c->d, NULL, error ? error : strerror(-status));
+	else if (!res) /* a barrier */
+		ctl_deferred_reply(c->d,
+				   json_pack("{s:I}", "index",
+					     (json_int_t)(c->s->raft_open
+								  ? raft_last_applied(&c->s->raft)
+								  : 0)),
+				   NULL);
+	else if (!res->applied && c->reject_is_error)
+		ctl_deferred_reply(c->d, NULL, res->reason);
+	else
+		ctl_deferred_reply(c->d,
+				   json_pack("{s:b, s:s, s:I}", "applied", res->applied, "reason",
+					     res->reason, "value", (json_int_t)res->value),
+				   NULL);
+	free(c);
+}
+
+static struct reply_ctx *reply_ctx(struct store *s, struct ctl_client *client,
+				   const struct ctl_request *req, bool reject_is_error)
+{
+	struct reply_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->d = ctl_defer(client, req);
+	if (!c->d) {
+		free(c);
+		return NULL;
+	}
+	c->s = s;
+	c->reject_is_error = reject_is_error;
+	return c;
+}
+
+static int deferred_error(struct reply_ctx *c, int r, char **ret_error)
+{
+	/* The deferral is cancelled by answering it now with the error. */
+	const char *why = r == -EAGAIN	   ? "no leader is known right now; try again"
+			  : r == -ESHUTDOWN ? "the store is not running on this host"
+					    : strerror(-r);
+	ctl_deferred_reply(c->d, NULL, why);
+	free(c);
+	(void)ret_error;
+	return CTL_DEFERRED;
+}
+
+int store_propose_reply(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+			const struct store_cmd *cmd, bool reject_is_error, char **ret_error)
+{
+	struct reply_ctx *c = reply_ctx(s, client, req, reject_is_error);
+	if (!c)
+		return -ENOMEM;
+	int r = store_propose(s, cmd, reply_done, c);
+	return r < 0 ? deferred_error(c, r, ret_error) : CTL_DEFERRED;
+}
+
+static int set_error(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int set_error(char **ret_error, int r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(ret_error, fmt, ap) < 0)
+		*ret_error = NULL;
+	va_end(ap);
+	return r;
+}
+
+static const char *arg_str(const struct ctl_request *req, const char *name)
+{
+	return json_string_value(json_object_get(req->args, name));
+}
+
+static void relay_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct ctl_deferred *d = userdata;
+	ctl_deferred_reply(d, status == 0 ? json_incref(result) : NULL, status == 0 ? NULL : error);
+}
+
+/* Passes a request on to another agent and its answer back as it is. */
+static int relay(struct store *s, const char *address, const char *cmd, json_t *args,
+		 struct ctl_deferred *d)
+{
+	int r = ctl_call(s->loop, address, cmd, args, FORWARD_TIMEOUT_MS, relay_cb, d);
+	if (r < 0)
+		ctl_deferred_reply(d, NULL, strerror(-r));
+	return CTL_DEFERRED;
+}
+
+static int handle_join(struct store *s, const struct ctl_request *req, json_t **ret_result,
+		       char **ret_error)
+{
+	if (!store_is_leader(s)) {
+		const struct store_member *lm = leader_member(s);
+		*ret_result = json_pack("{s:s?}", "redirect", lm ? lm->peer : NULL);
+		return 0;
+	}
+	const char *name = arg_str(req, "name"), *address = arg_str(req, "address");
+	const char *peer = arg_str(req, "peer"), *version = arg_str(req, "raft_version");
+	json_int_t id = json_integer_value(json_object_get(req->args, "id"));
+	if (!name || !address || !peer || !version || id <= 0)
+		return set_error(ret_error, -EINVAL,
+				 "store.join needs id, name, address, peer and raft_version");
+	if (strcmp(version, store_raft_version()) != 0)
+		return set_error(ret_error, -EPROTO,
+				 "%s runs %s but the cluster runs %s; Raft versions do not "
+				 "interoperate",
+				 name, version, store_raft_version());
+	const struct store_member *m = store_member_find(s->state, (uint64_t)id);
+	if (!m || strcmp(m->address, address) != 0 || strcmp(m->peer, peer) != 0) {
+		struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = now_ms()};
+		struct store_member *row = &cmd.row.member;
+		row->id = (uint64_t)id;
+		row->role = STORE_ROLE_SPARE;
+		row->joined_ms = now_ms();
+		snprintf(row->name, sizeof(row->name), "%s", name);
+		snprintf(row->address, sizeof(row->address), "%s", address);
+		snprintf(row->peer, sizeof(row->peer), "%s", peer);
+		snprintf(row->raft_version, sizeof(row->raft_version), "%s", version);
+		int r = store_propose(s, &cmd, member_role_done, NULL);
+		if (r < 0)
+			return set_error(ret_error, r, "cannot propose the member: %s", strerror(-r));
+		log_info("store: %s (%lld) asks to join", name, (long long)id);
+	}
+	*ret_result = json_pack("{s:b}", "accepted", 1);
+	return 0;
+}
+
+static int handle_remove(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+			 json_t **ret_result, char **ret_error)
+{
+	const char *host = arg_str(req, "host");
+	if (!host)
+		return set_error(ret_error, -EINVAL, "cluster.remove needs a host");
+	if (!store_is_leader(s)) {
+		const struct store_member *lm = leader_member(s);
+		if (!lm)
+			return set_error(ret_error, -EAGAIN, "no leader is known right now");
+		struct ctl_deferred *d = ctl_defer(client, req);
+		if (!d)
+			return -ENOMEM;
+		return relay(s, lm->peer, "cluster.remove", json_incref(req->args), d);
+	}
+	const struct store_member *m = store_member_find_name(s->state, host);
+	if (!m)
+		return set_error(ret_error, -ENOENT, "no member named %s", host);
+	if (m->id == s->o.id)
+		return set_error(ret_error, -EBUSY,
+				 "%s is the leader; remove it from another host after it steps "
+				 "down, or stop it and wait for a new leader",
+				 host);
+	if (s->changing)
+		return set_error(ret_error, -EBUSY, "a membership change is in progress; try again");
+	s->changing = true;
+	s->change_id = m->id;
+	s->change_role = -1;
+	s->change.data = s;
+	int r = raft_remove(&s->raft, &s->change, m->id, change_cb);
+	if (r != 0 && r != RAFT_BADID) {
+		s->changing = false;
+		return set_error(ret_error, -EIO, "cannot remove %s: %s", host, raft_errmsg(&s->raft));
+	}
+	if (r == RAFT_BADID)
+		s->changing = false;
+	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_DELETE, .time_ms = now_ms()};
+	cmd.row.member.id = m->id;
+	(void)ret_result;
+	return store_propose_reply(s, client, req, &cmd, true, ret_error);
+}
+
+/* ---- forced recovery ---- */
+
+struct recover_ctx {
+	struct store *s;
+	struct ctl_deferred *d;
+	int waiting;
+	uint64_t alive[256];
+	unsigned n_alive;
+};
+
+static void recover_reset_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	(void)userdata;
+	(void)status;
+	(void)result;
+	if (status < 0)
+		log_warn("store: recover: a survivor did not take the reset: %s", error);
+}
+
+/* Every survivor answered (or timed out): declare the new membership. */
+static void recover_finish(struct recover_ctx *c)
+{
+	struct store *s = c->s;
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	raft_configuration_add(&conf, s->o.id, s->o.raft_address, RAFT_VOTER);
+	json_t *names = json_array();
+	json_array_append_new(names, json_string(s->o.name));
+	for (unsigned i = 0; i < c->n_alive; i++) {
+		const struct store_member *m = store_member_find(s->state, c->alive[i]);
+		if (!m)
+			continue;
+		/* Survivors start as standbys and are promoted once caught up. */
+		raft_configuration_add(&conf, m->id, m->address, RAFT_STANDBY);
+		json_array_append_new(names, json_string(m->name));
+	}
+	uint64_t generation = store_cluster(s->state)->generation + 1;
+	s->pending_generation = (struct store_cluster){
+		.generation = generation,
+		.from_term = s->raft.current_term,
+		.from_index = raft_last_index(&s->raft),
+	};
+	snprintf(s->pending_generation.by, sizeof(s->pending_generation.by), "%s", s->o.name);
+	s->generation_pending = true;
+	s->recover_conf = conf;
+	s->next_mode = START_RECOVER;
+	log_warn("store: forced recovery: generation %" PRIu64 " with %u survivor(s)", generation,
+		 c->n_alive + 1);
+	for (unsigned i = 0; i < c->n_alive; i++) {
+		const struct store_member *m = store_member_find(s->state, c->alive[i]);
+		if (m)
+			ctl_call(s->loop, m->peer, "store.reset",
+				 json_pack("{s:I}", "generation", (json_int_t)generation),
+				 PEER_TIMEOUT_MS, recover_reset_cb, NULL);
+	}
+	stop_raft(s, PHASE_RESTARTING);
+	ctl_deferred_reply(c->d, json_pack("{s:I, s:o}", "generation", (json_int_t)generation,
+					   "members", names),
+			   NULL);
+	free(c);
+}
+
+static void recover_hello_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct recover_ctx *c = userdata;
+	(void)error;
+	if (status == 0) {
+		uint64_t id = (uint64_t)json_integer_value(json_object_get(result, "id"));
+		if (id && c->n_alive < 256)
+			c->alive[c->n_alive++] = id;
+	}
+	if (--c->waiting == 0)
+		recover_finish(c);
+}
+
+static int handle_recover(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+			  char **ret_error)
+{
+	if (s->phase != PHASE_RUNNING || !s->raft_open)
+		return set_error(ret_error, -ESHUTDOWN, "the store is not running on this host");
+	if (leader_member(s))
+		return set_error(ret_error, -EBUSY,
+				 "the cluster has a leader (%s); recover is only for a lost "
+				 "majority",
+				 leader_member(s)->name);
+	struct recover_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->s = s;
+	c->d = ctl_defer(client, req);
+	c->waiting = 1; /* released below, after every call is under way */
+	for (size_t i = 0; i < store_count(s->state, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
+		if (m->id == s->o.id || !m->peer[0])
+			continue;
+		if (ctl_call(s->loop, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS,
+			     recover_hello_cb, c) == 0)
+			c->waiting++;
+	}
+	if (--c->waiting == 0)
+		recover_finish(c);
+	return CTL_DEFERRED;
+}
+
+/* ---- dispatch ---- */
+
+static void cluster_status_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct reply_ctx *c = userdata;
+	json_t *mine = store_status(c->s);
+	(void)error;
+	/* The leader knows who is reachable; this host knows its own state. */
+	if (status == 0 && json_is_array(json_object_get(result, "members")))
+		json_object_set(mine, "members", json_object_get(result, "members"));
+	ctl_deferred_reply(c->d, mine, NULL);
+	free(c);
+}
+
+static int handle_cluster(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+			  json_t **ret_result)
+{
+	const struct store_member *lm = leader_member(s);
+	if (store_is_leader(s) || !lm || !lm->peer[0]) {
+		*ret_result = store_status(s);
+		return 0;
+	}
+	struct reply_ctx *c = reply_ctx(s, client, req, false);
+	if (!c)
+		return -ENOMEM;
+	if (ctl_call(s->loop, lm->peer, "store.status", json_object(), PEER_TIMEOUT_MS,
+		     cluster_status_cb, c) < 0)
+		cluster_status_cb(c, -EIO, NULL, NULL);
+	return CTL_DEFERRED;
+}
+
+int store_handle_request(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+			 json_t **ret_result, char **ret_error)
+{
+	const char *cmd = req->cmd;
+	if (strcmp(cmd, "store.hello") == 0) {
+		const struct store_member *lm = leader_member(s);
+		*ret_result = json_pack("{s:I, s:s, s:I, s:I, s:s?}", "id", (json_int_t)s->o.id,
+					"name", s->o.name, "generation",
+					(json_int_t)store_cluster(s->state)->generation, "last_index",
+					(json_int_t)(s->raft_open ? raft_last_index(&s->raft) : 0),
+					"leader", lm ? lm->name : NULL);
+		return 0;
+	}
+	if (strcmp(cmd, "store.status") == 0) {
+		*ret_result = store_status(s);
+		return 0;
+	}
+	if (strcmp(cmd, "store.join") == 0)
+		return handle_join(s, req, ret_result, ret_error);
+	if (strcmp(cmd, "store.reset") == 0) {
+		uint64_t gen = (uint64_t)json_integer_value(json_object_get(req->args, "generation"));
+		if (gen > store_cluster(s->state)->generation)
+			reset_to_generation(s, gen);
+		return 0;
+	}
+	if (strcmp(cmd, "store.propose") == 0) {
+		const char *hex = arg_str(req, "command");
+		uint8_t *data;
+		size_t len;
+		if (!hex || hex_decode(hex, &data, &len) < 0)
+			return set_error(ret_error, -EINVAL, "store.propose needs a hex command");
+		if (!store_is_leader(s)) {
+			free(data);
+			return set_error(ret_error, -EAGAIN, "not the leader");
+		}
+		struct reply_ctx *c = reply_ctx(s, client, req, false);
+		int r = c ? propose_local(s, data, len, reply_done, c) : -ENOMEM;
+		free(data);
+		if (r < 0 && c)
+			return deferred_error(c, r, ret_error);
+		return r < 0 ? r : CTL_DEFERRED;
+	}
+	if (strcmp(cmd, "store.barrier") == 0) {
+		if (!store_is_leader(s))
+			return set_error(ret_error, -EAGAIN, "not the leader");
+		struct reply_ctx *c = reply_ctx(s, client, req, false);
+		if (!c)
+			return -ENOMEM;
+		int r = store_barrier(s, reply_done, c);
+		return r < 0 ? deferred_error(c, r, ret_error) : CTL_DEFERRED;
+	}
+	if (strcmp(cmd, "store.dump") == 0) {
+		const char *table = arg_str(req, "table");
+		if (!table) {
+			*ret_result = store_state_dump(s->state);
+			return 0;
+		}
+		int t = store_table_from_name(table);
+		if (t < 0)
+			return set_error(ret_error, -ENOENT, "no table named %s", table);
+		*ret_result = json_pack("{s:o}", table, store_table_dump(s->state, t));
+		return 0;
+	}
+	if (strcmp(cmd, "cluster") == 0)
+		return handle_cluster(s, client, req, ret_result);
+	if (strcmp(cmd, "cluster.conflicts") == 0) {
+		*ret_result = json_pack("{s:o}", "conflicts",
+					store_table_dump(s->state, STORE_CONFLICTS));
+		return 0;
+	}
+	if (strcmp(cmd, "cluster.remove") == 0)
+		return handle_remove(s, client, req, ret_result, ret_error);
+	if (strcmp(cmd, "cluster.recover") == 0)
+		return handle_recover(s, client, req, ret_error);
+	return -ENOENT;
+}
+
+/* ---- open and close ---- */
+
+int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
+	       char *error, size_t error_size)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->loop = loop;
+	s->o = *o;
+	int r = snprintf(s->raft_dir, sizeof(s->raft_dir), "%.4000s/raft", o->dir) >= (int)sizeof(s->raft_dir)
+			? -ENAMETOOLONG
+			: file_mkdir_p(s->raft_dir);
+	if (r < 0) {
+		snprintf(error, error_size, "%s: %s", s->raft_dir, strerror(-r));
+		free(s);
+		return r;
+	}
+	if ((r = store_state_new(&s->state)) < 0 || (r = journal_open(o->dir, &s->journal)) < 0) {
+		snprintf(error, error_size, "%s: %s", o->dir, strerror(-r));
+		store_state_free(s->state);
+		free(s);
+		return r;
+	}
+	s->orphans_pending = journal_has_orphans(s->journal);
+	s->next_mode = o->bootstrap ? START_BOOTSTRAP : START_NORMAL;
+	uv_timer_init(loop, &s->tick);
+	s->tick.data = s;
+	start_raft(s);
+	if (s->phase == PHASE_FAILED) {
+		snprintf(error, error_size, "%s", s->fatal);
+		uv_close((uv_handle_t *)&s->tick, NULL);
+		journal_close(s->journal);
+		store_state_free(s->state);
+		free(s);
+		return -EIO;
+	}
+	uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
+	*ret_store = s;
+	return 0;
+}
+
+static void tick_closed_cb(uv_handle_t *h)
+{
+	struct store *s = h->data;
+	while (s->subscribers) {
+		struct subscriber *next = s->subscribers->next;
+		free(s->subscribers);
+		s->subscribers = next;
+	}
+	while (s->waiting_barriers) {
+		struct pending *p = s->waiting_barriers;
+		s->waiting_barriers = p->next;
+		pending_done(p, -ESHUTDOWN, NULL, "the store is closing");
+	}
+	journal_close(s->journal);
+	store_state_free(s->state);
+	void (*cb)(void *) = s->close_cb;
+	void *userdata = s->close_userdata;
+	free(s);
+	if (cb)
+		cb(userdata);
+}
+
+void store_close(struct store *s, void (*cb)(void *userdata), void *userdata)
+{
+	s->close_cb = cb;
+	s->close_userdata = userdata;
+	uv_timer_stop(&s->tick);
+	bool open = s->raft_open;
+	stop_raft(s, PHASE_CLOSING);
+	if (!open)
+		uv_close((uv_handle_t *)&s->tick, tick_closed_cb);
+}

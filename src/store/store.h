@@ -1,0 +1,99 @@
+/* The replicated store: every host's full replica of the network's hard
+ * state, kept in agreement by Raft (libraft, behind this module alone).
+ *
+ * Other modules propose commands (from any host: a follower forwards to the
+ * leader), read the committed state, ask for a linearizable read (barrier),
+ * and subscribe to committed changes. Membership (joining, keeping the voter
+ * count up, removal) and forced recovery after a majority is lost are
+ * handled here; see docs/store.md. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "tables.h"
+
+#define STORE_MAX_SEEDS 8
+
+struct store_options {
+	uint64_t id;			  /* the Raft server id: the host's id */
+	char name[STORE_NAME_MAX];	  /* the host's name */
+	char raft_address[STORE_ADDR_MAX]; /* A.B.C.D:PORT where Raft listens */
+	char peer_address[STORE_ADDR_MAX]; /* A.B.C.D:PORT of this agent's peer API */
+	char dir[PATH_MAX];		  /* Raft's log and snapshots, plus the journal */
+	bool bootstrap;			  /* create a new cluster if there is no state */
+	char seeds[STORE_MAX_SEEDS][STORE_ADDR_MAX]; /* peer API addresses to join through */
+	unsigned n_seeds;
+	unsigned election_ms;	     /* default 300 */
+	unsigned heartbeat_ms;	     /* default 50 */
+	unsigned snapshot_threshold; /* default 8192 */
+	unsigned voters;	     /* 0: 3, or 5 with at least 7 members */
+	unsigned promote_after_ms;   /* a voter unreachable this long is replaced; 3000 */
+};
+
+/* Fills @o with the defaults above (id, name, addresses and dir empty). */
+void store_options_default(struct store_options *o);
+
+struct store;
+
+/* Opens the store on @loop and starts Raft: bootstraps a new cluster,
+ * resumes from the data directory, or joins through the seeds. Returns 0
+ * or a negative errno with a message in @error. */
+int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
+	       char *error, size_t error_size);
+
+/* Stops Raft and frees the store once every handle is closed, then calls
+ * @cb (may be NULL). */
+void store_close(struct store *s, void (*cb)(void *userdata), void *userdata);
+
+/* @status 0: the command was committed and applied; @result says whether the
+ * state accepted it. Negative errno: it may or may not have been committed
+ * (-EAGAIN: no leader now; -ETIMEDOUT; -ECONNREFUSED...), @error says why. */
+typedef void (*store_done_cb)(void *userdata, int status, const struct store_result *result,
+			      const char *error);
+
+/* Proposes @cmd. @cb runs exactly once, never from inside this call.
+ * Returns 0, or a negative errno (then @cb never runs). */
+int store_propose(struct store *s, const struct store_cmd *cmd, store_done_cb cb, void *userdata);
+
+/* Linearizable read: @cb runs (status 0) once this replica has applied
+ * everything committed before the call. */
+int store_barrier(struct store *s, store_done_cb cb, void *userdata);
+
+/* The committed state as this replica has applied it. */
+const struct store_state *store_state(const struct store *s);
+
+/* Called after each applied command of @table (0: every table). */
+typedef void (*store_watch_cb)(void *userdata, const struct store_cmd *cmd,
+			       const struct store_result *result);
+int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata);
+
+bool store_is_leader(const struct store *s);
+
+/* This replica's view: role, leader, term, commit and applied index,
+ * generation, and each member with its role and, where known, reachability
+ * (the leader knows it; followers report null). */
+json_t *store_status(struct store *s);
+
+/* Peer API and admin commands ("store.*", "cluster*"): answers @cmd from
+ * another agent or from ettmctl. Returns as ctl_handler_fn does (0,
+ * negative errno with *ret_error, or CTL_DEFERRED). */
+struct ctl_client;
+struct ctl_request;
+int store_handle_request(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+			 json_t **ret_result, char **ret_error);
+
+struct store_cmd;
+/* Proposes @cmd on behalf of a control request and answers it when the
+ * command is applied: with {applied, reason, value}, or, when
+ * @reject_is_error, with the rejection's reason as the error. Returns
+ * CTL_DEFERRED or a negative errno with *ret_error. */
+int store_propose_reply(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+			const struct store_cmd *cmd, bool reject_is_error, char **ret_error);
+
+/* The version of the Raft library this agent runs ("libraft 0.15.0"). */
+const char *store_raft_version(void);

@@ -1,0 +1,209 @@
+/* The store's typed tables: the hard state every host replicates.
+ *
+ * A command names a table, an operation (put or delete) and one row; the
+ * proposer's clock is part of the command, so applying it is deterministic:
+ * every replica reaches the same state, and a command invalid for the state
+ * it meets is rejected identically everywhere, with a reason. Each table has
+ * a versioned binary encoding, a JSON form for `ettmctl store dump`, and a
+ * merge rule for commands orphaned by a forced recovery (docs/store.md). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* Version of the command and snapshot encodings. A replica refuses
+ * encodings newer than it knows. */
+#define STORE_ENCODING_VERSION 1
+
+#define STORE_NAME_MAX	  32
+#define STORE_ADDR_MAX	  64
+#define STORE_DIGEST_MAX  65 /* hex SHA-256 and its NUL */
+#define STORE_MAC_MAX	  18
+#define STORE_NOTE_MAX	  128
+#define STORE_REASON_MAX  200
+#define STORE_VERSION_MAX 24
+#define STORE_POLICY_MAX  32768
+
+enum store_table {
+	STORE_CLUSTER = 1, /* one row: generation and where it began */
+	STORE_MEMBERS,
+	STORE_ADMISSIONS,
+	STORE_TRUSTED,
+	STORE_POLICY, /* one row: the active policy and its epoch */
+	STORE_NAT_BLOCKS,
+	STORE_NAT_MAPPINGS,
+	STORE_LEASES,
+	STORE_CONFLICTS,
+	STORE_TABLE_MAX,
+};
+
+enum store_op {
+	STORE_PUT = 1,
+	STORE_DELETE = 2,
+};
+
+enum store_role {
+	STORE_ROLE_STANDBY = 0, /* the numbers of raft.h's roles */
+	STORE_ROLE_VOTER = 1,
+	STORE_ROLE_SPARE = 2,
+};
+
+struct store_cluster {
+	uint64_t generation;  /* 1 for a new cluster; +1 at each forced recovery */
+	uint64_t from_term;   /* the log position the generation began from */
+	uint64_t from_index;
+	char by[STORE_NAME_MAX]; /* the host that declared it */
+};
+
+struct store_member {
+	uint64_t id; /* key; the Raft server id */
+	char name[STORE_NAME_MAX];
+	char address[STORE_ADDR_MAX]; /* Raft address, host:port */
+	char peer[STORE_ADDR_MAX];    /* peer API address, host:port */
+	uint8_t role;		      /* enum store_role, as last assigned */
+	char raft_version[STORE_VERSION_MAX];
+	uint64_t joined_ms;
+};
+
+struct store_admission {
+	char host[STORE_NAME_MAX]; /* key */
+	char ek_fp[STORE_DIGEST_MAX];
+	char ak_fp[STORE_DIGEST_MAX];
+	char measurement[STORE_DIGEST_MAX];
+	char mac[STORE_MAC_MAX];
+	uint64_t dpid;
+	uint32_t port;
+	uint64_t time_ms;
+};
+
+struct store_trusted {
+	char digest[STORE_DIGEST_MAX]; /* key; lowercase hex SHA-256 */
+	char note[STORE_NOTE_MAX];
+	uint64_t added_ms;
+};
+
+struct store_policy {
+	uint64_t epoch; /* in a put: the epoch the edit was made on */
+	char *text;
+};
+
+struct store_nat_block {
+	uint16_t start; /* key; aligned to size */
+	uint16_t size;	/* a power of two */
+	uint64_t owner; /* member id */
+	uint64_t claimed_ms;
+};
+
+struct store_nat_mapping {
+	uint8_t proto;	      /* key (with public_port): 6 TCP, 17 UDP */
+	uint16_t public_port; /* key */
+	uint64_t owner;
+	uint32_t guest_addr; /* host byte order */
+	uint16_t guest_port;
+	uint64_t expires_ms;
+};
+
+struct store_lease {
+	char mac[STORE_MAC_MAX]; /* key */
+	uint32_t addr;		 /* host byte order */
+	char host[STORE_NAME_MAX];
+	uint64_t expires_ms;
+};
+
+struct store_conflict {
+	uint64_t id; /* key; assigned at apply */
+	uint8_t table;
+	uint64_t generation; /* the generation the orphan came from */
+	char reason[STORE_REASON_MAX];
+};
+
+union store_row {
+	struct store_cluster cluster;
+	struct store_member member;
+	struct store_admission admission;
+	struct store_trusted trusted;
+	struct store_policy policy;
+	struct store_nat_block nat_block;
+	struct store_nat_mapping nat_mapping;
+	struct store_lease lease;
+	struct store_conflict conflict;
+};
+
+struct store_cmd {
+	uint8_t table; /* enum store_table */
+	uint8_t op;    /* enum store_op */
+	uint64_t time_ms; /* the proposer's clock */
+	union store_row row;
+};
+
+/* What applying a command did. */
+struct store_result {
+	bool applied;
+	char reason[STORE_REASON_MAX]; /* why it was rejected */
+	uint64_t value; /* a put's assigned value: policy epoch, conflict id */
+};
+
+struct store_state;
+
+/* A new, empty state (generation 0: not yet bootstrapped). */
+int store_state_new(struct store_state **ret_state);
+void store_state_free(struct store_state *s);
+
+/* Encodes @cmd; *ret_data is free()d by the caller. */
+int store_cmd_encode(const struct store_cmd *cmd, uint8_t **ret_data, size_t *ret_len);
+
+/* Decodes a command. Returns 0, or -EBADMSG with a reason in @error that
+ * names the field; *ret_cmd is then untouched. Free with store_cmd_done(). */
+int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char *error,
+		     size_t error_size);
+void store_cmd_done(struct store_cmd *cmd);
+
+/* Applies @cmd to @s. A command the state does not allow is not an error:
+ * *ret_result says it was rejected and why, and @s is unchanged. Returns 0,
+ * or -ENOMEM (then @s is unchanged too). */
+int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
+		      struct store_result *ret_result);
+
+/* Decodes and applies; -EBADMSG for a corrupt command. */
+int store_state_apply_encoded(struct store_state *s, const void *data, size_t len,
+			      struct store_result *ret_result, char *error, size_t error_size);
+
+/* The whole state, encoded; *ret_data is free()d by the caller. */
+int store_state_snapshot(const struct store_state *s, uint8_t **ret_data, size_t *ret_len);
+
+/* Replaces @s with a snapshot's content. On -EBADMSG (with @error) @s is
+ * unchanged. */
+int store_state_restore(struct store_state *s, const void *data, size_t len, char *error,
+			size_t error_size);
+
+/* Every table as JSON: {"cluster": {...}, "members": [...], ...}. */
+json_t *store_state_dump(const struct store_state *s);
+
+/* JSON of one table (an array, or an object for one-row tables). */
+json_t *store_table_dump(const struct store_state *s, enum store_table table);
+
+const char *store_table_name(enum store_table table);
+int store_table_from_name(const char *name);
+
+/* Read access for the modules. Rows are owned by the state and valid until
+ * its next change. */
+const struct store_cluster *store_cluster(const struct store_state *s);
+const struct store_policy *store_policy(const struct store_state *s);
+size_t store_count(const struct store_state *s, enum store_table table);
+const void *store_row(const struct store_state *s, enum store_table table, size_t i);
+const struct store_member *store_member_find(const struct store_state *s, uint64_t id);
+const struct store_member *store_member_find_name(const struct store_state *s, const char *name);
+
+/* Merge of a command orphaned by a forced recovery into the new cluster's
+ * state (docs/store.md, "Merge rules"). */
+enum store_merge {
+	STORE_MERGE_SKIP,     /* already there, or not the old side's to decide */
+	STORE_MERGE_APPLY,    /* propose @cmd (possibly rewritten) */
+	STORE_MERGE_CONFLICT, /* cannot be merged: record @reason for the admin */
+};
+
+enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char *reason,
+			     size_t reason_size);
