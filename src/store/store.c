@@ -14,7 +14,9 @@
 
 #include "api/client.h"
 #include "api/server.h"
+#include "fsm.h"
 #include "journal.h"
+#include "membership.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
 
@@ -71,7 +73,7 @@ struct store {
 	struct raft raft;
 	struct raft_io io;
 	struct raft_uv_transport transport;
-	struct raft_fsm fsm;
+	struct store_fsm fsm;
 	bool raft_open;
 	enum start_mode next_mode;
 	struct raft_configuration recover_conf;
@@ -86,7 +88,7 @@ struct store {
 	struct raft_change change;
 	uint64_t change_id;
 	int change_role;
-	uint64_t last_seen_ms[256]; /* by configuration slot id % 256 */
+	struct membership members;
 
 	/* Joining: where to ask next. */
 	unsigned seed_next;
@@ -148,81 +150,24 @@ static void fail_store(struct store *s, const char *fmt, ...) __attribute__((for
 static void handle_self_removed(struct store *s);
 static void release_barriers(struct store *s);
 
-static char *hex_encode(const uint8_t *data, size_t len);
-
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+static void fsm_applied(void *userdata, const struct raft_buffer *buf, const struct store_cmd *cmd,
+			const struct store_result *res)
 {
-	struct store *s = fsm->data;
-	struct store_cmd cmd;
-	char error[160];
-	struct store_result *res = calloc(1, sizeof(*res));
-	if (!res)
-		return RAFT_NOMEM;
-
-	if (store_cmd_decode(buf->base, buf->len, &cmd, error, sizeof(error)) < 0) {
-		/* A replica never guesses at a corrupt entry: it stops and says
-		 * so, and the admin restores it from a healthy replica. */
-		char *hex = hex_encode(buf->base, buf->len < 64 ? buf->len : 64);
-		fail_store(s, "corrupt log entry at index %llu (%zu bytes: %s...): %s",
-			   (unsigned long long)(s->raft.last_applied + 1), buf->len, hex ? hex : "",
-			   error);
-		free(hex);
-		free(res);
-		return RAFT_CORRUPT;
-	}
-	if (store_state_apply(s->state, &cmd, res) < 0) {
-		store_cmd_done(&cmd);
-		free(res);
-		return RAFT_NOMEM;
-	}
+	struct store *s = userdata;
 	journal_append(s->journal, store_cluster(s->state)->generation, s->raft.last_applied + 1,
 		       buf->base, buf->len);
-	notify(s, &cmd, res);
-	if (cmd.table == STORE_MEMBERS && cmd.op == STORE_DELETE && res->applied &&
-	    cmd.row.member.id == s->o.id)
+	notify(s, cmd, res);
+	if (cmd->table == STORE_MEMBERS && cmd->op == STORE_DELETE && res->applied &&
+	    cmd->row.member.id == s->o.id)
 		handle_self_removed(s);
-	if (cmd.table == STORE_CLUSTER && res->applied && s->orphans_pending)
-		s->orphans_pending = journal_has_orphans(s->journal);
-	store_cmd_done(&cmd);
-	*result = res;
-	return 0;
 }
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+static void fsm_corrupt(void *userdata, const char *why)
 {
-	struct store *s = fsm->data;
-	uint8_t *data;
-	size_t len;
-	if (store_state_snapshot(s->state, &data, &len) < 0)
-		return RAFT_NOMEM;
-	struct raft_buffer *b = raft_malloc(sizeof(*b));
-	void *copy = raft_malloc(len);
-	if (!b || !copy) {
-		raft_free(b);
-		raft_free(copy);
-		free(data);
-		return RAFT_NOMEM;
-	}
-	memcpy(copy, data, len);
-	free(data);
-	b->base = copy;
-	b->len = len;
-	*bufs = b;
-	*n_bufs = 1;
-	return 0;
-}
-
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
-{
-	struct store *s = fsm->data;
-	char error[160];
-	int r = store_state_restore(s->state, buf->base, buf->len, error, sizeof(error));
-	if (r < 0) {
-		fail_store(s, "corrupt snapshot: %s", error);
-		return RAFT_CORRUPT;
-	}
-	raft_free(buf->base);
-	return 0;
+	struct store *s = userdata;
+	/* The admin restores this host from a healthy replica. */
+	fail_store(s, "corrupt log entry or snapshot after index %llu: %s",
+		   (unsigned long long)s->raft.last_applied, why);
 }
 
 /* ---- the Raft instance ---- */
@@ -310,10 +255,12 @@ static void start_raft(struct store *s)
 		raft_uv_tcp_close(&s->transport);
 		goto fail;
 	}
-	s->fsm = (struct raft_fsm){.version = 1, .data = s, .apply = fsm_apply,
-				   .snapshot = fsm_snapshot, .restore = fsm_restore};
+	store_fsm_init(&s->fsm, s->state);
+	s->fsm.applied = fsm_applied;
+	s->fsm.corrupt = fsm_corrupt;
+	s->fsm.userdata = s;
 	what = "raft_init";
-	if ((r = raft_init(&s->raft, &s->io, &s->fsm, s->o.id, s->o.raft_address)) != 0) {
+	if ((r = raft_init(&s->raft, &s->io, &s->fsm.fsm, s->o.id, s->o.raft_address)) != 0) {
 		raft_uv_close(&s->io);
 		raft_uv_tcp_close(&s->transport);
 		goto fail;
@@ -388,19 +335,14 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 static int propose_local(struct store *s, const uint8_t *data, size_t len, store_done_cb cb,
 			 void *userdata)
 {
-	/* libraft 0.15 mis-slices entries whose size is not a multiple of 8
-	 * when a follower decodes a batch: pad with zeros, which the command
-	 * decoder accepts as padding. */
-	size_t padded = (len + 7) & ~(size_t)7;
+	size_t padded;
 	struct pending *p = calloc(1, sizeof(*p));
-	void *copy = raft_malloc(padded);
+	void *copy = store_fsm_entry(data, len, &padded);
 	if (!p || !copy) {
 		free(p);
 		raft_free(copy);
 		return -ENOMEM;
 	}
-	memset(copy, 0, padded);
-	memcpy(copy, data, len);
 	*p = (struct pending){.store = s, .cb = cb, .userdata = userdata};
 	p->apply.data = p;
 	struct raft_buffer buf = {.base = copy, .len = padded};
@@ -608,18 +550,6 @@ bool store_is_leader(const struct store *s)
 
 /* ---- membership (leader) ---- */
 
-static unsigned target_voters(struct store *s)
-{
-	if (s->o.voters)
-		return s->o.voters;
-	return s->raft.configuration.n >= 7 ? 5 : 3;
-}
-
-static uint64_t *seen_slot(struct store *s, raft_id id)
-{
-	return &s->last_seen_ms[id % 256];
-}
-
 static void member_role_done(void *userdata, int status, const struct store_result *res,
 			     const char *error)
 {
@@ -657,102 +587,32 @@ static void change_cb(struct raft_change *req, int status)
 	}
 }
 
-static int begin_change(struct store *s, raft_id id, int role)
-{
-	s->changing = true;
-	s->change_id = id;
-	s->change_role = role;
-	s->change.data = s;
-	int r = raft_assign(&s->raft, &s->change, id, role, change_cb);
-	if (r != 0) {
-		s->changing = false;
-		log_warn("store: cannot make %llu %s: %s", (unsigned long long)id,
-			 role == RAFT_VOTER ? "a voter" : "a standby", raft_errmsg(&s->raft));
-	}
-	return r;
-}
-
-/* One step towards the wanted membership, at most one change at a time:
- * members of the table that Raft lacks are added, spares become standbys,
- * voters gone for longer than promote_after_ms are replaced by healthy
- * standbys, and the voter count is brought to its target. */
+/* One step towards the wanted membership (membership.c decides). */
 static void maintain_membership(struct store *s)
 {
-	struct raft *r = &s->raft;
-	uint64_t now = mono_ms();
-	if (s->changing || r->configuration_uncommitted_index != 0)
+	if (s->changing)
 		return;
-
-	unsigned voters = 0, live_voters = 0;
-	raft_id dead_voter = 0, live_standby = 0, spare = 0;
-	for (unsigned i = 0; i < r->configuration.n; i++) {
-		const struct raft_server *srv = &r->configuration.servers[i];
-		bool live = srv->id == s->o.id || r->leader_state.progress[i].recent_recv;
-		uint64_t *seen = seen_slot(s, srv->id);
-		if (live || *seen == 0)
-			*seen = now;
-		bool gone = now - *seen > s->o.promote_after_ms;
-		if (srv->role == RAFT_VOTER) {
-			voters++;
-			if (!gone)
-				live_voters++;
-			else if (!dead_voter)
-				dead_voter = srv->id;
-		} else if (srv->role == RAFT_STANDBY && !gone && !live_standby &&
-			   r->leader_state.progress[i].match_index >= r->commit_index) {
-			live_standby = srv->id;
-		} else if (srv->role == RAFT_SPARE && !spare) {
-			spare = srv->id;
-		}
-	}
-
-	for (size_t i = 0; i < store_count(s->state, STORE_MEMBERS); i++) {
-		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
-		bool present = false;
-		for (unsigned k = 0; k < r->configuration.n; k++)
-			present |= r->configuration.servers[k].id == m->id;
-		if (!present) {
-			s->changing = true;
-			s->change_id = m->id;
-			s->change_role = -1;
-			s->change.data = s;
-			if (raft_add(r, &s->change, m->id, m->address, change_cb) != 0) {
-				s->changing = false;
-				log_warn("store: cannot add %s: %s", m->name, raft_errmsg(r));
-			} else {
-				log_info("store: adding %s (%" PRIu64 ") as a replica", m->name,
-					 m->id);
-			}
-			return;
-		}
-	}
-	if (spare) {
-		begin_change(s, spare, RAFT_STANDBY);
+	struct membership_change c = membership_next(&s->members, &s->raft, s->state, mono_ms());
+	if (c.action == MEMBERSHIP_NONE)
+		return;
+	s->changing = true;
+	s->change_id = c.id;
+	s->change_role = c.action == MEMBERSHIP_ADD ? -1 : c.role;
+	s->change.data = s;
+	int r = c.action == MEMBERSHIP_ADD
+			? raft_add(&s->raft, &s->change, c.id, c.address, change_cb)
+			: raft_assign(&s->raft, &s->change, c.id, c.role, change_cb);
+	if (r != 0) {
+		s->changing = false;
+		log_warn("store: cannot change member %llu: %s", (unsigned long long)c.id,
+			 raft_errmsg(&s->raft));
 		return;
 	}
-	unsigned want = target_voters(s);
-	if (live_standby && (live_voters < want || (dead_voter && voters <= want))) {
-		begin_change(s, live_standby, RAFT_VOTER);
-		return;
-	}
-	/* Demote the dead voter once its replacement votes, keeping the
-	 * quorum small. */
-	if (dead_voter && voters > want) {
-		log_info("store: voter %llu unreachable for %u ms; demoting it",
-			 (unsigned long long)dead_voter, s->o.promote_after_ms);
-		begin_change(s, dead_voter, RAFT_STANDBY);
-		return;
-	}
-	if (voters > want && live_voters > want) {
-		/* Too many voters (hosts left): demote one that is not us. */
-		for (unsigned i = r->configuration.n; i-- > 0;) {
-			const struct raft_server *srv = &r->configuration.servers[i];
-			if (srv->role == RAFT_VOTER && srv->id != s->o.id) {
-				begin_change(s, srv->id, RAFT_STANDBY);
-				return;
-			}
-		}
-	}
+	log_info("store: member %llu: %s (%s)", (unsigned long long)c.id,
+		 c.action == MEMBERSHIP_ADD   ? "adding as a replica"
+		 : c.role == RAFT_VOTER	      ? "promoting to voter"
+					      : "making a standby",
+		 c.why);
 }
 
 /* ---- joining ---- */
@@ -1004,8 +864,9 @@ json_t *store_status(struct store *s)
 				      m ? m->name : "?", "address", srv->address, "role",
 				      role_name(srv->role), "reachable", reachable);
 		if (leader && srv->id != s->o.id)
-			json_object_set_new(o, "last_seen_ms_ago",
-					    json_integer((json_int_t)(now - *seen_slot(s, srv->id))));
+			json_object_set_new(o, "silent_ms",
+					    json_integer((json_int_t)membership_silence(
+						    &s->members, srv->id, now)));
 		if (leader)
 			json_object_set_new(o, "match_index",
 					    json_integer((json_int_t)r->leader_state.progress[i]
@@ -1020,7 +881,9 @@ json_t *store_status(struct store *s)
 			 (json_int_t)(s->raft_open ? r->commit_index : 0), "applied_index",
 			 (json_int_t)(s->raft_open ? raft_last_applied(r) : 0), "generation",
 			 (json_int_t)c->generation, "voters_wanted",
-			 (json_int_t)(s->raft_open ? target_voters(s) : 0), "raft_version",
+			 (json_int_t)(s->raft_open ? membership_target(&s->members, r->configuration.n)
+						    : 0),
+			 "raft_version",
 			 store_raft_version(), "members", members, "error",
 			 s->fatal[0] ? s->fatal : NULL, "orphans_pending", s->orphans_pending);
 }
@@ -1445,6 +1308,9 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 		return r;
 	}
 	s->orphans_pending = journal_has_orphans(s->journal);
+	s->members = (struct membership){.target_voters = o->voters,
+					 .promote_after_ms = o->promote_after_ms,
+					 .self = o->id};
 	s->next_mode = o->bootstrap ? START_BOOTSTRAP : START_NORMAL;
 	uv_timer_init(loop, &s->tick);
 	s->tick.data = s;
