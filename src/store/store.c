@@ -402,13 +402,16 @@ struct forward {
 	store_done_cb cb;
 	void *userdata;
 	bool barrier;
+	char leader[STORE_NAME_MAX + STORE_ADDR_MAX + 8];
 };
 
 static void forward_cb(void *userdata, int status, json_t *result, const char *error)
 {
 	struct forward *f = userdata;
 	if (status < 0) {
-		f->cb(f->userdata, status == -EREMOTEIO ? -EAGAIN : status, NULL, error);
+		char why[STORE_REASON_MAX + 128];
+		snprintf(why, sizeof(why), "the leader %s: %s", f->leader, error ? error : "failed");
+		f->cb(f->userdata, status == -EREMOTEIO ? -EAGAIN : status, NULL, why);
 		free(f);
 		return;
 	}
@@ -450,6 +453,7 @@ static int forward(struct store *s, const char *cmd, json_t *args, bool barrier,
 		return -ENOMEM;
 	}
 	*f = (struct forward){.store = s, .cb = cb, .userdata = userdata, .barrier = barrier};
+	snprintf(f->leader, sizeof(f->leader), "%s (%s)", leader->name, leader->peer);
 	int r = ctl_call(s->loop, leader->peer, cmd, args, FORWARD_TIMEOUT_MS, forward_cb, f);
 	if (r < 0)
 		free(f);
@@ -1079,6 +1083,7 @@ struct recover_ctx {
 	int waiting;
 	uint64_t alive[256];
 	unsigned n_alive;
+	char leader[STORE_NAME_MAX]; /* a member still leading: no recovery */
 };
 
 static void recover_reset_cb(void *userdata, int status, json_t *result, const char *error)
@@ -1094,6 +1099,15 @@ static void recover_reset_cb(void *userdata, int status, json_t *result, const c
 static void recover_finish(struct recover_ctx *c)
 {
 	struct store *s = c->s;
+	if (c->leader[0] || store_is_leader(s) || s->phase != PHASE_RUNNING) {
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "%s is the leader and reachable; recover is only for a lost majority",
+			 c->leader[0] ? c->leader : "this host");
+		ctl_deferred_reply(c->d, NULL, why);
+		free(c);
+		return;
+	}
 	struct raft_configuration conf;
 	raft_configuration_init(&conf);
 	raft_configuration_add(&conf, s->o.id, s->o.raft_address, RAFT_VOTER);
@@ -1139,6 +1153,10 @@ static void recover_hello_cb(void *userdata, int status, json_t *result, const c
 	(void)error;
 	if (status == 0) {
 		uint64_t id = (uint64_t)json_integer_value(json_object_get(result, "id"));
+		const char *state = json_string_value(json_object_get(result, "state"));
+		if (state && strcmp(state, "leader") == 0)
+			snprintf(c->leader, sizeof(c->leader), "%s",
+				 json_string_value(json_object_get(result, "name")) ?: "?");
 		if (id && c->n_alive < 256)
 			c->alive[c->n_alive++] = id;
 	}
@@ -1151,11 +1169,9 @@ static int handle_recover(struct store *s, struct ctl_client *client, const stru
 {
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
 		return set_error(ret_error, -ESHUTDOWN, "the store is not running on this host");
-	if (leader_member(s))
+	if (store_is_leader(s))
 		return set_error(ret_error, -EBUSY,
-				 "the cluster has a leader (%s); recover is only for a lost "
-				 "majority",
-				 leader_member(s)->name);
+				 "this host is the leader; recover is only for a lost majority");
 	struct recover_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -1212,8 +1228,8 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 	const char *cmd = req->cmd;
 	if (strcmp(cmd, "store.hello") == 0) {
 		const struct store_member *lm = leader_member(s);
-		*ret_result = json_pack("{s:I, s:s, s:I, s:I, s:s?}", "id", (json_int_t)s->o.id,
-					"name", s->o.name, "generation",
+		*ret_result = json_pack("{s:I, s:s, s:s, s:I, s:I, s:s?}", "id", (json_int_t)s->o.id,
+					"name", s->o.name, "state", phase_state(s), "generation",
 					(json_int_t)store_cluster(s->state)->generation, "last_index",
 					(json_int_t)(s->raft_open ? raft_last_index(&s->raft) : 0),
 					"leader", lm ? lm->name : NULL);
