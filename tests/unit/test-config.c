@@ -43,6 +43,32 @@ static void test_good_file(void **state)
 	assert_int_equal(c.datapath.control_plen, 16);
 }
 
+static void test_store_section(void **state)
+{
+	static const char text[] = "[host]\nname=h2\nid=2\n[datapath]\n"
+				   "guest-address=10.77.1.2\ncontrol-address=10.77.0.2/16\n"
+				   "[store]\nbootstrap = true\n"
+				   "seeds = 10.77.0.1:7701 , 10.77.0.3:7701\n"
+				   "raft-port = 9000\npeer-port = 9001\nelection-ms = 500\n"
+				   "heartbeat-ms = 100\nsnapshot-threshold = 1024\nvoters = 5\n"
+				   "promote-after-ms = 2000\n";
+	struct config c;
+	char error[256] = "";
+	(void)state;
+	assert_int_equal(config_parse(text, strlen(text), "s.conf", &c, error, sizeof(error)), 0);
+	assert_true(c.store.bootstrap);
+	assert_int_equal(c.store.n_seeds, 2);
+	assert_string_equal(c.store.seeds[0], "10.77.0.1:7701");
+	assert_string_equal(c.store.seeds[1], "10.77.0.3:7701");
+	assert_int_equal(c.raft_port, 9000);
+	assert_int_equal(c.peer_port, 9001);
+	assert_int_equal(c.store.election_ms, 500);
+	assert_int_equal(c.store.heartbeat_ms, 100);
+	assert_int_equal(c.store.snapshot_threshold, 1024);
+	assert_int_equal(c.store.voters, 5);
+	assert_int_equal(c.store.promote_after_ms, 2000);
+}
+
 static void test_defaults(void **state)
 {
 	static const char minimal[] = "[host]\nname=a\nid=65535\n[datapath]\n"
@@ -57,6 +83,15 @@ static void test_defaults(void **state)
 	assert_string_equal(c.control_socket, "/run/ettm/ettmd.sock");
 	assert_string_equal(c.datapath.guest_if, "g0");
 	assert_string_equal(c.datapath.uplink_if, "u0");
+	/* FACTS.md: pre-vote on, 300/50 ms, snapshots every 8192 entries. */
+	assert_false(c.store.bootstrap);
+	assert_int_equal(c.store.n_seeds, 0);
+	assert_int_equal(c.store.election_ms, 300);
+	assert_int_equal(c.store.heartbeat_ms, 50);
+	assert_int_equal(c.store.snapshot_threshold, 8192);
+	assert_int_equal(c.store.voters, 0);
+	assert_int_equal(c.raft_port, 7700);
+	assert_int_equal(c.peer_port, 7701);
 }
 
 struct bad_case {
@@ -163,7 +198,7 @@ static void test_load_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_file),         cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_good_file), cmocka_unit_test(test_defaults), cmocka_unit_test(test_store_section),
 	    cmocka_unit_test(test_bad_files),         cmocka_unit_test(test_nul_and_long_lines),
 	    cmocka_unit_test(test_load_missing_file), cmocka_unit_test(test_load_file),
 	};
