@@ -9,19 +9,15 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	struct store_fsm *f = (struct store_fsm *)fsm;
 	struct store_cmd cmd;
 	char error[160];
-	struct store_result *res = calloc(1, sizeof(*res));
-	if (!res)
-		return RAFT_NOMEM;
+	struct store_result *res = &f->result;
 	if (store_cmd_decode(buf->base, buf->len, &cmd, error, sizeof(error)) < 0) {
 		/* A replica never guesses at a corrupt entry: it stops. */
 		if (f->corrupt)
 			f->corrupt(f->userdata, error);
-		free(res);
 		return RAFT_CORRUPT;
 	}
 	if (store_state_apply(f->state, &cmd, res) < 0) {
 		store_cmd_done(&cmd);
-		free(res);
 		return RAFT_NOMEM;
 	}
 	if (f->applied)

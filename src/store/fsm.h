@@ -17,6 +17,10 @@ struct store_fsm {
 	/* A log entry or snapshot that does not decode (may be NULL). */
 	void (*corrupt)(void *userdata, const char *why);
 	void *userdata;
+	/* The result of the last apply. libraft hands it to the proposer's
+	 * callback right after the apply, and to nobody on followers, so it
+	 * lives here rather than on the heap: copy it, never free it. */
+	struct store_result result;
 };
 
 /* Sets up @f to apply to @state. */

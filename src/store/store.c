@@ -329,7 +329,6 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 			     NULL, raft_strerror(status));
 	else
 		pending_done(p, 0, res, NULL);
-	free(res);
 }
 
 static int propose_local(struct store *s, const uint8_t *data, size_t len, store_done_cb cb,

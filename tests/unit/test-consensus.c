@@ -71,10 +71,8 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 {
 	struct applied *a = req->data;
 	a->status = status;
-	if (result) {
+	if (result)
 		a->result = *(struct store_result *)result;
-		free(result);
-	}
 	a->done = true;
 	free(req);
 }
