@@ -210,9 +210,15 @@ static void fail_store(struct store *s, const char *fmt, ...)
 	s->phase = PHASE_FAILED;
 }
 
+/* Marks this host as removed, in memory and on disk: a restart does not
+ * rejoin on its own (delete the store directory to join again). */
 static void handle_self_removed(struct store *s)
 {
+	if (s->phase == PHASE_REMOVED)
+		return;
 	log_info("store: this host was removed from the cluster; leaving");
+	if (file_write_state(s->o.dir, "removed", "removed by the admin\n") < 0)
+		log_warn("store: cannot record the removal in %s", s->o.dir);
 	s->phase = PHASE_REMOVED;
 }
 
@@ -770,6 +776,10 @@ static void tick_cb(uv_timer_t *t)
 {
 	struct store *s = t->data;
 	s->ticks++;
+	/* Removed, or stopped by a corrupt entry: Raft is closed here, not
+	 * inside the state machine's callback that found out. */
+	if ((s->phase == PHASE_REMOVED || s->phase == PHASE_FAILED) && s->raft_open)
+		stop_raft(s, s->phase);
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
 		return;
 	release_barriers(s);
@@ -938,7 +948,7 @@ static struct reply_ctx *reply_ctx(struct store *s, struct ctl_client *client,
 	return c;
 }
 
-static int deferred_error(struct reply_ctx *c, int r, char **ret_error)
+static int deferred_error(struct reply_ctx *c, int r)
 {
 	/* The deferral is cancelled by answering it now with the error. */
 	const char *why = r == -EAGAIN	   ? "no leader is known right now; try again"
@@ -946,7 +956,6 @@ static int deferred_error(struct reply_ctx *c, int r, char **ret_error)
 					    : strerror(-r);
 	ctl_deferred_reply(c->d, NULL, why);
 	free(c);
-	(void)ret_error;
 	return CTL_DEFERRED;
 }
 
@@ -957,7 +966,7 @@ int store_propose_reply(struct store *s, struct ctl_client *client, const struct
 	if (!c)
 		return -ENOMEM;
 	int r = store_propose(s, cmd, reply_done, c);
-	return r < 0 ? deferred_error(c, r, ret_error) : CTL_DEFERRED;
+	return r < 0 ? deferred_error(c, r) : CTL_DEFERRED;
 }
 
 static int set_error(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1032,8 +1041,58 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 	return 0;
 }
 
+struct remove_ctx {
+	struct store *s;
+	struct ctl_deferred *d;
+	uint64_t id;
+	char peer[STORE_ADDR_MAX];
+	struct raft_change change;
+};
+
+static void leave_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	(void)userdata;
+	(void)result;
+	if (status < 0)
+		log_warn("store: the removed host did not hear it was removed: %s", error);
+}
+
+static void removed_cb(struct raft_change *req, int status)
+{
+	struct remove_ctx *c = req->data;
+	if (status != 0)
+		log_warn("store: raft_remove %" PRIu64 ": %s", c->id, raft_strerror(status));
+	free(c);
+}
+
+/* The member is gone from the table: now take it out of Raft. In this
+ * order, the membership policy never sees a member Raft lacks and re-adds
+ * it. */
+static void remove_done(void *userdata, int status, const struct store_result *res,
+			const char *error)
+{
+	struct remove_ctx *c = userdata;
+	if (status < 0 || !res->applied) {
+		ctl_deferred_reply(c->d, NULL, status < 0 ? error : res->reason);
+		free(c);
+		return;
+	}
+	ctl_deferred_reply(c->d, json_pack("{s:b}", "removed", 1), NULL);
+	/* Once out of Raft the host hears nothing more, so it is told. */
+	if (c->peer[0])
+		ctl_call(c->s->loop, c->peer, "store.leave", json_object(), PEER_TIMEOUT_MS,
+			 leave_cb, NULL);
+	c->change.data = c;
+	if (!c->s->raft_open ||
+	    raft_remove(&c->s->raft, &c->change, c->id, removed_cb) != 0) {
+		log_warn("store: member %" PRIu64 " left the table but not Raft: %s", c->id,
+			 c->s->raft_open ? raft_errmsg(&c->s->raft) : "store stopped");
+		free(c);
+	}
+}
+
 static int handle_remove(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			 json_t **ret_result, char **ret_error)
+			 char **ret_error)
 {
 	const char *host = arg_str(req, "host");
 	if (!host)
@@ -1052,26 +1111,22 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 		return set_error(ret_error, -ENOENT, "no member named %s", host);
 	if (m->id == s->o.id)
 		return set_error(ret_error, -EBUSY,
-				 "%s is the leader; remove it from another host after it steps "
-				 "down, or stop it and wait for a new leader",
+				 "%s is the leader; stop it, and remove it once another host "
+				 "leads",
 				 host);
-	if (s->changing)
-		return set_error(ret_error, -EBUSY, "a membership change is in progress; try again");
-	s->changing = true;
-	s->change_id = m->id;
-	s->change_role = -1;
-	s->change.data = s;
-	int r = raft_remove(&s->raft, &s->change, m->id, change_cb);
-	if (r != 0 && r != RAFT_BADID) {
-		s->changing = false;
-		return set_error(ret_error, -EIO, "cannot remove %s: %s", host, raft_errmsg(&s->raft));
-	}
-	if (r == RAFT_BADID)
-		s->changing = false;
+	struct remove_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*c = (struct remove_ctx){.s = s, .id = m->id, .d = ctl_defer(client, req)};
+	snprintf(c->peer, sizeof(c->peer), "%s", m->peer);
 	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_DELETE, .time_ms = now_ms()};
 	cmd.row.member.id = m->id;
-	(void)ret_result;
-	return store_propose_reply(s, client, req, &cmd, true, ret_error);
+	int r = store_propose(s, &cmd, remove_done, c);
+	if (r < 0) {
+		ctl_deferred_reply(c->d, NULL, strerror(-r));
+		free(c);
+	}
+	return CTL_DEFERRED;
 }
 
 /* ---- forced recovery ---- */
@@ -1371,6 +1426,12 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 	}
 	if (strcmp(cmd, "store.join") == 0)
 		return handle_join(s, req, ret_result, ret_error);
+	if (strcmp(cmd, "store.leave") == 0) {
+		/* The leader sends it once the host is out of the members table
+		 * (the peer API is unauthenticated: see docs/store.md). */
+		handle_self_removed(s);
+		return 0;
+	}
 	if (strcmp(cmd, "store.reset") == 0) {
 		uint64_t gen = (uint64_t)json_integer_value(json_object_get(req->args, "generation"));
 		if (gen > store_cluster(s->state)->generation)
@@ -1391,7 +1452,7 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		int r = c ? propose_local(s, data, len, reply_done, c) : -ENOMEM;
 		free(data);
 		if (r < 0 && c)
-			return deferred_error(c, r, ret_error);
+			return deferred_error(c, r);
 		return r < 0 ? r : CTL_DEFERRED;
 	}
 	if (strcmp(cmd, "store.barrier") == 0) {
@@ -1401,7 +1462,7 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		if (!c)
 			return -ENOMEM;
 		int r = store_barrier(s, reply_done, c);
-		return r < 0 ? deferred_error(c, r, ret_error) : CTL_DEFERRED;
+		return r < 0 ? deferred_error(c, r) : CTL_DEFERRED;
 	}
 	if (strcmp(cmd, "store.dump") == 0) {
 		const char *table = arg_str(req, "table");
@@ -1425,7 +1486,7 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		return 0;
 	}
 	if (strcmp(cmd, "cluster.remove") == 0)
-		return handle_remove(s, client, req, ret_result, ret_error);
+		return handle_remove(s, client, req, ret_error);
 	if (strcmp(cmd, "cluster.recover") == 0)
 		return handle_recover(s, client, req, ret_error);
 	return -ENOENT;
@@ -1456,13 +1517,22 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 		return r;
 	}
 	s->orphans_pending = journal_has_orphans(s->journal);
+	char *removed = NULL;
+	if (file_read_state(o->dir, "removed", &removed) == 0) {
+		free(removed);
+		log_warn("store: this host was removed from the cluster; not rejoining (remove "
+			 "%s to join again)",
+			 o->dir);
+		s->phase = PHASE_REMOVED;
+	}
 	s->members = (struct membership){.target_voters = o->voters,
 					 .promote_after_ms = o->promote_after_ms,
 					 .self = o->id};
 	s->next_mode = o->bootstrap ? START_BOOTSTRAP : START_NORMAL;
 	uv_timer_init(loop, &s->tick);
 	s->tick.data = s;
-	start_raft(s);
+	if (s->phase != PHASE_REMOVED)
+		start_raft(s);
 	if (s->phase == PHASE_FAILED) {
 		snprintf(error, error_size, "%s", s->fatal);
 		uv_close((uv_handle_t *)&s->tick, NULL);
