@@ -23,10 +23,12 @@
 #define TICK_MS		 250
 #define PEER_TIMEOUT_MS	 1000
 #define FORWARD_TIMEOUT_MS 5000
-#define HELLO_EVERY_TICKS 8
+#define HELLO_EVERY_TICKS 2
+#define PROBE_TIMEOUT_MS 700
 
 enum store_phase {
 	PHASE_RUNNING,
+	PHASE_PROBING,	  /* at start: asking peers for their generation first */
 	PHASE_RESTARTING, /* raft closed, about to start again (recover, reset) */
 	PHASE_REMOVED,	  /* removed by the admin: raft stopped for good */
 	PHASE_FAILED,	  /* a corrupt entry: raft stopped, see fatal */
@@ -102,9 +104,15 @@ struct store {
 	bool wipe_on_restart;
 	bool hello_in_flight;
 	unsigned hello_next;
+	uint64_t probe_generation; /* the generation this host had at start */
+	struct probe *probe;	   /* while PHASE_PROBING */
 
 	void (*close_cb)(void *userdata);
 	void *close_userdata;
+	/* Peer calls whose callback will still get this store: it is freed
+	 * only when they are all back. */
+	int calls;
+	bool freeing;
 };
 
 static uint64_t now_ms(void)
@@ -150,10 +158,33 @@ static void fail_store(struct store *s, const char *fmt, ...) __attribute__((for
 static void handle_self_removed(struct store *s);
 static void release_barriers(struct store *s);
 
+/* What a restarting host needs before its Raft state is loaded: its
+ * generation and where the other members' peer APIs are. */
+static void save_peers(struct store *s)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return;
+	fprintf(f, "%" PRIu64 "\n", store_cluster(s->state)->generation);
+	for (size_t i = 0; i < store_count(s->state, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
+		if (m->id != s->o.id && m->peer[0])
+			fprintf(f, "%s\n", m->peer);
+	}
+	fclose(f);
+	if (file_write_state(s->o.dir, "peers", text) < 0)
+		log_warn("store: cannot save %s/peers", s->o.dir);
+	free(text);
+}
+
 static void fsm_applied(void *userdata, const struct raft_buffer *buf, const struct store_cmd *cmd,
 			const struct store_result *res)
 {
 	struct store *s = userdata;
+	if (res->applied && (cmd->table == STORE_CLUSTER || cmd->table == STORE_MEMBERS))
+		save_peers(s);
 	journal_append(s->journal, store_cluster(s->state)->generation, s->raft.last_applied + 1,
 		       buf->base, buf->len);
 	notify(s, cmd, res);
@@ -175,6 +206,8 @@ static void fsm_corrupt(void *userdata, const char *why)
 static void start_raft(struct store *s);
 static void tick_closed_cb(uv_handle_t *h);
 static int wipe_raft_state(struct store *s);
+static int probe_generation(struct store *s);
+struct probe;
 
 static void raft_closed_cb(struct raft *r)
 {
@@ -314,6 +347,43 @@ fail_open:
 	return;
 fail:
 	fail_store(s, "%s: %s", what, raft_strerror(r));
+}
+
+/* ---- peer calls: the store outlives every call it made ---- */
+
+struct store_call_ctx {
+	struct store *s;
+	ctl_call_cb cb;
+	void *userdata;
+};
+
+static void store_free_final(struct store *s);
+
+static void store_call_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct store_call_ctx c = *(struct store_call_ctx *)userdata;
+	free(userdata);
+	c.cb(c.userdata, status, result, error);
+	if (--c.s->calls == 0 && c.s->freeing)
+		store_free_final(c.s);
+}
+
+/* ctl_call() on behalf of the store; see ctl_call() for the contract. */
+static int store_call(struct store *s, const char *address, const char *cmd, json_t *args,
+		      unsigned timeout_ms, ctl_call_cb cb, void *userdata)
+{
+	struct store_call_ctx *c = malloc(sizeof(*c));
+	if (!c) {
+		json_decref(args);
+		return -ENOMEM;
+	}
+	*c = (struct store_call_ctx){.s = s, .cb = cb, .userdata = userdata};
+	int r = ctl_call(s->loop, address, cmd, args, timeout_ms, store_call_cb, c);
+	if (r < 0)
+		free(c);
+	else
+		s->calls++;
+	return r;
 }
 
 /* ---- proposals ---- */
@@ -459,7 +529,7 @@ static int forward(struct store *s, const char *cmd, json_t *args, bool barrier,
 	}
 	*f = (struct forward){.store = s, .cb = cb, .userdata = userdata, .barrier = barrier};
 	snprintf(f->leader, sizeof(f->leader), "%s (%s)", leader->name, leader->peer);
-	int r = ctl_call(s->loop, leader->peer, cmd, args, FORWARD_TIMEOUT_MS, forward_cb, f);
+	int r = store_call(s, leader->peer, cmd, args, FORWARD_TIMEOUT_MS, forward_cb, f);
 	if (r < 0)
 		free(f);
 	return r;
@@ -650,7 +720,7 @@ static void try_join(struct store *s)
 				 s->o.name, "address", s->o.raft_address, "peer",
 				 s->o.peer_address, "raft_version", store_raft_version());
 	s->redirect[0] = '\0';
-	if (ctl_call(s->loop, to, "store.join", args, PEER_TIMEOUT_MS, join_cb, s) == 0)
+	if (store_call(s, to, "store.join", args, PEER_TIMEOUT_MS, join_cb, s) == 0)
 		s->join_in_flight = true;
 }
 
@@ -755,7 +825,7 @@ static void gossip_generation(struct store *s)
 	const struct store_member *m = store_row(s->state, STORE_MEMBERS, s->hello_next++ % n);
 	if (m->id == s->o.id || !m->peer[0])
 		return;
-	if (ctl_call(s->loop, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS, hello_cb,
+	if (store_call(s, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS, hello_cb,
 		     s) == 0)
 		s->hello_in_flight = true;
 }
@@ -838,6 +908,8 @@ static const char *phase_state(struct store *s)
 		break;
 	case PHASE_RESTARTING:
 		return "restarting";
+	case PHASE_PROBING:
+		return "probing";
 	case PHASE_REMOVED:
 		return "removed";
 	case PHASE_FAILED:
@@ -996,7 +1068,7 @@ static void relay_cb(void *userdata, int status, json_t *result, const char *err
 static int relay(struct store *s, const char *address, const char *cmd, json_t *args,
 		 struct ctl_deferred *d)
 {
-	int r = ctl_call(s->loop, address, cmd, args, FORWARD_TIMEOUT_MS, relay_cb, d);
+	int r = store_call(s, address, cmd, args, FORWARD_TIMEOUT_MS, relay_cb, d);
 	if (r < 0)
 		ctl_deferred_reply(d, NULL, strerror(-r));
 	return CTL_DEFERRED;
@@ -1080,7 +1152,7 @@ static void remove_done(void *userdata, int status, const struct store_result *r
 	ctl_deferred_reply(c->d, json_pack("{s:b}", "removed", 1), NULL);
 	/* Once out of Raft the host hears nothing more, so it is told. */
 	if (c->peer[0])
-		ctl_call(c->s->loop, c->peer, "store.leave", json_object(), PEER_TIMEOUT_MS,
+		store_call(c->s, c->peer, "store.leave", json_object(), PEER_TIMEOUT_MS,
 			 leave_cb, NULL);
 	c->change.data = c;
 	if (!c->s->raft_open ||
@@ -1190,7 +1262,7 @@ static void recover_finish(struct recover_ctx *c)
 	for (unsigned i = 0; i < c->n_alive; i++) {
 		const struct store_member *m = store_member_find(s->state, c->alive[i]);
 		if (m)
-			ctl_call(s->loop, m->peer, "store.reset",
+			store_call(s, m->peer, "store.reset",
 				 json_pack("{s:I}", "generation", (json_int_t)generation),
 				 PEER_TIMEOUT_MS, recover_reset_cb, NULL);
 	}
@@ -1236,7 +1308,7 @@ static int handle_recover(struct store *s, struct ctl_client *client, const stru
 		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
 		if (m->id == s->o.id || !m->peer[0])
 			continue;
-		if (ctl_call(s->loop, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS,
+		if (store_call(s, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS,
 			     recover_hello_cb, c) == 0)
 			c->waiting++;
 	}
@@ -1401,7 +1473,7 @@ static int handle_cluster(struct store *s, struct ctl_client *client, const stru
 	struct reply_ctx *c = reply_ctx(s, client, req, false);
 	if (!c)
 		return -ENOMEM;
-	if (ctl_call(s->loop, lm->peer, "store.status", json_object(), PEER_TIMEOUT_MS,
+	if (store_call(s, lm->peer, "store.status", json_object(), PEER_TIMEOUT_MS,
 		     cluster_status_cb, c) < 0)
 		cluster_status_cb(c, -EIO, NULL, NULL);
 	return CTL_DEFERRED;
@@ -1492,6 +1564,119 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 	return -ENOENT;
 }
 
+/* ---- at start: has the cluster moved on without this host? ---- */
+
+/* Freed when the timer is closed and every call has answered. */
+struct probe {
+	struct store *s; /* NULL once the store closed */
+	int waiting;	 /* calls not answered yet */
+	int refs;	 /* the timer and each call */
+	uint64_t highest;
+	uv_timer_t timer;
+	bool done;
+};
+
+static void probe_unref(struct probe *p)
+{
+	if (--p->refs == 0)
+		free(p);
+}
+
+static void probe_closed_cb(uv_handle_t *h)
+{
+	probe_unref(h->data);
+}
+
+static void probe_finish(struct probe *p)
+{
+	struct store *s = p->s;
+	if (p->done)
+		return;
+	p->done = true;
+	uv_close((uv_handle_t *)&p->timer, probe_closed_cb);
+	if (!s || s->phase != PHASE_PROBING)
+		return;
+	s->probe = NULL;
+	s->phase = PHASE_RUNNING;
+	if (p->highest > s->probe_generation) {
+		log_warn("store: the cluster went on to generation %" PRIu64 " while this host was "
+			 "away (at %" PRIu64 "); rejoining as a fresh replica",
+			 p->highest, s->probe_generation);
+		journal_take_orphans(s->journal);
+		s->orphans_pending = true;
+		s->next_mode = START_NORMAL; /* never bootstrap a cluster of one again */
+		if (wipe_raft_state(s) < 0)
+			return;
+	}
+	start_raft(s);
+}
+
+static void probe_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct probe *p = userdata;
+	(void)error;
+	if (status == 0) {
+		uint64_t g = (uint64_t)json_integer_value(json_object_get(result, "generation"));
+		if (g > p->highest)
+			p->highest = g;
+	}
+	if (--p->waiting == 0)
+		probe_finish(p);
+	probe_unref(p);
+}
+
+static void probe_timeout_cb(uv_timer_t *t)
+{
+	probe_finish(t->data);
+}
+
+/* A host with state asks the peers it knew and its seeds for their
+ * generation before it starts Raft, so that a group of hosts coming back
+ * together does not first elect a leader of a generation that is over.
+ * Returns 1 when a probe is under way (it starts Raft when done), 0 when
+ * there is nothing to ask. */
+static int probe_generation(struct store *s)
+{
+	char *text = NULL;
+	if (file_read_state(s->o.dir, "peers", &text) < 0)
+		return 0;
+	s->probe_generation = strtoull(text, NULL, 10);
+	struct probe *p = calloc(1, sizeof(*p));
+	if (!p) {
+		free(text);
+		return 0;
+	}
+	p->s = s;
+	p->waiting = 1;
+	p->refs = 1;
+	char *save;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (line == text) /* the generation */
+			continue;
+		if (store_call(s, line, "store.hello", json_object(), PROBE_TIMEOUT_MS, probe_cb,
+			     p) == 0) {
+			p->waiting++;
+			p->refs++;
+		}
+	}
+	for (unsigned i = 0; i < s->o.n_seeds; i++)
+		if (strcmp(s->o.seeds[i], s->o.peer_address) != 0 &&
+		    store_call(s, s->o.seeds[i], "store.hello", json_object(), PROBE_TIMEOUT_MS,
+			     probe_cb, p) == 0) {
+			p->waiting++;
+			p->refs++;
+		}
+	free(text);
+	uv_timer_init(s->loop, &p->timer);
+	p->timer.data = p;
+	uv_timer_start(&p->timer, probe_timeout_cb, PROBE_TIMEOUT_MS + 100, 0);
+	s->phase = PHASE_PROBING;
+	s->probe = p;
+	if (--p->waiting == 0)
+		probe_finish(p);
+	return 1;
+}
+
 /* ---- open and close ---- */
 
 int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
@@ -1531,7 +1716,7 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 	s->next_mode = o->bootstrap ? START_BOOTSTRAP : START_NORMAL;
 	uv_timer_init(loop, &s->tick);
 	s->tick.data = s;
-	if (s->phase != PHASE_REMOVED)
+	if (s->phase != PHASE_REMOVED && probe_generation(s) == 0)
 		start_raft(s);
 	if (s->phase == PHASE_FAILED) {
 		snprintf(error, error_size, "%s", s->fatal);
@@ -1549,6 +1734,13 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 static void tick_closed_cb(uv_handle_t *h)
 {
 	struct store *s = h->data;
+	s->freeing = true;
+	if (s->calls == 0)
+		store_free_final(s);
+}
+
+static void store_free_final(struct store *s)
+{
 	while (s->subscribers) {
 		struct subscriber *next = s->subscribers->next;
 		free(s->subscribers);
@@ -1570,6 +1762,11 @@ static void tick_closed_cb(uv_handle_t *h)
 
 void store_close(struct store *s, void (*cb)(void *userdata), void *userdata)
 {
+	if (s->probe) {
+		s->probe->s = NULL;
+		probe_finish(s->probe);
+		s->probe = NULL;
+	}
 	s->close_cb = cb;
 	s->close_userdata = userdata;
 	uv_timer_stop(&s->tick);
