@@ -84,9 +84,10 @@ static enum store_merge merge_nat_block(const struct store_state *s, struct stor
 	}
 	if (block_free(s, b->start, b->size))
 		return STORE_MERGE_APPLY;
-	/* Ports below 1024 are never handed out. */
-	for (uint32_t start = 1024; start + b->size <= 65536; start += b->size) {
-		if (start % b->size == 0 && block_free(s, start, b->size)) {
+	/* Ports below 1024 are never handed out; blocks stay aligned. */
+	uint32_t first = (1024 + (uint32_t)b->size - 1) / b->size * b->size;
+	for (uint32_t start = first; start + b->size <= 65536; start += b->size) {
+		if (block_free(s, start, b->size)) {
 			b->start = (uint16_t)start;
 			return STORE_MERGE_APPLY;
 		}

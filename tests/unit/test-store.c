@@ -1,0 +1,616 @@
+/* The store's typed tables: encodings, apply and its rejections, snapshots,
+ * dumps and merge rules, table by table. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "store/tables.h"
+
+static struct store_cmd put(enum store_table t)
+{
+	return (struct store_cmd){.table = (uint8_t)t, .op = STORE_PUT, .time_ms = 1000};
+}
+
+static struct store_cmd del(enum store_table t)
+{
+	return (struct store_cmd){.table = (uint8_t)t, .op = STORE_DELETE, .time_ms = 1000};
+}
+
+static struct store_cmd member(uint64_t id, const char *name, const char *address)
+{
+	struct store_cmd c = put(STORE_MEMBERS);
+	c.row.member = (struct store_member){.id = id, .role = STORE_ROLE_STANDBY, .joined_ms = 7};
+	snprintf(c.row.member.name, sizeof(c.row.member.name), "%s", name);
+	snprintf(c.row.member.address, sizeof(c.row.member.address), "%s", address);
+	snprintf(c.row.member.peer, sizeof(c.row.member.peer), "%s:7701", name);
+	snprintf(c.row.member.raft_version, sizeof(c.row.member.raft_version), "libraft 0.15.0");
+	return c;
+}
+
+static struct store_cmd trusted(char c, enum store_op op)
+{
+	struct store_cmd cmd = op == STORE_PUT ? put(STORE_TRUSTED) : del(STORE_TRUSTED);
+	memset(cmd.row.trusted.digest, c, 64);
+	snprintf(cmd.row.trusted.note, sizeof(cmd.row.trusted.note), "note %c", c);
+	return cmd;
+}
+
+static struct store_cmd block(uint16_t start, uint16_t size, uint64_t owner, enum store_op op)
+{
+	struct store_cmd c = op == STORE_PUT ? put(STORE_NAT_BLOCKS) : del(STORE_NAT_BLOCKS);
+	c.row.nat_block = (struct store_nat_block){.start = start, .size = size, .owner = owner};
+	return c;
+}
+
+static struct store_cmd mapping(uint16_t port, uint64_t owner, enum store_op op)
+{
+	struct store_cmd c = op == STORE_PUT ? put(STORE_NAT_MAPPINGS) : del(STORE_NAT_MAPPINGS);
+	c.row.nat_mapping = (struct store_nat_mapping){.proto = 6, .public_port = port,
+						       .owner = owner, .guest_addr = 0x0a4d0101,
+						       .guest_port = 80, .expires_ms = 5000};
+	return c;
+}
+
+static struct store_cmd lease(const char *mac, uint32_t addr, uint64_t expires, uint64_t now)
+{
+	struct store_cmd c = put(STORE_LEASES);
+	c.time_ms = now;
+	snprintf(c.row.lease.mac, sizeof(c.row.lease.mac), "%s", mac);
+	c.row.lease.addr = addr;
+	snprintf(c.row.lease.host, sizeof(c.row.lease.host), "h1");
+	c.row.lease.expires_ms = expires;
+	return c;
+}
+
+static struct store_cmd policy(uint64_t epoch, const char *text)
+{
+	struct store_cmd c = put(STORE_POLICY);
+	c.row.policy.epoch = epoch;
+	c.row.policy.text = (char *)text;
+	return c;
+}
+
+static struct store_cmd admission(const char *host, uint64_t time)
+{
+	struct store_cmd c = put(STORE_ADMISSIONS);
+	c.time_ms = time;
+	snprintf(c.row.admission.host, sizeof(c.row.admission.host), "%s", host);
+	memset(c.row.admission.measurement, 'e', 64);
+	snprintf(c.row.admission.mac, sizeof(c.row.admission.mac), "02:00:00:00:00:01");
+	c.row.admission.dpid = 1;
+	c.row.admission.port = 3;
+	c.row.admission.time_ms = time;
+	return c;
+}
+
+static struct store_cmd generation(uint64_t g)
+{
+	struct store_cmd c = put(STORE_CLUSTER);
+	c.row.cluster = (struct store_cluster){.generation = g, .from_term = 2, .from_index = 30};
+	snprintf(c.row.cluster.by, sizeof(c.row.cluster.by), "h4");
+	return c;
+}
+
+static struct store_cmd conflict(const char *reason)
+{
+	struct store_cmd c = put(STORE_CONFLICTS);
+	c.row.conflict.table = STORE_POLICY;
+	c.row.conflict.generation = 1;
+	snprintf(c.row.conflict.reason, sizeof(c.row.conflict.reason), "%s", reason);
+	return c;
+}
+
+/* Applies through the encoding, as a replica does. */
+static struct store_result apply(struct store_state *s, const struct store_cmd *cmd)
+{
+	uint8_t *data;
+	size_t len;
+	struct store_result res;
+	char error[200];
+	assert_int_equal(store_cmd_encode(cmd, &data, &len), 0);
+	assert_int_equal(store_state_apply_encoded(s, data, len, &res, error, sizeof(error)), 0);
+	free(data);
+	return res;
+}
+
+static void snapshot(const struct store_state *s, uint8_t **data, size_t *len)
+{
+	assert_int_equal(store_state_snapshot(s, data, len), 0);
+}
+
+/* Applies @cmd and expects a rejection with @reason that leaves the state
+ * byte for byte as it was. */
+static void assert_rejected(struct store_state *s, const struct store_cmd *cmd, const char *reason)
+{
+	uint8_t *before, *after;
+	size_t before_len, after_len;
+	snapshot(s, &before, &before_len);
+	struct store_result r = apply(s, cmd);
+	if (r.applied)
+		fail_msg("applied, expected a rejection: %s", reason);
+	assert_string_equal(r.reason, reason);
+	snapshot(s, &after, &after_len);
+	assert_int_equal(before_len, after_len);
+	assert_memory_equal(before, after, before_len);
+	free(before);
+	free(after);
+}
+
+static void assert_applied(struct store_state *s, const struct store_cmd *cmd)
+{
+	struct store_result r = apply(s, cmd);
+	if (!r.applied)
+		fail_msg("rejected: %s", r.reason);
+}
+
+static struct store_state *new_state(void)
+{
+	struct store_state *s;
+	assert_int_equal(store_state_new(&s), 0);
+	return s;
+}
+
+/* ---- encodings ---- */
+
+static void round_trip(const struct store_cmd *cmd)
+{
+	uint8_t *a, *b;
+	size_t alen, blen;
+	struct store_cmd back;
+	char error[200];
+	assert_int_equal(store_cmd_encode(cmd, &a, &alen), 0);
+	assert_int_equal(store_cmd_decode(a, alen, &back, error, sizeof(error)), 0);
+	assert_int_equal(back.table, cmd->table);
+	assert_int_equal(back.op, cmd->op);
+	assert_int_equal(back.time_ms, cmd->time_ms);
+	assert_int_equal(store_cmd_encode(&back, &b, &blen), 0);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(a, b, alen);
+	/* Zero padding to 8 bytes, as in the Raft log, decodes the same. */
+	uint8_t *padded = calloc(1, alen + 7);
+	memcpy(padded, a, alen);
+	struct store_cmd again;
+	assert_int_equal(store_cmd_decode(padded, alen + 7, &again, error, sizeof(error)), 0);
+	store_cmd_done(&again);
+	free(padded);
+	store_cmd_done(&back);
+	free(a);
+	free(b);
+}
+
+static void test_every_table_round_trips(void **state)
+{
+	(void)state;
+	struct store_cmd cmds[] = {
+		generation(2),
+		member(3, "h3", "10.77.0.3:7700"),
+		admission("h1", 5),
+		trusted('a', STORE_PUT),
+		trusted('a', STORE_DELETE),
+		policy(4, "allow h1 -> internet\n"),
+		block(2048, 256, 3, STORE_PUT),
+		block(2048, 256, 3, STORE_DELETE),
+		mapping(8080, 2, STORE_PUT),
+		lease("02:00:00:00:00:09", 0x0a4d0209, 99, 1),
+		conflict("a policy edit"),
+	};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		round_trip(&cmds[i]);
+}
+
+static void test_decode_rejects_bad_bytes(void **state)
+{
+	(void)state;
+	struct store_cmd cmd = member(3, "h3", "10.77.0.3:7700"), out;
+	uint8_t *data;
+	size_t len;
+	char error[200];
+	assert_int_equal(store_cmd_encode(&cmd, &data, &len), 0);
+	struct {
+		size_t offset;
+		uint8_t value;
+		const char *error;
+	} flips[] = {
+		{0, 0x00, "command header: bad magic"},
+		{2, 0x09, "command header: unknown encoding version"},
+		{3, 0x7f, "command header: unknown table"},
+		{4, 0x03, "command header: unknown operation"},
+	};
+	for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+		uint8_t saved = data[flips[i].offset];
+		data[flips[i].offset] = flips[i].value;
+		assert_int_equal(store_cmd_decode(data, len, &out, error, sizeof(error)), -EBADMSG);
+		assert_string_equal(error, flips[i].error);
+		data[flips[i].offset] = saved;
+	}
+	assert_int_equal(store_cmd_decode(data, 5, &out, error, sizeof(error)), -EBADMSG);
+	assert_string_equal(error, "command header: truncated");
+	for (size_t cut = 13; cut < len; cut++) {
+		assert_int_equal(store_cmd_decode(data, cut, &out, error, sizeof(error)), -EBADMSG);
+		assert_string_equal(error, "command for table members: truncated or malformed row");
+	}
+	uint8_t *longer = calloc(1, len + 8);
+	memcpy(longer, data, len);
+	longer[len] = 1; /* not padding */
+	assert_int_equal(store_cmd_decode(longer, len + 8, &out, error, sizeof(error)), -EBADMSG);
+	assert_string_equal(error, "command for table members: trailing bytes after the row");
+	/* A name with a NUL byte inside. */
+	data[13 + 8 + 2] = 0;
+	assert_int_equal(store_cmd_decode(data, len, &out, error, sizeof(error)), -EBADMSG);
+	free(longer);
+	free(data);
+}
+
+/* ---- apply, table by table ---- */
+
+static void test_cluster_generations(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_applied(s, (struct store_cmd[1]){generation(1)});
+	assert_rejected(s, (struct store_cmd[1]){generation(3)}, "generation 3 does not follow 1");
+	assert_applied(s, (struct store_cmd[1]){generation(2)});
+	assert_int_equal(store_cluster(s)->generation, 2);
+	assert_string_equal(store_cluster(s)->by, "h4");
+	struct store_cmd d = del(STORE_CLUSTER);
+	assert_rejected(s, &d, "the cluster row cannot be deleted");
+	store_state_free(s);
+}
+
+static void test_members(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	struct store_cmd h1 = member(1, "h1", "10.77.0.1:7700");
+	assert_applied(s, &h1);
+	struct store_cmd same_name = member(2, "h1", "10.77.0.2:7700");
+	assert_rejected(s, &same_name, "the name h1 belongs to member 1");
+	struct store_cmd same_addr = member(2, "h2", "10.77.0.1:7700");
+	assert_rejected(s, &same_addr, "the address 10.77.0.1:7700 belongs to member h1");
+	struct store_cmd no_id = member(0, "h0", "x");
+	assert_rejected(s, &no_id, "a member needs an id, a name and an address");
+	struct store_cmd role = h1;
+	role.row.member.role = STORE_ROLE_VOTER;
+	assert_applied(s, &role); /* a put updates */
+	assert_int_equal(store_member_find(s, 1)->role, STORE_ROLE_VOTER);
+	struct store_cmd bad_role = h1;
+	bad_role.row.member.role = 9;
+	assert_rejected(s, &bad_role, "unknown role 9");
+	struct store_cmd gone = del(STORE_MEMBERS);
+	gone.row.member.id = 5;
+	assert_rejected(s, &gone, "no member with id 5");
+	gone.row.member.id = 1;
+	assert_applied(s, &gone);
+	assert_null(store_member_find(s, 1));
+	store_state_free(s);
+}
+
+static void test_admissions(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_applied(s, (struct store_cmd[1]){admission("h2", 10)});
+	assert_applied(s, (struct store_cmd[1]){admission("h2", 20)});
+	assert_int_equal(store_count(s, STORE_ADMISSIONS), 1);
+	assert_rejected(s, (struct store_cmd[1]){admission("", 10)}, "an admission needs a host");
+	struct store_cmd revoke = del(STORE_ADMISSIONS);
+	snprintf(revoke.row.admission.host, sizeof(revoke.row.admission.host), "h9");
+	assert_rejected(s, &revoke, "no such admission");
+	snprintf(revoke.row.admission.host, sizeof(revoke.row.admission.host), "h2");
+	assert_applied(s, &revoke);
+	store_state_free(s);
+}
+
+static void test_trusted(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_applied(s, (struct store_cmd[1]){trusted('a', STORE_PUT)});
+	assert_rejected(s, (struct store_cmd[1]){trusted('a', STORE_PUT)},
+			"aaaaaaaaaaaaaaaa... is already trusted");
+	assert_rejected(s, (struct store_cmd[1]){trusted('A', STORE_PUT)},
+			"a digest is 64 lowercase hex digits (SHA-256)");
+	assert_rejected(s, (struct store_cmd[1]){trusted('b', STORE_DELETE)},
+			"no such trusted measurement");
+	assert_applied(s, (struct store_cmd[1]){trusted('a', STORE_DELETE)});
+	assert_int_equal(store_count(s, STORE_TRUSTED), 0);
+	store_state_free(s);
+}
+
+static void test_policy_epochs(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	struct store_result r = apply(s, (struct store_cmd[1]){policy(0, "first")});
+	assert_true(r.applied);
+	assert_int_equal(r.value, 1);
+	assert_rejected(s, (struct store_cmd[1]){policy(0, "stale edit")},
+			"the edit was made on epoch 0, but the policy is at epoch 1");
+	r = apply(s, (struct store_cmd[1]){policy(1, "second")});
+	assert_int_equal(r.value, 2);
+	assert_string_equal(store_policy(s)->text, "second");
+	struct store_cmd d = del(STORE_POLICY);
+	assert_rejected(s, &d, "the policy cannot be deleted, only replaced");
+	store_state_free(s);
+}
+
+static void test_nat_blocks(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_applied(s, (struct store_cmd[1]){block(4096, 1024, 1, STORE_PUT)});
+	assert_rejected(s, (struct store_cmd[1]){block(4096, 1000, 2, STORE_PUT)},
+			"a block's size is a power of two and its start a multiple of it");
+	assert_rejected(s, (struct store_cmd[1]){block(4100, 4, 2, STORE_PUT)},
+			"ports 4100-4103 overlap the block 4096-5119 of member 1");
+	assert_rejected(s, (struct store_cmd[1]){block(0, 8192, 2, STORE_PUT)},
+			"ports 0-8191 overlap the block 4096-5119 of member 1");
+	assert_rejected(s, (struct store_cmd[1]){block(8192, 1024, 0, STORE_PUT)},
+			"a block needs an owner");
+	assert_rejected(s, (struct store_cmd[1]){block(4096, 1024, 2, STORE_DELETE)},
+			"member 2 holds no block at 4096");
+	assert_applied(s, (struct store_cmd[1]){block(5120, 1024, 2, STORE_PUT)});
+	assert_applied(s, (struct store_cmd[1]){block(4096, 1024, 1, STORE_DELETE)});
+	assert_int_equal(store_count(s, STORE_NAT_BLOCKS), 1);
+	store_state_free(s);
+}
+
+static void test_nat_mappings(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_applied(s, (struct store_cmd[1]){mapping(8080, 1, STORE_PUT)});
+	assert_applied(s, (struct store_cmd[1]){mapping(8080, 1, STORE_PUT)}); /* renewal */
+	assert_rejected(s, (struct store_cmd[1]){mapping(8080, 2, STORE_PUT)},
+			"public port 8080/tcp is mapped by member 1");
+	struct store_cmd icmp = mapping(1, 1, STORE_PUT);
+	icmp.row.nat_mapping.proto = 1;
+	assert_rejected(s, &icmp, "a mapping is for TCP (6) or UDP (17)");
+	assert_rejected(s, (struct store_cmd[1]){mapping(9090, 1, STORE_DELETE)}, "no such mapping");
+	assert_applied(s, (struct store_cmd[1]){mapping(8080, 1, STORE_DELETE)});
+	store_state_free(s);
+}
+
+static void test_leases(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_applied(s, (struct store_cmd[1]){lease("02:00:00:00:00:01", 0x0a4d0201, 500, 100)});
+	/* Unexpired at the command's own time: refused. */
+	assert_rejected(s, (struct store_cmd[1]){lease("02:00:00:00:00:02", 0x0a4d0201, 900, 400)},
+			"the address is leased to 02:00:00:00:00:01");
+	/* Expired: the address goes to the new MAC, the old lease with it. */
+	assert_applied(s, (struct store_cmd[1]){lease("02:00:00:00:00:02", 0x0a4d0201, 900, 600)});
+	assert_int_equal(store_count(s, STORE_LEASES), 1);
+	const struct store_lease *l = store_row(s, STORE_LEASES, 0);
+	assert_string_equal(l->mac, "02:00:00:00:00:02");
+	struct store_cmd d = del(STORE_LEASES);
+	snprintf(d.row.lease.mac, sizeof(d.row.lease.mac), "02:00:00:00:00:01");
+	assert_rejected(s, &d, "no such lease");
+	store_state_free(s);
+}
+
+static void test_conflicts_get_ids(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_int_equal(apply(s, (struct store_cmd[1]){conflict("one")}).value, 1);
+	assert_int_equal(apply(s, (struct store_cmd[1]){conflict("two")}).value, 2);
+	struct store_cmd clear = del(STORE_CONFLICTS);
+	clear.row.conflict.id = 1;
+	assert_applied(s, &clear);
+	assert_rejected(s, &clear, "no such conflict");
+	assert_int_equal(store_count(s, STORE_CONFLICTS), 1);
+	store_state_free(s);
+}
+
+/* ---- snapshots and determinism ---- */
+
+static struct store_state *populated(void)
+{
+	struct store_state *s = new_state();
+	struct store_cmd cmds[] = {
+		generation(1),
+		member(1, "h1", "10.77.0.1:7700"),
+		member(2, "h2", "10.77.0.2:7700"),
+		admission("h1", 5),
+		trusted('c', STORE_PUT),
+		trusted('d', STORE_PUT),
+		policy(0, "allow all\n"),
+		block(2048, 512, 1, STORE_PUT),
+		mapping(443, 2, STORE_PUT),
+		lease("02:00:00:00:00:05", 0x0a4d0205, 99, 1),
+		conflict("kept for the admin"),
+	};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		assert_applied(s, &cmds[i]);
+	return s;
+}
+
+static void test_deterministic_and_snapshot_round_trip(void **state)
+{
+	(void)state;
+	struct store_state *a = populated(), *b = populated(), *c = new_state();
+	uint8_t *sa, *sb, *sc;
+	size_t la, lb, lc;
+	char error[200];
+	snapshot(a, &sa, &la);
+	snapshot(b, &sb, &lb);
+	assert_int_equal(la, lb);
+	assert_memory_equal(sa, sb, la);
+	assert_int_equal(store_state_restore(c, sa, la, error, sizeof(error)), 0);
+	snapshot(c, &sc, &lc);
+	assert_int_equal(la, lc);
+	assert_memory_equal(sa, sc, la);
+	assert_string_equal(store_policy(c)->text, "allow all\n");
+	/* Restored state goes on like the original. */
+	assert_int_equal(apply(c, (struct store_cmd[1]){conflict("next")}).value, 2);
+	free(sa);
+	free(sb);
+	free(sc);
+	store_state_free(a);
+	store_state_free(b);
+	store_state_free(c);
+}
+
+static void test_bad_snapshots_change_nothing(void **state)
+{
+	(void)state;
+	struct store_state *src = populated(), *dst = populated();
+	uint8_t *snap, *before, *after;
+	size_t len, blen, alen;
+	char error[200];
+	snapshot(src, &snap, &len);
+	snapshot(dst, &before, &blen);
+	for (size_t cut = 0; cut < len; cut += 7) {
+		assert_int_equal(store_state_restore(dst, snap, cut, error, sizeof(error)), -EBADMSG);
+		assert_true(strncmp(error, "snapshot: ", 10) == 0);
+	}
+	uint8_t *longer = calloc(1, len + 1);
+	memcpy(longer, snap, len);
+	assert_int_equal(store_state_restore(dst, longer, len + 1, error, sizeof(error)), -EBADMSG);
+	assert_string_equal(error, "snapshot: trailing bytes");
+	snap[0] ^= 0xff;
+	assert_int_equal(store_state_restore(dst, snap, len, error, sizeof(error)), -EBADMSG);
+	assert_string_equal(error, "snapshot: bad magic");
+	snapshot(dst, &after, &alen);
+	assert_int_equal(blen, alen);
+	assert_memory_equal(before, after, blen);
+	free(longer);
+	free(snap);
+	free(before);
+	free(after);
+	store_state_free(src);
+	store_state_free(dst);
+}
+
+static void test_dump(void **state)
+{
+	(void)state;
+	struct store_state *s = populated();
+	json_t *d = store_state_dump(s);
+	const char *tables[] = {"cluster", "members", "admissions", "trusted", "policy",
+				"nat_blocks", "nat_mappings", "leases", "conflicts"};
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+		assert_non_null(json_object_get(d, tables[i]));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "cluster"),
+							    "generation")),
+			 1);
+	json_t *m = json_array_get(json_object_get(d, "members"), 1);
+	assert_string_equal(json_string_value(json_object_get(m, "name")), "h2");
+	assert_string_equal(json_string_value(json_object_get(m, "role")), "standby");
+	json_t *map = json_array_get(json_object_get(d, "nat_mappings"), 0);
+	assert_string_equal(json_string_value(json_object_get(map, "proto")), "tcp");
+	assert_string_equal(json_string_value(json_object_get(map, "guest_addr")), "10.77.1.1");
+	json_t *l = json_array_get(json_object_get(d, "leases"), 0);
+	assert_string_equal(json_string_value(json_object_get(l, "addr")), "10.77.2.5");
+	json_decref(d);
+	assert_int_equal(store_table_from_name("nat_blocks"), STORE_NAT_BLOCKS);
+	assert_int_equal(store_table_from_name("nope"), -ENOENT);
+	store_state_free(s);
+}
+
+/* ---- merge rules ---- */
+
+static enum store_merge merge(const struct store_state *s, struct store_cmd *cmd, char *reason)
+{
+	reason[0] = '\0';
+	return store_merge(s, cmd, reason, STORE_REASON_MAX);
+}
+
+static void test_merge_rules(void **state)
+{
+	(void)state;
+	struct store_state *s = populated();
+	char reason[STORE_REASON_MAX];
+	struct store_cmd c;
+
+	c = generation(5);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = member(9, "h9", "x");
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+
+	c = trusted('c', STORE_PUT); /* present */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = trusted('e', STORE_PUT);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	c = trusted('e', STORE_DELETE); /* already gone */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = trusted('d', STORE_DELETE);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+
+	c = admission("h1", 4); /* older than the new cluster's */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = admission("h1", 6);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+
+	c = policy(1, "made on the current epoch");
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	c = policy(0, "made on an old epoch");
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
+	assert_string_equal(reason, "a policy edit made on epoch 0 meets epoch 1; review it and "
+				    "apply it again by hand");
+
+	/* The same block, claimed by another host on the other side: the
+	 * orphan's owner gets the next free aligned block. */
+	c = block(2048, 512, 2, STORE_PUT);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	assert_int_equal(c.row.nat_block.start, 1024);
+	assert_int_equal(c.row.nat_block.size, 512);
+	c = block(2048, 512, 1, STORE_PUT); /* the same claim on both sides */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = block(0, 32768, 3, STORE_PUT); /* moved to the free upper half */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	assert_int_equal(c.row.nat_block.start, 32768);
+	assert_applied(s, (struct store_cmd[1]){block(32768, 32768, 1, STORE_PUT)});
+	c = block(0, 32768, 3, STORE_PUT); /* now no free block of that size is left */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
+	assert_string_equal(reason, "NAT block 0/32768 of member 3 was claimed on both sides and "
+				    "no free block is left");
+
+	c = mapping(443, 2, STORE_PUT);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = mapping(443, 3, STORE_PUT);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
+	assert_string_equal(reason,
+			    "public port 443 was mapped by member 2 on one side and 3 on the other");
+	c = mapping(444, 3, STORE_PUT);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+
+	c = lease("02:00:00:00:00:05", 0x0a4d0205, 99, 1);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	c = lease("02:00:00:00:00:06", 0x0a4d0205, 99, 1);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
+	assert_string_equal(reason, "an address was leased to 02:00:00:00:00:05 and to "
+				    "02:00:00:00:00:06");
+	store_state_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_table_round_trips),
+		cmocka_unit_test(test_decode_rejects_bad_bytes),
+		cmocka_unit_test(test_cluster_generations),
+		cmocka_unit_test(test_members),
+		cmocka_unit_test(test_admissions),
+		cmocka_unit_test(test_trusted),
+		cmocka_unit_test(test_policy_epochs),
+		cmocka_unit_test(test_nat_blocks),
+		cmocka_unit_test(test_nat_mappings),
+		cmocka_unit_test(test_leases),
+		cmocka_unit_test(test_conflicts_get_ids),
+		cmocka_unit_test(test_deterministic_and_snapshot_round_trip),
+		cmocka_unit_test(test_bad_snapshots_change_nothing),
+		cmocka_unit_test(test_dump),
+		cmocka_unit_test(test_merge_rules),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
