@@ -1,0 +1,101 @@
+"""Shared by the benchmark drivers: labs with their own prefixes (always torn
+down), the machine's description, medians."""
+
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import string
+import subprocess
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB = os.path.join(REPO, "lab", "ettm-lab")
+BUILD = os.environ.get("ETTM_BUILD", os.path.join(REPO, "build"))
+
+
+def prefix(tag):
+    return tag + "".join(random.choice(string.ascii_lowercase) for _ in range(4))
+
+
+class Lab:
+    def __init__(self, tag, *up_args):
+        self.prefix = prefix(tag)
+        self.up_args = up_args
+
+    def __enter__(self):
+        self.lab("up", *self.up_args)
+        return self
+
+    def __exit__(self, *exc):
+        self.lab("down", check=False)
+
+    def lab(self, cmd, *args, check=True, timeout=300):
+        p = subprocess.run([LAB, cmd, "--prefix", self.prefix] + list(args),
+                           capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"ettm-lab {cmd} {' '.join(args)}: {p.stderr.strip()}")
+        return p
+
+    def ns(self, name):
+        return f"{self.prefix}-{name}"
+
+    def exec(self, name, *cmd, timeout=120):
+        return self.lab("exec", name, "--", *cmd, timeout=timeout)
+
+    def popen(self, ns, *cmd, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", self.ns(ns)] + list(cmd), **kw)
+
+    def socket(self, host):
+        return f"/run/ettm-lab/{self.prefix}/{host}/ettmd.sock"
+
+    def call(self, host, cmd, args=None, timeout=120):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        s.connect(self.socket(host))
+        s.sendall((json.dumps({"id": 1, "cmd": cmd, "args": args or {}}) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            d = s.recv(1 << 16)
+            if not d:
+                break
+            buf += d
+        s.close()
+        r = json.loads(buf)
+        if not r["ok"]:
+            raise RuntimeError(f"{host} {cmd}: {r['error']}")
+        return r["result"]
+
+
+def machine():
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+
+
+def header(title, argv):
+    return (f"## {title}\n\n"
+            f"- command: `{' '.join([os.path.relpath(os.path.abspath(argv[0]), REPO)] + argv[1:])}`\n"
+            f"- machine: {machine()}\n"
+            f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def wait_listening(lab, ns, port, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = subprocess.run(["ip", "netns", "exec", lab.ns(ns), "ss", "-ltnu"],
+                             capture_output=True, text=True).stdout
+        if f":{port} " in out:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} in {ns}")
