@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/linebuf.h"
 #include "server.h"
 
 struct call {
@@ -13,8 +14,7 @@ struct call {
 	uv_connect_t connect;
 	uv_write_t write;
 	char *request;
-	char *buf;
-	size_t len, cap;
+	struct linebuf in;
 	ctl_call_cb cb;
 	void *userdata;
 	int handles;
@@ -27,7 +27,7 @@ static void call_free_cb(uv_handle_t *h)
 	if (--c->handles > 0)
 		return;
 	free(c->request);
-	free(c->buf);
+	linebuf_free(&c->in);
 	free(c);
 }
 
@@ -57,17 +57,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct call *c = h->data;
 	(void)suggested;
-	if (c->cap - c->len < 4096) {
-		size_t cap = c->cap ? c->cap * 2 : 8192;
-		char *p = realloc(c->buf, cap);
-		if (!p) {
-			*buf = uv_buf_init(NULL, 0);
-			return;
-		}
-		c->buf = p;
-		c->cap = cap;
-	}
-	*buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+	linebuf_alloc(&c->in, buf);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -78,18 +68,18 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		fail_errno(c, (int)nread, "connection closed before the reply");
 		return;
 	}
-	c->len += (size_t)nread;
-	char *nl = memchr(c->buf, '\n', c->len);
+	c->in.len += (size_t)nread;
+	char *nl = memchr(c->in.data, '\n', c->in.len);
 	if (!nl) {
-		if (c->len > CTL_LINE_MAX * 16)
+		if (c->in.len > CTL_LINE_MAX * 16)
 			finish(c, -EBADMSG, NULL, "reply too long");
 		return;
 	}
 	bool ok;
 	json_t *result = NULL;
 	char *reason = NULL, error[256];
-	if (ctl_reply_parse(c->buf, (size_t)(nl - c->buf), &ok, &result, &reason, error,
-			    sizeof(error)) < 0) {
+	if (ctl_reply_parse(c->in.data, (size_t)(nl - c->in.data), &ok, &result, &reason, error,
+	                    sizeof(error)) < 0) {
 		finish(c, -EBADMSG, NULL, error);
 		return;
 	}
@@ -127,7 +117,7 @@ static void connect_cb(uv_connect_t *req, int status)
 }
 
 int ctl_call(uv_loop_t *loop, const char *address, const char *cmd, json_t *args,
-	     unsigned timeout_ms, ctl_call_cb cb, void *userdata)
+             unsigned timeout_ms, ctl_call_cb cb, void *userdata)
 {
 	struct sockaddr_in sa;
 	if (ctl_parse_address(address, &sa) < 0) {

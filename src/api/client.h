@@ -17,4 +17,4 @@ typedef void (*ctl_call_cb)(void *userdata, int status, json_t *result, const ch
  * exactly once, never from inside this function. Returns 0, or a negative
  * errno (then @cb never runs). */
 int ctl_call(uv_loop_t *loop, const char *address, const char *cmd, json_t *args,
-	     unsigned timeout_ms, ctl_call_cb cb, void *userdata);
+             unsigned timeout_ms, ctl_call_cb cb, void *userdata);

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 
+#include "lib/linebuf.h"
 #include "lib/log.h"
 
 struct ctl_client {
@@ -20,8 +21,7 @@ struct ctl_client {
 	};
 	struct ctl_server *server;
 	struct ctl_client *next;
-	char *buf;
-	size_t len, cap;
+	struct linebuf in;
 	bool closing, closed;
 	int deferred; /* replies still owed; the client outlives its handle for them */
 };
@@ -44,7 +44,7 @@ static void handle_closed(struct ctl_server *s)
 
 static void client_free(struct ctl_client *c)
 {
-	free(c->buf);
+	linebuf_free(&c->in);
 	free(c);
 }
 
@@ -150,17 +150,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct ctl_client *c = h->data;
 	(void)suggested;
-	if (c->cap - c->len < 4096) {
-		size_t cap = c->cap ? c->cap * 2 : 8192;
-		char *p = realloc(c->buf, cap);
-		if (!p) {
-			*buf = uv_buf_init(NULL, 0);
-			return;
-		}
-		c->buf = p;
-		c->cap = cap;
-	}
-	*buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+	linebuf_alloc(&c->in, buf);
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -171,17 +161,16 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		client_close(c);
 		return;
 	}
-	c->len += (size_t)nread;
+	c->in.len += (size_t)nread;
 
 	size_t start = 0;
 	char *nl;
-	while ((nl = memchr(c->buf + start, '\n', c->len - start))) {
-		client_handle_line(c, c->buf + start, (size_t)(nl - (c->buf + start)));
-		start = (size_t)(nl - c->buf) + 1;
+	while ((nl = memchr(c->in.data + start, '\n', c->in.len - start))) {
+		client_handle_line(c, c->in.data + start, (size_t)(nl - (c->in.data + start)));
+		start = (size_t)(nl - c->in.data) + 1;
 	}
-	memmove(c->buf, c->buf + start, c->len - start);
-	c->len -= start;
-	if (c->len > CTL_LINE_MAX) {
+	linebuf_consume(&c->in, start);
+	if (c->in.len > CTL_LINE_MAX) {
 		char error[64];
 		snprintf(error, sizeof(error), "request longer than %d bytes", CTL_LINE_MAX);
 		client_send(c, ctl_reply_encode(NULL, NULL, error));
@@ -277,7 +266,7 @@ int ctl_parse_address(const char *address, struct sockaddr_in *ret_sa)
 }
 
 int ctl_server_start_tcp(struct ctl_server *server, uv_loop_t *loop, const char *address,
-			 ctl_handler_fn handler, void *userdata)
+                         ctl_handler_fn handler, void *userdata)
 {
 	struct sockaddr_in sa;
 	*server = (struct ctl_server){.loop = loop, .handler = handler, .userdata = userdata};

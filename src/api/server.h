@@ -17,7 +17,7 @@ struct ctl_deferred;
  * NULL for {}), a negative errno with a newly allocated *ret_error, or
  * CTL_DEFERRED after ctl_defer(). */
 typedef int (*ctl_handler_fn)(void *userdata, struct ctl_client *client,
-			      const struct ctl_request *req, json_t **ret_result, char **ret_error);
+                              const struct ctl_request *req, json_t **ret_result, char **ret_error);
 
 /* Keeps the reply to @req for later: the handler returns CTL_DEFERRED and
  * calls ctl_deferred_reply() exactly once, even if the client has gone in
@@ -52,7 +52,7 @@ int ctl_server_start(struct ctl_server *server, uv_loop_t *loop, const char *pat
 /* Listens on TCP @address ("A.B.C.D:PORT"), for the agents' peer API.
  * Returns 0 or a negative errno. */
 int ctl_server_start_tcp(struct ctl_server *server, uv_loop_t *loop, const char *address,
-			 ctl_handler_fn handler, void *userdata);
+                         ctl_handler_fn handler, void *userdata);
 
 /* Splits "A.B.C.D:PORT" into a socket address. Returns 0 or -EINVAL. */
 int ctl_parse_address(const char *address, struct sockaddr_in *ret_sa);

@@ -219,7 +219,9 @@ static void print_cluster(json_t *r)
 		json_t *reach = json_object_get(m, "reachable");
 		printf("%-6" JSON_INTEGER_FORMAT " %-16s %-22s %-8s %s\n", num(m, "id"),
 		       str(m, "name"), str(m, "address"), str(m, "role"),
-		       json_is_null(reach) || !reach ? "unknown" : json_is_true(reach) ? "yes" : "no");
+		       json_is_null(reach) || !reach ? "unknown"
+		       : json_is_true(reach)         ? "yes"
+		                                     : "no");
 	}
 }
 
@@ -234,8 +236,8 @@ static void print_conflicts(json_t *r)
 	json_t *c;
 	printf("%-5s %-12s %-10s %s\n", "ID", "TABLE", "FROM GEN", "REASON");
 	json_array_foreach(list, i, c)
-		printf("%-5" JSON_INTEGER_FORMAT " %-12s %-10" JSON_INTEGER_FORMAT " %s\n",
-		       num(c, "id"), str(c, "table"), num(c, "generation"), str(c, "reason"));
+	    printf("%-5" JSON_INTEGER_FORMAT " %-12s %-10" JSON_INTEGER_FORMAT " %s\n",
+	           num(c, "id"), str(c, "table"), num(c, "generation"), str(c, "reason"));
 }
 
 static int cmd_cluster(const struct options *o, int argc, char **argv)
@@ -259,16 +261,17 @@ static int cmd_cluster(const struct options *o, int argc, char **argv)
 	if (strcmp(sub, "recover") == 0 || strcmp(sub, "conflicts") == 0) {
 		if (argc != 2)
 			return usage_error("cluster", "cluster %s: unexpected argument \"%s\"", sub,
-					   argv[2]);
+			                   argv[2]);
 		bool recover = sub[1] == 'e';
 		if (call(o, recover ? "cluster.recover" : "cluster.conflicts", NULL, &r) != 0)
 			return 1;
 		if (recover && !o->json) {
-			printf("recovered: generation %" JSON_INTEGER_FORMAT " with", num(r, "generation"));
+			printf("recovered: generation %" JSON_INTEGER_FORMAT " with",
+			       num(r, "generation"));
 			size_t i;
 			json_t *n;
 			json_array_foreach(json_object_get(r, "members"), i, n)
-				printf(" %s", json_string_value(n));
+			    printf(" %s", json_string_value(n));
 			printf("\n");
 			json_decref(r);
 			return 0;
@@ -303,8 +306,7 @@ static void print_trusted(json_t *r)
 	json_t *list = json_object_get(r, "trusted");
 	if (json_array_size(list) == 0)
 		printf("no trusted measurements\n");
-	json_array_foreach(list, i, t)
-		printf("%s  %s\n", str(t, "digest"), str(t, "note"));
+	json_array_foreach(list, i, t) printf("%s  %s\n", str(t, "digest"), str(t, "note"));
 }
 
 static int cmd_trust(const struct options *o, int argc, char **argv)
@@ -313,7 +315,8 @@ static int cmd_trust(const struct options *o, int argc, char **argv)
 	const char *sub = argc > 1 ? argv[1] : "list";
 	if (strcmp(sub, "list") == 0) {
 		if (argc > 2)
-			return usage_error("trust", "trust list: unexpected argument \"%s\"", argv[2]);
+			return usage_error("trust", "trust list: unexpected argument \"%s\"",
+			                   argv[2]);
 		if (call(o, "trust.list", NULL, &r) != 0)
 			return 1;
 		return print_or_json(o, r, print_trusted);
@@ -328,12 +331,12 @@ static int cmd_trust(const struct options *o, int argc, char **argv)
 			digest = argv[i];
 		else
 			return usage_error("trust", "trust %s: unexpected argument \"%s\"", sub,
-					   argv[i]);
+			                   argv[i]);
 	}
 	if (!digest)
 		return usage_error("trust", "trust %s: expected a DIGEST", sub);
 	if (call(o, sub[0] == 'a' ? "trust.add" : "trust.remove",
-		 json_pack("{s:s, s:s}", "digest", digest, "note", note), &r) != 0)
+	         json_pack("{s:s, s:s}", "digest", digest, "note", note), &r) != 0)
 		return 1;
 	if (o->json)
 		return print_or_json(o, r, NULL);

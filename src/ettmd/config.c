@@ -151,7 +151,7 @@ static int parse_bool(const char *value, void *field, char *expected, size_t siz
 }
 
 static int parse_uint_range(const char *value, unsigned long lo, unsigned long hi,
-			    unsigned long *ret, char *expected, size_t size)
+                            unsigned long *ret, char *expected, size_t size)
 {
 	char *end;
 	errno = 0;
@@ -235,7 +235,7 @@ static int parse_seeds(const char *value, void *field, char *expected, size_t si
 	return 0;
 bad:
 	snprintf(expected, size, "expected 1 to %d comma-separated A.B.C.D:PORT peer addresses",
-		 STORE_MAX_SEEDS);
+	         STORE_MAX_SEEDS);
 	return -EINVAL;
 }
 
@@ -290,7 +290,6 @@ static int error_at(char *error, size_t size, const char *file, unsigned line, c
 	}
 	return -EINVAL;
 }
-
 
 /* Splits "key = value  # comment" in place. A value may be quoted to keep
  * '#' and spaces. Returns 0, or -EINVAL with a reason in @why. */
@@ -389,7 +388,8 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 			if (!known_section(name))
 				return error_at(
 				    error, error_size, filename, lineno,
-				    "unknown section [%s] (expected [host], [datapath] or [store])", name);
+				    "unknown section [%s] (expected [host], [datapath] or [store])",
+				    name);
 			snprintf(section, sizeof(section), "%s", name);
 			continue;
 		}
@@ -428,12 +428,13 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 		                "\"%s\"",
 		                c.datapath.guest_if);
 	if (c.store.election_ms <= c.store.heartbeat_ms)
-		return error_at(error, error_size, filename, 0,
-				"store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
-				c.store.election_ms, c.store.heartbeat_ms);
+		return error_at(
+		    error, error_size, filename, 0,
+		    "store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
+		    c.store.election_ms, c.store.heartbeat_ms);
 	if (c.raft_port == c.peer_port)
 		return error_at(error, error_size, filename, 0,
-				"store.raft-port and store.peer-port are both %u", c.raft_port);
+		                "store.raft-port and store.peer-port are both %u", c.raft_port);
 	*ret_config = c;
 	return 0;
 }

@@ -86,20 +86,20 @@ static json_t *store_brief(struct agent *a)
 {
 	json_t *full = store_status(a->store);
 	json_t *brief = json_pack("{s:O, s:O, s:O, s:O}", "state", json_object_get(full, "state"),
-				  "leader", json_object_get(full, "leader"), "generation",
-				  json_object_get(full, "generation"), "applied_index",
-				  json_object_get(full, "applied_index"));
+	                          "leader", json_object_get(full, "leader"), "generation",
+	                          json_object_get(full, "generation"), "applied_index",
+	                          json_object_get(full, "applied_index"));
 	json_decref(full);
 	return brief;
 }
 
 /* trust.add / trust.remove / trust.list: the trusted measurements table. */
 static int handle_trust(struct agent *a, struct ctl_client *client, const struct ctl_request *req,
-			json_t **ret_result, char **ret_error)
+                        json_t **ret_result, char **ret_error)
 {
 	if (strcmp(req->cmd, "trust.list") == 0) {
 		*ret_result = json_pack("{s:o}", "trusted",
-					store_table_dump(store_state(a->store), STORE_TRUSTED));
+		                        store_table_dump(store_state(a->store), STORE_TRUSTED));
 		return 0;
 	}
 	const char *digest = json_string_value(json_object_get(req->args, "digest"));
@@ -109,7 +109,8 @@ static int handle_trust(struct agent *a, struct ctl_client *client, const struct
 		return -EINVAL;
 	}
 	struct store_cmd cmd = {.table = STORE_TRUSTED,
-				.op = strcmp(req->cmd, "trust.add") == 0 ? STORE_PUT : STORE_DELETE};
+	                        .op =
+	                            strcmp(req->cmd, "trust.add") == 0 ? STORE_PUT : STORE_DELETE};
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	cmd.time_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -120,14 +121,14 @@ static int handle_trust(struct agent *a, struct ctl_client *client, const struct
 }
 
 static int handle_request(void *userdata, struct ctl_client *client, const struct ctl_request *req,
-			  json_t **ret_result, char **ret_error)
+                          json_t **ret_result, char **ret_error)
 {
 	struct agent *a = userdata;
 	if (strcmp(req->cmd, "status") == 0) {
 		*ret_result = json_pack("{s:s, s:i, s:s, s:i, s:f, s:o, s:o}", "host", a->cfg.name,
-					"id", a->cfg.id, "version", ETTM_VERSION, "pid",
-					(int)getpid(), "uptime_s", uptime_seconds(a), "datapath",
-					datapath_status(a), "store", store_brief(a));
+		                        "id", a->cfg.id, "version", ETTM_VERSION, "pid",
+		                        (int)getpid(), "uptime_s", uptime_seconds(a), "datapath",
+		                        datapath_status(a), "store", store_brief(a));
 		return *ret_result ? 0 : -ENOMEM;
 	}
 	if (strcmp(req->cmd, "trust.add") == 0 || strcmp(req->cmd, "trust.remove") == 0 ||
@@ -143,7 +144,7 @@ static int handle_request(void *userdata, struct ctl_client *client, const struc
 
 /* The peer API: what other agents may ask (store.*, cluster.*). */
 static int handle_peer(void *userdata, struct ctl_client *client, const struct ctl_request *req,
-		       json_t **ret_result, char **ret_error)
+                       json_t **ret_result, char **ret_error)
 {
 	struct agent *a = userdata;
 	int r = store_handle_request(a->store, client, req, ret_result, ret_error);
@@ -264,7 +265,7 @@ static int start_store(struct agent *a)
 		return r;
 	}
 	log_info("store: raft on %s, peer API on %s, %s", o->raft_address, o->peer_address,
-		 store_raft_version());
+	         store_raft_version());
 	return 0;
 }
 

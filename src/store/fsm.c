@@ -66,8 +66,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 void store_fsm_init(struct store_fsm *f, struct store_state *state)
 {
 	*f = (struct store_fsm){.state = state};
-	f->fsm = (struct raft_fsm){.version = 1, .data = f, .apply = fsm_apply,
-				   .snapshot = fsm_snapshot, .restore = fsm_restore};
+	f->fsm = (struct raft_fsm){.version = 1,
+	                           .data = f,
+	                           .apply = fsm_apply,
+	                           .snapshot = fsm_snapshot,
+	                           .restore = fsm_restore};
 }
 
 void *store_fsm_entry(const void *data, size_t len, size_t *ret_len)

@@ -13,7 +13,7 @@ struct store_fsm {
 	struct store_state *state;
 	/* After each applied command (may be NULL). */
 	void (*applied)(void *userdata, const struct raft_buffer *buf, const struct store_cmd *cmd,
-			const struct store_result *result);
+	                const struct store_result *result);
 	/* A log entry or snapshot that does not decode (may be NULL). */
 	void (*corrupt)(void *userdata, const char *why);
 	void *userdata;

@@ -65,7 +65,7 @@ void journal_close(struct journal *j)
 }
 
 void journal_append(struct journal *j, uint64_t generation, uint64_t index, const void *data,
-		    size_t len)
+                    size_t len)
 {
 	if (!j || !j->f)
 		return;
@@ -108,7 +108,7 @@ bool journal_has_orphans(struct journal *j)
 }
 
 static int each_in(const char *path, uint64_t generation, uint64_t from_index,
-		   void (*fn)(void *userdata, const void *data, size_t len), void *userdata)
+                   void (*fn)(void *userdata, const void *data, size_t len), void *userdata)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
@@ -133,7 +133,7 @@ static int each_in(const char *path, uint64_t generation, uint64_t from_index,
 }
 
 int journal_each_orphan(struct journal *j, uint64_t generation, uint64_t from_index,
-			void (*fn)(void *userdata, const void *data, size_t len), void *userdata)
+                        void (*fn)(void *userdata, const void *data, size_t len), void *userdata)
 {
 	int r = each_in(j->orphans_old, generation, from_index, fn, userdata);
 	return r < 0 ? r : each_in(j->orphans, generation, from_index, fn, userdata);

@@ -20,7 +20,7 @@ void journal_close(struct journal *j);
 /* Records an applied command. Failures are logged, not fatal: the journal
  * serves recovery, not correctness of the running cluster. */
 void journal_append(struct journal *j, uint64_t generation, uint64_t index, const void *data,
-		    size_t len);
+                    size_t len);
 
 /* Turns the journal into the orphans file (replacing an older one). */
 int journal_take_orphans(struct journal *j);
@@ -30,8 +30,7 @@ bool journal_has_orphans(struct journal *j);
 /* Calls @fn for each orphaned command of a generation before @generation
  * with an index above @from_index, oldest first. */
 int journal_each_orphan(struct journal *j, uint64_t generation, uint64_t from_index,
-			void (*fn)(void *userdata, const void *data, size_t len),
-			void *userdata);
+                        void (*fn)(void *userdata, const void *data, size_t len), void *userdata);
 
 /* Removes the orphans file once merged. */
 void journal_drop_orphans(struct journal *j);

@@ -23,11 +23,11 @@ uint64_t membership_silence(const struct membership *m, raft_id id, uint64_t now
 static struct membership_change assign(raft_id id, int role, const char *why)
 {
 	return (struct membership_change){
-		.action = MEMBERSHIP_ASSIGN, .id = id, .role = role, .why = why};
+	    .action = MEMBERSHIP_ASSIGN, .id = id, .role = role, .why = why};
 }
 
 struct membership_change membership_next(struct membership *m, const struct raft *r,
-					 const struct store_state *state, uint64_t now_ms)
+                                         const struct store_state *state, uint64_t now_ms)
 {
 	struct membership_change none = {.action = MEMBERSHIP_NONE};
 	unsigned voters = 0, live_voters = 0;
@@ -47,7 +47,7 @@ struct membership_change membership_next(struct membership *m, const struct raft
 			else if (!dead_voter)
 				dead_voter = srv->id;
 		} else if (srv->role == RAFT_STANDBY && !gone && !live_standby &&
-			   p->match_index >= r->commit_index) {
+		           p->match_index >= r->commit_index) {
 			live_standby = srv->id;
 		} else if (srv->role == RAFT_SPARE && !spare) {
 			spare = srv->id;
@@ -65,9 +65,9 @@ struct membership_change membership_next(struct membership *m, const struct raft
 			present |= r->configuration.servers[k].id == mem->id;
 		if (!present)
 			return (struct membership_change){.action = MEMBERSHIP_ADD,
-							  .id = mem->id,
-							  .address = mem->address,
-							  .why = "a member Raft does not have yet"};
+			                                  .id = mem->id,
+			                                  .address = mem->address,
+			                                  .why = "a member Raft does not have yet"};
 	}
 	if (spare)
 		return assign(spare, RAFT_STANDBY, "a new replica");
@@ -75,7 +75,7 @@ struct membership_change membership_next(struct membership *m, const struct raft
 	unsigned want = membership_target(m, r->configuration.n);
 	if (live_standby && (live_voters < want || (dead_voter && voters <= want)))
 		return assign(live_standby, RAFT_VOTER,
-			      dead_voter ? "replaces an unreachable voter" : "voters are missing");
+		              dead_voter ? "replaces an unreachable voter" : "voters are missing");
 	/* The unreachable voter goes once its replacement votes, which keeps
 	 * the quorum small. */
 	if (dead_voter && voters > want)

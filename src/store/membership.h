@@ -10,7 +10,7 @@
 #define MEMBERSHIP_SLOTS 256
 
 struct membership {
-	unsigned target_voters;	   /* 0: 3, or 5 with at least 7 servers */
+	unsigned target_voters;    /* 0: 3, or 5 with at least 7 servers */
 	unsigned promote_after_ms; /* a voter silent this long is replaced */
 	raft_id self;
 	uint64_t last_seen_ms[MEMBERSHIP_SLOTS]; /* by id % MEMBERSHIP_SLOTS */
@@ -18,7 +18,7 @@ struct membership {
 
 enum membership_action {
 	MEMBERSHIP_NONE,
-	MEMBERSHIP_ADD,	   /* raft_add(id, address): a member Raft lacks */
+	MEMBERSHIP_ADD,    /* raft_add(id, address): a member Raft lacks */
 	MEMBERSHIP_ASSIGN, /* raft_assign(id, role) */
 };
 
@@ -33,7 +33,7 @@ struct membership_change {
 /* Records what the leader @r has heard by @now_ms (call on every tick while
  * leader), and returns the next change. @r must be a leader. */
 struct membership_change membership_next(struct membership *m, const struct raft *r,
-					 const struct store_state *state, uint64_t now_ms);
+                                         const struct store_state *state, uint64_t now_ms);
 
 /* The number of voters wanted for a configuration of @n servers. */
 unsigned membership_target(const struct membership *m, unsigned n);

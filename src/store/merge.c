@@ -9,7 +9,7 @@
 #include "tables.h"
 
 static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...)
 {
@@ -21,8 +21,8 @@ static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...
 }
 
 static const void *find(const struct store_state *s, enum store_table t,
-			int (*same)(const void *row, const struct store_cmd *cmd),
-			const struct store_cmd *cmd)
+                        int (*same)(const void *row, const struct store_cmd *cmd),
+                        const struct store_cmd *cmd)
 {
 	for (size_t i = 0; i < store_count(s, t); i++) {
 		const void *row = store_row(s, t, i);
@@ -72,7 +72,7 @@ static bool block_free(const struct store_state *s, uint32_t start, uint32_t siz
 /* A NAT block claimed on both sides goes to the new cluster's owner; the
  * orphan's owner gets another free block of the same size. */
 static enum store_merge merge_nat_block(const struct store_state *s, struct store_cmd *cmd,
-					char *reason, size_t size)
+                                        char *reason, size_t size)
 {
 	struct store_nat_block *b = &cmd->row.nat_block;
 	if (cmd->op == STORE_DELETE)
@@ -93,13 +93,13 @@ static enum store_merge merge_nat_block(const struct store_state *s, struct stor
 		}
 	}
 	return conflict(reason, size,
-			"NAT block %u/%u of member %llu was claimed on both sides and no free "
-			"block is left",
-			b->start, b->size, (unsigned long long)b->owner);
+	                "NAT block %u/%u of member %llu was claimed on both sides and no free "
+	                "block is left",
+	                b->start, b->size, (unsigned long long)b->owner);
 }
 
 enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char *reason,
-			     size_t reason_size)
+                             size_t reason_size)
 {
 	const void *row;
 	switch (cmd->table) {
@@ -110,7 +110,8 @@ enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd,
 		return STORE_MERGE_SKIP;
 	case STORE_TRUSTED:
 		row = find(s, STORE_TRUSTED, same_trusted, cmd);
-		return (cmd->op == STORE_PUT) == (row != NULL) ? STORE_MERGE_SKIP : STORE_MERGE_APPLY;
+		return (cmd->op == STORE_PUT) == (row != NULL) ? STORE_MERGE_SKIP
+		                                               : STORE_MERGE_APPLY;
 	case STORE_ADMISSIONS:
 		/* The later decision about a host wins. */
 		row = find(s, STORE_ADMISSIONS, same_admission, cmd);
@@ -123,10 +124,10 @@ enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd,
 		if (cmd->row.policy.epoch == store_policy(s)->epoch)
 			return STORE_MERGE_APPLY;
 		return conflict(reason, reason_size,
-				"a policy edit made on epoch %llu meets epoch %llu; review it and "
-				"apply it again by hand",
-				(unsigned long long)cmd->row.policy.epoch,
-				(unsigned long long)store_policy(s)->epoch);
+		                "a policy edit made on epoch %llu meets epoch %llu; review it and "
+		                "apply it again by hand",
+		                (unsigned long long)cmd->row.policy.epoch,
+		                (unsigned long long)store_policy(s)->epoch);
 	case STORE_NAT_BLOCKS:
 		return merge_nat_block(s, cmd, reason, reason_size);
 	case STORE_NAT_MAPPINGS:
@@ -138,20 +139,20 @@ enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd,
 		if (((const struct store_nat_mapping *)row)->owner == cmd->row.nat_mapping.owner)
 			return STORE_MERGE_SKIP;
 		return conflict(reason, reason_size,
-				"public port %u was mapped by member %llu on one side and %llu on "
-				"the other",
-				cmd->row.nat_mapping.public_port,
-				(unsigned long long)((const struct store_nat_mapping *)row)->owner,
-				(unsigned long long)cmd->row.nat_mapping.owner);
+		                "public port %u was mapped by member %llu on one side and %llu on "
+		                "the other",
+		                cmd->row.nat_mapping.public_port,
+		                (unsigned long long)((const struct store_nat_mapping *)row)->owner,
+		                (unsigned long long)cmd->row.nat_mapping.owner);
 	case STORE_LEASES:
 		if (cmd->op == STORE_DELETE)
 			return find(s, STORE_LEASES, same_lease_mac, cmd) ? STORE_MERGE_APPLY
-									  : STORE_MERGE_SKIP;
+			                                                  : STORE_MERGE_SKIP;
 		row = find(s, STORE_LEASES, same_lease_addr, cmd);
 		if (!row || strcmp(((const struct store_lease *)row)->mac, cmd->row.lease.mac) == 0)
 			return STORE_MERGE_APPLY;
 		return conflict(reason, reason_size, "an address was leased to %s and to %s",
-				((const struct store_lease *)row)->mac, cmd->row.lease.mac);
+		                ((const struct store_lease *)row)->mac, cmd->row.lease.mac);
 	}
 	return conflict(reason, reason_size, "unknown table %u", cmd->table);
 }

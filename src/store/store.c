@@ -20,18 +20,22 @@
 #include "lib/fileio.h"
 #include "lib/log.h"
 
-#define TICK_MS		 250
-#define PEER_TIMEOUT_MS	 1000
+#define TICK_MS            250
+#define PEER_TIMEOUT_MS    1000
 #define FORWARD_TIMEOUT_MS 5000
-#define HELLO_EVERY_TICKS 2
-#define PROBE_TIMEOUT_MS 700
+#define HELLO_EVERY_TICKS  2
+#define PROBE_TIMEOUT_MS   700
+
+_Static_assert(STORE_ROLE_VOTER == RAFT_VOTER && STORE_ROLE_STANDBY == RAFT_STANDBY &&
+                   STORE_ROLE_SPARE == RAFT_SPARE,
+               "the members table keeps Raft's role numbers");
 
 enum store_phase {
 	PHASE_RUNNING,
-	PHASE_PROBING,	  /* at start: asking peers for their generation first */
+	PHASE_PROBING,    /* at start: asking peers for their generation first */
 	PHASE_RESTARTING, /* raft closed, about to start again (recover, reset) */
-	PHASE_REMOVED,	  /* removed by the admin: raft stopped for good */
-	PHASE_FAILED,	  /* a corrupt entry: raft stopped, see fatal */
+	PHASE_REMOVED,    /* removed by the admin: raft stopped for good */
+	PHASE_FAILED,     /* a corrupt entry: raft stopped, see fatal */
 	PHASE_CLOSING,
 };
 
@@ -105,7 +109,7 @@ struct store {
 	bool hello_in_flight;
 	unsigned hello_next;
 	uint64_t probe_generation; /* the generation this host had at start */
-	struct probe *probe;	   /* while PHASE_PROBING */
+	struct probe *probe;       /* while PHASE_PROBING */
 
 	void (*close_cb)(void *userdata);
 	void *close_userdata;
@@ -137,10 +141,10 @@ const char *store_raft_version(void)
 void store_options_default(struct store_options *o)
 {
 	*o = (struct store_options){
-		.election_ms = 300,
-		.heartbeat_ms = 50,
-		.snapshot_threshold = 8192,
-		.promote_after_ms = 3000,
+	    .election_ms = 300,
+	    .heartbeat_ms = 50,
+	    .snapshot_threshold = 8192,
+	    .promote_after_ms = 3000,
 	};
 }
 
@@ -180,13 +184,13 @@ static void save_peers(struct store *s)
 }
 
 static void fsm_applied(void *userdata, const struct raft_buffer *buf, const struct store_cmd *cmd,
-			const struct store_result *res)
+                        const struct store_result *res)
 {
 	struct store *s = userdata;
 	if (res->applied && (cmd->table == STORE_CLUSTER || cmd->table == STORE_MEMBERS))
 		save_peers(s);
 	journal_append(s->journal, store_cluster(s->state)->generation, s->raft.last_applied + 1,
-		       buf->base, buf->len);
+	               buf->base, buf->len);
 	notify(s, cmd, res);
 	if (cmd->table == STORE_MEMBERS && cmd->op == STORE_DELETE && res->applied &&
 	    cmd->row.member.id == s->o.id)
@@ -198,7 +202,7 @@ static void fsm_corrupt(void *userdata, const char *why)
 	struct store *s = userdata;
 	/* The admin restores this host from a healthy replica. */
 	fail_store(s, "corrupt log entry or snapshot after index %llu: %s",
-		   (unsigned long long)s->raft.last_applied, why);
+	           (unsigned long long)s->raft.last_applied, why);
 }
 
 /* ---- the Raft instance ---- */
@@ -324,7 +328,7 @@ static void start_raft(struct store *s)
 		else if (r == 0) {
 			s->pending_generation = (struct store_cluster){.generation = 1};
 			snprintf(s->pending_generation.by, sizeof(s->pending_generation.by), "%s",
-				 s->o.name);
+			         s->o.name);
 			s->generation_pending = true;
 			log_info("store: created a new cluster");
 		}
@@ -370,7 +374,7 @@ static void store_call_cb(void *userdata, int status, json_t *result, const char
 
 /* ctl_call() on behalf of the store; see ctl_call() for the contract. */
 static int store_call(struct store *s, const char *address, const char *cmd, json_t *args,
-		      unsigned timeout_ms, ctl_call_cb cb, void *userdata)
+                      unsigned timeout_ms, ctl_call_cb cb, void *userdata)
 {
 	struct store_call_ctx *c = malloc(sizeof(*c));
 	if (!c) {
@@ -389,7 +393,7 @@ static int store_call(struct store *s, const char *address, const char *cmd, jso
 /* ---- proposals ---- */
 
 static void pending_done(struct pending *p, int status, const struct store_result *res,
-			 const char *error)
+                         const char *error)
 {
 	p->cb(p->userdata, status, res, error);
 	free(p);
@@ -400,15 +404,15 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 	struct pending *p = req->data;
 	struct store_result *res = result;
 	if (status != 0)
-		pending_done(p, status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? -EAGAIN
-											 : -EIO,
-			     NULL, raft_strerror(status));
+		pending_done(
+		    p, status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? -EAGAIN : -EIO,
+		    NULL, raft_strerror(status));
 	else
 		pending_done(p, 0, res, NULL);
 }
 
 static int propose_local(struct store *s, const uint8_t *data, size_t len, store_done_cb cb,
-			 void *userdata)
+                         void *userdata)
 {
 	size_t padded;
 	struct pending *p = calloc(1, sizeof(*p));
@@ -485,7 +489,8 @@ static void forward_cb(void *userdata, int status, json_t *result, const char *e
 	struct forward *f = userdata;
 	if (status < 0) {
 		char why[STORE_REASON_MAX + 128];
-		snprintf(why, sizeof(why), "the leader %s: %s", f->leader, error ? error : "failed");
+		snprintf(why, sizeof(why), "the leader %s: %s", f->leader,
+		         error ? error : "failed");
 		f->cb(f->userdata, status == -EREMOTEIO ? -EAGAIN : status, NULL, why);
 		free(f);
 		return;
@@ -509,13 +514,13 @@ static void forward_cb(void *userdata, int status, json_t *result, const char *e
 	struct store_result res = {.applied = json_is_true(json_object_get(result, "applied"))};
 	res.value = (uint64_t)json_integer_value(json_object_get(result, "value"));
 	snprintf(res.reason, sizeof(res.reason), "%s",
-		 json_string_value(json_object_get(result, "reason")) ?: "");
+	         json_string_value(json_object_get(result, "reason")) ?: "");
 	f->cb(f->userdata, 0, &res, NULL);
 	free(f);
 }
 
 static int forward(struct store *s, const char *cmd, json_t *args, bool barrier, store_done_cb cb,
-		   void *userdata)
+                   void *userdata)
 {
 	const struct store_member *leader = leader_member(s);
 	if (!leader || !leader->peer[0]) {
@@ -536,7 +541,7 @@ static int forward(struct store *s, const char *cmd, json_t *args, bool barrier,
 }
 
 static int propose_encoded(struct store *s, const uint8_t *data, size_t len, store_done_cb cb,
-			   void *userdata)
+                           void *userdata)
 {
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
 		return -ESHUTDOWN;
@@ -615,8 +620,8 @@ int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *us
 	struct subscriber *sub = calloc(1, sizeof(*sub));
 	if (!sub)
 		return -ENOMEM;
-	*sub = (struct subscriber){.table = table, .cb = cb, .userdata = userdata,
-				   .next = s->subscribers};
+	*sub = (struct subscriber){
+	    .table = table, .cb = cb, .userdata = userdata, .next = s->subscribers};
 	s->subscribers = sub;
 	return 0;
 }
@@ -630,7 +635,7 @@ bool store_is_leader(const struct store *s)
 /* ---- membership (leader) ---- */
 
 static void member_role_done(void *userdata, int status, const struct store_result *res,
-			     const char *error)
+                             const char *error)
 {
 	(void)userdata;
 	(void)res;
@@ -656,12 +661,12 @@ static void change_cb(struct raft_change *req, int status)
 	s->changing = false;
 	if (status != 0) {
 		log_warn("store: membership change for %" PRIu64 " failed: %s", s->change_id,
-			 raft_strerror(status));
+		         raft_strerror(status));
 		return;
 	}
 	if (s->change_role >= 0) {
 		log_info("store: member %" PRIu64 " is now %s", s->change_id,
-			 s->change_role == RAFT_VOTER ? "a voter" : "a standby");
+		         s->change_role == RAFT_VOTER ? "a voter" : "a standby");
 		record_role(s, s->change_id, s->change_role);
 	}
 }
@@ -679,19 +684,19 @@ static void maintain_membership(struct store *s)
 	s->change_role = c.action == MEMBERSHIP_ADD ? -1 : c.role;
 	s->change.data = s;
 	int r = c.action == MEMBERSHIP_ADD
-			? raft_add(&s->raft, &s->change, c.id, c.address, change_cb)
-			: raft_assign(&s->raft, &s->change, c.id, c.role, change_cb);
+	            ? raft_add(&s->raft, &s->change, c.id, c.address, change_cb)
+	            : raft_assign(&s->raft, &s->change, c.id, c.role, change_cb);
 	if (r != 0) {
 		s->changing = false;
 		log_warn("store: cannot change member %llu: %s", (unsigned long long)c.id,
-			 raft_errmsg(&s->raft));
+		         raft_errmsg(&s->raft));
 		return;
 	}
 	log_info("store: member %llu: %s (%s)", (unsigned long long)c.id,
-		 c.action == MEMBERSHIP_ADD   ? "adding as a replica"
-		 : c.role == RAFT_VOTER	      ? "promoting to voter"
-					      : "making a standby",
-		 c.why);
+	         c.action == MEMBERSHIP_ADD ? "adding as a replica"
+	         : c.role == RAFT_VOTER     ? "promoting to voter"
+	                                    : "making a standby",
+	         c.why);
 }
 
 /* ---- joining ---- */
@@ -717,8 +722,8 @@ static void try_join(struct store *s)
 	if (strcmp(to, s->o.peer_address) == 0)
 		return;
 	json_t *args = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->o.id, "name",
-				 s->o.name, "address", s->o.raft_address, "peer",
-				 s->o.peer_address, "raft_version", store_raft_version());
+	                         s->o.name, "address", s->o.raft_address, "peer", s->o.peer_address,
+	                         "raft_version", store_raft_version());
 	s->redirect[0] = '\0';
 	if (store_call(s, to, "store.join", args, PEER_TIMEOUT_MS, join_cb, s) == 0)
 		s->join_in_flight = true;
@@ -727,7 +732,7 @@ static void try_join(struct store *s)
 /* ---- generations: forced recovery and the hosts that come back ---- */
 
 static void orphan_propose_done(void *userdata, int status, const struct store_result *res,
-				const char *error)
+                                const char *error)
 {
 	(void)userdata;
 	if (status < 0)
@@ -758,8 +763,8 @@ static void merge_one(void *userdata, const void *data, size_t len)
 		break;
 	case STORE_MERGE_CONFLICT: {
 		m->conflicts++;
-		struct store_cmd c = {.table = STORE_CONFLICTS, .op = STORE_PUT,
-				      .time_ms = now_ms()};
+		struct store_cmd c = {
+		    .table = STORE_CONFLICTS, .op = STORE_PUT, .time_ms = now_ms()};
 		c.row.conflict.table = cmd.table;
 		c.row.conflict.generation = store_cluster(m->s->state)->generation - 1;
 		snprintf(c.row.conflict.reason, sizeof(c.row.conflict.reason), "%s", reason);
@@ -783,8 +788,8 @@ static void merge_orphans(struct store *s)
 	journal_drop_orphans(s->journal);
 	s->orphans_pending = false;
 	log_info("store: merged orphaned commands into generation %" PRIu64
-		 ": %u re-proposed, %u already present, %u conflicts",
-		 c->generation, m.applied, m.skipped, m.conflicts);
+	         ": %u re-proposed, %u already present, %u conflicts",
+	         c->generation, m.applied, m.skipped, m.conflicts);
 }
 
 /* This host's state belongs to a generation the cluster has left: keep the
@@ -795,8 +800,8 @@ static void reset_to_generation(struct store *s, uint64_t generation)
 	if (s->phase != PHASE_RUNNING)
 		return;
 	log_warn("store: the cluster is at generation %" PRIu64 ", this host at %" PRIu64
-		 "; rejoining as a fresh replica and merging what only this host had",
-		 generation, store_cluster(s->state)->generation);
+	         "; rejoining as a fresh replica and merging what only this host had",
+	         generation, store_cluster(s->state)->generation);
 	journal_take_orphans(s->journal);
 	s->orphans_pending = true;
 	s->next_mode = START_NORMAL;
@@ -825,13 +830,12 @@ static void gossip_generation(struct store *s)
 	const struct store_member *m = store_row(s->state, STORE_MEMBERS, s->hello_next++ % n);
 	if (m->id == s->o.id || !m->peer[0])
 		return;
-	if (store_call(s, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS, hello_cb,
-		     s) == 0)
+	if (store_call(s, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS, hello_cb, s) == 0)
 		s->hello_in_flight = true;
 }
 
 static void generation_done(void *userdata, int status, const struct store_result *res,
-			    const char *error)
+                            const char *error)
 {
 	struct store *s = userdata;
 	if (status == 0 && res->applied) {
@@ -856,24 +860,25 @@ static void tick_cb(uv_timer_t *t)
 	bool leader = raft_state(&s->raft) == RAFT_LEADER;
 	if (leader && s->generation_pending) {
 		s->generation_pending = false;
-		struct store_cmd cmd = {.table = STORE_CLUSTER, .op = STORE_PUT, .time_ms = now_ms()};
+		struct store_cmd cmd = {
+		    .table = STORE_CLUSTER, .op = STORE_PUT, .time_ms = now_ms()};
 		cmd.row.cluster = s->pending_generation;
 		if (store_propose(s, &cmd, generation_done, s) < 0)
 			s->generation_pending = true;
 		/* The creator joins its own members table. */
 		if (s->pending_generation.generation == 1 &&
 		    !store_member_find(s->state, s->o.id)) {
-			struct store_cmd m = {.table = STORE_MEMBERS, .op = STORE_PUT,
-					      .time_ms = now_ms()};
-			m.row.member = (struct store_member){.id = s->o.id, .role = STORE_ROLE_VOTER,
-							     .joined_ms = now_ms()};
+			struct store_cmd m = {
+			    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = now_ms()};
+			m.row.member = (struct store_member){
+			    .id = s->o.id, .role = STORE_ROLE_VOTER, .joined_ms = now_ms()};
 			snprintf(m.row.member.name, sizeof(m.row.member.name), "%s", s->o.name);
 			snprintf(m.row.member.address, sizeof(m.row.member.address), "%s",
-				 s->o.raft_address);
+			         s->o.raft_address);
 			snprintf(m.row.member.peer, sizeof(m.row.member.peer), "%s",
-				 s->o.peer_address);
+			         s->o.peer_address);
 			snprintf(m.row.member.raft_version, sizeof(m.row.member.raft_version), "%s",
-				 store_raft_version());
+			         store_raft_version());
 			store_propose(s, &m, member_role_done, NULL);
 		}
 	}
@@ -887,19 +892,6 @@ static void tick_cb(uv_timer_t *t)
 }
 
 /* ---- status ---- */
-
-static const char *role_name(int role)
-{
-	switch (role) {
-	case RAFT_VOTER:
-		return "voter";
-	case RAFT_STANDBY:
-		return "standby";
-	case RAFT_SPARE:
-		return "spare";
-	}
-	return "none";
-}
 
 static const char *phase_state(struct store *s)
 {
@@ -945,32 +937,30 @@ json_t *store_status(struct store *s)
 			reachable = json_true();
 		else if (leader)
 			reachable = json_boolean(r->leader_state.progress[i].recent_recv);
-		json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)srv->id, "name",
-				      m ? m->name : "?", "address", srv->address, "role",
-				      role_name(srv->role), "reachable", reachable);
+		json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)srv->id,
+		                      "name", m ? m->name : "?", "address", srv->address, "role",
+		                      store_role_name((unsigned)srv->role), "reachable", reachable);
 		if (leader && srv->id != s->o.id)
 			json_object_set_new(o, "silent_ms",
-					    json_integer((json_int_t)membership_silence(
-						    &s->members, srv->id, now)));
+			                    json_integer((json_int_t)membership_silence(
+			                        &s->members, srv->id, now)));
 		if (leader)
-			json_object_set_new(o, "match_index",
-					    json_integer((json_int_t)r->leader_state.progress[i]
-								 .match_index));
+			json_object_set_new(
+			    o, "match_index",
+			    json_integer((json_int_t)r->leader_state.progress[i].match_index));
 		json_array_append_new(members, o);
 	}
 	const struct store_cluster *c = store_cluster(s->state);
-	return json_pack("{s:I, s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:s?, s:b}",
-			 "id", (json_int_t)s->o.id, "name", s->o.name, "state", phase_state(s),
-			 "leader", lm ? lm->name : NULL, "term",
-			 (json_int_t)(s->raft_open ? r->current_term : 0), "commit_index",
-			 (json_int_t)(s->raft_open ? r->commit_index : 0), "applied_index",
-			 (json_int_t)(s->raft_open ? raft_last_applied(r) : 0), "generation",
-			 (json_int_t)c->generation, "voters_wanted",
-			 (json_int_t)(s->raft_open ? membership_target(&s->members, r->configuration.n)
-						    : 0),
-			 "raft_version",
-			 store_raft_version(), "members", members, "error",
-			 s->fatal[0] ? s->fatal : NULL, "orphans_pending", s->orphans_pending);
+	return json_pack(
+	    "{s:I, s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:s?, s:b}", "id",
+	    (json_int_t)s->o.id, "name", s->o.name, "state", phase_state(s), "leader",
+	    lm ? lm->name : NULL, "term", (json_int_t)(s->raft_open ? r->current_term : 0),
+	    "commit_index", (json_int_t)(s->raft_open ? r->commit_index : 0), "applied_index",
+	    (json_int_t)(s->raft_open ? raft_last_applied(r) : 0), "generation",
+	    (json_int_t)c->generation, "voters_wanted",
+	    (json_int_t)(s->raft_open ? membership_target(&s->members, r->configuration.n) : 0),
+	    "raft_version", store_raft_version(), "members", members, "error",
+	    s->fatal[0] ? s->fatal : NULL, "orphans_pending", s->orphans_pending);
 }
 
 /* ---- requests: the peer API and the admin's commands ---- */
@@ -982,30 +972,29 @@ struct reply_ctx {
 };
 
 static void reply_done(void *userdata, int status, const struct store_result *res,
-		       const char *error)
+                       const char *error)
 {
 	struct reply_ctx *c = userdata;
 	if (status < 0)
 		ctl_deferred_reply(c->d, NULL, error ? error : strerror(-status));
 	else if (!res) /* a barrier */
-		ctl_deferred_reply(c->d,
-				   json_pack("{s:I}", "index",
-					     (json_int_t)(c->s->raft_open
-								  ? raft_last_applied(&c->s->raft)
-								  : 0)),
-				   NULL);
+		ctl_deferred_reply(
+		    c->d,
+		    json_pack("{s:I}", "index",
+		              (json_int_t)(c->s->raft_open ? raft_last_applied(&c->s->raft) : 0)),
+		    NULL);
 	else if (!res->applied && c->reject_is_error)
 		ctl_deferred_reply(c->d, NULL, res->reason);
 	else
 		ctl_deferred_reply(c->d,
-				   json_pack("{s:b, s:s, s:I}", "applied", res->applied, "reason",
-					     res->reason, "value", (json_int_t)res->value),
-				   NULL);
+		                   json_pack("{s:b, s:s, s:I}", "applied", res->applied, "reason",
+		                             res->reason, "value", (json_int_t)res->value),
+		                   NULL);
 	free(c);
 }
 
 static struct reply_ctx *reply_ctx(struct store *s, struct ctl_client *client,
-				   const struct ctl_request *req, bool reject_is_error)
+                                   const struct ctl_request *req, bool reject_is_error)
 {
 	struct reply_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -1023,16 +1012,16 @@ static struct reply_ctx *reply_ctx(struct store *s, struct ctl_client *client,
 static int deferred_error(struct reply_ctx *c, int r)
 {
 	/* The deferral is cancelled by answering it now with the error. */
-	const char *why = r == -EAGAIN	   ? "no leader is known right now; try again"
-			  : r == -ESHUTDOWN ? "the store is not running on this host"
-					    : strerror(-r);
+	const char *why = r == -EAGAIN      ? "no leader is known right now; try again"
+	                  : r == -ESHUTDOWN ? "the store is not running on this host"
+	                                    : strerror(-r);
 	ctl_deferred_reply(c->d, NULL, why);
 	free(c);
 	return CTL_DEFERRED;
 }
 
 int store_propose_reply(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			const struct store_cmd *cmd, bool reject_is_error, char **ret_error)
+                        const struct store_cmd *cmd, bool reject_is_error, char **ret_error)
 {
 	struct reply_ctx *c = reply_ctx(s, client, req, reject_is_error);
 	if (!c)
@@ -1041,7 +1030,8 @@ int store_propose_reply(struct store *s, struct ctl_client *client, const struct
 	return r < 0 ? deferred_error(c, r) : CTL_DEFERRED;
 }
 
-static int set_error(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_error(char **ret_error, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int set_error(char **ret_error, int r, const char *fmt, ...)
 {
@@ -1066,7 +1056,7 @@ static void relay_cb(void *userdata, int status, json_t *result, const char *err
 
 /* Passes a request on to another agent and its answer back as it is. */
 static int relay(struct store *s, const char *address, const char *cmd, json_t *args,
-		 struct ctl_deferred *d)
+                 struct ctl_deferred *d)
 {
 	int r = store_call(s, address, cmd, args, FORWARD_TIMEOUT_MS, relay_cb, d);
 	if (r < 0)
@@ -1075,7 +1065,7 @@ static int relay(struct store *s, const char *address, const char *cmd, json_t *
 }
 
 static int handle_join(struct store *s, const struct ctl_request *req, json_t **ret_result,
-		       char **ret_error)
+                       char **ret_error)
 {
 	if (!store_is_leader(s)) {
 		const struct store_member *lm = leader_member(s);
@@ -1087,15 +1077,16 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 	json_int_t id = json_integer_value(json_object_get(req->args, "id"));
 	if (!name || !address || !peer || !version || id <= 0)
 		return set_error(ret_error, -EINVAL,
-				 "store.join needs id, name, address, peer and raft_version");
+		                 "store.join needs id, name, address, peer and raft_version");
 	if (strcmp(version, store_raft_version()) != 0)
 		return set_error(ret_error, -EPROTO,
-				 "%s runs %s but the cluster runs %s; Raft versions do not "
-				 "interoperate",
-				 name, version, store_raft_version());
+		                 "%s runs %s but the cluster runs %s; Raft versions do not "
+		                 "interoperate",
+		                 name, version, store_raft_version());
 	const struct store_member *m = store_member_find(s->state, (uint64_t)id);
 	if (!m || strcmp(m->address, address) != 0 || strcmp(m->peer, peer) != 0) {
-		struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = now_ms()};
+		struct store_cmd cmd = {
+		    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = now_ms()};
 		struct store_member *row = &cmd.row.member;
 		row->id = (uint64_t)id;
 		row->role = STORE_ROLE_SPARE;
@@ -1106,7 +1097,8 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 		snprintf(row->raft_version, sizeof(row->raft_version), "%s", version);
 		int r = store_propose(s, &cmd, member_role_done, NULL);
 		if (r < 0)
-			return set_error(ret_error, r, "cannot propose the member: %s", strerror(-r));
+			return set_error(ret_error, r, "cannot propose the member: %s",
+			                 strerror(-r));
 		log_info("store: %s (%lld) asks to join", name, (long long)id);
 	}
 	*ret_result = json_pack("{s:b}", "accepted", 1);
@@ -1141,7 +1133,7 @@ static void removed_cb(struct raft_change *req, int status)
  * order, the membership policy never sees a member Raft lacks and re-adds
  * it. */
 static void remove_done(void *userdata, int status, const struct store_result *res,
-			const char *error)
+                        const char *error)
 {
 	struct remove_ctx *c = userdata;
 	if (status < 0 || !res->applied) {
@@ -1152,19 +1144,18 @@ static void remove_done(void *userdata, int status, const struct store_result *r
 	ctl_deferred_reply(c->d, json_pack("{s:b}", "removed", 1), NULL);
 	/* Once out of Raft the host hears nothing more, so it is told. */
 	if (c->peer[0])
-		store_call(c->s, c->peer, "store.leave", json_object(), PEER_TIMEOUT_MS,
-			 leave_cb, NULL);
+		store_call(c->s, c->peer, "store.leave", json_object(), PEER_TIMEOUT_MS, leave_cb,
+		           NULL);
 	c->change.data = c;
-	if (!c->s->raft_open ||
-	    raft_remove(&c->s->raft, &c->change, c->id, removed_cb) != 0) {
+	if (!c->s->raft_open || raft_remove(&c->s->raft, &c->change, c->id, removed_cb) != 0) {
 		log_warn("store: member %" PRIu64 " left the table but not Raft: %s", c->id,
-			 c->s->raft_open ? raft_errmsg(&c->s->raft) : "store stopped");
+		         c->s->raft_open ? raft_errmsg(&c->s->raft) : "store stopped");
 		free(c);
 	}
 }
 
 static int handle_remove(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			 char **ret_error)
+                         char **ret_error)
 {
 	const char *host = arg_str(req, "host");
 	if (!host)
@@ -1183,9 +1174,9 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 		return set_error(ret_error, -ENOENT, "no member named %s", host);
 	if (m->id == s->o.id)
 		return set_error(ret_error, -EBUSY,
-				 "%s is the leader; stop it, and remove it once another host "
-				 "leads",
-				 host);
+		                 "%s is the leader; stop it, and remove it once another host "
+		                 "leads",
+		                 host);
 	struct remove_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -1228,8 +1219,8 @@ static void recover_finish(struct recover_ctx *c)
 	if (c->leader[0] || store_is_leader(s) || s->phase != PHASE_RUNNING) {
 		char why[160];
 		snprintf(why, sizeof(why),
-			 "%s is the leader and reachable; recover is only for a lost majority",
-			 c->leader[0] ? c->leader : "this host");
+		         "%s is the leader and reachable; recover is only for a lost majority",
+		         c->leader[0] ? c->leader : "this host");
 		ctl_deferred_reply(c->d, NULL, why);
 		free(c);
 		return;
@@ -1249,27 +1240,27 @@ static void recover_finish(struct recover_ctx *c)
 	}
 	uint64_t generation = store_cluster(s->state)->generation + 1;
 	s->pending_generation = (struct store_cluster){
-		.generation = generation,
-		.from_term = s->raft.current_term,
-		.from_index = raft_last_index(&s->raft),
+	    .generation = generation,
+	    .from_term = s->raft.current_term,
+	    .from_index = raft_last_index(&s->raft),
 	};
 	snprintf(s->pending_generation.by, sizeof(s->pending_generation.by), "%s", s->o.name);
 	s->generation_pending = true;
 	s->recover_conf = conf;
 	s->next_mode = START_RECOVER;
 	log_warn("store: forced recovery: generation %" PRIu64 " with %u survivor(s)", generation,
-		 c->n_alive + 1);
+	         c->n_alive + 1);
 	for (unsigned i = 0; i < c->n_alive; i++) {
 		const struct store_member *m = store_member_find(s->state, c->alive[i]);
 		if (m)
 			store_call(s, m->peer, "store.reset",
-				 json_pack("{s:I}", "generation", (json_int_t)generation),
-				 PEER_TIMEOUT_MS, recover_reset_cb, NULL);
+			           json_pack("{s:I}", "generation", (json_int_t)generation),
+			           PEER_TIMEOUT_MS, recover_reset_cb, NULL);
 	}
 	stop_raft(s, PHASE_RESTARTING);
-	ctl_deferred_reply(c->d, json_pack("{s:I, s:o}", "generation", (json_int_t)generation,
-					   "members", names),
-			   NULL);
+	ctl_deferred_reply(
+	    c->d, json_pack("{s:I, s:o}", "generation", (json_int_t)generation, "members", names),
+	    NULL);
 	free(c);
 }
 
@@ -1282,7 +1273,7 @@ static void recover_hello_cb(void *userdata, int status, json_t *result, const c
 		const char *state = json_string_value(json_object_get(result, "state"));
 		if (state && strcmp(state, "leader") == 0)
 			snprintf(c->leader, sizeof(c->leader), "%s",
-				 json_string_value(json_object_get(result, "name")) ?: "?");
+			         json_string_value(json_object_get(result, "name")) ?: "?");
 		if (id && c->n_alive < 256)
 			c->alive[c->n_alive++] = id;
 	}
@@ -1291,13 +1282,13 @@ static void recover_hello_cb(void *userdata, int status, json_t *result, const c
 }
 
 static int handle_recover(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			  char **ret_error)
+                          char **ret_error)
 {
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
 		return set_error(ret_error, -ESHUTDOWN, "the store is not running on this host");
 	if (store_is_leader(s))
 		return set_error(ret_error, -EBUSY,
-				 "this host is the leader; recover is only for a lost majority");
+		                 "this host is the leader; recover is only for a lost majority");
 	struct recover_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -1309,7 +1300,7 @@ static int handle_recover(struct store *s, struct ctl_client *client, const stru
 		if (m->id == s->o.id || !m->peer[0])
 			continue;
 		if (store_call(s, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS,
-			     recover_hello_cb, c) == 0)
+		               recover_hello_cb, c) == 0)
 			c->waiting++;
 	}
 	if (--c->waiting == 0)
@@ -1353,21 +1344,21 @@ static void bench_finish(struct bench *b)
 	} else {
 		double secs = (double)(uv_hrtime() - b->burst_t0) / 1e9;
 		qsort(b->lat_ns, b->count, sizeof(uint64_t), cmp_u64);
-		ctl_deferred_reply(
-			b->d,
-			json_pack("{s:s, s:i, s:f, s:f, s:i, s:i, s:f}", "impl", "ettmd", "count",
-				  b->count, "median_us", (double)b->lat_ns[b->count / 2] / 1e3,
-				  "p99_us", (double)b->lat_ns[b->count * 99 / 100] / 1e3, "burst",
-				  b->burst, "inflight", b->inflight, "commits_per_s",
-				  (double)b->burst / secs),
-			NULL);
+		ctl_deferred_reply(b->d,
+		                   json_pack("{s:s, s:i, s:f, s:f, s:i, s:i, s:f}", "impl", "ettmd",
+		                             "count", b->count, "median_us",
+		                             (double)b->lat_ns[b->count / 2] / 1e3, "p99_us",
+		                             (double)b->lat_ns[b->count * 99 / 100] / 1e3, "burst",
+		                             b->burst, "inflight", b->inflight, "commits_per_s",
+		                             (double)b->burst / secs),
+		                   NULL);
 	}
 	free(b->lat_ns);
 	free(b);
 }
 
 static void bench_done(void *userdata, int status, const struct store_result *res,
-		       const char *error)
+                       const char *error)
 {
 	struct bench_req *r = userdata;
 	struct bench *b = r->b;
@@ -1396,7 +1387,7 @@ static void bench_send(struct bench *b)
 	unsigned n = b->phase * b->count + b->sent;
 	struct store_cmd cmd = {.table = STORE_LEASES, .op = STORE_PUT, .time_ms = now_ms()};
 	snprintf(cmd.row.lease.mac, sizeof(cmd.row.lease.mac), "02:00:%02x:%02x:%02x:%02x",
-		 (n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+	         (n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
 	cmd.row.lease.addr = 0x0a000000u + n;
 	snprintf(cmd.row.lease.host, sizeof(cmd.row.lease.host), "bench-%012u", n);
 	struct bench_req *r = calloc(1, sizeof(*r));
@@ -1426,22 +1417,24 @@ static void bench_step(struct bench *b)
 }
 
 static int handle_bench(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			char **ret_error)
+                        char **ret_error)
 {
 	json_int_t count = json_integer_value(json_object_get(req->args, "count"));
 	json_int_t burst = json_integer_value(json_object_get(req->args, "burst"));
 	json_int_t inflight = json_integer_value(json_object_get(req->args, "inflight"));
 	if (count < 1 || count > 1000000 || burst < 1 || burst > 10000000 || inflight < 1)
 		return set_error(ret_error, -EINVAL,
-				 "store.bench needs count (1-1000000), burst (1-10000000) and "
-				 "inflight (>= 1)");
+		                 "store.bench needs count (1-1000000), burst (1-10000000) and "
+		                 "inflight (>= 1)");
 	if (!store_is_leader(s))
 		return set_error(ret_error, -EAGAIN, "store.bench runs on the leader");
 	struct bench *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	*b = (struct bench){.s = s, .count = (unsigned)count, .burst = (unsigned)burst,
-			    .inflight = (unsigned)inflight};
+	*b = (struct bench){.s = s,
+	                    .count = (unsigned)count,
+	                    .burst = (unsigned)burst,
+	                    .inflight = (unsigned)inflight};
 	b->lat_ns = calloc(b->count, sizeof(uint64_t));
 	b->d = ctl_defer(client, req);
 	bench_step(b);
@@ -1463,7 +1456,7 @@ static void cluster_status_cb(void *userdata, int status, json_t *result, const 
 }
 
 static int handle_cluster(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			  json_t **ret_result)
+                          json_t **ret_result)
 {
 	const struct store_member *lm = leader_member(s);
 	if (store_is_leader(s) || !lm || !lm->peer[0]) {
@@ -1474,22 +1467,23 @@ static int handle_cluster(struct store *s, struct ctl_client *client, const stru
 	if (!c)
 		return -ENOMEM;
 	if (store_call(s, lm->peer, "store.status", json_object(), PEER_TIMEOUT_MS,
-		     cluster_status_cb, c) < 0)
+	               cluster_status_cb, c) < 0)
 		cluster_status_cb(c, -EIO, NULL, NULL);
 	return CTL_DEFERRED;
 }
 
 int store_handle_request(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			 json_t **ret_result, char **ret_error)
+                         json_t **ret_result, char **ret_error)
 {
 	const char *cmd = req->cmd;
 	if (strcmp(cmd, "store.hello") == 0) {
 		const struct store_member *lm = leader_member(s);
-		*ret_result = json_pack("{s:I, s:s, s:s, s:I, s:I, s:s?}", "id", (json_int_t)s->o.id,
-					"name", s->o.name, "state", phase_state(s), "generation",
-					(json_int_t)store_cluster(s->state)->generation, "last_index",
-					(json_int_t)(s->raft_open ? raft_last_index(&s->raft) : 0),
-					"leader", lm ? lm->name : NULL);
+		*ret_result =
+		    json_pack("{s:I, s:s, s:s, s:I, s:I, s:s?}", "id", (json_int_t)s->o.id, "name",
+		              s->o.name, "state", phase_state(s), "generation",
+		              (json_int_t)store_cluster(s->state)->generation, "last_index",
+		              (json_int_t)(s->raft_open ? raft_last_index(&s->raft) : 0), "leader",
+		              lm ? lm->name : NULL);
 		return 0;
 	}
 	if (strcmp(cmd, "store.status") == 0) {
@@ -1505,7 +1499,8 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		return 0;
 	}
 	if (strcmp(cmd, "store.reset") == 0) {
-		uint64_t gen = (uint64_t)json_integer_value(json_object_get(req->args, "generation"));
+		uint64_t gen =
+		    (uint64_t)json_integer_value(json_object_get(req->args, "generation"));
 		if (gen > store_cluster(s->state)->generation)
 			reset_to_generation(s, gen);
 		return 0;
@@ -1553,8 +1548,8 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 	if (strcmp(cmd, "store.bench") == 0)
 		return handle_bench(s, client, req, ret_error);
 	if (strcmp(cmd, "cluster.conflicts") == 0) {
-		*ret_result = json_pack("{s:o}", "conflicts",
-					store_table_dump(s->state, STORE_CONFLICTS));
+		*ret_result =
+		    json_pack("{s:o}", "conflicts", store_table_dump(s->state, STORE_CONFLICTS));
 		return 0;
 	}
 	if (strcmp(cmd, "cluster.remove") == 0)
@@ -1569,8 +1564,8 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 /* Freed when the timer is closed and every call has answered. */
 struct probe {
 	struct store *s; /* NULL once the store closed */
-	int waiting;	 /* calls not answered yet */
-	int refs;	 /* the timer and each call */
+	int waiting;     /* calls not answered yet */
+	int refs;        /* the timer and each call */
 	uint64_t highest;
 	uv_timer_t timer;
 	bool done;
@@ -1600,8 +1595,8 @@ static void probe_finish(struct probe *p)
 	s->phase = PHASE_RUNNING;
 	if (p->highest > s->probe_generation) {
 		log_warn("store: the cluster went on to generation %" PRIu64 " while this host was "
-			 "away (at %" PRIu64 "); rejoining as a fresh replica",
-			 p->highest, s->probe_generation);
+		         "away (at %" PRIu64 "); rejoining as a fresh replica",
+		         p->highest, s->probe_generation);
 		journal_take_orphans(s->journal);
 		s->orphans_pending = true;
 		s->next_mode = START_NORMAL; /* never bootstrap a cluster of one again */
@@ -1654,7 +1649,7 @@ static int probe_generation(struct store *s)
 		if (line == text) /* the generation */
 			continue;
 		if (store_call(s, line, "store.hello", json_object(), PROBE_TIMEOUT_MS, probe_cb,
-			     p) == 0) {
+		               p) == 0) {
 			p->waiting++;
 			p->refs++;
 		}
@@ -1662,7 +1657,7 @@ static int probe_generation(struct store *s)
 	for (unsigned i = 0; i < s->o.n_seeds; i++)
 		if (strcmp(s->o.seeds[i], s->o.peer_address) != 0 &&
 		    store_call(s, s->o.seeds[i], "store.hello", json_object(), PROBE_TIMEOUT_MS,
-			     probe_cb, p) == 0) {
+		               probe_cb, p) == 0) {
 			p->waiting++;
 			p->refs++;
 		}
@@ -1680,16 +1675,17 @@ static int probe_generation(struct store *s)
 /* ---- open and close ---- */
 
 int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
-	       char *error, size_t error_size)
+               char *error, size_t error_size)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->loop = loop;
 	s->o = *o;
-	int r = snprintf(s->raft_dir, sizeof(s->raft_dir), "%.4000s/raft", o->dir) >= (int)sizeof(s->raft_dir)
-			? -ENAMETOOLONG
-			: file_mkdir_p(s->raft_dir);
+	int r = snprintf(s->raft_dir, sizeof(s->raft_dir), "%.4000s/raft", o->dir) >=
+	                (int)sizeof(s->raft_dir)
+	            ? -ENAMETOOLONG
+	            : file_mkdir_p(s->raft_dir);
 	if (r < 0) {
 		snprintf(error, error_size, "%s: %s", s->raft_dir, strerror(-r));
 		free(s);
@@ -1706,13 +1702,12 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 	if (file_read_state(o->dir, "removed", &removed) == 0) {
 		free(removed);
 		log_warn("store: this host was removed from the cluster; not rejoining (remove "
-			 "%s to join again)",
-			 o->dir);
+		         "%s to join again)",
+		         o->dir);
 		s->phase = PHASE_REMOVED;
 	}
-	s->members = (struct membership){.target_voters = o->voters,
-					 .promote_after_ms = o->promote_after_ms,
-					 .self = o->id};
+	s->members = (struct membership){
+	    .target_voters = o->voters, .promote_after_ms = o->promote_after_ms, .self = o->id};
 	s->next_mode = o->bootstrap ? START_BOOTSTRAP : START_NORMAL;
 	uv_timer_init(loop, &s->tick);
 	s->tick.data = s;

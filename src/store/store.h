@@ -20,18 +20,18 @@
 #define STORE_MAX_SEEDS 8
 
 struct store_options {
-	uint64_t id;			  /* the Raft server id: the host's id */
-	char name[STORE_NAME_MAX];	  /* the host's name */
+	uint64_t id;                       /* the Raft server id: the host's id */
+	char name[STORE_NAME_MAX];         /* the host's name */
 	char raft_address[STORE_ADDR_MAX]; /* A.B.C.D:PORT where Raft listens */
 	char peer_address[STORE_ADDR_MAX]; /* A.B.C.D:PORT of this agent's peer API */
-	char dir[PATH_MAX];		  /* Raft's log and snapshots, plus the journal */
-	bool bootstrap;			  /* create a new cluster if there is no state */
+	char dir[PATH_MAX];                /* Raft's log and snapshots, plus the journal */
+	bool bootstrap;                    /* create a new cluster if there is no state */
 	char seeds[STORE_MAX_SEEDS][STORE_ADDR_MAX]; /* peer API addresses to join through */
 	unsigned n_seeds;
-	unsigned election_ms;	     /* default 300 */
-	unsigned heartbeat_ms;	     /* default 50 */
+	unsigned election_ms;        /* default 300 */
+	unsigned heartbeat_ms;       /* default 50 */
 	unsigned snapshot_threshold; /* default 8192 */
-	unsigned voters;	     /* 0: 3, or 5 with at least 7 members */
+	unsigned voters;             /* 0: 3, or 5 with at least 7 members */
 	unsigned promote_after_ms;   /* a voter unreachable this long is replaced; 3000 */
 };
 
@@ -44,7 +44,7 @@ struct store;
  * resumes from the data directory, or joins through the seeds. Returns 0
  * or a negative errno with a message in @error. */
 int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
-	       char *error, size_t error_size);
+               char *error, size_t error_size);
 
 /* Stops Raft and frees the store once every handle is closed, then calls
  * @cb (may be NULL). */
@@ -54,7 +54,7 @@ void store_close(struct store *s, void (*cb)(void *userdata), void *userdata);
  * state accepted it. Negative errno: it may or may not have been committed
  * (-EAGAIN: no leader now; -ETIMEDOUT; -ECONNREFUSED...), @error says why. */
 typedef void (*store_done_cb)(void *userdata, int status, const struct store_result *result,
-			      const char *error);
+                              const char *error);
 
 /* Proposes @cmd. @cb runs exactly once, never from inside this call.
  * Returns 0, or a negative errno (then @cb never runs). */
@@ -69,7 +69,7 @@ const struct store_state *store_state(const struct store *s);
 
 /* Called after each applied command of @table (0: every table). */
 typedef void (*store_watch_cb)(void *userdata, const struct store_cmd *cmd,
-			       const struct store_result *result);
+                               const struct store_result *result);
 int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata);
 
 bool store_is_leader(const struct store *s);
@@ -85,7 +85,7 @@ json_t *store_status(struct store *s);
 struct ctl_client;
 struct ctl_request;
 int store_handle_request(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			 json_t **ret_result, char **ret_error);
+                         json_t **ret_result, char **ret_error);
 
 struct store_cmd;
 /* Proposes @cmd on behalf of a control request and answers it when the
@@ -93,7 +93,7 @@ struct store_cmd;
  * @reject_is_error, with the rejection's reason as the error. Returns
  * CTL_DEFERRED or a negative errno with *ret_error. */
 int store_propose_reply(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-			const struct store_cmd *cmd, bool reject_is_error, char **ret_error);
+                        const struct store_cmd *cmd, bool reject_is_error, char **ret_error);
 
 /* The version of the Raft library this agent runs ("libraft 0.15.0"). */
 const char *store_raft_version(void);

@@ -11,7 +11,7 @@
 #include "lib/buf.h"
 
 #define SNAPSHOT_MAGIC 0x4554534eu /* "ETSN" */
-#define COMMAND_MAGIC  0x4543u	   /* "EC" */
+#define COMMAND_MAGIC  0x4543u     /* "EC" */
 
 struct table {
 	size_t n, cap;
@@ -38,7 +38,8 @@ static const struct table_ops ops[STORE_TABLE_MAX];
 
 /* ---- helpers ---- */
 
-static void reject(struct store_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reject(struct store_result *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void reject(struct store_result *res, const char *fmt, ...)
 {
@@ -101,7 +102,7 @@ static int member_cmp(const union store_row *a, const union store_row *b)
 	return cmp_u64(a->member.id, b->member.id);
 }
 
-static const char *role_name(uint8_t role)
+const char *store_role_name(unsigned role)
 {
 	switch (role) {
 	case STORE_ROLE_VOTER:
@@ -111,16 +112,16 @@ static const char *role_name(uint8_t role)
 	case STORE_ROLE_SPARE:
 		return "spare";
 	}
-	return "unknown";
+	return "none";
 }
 
 static json_t *member_json(const union store_row *r)
 {
 	const struct store_member *m = &r->member;
 	return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I}", "id", (json_int_t)m->id, "name",
-			 m->name, "address", m->address, "peer", m->peer, "role",
-			 role_name(m->role), "raft_version", m->raft_version, "joined_ms",
-			 (json_int_t)m->joined_ms);
+	                 m->name, "address", m->address, "peer", m->peer, "role",
+	                 store_role_name(m->role), "raft_version", m->raft_version, "joined_ms",
+	                 (json_int_t)m->joined_ms);
 }
 
 static void admission_encode(struct obuf *b, const union store_row *r)
@@ -158,9 +159,9 @@ static json_t *admission_json(const union store_row *r)
 {
 	const struct store_admission *a = &r->admission;
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "host", a->host, "ek_fp",
-			 a->ek_fp, "ak_fp", a->ak_fp, "measurement", a->measurement, "mac", a->mac,
-			 "dpid", (json_int_t)a->dpid, "port", (json_int_t)a->port, "time_ms",
-			 (json_int_t)a->time_ms);
+	                 a->ek_fp, "ak_fp", a->ak_fp, "measurement", a->measurement, "mac", a->mac,
+	                 "dpid", (json_int_t)a->dpid, "port", (json_int_t)a->port, "time_ms",
+	                 (json_int_t)a->time_ms);
 }
 
 static void trusted_encode(struct obuf *b, const union store_row *r)
@@ -185,7 +186,7 @@ static int trusted_cmp(const union store_row *a, const union store_row *b)
 static json_t *trusted_json(const union store_row *r)
 {
 	return json_pack("{s:s, s:s, s:I}", "digest", r->trusted.digest, "note", r->trusted.note,
-			 "added_ms", (json_int_t)r->trusted.added_ms);
+	                 "added_ms", (json_int_t)r->trusted.added_ms);
 }
 
 static void block_encode(struct obuf *b, const union store_row *r)
@@ -212,8 +213,8 @@ static int block_cmp(const union store_row *a, const union store_row *b)
 static json_t *block_json(const union store_row *r)
 {
 	return json_pack("{s:i, s:i, s:I, s:I}", "start", r->nat_block.start, "size",
-			 r->nat_block.size, "owner", (json_int_t)r->nat_block.owner, "claimed_ms",
-			 (json_int_t)r->nat_block.claimed_ms);
+	                 r->nat_block.size, "owner", (json_int_t)r->nat_block.owner, "claimed_ms",
+	                 (json_int_t)r->nat_block.claimed_ms);
 }
 
 static void mapping_encode(struct obuf *b, const union store_row *r)
@@ -248,10 +249,12 @@ static json_t *mapping_json(const union store_row *r)
 {
 	const struct store_nat_mapping *m = &r->nat_mapping;
 	return json_pack("{s:s, s:i, s:I, s:o, s:i, s:I}", "proto",
-			 m->proto == 6 ? "tcp" : m->proto == 17 ? "udp" : "other", "public_port",
-			 m->public_port, "owner", (json_int_t)m->owner, "guest_addr",
-			 addr_json(m->guest_addr), "guest_port", m->guest_port, "expires_ms",
-			 (json_int_t)m->expires_ms);
+	                 m->proto == 6    ? "tcp"
+	                 : m->proto == 17 ? "udp"
+	                                  : "other",
+	                 "public_port", m->public_port, "owner", (json_int_t)m->owner, "guest_addr",
+	                 addr_json(m->guest_addr), "guest_port", m->guest_port, "expires_ms",
+	                 (json_int_t)m->expires_ms);
 }
 
 static void lease_encode(struct obuf *b, const union store_row *r)
@@ -278,8 +281,8 @@ static int lease_cmp(const union store_row *a, const union store_row *b)
 static json_t *lease_json(const union store_row *r)
 {
 	return json_pack("{s:s, s:o, s:s, s:I}", "mac", r->lease.mac, "addr",
-			 addr_json(r->lease.addr), "host", r->lease.host, "expires_ms",
-			 (json_int_t)r->lease.expires_ms);
+	                 addr_json(r->lease.addr), "host", r->lease.host, "expires_ms",
+	                 (json_int_t)r->lease.expires_ms);
 }
 
 static void conflict_encode(struct obuf *b, const union store_row *r)
@@ -307,8 +310,8 @@ static json_t *conflict_json(const union store_row *r)
 {
 	const char *table = store_table_name(r->conflict.table);
 	return json_pack("{s:I, s:s, s:I, s:s}", "id", (json_int_t)r->conflict.id, "table",
-			 table ? table : "unknown", "generation",
-			 (json_int_t)r->conflict.generation, "reason", r->conflict.reason);
+	                 table ? table : "unknown", "generation",
+	                 (json_int_t)r->conflict.generation, "reason", r->conflict.reason);
 }
 
 static void cluster_encode(struct obuf *b, const union store_row *r)
@@ -330,8 +333,8 @@ static void cluster_decode(struct cursor *c, union store_row *r)
 static json_t *cluster_json(const union store_row *r)
 {
 	return json_pack("{s:I, s:I, s:I, s:s}", "generation", (json_int_t)r->cluster.generation,
-			 "from_term", (json_int_t)r->cluster.from_term, "from_index",
-			 (json_int_t)r->cluster.from_index, "by", r->cluster.by);
+	                 "from_term", (json_int_t)r->cluster.from_term, "from_index",
+	                 (json_int_t)r->cluster.from_index, "by", r->cluster.by);
 }
 
 /* The policy's text is kept out of the fixed-size row: it may be large. */
@@ -361,22 +364,22 @@ static void policy_decode(struct cursor *c, union store_row *r)
 static json_t *policy_json(const union store_row *r)
 {
 	return json_pack("{s:I, s:s}", "epoch", (json_int_t)r->policy.epoch, "text",
-			 r->policy.text ? r->policy.text : "");
+	                 r->policy.text ? r->policy.text : "");
 }
 
 static const struct table_ops ops[STORE_TABLE_MAX] = {
-	[STORE_CLUSTER] = {"cluster", cluster_encode, cluster_decode, NULL, cluster_json},
-	[STORE_MEMBERS] = {"members", member_encode, member_decode, member_cmp, member_json},
-	[STORE_ADMISSIONS] = {"admissions", admission_encode, admission_decode, admission_cmp,
-			      admission_json},
-	[STORE_TRUSTED] = {"trusted", trusted_encode, trusted_decode, trusted_cmp, trusted_json},
-	[STORE_POLICY] = {"policy", policy_encode, policy_decode, NULL, policy_json},
-	[STORE_NAT_BLOCKS] = {"nat_blocks", block_encode, block_decode, block_cmp, block_json},
-	[STORE_NAT_MAPPINGS] = {"nat_mappings", mapping_encode, mapping_decode, mapping_cmp,
-				mapping_json},
-	[STORE_LEASES] = {"leases", lease_encode, lease_decode, lease_cmp, lease_json},
-	[STORE_CONFLICTS] = {"conflicts", conflict_encode, conflict_decode, conflict_cmp,
-			     conflict_json},
+    [STORE_CLUSTER] = {"cluster", cluster_encode, cluster_decode, NULL, cluster_json},
+    [STORE_MEMBERS] = {"members", member_encode, member_decode, member_cmp, member_json},
+    [STORE_ADMISSIONS] = {"admissions", admission_encode, admission_decode, admission_cmp,
+                          admission_json},
+    [STORE_TRUSTED] = {"trusted", trusted_encode, trusted_decode, trusted_cmp, trusted_json},
+    [STORE_POLICY] = {"policy", policy_encode, policy_decode, NULL, policy_json},
+    [STORE_NAT_BLOCKS] = {"nat_blocks", block_encode, block_decode, block_cmp, block_json},
+    [STORE_NAT_MAPPINGS] = {"nat_mappings", mapping_encode, mapping_decode, mapping_cmp,
+                            mapping_json},
+    [STORE_LEASES] = {"leases", lease_encode, lease_decode, lease_cmp, lease_json},
+    [STORE_CONFLICTS] = {"conflicts", conflict_encode, conflict_decode, conflict_cmp,
+                         conflict_json},
 };
 
 static bool valid_table(unsigned t)
@@ -407,7 +410,7 @@ int store_table_from_name(const char *name)
 /* Index of the row with @key's key, or where it would go; *found says
  * which. */
 static size_t table_find(const struct table *t, enum store_table id, const union store_row *key,
-			 bool *found)
+                         bool *found)
 {
 	size_t lo = 0, hi = t->n;
 	while (lo < hi) {
@@ -427,7 +430,7 @@ static size_t table_find(const struct table *t, enum store_table id, const union
 }
 
 static const union store_row *table_get(const struct store_state *s, enum store_table id,
-					const union store_row *key)
+                                        const union store_row *key)
 {
 	bool found;
 	size_t i = table_find(&s->tables[id], id, key, &found);
@@ -557,7 +560,7 @@ int store_cmd_encode(const struct store_cmd *cmd, uint8_t **ret_data, size_t *re
 }
 
 int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char *error,
-		     size_t error_size)
+                     size_t error_size)
 {
 	struct cursor c = cursor_init(data, len);
 	struct store_cmd cmd = {0};
@@ -589,7 +592,7 @@ int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, ch
 		padding = c.p[i] == 0;
 	if (!cursor_ok(&c) || !padding) {
 		snprintf(error, error_size, "command for table %s: %s row", ops[cmd.table].name,
-			 cursor_ok(&c) ? "trailing bytes after the" : "truncated or malformed");
+		         cursor_ok(&c) ? "trailing bytes after the" : "truncated or malformed");
 		store_cmd_done(&cmd);
 		return -EBADMSG;
 	}
@@ -608,7 +611,7 @@ void store_cmd_done(struct store_cmd *cmd)
 /* ---- apply: one function per table, each checks before it changes ---- */
 
 static int apply_cluster(struct store_state *s, const struct store_cmd *cmd,
-			 struct store_result *res)
+                         struct store_result *res)
 {
 	const struct store_cluster *c = &cmd->row.cluster;
 	if (cmd->op != STORE_PUT) {
@@ -617,7 +620,8 @@ static int apply_cluster(struct store_state *s, const struct store_cmd *cmd,
 	}
 	if (c->generation != s->cluster.generation + 1) {
 		reject(res, "generation %llu does not follow %llu",
-		       (unsigned long long)c->generation, (unsigned long long)s->cluster.generation);
+		       (unsigned long long)c->generation,
+		       (unsigned long long)s->cluster.generation);
 		return 0;
 	}
 	s->cluster = *c;
@@ -626,7 +630,7 @@ static int apply_cluster(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static int apply_member(struct store_state *s, const struct store_cmd *cmd,
-			struct store_result *res)
+                        struct store_result *res)
 {
 	const struct store_member *m = &cmd->row.member;
 	const struct store_member *old = store_member_find(s, m->id);
@@ -663,7 +667,7 @@ static int apply_member(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static int apply_simple(struct store_state *s, enum store_table t, const struct store_cmd *cmd,
-			struct store_result *res, const char *what)
+                        struct store_result *res, const char *what)
 {
 	const union store_row *old = table_get(s, t, &cmd->row);
 	if (cmd->op == STORE_DELETE) {
@@ -678,7 +682,7 @@ static int apply_simple(struct store_state *s, enum store_table t, const struct 
 }
 
 static int apply_admission(struct store_state *s, const struct store_cmd *cmd,
-			   struct store_result *res)
+                           struct store_result *res)
 {
 	if (cmd->op == STORE_PUT && !cmd->row.admission.host[0]) {
 		reject(res, "an admission needs a host");
@@ -688,7 +692,7 @@ static int apply_admission(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static int apply_trusted(struct store_state *s, const struct store_cmd *cmd,
-			 struct store_result *res)
+                         struct store_result *res)
 {
 	const char *d = cmd->row.trusted.digest;
 	if (!is_hex_digest(d)) {
@@ -703,7 +707,7 @@ static int apply_trusted(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static int apply_policy(struct store_state *s, const struct store_cmd *cmd,
-			struct store_result *res)
+                        struct store_result *res)
 {
 	const struct store_policy *p = &cmd->row.policy;
 	if (cmd->op != STORE_PUT) {
@@ -728,7 +732,7 @@ static int apply_policy(struct store_state *s, const struct store_cmd *cmd,
 /* The block that overlaps [start, start+size), if any. Blocks are aligned
  * powers of two, so overlapping means one contains the other. */
 static const struct store_nat_block *block_overlap(const struct store_state *s, uint32_t start,
-						   uint32_t size)
+                                                   uint32_t size)
 {
 	const struct table *t = &s->tables[STORE_NAT_BLOCKS];
 	for (size_t i = 0; i < t->n; i++) {
@@ -740,14 +744,14 @@ static const struct store_nat_block *block_overlap(const struct store_state *s, 
 }
 
 static int apply_nat_block(struct store_state *s, const struct store_cmd *cmd,
-			   struct store_result *res)
+                           struct store_result *res)
 {
 	const struct store_nat_block *b = &cmd->row.nat_block;
 	const union store_row *old = table_get(s, STORE_NAT_BLOCKS, &cmd->row);
 	if (cmd->op == STORE_DELETE) {
 		if (!old || old->nat_block.owner != b->owner) {
-			reject(res, "member %llu holds no block at %u", (unsigned long long)b->owner,
-			       b->start);
+			reject(res, "member %llu holds no block at %u",
+			       (unsigned long long)b->owner, b->start);
 			return 0;
 		}
 		table_del(s, STORE_NAT_BLOCKS, &cmd->row);
@@ -772,7 +776,7 @@ static int apply_nat_block(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static int apply_nat_mapping(struct store_state *s, const struct store_cmd *cmd,
-			     struct store_result *res)
+                             struct store_result *res)
 {
 	const struct store_nat_mapping *m = &cmd->row.nat_mapping;
 	const union store_row *old = table_get(s, STORE_NAT_MAPPINGS, &cmd->row);
@@ -797,8 +801,7 @@ static const struct store_lease *lease_of_addr(const struct store_state *s, uint
 	return NULL;
 }
 
-static int apply_lease(struct store_state *s, const struct store_cmd *cmd,
-		       struct store_result *res)
+static int apply_lease(struct store_state *s, const struct store_cmd *cmd, struct store_result *res)
 {
 	const struct store_lease *l = &cmd->row.lease;
 	if (cmd->op == STORE_PUT) {
@@ -819,7 +822,7 @@ static int apply_lease(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static int apply_conflict(struct store_state *s, const struct store_cmd *cmd,
-			  struct store_result *res)
+                          struct store_result *res)
 {
 	if (cmd->op == STORE_DELETE)
 		return apply_simple(s, STORE_CONFLICTS, cmd, res, "conflict");
@@ -833,7 +836,7 @@ static int apply_conflict(struct store_state *s, const struct store_cmd *cmd,
 }
 
 int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
-		      struct store_result *ret_result)
+                      struct store_result *ret_result)
 {
 	struct store_result res = {.applied = true};
 	int r;
@@ -876,7 +879,7 @@ int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
 }
 
 int store_state_apply_encoded(struct store_state *s, const void *data, size_t len,
-			      struct store_result *ret_result, char *error, size_t error_size)
+                              struct store_result *ret_result, char *error, size_t error_size)
 {
 	struct store_cmd cmd;
 	int r = store_cmd_decode(data, len, &cmd, error, error_size);
@@ -959,7 +962,7 @@ static int restore_into(struct store_state *n, struct cursor *c, const char **wh
 }
 
 int store_state_restore(struct store_state *s, const void *data, size_t len, char *error,
-			size_t error_size)
+                        size_t error_size)
 {
 	struct store_state *n;
 	int r = store_state_new(&n);

@@ -18,11 +18,11 @@
  * encodings newer than it knows. */
 #define STORE_ENCODING_VERSION 1
 
-#define STORE_NAME_MAX	  32
-#define STORE_ADDR_MAX	  64
+#define STORE_NAME_MAX    32
+#define STORE_ADDR_MAX    64
 #define STORE_DIGEST_MAX  65 /* hex SHA-256 and its NUL */
-#define STORE_MAC_MAX	  18
-#define STORE_NOTE_MAX	  128
+#define STORE_MAC_MAX     18
+#define STORE_NOTE_MAX    128
 #define STORE_REASON_MAX  200
 #define STORE_VERSION_MAX 24
 #define STORE_POLICY_MAX  32768
@@ -52,8 +52,8 @@ enum store_role {
 };
 
 struct store_cluster {
-	uint64_t generation;  /* 1 for a new cluster; +1 at each forced recovery */
-	uint64_t from_term;   /* the log position the generation began from */
+	uint64_t generation; /* 1 for a new cluster; +1 at each forced recovery */
+	uint64_t from_term;  /* the log position the generation began from */
 	uint64_t from_index;
 	char by[STORE_NAME_MAX]; /* the host that declared it */
 };
@@ -63,7 +63,7 @@ struct store_member {
 	char name[STORE_NAME_MAX];
 	char address[STORE_ADDR_MAX]; /* Raft address, host:port */
 	char peer[STORE_ADDR_MAX];    /* peer API address, host:port */
-	uint8_t role;		      /* enum store_role, as last assigned */
+	uint8_t role;                 /* enum store_role, as last assigned */
 	char raft_version[STORE_VERSION_MAX];
 	uint64_t joined_ms;
 };
@@ -92,13 +92,13 @@ struct store_policy {
 
 struct store_nat_block {
 	uint16_t start; /* key; aligned to size */
-	uint16_t size;	/* a power of two */
+	uint16_t size;  /* a power of two */
 	uint64_t owner; /* member id */
 	uint64_t claimed_ms;
 };
 
 struct store_nat_mapping {
-	uint8_t proto;	      /* key (with public_port): 6 TCP, 17 UDP */
+	uint8_t proto;        /* key (with public_port): 6 TCP, 17 UDP */
 	uint16_t public_port; /* key */
 	uint64_t owner;
 	uint32_t guest_addr; /* host byte order */
@@ -108,7 +108,7 @@ struct store_nat_mapping {
 
 struct store_lease {
 	char mac[STORE_MAC_MAX]; /* key */
-	uint32_t addr;		 /* host byte order */
+	uint32_t addr;           /* host byte order */
 	char host[STORE_NAME_MAX];
 	uint64_t expires_ms;
 };
@@ -133,8 +133,8 @@ union store_row {
 };
 
 struct store_cmd {
-	uint8_t table; /* enum store_table */
-	uint8_t op;    /* enum store_op */
+	uint8_t table;    /* enum store_table */
+	uint8_t op;       /* enum store_op */
 	uint64_t time_ms; /* the proposer's clock */
 	union store_row row;
 };
@@ -143,7 +143,7 @@ struct store_cmd {
 struct store_result {
 	bool applied;
 	char reason[STORE_REASON_MAX]; /* why it was rejected */
-	uint64_t value; /* a put's assigned value: policy epoch, conflict id */
+	uint64_t value;                /* a put's assigned value: policy epoch, conflict id */
 };
 
 struct store_state;
@@ -158,18 +158,18 @@ int store_cmd_encode(const struct store_cmd *cmd, uint8_t **ret_data, size_t *re
 /* Decodes a command. Returns 0, or -EBADMSG with a reason in @error that
  * names the field; *ret_cmd is then untouched. Free with store_cmd_done(). */
 int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char *error,
-		     size_t error_size);
+                     size_t error_size);
 void store_cmd_done(struct store_cmd *cmd);
 
 /* Applies @cmd to @s. A command the state does not allow is not an error:
  * *ret_result says it was rejected and why, and @s is unchanged. Returns 0,
  * or -ENOMEM (then @s is unchanged too). */
 int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
-		      struct store_result *ret_result);
+                      struct store_result *ret_result);
 
 /* Decodes and applies; -EBADMSG for a corrupt command. */
 int store_state_apply_encoded(struct store_state *s, const void *data, size_t len,
-			      struct store_result *ret_result, char *error, size_t error_size);
+                              struct store_result *ret_result, char *error, size_t error_size);
 
 /* The whole state, encoded; *ret_data is free()d by the caller. */
 int store_state_snapshot(const struct store_state *s, uint8_t **ret_data, size_t *ret_len);
@@ -177,7 +177,7 @@ int store_state_snapshot(const struct store_state *s, uint8_t **ret_data, size_t
 /* Replaces @s with a snapshot's content. On -EBADMSG (with @error) @s is
  * unchanged. */
 int store_state_restore(struct store_state *s, const void *data, size_t len, char *error,
-			size_t error_size);
+                        size_t error_size);
 
 /* Every table as JSON: {"cluster": {...}, "members": [...], ...}. */
 json_t *store_state_dump(const struct store_state *s);
@@ -186,6 +186,10 @@ json_t *store_state_dump(const struct store_state *s);
 json_t *store_table_dump(const struct store_state *s, enum store_table table);
 
 const char *store_table_name(enum store_table table);
+
+/* "voter", "standby", "spare" (enum store_role, the numbers of Raft's
+ * roles), or "none". */
+const char *store_role_name(unsigned role);
 int store_table_from_name(const char *name);
 
 /* Read access for the modules. Rows are owned by the state and valid until
@@ -206,4 +210,4 @@ enum store_merge {
 };
 
 enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char *reason,
-			     size_t reason_size);
+                             size_t reason_size);

@@ -46,12 +46,12 @@ static void test_good_file(void **state)
 static void test_store_section(void **state)
 {
 	static const char text[] = "[host]\nname=h2\nid=2\n[datapath]\n"
-				   "guest-address=10.77.1.2\ncontrol-address=10.77.0.2/16\n"
-				   "[store]\nbootstrap = true\n"
-				   "seeds = 10.77.0.1:7701 , 10.77.0.3:7701\n"
-				   "raft-port = 9000\npeer-port = 9001\nelection-ms = 500\n"
-				   "heartbeat-ms = 100\nsnapshot-threshold = 1024\nvoters = 5\n"
-				   "promote-after-ms = 2000\n";
+	                           "guest-address=10.77.1.2\ncontrol-address=10.77.0.2/16\n"
+	                           "[store]\nbootstrap = true\n"
+	                           "seeds = 10.77.0.1:7701 , 10.77.0.3:7701\n"
+	                           "raft-port = 9000\npeer-port = 9001\nelection-ms = 500\n"
+	                           "heartbeat-ms = 100\nsnapshot-threshold = 1024\nvoters = 5\n"
+	                           "promote-after-ms = 2000\n";
 	struct config c;
 	char error[256] = "";
 	(void)state;
@@ -198,9 +198,10 @@ static void test_load_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_file), cmocka_unit_test(test_defaults), cmocka_unit_test(test_store_section),
-	    cmocka_unit_test(test_bad_files),         cmocka_unit_test(test_nul_and_long_lines),
-	    cmocka_unit_test(test_load_missing_file), cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_good_file),          cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_store_section),      cmocka_unit_test(test_bad_files),
+	    cmocka_unit_test(test_nul_and_long_lines), cmocka_unit_test(test_load_missing_file),
+	    cmocka_unit_test(test_load_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

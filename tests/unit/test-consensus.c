@@ -208,7 +208,7 @@ static void test_standby_promotion(void **state)
 	for (int step = 0; step < 100 && !(promoted && demoted); step++) {
 		raft_fixture_step_until_elapsed(&c->f, 100);
 		struct membership_change next =
-			membership_next(&m, leader, c->states[0], raft_fixture_time(&c->f));
+		    membership_next(&m, leader, c->states[0], raft_fixture_time(&c->f));
 		if (next.action != MEMBERSHIP_ASSIGN)
 			continue;
 		if (next.id == 4) {
@@ -251,7 +251,7 @@ static void test_new_member_added(void **state)
 	propose(c, &join);
 	struct membership m = {.self = 1, .promote_after_ms = 1000};
 	struct membership_change next =
-		membership_next(&m, raft_fixture_get(&c->f, 0), c->states[0], 0);
+	    membership_next(&m, raft_fixture_get(&c->f, 0), c->states[0], 0);
 	assert_int_equal(next.action, MEMBERSHIP_ADD);
 	assert_int_equal(next.id, 9);
 	assert_string_equal(next.address, "9");
@@ -281,12 +281,9 @@ static void test_corrupt_entry(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_commit_and_agree),
-		cmocka_unit_test(test_rejected_everywhere),
-		cmocka_unit_test(test_leader_loss),
-		cmocka_unit_test(test_standby_promotion),
-		cmocka_unit_test(test_new_member_added),
-		cmocka_unit_test(test_corrupt_entry),
+	    cmocka_unit_test(test_commit_and_agree), cmocka_unit_test(test_rejected_everywhere),
+	    cmocka_unit_test(test_leader_loss),      cmocka_unit_test(test_standby_promotion),
+	    cmocka_unit_test(test_new_member_added), cmocka_unit_test(test_corrupt_entry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

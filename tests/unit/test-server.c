@@ -25,8 +25,8 @@ struct fixture {
 	int calls;
 };
 
-static int handler(void *userdata, struct ctl_client *client, const struct ctl_request *req, json_t **ret_result,
-                   char **ret_error)
+static int handler(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+                   json_t **ret_result, char **ret_error)
 {
 	struct fixture *f = userdata;
 	f->calls++;

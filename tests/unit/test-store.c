@@ -52,9 +52,12 @@ static struct store_cmd block(uint16_t start, uint16_t size, uint64_t owner, enu
 static struct store_cmd mapping(uint16_t port, uint64_t owner, enum store_op op)
 {
 	struct store_cmd c = op == STORE_PUT ? put(STORE_NAT_MAPPINGS) : del(STORE_NAT_MAPPINGS);
-	c.row.nat_mapping = (struct store_nat_mapping){.proto = 6, .public_port = port,
-						       .owner = owner, .guest_addr = 0x0a4d0101,
-						       .guest_port = 80, .expires_ms = 5000};
+	c.row.nat_mapping = (struct store_nat_mapping){.proto = 6,
+	                                               .public_port = port,
+	                                               .owner = owner,
+	                                               .guest_addr = 0x0a4d0101,
+	                                               .guest_port = 80,
+	                                               .expires_ms = 5000};
 	return c;
 }
 
@@ -189,17 +192,17 @@ static void test_every_table_round_trips(void **state)
 {
 	(void)state;
 	struct store_cmd cmds[] = {
-		generation(2),
-		member(3, "h3", "10.77.0.3:7700"),
-		admission("h1", 5),
-		trusted('a', STORE_PUT),
-		trusted('a', STORE_DELETE),
-		policy(4, "allow h1 -> internet\n"),
-		block(2048, 256, 3, STORE_PUT),
-		block(2048, 256, 3, STORE_DELETE),
-		mapping(8080, 2, STORE_PUT),
-		lease("02:00:00:00:00:09", 0x0a4d0209, 99, 1),
-		conflict("a policy edit"),
+	    generation(2),
+	    member(3, "h3", "10.77.0.3:7700"),
+	    admission("h1", 5),
+	    trusted('a', STORE_PUT),
+	    trusted('a', STORE_DELETE),
+	    policy(4, "allow h1 -> internet\n"),
+	    block(2048, 256, 3, STORE_PUT),
+	    block(2048, 256, 3, STORE_DELETE),
+	    mapping(8080, 2, STORE_PUT),
+	    lease("02:00:00:00:00:09", 0x0a4d0209, 99, 1),
+	    conflict("a policy edit"),
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		round_trip(&cmds[i]);
@@ -218,10 +221,10 @@ static void test_decode_rejects_bad_bytes(void **state)
 		uint8_t value;
 		const char *error;
 	} flips[] = {
-		{0, 0x00, "command header: bad magic"},
-		{2, 0x09, "command header: unknown encoding version"},
-		{3, 0x7f, "command header: unknown table"},
-		{4, 0x03, "command header: unknown operation"},
+	    {0, 0x00, "command header: bad magic"},
+	    {2, 0x09, "command header: unknown encoding version"},
+	    {3, 0x7f, "command header: unknown table"},
+	    {4, 0x03, "command header: unknown operation"},
 	};
 	for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
 		uint8_t saved = data[flips[i].offset];
@@ -314,11 +317,11 @@ static void test_trusted(void **state)
 	struct store_state *s = new_state();
 	assert_applied(s, (struct store_cmd[1]){trusted('a', STORE_PUT)});
 	assert_rejected(s, (struct store_cmd[1]){trusted('a', STORE_PUT)},
-			"aaaaaaaaaaaaaaaa... is already trusted");
+	                "aaaaaaaaaaaaaaaa... is already trusted");
 	assert_rejected(s, (struct store_cmd[1]){trusted('A', STORE_PUT)},
-			"a digest is 64 lowercase hex digits (SHA-256)");
+	                "a digest is 64 lowercase hex digits (SHA-256)");
 	assert_rejected(s, (struct store_cmd[1]){trusted('b', STORE_DELETE)},
-			"no such trusted measurement");
+	                "no such trusted measurement");
 	assert_applied(s, (struct store_cmd[1]){trusted('a', STORE_DELETE)});
 	assert_int_equal(store_count(s, STORE_TRUSTED), 0);
 	store_state_free(s);
@@ -332,7 +335,7 @@ static void test_policy_epochs(void **state)
 	assert_true(r.applied);
 	assert_int_equal(r.value, 1);
 	assert_rejected(s, (struct store_cmd[1]){policy(0, "stale edit")},
-			"the edit was made on epoch 0, but the policy is at epoch 1");
+	                "the edit was made on epoch 0, but the policy is at epoch 1");
 	r = apply(s, (struct store_cmd[1]){policy(1, "second")});
 	assert_int_equal(r.value, 2);
 	assert_string_equal(store_policy(s)->text, "second");
@@ -347,15 +350,15 @@ static void test_nat_blocks(void **state)
 	struct store_state *s = new_state();
 	assert_applied(s, (struct store_cmd[1]){block(4096, 1024, 1, STORE_PUT)});
 	assert_rejected(s, (struct store_cmd[1]){block(4096, 1000, 2, STORE_PUT)},
-			"a block's size is a power of two and its start a multiple of it");
+	                "a block's size is a power of two and its start a multiple of it");
 	assert_rejected(s, (struct store_cmd[1]){block(4100, 4, 2, STORE_PUT)},
-			"ports 4100-4103 overlap the block 4096-5119 of member 1");
+	                "ports 4100-4103 overlap the block 4096-5119 of member 1");
 	assert_rejected(s, (struct store_cmd[1]){block(0, 8192, 2, STORE_PUT)},
-			"ports 0-8191 overlap the block 4096-5119 of member 1");
+	                "ports 0-8191 overlap the block 4096-5119 of member 1");
 	assert_rejected(s, (struct store_cmd[1]){block(8192, 1024, 0, STORE_PUT)},
-			"a block needs an owner");
+	                "a block needs an owner");
 	assert_rejected(s, (struct store_cmd[1]){block(4096, 1024, 2, STORE_DELETE)},
-			"member 2 holds no block at 4096");
+	                "member 2 holds no block at 4096");
 	assert_applied(s, (struct store_cmd[1]){block(5120, 1024, 2, STORE_PUT)});
 	assert_applied(s, (struct store_cmd[1]){block(4096, 1024, 1, STORE_DELETE)});
 	assert_int_equal(store_count(s, STORE_NAT_BLOCKS), 1);
@@ -369,11 +372,12 @@ static void test_nat_mappings(void **state)
 	assert_applied(s, (struct store_cmd[1]){mapping(8080, 1, STORE_PUT)});
 	assert_applied(s, (struct store_cmd[1]){mapping(8080, 1, STORE_PUT)}); /* renewal */
 	assert_rejected(s, (struct store_cmd[1]){mapping(8080, 2, STORE_PUT)},
-			"public port 8080/tcp is mapped by member 1");
+	                "public port 8080/tcp is mapped by member 1");
 	struct store_cmd icmp = mapping(1, 1, STORE_PUT);
 	icmp.row.nat_mapping.proto = 1;
 	assert_rejected(s, &icmp, "a mapping is for TCP (6) or UDP (17)");
-	assert_rejected(s, (struct store_cmd[1]){mapping(9090, 1, STORE_DELETE)}, "no such mapping");
+	assert_rejected(s, (struct store_cmd[1]){mapping(9090, 1, STORE_DELETE)},
+	                "no such mapping");
 	assert_applied(s, (struct store_cmd[1]){mapping(8080, 1, STORE_DELETE)});
 	store_state_free(s);
 }
@@ -385,7 +389,7 @@ static void test_leases(void **state)
 	assert_applied(s, (struct store_cmd[1]){lease("02:00:00:00:00:01", 0x0a4d0201, 500, 100)});
 	/* Unexpired at the command's own time: refused. */
 	assert_rejected(s, (struct store_cmd[1]){lease("02:00:00:00:00:02", 0x0a4d0201, 900, 400)},
-			"the address is leased to 02:00:00:00:00:01");
+	                "the address is leased to 02:00:00:00:00:01");
 	/* Expired: the address goes to the new MAC, the old lease with it. */
 	assert_applied(s, (struct store_cmd[1]){lease("02:00:00:00:00:02", 0x0a4d0201, 900, 600)});
 	assert_int_equal(store_count(s, STORE_LEASES), 1);
@@ -417,17 +421,17 @@ static struct store_state *populated(void)
 {
 	struct store_state *s = new_state();
 	struct store_cmd cmds[] = {
-		generation(1),
-		member(1, "h1", "10.77.0.1:7700"),
-		member(2, "h2", "10.77.0.2:7700"),
-		admission("h1", 5),
-		trusted('c', STORE_PUT),
-		trusted('d', STORE_PUT),
-		policy(0, "allow all\n"),
-		block(2048, 512, 1, STORE_PUT),
-		mapping(443, 2, STORE_PUT),
-		lease("02:00:00:00:00:05", 0x0a4d0205, 99, 1),
-		conflict("kept for the admin"),
+	    generation(1),
+	    member(1, "h1", "10.77.0.1:7700"),
+	    member(2, "h2", "10.77.0.2:7700"),
+	    admission("h1", 5),
+	    trusted('c', STORE_PUT),
+	    trusted('d', STORE_PUT),
+	    policy(0, "allow all\n"),
+	    block(2048, 512, 1, STORE_PUT),
+	    mapping(443, 2, STORE_PUT),
+	    lease("02:00:00:00:00:05", 0x0a4d0205, 99, 1),
+	    conflict("kept for the admin"),
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		assert_applied(s, &cmds[i]);
@@ -470,7 +474,8 @@ static void test_bad_snapshots_change_nothing(void **state)
 	snapshot(src, &snap, &len);
 	snapshot(dst, &before, &blen);
 	for (size_t cut = 0; cut < len; cut += 7) {
-		assert_int_equal(store_state_restore(dst, snap, cut, error, sizeof(error)), -EBADMSG);
+		assert_int_equal(store_state_restore(dst, snap, cut, error, sizeof(error)),
+		                 -EBADMSG);
 		assert_true(strncmp(error, "snapshot: ", 10) == 0);
 	}
 	uint8_t *longer = calloc(1, len + 1);
@@ -496,13 +501,12 @@ static void test_dump(void **state)
 	(void)state;
 	struct store_state *s = populated();
 	json_t *d = store_state_dump(s);
-	const char *tables[] = {"cluster", "members", "admissions", "trusted", "policy",
-				"nat_blocks", "nat_mappings", "leases", "conflicts"};
+	const char *tables[] = {"cluster",    "members",      "admissions", "trusted",  "policy",
+	                        "nat_blocks", "nat_mappings", "leases",     "conflicts"};
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
 		assert_non_null(json_object_get(d, tables[i]));
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "cluster"),
-							    "generation")),
-			 1);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(d, "cluster"), "generation")), 1);
 	json_t *m = json_array_get(json_object_get(d, "members"), 1);
 	assert_string_equal(json_string_value(json_object_get(m, "name")), "h2");
 	assert_string_equal(json_string_value(json_object_get(m, "role")), "standby");
@@ -556,7 +560,7 @@ static void test_merge_rules(void **state)
 	c = policy(0, "made on an old epoch");
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
 	assert_string_equal(reason, "a policy edit made on epoch 0 meets epoch 1; review it and "
-				    "apply it again by hand");
+	                            "apply it again by hand");
 
 	/* The same block, claimed by another host on the other side: the
 	 * orphan's owner gets the next free aligned block. */
@@ -573,14 +577,14 @@ static void test_merge_rules(void **state)
 	c = block(0, 32768, 3, STORE_PUT); /* now no free block of that size is left */
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
 	assert_string_equal(reason, "NAT block 0/32768 of member 3 was claimed on both sides and "
-				    "no free block is left");
+	                            "no free block is left");
 
 	c = mapping(443, 2, STORE_PUT);
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
 	c = mapping(443, 3, STORE_PUT);
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
-	assert_string_equal(reason,
-			    "public port 443 was mapped by member 2 on one side and 3 on the other");
+	assert_string_equal(
+	    reason, "public port 443 was mapped by member 2 on one side and 3 on the other");
 	c = mapping(444, 3, STORE_PUT);
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
 
@@ -589,28 +593,28 @@ static void test_merge_rules(void **state)
 	c = lease("02:00:00:00:00:06", 0x0a4d0205, 99, 1);
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
 	assert_string_equal(reason, "an address was leased to 02:00:00:00:00:05 and to "
-				    "02:00:00:00:00:06");
+	                            "02:00:00:00:00:06");
 	store_state_free(s);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_every_table_round_trips),
-		cmocka_unit_test(test_decode_rejects_bad_bytes),
-		cmocka_unit_test(test_cluster_generations),
-		cmocka_unit_test(test_members),
-		cmocka_unit_test(test_admissions),
-		cmocka_unit_test(test_trusted),
-		cmocka_unit_test(test_policy_epochs),
-		cmocka_unit_test(test_nat_blocks),
-		cmocka_unit_test(test_nat_mappings),
-		cmocka_unit_test(test_leases),
-		cmocka_unit_test(test_conflicts_get_ids),
-		cmocka_unit_test(test_deterministic_and_snapshot_round_trip),
-		cmocka_unit_test(test_bad_snapshots_change_nothing),
-		cmocka_unit_test(test_dump),
-		cmocka_unit_test(test_merge_rules),
+	    cmocka_unit_test(test_every_table_round_trips),
+	    cmocka_unit_test(test_decode_rejects_bad_bytes),
+	    cmocka_unit_test(test_cluster_generations),
+	    cmocka_unit_test(test_members),
+	    cmocka_unit_test(test_admissions),
+	    cmocka_unit_test(test_trusted),
+	    cmocka_unit_test(test_policy_epochs),
+	    cmocka_unit_test(test_nat_blocks),
+	    cmocka_unit_test(test_nat_mappings),
+	    cmocka_unit_test(test_leases),
+	    cmocka_unit_test(test_conflicts_get_ids),
+	    cmocka_unit_test(test_deterministic_and_snapshot_round_trip),
+	    cmocka_unit_test(test_bad_snapshots_change_nothing),
+	    cmocka_unit_test(test_dump),
+	    cmocka_unit_test(test_merge_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

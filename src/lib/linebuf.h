@@ -1,0 +1,21 @@
+/* A growing receive buffer for line protocols on libuv streams: the
+ * alloc_cb of uv_read_start() hands out its free tail. */
+#pragma once
+
+#include <stddef.h>
+
+#include <uv.h>
+
+struct linebuf {
+	char *data;
+	size_t len, cap;
+};
+
+/* Makes room for at least 4 KiB more and points @buf at the free tail (an
+ * empty buffer when out of memory, which libuv reports as UV_ENOBUFS). */
+void linebuf_alloc(struct linebuf *lb, uv_buf_t *buf);
+
+/* Drops the first @n bytes (the lines already handled). */
+void linebuf_consume(struct linebuf *lb, size_t n);
+
+void linebuf_free(struct linebuf *lb);
