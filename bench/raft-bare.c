@@ -18,7 +18,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
-#define CMD_SIZE 64
+#define CMD_SIZE  64
 #define MAX_NODES 8
 
 struct node {
@@ -164,10 +164,13 @@ int main(int argc, char **argv)
 	n.burst = 20000;
 	n.inflight = 1000;
 	static const struct option opts[] = {
-		{"id", required_argument, NULL, 'i'},	 {"dir", required_argument, NULL, 'd'},
-		{"cluster", required_argument, NULL, 'c'}, {"count", required_argument, NULL, 'n'},
-		{"burst", required_argument, NULL, 'b'},	 {"inflight", required_argument, NULL, 'f'},
-		{0},
+	    {"id", required_argument, NULL, 'i'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"cluster", required_argument, NULL, 'c'},
+	    {"count", required_argument, NULL, 'n'},
+	    {"burst", required_argument, NULL, 'b'},
+	    {"inflight", required_argument, NULL, 'f'},
+	    {0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -218,8 +221,11 @@ int main(int argc, char **argv)
 	}
 	n.lat_ns = calloc(n.count, sizeof(uint64_t));
 	n.loop = uv_default_loop();
-	n.fsm = (struct raft_fsm){.version = 1, .data = &n, .apply = fsm_apply,
-				  .snapshot = fsm_snapshot, .restore = fsm_restore};
+	n.fsm = (struct raft_fsm){.version = 1,
+	                          .data = &n,
+	                          .apply = fsm_apply,
+	                          .snapshot = fsm_snapshot,
+	                          .restore = fsm_restore};
 	if (raft_uv_tcp_init(&n.transport, n.loop) != 0 ||
 	    raft_uv_init(&n.io, n.loop, dir, &n.transport) != 0 ||
 	    raft_init(&n.raft, &n.io, &n.fsm, id, address) != 0) {
