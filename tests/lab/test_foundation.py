@@ -141,3 +141,10 @@ def test_bare_lab_has_no_aees(make_lab):
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"{lab.prefix}-h1-aee" not in names
     assert "bare" in lab.lab("ctl", "h1", "--", "status", check=False).stderr
+
+
+def test_bridge_switch(make_lab):
+    lab = make_lab(2, "--devices", "0", "--switch", "bridge")
+    lab.exec("h1", "ping", "-c", "1", "-W", "1", "10.77.1.2")
+    assert "Linux bridge" in lab.lab("status").stdout
+    assert lab.counters("h1")["guest_tx"]["packets"] >= 1
