@@ -1,0 +1,358 @@
+/* The OpenFlow 1.3 codec against hex vectors, checked both ways: our
+ * encoder must produce the vector, and Open vSwitch's own decoder
+ * (`ovs-ofctl ofp-print`) and ours must read the same message from it. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "openflow/ofp.h"
+
+struct vector {
+	const char *name;
+	const char *hex;
+	const char *ovs; /* what ovs-ofctl ofp-print says (its first line(s)) */
+	const char *ours;
+};
+
+static const struct vector vectors[] = {
+    {"hello", "04000010000000010001000800000010",
+     "OFPT_HELLO (OF1.3) (xid=0x1):\n version bitmap: 0x04", "HELLO xid=0x1: version_bitmap=0x10"},
+    {"echo", "0402000c0000000270696e67", "OFPT_ECHO_REQUEST (OF1.3) (xid=0x2): 4 bytes of payload",
+     "ECHO_REQUEST xid=0x2: 4 bytes of data"},
+    {"barrier", "0414000800000003",
+     "OFPT_BARRIER_REQUEST (OF1.3) (xid=0x3):", "BARRIER_REQUEST xid=0x3"},
+    {"features", "0406002000000004000000000000000100000000fe0000000000004f00000000",
+     "OFPT_FEATURES_REPLY (OF1.3) (xid=0x4): dpid:0000000000000001\nn_tables:254, n_buffers:0",
+     "FEATURES_REPLY xid=0x4: dpid=0x0000000000000001 n_tables=254 n_buffers=0"},
+    {"role", "04180018000000070000000200000000000000000000000a",
+     "OFPT_ROLE_REQUEST (OF1.3) (xid=0x7): role=primary generation_id=10",
+     "ROLE_REQUEST xid=0x7: role=master generation_id=10"},
+    {"flow",
+     "040e008800000005e77000000000000100000000000000000000000000000064ffffffffffffffffffffff"
+     "ff000000000001002b800000040000000380000a020800800019080a4d0100ffffff00800014010680001d04"
+     "4000fc00000000000000040028000000000019001080000606020000000002000000000010000000020000"
+     "000000000000",
+     "OFPT_FLOW_MOD (OF1.3) (xid=0x5): ADD priority=100,tcp,in_port=3,nw_dst=10.77.1.0/24,"
+     "tp_dst=0x4000/0xfc00 cookie:0xe770000000000001 actions=set_field:02:00:00:00:00:02->"
+     "eth_dst,output:2",
+     "FLOW_MOD xid=0x5: add table=0 priority=100 cookie=0xe770000000000001 match=in_port=3,"
+     "eth_type=0x0800,ipv4_dst=10.77.1.0/255.255.255.0,ip_proto=6,tcp_dst=16384/0xfc00 "
+     "actions=set_field:eth_dst=02:00:00:00:00:02,output:2"},
+    {"flow2",
+     "040e0060000000060000000000000000000000000000000001000000000000c8ffffffffffffffffffffff"
+     "ff000000000001001880000a02080680002a02000180002e040a4d00020003001000000000001600080000"
+     "00070001000802000000",
+     "OFPT_FLOW_MOD (OF1.3) (xid=0x6): ADD table:1 priority=200,arp,arp_tpa=10.77.0.2,"
+     "arp_op=1 actions=write_actions(group:7),goto_table:2",
+     "FLOW_MOD xid=0x6: add table=1 priority=200 cookie=0x0 match=eth_type=0x0806,arp_op=1,"
+     "arp_tpa=10.77.0.2 actions=write_actions(group:7),goto_table:2"},
+    {"flowdel",
+     "040e003800000008e770000000000000ffff000000000000ff03000000000000ffffffffffffffffffffff"
+     "ff000000000001000400000000",
+     "OFPT_FLOW_MOD (OF1.3) (xid=0x8): DEL table:255 priority=0 cookie:0xe770000000000000/"
+     "0xffff000000000000 actions=drop",
+     "FLOW_MOD xid=0x8: delete table=255 priority=0 cookie=0xe770000000000000/"
+     "0xffff000000000000 match=any actions=drop"},
+};
+
+static size_t unhex(const char *hex, uint8_t *out)
+{
+	size_t n = strlen(hex) / 2;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		sscanf(hex + 2 * i, "%2x", &v);
+		out[i] = (uint8_t)v;
+	}
+	return n;
+}
+
+static char *tohex(const uint8_t *d, size_t len)
+{
+	char *s = malloc(len * 2 + 1);
+	for (size_t i = 0; i < len; i++)
+		sprintf(s + 2 * i, "%02x", d[i]);
+	s[len * 2] = '\0';
+	return s;
+}
+
+static const struct vector *vec(const char *name)
+{
+	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++)
+		if (strcmp(vectors[i].name, name) == 0)
+			return &vectors[i];
+	fail_msg("no vector %s", name);
+	return NULL;
+}
+
+static void assert_encodes_to(struct obuf *b, const char *name)
+{
+	assert_int_equal(of13_finish(b), 0);
+	char *hex = tohex(b->data, b->len);
+	if (strcmp(hex, vec(name)->hex) != 0)
+		fail_msg("%s encodes to\n%s\nexpected\n%s", name, hex, vec(name)->hex);
+	free(hex);
+	obuf_free(b);
+}
+
+static struct of13_flow_mod flow_vector(void)
+{
+	struct of13_flow_mod fm;
+	of13_flow_mod_init(&fm, OF13_FLOW_ADD);
+	fm.cookie = 0xe770000000000001ull;
+	fm.priority = 100;
+	uint64_t m24 = 0xffffff00, pm = 0xfc00;
+	assert_int_equal(of13_match_add(&fm.match, OF13_OXM_IN_PORT, 3, NULL), 0);
+	assert_int_equal(of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, 0x0800, NULL), 0);
+	assert_int_equal(of13_match_add(&fm.match, OF13_OXM_IPV4_DST, 0x0a4d0100, &m24), 0);
+	assert_int_equal(of13_match_add(&fm.match, OF13_OXM_IP_PROTO, 6, NULL), 0);
+	assert_int_equal(of13_match_add(&fm.match, OF13_OXM_TCP_DST, 0x4000, &pm), 0);
+	struct of13_instruction *in = &fm.instructions[fm.n_instructions++];
+	in->type = OF13_INSTRUCTION_APPLY_ACTIONS;
+	struct of13_match tmp = {0};
+	const uint8_t mac[6] = {2, 0, 0, 0, 0, 2};
+	assert_int_equal(of13_match_add_eth(&tmp, OF13_OXM_ETH_DST, mac, NULL), 0);
+	in->actions[0] =
+	    (struct of13_action){.type = OF13_ACTION_SET_FIELD, .set_field = tmp.oxm[0]};
+	in->actions[1] = (struct of13_action){.type = OF13_ACTION_OUTPUT, .output.port = 2};
+	in->n_actions = 2;
+	return fm;
+}
+
+static void test_encoders(void **state)
+{
+	(void)state;
+	struct obuf b = {0};
+	of13_hello_encode(&b, 1, &(struct of13_hello){.version_bitmap = 1u << OF13_VERSION});
+	assert_encodes_to(&b, "hello");
+	of13_simple_encode(&b, OF13_ECHO_REQUEST, 2, "ping", 4);
+	assert_encodes_to(&b, "echo");
+	of13_simple_encode(&b, OF13_BARRIER_REQUEST, 3, NULL, 0);
+	assert_encodes_to(&b, "barrier");
+	of13_features_encode(
+	    &b, 4,
+	    &(struct of13_features){.datapath_id = 1, .n_tables = 254, .capabilities = 0x4f});
+	assert_encodes_to(&b, "features");
+	of13_role_encode(&b, OF13_ROLE_REQUEST, 7,
+	                 &(struct of13_role_msg){.role = OF13_ROLE_MASTER, .generation_id = 10});
+	assert_encodes_to(&b, "role");
+	struct of13_flow_mod fm = flow_vector();
+	of13_flow_mod_encode(&b, 5, &fm);
+	assert_encodes_to(&b, "flow");
+
+	struct of13_flow_mod arp;
+	of13_flow_mod_init(&arp, OF13_FLOW_ADD);
+	arp.priority = 200;
+	arp.table_id = 1;
+	of13_match_add(&arp.match, OF13_OXM_ETH_TYPE, 0x0806, NULL);
+	of13_match_add(&arp.match, OF13_OXM_ARP_OP, 1, NULL);
+	of13_match_add(&arp.match, OF13_OXM_ARP_TPA, 0x0a4d0002, NULL);
+	arp.instructions[0] =
+	    (struct of13_instruction){.type = OF13_INSTRUCTION_WRITE_ACTIONS, .n_actions = 1};
+	arp.instructions[0].actions[0] =
+	    (struct of13_action){.type = OF13_ACTION_GROUP, .group_id = 7};
+	arp.instructions[1] =
+	    (struct of13_instruction){.type = OF13_INSTRUCTION_GOTO_TABLE, .table_id = 2};
+	arp.n_instructions = 2;
+	of13_flow_mod_encode(&b, 6, &arp);
+	assert_encodes_to(&b, "flow2");
+
+	struct of13_flow_mod del;
+	of13_flow_mod_init(&del, OF13_FLOW_DELETE);
+	del.cookie = 0xe770000000000000ull;
+	del.cookie_mask = 0xffff000000000000ull;
+	del.table_id = 0xff;
+	of13_flow_mod_encode(&b, 8, &del);
+	assert_encodes_to(&b, "flowdel");
+}
+
+/* Our decoder reads every vector, formats it as expected, and re-encodes
+ * the flow_mods to the same bytes. */
+static void test_decoders(void **state)
+{
+	(void)state;
+	uint8_t buf[512];
+	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+		size_t len = unhex(vectors[i].hex, buf);
+		char *text = NULL;
+		size_t tlen = 0;
+		FILE *f = open_memstream(&text, &tlen);
+		of13_format(f, buf, len);
+		fclose(f);
+		if (strcmp(text, vectors[i].ours) != 0)
+			fail_msg("%s formats as\n%s\nexpected\n%s", vectors[i].name, text,
+			         vectors[i].ours);
+		free(text);
+		struct of13_header h;
+		assert_int_equal(of13_header_decode(buf, len, &h), OF13_OK);
+		if (h.type != OF13_FLOW_MOD)
+			continue;
+		struct of13_flow_mod fm;
+		struct obuf b = {0};
+		assert_int_equal(of13_flow_mod_decode(buf, len, &fm), OF13_OK);
+		of13_flow_mod_encode(&b, h.xid, &fm);
+		assert_int_equal(of13_finish(&b), 0);
+		assert_int_equal(b.len, len);
+		assert_memory_equal(b.data, buf, len);
+		obuf_free(&b);
+	}
+	struct of13_flow_mod fm;
+	uint64_t v, m;
+	assert_int_equal(of13_flow_mod_decode(buf, unhex(vec("flow")->hex, buf), &fm), OF13_OK);
+	assert_true(of13_match_get(&fm.match, OF13_OXM_IPV4_DST, &v, &m));
+	assert_int_equal(v, 0x0a4d0100);
+	assert_int_equal(m, 0xffffff00);
+	assert_false(of13_match_get(&fm.match, OF13_OXM_UDP_DST, &v, &m));
+}
+
+/* Open vSwitch's decoder reads the same vectors the same way. */
+static void test_ovs_agrees(void **state)
+{
+	(void)state;
+	if (system("command -v ovs-ofctl >/dev/null 2>&1") != 0)
+		skip();
+	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+		char cmd[1024], out[4096] = "";
+		snprintf(cmd, sizeof(cmd), "ovs-ofctl ofp-print %s 2>/dev/null", vectors[i].hex);
+		FILE *p = popen(cmd, "r");
+		assert_non_null(p);
+		size_t n = fread(out, 1, sizeof(out) - 1, p);
+		out[n] = '\0';
+		assert_int_equal(pclose(p), 0);
+		if (strncmp(out, vectors[i].ovs, strlen(vectors[i].ovs)) != 0)
+			fail_msg("ovs-ofctl reads %s as\n%s\nexpected\n%s", vectors[i].name, out,
+			         vectors[i].ovs);
+	}
+}
+
+/* Every prefix of a message, and every length field made to lie, is an
+ * error and never a crash (the sanitizer build catches over-reads). */
+static void test_malformed(void **state)
+{
+	(void)state;
+	uint8_t buf[512], copy[512];
+	size_t len = unhex(vec("flow")->hex, buf);
+	struct of13_flow_mod fm;
+	/* A prefix that ends between instructions is a shorter, valid
+	 * message; any other is an error. */
+	unsigned valid = 0;
+	for (size_t cut = 0; cut < len; cut++) {
+		memcpy(copy, buf, len);
+		copy[2] = (uint8_t)(cut >> 8);
+		copy[3] = (uint8_t)cut;
+		if (of13_flow_mod_decode(copy, cut, &fm) != OF13_OK)
+			continue;
+		struct obuf b = {0};
+		of13_flow_mod_encode(&b, 5, &fm);
+		assert_int_equal(of13_finish(&b), 0);
+		assert_int_equal(b.len, cut);
+		assert_memory_equal(b.data, copy, cut);
+		obuf_free(&b);
+		valid++;
+	}
+	assert_int_equal(valid, 1); /* the flow without its instruction */
+	/* The header says more than there is. */
+	assert_int_equal(of13_flow_mod_decode(buf, len - 8, &fm), OF13_ERR_BAD_LEN);
+	/* Wrong version, wrong type. */
+	memcpy(copy, buf, len);
+	copy[0] = 0x01;
+	assert_int_equal(of13_flow_mod_decode(copy, len, &fm), OF13_ERR_BAD_VERSION);
+	memcpy(copy, buf, len);
+	copy[1] = OF13_ROLE_REQUEST;
+	assert_int_equal(of13_flow_mod_decode(copy, len, &fm), OF13_ERR_BAD_TYPE);
+	/* The match (at 48) says it is longer than the message. */
+	memcpy(copy, buf, len);
+	copy[50] = 0x7f;
+	assert_int_equal(of13_flow_mod_decode(copy, len, &fm), OF13_ERR_BAD_MATCH_LEN);
+	/* An OXM field with a length that does not fit its type (in_port: 4). */
+	memcpy(copy, buf, len);
+	copy[55] = 5;
+	assert_int_not_equal(of13_flow_mod_decode(copy, len, &fm), OF13_OK);
+	/* The same field twice: ip_proto (at 79) turned into in_port's id. */
+	memcpy(copy, buf, len);
+	copy[78] = OF13_OXM_IN_PORT << 1;
+	copy[79] = 4;
+	assert_int_not_equal(of13_flow_mod_decode(copy, len, &fm), OF13_OK);
+	/* An instruction of an unknown type (instructions start at 96). */
+	memcpy(copy, buf, len);
+	copy[97] = 0x09;
+	assert_int_equal(of13_flow_mod_decode(copy, len, &fm), OF13_ERR_BAD_INSTRUCTION);
+	/* An action whose length is not a multiple of 8 (first action at 104). */
+	memcpy(copy, buf, len);
+	copy[107] = 0x0f;
+	assert_int_equal(of13_flow_mod_decode(copy, len, &fm), OF13_ERR_BAD_ACTION_LEN);
+	/* An unknown action. */
+	memcpy(copy, buf, len);
+	copy[105] = 0x63;
+	assert_int_equal(of13_flow_mod_decode(copy, len, &fm), OF13_ERR_BAD_ACTION_TYPE);
+	assert_string_equal(of13_err_string(OF13_ERR_BAD_ACTION_TYPE), "unknown action");
+
+	char *text = NULL;
+	size_t tlen;
+	FILE *f = open_memstream(&text, &tlen);
+	of13_format(f, buf, 5);
+	fclose(f);
+	assert_string_equal(text, "(malformed: bad message length)");
+	free(text);
+}
+
+static void test_hello_and_negotiation(void **state)
+{
+	(void)state;
+	uint8_t buf[64];
+	struct of13_hello h;
+	/* A hello from a 1.0-1.3 peer (as OVS sends), and one without
+	 * elements from a version 5 peer. */
+	size_t len = unhex("04000010000000010001000800000012", buf);
+	assert_int_equal(of13_hello_decode(buf, len, &h), OF13_OK);
+	assert_int_equal(of13_negotiate(1u << 4, h.version_bitmap), 4);
+	len = unhex("0500000800000001", buf);
+	assert_int_equal(of13_hello_decode(buf, len, &h), OF13_OK);
+	assert_int_equal(h.version_bitmap, 0);
+	assert_int_equal(of13_negotiate(1u << 4, 1u << 1), 0);
+	/* An element that claims more than is there. */
+	len = unhex("04000010000000010001001000000010", buf);
+	assert_int_equal(of13_hello_decode(buf, len, &h), OF13_ERR_BAD_LEN);
+}
+
+static void test_error_and_role(void **state)
+{
+	(void)state;
+	struct obuf b = {0};
+	uint8_t req[80] = {4, 14, 0, 80};
+	of13_error_encode(&b, 9, OF13_ERR_BAD_FIELD, req, sizeof(req));
+	assert_int_equal(of13_finish(&b), 0);
+	struct of13_error_msg e;
+	assert_int_equal(of13_error_decode(b.data, b.len, &e), OF13_OK);
+	assert_int_equal(e.type, 4);
+	assert_int_equal(e.code, 6);
+	assert_int_equal(e.data_len, 64); /* spec 7.4.4: at least 64 bytes */
+	obuf_free(&b);
+
+	uint8_t buf[64];
+	size_t len = unhex(vec("role")->hex, buf);
+	struct of13_role_msg r;
+	assert_int_equal(of13_role_decode(buf, len, &r), OF13_OK);
+	assert_int_equal(r.role, OF13_ROLE_MASTER);
+	assert_int_equal(r.generation_id, 10);
+	assert_int_equal(of13_role_decode(buf, len - 1, &r), OF13_ERR_BAD_LEN);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_encoders),
+	    cmocka_unit_test(test_decoders),
+	    cmocka_unit_test(test_ovs_agrees),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_hello_and_negotiation),
+	    cmocka_unit_test(test_error_and_role),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
