@@ -258,6 +258,16 @@ static const char *type_name(uint8_t type)
 		return "ROLE_REQUEST";
 	case OF13_ROLE_REPLY:
 		return "ROLE_REPLY";
+	case OF13_PACKET_IN:
+		return "PACKET_IN";
+	case OF13_PACKET_OUT:
+		return "PACKET_OUT";
+	case OF13_PORT_STATUS:
+		return "PORT_STATUS";
+	case OF13_MULTIPART_REQUEST:
+		return "MULTIPART_REQUEST";
+	case OF13_MULTIPART_REPLY:
+		return "MULTIPART_REPLY";
 	}
 	return NULL;
 }
@@ -282,6 +292,12 @@ void of13_format(FILE *out, const void *data, size_t len)
 		struct of13_features features;
 		struct of13_role_msg role;
 		struct of13_flow_mod flow;
+		struct of13_packet_in pin;
+		struct of13_packet_out pout;
+		struct of13_port_status port;
+		struct {
+			uint16_t type, flags;
+		} mp;
 	} m;
 	switch (h.type) {
 	case OF13_HELLO:
@@ -317,6 +333,43 @@ void of13_format(FILE *out, const void *data, size_t len)
 			fputs(": ", out);
 			of13_flow_mod_format(out, &m.flow);
 		}
+		break;
+	case OF13_PACKET_IN:
+		e = of13_packet_in_decode(data, len, &m.pin);
+		if (!e) {
+			fprintf(out,
+			        ": reason=%u table=%u cookie=0x%" PRIx64 " match=", m.pin.reason,
+			        m.pin.table_id, m.pin.cookie);
+			of13_match_format(out, &m.pin.match);
+			fprintf(out, " total_len=%u data_len=%zu", m.pin.total_len, m.pin.data_len);
+		}
+		break;
+	case OF13_PACKET_OUT:
+		e = of13_packet_out_decode(data, len, &m.pout);
+		if (!e) {
+			fprintf(out, ": in_port=0x%" PRIx32 " actions=", m.pout.in_port);
+			for (unsigned i = 0; i < m.pout.n_actions; i++) {
+				if (i)
+					fputc(',', out);
+				of13_action_format(out, &m.pout.actions[i]);
+			}
+			fprintf(out, " data_len=%zu", m.pout.data_len);
+		}
+		break;
+	case OF13_PORT_STATUS:
+		e = of13_port_status_decode(data, len, &m.port);
+		if (!e)
+			fprintf(out, ": reason=%u port=%" PRIu32 "(%s) state=%s", m.port.reason,
+			        m.port.port.port_no, m.port.port.name,
+			        m.port.port.state & OF13_PORT_STATE_LINK_DOWN ? "link_down"
+			                                                      : "link_up");
+		break;
+	case OF13_MULTIPART_REQUEST:
+	case OF13_MULTIPART_REPLY:
+		e = of13_multipart_decode(data, len, &m.mp.type, &m.mp.flags);
+		if (!e)
+			fprintf(out, ": type=%u flags=0x%x, %zu bytes of body", m.mp.type,
+			        m.mp.flags, len - OF13_HEADER_LEN - 8);
 		break;
 	default:
 		if (len > OF13_HEADER_LEN)

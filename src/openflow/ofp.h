@@ -281,3 +281,104 @@ void of13_flow_mod_init(struct of13_flow_mod *fm, uint8_t command);
 enum of13_err of13_flow_mod_decode(const void *data, size_t len, struct of13_flow_mod *ret);
 void of13_flow_mod_encode(struct obuf *b, uint32_t xid, const struct of13_flow_mod *fm);
 void of13_flow_mod_format(FILE *out, const struct of13_flow_mod *fm);
+
+/* ---- packet.c: packet_in and packet_out (spec 7.4.1, 7.3.7) ---- */
+
+struct of13_packet_in {
+	uint32_t buffer_id;
+	uint16_t total_len;
+	uint8_t reason; /* 0 no match, 1 action, 2 invalid TTL */
+	uint8_t table_id;
+	uint64_t cookie;
+	struct of13_match match; /* in_port at least */
+	const uint8_t *data;     /* the frame, pointing into the message */
+	size_t data_len;
+};
+enum of13_err of13_packet_in_decode(const void *data, size_t len, struct of13_packet_in *ret);
+void of13_packet_in_encode(struct obuf *b, uint32_t xid, const struct of13_packet_in *pi);
+
+struct of13_packet_out {
+	uint32_t buffer_id;
+	uint32_t in_port;
+	unsigned n_actions;
+	struct of13_action actions[OF13_ACTIONS_MAX];
+	const uint8_t *data;
+	size_t data_len;
+};
+enum of13_err of13_packet_out_decode(const void *data, size_t len, struct of13_packet_out *ret);
+void of13_packet_out_encode(struct obuf *b, uint32_t xid, const struct of13_packet_out *po);
+
+/* ---- port.c: ports, port_status, port description and statistics ---- */
+
+#define OF13_PORT_NAME_LEN        16
+#define OF13_PORT_STATE_LINK_DOWN 1u
+#define OF13_PORT_CONFIG_DOWN     1u
+
+struct of13_port {
+	uint32_t port_no;
+	uint8_t hw_addr[6];
+	char name[OF13_PORT_NAME_LEN + 1];
+	uint32_t config, state;
+	uint32_t curr, advertised, supported, peer;
+	uint32_t curr_speed, max_speed; /* kbit/s */
+};
+
+enum of13_port_reason {
+	OF13_PORT_ADD = 0,
+	OF13_PORT_DELETE = 1,
+	OF13_PORT_MODIFY = 2,
+};
+
+struct of13_port_status {
+	uint8_t reason;
+	struct of13_port port;
+};
+enum of13_err of13_port_status_decode(const void *data, size_t len, struct of13_port_status *ret);
+void of13_port_status_encode(struct obuf *b, uint32_t xid, const struct of13_port_status *ps);
+
+/* Spec 7.3.5: multipart types ETTM uses. */
+enum of13_multipart_type {
+	OF13_MP_FLOW = 1,
+	OF13_MP_PORT_STATS = 4,
+	OF13_MP_GROUP = 6,
+	OF13_MP_PORT_DESC = 13,
+};
+#define OF13_MP_MORE 1u /* flags: more replies follow */
+
+/* A multipart request with an empty body (port description) or a port
+ * number (port statistics; OF13_PORT_ANY for all). */
+void of13_port_desc_request_encode(struct obuf *b, uint32_t xid);
+void of13_port_stats_request_encode(struct obuf *b, uint32_t xid, uint32_t port_no);
+
+#define OF13_PORTS_MAX 64
+
+struct of13_port_desc_reply {
+	uint16_t flags;
+	unsigned n;
+	struct of13_port ports[OF13_PORTS_MAX];
+};
+enum of13_err of13_port_desc_reply_decode(const void *data, size_t len,
+                                          struct of13_port_desc_reply *ret);
+void of13_port_desc_reply_encode(struct obuf *b, uint32_t xid,
+                                 const struct of13_port_desc_reply *r);
+
+struct of13_port_stats {
+	uint32_t port_no;
+	uint64_t rx_packets, tx_packets, rx_bytes, tx_bytes, rx_dropped, tx_dropped;
+	uint64_t rx_errors, tx_errors;
+	uint32_t duration_sec, duration_nsec;
+};
+
+struct of13_port_stats_reply {
+	uint16_t flags;
+	unsigned n;
+	struct of13_port_stats stats[OF13_PORTS_MAX];
+};
+enum of13_err of13_port_stats_reply_decode(const void *data, size_t len,
+                                           struct of13_port_stats_reply *ret);
+void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid,
+                                  const struct of13_port_stats_reply *r);
+
+/* The multipart type and flags of a request or reply. */
+enum of13_err of13_multipart_decode(const void *data, size_t len, uint16_t *ret_type,
+                                    uint16_t *ret_flags);

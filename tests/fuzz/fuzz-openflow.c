@@ -34,6 +34,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct of13_hello hello;
 	of13_hello_decode(data, size, &hello);
+	struct of13_packet_in pin;
+	if (of13_packet_in_decode(data, size, &pin) == OF13_OK &&
+	    (pin.data + pin.data_len != data + size))
+		__builtin_trap(); /* the frame is the message's tail */
+	struct of13_packet_out pout;
+	of13_packet_out_decode(data, size, &pout);
+	struct of13_port_status ps;
+	if (of13_port_status_decode(data, size, &ps) == OF13_OK &&
+	    strlen(ps.port.name) > OF13_PORT_NAME_LEN)
+		__builtin_trap();
+	static struct of13_port_desc_reply pd;
+	of13_port_desc_reply_decode(data, size, &pd);
+	static struct of13_port_stats_reply st;
+	of13_port_stats_reply_decode(data, size, &st);
 	struct of13_role_msg role;
 	of13_role_decode(data, size, &role);
 	return 0;

@@ -60,6 +60,41 @@ static const struct vector vectors[] = {
      "0xffff000000000000 actions=drop",
      "FLOW_MOD xid=0x8: delete table=255 priority=0 cookie=0xe770000000000000/"
      "0xffff000000000000 match=any actions=drop"},
+    {"packet_in",
+     "040a003800000000ffffffff000e01000000000000000e770001000c8000000400000002000000000000ff"
+     "ffffffffff02000000000188cc",
+     "OFPT_PACKET_IN (OF1.3) (xid=0x0): cookie=0xe77 total_len=14 in_port=2 (via action) "
+     "data_len=14 (unbuffered)",
+     "PACKET_IN xid=0x0: reason=1 table=0 cookie=0xe77 match=in_port=2 total_len=14 data_len=14"},
+    {"packet_out",
+     "040d00360000000bfffffffffffffffd001000000000000000000010000000030000000000000000ffffff"
+     "ffffff02000000000188cc",
+     "OFPT_PACKET_OUT (OF1.3) (xid=0xb): in_port=CONTROLLER actions=output:3 data_len=14",
+     "PACKET_OUT xid=0xb: in_port=0xfffffffd actions=output:3 data_len=14"},
+    {"port_status",
+     "040c0050000000000200000000000000000000030000000002000000000300006833000000000000000000"
+     "00000000000000000000000001000000000000000000000000000000000098968000000000",
+     "OFPT_PORT_STATUS (OF1.3) (xid=0x0): MOD: 3(h3): addr:02:00:00:00:00:03\n     config:     0\n "
+     "    state:      LINK_DOWN",
+     "PORT_STATUS xid=0x0: reason=2 port=3(h3) state=link_down"},
+    {"port_desc_request", "041200100000000c000d000000000000",
+     "OFPST_PORT_DESC request (OF1.3) (xid=0xc): port=ANY",
+     "MULTIPART_REQUEST xid=0xc: type=13 flags=0x0, 0 bytes of body"},
+    {"port_stats_request", "041200180000000d0004000000000000ffffffff00000000",
+     "OFPST_PORT request (OF1.3) (xid=0xd): port_no=ANY",
+     "MULTIPART_REQUEST xid=0xd: type=4 flags=0x0, 8 bytes of body"},
+    {"port_desc_reply",
+     "041300500000000c000d000000000000000000030000000002000000000300006833000000000000000000"
+     "00000000000000000000000000000000000000000000000000000000000098968000000000",
+     "OFPST_PORT_DESC reply (OF1.3) (xid=0xc):\n 3(h3): addr:02:00:00:00:00:03",
+     "MULTIPART_REPLY xid=0xc: type=13 flags=0x0, 64 bytes of body"},
+    {"port_stats_reply",
+     "041300800000000d00040000000000000000000300000000000000000000000a0000000000000014000000"
+     "00000003e800000000000007d0000000000000000000000000000000000000000000000000000000000000"
+     "000000000000000000000000000000000000000000000000000000000000000000000000000500000000",
+     "OFPST_PORT reply (OF1.3) (xid=0xd): 1 ports\n  port  3: rx pkts=10, bytes=1000, drop=0, "
+     "errs=0",
+     "MULTIPART_REPLY xid=0xd: type=4 flags=0x0, 112 bytes of body"},
 };
 
 static size_t unhex(const char *hex, uint8_t *out)
@@ -170,6 +205,103 @@ static void test_encoders(void **state)
 	del.table_id = 0xff;
 	of13_flow_mod_encode(&b, 8, &del);
 	assert_encodes_to(&b, "flowdel");
+}
+
+static const uint8_t frame[14] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x88, 0xcc};
+
+static struct of13_port port3(void)
+{
+	struct of13_port p = {
+	    .port_no = 3, .hw_addr = {2, 0, 0, 0, 0, 3}, .name = "h3", .curr_speed = 10000000};
+	return p;
+}
+
+static void test_packet_and_port_encoders(void **state)
+{
+	(void)state;
+	struct obuf b = {0};
+	struct of13_packet_in pi = {.buffer_id = OF13_NO_BUFFER,
+	                            .total_len = 14,
+	                            .reason = 1,
+	                            .cookie = 0xe77,
+	                            .data = frame,
+	                            .data_len = 14};
+	of13_match_add(&pi.match, OF13_OXM_IN_PORT, 2, NULL);
+	of13_packet_in_encode(&b, 0, &pi);
+	assert_encodes_to(&b, "packet_in");
+	struct of13_packet_out po = {.buffer_id = OF13_NO_BUFFER,
+	                             .in_port = OF13_PORT_CONTROLLER,
+	                             .n_actions = 1,
+	                             .data = frame,
+	                             .data_len = 14};
+	po.actions[0] = (struct of13_action){.type = OF13_ACTION_OUTPUT, .output.port = 3};
+	of13_packet_out_encode(&b, 11, &po);
+	assert_encodes_to(&b, "packet_out");
+	struct of13_port_status ps = {.reason = OF13_PORT_MODIFY, .port = port3()};
+	ps.port.state = OF13_PORT_STATE_LINK_DOWN;
+	of13_port_status_encode(&b, 0, &ps);
+	assert_encodes_to(&b, "port_status");
+	of13_port_desc_request_encode(&b, 12);
+	assert_encodes_to(&b, "port_desc_request");
+	of13_port_stats_request_encode(&b, 13, OF13_PORT_ANY);
+	assert_encodes_to(&b, "port_stats_request");
+	struct of13_port_desc_reply pd = {.n = 1, .ports = {port3()}};
+	of13_port_desc_reply_encode(&b, 12, &pd);
+	assert_encodes_to(&b, "port_desc_reply");
+	struct of13_port_stats_reply st = {.n = 1};
+	st.stats[0] = (struct of13_port_stats){.port_no = 3,
+	                                       .rx_packets = 10,
+	                                       .tx_packets = 20,
+	                                       .rx_bytes = 1000,
+	                                       .tx_bytes = 2000,
+	                                       .duration_sec = 5};
+	of13_port_stats_reply_encode(&b, 13, &st);
+	assert_encodes_to(&b, "port_stats_reply");
+}
+
+static void test_packet_and_port_decoders(void **state)
+{
+	(void)state;
+	uint8_t buf[512];
+	size_t len = unhex(vec("packet_in")->hex, buf);
+	struct of13_packet_in pi;
+	uint64_t v;
+	assert_int_equal(of13_packet_in_decode(buf, len, &pi), OF13_OK);
+	assert_true(of13_match_get(&pi.match, OF13_OXM_IN_PORT, &v, NULL));
+	assert_int_equal(v, 2);
+	assert_int_equal(pi.data_len, 14);
+	assert_memory_equal(pi.data, frame, 14);
+	assert_int_not_equal(of13_packet_in_decode(buf, len - 15, &pi), OF13_OK);
+
+	len = unhex(vec("packet_out")->hex, buf);
+	struct of13_packet_out po;
+	assert_int_equal(of13_packet_out_decode(buf, len, &po), OF13_OK);
+	assert_int_equal(po.n_actions, 1);
+	assert_int_equal(po.actions[0].output.port, 3);
+	buf[17] = 0xf0; /* actions_len beyond the message */
+	assert_int_equal(of13_packet_out_decode(buf, len, &po), OF13_ERR_BAD_LEN);
+
+	len = unhex(vec("port_status")->hex, buf);
+	struct of13_port_status ps;
+	assert_int_equal(of13_port_status_decode(buf, len, &ps), OF13_OK);
+	assert_string_equal(ps.port.name, "h3");
+	assert_int_equal(ps.port.state, OF13_PORT_STATE_LINK_DOWN);
+	memset(buf + 32, 'x', 16); /* a name without its NUL */
+	assert_int_equal(of13_port_status_decode(buf, len, &ps), OF13_OK);
+	assert_int_equal(strlen(ps.port.name), 16);
+
+	len = unhex(vec("port_stats_reply")->hex, buf);
+	struct of13_port_stats_reply st;
+	assert_int_equal(of13_port_stats_reply_decode(buf, len, &st), OF13_OK);
+	assert_int_equal(st.n, 1);
+	assert_int_equal(st.stats[0].tx_bytes, 2000);
+	assert_int_equal(of13_port_desc_reply_decode(buf, len, &(struct of13_port_desc_reply){0}),
+	                 OF13_ERR_BAD_TYPE);
+	len = unhex(vec("port_desc_reply")->hex, buf);
+	struct of13_port_desc_reply pd;
+	assert_int_equal(of13_port_desc_reply_decode(buf, len, &pd), OF13_OK);
+	assert_int_equal(pd.n, 1);
+	assert_int_equal(pd.ports[0].curr_speed, 10000000);
 }
 
 /* Our decoder reads every vector, formats it as expected, and re-encodes
@@ -351,6 +483,8 @@ int main(void)
 	    cmocka_unit_test(test_decoders),
 	    cmocka_unit_test(test_ovs_agrees),
 	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_packet_and_port_encoders),
+	    cmocka_unit_test(test_packet_and_port_decoders),
 	    cmocka_unit_test(test_hello_and_negotiation),
 	    cmocka_unit_test(test_error_and_role),
 	};

@@ -1,0 +1,217 @@
+/* Ports (spec 7.2.1), port_status (7.4.3), and the port description and
+ * port statistics multiparts (7.3.5.6, 7.3.5.7). */
+#include <inttypes.h>
+#include <string.h>
+
+#include "ofp.h"
+
+#define PORT_LEN       64
+#define PORT_STATS_LEN 112
+#define MP_HEADER_LEN  8
+
+static void port_decode(struct cursor *c, struct of13_port *p)
+{
+	*p = (struct of13_port){.port_no = cursor_u32(c)};
+	cursor_u32(c);
+	const uint8_t *hw = cursor_bytes(c, 6);
+	if (hw)
+		memcpy(p->hw_addr, hw, 6);
+	cursor_u16(c);
+	const uint8_t *name = cursor_bytes(c, OF13_PORT_NAME_LEN);
+	if (name) {
+		/* Spec: NUL-terminated; a full name is cut, never over-read. */
+		memcpy(p->name, name, OF13_PORT_NAME_LEN);
+		p->name[OF13_PORT_NAME_LEN] = '\0';
+	}
+	p->config = cursor_u32(c);
+	p->state = cursor_u32(c);
+	p->curr = cursor_u32(c);
+	p->advertised = cursor_u32(c);
+	p->supported = cursor_u32(c);
+	p->peer = cursor_u32(c);
+	p->curr_speed = cursor_u32(c);
+	p->max_speed = cursor_u32(c);
+}
+
+static void port_encode(struct obuf *b, const struct of13_port *p)
+{
+	char name[OF13_PORT_NAME_LEN] = {0};
+	size_t n = strnlen(p->name, OF13_PORT_NAME_LEN - 1);
+	memcpy(name, p->name, n);
+	obuf_put_u32(b, p->port_no);
+	obuf_put_u32(b, 0);
+	obuf_put_bytes(b, p->hw_addr, 6);
+	obuf_put_u16(b, 0);
+	obuf_put_bytes(b, name, OF13_PORT_NAME_LEN);
+	obuf_put_u32(b, p->config);
+	obuf_put_u32(b, p->state);
+	obuf_put_u32(b, p->curr);
+	obuf_put_u32(b, p->advertised);
+	obuf_put_u32(b, p->supported);
+	obuf_put_u32(b, p->peer);
+	obuf_put_u32(b, p->curr_speed);
+	obuf_put_u32(b, p->max_speed);
+}
+
+enum of13_err of13_port_status_decode(const void *data, size_t len, struct of13_port_status *ret)
+{
+	struct of13_header h;
+	enum of13_err e = of13_header_decode(data, len, &h);
+	if (e)
+		return e;
+	if (h.type != OF13_PORT_STATUS)
+		return OF13_ERR_BAD_TYPE;
+	struct cursor c =
+	    cursor_init((const uint8_t *)data + OF13_HEADER_LEN, len - OF13_HEADER_LEN);
+	struct of13_port_status ps = {.reason = cursor_u8(&c)};
+	cursor_bytes(&c, 7);
+	port_decode(&c, &ps.port);
+	if (!cursor_ok(&c) || c.left)
+		return OF13_ERR_BAD_LEN;
+	*ret = ps;
+	return OF13_OK;
+}
+
+void of13_port_status_encode(struct obuf *b, uint32_t xid, const struct of13_port_status *ps)
+{
+	of13_start(b, OF13_PORT_STATUS, xid);
+	obuf_put_u8(b, ps->reason);
+	obuf_put_bytes(b, "\0\0\0\0\0\0\0", 7);
+	port_encode(b, &ps->port);
+}
+
+static void mp_start(struct obuf *b, uint8_t type, uint32_t xid, uint16_t mp_type, uint16_t flags)
+{
+	of13_start(b, type, xid);
+	obuf_put_u16(b, mp_type);
+	obuf_put_u16(b, flags);
+	obuf_put_u32(b, 0);
+}
+
+enum of13_err of13_multipart_decode(const void *data, size_t len, uint16_t *ret_type,
+                                    uint16_t *ret_flags)
+{
+	struct of13_header h;
+	enum of13_err e = of13_header_decode(data, len, &h);
+	if (e)
+		return e;
+	if (h.type != OF13_MULTIPART_REQUEST && h.type != OF13_MULTIPART_REPLY)
+		return OF13_ERR_BAD_TYPE;
+	struct cursor c =
+	    cursor_init((const uint8_t *)data + OF13_HEADER_LEN, len - OF13_HEADER_LEN);
+	uint16_t type = cursor_u16(&c), flags = cursor_u16(&c);
+	if (!cursor_ok(&c) || !cursor_bytes(&c, 4))
+		return OF13_ERR_BAD_LEN;
+	*ret_type = type;
+	*ret_flags = flags;
+	return OF13_OK;
+}
+
+/* Positions @ret after the multipart header of a reply of @mp_type. */
+static enum of13_err mp_reply_body(const void *data, size_t len, uint16_t mp_type,
+                                   uint16_t *ret_flags, struct cursor *ret)
+{
+	uint16_t type;
+	struct of13_header h;
+	enum of13_err e = of13_multipart_decode(data, len, &type, ret_flags);
+	if (e)
+		return e;
+	of13_header_decode(data, len, &h);
+	if (h.type != OF13_MULTIPART_REPLY || type != mp_type)
+		return OF13_ERR_BAD_TYPE;
+	*ret = cursor_init((const uint8_t *)data + OF13_HEADER_LEN + MP_HEADER_LEN,
+	                   len - OF13_HEADER_LEN - MP_HEADER_LEN);
+	return OF13_OK;
+}
+
+void of13_port_desc_request_encode(struct obuf *b, uint32_t xid)
+{
+	mp_start(b, OF13_MULTIPART_REQUEST, xid, OF13_MP_PORT_DESC, 0);
+}
+
+void of13_port_stats_request_encode(struct obuf *b, uint32_t xid, uint32_t port_no)
+{
+	mp_start(b, OF13_MULTIPART_REQUEST, xid, OF13_MP_PORT_STATS, 0);
+	obuf_put_u32(b, port_no);
+	obuf_put_u32(b, 0);
+}
+
+enum of13_err of13_port_desc_reply_decode(const void *data, size_t len,
+                                          struct of13_port_desc_reply *ret)
+{
+	struct cursor c;
+	struct of13_port_desc_reply r = {0};
+	enum of13_err e = mp_reply_body(data, len, OF13_MP_PORT_DESC, &r.flags, &c);
+	if (e)
+		return e;
+	if (c.left % PORT_LEN)
+		return OF13_ERR_BAD_LEN;
+	if (c.left / PORT_LEN > OF13_PORTS_MAX)
+		return OF13_ERR_TOO_MANY;
+	while (c.left)
+		port_decode(&c, &r.ports[r.n++]);
+	*ret = r;
+	return OF13_OK;
+}
+
+void of13_port_desc_reply_encode(struct obuf *b, uint32_t xid, const struct of13_port_desc_reply *r)
+{
+	mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_DESC, r->flags);
+	for (unsigned i = 0; i < r->n; i++)
+		port_encode(b, &r->ports[i]);
+}
+
+enum of13_err of13_port_stats_reply_decode(const void *data, size_t len,
+                                           struct of13_port_stats_reply *ret)
+{
+	struct cursor c;
+	struct of13_port_stats_reply r = {0};
+	enum of13_err e = mp_reply_body(data, len, OF13_MP_PORT_STATS, &r.flags, &c);
+	if (e)
+		return e;
+	if (c.left % PORT_STATS_LEN)
+		return OF13_ERR_BAD_LEN;
+	if (c.left / PORT_STATS_LEN > OF13_PORTS_MAX)
+		return OF13_ERR_TOO_MANY;
+	while (c.left) {
+		struct of13_port_stats *s = &r.stats[r.n++];
+		s->port_no = cursor_u32(&c);
+		cursor_u32(&c);
+		s->rx_packets = cursor_u64(&c);
+		s->tx_packets = cursor_u64(&c);
+		s->rx_bytes = cursor_u64(&c);
+		s->tx_bytes = cursor_u64(&c);
+		s->rx_dropped = cursor_u64(&c);
+		s->tx_dropped = cursor_u64(&c);
+		s->rx_errors = cursor_u64(&c);
+		s->tx_errors = cursor_u64(&c);
+		cursor_bytes(&c, 32); /* frame, overrun, CRC errors, collisions */
+		s->duration_sec = cursor_u32(&c);
+		s->duration_nsec = cursor_u32(&c);
+	}
+	*ret = r;
+	return OF13_OK;
+}
+
+void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid,
+                                  const struct of13_port_stats_reply *r)
+{
+	mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_STATS, r->flags);
+	for (unsigned i = 0; i < r->n; i++) {
+		const struct of13_port_stats *s = &r->stats[i];
+		obuf_put_u32(b, s->port_no);
+		obuf_put_u32(b, 0);
+		obuf_put_u64(b, s->rx_packets);
+		obuf_put_u64(b, s->tx_packets);
+		obuf_put_u64(b, s->rx_bytes);
+		obuf_put_u64(b, s->tx_bytes);
+		obuf_put_u64(b, s->rx_dropped);
+		obuf_put_u64(b, s->tx_dropped);
+		obuf_put_u64(b, s->rx_errors);
+		obuf_put_u64(b, s->tx_errors);
+		for (int k = 0; k < 4; k++)
+			obuf_put_u64(b, 0);
+		obuf_put_u32(b, s->duration_sec);
+		obuf_put_u32(b, s->duration_nsec);
+	}
+}
