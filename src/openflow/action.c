@@ -2,7 +2,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "ofp.h"
+#include "internal.h"
 
 static const uint8_t zeros[8];
 
@@ -70,10 +70,7 @@ void of13_action_encode(struct obuf *b, const struct of13_action *a)
 		break;
 	}
 	size_t len = b->len - start;
-	if (!b->failed) {
-		b->data[start + 2] = (uint8_t)(len >> 8);
-		b->data[start + 3] = (uint8_t)len;
-	}
+	of13_put_len(b, start + 2, len);
 }
 
 static void format_port(FILE *out, uint32_t port)
@@ -196,10 +193,7 @@ void of13_instructions_encode(struct obuf *b, const struct of13_instruction *in,
 			break;
 		}
 		size_t len = b->len - start;
-		if (!b->failed) {
-			b->data[start + 2] = (uint8_t)(len >> 8);
-			b->data[start + 3] = (uint8_t)len;
-		}
+		of13_put_len(b, start + 2, len);
 	}
 }
 

@@ -3,7 +3,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "ofp.h"
+#include "internal.h"
 
 #define OXM_CLASS_BASIC 0x8000
 #define OFPMT_OXM       1
@@ -201,10 +201,7 @@ void of13_match_encode(struct obuf *b, const struct of13_match *m)
 	for (unsigned i = 0; i < m->n; i++)
 		of13_oxm_encode(b, &m->oxm[i]);
 	size_t len = b->len - start;
-	if (!b->failed) {
-		b->data[start + 2] = (uint8_t)(len >> 8);
-		b->data[start + 3] = (uint8_t)len;
-	}
+	of13_put_len(b, start + 2, len);
 	static const uint8_t zeros[8];
 	obuf_put_bytes(b, zeros, ((len + 7) & ~(size_t)7) - len);
 }

@@ -262,6 +262,8 @@ static const char *type_name(uint8_t type)
 		return "PACKET_IN";
 	case OF13_PACKET_OUT:
 		return "PACKET_OUT";
+	case OF13_GROUP_MOD:
+		return "GROUP_MOD";
 	case OF13_PORT_STATUS:
 		return "PORT_STATUS";
 	case OF13_MULTIPART_REQUEST:
@@ -295,6 +297,7 @@ void of13_format(FILE *out, const void *data, size_t len)
 		struct of13_packet_in pin;
 		struct of13_packet_out pout;
 		struct of13_port_status port;
+		struct of13_group_mod group;
 		struct {
 			uint16_t type, flags;
 		} mp;
@@ -354,6 +357,13 @@ void of13_format(FILE *out, const void *data, size_t len)
 				of13_action_format(out, &m.pout.actions[i]);
 			}
 			fprintf(out, " data_len=%zu", m.pout.data_len);
+		}
+		break;
+	case OF13_GROUP_MOD:
+		e = of13_group_mod_decode(data, len, &m.group);
+		if (!e) {
+			fputs(": ", out);
+			of13_group_mod_format(out, &m.group);
 		}
 		break;
 	case OF13_PORT_STATUS:

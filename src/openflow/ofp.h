@@ -382,3 +382,88 @@ void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid,
 /* The multipart type and flags of a request or reply. */
 enum of13_err of13_multipart_decode(const void *data, size_t len, uint16_t *ret_type,
                                     uint16_t *ret_flags);
+
+/* ---- group.c: group_mod (spec 7.3.4.2) and group statistics ---- */
+
+enum of13_group_command {
+	OF13_GROUP_ADD = 0,
+	OF13_GROUP_MODIFY = 1,
+	OF13_GROUP_DELETE = 2,
+};
+
+enum of13_group_type {
+	OF13_GROUP_TYPE_ALL = 0,
+	OF13_GROUP_TYPE_SELECT = 1,
+	OF13_GROUP_TYPE_INDIRECT = 2,
+	OF13_GROUP_TYPE_FF = 3,
+};
+
+#define OF13_BUCKETS_MAX 32
+
+struct of13_bucket {
+	uint16_t weight;
+	uint32_t watch_port, watch_group;
+	unsigned n_actions;
+	struct of13_action actions[OF13_ACTIONS_MAX];
+};
+
+struct of13_group_mod {
+	uint16_t command;
+	uint8_t type;
+	uint32_t group_id;
+	unsigned n_buckets;
+	struct of13_bucket buckets[OF13_BUCKETS_MAX];
+};
+enum of13_err of13_group_mod_decode(const void *data, size_t len, struct of13_group_mod *ret);
+void of13_group_mod_encode(struct obuf *b, uint32_t xid, const struct of13_group_mod *gm);
+void of13_group_mod_format(FILE *out, const struct of13_group_mod *gm);
+
+/* Group statistics: request for @group_id (OF13_GROUP_ALL for all). */
+#define OF13_GROUP_ALL 0xfffffffcu
+void of13_group_stats_request_encode(struct obuf *b, uint32_t xid, uint32_t group_id);
+
+struct of13_group_stats {
+	uint32_t group_id;
+	uint32_t ref_count;
+	uint64_t packet_count, byte_count;
+	uint32_t duration_sec, duration_nsec;
+	unsigned n_buckets;
+	uint64_t bucket_packets[OF13_BUCKETS_MAX], bucket_bytes[OF13_BUCKETS_MAX];
+};
+/* Calls @fn for each group of a group statistics reply. */
+enum of13_err of13_group_stats_reply_decode(const void *data, size_t len, uint16_t *ret_flags,
+                                            void (*fn)(void *userdata,
+                                                       const struct of13_group_stats *gs),
+                                            void *userdata);
+void of13_group_stats_reply_encode(struct obuf *b, uint32_t xid, uint16_t flags,
+                                   const struct of13_group_stats *gs, unsigned n);
+
+/* ---- flowstats.c: flow statistics (spec 7.3.5.2) ---- */
+
+struct of13_flow_stats_request {
+	uint8_t table_id; /* 0xff: all tables */
+	uint32_t out_port, out_group;
+	uint64_t cookie, cookie_mask;
+	struct of13_match match;
+};
+void of13_flow_stats_request_encode(struct obuf *b, uint32_t xid,
+                                    const struct of13_flow_stats_request *r);
+enum of13_err of13_flow_stats_request_decode(const void *data, size_t len,
+                                             struct of13_flow_stats_request *ret);
+
+struct of13_flow_stats {
+	uint8_t table_id;
+	uint32_t duration_sec, duration_nsec;
+	uint16_t priority, idle_timeout, hard_timeout, flags;
+	uint64_t cookie, packet_count, byte_count;
+	struct of13_match match;
+	unsigned n_instructions;
+	struct of13_instruction instructions[OF13_INSTRUCTIONS_MAX];
+};
+/* Calls @fn for each flow of a flow statistics reply. */
+enum of13_err of13_flow_stats_reply_decode(const void *data, size_t len, uint16_t *ret_flags,
+                                           void (*fn)(void *userdata,
+                                                      const struct of13_flow_stats *fs),
+                                           void *userdata);
+void of13_flow_stats_reply_encode(struct obuf *b, uint32_t xid, uint16_t flags,
+                                  const struct of13_flow_stats *fs, unsigned n);

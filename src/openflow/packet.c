@@ -2,7 +2,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "ofp.h"
+#include "internal.h"
 
 enum of13_err of13_packet_in_decode(const void *data, size_t len, struct of13_packet_in *ret)
 {
@@ -86,9 +86,6 @@ void of13_packet_out_encode(struct obuf *b, uint32_t xid, const struct of13_pack
 	for (unsigned i = 0; i < po->n_actions; i++)
 		of13_action_encode(b, &po->actions[i]);
 	size_t actions_len = b->len - start;
-	if (!b->failed) {
-		b->data[at] = (uint8_t)(actions_len >> 8);
-		b->data[at + 1] = (uint8_t)actions_len;
-	}
+	of13_put_len(b, at, actions_len);
 	obuf_put_bytes(b, po->data, po->data_len);
 }

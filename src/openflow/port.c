@@ -3,11 +3,10 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "ofp.h"
+#include "internal.h"
 
 #define PORT_LEN       64
 #define PORT_STATS_LEN 112
-#define MP_HEADER_LEN  8
 
 static void port_decode(struct cursor *c, struct of13_port *p)
 {
@@ -80,7 +79,7 @@ void of13_port_status_encode(struct obuf *b, uint32_t xid, const struct of13_por
 	port_encode(b, &ps->port);
 }
 
-static void mp_start(struct obuf *b, uint8_t type, uint32_t xid, uint16_t mp_type, uint16_t flags)
+void of13_mp_start(struct obuf *b, uint8_t type, uint32_t xid, uint16_t mp_type, uint16_t flags)
 {
 	of13_start(b, type, xid);
 	obuf_put_u16(b, mp_type);
@@ -107,31 +106,30 @@ enum of13_err of13_multipart_decode(const void *data, size_t len, uint16_t *ret_
 	return OF13_OK;
 }
 
-/* Positions @ret after the multipart header of a reply of @mp_type. */
-static enum of13_err mp_reply_body(const void *data, size_t len, uint16_t mp_type,
-                                   uint16_t *ret_flags, struct cursor *ret)
+enum of13_err of13_mp_body(const void *data, size_t len, uint8_t type, uint16_t mp_type,
+                           uint16_t *ret_flags, struct cursor *ret)
 {
-	uint16_t type;
+	uint16_t got;
 	struct of13_header h;
-	enum of13_err e = of13_multipart_decode(data, len, &type, ret_flags);
+	enum of13_err e = of13_multipart_decode(data, len, &got, ret_flags);
 	if (e)
 		return e;
 	of13_header_decode(data, len, &h);
-	if (h.type != OF13_MULTIPART_REPLY || type != mp_type)
+	if (h.type != type || got != mp_type)
 		return OF13_ERR_BAD_TYPE;
-	*ret = cursor_init((const uint8_t *)data + OF13_HEADER_LEN + MP_HEADER_LEN,
-	                   len - OF13_HEADER_LEN - MP_HEADER_LEN);
+	*ret = cursor_init((const uint8_t *)data + OF13_HEADER_LEN + OF13_MP_HEADER_LEN,
+	                   len - OF13_HEADER_LEN - OF13_MP_HEADER_LEN);
 	return OF13_OK;
 }
 
 void of13_port_desc_request_encode(struct obuf *b, uint32_t xid)
 {
-	mp_start(b, OF13_MULTIPART_REQUEST, xid, OF13_MP_PORT_DESC, 0);
+	of13_mp_start(b, OF13_MULTIPART_REQUEST, xid, OF13_MP_PORT_DESC, 0);
 }
 
 void of13_port_stats_request_encode(struct obuf *b, uint32_t xid, uint32_t port_no)
 {
-	mp_start(b, OF13_MULTIPART_REQUEST, xid, OF13_MP_PORT_STATS, 0);
+	of13_mp_start(b, OF13_MULTIPART_REQUEST, xid, OF13_MP_PORT_STATS, 0);
 	obuf_put_u32(b, port_no);
 	obuf_put_u32(b, 0);
 }
@@ -141,7 +139,8 @@ enum of13_err of13_port_desc_reply_decode(const void *data, size_t len,
 {
 	struct cursor c;
 	struct of13_port_desc_reply r = {0};
-	enum of13_err e = mp_reply_body(data, len, OF13_MP_PORT_DESC, &r.flags, &c);
+	enum of13_err e =
+	    of13_mp_body(data, len, OF13_MULTIPART_REPLY, OF13_MP_PORT_DESC, &r.flags, &c);
 	if (e)
 		return e;
 	if (c.left % PORT_LEN)
@@ -156,7 +155,7 @@ enum of13_err of13_port_desc_reply_decode(const void *data, size_t len,
 
 void of13_port_desc_reply_encode(struct obuf *b, uint32_t xid, const struct of13_port_desc_reply *r)
 {
-	mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_DESC, r->flags);
+	of13_mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_DESC, r->flags);
 	for (unsigned i = 0; i < r->n; i++)
 		port_encode(b, &r->ports[i]);
 }
@@ -166,7 +165,8 @@ enum of13_err of13_port_stats_reply_decode(const void *data, size_t len,
 {
 	struct cursor c;
 	struct of13_port_stats_reply r = {0};
-	enum of13_err e = mp_reply_body(data, len, OF13_MP_PORT_STATS, &r.flags, &c);
+	enum of13_err e =
+	    of13_mp_body(data, len, OF13_MULTIPART_REPLY, OF13_MP_PORT_STATS, &r.flags, &c);
 	if (e)
 		return e;
 	if (c.left % PORT_STATS_LEN)
@@ -196,7 +196,7 @@ enum of13_err of13_port_stats_reply_decode(const void *data, size_t len,
 void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid,
                                   const struct of13_port_stats_reply *r)
 {
-	mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_STATS, r->flags);
+	of13_mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_STATS, r->flags);
 	for (unsigned i = 0; i < r->n; i++) {
 		const struct of13_port_stats *s = &r->stats[i];
 		obuf_put_u32(b, s->port_no);
@@ -213,5 +213,13 @@ void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid,
 			obuf_put_u64(b, 0);
 		obuf_put_u32(b, s->duration_sec);
 		obuf_put_u32(b, s->duration_nsec);
+	}
+}
+
+void of13_put_len(struct obuf *b, size_t at, size_t len)
+{
+	if (!b->failed) {
+		b->data[at] = (uint8_t)(len >> 8);
+		b->data[at + 1] = (uint8_t)len;
 	}
 }

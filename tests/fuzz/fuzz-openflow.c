@@ -11,6 +11,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void ignore_group(void *userdata, const struct of13_group_stats *gs)
+{
+	(void)userdata;
+	(void)gs;
+}
+
+static void ignore_flow(void *userdata, const struct of13_flow_stats *fs)
+{
+	(void)userdata;
+	(void)fs;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	FILE *null = fopen("/dev/null", "w");
@@ -48,6 +60,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	of13_port_desc_reply_decode(data, size, &pd);
 	static struct of13_port_stats_reply st;
 	of13_port_stats_reply_decode(data, size, &st);
+	static struct of13_group_mod gm;
+	of13_group_mod_decode(data, size, &gm);
+	uint16_t flags;
+	of13_group_stats_reply_decode(data, size, &flags, ignore_group, NULL);
+	of13_flow_stats_reply_decode(data, size, &flags, ignore_flow, NULL);
+	static struct of13_flow_stats_request fr;
+	of13_flow_stats_request_decode(data, size, &fr);
 	struct of13_role_msg role;
 	of13_role_decode(data, size, &role);
 	return 0;

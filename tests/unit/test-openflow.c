@@ -95,6 +95,39 @@ static const struct vector vectors[] = {
      "OFPST_PORT reply (OF1.3) (xid=0xd): 1 ports\n  port  3: rx pkts=10, bytes=1000, drop=0, "
      "errs=0",
      "MULTIPART_REPLY xid=0xd: type=4 flags=0x0, 112 bytes of body"},
+    {"group_mod",
+     "040f007000000014000001000000000100300001ffffffffffffffff000000000019001080000606020000"
+     "00000100000000001000000001000000000000000000300001ffffffffffffffff00000000001900108000"
+     "0606020000000002000000000010000000020000000000000000",
+     "OFPT_GROUP_MOD (OF1.3) (xid=0x14):\n ADD "
+     "group_id=1,type=select,bucket=actions=set_field:02:00:00:00:00:01->eth_dst,output:1,bucket="
+     "actions=set_field:02:00:00:00:00:02->eth_dst,output:2",
+     "GROUP_MOD xid=0x14: add group_id=1 type=select "
+     "bucket=weight:1,actions=set_field:eth_dst=02:00:00:00:00:01,output:1 "
+     "bucket=weight:1,actions=set_field:eth_dst=02:00:00:00:00:02,output:2"},
+    {"group_stats_request", "04120018000000150006000000000000fffffffc00000000",
+     "OFPST_GROUP request (OF1.3) (xid=0x15): group_id=ALL",
+     "MULTIPART_REQUEST xid=0x15: type=6 flags=0x0, 8 bytes of body"},
+    {"group_stats_reply",
+     "0413005800000015000600000000000000480000000000010000000200000000000000000000001e000000"
+     "0000000bb80000000900000000000000000000000a00000000000003e80000000000000014000000000000"
+     "07d0",
+     "OFPST_GROUP reply (OF1.3) (xid=0x15):\n "
+     "group_id=1,duration=9s,ref_count=2,packet_count=30,byte_count=3000,bucket0:packet_count=10,"
+     "byte_count=1000,bucket1:packet_count=20,byte_count=2000",
+     "MULTIPART_REPLY xid=0x15: type=6 flags=0x0, 72 bytes of body"},
+    {"flow_stats_request",
+     "04120038000000160001000000000000ff000000ffffffffffffffff00000000e770000000000000ffff00"
+     "00000000000001000400000000",
+     "OFPST_FLOW request (OF1.3) (xid=0x16):",
+     "MULTIPART_REQUEST xid=0x16: type=1 flags=0x0, 40 bytes of body"},
+    {"flow_stats_reply",
+     "04130070000000160001000000000000006000000000000c00000000006400000000000000000000e77000"
+     "0000000001000000000000000500000000000001f40001001280000a020800800018040a4d010200000000"
+     "0000000400180000000000000010000000020000000000000000",
+     "OFPST_FLOW reply (OF1.3) (xid=0x16):\n cookie=0xe770000000000001, duration=12s, table=0, "
+     "n_packets=5, n_bytes=500, priority=100,ip,nw_dst=10.77.1.2 actions=output:2",
+     "MULTIPART_REPLY xid=0x16: type=1 flags=0x0, 96 bytes of body"},
 };
 
 static size_t unhex(const char *hex, uint8_t *out)
@@ -304,6 +337,103 @@ static void test_packet_and_port_decoders(void **state)
 	assert_int_equal(pd.ports[0].curr_speed, 10000000);
 }
 
+static void count_group(void *userdata, const struct of13_group_stats *gs)
+{
+	struct of13_group_stats *out = userdata;
+	*out = *gs;
+}
+
+static void count_flow(void *userdata, const struct of13_flow_stats *fs)
+{
+	struct of13_flow_stats *out = userdata;
+	*out = *fs;
+}
+
+static void test_groups_and_flow_stats(void **state)
+{
+	(void)state;
+	struct obuf b = {0};
+	static struct of13_group_mod gm = {.command = OF13_GROUP_ADD,
+	                                   .type = OF13_GROUP_TYPE_SELECT,
+	                                   .group_id = 1,
+	                                   .n_buckets = 2};
+	for (int i = 0; i < 2; i++) {
+		struct of13_bucket *bk = &gm.buckets[i];
+		*bk = (struct of13_bucket){.weight = 1,
+		                           .watch_port = OF13_PORT_ANY,
+		                           .watch_group = OF13_GROUP_ANY,
+		                           .n_actions = 2};
+		struct of13_match t = {0};
+		const uint8_t mac[6] = {2, 0, 0, 0, 0, (uint8_t)(i + 1)};
+		of13_match_add_eth(&t, OF13_OXM_ETH_DST, mac, NULL);
+		bk->actions[0] =
+		    (struct of13_action){.type = OF13_ACTION_SET_FIELD, .set_field = t.oxm[0]};
+		bk->actions[1] = (struct of13_action){.type = OF13_ACTION_OUTPUT,
+		                                      .output.port = (uint32_t)(i + 1)};
+	}
+	of13_group_mod_encode(&b, 20, &gm);
+	assert_encodes_to(&b, "group_mod");
+	of13_group_stats_request_encode(&b, 21, OF13_GROUP_ALL);
+	assert_encodes_to(&b, "group_stats_request");
+	struct of13_group_stats gs = {.group_id = 1,
+	                              .ref_count = 2,
+	                              .packet_count = 30,
+	                              .byte_count = 3000,
+	                              .duration_sec = 9,
+	                              .n_buckets = 2,
+	                              .bucket_packets = {10, 20},
+	                              .bucket_bytes = {1000, 2000}};
+	of13_group_stats_reply_encode(&b, 21, 0, &gs, 1);
+	assert_encodes_to(&b, "group_stats_reply");
+	struct of13_flow_stats_request fr = {.table_id = 0xff,
+	                                     .out_port = OF13_PORT_ANY,
+	                                     .out_group = OF13_GROUP_ANY,
+	                                     .cookie = 0xe770000000000000ull,
+	                                     .cookie_mask = 0xffff000000000000ull};
+	of13_flow_stats_request_encode(&b, 22, &fr);
+	assert_encodes_to(&b, "flow_stats_request");
+	static struct of13_flow_stats fs = {.duration_sec = 12,
+	                                    .priority = 100,
+	                                    .cookie = 0xe770000000000001ull,
+	                                    .packet_count = 5,
+	                                    .byte_count = 500,
+	                                    .n_instructions = 1};
+	of13_match_add(&fs.match, OF13_OXM_ETH_TYPE, 0x0800, NULL);
+	of13_match_add(&fs.match, OF13_OXM_IPV4_DST, 0x0a4d0102, NULL);
+	fs.instructions[0] =
+	    (struct of13_instruction){.type = OF13_INSTRUCTION_APPLY_ACTIONS, .n_actions = 1};
+	fs.instructions[0].actions[0] =
+	    (struct of13_action){.type = OF13_ACTION_OUTPUT, .output.port = 2};
+	of13_flow_stats_reply_encode(&b, 22, 0, &fs, 1);
+	assert_encodes_to(&b, "flow_stats_reply");
+
+	/* And back. */
+	uint8_t buf[512];
+	size_t len = unhex(vec("group_mod")->hex, buf);
+	static struct of13_group_mod gm2;
+	assert_int_equal(of13_group_mod_decode(buf, len, &gm2), OF13_OK);
+	assert_int_equal(gm2.n_buckets, 2);
+	assert_int_equal(gm2.buckets[1].actions[1].output.port, 2);
+	buf[16] = 0xff; /* a bucket longer than the message */
+	assert_int_equal(of13_group_mod_decode(buf, len, &gm2), OF13_ERR_BAD_LEN);
+	uint16_t flags;
+	struct of13_group_stats gs2 = {0};
+	len = unhex(vec("group_stats_reply")->hex, buf);
+	assert_int_equal(of13_group_stats_reply_decode(buf, len, &flags, count_group, &gs2),
+	                 OF13_OK);
+	assert_int_equal(gs2.n_buckets, 2);
+	assert_int_equal(gs2.bucket_bytes[1], 2000);
+	static struct of13_flow_stats fs2;
+	len = unhex(vec("flow_stats_reply")->hex, buf);
+	assert_int_equal(of13_flow_stats_reply_decode(buf, len, &flags, count_flow, &fs2), OF13_OK);
+	assert_int_equal(fs2.packet_count, 5);
+	assert_int_equal(fs2.match.n, 2);
+	struct of13_flow_stats_request fr2;
+	len = unhex(vec("flow_stats_request")->hex, buf);
+	assert_int_equal(of13_flow_stats_request_decode(buf, len, &fr2), OF13_OK);
+	assert_int_equal(fr2.cookie_mask, 0xffff000000000000ull);
+}
+
 /* Our decoder reads every vector, formats it as expected, and re-encodes
  * the flow_mods to the same bytes. */
 static void test_decoders(void **state)
@@ -485,6 +615,7 @@ int main(void)
 	    cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_packet_and_port_encoders),
 	    cmocka_unit_test(test_packet_and_port_decoders),
+	    cmocka_unit_test(test_groups_and_flow_stats),
 	    cmocka_unit_test(test_hello_and_negotiation),
 	    cmocka_unit_test(test_error_and_role),
 	};

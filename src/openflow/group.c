@@ -1,0 +1,159 @@
+/* group_mod (spec 7.3.4.2) and group statistics (7.3.5.9). */
+#include <inttypes.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define BUCKET_HEADER_LEN 16
+#define GROUP_STATS_LEN   40
+
+static enum of13_err actions_decode(struct cursor *c, struct of13_action *out, unsigned *n)
+{
+	*n = 0;
+	while (c->left) {
+		if (*n == OF13_ACTIONS_MAX)
+			return OF13_ERR_TOO_MANY;
+		enum of13_err e = of13_action_decode(c, &out[(*n)++]);
+		if (e)
+			return e;
+	}
+	return OF13_OK;
+}
+
+enum of13_err of13_group_mod_decode(const void *data, size_t len, struct of13_group_mod *ret)
+{
+	struct of13_header h;
+	enum of13_err e = of13_header_decode(data, len, &h);
+	if (e)
+		return e;
+	if (h.type != OF13_GROUP_MOD)
+		return OF13_ERR_BAD_TYPE;
+	struct cursor c =
+	    cursor_init((const uint8_t *)data + OF13_HEADER_LEN, len - OF13_HEADER_LEN);
+	struct of13_group_mod gm = {.command = cursor_u16(&c), .type = cursor_u8(&c)};
+	cursor_u8(&c);
+	gm.group_id = cursor_u32(&c);
+	if (!cursor_ok(&c))
+		return OF13_ERR_BAD_LEN;
+	while (c.left) {
+		uint16_t blen = cursor_u16(&c);
+		if (!cursor_ok(&c) || blen < BUCKET_HEADER_LEN || blen % 8 || blen - 2u > c.left)
+			return OF13_ERR_BAD_LEN;
+		if (gm.n_buckets == OF13_BUCKETS_MAX)
+			return OF13_ERR_TOO_MANY;
+		struct of13_bucket *bk = &gm.buckets[gm.n_buckets++];
+		struct cursor bc = cursor_init(cursor_bytes(&c, blen - 2u), blen - 2u);
+		bk->weight = cursor_u16(&bc);
+		bk->watch_port = cursor_u32(&bc);
+		bk->watch_group = cursor_u32(&bc);
+		cursor_u32(&bc);
+		if ((e = actions_decode(&bc, bk->actions, &bk->n_actions)))
+			return e;
+	}
+	*ret = gm;
+	return OF13_OK;
+}
+
+void of13_group_mod_encode(struct obuf *b, uint32_t xid, const struct of13_group_mod *gm)
+{
+	of13_start(b, OF13_GROUP_MOD, xid);
+	obuf_put_u16(b, gm->command);
+	obuf_put_u8(b, gm->type);
+	obuf_put_u8(b, 0);
+	obuf_put_u32(b, gm->group_id);
+	for (unsigned i = 0; i < gm->n_buckets; i++) {
+		const struct of13_bucket *bk = &gm->buckets[i];
+		size_t start = b->len;
+		obuf_put_u16(b, 0);
+		obuf_put_u16(b, bk->weight);
+		obuf_put_u32(b, bk->watch_port);
+		obuf_put_u32(b, bk->watch_group);
+		obuf_put_u32(b, 0);
+		for (unsigned k = 0; k < bk->n_actions; k++)
+			of13_action_encode(b, &bk->actions[k]);
+		of13_put_len(b, start, b->len - start);
+	}
+}
+
+void of13_group_mod_format(FILE *out, const struct of13_group_mod *gm)
+{
+	static const char *const commands[] = {"add", "modify", "delete"};
+	static const char *const types[] = {"all", "select", "indirect", "ff"};
+	fprintf(out, "%s group_id=%" PRIu32 " type=%s",
+	        gm->command < 3 ? commands[gm->command] : "?", gm->group_id,
+	        gm->type < 4 ? types[gm->type] : "?");
+	for (unsigned i = 0; i < gm->n_buckets; i++) {
+		fprintf(out, " bucket=weight:%u,actions=", gm->buckets[i].weight);
+		for (unsigned k = 0; k < gm->buckets[i].n_actions; k++) {
+			if (k)
+				fputc(',', out);
+			of13_action_format(out, &gm->buckets[i].actions[k]);
+		}
+	}
+}
+
+void of13_group_stats_request_encode(struct obuf *b, uint32_t xid, uint32_t group_id)
+{
+	of13_mp_start(b, OF13_MULTIPART_REQUEST, xid, OF13_MP_GROUP, 0);
+	obuf_put_u32(b, group_id);
+	obuf_put_u32(b, 0);
+}
+
+enum of13_err of13_group_stats_reply_decode(const void *data, size_t len, uint16_t *ret_flags,
+                                            void (*fn)(void *userdata,
+                                                       const struct of13_group_stats *gs),
+                                            void *userdata)
+{
+	struct cursor c;
+	enum of13_err e =
+	    of13_mp_body(data, len, OF13_MULTIPART_REPLY, OF13_MP_GROUP, ret_flags, &c);
+	if (e)
+		return e;
+	while (c.left) {
+		uint16_t glen = cursor_u16(&c);
+		if (!cursor_ok(&c) || glen < GROUP_STATS_LEN || (glen - GROUP_STATS_LEN) % 16 ||
+		    glen - 2u > c.left)
+			return OF13_ERR_BAD_LEN;
+		struct cursor g = cursor_init(cursor_bytes(&c, glen - 2u), glen - 2u);
+		struct of13_group_stats gs = {0};
+		cursor_u16(&g);
+		gs.group_id = cursor_u32(&g);
+		gs.ref_count = cursor_u32(&g);
+		cursor_u32(&g);
+		gs.packet_count = cursor_u64(&g);
+		gs.byte_count = cursor_u64(&g);
+		gs.duration_sec = cursor_u32(&g);
+		gs.duration_nsec = cursor_u32(&g);
+		if (g.left / 16 > OF13_BUCKETS_MAX)
+			return OF13_ERR_TOO_MANY;
+		while (g.left) {
+			gs.bucket_packets[gs.n_buckets] = cursor_u64(&g);
+			gs.bucket_bytes[gs.n_buckets++] = cursor_u64(&g);
+		}
+		fn(userdata, &gs);
+	}
+	return OF13_OK;
+}
+
+void of13_group_stats_reply_encode(struct obuf *b, uint32_t xid, uint16_t flags,
+                                   const struct of13_group_stats *gs, unsigned n)
+{
+	of13_mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_GROUP, flags);
+	for (unsigned i = 0; i < n; i++) {
+		size_t start = b->len;
+		obuf_put_u16(b, 0);
+		obuf_put_u16(b, 0);
+		obuf_put_u32(b, gs[i].group_id);
+		obuf_put_u32(b, gs[i].ref_count);
+		obuf_put_u32(b, 0);
+		obuf_put_u64(b, gs[i].packet_count);
+		obuf_put_u64(b, gs[i].byte_count);
+		obuf_put_u32(b, gs[i].duration_sec);
+		obuf_put_u32(b, gs[i].duration_nsec);
+		for (unsigned k = 0; k < gs[i].n_buckets; k++) {
+			obuf_put_u64(b, gs[i].bucket_packets[k]);
+			obuf_put_u64(b, gs[i].bucket_bytes[k]);
+		}
+		of13_put_len(b, start, b->len - start);
+	}
+}
