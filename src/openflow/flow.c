@@ -2,7 +2,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "ofp.h"
+#include "internal.h"
 
 void of13_flow_mod_init(struct of13_flow_mod *fm, uint8_t command)
 {
@@ -16,14 +16,10 @@ void of13_flow_mod_init(struct of13_flow_mod *fm, uint8_t command)
 
 enum of13_err of13_flow_mod_decode(const void *data, size_t len, struct of13_flow_mod *ret)
 {
-	struct of13_header h;
-	enum of13_err e = of13_header_decode(data, len, &h);
+	struct cursor c;
+	enum of13_err e = of13_body(data, len, OF13_FLOW_MOD, &c);
 	if (e)
 		return e;
-	if (h.type != OF13_FLOW_MOD)
-		return OF13_ERR_BAD_TYPE;
-	struct cursor c =
-	    cursor_init((const uint8_t *)data + OF13_HEADER_LEN, len - OF13_HEADER_LEN);
 	struct of13_flow_mod fm = {
 	    .cookie = cursor_u64(&c),
 	    .cookie_mask = cursor_u64(&c),

@@ -22,14 +22,10 @@ static enum of13_err actions_decode(struct cursor *c, struct of13_action *out, u
 
 enum of13_err of13_group_mod_decode(const void *data, size_t len, struct of13_group_mod *ret)
 {
-	struct of13_header h;
-	enum of13_err e = of13_header_decode(data, len, &h);
+	struct cursor c;
+	enum of13_err e = of13_body(data, len, OF13_GROUP_MOD, &c);
 	if (e)
 		return e;
-	if (h.type != OF13_GROUP_MOD)
-		return OF13_ERR_BAD_TYPE;
-	struct cursor c =
-	    cursor_init((const uint8_t *)data + OF13_HEADER_LEN, len - OF13_HEADER_LEN);
 	struct of13_group_mod gm = {.command = cursor_u16(&c), .type = cursor_u8(&c)};
 	cursor_u8(&c);
 	gm.group_id = cursor_u32(&c);

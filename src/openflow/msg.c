@@ -4,7 +4,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "ofp.h"
+#include "internal.h"
 
 #define HELLO_ELEM_VERSIONBITMAP 1
 #define OF13_MAX_MESSAGE         65535
@@ -80,8 +80,7 @@ int of13_finish(struct obuf *b)
 	return 0;
 }
 
-/* Positions a cursor after the header of a message of @type. */
-static enum of13_err body(const void *data, size_t len, uint8_t type, struct cursor *ret)
+enum of13_err of13_body(const void *data, size_t len, uint8_t type, struct cursor *ret)
 {
 	struct of13_header h;
 	enum of13_err e = of13_header_decode(data, len, &h);
@@ -147,7 +146,7 @@ void of13_simple_encode(struct obuf *b, uint8_t type, uint32_t xid, const void *
 enum of13_err of13_error_decode(const void *data, size_t len, struct of13_error_msg *ret)
 {
 	struct cursor c;
-	enum of13_err e = body(data, len, OF13_ERROR, &c);
+	enum of13_err e = of13_body(data, len, OF13_ERROR, &c);
 	if (e)
 		return e;
 	struct of13_error_msg m = {.type = cursor_u16(&c), .code = cursor_u16(&c)};
@@ -172,7 +171,7 @@ void of13_error_encode(struct obuf *b, uint32_t xid, enum of13_err err, const vo
 enum of13_err of13_features_decode(const void *data, size_t len, struct of13_features *ret)
 {
 	struct cursor c;
-	enum of13_err e = body(data, len, OF13_FEATURES_REPLY, &c);
+	enum of13_err e = of13_body(data, len, OF13_FEATURES_REPLY, &c);
 	if (e)
 		return e;
 	struct of13_features f = {.datapath_id = cursor_u64(&c),

@@ -6,14 +6,10 @@
 
 enum of13_err of13_packet_in_decode(const void *data, size_t len, struct of13_packet_in *ret)
 {
-	struct of13_header h;
-	enum of13_err e = of13_header_decode(data, len, &h);
+	struct cursor c;
+	enum of13_err e = of13_body(data, len, OF13_PACKET_IN, &c);
 	if (e)
 		return e;
-	if (h.type != OF13_PACKET_IN)
-		return OF13_ERR_BAD_TYPE;
-	struct cursor c =
-	    cursor_init((const uint8_t *)data + OF13_HEADER_LEN, len - OF13_HEADER_LEN);
 	struct of13_packet_in pi = {
 	    .buffer_id = cursor_u32(&c),
 	    .total_len = cursor_u16(&c),
@@ -48,14 +44,10 @@ void of13_packet_in_encode(struct obuf *b, uint32_t xid, const struct of13_packe
 
 enum of13_err of13_packet_out_decode(const void *data, size_t len, struct of13_packet_out *ret)
 {
-	struct of13_header h;
-	enum of13_err e = of13_header_decode(data, len, &h);
+	struct cursor c;
+	enum of13_err e = of13_body(data, len, OF13_PACKET_OUT, &c);
 	if (e)
 		return e;
-	if (h.type != OF13_PACKET_OUT)
-		return OF13_ERR_BAD_TYPE;
-	struct cursor c =
-	    cursor_init((const uint8_t *)data + OF13_HEADER_LEN, len - OF13_HEADER_LEN);
 	struct of13_packet_out po = {.buffer_id = cursor_u32(&c), .in_port = cursor_u32(&c)};
 	uint16_t actions_len = cursor_u16(&c);
 	const uint8_t *actions = cursor_bytes(&c, 6) ? cursor_bytes(&c, actions_len) : NULL;

@@ -54,14 +54,10 @@ static void port_encode(struct obuf *b, const struct of13_port *p)
 
 enum of13_err of13_port_status_decode(const void *data, size_t len, struct of13_port_status *ret)
 {
-	struct of13_header h;
-	enum of13_err e = of13_header_decode(data, len, &h);
+	struct cursor c;
+	enum of13_err e = of13_body(data, len, OF13_PORT_STATUS, &c);
 	if (e)
 		return e;
-	if (h.type != OF13_PORT_STATUS)
-		return OF13_ERR_BAD_TYPE;
-	struct cursor c =
-	    cursor_init((const uint8_t *)data + OF13_HEADER_LEN, len - OF13_HEADER_LEN);
 	struct of13_port_status ps = {.reason = cursor_u8(&c)};
 	cursor_bytes(&c, 7);
 	port_decode(&c, &ps.port);
