@@ -345,6 +345,165 @@ static int cmd_trust(const struct options *o, int argc, char **argv)
 	return 0;
 }
 
+static double fnum(json_t *o, const char *key)
+{
+	return json_number_value(json_object_get(o, key));
+}
+
+/* 1234567 -> "1.2 Mbit/s". */
+static const char *rate(double bps, char buf[32])
+{
+	const char *unit[] = {"bit/s", "kbit/s", "Mbit/s", "Gbit/s"};
+	int u = 0;
+	while (bps >= 1000 && u < 3) {
+		bps /= 1000;
+		u++;
+	}
+	snprintf(buf, 32, "%.1f %s", bps, unit[u]);
+	return buf;
+}
+
+static void print_switches(json_t *r)
+{
+	size_t i, k;
+	json_t *sw, *x;
+	char a[32], b[32];
+	json_array_foreach(json_object_get(r, "switches"), i, sw)
+	{
+		printf("s%d  %s  dpid %s  flows %lld  groups %lld\n", (int)num(sw, "index"),
+		       str(sw, "address"), str(sw, "dpid"), (long long)num(sw, "flows"),
+		       (long long)num(sw, "groups"));
+		printf("  agents:");
+		json_array_foreach(json_object_get(sw, "agents"), k, x)
+		{
+			printf(" %s=%s", str(x, "host"),
+			       json_is_true(json_object_get(x, "connected")) ? str(x, "role")
+			                                                     : "disconnected");
+		}
+		printf("\n");
+		json_array_foreach(json_object_get(sw, "ports"), k, x)
+		{
+			printf("  port %-3d %-8s %-4s rx %-14s tx %-14s\n", (int)num(x, "port"),
+			       str(x, "name"), str(x, "state"), rate(fnum(x, "rx_bps"), a),
+			       rate(fnum(x, "tx_bps"), b));
+		}
+	}
+}
+
+static int cmd_switches(const struct options *o, int argc, char **argv)
+{
+	json_t *r;
+	if (argc > 1)
+		return usage_error("switches", "switches: unexpected argument \"%s\"", argv[1]);
+	if (call(o, "switches", NULL, &r) != 0)
+		return 1;
+	return print_or_json(o, r, print_switches);
+}
+
+static void print_topology(json_t *r)
+{
+	size_t i;
+	json_t *x;
+	char a[32];
+	printf("switches:\n");
+	json_array_foreach(json_object_get(r, "switches"), i, x)
+	    printf("  s%d  dpid %s  %s\n", (int)num(x, "index"), str(x, "dpid"), str(x, "address"));
+	printf("links:\n");
+	json_array_foreach(json_object_get(r, "links"), i, x)
+	{
+		printf("  %s/%d -> %s/%d  %s", str(x, "dpid"), (int)num(x, "port"),
+		       str(x, "peer_dpid"), (int)num(x, "peer_port"), str(x, "state"));
+		if (json_object_get(x, "tx_bps"))
+			printf("  %s, %.1f%% used", rate(fnum(x, "tx_bps"), a),
+			       100 * fnum(x, "utilisation"));
+		printf("\n");
+	}
+	printf("hosts:\n");
+	json_array_foreach(json_object_get(r, "hosts"), i, x) printf(
+	    "  %-8s at %s/%d  %s  control %s  guest %s  %s\n", str(x, "host"), str(x, "dpid"),
+	    (int)num(x, "port"), str(x, "mac"), str(x, "control"), str(x, "guest"),
+	    json_is_true(json_object_get(x, "admitted")) ? "admitted" : "not admitted");
+}
+
+static int cmd_topology(const struct options *o, int argc, char **argv)
+{
+	json_t *r;
+	if (argc > 1)
+		return usage_error("topology", "topology: unexpected argument \"%s\"", argv[1]);
+	if (call(o, "topology", NULL, &r) != 0)
+		return 1;
+	return print_or_json(o, r, print_topology);
+}
+
+static void print_flows(json_t *r)
+{
+	size_t i;
+	json_t *x;
+	printf("s%d (dpid %s): %lld desired, %lld installed, %lld missing, %lld unexpected\n",
+	       (int)num(r, "index"), str(r, "dpid"), (long long)num(r, "desired"),
+	       (long long)num(r, "installed"), (long long)num(r, "missing"),
+	       (long long)num(r, "unexpected"));
+	json_array_foreach(json_object_get(r, "flows"), i, x)
+	{
+		const char *state = str(x, "state");
+		char mark = strcmp(state, "installed") == 0 ? '='
+		            : strcmp(state, "missing") == 0 ? '+'
+		                                            : '-';
+		printf("%c %s\n", mark, str(x, "flow"));
+	}
+}
+
+static int cmd_flows(const struct options *o, int argc, char **argv)
+{
+	json_t *r;
+	if (argc != 2)
+		return usage_error("flows",
+		                   "flows: expected one SWITCH (s1, s2... or a datapath id)");
+	if (call(o, "flows", json_pack("{s:s}", "switch", argv[1]), &r) != 0)
+		return 1;
+	return print_or_json(o, r, print_flows);
+}
+
+static void print_hosts(json_t *r)
+{
+	size_t i;
+	json_t *x;
+	json_array_foreach(json_object_get(r, "hosts"), i, x)
+	{
+		printf("%-8s %-13s", str(x, "host"),
+		       json_is_true(json_object_get(x, "admitted")) ? "admitted" : "not admitted");
+		if (json_is_string(json_object_get(x, "dpid")))
+			printf(" at %s/%d", str(x, "dpid"), (int)num(x, "port"));
+		printf("\n");
+	}
+}
+
+static int cmd_hosts(const struct options *o, int argc, char **argv)
+{
+	json_t *r;
+	const char *sub = argc > 1 ? argv[1] : "list";
+	if (strcmp(sub, "list") == 0) {
+		if (argc > 2)
+			return usage_error("hosts", "hosts list: unexpected argument \"%s\"",
+			                   argv[2]);
+		if (call(o, "hosts.list", NULL, &r) != 0)
+			return 1;
+		return print_or_json(o, r, print_hosts);
+	}
+	if (strcmp(sub, "admit") != 0 && strcmp(sub, "revoke") != 0)
+		return usage_error("hosts", "hosts: unknown subcommand \"%s\"", sub);
+	if (argc != 3)
+		return usage_error("hosts", "hosts %s: expected one HOST", sub);
+	if (call(o, sub[0] == 'a' ? "hosts.admit" : "hosts.revoke",
+	         json_pack("{s:s}", "host", argv[2]), &r) != 0)
+		return 1;
+	if (o->json)
+		return print_or_json(o, r, NULL);
+	printf("%s %s\n", argv[2], sub[0] == 'a' ? "admitted" : "no longer admitted");
+	json_decref(r);
+	return 0;
+}
+
 static const struct command commands[] = {
     {"status", "show the agent's host, version, uptime and datapath",
      "Usage: ettmctl [--socket PATH] [--json] status\n"
@@ -386,6 +545,38 @@ static const struct command commands[] = {
      "The measurements (SHA-256, 64 hex digits) of agents the network trusts.\n"
      "Changes are committed to the store; a refusal says why.\n",
      cmd_trust},
+    {"hosts", "list hosts; admit a host to the network or revoke it",
+     "Usage: ettmctl [--json] hosts [list]\n"
+     "       ettmctl [--json] hosts admit HOST\n"
+     "       ettmctl [--json] hosts revoke HOST\n"
+     "\n"
+     "Every member with whether it is admitted and where its AEE meets the\n"
+     "network (switch datapath id / port). Only an admitted host's port carries\n"
+     "more than control traffic; admitting opens it on every switch, revoking\n"
+     "closes it. Changes are committed to the store.\n",
+     cmd_hosts},
+    {"switches", "every switch: datapath, agents and roles, flows, ports and rates",
+     "Usage: ettmctl [--json] switches\n"
+     "\n"
+     "For each switch of the configuration: its datapath id, every agent's\n"
+     "connection and role (master, slave; asked of every member), the number of\n"
+     "flows and groups it holds, and each port with its state and receive and\n"
+     "transmit rates (from the statistics polled every stats-interval-ms).\n",
+     cmd_switches},
+    {"topology", "switches, the links between them, and where each host sits",
+     "Usage: ettmctl [--json] topology\n"
+     "\n"
+     "The switches, the switch-to-switch links learned by LLDP (with their state,\n"
+     "rate and utilisation), and each host's switch port, address and admission.\n",
+     cmd_topology},
+    {"flows", "one switch's flows: desired against installed",
+     "Usage: ettmctl [--json] flows SWITCH\n"
+     "\n"
+     "SWITCH is s1, s2... (configuration order) or a datapath id in hex. Lists\n"
+     "the flows ETTM wants on it, computed from the store, against the ETTM\n"
+     "flows it holds (as last read): '=' installed as desired, '+' desired but\n"
+     "missing, '-' installed but not desired. The master repairs differences.\n",
+     cmd_flows},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

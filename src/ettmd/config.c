@@ -206,11 +206,11 @@ static int parse_voters(const char *value, void *field, char *expected, size_t s
 	return -EINVAL;
 }
 
-/* "A.B.C.D:PORT, A.B.C.D:PORT, ..." (peer API addresses). */
-static int parse_seeds(const char *value, void *field, char *expected, size_t size)
+/* "A.B.C.D:PORT, A.B.C.D:PORT, ..." into @out (@max of STORE_ADDR_MAX). */
+static int parse_addr_list(const char *value, char (*out)[STORE_ADDR_MAX], unsigned max,
+                           unsigned *ret_n)
 {
-	struct store_options *o = field;
-	char copy[STORE_MAX_SEEDS * STORE_ADDR_MAX];
+	char copy[SW_MAX_SWITCHES * STORE_ADDR_MAX];
 	unsigned n = 0;
 	snprintf(copy, sizeof(copy), "%s", value);
 	for (char *save, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -220,23 +220,84 @@ static int parse_seeds(const char *value, void *field, char *expected, size_t si
 		char *colon = strrchr(tok, ':');
 		unsigned long port;
 		char ignore[8];
-		if (n == STORE_MAX_SEEDS || !colon || (size_t)(colon - tok) >= sizeof(host))
-			goto bad;
+		if (n == max || !colon || (size_t)(colon - tok) >= sizeof(host))
+			return -EINVAL;
 		memcpy(host, tok, (size_t)(colon - tok));
 		host[colon - tok] = '\0';
 		if (inet_pton(AF_INET, host, &a) != 1 ||
 		    parse_uint_range(colon + 1, 1, 65535, &port, ignore, sizeof(ignore)) < 0)
-			goto bad;
-		snprintf(o->seeds[n++], STORE_ADDR_MAX, "%s", tok);
+			return -EINVAL;
+		snprintf(out[n++], STORE_ADDR_MAX, "%s", tok);
 	}
 	if (n == 0)
-		goto bad;
-	o->n_seeds = n;
+		return -EINVAL;
+	*ret_n = n;
 	return 0;
-bad:
+}
+
+/* Peer API addresses to join through. */
+static int parse_seeds(const char *value, void *field, char *expected, size_t size)
+{
+	struct store_options *o = field;
+	if (parse_addr_list(value, o->seeds, STORE_MAX_SEEDS, &o->n_seeds) == 0)
+		return 0;
 	snprintf(expected, size, "expected 1 to %d comma-separated A.B.C.D:PORT peer addresses",
 	         STORE_MAX_SEEDS);
 	return -EINVAL;
+}
+
+/* The switches' OpenFlow listeners. */
+static int parse_switches(const char *value, void *field, char *expected, size_t size)
+{
+	struct sw_options *o = field;
+	if (parse_addr_list(value, o->switches, SW_MAX_SWITCHES, &o->n_switches) == 0)
+		return 0;
+	snprintf(expected, size,
+	         "expected 1 to %d comma-separated A.B.C.D:PORT switch OpenFlow addresses",
+	         SW_MAX_SWITCHES);
+	return -EINVAL;
+}
+
+/* "DPID/PORT-NAME, ...": the switch ports that lead to the ISP. */
+static int parse_uplinks(const char *value, void *field, char *expected, size_t size)
+{
+	struct sw_options *o = field;
+	char copy[SW_MAX_UPLINKS * 64];
+	unsigned n = 0;
+	snprintf(copy, sizeof(copy), "%s", value);
+	for (char *save, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		tok = trim(tok);
+		char *slash = strchr(tok, '/'), *end;
+		if (n == SW_MAX_UPLINKS || !slash || slash == tok || !slash[1] ||
+		    strlen(slash + 1) >= sizeof(o->uplinks[0].port))
+			goto bad;
+		*slash = '\0';
+		errno = 0;
+		uint64_t dpid = strtoull(tok, &end, 16);
+		if (*end || errno || dpid == 0)
+			goto bad;
+		o->uplinks[n].dpid = dpid;
+		snprintf(o->uplinks[n++].port, sizeof(o->uplinks[0].port), "%s", slash + 1);
+	}
+	if (n == 0)
+		goto bad;
+	o->n_uplinks = n;
+	return 0;
+bad:
+	snprintf(expected, size,
+	         "expected 1 to %d comma-separated DPID/PORT-NAME (hex datapath id, switch port "
+	         "name)",
+	         SW_MAX_UPLINKS);
+	return -EINVAL;
+}
+
+static int parse_ms_or_zero(const char *value, void *field, char *expected, size_t size)
+{
+	unsigned long v;
+	int r = parse_uint_range(value, 0, 600000, &v, expected, size);
+	if (r == 0)
+		*(unsigned *)field = (unsigned)v;
+	return r;
 }
 
 #define FIELD(f) offsetof(struct config, f)
@@ -259,6 +320,12 @@ static const struct key keys[] = {
     {"store", "snapshot-threshold", parse_threshold, FIELD(store.snapshot_threshold), false},
     {"store", "voters", parse_voters, FIELD(store.voters), false},
     {"store", "promote-after-ms", parse_ms, FIELD(store.promote_after_ms), false},
+    {"switch", "switches", parse_switches, FIELD(sw), false},
+    {"switch", "uplinks", parse_uplinks, FIELD(sw), false},
+    {"switch", "stats-interval-ms", parse_ms, FIELD(sw.stats_interval_ms), false},
+    {"switch", "lldp-interval-ms", parse_ms, FIELD(sw.lldp_interval_ms), false},
+    {"switch", "link-timeout-ms", parse_ms, FIELD(sw.link_timeout_ms), false},
+    {"switch", "fiat-after-ms", parse_ms_or_zero, FIELD(sw.fiat_after_ms), false},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -271,6 +338,7 @@ static void set_defaults(struct config *c)
 	strcpy(c->datapath.guest_if, "g0");
 	strcpy(c->datapath.uplink_if, "u0");
 	store_options_default(&c->store);
+	sw_options_default(&c->sw);
 	c->raft_port = 7700;
 	c->peer_port = 7701;
 }
@@ -386,10 +454,10 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 			*close = '\0';
 			char *name = trim(s + 1);
 			if (!known_section(name))
-				return error_at(
-				    error, error_size, filename, lineno,
-				    "unknown section [%s] (expected [host], [datapath] or [store])",
-				    name);
+				return error_at(error, error_size, filename, lineno,
+				                "unknown section [%s] (expected [host], "
+				                "[datapath], [store] or [switch])",
+				                name);
 			snprintf(section, sizeof(section), "%s", name);
 			continue;
 		}

@@ -9,6 +9,7 @@
 
 #include "datapath/datapath.h"
 #include "store/store.h"
+#include "switch/switch.h"
 
 #define CONFIG_NAME_MAX   32
 #define CONFIG_SOCKET_MAX 108 /* sizeof(sockaddr_un.sun_path) */
@@ -23,6 +24,7 @@ struct config {
 	uint16_t raft_port;
 	uint16_t peer_port;
 	struct store_options store;
+	struct sw_options sw; /* [switch]; no switches: the agent controls none */
 };
 
 /* Parses @len bytes of @text; @filename is only used in messages. On success

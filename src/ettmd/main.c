@@ -18,6 +18,7 @@
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "store/store.h"
+#include "switch/switch.h"
 
 /* How often the agent checks that its table is still in the kernel. */
 #define WATCH_INTERVAL_MS 5000
@@ -29,6 +30,7 @@ struct agent {
 	struct ctl_server ctl;
 	struct ctl_server peer;
 	struct store *store;
+	struct swc *switches; /* NULL when the configuration names none */
 	uv_signal_t sigterm, sigint;
 	uv_timer_t watch;
 	struct timespec started;
@@ -137,6 +139,11 @@ static int handle_request(void *userdata, struct ctl_client *client, const struc
 	int r = store_handle_request(a->store, client, req, ret_result, ret_error);
 	if (r != -ENOENT || *ret_error)
 		return r;
+	if (a->switches) {
+		r = sw_handle_request(a->switches, client, req, ret_result, ret_error);
+		if (r != -ENOENT || *ret_error)
+			return r;
+	}
 	if (asprintf(ret_error, "unknown command \"%s\"", req->cmd) < 0)
 		*ret_error = NULL;
 	return -EOPNOTSUPP;
@@ -148,6 +155,8 @@ static int handle_peer(void *userdata, struct ctl_client *client, const struct c
 {
 	struct agent *a = userdata;
 	int r = store_handle_request(a->store, client, req, ret_result, ret_error);
+	if (r == -ENOENT && !*ret_error && a->switches && strcmp(req->cmd, "switch.local") == 0)
+		r = sw_handle_request(a->switches, client, req, ret_result, ret_error);
 	if (r == -ENOENT && !*ret_error &&
 	    asprintf(ret_error, "unknown command \"%s\"", req->cmd) < 0)
 		*ret_error = NULL;
@@ -182,6 +191,8 @@ static void signal_cb(uv_signal_t *sig, int signum)
 	log_info("received %s; stopping (the datapath keeps its rules)", strsignal(signum));
 	ctl_server_close(&a->ctl, ctl_closed_cb);
 	ctl_server_close(&a->peer, ctl_closed_cb);
+	if (a->switches)
+		sw_close(a->switches);
 	store_close(a->store, NULL, NULL);
 	uv_close((uv_handle_t *)&a->sigterm, closed_cb);
 	uv_close((uv_handle_t *)&a->sigint, closed_cb);
@@ -302,6 +313,20 @@ static int start(struct agent *a)
 	r = start_store(a);
 	if (r < 0)
 		return r;
+	if (a->cfg.sw.n_switches) {
+		struct sw_self self = {.control_addr = ntohl(a->cfg.datapath.control_addr.s_addr),
+		                       .guest_addr = ntohl(a->cfg.datapath.guest_addr.s_addr)};
+		snprintf(self.name, sizeof(self.name), "%s", a->cfg.name);
+		snprintf(self.uplink_if, sizeof(self.uplink_if), "%s", a->cfg.datapath.uplink_if);
+		char error[256];
+		r = sw_open(a->loop, &a->cfg.sw, &self, a->store, &a->switches, error,
+		            sizeof(error));
+		if (r < 0) {
+			log_error("switches: %s", error);
+			return r;
+		}
+		log_info("switches: controlling %u switch(es)", a->cfg.sw.n_switches);
+	}
 	r = ctl_server_start(&a->ctl, a->loop, a->cfg.control_socket, handle_request, a);
 	if (r < 0) {
 		log_error("control socket %s: %s", a->cfg.control_socket,

@@ -231,6 +231,25 @@ static const char *role_name(uint32_t role)
 	static const char *const names[] = {"nochange", "equal", "master", "slave"};
 	return role < 4 ? names[role] : "unknown";
 }
+enum of13_err of13_set_config_decode(const void *data, size_t len, struct of13_switch_config *ret)
+{
+	struct cursor c;
+	enum of13_err e = of13_body(data, len, OF13_SET_CONFIG, &c);
+	if (e)
+		return e;
+	struct of13_switch_config sc = {.flags = cursor_u16(&c), .miss_send_len = cursor_u16(&c)};
+	if (!cursor_ok(&c) || c.left)
+		return OF13_ERR_BAD_LEN;
+	*ret = sc;
+	return OF13_OK;
+}
+
+void of13_set_config_encode(struct obuf *b, uint32_t xid, const struct of13_switch_config *sc)
+{
+	of13_start(b, OF13_SET_CONFIG, xid);
+	obuf_put_u16(b, sc->flags);
+	obuf_put_u16(b, sc->miss_send_len);
+}
 
 static const char *type_name(uint8_t type)
 {
@@ -247,6 +266,8 @@ static const char *type_name(uint8_t type)
 		return "FEATURES_REQUEST";
 	case OF13_FEATURES_REPLY:
 		return "FEATURES_REPLY";
+	case OF13_SET_CONFIG:
+		return "SET_CONFIG";
 	case OF13_FLOW_MOD:
 		return "FLOW_MOD";
 	case OF13_BARRIER_REQUEST:
@@ -292,6 +313,7 @@ void of13_format(FILE *out, const void *data, size_t len)
 		struct of13_error_msg error;
 		struct of13_features features;
 		struct of13_role_msg role;
+		struct of13_switch_config config;
 		struct of13_flow_mod flow;
 		struct of13_packet_in pin;
 		struct of13_packet_out pout;
@@ -321,6 +343,12 @@ void of13_format(FILE *out, const void *data, size_t len)
 		if (!e)
 			fprintf(out, ": dpid=0x%016" PRIx64 " n_tables=%u n_buffers=%" PRIu32,
 			        m.features.datapath_id, m.features.n_tables, m.features.n_buffers);
+		break;
+	case OF13_SET_CONFIG:
+		e = of13_set_config_decode(data, len, &m.config);
+		if (!e)
+			fprintf(out, ": flags=0x%x miss_send_len=%u", m.config.flags,
+			        m.config.miss_send_len);
 		break;
 	case OF13_ROLE_REQUEST:
 	case OF13_ROLE_REPLY:

@@ -25,6 +25,7 @@ enum of13_type {
 	OF13_ECHO_REPLY = 3,
 	OF13_FEATURES_REQUEST = 5,
 	OF13_FEATURES_REPLY = 6,
+	OF13_SET_CONFIG = 9,
 	OF13_PACKET_IN = 10,
 	OF13_PORT_STATUS = 12,
 	OF13_PACKET_OUT = 13,
@@ -136,6 +137,18 @@ struct of13_role_msg {
 /* Role request and reply share a layout; @type says which. */
 enum of13_err of13_role_decode(const void *data, size_t len, struct of13_role_msg *ret);
 void of13_role_encode(struct obuf *b, uint8_t type, uint32_t xid, const struct of13_role_msg *r);
+
+/* Spec 7.3.2: switch configuration. A controller that listens on a
+ * switch's passive port (a "service" connection to Open vSwitch) gets no
+ * asynchronous messages (packet_in, port_status) until it sets a nonzero
+ * miss_send_len. */
+#define OF13_CML_NO_BUFFER 0xffffu
+struct of13_switch_config {
+	uint16_t flags;
+	uint16_t miss_send_len;
+};
+enum of13_err of13_set_config_decode(const void *data, size_t len, struct of13_switch_config *ret);
+void of13_set_config_encode(struct obuf *b, uint32_t xid, const struct of13_switch_config *sc);
 
 /* One line describing any message this codec knows, e.g.
  * "ROLE_REQUEST xid=0x7: role=master generation_id=10". */

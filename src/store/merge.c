@@ -106,7 +106,10 @@ enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd,
 	case STORE_CLUSTER:
 	case STORE_MEMBERS:
 	case STORE_CONFLICTS:
-		/* Membership and generations belong to the cluster that is. */
+	case STORE_LOCATIONS:
+	case STORE_LINKS:
+		/* Membership and generations belong to the cluster that is;
+		 * topology is learned again by the new master. */
 		return STORE_MERGE_SKIP;
 	case STORE_TRUSTED:
 		row = find(s, STORE_TRUSTED, same_trusted, cmd);

@@ -632,6 +632,11 @@ bool store_is_leader(const struct store *s)
 	       raft_state((struct raft *)&s->raft) == RAFT_LEADER;
 }
 
+uint64_t store_term(const struct store *s)
+{
+	return s->raft_open ? s->raft.current_term : 0;
+}
+
 /* ---- membership (leader) ---- */
 
 static void member_role_done(void *userdata, int status, const struct store_result *res,

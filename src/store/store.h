@@ -73,6 +73,8 @@ typedef void (*store_watch_cb)(void *userdata, const struct store_cmd *cmd,
 int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata);
 
 bool store_is_leader(const struct store *s);
+/* The Raft term this replica is in (0 before Raft runs). */
+uint64_t store_term(const struct store *s);
 
 /* This replica's view: role, leader, term, commit and applied index,
  * generation, and each member with its role and, where known, reachability

@@ -314,6 +314,76 @@ static json_t *conflict_json(const union store_row *r)
 	                 (json_int_t)r->conflict.generation, "reason", r->conflict.reason);
 }
 
+static void location_encode(struct obuf *b, const union store_row *r)
+{
+	const struct store_location *l = &r->location;
+	obuf_put_str(b, l->host);
+	obuf_put_str(b, l->mac);
+	obuf_put_u64(b, l->dpid);
+	obuf_put_u32(b, l->port);
+	obuf_put_u32(b, l->control_addr);
+	obuf_put_u32(b, l->guest_addr);
+	obuf_put_u64(b, l->seen_ms);
+}
+
+static void location_decode(struct cursor *c, union store_row *r)
+{
+	struct store_location *l = &r->location;
+	cursor_str(c, l->host, sizeof(l->host));
+	cursor_str(c, l->mac, sizeof(l->mac));
+	l->dpid = cursor_u64(c);
+	l->port = cursor_u32(c);
+	l->control_addr = cursor_u32(c);
+	l->guest_addr = cursor_u32(c);
+	l->seen_ms = cursor_u64(c);
+}
+
+static int location_cmp(const union store_row *a, const union store_row *b)
+{
+	return strcmp(a->location.host, b->location.host);
+}
+
+static json_t *location_json(const union store_row *r)
+{
+	const struct store_location *l = &r->location;
+	return json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:I}", "host", l->host, "mac", l->mac,
+	                 "dpid", (json_int_t)l->dpid, "port", (json_int_t)l->port, "control_addr",
+	                 addr_json(l->control_addr), "guest_addr", addr_json(l->guest_addr),
+	                 "seen_ms", (json_int_t)l->seen_ms);
+}
+
+static void link_encode(struct obuf *b, const union store_row *r)
+{
+	obuf_put_u64(b, r->link.dpid);
+	obuf_put_u32(b, r->link.port);
+	obuf_put_u64(b, r->link.peer_dpid);
+	obuf_put_u32(b, r->link.peer_port);
+	obuf_put_u64(b, r->link.seen_ms);
+}
+
+static void link_decode(struct cursor *c, union store_row *r)
+{
+	r->link.dpid = cursor_u64(c);
+	r->link.port = cursor_u32(c);
+	r->link.peer_dpid = cursor_u64(c);
+	r->link.peer_port = cursor_u32(c);
+	r->link.seen_ms = cursor_u64(c);
+}
+
+static int link_cmp(const union store_row *a, const union store_row *b)
+{
+	int r = cmp_u64(a->link.dpid, b->link.dpid);
+	return r ? r : cmp_u64(a->link.port, b->link.port);
+}
+
+static json_t *link_json(const union store_row *r)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I}", "dpid", (json_int_t)r->link.dpid, "port",
+	                 (json_int_t)r->link.port, "peer_dpid", (json_int_t)r->link.peer_dpid,
+	                 "peer_port", (json_int_t)r->link.peer_port, "seen_ms",
+	                 (json_int_t)r->link.seen_ms);
+}
+
 static void cluster_encode(struct obuf *b, const union store_row *r)
 {
 	obuf_put_u64(b, r->cluster.generation);
@@ -380,6 +450,9 @@ static const struct table_ops ops[STORE_TABLE_MAX] = {
     [STORE_LEASES] = {"leases", lease_encode, lease_decode, lease_cmp, lease_json},
     [STORE_CONFLICTS] = {"conflicts", conflict_encode, conflict_decode, conflict_cmp,
                          conflict_json},
+    [STORE_LOCATIONS] = {"locations", location_encode, location_decode, location_cmp,
+                         location_json},
+    [STORE_LINKS] = {"links", link_encode, link_decode, link_cmp, link_json},
 };
 
 static bool valid_table(unsigned t)
@@ -532,6 +605,22 @@ const struct store_member *store_member_find(const struct store_state *s, uint64
 	union store_row key = {.member.id = id};
 	const union store_row *r = table_get(s, STORE_MEMBERS, &key);
 	return r ? &r->member : NULL;
+}
+
+const struct store_admission *store_admission_find(const struct store_state *s, const char *host)
+{
+	union store_row key = {0};
+	snprintf(key.admission.host, sizeof(key.admission.host), "%s", host);
+	const union store_row *r = table_get(s, STORE_ADMISSIONS, &key);
+	return r ? &r->admission : NULL;
+}
+
+const struct store_location *store_location_find(const struct store_state *s, const char *host)
+{
+	union store_row key = {0};
+	snprintf(key.location.host, sizeof(key.location.host), "%s", host);
+	const union store_row *r = table_get(s, STORE_LOCATIONS, &key);
+	return r ? &r->location : NULL;
 }
 
 const struct store_member *store_member_find_name(const struct store_state *s, const char *name)
@@ -835,6 +924,40 @@ static int apply_conflict(struct store_state *s, const struct store_cmd *cmd,
 	return r;
 }
 
+static int apply_location(struct store_state *s, const struct store_cmd *cmd,
+                          struct store_result *res)
+{
+	const struct store_location *l = &cmd->row.location;
+	if (cmd->op == STORE_PUT) {
+		if (!l->host[0] || !l->dpid || !l->port) {
+			reject(res, "a location needs a host, a switch and a port");
+			return 0;
+		}
+		/* One host per port: a host seen on another's port replaces it. */
+		for (size_t i = 0; i < s->tables[STORE_LOCATIONS].n; i++) {
+			const struct store_location *o =
+			    &s->tables[STORE_LOCATIONS].rows[i].location;
+			if (strcmp(o->host, l->host) != 0 && o->dpid == l->dpid &&
+			    o->port == l->port) {
+				table_del(s, STORE_LOCATIONS, &s->tables[STORE_LOCATIONS].rows[i]);
+				break;
+			}
+		}
+	}
+	return apply_simple(s, STORE_LOCATIONS, cmd, res, "location");
+}
+
+static int apply_link(struct store_state *s, const struct store_cmd *cmd, struct store_result *res)
+{
+	const struct store_link *l = &cmd->row.link;
+	if (cmd->op == STORE_PUT &&
+	    (!l->dpid || !l->port || !l->peer_dpid || !l->peer_port || l->dpid == l->peer_dpid)) {
+		reject(res, "a link joins two ports of two different switches");
+		return 0;
+	}
+	return apply_simple(s, STORE_LINKS, cmd, res, "link");
+}
+
 int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
                       struct store_result *ret_result)
 {
@@ -867,6 +990,12 @@ int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
 		break;
 	case STORE_CONFLICTS:
 		r = apply_conflict(s, cmd, &res);
+		break;
+	case STORE_LOCATIONS:
+		r = apply_location(s, cmd, &res);
+		break;
+	case STORE_LINKS:
+		r = apply_link(s, cmd, &res);
 		break;
 	default:
 		reject(&res, "unknown table %u", cmd->table);
@@ -932,6 +1061,10 @@ static int restore_into(struct store_state *n, struct cursor *c, const char **wh
 	for (int t = 1; t < STORE_TABLE_MAX && cursor_ok(c); t++) {
 		if (single_row(t))
 			continue;
+		/* A snapshot of an older agent ends before the tables it did
+		 * not have; they start empty. */
+		if (c->left == 0)
+			break;
 		if (cursor_u8(c) != t) {
 			*why = "tables out of order";
 			return -EBADMSG;

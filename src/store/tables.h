@@ -37,6 +37,8 @@ enum store_table {
 	STORE_NAT_MAPPINGS,
 	STORE_LEASES,
 	STORE_CONFLICTS,
+	STORE_LOCATIONS, /* where each host's AEE meets the network */
+	STORE_LINKS,     /* switch-to-switch links */
 	STORE_TABLE_MAX,
 };
 
@@ -120,6 +122,28 @@ struct store_conflict {
 	char reason[STORE_REASON_MAX];
 };
 
+/* Where a host's AEE sits, as its LLDP announcement told the master. Learned,
+ * not configured: the master commits a row when it first sees the host or
+ * the host moves, so the next master starts from the same topology. */
+struct store_location {
+	char host[STORE_NAME_MAX]; /* key */
+	char mac[STORE_MAC_MAX];   /* the AEE's uplink address */
+	uint64_t dpid;
+	uint32_t port;
+	uint32_t control_addr, guest_addr; /* host byte order */
+	uint64_t seen_ms;                  /* when this place was first seen */
+};
+
+/* One direction of a switch-to-switch link, learned by LLDP; the master
+ * deletes it when it has not been seen for a while. */
+struct store_link {
+	uint64_t dpid; /* key, with port */
+	uint32_t port;
+	uint64_t peer_dpid;
+	uint32_t peer_port;
+	uint64_t seen_ms;
+};
+
 union store_row {
 	struct store_cluster cluster;
 	struct store_member member;
@@ -130,6 +154,8 @@ union store_row {
 	struct store_nat_mapping nat_mapping;
 	struct store_lease lease;
 	struct store_conflict conflict;
+	struct store_location location;
+	struct store_link link;
 };
 
 struct store_cmd {
@@ -200,6 +226,8 @@ size_t store_count(const struct store_state *s, enum store_table table);
 const void *store_row(const struct store_state *s, enum store_table table, size_t i);
 const struct store_member *store_member_find(const struct store_state *s, uint64_t id);
 const struct store_member *store_member_find_name(const struct store_state *s, const char *name);
+const struct store_admission *store_admission_find(const struct store_state *s, const char *host);
+const struct store_location *store_location_find(const struct store_state *s, const char *host);
 
 /* Merge of a command orphaned by a forced recovery into the new cluster's
  * state (docs/store.md, "Merge rules"). */

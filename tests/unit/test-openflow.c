@@ -31,6 +31,9 @@ static const struct vector vectors[] = {
     {"features", "0406002000000004000000000000000100000000fe0000000000004f00000000",
      "OFPT_FEATURES_REPLY (OF1.3) (xid=0x4): dpid:0000000000000001\nn_tables:254, n_buffers:0",
      "FEATURES_REPLY xid=0x4: dpid=0x0000000000000001 n_tables=254 n_buffers=0"},
+    {"set_config", "0409000c000000090000ffff",
+     "OFPT_SET_CONFIG (OF1.3) (xid=0x9): frags=normal miss_send_len=65535",
+     "SET_CONFIG xid=0x9: flags=0x0 miss_send_len=65535"},
     {"role", "04180018000000070000000200000000000000000000000a",
      "OFPT_ROLE_REQUEST (OF1.3) (xid=0x7): role=primary generation_id=10",
      "ROLE_REQUEST xid=0x7: role=master generation_id=10"},
@@ -210,6 +213,9 @@ static void test_encoders(void **state)
 	of13_role_encode(&b, OF13_ROLE_REQUEST, 7,
 	                 &(struct of13_role_msg){.role = OF13_ROLE_MASTER, .generation_id = 10});
 	assert_encodes_to(&b, "role");
+	of13_set_config_encode(&b, 9,
+	                       &(struct of13_switch_config){.miss_send_len = OF13_CML_NO_BUFFER});
+	assert_encodes_to(&b, "set_config");
 	struct of13_flow_mod fm = flow_vector();
 	of13_flow_mod_encode(&b, 5, &fm);
 	assert_encodes_to(&b, "flow");

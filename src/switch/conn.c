@@ -1,0 +1,381 @@
+/* OpenFlow connections (conn.h). */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/server.h"
+#include "lib/log.h"
+
+#define RECONNECT_MS 1000
+#define ECHO_MS      2000
+#define DEAD_MS      6000
+#define MAX_MSG      65535
+
+struct pending {
+	struct pending *next;
+	uint32_t xid;
+	of_reply_cb cb;
+	void *userdata;
+};
+
+struct of_conn {
+	uv_loop_t *loop;
+	struct sockaddr_in sa;
+	char address[64];
+	const struct of_conn_ops *ops;
+	void *userdata;
+
+	uv_tcp_t *tcp; /* NULL while disconnected */
+	uv_connect_t connect;
+	uv_timer_t timer; /* reconnect, or echo while up */
+	bool up, closing;
+	uint32_t next_xid;
+	uint64_t last_heard; /* uv_now() of the last message */
+	uint8_t *in;
+	size_t in_len, in_cap;
+	struct pending *pending;
+};
+
+static void start_connect(struct of_conn *c);
+
+bool of_conn_is_up(const struct of_conn *c)
+{
+	return c->up;
+}
+
+const char *of_conn_address(const struct of_conn *c)
+{
+	return c->address;
+}
+
+uint32_t of_conn_xid(struct of_conn *c)
+{
+	return ++c->next_xid;
+}
+
+static void fail_pending(struct of_conn *c)
+{
+	while (c->pending) {
+		struct pending *p = c->pending;
+		c->pending = p->next;
+		p->cb(p->userdata, c, -ECONNRESET, NULL, 0, true);
+		free(p);
+	}
+}
+
+static void tcp_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void conn_free(uv_handle_t *h)
+{
+	struct of_conn *c = h->data;
+	free(c->in);
+	free(c);
+}
+
+/* Drops the connection; reconnects unless the connection is being closed. */
+static void drop(struct of_conn *c, const char *why)
+{
+	bool was_up = c->up;
+	if (c->tcp) {
+		uv_close((uv_handle_t *)c->tcp, tcp_closed);
+		c->tcp = NULL;
+	}
+	c->up = false;
+	c->in_len = 0;
+	fail_pending(c);
+	if (was_up && c->ops->down)
+		c->ops->down(c->userdata, c, why);
+	if (!c->closing)
+		start_connect(c);
+}
+
+struct write_req {
+	uv_write_t req;
+	uint8_t *data;
+};
+
+static void write_done(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+	(void)status; /* a failed write also fails the read side */
+	free(w->data);
+	free(w);
+}
+
+static int send_raw(struct of_conn *c, uint8_t *data, size_t len)
+{
+	struct write_req *w = malloc(sizeof(*w));
+	if (!w) {
+		free(data);
+		return -ENOMEM;
+	}
+	w->data = data;
+	uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
+	int r = uv_write(&w->req, (uv_stream_t *)c->tcp, &buf, 1, write_done);
+	if (r < 0) {
+		free(data);
+		free(w);
+		return -EIO;
+	}
+	return 0;
+}
+
+int of_conn_send(struct of_conn *c, struct obuf *b, of_reply_cb cb, void *userdata)
+{
+	if (!c->tcp) {
+		obuf_free(b);
+		return -ENOTCONN;
+	}
+	if (of13_finish(b) < 0 || b->failed) {
+		obuf_free(b);
+		return -ENOMEM;
+	}
+	uint32_t xid = (uint32_t)b->data[4] << 24 | (uint32_t)b->data[5] << 16 |
+	               (uint32_t)b->data[6] << 8 | b->data[7];
+	struct pending *p = NULL;
+	if (cb) {
+		p = malloc(sizeof(*p));
+		if (!p) {
+			obuf_free(b);
+			return -ENOMEM;
+		}
+		*p = (struct pending){.xid = xid, .cb = cb, .userdata = userdata};
+	}
+	uint8_t *data;
+	size_t len;
+	obuf_finish(b, &data, &len);
+	int r = send_raw(c, data, len);
+	if (r < 0) {
+		free(p);
+		return r;
+	}
+	if (p) {
+		/* Appended, so replies to one xid keep their order. */
+		struct pending **at = &c->pending;
+		while (*at)
+			at = &(*at)->next;
+		*at = p;
+	}
+	return 0;
+}
+
+static void send_simple(struct of_conn *c, uint8_t type, uint32_t xid, const void *data, size_t len)
+{
+	struct obuf b = {0};
+	of13_simple_encode(&b, type, xid, data, len);
+	of_conn_send(c, &b, NULL, NULL);
+}
+
+/* Hands a reply to its request; false when no request waits for @xid. */
+static bool deliver_reply(struct of_conn *c, const struct of13_header *h, const uint8_t *msg,
+                          size_t len)
+{
+	struct pending **at = &c->pending;
+	while (*at && (*at)->xid != h->xid)
+		at = &(*at)->next;
+	if (!*at)
+		return false;
+	struct pending *p = *at;
+	bool last = true;
+	if (h->type == OF13_MULTIPART_REPLY) {
+		uint16_t type, flags;
+		if (of13_multipart_decode(msg, len, &type, &flags) == OF13_OK)
+			last = !(flags & OF13_MP_MORE);
+	}
+	int status = h->type == OF13_ERROR ? -EREMOTEIO : 0;
+	if (last)
+		*at = p->next;
+	p->cb(p->userdata, c, status, msg, len, last);
+	if (last)
+		free(p);
+	return true;
+}
+
+static void handle(struct of_conn *c, const uint8_t *msg, size_t len)
+{
+	struct of13_header h;
+	enum of13_err e = of13_header_decode(msg, len, &h);
+	if (e && !(e == OF13_ERR_BAD_VERSION && h.type == OF13_HELLO)) {
+		log_warn("switch %s: %s in a message of type %u; dropping the connection",
+		         c->address, of13_err_string(e), h.type);
+		drop(c, "malformed message");
+		return;
+	}
+	c->last_heard = uv_now(c->loop);
+	switch (h.type) {
+	case OF13_HELLO: {
+		struct of13_hello hello;
+		if (of13_hello_decode(msg, len, &hello) != OF13_OK ||
+		    (hello.version_bitmap
+		         ? !of13_negotiate(1u << OF13_VERSION, hello.version_bitmap)
+		         : h.version < OF13_VERSION)) {
+			log_warn("switch %s does not speak OpenFlow 1.3", c->address);
+			drop(c, "no common OpenFlow version");
+			return;
+		}
+		send_simple(c, OF13_FEATURES_REQUEST, of_conn_xid(c), NULL, 0);
+		return;
+	}
+	case OF13_ECHO_REQUEST:
+		send_simple(c, OF13_ECHO_REPLY, h.xid, msg + OF13_HEADER_LEN,
+		            len - OF13_HEADER_LEN);
+		return;
+	case OF13_ECHO_REPLY:
+		return;
+	case OF13_FEATURES_REPLY: {
+		struct of13_features f;
+		if (c->up || of13_features_decode(msg, len, &f) != OF13_OK)
+			return;
+		c->up = true;
+		log_info("switch %s: connected, datapath %016llx", c->address,
+		         (unsigned long long)f.datapath_id);
+		c->ops->up(c->userdata, c, f.datapath_id);
+		return;
+	}
+	default:
+		if (!deliver_reply(c, &h, msg, len) && c->ops->message)
+			c->ops->message(c->userdata, c, &h, msg, len);
+	}
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct of_conn *c = h->data;
+	(void)suggested;
+	if (c->in_cap - c->in_len < 65536) {
+		size_t cap = c->in_len + 65536 * 2;
+		uint8_t *in = realloc(c->in, cap);
+		if (!in) {
+			*buf = uv_buf_init(NULL, 0);
+			return;
+		}
+		c->in = in;
+		c->in_cap = cap;
+	}
+	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct of_conn *c = s->data;
+	(void)buf;
+	if (n < 0) {
+		drop(c, n == UV_EOF ? "the switch closed the connection" : uv_strerror((int)n));
+		return;
+	}
+	c->in_len += (size_t)n;
+	size_t at = 0;
+	uv_tcp_t *tcp = c->tcp;
+	while (c->tcp == tcp && c->in_len - at >= OF13_HEADER_LEN) {
+		size_t len = (size_t)c->in[at + 2] << 8 | c->in[at + 3];
+		if (len < OF13_HEADER_LEN) {
+			drop(c, "a message shorter than its header");
+			return;
+		}
+		if (c->in_len - at < len)
+			break;
+		handle(c, c->in + at, len);
+		at += len;
+	}
+	if (c->tcp != tcp)
+		return; /* dropped while handling */
+	memmove(c->in, c->in + at, c->in_len - at);
+	c->in_len -= at;
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+	struct of_conn *c = t->data;
+	if (!c->tcp) {
+		start_connect(c);
+		return;
+	}
+	if (!c->up)
+		return;
+	if (uv_now(c->loop) - c->last_heard > DEAD_MS) {
+		log_warn("switch %s: no answer for %u ms", c->address, DEAD_MS);
+		drop(c, "echo timeout");
+		return;
+	}
+	send_simple(c, OF13_ECHO_REQUEST, of_conn_xid(c), NULL, 0);
+}
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+	struct of_conn *c = req->data;
+	if (status == UV_ECANCELED)
+		return;
+	if (status < 0) {
+		log_debug("switch %s: %s", c->address, uv_strerror(status));
+		uv_close((uv_handle_t *)c->tcp, tcp_closed);
+		c->tcp = NULL;
+		uv_timer_start(&c->timer, timer_cb, RECONNECT_MS, 0);
+		return;
+	}
+	uv_tcp_nodelay(c->tcp, 1);
+	c->last_heard = uv_now(c->loop);
+	uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb);
+	struct obuf b = {0};
+	of13_hello_encode(&b, of_conn_xid(c), &(struct of13_hello){1u << OF13_VERSION});
+	of_conn_send(c, &b, NULL, NULL);
+	uv_timer_start(&c->timer, timer_cb, ECHO_MS, ECHO_MS);
+}
+
+static void start_connect(struct of_conn *c)
+{
+	uv_timer_stop(&c->timer);
+	c->tcp = malloc(sizeof(*c->tcp));
+	if (!c->tcp || uv_tcp_init(c->loop, c->tcp) < 0) {
+		free(c->tcp);
+		c->tcp = NULL;
+		uv_timer_start(&c->timer, timer_cb, RECONNECT_MS, 0);
+		return;
+	}
+	c->tcp->data = c;
+	c->connect.data = c;
+	if (uv_tcp_connect(&c->connect, c->tcp, (struct sockaddr *)&c->sa, connect_cb) < 0) {
+		uv_close((uv_handle_t *)c->tcp, tcp_closed);
+		c->tcp = NULL;
+		uv_timer_start(&c->timer, timer_cb, RECONNECT_MS, 0);
+	}
+}
+
+int of_conn_open(uv_loop_t *loop, const char *address, const struct of_conn_ops *ops,
+                 void *userdata, struct of_conn **ret)
+{
+	struct of_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (ctl_parse_address(address, &c->sa) < 0) {
+		free(c);
+		return -EINVAL;
+	}
+	c->loop = loop;
+	snprintf(c->address, sizeof(c->address), "%s", address);
+	c->ops = ops;
+	c->userdata = userdata;
+	uv_timer_init(loop, &c->timer);
+	c->timer.data = c;
+	start_connect(c);
+	*ret = c;
+	return 0;
+}
+
+void of_conn_close(struct of_conn *c)
+{
+	c->closing = true;
+	bool was_up = c->up;
+	c->up = false;
+	if (c->tcp) {
+		uv_close((uv_handle_t *)c->tcp, tcp_closed);
+		c->tcp = NULL;
+	}
+	(void)was_up;
+	fail_pending(c);
+	uv_close((uv_handle_t *)&c->timer, conn_free);
+}

@@ -1,0 +1,294 @@
+/* Desired flows (desired.h). */
+#include "desired.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/buf.h"
+
+void sw_flows_free(struct sw_flows *f)
+{
+	free(f->v);
+	*f = (struct sw_flows){0};
+}
+
+int sw_flows_add(struct sw_flows *f, const struct of13_flow_mod *fm)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 32;
+		struct of13_flow_mod *v = realloc(f->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n++] = *fm;
+	return 0;
+}
+
+static bool parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned b[6];
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
+		return false;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)b[i];
+	return true;
+}
+
+/* ---- paths ---- */
+
+#define MAX_SWITCHES 64
+
+/* Breadth-first search from @from over the links; the first hop port of
+ * the path to @to. */
+uint32_t sw_next_hop(const struct store_state *st, uint64_t from, uint64_t to)
+{
+	if (from == to)
+		return 0;
+	uint64_t seen[MAX_SWITCHES];
+	uint32_t first[MAX_SWITCHES];
+	size_t head = 0, n = 0;
+	seen[n] = from;
+	first[n++] = 0;
+	size_t n_links = store_count(st, STORE_LINKS);
+	while (head < n) {
+		uint64_t at = seen[head];
+		uint32_t via = first[head++];
+		for (size_t i = 0; i < n_links; i++) {
+			const struct store_link *l = store_row(st, STORE_LINKS, i);
+			if (l->dpid != at)
+				continue;
+			bool known = false;
+			for (size_t k = 0; k < n && !known; k++)
+				known = seen[k] == l->peer_dpid;
+			if (known || n == MAX_SWITCHES)
+				continue;
+			uint32_t hop = via ? via : l->port;
+			if (l->peer_dpid == to)
+				return hop;
+			seen[n] = l->peer_dpid;
+			first[n++] = hop;
+		}
+	}
+	return 0;
+}
+
+/* ---- building flows ---- */
+
+static struct of13_flow_mod base(uint8_t table, uint16_t priority)
+{
+	struct of13_flow_mod fm;
+	of13_flow_mod_init(&fm, OF13_FLOW_ADD);
+	fm.cookie = SW_COOKIE;
+	fm.table_id = table;
+	fm.priority = priority;
+	return fm;
+}
+
+static void goto_table(struct of13_flow_mod *fm, uint8_t table)
+{
+	fm->instructions[fm->n_instructions++] =
+	    (struct of13_instruction){.type = OF13_INSTRUCTION_GOTO_TABLE, .table_id = table};
+}
+
+static struct of13_instruction *apply(struct of13_flow_mod *fm)
+{
+	struct of13_instruction *in = &fm->instructions[fm->n_instructions++];
+	*in = (struct of13_instruction){.type = OF13_INSTRUCTION_APPLY_ACTIONS};
+	return in;
+}
+
+static void output(struct of13_instruction *in, uint32_t port)
+{
+	in->actions[in->n_actions++] = (struct of13_action){
+	    .type = OF13_ACTION_OUTPUT,
+	    .output = {.port = port, .max_len = port == OF13_PORT_CONTROLLER ? 0xffff : 0}};
+}
+
+static void set_eth_dst(struct of13_instruction *in, const uint8_t mac[6])
+{
+	struct of13_action *a = &in->actions[in->n_actions++];
+	*a = (struct of13_action){.type = OF13_ACTION_SET_FIELD};
+	a->set_field.field = OF13_OXM_ETH_DST;
+	a->set_field.len = 6;
+	memcpy(a->set_field.value, mac, 6);
+}
+
+static int admit_port(struct sw_flows *out, uint32_t port, const uint8_t *mac)
+{
+	struct of13_flow_mod fm = base(0, SW_PRIO_ADMIT);
+	of13_match_add(&fm.match, OF13_OXM_IN_PORT, port, NULL);
+	if (mac)
+		of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
+	goto_table(&fm, 1);
+	sw_flow_canonical(&fm);
+	return sw_flows_add(out, &fm);
+}
+
+static int arp_to(struct sw_flows *out, uint32_t addr, const uint8_t mac[6], uint32_t port)
+{
+	struct of13_flow_mod fm = base(1, SW_PRIO_ARP);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, 0x0806, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ARP_OP, 1, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ARP_TPA, addr, NULL);
+	struct of13_instruction *in = apply(&fm);
+	set_eth_dst(in, mac);
+	output(in, port);
+	sw_flow_canonical(&fm);
+	return sw_flows_add(out, &fm);
+}
+
+static int host_flows(const struct store_state *st, const struct store_location *l, uint64_t dpid,
+                      struct sw_flows *out)
+{
+	uint8_t mac[6];
+	if (!parse_mac(l->mac, mac))
+		return 0;
+	uint32_t port = l->dpid == dpid ? l->port : sw_next_hop(st, dpid, l->dpid);
+	if (!port)
+		return 0; /* no path (yet): nothing to forward along */
+	int r = 0;
+	if (l->dpid == dpid)
+		r = admit_port(out, l->port, mac);
+
+	struct of13_flow_mod fm = base(1, SW_PRIO_FORWARD);
+	of13_match_add_eth(&fm.match, OF13_OXM_ETH_DST, mac, NULL);
+	output(apply(&fm), port);
+	sw_flow_canonical(&fm);
+	if (r == 0)
+		r = sw_flows_add(out, &fm);
+	if (r == 0 && l->control_addr)
+		r = arp_to(out, l->control_addr, mac, port);
+	if (r == 0 && l->guest_addr && l->guest_addr != l->control_addr)
+		r = arp_to(out, l->guest_addr, mac, port);
+	return r;
+}
+
+int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, size_t n_uplinks,
+               uint64_t dpid, struct sw_flows *ret)
+{
+	struct sw_flows out = {0};
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < store_count(st, STORE_LOCATIONS); i++) {
+		const struct store_location *l = store_row(st, STORE_LOCATIONS, i);
+		if (store_admission_find(st, l->host))
+			r = host_flows(st, l, dpid, &out);
+	}
+	for (size_t i = 0; r == 0 && i < store_count(st, STORE_LINKS); i++) {
+		const struct store_link *l = store_row(st, STORE_LINKS, i);
+		if (l->dpid == dpid)
+			r = admit_port(&out, l->port, NULL);
+	}
+	for (size_t i = 0; r == 0 && i < n_uplinks; i++)
+		if (uplinks[i].dpid == dpid)
+			r = admit_port(&out, uplinks[i].port, NULL);
+	if (r == 0) {
+		/* What table 1 does not know goes the switch's normal way:
+		 * to the uplink's gateway, the switches' own addresses. */
+		struct of13_flow_mod fm = base(1, SW_PRIO_MISS);
+		output(apply(&fm), OF13_PORT_NORMAL);
+		r = sw_flows_add(&out, &fm);
+	}
+	if (r < 0) {
+		sw_flows_free(&out);
+		return r;
+	}
+	*ret = out;
+	return 0;
+}
+
+/* ---- comparing ---- */
+
+static int oxm_cmp(const void *a, const void *b)
+{
+	const struct of13_oxm *x = a, *y = b;
+	return (int)x->field - (int)y->field;
+}
+
+void sw_flow_canonical(struct of13_flow_mod *fm)
+{
+	qsort(fm->match.oxm, fm->match.n, sizeof(fm->match.oxm[0]), oxm_cmp);
+}
+
+static bool same_bytes(struct obuf *a, struct obuf *b)
+{
+	bool same = !a->failed && !b->failed && a->len == b->len &&
+	            (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+	obuf_free(a);
+	obuf_free(b);
+	return same;
+}
+
+bool sw_flow_same_key(const struct of13_flow_mod *a, const struct of13_flow_mod *b)
+{
+	if (a->table_id != b->table_id || a->priority != b->priority)
+		return false;
+	struct obuf x = {0}, y = {0};
+	of13_match_encode(&x, &a->match);
+	of13_match_encode(&y, &b->match);
+	return same_bytes(&x, &y);
+}
+
+bool sw_flow_equal(const struct of13_flow_mod *a, const struct of13_flow_mod *b)
+{
+	if (!sw_flow_same_key(a, b))
+		return false;
+	struct obuf x = {0}, y = {0};
+	of13_instructions_encode(&x, a->instructions, a->n_instructions);
+	of13_instructions_encode(&y, b->instructions, b->n_instructions);
+	return same_bytes(&x, &y);
+}
+
+static int push(const struct of13_flow_mod ***v, size_t *n, const struct of13_flow_mod *fm)
+{
+	const struct of13_flow_mod **nv = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!nv)
+		return -ENOMEM;
+	nv[(*n)++] = fm;
+	*v = nv;
+	return 0;
+}
+
+int sw_diff(const struct sw_flows *desired, const struct sw_flows *installed, struct sw_diff *ret)
+{
+	struct sw_diff d = {0};
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < desired->n; i++) {
+		bool there = false;
+		for (size_t k = 0; k < installed->n && !there; k++)
+			there = sw_flow_equal(&desired->v[i], &installed->v[k]);
+		if (!there)
+			r = push(&d.add, &d.n_add, &desired->v[i]);
+	}
+	for (size_t k = 0; r == 0 && k < installed->n; k++) {
+		bool wanted = false;
+		for (size_t i = 0; i < desired->n && !wanted; i++)
+			wanted = sw_flow_same_key(&desired->v[i], &installed->v[k]);
+		if (!wanted)
+			r = push(&d.del, &d.n_del, &installed->v[k]);
+	}
+	if (r < 0) {
+		sw_diff_free(&d);
+		return r;
+	}
+	*ret = d;
+	return 0;
+}
+
+void sw_diff_free(struct sw_diff *d)
+{
+	free(d->add);
+	free(d->del);
+	*d = (struct sw_diff){0};
+}
+
+void sw_flow_format(FILE *out, const struct of13_flow_mod *fm)
+{
+	fprintf(out, "table=%u priority=%u ", fm->table_id, fm->priority);
+	of13_match_format(out, &fm->match);
+	fputc(' ', out);
+	of13_instructions_format(out, fm->instructions, fm->n_instructions);
+}

@@ -1,0 +1,73 @@
+/* The flows ETTM wants on each switch, computed from the store alone (a
+ * pure function: every agent computes the same set, and a new master
+ * reconciles the switch to it), and the comparison of a switch's installed
+ * flows with that set. docs/switch.md describes the tables. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "openflow/ofp.h"
+#include "store/tables.h"
+
+/* Cookies mark ETTM's flows: the high 32 bits say "ETTM", the low ones are
+ * free. The lab's start-up (bootstrap) flows use another cookie, so
+ * reconciling never touches them. */
+#define SW_COOKIE      0xe77d000000000000ull
+#define SW_COOKIE_MASK 0xffffffff00000000ull
+
+/* Priorities, table 0 (admission) and table 1 (forwarding). */
+#define SW_PRIO_ADMIT   2000
+#define SW_PRIO_FORWARD 2000
+#define SW_PRIO_ARP     2100
+#define SW_PRIO_MISS    0
+
+struct sw_port_ref {
+	uint64_t dpid;
+	uint32_t port;
+};
+
+struct sw_flows {
+	struct of13_flow_mod *v;
+	size_t n, cap;
+};
+
+void sw_flows_free(struct sw_flows *f);
+/* Appends a copy of @fm; -ENOMEM. */
+int sw_flows_add(struct sw_flows *f, const struct of13_flow_mod *fm);
+
+/* The flows switch @dpid should have: admitted hosts' ports, links and
+ * @uplinks (ports that lead to the ISP) enter table 1; table 1 forwards to
+ * every admitted host along a shortest path and answers ARP for its
+ * addresses without flooding. Returns 0 or -ENOMEM. */
+int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, size_t n_uplinks,
+               uint64_t dpid, struct sw_flows *ret);
+
+/* The port of switch @from on a shortest path to switch @to over the links
+ * of @st, or 0 when @to cannot be reached (or @from == @to). */
+uint32_t sw_next_hop(const struct store_state *st, uint64_t from, uint64_t to);
+
+/* Puts a flow in canonical form (match fields sorted) so flows read back
+ * from a switch compare equal to the ones ETTM wrote. */
+void sw_flow_canonical(struct of13_flow_mod *fm);
+
+/* Same table, priority and match. */
+bool sw_flow_same_key(const struct of13_flow_mod *a, const struct of13_flow_mod *b);
+/* Same key and same instructions. */
+bool sw_flow_equal(const struct of13_flow_mod *a, const struct of13_flow_mod *b);
+
+/* What reconciling @installed to @desired takes: the flows to add (missing
+ * or different) and to delete (installed, not desired). Both borrow. */
+struct sw_diff {
+	const struct of13_flow_mod **add;
+	size_t n_add;
+	const struct of13_flow_mod **del;
+	size_t n_del;
+};
+int sw_diff(const struct sw_flows *desired, const struct sw_flows *installed, struct sw_diff *ret);
+void sw_diff_free(struct sw_diff *d);
+
+/* One flow as ovs-ofctl-like text: "table=1 priority=2000 eth_dst=... actions". */
+void sw_flow_format(FILE *out, const struct of13_flow_mod *fm);

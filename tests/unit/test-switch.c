@@ -1,0 +1,218 @@
+/* The controller's pure parts: LLDP frames, the desired flows computed
+ * from a store state, and the comparison with what a switch holds. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "switch/desired.h"
+#include "switch/lldp.h"
+
+static void test_lldp_round_trip(void **state)
+{
+	(void)state;
+	uint8_t frame[LLDP_FRAME_MAX];
+	struct lldp_info probe = {.kind = LLDP_PROBE,
+	                          .src_mac = {2, 0, 0, 0, 0, 1},
+	                          .dpid = 0x1122334455667788ull,
+	                          .port = 7};
+	size_t len = lldp_encode(frame, sizeof(frame), &probe);
+	assert_true(len > 14);
+	struct lldp_info out;
+	assert_int_equal(lldp_decode(frame, len, &out), 0);
+	assert_int_equal(out.kind, LLDP_PROBE);
+	assert_true(out.dpid == probe.dpid);
+	assert_int_equal(out.port, 7);
+	assert_memory_equal(out.src_mac, probe.src_mac, 6);
+
+	struct lldp_info ann = {.kind = LLDP_ANNOUNCE,
+	                        .src_mac = {2, 0, 0, 0, 0, 2},
+	                        .control_addr = 0x0a4d0001,
+	                        .guest_addr = 0x0a4d0101};
+	strcpy(ann.host, "h1");
+	len = lldp_encode(frame, sizeof(frame), &ann);
+	assert_int_equal(lldp_decode(frame, len, &out), 0);
+	assert_int_equal(out.kind, LLDP_ANNOUNCE);
+	assert_string_equal(out.host, "h1");
+	assert_int_equal(out.control_addr, 0x0a4d0001);
+	assert_int_equal(out.guest_addr, 0x0a4d0101);
+
+	/* Every truncation is refused, never over-read. */
+	for (size_t n = 0; n < len - 2; n++)
+		assert_int_equal(lldp_decode(frame, n, &out), -EBADMSG);
+	/* Not LLDP. */
+	frame[12] = 0x08;
+	frame[13] = 0x00;
+	assert_int_equal(lldp_decode(frame, len, &out), -EBADMSG);
+}
+
+static void test_lldp_foreign(void **state)
+{
+	(void)state;
+	/* A minimal standard LLDPDU from some other device: chassis, port,
+	 * TTL, end. Valid, but not ETTM's. */
+	static const uint8_t frame[] = {
+	    0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e, 0x02, 0, 0, 0, 0, 9,
+	    0x88, 0xcc, 0x02, 0x07, 0x04, 0x02, 0,    0, 0, 0, 9, /* chassis: MAC */
+	    0x04, 0x03, 0x07, 'p',  '1',                          /* port: local "p1" */
+	    0x06, 0x02, 0x00, 0x78,                               /* TTL 120 */
+	    0x00, 0x00,                                           /* end */
+	};
+	struct lldp_info out;
+	assert_int_equal(lldp_decode(frame, sizeof(frame), &out), -ENOENT);
+}
+
+static void put(struct store_state *st, const struct store_cmd *cmd)
+{
+	struct store_result res;
+	assert_int_equal(store_state_apply(st, cmd, &res), 0);
+	assert_true(res.applied);
+}
+
+static void locate(struct store_state *st, const char *host, uint64_t dpid, uint32_t port,
+                   unsigned n, bool admit)
+{
+	struct store_cmd cmd = {.table = STORE_LOCATIONS, .op = STORE_PUT, .time_ms = 1};
+	snprintf(cmd.row.location.host, sizeof(cmd.row.location.host), "%s", host);
+	snprintf(cmd.row.location.mac, sizeof(cmd.row.location.mac), "02:00:00:00:00:%02x", n);
+	cmd.row.location.dpid = dpid;
+	cmd.row.location.port = port;
+	cmd.row.location.control_addr = 0x0a4d0000 | n;
+	cmd.row.location.guest_addr = 0x0a4d0100 | n;
+	put(st, &cmd);
+	if (admit) {
+		struct store_cmd a = {.table = STORE_ADMISSIONS, .op = STORE_PUT, .time_ms = 1};
+		snprintf(a.row.admission.host, sizeof(a.row.admission.host), "%s", host);
+		put(st, &a);
+	}
+}
+
+static void link(struct store_state *st, uint64_t a, uint32_t pa, uint64_t b, uint32_t pb)
+{
+	struct store_cmd cmd = {.table = STORE_LINKS, .op = STORE_PUT, .time_ms = 1};
+	cmd.row.link = (struct store_link){a, pa, b, pb, 1};
+	put(st, &cmd);
+	cmd.row.link = (struct store_link){b, pb, a, pa, 1};
+	put(st, &cmd);
+}
+
+static bool has_output(const struct of13_flow_mod *fm, uint32_t port)
+{
+	for (unsigned i = 0; i < fm->n_instructions; i++)
+		for (unsigned k = 0; k < fm->instructions[i].n_actions; k++)
+			if (fm->instructions[i].actions[k].type == OF13_ACTION_OUTPUT &&
+			    fm->instructions[i].actions[k].output.port == port)
+				return true;
+	return false;
+}
+
+/* The forwarding flow for @mac_last (eth_dst=02:..:NN) on a switch. */
+static const struct of13_flow_mod *to_mac(const struct sw_flows *f, unsigned n)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->v[i].table_id == 1 && f->v[i].match.n == 1 &&
+		    f->v[i].match.oxm[0].field == OF13_OXM_ETH_DST &&
+		    f->v[i].match.oxm[0].value[5] == n)
+			return &f->v[i];
+	return NULL;
+}
+
+static void test_desired_paths_and_admission(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	assert_int_equal(store_state_new(&st), 0);
+	/* s1 - s2 - s3 in a line; h1 on s1 port 2, h2 on s3 port 2, h3 on
+	 * s3 port 3 but not admitted. */
+	link(st, 1, 10, 2, 20);
+	link(st, 2, 21, 3, 30);
+	locate(st, "h1", 1, 2, 1, true);
+	locate(st, "h2", 3, 2, 2, true);
+	locate(st, "h3", 3, 3, 3, false);
+	assert_int_equal(sw_next_hop(st, 1, 3), 10);
+	assert_int_equal(sw_next_hop(st, 3, 1), 30);
+	assert_int_equal(sw_next_hop(st, 2, 1), 20);
+	assert_int_equal(sw_next_hop(st, 1, 9), 0);
+
+	struct sw_port_ref uplink = {1, 5};
+	struct sw_flows s1, s3;
+	assert_int_equal(sw_desired(st, &uplink, 1, 1, &s1), 0);
+	assert_int_equal(sw_desired(st, &uplink, 1, 3, &s3), 0);
+	/* On s1: h1 locally on port 2, h2 via the link port 10; h3 nowhere. */
+	assert_non_null(to_mac(&s1, 1));
+	assert_true(has_output(to_mac(&s1, 1), 2));
+	assert_true(has_output(to_mac(&s1, 2), 10));
+	assert_null(to_mac(&s1, 3));
+	assert_true(has_output(to_mac(&s3, 1), 30));
+	/* Admission: s1 lets in h1's port (with its MAC), the link and the
+	 * uplink; s3 lets in h2's port but not h3's. */
+	unsigned admits1 = 0, admits3 = 0;
+	for (size_t i = 0; i < s1.n; i++)
+		admits1 += s1.v[i].table_id == 0;
+	for (size_t i = 0; i < s3.n; i++) {
+		uint64_t port;
+		if (s3.v[i].table_id != 0)
+			continue;
+		admits3++;
+		assert_true(of13_match_get(&s3.v[i].match, OF13_OXM_IN_PORT, &port, NULL));
+		assert_int_not_equal(port, 3);
+	}
+	assert_int_equal(admits1, 3);
+	assert_int_equal(admits3, 2);
+
+	/* The diff of a set against itself is empty; against a changed
+	 * switch it adds what is missing and deletes what is extra. */
+	struct sw_diff d;
+	assert_int_equal(sw_diff(&s1, &s1, &d), 0);
+	assert_int_equal(d.n_add + d.n_del, 0);
+	sw_diff_free(&d);
+	struct sw_flows installed = {0};
+	for (size_t i = 1; i < s1.n; i++)
+		sw_flows_add(&installed, &s1.v[i]);
+	for (size_t i = 0; i < s3.n; i++)
+		if (s3.v[i].table_id == 0) {
+			/* h2's admission belongs to another switch. */
+			sw_flows_add(&installed, &s3.v[i]);
+			break;
+		}
+	assert_int_equal(sw_diff(&s1, &installed, &d), 0);
+	assert_int_equal(d.n_add, 1);
+	assert_true(sw_flow_equal(d.add[0], &s1.v[0]));
+	assert_int_equal(d.n_del, 1);
+	sw_diff_free(&d);
+
+	/* Fields in another order are the same flow. */
+	struct of13_flow_mod swapped = *to_mac(&s1, 1);
+	for (size_t i = 0; i < s1.n; i++) {
+		if (s1.v[i].match.n < 2)
+			continue;
+		swapped = s1.v[i];
+		struct of13_oxm t = swapped.match.oxm[0];
+		swapped.match.oxm[0] = swapped.match.oxm[1];
+		swapped.match.oxm[1] = t;
+		assert_false(sw_flow_same_key(&swapped, &s1.v[i]));
+		sw_flow_canonical(&swapped);
+		assert_true(sw_flow_equal(&swapped, &s1.v[i]));
+		break;
+	}
+	sw_flows_free(&installed);
+	sw_flows_free(&s1);
+	sw_flows_free(&s3);
+	store_state_free(st);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_lldp_round_trip),
+	    cmocka_unit_test(test_lldp_foreign),
+	    cmocka_unit_test(test_desired_paths_and_admission),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
