@@ -211,6 +211,9 @@ static void print_cluster(json_t *r)
 	printf("library    %s\n", str(r, "raft_version"));
 	if (json_string_value(json_object_get(r, "error")))
 		printf("error      %s\n", str(r, "error"));
+	json_t *fd = json_object_get(r, "failure_detector");
+	if (fd)
+		printf("failure    %s: %s\n", str(fd, "state"), str(fd, "reason"));
 	printf("\n%-6s %-16s %-22s %-8s %s\n", "ID", "NAME", "ADDRESS", "ROLE", "REACHABLE");
 	size_t i;
 	json_t *m;

@@ -137,6 +137,9 @@ static int handle_request(void *userdata, struct ctl_client *client, const struc
 	    strcmp(req->cmd, "trust.list") == 0)
 		return handle_trust(a, client, req, ret_result, ret_error);
 	int r = store_handle_request(a->store, client, req, ret_result, ret_error);
+	if (r == 0 && a->switches && *ret_result && strcmp(req->cmd, "cluster") == 0)
+		json_object_set_new(*ret_result, "failure_detector",
+		                    sw_failure_detector(a->switches));
 	if (r != -ENOENT || *ret_error)
 		return r;
 	if (a->switches) {

@@ -637,6 +637,24 @@ uint64_t store_term(const struct store *s)
 	return s->raft_open ? s->raft.current_term : 0;
 }
 
+uint64_t store_leader_id(struct store *s)
+{
+	raft_id id = 0;
+	const char *address = NULL;
+	if (s->raft_open && s->phase == PHASE_RUNNING)
+		raft_leader(&s->raft, &id, &address);
+	return id;
+}
+
+size_t store_voters(const struct store *s, uint64_t *ids, size_t max)
+{
+	size_t n = 0;
+	for (unsigned i = 0; s->raft_open && i < s->raft.configuration.n && n < max; i++)
+		if (s->raft.configuration.servers[i].role == RAFT_VOTER)
+			ids[n++] = s->raft.configuration.servers[i].id;
+	return n;
+}
+
 /* ---- membership (leader) ---- */
 
 static void member_role_done(void *userdata, int status, const struct store_result *res,
@@ -1201,7 +1219,8 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 
 struct recover_ctx {
 	struct store *s;
-	struct ctl_deferred *d;
+	store_recover_cb done;
+	void *userdata;
 	int waiting;
 	uint64_t alive[256];
 	unsigned n_alive;
@@ -1226,7 +1245,7 @@ static void recover_finish(struct recover_ctx *c)
 		snprintf(why, sizeof(why),
 		         "%s is the leader and reachable; recover is only for a lost majority",
 		         c->leader[0] ? c->leader : "this host");
-		ctl_deferred_reply(c->d, NULL, why);
+		c->done(c->userdata, NULL, why);
 		free(c);
 		return;
 	}
@@ -1263,9 +1282,10 @@ static void recover_finish(struct recover_ctx *c)
 			           PEER_TIMEOUT_MS, recover_reset_cb, NULL);
 	}
 	stop_raft(s, PHASE_RESTARTING);
-	ctl_deferred_reply(
-	    c->d, json_pack("{s:I, s:o}", "generation", (json_int_t)generation, "members", names),
-	    NULL);
+	json_t *result =
+	    json_pack("{s:I, s:o}", "generation", (json_int_t)generation, "members", names);
+	c->done(c->userdata, result, NULL);
+	json_decref(result);
 	free(c);
 }
 
@@ -1286,19 +1306,29 @@ static void recover_hello_cb(void *userdata, int status, json_t *result, const c
 		recover_finish(c);
 }
 
-static int handle_recover(struct store *s, struct ctl_client *client, const struct ctl_request *req,
-                          char **ret_error)
+static int recover_check(struct store *s, char **ret_error)
 {
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
 		return set_error(ret_error, -ESHUTDOWN, "the store is not running on this host");
 	if (store_is_leader(s))
 		return set_error(ret_error, -EBUSY,
 		                 "this host is the leader; recover is only for a lost majority");
+	if (store_cluster(s->state)->generation == 0)
+		return set_error(ret_error, -EAGAIN, "this host has not joined a cluster yet");
+	return 0;
+}
+
+int store_recover(struct store *s, store_recover_cb done, void *userdata, char **ret_error)
+{
+	int r = recover_check(s, ret_error);
+	if (r < 0)
+		return r;
 	struct recover_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->s = s;
-	c->d = ctl_defer(client, req);
+	c->done = done;
+	c->userdata = userdata;
 	c->waiting = 1; /* released below, after every call is under way */
 	for (size_t i = 0; i < store_count(s->state, STORE_MEMBERS); i++) {
 		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
@@ -1310,6 +1340,29 @@ static int handle_recover(struct store *s, struct ctl_client *client, const stru
 	}
 	if (--c->waiting == 0)
 		recover_finish(c);
+	return 0;
+}
+
+static void recover_reply(void *userdata, json_t *result, const char *error)
+{
+	ctl_deferred_reply(userdata, json_incref(result), error);
+}
+
+static int handle_recover(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+                          char **ret_error)
+{
+	int r = recover_check(s, ret_error);
+	if (r < 0)
+		return r;
+	struct ctl_deferred *d = ctl_defer(client, req);
+	if (!d)
+		return -ENOMEM;
+	r = store_recover(s, recover_reply, d, ret_error);
+	if (r < 0) {
+		ctl_deferred_reply(d, NULL, *ret_error ? *ret_error : strerror(-r));
+		free(*ret_error);
+		*ret_error = NULL;
+	}
 	return CTL_DEFERRED;
 }
 

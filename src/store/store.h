@@ -75,6 +75,18 @@ int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *us
 bool store_is_leader(const struct store *s);
 /* The Raft term this replica is in (0 before Raft runs). */
 uint64_t store_term(const struct store *s);
+/* The leader this replica knows of, or 0. */
+uint64_t store_leader_id(struct store *s);
+/* The ids of the voters in the configuration this replica has. */
+size_t store_voters(const struct store *s, uint64_t *ids, size_t max);
+
+/* Forced recovery after a majority of voters is lost for good (what
+ * `ettmctl cluster recover` does): asks every member whether it is alive
+ * and declares a new membership of those that answer, under a new
+ * generation. @done gets {generation, members} or why not (a leader is
+ * still reachable). Returns 0 or a negative errno with *ret_error. */
+typedef void (*store_recover_cb)(void *userdata, json_t *result, const char *error);
+int store_recover(struct store *s, store_recover_cb done, void *userdata, char **ret_error);
 
 /* This replica's view: role, leader, term, commit and applied index,
  * generation, and each member with its role and, where known, reachability

@@ -16,7 +16,7 @@
 
 /* Version of the command and snapshot encodings. A replica refuses
  * encodings newer than it knows. */
-#define STORE_ENCODING_VERSION 1
+#define STORE_ENCODING_VERSION 2 /* 2: the locations and links tables */
 
 #define STORE_NAME_MAX    32
 #define STORE_ADDR_MAX    64

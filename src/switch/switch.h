@@ -54,6 +54,9 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
             struct store *store, struct swc **ret, char *error, size_t error_size);
 void sw_close(struct swc *c);
 
+/* The failure detector's view, for `ettmctl cluster`: {state, reason}. */
+json_t *sw_failure_detector(struct swc *c);
+
 /* Control requests: "switches", "switch.local", "topology", "flows",
  * "hosts.list", "hosts.admit", "hosts.revoke". -ENOENT (no error) for a
  * command that is not the controller's. */

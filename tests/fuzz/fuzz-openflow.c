@@ -1,4 +1,4 @@
-/* Fuzz target: the OpenFlow 1.3 decoders. Any bytes either fail to decode
+/* Fuzz target: the OpenFlow 1.3 decoders and the LLDP frames of packet-ins. Any bytes either fail to decode
  * or decode to a message that encodes back to the same bytes; formatting
  * never crashes. */
 #include <stddef.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "openflow/ofp.h"
+#include "switch/lldp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -69,5 +70,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	of13_flow_stats_request_decode(data, size, &fr);
 	struct of13_role_msg role;
 	of13_role_decode(data, size, &role);
+	struct of13_switch_config sc;
+	of13_set_config_decode(data, size, &sc);
+	/* The frames packet-ins carry: LLDP from switches and AEEs. */
+	struct lldp_info info;
+	if (lldp_decode(data, size, &info) == 0 && info.kind == LLDP_ANNOUNCE &&
+	    strlen(info.host) >= sizeof(info.host))
+		__builtin_trap();
 	return 0;
 }

@@ -69,6 +69,29 @@ static void test_store_section(void **state)
 	assert_int_equal(c.store.promote_after_ms, 2000);
 }
 
+static void test_switch_section(void **state)
+{
+	static const char text[] = "[host]\nname=h2\nid=2\n[datapath]\n"
+	                           "guest-address=10.77.1.2\ncontrol-address=10.77.0.2/16\n"
+	                           "[switch]\nswitches = 10.77.255.1:6653, 10.77.255.2:6653\n"
+	                           "uplinks = 1/isp, 00000000000000a2/up2\n"
+	                           "stats-interval-ms = 500\nfiat-after-ms = 0\n";
+	struct config c;
+	char error[256] = "";
+	(void)state;
+	assert_int_equal(config_parse(text, strlen(text), "s.conf", &c, error, sizeof(error)), 0);
+	assert_int_equal(c.sw.n_switches, 2);
+	assert_string_equal(c.sw.switches[1], "10.77.255.2:6653");
+	assert_int_equal(c.sw.n_uplinks, 2);
+	assert_true(c.sw.uplinks[0].dpid == 1);
+	assert_string_equal(c.sw.uplinks[0].port, "isp");
+	assert_true(c.sw.uplinks[1].dpid == 0xa2);
+	assert_int_equal(c.sw.stats_interval_ms, 500);
+	assert_int_equal(c.sw.lldp_interval_ms, 1000);
+	assert_int_equal(c.sw.link_timeout_ms, 2500);
+	assert_int_equal(c.sw.fiat_after_ms, 0);
+}
+
 static void test_defaults(void **state)
 {
 	static const char minimal[] = "[host]\nname=a\nid=65535\n[datapath]\n"
@@ -101,8 +124,15 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
     {"[host]\nname = h1\nid = 1\ncolour = blue\n", "x.conf:4: unknown key host.colour"},
-    {"[hots]\n", "x.conf:1: unknown section [hots] (expected [host], [datapath] or [store])"},
+    {"[hots]\n",
+     "x.conf:1: unknown section [hots] (expected [host], [datapath], [store] or [switch])"},
     {"name = h1\n", "x.conf:1: key 'name' outside of a section"},
+    {"[switch]\nswitches = 10.77.255.1\n",
+     "x.conf:2: switch.switches: expected 1 to 16 comma-separated A.B.C.D:PORT switch OpenFlow "
+     "addresses, got \"10.77.255.1\""},
+    {"[switch]\nuplinks = 1:isp\n",
+     "x.conf:2: switch.uplinks: expected 1 to 8 comma-separated DPID/PORT-NAME (hex datapath "
+     "id, switch port name), got \"1:isp\""},
     {"[host]\nname h1\n", "x.conf:2: expected 'key = value', '[section]' or a comment"},
     {"[host\n", "x.conf:1: expected '[section]'"},
     {"[host]\nname = H1\n",
@@ -198,10 +228,10 @@ static void test_load_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_file),          cmocka_unit_test(test_defaults),
-	    cmocka_unit_test(test_store_section),      cmocka_unit_test(test_bad_files),
-	    cmocka_unit_test(test_nul_and_long_lines), cmocka_unit_test(test_load_missing_file),
-	    cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_good_file),         cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_store_section),     cmocka_unit_test(test_switch_section),
+	    cmocka_unit_test(test_bad_files),         cmocka_unit_test(test_nul_and_long_lines),
+	    cmocka_unit_test(test_load_missing_file), cmocka_unit_test(test_load_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
