@@ -368,7 +368,7 @@ static void role_reply(void *userdata, struct of_conn *conn, int status, const u
 		if (of13_error_decode(msg, len, &e) == OF13_OK)
 			log_warn("switch %u: role request refused (type %u code %u%s)", s->index,
 			         e.type, e.code,
-			         e.type == OFPET_ROLE_REQUEST_FAILED && e.code == 1 ? ": stale term"
+			         e.type == OFPET_ROLE_REQUEST_FAILED && e.code == 0 ? ": stale term"
 			                                                            : "");
 		s->role = ROLE_NONE;
 		s->refused_term = s->role_term; /* ask again in the next term */
