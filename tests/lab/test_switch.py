@@ -116,6 +116,11 @@ def leader_of(lab, hosts):
 
 # ---- tests ----
 
+def _voters(lab, host):
+    return [m["name"] for m in lab.ctl_json(host, "cluster")["members"] if m["role"] == "voter"]
+
+
+
 def test_every_guest_reaches_every_other_across_switches(make_lab):
     lab = five_over_two(make_lab)
     for a in HOSTS:
@@ -218,6 +223,8 @@ def role_request(lab, s, role, generation):
 
 def test_leader_kill_moves_mastership_and_keeps_traffic(make_lab):
     lab = five_over_two(make_lab)
+    # Three voters first, so that two are left when the leader dies.
+    run_and_expect(lambda: len(_voters(lab, "h1")) == 3, 10, what="three voters")
     old = leader_of(lab, HOSTS)
     old_term = lab.ctl_json(old, "cluster")["term"]
     # Two other hosts on different switches carry a TCP flow across.
@@ -261,10 +268,6 @@ def test_leader_kill_moves_mastership_and_keeps_traffic(make_lab):
         p = role_request(lab, s, 2, old_term)  # MASTER
         assert p.stdout.strip() == "error 11 0", p.stdout + p.stderr  # ROLE_REQUEST_FAILED, STALE
     assert masters(lab, new) == [[new], [new]]
-
-
-def _voters(lab, host):
-    return [m["name"] for m in lab.ctl_json(host, "cluster")["members"] if m["role"] == "voter"]
 
 
 def test_power_loss_of_a_majority_is_recovered_by_fiat(make_lab):
