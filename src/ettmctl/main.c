@@ -538,7 +538,8 @@ static const struct command commands[] = {
      "Usage: ettmctl [--json] store dump [TABLE]\n"
      "\n"
      "Prints every table of this host's replica (or only TABLE: cluster, members,\n"
-     "admissions, trusted, policy, nat_blocks, nat_mappings, leases, conflicts).\n",
+     "admissions, trusted, policy, nat_blocks, nat_mappings, leases, conflicts,\n"
+     "locations, links).\n",
      cmd_store},
     {"trust", "list, add or remove trusted measurements",
      "Usage: ettmctl [--json] trust [list]\n"

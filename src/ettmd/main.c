@@ -15,6 +15,7 @@
 #include "api/server.h"
 #include "config.h"
 #include "datapath/datapath.h"
+#include "lib/clock.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -113,9 +114,7 @@ static int handle_trust(struct agent *a, struct ctl_client *client, const struct
 	struct store_cmd cmd = {.table = STORE_TRUSTED,
 	                        .op =
 	                            strcmp(req->cmd, "trust.add") == 0 ? STORE_PUT : STORE_DELETE};
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	cmd.time_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	cmd.time_ms = wall_ms();
 	snprintf(cmd.row.trusted.digest, sizeof(cmd.row.trusted.digest), "%s", digest);
 	snprintf(cmd.row.trusted.note, sizeof(cmd.row.trusted.note), "%s", note ? note : "");
 	cmd.row.trusted.added_ms = cmd.time_ms;

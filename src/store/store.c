@@ -18,6 +18,7 @@
 #include "journal.h"
 #include "membership.h"
 #include "lib/fileio.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #define TICK_MS            250
@@ -118,20 +119,6 @@ struct store {
 	int calls;
 	bool freeing;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 const char *store_raft_version(void)
 {
@@ -672,7 +659,7 @@ static void record_role(struct store *s, raft_id id, int role)
 	const struct store_member *m = store_member_find(s->state, id);
 	if (!m || m->role == role)
 		return;
-	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = now_ms()};
+	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = wall_ms()};
 	cmd.row.member = *m;
 	cmd.row.member.role = (uint8_t)role;
 	store_propose(s, &cmd, member_role_done, NULL);
@@ -787,7 +774,7 @@ static void merge_one(void *userdata, const void *data, size_t len)
 	case STORE_MERGE_CONFLICT: {
 		m->conflicts++;
 		struct store_cmd c = {
-		    .table = STORE_CONFLICTS, .op = STORE_PUT, .time_ms = now_ms()};
+		    .table = STORE_CONFLICTS, .op = STORE_PUT, .time_ms = wall_ms()};
 		c.row.conflict.table = cmd.table;
 		c.row.conflict.generation = store_cluster(m->s->state)->generation - 1;
 		snprintf(c.row.conflict.reason, sizeof(c.row.conflict.reason), "%s", reason);
@@ -884,7 +871,7 @@ static void tick_cb(uv_timer_t *t)
 	if (leader && s->generation_pending) {
 		s->generation_pending = false;
 		struct store_cmd cmd = {
-		    .table = STORE_CLUSTER, .op = STORE_PUT, .time_ms = now_ms()};
+		    .table = STORE_CLUSTER, .op = STORE_PUT, .time_ms = wall_ms()};
 		cmd.row.cluster = s->pending_generation;
 		if (store_propose(s, &cmd, generation_done, s) < 0)
 			s->generation_pending = true;
@@ -892,9 +879,9 @@ static void tick_cb(uv_timer_t *t)
 		if (s->pending_generation.generation == 1 &&
 		    !store_member_find(s->state, s->o.id)) {
 			struct store_cmd m = {
-			    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = now_ms()};
+			    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = wall_ms()};
 			m.row.member = (struct store_member){
-			    .id = s->o.id, .role = STORE_ROLE_VOTER, .joined_ms = now_ms()};
+			    .id = s->o.id, .role = STORE_ROLE_VOTER, .joined_ms = wall_ms()};
 			snprintf(m.row.member.name, sizeof(m.row.member.name), "%s", s->o.name);
 			snprintf(m.row.member.address, sizeof(m.row.member.address), "%s",
 			         s->o.raft_address);
@@ -1109,11 +1096,11 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 	const struct store_member *m = store_member_find(s->state, (uint64_t)id);
 	if (!m || strcmp(m->address, address) != 0 || strcmp(m->peer, peer) != 0) {
 		struct store_cmd cmd = {
-		    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = now_ms()};
+		    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = wall_ms()};
 		struct store_member *row = &cmd.row.member;
 		row->id = (uint64_t)id;
 		row->role = STORE_ROLE_SPARE;
-		row->joined_ms = now_ms();
+		row->joined_ms = wall_ms();
 		snprintf(row->name, sizeof(row->name), "%s", name);
 		snprintf(row->address, sizeof(row->address), "%s", address);
 		snprintf(row->peer, sizeof(row->peer), "%s", peer);
@@ -1205,7 +1192,7 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 		return -ENOMEM;
 	*c = (struct remove_ctx){.s = s, .id = m->id, .d = ctl_defer(client, req)};
 	snprintf(c->peer, sizeof(c->peer), "%s", m->peer);
-	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_DELETE, .time_ms = now_ms()};
+	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_DELETE, .time_ms = wall_ms()};
 	cmd.row.member.id = m->id;
 	int r = store_propose(s, &cmd, remove_done, c);
 	if (r < 0) {
@@ -1443,7 +1430,7 @@ static void bench_done(void *userdata, int status, const struct store_result *re
 static void bench_send(struct bench *b)
 {
 	unsigned n = b->phase * b->count + b->sent;
-	struct store_cmd cmd = {.table = STORE_LEASES, .op = STORE_PUT, .time_ms = now_ms()};
+	struct store_cmd cmd = {.table = STORE_LEASES, .op = STORE_PUT, .time_ms = wall_ms()};
 	snprintf(cmd.row.lease.mac, sizeof(cmd.row.lease.mac), "02:00:%02x:%02x:%02x:%02x",
 	         (n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
 	cmd.row.lease.addr = 0x0a000000u + n;

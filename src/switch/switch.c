@@ -17,6 +17,7 @@
 #include "api/client.h"
 #include "api/server.h"
 #include "conn.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "lldp.h"
 #include "store/store.h"
@@ -103,20 +104,6 @@ struct swc {
 	bool closing;
 	int open_handles;
 };
-
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
-}
 
 void sw_options_default(struct sw_options *o)
 {
@@ -277,29 +264,10 @@ static void flow_dump_done(struct sw *s)
 	s->dumping = false;
 }
 
-static void reconcile_dump_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
-                              size_t len, bool last)
-{
-	struct sw *s = userdata;
-	(void)conn;
-	if (status < 0) {
-		s->reconciling = false;
-		s->dumping = false;
-		sw_flows_free(&s->dump);
-		return;
-	}
-	uint16_t flags;
-	of13_flow_stats_reply_decode(msg, len, &flags, collect_flow, s);
-	if (!last)
-		return;
-	flow_dump_done(s);
-	if (s->role == ROLE_MASTER && s->ctl->leader && s->role_term == s->ctl->term)
-		apply_diff(s);
-	else
-		s->reconciling = false;
-}
+static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
+                    size_t len, bool last);
 
-static void request_flows(struct sw *s, of_reply_cb cb)
+static void request_flows(struct sw *s)
 {
 	struct of13_flow_stats_request req = {
 	    .table_id = 0xff,
@@ -311,7 +279,7 @@ static void request_flows(struct sw *s, of_reply_cb cb)
 	sw_flows_free(&s->dump);
 	s->n_flows_dump = 0;
 	s->dumping = true;
-	if (of_conn_send(s->conn, &b, cb, s) < 0) {
+	if (of_conn_send(s->conn, &b, dump_cb, s) < 0) {
 		s->dumping = false;
 		s->reconciling = false;
 	}
@@ -331,7 +299,7 @@ static void reconcile(struct sw *s)
 	s->dirty = false;
 	s->reconciling = true;
 	s->reconcile_started_ns = mono_ns();
-	request_flows(s, reconcile_dump_cb);
+	request_flows(s);
 }
 
 static void kick_cb(uv_timer_t *t)
@@ -887,13 +855,16 @@ static void group_stats_cb(void *userdata, struct of_conn *conn, int status, con
 	}
 }
 
-static void poll_dump_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
-                         size_t len, bool last)
+/* The switch's flows, read back: for a reconciliation, the difference to
+ * apply; for the periodic read, the counts, and a repair when someone
+ * changed the switch behind the master's back. */
+static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
+                    size_t len, bool last)
 {
 	struct sw *s = userdata;
 	(void)conn;
 	if (status < 0) {
-		s->dumping = false;
+		s->reconciling = s->dumping = false;
 		sw_flows_free(&s->dump);
 		return;
 	}
@@ -902,8 +873,18 @@ static void poll_dump_cb(void *userdata, struct of_conn *conn, int status, const
 	if (!last)
 		return;
 	flow_dump_done(s);
-	/* Someone changed the switch behind the master's back: repair. */
-	if (s->role == ROLE_MASTER && s->ctl->leader && !s->reconciling) {
+	if (s->reconciling) {
+		if (s->role == ROLE_MASTER && s->ctl->leader && s->role_term == s->ctl->term)
+			apply_diff(s);
+		else
+			s->reconciling = false;
+		return;
+	}
+	if (s->dirty) {
+		reconcile(s); /* a change came in during the read */
+		return;
+	}
+	if (s->role == ROLE_MASTER && s->ctl->leader) {
 		struct sw_flows want = {0};
 		struct sw_diff d = {0};
 		if (desired_for(s->ctl, s, &want) == 0 && sw_diff(&want, &s->installed, &d) == 0 &&
@@ -931,7 +912,7 @@ static void stats_cb(uv_timer_t *t)
 		of13_group_stats_request_encode(&b, of_conn_xid(s->conn), OF13_GROUP_ALL);
 		of_conn_send(s->conn, &b, group_stats_cb, s);
 		if (!s->dumping && !s->reconciling)
-			request_flows(s, poll_dump_cb);
+			request_flows(s);
 	}
 }
 

@@ -270,13 +270,19 @@ def test_leader_kill_moves_mastership_and_keeps_traffic(make_lab):
     assert masters(lab, new) == [[new], [new]]
 
 
+def cut_two_voters(lab, how):
+    """Cuts two of the three voters off ('unplug' or 'partition'); returns
+    them and a survivor."""
+    run_and_expect(lambda: len(_voters(lab, "h1")) == 3, 10, what="three voters")
+    cut = _voters(lab, "h1")[:2]
+    for h in cut:
+        lab.lab(how, h)
+    return cut, next(h for h in HOSTS if h not in cut)
+
+
 def test_power_loss_of_a_majority_is_recovered_by_fiat(make_lab):
     lab = five_over_two(make_lab)
-    run_and_expect(lambda: len(_voters(lab, "h1")) == 3, 10, what="three voters")
-    lost = _voters(lab, "h1")[:2]
-    survivor = next(h for h in HOSTS if h not in lost)
-    for h in lost:
-        lab.lab("unplug", h)
+    lost, survivor = cut_two_voters(lab, "unplug")
     c = run_and_expect(lambda: (lambda c: c if c["generation"] == 2 and c.get("leader") else None)(
         lab.ctl_json(survivor, "cluster")), 15, 0.2, what="recovery by fiat")
     assert c["leader"] not in lost
@@ -286,11 +292,7 @@ def test_power_loss_of_a_majority_is_recovered_by_fiat(make_lab):
 
 def test_partition_of_a_majority_is_not_recovered_by_fiat(make_lab):
     lab = five_over_two(make_lab)
-    run_and_expect(lambda: len(_voters(lab, "h1")) == 3, 10, what="three voters")
-    cut = _voters(lab, "h1")[:2]
-    survivor = next(h for h in HOSTS if h not in cut)
-    for h in cut:
-        lab.lab("partition", h)
+    cut, survivor = cut_two_voters(lab, "partition")
     fd = run_and_expect(lambda: (lambda c: c if c.get("failure_detector", {}).get("state") ==
                                  "waiting" else None)(lab.ctl_json(survivor, "cluster")),
                         10, 0.2, what="the failure detector waiting")
