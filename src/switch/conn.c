@@ -369,13 +369,11 @@ int of_conn_open(uv_loop_t *loop, const char *address, const struct of_conn_ops 
 void of_conn_close(struct of_conn *c)
 {
 	c->closing = true;
-	bool was_up = c->up;
 	c->up = false;
 	if (c->tcp) {
 		uv_close((uv_handle_t *)c->tcp, tcp_closed);
 		c->tcp = NULL;
 	}
-	(void)was_up;
 	fail_pending(c);
 	uv_close((uv_handle_t *)&c->timer, conn_free);
 }

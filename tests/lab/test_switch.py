@@ -305,3 +305,29 @@ def test_partition_of_a_majority_is_not_recovered_by_fiat(make_lab):
         lab.lab("heal", h)
     run_and_expect(lambda: leader_of(lab, HOSTS), 10, 0.2, what="a leader again")
     assert lab.ctl_json(survivor, "cluster")["generation"] == 1
+
+
+def test_a_link_that_disappears_is_noticed_within_3_s(make_lab):
+    lab = five_over_two(make_lab)
+    # The leader on s1's side (h1, h3, h5), so that it keeps its majority and
+    # its view of s1 when the link goes.
+    for _ in range(4):
+        leader = run_and_expect(lambda: leader_of(lab, HOSTS), 10, what="a leader")
+        if leader in ("h1", "h3", "h5"):
+            break
+        lab.lab("stop", leader)
+        run_and_expect(lambda: leader_of(lab, [h for h in HOSTS if h != leader]), 10,
+                       what="another leader")
+        lab.lab("start", leader)
+    assert leader in ("h1", "h3", "h5")
+    run_and_expect(lambda: len(lab.ctl_json(leader, "topology")["links"]) == 2, 10,
+                   what="both directions of the link")
+    t0 = time.time()
+    lab.exec("s1", "ip", "link", "set", "s2", "down")
+    run_and_expect(lambda: not lab.ctl_json(leader, "topology")["links"], 5, 0.05,
+                   what="the link gone")
+    assert time.time() - t0 < 3.0
+    lab.exec("s1", "ip", "link", "set", "s2", "up")
+    run_and_expect(lambda: len(lab.ctl_json(leader, "topology")["links"]) == 2, 10, 0.2,
+                   what="the link back")
+    run_and_expect(lambda: pings(lab, "h1", "10.77.1.2"), 10, 0.2, what="h1 reaches h2 again")
