@@ -9,7 +9,7 @@ PACKAGES="
   libraft-dev
   nftables iproute2 iputils-ping ethtool procps psmisc
   openvswitch-switch openvswitch-common
-  iperf3 python3 python3-pytest
+  iperf3 python3 python3-pytest curl natpmpc
 "
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -65,17 +65,23 @@ int dp_reconcile(struct datapath *dp)
 {
 	struct dp_ruleset rs;
 	char *error = NULL, *text = NULL;
-	int r = dp_link_setup(&dp->cfg, &error);
+	int r = dp_link_setup(&dp->cfg, &dp->nat, &error);
 	if (r < 0) {
 		set_error(dp, error ? error : strdup(strerror(-r)));
 		return r;
 	}
-	r = dp_ruleset_build(&dp->cfg, &rs);
+	if (dp->hold_ruleset && dp_table_present(dp)) {
+		set_error(dp, NULL);
+		return 0;
+	}
+	r = dp_ruleset_build(&dp->cfg, &dp->nat, &rs);
 	if (r < 0) {
 		set_error(dp, strdup("out of memory building the ruleset"));
 		return r;
 	}
 	r = dp_nft_apply(dp->nft, &rs, &error);
+	if (r == 0 && dp->nat.enabled)
+		r = dp_link_nat_timers(&error);
 	if (r == 0)
 		r = dp_ruleset_render_string(&rs, &text);
 	dp_ruleset_free(&rs);
@@ -87,6 +93,16 @@ int dp_reconcile(struct datapath *dp)
 	free(text);
 	set_error(dp, NULL);
 	return 0;
+}
+
+int dp_set_nat(struct datapath *dp, const struct dp_nat *nat)
+{
+	/* Unchanged: nothing to do (a failed one is retried by the watch). */
+	if (memcmp(&dp->nat, nat, sizeof(*nat)) == 0 && !dp->hold_ruleset)
+		return 0;
+	dp->nat = *nat;
+	dp->hold_ruleset = false;
+	return dp_reconcile(dp);
 }
 
 bool dp_table_present(struct datapath *dp)

@@ -22,6 +22,38 @@ struct dp_config {
 	uint8_t control_plen;        /* its prefix length */
 };
 
+/* NAT (docs/nat.md): what the AEE translates and forwards, computed from
+ * the store by the NAT service. Addresses in network byte order. */
+#define DP_NAT_PUBLIC_MAX   8
+#define DP_NAT_BLOCKS_MAX   64
+#define DP_NAT_MAPPINGS_MAX 64
+
+struct dp_nat_block {
+	uint16_t start, size;
+	uint8_t mac[6]; /* the owner's AEE (others' blocks) */
+};
+
+struct dp_nat_mapping {
+	uint8_t proto; /* 6 or 17 */
+	uint16_t public_port;
+	uint16_t guest_port; /* own mappings */
+	uint8_t mac[6];      /* the owner's AEE (others' mappings) */
+};
+
+struct dp_nat {
+	bool enabled;
+	struct in_addr public_addr; /* where this host's own flows leave */
+	struct in_addr publics[DP_NAT_PUBLIC_MAX];
+	unsigned n_publics;
+	struct in_addr gateway;
+	uint8_t gateway_mac[6]; /* the switch's stand-in for the ISP gateway */
+	uint8_t own_mac[6];     /* this AEE's uplink */
+	unsigned n_own, n_others;
+	struct dp_nat_block own[DP_NAT_BLOCKS_MAX], others[DP_NAT_BLOCKS_MAX];
+	unsigned n_own_maps, n_other_maps;
+	struct dp_nat_mapping own_maps[DP_NAT_MAPPINGS_MAX], other_maps[DP_NAT_MAPPINGS_MAX];
+};
+
 struct dp_counter {
 	uint64_t packets;
 	uint64_t bytes;
@@ -44,6 +76,10 @@ struct dp_nft;
  * the last reconciliation did. */
 struct datapath {
 	struct dp_config cfg;
+	struct dp_nat nat; /* set with dp_set_nat() */
+	/* Links only, while the table from before a restart stays as it was:
+	 * NAT holds it until the store has caught up (cleared by dp_set_nat). */
+	bool hold_ruleset;
 	struct dp_nft *nft;
 	char *state_dir;
 	uint64_t generation; /* rulesets applied that differed from the one before */
@@ -59,6 +95,9 @@ int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_
  * table, in one nftables transaction. Safe to call at any time; established
  * connections survive it. Returns 0, or a negative errno with dp->error set. */
 int dp_reconcile(struct datapath *dp);
+
+/* Sets what NAT wants and reconciles when it changed. */
+int dp_set_nat(struct datapath *dp, const struct dp_nat *nat);
 
 /* True when the agent's table is still in the kernel. */
 bool dp_table_present(struct datapath *dp);

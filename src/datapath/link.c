@@ -11,6 +11,7 @@
 
 #include <libmnl/libmnl.h>
 #include <linux/if_addr.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 
 /* Requests are small; the kernel's acknowledgements fit in a page. */
@@ -106,6 +107,41 @@ static int host_route_replace(struct mnl_socket *nl, unsigned ifindex, struct in
 	return rtnl_talk(nl, nlh);
 }
 
+/* NAT's way out: a default route to the ISP gateway on the uplink, whose
+ * neighbour entry is the switch's stand-in MAC (the switch puts the real
+ * gateway's address on at the uplink), so no AEE ever ARPs outside. */
+static int gateway_replace(struct mnl_socket *nl, unsigned ifindex, const struct dp_nat *nat)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWNEIGH;
+	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+	nd->ndm_family = AF_INET;
+	nd->ndm_ifindex = (int)ifindex;
+	nd->ndm_state = NUD_PERMANENT;
+	mnl_attr_put_u32(nlh, NDA_DST, nat->gateway.s_addr);
+	mnl_attr_put(nlh, NDA_LLADDR, 6, nat->gateway_mac);
+	int r = rtnl_talk(nl, nlh);
+	if (r < 0)
+		return r;
+
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWROUTE;
+	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_REPLACE;
+	struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = AF_INET;
+	rtm->rtm_dst_len = 0;
+	rtm->rtm_table = RT_TABLE_MAIN;
+	rtm->rtm_protocol = RTPROT_STATIC;
+	rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+	rtm->rtm_type = RTN_UNICAST;
+	rtm->rtm_flags = RTNH_F_ONLINK;
+	mnl_attr_put_u32(nlh, RTA_GATEWAY, nat->gateway.s_addr);
+	mnl_attr_put_u32(nlh, RTA_OIF, ifindex);
+	return rtnl_talk(nl, nlh);
+}
+
 /* Forwarding and proxy ARP. proxy_delay 0: the kernel otherwise holds
  * proxied replies to broadcast requests for up to 0.8 s. */
 static int set_sysctls(const struct dp_config *cfg, char **ret_error)
@@ -129,7 +165,18 @@ static int set_sysctls(const struct dp_config *cfg, char **ret_error)
 	return 0;
 }
 
-int dp_link_setup(const struct dp_config *cfg, char **ret_error)
+int dp_link_nat_timers(char **ret_error)
+{
+	/* RFC 4787 REQ-5: a UDP mapping lives at least 2 minutes, also before
+	 * the peer answers (the kernel's default is 30 s for those). */
+	static const char path[] = "/proc/sys/net/netfilter/nf_conntrack_udp_timeout";
+	int r = write_sysctl(path, "120");
+	if (r < 0 && r != -ENOENT)
+		return fail(ret_error, r, "cannot set %s: %s", path, strerror(-r));
+	return 0;
+}
+
+int dp_link_setup(const struct dp_config *cfg, const struct dp_nat *nat, char **ret_error)
 {
 	unsigned guest = if_nametoindex(cfg->guest_if);
 	if (guest == 0)
@@ -159,6 +206,11 @@ int dp_link_setup(const struct dp_config *cfg, char **ret_error)
 	r = host_route_replace(nl, guest, cfg->guest_addr);
 	if (r < 0) {
 		fail(ret_error, r, "cannot route the guest's address to %s: %s", cfg->guest_if,
+		     strerror(-r));
+		goto out;
+	}
+	if (nat && nat->enabled && (r = gateway_replace(nl, uplink, nat)) < 0) {
+		fail(ret_error, r, "cannot route to the ISP gateway on %s: %s", cfg->uplink_if,
 		     strerror(-r));
 		goto out;
 	}

@@ -8,8 +8,13 @@
 #include "datapath.h"
 
 /* Brings both links up, puts the control address on the uplink, routes the
- * guest's address to the guest link, and turns on IPv4 forwarding and
- * immediate proxy ARP on both links. Idempotent: running it again on a set-up
+ * guest's address to the guest link, with @nat enabled routes the rest to
+ * the ISP gateway, and turns on IPv4 forwarding and immediate proxy ARP on
+ * both links. Idempotent: running it again on a set-up
  * AEE changes nothing and cuts no connection. Returns 0, or a negative errno
  * and a newly allocated message in *ret_error (if not NULL). */
-int dp_link_setup(const struct dp_config *cfg, char **ret_error);
+int dp_link_setup(const struct dp_config *cfg, const struct dp_nat *nat, char **ret_error);
+
+/* NAT's conntrack timers (per network namespace), once conntrack is in use.
+ * Returns 0, or a negative errno and a message in *ret_error. */
+int dp_link_nat_timers(char **ret_error);

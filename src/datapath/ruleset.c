@@ -43,7 +43,163 @@ static int add_rule(struct dp_chain *c, const char *fmt, ...)
 	return 0;
 }
 
-int dp_ruleset_build(const struct dp_config *cfg, struct dp_ruleset *ret_rs)
+/* ---- NAT (docs/nat.md) ---- */
+
+struct text {
+	char *s;
+	size_t len;
+	FILE *f;
+};
+
+static const char *mac_str(const uint8_t m[6], char buf[18])
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+	return buf;
+}
+
+/* "{ 203.0.113.10, 203.0.113.11 }" */
+static void publics_set(FILE *f, const struct dp_nat *nat)
+{
+	char a[INET_ADDRSTRLEN];
+	fputs("{ ", f);
+	for (unsigned i = 0; i < nat->n_publics; i++)
+		fprintf(f, "%s%s", i ? ", " : "",
+		        inet_ntop(AF_INET, &nat->publics[i], a, sizeof(a)));
+	fputs(" }", f);
+}
+
+/* "{ 2048-3071 : 02:..., ... }": others' blocks to their owners' AEEs. */
+static void others_map(FILE *f, const struct dp_nat *nat)
+{
+	char m[18];
+	fputs("{ ", f);
+	for (unsigned i = 0; i < nat->n_others; i++) {
+		const struct dp_nat_block *b = &nat->others[i];
+		fprintf(f, "%s%u-%u : %s", i ? ", " : "", b->start, b->start + b->size - 1,
+		        mac_str(b->mac, m));
+	}
+	fputs(" }", f);
+}
+
+/* Closes @f (a memstream over *@text) and adds what it holds as a rule. */
+static int add_text_rule(struct dp_chain *c, char **text, FILE *f)
+{
+	int r = fclose(f) == 0 ? add_rule(c, "%s", *text) : -ENOMEM;
+	free(*text);
+	return r;
+}
+
+/* The network's own prefix (the control address's): never translated. */
+static void inside_prefix(const struct dp_config *cfg, char net[INET_ADDRSTRLEN])
+{
+	uint32_t mask = cfg->control_plen ? htonl(~0u << (32 - cfg->control_plen)) : 0;
+	struct in_addr inside = {cfg->control_addr.s_addr & mask};
+	inet_ntop(AF_INET, &inside, net, INET_ADDRSTRLEN);
+}
+
+/* Outbound: the guest's (and the AEE's own) flows to outside the network
+ * leave with the public address and a port (ICMP: an echo id) from this
+ * host's blocks; several blocks are used in turn. */
+static int nat_outbound(struct dp_ruleset *rs, const struct dp_config *cfg,
+                        const struct dp_nat *nat)
+{
+	char pub[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN];
+	inside_prefix(cfg, net);
+	inet_ntop(AF_INET, &nat->public_addr, pub, sizeof(pub));
+	struct dp_chain *out = add_chain(rs, "nat_out", "postrouting", "accept");
+	out->type = "nat";
+	out->priority = "srcnat";
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, "oifname \"%s\" ip daddr != %s/%u meta l4proto { tcp, udp, icmp } snat ip to ",
+	        cfg->uplink_if, net, cfg->control_plen);
+	if (nat->n_own == 1) {
+		fprintf(f, "%s:%u-%u", pub, nat->own[0].start,
+		        nat->own[0].start + nat->own[0].size - 1);
+	} else {
+		fprintf(f, "numgen inc mod %u map { ", nat->n_own);
+		for (unsigned i = 0; i < nat->n_own; i++)
+			fprintf(f, "%s%u : %s . %u-%u", i ? ", " : "", i, pub, nat->own[i].start,
+			        nat->own[i].start + nat->own[i].size - 1);
+		fputs(" }", f);
+	}
+	return add_text_rule(out, &text, f);
+}
+
+/* Inbound mappings of this host: the public port to the guest's. */
+static int nat_mappings(struct dp_ruleset *rs, const struct dp_config *cfg,
+                        const struct dp_nat *nat)
+{
+	if (nat->n_own_maps == 0)
+		return 0;
+	struct dp_chain *in = add_chain(rs, "nat_in", "prerouting", "accept");
+	in->type = "nat";
+	in->priority = "dstnat";
+	char guest[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
+	int r = 0;
+	for (unsigned i = 0; r == 0 && i < nat->n_own_maps; i++) {
+		const struct dp_nat_mapping *m = &nat->own_maps[i];
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		if (!f)
+			return -ENOMEM;
+		fprintf(f, "iifname \"%s\" ip daddr ", cfg->uplink_if);
+		publics_set(f, nat);
+		fprintf(f, " %s dport %u dnat ip to %s:%u", m->proto == 6 ? "tcp" : "udp",
+		        m->public_port, guest, m->guest_port);
+		r = add_text_rule(in, &text, f);
+	}
+	return r;
+}
+
+/* A packet for a public port that is not this host's, sent here by the
+ * switch (no flow for it yet, or ICMP, which the switch cannot match by
+ * echo id): straight on to the owner's AEE. */
+static int nat_forward(struct dp_ruleset *rs, const struct dp_config *cfg, const struct dp_nat *nat)
+{
+	char own[18], m[18];
+	mac_str(nat->own_mac, own);
+	struct dp_chain *c = &rs->ingress;
+	int r = 0;
+	for (int kind = 0; r == 0 && nat->n_others && kind < 2; kind++) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		if (!f)
+			return -ENOMEM;
+		fputs("ip daddr ", f);
+		publics_set(f, nat);
+		fputs(kind == 0 ? " meta l4proto { tcp, udp } ether daddr set th dport map "
+		                : " ether daddr set icmp id map ",
+		      f);
+		others_map(f, nat);
+		fprintf(f, " ether saddr set %s fwd to \"%s\"", own, cfg->uplink_if);
+		r = add_text_rule(c, &text, f);
+	}
+	for (unsigned i = 0; r == 0 && i < nat->n_other_maps; i++) {
+		const struct dp_nat_mapping *x = &nat->other_maps[i];
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		if (!f)
+			return -ENOMEM;
+		fputs("ip daddr ", f);
+		publics_set(f, nat);
+		fprintf(f, " %s dport %u ether daddr set %s ether saddr set %s fwd to \"%s\"",
+		        x->proto == 6 ? "tcp" : "udp", x->public_port, mac_str(x->mac, m), own,
+		        cfg->uplink_if);
+		r = add_text_rule(c, &text, f);
+	}
+	return r;
+}
+
+int dp_ruleset_build(const struct dp_config *cfg, const struct dp_nat *nat,
+                     struct dp_ruleset *ret_rs)
 {
 	struct dp_ruleset rs = {0};
 	char guest[INET_ADDRSTRLEN];
@@ -59,6 +215,13 @@ int dp_ruleset_build(const struct dp_config *cfg, struct dp_ruleset *ret_rs)
 	 * table stays when ettmd stops, so the host keeps working with the
 	 * last rules (fail-static). */
 	struct dp_chain *fwd = add_chain(&rs, "forward", "forward", "drop");
+	if (nat && nat->enabled && nat->n_own == 0) {
+		/* No port block yet: nothing leaves for outside untranslated. */
+		char net[INET_ADDRSTRLEN];
+		inside_prefix(cfg, net);
+		r |= add_rule(fwd, "iifname \"%s\" oifname \"%s\" ip daddr != %s/%u counter drop",
+		              g, u, net, cfg->control_plen);
+	}
 	r |= add_rule(fwd,
 	              "iifname \"%s\" oifname \"%s\" ip saddr %s counter name \"guest_tx\" accept",
 	              g, u, guest);
@@ -73,9 +236,20 @@ int dp_ruleset_build(const struct dp_config *cfg, struct dp_ruleset *ret_rs)
 	r |= add_rule(in, "iifname \"%s\" ip saddr != %s counter name \"spoofed\" drop", g, guest);
 	r |= add_rule(in, "iifname \"%s\" meta nfproto ipv6 counter name \"spoofed\" drop", g);
 
+	if (r == 0 && nat && nat->enabled) {
+		rs.ingress =
+		    (struct dp_chain){.name = "ingress", .hook = "ingress", .policy = "accept"};
+		snprintf(rs.ingress_device, sizeof(rs.ingress_device), "%s", u);
+		if (nat->n_own)
+			r = nat_outbound(&rs, cfg, nat);
+		if (r == 0)
+			r = nat_mappings(&rs, cfg, nat);
+		if (r == 0)
+			r = nat_forward(&rs, cfg, nat);
+	}
 	if (r != 0) {
 		dp_ruleset_free(&rs);
-		return -ENOMEM;
+		return r < 0 ? r : -ENOMEM;
 	}
 	*ret_rs = rs;
 	return 0;
@@ -88,6 +262,8 @@ void dp_ruleset_free(struct dp_ruleset *rs)
 	for (size_t i = 0; i < rs->n_chains; i++)
 		for (size_t j = 0; j < rs->chains[i].n_rules; j++)
 			free(rs->chains[i].rules[j]);
+	for (size_t j = 0; j < rs->ingress.n_rules; j++)
+		free(rs->ingress.rules[j]);
 	*rs = (struct dp_ruleset){0};
 }
 
@@ -100,13 +276,22 @@ void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out)
 		const struct dp_chain *c = &rs->chains[i];
 		fprintf(out, "\tchain %s {\n", c->name);
 		if (c->hook)
-			fprintf(out, "\t\ttype filter hook %s priority filter; policy %s;\n",
-			        c->hook, c->policy);
+			fprintf(out, "\t\ttype %s hook %s priority %s; policy %s;\n",
+			        c->type ? c->type : "filter", c->hook,
+			        c->priority ? c->priority : "filter", c->policy);
 		for (size_t j = 0; j < c->n_rules; j++)
 			fprintf(out, "\t\t%s\n", c->rules[j]);
 		fprintf(out, "\t}\n");
 	}
 	fprintf(out, "}\n");
+	if (rs->ingress.n_rules == 0)
+		return;
+	fprintf(out, "table netdev %s {\n\tchain ingress {\n", DP_TABLE_NAME);
+	fprintf(out, "\t\ttype filter hook ingress device \"%s\" priority filter; policy accept;\n",
+	        rs->ingress_device);
+	for (size_t j = 0; j < rs->ingress.n_rules; j++)
+		fprintf(out, "\t\t%s\n", rs->ingress.rules[j]);
+	fprintf(out, "\t}\n}\n");
 }
 
 int dp_ruleset_render_string(const struct dp_ruleset *rs, char **ret_text)
@@ -164,6 +349,8 @@ int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json
 	}
 	fprintf(f, "add table %s %s\n", DP_TABLE_FAMILY, DP_TABLE_NAME);
 	fprintf(f, "flush table %s %s\n", DP_TABLE_FAMILY, DP_TABLE_NAME);
+	/* The netdev table holds no state: replaced whole. */
+	fprintf(f, "add table netdev %s\ndelete table netdev %s\n", DP_TABLE_NAME, DP_TABLE_NAME);
 
 	/* Chains first: a counter is referenced by rules, which the flush above
 	 * already removed, so deleting it afterwards is always allowed. */

@@ -15,8 +15,10 @@
 
 struct dp_chain {
 	const char *name;
-	const char *hook;   /* "forward", "input"...; NULL for a regular chain */
-	const char *policy; /* "accept" or "drop" for a base chain */
+	const char *type;     /* "filter" (NULL) or "nat" */
+	const char *hook;     /* "forward", "input"...; NULL for a regular chain */
+	const char *priority; /* "filter" (NULL), "srcnat", "dstnat" */
+	const char *policy;   /* "accept" or "drop" for a base chain */
 	size_t n_rules;
 	char *rules[DP_MAX_RULES];
 };
@@ -26,11 +28,18 @@ struct dp_ruleset {
 	const char *counters[DP_MAX_OBJECTS];
 	size_t n_chains;
 	struct dp_chain chains[DP_MAX_OBJECTS];
+	/* The `netdev ettm` table's ingress chain on the uplink: frames
+	 * forwarded to another AEE before the IP stack sees them. Empty: no
+	 * such table. */
+	struct dp_chain ingress;
+	char ingress_device[IF_NAMESIZE];
 };
 
-/* Computes the ruleset for @cfg into @ret_rs. Returns 0 or -ENOMEM. Free with
+/* Computes the ruleset for @cfg and @nat (NULL: no NAT) into @ret_rs.
+ * Returns 0, -ENOSPC (too many rules) or -ENOMEM. Free with
  * dp_ruleset_free(). */
-int dp_ruleset_build(const struct dp_config *cfg, struct dp_ruleset *ret_rs);
+int dp_ruleset_build(const struct dp_config *cfg, const struct dp_nat *nat,
+                     struct dp_ruleset *ret_rs);
 
 void dp_ruleset_free(struct dp_ruleset *rs);
 

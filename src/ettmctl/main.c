@@ -1,4 +1,5 @@
 /* ettmctl: the ETTM admin CLI. Talks to an agent over its control socket. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -507,6 +508,100 @@ static int cmd_hosts(const struct options *o, int argc, char **argv)
 	return 0;
 }
 
+static void print_nat(json_t *r)
+{
+	size_t i;
+	json_t *x;
+	json_array_foreach(json_object_get(r, "uplinks"), i, x)
+	{
+		const char *mac = str(x, "gateway_mac");
+		printf("uplink %lld: %s via gateway %s (%s), switch %s port %lld, %s\n",
+		       (long long)num(x, "uplink"), str(x, "public"), str(x, "gateway"),
+		       strcmp(mac, "-") != 0 ? mac : "not resolved here", str(x, "dpid"),
+		       (long long)num(x, "port"),
+		       json_is_true(json_object_get(x, "up")) ? "up" : "down");
+	}
+	json_t *self = json_object_get(r, "self");
+	json_int_t use = num(self, "in_use");
+	printf("%s leaves by %s with %lld block(s)", str(self, "host"), str(self, "public"),
+	       (long long)num(self, "blocks"));
+	if (use >= 0)
+		printf(", %lld translated flow(s)", (long long)use);
+	printf("\n\nblocks of %lld ports:\n", (long long)num(r, "block_size"));
+	json_array_foreach(json_object_get(r, "blocks"), i, x)
+	{
+		const char *owner = str(x, "owner");
+		printf("  %5lld-%-5lld  %s\n", (long long)num(x, "start"), (long long)num(x, "end"),
+		       strcmp(owner, "-") != 0 ? owner : "(departed)");
+	}
+	if (json_array_size(json_object_get(r, "mappings")) == 0)
+		return;
+	printf("\nmappings:\n");
+	json_array_foreach(json_object_get(r, "mappings"), i, x)
+	{
+		printf("  %s %5lld -> %s %s:%lld", str(x, "proto"),
+		       (long long)num(x, "public_port"), str(x, "owner"), str(x, "guest"),
+		       (long long)num(x, "guest_port"));
+		if (num(x, "expires_ms"))
+			printf("  (expires at %lld ms)", (long long)num(x, "expires_ms"));
+		printf("\n");
+	}
+}
+
+static bool parse_port_arg(const char *s, json_int_t *ret)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (!isdigit((unsigned char)s[0]) || *end || errno || v < 1 || v > 65535)
+		return false;
+	*ret = v;
+	return true;
+}
+
+static int cmd_nat(const struct options *o, int argc, char **argv)
+{
+	json_t *r;
+	const char *sub = argc > 1 ? argv[1] : "show";
+	if (strcmp(sub, "show") == 0) {
+		if (argc > 2)
+			return usage_error("nat", "nat: unexpected argument \"%s\"", argv[2]);
+		if (call(o, "nat", NULL, &r) != 0)
+			return 1;
+		return print_or_json(o, r, print_nat);
+	}
+	json_int_t port, pub;
+	json_t *args;
+	if (strcmp(sub, "expose") == 0) {
+		if (argc != 5 && !(argc == 7 && strcmp(argv[5], "--public-port") == 0))
+			return usage_error("nat", "nat expose: expected HOST PROTO PORT "
+			                          "[--public-port P]");
+		if (!parse_port_arg(argv[4], &port))
+			return usage_error("nat", "nat expose: PORT \"%s\": expected 1 to 65535",
+			                   argv[4]);
+		pub = port;
+		if (argc == 7 && !parse_port_arg(argv[6], &pub))
+			return usage_error("nat",
+			                   "nat expose: --public-port \"%s\": expected 1 to 65535",
+			                   argv[6]);
+		args = json_pack("{s:s, s:s, s:I, s:I}", "host", argv[2], "proto", argv[3], "port",
+		                 port, "public_port", pub);
+	} else if (strcmp(sub, "unexpose") == 0) {
+		if (argc != 4 || !parse_port_arg(argv[3], &pub))
+			return usage_error("nat", "nat unexpose: expected PROTO PUBLIC-PORT");
+		args = json_pack("{s:s, s:I}", "proto", argv[2], "public_port", pub);
+	} else {
+		return usage_error("nat", "nat: unknown subcommand \"%s\"", sub);
+	}
+	if (call(o, strcmp(sub, "expose") == 0 ? "nat.expose" : "nat.unexpose", args, &r) != 0)
+		return 1;
+	if (o->json)
+		return print_or_json(o, r, NULL);
+	printf("%s\n", strcmp(sub, "expose") == 0 ? "exposed" : "no longer exposed");
+	json_decref(r);
+	return 0;
+}
+
 static const struct command commands[] = {
     {"status", "show the agent's host, version, uptime and datapath",
      "Usage: ettmctl [--socket PATH] [--json] status\n"
@@ -581,6 +676,19 @@ static const struct command commands[] = {
      "flows it holds (as last read): '=' installed as desired, '+' desired but\n"
      "missing, '-' installed but not desired. The master repairs differences.\n",
      cmd_flows},
+    {"nat", "public addresses, port blocks and inbound mappings; expose a port",
+     "Usage: ettmctl [--json] nat [show]\n"
+     "       ettmctl [--json] nat expose HOST PROTO PORT [--public-port P]\n"
+     "       ettmctl [--json] nat unexpose PROTO PUBLIC-PORT\n"
+     "\n"
+     "show      the public addresses with their uplinks and gateways, the port\n"
+     "          blocks the store gave each host, this host's translated flows, and\n"
+     "          the inbound mappings with owner, guest and lifetime.\n"
+     "expose    maps public port P (default: PORT) of PROTO (tcp or udp) on every\n"
+     "          public address to PORT of HOST's guest, for good; refused when\n"
+     "          the port is mapped already or lies in another host's block.\n"
+     "unexpose  removes the mapping of PUBLIC-PORT.\n",
+     cmd_nat},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -300,6 +300,65 @@ static int parse_ms_or_zero(const char *value, void *field, char *expected, size
 	return r;
 }
 
+/* "A.B.C.D, ..." into @out (@max). */
+static int parse_ipv4_list(const char *value, struct in_addr *out, unsigned max, unsigned *ret_n)
+{
+	char copy[NAT_PUBLIC_MAX * 24];
+	unsigned n = 0;
+	if (strlen(value) >= sizeof(copy))
+		return -EINVAL;
+	snprintf(copy, sizeof(copy), "%s", value);
+	for (char *save, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (n == max || inet_pton(AF_INET, trim(tok), &out[n]) != 1)
+			return -EINVAL;
+		n++;
+	}
+	if (n == 0)
+		return -EINVAL;
+	*ret_n = n;
+	return 0;
+}
+
+static int parse_publics(const char *value, void *field, char *expected, size_t size)
+{
+	struct nat_options *o = field;
+	if (parse_ipv4_list(value, o->publics, NAT_PUBLIC_MAX, &o->n_publics) == 0)
+		return 0;
+	snprintf(expected, size, "expected 1 to %d comma-separated IPv4 addresses", NAT_PUBLIC_MAX);
+	return -EINVAL;
+}
+
+static int parse_gateways(const char *value, void *field, char *expected, size_t size)
+{
+	struct nat_options *o = field;
+	if (parse_ipv4_list(value, o->gateways, NAT_PUBLIC_MAX, &o->n_gateways) == 0)
+		return 0;
+	snprintf(expected, size, "expected 1 to %d comma-separated IPv4 addresses", NAT_PUBLIC_MAX);
+	return -EINVAL;
+}
+
+static int parse_block_size(const char *value, void *field, char *expected, size_t size)
+{
+	unsigned long v;
+	int r = parse_uint_range(value, 16, 32768, &v, expected, size);
+	if (r == 0 && (v & (v - 1))) {
+		snprintf(expected, size, "expected a power of two from 16 to 32768");
+		return -EINVAL;
+	}
+	if (r == 0)
+		*(unsigned *)field = (unsigned)v;
+	return r;
+}
+
+static int parse_first_port(const char *value, void *field, char *expected, size_t size)
+{
+	unsigned long v;
+	int r = parse_uint_range(value, 1, 65535, &v, expected, size);
+	if (r == 0)
+		*(unsigned *)field = (unsigned)v;
+	return r;
+}
+
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct key keys[] = {
@@ -326,6 +385,11 @@ static const struct key keys[] = {
     {"switch", "lldp-interval-ms", parse_ms, FIELD(sw.lldp_interval_ms), false},
     {"switch", "link-timeout-ms", parse_ms, FIELD(sw.link_timeout_ms), false},
     {"switch", "fiat-after-ms", parse_ms_or_zero, FIELD(sw.fiat_after_ms), false},
+    {"nat", "public-addresses", parse_publics, FIELD(nat), false},
+    {"nat", "gateways", parse_gateways, FIELD(nat), false},
+    {"nat", "block-size", parse_block_size, FIELD(nat.block_size), false},
+    {"nat", "first-port", parse_first_port, FIELD(nat.first_port), false},
+    {"nat", "reclaim-after-ms", parse_ms_or_zero, FIELD(nat.reclaim_after_ms), false},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -339,6 +403,7 @@ static void set_defaults(struct config *c)
 	strcpy(c->datapath.uplink_if, "u0");
 	store_options_default(&c->store);
 	sw_options_default(&c->sw);
+	nat_options_default(&c->nat);
 	c->raft_port = 7700;
 	c->peer_port = 7701;
 }
@@ -409,6 +474,11 @@ static const struct key *find_key(const char *section, const char *name)
 	return NULL;
 }
 
+static size_t key_index(const char *section, const char *name)
+{
+	return (size_t)(find_key(section, name) - keys);
+}
+
 static bool known_section(const char *section)
 {
 	for (size_t i = 0; i < N_KEYS; i++)
@@ -456,7 +526,7 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 			if (!known_section(name))
 				return error_at(error, error_size, filename, lineno,
 				                "unknown section [%s] (expected [host], "
-				                "[datapath], [store] or [switch])",
+				                "[datapath], [store], [switch] or [nat])",
 				                name);
 			snprintf(section, sizeof(section), "%s", name);
 			continue;
@@ -500,6 +570,32 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 		    error, error_size, filename, 0,
 		    "store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
 		    c.store.election_ms, c.store.heartbeat_ms);
+	if (c.nat.n_publics && !c.sw.n_switches)
+		return error_at(error, error_size, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses needs switch.switches: the switches steer "
+		                "inbound traffic to its owner");
+	if (c.nat.n_publics && c.nat.n_publics != c.sw.n_uplinks)
+		return error_at(error, error_size, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses: %u address(es) for %u uplink(s) in "
+		                "switch.uplinks; give one per uplink",
+		                c.nat.n_publics, c.sw.n_uplinks);
+	if (c.nat.n_publics && !c.nat.n_gateways)
+		return error_at(error, error_size, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses needs nat.gateways (the ISP gateway)");
+	if (c.nat.n_gateways > 1 && c.nat.n_gateways != c.nat.n_publics)
+		return error_at(error, error_size, filename,
+		                seen_line[key_index("nat", "gateways")],
+		                "nat.gateways: give one for all uplinks or one per uplink (%u)",
+		                c.nat.n_publics);
+	if ((c.nat.first_port + c.nat.block_size - 1) / c.nat.block_size * c.nat.block_size +
+	        c.nat.block_size >
+	    65536)
+		return error_at(error, error_size, filename, 0,
+		                "nat.first-port %u leaves no room for a block of %u ports",
+		                c.nat.first_port, c.nat.block_size);
 	if (c.raft_port == c.peer_port)
 		return error_at(error, error_size, filename, 0,
 		                "store.raft-port and store.peer-port are both %u", c.raft_port);

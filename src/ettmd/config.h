@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "datapath/datapath.h"
+#include "services/nat/nat.h"
 #include "store/store.h"
 #include "switch/switch.h"
 
@@ -24,7 +25,8 @@ struct config {
 	uint16_t raft_port;
 	uint16_t peer_port;
 	struct store_options store;
-	struct sw_options sw; /* [switch]; no switches: the agent controls none */
+	struct sw_options sw;   /* [switch]; no switches: the agent controls none */
+	struct nat_options nat; /* [nat]; no public addresses: no NAT */
 };
 
 /* Parses @len bytes of @text; @filename is only used in messages. On success

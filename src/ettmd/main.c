@@ -18,6 +18,7 @@
 #include "lib/clock.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
+#include "services/nat/nat.h"
 #include "store/store.h"
 #include "switch/switch.h"
 
@@ -32,6 +33,7 @@ struct agent {
 	struct ctl_server peer;
 	struct store *store;
 	struct swc *switches; /* NULL when the configuration names none */
+	struct nat *nat;      /* NULL without [nat] public addresses */
 	uv_signal_t sigterm, sigint;
 	uv_timer_t watch;
 	struct timespec started;
@@ -146,6 +148,15 @@ static int handle_request(void *userdata, struct ctl_client *client, const struc
 		if (r != -ENOENT || *ret_error)
 			return r;
 	}
+	if (a->nat) {
+		r = nat_handle_request(a->nat, client, req, ret_result, ret_error);
+		if (r != -ENOENT || *ret_error)
+			return r;
+	} else if (strncmp(req->cmd, "nat", 3) == 0) {
+		*ret_error = strdup("NAT is off on this host: its configuration has no "
+		                    "nat.public-addresses");
+		return -EOPNOTSUPP;
+	}
 	if (asprintf(ret_error, "unknown command \"%s\"", req->cmd) < 0)
 		*ret_error = NULL;
 	return -EOPNOTSUPP;
@@ -193,6 +204,7 @@ static void signal_cb(uv_signal_t *sig, int signum)
 	log_info("received %s; stopping (the datapath keeps its rules)", strsignal(signum));
 	ctl_server_close(&a->ctl, ctl_closed_cb);
 	ctl_server_close(&a->peer, ctl_closed_cb);
+	nat_close(a->nat);
 	if (a->switches)
 		sw_close(a->switches);
 	store_close(a->store, NULL, NULL);
@@ -294,6 +306,14 @@ static int start(struct agent *a)
 		log_error("datapath: %s", strerror(-r));
 		return r;
 	}
+	if (nat_enabled(&a->cfg.nat)) {
+		/* Nothing leaves untranslated, and a table from before a
+		 * restart stays until NAT knows the blocks (nat_open()). */
+		static const uint8_t none[6];
+		nat_datapath(NULL, &a->cfg.nat, a->cfg.id, none,
+		             nat_uplink_for(a->cfg.id, NULL, a->cfg.nat.n_publics), &a->dp.nat);
+		a->dp.hold_ruleset = true;
+	}
 	/* A failed reconciliation is reported through status, not fatal: the
 	 * admin can see why and fix the host while the agent keeps serving. */
 	if (dp_reconcile(&a->dp) < 0)
@@ -328,6 +348,16 @@ static int start(struct agent *a)
 			return r;
 		}
 		log_info("switches: controlling %u switch(es)", a->cfg.sw.n_switches);
+		if (nat_enabled(&a->cfg.nat)) {
+			r = nat_open(a->loop, &a->cfg.nat, a->cfg.id, a->cfg.name, a->store,
+			             a->switches, &a->dp, &a->nat);
+			if (r < 0) {
+				log_error("nat: %s", strerror(-r));
+				return r;
+			}
+			log_info("nat: %u public address(es), blocks of %u ports",
+			         a->cfg.nat.n_publics, a->cfg.nat.block_size);
+		}
 	}
 	r = ctl_server_start(&a->ctl, a->loop, a->cfg.control_socket, handle_request, a);
 	if (r < 0) {

@@ -878,6 +878,12 @@ static int apply_nat_mapping(struct store_state *s, const struct store_cmd *cmd,
 		       m->proto == 6 ? "tcp" : "udp", (unsigned long long)old->nat_mapping.owner);
 		return 0;
 	}
+	const struct store_nat_block *b = block_overlap(s, m->public_port, 1);
+	if (cmd->op == STORE_PUT && b && b->owner != m->owner) {
+		reject(res, "public port %u is in the block %u-%u of member %llu", m->public_port,
+		       b->start, b->start + b->size - 1, (unsigned long long)b->owner);
+		return 0;
+	}
 	return apply_simple(s, STORE_NAT_MAPPINGS, cmd, res, "mapping");
 }
 

@@ -28,7 +28,7 @@ int sw_flows_add(struct sw_flows *f, const struct of13_flow_mod *fm)
 	return 0;
 }
 
-static bool parse_mac(const char *s, uint8_t mac[6])
+bool sw_parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned b[6];
 	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
@@ -78,7 +78,7 @@ uint32_t sw_next_hop(const struct store_state *st, uint64_t from, uint64_t to)
 
 /* ---- building flows ---- */
 
-static struct of13_flow_mod base(uint8_t table, uint16_t priority)
+struct of13_flow_mod sw_flow_base(uint8_t table, uint16_t priority)
 {
 	struct of13_flow_mod fm;
 	of13_flow_mod_init(&fm, OF13_FLOW_ADD);
@@ -94,32 +94,32 @@ static void goto_table(struct of13_flow_mod *fm, uint8_t table)
 	    (struct of13_instruction){.type = OF13_INSTRUCTION_GOTO_TABLE, .table_id = table};
 }
 
-static struct of13_instruction *apply(struct of13_flow_mod *fm)
+struct of13_instruction *sw_apply(struct of13_flow_mod *fm)
 {
 	struct of13_instruction *in = &fm->instructions[fm->n_instructions++];
 	*in = (struct of13_instruction){.type = OF13_INSTRUCTION_APPLY_ACTIONS};
 	return in;
 }
 
-static void output(struct of13_instruction *in, uint32_t port)
+void sw_output(struct of13_instruction *in, uint32_t port)
 {
 	in->actions[in->n_actions++] = (struct of13_action){
 	    .type = OF13_ACTION_OUTPUT,
 	    .output = {.port = port, .max_len = port == OF13_PORT_CONTROLLER ? 0xffff : 0}};
 }
 
-static void set_eth_dst(struct of13_instruction *in, const uint8_t mac[6])
+void sw_set_eth(struct of13_instruction *in, enum of13_oxm_field field, const uint8_t mac[6])
 {
 	struct of13_action *a = &in->actions[in->n_actions++];
 	*a = (struct of13_action){.type = OF13_ACTION_SET_FIELD};
-	a->set_field.field = OF13_OXM_ETH_DST;
+	a->set_field.field = field;
 	a->set_field.len = 6;
 	memcpy(a->set_field.value, mac, 6);
 }
 
 static int admit_port(struct sw_flows *out, uint32_t port, const uint8_t *mac)
 {
-	struct of13_flow_mod fm = base(0, SW_PRIO_ADMIT);
+	struct of13_flow_mod fm = sw_flow_base(0, SW_PRIO_ADMIT);
 	of13_match_add(&fm.match, OF13_OXM_IN_PORT, port, NULL);
 	if (mac)
 		of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
@@ -130,13 +130,13 @@ static int admit_port(struct sw_flows *out, uint32_t port, const uint8_t *mac)
 
 static int arp_to(struct sw_flows *out, uint32_t addr, const uint8_t mac[6], uint32_t port)
 {
-	struct of13_flow_mod fm = base(1, SW_PRIO_ARP);
+	struct of13_flow_mod fm = sw_flow_base(1, SW_PRIO_ARP);
 	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, 0x0806, NULL);
 	of13_match_add(&fm.match, OF13_OXM_ARP_OP, 1, NULL);
 	of13_match_add(&fm.match, OF13_OXM_ARP_TPA, addr, NULL);
-	struct of13_instruction *in = apply(&fm);
-	set_eth_dst(in, mac);
-	output(in, port);
+	struct of13_instruction *in = sw_apply(&fm);
+	sw_set_eth(in, OF13_OXM_ETH_DST, mac);
+	sw_output(in, port);
 	sw_flow_canonical(&fm);
 	return sw_flows_add(out, &fm);
 }
@@ -145,7 +145,7 @@ static int host_flows(const struct store_state *st, const struct store_location 
                       struct sw_flows *out)
 {
 	uint8_t mac[6];
-	if (!parse_mac(l->mac, mac))
+	if (!sw_parse_mac(l->mac, mac))
 		return 0;
 	uint32_t port = l->dpid == dpid ? l->port : sw_next_hop(st, dpid, l->dpid);
 	if (!port)
@@ -154,9 +154,9 @@ static int host_flows(const struct store_state *st, const struct store_location 
 	if (l->dpid == dpid)
 		r = admit_port(out, l->port, mac);
 
-	struct of13_flow_mod fm = base(1, SW_PRIO_FORWARD);
+	struct of13_flow_mod fm = sw_flow_base(1, SW_PRIO_FORWARD);
 	of13_match_add_eth(&fm.match, OF13_OXM_ETH_DST, mac, NULL);
-	output(apply(&fm), port);
+	sw_output(sw_apply(&fm), port);
 	sw_flow_canonical(&fm);
 	if (r == 0)
 		r = sw_flows_add(out, &fm);
@@ -183,13 +183,13 @@ int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, 
 			r = admit_port(&out, l->port, NULL);
 	}
 	for (size_t i = 0; r == 0 && i < n_uplinks; i++)
-		if (uplinks[i].dpid == dpid)
+		if (uplinks[i].dpid == dpid && uplinks[i].port)
 			r = admit_port(&out, uplinks[i].port, NULL);
 	if (r == 0) {
 		/* What table 1 does not know goes the switch's normal way:
 		 * to the uplink's gateway, the switches' own addresses. */
-		struct of13_flow_mod fm = base(1, SW_PRIO_MISS);
-		output(apply(&fm), OF13_PORT_NORMAL);
+		struct of13_flow_mod fm = sw_flow_base(1, SW_PRIO_MISS);
+		sw_output(sw_apply(&fm), OF13_PORT_NORMAL);
 		r = sw_flows_add(&out, &fm);
 	}
 	if (r < 0) {

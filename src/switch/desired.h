@@ -45,6 +45,16 @@ int sw_flows_add(struct sw_flows *f, const struct of13_flow_mod *fm);
 int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, size_t n_uplinks,
                uint64_t dpid, struct sw_flows *ret);
 
+/* Building blocks of flows, for services. */
+bool sw_parse_mac(const char *s, uint8_t mac[6]);
+/* A flow_mod adding an ETTM flow (cookie) to @table at @priority. */
+struct of13_flow_mod sw_flow_base(uint8_t table, uint16_t priority);
+/* Appends an apply-actions instruction and returns it. */
+struct of13_instruction *sw_apply(struct of13_flow_mod *fm);
+void sw_output(struct of13_instruction *in, uint32_t port);
+/* set_field of an Ethernet address (OF13_OXM_ETH_SRC or _DST). */
+void sw_set_eth(struct of13_instruction *in, enum of13_oxm_field field, const uint8_t mac[6]);
+
 /* The port of switch @from on a shortest path to switch @to over the links
  * of @st, or 0 when @to cannot be reached (or @from == @to). */
 uint32_t sw_next_hop(const struct store_state *st, uint64_t from, uint64_t to);

@@ -28,6 +28,8 @@
 #define OFPET_BAD_REQUEST         1
 #define OFPBRC_IS_SLAVE           10
 #define OFPET_ROLE_REQUEST_FAILED 11
+#define OFPET_GROUP_MOD_FAILED    6
+#define OFPGMFC_GROUP_EXISTS      0
 
 enum role {
 	ROLE_NONE, /* not asked yet, or refused */
@@ -71,6 +73,12 @@ struct sw {
 	uint64_t reconciled_term; /* the last term this agent reconciled the switch as master */
 	unsigned flow_mods, refused;
 	uint64_t reconcile_started_ns;
+	struct sent_group {
+		uint32_t id;
+		uint8_t *bytes;
+		size_t len;
+	} groups_sent[SW_GROUPS_MAX];
+	size_t n_groups_sent;
 };
 
 /* Soft state the master keeps for links and locations: when each was last
@@ -101,6 +109,8 @@ struct swc {
 	char fiat_reason[256];
 	bool fiat_running;
 	uint64_t fiat_last_ms;
+	const struct sw_service *svc;
+	void *svc_data;
 	bool closing;
 	int open_handles;
 };
@@ -131,23 +141,40 @@ static struct port *find_port(struct sw *s, uint32_t no)
 	return NULL;
 }
 
-static size_t uplink_refs(struct swc *c, struct sw_port_ref *refs)
+size_t sw_uplinks(struct swc *c, struct sw_port_ref *refs, bool *up)
 {
-	size_t n = 0;
 	for (unsigned i = 0; i < c->o.n_uplinks; i++) {
 		struct sw *s = find_dpid(c, c->o.uplinks[i].dpid);
+		refs[i] = (struct sw_port_ref){c->o.uplinks[i].dpid, 0};
+		if (up)
+			up[i] = false;
 		for (unsigned k = 0; s && k < s->n_ports; k++)
-			if (strcmp(s->ports[k].desc.name, c->o.uplinks[i].port) == 0)
-				refs[n++] = (struct sw_port_ref){s->dpid, s->ports[k].desc.port_no};
+			if (strcmp(s->ports[k].desc.name, c->o.uplinks[i].port) == 0) {
+				refs[i].port = s->ports[k].desc.port_no;
+				if (up)
+					up[i] = s->ports[k].down_since_ms == 0;
+			}
 	}
-	return n;
+	return c->o.n_uplinks;
 }
 
-static int desired_for(struct swc *c, struct sw *s, struct sw_flows *ret)
+/* The switch's flows, and the service's flows and groups. */
+static int desired_for(struct swc *c, struct sw *s, struct sw_flows *ret, struct sw_groups *groups)
 {
 	struct sw_port_ref refs[SW_MAX_UPLINKS];
-	size_t n = uplink_refs(c, refs);
-	return sw_desired(store_state(c->store), refs, n, s->dpid, ret);
+	size_t n = sw_uplinks(c, refs, NULL);
+	const struct store_state *st = store_state(c->store);
+	struct sw_groups ignore;
+	if (!groups)
+		groups = &ignore;
+	groups->n = 0;
+	int r = sw_desired(st, refs, n, s->dpid, ret);
+	if (r == 0 && c->svc) {
+		r = c->svc->flows(c->svc_data, st, refs, n, s->dpid, ret, groups);
+		if (r < 0)
+			sw_flows_free(ret);
+	}
+	return r;
 }
 
 /* ---- errors the switch sends back ---- */
@@ -163,6 +190,8 @@ static void note_error(struct sw *s, const uint8_t *msg, size_t len)
 		         s->role == ROLE_MASTER ? "deposed" : "slave");
 		return;
 	}
+	if (e.type == OFPET_GROUP_MOD_FAILED && e.code == OFPGMFC_GROUP_EXISTS)
+		return; /* send_group() sends ADD, then MODIFY */
 	log_warn("switch %u: error type %u code %u", s->index, e.type, e.code);
 }
 
@@ -201,6 +230,49 @@ static void send_flow_mod(struct sw *s, const struct of13_flow_mod *fm)
 		s->flow_mods++;
 }
 
+/* A group as this agent last sent it to the switch: sent again only when it
+ * changes (and after each role claim, when the memory is cleared). The
+ * switch refuses ADD for a group it has (OFPGMFC_GROUP_EXISTS, ignored)
+ * and MODIFY for one it has not, so both go, in that order. */
+static void send_group(struct sw *s, const struct of13_group_mod *gm)
+{
+	struct obuf want = {0};
+	of13_group_mod_encode(&want, 0, gm);
+	if (want.failed)
+		return;
+	for (size_t i = 0; i < s->n_groups_sent; i++) {
+		struct sent_group *g = &s->groups_sent[i];
+		if (g->id != gm->group_id)
+			continue;
+		if (g->len == want.len && memcmp(g->bytes, want.data, want.len) == 0) {
+			obuf_free(&want);
+			return;
+		}
+		free(g->bytes);
+		*g = s->groups_sent[--s->n_groups_sent];
+		break;
+	}
+	for (int cmd = OF13_GROUP_ADD; cmd <= OF13_GROUP_MODIFY; cmd++) {
+		struct of13_group_mod m = *gm;
+		m.command = (uint16_t)cmd;
+		struct obuf b = {0};
+		of13_group_mod_encode(&b, of_conn_xid(s->conn), &m);
+		of_conn_send(s->conn, &b, NULL, NULL);
+	}
+	if (s->n_groups_sent < SW_GROUPS_MAX)
+		s->groups_sent[s->n_groups_sent++] =
+		    (struct sent_group){gm->group_id, want.data, want.len};
+	else
+		obuf_free(&want);
+}
+
+static void forget_groups(struct sw *s)
+{
+	for (size_t i = 0; i < s->n_groups_sent; i++)
+		free(s->groups_sent[i].bytes);
+	s->n_groups_sent = 0;
+}
+
 static void collect_flow(void *userdata, const struct of13_flow_stats *fs)
 {
 	struct sw *s = userdata;
@@ -225,12 +297,16 @@ static void apply_diff(struct sw *s)
 {
 	struct sw_flows want = {0};
 	struct sw_diff d = {0};
-	if (desired_for(s->ctl, s, &want) < 0 || sw_diff(&want, &s->installed, &d) < 0) {
+	struct sw_groups groups;
+	if (desired_for(s->ctl, s, &want, &groups) < 0 || sw_diff(&want, &s->installed, &d) < 0) {
 		log_error("switch %u: out of memory computing flows", s->index);
 		s->reconciling = false;
 		sw_flows_free(&want);
 		return;
 	}
+	/* Groups before the flows that use them. */
+	for (size_t i = 0; i < groups.n; i++)
+		send_group(s, &groups.v[i]);
 	for (size_t i = 0; i < d.n_del; i++) {
 		struct of13_flow_mod fm = *d.del[i];
 		fm.command = OF13_FLOW_DELETE_STRICT;
@@ -262,6 +338,8 @@ static void flow_dump_done(struct sw *s)
 	s->installed_valid = true;
 	s->n_flows = s->n_flows_dump;
 	s->dumping = false;
+	if (s->ctl->svc && s->ctl->svc->installed)
+		s->ctl->svc->installed(s->ctl->svc_data, s->dpid, &s->installed);
 }
 
 static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
@@ -357,8 +435,11 @@ static void role_reply(void *userdata, struct of_conn *conn, int status, const u
 	if (s->role != was)
 		log_info("switch %u: %s (term %" PRIu64 ")", s->index, role_name(s->role),
 		         r.generation_id);
-	if (s->role == ROLE_MASTER)
+	if (s->role == ROLE_MASTER) {
+		/* Another master may have changed the groups meanwhile. */
+		forget_groups(s);
 		reconcile(s);
+	}
 }
 
 static void claim_role(struct sw *s)
@@ -548,6 +629,35 @@ static void tick_cb(uv_timer_t *t)
 	fiat_check(c);
 }
 
+/* ---- services ---- */
+
+void sw_set_service(struct swc *c, const struct sw_service *svc, void *userdata)
+{
+	c->svc = svc;
+	c->svc_data = userdata;
+	kick(c);
+}
+
+void sw_kick(struct swc *c)
+{
+	kick(c);
+}
+
+bool sw_is_master(struct swc *c)
+{
+	if (!c->leader)
+		return false;
+	for (unsigned i = 0; i < c->o.n_switches; i++)
+		if (c->sw[i].up && c->sw[i].role != ROLE_MASTER)
+			return false;
+	return true;
+}
+
+const uint8_t *sw_own_mac(struct swc *c)
+{
+	return c->mac;
+}
+
 /* ---- topology: LLDP ---- */
 
 static void packet_out(struct sw *s, uint32_t port, const uint8_t *frame, size_t len)
@@ -563,6 +673,15 @@ static void packet_out(struct sw *s, uint32_t port, const uint8_t *frame, size_t
 	struct obuf b = {0};
 	of13_packet_out_encode(&b, of_conn_xid(s->conn), &po);
 	of_conn_send(s->conn, &b, NULL, NULL);
+}
+
+int sw_packet_out(struct swc *c, uint64_t dpid, uint32_t port, const uint8_t *frame, size_t len)
+{
+	struct sw *s = find_dpid(c, dpid);
+	if (!s || s->role != ROLE_MASTER)
+		return -ENOTCONN;
+	packet_out(s, port, frame, len);
+	return 0;
 }
 
 static void lldp_probe_all(struct swc *c)
@@ -678,11 +797,16 @@ static void packet_in(struct sw *s, const uint8_t *msg, size_t len)
 		log_debug("switch %u: packet_in: %s", s->index, of13_err_string(e));
 		return;
 	}
-	if (!of13_match_get(&pi.match, OF13_OXM_IN_PORT, &in_port, NULL) ||
-	    lldp_decode(pi.data, pi.data_len, &info) < 0)
+	if (!of13_match_get(&pi.match, OF13_OXM_IN_PORT, &in_port, NULL))
 		return;
 	if (!c->leader || s->role != ROLE_MASTER)
 		return;
+	if (lldp_decode(pi.data, pi.data_len, &info) < 0) {
+		if (c->svc && c->svc->packet_in)
+			c->svc->packet_in(c->svc_data, s->dpid, (uint32_t)in_port, pi.data,
+			                  pi.data_len);
+		return;
+	}
 	if (info.kind == LLDP_PROBE) {
 		if (info.dpid != s->dpid && find_dpid(c, info.dpid))
 			saw_link(c, info.dpid, info.port, s->dpid, (uint32_t)in_port);
@@ -887,8 +1011,8 @@ static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint
 	if (s->role == ROLE_MASTER && s->ctl->leader) {
 		struct sw_flows want = {0};
 		struct sw_diff d = {0};
-		if (desired_for(s->ctl, s, &want) == 0 && sw_diff(&want, &s->installed, &d) == 0 &&
-		    (d.n_add || d.n_del)) {
+		if (desired_for(s->ctl, s, &want, NULL) == 0 &&
+		    sw_diff(&want, &s->installed, &d) == 0 && (d.n_add || d.n_del)) {
 			log_warn("switch %u: %zu flow(s) missing or different, %zu unexpected; "
 			         "reconciling",
 			         s->index, d.n_add, d.n_del);
@@ -949,6 +1073,7 @@ static void conn_down(void *userdata, struct of_conn *conn, const char *why)
 	s->role_asked = false;
 	s->reconciling = s->dumping = false;
 	sw_flows_free(&s->dump);
+	forget_groups(s);
 }
 
 static void conn_message(void *userdata, struct of_conn *conn, const struct of13_header *h,
@@ -1050,6 +1175,7 @@ static void timer_closed(uv_handle_t *h)
 		for (unsigned i = 0; i < c->o.n_switches; i++) {
 			sw_flows_free(&c->sw[i].installed);
 			sw_flows_free(&c->sw[i].dump);
+			forget_groups(&c->sw[i]);
 		}
 		free(c);
 	}
@@ -1314,7 +1440,7 @@ static int handle_flows(struct swc *c, const struct ctl_request *req, json_t **r
 		return -ENOTCONN;
 	}
 	struct sw_flows want = {0};
-	if (desired_for(c, s, &want) < 0)
+	if (desired_for(c, s, &want, NULL) < 0)
 		return -ENOMEM;
 	json_t *a = json_array();
 	unsigned missing = 0, extra = 0;

@@ -48,6 +48,43 @@ struct sw_self {
 struct store;
 struct swc;
 
+/* Groups a service wants on a switch (at most SW_GROUPS_MAX). */
+#define SW_GROUPS_MAX 4
+struct sw_groups {
+	struct of13_group_mod v[SW_GROUPS_MAX];
+	size_t n;
+};
+
+/* A service's part in the switches (DESIGN.md, "Services"). @uplinks is
+ * indexed like switch.uplinks; port 0 where the port is not known yet. */
+struct sw_service {
+	/* Adds the flows and groups the service wants on switch @dpid; a pure
+	 * function of the store and what the service learnt as master. */
+	int (*flows)(void *userdata, const struct store_state *st,
+	             const struct sw_port_ref *uplinks, size_t n_uplinks, uint64_t dpid,
+	             struct sw_flows *out, struct sw_groups *groups);
+	/* ETTM's flows just read back from switch @dpid (by every agent, at
+	 * each statistics round; by the master before reconciling). */
+	void (*installed)(void *userdata, uint64_t dpid, const struct sw_flows *installed);
+	/* A packet-in that is not LLDP, at the master. */
+	void (*packet_in)(void *userdata, uint64_t dpid, uint32_t in_port, const uint8_t *frame,
+	                  size_t len);
+};
+
+/* One service at most (NAT). */
+void sw_set_service(struct swc *c, const struct sw_service *svc, void *userdata);
+/* Recomputes and reconciles soon (a service's inputs changed). */
+void sw_kick(struct swc *c);
+/* True when this agent is master of every connected switch. */
+bool sw_is_master(struct swc *c);
+/* Sends @frame out of port @port of switch @dpid (as master). */
+int sw_packet_out(struct swc *c, uint64_t dpid, uint32_t port, const uint8_t *frame, size_t len);
+/* The configured uplinks, indexed as in the configuration (port 0: not
+ * seen yet), and whether each is up. Returns how many. */
+size_t sw_uplinks(struct swc *c, struct sw_port_ref *refs, bool *up);
+/* This agent's own uplink MAC. */
+const uint8_t *sw_own_mac(struct swc *c);
+
 /* Starts the controller: connections to every switch, LLDP, statistics.
  * Returns 0 or a negative errno with @error. */
 int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *self,

@@ -1,6 +1,6 @@
-/* Fuzz target: the OpenFlow 1.3 decoders and the LLDP frames of packet-ins. Any bytes either fail to decode
- * or decode to a message that encodes back to the same bytes; formatting
- * never crashes. */
+/* Fuzz target: the OpenFlow 1.3 decoders and the LLDP frames of packet-ins. Any bytes either fail
+ * to decode or decode to a message that encodes back to the same bytes; formatting never crashes.
+ */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

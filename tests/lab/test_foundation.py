@@ -61,6 +61,11 @@ def test_spoofed_source_is_dropped(make_lab):
 
 def test_datapath_survives_its_agent(make_lab):
     lab = make_lab(2, "--devices", "0")
+    # Settled: both hosts hold their NAT blocks, so the ruleset is final.
+    run_and_expect(lambda: {b["owner"] for b in lab.ctl_json("h1", "nat")["blocks"]} ==
+                   {"h1", "h2"}, 15, 0.2, what="NAT blocks for both hosts")
+    time.sleep(0.5)
+    generation = lab.ctl_json("h1", "status")["datapath"]["generation"]
     server = lab.popen("h2", "iperf3", "-s", "-1", "-p", "5302")
     run_and_expect(lambda: "5302" in lab.exec("h2", "ss", "-ltn").stdout, 5,
                    what="iperf3 listening")
@@ -80,7 +85,10 @@ def test_datapath_survives_its_agent(make_lab):
                 p.kill()
             p.wait(timeout=10)
     # The restarted agent reconciled onto the same ruleset generation.
-    assert lab.ctl_json("h1", "status")["datapath"]["generation"] == 1
+    run_and_expect(lambda: lab.ctl_json("h1", "status")["datapath"]["state"] == "ok", 10,
+                   what="the datapath reconciled")
+    time.sleep(1)
+    assert lab.ctl_json("h1", "status")["datapath"]["generation"] == generation
 
 
 def test_agent_restores_a_removed_table(make_lab):

@@ -58,7 +58,8 @@ def ovs_flows(lab, s):
     return flows
 
 
-OURS_TO_OVS = {"eth_src": "dl_src", "eth_dst": "dl_dst"}
+OURS_TO_OVS = {"eth_src": "dl_src", "eth_dst": "dl_dst", "ipv4_src": "nw_src",
+               "ipv4_dst": "nw_dst"}
 
 
 def desired_flows(lab, host, s):
@@ -71,23 +72,35 @@ def desired_flows(lab, host, s):
         m = re.fullmatch(r"table=(\d+) priority=(\d+) (\S+) (\S+)", f["flow"])
         assert m, f["flow"]
         table, prio, match, actions = int(m[1]), int(m[2]), m[3], m[4]
+        kvs = dict(kv.split("=") for kv in ([] if match == "any" else match.split(",")))
         fields = []
-        for kv in ([] if match == "any" else match.split(",")):
-            k, v = kv.split("=")
-            if k == "eth_type" and v == "0x0806":
-                fields.append("arp")
-            else:
-                fields.append(f"{OURS_TO_OVS.get(k, k)}={v}")
+        proto = {"6": "tcp", "17": "udp"}.get(kvs.pop("ip_proto", None))
+        eth_type = kvs.pop("eth_type", None)
+        if eth_type == "0x0806":
+            fields.append("arp")
+        elif eth_type == "0x0800":
+            fields.append(proto or "ip")
+        for k, v in kvs.items():
+            if k in ("tcp_dst", "udp_dst"):
+                k = "tp_dst"
+                if "/" in v:
+                    port, mask = v.split("/")
+                    v = f"{int(port):#x}/{mask}"
+            fields.append(f"{OURS_TO_OVS.get(k, k)}={v}")
         acts = []
-        for a in actions.split(","):
+        for a in (actions.split(",") if actions != "drop" else []):
             if a == "output:normal":
                 acts.append("NORMAL")
+            elif a == "output:in_port":
+                acts.append("IN_PORT")
+            elif a == "output:controller/65535":
+                acts.append("CONTROLLER:65535")
             elif a.startswith("set_field:"):
                 k, v = a[len("set_field:"):].split("=")
                 acts.append(f"set_field:{v}->{k}")
             else:
                 acts.append(a)
-        flows.add((table, prio, frozenset(fields), ",".join(acts)))
+        flows.add((table, prio, frozenset(fields), ",".join(acts) or "drop"))
     return flows
 
 

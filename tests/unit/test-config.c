@@ -122,10 +122,31 @@ struct bad_case {
 	const char *error;
 };
 
+#define BASE                                                                                       \
+	"[host]\nname = h1\nid = 1\n[datapath]\nguest-address = 10.77.1.1\n"                       \
+	"control-address = 10.77.0.1/16\n"
+#define SWITCH "[switch]\nswitches = 10.77.255.1:6653\nuplinks = 1/isp\n"
+
 static const struct bad_case bad_cases[] = {
+    {BASE "[nat]\npublic-addresses = 203.0.113.10\ngateways = 203.0.113.1\n",
+     "x.conf:8: nat.public-addresses needs switch.switches: the switches steer inbound traffic "
+     "to its owner"},
+    {BASE SWITCH "[nat]\npublic-addresses = 203.0.113.10, 203.0.113.11\ngateways = 203.0.113.1\n",
+     "x.conf:11: nat.public-addresses: 2 address(es) for 1 uplink(s) in switch.uplinks; give "
+     "one per uplink"},
+    {BASE SWITCH "[nat]\npublic-addresses = 203.0.113.10\n",
+     "x.conf:11: nat.public-addresses needs nat.gateways (the ISP gateway)"},
+    {"[nat]\nblock-size = 1000\n",
+     "x.conf:2: nat.block-size: expected a power of two from 16 to 32768, got \"1000\""},
+    {"[nat]\npublic-addresses = 203.0.113\n",
+     "x.conf:2: nat.public-addresses: expected 1 to 8 comma-separated IPv4 addresses, got "
+     "\"203.0.113\""},
+    {BASE SWITCH "[nat]\npublic-addresses = 203.0.113.10\ngateways = 203.0.113.1\n"
+                 "block-size = 32768\nfirst-port = 40000\n",
+     "x.conf: nat.first-port 40000 leaves no room for a block of 32768 ports"},
     {"[host]\nname = h1\nid = 1\ncolour = blue\n", "x.conf:4: unknown key host.colour"},
     {"[hots]\n",
-     "x.conf:1: unknown section [hots] (expected [host], [datapath], [store] or [switch])"},
+     "x.conf:1: unknown section [hots] (expected [host], [datapath], [store], [switch] or [nat])"},
     {"name = h1\n", "x.conf:1: key 'name' outside of a section"},
     {"[switch]\nswitches = 10.77.255.1\n",
      "x.conf:2: switch.switches: expected 1 to 16 comma-separated A.B.C.D:PORT switch OpenFlow "
@@ -163,6 +184,23 @@ static const struct bad_case bad_cases[] = {
      "control-address=1.1.1.2/8\nguest-interface=x\nuplink-interface=x\n",
      "x.conf: datapath.guest-interface and datapath.uplink-interface are both \"x\""},
 };
+
+static void test_nat_section(void **state)
+{
+	static const char text[] = BASE SWITCH "[nat]\npublic-addresses = 203.0.113.10\n"
+	                                       "gateways = 203.0.113.1\nblock-size = 512\n";
+	struct config c;
+	char error[256] = "";
+	(void)state;
+	assert_int_equal(config_parse(text, strlen(text), "n.conf", &c, error, sizeof(error)), 0);
+	assert_int_equal(c.nat.n_publics, 1);
+	assert_int_equal(ntohl(c.nat.publics[0].s_addr), 0xcb00710a);
+	assert_int_equal(c.nat.n_gateways, 1);
+	assert_int_equal(c.nat.block_size, 512);
+	assert_int_equal(c.nat.first_port, 1024);
+	assert_int_equal(c.nat.reclaim_after_ms, 60000);
+	assert_true(nat_enabled(&c.nat));
+}
 
 static void test_bad_files(void **state)
 {
@@ -228,10 +266,11 @@ static void test_load_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_file),         cmocka_unit_test(test_defaults),
-	    cmocka_unit_test(test_store_section),     cmocka_unit_test(test_switch_section),
-	    cmocka_unit_test(test_bad_files),         cmocka_unit_test(test_nul_and_long_lines),
-	    cmocka_unit_test(test_load_missing_file), cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_good_file),          cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_store_section),      cmocka_unit_test(test_switch_section),
+	    cmocka_unit_test(test_nat_section),        cmocka_unit_test(test_bad_files),
+	    cmocka_unit_test(test_nul_and_long_lines), cmocka_unit_test(test_load_missing_file),
+	    cmocka_unit_test(test_load_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,7 +28,7 @@ static char *render(const struct dp_config *cfg)
 {
 	struct dp_ruleset rs;
 	char *text;
-	assert_int_equal(dp_ruleset_build(cfg, &rs), 0);
+	assert_int_equal(dp_ruleset_build(cfg, NULL, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 	dp_ruleset_free(&rs);
 	return text;
@@ -71,7 +71,7 @@ static void test_has(void **state)
 	(void)state;
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
-	assert_int_equal(dp_ruleset_build(&cfg, &rs), 0);
+	assert_int_equal(dp_ruleset_build(&cfg, NULL, &rs), 0);
 	assert_true(dp_ruleset_has(&rs, "chain", "forward"));
 	assert_true(dp_ruleset_has(&rs, "counter", "spoofed"));
 	assert_false(dp_ruleset_has(&rs, "chain", "spoofed"));
@@ -85,7 +85,7 @@ static void test_transaction_fresh(void **state)
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
 	char *tx;
-	assert_int_equal(dp_ruleset_build(&cfg, &rs), 0);
+	assert_int_equal(dp_ruleset_build(&cfg, NULL, &rs), 0);
 	assert_int_equal(dp_ruleset_transaction(&rs, NULL, &tx), 0);
 	assert_golden("transaction-fresh.nft", tx);
 	free(tx);
@@ -116,7 +116,7 @@ static void test_transaction_deletes_stale(void **state)
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
 	char *tx;
-	assert_int_equal(dp_ruleset_build(&cfg, &rs), 0);
+	assert_int_equal(dp_ruleset_build(&cfg, NULL, &rs), 0);
 	assert_int_equal(dp_ruleset_transaction(&rs, running, &tx), 0);
 	assert_golden("transaction-stale.nft", tx);
 	free(tx);
@@ -129,7 +129,7 @@ static void test_transaction_bad_listing(void **state)
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
 	char *tx = NULL;
-	assert_int_equal(dp_ruleset_build(&cfg, &rs), 0);
+	assert_int_equal(dp_ruleset_build(&cfg, NULL, &rs), 0);
 	assert_int_equal(dp_ruleset_transaction(&rs, "{\"nftables\": 3}", &tx), -EINVAL);
 	assert_int_equal(dp_ruleset_transaction(&rs, "not json", &tx), -EINVAL);
 	assert_null(tx);

@@ -1,0 +1,142 @@
+/* Port blocks and the datapath's view of NAT (nat.h): pure functions of the
+ * store's state. */
+#include <errno.h>
+#include <string.h>
+
+#include "nat.h"
+#include "switch/desired.h"
+
+/* Locally administered, "e7 7e" for ETTM's NAT, then the address's low 24
+ * bits; the gateway stand-in is 02:e7:7f:00:00:01. */
+const uint8_t nat_gateway_mac[6] = {0x02, 0xe7, 0x7f, 0x00, 0x00, 0x01};
+
+void nat_public_mac(struct in_addr addr, uint8_t mac[6])
+{
+	uint32_t a = ntohl(addr.s_addr);
+	mac[0] = 0x02;
+	mac[1] = 0xe7;
+	mac[2] = 0x7e;
+	mac[3] = (uint8_t)(a >> 16);
+	mac[4] = (uint8_t)(a >> 8);
+	mac[5] = (uint8_t)a;
+}
+
+void nat_options_default(struct nat_options *o)
+{
+	*o = (struct nat_options){
+	    .block_size = 1024,
+	    .first_port = 1024,
+	    .reclaim_after_ms = 60000,
+	};
+}
+
+struct in_addr nat_gateway(const struct nat_options *o, unsigned uplink)
+{
+	if (o->n_gateways == 0)
+		return (struct in_addr){0};
+	return o->gateways[uplink < o->n_gateways ? uplink : 0];
+}
+
+int nat_block_pick(const struct store_state *st, const struct nat_options *o, uint16_t *ret_start)
+{
+	uint32_t size = o->block_size;
+	uint32_t start = (o->first_port + size - 1) / size * size;
+	size_t n = store_count(st, STORE_NAT_BLOCKS);
+	for (; start + size <= 65536; start += size) {
+		bool taken = false;
+		for (size_t i = 0; i < n && !taken; i++) {
+			const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+			taken = b->start < start + size && start < (uint32_t)b->start + b->size;
+		}
+		if (!taken) {
+			*ret_start = (uint16_t)start;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+size_t nat_blocks_of(const struct store_state *st, uint64_t owner)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++)
+		k += ((const struct store_nat_block *)store_row(st, STORE_NAT_BLOCKS, i))->owner ==
+		     owner;
+	return k;
+}
+
+uint64_t nat_port_owner(const struct store_state *st, uint16_t port)
+{
+	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++) {
+		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+		if (port >= b->start && port - b->start < b->size)
+			return b->owner;
+	}
+	return 0;
+}
+
+bool nat_member_mac(const struct store_state *st, uint64_t id, uint8_t mac[6])
+{
+	const struct store_member *m = store_member_find(st, id);
+	if (!m || !store_admission_find(st, m->name))
+		return false;
+	const struct store_location *l = store_location_find(st, m->name);
+	return l && sw_parse_mac(l->mac, mac);
+}
+
+unsigned nat_uplink_for(uint64_t id, const bool *up, unsigned n)
+{
+	unsigned live = 0;
+	for (unsigned i = 0; i < n; i++)
+		live += !up || up[i];
+	if (live == 0)
+		return n ? (unsigned)(id % n) : 0;
+	unsigned k = (unsigned)(id % live);
+	for (unsigned i = 0; i < n; i++)
+		if ((!up || up[i]) && k-- == 0)
+			return i;
+	return 0;
+}
+
+void nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
+                  const uint8_t own_mac[6], unsigned uplink, struct dp_nat *ret)
+{
+	struct dp_nat *d = ret;
+	memset(d, 0, sizeof(*d));
+	if (!nat_enabled(o))
+		return;
+	d->enabled = true;
+	if (uplink >= o->n_publics)
+		uplink = 0;
+	d->public_addr = o->publics[uplink];
+	for (unsigned i = 0; i < o->n_publics && i < DP_NAT_PUBLIC_MAX; i++)
+		d->publics[d->n_publics++] = o->publics[i];
+	d->gateway = nat_gateway(o, uplink);
+	memcpy(d->gateway_mac, nat_gateway_mac, 6);
+	memcpy(d->own_mac, own_mac, 6);
+
+	for (size_t i = 0; st && i < store_count(st, STORE_NAT_BLOCKS); i++) {
+		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+		struct dp_nat_block x = {.start = b->start, .size = b->size};
+		if (b->owner == self) {
+			if (d->n_own < DP_NAT_BLOCKS_MAX)
+				d->own[d->n_own++] = x;
+		} else if (d->n_others < DP_NAT_BLOCKS_MAX && nat_member_mac(st, b->owner, x.mac)) {
+			d->others[d->n_others++] = x;
+		}
+	}
+	for (size_t i = 0; st && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
+		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+		struct dp_nat_mapping x = {
+		    .proto = m->proto, .public_port = m->public_port, .guest_port = m->guest_port};
+		if (m->owner == self) {
+			if (d->n_own_maps < DP_NAT_MAPPINGS_MAX)
+				d->own_maps[d->n_own_maps++] = x;
+		} else if (d->n_other_maps < DP_NAT_MAPPINGS_MAX &&
+		           nat_port_owner(st, m->public_port) != m->owner &&
+		           nat_member_mac(st, m->owner, x.mac)) {
+			/* Ports inside the owner's block go with the block. */
+			d->other_maps[d->n_other_maps++] = x;
+		}
+	}
+}

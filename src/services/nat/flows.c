@@ -1,0 +1,176 @@
+/* NAT's flows and group on a switch (nat.h, docs/nat.md): a pure function
+ * of the store, the uplinks and the gateways' MACs. */
+#include <errno.h>
+#include <string.h>
+
+#include "nat.h"
+#include "switch/desired.h"
+
+#define ETH_IP  0x0800
+#define ETH_ARP 0x0806
+
+static int add(struct sw_flows *out, struct of13_flow_mod *fm)
+{
+	sw_flow_canonical(fm);
+	return sw_flows_add(out, fm);
+}
+
+/* Where switch @dpid sends a frame for the AEE at @l: its port, the next hop
+ * towards its switch, or 0 (no path). */
+static uint32_t port_towards(const struct store_state *st, uint64_t dpid,
+                             const struct store_location *l)
+{
+	return l->dpid == dpid ? l->port : sw_next_hop(st, dpid, l->dpid);
+}
+
+/* Steers what is addressed to public port(s) @port/@mask of @proto, on any
+ * public address, to member @owner's AEE. */
+static int steer(const struct store_state *st, const struct nat_options *o, uint64_t dpid,
+                 uint64_t owner, uint8_t proto, uint16_t port, uint16_t mask, uint16_t priority,
+                 struct sw_flows *out)
+{
+	uint8_t mac[6];
+	const struct store_member *m = store_member_find(st, owner);
+	const struct store_location *l = m ? store_location_find(st, m->name) : NULL;
+	if (!l || !nat_member_mac(st, owner, mac))
+		return 0;
+	uint32_t to = port_towards(st, dpid, l);
+	if (!to)
+		return 0;
+	/* A host reaching its own public port (hairpinning) gets the frame
+	 * back on the port it came from, which only IN_PORT may do. */
+	int r = 0;
+	for (unsigned i = 0; r == 0 && i < o->n_publics * (l->dpid == dpid ? 2 : 1); i++) {
+		bool back = i >= o->n_publics;
+		struct of13_flow_mod fm = sw_flow_base(1, priority + back);
+		uint64_t m64 = mask;
+		if (back)
+			of13_match_add(&fm.match, OF13_OXM_IN_PORT, to, NULL);
+		of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_IP, NULL);
+		of13_match_add(&fm.match, OF13_OXM_IPV4_DST,
+		               ntohl(o->publics[i % o->n_publics].s_addr), NULL);
+		of13_match_add(&fm.match, OF13_OXM_IP_PROTO, proto, NULL);
+		of13_match_add(&fm.match, proto == 6 ? OF13_OXM_TCP_DST : OF13_OXM_UDP_DST, port,
+		               mask == 0xffff ? NULL : &m64);
+		struct of13_instruction *in = sw_apply(&fm);
+		sw_set_eth(in, OF13_OXM_ETH_DST, mac);
+		sw_output(in, back ? OF13_PORT_IN_PORT : to);
+		r = add(out, &fm);
+	}
+	return r;
+}
+
+/* The select group of live AEEs: one bucket per admitted, located host,
+ * watched on its way out so a dead port's bucket is skipped. */
+static void any_aee_group(const struct store_state *st, uint64_t dpid, struct sw_groups *groups)
+{
+	if (groups->n == SW_GROUPS_MAX)
+		return;
+	struct of13_group_mod *g = &groups->v[groups->n++];
+	memset(g, 0, sizeof(*g));
+	g->command = OF13_GROUP_ADD;
+	g->type = OF13_GROUP_TYPE_SELECT;
+	g->group_id = NAT_GROUP_ID;
+	for (size_t i = 0; i < store_count(st, STORE_LOCATIONS); i++) {
+		const struct store_location *l = store_row(st, STORE_LOCATIONS, i);
+		uint8_t mac[6];
+		uint32_t to = port_towards(st, dpid, l);
+		if (!to || !store_admission_find(st, l->host) || !sw_parse_mac(l->mac, mac) ||
+		    g->n_buckets == OF13_BUCKETS_MAX)
+			continue;
+		struct of13_bucket *b = &g->buckets[g->n_buckets++];
+		*b = (struct of13_bucket){
+		    .weight = 1, .watch_port = to, .watch_group = OF13_GROUP_ANY};
+		b->actions[b->n_actions].type = OF13_ACTION_SET_FIELD;
+		b->actions[b->n_actions].set_field.field = OF13_OXM_ETH_DST;
+		b->actions[b->n_actions].set_field.len = 6;
+		memcpy(b->actions[b->n_actions++].set_field.value, mac, 6);
+		b->actions[b->n_actions++] =
+		    (struct of13_action){.type = OF13_ACTION_OUTPUT, .output = {.port = to}};
+	}
+}
+
+/* At the uplink's switch: ARP for the public address to the master; what
+ * leaves from it gets the organisation's MAC and the gateway's; inbound
+ * traffic no other flow takes goes to any live AEE. */
+static int uplink_flows(const struct nat_options *o, unsigned i, uint32_t port,
+                        const uint8_t *gw_mac, struct sw_flows *out)
+{
+	uint32_t pub = ntohl(o->publics[i].s_addr);
+	uint8_t mac[6];
+	nat_public_mac(o->publics[i], mac);
+
+	struct of13_flow_mod fm = sw_flow_base(1, NAT_PRIO_ARP);
+	of13_match_add(&fm.match, OF13_OXM_IN_PORT, port, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_ARP, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ARP_TPA, pub, NULL);
+	sw_output(sw_apply(&fm), OF13_PORT_CONTROLLER);
+	int r = add(out, &fm);
+
+	fm = sw_flow_base(1, NAT_PRIO_OUT);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_IP, NULL);
+	of13_match_add(&fm.match, OF13_OXM_IPV4_SRC, pub, NULL);
+	if (gw_mac) {
+		struct of13_instruction *in = sw_apply(&fm);
+		sw_set_eth(in, OF13_OXM_ETH_SRC, mac);
+		sw_set_eth(in, OF13_OXM_ETH_DST, gw_mac);
+		sw_output(in, port);
+	} /* else dropped until the gateway answers */
+	if (r == 0)
+		r = add(out, &fm);
+
+	fm = sw_flow_base(1, NAT_PRIO_ANY_AEE);
+	of13_match_add(&fm.match, OF13_OXM_IN_PORT, port, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_IP, NULL);
+	of13_match_add(&fm.match, OF13_OXM_IPV4_DST, pub, NULL);
+	struct of13_instruction *in = sw_apply(&fm);
+	in->actions[in->n_actions++] =
+	    (struct of13_action){.type = OF13_ACTION_GROUP, .group_id = NAT_GROUP_ID};
+	if (r == 0)
+		r = add(out, &fm);
+	return r;
+}
+
+int nat_flows(const struct store_state *st, const struct nat_options *o,
+              const struct sw_port_ref *uplinks, size_t n_uplinks, const uint8_t (*gw_macs)[6],
+              const bool *gw_known, uint64_t dpid, struct sw_flows *out, struct sw_groups *groups)
+{
+	if (!nat_enabled(o))
+		return 0;
+	int r = 0;
+	bool here = false;
+	for (size_t i = 0; r == 0 && i < n_uplinks && i < o->n_publics; i++) {
+		if (!uplinks[i].port)
+			continue;
+		if (uplinks[i].dpid == dpid) {
+			here = true;
+			r = uplink_flows(o, (unsigned)i, uplinks[i].port,
+			                 gw_known[i] ? gw_macs[i] : NULL, out);
+			continue;
+		}
+		uint32_t hop = sw_next_hop(st, dpid, uplinks[i].dpid);
+		if (!hop)
+			continue;
+		struct of13_flow_mod fm = sw_flow_base(1, NAT_PRIO_OUT);
+		of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_IP, NULL);
+		of13_match_add(&fm.match, OF13_OXM_IPV4_SRC, ntohl(o->publics[i].s_addr), NULL);
+		sw_output(sw_apply(&fm), hop);
+		r = add(out, &fm);
+	}
+	for (size_t i = 0; r == 0 && i < store_count(st, STORE_NAT_BLOCKS); i++) {
+		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+		uint16_t mask = (uint16_t) ~(b->size - 1u);
+		r = steer(st, o, dpid, b->owner, 6, b->start, mask, NAT_PRIO_BLOCK, out);
+		if (r == 0)
+			r = steer(st, o, dpid, b->owner, 17, b->start, mask, NAT_PRIO_BLOCK, out);
+	}
+	for (size_t i = 0; r == 0 && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
+		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+		if (nat_port_owner(st, m->public_port) != m->owner)
+			r = steer(st, o, dpid, m->owner, m->proto, m->public_port, 0xffff,
+			          NAT_PRIO_MAPPING, out);
+	}
+	if (r == 0 && here)
+		any_aee_group(st, dpid, groups);
+	return r;
+}

@@ -1,0 +1,605 @@
+/* The NAT service on the agent's loop (nat.h, docs/nat.md). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/server.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "nat.h"
+#include "store/store.h"
+#include "switch/desired.h"
+
+#define TICK_MS            1000
+#define GATEWAY_REFRESH_MS 30000
+#define SHORT_NUM          3 /* claim another block above 3/4 in use */
+#define SHORT_DEN          4
+#define CONNTRACK_PROC     "/proc/net/nf_conntrack"
+
+struct orphan {
+	uint64_t owner;
+	uint64_t since_ms; /* when the leader first saw its blocks unowned */
+};
+
+struct nat {
+	uv_loop_t *loop;
+	struct nat_options o;
+	uint64_t self;
+	char name[STORE_NAME_MAX];
+	struct store *store;
+	struct swc *sw;
+	struct datapath *dp;
+	uv_timer_t tick, soon;
+	unsigned uplink; /* the public address this host's flows leave by */
+	bool claiming;   /* a block claim is under way */
+	bool synced;     /* the store has caught up since the start */
+	bool syncing;    /* a barrier is under way */
+	long in_use;     /* translated flows in this host's blocks; -1 unknown */
+	/* What the master learnt of the gateways. */
+	uint8_t gw_mac[NAT_PUBLIC_MAX][6];
+	bool gw_known[NAT_PUBLIC_MAX];
+	uint64_t gw_asked_ms[NAT_PUBLIC_MAX];
+	struct orphan orphans[64];
+	unsigned n_orphans;
+	bool reclaiming;
+	int open_handles;
+};
+
+static const struct store_state *state(struct nat *n)
+{
+	return store_state(n->store);
+}
+
+/* ---- the datapath ---- */
+
+static void update_datapath(struct nat *n)
+{
+	if (!n->synced)
+		return;
+	struct dp_nat d;
+	nat_datapath(state(n), &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
+	if (dp_set_nat(n->dp, &d) < 0)
+		log_error("nat: datapath: %s", n->dp->error ? n->dp->error : "failed");
+}
+
+/* ---- blocks: claim, use, reclaim ---- */
+
+static void claim_done(void *userdata, int status, const struct store_result *res,
+                       const char *error)
+{
+	struct nat *n = userdata;
+	n->claiming = false;
+	if (status < 0)
+		log_debug("nat: block claim not committed: %s", error);
+	else if (!res->applied)
+		log_info("nat: block claim refused: %s", res->reason); /* raced; next tick */
+}
+
+static void claim_block(struct nat *n)
+{
+	uint16_t start;
+	if (n->claiming)
+		return;
+	if (nat_block_pick(state(n), &n->o, &start) < 0) {
+		log_warn("nat: no free block of %u ports left", n->o.block_size);
+		return;
+	}
+	struct store_cmd cmd = {.table = STORE_NAT_BLOCKS, .op = STORE_PUT, .time_ms = wall_ms()};
+	cmd.row.nat_block = (struct store_nat_block){.start = start,
+	                                             .size = (uint16_t)n->o.block_size,
+	                                             .owner = n->self,
+	                                             .claimed_ms = cmd.time_ms};
+	log_info("nat: claiming ports %u-%u", start, start + n->o.block_size - 1);
+	if (store_propose(n->store, &cmd, claim_done, n) == 0)
+		n->claiming = true;
+}
+
+static bool own_port(struct nat *n, unsigned port)
+{
+	return port < 65536 && nat_port_owner(state(n), (uint16_t)port) == n->self;
+}
+
+/* The value of the @nth "key=" in @line, or NULL. */
+static const char *field(const char *line, const char *key, int nth)
+{
+	size_t klen = strlen(key);
+	for (const char *p = line; (p = strstr(p, key)); p += klen)
+		if ((p == line || p[-1] == ' ') && nth-- == 1)
+			return p + klen;
+	return NULL;
+}
+
+/* Translated flows using this host's public ports: the reply direction of a
+ * conntrack entry is addressed to a public address and one of our ports
+ * (ICMP: echo id). -1 when the kernel does not show its table. */
+static long count_in_use(struct nat *n)
+{
+	FILE *f = fopen(CONNTRACK_PROC, "re");
+	if (!f)
+		return -1;
+	char line[512];
+	long k = 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *dst = field(line, "dst=", 2);
+		const char *port = field(line, "dport=", 2);
+		if (!port)
+			port = field(line, "id=", 2);
+		if (!dst || !port)
+			continue;
+		char addr[INET_ADDRSTRLEN];
+		struct in_addr a;
+		if (sscanf(dst, "%15[0-9.]", addr) != 1 || inet_pton(AF_INET, addr, &a) != 1)
+			continue;
+		bool public = false;
+		for (unsigned i = 0; i < n->o.n_publics && !public; i++)
+		public = n->o.publics[i].s_addr == a.s_addr;
+		if (public && own_port(n, (unsigned)strtoul(port, NULL, 10)))
+			k++;
+	}
+	fclose(f);
+	return k;
+}
+
+static bool admitted(struct nat *n)
+{
+	return store_admission_find(state(n), n->name) != NULL;
+}
+
+static void check_blocks(struct nat *n)
+{
+	if (!n->synced || !admitted(n) || !store_member_find(state(n), n->self))
+		return;
+	size_t held = nat_blocks_of(state(n), n->self);
+	n->in_use = count_in_use(n);
+	if (held == 0 || (n->in_use >= 0 && (unsigned long)n->in_use * SHORT_DEN >=
+	                                        (unsigned long)held * n->o.block_size * SHORT_NUM))
+		claim_block(n);
+}
+
+static void reclaim_done(void *userdata, int status, const struct store_result *res,
+                         const char *error)
+{
+	struct nat *n = userdata;
+	(void)res;
+	(void)error;
+	(void)status;
+	n->reclaiming = false;
+}
+
+/* A member that is gone, or no longer admitted. */
+static bool departed(struct nat *n, uint64_t owner)
+{
+	const struct store_member *m = store_member_find(state(n), owner);
+	return !m || !store_admission_find(state(n), m->name);
+}
+
+static struct orphan *orphan(struct nat *n, uint64_t owner)
+{
+	for (unsigned i = 0; i < n->n_orphans; i++)
+		if (n->orphans[i].owner == owner)
+			return &n->orphans[i];
+	if (n->n_orphans == sizeof(n->orphans) / sizeof(n->orphans[0]))
+		return NULL;
+	n->orphans[n->n_orphans] = (struct orphan){owner, uv_now(n->loop)};
+	return &n->orphans[n->n_orphans++];
+}
+
+/* The leader gives a departed host's blocks and mappings back once it has
+ * been gone for the grace period (its connections may come back with it). */
+static void reclaim(struct nat *n)
+{
+	const struct store_state *st = state(n);
+	if (!store_is_leader(n->store)) {
+		n->n_orphans = 0;
+		return;
+	}
+	for (unsigned i = 0; i < n->n_orphans;)
+		if (!departed(n, n->orphans[i].owner))
+			n->orphans[i] = n->orphans[--n->n_orphans];
+		else
+			i++;
+	if (n->reclaiming)
+		return;
+	struct store_cmd cmd = {.op = STORE_DELETE, .time_ms = wall_ms()};
+	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++) {
+		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+		struct orphan *o = departed(n, b->owner) ? orphan(n, b->owner) : NULL;
+		if (o && uv_now(n->loop) - o->since_ms >= n->o.reclaim_after_ms) {
+			cmd.table = STORE_NAT_BLOCKS;
+			cmd.row.nat_block = *b;
+			break;
+		}
+	}
+	for (size_t i = 0; !cmd.table && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
+		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+		struct orphan *o = departed(n, m->owner) ? orphan(n, m->owner) : NULL;
+		if (o && uv_now(n->loop) - o->since_ms >= n->o.reclaim_after_ms) {
+			cmd.table = STORE_NAT_MAPPINGS;
+			cmd.row.nat_mapping = *m;
+		}
+	}
+	if (!cmd.table)
+		return;
+	log_info("nat: member %" PRIu64 " departed %u ms ago: giving its %s back",
+	         cmd.table == STORE_NAT_BLOCKS ? cmd.row.nat_block.owner
+	                                       : cmd.row.nat_mapping.owner,
+	         n->o.reclaim_after_ms, cmd.table == STORE_NAT_BLOCKS ? "block" : "mapping");
+	if (store_propose(n->store, &cmd, reclaim_done, n) == 0)
+		n->reclaiming = true;
+}
+
+/* ---- the master: ARP for the public addresses, the gateways ---- */
+
+static void ask_gateway(struct nat *n, unsigned i, const struct sw_port_ref *up)
+{
+	struct arp_msg m = {.op = 1, .spa = n->o.publics[i], .tpa = nat_gateway(&n->o, i)};
+	nat_public_mac(n->o.publics[i], m.eth_src);
+	memcpy(m.sha, m.eth_src, 6);
+	memset(m.eth_dst, 0xff, 6);
+	uint8_t frame[ARP_FRAME_LEN];
+	size_t len = arp_build(&m, frame);
+	if (len && sw_packet_out(n->sw, up->dpid, up->port, frame, len) == 0)
+		n->gw_asked_ms[i] = uv_now(n->loop);
+}
+
+static void resolve_gateways(struct nat *n)
+{
+	if (!sw_is_master(n->sw))
+		return;
+	struct sw_port_ref ups[SW_MAX_UPLINKS];
+	size_t k = sw_uplinks(n->sw, ups, NULL);
+	for (unsigned i = 0; i < k && i < n->o.n_publics; i++) {
+		uint64_t age = uv_now(n->loop) - n->gw_asked_ms[i];
+		if (ups[i].port && (!n->gw_known[i] || age >= GATEWAY_REFRESH_MS))
+			ask_gateway(n, i, &ups[i]);
+	}
+}
+
+static void learn_gateway(struct nat *n, unsigned i, const uint8_t mac[6])
+{
+	if (n->gw_known[i] && memcmp(n->gw_mac[i], mac, 6) == 0)
+		return;
+	memcpy(n->gw_mac[i], mac, 6);
+	n->gw_known[i] = true;
+	log_info("nat: gateway of uplink %u is %02x:%02x:%02x:%02x:%02x:%02x", i + 1, mac[0],
+	         mac[1], mac[2], mac[3], mac[4], mac[5]);
+	sw_kick(n->sw);
+}
+
+static void packet_in(void *userdata, uint64_t dpid, uint32_t in_port, const uint8_t *frame,
+                      size_t len)
+{
+	struct nat *n = userdata;
+	struct arp_msg a;
+	if (arp_parse(frame, len, &a) < 0)
+		return;
+	struct sw_port_ref ups[SW_MAX_UPLINKS];
+	size_t k = sw_uplinks(n->sw, ups, NULL);
+	for (unsigned i = 0; i < k && i < n->o.n_publics; i++) {
+		if (ups[i].dpid != dpid || ups[i].port != in_port ||
+		    a.tpa.s_addr != n->o.publics[i].s_addr)
+			continue;
+		if (a.spa.s_addr == nat_gateway(&n->o, i).s_addr)
+			learn_gateway(n, i, a.sha);
+		if (a.op != 1)
+			return;
+		struct arp_msg r = {.op = 2, .spa = a.tpa, .tpa = a.spa};
+		nat_public_mac(n->o.publics[i], r.sha);
+		memcpy(r.eth_src, r.sha, 6);
+		memcpy(r.eth_dst, a.sha, 6);
+		memcpy(r.tha, a.sha, 6);
+		uint8_t out[ARP_FRAME_LEN];
+		size_t olen = arp_build(&r, out);
+		if (olen)
+			sw_packet_out(n->sw, dpid, in_port, out, olen);
+		return;
+	}
+}
+
+/* Every agent learns the gateways' MACs from the master's flows, so a new
+ * master has them before it resolves them itself, and outbound traffic
+ * never waits for an ARP round trip. */
+static void installed(void *userdata, uint64_t dpid, const struct sw_flows *flows)
+{
+	struct nat *n = userdata;
+	for (size_t f = 0; f < flows->n; f++) {
+		const struct of13_flow_mod *fm = &flows->v[f];
+		uint64_t src;
+		if (fm->table_id != 1 || fm->priority != NAT_PRIO_OUT || fm->n_instructions != 1 ||
+		    !of13_match_get(&fm->match, OF13_OXM_IPV4_SRC, &src, NULL))
+			continue;
+		for (unsigned i = 0; i < n->o.n_publics; i++) {
+			if (ntohl(n->o.publics[i].s_addr) != src ||
+			    (n->gw_known[i] && sw_is_master(n->sw)))
+				continue;
+			const struct of13_instruction *in = &fm->instructions[0];
+			for (unsigned a = 0; a < in->n_actions; a++)
+				if (in->actions[a].type == OF13_ACTION_SET_FIELD &&
+				    in->actions[a].set_field.field == OF13_OXM_ETH_DST) {
+					memcpy(n->gw_mac[i], in->actions[a].set_field.value, 6);
+					n->gw_known[i] = true;
+				}
+		}
+	}
+	(void)dpid;
+}
+
+static int flows(void *userdata, const struct store_state *st, const struct sw_port_ref *uplinks,
+                 size_t n_uplinks, uint64_t dpid, struct sw_flows *out, struct sw_groups *groups)
+{
+	struct nat *n = userdata;
+	return nat_flows(st, &n->o, uplinks, n_uplinks, (const uint8_t(*)[6])n->gw_mac, n->gw_known,
+	                 dpid, out, groups);
+}
+
+static const struct sw_service service = {
+    .flows = flows,
+    .installed = installed,
+    .packet_in = packet_in,
+};
+
+/* ---- timers ---- */
+
+static void choose_uplink(struct nat *n)
+{
+	struct sw_port_ref ups[SW_MAX_UPLINKS];
+	bool up[SW_MAX_UPLINKS];
+	size_t k = sw_uplinks(n->sw, ups, up);
+	bool any = false;
+	for (size_t i = 0; i < k; i++)
+		any |= up[i];
+	unsigned u = nat_uplink_for(n->self, any ? up : NULL,
+	                            (unsigned)(k < n->o.n_publics ? k : n->o.n_publics));
+	if (u == n->uplink)
+		return;
+	char a[INET_ADDRSTRLEN];
+	log_info("nat: flows now leave by uplink %u (%s)", u + 1,
+	         inet_ntop(AF_INET, &n->o.publics[u], a, sizeof(a)));
+	n->uplink = u;
+}
+
+static void sync_done(void *userdata, int status, const struct store_result *res, const char *error)
+{
+	struct nat *n = userdata;
+	(void)res;
+	n->syncing = false;
+	if (status < 0) {
+		log_debug("nat: waiting for the store: %s", error);
+		return;
+	}
+	if (!n->synced)
+		log_info("nat: the store has caught up; translating");
+	n->synced = true;
+	update_datapath(n);
+}
+
+/* Once after the start: everything committed so far is applied here. */
+static void sync_store(struct nat *n)
+{
+	if (!n->synced && !n->syncing && store_barrier(n->store, sync_done, n) == 0)
+		n->syncing = true;
+}
+
+static void soon_cb(uv_timer_t *t)
+{
+	struct nat *n = t->data;
+	choose_uplink(n);
+	update_datapath(n);
+	check_blocks(n);
+	sw_kick(n->sw);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+	struct nat *n = t->data;
+	sync_store(n);
+	soon_cb(t);
+	reclaim(n);
+	resolve_gateways(n);
+}
+
+static void store_changed(void *userdata, const struct store_cmd *cmd,
+                          const struct store_result *result)
+{
+	struct nat *n = userdata;
+	(void)cmd;
+	if (result->applied && !uv_is_active((uv_handle_t *)&n->soon))
+		uv_timer_start(&n->soon, soon_cb, 5, 0);
+}
+
+int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const char *name,
+             struct store *store, struct swc *switches, struct datapath *dp, struct nat **ret)
+{
+	struct nat *n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	n->loop = loop;
+	n->o = *o;
+	n->self = self;
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	n->store = store;
+	n->sw = switches;
+	n->dp = dp;
+	n->in_use = -1;
+	n->uplink = nat_uplink_for(self, NULL, o->n_publics);
+	unsigned tables[] = {STORE_NAT_BLOCKS, STORE_NAT_MAPPINGS, STORE_ADMISSIONS,
+	                     STORE_LOCATIONS, STORE_MEMBERS};
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+		store_subscribe(store, tables[i], store_changed, n);
+	uv_timer_t *timers[] = {&n->tick, &n->soon};
+	for (size_t i = 0; i < 2; i++) {
+		uv_timer_init(loop, timers[i]);
+		timers[i]->data = n;
+	}
+	uv_timer_start(&n->tick, tick_cb, 10, TICK_MS);
+	sw_set_service(switches, &service, n);
+	*ret = n;
+	return 0;
+}
+
+static void closed(uv_handle_t *h)
+{
+	struct nat *n = h->data;
+	if (--n->open_handles == 0)
+		free(n);
+}
+
+void nat_close(struct nat *n)
+{
+	if (!n)
+		return;
+	sw_set_service(n->sw, NULL, NULL);
+	n->open_handles = 2;
+	uv_close((uv_handle_t *)&n->tick, closed);
+	uv_close((uv_handle_t *)&n->soon, closed);
+}
+
+/* ---- control requests ---- */
+
+static json_t *addr_json(struct in_addr a)
+{
+	char s[INET_ADDRSTRLEN];
+	return json_string(inet_ntop(AF_INET, &a, s, sizeof(s)));
+}
+
+static const char *member_name(const struct store_state *st, uint64_t id)
+{
+	const struct store_member *m = store_member_find(st, id);
+	return m ? m->name : NULL;
+}
+
+static json_t *nat_status(struct nat *n)
+{
+	const struct store_state *st = state(n);
+	struct sw_port_ref ups[SW_MAX_UPLINKS];
+	bool up[SW_MAX_UPLINKS];
+	size_t k = sw_uplinks(n->sw, ups, up);
+	json_t *uplinks = json_array();
+	for (unsigned i = 0; i < n->o.n_publics; i++) {
+		char mac[18] = "";
+		if (n->gw_known[i])
+			snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->gw_mac[i][0],
+			         n->gw_mac[i][1], n->gw_mac[i][2], n->gw_mac[i][3], n->gw_mac[i][4],
+			         n->gw_mac[i][5]);
+		char dpid[17];
+		snprintf(dpid, sizeof(dpid), "%016" PRIx64, i < k ? ups[i].dpid : 0);
+		json_array_append_new(
+		    uplinks, json_pack("{s:i, s:o, s:o, s:s?, s:s, s:i, s:b}", "uplink", i + 1,
+		                       "public", addr_json(n->o.publics[i]), "gateway",
+		                       addr_json(nat_gateway(&n->o, i)), "gateway_mac",
+		                       mac[0] ? mac : NULL, "dpid", dpid, "port",
+		                       i < k ? (int)ups[i].port : 0, "up", i < k && up[i]));
+	}
+	json_t *blocks = json_array();
+	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++) {
+		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+		json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:s?, s:I}", "start", b->start, "end",
+		                      b->start + b->size - 1, "size", b->size, "owner_id",
+		                      (json_int_t)b->owner, "owner", member_name(st, b->owner),
+		                      "claimed_ms", (json_int_t)b->claimed_ms);
+		json_array_append_new(blocks, o);
+	}
+	json_t *maps = json_array();
+	for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS); i++) {
+		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+		struct in_addr g = {htonl(m->guest_addr)};
+		json_array_append_new(maps,
+		                      json_pack("{s:s, s:i, s:s?, s:o, s:i, s:I}", "proto",
+		                                m->proto == 6 ? "tcp" : "udp", "public_port",
+		                                m->public_port, "owner", member_name(st, m->owner),
+		                                "guest", addr_json(g), "guest_port", m->guest_port,
+		                                "expires_ms", (json_int_t)m->expires_ms));
+	}
+	return json_pack("{s:s, s:o, s:i, s:o, s:o, s:{s:s, s:o, s:I, s:i}}", "host", n->name,
+	                 "uplinks", uplinks, "block_size", n->o.block_size, "blocks", blocks,
+	                 "mappings", maps, "self", "host", n->name, "public",
+	                 addr_json(n->o.publics[n->uplink]), "in_use", (json_int_t)n->in_use,
+	                 "blocks", (int)nat_blocks_of(st, n->self));
+}
+
+static int parse_proto(const char *s, uint8_t *ret)
+{
+	if (s && strcmp(s, "tcp") == 0)
+		*ret = 6;
+	else if (s && strcmp(s, "udp") == 0)
+		*ret = 17;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int expose(struct nat *n, struct ctl_client *client, const struct ctl_request *req,
+                  char **ret_error)
+{
+	const struct store_state *st = state(n);
+	bool add = strcmp(req->cmd, "nat.expose") == 0;
+	const char *host = json_string_value(json_object_get(req->args, "host"));
+	json_t *jport = json_object_get(req->args, "port");
+	json_t *jpublic = json_object_get(req->args, "public_port");
+	uint8_t proto;
+	if (parse_proto(json_string_value(json_object_get(req->args, "proto")), &proto) < 0) {
+		*ret_error = strdup("field \"proto\": expected \"tcp\" or \"udp\"");
+		return -EINVAL;
+	}
+	json_int_t port = json_integer_value(jport);
+	json_int_t pub = jpublic ? json_integer_value(jpublic) : port;
+	if (add && (!json_is_integer(jport) || port < 1 || port > 65535)) {
+		*ret_error = strdup("field \"port\": expected 1 to 65535");
+		return -EINVAL;
+	}
+	if (!json_is_integer(add ? jport : jpublic) || pub < 1 || pub > 65535) {
+		*ret_error = strdup("field \"public_port\": expected 1 to 65535");
+		return -EINVAL;
+	}
+	struct store_cmd cmd = {.table = STORE_NAT_MAPPINGS,
+	                        .op = add ? STORE_PUT : STORE_DELETE,
+	                        .time_ms = wall_ms()};
+	struct store_nat_mapping *m = &cmd.row.nat_mapping;
+	m->proto = proto;
+	m->public_port = (uint16_t)pub;
+	if (add) {
+		const struct store_member *mem = host ? store_member_find_name(st, host) : NULL;
+		const struct store_location *l = host ? store_location_find(st, host) : NULL;
+		if (!mem || !l) {
+			if (asprintf(ret_error, "field \"host\": no located member named \"%s\"",
+			             host ? host : "") < 0)
+				*ret_error = NULL;
+			return -ENOENT;
+		}
+		m->owner = mem->id;
+		m->guest_addr = l->guest_addr;
+		m->guest_port = (uint16_t)port;
+	} else {
+		/* Deleting names the public port; the owner is the store's. */
+		bool found = false;
+		for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS) && !found; i++) {
+			const struct store_nat_mapping *x = store_row(st, STORE_NAT_MAPPINGS, i);
+			if (x->proto == proto && x->public_port == pub) {
+				*m = *x;
+				found = true;
+			}
+		}
+		if (!found) {
+			if (asprintf(ret_error, "no mapping of public port %lld/%s", (long long)pub,
+			             proto == 6 ? "tcp" : "udp") < 0)
+				*ret_error = NULL;
+			return -ENOENT;
+		}
+	}
+	return store_propose_reply(n->store, client, req, &cmd, true, ret_error);
+}
+
+int nat_handle_request(struct nat *n, struct ctl_client *client, const struct ctl_request *req,
+                       json_t **ret_result, char **ret_error)
+{
+	if (strcmp(req->cmd, "nat") == 0) {
+		*ret_result = nat_status(n);
+		return *ret_result ? 0 : -ENOMEM;
+	}
+	if (strcmp(req->cmd, "nat.expose") == 0 || strcmp(req->cmd, "nat.unexpose") == 0)
+		return expose(n, client, req, ret_error);
+	return -ENOENT;
+}

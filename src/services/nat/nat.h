@@ -1,0 +1,125 @@
+/* Distributed NAT (docs/nat.md): the store hands each admitted host aligned
+ * blocks of public ports; each AEE translates its own guest's flows into its
+ * blocks (nftables); the switches steer inbound packets to the owner by
+ * block, and what no flow matches goes to any live AEE (a select group),
+ * which forwards it to the owner. The master answers ARP for the public
+ * addresses and resolves the ISP gateway once for everyone.
+ *
+ * The pure parts (blocks, the datapath's view, the switches' flows, ARP
+ * frames) take the store's state and are tested without root; nat.c is the
+ * service on the agent's loop. */
+#pragma once
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "datapath/datapath.h"
+#include "store/tables.h"
+#include "switch/switch.h"
+
+#define NAT_PUBLIC_MAX SW_MAX_UPLINKS
+#define NAT_GROUP_ID   0xe77d0001u /* the select group of live AEEs */
+
+/* Priorities of NAT's flows in table 1 (above forwarding, 2000-2100). */
+#define NAT_PRIO_ARP     2400 /* ARP for public addresses, to the master */
+#define NAT_PRIO_MAPPING 2350 /* one inbound mapping */
+#define NAT_PRIO_BLOCK   2300 /* a port block to its owner */
+#define NAT_PRIO_OUT     2200 /* from a public address: to the uplink */
+#define NAT_PRIO_ANY_AEE 2150 /* inbound, unmatched: to any live AEE */
+
+struct nat_options {
+	struct in_addr publics[NAT_PUBLIC_MAX]; /* one per switch.uplinks entry */
+	unsigned n_publics;
+	struct in_addr gateways[NAT_PUBLIC_MAX]; /* the ISP gateway on each uplink */
+	unsigned n_gateways;                     /* 1: the same on every uplink */
+	unsigned block_size;                     /* ports per block, a power of two */
+	unsigned first_port;                     /* blocks start here */
+	unsigned reclaim_after_ms;               /* a departed host's blocks return after this */
+};
+
+void nat_options_default(struct nat_options *o);
+static inline bool nat_enabled(const struct nat_options *o)
+{
+	return o->n_publics > 0;
+}
+struct in_addr nat_gateway(const struct nat_options *o, unsigned uplink);
+
+/* The MAC the organisation shows the ISP for a public address (locally
+ * administered, derived from the address), and the MAC every AEE uses for
+ * the gateway (the switch replaces it with the gateway's real one). */
+void nat_public_mac(struct in_addr addr, uint8_t mac[6]);
+extern const uint8_t nat_gateway_mac[6];
+
+/* ---- blocks.c: pure ---- */
+
+/* The lowest free aligned block of @o->block_size ports at or above
+ * @o->first_port: 0 and its start in *ret_start, or -ENOSPC. */
+int nat_block_pick(const struct store_state *st, const struct nat_options *o, uint16_t *ret_start);
+/* How many blocks member @owner holds. */
+size_t nat_blocks_of(const struct store_state *st, uint64_t owner);
+/* The member that holds public port @port, or 0. */
+uint64_t nat_port_owner(const struct store_state *st, uint16_t port);
+/* The AEE MAC of member @id, when it is admitted and located. */
+bool nat_member_mac(const struct store_state *st, uint64_t id, uint8_t mac[6]);
+/* Which uplink host @id leaves by: spread by id over the uplinks that are
+ * up (@up; NULL: all). */
+unsigned nat_uplink_for(uint64_t id, const bool *up, unsigned n);
+
+/* What the AEE of member @self translates and forwards. @own_mac is its
+ * uplink's MAC; @uplink the index of the public address its flows leave
+ * by. @st NULL: before the store is known (no blocks: nothing leaves). */
+void nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
+                  const uint8_t own_mac[6], unsigned uplink, struct dp_nat *ret);
+
+/* ---- flows.c: pure ---- */
+
+/* NAT's flows and group for switch @dpid (a struct sw_service flows
+ * function's body). @gw_macs: the gateways' MACs as the master resolved
+ * them (NULL entries: not yet). */
+int nat_flows(const struct store_state *st, const struct nat_options *o,
+              const struct sw_port_ref *uplinks, size_t n_uplinks, const uint8_t (*gw_macs)[6],
+              const bool *gw_known, uint64_t dpid, struct sw_flows *out, struct sw_groups *groups);
+
+/* ---- arp.c: pure ---- */
+
+#define ARP_FRAME_LEN 42
+
+struct arp_msg {
+	uint16_t op; /* 1 request, 2 reply */
+	uint8_t eth_src[6], eth_dst[6];
+	uint8_t sha[6], tha[6];
+	struct in_addr spa, tpa;
+};
+
+/* Parses an Ethernet/IPv4 ARP frame; -EBADMSG names nothing (callers only
+ * look at ARP they asked for). */
+int arp_parse(const uint8_t *frame, size_t len, struct arp_msg *ret);
+/* Writes @m as a 42-byte frame into @frame; returns its length. */
+size_t arp_build(const struct arp_msg *m, uint8_t frame[ARP_FRAME_LEN]);
+
+/* ---- nat.c: the service ---- */
+
+struct nat;
+struct store;
+struct swc;
+struct datapath;
+
+/* Starts NAT for member @self (@name) with its datapath and switches. The
+ * datapath's ruleset is NAT's to set once the store has caught up (a
+ * barrier); until then a restarted agent leaves the kernel's rules as they
+ * were. Returns 0 or a negative errno. */
+int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const char *name,
+             struct store *store, struct swc *switches, struct datapath *dp, struct nat **ret);
+void nat_close(struct nat *n);
+
+/* Control requests "nat", "nat.expose", "nat.unexpose"; -ENOENT (no
+ * error) for others. */
+struct ctl_client;
+struct ctl_request;
+int nat_handle_request(struct nat *n, struct ctl_client *client, const struct ctl_request *req,
+                       json_t **ret_result, char **ret_error);

@@ -1,0 +1,229 @@
+"""Distributed NAT with real clients: guests reach the internet server in
+the isp namespace as the public address, each host with ports from its own
+blocks; pings from all guests at once (echo replies the switch cannot steer
+go through any live AEE to the owner); an exposed port reached from the ISP
+and by hairpinning; established connections that outlive agents; blocks
+claimed when a host runs short and given back when a host leaves."""
+
+import json
+import os
+import re
+import subprocess
+import time
+
+from conftest import run_and_expect
+
+PUBLIC = "203.0.113.10"
+SERVER = "198.51.100.10"
+PY = "/usr/bin/python3"
+
+
+def nat(lab, host="h1"):
+    return lab.ctl_json(host, "nat")
+
+
+def blocks_of(lab):
+    """{host: [(start, end), ...]} as the store has them."""
+    out = {}
+    for b in nat(lab)["blocks"]:
+        out.setdefault(b["owner"], []).append((b["start"], b["end"]))
+    return out
+
+
+def in_blocks(port, blocks):
+    return any(s <= port <= e for s, e in blocks)
+
+
+class Server:
+    """A process started in a namespace, ended by its PID."""
+
+    def __init__(self, lab, name, *cmd):
+        self.p = subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-{name}"] + list(cmd),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            out, _ = self.p.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, _ = self.p.communicate()
+        return out
+
+
+# http.server with room for many connections at once (its default backlog
+# is 5), logging each request's client address and port.
+HTTP_SERVER = """
+import functools, http.server, sys
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 512
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def address_string(self):
+        return "%s:%d" % self.client_address
+handler = functools.partial(Handler, directory=sys.argv[3])
+http.server.test(HandlerClass=handler, ServerClass=Server, port=int(sys.argv[2]), bind=sys.argv[1])
+"""
+
+
+def http_server(lab, name, addr, port, directory):
+    s = Server(lab, name, PY, "-u", "-c", HTTP_SERVER, addr, str(port), directory)
+    deadline = time.time() + 30
+    while True:
+        listening = lab.exec(name, "ss", "-ltn").stdout
+        if f"{addr}:{port}" in listening:
+            break
+        assert time.time() < deadline and s.p.poll() is None, \
+            f"{name}: no server on {addr}:{port}: {s.stop()!r}; listening: {listening}"
+        time.sleep(0.2)
+    return s
+
+
+def clients(log):
+    """(address, port) of each request a server logged."""
+    return [(a, int(p)) for a, p in re.findall(r"^(\S+):(\d+) - - \[", log, re.M)]
+
+
+def curl(lab, name, url, check=True):
+    return lab.exec(name, "curl", "-s", "-m", "5", url, check=check)
+
+
+def nat_lab(make_lab, hosts=3):
+    lab = make_lab(hosts)
+    run_and_expect(lambda: len(blocks_of(lab)) == hosts, 15, 0.2, what="a block for every host")
+    return lab
+
+
+def test_every_guest_fetches_a_page_as_the_public_address(make_lab, tmp_path):
+    lab = nat_lab(make_lab)
+    (tmp_path / "index.html").write_text("from the internet\n")
+    srv = http_server(lab, "isp", SERVER, 80, str(tmp_path))
+    try:
+        for h in ("h1", "h2", "h3"):
+            assert curl(lab, h, f"http://{SERVER}/").stdout == "from the internet\n"
+    finally:
+        log = srv.stop()
+    assert [a for a, _ in clients(log)] == [PUBLIC] * 3, log
+    # ettmctl nat tells the same story.
+    text = lab.ctl("h1", "nat").stdout
+    assert f"uplink 1: {PUBLIC} via gateway 203.0.113.1" in text
+    assert "h1 leaves by 203.0.113.10" in text
+
+
+def test_parallel_connections_get_distinct_ports_inside_their_blocks(make_lab, tmp_path):
+    lab = nat_lab(make_lab)
+    (tmp_path / "index.html").write_text("x\n")
+    srv = http_server(lab, "isp", SERVER, 80, str(tmp_path))
+    per_host = 20
+    try:
+        procs = [lab.popen(h, "sh", "-c",
+                           f"for i in $(seq {per_host}); do curl -s -m 5 -o /dev/null "
+                           f"http://{SERVER}/ & done; wait") for h in ("h1", "h2", "h3")]
+        for p in procs:
+            p.communicate(timeout=60)
+    finally:
+        log = srv.stop()
+    blocks = blocks_of(lab)
+    # What the server saw: every connection from the public address, each
+    # with a port of its own.
+    seen = clients(log)
+    assert len(seen) == 3 * per_host, log
+    assert {a for a, _ in seen} == {PUBLIC}
+    ports = [p for _, p in seen]
+    assert len(set(ports)) == len(ports), "two connections shared a public port"
+    assert all(any(in_blocks(p, b) for b in blocks.values()) for p in ports)
+    # Each AEE's own conntrack: its translations use its own blocks only.
+    for h in ("h1", "h2", "h3"):
+        ct = lab.aee(h, "cat", "/proc/net/nf_conntrack").stdout
+        mine = [int(p) for p in re.findall(
+            rf"dst={SERVER} sport=\d+ dport=80 .*?src={SERVER} dst={PUBLIC} sport=80 "
+            r"dport=(\d+)", ct)]
+        assert len(mine) == per_host, (h, ct)
+        assert all(in_blocks(p, blocks[h]) for p in mine), (h, mine, blocks[h])
+
+
+def test_ping_from_every_guest_at_once(make_lab):
+    lab = nat_lab(make_lab)
+    procs = {h: lab.popen(h, "ping", "-c", "20", "-i", "0.05", "-W", "1", SERVER)
+             for h in ("h1", "h2", "h3")}
+    for h, p in procs.items():
+        out, _ = p.communicate(timeout=30)
+        assert " 0% packet loss" in out, (h, out)
+
+
+def test_an_exposed_port_is_reached_from_outside_and_by_hairpinning(make_lab, tmp_path):
+    lab = nat_lab(make_lab)
+    (tmp_path / "index.html").write_text("guest h2\n")
+    srv = http_server(lab, "h2", "10.77.1.2", 8080, str(tmp_path))
+    try:
+        assert curl(lab, "isp", f"http://{PUBLIC}/", check=False).returncode != 0
+        lab.ctl("h1", "nat", "expose", "h2", "tcp", "8080", "--public-port", "80")
+        m = nat(lab)["mappings"]
+        assert [(x["proto"], x["public_port"], x["owner"], x["guest_port"]) for x in m] == \
+            [("tcp", 80, "h2", 8080)]
+        run_and_expect(lambda: curl(lab, "isp", f"http://{PUBLIC}/", check=False).stdout ==
+                       "guest h2\n", 10, 0.2, what="the ISP reaching h2's server")
+        # Hairpinning: another guest, and h2 itself, through the public address.
+        assert curl(lab, "h1", f"http://{PUBLIC}/").stdout == "guest h2\n"
+        assert curl(lab, "h2", f"http://{PUBLIC}/").stdout == "guest h2\n"
+        # A port in another host's block cannot be taken.
+        bad = lab.ctl("h1", "nat", "expose", "h2", "tcp", "22", "--public-port",
+                      str(blocks_of(lab)["h1"][0][0]), check=False)
+        assert bad.returncode == 1 and "is in the block" in bad.stderr
+        lab.ctl("h1", "nat", "unexpose", "tcp", "80")
+        run_and_expect(lambda: curl(lab, "isp", f"http://{PUBLIC}/", check=False).returncode != 0,
+                       10, 0.2, what="the mapping gone")
+    finally:
+        log = srv.stop()
+    # The ISP came in as itself; the hairpinned guests as the public address.
+    assert [a for a, _ in clients(log)] == ["203.0.113.1", PUBLIC, PUBLIC], log
+
+
+def test_established_connections_survive_agent_and_leader_kills(make_lab):
+    lab = nat_lab(make_lab, 4)
+    leader = run_and_expect(lambda: lab.ctl_json("h1", "cluster")["leader"], 10, what="a leader")
+    others = [h for h in ("h1", "h2", "h3", "h4") if h != leader]
+    victim, clients = others[0], others[1:]
+    srv = [Server(lab, "isp", "iperf3", "-s", "-1", "-p", str(5201 + i), "-B", SERVER)
+           for i in range(len(clients))]
+    time.sleep(0.5)
+    runs = [lab.popen(h, "iperf3", "-c", SERVER, "-p", str(5201 + i), "-t", "6", "-J")
+            for i, h in enumerate(clients)]
+    time.sleep(1.5)
+    lab.lab("kill", victim)
+    time.sleep(1)
+    lab.lab("kill", leader)
+    for h, p in zip(clients, runs):
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, (h, out[-2000:], err)
+        end = json.loads(out)["end"]
+        assert end["sum_received"]["seconds"] > 5, (h, end["sum_received"])
+    for s in srv:
+        s.stop()
+    # New connections work too, from every host (a dead agent's datapath
+    # keeps its last rules), once a new leader masters the switch.
+    run_and_expect(lambda: all(lab.exec(h, "ping", "-c", "1", "-W", "1", SERVER,
+                                        check=False).returncode == 0
+                               for h in ("h1", "h2", "h3", "h4")), 15, 0.5,
+                   what="new flows from every host")
+
+
+def test_a_host_short_of_ports_gets_another_block_and_a_leaver_returns_them(make_lab):
+    lab = nat_lab(make_lab)
+    size = nat(lab)["block_size"]
+    assert blocks_of(lab)["h2"] and len(blocks_of(lab)["h2"]) == 1
+    # 3/4 of a block in use (UDP flows, each its own source port) makes the
+    # agent claim another block.
+    script = (f"import socket\nss=[]\nfor i in range({size * 3 // 4 + 10}):\n"
+              f"    s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              f"    s.sendto(b'x', ('{SERVER}', 9)); ss.append(s)\n")
+    lab.exec("h2", PY, "-c", script)
+    run_and_expect(lambda: len(blocks_of(lab).get("h2", [])) == 2, 10, 0.2,
+                   what="a second block for h2")
+    owners = [b["owner"] for b in nat(lab)["blocks"]]
+    starts = sorted(b["start"] for b in nat(lab)["blocks"])
+    assert all(b - a >= size for a, b in zip(starts, starts[1:])), starts
+    # h3 leaves the cluster: after the grace period its blocks come back.
+    lab.ctl("h1", "cluster", "remove", "h3")
+    run_and_expect(lambda: "h3" not in blocks_of(lab) and
+                   len(nat(lab)["blocks"]) == len(owners) - 1, 20, 0.5,
+                   what="h3's block given back")

@@ -1,0 +1,329 @@
+/* NAT's pure parts: port blocks (allocation, exhaustion, never two owners),
+ * the datapath's view, the switches' flows and group, ARP frames, and the
+ * translated ruleset. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+
+#include "datapath/ruleset.h"
+#include "golden.h"
+#include "services/nat/nat.h"
+#include "switch/desired.h"
+
+static struct nat_options lab_options(void)
+{
+	struct nat_options o;
+	nat_options_default(&o);
+	inet_pton(AF_INET, "203.0.113.10", &o.publics[0]);
+	o.n_publics = 1;
+	inet_pton(AF_INET, "203.0.113.1", &o.gateways[0]);
+	o.n_gateways = 1;
+	return o;
+}
+
+static struct store_result apply(struct store_state *st, const struct store_cmd *cmd)
+{
+	struct store_result res;
+	assert_int_equal(store_state_apply(st, cmd, &res), 0);
+	return res;
+}
+
+/* Member @n ("hN", id n) on switch 1 port @n, with AEE MAC 02:..:0n. */
+static void host(struct store_state *st, unsigned n, bool admit)
+{
+	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
+	cmd.row.member.id = n;
+	snprintf(cmd.row.member.name, sizeof(cmd.row.member.name), "h%u", n);
+	snprintf(cmd.row.member.address, sizeof(cmd.row.member.address), "10.77.0.%u:7700", n);
+	assert_true(apply(st, &cmd).applied);
+	cmd = (struct store_cmd){.table = STORE_LOCATIONS, .op = STORE_PUT, .time_ms = 1};
+	snprintf(cmd.row.location.host, sizeof(cmd.row.location.host), "h%u", n);
+	snprintf(cmd.row.location.mac, sizeof(cmd.row.location.mac), "02:00:00:00:00:%02x", n);
+	cmd.row.location.dpid = 1;
+	cmd.row.location.port = n;
+	cmd.row.location.guest_addr = 0x0a4d0100 | n;
+	assert_true(apply(st, &cmd).applied);
+	if (admit) {
+		cmd = (struct store_cmd){.table = STORE_ADMISSIONS, .op = STORE_PUT, .time_ms = 1};
+		snprintf(cmd.row.admission.host, sizeof(cmd.row.admission.host), "h%u", n);
+		assert_true(apply(st, &cmd).applied);
+	}
+}
+
+static struct store_result block(struct store_state *st, uint16_t start, uint16_t size,
+                                 uint64_t owner)
+{
+	struct store_cmd cmd = {.table = STORE_NAT_BLOCKS, .op = STORE_PUT, .time_ms = 1};
+	cmd.row.nat_block = (struct store_nat_block){start, size, owner, 1};
+	return apply(st, &cmd);
+}
+
+static struct store_result mapping(struct store_state *st, uint8_t proto, uint16_t port,
+                                   uint64_t owner, uint16_t guest_port)
+{
+	struct store_cmd cmd = {.table = STORE_NAT_MAPPINGS, .op = STORE_PUT, .time_ms = 1};
+	cmd.row.nat_mapping = (struct store_nat_mapping){
+	    .proto = proto, .public_port = port, .owner = owner, .guest_port = guest_port};
+	return apply(st, &cmd);
+}
+
+static void test_blocks(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	uint16_t start;
+	assert_int_equal(store_state_new(&st), 0);
+
+	assert_int_equal(nat_block_pick(st, &o, &start), 0);
+	assert_int_equal(start, 1024);
+	assert_true(block(st, start, 1024, 1).applied);
+	assert_int_equal(nat_block_pick(st, &o, &start), 0);
+	assert_int_equal(start, 2048);
+
+	/* Never two owners: an overlapping claim is refused, whoever makes it,
+	 * and so is a misaligned one. */
+	struct store_result r = block(st, 1024, 1024, 2);
+	assert_false(r.applied);
+	assert_string_equal(r.reason, "ports 1024-2047 overlap the block 1024-2047 of member 1");
+	assert_false(block(st, 1536, 512, 2).applied);
+	assert_false(block(st, 0, 4096, 2).applied);
+	assert_false(block(st, 3000, 1024, 2).applied);
+	assert_false(block(st, 4096, 1000, 2).applied);
+	assert_true(block(st, 2048, 1024, 2).applied);
+	assert_int_equal(nat_blocks_of(st, 1), 1);
+	assert_int_equal(nat_port_owner(st, 2047), 1);
+	assert_int_equal(nat_port_owner(st, 2048), 2);
+	assert_int_equal(nat_port_owner(st, 80), 0);
+
+	/* Exhaustion: blocks of 16384 from port 1024 start at 16384; three
+	 * fit below 65536. */
+	struct store_state *big;
+	assert_int_equal(store_state_new(&big), 0);
+	o.block_size = 16384;
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(nat_block_pick(big, &o, &start), 0);
+		assert_int_equal(start, 16384 * (i + 1));
+		assert_true(block(big, start, 16384, i + 1).applied);
+	}
+	assert_int_equal(nat_block_pick(big, &o, &start), -ENOSPC);
+
+	/* A mapping may not take a port of another member's block. */
+	r = mapping(st, 6, 2100, 1, 80);
+	assert_false(r.applied);
+	assert_string_equal(r.reason, "public port 2100 is in the block 2048-3071 of member 2");
+	assert_true(mapping(st, 6, 2100, 2, 80).applied);
+	assert_true(mapping(st, 6, 80, 1, 8080).applied);
+	assert_false(mapping(st, 6, 80, 2, 8080).applied);
+	store_state_free(big);
+	store_state_free(st);
+}
+
+static void test_uplink_choice(void **state)
+{
+	(void)state;
+	bool up[3] = {true, true, true};
+	assert_int_equal(nat_uplink_for(4, up, 3), 1);
+	assert_int_equal(nat_uplink_for(5, up, 3), 2);
+	up[1] = false; /* 2 live: id 4 -> the first live */
+	assert_int_equal(nat_uplink_for(4, up, 3), 0);
+	assert_int_equal(nat_uplink_for(5, up, 3), 2);
+	up[0] = up[2] = false; /* none up: spread anyway */
+	assert_int_equal(nat_uplink_for(5, up, 3), 2);
+	assert_int_equal(nat_uplink_for(7, NULL, 1), 0);
+}
+
+static void test_datapath_view(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	assert_int_equal(store_state_new(&st), 0);
+	host(st, 1, true);
+	host(st, 2, true);
+	host(st, 3, false); /* not admitted: its block is not forwarded to */
+	assert_true(block(st, 1024, 1024, 1).applied);
+	assert_true(block(st, 2048, 1024, 2).applied);
+	assert_true(block(st, 3072, 1024, 3).applied);
+	assert_true(block(st, 4096, 1024, 1).applied);
+	assert_true(mapping(st, 6, 80, 2, 8080).applied);
+	assert_true(mapping(st, 17, 2050, 2, 53).applied); /* inside h2's block */
+	assert_true(mapping(st, 6, 22, 1, 22).applied);
+
+	static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
+	struct dp_nat d;
+	nat_datapath(st, &o, 1, mac, 0, &d);
+	assert_true(d.enabled);
+	assert_int_equal(d.n_own, 2);
+	assert_int_equal(d.own[0].start, 1024);
+	assert_int_equal(d.own[1].start, 4096);
+	assert_int_equal(d.n_others, 1);
+	assert_int_equal(d.others[0].start, 2048);
+	assert_int_equal(d.others[0].mac[5], 2);
+	assert_int_equal(d.n_own_maps, 1);
+	assert_int_equal(d.own_maps[0].public_port, 22);
+	assert_int_equal(d.n_other_maps, 1); /* 80; 2050 goes with h2's block */
+	assert_int_equal(d.other_maps[0].public_port, 80);
+	assert_memory_equal(d.gateway_mac, nat_gateway_mac, 6);
+
+	/* The rules it renders: two blocks in turn, a mapping, forwarding. */
+	struct dp_config cfg = {.guest_if = "g0", .uplink_if = "u0", .control_plen = 16};
+	inet_pton(AF_INET, "10.77.1.1", &cfg.guest_addr);
+	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
+	struct dp_ruleset rs;
+	char *text;
+	assert_int_equal(dp_ruleset_build(&cfg, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	assert_golden("ruleset-nat.nft", text);
+	free(text);
+	dp_ruleset_free(&rs);
+
+	/* No block yet: nothing leaves for outside. */
+	struct nat_options o2 = lab_options();
+	nat_datapath(st, &o2, 9, mac, 0, &d);
+	assert_int_equal(d.n_own, 0);
+	assert_int_equal(dp_ruleset_build(&cfg, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	assert_non_null(strstr(text, "iifname \"g0\" oifname \"u0\" ip daddr != 10.77.0.0/16 "
+	                             "counter drop"));
+	assert_null(strstr(text, "snat"));
+	free(text);
+	dp_ruleset_free(&rs);
+	store_state_free(st);
+}
+
+static const struct of13_flow_mod *find(const struct sw_flows *f, uint16_t prio,
+                                        enum of13_oxm_field field, uint64_t value, bool in_port)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		uint64_t v, p;
+		if (f->v[i].priority == prio && of13_match_get(&f->v[i].match, field, &v, NULL) &&
+		    v == value &&
+		    of13_match_get(&f->v[i].match, OF13_OXM_IN_PORT, &p, NULL) == in_port)
+			return &f->v[i];
+	}
+	return NULL;
+}
+
+static void test_switch_flows(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	assert_int_equal(store_state_new(&st), 0);
+	host(st, 1, true);
+	host(st, 2, true);
+	host(st, 3, false);
+	assert_true(block(st, 1024, 1024, 1).applied);
+	assert_true(block(st, 2048, 1024, 2).applied);
+	assert_true(mapping(st, 6, 80, 2, 8080).applied);
+
+	struct sw_port_ref up = {1, 9};
+	uint8_t gw[1][6] = {{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
+	bool known = false;
+	struct sw_flows f = {0};
+	struct sw_groups g = {0};
+	assert_int_equal(nat_flows(st, &o, &up, 1, gw, &known, 1, &f, &g), 0);
+
+	/* Blocks to their owners, for TCP and UDP; also back out of the
+	 * owner's own port (hairpinning to itself). */
+	const struct of13_flow_mod *fm = find(&f, NAT_PRIO_BLOCK, OF13_OXM_TCP_DST, 2048, false);
+	assert_non_null(fm);
+	assert_int_equal(fm->instructions[0].actions[1].output.port, 2);
+	assert_non_null(find(&f, NAT_PRIO_BLOCK, OF13_OXM_UDP_DST, 1024, false));
+	fm = find(&f, NAT_PRIO_BLOCK + 1, OF13_OXM_TCP_DST, 2048, true);
+	assert_non_null(fm);
+	assert_int_equal(fm->instructions[0].actions[1].output.port, OF13_PORT_IN_PORT);
+	/* The mapping outside any block. */
+	assert_non_null(find(&f, NAT_PRIO_MAPPING, OF13_OXM_TCP_DST, 80, false));
+	/* ARP for the public address to the master. */
+	assert_non_null(find(&f, NAT_PRIO_ARP, OF13_OXM_ARP_TPA, 0xcb00710a, true));
+	/* Outbound waits (dropped) until the gateway is known. */
+	fm = find(&f, NAT_PRIO_OUT, OF13_OXM_IPV4_SRC, 0xcb00710a, false);
+	assert_non_null(fm);
+	assert_int_equal(fm->n_instructions, 0);
+	/* The select group of the admitted AEEs: h1 and h2, not h3. */
+	assert_int_equal(g.n, 1);
+	assert_int_equal(g.v[0].type, OF13_GROUP_TYPE_SELECT);
+	assert_int_equal(g.v[0].group_id, NAT_GROUP_ID);
+	assert_int_equal(g.v[0].n_buckets, 2);
+	assert_int_equal(g.v[0].buckets[1].watch_port, 2);
+	sw_flows_free(&f);
+
+	/* With the gateway known: the organisation's MAC and the gateway's. */
+	known = true;
+	g.n = 0;
+	assert_int_equal(nat_flows(st, &o, &up, 1, gw, &known, 1, &f, &g), 0);
+	fm = find(&f, NAT_PRIO_OUT, OF13_OXM_IPV4_SRC, 0xcb00710a, false);
+	assert_non_null(fm);
+	uint8_t pub_mac[6];
+	nat_public_mac(o.publics[0], pub_mac);
+	assert_memory_equal(fm->instructions[0].actions[0].set_field.value, pub_mac, 6);
+	assert_memory_equal(fm->instructions[0].actions[1].set_field.value, gw[0], 6);
+	assert_int_equal(fm->instructions[0].actions[2].output.port, 9);
+	sw_flows_free(&f);
+
+	/* A switch without the uplink: no group, outbound along the path. */
+	struct store_cmd l = {.table = STORE_LINKS, .op = STORE_PUT, .time_ms = 1};
+	l.row.link = (struct store_link){2, 5, 1, 7, 1};
+	assert_true(apply(st, &l).applied);
+	g.n = 0;
+	assert_int_equal(nat_flows(st, &o, &up, 1, gw, &known, 2, &f, &g), 0);
+	assert_int_equal(g.n, 0);
+	fm = find(&f, NAT_PRIO_OUT, OF13_OXM_IPV4_SRC, 0xcb00710a, false);
+	assert_non_null(fm);
+	assert_int_equal(fm->instructions[0].actions[0].output.port, 5);
+	sw_flows_free(&f);
+	store_state_free(st);
+}
+
+static void test_arp(void **state)
+{
+	(void)state;
+	struct arp_msg m = {.op = 1,
+	                    .eth_src = {2, 0xe7, 0x7e, 0, 0x71, 10},
+	                    .eth_dst = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+	                    .sha = {2, 0xe7, 0x7e, 0, 0x71, 10}};
+	inet_pton(AF_INET, "203.0.113.10", &m.spa);
+	inet_pton(AF_INET, "203.0.113.1", &m.tpa);
+	uint8_t frame[ARP_FRAME_LEN];
+	assert_int_equal(arp_build(&m, frame), ARP_FRAME_LEN);
+	/* As tcpdump would show it: who-has 203.0.113.1 tell 203.0.113.10. */
+	static const uint8_t want[ARP_FRAME_LEN] = {
+	    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0xe7, 0x7e, 0x00, 0x71, 0x0a, 0x08, 0x06,
+	    0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0xe7, 0x7e, 0x00, 0x71, 0x0a,
+	    0xcb, 0x00, 0x71, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xcb, 0x00, 0x71, 0x01};
+	assert_memory_equal(frame, want, ARP_FRAME_LEN);
+	struct arp_msg back;
+	assert_int_equal(arp_parse(frame, ARP_FRAME_LEN, &back), 0);
+	assert_int_equal(back.op, 1);
+	assert_int_equal(back.spa.s_addr, m.spa.s_addr);
+	assert_int_equal(back.tpa.s_addr, m.tpa.s_addr);
+	assert_memory_equal(back.sha, m.sha, 6);
+	/* Truncated, not ARP, an unknown operation: refused. */
+	for (size_t n = 0; n < ARP_FRAME_LEN; n++)
+		assert_int_equal(arp_parse(frame, n, &back), -EBADMSG);
+	frame[21] = 9;
+	assert_int_equal(arp_parse(frame, ARP_FRAME_LEN, &back), -EBADMSG);
+	frame[21] = 1;
+	frame[13] = 0x00;
+	assert_int_equal(arp_parse(frame, ARP_FRAME_LEN, &back), -EBADMSG);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_blocks),        cmocka_unit_test(test_uplink_choice),
+	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),
+	    cmocka_unit_test(test_arp),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
