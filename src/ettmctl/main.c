@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/proto.h"
@@ -542,8 +543,13 @@ static void print_nat(json_t *r)
 		printf("  %s %5lld -> %s %s:%lld", str(x, "proto"),
 		       (long long)num(x, "public_port"), str(x, "owner"), str(x, "guest"),
 		       (long long)num(x, "guest_port"));
-		if (num(x, "expires_ms"))
-			printf("  (expires at %lld ms)", (long long)num(x, "expires_ms"));
+		if (num(x, "expires_ms")) {
+			struct timespec now;
+			clock_gettime(CLOCK_REALTIME, &now);
+			long long left = (long long)num(x, "expires_ms") -
+			                 (long long)now.tv_sec * 1000 - now.tv_nsec / 1000000;
+			printf("  (lapses in %lld s)", left > 0 ? (left + 999) / 1000 : 0);
+		}
 		printf("\n");
 	}
 }

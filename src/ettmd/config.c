@@ -359,6 +359,45 @@ static int parse_first_port(const char *value, void *field, char *expected, size
 	return r;
 }
 
+/* "tcp/8080, udp/5000-5010": ports a guest may expose by listening. */
+static int parse_expose(const char *value, void *field, char *expected, size_t size)
+{
+	struct nat_options *o = field;
+	char copy[NAT_EXPOSE_MAX * 24];
+	unsigned n = 0;
+	if (strlen(value) >= sizeof(copy))
+		goto bad;
+	snprintf(copy, sizeof(copy), "%s", value);
+	for (char *save, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		tok = trim(tok);
+		char *slash = strchr(tok, '/'), *end;
+		if (n == NAT_EXPOSE_MAX || !slash || !isdigit((unsigned char)slash[1]))
+			goto bad;
+		*slash = '\0';
+		unsigned long lo = strtoul(slash + 1, &end, 10), hi = lo;
+		if (*end == '-') {
+			const char *from = end + 1;
+			hi = strtoul(from, &end, 10);
+			if (!isdigit((unsigned char)*from))
+				goto bad;
+		}
+		if (*end || (strcmp(tok, "tcp") != 0 && strcmp(tok, "udp") != 0) || lo < 1 ||
+		    hi > 65535 || lo > hi)
+			goto bad;
+		o->expose[n++] =
+		    (struct nat_expose){tok[0] == 't' ? 6 : 17, (uint16_t)lo, (uint16_t)hi};
+	}
+	if (n == 0)
+		goto bad;
+	o->n_expose = n;
+	return 0;
+bad:
+	snprintf(expected, size,
+	         "expected up to %d comma-separated PROTO/PORT or PROTO/LOW-HIGH (tcp or udp)",
+	         NAT_EXPOSE_MAX);
+	return -EINVAL;
+}
+
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct key keys[] = {
@@ -370,6 +409,7 @@ static const struct key keys[] = {
     {"datapath", "uplink-interface", parse_ifname, FIELD(datapath.uplink_if), false},
     {"datapath", "guest-address", parse_ipv4, FIELD(datapath.guest_addr), true},
     {"datapath", "control-address", parse_ipv4_prefix, FIELD(datapath), true},
+    {"datapath", "guest-netns", parse_path, FIELD(guest_netns), false},
     {"store", "bootstrap", parse_bool, FIELD(store.bootstrap), false},
     {"store", "seeds", parse_seeds, FIELD(store), false},
     {"store", "raft-port", parse_port, FIELD(raft_port), false},
@@ -390,6 +430,7 @@ static const struct key keys[] = {
     {"nat", "block-size", parse_block_size, FIELD(nat.block_size), false},
     {"nat", "first-port", parse_first_port, FIELD(nat.first_port), false},
     {"nat", "reclaim-after-ms", parse_ms_or_zero, FIELD(nat.reclaim_after_ms), false},
+    {"nat", "expose", parse_expose, FIELD(nat), false},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

@@ -21,6 +21,7 @@ struct config {
 	char state_dir[PATH_MAX];
 	char control_socket[CONFIG_SOCKET_MAX];
 	struct dp_config datapath;
+	char guest_netns[PATH_MAX]; /* the guest's network namespace; "" unknown */
 	/* [store]; the addresses are the control address with these ports */
 	uint16_t raft_port;
 	uint16_t peer_port;

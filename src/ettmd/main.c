@@ -350,7 +350,8 @@ static int start(struct agent *a)
 		log_info("switches: controlling %u switch(es)", a->cfg.sw.n_switches);
 		if (nat_enabled(&a->cfg.nat)) {
 			r = nat_open(a->loop, &a->cfg.nat, a->cfg.id, a->cfg.name, a->store,
-			             a->switches, &a->dp, &a->nat);
+			             a->switches, &a->dp,
+			             a->cfg.guest_netns[0] ? a->cfg.guest_netns : NULL, &a->nat);
 			if (r < 0) {
 				log_error("nat: %s", strerror(-r));
 				return r;

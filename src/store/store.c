@@ -63,7 +63,9 @@ struct pending {
 	struct store *store;
 	store_done_cb cb;
 	void *userdata;
-	uint64_t wait_index; /* follower barrier: applied index to wait for */
+	uint64_t wait_index; /* follower: applied index to wait for */
+	bool has_result;     /* a forwarded proposal's, delivered after the wait */
+	struct store_result result;
 	struct pending *next;
 };
 
@@ -394,8 +396,11 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 		pending_done(
 		    p, status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST ? -EAGAIN : -EIO,
 		    NULL, raft_strerror(status));
-	else
-		pending_done(p, 0, res, NULL);
+	else {
+		struct store_result r = *res;
+		r.index = req->index;
+		pending_done(p, 0, &r, NULL);
+	}
 }
 
 static int propose_local(struct store *s, const uint8_t *data, size_t len, store_done_cb cb,
@@ -482,28 +487,29 @@ static void forward_cb(void *userdata, int status, json_t *result, const char *e
 		free(f);
 		return;
 	}
-	if (f->barrier) {
-		/* Wait until this replica has applied what the leader had. */
-		struct pending *p = calloc(1, sizeof(*p));
-		if (!p) {
-			f->cb(f->userdata, -ENOMEM, NULL, "out of memory");
-			free(f);
-			return;
-		}
-		*p = (struct pending){.store = f->store, .cb = f->cb, .userdata = f->userdata};
-		p->wait_index = (uint64_t)json_integer_value(json_object_get(result, "index"));
-		p->next = f->store->waiting_barriers;
-		f->store->waiting_barriers = p;
+	/* Wait until this replica has applied what the leader had when it
+	 * answered: a barrier, or a proposal (so that whoever proposed here
+	 * reads its own write here). */
+	struct pending *p = calloc(1, sizeof(*p));
+	if (!p) {
+		f->cb(f->userdata, -ENOMEM, NULL, "out of memory");
 		free(f);
-		release_barriers(p->store);
 		return;
 	}
-	struct store_result res = {.applied = json_is_true(json_object_get(result, "applied"))};
-	res.value = (uint64_t)json_integer_value(json_object_get(result, "value"));
-	snprintf(res.reason, sizeof(res.reason), "%s",
-	         json_string_value(json_object_get(result, "reason")) ?: "");
-	f->cb(f->userdata, 0, &res, NULL);
+	*p = (struct pending){.store = f->store, .cb = f->cb, .userdata = f->userdata};
+	p->wait_index = (uint64_t)json_integer_value(json_object_get(result, "index"));
+	if (!f->barrier) {
+		p->has_result = true;
+		p->result.applied = json_is_true(json_object_get(result, "applied"));
+		p->result.value = (uint64_t)json_integer_value(json_object_get(result, "value"));
+		p->result.index = p->wait_index;
+		snprintf(p->result.reason, sizeof(p->result.reason), "%s",
+		         json_string_value(json_object_get(result, "reason")) ?: "");
+	}
+	p->next = f->store->waiting_barriers;
+	f->store->waiting_barriers = p;
 	free(f);
+	release_barriers(p->store);
 }
 
 static int forward(struct store *s, const char *cmd, json_t *args, bool barrier, store_done_cb cb,
@@ -571,7 +577,7 @@ static void release_barriers(struct store *s)
 		struct pending *p = *pp;
 		if (p->wait_index <= applied) {
 			*pp = p->next;
-			pending_done(p, 0, NULL, NULL);
+			pending_done(p, 0, p->has_result ? &p->result : NULL, NULL);
 		} else {
 			pp = &p->next;
 		}
@@ -997,8 +1003,9 @@ static void reply_done(void *userdata, int status, const struct store_result *re
 		ctl_deferred_reply(c->d, NULL, res->reason);
 	else
 		ctl_deferred_reply(c->d,
-		                   json_pack("{s:b, s:s, s:I}", "applied", res->applied, "reason",
-		                             res->reason, "value", (json_int_t)res->value),
+		                   json_pack("{s:b, s:s, s:I, s:I}", "applied", res->applied,
+		                             "reason", res->reason, "value", (json_int_t)res->value,
+		                             "index", (json_int_t)res->index),
 		                   NULL);
 	free(c);
 }

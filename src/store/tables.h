@@ -170,6 +170,7 @@ struct store_result {
 	bool applied;
 	char reason[STORE_REASON_MAX]; /* why it was rejected */
 	uint64_t value;                /* a put's assigned value: policy epoch, conflict id */
+	uint64_t index;                /* the log index it was applied at; 0 unknown */
 };
 
 struct store_state;

@@ -175,7 +175,8 @@ def test_an_exposed_port_is_reached_from_outside_and_by_hairpinning(make_lab, tm
     finally:
         log = srv.stop()
     # The ISP came in as itself; the hairpinned guests as the public address.
-    assert [a for a, _ in clients(log)] == ["203.0.113.1", PUBLIC, PUBLIC], log
+    seen = [a for a, _ in clients(log)]
+    assert seen.count(PUBLIC) == 2 and set(seen) == {"203.0.113.1", PUBLIC}, log
 
 
 def test_established_connections_survive_agent_and_leader_kills(make_lab):
@@ -227,3 +228,118 @@ def test_a_host_short_of_ports_gets_another_block_and_a_leaver_returns_them(make
     run_and_expect(lambda: "h3" not in blocks_of(lab) and
                    len(nat(lab)["blocks"]) == len(owners) - 1, 20, 0.5,
                    what="h3's block given back")
+
+
+def natpmpc(lab, host, *args):
+    out = lab.exec(host, "natpmpc", "-g", f"10.77.0.{host[1:]}", *args).stdout
+    m = re.search(r"Mapped public port (\d+) protocol (\w+) to local port (\d+) liftime (\d+)",
+                  out)
+    assert m, out
+    return int(m[1]), int(m[4])
+
+
+def test_natpmpc_maps_a_port_the_isp_reaches_until_deleted(make_lab, tmp_path):
+    lab = nat_lab(make_lab)
+    out = lab.exec("h2", "natpmpc", "-g", "10.77.0.2").stdout
+    assert f"Public IP address : {PUBLIC}" in out
+    (tmp_path / "index.html").write_text("guest h2\n")
+    srv = http_server(lab, "h2", "10.77.1.2", 8080, str(tmp_path))
+    try:
+        port, lifetime = natpmpc(lab, "h2", "-a", "8080", "8080", "tcp", "60")
+        assert (port, lifetime) == (8080, 60)
+        m = [x for x in nat(lab)["mappings"] if x["public_port"] == 8080]
+        assert m and m[0]["owner"] == "h2" and m[0]["expires_ms"] > 0
+        run_and_expect(lambda: curl(lab, "isp", f"http://{PUBLIC}:8080/", check=False).stdout ==
+                       "guest h2\n", 10, 0.2, what="the ISP reaching h2 through the mapping")
+        # The same public port asked for by another guest: the RFC's
+        # alternative, a port of that host's own block.
+        other, _ = natpmpc(lab, "h1", "-a", "8080", "8080", "tcp", "60")
+        assert other != 8080 and in_blocks(other, blocks_of(lab)["h1"])
+        # Deleted: the ISP no longer gets in.
+        assert natpmpc(lab, "h2", "-a", "8080", "8080", "tcp", "0") == (0, 0)
+        run_and_expect(lambda: curl(lab, "isp", f"http://{PUBLIC}:8080/",
+                                    check=False).returncode != 0, 10, 0.2,
+                       what="the mapping gone")
+        assert all(x["owner"] != "h2" for x in nat(lab)["mappings"])
+    finally:
+        srv.stop()
+
+
+# A PCP client (RFC 6887): MAP requests built byte by byte, the response
+# decoded, printed as JSON.
+PCP_CLIENT = r"""
+import json, os, socket, struct, sys
+server, client, proto, port, suggested, lifetime, prefer = sys.argv[1:8]
+nonce = os.urandom(12)
+def v4(a):
+    return b"\0" * 10 + b"\xff\xff" + socket.inet_aton(a)
+req = struct.pack("!BBHI", 2, 1, 0, int(lifetime)) + v4(client)
+req += nonce + struct.pack("!B3xHH", int(proto), int(port), int(suggested)) + b"\0" * 16
+if prefer == "1":
+    req += struct.pack("!BBH", 2, 0, 0)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(req, (server, 5351))
+res = s.recv(1100)
+ver, op, result, life, epoch = struct.unpack("!BBxBII", res[:12])
+out = {"version": ver, "opcode": op, "result": result, "lifetime": life, "len": len(res)}
+if len(res) >= 60:
+    out["nonce_ok"] = res[24:36] == nonce
+    out["external_port"] = struct.unpack("!H", res[42:44])[0]
+    out["external"] = socket.inet_ntoa(res[56:60])
+print(json.dumps(out))
+"""
+
+
+def pcp(lab, host, proto, port, suggested, lifetime, prefer=False, client=None):
+    n = host[1:]
+    out = lab.exec(host, PY, "-c", PCP_CLIENT, f"10.77.0.{n}", client or f"10.77.1.{n}",
+                   str(proto), str(port), str(suggested), str(lifetime),
+                   "1" if prefer else "0").stdout
+    return json.loads(out)
+
+
+def test_pcp_map_renew_refuse_and_expire(make_lab):
+    lab = nat_lab(make_lab)
+    r = pcp(lab, "h2", 17, 5000, 5000, 600)
+    assert (r["version"], r["opcode"], r["result"]) == (2, 0x81, 0), r
+    assert r["nonce_ok"] and r["external"] == PUBLIC and r["external_port"] == 5000
+    assert r["lifetime"] == 600
+    # Renewed: the same port.
+    assert pcp(lab, "h2", 17, 5000, 0, 600)["external_port"] == 5000
+    # Taken elsewhere: with PREFER_FAILURE a refusal, without it another port.
+    r = pcp(lab, "h1", 17, 5001, 5000, 600, prefer=True)
+    assert r["result"] == 11 and r["lifetime"] > 0, r  # CANNOT_PROVIDE_EXTERNAL
+    r = pcp(lab, "h1", 17, 5001, 5000, 600)
+    assert r["result"] == 0 and r["external_port"] != 5000
+    assert in_blocks(r["external_port"], blocks_of(lab)["h1"])
+    # The client address in the request must be the sender's.
+    assert pcp(lab, "h1", 17, 5002, 0, 600, client="10.77.1.9")["result"] == 12
+    # A short lifetime lapses: the agent removes the mapping.
+    assert pcp(lab, "h3", 6, 7000, 7000, 2)["result"] == 0
+    assert any(m["public_port"] == 7000 for m in nat(lab)["mappings"])
+    run_and_expect(lambda: all(m["public_port"] != 7000 for m in nat(lab)["mappings"]), 10,
+                   0.2, what="the lapsed mapping gone")
+
+
+def test_a_guest_server_on_an_allowed_port_is_mapped_while_it_listens(make_lab, tmp_path):
+    lab = nat_lab(make_lab)
+    (tmp_path / "index.html").write_text("auto h3\n")
+    # The lab's policy lets tcp/8800-8899 be exposed; nothing is asked for.
+    srv = http_server(lab, "h3", "0.0.0.0", 8842, str(tmp_path))
+    try:
+        run_and_expect(lambda: curl(lab, "isp", f"http://{PUBLIC}:8842/", check=False).stdout ==
+                       "auto h3\n", 10, 0.2, what="the listening server reachable")
+        m = [x for x in nat(lab)["mappings"] if x["public_port"] == 8842]
+        assert m and m[0]["owner"] == "h3" and m[0]["guest_port"] == 8842
+    finally:
+        srv.stop()
+    run_and_expect(lambda: all(x["public_port"] != 8842 for x in nat(lab)["mappings"]), 10, 0.2,
+                   what="the mapping gone with the socket")
+    # A port outside the policy is not exposed.
+    srv = http_server(lab, "h3", "0.0.0.0", 9100, str(tmp_path))
+    try:
+        time.sleep(2.5)
+        assert all(x["public_port"] != 9100 for x in nat(lab)["mappings"])
+    finally:
+        srv.stop()

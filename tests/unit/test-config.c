@@ -136,6 +136,12 @@ static const struct bad_case bad_cases[] = {
      "one per uplink"},
     {BASE SWITCH "[nat]\npublic-addresses = 203.0.113.10\n",
      "x.conf:11: nat.public-addresses needs nat.gateways (the ISP gateway)"},
+    {"[nat]\nexpose = tcp/80-70\n",
+     "x.conf:2: nat.expose: expected up to 16 comma-separated PROTO/PORT or PROTO/LOW-HIGH (tcp "
+     "or udp), got \"tcp/80-70\""},
+    {"[nat]\nexpose = sctp/80\n",
+     "x.conf:2: nat.expose: expected up to 16 comma-separated PROTO/PORT or PROTO/LOW-HIGH (tcp "
+     "or udp), got \"sctp/80\""},
     {"[nat]\nblock-size = 1000\n",
      "x.conf:2: nat.block-size: expected a power of two from 16 to 32768, got \"1000\""},
     {"[nat]\npublic-addresses = 203.0.113\n",
@@ -188,7 +194,8 @@ static const struct bad_case bad_cases[] = {
 static void test_nat_section(void **state)
 {
 	static const char text[] = BASE SWITCH "[nat]\npublic-addresses = 203.0.113.10\n"
-	                                       "gateways = 203.0.113.1\nblock-size = 512\n";
+	                                       "gateways = 203.0.113.1\nblock-size = 512\n"
+	                                       "expose = tcp/8080, udp/5000-5010\n";
 	struct config c;
 	char error[256] = "";
 	(void)state;
@@ -200,6 +207,11 @@ static void test_nat_section(void **state)
 	assert_int_equal(c.nat.first_port, 1024);
 	assert_int_equal(c.nat.reclaim_after_ms, 60000);
 	assert_true(nat_enabled(&c.nat));
+	assert_int_equal(c.nat.n_expose, 2);
+	assert_true(nat_may_expose(&c.nat, 6, 8080));
+	assert_false(nat_may_expose(&c.nat, 17, 8080));
+	assert_true(nat_may_expose(&c.nat, 17, 5010));
+	assert_false(nat_may_expose(&c.nat, 17, 5011));
 }
 
 static void test_bad_files(void **state)

@@ -16,6 +16,7 @@
 #include "datapath/ruleset.h"
 #include "golden.h"
 #include "services/nat/nat.h"
+#include "services/nat/pmp.h"
 #include "switch/desired.h"
 
 static struct nat_options lab_options(void)
@@ -318,12 +319,178 @@ static void test_arp(void **state)
 	assert_int_equal(arp_parse(frame, ARP_FRAME_LEN, &back), -EBADMSG);
 }
 
+static void test_mapping_port(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	uint16_t port;
+	assert_int_equal(store_state_new(&st), 0);
+	assert_true(block(st, 1024, 256, 1).applied);
+	assert_true(block(st, 1280, 256, 2).applied);
+	assert_int_equal(nat_mapping_port(st, 1, 6, 8080, 8080, &port), 0);
+	assert_int_equal(port, 8080); /* outside every block, free */
+	assert_true(mapping(st, 6, 8080, 1, 8080).applied);
+	/* Taken: the RFC's alternative, a port of its own block. */
+	assert_int_equal(nat_mapping_port(st, 2, 6, 8080, 8080, &port), 1);
+	assert_int_equal(port, 1535);
+	/* In another member's block: the alternative too. */
+	assert_int_equal(nat_mapping_port(st, 1, 17, 53, 1300, &port), 1);
+	assert_int_equal(port, 1279);
+	/* A renewal keeps its port, whatever is suggested. */
+	assert_int_equal(nat_mapping_port(st, 1, 6, 8080, 9999, &port), 0);
+	assert_int_equal(port, 8080);
+	/* No block: nothing to give but a free suggested port. */
+	assert_int_equal(nat_mapping_port(st, 3, 6, 22, 0, &port), -ENOSPC);
+	store_state_free(st);
+}
+
+static size_t respond(const struct pmp_request *q, enum pmp_result r, uint16_t ext,
+                      uint32_t lifetime, uint8_t *out)
+{
+	struct pmp_response res;
+	pmp_response_for(q, r, &res);
+	res.epoch = 5;
+	res.external_port = ext;
+	res.lifetime = lifetime;
+	inet_pton(AF_INET, "203.0.113.10", &res.external);
+	return pmp_encode(&res, out, PMP_MAX_MESSAGE);
+}
+
+static void test_natpmp(void **state)
+{
+	(void)state;
+	struct pmp_request q;
+	uint8_t out[PMP_MAX_MESSAGE];
+
+	/* External address (RFC 6886 section 3.2). */
+	static const uint8_t address[] = {0, 0};
+	assert_int_equal(pmp_decode(address, sizeof(address), &q), PMP_SUCCESS);
+	static const uint8_t address_reply[] = {0, 128, 0, 0, 0, 0, 0, 5, 203, 0, 113, 10};
+	assert_int_equal(respond(&q, PMP_SUCCESS, 0, 0, out), sizeof(address_reply));
+	assert_memory_equal(out, address_reply, sizeof(address_reply));
+
+	/* Map TCP 8080 for an hour (section 3.3). */
+	static const uint8_t map[] = {0, 2, 0, 0, 0x1f, 0x90, 0x1f, 0x90, 0, 0, 0x0e, 0x10};
+	assert_int_equal(pmp_decode(map, sizeof(map), &q), PMP_SUCCESS);
+	assert_int_equal(q.protocol, 6);
+	assert_int_equal(q.internal_port, 8080);
+	assert_int_equal(q.external_port, 8080);
+	assert_int_equal(q.lifetime, 3600);
+	static const uint8_t map_reply[] = {0,    130,  0,    0,    0, 0, 0,    5,
+	                                    0x1f, 0x90, 0x05, 0xff, 0, 0, 0x0e, 0x10};
+	assert_int_equal(respond(&q, PMP_SUCCESS, 1535, 3600, out), sizeof(map_reply));
+	assert_memory_equal(out, map_reply, sizeof(map_reply));
+	/* Out of resources: code 4. */
+	assert_int_equal(respond(&q, PMP_NO_RESOURCES, 0, 0, out), 16);
+	assert_int_equal(out[3], 4);
+
+	/* Truncated or padded map requests, responses: dropped. */
+	for (size_t n = 1; n < sizeof(map); n++)
+		assert_int_equal(pmp_decode(map, n, &q), PMP_DROP);
+	static const uint8_t reply_in[] = {0, 130, 0, 0};
+	assert_int_equal(pmp_decode(reply_in, sizeof(reply_in), &q), PMP_DROP);
+	/* An unknown opcode: result 5. */
+	static const uint8_t op3[] = {0, 3, 0, 0};
+	assert_int_equal(pmp_decode(op3, sizeof(op3), &q), PMP_UNSUPP_OPCODE);
+	assert_true(respond(&q, PMP_UNSUPP_OPCODE, 0, 0, out) >= 4);
+	assert_int_equal(out[1], 131);
+	assert_int_equal(out[3], 5);
+}
+
+static size_t pcp_map(uint8_t *buf, uint8_t proto, uint16_t port, const uint8_t *extra,
+                      size_t extra_len)
+{
+	uint8_t *p = buf;
+	memset(buf, 0, 60);
+	p[0] = 2;
+	p[1] = 1; /* MAP */
+	p[4] = 0, p[5] = 0, p[6] = 0x0e, p[7] = 0x10;
+	p[18] = p[19] = 0xff;
+	p[20] = 10, p[21] = 77, p[22] = 1, p[23] = 2;
+	for (int i = 0; i < 12; i++)
+		p[24 + i] = (uint8_t)(0xa0 + i); /* nonce */
+	p[36] = proto;
+	p[40] = (uint8_t)(port >> 8), p[41] = (uint8_t)port;
+	p[42] = (uint8_t)(port >> 8), p[43] = (uint8_t)port;
+	memcpy(buf + 60, extra, extra_len);
+	return 60 + extra_len;
+}
+
+static void test_pcp(void **state)
+{
+	(void)state;
+	struct pmp_request q;
+	uint8_t buf[128], out[PMP_MAX_MESSAGE];
+	size_t len = pcp_map(buf, 6, 8080, NULL, 0);
+	assert_int_equal(pmp_decode(buf, len, &q), PMP_SUCCESS);
+	assert_int_equal(q.version, 2);
+	assert_int_equal(q.opcode, PCP_OP_MAP);
+	assert_int_equal(q.lifetime, 3600);
+	assert_int_equal(ntohl(q.client.s_addr), 0x0a4d0102);
+	assert_int_equal(q.protocol, 6);
+	assert_int_equal(q.internal_port, 8080);
+	assert_int_equal(q.external.s_addr, 0);
+	assert_false(q.prefer_failure);
+
+	/* The response: R bit, result, lifetime, epoch, the nonce echoed, the
+	 * assigned port and address. */
+	assert_int_equal(respond(&q, PMP_SUCCESS, 1535, 3600, out), 60);
+	assert_int_equal(out[0], 2);
+	assert_int_equal(out[1], 0x81);
+	assert_int_equal(out[3], 0);
+	assert_int_equal(out[7], 0x10);
+	assert_int_equal(out[11], 5);
+	assert_memory_equal(out + 24, buf + 24, 12);
+	assert_int_equal(out[36], 6);
+	assert_int_equal((out[40] << 8) | out[41], 8080);
+	assert_int_equal((out[42] << 8) | out[43], 1535);
+	static const uint8_t mapped[16] = {0, 0, 0,    0,    0,   0, 0,   0,
+	                                   0, 0, 0xff, 0xff, 203, 0, 113, 10};
+	assert_memory_equal(out + 44, mapped, 16);
+
+	/* Options: PREFER_FAILURE; an unknown optional one is skipped, an
+	 * unknown mandatory one refused; a bad length is malformed. */
+	static const uint8_t prefer[] = {2, 0, 0, 0};
+	assert_int_equal(pmp_decode(buf, pcp_map(buf, 6, 80, prefer, 4), &q), PMP_SUCCESS);
+	assert_true(q.prefer_failure);
+	static const uint8_t optional[] = {200, 0, 0, 4, 1, 2, 3, 4};
+	assert_int_equal(pmp_decode(buf, pcp_map(buf, 6, 80, optional, 8), &q), PMP_SUCCESS);
+	static const uint8_t mandatory[] = {99, 0, 0, 0};
+	assert_int_equal(pmp_decode(buf, pcp_map(buf, 6, 80, mandatory, 4), &q), PMP_UNSUPP_OPTION);
+	static const uint8_t too_long[] = {2, 0, 0, 8};
+	assert_int_equal(pmp_decode(buf, pcp_map(buf, 6, 80, too_long, 4), &q),
+	                 PMP_MALFORMED_OPTION);
+
+	/* Refusals the RFC names. */
+	assert_int_equal(pmp_decode(buf, pcp_map(buf, 1, 80, NULL, 0), &q), PMP_UNSUPP_PROTOCOL);
+	len = pcp_map(buf, 6, 80, NULL, 0);
+	buf[1] = PCP_OP_PEER;
+	assert_int_equal(pmp_decode(buf, len, &q), PMP_UNSUPP_OPCODE);
+	len = pcp_map(buf, 6, 80, NULL, 0);
+	buf[10] = 1; /* client address not IPv4-mapped */
+	assert_int_equal(pmp_decode(buf, len, &q), PMP_ADDRESS_MISMATCH);
+	len = pcp_map(buf, 6, 80, NULL, 0);
+	assert_int_equal(pmp_decode(buf, len - 2, &q), PMP_MALFORMED_REQUEST);
+	buf[0] = 3; /* a version we do not speak: answered in ours */
+	assert_int_equal(pmp_decode(buf, len, &q), PMP_UNSUPP_VERSION);
+	assert_int_equal(respond(&q, PMP_UNSUPP_VERSION, 0, 0, out), 24);
+	assert_int_equal(out[0], 2);
+	assert_int_equal(out[3], PMP_UNSUPP_VERSION);
+	/* Every truncation of a good request: refused or dropped, never read
+	 * past its end (the sanitizer build checks). */
+	len = pcp_map(buf, 17, 5000, prefer, 4);
+	for (size_t n = 0; n < len; n++)
+		if (n != 60) /* without the option: a good request too */
+			assert_int_not_equal(pmp_decode(buf, n, &q), PMP_SUCCESS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_blocks),        cmocka_unit_test(test_uplink_choice),
 	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),
-	    cmocka_unit_test(test_arp),
+	    cmocka_unit_test(test_arp),           cmocka_unit_test(test_mapping_port),
+	    cmocka_unit_test(test_natpmp),        cmocka_unit_test(test_pcp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,15 @@ void nat_options_default(struct nat_options *o)
 	};
 }
 
+bool nat_may_expose(const struct nat_options *o, uint8_t proto, uint16_t port)
+{
+	for (unsigned i = 0; i < o->n_expose; i++)
+		if (o->expose[i].proto == proto && port >= o->expose[i].lo &&
+		    port <= o->expose[i].hi)
+			return true;
+	return false;
+}
+
 struct in_addr nat_gateway(const struct nat_options *o, unsigned uplink)
 {
 	if (o->n_gateways == 0)
@@ -139,4 +148,56 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 			d->other_maps[d->n_other_maps++] = x;
 		}
 	}
+}
+
+const struct store_nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t owner,
+                                               uint8_t proto, uint16_t guest_port)
+{
+	for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS); i++) {
+		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+		if (m->owner == owner && m->proto == proto && m->guest_port == guest_port)
+			return m;
+	}
+	return NULL;
+}
+
+static bool mapped(const struct store_state *st, uint8_t proto, uint16_t port)
+{
+	for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS); i++) {
+		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+		if (m->proto == proto && m->public_port == port)
+			return true;
+	}
+	return false;
+}
+
+int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
+                     uint16_t guest_port, uint16_t suggested, uint16_t *ret_port)
+{
+	const struct store_nat_mapping *m = nat_mapping_of(st, self, proto, guest_port);
+	if (m) {
+		*ret_port = m->public_port;
+		return 0;
+	}
+	if (suggested && !mapped(st, proto, suggested)) {
+		uint64_t owner = nat_port_owner(st, suggested);
+		if (owner == 0 || owner == self) {
+			*ret_port = suggested;
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++) {
+		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+		if (b->owner != self)
+			continue;
+		/* From the top of the block down: translations take ports from
+		 * anywhere in it, but the kernel keeps a guest's own port when
+		 * it can, and guests' ephemeral ports are high. */
+		for (uint32_t p = (uint32_t)b->start + b->size; p-- > b->start;)
+			if (!mapped(st, proto, (uint16_t)p)) {
+				*ret_port = (uint16_t)p;
+				return suggested ? 1 : 0;
+			}
+	}
+	return -ENOSPC;
 }

@@ -7,9 +7,11 @@
 #include <string.h>
 
 #include "api/server.h"
+#include "guest/guest.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "nat.h"
+#include "pmp.h"
 #include "store/store.h"
 #include "switch/desired.h"
 
@@ -18,6 +20,11 @@
 #define SHORT_NUM          3 /* claim another block above 3/4 in use */
 #define SHORT_DEN          4
 #define CONNTRACK_PROC     "/proc/net/nf_conntrack"
+#define PMP_MAX_LIFETIME   86400  /* seconds a requested mapping may last */
+#define PMP_ERROR_LIFETIME 30     /* seconds a PCP client may cache an error */
+#define AUTO_LIFETIME_MS   120000 /* an automatic mapping, renewed while listening */
+#define AUTO_RENEW_MS      60000
+#define AUTO_MAX           64
 
 struct orphan {
 	uint64_t owner;
@@ -45,6 +52,20 @@ struct nat {
 	struct orphan orphans[64];
 	unsigned n_orphans;
 	bool reclaiming;
+	/* NAT-PMP and PCP on the control address, for the guest. */
+	uv_udp_t pmp;
+	bool pmp_open;
+	uint64_t started_ms;
+	bool expiring; /* a lapsed mapping's deletion is under way */
+	/* Automatic mappings: the guest's listeners this agent mapped. */
+	struct guest *guest;
+	struct {
+		uint8_t proto;
+		uint16_t port;
+	} autos[AUTO_MAX];
+	unsigned n_autos;
+	bool auto_busy; /* a change is under way */
+	bool guest_failed;
 	int open_handles;
 };
 
@@ -341,6 +362,312 @@ static const struct sw_service service = {
     .packet_in = packet_in,
 };
 
+/* ---- NAT-PMP and PCP: mappings on the guest's request ---- */
+
+struct pmp_call {
+	struct nat *n;
+	struct sockaddr_in to;
+	struct pmp_request req;
+	struct pmp_response res;
+	unsigned pending; /* commands not answered yet */
+	bool failed;
+	bool answered; /* the reply went already (an error before the commits) */
+};
+
+static void pmp_send(struct nat *n, const struct sockaddr_in *to, struct pmp_response *res)
+{
+	uint8_t out[PMP_MAX_MESSAGE];
+	res->epoch = (uint32_t)((uv_now(n->loop) - n->started_ms) / 1000);
+	if (res->result != PMP_SUCCESS && res->version != PMP_VERSION_NATPMP)
+		res->lifetime = PMP_ERROR_LIFETIME;
+	size_t len = pmp_encode(res, out, sizeof(out));
+	if (len == 0)
+		return;
+	uv_buf_t buf = uv_buf_init((char *)out, (unsigned)len);
+	if (uv_udp_try_send(&n->pmp, &buf, 1, (const struct sockaddr *)to) < 0)
+		log_debug("nat: port mapping reply not sent");
+}
+
+static void pmp_committed(void *userdata, int status, const struct store_result *res,
+                          const char *error)
+{
+	struct pmp_call *call = userdata;
+	if (status < 0 || !res->applied) {
+		log_info("nat: port mapping not committed: %s", status < 0 ? error : res->reason);
+		call->failed = true;
+	}
+	if (--call->pending)
+		return;
+	if (call->failed) {
+		call->res.result = status < 0 ? PMP_NETWORK_FAILURE : PMP_NO_RESOURCES;
+		call->res.external_port = 0;
+		call->res.lifetime = 0;
+	}
+	if (!call->answered)
+		pmp_send(call->n, &call->to, &call->res);
+	free(call);
+}
+
+static int pmp_propose(struct pmp_call *call, enum store_op op, const struct store_nat_mapping *m)
+{
+	struct store_cmd cmd = {.table = STORE_NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
+	cmd.row.nat_mapping = *m;
+	int r = store_propose(call->n->store, &cmd, pmp_committed, call);
+	if (r == 0)
+		call->pending++;
+	return r;
+}
+
+/* Lifetime 0: the guest's mappings of the port (all of them for port 0, or
+ * protocol 0) go. */
+static enum pmp_result pmp_delete(struct nat *n, struct pmp_call *call)
+{
+	const struct store_state *st = state(n);
+	for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS); i++) {
+		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+		if (m->owner != n->self || m->expires_ms == 0 ||
+		    (call->req.protocol && m->proto != call->req.protocol) ||
+		    (call->req.internal_port && m->guest_port != call->req.internal_port))
+			continue;
+		if (pmp_propose(call, STORE_DELETE, m) < 0)
+			return PMP_NETWORK_FAILURE;
+	}
+	call->res.external_port = 0;
+	call->res.lifetime = 0;
+	return PMP_SUCCESS;
+}
+
+static enum pmp_result pmp_map(struct nat *n, struct pmp_call *call)
+{
+	const struct pmp_request *q = &call->req;
+	uint16_t port;
+	int r = nat_mapping_port(state(n), n->self, q->protocol, q->internal_port, q->external_port,
+	                         &port);
+	if (r < 0)
+		return PMP_NO_RESOURCES;
+	if (r == 1 && q->prefer_failure)
+		return PMP_CANNOT_PROVIDE_EXTERNAL;
+	const struct store_nat_mapping *old =
+	    nat_mapping_of(state(n), n->self, q->protocol, q->internal_port);
+	if (old && old->expires_ms == 0)
+		return PMP_NOT_AUTHORIZED; /* the admin's mapping: not the guest's to change */
+	uint32_t lifetime = q->lifetime < PMP_MAX_LIFETIME ? q->lifetime : PMP_MAX_LIFETIME;
+	struct store_nat_mapping m = {
+	    .proto = q->protocol,
+	    .public_port = port,
+	    .owner = n->self,
+	    .guest_addr = ntohl(n->dp->cfg.guest_addr.s_addr),
+	    .guest_port = q->internal_port,
+	    .expires_ms = wall_ms() + (uint64_t)lifetime * 1000,
+	};
+	if (pmp_propose(call, STORE_PUT, &m) < 0)
+		return PMP_NETWORK_FAILURE;
+	call->res.external_port = port;
+	call->res.lifetime = lifetime;
+	return PMP_SUCCESS;
+}
+
+static void pmp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
+                     unsigned flags)
+{
+	struct nat *n = h->data;
+	(void)flags;
+	if (nread <= 0 || !addr || addr->sa_family != AF_INET)
+		return;
+	struct pmp_call *call = calloc(1, sizeof(*call));
+	if (!call)
+		return;
+	call->n = n;
+	memcpy(&call->to, addr, sizeof(call->to));
+	enum pmp_result r = pmp_decode((const uint8_t *)buf->base, (size_t)nread, &call->req);
+	if (r == PMP_DROP) {
+		free(call);
+		return;
+	}
+	const struct pmp_request *q = &call->req;
+	/* Only this host's guest may ask, for itself. */
+	if (r == PMP_SUCCESS && call->to.sin_addr.s_addr != n->dp->cfg.guest_addr.s_addr)
+		r = PMP_NOT_AUTHORIZED;
+	if (r == PMP_SUCCESS && q->version == PMP_VERSION_PCP &&
+	    q->client.s_addr != call->to.sin_addr.s_addr)
+		r = PMP_ADDRESS_MISMATCH;
+	pmp_response_for(q, r, &call->res);
+	call->res.external = n->o.publics[n->uplink];
+	bool mapping = q->version == PMP_VERSION_NATPMP ? q->opcode != PMP_OP_ADDRESS
+	                                                : q->opcode == PCP_OP_MAP;
+	if (r == PMP_SUCCESS && mapping && (!n->synced || !nat_blocks_of(state(n), n->self)))
+		r = PMP_NETWORK_FAILURE; /* not ready: no block yet */
+	if (r == PMP_SUCCESS && mapping)
+		r = q->lifetime == 0 ? pmp_delete(n, call) : pmp_map(n, call);
+	call->res.result = r;
+	if (r != PMP_SUCCESS) {
+		call->res.external_port = 0;
+		call->res.lifetime = 0;
+	}
+	log_debug("nat: %s request op %u port %u from %s: %s",
+	          q->version == PMP_VERSION_NATPMP ? "NAT-PMP" : "PCP", q->opcode, q->internal_port,
+	          inet_ntoa(call->to.sin_addr), pmp_result_name(r));
+	if (call->pending == 0 || r != PMP_SUCCESS) {
+		pmp_send(n, &call->to, &call->res);
+		call->answered = true;
+		if (call->pending == 0)
+			free(call);
+	}
+}
+
+static void pmp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	static char space[PMP_MAX_MESSAGE + 4];
+	(void)h;
+	(void)suggested;
+	*buf = uv_buf_init(space, sizeof(space));
+}
+
+static int pmp_open(struct nat *n)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons(PMP_PORT),
+	                         .sin_addr = n->dp->cfg.control_addr};
+	int r = uv_udp_init(n->loop, &n->pmp);
+	if (r < 0)
+		return r;
+	n->pmp.data = n;
+	n->pmp_open = true;
+	r = uv_udp_bind(&n->pmp, (const struct sockaddr *)&sa, UV_UDP_REUSEADDR);
+	if (r == 0)
+		r = uv_udp_recv_start(&n->pmp, pmp_alloc, pmp_recv);
+	return r;
+}
+
+/* Requested mappings whose lifetime is over go, one at a time. */
+static void expire_done(void *userdata, int status, const struct store_result *res,
+                        const char *error)
+{
+	struct nat *n = userdata;
+	(void)status;
+	(void)res;
+	(void)error;
+	n->expiring = false;
+}
+
+static void expire_mappings(struct nat *n)
+{
+	const struct store_state *st = state(n);
+	uint64_t now = wall_ms();
+	for (size_t i = 0; !n->expiring && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
+		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+		if (m->owner != n->self || m->expires_ms == 0 || m->expires_ms > now)
+			continue;
+		struct store_cmd cmd = {
+		    .table = STORE_NAT_MAPPINGS, .op = STORE_DELETE, .time_ms = now};
+		cmd.row.nat_mapping = *m;
+		log_info("nat: mapping of public port %u/%s lapsed", m->public_port,
+		         m->proto == 6 ? "tcp" : "udp");
+		if (store_propose(n->store, &cmd, expire_done, n) == 0)
+			n->expiring = true;
+	}
+}
+
+/* ---- automatic mappings: a guest server that policy lets be reached ---- */
+
+static void auto_done(void *userdata, int status, const struct store_result *res, const char *error)
+{
+	struct nat *n = userdata;
+	n->auto_busy = false;
+	if (status < 0 || !res->applied)
+		log_info("nat: automatic mapping not committed: %s",
+		         status < 0 ? error : res->reason);
+}
+
+static bool auto_known(struct nat *n, uint8_t proto, uint16_t port, bool remove)
+{
+	for (unsigned i = 0; i < n->n_autos; i++)
+		if (n->autos[i].proto == proto && n->autos[i].port == port) {
+			if (remove)
+				n->autos[i] = n->autos[--n->n_autos];
+			return true;
+		}
+	return false;
+}
+
+static void auto_propose(struct nat *n, enum store_op op, const struct store_nat_mapping *m)
+{
+	struct store_cmd cmd = {.table = STORE_NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
+	cmd.row.nat_mapping = *m;
+	if (store_propose(n->store, &cmd, auto_done, n) == 0)
+		n->auto_busy = true;
+}
+
+static bool listening(const struct guest_listener *ls, int k, uint8_t proto, uint16_t port)
+{
+	for (int i = 0; i < k; i++)
+		if (ls[i].proto == proto && ls[i].port == port)
+			return true;
+	return false;
+}
+
+/* One change per tick: map a new listener, renew one, or unmap one that
+ * closed. */
+static void auto_mappings(struct nat *n)
+{
+	if (!n->guest || n->auto_busy || !nat_blocks_of(state(n), n->self))
+		return;
+	static struct guest_listener ls[GUEST_LISTENERS_MAX];
+	int k = guest_listeners(n->guest, ls, GUEST_LISTENERS_MAX);
+	if (k < 0) {
+		if (!n->guest_failed)
+			log_warn("nat: cannot read the guest's sockets: %s", strerror(-k));
+		n->guest_failed = true;
+		return;
+	}
+	n->guest_failed = false;
+	uint64_t now = wall_ms();
+	for (int i = 0; i < k; i++) {
+		const struct guest_listener *l = &ls[i];
+		if ((l->addr.s_addr && l->addr.s_addr != n->dp->cfg.guest_addr.s_addr) ||
+		    !nat_may_expose(&n->o, l->proto, l->port))
+			continue;
+		const struct store_nat_mapping *m =
+		    nat_mapping_of(state(n), n->self, l->proto, l->port);
+		if (m && (m->expires_ms == 0 || m->expires_ms > now + AUTO_RENEW_MS))
+			continue; /* the admin's, or fresh enough */
+		struct store_nat_mapping want = {
+		    .proto = l->proto,
+		    .owner = n->self,
+		    .guest_addr = ntohl(n->dp->cfg.guest_addr.s_addr),
+		    .guest_port = l->port,
+		    .expires_ms = now + AUTO_LIFETIME_MS,
+		};
+		if (nat_mapping_port(state(n), n->self, l->proto, l->port, l->port,
+		                     &want.public_port) < 0)
+			continue;
+		if (!auto_known(n, l->proto, l->port, false)) {
+			if (n->n_autos == AUTO_MAX)
+				continue;
+			n->autos[n->n_autos].proto = l->proto;
+			n->autos[n->n_autos++].port = l->port;
+			log_info("nat: guest listens on %s port %u: public port %u",
+			         l->proto == 6 ? "tcp" : "udp", l->port, want.public_port);
+		}
+		auto_propose(n, STORE_PUT, &want);
+		return;
+	}
+	for (unsigned i = 0; i < n->n_autos; i++) {
+		uint8_t proto = n->autos[i].proto;
+		uint16_t port = n->autos[i].port;
+		if (listening(ls, k, proto, port))
+			continue;
+		auto_known(n, proto, port, true);
+		const struct store_nat_mapping *m = nat_mapping_of(state(n), n->self, proto, port);
+		if (m && m->expires_ms != 0) {
+			log_info("nat: guest closed %s port %u: unmapping public port %u",
+			         proto == 6 ? "tcp" : "udp", port, m->public_port);
+			auto_propose(n, STORE_DELETE, m);
+		}
+		return;
+	}
+}
+
 /* ---- timers ---- */
 
 static void choose_uplink(struct nat *n)
@@ -398,6 +725,10 @@ static void tick_cb(uv_timer_t *t)
 	sync_store(n);
 	soon_cb(t);
 	reclaim(n);
+	if (n->synced) {
+		expire_mappings(n);
+		auto_mappings(n);
+	}
 	resolve_gateways(n);
 }
 
@@ -411,7 +742,8 @@ static void store_changed(void *userdata, const struct store_cmd *cmd,
 }
 
 int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const char *name,
-             struct store *store, struct swc *switches, struct datapath *dp, struct nat **ret)
+             struct store *store, struct swc *switches, struct datapath *dp,
+             const char *guest_netns, struct nat **ret)
 {
 	struct nat *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -435,6 +767,15 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 		timers[i]->data = n;
 	}
 	uv_timer_start(&n->tick, tick_cb, 10, TICK_MS);
+	n->started_ms = uv_now(loop);
+	int r = guest_netns && o->n_expose ? guest_open(guest_netns, &n->guest) : 0;
+	if (r < 0)
+		log_error("nat: the guest's namespace %s: %s; no automatic mappings", guest_netns,
+		          strerror(-r));
+	r = pmp_open(n);
+	if (r < 0)
+		log_error("nat: NAT-PMP/PCP on port %u: %s; port mapping requests are off",
+		          PMP_PORT, uv_strerror(r));
 	sw_set_service(switches, &service, n);
 	*ret = n;
 	return 0;
@@ -452,9 +793,13 @@ void nat_close(struct nat *n)
 	if (!n)
 		return;
 	sw_set_service(n->sw, NULL, NULL);
-	n->open_handles = 2;
+	guest_close(n->guest);
+	n->guest = NULL;
+	n->open_handles = 2 + n->pmp_open;
 	uv_close((uv_handle_t *)&n->tick, closed);
 	uv_close((uv_handle_t *)&n->soon, closed);
+	if (n->pmp_open)
+		uv_close((uv_handle_t *)&n->pmp, closed);
 }
 
 /* ---- control requests ---- */

@@ -32,15 +32,27 @@
 #define NAT_PRIO_OUT     2200 /* from a public address: to the uplink */
 #define NAT_PRIO_ANY_AEE 2150 /* inbound, unmatched: to any live AEE */
 
+/* Ports a guest application may expose by listening on them. */
+#define NAT_EXPOSE_MAX 16
+struct nat_expose {
+	uint8_t proto; /* 6 or 17 */
+	uint16_t lo, hi;
+};
+
 struct nat_options {
 	struct in_addr publics[NAT_PUBLIC_MAX]; /* one per switch.uplinks entry */
 	unsigned n_publics;
-	struct in_addr gateways[NAT_PUBLIC_MAX]; /* the ISP gateway on each uplink */
-	unsigned n_gateways;                     /* 1: the same on every uplink */
-	unsigned block_size;                     /* ports per block, a power of two */
-	unsigned first_port;                     /* blocks start here */
-	unsigned reclaim_after_ms;               /* a departed host's blocks return after this */
+	struct in_addr gateways[NAT_PUBLIC_MAX];  /* the ISP gateway on each uplink */
+	unsigned n_gateways;                      /* 1: the same on every uplink */
+	unsigned block_size;                      /* ports per block, a power of two */
+	unsigned first_port;                      /* blocks start here */
+	unsigned reclaim_after_ms;                /* a departed host's blocks return after this */
+	struct nat_expose expose[NAT_EXPOSE_MAX]; /* default: none */
+	unsigned n_expose;
 };
+
+/* True when @o lets a guest listening on @port/@proto be reached. */
+bool nat_may_expose(const struct nat_options *o, uint8_t proto, uint16_t port);
 
 void nat_options_default(struct nat_options *o);
 static inline bool nat_enabled(const struct nat_options *o)
@@ -69,6 +81,17 @@ bool nat_member_mac(const struct store_state *st, uint64_t id, uint8_t mac[6]);
 /* Which uplink host @id leaves by: spread by id over the uplinks that are
  * up (@up; NULL: all). */
 unsigned nat_uplink_for(uint64_t id, const bool *up, unsigned n);
+
+/* Member @owner's mapping of @proto to its guest's @guest_port, if any. */
+const struct store_nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t owner,
+                                               uint8_t proto, uint16_t guest_port);
+/* The public port for a mapping of @proto to member @self's guest port
+ * @guest_port: the one it has already; else @suggested when free (not
+ * mapped, in no other member's block); else a free port of its own blocks.
+ * Returns 0, 1 when @suggested was not free and another port was chosen,
+ * or -ENOSPC. */
+int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
+                     uint16_t guest_port, uint16_t suggested, uint16_t *ret_port);
 
 /* What the AEE of member @self translates and forwards. @own_mac is its
  * uplink's MAC; @uplink the index of the public address its flows leave
@@ -109,12 +132,15 @@ struct store;
 struct swc;
 struct datapath;
 
-/* Starts NAT for member @self (@name) with its datapath and switches. The
+/* Starts NAT for member @self (@name) with its datapath and switches;
+ * @guest_netns (NULL: none) is where the guest's listeners are read for
+ * automatic mappings. The
  * datapath's ruleset is NAT's to set once the store has caught up (a
  * barrier); until then a restarted agent leaves the kernel's rules as they
  * were. Returns 0 or a negative errno. */
 int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const char *name,
-             struct store *store, struct swc *switches, struct datapath *dp, struct nat **ret);
+             struct store *store, struct swc *switches, struct datapath *dp,
+             const char *guest_netns, struct nat **ret);
 void nat_close(struct nat *n);
 
 /* Control requests "nat", "nat.expose", "nat.unexpose"; -ENOENT (no
