@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 20
 WERROR     ?= $(if $(filter true 1 yes,$(CI)),true,false)
 PYTHON     ?= /usr/bin/python3
 LAB        := lab/ettm-lab
-FUZZ_TARGETS := config proto command openflow
+FUZZ_TARGETS := config proto command openflow pmp
 
 .PHONY: all deps build lab lab-down check unit asan fuzz lab-test format clean
 
@@ -20,6 +20,9 @@ deps:
 	@scripts/install-deps.sh
 
 # meson setup once; later runs only update options.
+# $(call) splits its arguments at commas: spell them $(comma) inside one.
+comma := ,
+
 define setup
 	@if [ ! -d $(1)/meson-private ]; then \
 		$(2) meson setup $(1) $(3); \
@@ -44,7 +47,7 @@ unit: build
 
 # The same unit tests and corpus replays under AddressSanitizer and UBSan.
 asan: deps
-	$(call setup,$(ASAN_BUILD),,-Dwerror=$(WERROR) -Db_sanitize=address,undefined -Db_lundef=false)
+	$(call setup,$(ASAN_BUILD),,-Dwerror=$(WERROR) -Db_sanitize=address$(comma)undefined -Db_lundef=false)
 	ninja -C $(ASAN_BUILD)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C $(ASAN_BUILD) --suite unit --suite fuzz --print-errorlogs
@@ -52,7 +55,7 @@ asan: deps
 # libFuzzer on each target for FUZZ_SECONDS, from a copy of the checked-in
 # corpus (new inputs land in the build directory, not in the source tree).
 fuzz: deps
-	$(call setup,$(FUZZ_BUILD),CC=clang,-Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link)
+	$(call setup,$(FUZZ_BUILD),CC=clang,-Dfuzz=true -Db_sanitize=address$(comma)undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link)
 	ninja -C $(FUZZ_BUILD)
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_BUILD)/corpus-$$t && \

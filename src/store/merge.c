@@ -77,6 +77,8 @@ static enum store_merge merge_nat_block(const struct store_state *s, struct stor
 	struct store_nat_block *b = &cmd->row.nat_block;
 	if (cmd->op == STORE_DELETE)
 		return STORE_MERGE_APPLY; /* a release that finds nothing is rejected harmlessly */
+	if (b->size == 0 || (b->size & (b->size - 1)) || b->start % b->size)
+		return STORE_MERGE_APPLY; /* not a block: applying rejects it with the reason */
 	for (size_t i = 0; i < store_count(s, STORE_NAT_BLOCKS); i++) {
 		const struct store_nat_block *o = store_row(s, STORE_NAT_BLOCKS, i);
 		if (o->owner == b->owner && o->start == b->start)

@@ -412,7 +412,8 @@ static size_t pcp_map(uint8_t *buf, uint8_t proto, uint16_t port, const uint8_t 
 	p[36] = proto;
 	p[40] = (uint8_t)(port >> 8), p[41] = (uint8_t)port;
 	p[42] = (uint8_t)(port >> 8), p[43] = (uint8_t)port;
-	memcpy(buf + 60, extra, extra_len);
+	if (extra_len)
+		memcpy(buf + 60, extra, extra_len);
 	return 60 + extra_len;
 }
 
