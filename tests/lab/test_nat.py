@@ -87,8 +87,8 @@ def curl(lab, name, url, check=True):
     return lab.exec(name, "curl", "-s", "-m", "5", url, check=check)
 
 
-def nat_lab(make_lab, hosts=3):
-    lab = make_lab(hosts)
+def nat_lab(make_lab, hosts=3, *args):
+    lab = make_lab(hosts, *args)
     run_and_expect(lambda: len(blocks_of(lab)) == hosts, 15, 0.2, what="a block for every host")
     return lab
 
@@ -343,3 +343,44 @@ def test_a_guest_server_on_an_allowed_port_is_mapped_while_it_listens(make_lab, 
         assert all(x["public_port"] != 9100 for x in nat(lab)["mappings"])
     finally:
         srv.stop()
+
+
+def fetch_sources(lab, hosts, tmp_path):
+    """The address each host's guest fetches a page from the internet as."""
+    (tmp_path / "index.html").write_text("x\n")
+    srv = http_server(lab, "isp", SERVER, 80, str(tmp_path))
+    try:
+        for h in hosts:
+            curl(lab, h, f"http://{SERVER}/")
+    finally:
+        log = srv.stop()
+    return [a for a, _ in clients(log)]
+
+
+def test_two_uplinks_take_inbound_on_both_and_one_carries_on_when_the_other_is_cut(
+        make_lab, tmp_path):
+    lab = nat_lab(make_lab, 4, "--switches", "2", "--uplinks", "2")
+    hosts = ["h1", "h2", "h3", "h4"]
+    ups = nat(lab)["uplinks"]
+    assert [(u["public"], u["up"]) for u in ups] == [(PUBLIC, True), ("203.0.113.11", True)]
+    assert all(u["gateway_mac"] for u in ups)
+    # Outbound flows spread over both uplinks.
+    assert set(fetch_sources(lab, hosts, tmp_path)) == {PUBLIC, "203.0.113.11"}
+    # Inbound through either address reaches the right guest.
+    (tmp_path / "h2").mkdir()
+    (tmp_path / "h2" / "index.html").write_text("guest h2\n")
+    srv = http_server(lab, "h2", "10.77.1.2", 8080, str(tmp_path / "h2"))
+    try:
+        lab.ctl("h1", "nat", "expose", "h2", "tcp", "8080", "--public-port", "80")
+        for a in (PUBLIC, "203.0.113.11"):
+            run_and_expect(lambda a=a: curl(lab, "isp", f"http://{a}/", check=False).stdout ==
+                           "guest h2\n", 10, 0.2, what=f"h2 reached through {a}")
+    finally:
+        srv.stop()
+    # The second uplink is cut: every host's new connections take the first.
+    lab.exec("isp", "ip", "link", "set", "up1", "down")
+    run_and_expect(lambda: [u["up"] for u in nat(lab)["uplinks"]] == [True, False], 10, 0.2,
+                   what="uplink 2 seen down")
+    run_and_expect(lambda: all(lab.ctl_json(h, "nat")["self"]["public"] == PUBLIC
+                               for h in hosts), 10, 0.2, what="every host leaving by uplink 1")
+    assert fetch_sources(lab, hosts, tmp_path) == [PUBLIC] * 4

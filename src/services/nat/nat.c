@@ -42,6 +42,7 @@ struct nat {
 	uv_timer_t tick, soon;
 	unsigned uplink; /* the public address this host's flows leave by */
 	bool claiming;   /* a block claim is under way */
+	bool exhausted;  /* no block was free at the last try (said once) */
 	bool synced;     /* the store has caught up since the start */
 	bool syncing;    /* a barrier is under way */
 	long in_use;     /* translated flows in this host's blocks; -1 unknown */
@@ -105,9 +106,12 @@ static void claim_block(struct nat *n)
 	if (n->claiming)
 		return;
 	if (nat_block_pick(state(n), &n->o, &start) < 0) {
-		log_warn("nat: no free block of %u ports left", n->o.block_size);
+		if (!n->exhausted)
+			log_warn("nat: no free block of %u ports left", n->o.block_size);
+		n->exhausted = true;
 		return;
 	}
+	n->exhausted = false;
 	struct store_cmd cmd = {.table = STORE_NAT_BLOCKS, .op = STORE_PUT, .time_ms = wall_ms()};
 	cmd.row.nat_block = (struct store_nat_block){.start = start,
 	                                             .size = (uint16_t)n->o.block_size,
