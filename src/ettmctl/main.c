@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "api/proto.h"
+#include "store/tables.h"
+#include "trust/attest.h"
 
 #define DEFAULT_SOCKET "/run/ettm/ettmd.sock"
 
@@ -157,6 +159,16 @@ static int cmd_status(const struct options *o, int argc, char **argv)
 	printf("table      %s, generation %" JSON_INTEGER_FORMAT "\n",
 	       json_string_value(json_object_get(dp, "table")),
 	       json_integer_value(json_object_get(dp, "generation")));
+	json_t *t = json_object_get(r, "trust");
+	if (t) {
+		const char *last = json_string_value(json_object_get(t, "last_error"));
+		printf("trust      %s, PCR %" JSON_INTEGER_FORMAT " = %s\n",
+		       json_is_true(json_object_get(t, "admitted")) ? "admitted" : "not admitted",
+		       json_integer_value(json_object_get(t, "pcr")),
+		       json_string_value(json_object_get(t, "measurement")));
+		if (last)
+			printf("           last refusal: %s\n", last);
+	}
 	printf("\n%-10s %14s %16s\n", "counter", "packets", "bytes");
 	const char *names[] = {"guest_tx", "guest_rx", "spoofed"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -328,24 +340,47 @@ static int cmd_trust(const struct options *o, int argc, char **argv)
 	}
 	if (strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
 		return usage_error("trust", "trust: unknown subcommand \"%s\"", sub);
-	const char *digest = NULL, *note = "";
+	bool add = sub[0] == 'a';
+	const char *digest = NULL, *note = NULL, *binary = NULL, *config = NULL;
 	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--note") == 0 && i + 1 < argc && sub[0] == 'a')
-			note = argv[++i];
+		const char **opt = strcmp(argv[i], "--note") == 0          ? &note
+		                   : strcmp(argv[i], "--from-binary") == 0 ? &binary
+		                   : strcmp(argv[i], "--config") == 0      ? &config
+		                                                           : NULL;
+		if (opt && add && i + 1 < argc)
+			*opt = argv[++i];
 		else if (argv[i][0] != '-' && !digest)
 			digest = argv[i];
 		else
 			return usage_error("trust", "trust %s: unexpected argument \"%s\"", sub,
 			                   argv[i]);
 	}
+	char computed[65], error[512], auto_note[STORE_NOTE_MAX];
+	if (binary || config) {
+		if (!binary || !config || digest)
+			return usage_error("trust",
+			                   "trust add: --from-binary PATH and --config PATH "
+			                   "go together, instead of a DIGEST");
+		/* The agent's own computation (src/trust/attest.c), so the
+		 * digest is the one the agent will present. */
+		if (attest_measure_files(binary, config, computed, error, sizeof(error)) < 0) {
+			fprintf(stderr, "ettmctl: trust add: %s\n", error);
+			return 1;
+		}
+		digest = computed;
+		if (!note) {
+			snprintf(auto_note, sizeof(auto_note), "%.60s with %.60s", binary, config);
+			note = auto_note;
+		}
+	}
 	if (!digest)
 		return usage_error("trust", "trust %s: expected a DIGEST", sub);
-	if (call(o, sub[0] == 'a' ? "trust.add" : "trust.remove",
-	         json_pack("{s:s, s:s}", "digest", digest, "note", note), &r) != 0)
+	if (call(o, add ? "trust.add" : "trust.remove",
+	         json_pack("{s:s, s:s}", "digest", digest, "note", note ? note : ""), &r) != 0)
 		return 1;
 	if (o->json)
 		return print_or_json(o, r, NULL);
-	printf("%s %s\n", digest, sub[0] == 'a' ? "trusted" : "no longer trusted");
+	printf("%s %s\n", digest, add ? "trusted" : "no longer trusted");
 	json_decref(r);
 	return 0;
 }
@@ -469,17 +504,44 @@ static int cmd_flows(const struct options *o, int argc, char **argv)
 	return print_or_json(o, r, print_flows);
 }
 
+/* "12 s ago" for a time in ms since the epoch. */
+static const char *ago(json_int_t ms, char buf[32])
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	long long d = (long long)now.tv_sec - (long long)(ms / 1000);
+	if (ms <= 0)
+		snprintf(buf, 32, "never");
+	else if (d < 120)
+		snprintf(buf, 32, "%lld s ago", d < 0 ? 0 : d);
+	else
+		snprintf(buf, 32, "%lld min ago", d / 60);
+	return buf;
+}
+
 static void print_hosts(json_t *r)
 {
 	size_t i;
 	json_t *x;
+	char when[32];
+	printf("%-8s %-12s %-15s %-15s %-17s %-22s %-16s %s\n", "HOST", "STATE", "GUEST", "CONTROL",
+	       "MAC", "SWITCH/PORT", "MEASUREMENT", "ATTESTED");
 	json_array_foreach(json_object_get(r, "hosts"), i, x)
 	{
-		printf("%-8s %-13s", str(x, "host"),
-		       json_is_true(json_object_get(x, "admitted")) ? "admitted" : "not admitted");
+		char where[40] = "-", meas[17] = "-";
 		if (json_is_string(json_object_get(x, "dpid")))
-			printf(" at %s/%d", str(x, "dpid"), (int)num(x, "port"));
-		printf("\n");
+			snprintf(where, sizeof(where), "%s/%d", str(x, "dpid"),
+			         (int)num(x, "port"));
+		if (json_is_string(json_object_get(x, "measurement")))
+			snprintf(meas, sizeof(meas), "%.13s...", str(x, "measurement"));
+		const char *g = json_string_value(json_object_get(x, "guest_address"));
+		const char *c = json_string_value(json_object_get(x, "control_address"));
+		const char *mac = json_string_value(json_object_get(x, "mac"));
+		printf("%-8s %-12s %-15s %-15s %-17s %-22s %-16s %s\n", str(x, "host"),
+		       str(x, "state"), g ? g : "-", c ? c : "-", mac ? mac : "-", where, meas,
+		       ago(num(x, "attested_ms"), when));
+		if (json_is_string(json_object_get(x, "reason")))
+			printf("         reason: %s\n", str(x, "reason"));
 	}
 }
 
@@ -504,7 +566,12 @@ static int cmd_hosts(const struct options *o, int argc, char **argv)
 		return 1;
 	if (o->json)
 		return print_or_json(o, r, NULL);
-	printf("%s %s\n", argv[2], sub[0] == 'a' ? "admitted" : "no longer admitted");
+	/* With attestation the agent says what it did (e.g. "may attest again"). */
+	const char *result = json_string_value(json_object_get(r, "result"));
+	printf("%s %s\n", argv[2],
+	       result          ? result
+	       : sub[0] == 'a' ? "admitted"
+	                       : "no longer admitted");
 	json_decref(r);
 	return 0;
 }
@@ -616,7 +683,9 @@ static const struct command commands[] = {
      "datapath: state (ok or error, with the reason), the nftables table it\n"
      "owns, the ruleset generation, and the packet and byte counters of\n"
      "guest traffic (guest_tx: guest to network, guest_rx: network to guest,\n"
-     "spoofed: dropped because the source was not the guest's address).\n",
+     "spoofed: dropped because the source was not the guest's address).\n"
+     "With [trust], also whether the host is admitted by attestation, its\n"
+     "measurement (the PCR value) and why its last attempt was refused.\n",
      cmd_status},
     {"cluster", "show the cluster; remove a host; recover from a lost majority",
      "Usage: ettmctl [--json] cluster\n"
@@ -640,25 +709,37 @@ static const struct command commands[] = {
      "\n"
      "Prints every table of this host's replica (or only TABLE: cluster, members,\n"
      "admissions, trusted, policy, nat_blocks, nat_mappings, leases, conflicts,\n"
-     "locations, links).\n",
+     "locations, links, attestations).\n",
      cmd_store},
     {"trust", "list, add or remove trusted measurements",
      "Usage: ettmctl [--json] trust [list]\n"
      "       ettmctl [--json] trust add DIGEST [--note TEXT]\n"
+     "       ettmctl [--json] trust add --from-binary PATH --config PATH [--note TEXT]\n"
      "       ettmctl [--json] trust remove DIGEST\n"
      "\n"
-     "The measurements (SHA-256, 64 hex digits) of agents the network trusts.\n"
-     "Changes are committed to the store; a refusal says why.\n",
+     "The measurements (SHA-256, 64 hex digits) of agents the network trusts: the\n"
+     "value an agent's PCR holds once it has measured its binary and its\n"
+     "configuration (without the keys that only name the host: docs/trust.md).\n"
+     "--from-binary and --config compute it from an ettmd binary and a\n"
+     "configuration file, here, the way the agent does. A host whose measurement\n"
+     "is not trusted is refused; removing a measurement closes the ports of the\n"
+     "hosts that run it. Changes are committed to the store; a refusal says why.\n",
      cmd_trust},
     {"hosts", "list hosts; admit a host to the network or revoke it",
      "Usage: ettmctl [--json] hosts [list]\n"
      "       ettmctl [--json] hosts admit HOST\n"
      "       ettmctl [--json] hosts revoke HOST\n"
      "\n"
-     "Every member with whether it is admitted and where its AEE meets the\n"
-     "network (switch datapath id / port). Only an admitted host's port carries\n"
-     "more than control traffic; admitting opens it on every switch, revoking\n"
-     "closes it. Changes are committed to the store.\n",
+     "Every member: its state (admitted, refused, revoked, not admitted), guest and\n"
+     "control addresses, MAC, where its AEE meets the network (switch datapath\n"
+     "id / port), its measurement, when it was last attested, and why it was\n"
+     "refused. Only an admitted host's port carries more than control traffic.\n"
+     "\n"
+     "Without [trust] in the agents' configuration the admin admits: 'admit' opens\n"
+     "the host's port on every switch, 'revoke' closes it. With [trust], hosts are\n"
+     "admitted by TPM attestation: 'revoke' closes the port and refuses the host's\n"
+     "attempts until 'admit' lets it attest again (with any TPM).\n"
+     "Changes are committed to the store.\n",
      cmd_hosts},
     {"switches", "every switch: datapath, agents and roles, flows, ports and rates",
      "Usage: ettmctl [--json] switches\n"

@@ -32,6 +32,9 @@ struct key {
 	value_parser parse;
 	size_t offset;
 	bool required;
+	/* Says who the host is or where its files are, not how it behaves:
+	 * left out of the measured configuration (config_measured()). */
+	bool identity;
 };
 
 static int parse_name(const char *value, void *field, char *expected, size_t size)
@@ -398,39 +401,61 @@ bad:
 	return -EINVAL;
 }
 
+static int parse_tcti(const char *value, void *field, char *expected, size_t size)
+{
+	return parse_string(value, field, ATTEST_TCTI_MAX, "a TCTI (e.g. swtpm:path=SOCK)",
+	                    expected, size);
+}
+
+/* Only a PCR the agent may reset at locality 0 can hold a measurement it
+ * makes anew at each start (docs/trust.md). */
+static int parse_pcr(const char *value, void *field, char *expected, size_t size)
+{
+	if (strcmp(value, "16") != 0 && strcmp(value, "23") != 0) {
+		snprintf(expected, size, "expected 16 or 23 (a PCR resettable at locality 0)");
+		return -EINVAL;
+	}
+	*(unsigned *)field = (unsigned)atoi(value);
+	return 0;
+}
+
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct key keys[] = {
-    {"host", "name", parse_name, FIELD(name), true},
-    {"host", "id", parse_id, FIELD(id), true},
-    {"host", "state-dir", parse_path, FIELD(state_dir), false},
-    {"host", "control-socket", parse_socket, FIELD(control_socket), false},
-    {"datapath", "guest-interface", parse_ifname, FIELD(datapath.guest_if), false},
-    {"datapath", "uplink-interface", parse_ifname, FIELD(datapath.uplink_if), false},
-    {"datapath", "guest-address", parse_ipv4, FIELD(datapath.guest_addr), true},
-    {"datapath", "control-address", parse_ipv4_prefix, FIELD(datapath), true},
-    {"datapath", "guest-netns", parse_path, FIELD(guest_netns), false},
-    {"store", "bootstrap", parse_bool, FIELD(store.bootstrap), false},
-    {"store", "seeds", parse_seeds, FIELD(store), false},
-    {"store", "raft-port", parse_port, FIELD(raft_port), false},
-    {"store", "peer-port", parse_port, FIELD(peer_port), false},
-    {"store", "election-ms", parse_ms, FIELD(store.election_ms), false},
-    {"store", "heartbeat-ms", parse_ms, FIELD(store.heartbeat_ms), false},
-    {"store", "snapshot-threshold", parse_threshold, FIELD(store.snapshot_threshold), false},
-    {"store", "voters", parse_voters, FIELD(store.voters), false},
-    {"store", "promote-after-ms", parse_ms, FIELD(store.promote_after_ms), false},
-    {"switch", "switches", parse_switches, FIELD(sw), false},
-    {"switch", "uplinks", parse_uplinks, FIELD(sw), false},
-    {"switch", "stats-interval-ms", parse_ms, FIELD(sw.stats_interval_ms), false},
-    {"switch", "lldp-interval-ms", parse_ms, FIELD(sw.lldp_interval_ms), false},
-    {"switch", "link-timeout-ms", parse_ms, FIELD(sw.link_timeout_ms), false},
-    {"switch", "fiat-after-ms", parse_ms_or_zero, FIELD(sw.fiat_after_ms), false},
-    {"nat", "public-addresses", parse_publics, FIELD(nat), false},
-    {"nat", "gateways", parse_gateways, FIELD(nat), false},
-    {"nat", "block-size", parse_block_size, FIELD(nat.block_size), false},
-    {"nat", "first-port", parse_first_port, FIELD(nat.first_port), false},
-    {"nat", "reclaim-after-ms", parse_ms_or_zero, FIELD(nat.reclaim_after_ms), false},
-    {"nat", "expose", parse_expose, FIELD(nat), false},
+    {"host", "name", parse_name, FIELD(name), true, true},
+    {"host", "id", parse_id, FIELD(id), true, true},
+    {"host", "state-dir", parse_path, FIELD(state_dir), false, true},
+    {"host", "control-socket", parse_socket, FIELD(control_socket), false, true},
+    {"datapath", "guest-interface", parse_ifname, FIELD(datapath.guest_if), false, false},
+    {"datapath", "uplink-interface", parse_ifname, FIELD(datapath.uplink_if), false, false},
+    {"datapath", "guest-address", parse_ipv4, FIELD(datapath.guest_addr), true, true},
+    {"datapath", "control-address", parse_ipv4_prefix, FIELD(datapath), true, true},
+    {"datapath", "guest-netns", parse_path, FIELD(guest_netns), false, true},
+    {"store", "bootstrap", parse_bool, FIELD(store.bootstrap), false, true},
+    {"store", "seeds", parse_seeds, FIELD(store), false, true},
+    {"store", "raft-port", parse_port, FIELD(raft_port), false, false},
+    {"store", "peer-port", parse_port, FIELD(peer_port), false, false},
+    {"store", "election-ms", parse_ms, FIELD(store.election_ms), false, false},
+    {"store", "heartbeat-ms", parse_ms, FIELD(store.heartbeat_ms), false, false},
+    {"store", "snapshot-threshold", parse_threshold, FIELD(store.snapshot_threshold), false, false},
+    {"store", "voters", parse_voters, FIELD(store.voters), false, false},
+    {"store", "promote-after-ms", parse_ms, FIELD(store.promote_after_ms), false, false},
+    {"switch", "switches", parse_switches, FIELD(sw), false, false},
+    {"switch", "uplinks", parse_uplinks, FIELD(sw), false, false},
+    {"switch", "stats-interval-ms", parse_ms, FIELD(sw.stats_interval_ms), false, false},
+    {"switch", "lldp-interval-ms", parse_ms, FIELD(sw.lldp_interval_ms), false, false},
+    {"switch", "link-timeout-ms", parse_ms, FIELD(sw.link_timeout_ms), false, false},
+    {"switch", "fiat-after-ms", parse_ms_or_zero, FIELD(sw.fiat_after_ms), false, false},
+    {"nat", "public-addresses", parse_publics, FIELD(nat), false, false},
+    {"nat", "gateways", parse_gateways, FIELD(nat), false, false},
+    {"nat", "block-size", parse_block_size, FIELD(nat.block_size), false, false},
+    {"nat", "first-port", parse_first_port, FIELD(nat.first_port), false, false},
+    {"nat", "reclaim-after-ms", parse_ms_or_zero, FIELD(nat.reclaim_after_ms), false, false},
+    {"nat", "expose", parse_expose, FIELD(nat), false, false},
+    {"trust", "tcti", parse_tcti, FIELD(trust.tcti), false, true},
+    {"trust", "ca", parse_path, FIELD(trust.ca), false, false},
+    {"trust", "pcr", parse_pcr, FIELD(trust.pcr), false, false},
+    {"trust", "reattest-interval-ms", parse_ms, FIELD(trust.reattest_ms), false, false},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -445,6 +470,7 @@ static void set_defaults(struct config *c)
 	store_options_default(&c->store);
 	sw_options_default(&c->sw);
 	nat_options_default(&c->nat);
+	attest_options_default(&c->trust);
 	c->raft_port = 7700;
 	c->peer_port = 7701;
 }
@@ -528,8 +554,10 @@ static bool known_section(const char *section)
 	return false;
 }
 
-int config_parse(const char *text, size_t len, const char *filename, struct config *ret_config,
-                 char *error, size_t error_size)
+/* config_parse(), and when @values is not NULL the value of every key given,
+ * as written (without quotes), strdup()ed into @values by key index. */
+static int parse(const char *text, size_t len, const char *filename, struct config *ret_config,
+                 char **values, char *error, size_t error_size)
 {
 	struct config c;
 	unsigned seen_line[N_KEYS] = {0};
@@ -567,7 +595,7 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 			if (!known_section(name))
 				return error_at(error, error_size, filename, lineno,
 				                "unknown section [%s] (expected [host], "
-				                "[datapath], [store], [switch] or [nat])",
+				                "[datapath], [store], [switch], [nat] or [trust])",
 				                name);
 			snprintf(section, sizeof(section), "%s", name);
 			continue;
@@ -594,6 +622,8 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 			return error_at(error, error_size, filename, lineno,
 			                "%s.%s: %s, got \"%s\"", section, key, expected, value);
 		seen_line[idx] = lineno;
+		if (values && !(values[idx] = strdup(value)))
+			return error_at(error, error_size, filename, lineno, "out of memory");
 	}
 
 	for (size_t i = 0; i < N_KEYS; i++)
@@ -640,11 +670,56 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 	if (c.raft_port == c.peer_port)
 		return error_at(error, error_size, filename, 0,
 		                "store.raft-port and store.peer-port are both %u", c.raft_port);
+	if (c.trust.tcti[0] && !c.trust.ca[0])
+		return error_at(error, error_size, filename, seen_line[key_index("trust", "tcti")],
+		                "trust.tcti needs trust.ca (the TPM manufacturers' CA certificates "
+		                "that EK certificates are checked against)");
 	*ret_config = c;
 	return 0;
 }
 
-int config_load(const char *path, struct config *ret_config, char *error, size_t error_size)
+int config_parse(const char *text, size_t len, const char *filename, struct config *ret_config,
+                 char *error, size_t error_size)
+{
+	return parse(text, len, filename, ret_config, NULL, error, error_size);
+}
+
+int config_measured(const char *text, size_t len, const char *filename, char **ret_text,
+                    char *error, size_t error_size)
+{
+	char *values[N_KEYS] = {0};
+	struct config c;
+	char *out = NULL;
+	size_t out_len = 0;
+	int r = parse(text, len, filename, &c, values, error, error_size);
+	FILE *f = r == 0 ? open_memstream(&out, &out_len) : NULL;
+	if (r == 0 && !f) {
+		snprintf(error, error_size, "%s: out of memory", filename);
+		r = -ENOMEM;
+	}
+	/* In the table's order, so comments, blank lines, quoting and the
+	 * order of the file do not change the measurement. */
+	for (size_t i = 0; f && i < N_KEYS; i++)
+		if (values[i] && !keys[i].identity)
+			fprintf(f, "%s.%s = %s\n", keys[i].section, keys[i].name, values[i]);
+	if (f && fclose(f) != 0) {
+		snprintf(error, error_size, "%s: out of memory", filename);
+		r = -ENOMEM;
+		out = NULL;
+	}
+	for (size_t i = 0; i < N_KEYS; i++)
+		free(values[i]);
+	if (r < 0) {
+		free(out);
+		return r;
+	}
+	*ret_text = out;
+	return 0;
+}
+
+/* The whole file at @path into a NUL-terminated *ret_text. */
+static int read_config(const char *path, char **ret_text, size_t *ret_len, char *error,
+                       size_t error_size)
 {
 	FILE *f = fopen(path, "re");
 	if (!f) {
@@ -666,9 +741,37 @@ int config_load(const char *path, struct config *ret_config, char *error, size_t
 		r = -EFBIG;
 	} else if (r < 0) {
 		snprintf(error, error_size, "%s: read error", path);
-	} else {
-		r = config_parse(buf, n, path, ret_config, error, error_size);
 	}
-	free(buf);
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	buf[n] = '\0';
+	*ret_text = buf;
+	*ret_len = n;
+	return 0;
+}
+
+int config_load(const char *path, struct config *ret_config, char *error, size_t error_size)
+{
+	char *text;
+	size_t len;
+	int r = read_config(path, &text, &len, error, error_size);
+	if (r < 0)
+		return r;
+	r = config_parse(text, len, path, ret_config, error, error_size);
+	free(text);
+	return r;
+}
+
+int config_load_measured(const char *path, char **ret_text, char *error, size_t error_size)
+{
+	char *text;
+	size_t len;
+	int r = read_config(path, &text, &len, error, error_size);
+	if (r < 0)
+		return r;
+	r = config_measured(text, len, path, ret_text, error, error_size);
+	free(text);
 	return r;
 }

@@ -11,6 +11,7 @@
 #include "services/nat/nat.h"
 #include "store/store.h"
 #include "switch/switch.h"
+#include "trust/attest.h"
 
 #define CONFIG_NAME_MAX   32
 #define CONFIG_SOCKET_MAX 108 /* sizeof(sockaddr_un.sun_path) */
@@ -26,8 +27,9 @@ struct config {
 	uint16_t raft_port;
 	uint16_t peer_port;
 	struct store_options store;
-	struct sw_options sw;   /* [switch]; no switches: the agent controls none */
-	struct nat_options nat; /* [nat]; no public addresses: no NAT */
+	struct sw_options sw;        /* [switch]; no switches: the agent controls none */
+	struct nat_options nat;      /* [nat]; no public addresses: no NAT */
+	struct attest_options trust; /* [trust]; no TCTI: admission by the admin */
 };
 
 /* Parses @len bytes of @text; @filename is only used in messages. On success
@@ -40,3 +42,16 @@ int config_parse(const char *text, size_t len, const char *filename, struct conf
 /* Reads and parses the file at @path; errors as config_parse(), plus -errno
  * with "PATH: reason" when the file cannot be read. */
 int config_load(const char *path, struct config *ret_config, char *error, size_t error_size);
+
+/* What of the configuration the agent measures into its TPM next to its
+ * binary (docs/trust.md): every key given, as "section.key = value" lines in
+ * a fixed order, but those that only say who the host is or where its
+ * files are (host.*, the datapath's addresses and guest namespace,
+ * store.bootstrap and store.seeds, trust.tcti), so that every host of a
+ * network running the same agent with the same settings has the same
+ * measurement. Fails like config_parse() on an invalid configuration.
+ * *ret_text is free()d by the caller. */
+int config_measured(const char *text, size_t len, const char *filename, char **ret_text,
+                    char *error, size_t error_size);
+/* The same, of the file at @path. */
+int config_load_measured(const char *path, char **ret_text, char *error, size_t error_size);

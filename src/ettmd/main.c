@@ -21,6 +21,7 @@
 #include "services/nat/nat.h"
 #include "store/store.h"
 #include "switch/switch.h"
+#include "trust/attest.h"
 
 /* How often the agent checks that its table is still in the kernel. */
 #define WATCH_INTERVAL_MS 5000
@@ -32,8 +33,10 @@ struct agent {
 	struct ctl_server ctl;
 	struct ctl_server peer;
 	struct store *store;
-	struct swc *switches; /* NULL when the configuration names none */
-	struct nat *nat;      /* NULL without [nat] public addresses */
+	struct swc *switches;  /* NULL when the configuration names none */
+	struct nat *nat;       /* NULL without [nat] public addresses */
+	struct attest *attest; /* NULL without [trust]: the admin admits hosts */
+	const char *config_path;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t watch;
 	struct timespec started;
@@ -132,7 +135,14 @@ static int handle_request(void *userdata, struct ctl_client *client, const struc
 		                        "id", a->cfg.id, "version", ETTM_VERSION, "pid",
 		                        (int)getpid(), "uptime_s", uptime_seconds(a), "datapath",
 		                        datapath_status(a), "store", store_brief(a));
+		if (*ret_result && a->attest)
+			json_object_set_new(*ret_result, "trust", attest_status(a->attest));
 		return *ret_result ? 0 : -ENOMEM;
+	}
+	if (a->attest) {
+		int r = attest_handle_admin(a->attest, client, req, ret_result, ret_error);
+		if (r != -ENOENT || *ret_error)
+			return r;
 	}
 	if (strcmp(req->cmd, "trust.add") == 0 || strcmp(req->cmd, "trust.remove") == 0 ||
 	    strcmp(req->cmd, "trust.list") == 0)
@@ -168,6 +178,8 @@ static int handle_peer(void *userdata, struct ctl_client *client, const struct c
 {
 	struct agent *a = userdata;
 	int r = store_handle_request(a->store, client, req, ret_result, ret_error);
+	if (r == -ENOENT && !*ret_error && a->attest)
+		r = attest_handle_peer(a->attest, client, req, ret_result, ret_error);
 	if (r == -ENOENT && !*ret_error && a->switches && strcmp(req->cmd, "switch.local") == 0)
 		r = sw_handle_request(a->switches, client, req, ret_result, ret_error);
 	if (r == -ENOENT && !*ret_error &&
@@ -205,6 +217,7 @@ static void signal_cb(uv_signal_t *sig, int signum)
 	ctl_server_close(&a->ctl, ctl_closed_cb);
 	ctl_server_close(&a->peer, ctl_closed_cb);
 	nat_close(a->nat);
+	attest_close(a->attest);
 	if (a->switches)
 		sw_close(a->switches);
 	store_close(a->store, NULL, NULL);
@@ -335,6 +348,18 @@ static int start(struct agent *a)
 	r = start_store(a);
 	if (r < 0)
 		return r;
+	if (attest_enabled(&a->cfg.trust)) {
+		char error[512];
+		r = attest_open(a->loop, &a->cfg.trust, a->cfg.name, "/proc/self/exe",
+		                a->config_path, a->cfg.state_dir, a->store, &a->attest, error,
+		                sizeof(error));
+		if (r < 0) {
+			log_error("trust: %s", error);
+			return r;
+		}
+		log_info("trust: measured into PCR %u: %s", a->cfg.trust.pcr,
+		         attest_measurement(a->attest));
+	}
 	if (a->cfg.sw.n_switches) {
 		struct sw_self self = {.control_addr = ntohl(a->cfg.datapath.control_addr.s_addr),
 		                       .guest_addr = ntohl(a->cfg.datapath.guest_addr.s_addr)};
@@ -398,6 +423,7 @@ int main(int argc, char **argv)
 		printf("%s: ok\n", config_path);
 		return 0;
 	}
+	agent.config_path = config_path;
 
 	signal(SIGPIPE, SIG_IGN);
 	clock_gettime(CLOCK_MONOTONIC, &agent.started);

@@ -42,6 +42,12 @@ static int same_admission(const void *row, const struct store_cmd *cmd)
 	return strcmp(((const struct store_admission *)row)->host, cmd->row.admission.host) == 0;
 }
 
+static int same_attestation(const void *row, const struct store_cmd *cmd)
+{
+	return strcmp(((const struct store_attestation *)row)->host, cmd->row.attestation.host) ==
+	       0;
+}
+
 static int same_mapping(const void *row, const struct store_cmd *cmd)
 {
 	const struct store_nat_mapping *m = row;
@@ -121,6 +127,14 @@ enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd,
 		/* The later decision about a host wins. */
 		row = find(s, STORE_ADMISSIONS, same_admission, cmd);
 		if (row && ((const struct store_admission *)row)->time_ms >= cmd->time_ms)
+			return STORE_MERGE_SKIP;
+		if (!row && cmd->op == STORE_DELETE)
+			return STORE_MERGE_SKIP;
+		return STORE_MERGE_APPLY;
+	case STORE_ATTESTATIONS:
+		/* Like admissions: the later conclusion about a host wins. */
+		row = find(s, STORE_ATTESTATIONS, same_attestation, cmd);
+		if (row && ((const struct store_attestation *)row)->time_ms >= cmd->time_ms)
 			return STORE_MERGE_SKIP;
 		if (!row && cmd->op == STORE_DELETE)
 			return STORE_MERGE_SKIP;

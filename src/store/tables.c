@@ -384,6 +384,60 @@ static json_t *link_json(const union store_row *r)
 	                 (json_int_t)r->link.seen_ms);
 }
 
+static void attestation_encode(struct obuf *b, const union store_row *r)
+{
+	const struct store_attestation *a = &r->attestation;
+	obuf_put_str(b, a->host);
+	obuf_put_u8(b, a->state);
+	obuf_put_str(b, a->reason);
+	obuf_put_str(b, a->ek_fp);
+	obuf_put_str(b, a->measurement);
+	obuf_put_u32(b, a->reset_count);
+	obuf_put_u32(b, a->restart_count);
+	obuf_put_u64(b, a->time_ms);
+}
+
+static void attestation_decode(struct cursor *c, union store_row *r)
+{
+	struct store_attestation *a = &r->attestation;
+	cursor_str(c, a->host, sizeof(a->host));
+	a->state = cursor_u8(c);
+	cursor_str(c, a->reason, sizeof(a->reason));
+	cursor_str(c, a->ek_fp, sizeof(a->ek_fp));
+	cursor_str(c, a->measurement, sizeof(a->measurement));
+	a->reset_count = cursor_u32(c);
+	a->restart_count = cursor_u32(c);
+	a->time_ms = cursor_u64(c);
+}
+
+static int attestation_cmp(const union store_row *a, const union store_row *b)
+{
+	return strcmp(a->attestation.host, b->attestation.host);
+}
+
+const char *store_attest_state_name(unsigned state)
+{
+	switch (state) {
+	case STORE_ATTEST_ADMITTED:
+		return "admitted";
+	case STORE_ATTEST_REFUSED:
+		return "refused";
+	case STORE_ATTEST_REVOKED:
+		return "revoked";
+	}
+	return "none";
+}
+
+static json_t *attestation_json(const union store_row *r)
+{
+	const struct store_attestation *a = &r->attestation;
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "host", a->host, "state",
+	                 store_attest_state_name(a->state), "reason", a->reason, "ek_fp", a->ek_fp,
+	                 "measurement", a->measurement, "reset_count", (json_int_t)a->reset_count,
+	                 "restart_count", (json_int_t)a->restart_count, "time_ms",
+	                 (json_int_t)a->time_ms);
+}
+
 static void cluster_encode(struct obuf *b, const union store_row *r)
 {
 	obuf_put_u64(b, r->cluster.generation);
@@ -453,6 +507,8 @@ static const struct table_ops ops[STORE_TABLE_MAX] = {
     [STORE_LOCATIONS] = {"locations", location_encode, location_decode, location_cmp,
                          location_json},
     [STORE_LINKS] = {"links", link_encode, link_decode, link_cmp, link_json},
+    [STORE_ATTESTATIONS] = {"attestations", attestation_encode, attestation_decode, attestation_cmp,
+                            attestation_json},
 };
 
 static bool valid_table(unsigned t)
@@ -621,6 +677,15 @@ const struct store_location *store_location_find(const struct store_state *s, co
 	snprintf(key.location.host, sizeof(key.location.host), "%s", host);
 	const union store_row *r = table_get(s, STORE_LOCATIONS, &key);
 	return r ? &r->location : NULL;
+}
+
+const struct store_attestation *store_attestation_find(const struct store_state *s,
+                                                       const char *host)
+{
+	union store_row key = {0};
+	snprintf(key.attestation.host, sizeof(key.attestation.host), "%s", host);
+	const union store_row *r = table_get(s, STORE_ATTESTATIONS, &key);
+	return r ? &r->attestation : NULL;
 }
 
 const struct store_member *store_member_find_name(const struct store_state *s, const char *name)
@@ -964,6 +1029,22 @@ static int apply_link(struct store_state *s, const struct store_cmd *cmd, struct
 	return apply_simple(s, STORE_LINKS, cmd, res, "link");
 }
 
+static int apply_attestation(struct store_state *s, const struct store_cmd *cmd,
+                             struct store_result *res)
+{
+	const struct store_attestation *a = &cmd->row.attestation;
+	if (cmd->op == STORE_PUT &&
+	    (!a->host[0] || a->state < STORE_ATTEST_ADMITTED || a->state > STORE_ATTEST_REVOKED)) {
+		reject(res, "an attestation needs a host and a state (admitted, refused, revoked)");
+		return 0;
+	}
+	if (cmd->op == STORE_PUT && a->measurement[0] && !is_hex_digest(a->measurement)) {
+		reject(res, "a measurement is 64 lowercase hex digits (SHA-256)");
+		return 0;
+	}
+	return apply_simple(s, STORE_ATTESTATIONS, cmd, res, "attestation");
+}
+
 int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
                       struct store_result *ret_result)
 {
@@ -1002,6 +1083,9 @@ int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
 		break;
 	case STORE_LINKS:
 		r = apply_link(s, cmd, &res);
+		break;
+	case STORE_ATTESTATIONS:
+		r = apply_attestation(s, cmd, &res);
 		break;
 	default:
 		reject(&res, "unknown table %u", cmd->table);
@@ -1069,6 +1153,9 @@ static int restore_into(struct store_state *n, struct cursor *c, const char **wh
 			continue;
 		/* Encoding 1 had no topology tables: they start empty. */
 		if (version < 2 && t >= STORE_LOCATIONS)
+			break;
+		/* Nor had encoding 2 the attestations. */
+		if (version < 3 && t >= STORE_ATTESTATIONS)
 			break;
 		if (cursor_u8(c) != t) {
 			*why = "tables out of order";

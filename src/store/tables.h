@@ -16,7 +16,7 @@
 
 /* Version of the command and snapshot encodings. A replica refuses
  * encodings newer than it knows. */
-#define STORE_ENCODING_VERSION 2 /* 2: the locations and links tables */
+#define STORE_ENCODING_VERSION 3 /* 2: the locations and links tables; 3: attestations */
 
 #define STORE_NAME_MAX    32
 #define STORE_ADDR_MAX    64
@@ -37,8 +37,9 @@ enum store_table {
 	STORE_NAT_MAPPINGS,
 	STORE_LEASES,
 	STORE_CONFLICTS,
-	STORE_LOCATIONS, /* where each host's AEE meets the network */
-	STORE_LINKS,     /* switch-to-switch links */
+	STORE_LOCATIONS,    /* where each host's AEE meets the network */
+	STORE_LINKS,        /* switch-to-switch links */
+	STORE_ATTESTATIONS, /* each host's last attestation, refusal or revocation */
 	STORE_TABLE_MAX,
 };
 
@@ -144,6 +145,25 @@ struct store_link {
 	uint64_t seen_ms;
 };
 
+/* What the leader last concluded of a host's attestation (docs/trust.md).
+ * An admission is what opens the port; this row says why there is one, or
+ * why not. */
+enum store_attest_state {
+	STORE_ATTEST_ADMITTED = 1, /* the last quote was good */
+	STORE_ATTEST_REFUSED = 2,  /* the last attempt failed: @reason */
+	STORE_ATTEST_REVOKED = 3,  /* the admin revoked the host: no attempt is heard */
+};
+
+struct store_attestation {
+	char host[STORE_NAME_MAX]; /* key */
+	uint8_t state;             /* enum store_attest_state */
+	char reason[STORE_REASON_MAX];
+	char ek_fp[STORE_DIGEST_MAX];        /* its TPM: a host name stays with one TPM */
+	char measurement[STORE_DIGEST_MAX];  /* the PCR value the host claimed */
+	uint32_t reset_count, restart_count; /* its TPM's, from the last good quote */
+	uint64_t time_ms;                    /* of the last attempt */
+};
+
 union store_row {
 	struct store_cluster cluster;
 	struct store_member member;
@@ -156,6 +176,7 @@ union store_row {
 	struct store_conflict conflict;
 	struct store_location location;
 	struct store_link link;
+	struct store_attestation attestation;
 };
 
 struct store_cmd {
@@ -229,6 +250,10 @@ const struct store_member *store_member_find(const struct store_state *s, uint64
 const struct store_member *store_member_find_name(const struct store_state *s, const char *name);
 const struct store_admission *store_admission_find(const struct store_state *s, const char *host);
 const struct store_location *store_location_find(const struct store_state *s, const char *host);
+const struct store_attestation *store_attestation_find(const struct store_state *s,
+                                                       const char *host);
+/* "admitted", "refused", "revoked" (enum store_attest_state), or "none". */
+const char *store_attest_state_name(unsigned state);
 
 /* Merge of a command orphaned by a forced recovery into the new cluster's
  * state (docs/store.md, "Merge rules"). */

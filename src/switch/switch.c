@@ -1469,22 +1469,37 @@ static int handle_flows(struct swc *c, const struct ctl_request *req, json_t **r
 	return 0;
 }
 
+/* One member as `ettmctl hosts` shows it: where it sits, whether its port
+ * is open, and what its last attestation concluded (docs/trust.md). */
+static json_t *host_json(const struct store_state *st, const struct store_member *m)
+{
+	const struct store_location *l = store_location_find(st, m->name);
+	const struct store_admission *adm = store_admission_find(st, m->name);
+	const struct store_attestation *t = store_attestation_find(st, m->name);
+	char d[17];
+	const char *state = adm ? "admitted" : "not admitted";
+	if (t && !(adm && t->state != STORE_ATTEST_ADMITTED))
+		state = store_attest_state_name(t->state);
+	const char *measurement = adm && adm->measurement[0] ? adm->measurement
+	                          : t && t->measurement[0]   ? t->measurement
+	                                                     : NULL;
+	return json_pack(
+	    "{s:s, s:b, s:s, s:s?, s:s?, s:I, s:o, s:o, s:s?, s:s?, s:i}", "host", m->name,
+	    "admitted", adm != NULL, "state", state, "reason", t && t->reason[0] ? t->reason : NULL,
+	    "measurement", measurement, "attested_ms", t ? (json_int_t)t->time_ms : (json_int_t)0,
+	    "control_address", l ? addr_json(l->control_addr) : json_null(), "guest_address",
+	    l ? addr_json(l->guest_addr) : json_null(), "mac", l ? l->mac : NULL, "dpid",
+	    l ? dpid_str(l->dpid, d) : NULL, "port", l ? (int)l->port : 0);
+}
+
 static int handle_hosts(struct swc *c, struct ctl_client *client, const struct ctl_request *req,
                         json_t **ret_result, char **ret_error)
 {
 	const struct store_state *st = store_state(c->store);
 	if (strcmp(req->cmd, "hosts.list") == 0) {
 		json_t *a = json_array();
-		for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
-			const struct store_member *m = store_row(st, STORE_MEMBERS, i);
-			const struct store_location *l = store_location_find(st, m->name);
-			char d[17];
-			json_array_append_new(
-			    a, json_pack("{s:s, s:b, s:s?, s:i}", "host", m->name, "admitted",
-			                 store_admission_find(st, m->name) != NULL, "dpid",
-			                 l ? dpid_str(l->dpid, d) : NULL, "port",
-			                 l ? (int)l->port : 0));
-		}
+		for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++)
+			json_array_append_new(a, host_json(st, store_row(st, STORE_MEMBERS, i)));
 		*ret_result = json_pack("{s:o}", "hosts", a);
 		return 0;
 	}

@@ -152,7 +152,14 @@ static const struct bad_case bad_cases[] = {
      "x.conf: nat.first-port 40000 leaves no room for a block of 32768 ports"},
     {"[host]\nname = h1\nid = 1\ncolour = blue\n", "x.conf:4: unknown key host.colour"},
     {"[hots]\n",
-     "x.conf:1: unknown section [hots] (expected [host], [datapath], [store], [switch] or [nat])"},
+     "x.conf:1: unknown section [hots] (expected [host], [datapath], [store], [switch], [nat] "
+     "or [trust])"},
+    {BASE "[trust]\ntcti = swtpm:path=/run/tpm/sock\n",
+     "x.conf:8: trust.tcti needs trust.ca (the TPM manufacturers' CA certificates that EK "
+     "certificates are checked against)"},
+    {"[trust]\npcr = 7\n",
+     "x.conf:2: trust.pcr: expected 16 or 23 (a PCR resettable at locality 0), got \"7\""},
+    {"[trust]\nca = certs\n", "x.conf:2: trust.ca: expected an absolute path, got \"certs\""},
     {"name = h1\n", "x.conf:1: key 'name' outside of a section"},
     {"[switch]\nswitches = 10.77.255.1\n",
      "x.conf:2: switch.switches: expected 1 to 16 comma-separated A.B.C.D:PORT switch OpenFlow "
@@ -190,6 +197,55 @@ static const struct bad_case bad_cases[] = {
      "control-address=1.1.1.2/8\nguest-interface=x\nuplink-interface=x\n",
      "x.conf: datapath.guest-interface and datapath.uplink-interface are both \"x\""},
 };
+
+static void test_trust_section(void **state)
+{
+	static const char text[] = BASE "[trust]\ntcti = swtpm:path=/run/tpm/sock\n"
+	                                "ca = /etc/ettm/tpm-ca\nreattest-interval-ms = 5000\n";
+	struct config c;
+	char error[256] = "";
+	(void)state;
+	assert_int_equal(config_parse(BASE, strlen(BASE), "t.conf", &c, error, sizeof(error)), 0);
+	assert_false(attest_enabled(&c.trust));
+	assert_int_equal(c.trust.pcr, 16);
+	assert_int_equal(c.trust.reattest_ms, 30000);
+	assert_int_equal(config_parse(text, strlen(text), "t.conf", &c, error, sizeof(error)), 0);
+	assert_true(attest_enabled(&c.trust));
+	assert_string_equal(c.trust.tcti, "swtpm:path=/run/tpm/sock");
+	assert_string_equal(c.trust.ca, "/etc/ettm/tpm-ca");
+	assert_int_equal(c.trust.reattest_ms, 5000);
+}
+
+/* Two hosts of one network, with the same settings written differently,
+ * measure the same; a setting that changes behaviour changes it. */
+static void test_measured_configuration(void **state)
+{
+	static const char h1[] = "[host]\nname = h1\nid = 1\n[datapath]\n"
+	                         "guest-address = 10.77.1.1\ncontrol-address = 10.77.0.1/16\n"
+	                         "[store]\nbootstrap = true\nelection-ms = 400\n"
+	                         "[trust]\ntcti = swtpm:path=/a\nca = /ca\n";
+	static const char h2[] = "# host two\n[trust]\nca = \"/ca\"\ntcti = device:/dev/tpmrm0\n"
+	                         "[store]\nelection-ms = 400   # slower\n[datapath]\n"
+	                         "control-address = 10.77.0.2/16\nguest-address = 10.77.1.2\n"
+	                         "[host]\nid = 2\nname = h2\n";
+	static const char other[] = "[host]\nname = h1\nid = 1\n[datapath]\n"
+	                            "guest-address = 10.77.1.1\ncontrol-address = 10.77.0.1/16\n"
+	                            "[store]\nelection-ms = 500\n";
+	char *a, *b, *c, error[256] = "";
+	(void)state;
+	assert_int_equal(config_measured(h1, strlen(h1), "h1", &a, error, sizeof(error)), 0);
+	assert_int_equal(config_measured(h2, strlen(h2), "h2", &b, error, sizeof(error)), 0);
+	assert_int_equal(config_measured(other, strlen(other), "o", &c, error, sizeof(error)), 0);
+	assert_string_equal(a, "store.election-ms = 400\ntrust.ca = /ca\n");
+	assert_string_equal(a, b);
+	assert_string_not_equal(a, c);
+	free(a);
+	free(b);
+	free(c);
+	assert_int_equal(config_measured("[hots]\n", 7, "bad", &a, error, sizeof(error)), -EINVAL);
+	assert_string_equal(error, "bad:1: unknown section [hots] (expected [host], [datapath], "
+	                           "[store], [switch], [nat] or [trust])");
+}
 
 static void test_nat_section(void **state)
 {
@@ -278,11 +334,17 @@ static void test_load_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_file),          cmocka_unit_test(test_defaults),
-	    cmocka_unit_test(test_store_section),      cmocka_unit_test(test_switch_section),
-	    cmocka_unit_test(test_nat_section),        cmocka_unit_test(test_bad_files),
-	    cmocka_unit_test(test_nul_and_long_lines), cmocka_unit_test(test_load_missing_file),
+	    cmocka_unit_test(test_good_file),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_store_section),
+	    cmocka_unit_test(test_switch_section),
+	    cmocka_unit_test(test_nat_section),
+	    cmocka_unit_test(test_bad_files),
+	    cmocka_unit_test(test_nul_and_long_lines),
+	    cmocka_unit_test(test_load_missing_file),
 	    cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_trust_section),
+	    cmocka_unit_test(test_measured_configuration),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,6 +93,22 @@ static struct store_cmd admission(const char *host, uint64_t time)
 	return c;
 }
 
+static struct store_cmd attestation(const char *host, enum store_attest_state state, uint64_t time)
+{
+	struct store_cmd c = put(STORE_ATTESTATIONS);
+	c.time_ms = time;
+	struct store_attestation *a = &c.row.attestation;
+	snprintf(a->host, sizeof(a->host), "%s", host);
+	a->state = (uint8_t)state;
+	snprintf(a->reason, sizeof(a->reason), "%s", state == STORE_ATTEST_REFUSED ? "why" : "");
+	memset(a->ek_fp, 'f', 64);
+	memset(a->measurement, 'e', 64);
+	a->reset_count = 3;
+	a->restart_count = 1;
+	a->time_ms = time;
+	return c;
+}
+
 static struct store_cmd generation(uint64_t g)
 {
 	struct store_cmd c = put(STORE_CLUSTER);
@@ -203,6 +219,7 @@ static void test_every_table_round_trips(void **state)
 	    mapping(8080, 2, STORE_PUT),
 	    lease("02:00:00:00:00:09", 0x0a4d0209, 99, 1),
 	    conflict("a policy edit"),
+	    attestation("h2", STORE_ATTEST_REFUSED, 8),
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		round_trip(&cmds[i]);
@@ -308,6 +325,37 @@ static void test_admissions(void **state)
 	assert_rejected(s, &revoke, "no such admission");
 	snprintf(revoke.row.admission.host, sizeof(revoke.row.admission.host), "h2");
 	assert_applied(s, &revoke);
+	store_state_free(s);
+}
+
+static void test_attestations(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_applied(s, (struct store_cmd[1]){attestation("h2", STORE_ATTEST_ADMITTED, 10)});
+	assert_applied(s, (struct store_cmd[1]){attestation("h2", STORE_ATTEST_REFUSED, 20)});
+	assert_int_equal(store_count(s, STORE_ATTESTATIONS), 1);
+	const struct store_attestation *a = store_attestation_find(s, "h2");
+	assert_non_null(a);
+	assert_int_equal(a->state, STORE_ATTEST_REFUSED);
+	assert_string_equal(a->reason, "why");
+	assert_int_equal(a->reset_count, 3);
+	assert_string_equal(store_attest_state_name(a->state), "refused");
+	assert_null(store_attestation_find(s, "h3"));
+	struct store_cmd bad = attestation("h3", STORE_ATTEST_ADMITTED, 10);
+	bad.row.attestation.state = 9;
+	assert_rejected(s, &bad,
+	                "an attestation needs a host and a state (admitted, refused, revoked)");
+	bad = attestation("", STORE_ATTEST_ADMITTED, 10);
+	assert_rejected(s, &bad,
+	                "an attestation needs a host and a state (admitted, refused, revoked)");
+	bad = attestation("h3", STORE_ATTEST_ADMITTED, 10);
+	bad.row.attestation.measurement[3] = 'X';
+	assert_rejected(s, &bad, "a measurement is 64 lowercase hex digits (SHA-256)");
+	struct store_cmd gone = del(STORE_ATTESTATIONS);
+	snprintf(gone.row.attestation.host, sizeof(gone.row.attestation.host), "h2");
+	assert_applied(s, &gone);
+	assert_rejected(s, &gone, "no such attestation");
 	store_state_free(s);
 }
 
@@ -432,6 +480,7 @@ static struct store_state *populated(void)
 	    mapping(443, 2, STORE_PUT),
 	    lease("02:00:00:00:00:05", 0x0a4d0205, 99, 1),
 	    conflict("kept for the admin"),
+	    attestation("h1", STORE_ATTEST_ADMITTED, 5),
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		assert_applied(s, &cmds[i]);
@@ -554,6 +603,13 @@ static void test_merge_rules(void **state)
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
 	c = admission("h1", 6);
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	c = attestation("h1", STORE_ATTEST_REFUSED, 4); /* the new cluster knows better */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = attestation("h1", STORE_ATTEST_REFUSED, 6);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	c = attestation("h7", STORE_ATTEST_REFUSED, 6);
+	c.op = STORE_DELETE; /* nothing to delete */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
 
 	c = policy(1, "made on the current epoch");
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
@@ -615,6 +671,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_snapshots_change_nothing),
 	    cmocka_unit_test(test_dump),
 	    cmocka_unit_test(test_merge_rules),
+	    cmocka_unit_test(test_attestations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

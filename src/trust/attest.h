@@ -1,0 +1,72 @@
+/* Attestation: how a host proves to the cluster that its TPM is genuine and
+ * that it runs a trusted agent, and how the leader keeps checking it
+ * (docs/trust.md, "Join protocol"). Every agent with [trust] configured
+ * measures itself into its TPM and joins; the store's leader verifies joins
+ * and re-attests admitted hosts. An admission committed here is what opens
+ * the host's switch port (src/switch). */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "api/server.h"
+#include "store/store.h"
+
+#define ATTEST_TCTI_MAX 256
+
+struct attest_options {
+	char tcti[ATTEST_TCTI_MAX]; /* the TPM; "" leaves admission to the admin */
+	char ca[PATH_MAX];          /* PEM file or directory: EK certificates' CAs */
+	unsigned pcr;               /* resettable PCR for the measurement: 16 */
+	unsigned reattest_ms;       /* the leader quotes each admitted host this often */
+};
+
+void attest_options_default(struct attest_options *o);
+
+static inline bool attest_enabled(const struct attest_options *o)
+{
+	return o->tcti[0] != '\0';
+}
+
+/* The measurement of an agent binary and its configuration: the value the
+ * PCR holds after the agent's start, as lowercase hex. Fails (-errno, with
+ * @error naming the file or the configuration's line) when either cannot be
+ * read or the configuration is invalid. */
+int attest_measure_files(const char *binary, const char *config, char ret_hex[65], char *error,
+                         size_t error_size);
+
+struct attest;
+
+/* Opens the TPM, measures @binary and @config into the PCR, reads the EK
+ * certificate and creates the AK; then joins the cluster of @store as host
+ * @host and, while this host leads, verifies other hosts. @state_dir keeps
+ * whether this host has seeded the trusted measurements of a new cluster.
+ * Returns 0 or a negative errno with @error. */
+int attest_open(uv_loop_t *loop, const struct attest_options *o, const char *host,
+                const char *binary, const char *config, const char *state_dir, struct store *store,
+                struct attest **ret_attest, char *error, size_t error_size);
+
+/* Stops the timers; in-flight calls finish without effect. NULL is fine. */
+void attest_close(struct attest *a);
+
+/* The peer API's trust.challenge, trust.prove and trust.quote. Returns
+ * -ENOENT with no error for other commands. */
+int attest_handle_peer(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
+                       json_t **ret_result, char **ret_error);
+
+/* The admin's hosts.admit and hosts.revoke when admission is by attestation:
+ * revoke closes the host's port and refuses its attempts until admit lets
+ * it attest again (with any TPM). -ENOENT for other commands. */
+int attest_handle_admin(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
+                        json_t **ret_result, char **ret_error);
+
+/* This host's measurement (lowercase hex): what `ettmctl trust add` must
+ * be given for the cluster to admit it. */
+const char *attest_measurement(const struct attest *a);
+
+/* This host's side, for `ettmctl status`: measurement, PCR, whether it is
+ * admitted, the last error of a join. */
+json_t *attest_status(const struct attest *a);

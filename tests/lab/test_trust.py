@@ -1,0 +1,142 @@
+"""Trust in the lab: every host has its own swtpm with an EK certificate from
+the lab's CA, and is admitted only by attestation. A host started from
+another binary is refused and its guest reaches nothing until the admin
+trusts its measurement; removing a trusted measurement closes the ports of
+the hosts that run it; a TPM reset makes the host attest again."""
+
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import ETTMD, run_and_expect
+
+RUN_ROOT = "/run/ettm-lab"
+
+
+@pytest.fixture(autouse=True)
+def _needs_swtpm():
+    for tool in ("swtpm", "swtpm_setup"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (scripts/install-deps.sh)")
+
+
+def hosts(lab, via="h1"):
+    return {h["host"]: h for h in lab.ctl_json(via, "hosts")["hosts"]}
+
+
+def state_of(lab, host, via="h1"):
+    return hosts(lab, via).get(host, {}).get("state")
+
+
+def pings(lab, src, dst):
+    return lab.exec(src, "ping", "-c", "1", "-W", "1", dst, check=False).returncode == 0
+
+
+def modified_binary(lab, tmp_path):
+    """A copy of ettmd with one byte appended: it runs the same, but it is not
+    the binary the cluster trusts."""
+    path = tmp_path / "ettmd-modified"
+    shutil.copy(ETTMD, path)
+    with open(path, "ab") as f:
+        f.write(b"\0")
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def test_every_host_is_admitted_by_attestation(make_lab):
+    lab = make_lab(3)
+    hs = hosts(lab)
+    for n in (1, 2, 3):
+        h = hs[f"h{n}"]
+        assert h["state"] == "admitted", h
+        assert h["guest_address"] == f"10.77.1.{n}" and h["control_address"] == f"10.77.0.{n}"
+        assert h["port"] > 0 and h["mac"]
+    # All run the same binary with the same settings: one measurement,
+    # the one the cluster's creator seeded.
+    measurements = {h["measurement"] for h in hs.values()}
+    trusted = lab.ctl_json("h2", "trust")["trusted"]
+    assert len(measurements) == 1 and [t["digest"] for t in trusted] == list(measurements)
+    assert "created this cluster (h1)" in trusted[0]["note"]
+    # The admission records the TPM: EK and AK fingerprints of the quote.
+    adm = {a["host"]: a for a in lab.ctl_json("h3", "store", "dump", "admissions")["admissions"]}
+    status = lab.ctl_json("h2", "status")["trust"]
+    assert adm["h2"]["ak_fp"] == status["ak_fp"] and adm["h2"]["ek_fp"] == status["ek_fp"]
+    assert adm["h2"]["measurement"] == status["measurement"]
+    # The computation of `trust add --from-binary` is the agent's.
+    conf = os.path.join(RUN_ROOT, lab.prefix, "h2", "ettmd.conf")
+    out = lab.ctl("h2", "--json", "trust", "add", "--from-binary", ETTMD, "--config", conf,
+                  check=False)
+    assert "already trusted" in out.stderr, out
+    assert pings(lab, "h1", "10.77.1.3")
+    # The leader keeps re-attesting (the lab's interval is 5 s).
+    first = hosts(lab)["h3"]["attested_ms"]
+    run_and_expect(lambda: hosts(lab)["h3"]["attested_ms"] > first, timeout=12,
+                   what="h3 re-attested")
+
+
+def test_a_modified_binary_is_refused_until_its_digest_is_trusted(make_lab, tmp_path):
+    lab = make_lab(3)
+    binary = modified_binary(lab, tmp_path)
+    lab.lab("stop", "h3")
+    lab.lab("start", "h3", "--binary", binary)
+    run_and_expect(lambda: state_of(lab, "h3") == "refused", timeout=10, what="h3 refused")
+    reason = hosts(lab)["h3"]["reason"]
+    assert "not trusted" in reason, reason
+    # Its guest reaches no other guest and not the internet.
+    assert not pings(lab, "h3", "10.77.1.1")
+    assert not pings(lab, "h3", "198.51.100.10")
+    assert pings(lab, "h1", "10.77.1.2")
+    # The admin trusts it: the next attempt admits it.
+    conf = os.path.join(RUN_ROOT, lab.prefix, "h3", "ettmd.conf")
+    lab.ctl("h2", "trust", "add", "--from-binary", binary, "--config", conf, "--note", "test")
+    run_and_expect(lambda: state_of(lab, "h3") == "admitted", timeout=10, what="h3 admitted")
+    run_and_expect(lambda: pings(lab, "h3", "10.77.1.1"), timeout=10, what="h3 reaches h1")
+
+
+def test_removing_a_trusted_digest_closes_the_ports_of_its_hosts(make_lab):
+    lab = make_lab(3)
+    digest = hosts(lab)["h2"]["measurement"]
+    assert pings(lab, "h2", "10.77.1.3")
+    lab.ctl("h1", "trust", "remove", digest)
+    run_and_expect(lambda: all(h["state"] == "refused" for h in hosts(lab).values()),
+                   timeout=5, what="every host refused")
+    assert "no longer trusted" in hosts(lab)["h2"]["reason"] or \
+        "not trusted" in hosts(lab)["h2"]["reason"]
+    run_and_expect(lambda: not pings(lab, "h2", "10.77.1.3"), timeout=5,
+                   what="h2's port closed")
+    # The control plane still works: trusting it again admits them again.
+    lab.ctl("h3", "trust", "add", digest, "--note", "again")
+    run_and_expect(lambda: all(h["state"] == "admitted" for h in hosts(lab).values()),
+                   timeout=10, what="every host admitted again")
+    run_and_expect(lambda: pings(lab, "h2", "10.77.1.3"), timeout=10, what="h2 reaches h3")
+
+
+def test_a_tpm_reset_forces_reattestation(make_lab):
+    lab = make_lab(3)
+    before = lab.ctl_json("h2", "status")["trust"]["reset_count"]
+    stamp = hosts(lab)["h2"]["attested_ms"]
+    lab.lab("restart-tpm", "h2")
+    run_and_expect(lambda: lab.ctl_json("h2", "status")["trust"]["reset_count"] > before,
+                   timeout=5, what="h2 sees its TPM reset")
+    # Attested again at once, not at the next 5 s round.
+    t0 = time.time()
+    run_and_expect(lambda: hosts(lab)["h2"]["attested_ms"] > stamp and
+                   state_of(lab, "h2") == "admitted", timeout=4, what="h2 attested again")
+    assert time.time() - t0 < 4
+    counts = {a["host"]: a for a in lab.ctl_json("h1", "store", "dump", "attestations")["attestations"]}
+    assert counts["h2"]["reset_count"] > before
+    assert pings(lab, "h2", "10.77.1.1")
+
+
+def test_admin_revoke_sticks_until_admit(make_lab):
+    lab = make_lab(3)
+    lab.ctl("h1", "hosts", "revoke", "h3")
+    run_and_expect(lambda: state_of(lab, "h3") == "revoked", timeout=5, what="h3 revoked")
+    run_and_expect(lambda: not pings(lab, "h3", "10.77.1.1"), timeout=5, what="h3 cut off")
+    time.sleep(3)  # h3 keeps trying: its attempts are refused
+    assert state_of(lab, "h3") == "revoked"
+    out = lab.ctl("h2", "hosts", "admit", "h3").stdout
+    assert "may attest again" in out, out
+    run_and_expect(lambda: state_of(lab, "h3") == "admitted", timeout=10, what="h3 admitted")
