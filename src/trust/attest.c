@@ -430,6 +430,39 @@ static int check_host(struct attest *a, const char *host, char **ret_error)
 	return 0;
 }
 
+void attest_claim_done(struct attest_claim *c)
+{
+	trust_blob_done(&c->ek_public);
+	trust_blob_done(&c->ak_public);
+}
+
+int attest_check_challenge(json_t *args, const char *ca, struct attest_claim *ret_claim,
+                           char **ret_error)
+{
+	struct attest_claim c = {0};
+	struct trust_blob cert = {0};
+	char why[150];
+	int r;
+	if ((r = arg_hex(args, "ek_cert", 8192, &cert, ret_error)) < 0 ||
+	    (r = arg_hex(args, "ek_public", 1024, &c.ek_public, ret_error)) < 0 ||
+	    (r = arg_hex(args, "ak_public", 1024, &c.ak_public, ret_error)) < 0)
+		goto out;
+	if (trust_ek_check(&cert, &c.ek_public, ca, c.ek_fp, why, sizeof(why)) < 0) {
+		r = fail(ret_error, -EPERM, "EK certificate: %s", why);
+		goto out;
+	}
+	if (trust_ak_check(&c.ak_public, c.ak_fp, c.ak_name, why, sizeof(why)) < 0) {
+		r = fail(ret_error, -EPERM, "AK: %s", why);
+		goto out;
+	}
+	*ret_claim = c;
+	c = (struct attest_claim){0};
+out:
+	trust_blob_done(&cert);
+	attest_claim_done(&c);
+	return r;
+}
+
 static int handle_challenge(struct attest *a, const struct ctl_request *req, json_t **ret_result,
                             char **ret_error)
 {
@@ -437,34 +470,21 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 	int r = check_host(a, host, ret_error);
 	if (r < 0)
 		return r;
-	struct trust_blob cert = {0}, ek = {0}, ak = {0}, cred = {0}, secret = {0};
-	char ek_fp[TRUST_FP_LEN], ak_fp[TRUST_FP_LEN], why[STORE_REASON_MAX];
-	uint8_t name[2 + TRUST_DIGEST_LEN];
-	if ((r = arg_hex(req->args, "ek_cert", 8192, &cert, ret_error)) < 0 ||
-	    (r = arg_hex(req->args, "ek_public", 1024, &ek, ret_error)) < 0 ||
-	    (r = arg_hex(req->args, "ak_public", 1024, &ak, ret_error)) < 0)
-		goto out;
-	if ((r = trust_ek_check(&cert, &ek, a->o.ca, ek_fp, why, sizeof(why))) < 0) {
-		char reason[STORE_REASON_MAX];
-		snprintf(reason, sizeof(reason), "EK certificate: %.150s", why);
-		refuse(a, host, reason, NULL, NULL, false);
-		r = fail(ret_error, -EPERM, "%s", reason);
-		goto out;
-	}
+	struct attest_claim c;
+	r = attest_check_challenge(req->args, a->o.ca, &c, ret_error);
+	if (r == -EPERM)
+		refuse(a, host, *ret_error ? *ret_error : "bad EK or AK", NULL, NULL, false);
+	if (r < 0)
+		return r;
+	struct trust_blob cred = {0}, secret = {0};
+	char why[STORE_REASON_MAX];
 	const struct store_attestation *t = store_attestation_find(store_state(a->store), host);
-	if (t && t->ek_fp[0] && strcmp(t->ek_fp, ek_fp) != 0) {
+	if (t && t->ek_fp[0] && strcmp(t->ek_fp, c.ek_fp) != 0) {
 		r = fail(ret_error, -EPERM,
 		         "%s attested before with another TPM (EK %.16s...); 'ettmctl hosts revoke "
 		         "%s' then 'hosts admit %s' let a new TPM in",
 		         host, t->ek_fp, host, host);
 		log_warn("trust: %s: %s", host, *ret_error ? *ret_error : "another TPM");
-		goto out;
-	}
-	if ((r = trust_ak_check(&ak, ak_fp, name, why, sizeof(why))) < 0) {
-		char reason[STORE_REASON_MAX];
-		snprintf(reason, sizeof(reason), "AK: %.150s", why);
-		refuse(a, host, reason, ek_fp, NULL, false);
-		r = fail(ret_error, -EPERM, "%s", reason);
 		goto out;
 	}
 	struct session *s = session_new(a);
@@ -475,17 +495,17 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 		r = fail(ret_error, -EIO, "no random numbers");
 		goto out;
 	}
-	if ((r = trust_make_credential(&ek, name, s->plain, sizeof(s->plain), &cred, &secret, why,
-	                               sizeof(why))) < 0) {
+	if ((r = trust_make_credential(&c.ek_public, c.ak_name, s->plain, sizeof(s->plain), &cred,
+	                               &secret, why, sizeof(why))) < 0) {
 		r = fail(ret_error, r, "cannot make a credential for that EK: %s", why);
 		goto out;
 	}
 	trust_hex(id, sizeof(id), s->id);
 	snprintf(s->host, sizeof(s->host), "%s", host);
-	memcpy(s->ek_fp, ek_fp, sizeof(ek_fp));
-	memcpy(s->ak_fp, ak_fp, sizeof(ak_fp));
-	s->ak_public = ak;
-	ak = (struct trust_blob){0};
+	memcpy(s->ek_fp, c.ek_fp, sizeof(s->ek_fp));
+	memcpy(s->ak_fp, c.ak_fp, sizeof(s->ak_fp));
+	s->ak_public = c.ak_public;
+	c.ak_public = (struct trust_blob){0};
 	s->expires_ms = mono_ms() + SESSION_MS;
 	*ret_result =
 	    json_pack("{s:s, s:o, s:o, s:o}", "session", s->id, "credential",
@@ -493,37 +513,72 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 	              "nonce", hex_json(s->nonce, sizeof(s->nonce)));
 	r = *ret_result ? 0 : -ENOMEM;
 out:
-	trust_blob_done(&cert);
-	trust_blob_done(&ek);
-	trust_blob_done(&ak);
+	attest_claim_done(&c);
 	trust_blob_done(&cred);
 	trust_blob_done(&secret);
 	return r;
 }
 
-/* Checks a quote from @host against what the store trusts; fills @ret_q. */
-static int check_quote(struct attest *a, const char *host, const char *ek_fp,
-                       const struct trust_blob *ak, const struct trust_blob *attest,
-                       const struct trust_blob *sig, const uint8_t *nonce, const char *measurement,
+int attest_check_quote(json_t *args, const struct trust_blob *ak,
+                       const uint8_t nonce[TRUST_NONCE_LEN], unsigned pcr,
+                       char ret_ak_fp[TRUST_FP_LEN], struct trust_quote *ret_quote,
+                       char **ret_error)
+{
+	struct trust_blob own = {0}, attest = {0}, sig = {0};
+	const char *measurement = json_string_value(json_object_get(args, "measurement"));
+	uint8_t expected[TRUST_DIGEST_LEN], name[2 + TRUST_DIGEST_LEN];
+	char why[150], fp[TRUST_FP_LEN] = "";
+	int r;
+	if (!is_digest_hex(measurement))
+		return fail(ret_error, -EINVAL,
+		            "field \"measurement\": expected 64 lowercase hex digits");
+	digest_from_hex(measurement, expected);
+	if ((!ak && (r = arg_hex(args, "ak_public", 1024, &own, ret_error)) < 0) ||
+	    (r = arg_hex(args, "attest", 4096, &attest, ret_error)) < 0 ||
+	    (r = arg_hex(args, "signature", 1024, &sig, ret_error)) < 0)
+		goto out;
+	if (!ak && trust_ak_check(&own, fp, name, why, sizeof(why)) < 0) {
+		r = fail(ret_error, -EPERM, "AK: %s", why);
+		goto out;
+	}
+	if (trust_quote_check(ak ? ak : &own, &attest, &sig, nonce, TRUST_NONCE_LEN, pcr, expected,
+	                      ret_quote, why, sizeof(why)) < 0) {
+		r = fail(ret_error, -EPERM, "quote: %s", why);
+		goto out;
+	}
+	if (ret_ak_fp)
+		memcpy(ret_ak_fp, fp, TRUST_FP_LEN);
+	r = 0;
+out:
+	trust_blob_done(&own);
+	trust_blob_done(&attest);
+	trust_blob_done(&sig);
+	return r;
+}
+
+/* Checks the quote in @args (by @ak, or by the AK it carries, which must be
+ * @ak_fp) and then what the store says of it: the measurement is trusted,
+ * the counters did not go back. */
+static int check_quote(struct attest *a, const char *host, const char *ek_fp, json_t *args,
+                       const struct trust_blob *ak, const char *ak_fp, const uint8_t *nonce,
                        struct trust_quote *ret_q, char *why, size_t why_size)
 {
 	const struct store_state *st = store_state(a->store);
-	if (!is_digest_hex(measurement)) {
-		snprintf(why, why_size, "field \"measurement\": expected 64 lowercase hex digits");
-		return -EINVAL;
+	char *e = NULL, fp[TRUST_FP_LEN];
+	int r = attest_check_quote(args, ak, nonce, a->o.pcr, fp, ret_q, &e);
+	if (r == 0 && !ak && strcmp(fp, ak_fp) != 0) {
+		snprintf(why, why_size, "the quote is not from the AK the host joined with");
+		return -EPERM;
 	}
+	if (r < 0) {
+		snprintf(why, why_size, "%s", e ? e : "out of memory");
+		free(e);
+		return r;
+	}
+	const char *measurement = json_string_value(json_object_get(args, "measurement"));
 	if (!is_trusted(st, measurement)) {
 		snprintf(why, why_size, "measurement %.16s... is not trusted", measurement);
 		return -EPERM;
-	}
-	uint8_t expected[TRUST_DIGEST_LEN];
-	digest_from_hex(measurement, expected);
-	char e[STORE_REASON_MAX - 16];
-	int r = trust_quote_check(ak, attest, sig, nonce, TRUST_NONCE_LEN, a->o.pcr, expected,
-	                          ret_q, e, sizeof(e));
-	if (r < 0) {
-		snprintf(why, why_size, "quote: %s", e);
-		return r;
 	}
 	return check_counters(store_attestation_find(st, host), ek_fp, ret_q, why, why_size);
 }
@@ -541,13 +596,11 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	/* One answer per challenge: a replayed one finds no session. */
 	struct session sess = *s;
 	*s = (struct session){0};
-	struct trust_blob plain = {0}, attest = {0}, sig = {0};
+	struct trust_blob plain = {0};
 	char why[STORE_REASON_MAX];
 	struct trust_quote q;
 	int r;
-	if ((r = arg_hex(req->args, "plain", TRUST_DIGEST_LEN, &plain, ret_error)) < 0 ||
-	    (r = arg_hex(req->args, "attest", 4096, &attest, ret_error)) < 0 ||
-	    (r = arg_hex(req->args, "signature", 1024, &sig, ret_error)) < 0)
+	if ((r = arg_hex(req->args, "plain", TRUST_DIGEST_LEN, &plain, ret_error)) < 0)
 		goto out;
 	/* TPM 2.0 Part 1, "Credential Protection": only the TPM that holds
 	 * both the EK and the key named in the credential can recover it. */
@@ -559,8 +612,8 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		         "credential activation failed: the AK is not in the TPM of that EK");
 		r = -EPERM;
 	} else {
-		r = check_quote(a, host, sess.ek_fp, &sess.ak_public, &attest, &sig, sess.nonce,
-		                measurement, &q, why, sizeof(why));
+		r = check_quote(a, host, sess.ek_fp, req->args, &sess.ak_public, NULL, sess.nonce,
+		                &q, why, sizeof(why));
 	}
 	if (r < 0) {
 		refuse(a, host, why, sess.ek_fp, measurement, true);
@@ -598,8 +651,6 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 out:
 	trust_blob_done(&sess.ak_public);
 	trust_blob_done(&plain);
-	trust_blob_done(&attest);
-	trust_blob_done(&sig);
 	return r;
 }
 
@@ -681,30 +732,11 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 		log_debug("trust: no quote from %s: %s", qc->host, error);
 		goto out;
 	}
-	struct trust_blob ak = {0}, attest = {0}, sig = {0};
-	char why[STORE_REASON_MAX], *e = NULL, fp[TRUST_FP_LEN];
-	uint8_t name[2 + TRUST_DIGEST_LEN];
+	char why[STORE_REASON_MAX];
 	struct trust_quote q;
 	const char *measurement = json_string_value(json_object_get(result, "measurement"));
-	int r;
-	if (arg_hex(result, "ak_public", 1024, &ak, &e) < 0 ||
-	    arg_hex(result, "attest", 4096, &attest, &e) < 0 ||
-	    arg_hex(result, "signature", 1024, &sig, &e) < 0) {
-		snprintf(why, sizeof(why), "re-attestation: %s", e ? e : "malformed answer");
-		r = -EINVAL;
-	} else if (trust_ak_check(&ak, fp, name, why, sizeof(why)) < 0 ||
-	           strcmp(fp, adm->ak_fp) != 0) {
-		snprintf(why, sizeof(why),
-		         "re-attestation: the quote is not from the AK it joined with");
-		r = -EPERM;
-	} else {
-		r = check_quote(a, qc->host, adm->ek_fp, &ak, &attest, &sig, qc->nonce, measurement,
-		                &q, why, sizeof(why));
-	}
-	free(e);
-	trust_blob_done(&ak);
-	trust_blob_done(&attest);
-	trust_blob_done(&sig);
+	int r = check_quote(a, qc->host, adm->ek_fp, result, NULL, adm->ak_fp, qc->nonce, &q, why,
+	                    sizeof(why));
 	if (r < 0) {
 		refuse(a, qc->host, why, adm->ek_fp, measurement, true);
 		goto out;

@@ -14,6 +14,7 @@
 
 #include "api/server.h"
 #include "store/store.h"
+#include "trust.h"
 
 #define ATTEST_TCTI_MAX 256
 
@@ -62,6 +63,34 @@ int attest_handle_peer(struct attest *a, struct ctl_client *client, const struct
  * it attest again (with any TPM). -ENOENT for other commands. */
 int attest_handle_admin(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
                         json_t **ret_result, char **ret_error);
+
+/* ---- the checks of the join messages, without a store (and fuzzed) ---- */
+
+/* What a trust.challenge says of the host's TPM, checked. */
+struct attest_claim {
+	struct trust_blob ek_public, ak_public;
+	char ek_fp[TRUST_FP_LEN], ak_fp[TRUST_FP_LEN];
+	uint8_t ak_name[2 + TRUST_DIGEST_LEN];
+};
+
+void attest_claim_done(struct attest_claim *c);
+
+/* Decodes a trust.challenge's @args (ek_cert, ek_public, ak_public in hex)
+ * and checks the EK certificate against the CAs of @ca and the AK's
+ * attributes. -EINVAL for a malformed message, -EPERM for a failed check,
+ * with the reason in *ret_error (newly allocated). */
+int attest_check_challenge(json_t *args, const char *ca, struct attest_claim *ret_claim,
+                           char **ret_error);
+
+/* Decodes the quote of a trust.prove or a trust.quote answer (@args:
+ * measurement, attest, signature, and ak_public when @ak is NULL, whose
+ * fingerprint then goes to @ret_ak_fp) and checks it: signed by the AK,
+ * over @nonce, of @pcr holding the claimed measurement. Errors as
+ * attest_check_challenge(). */
+int attest_check_quote(json_t *args, const struct trust_blob *ak,
+                       const uint8_t nonce[TRUST_NONCE_LEN], unsigned pcr,
+                       char ret_ak_fp[TRUST_FP_LEN], struct trust_quote *ret_quote,
+                       char **ret_error);
 
 /* This host's measurement (lowercase hex): what `ettmctl trust add` must
  * be given for the cluster to admit it. */
