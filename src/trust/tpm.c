@@ -107,7 +107,7 @@ int trust_tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char *error, si
 	setenv("TSS2_LOG", "all+none", 0);
 	struct trust_tpm *t = calloc(1, sizeof(*t));
 	if (!t)
-		return -ENOMEM;
+		return trust_fail_default(-ENOMEM, error, error_size, "TPM");
 	t->ak = ESYS_TR_NONE;
 	int r;
 	TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti, &t->tcti);
@@ -274,8 +274,10 @@ static int nv_read(struct trust_tpm *t, TPM2_HANDLE index, struct trust_blob *re
 	nv_buffer_max(t, &chunk);
 	r = -ENOMEM;
 	data = malloc(size ? size : 1);
-	if (!data)
+	if (!data) {
+		trust_err(error, error_size, "NV index 0x%08x: out of memory", index);
 		goto out;
+	}
 	for (uint16_t off = 0; off < size;) {
 		uint16_t n = size - off < chunk ? size - off : chunk;
 		TPM2B_MAX_NV_BUFFER *buf = NULL;
@@ -382,8 +384,10 @@ int trust_tpm_ek(struct trust_tpm *t, struct trust_blob *ret_cert, struct trust_
 	if (r < 0)
 		goto fail;
 	r = trust_public_marshal(&pub, ret_public);
-	if (r < 0)
+	if (r < 0) {
+		trust_err(error, error_size, "EK public: %s", strerror(-r));
 		goto fail;
+	}
 	*ret_cert = cert;
 	return 0;
 fail:
@@ -408,7 +412,8 @@ int trust_tpm_ak(struct trust_tpm *t, struct trust_blob *ret_public, char *error
 	int r = ak_ensure(t, error, error_size);
 	if (r < 0)
 		return r;
-	return trust_public_marshal(&t->ak_public, ret_public);
+	return trust_fail_default(trust_public_marshal(&t->ak_public, ret_public), error,
+	                          error_size, "AK public");
 }
 
 int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, size_t nonce_len,
@@ -450,6 +455,7 @@ int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, siz
 	} else {
 		free(a.data);
 		free(s.data);
+		trust_err(error, error_size, "quote: out of memory");
 	}
 	Esys_Free(quoted);
 	Esys_Free(sig);
@@ -537,6 +543,7 @@ int trust_tpm_activate(struct trust_tpm *t, const struct trust_blob *credential,
 	uint8_t *data = malloc(plain->size ? plain->size : 1);
 	if (!data) {
 		r = -ENOMEM;
+		trust_err(error, error_size, "credential: out of memory");
 	} else {
 		memcpy(data, plain->buffer, plain->size);
 		ret_plain->data = data;

@@ -41,6 +41,13 @@ void trust_err(char *error, size_t error_size, const char *fmt, ...)
 	va_end(ap);
 }
 
+int trust_fail_default(int r, char *error, size_t error_size, const char *what)
+{
+	if (r < 0 && error && error_size && !error[0])
+		trust_err(error, error_size, "%s: %s", what, strerror(-r));
+	return r;
+}
+
 static bool blob_ok(const struct trust_blob *b)
 {
 	return b && b->data && b->len > 0;
@@ -356,8 +363,9 @@ static int ek_verify_cb(int ok, X509_STORE_CTX *ctx)
 	return cert && only_known_critical(cert);
 }
 
-int trust_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
-                   const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error, size_t error_size)
+static int do_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
+                       const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error,
+                       size_t error_size)
 {
 	if (!cert || !ret_fp) {
 		trust_err(error, error_size, "EK certificate: missing");
@@ -403,6 +411,14 @@ out_store:
 out:
 	X509_free(x);
 	return r;
+}
+
+int trust_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
+                   const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error, size_t error_size)
+{
+	trust_err(error, error_size, "%s", "");
+	int r = do_ek_check(cert, ek_public, ca_path, ret_fp, error, error_size);
+	return trust_fail_default(r, error, error_size, "EK certificate");
 }
 
 /* ---- the attestation key ---- */
@@ -464,8 +480,8 @@ static int ak_parse(const struct trust_blob *ak_public, TPM2B_PUBLIC *ret_public
 	return 0;
 }
 
-int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
-                   uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
+static int do_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
+                       uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
 {
 	TPM2B_PUBLIC pub;
 	int r = ak_parse(ak_public, &pub, error, error_size);
@@ -489,6 +505,14 @@ int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN]
 		memcpy(ret_name + 2, digest, sizeof(digest));
 	}
 	return 0;
+}
+
+int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
+                   uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
+{
+	trust_err(error, error_size, "%s", "");
+	int r = do_ak_check(ak_public, ret_fp, ret_name, error, error_size);
+	return trust_fail_default(r, error, error_size, "AK public");
 }
 
 /* ---- credential protection ---- */
@@ -598,10 +622,10 @@ static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *r
  * (24.5) over encIdentity || name. The TPM recovers the seed with the EK
  * and only releases the credential if the HMAC matches the name of an
  * object loaded beside the EK. */
-int trust_make_credential(const struct trust_blob *ek_public,
-                          const uint8_t ak_name[2 + TRUST_DIGEST_LEN], const uint8_t *plain,
-                          size_t plain_len, struct trust_blob *ret_credential,
-                          struct trust_blob *ret_secret, char *error, size_t error_size)
+static int do_make_credential(const struct trust_blob *ek_public,
+                              const uint8_t ak_name[2 + TRUST_DIGEST_LEN], const uint8_t *plain,
+                              size_t plain_len, struct trust_blob *ret_credential,
+                              struct trust_blob *ret_secret, char *error, size_t error_size)
 {
 	if (!ak_name || !plain || plain_len == 0 || plain_len > TRUST_DIGEST_LEN ||
 	    !ret_credential || !ret_secret) {
@@ -675,6 +699,17 @@ out:
 	OPENSSL_cleanse(hmac_key, sizeof(hmac_key));
 	ERR_clear_error();
 	return r;
+}
+
+int trust_make_credential(const struct trust_blob *ek_public,
+                          const uint8_t ak_name[2 + TRUST_DIGEST_LEN], const uint8_t *plain,
+                          size_t plain_len, struct trust_blob *ret_credential,
+                          struct trust_blob *ret_secret, char *error, size_t error_size)
+{
+	trust_err(error, error_size, "%s", "");
+	int r = do_make_credential(ek_public, ak_name, plain, plain_len, ret_credential, ret_secret,
+	                           error, error_size);
+	return trust_fail_default(r, error, error_size, "credential");
 }
 
 /* ---- quotes ---- */
@@ -771,10 +806,10 @@ static int attest_parse(const struct trust_blob *attest, TPM2B_ATTEST *ret_attes
 	return 0;
 }
 
-int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blob *attest,
-                      const struct trust_blob *signature, const uint8_t *nonce, size_t nonce_len,
-                      unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
-                      struct trust_quote *ret_quote, char *error, size_t error_size)
+static int do_quote_check(const struct trust_blob *ak_public, const struct trust_blob *attest,
+                          const struct trust_blob *signature, const uint8_t *nonce,
+                          size_t nonce_len, unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
+                          struct trust_quote *ret_quote, char *error, size_t error_size)
 {
 	if (!nonce || nonce_len == 0 || !expected || pcr > 23) {
 		trust_err(error, error_size, "quote: no nonce or expected value, or PCR %u", pcr);
@@ -847,4 +882,15 @@ int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blo
 		ret_quote->safe = info.clockInfo.safe == TPM2_YES;
 	}
 	return 0;
+}
+
+int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blob *attest,
+                      const struct trust_blob *signature, const uint8_t *nonce, size_t nonce_len,
+                      unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
+                      struct trust_quote *ret_quote, char *error, size_t error_size)
+{
+	trust_err(error, error_size, "%s", "");
+	int r = do_quote_check(ak_public, attest, signature, nonce, nonce_len, pcr, expected,
+	                       ret_quote, error, error_size);
+	return trust_fail_default(r, error, error_size, "quote");
 }
