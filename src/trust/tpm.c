@@ -2,7 +2,7 @@
  *
  * Keys are primaries in the endorsement hierarchy, made from TCG templates:
  * a primary key is a function of the hierarchy's seed and the template
- * (TPM 2.0 Part 1, 27.2.6 "Primary Keys"), so the same TPM always gives
+ * (TPM 2.0 Part 1, "Primary Keys"; Part 3, 24.1 TPM2_CreatePrimary), so the same TPM always gives
  * the same EK and AK and nothing needs to be stored. swtpm holds only three
  * loaded objects: the AK stays loaded, the EK is loaded only for as long as
  * a command needs it. */
@@ -24,12 +24,13 @@ struct trust_tpm {
 	TPM2B_PUBLIC ak_public;
 };
 
-/* TCG EK Credential Profile 2.0, B.3.3 and B.3.4: the default EK templates
- * (L-1 RSA 2048, L-2 ECC NIST P-256) and their NV indices (2.2.1.4). */
+/* TCG EK Credential Profile for TPM Family 2.0, annex B: the default EK
+ * templates L-1 (RSA 2048) and L-2 (ECC NIST P-256), and the NV indices of
+ * their certificates. */
 #define EK_CERT_RSA 0x01c00002
 #define EK_CERT_ECC 0x01c0000a
 
-/* PolicySecret(TPM_RH_ENDORSEMENT) (Credential Profile B.3.2): the EK can
+/* PolicySecret(TPM_RH_ENDORSEMENT) (EK Credential Profile, annex B): the EK can
  * be used only by whoever knows the endorsement hierarchy's authorization. */
 static const uint8_t ek_policy[32] = {
     0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
@@ -69,8 +70,8 @@ static void ek_template(bool ecc, TPM2B_PUBLIC *t)
 	t->size = 0; /* computed when marshalled */
 }
 
-/* The AK: ECC P-256, ECDSA SHA-256, restricted signing (Part 1, 25.2;
- * Part 2, 8.3.3.1); noDA so that unclean stops do not count as attacks;
+/* The AK: ECC P-256, ECDSA SHA-256, restricted signing (Part 1,
+ * "Attestation"; Part 2, TPMA_OBJECT); noDA so that unclean stops do not count as attacks;
  * userWithAuth with the empty auth of a primary created without one. */
 static void ak_template(TPM2B_PUBLIC *t)
 {

@@ -127,7 +127,7 @@ static int rsa_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char *error, si
 		          pub->unique.rsa.size, p->keyBits);
 		return -EBADMSG;
 	}
-	/* Part 2, 12.2.3.5: an exponent of zero means 2^16 + 1. */
+	/* Part 2, TPMS_RSA_PARMS: an exponent of zero means 2^16 + 1. */
 	BIGNUM *n = BN_bin2bn(pub->unique.rsa.buffer, pub->unique.rsa.size, NULL);
 	BIGNUM *e = BN_new();
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
@@ -322,10 +322,10 @@ static int load_cas(X509_STORE *store, const char *ca_path, char *error, size_t 
 }
 
 /* EK certificates carry the TPM's identity in extensions that OpenSSL does
- * not interpret, and the TCG EK Credential Profile (2.0, 3.2.9) requires
+ * not interpret, and the TCG EK Credential Profile (Subject Alternative Name) requires
  * the subjectAltName to be critical when the subject is empty. OpenSSL
  * understands a critical subjectAltName; some manufacturers also mark the
- * subjectDirectoryAttributes (3.2.10, the TPM specification version)
+ * subjectDirectoryAttributes (the TPM specification version)
  * critical, which OpenSSL reports as X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION.
  * Rather than X509_V_FLAG_IGNORE_CRITICAL (which would accept any unknown
  * critical extension, on the CAs too), this callback forgives that error
@@ -427,7 +427,7 @@ static const TPMA_OBJECT ak_required = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDP
                                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_RESTRICTED |
                                        TPMA_OBJECT_SIGN_ENCRYPT;
 
-/* Part 1, 25 "Attestation": only a restricted signing key signs TPM
+/* Part 1, "Attestation": only a restricted signing key signs TPM
  * structures alone, because the TPM refuses to sign, with a restricted key,
  * a digest of anything that starts with TPM_GENERATED_VALUE (Part 3,
  * 20.2 TPM2_Sign). fixedTPM and sensitiveDataOrigin say the private key
@@ -547,7 +547,7 @@ static int kdfa_sha256(const uint8_t *key, size_t key_len, const char *label, co
 	return 0;
 }
 
-/* Annex B.10.3 (RSA): the seed travels RSA-OAEP encrypted to the EK, with
+/* Part 1, annex B "RSA", secret sharing: the seed travels RSA-OAEP encrypted to the EK, with
  * SHA-256 (the EK's nameAlg) and the label "IDENTITY" and its NUL. */
 static int rsa_seed(const TPMT_PUBLIC *ek, uint8_t seed[TRUST_DIGEST_LEN],
                     TPM2B_ENCRYPTED_SECRET *ret_secret, char *error, size_t error_size)
@@ -600,7 +600,7 @@ static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *r
 		return -EACCES;
 	}
 	if (p->type != TPM2_ALG_RSA) {
-		/* Annex C.6 (ECDH seeds) is not implemented: the TCG default
+		/* Part 1, annex C (ECDH seeds) is not implemented: the TCG default
 		 * EKs of swtpm and of most TPMs are RSA 2048 (index 0x01c00002). */
 		trust_err(error, error_size, "EK public: type 0x%04x: only RSA EKs are supported",
 		          p->type);
@@ -714,7 +714,7 @@ int trust_make_credential(const struct trust_blob *ek_public,
 
 /* ---- quotes ---- */
 
-/* Part 2, 11.3.4 TPMS_SIGNATURE_ECDSA: r and s as big-endian integers;
+/* Part 2, TPMS_SIGNATURE_ECDSA: r and s as big-endian integers;
  * OpenSSL verifies the DER SEQUENCE of the two (SEC 1, C.5). */
 static int quote_signature(const TPMT_SIGNATURE *sig, EVP_PKEY *key, const uint8_t *msg,
                            size_t msg_len, char *error, size_t error_size)
@@ -757,7 +757,7 @@ out:
 	return ret;
 }
 
-/* Part 2, 10.6.2 TPMS_PCR_SELECTION: exactly @pcr of the SHA-256 bank. */
+/* Part 2, TPMS_PCR_SELECTION: exactly @pcr of the SHA-256 bank. */
 static int quote_selection(const TPML_PCR_SELECTION *sel, unsigned pcr, char *error,
                            size_t error_size)
 {
@@ -845,9 +845,9 @@ static int do_quote_check(const struct trust_blob *ak_public, const struct trust
 	if (r < 0)
 		return r;
 
-	/* Part 2, 10.12.8: a structure the TPM signed itself starts with
+	/* Part 2, TPMS_ATTEST: a structure the TPM signed itself starts with
 	 * TPM_GENERATED_VALUE (Part 2, 6.2), and a quote is TPM_ST_ATTEST_QUOTE
-	 * with TPMS_QUOTE_INFO (10.12.4): the selection and the hash of the
+	 * with TPMS_QUOTE_INFO: the selection and the hash of the
 	 * selected PCRs' values concatenated (Part 3, 18.4). */
 	if (info.magic != TPM2_GENERATED_VALUE) {
 		trust_err(error, error_size, "attest: magic 0x%08x, not TPM_GENERATED_VALUE",
