@@ -13,6 +13,10 @@
 void trust_err(char *error, size_t error_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* @r; if it is an error and nothing was written to @error yet, says
+ * "@what: strerror" there. */
+int trust_fail_default(int r, char *error, size_t error_size, const char *what);
+
 /* Unmarshals a whole TPM2B_PUBLIC (no bytes left over); @what names the
  * input in the error. -EBADMSG if malformed. */
 int trust_public_unmarshal(const struct trust_blob *b, const char *what, TPM2B_PUBLIC *ret_public,

@@ -63,7 +63,7 @@ out:
 	return r;
 }
 
-/* TPM 2.0 Part 3, 22.4 "TPM2_PCR_Extend": PCR_new = H(PCR_old || digest);
+/* TPM 2.0 Part 3, 22.2 "TPM2_PCR_Extend": PCR_new = H(PCR_old || digest);
  * 22.8 "TPM2_PCR_Reset" sets a resettable PCR to zeros. */
 void trust_pcr_replay(const uint8_t (*digests)[TRUST_DIGEST_LEN], size_t n,
                       uint8_t ret[TRUST_DIGEST_LEN])

@@ -2,7 +2,7 @@
  *
  * Keys are primaries in the endorsement hierarchy, made from TCG templates:
  * a primary key is a function of the hierarchy's seed and the template
- * (TPM 2.0 Part 1, 27.2.6 "Primary Keys"), so the same TPM always gives
+ * (TPM 2.0 Part 1, "Primary Keys"; Part 3, 24.1 TPM2_CreatePrimary), so the same TPM always gives
  * the same EK and AK and nothing needs to be stored. swtpm holds only three
  * loaded objects: the AK stays loaded, the EK is loaded only for as long as
  * a command needs it. */
@@ -24,12 +24,13 @@ struct trust_tpm {
 	TPM2B_PUBLIC ak_public;
 };
 
-/* TCG EK Credential Profile 2.0, B.3.3 and B.3.4: the default EK templates
- * (L-1 RSA 2048, L-2 ECC NIST P-256) and their NV indices (2.2.1.4). */
+/* TCG EK Credential Profile for TPM Family 2.0, annex B: the default EK
+ * templates L-1 (RSA 2048) and L-2 (ECC NIST P-256), and the NV indices of
+ * their certificates. */
 #define EK_CERT_RSA 0x01c00002
 #define EK_CERT_ECC 0x01c0000a
 
-/* PolicySecret(TPM_RH_ENDORSEMENT) (Credential Profile B.3.2): the EK can
+/* PolicySecret(TPM_RH_ENDORSEMENT) (EK Credential Profile, annex B): the EK can
  * be used only by whoever knows the endorsement hierarchy's authorization. */
 static const uint8_t ek_policy[32] = {
     0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
@@ -69,8 +70,8 @@ static void ek_template(bool ecc, TPM2B_PUBLIC *t)
 	t->size = 0; /* computed when marshalled */
 }
 
-/* The AK: ECC P-256, ECDSA SHA-256, restricted signing (Part 1, 25.2;
- * Part 2, 8.3.3.1); noDA so that unclean stops do not count as attacks;
+/* The AK: ECC P-256, ECDSA SHA-256, restricted signing (Part 1,
+ * "Attestation"; Part 2, TPMA_OBJECT); noDA so that unclean stops do not count as attacks;
  * userWithAuth with the empty auth of a primary created without one. */
 static void ak_template(TPM2B_PUBLIC *t)
 {
@@ -101,9 +102,13 @@ int trust_tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char *error, si
 		trust_err(error, error_size, "TPM: no TCTI");
 		return -EINVAL;
 	}
+	/* tpm2-tss logs warnings and errors to stderr by default; this module
+	 * reports through @error instead, and the daemon decides what to log.
+	 * TSS2_LOG set by an operator still wins. */
+	setenv("TSS2_LOG", "all+none", 0);
 	struct trust_tpm *t = calloc(1, sizeof(*t));
 	if (!t)
-		return -ENOMEM;
+		return trust_fail_default(-ENOMEM, error, error_size, "TPM");
 	t->ak = ESYS_TR_NONE;
 	int r;
 	TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti, &t->tcti);
@@ -270,8 +275,10 @@ static int nv_read(struct trust_tpm *t, TPM2_HANDLE index, struct trust_blob *re
 	nv_buffer_max(t, &chunk);
 	r = -ENOMEM;
 	data = malloc(size ? size : 1);
-	if (!data)
+	if (!data) {
+		trust_err(error, error_size, "NV index 0x%08x: out of memory", index);
 		goto out;
+	}
 	for (uint16_t off = 0; off < size;) {
 		uint16_t n = size - off < chunk ? size - off : chunk;
 		TPM2B_MAX_NV_BUFFER *buf = NULL;
@@ -378,8 +385,10 @@ int trust_tpm_ek(struct trust_tpm *t, struct trust_blob *ret_cert, struct trust_
 	if (r < 0)
 		goto fail;
 	r = trust_public_marshal(&pub, ret_public);
-	if (r < 0)
+	if (r < 0) {
+		trust_err(error, error_size, "EK public: %s", strerror(-r));
 		goto fail;
+	}
 	*ret_cert = cert;
 	return 0;
 fail:
@@ -404,7 +413,8 @@ int trust_tpm_ak(struct trust_tpm *t, struct trust_blob *ret_public, char *error
 	int r = ak_ensure(t, error, error_size);
 	if (r < 0)
 		return r;
-	return trust_public_marshal(&t->ak_public, ret_public);
+	return trust_fail_default(trust_public_marshal(&t->ak_public, ret_public), error,
+	                          error_size, "AK public");
 }
 
 int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, size_t nonce_len,
@@ -446,6 +456,7 @@ int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, siz
 	} else {
 		free(a.data);
 		free(s.data);
+		trust_err(error, error_size, "quote: out of memory");
 	}
 	Esys_Free(quoted);
 	Esys_Free(sig);
@@ -533,6 +544,7 @@ int trust_tpm_activate(struct trust_tpm *t, const struct trust_blob *credential,
 	uint8_t *data = malloc(plain->size ? plain->size : 1);
 	if (!data) {
 		r = -ENOMEM;
+		trust_err(error, error_size, "credential: out of memory");
 	} else {
 		memcpy(data, plain->buffer, plain->size);
 		ret_plain->data = data;

@@ -41,6 +41,13 @@ void trust_err(char *error, size_t error_size, const char *fmt, ...)
 	va_end(ap);
 }
 
+int trust_fail_default(int r, char *error, size_t error_size, const char *what)
+{
+	if (r < 0 && error && error_size && !error[0])
+		trust_err(error, error_size, "%s: %s", what, strerror(-r));
+	return r;
+}
+
 static bool blob_ok(const struct trust_blob *b)
 {
 	return b && b->data && b->len > 0;
@@ -120,7 +127,7 @@ static int rsa_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char *error, si
 		          pub->unique.rsa.size, p->keyBits);
 		return -EBADMSG;
 	}
-	/* Part 2, 12.2.3.5: an exponent of zero means 2^16 + 1. */
+	/* Part 2, TPMS_RSA_PARMS: an exponent of zero means 2^16 + 1. */
 	BIGNUM *n = BN_bin2bn(pub->unique.rsa.buffer, pub->unique.rsa.size, NULL);
 	BIGNUM *e = BN_new();
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
@@ -315,10 +322,10 @@ static int load_cas(X509_STORE *store, const char *ca_path, char *error, size_t 
 }
 
 /* EK certificates carry the TPM's identity in extensions that OpenSSL does
- * not interpret, and the TCG EK Credential Profile (2.0, 3.2.9) requires
+ * not interpret, and the TCG EK Credential Profile (Subject Alternative Name) requires
  * the subjectAltName to be critical when the subject is empty. OpenSSL
  * understands a critical subjectAltName; some manufacturers also mark the
- * subjectDirectoryAttributes (3.2.10, the TPM specification version)
+ * subjectDirectoryAttributes (the TPM specification version)
  * critical, which OpenSSL reports as X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION.
  * Rather than X509_V_FLAG_IGNORE_CRITICAL (which would accept any unknown
  * critical extension, on the CAs too), this callback forgives that error
@@ -356,8 +363,9 @@ static int ek_verify_cb(int ok, X509_STORE_CTX *ctx)
 	return cert && only_known_critical(cert);
 }
 
-int trust_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
-                   const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error, size_t error_size)
+static int do_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
+                       const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error,
+                       size_t error_size)
 {
 	if (!cert || !ret_fp) {
 		trust_err(error, error_size, "EK certificate: missing");
@@ -405,13 +413,21 @@ out:
 	return r;
 }
 
+int trust_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
+                   const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error, size_t error_size)
+{
+	trust_err(error, error_size, "%s", "");
+	int r = do_ek_check(cert, ek_public, ca_path, ret_fp, error, error_size);
+	return trust_fail_default(r, error, error_size, "EK certificate");
+}
+
 /* ---- the attestation key ---- */
 
 static const TPMA_OBJECT ak_required = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
                                        TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_RESTRICTED |
                                        TPMA_OBJECT_SIGN_ENCRYPT;
 
-/* Part 1, 25 "Attestation": only a restricted signing key signs TPM
+/* Part 1, "Attestation": only a restricted signing key signs TPM
  * structures alone, because the TPM refuses to sign, with a restricted key,
  * a digest of anything that starts with TPM_GENERATED_VALUE (Part 3,
  * 20.2 TPM2_Sign). fixedTPM and sensitiveDataOrigin say the private key
@@ -464,8 +480,8 @@ static int ak_parse(const struct trust_blob *ak_public, TPM2B_PUBLIC *ret_public
 	return 0;
 }
 
-int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
-                   uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
+static int do_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
+                       uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
 {
 	TPM2B_PUBLIC pub;
 	int r = ak_parse(ak_public, &pub, error, error_size);
@@ -489,6 +505,14 @@ int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN]
 		memcpy(ret_name + 2, digest, sizeof(digest));
 	}
 	return 0;
+}
+
+int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
+                   uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
+{
+	trust_err(error, error_size, "%s", "");
+	int r = do_ak_check(ak_public, ret_fp, ret_name, error, error_size);
+	return trust_fail_default(r, error, error_size, "AK public");
 }
 
 /* ---- credential protection ---- */
@@ -523,7 +547,7 @@ static int kdfa_sha256(const uint8_t *key, size_t key_len, const char *label, co
 	return 0;
 }
 
-/* Annex B.10.3 (RSA): the seed travels RSA-OAEP encrypted to the EK, with
+/* Part 1, annex B "RSA", secret sharing: the seed travels RSA-OAEP encrypted to the EK, with
  * SHA-256 (the EK's nameAlg) and the label "IDENTITY" and its NUL. */
 static int rsa_seed(const TPMT_PUBLIC *ek, uint8_t seed[TRUST_DIGEST_LEN],
                     TPM2B_ENCRYPTED_SECRET *ret_secret, char *error, size_t error_size)
@@ -576,7 +600,7 @@ static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *r
 		return -EACCES;
 	}
 	if (p->type != TPM2_ALG_RSA) {
-		/* Annex C.6 (ECDH seeds) is not implemented: the TCG default
+		/* Part 1, annex C (ECDH seeds) is not implemented: the TCG default
 		 * EKs of swtpm and of most TPMs are RSA 2048 (index 0x01c00002). */
 		trust_err(error, error_size, "EK public: type 0x%04x: only RSA EKs are supported",
 		          p->type);
@@ -598,10 +622,10 @@ static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *r
  * (24.5) over encIdentity || name. The TPM recovers the seed with the EK
  * and only releases the credential if the HMAC matches the name of an
  * object loaded beside the EK. */
-int trust_make_credential(const struct trust_blob *ek_public,
-                          const uint8_t ak_name[2 + TRUST_DIGEST_LEN], const uint8_t *plain,
-                          size_t plain_len, struct trust_blob *ret_credential,
-                          struct trust_blob *ret_secret, char *error, size_t error_size)
+static int do_make_credential(const struct trust_blob *ek_public,
+                              const uint8_t ak_name[2 + TRUST_DIGEST_LEN], const uint8_t *plain,
+                              size_t plain_len, struct trust_blob *ret_credential,
+                              struct trust_blob *ret_secret, char *error, size_t error_size)
 {
 	if (!ak_name || !plain || plain_len == 0 || plain_len > TRUST_DIGEST_LEN ||
 	    !ret_credential || !ret_secret) {
@@ -677,9 +701,20 @@ out:
 	return r;
 }
 
+int trust_make_credential(const struct trust_blob *ek_public,
+                          const uint8_t ak_name[2 + TRUST_DIGEST_LEN], const uint8_t *plain,
+                          size_t plain_len, struct trust_blob *ret_credential,
+                          struct trust_blob *ret_secret, char *error, size_t error_size)
+{
+	trust_err(error, error_size, "%s", "");
+	int r = do_make_credential(ek_public, ak_name, plain, plain_len, ret_credential, ret_secret,
+	                           error, error_size);
+	return trust_fail_default(r, error, error_size, "credential");
+}
+
 /* ---- quotes ---- */
 
-/* Part 2, 11.3.4 TPMS_SIGNATURE_ECDSA: r and s as big-endian integers;
+/* Part 2, TPMS_SIGNATURE_ECDSA: r and s as big-endian integers;
  * OpenSSL verifies the DER SEQUENCE of the two (SEC 1, C.5). */
 static int quote_signature(const TPMT_SIGNATURE *sig, EVP_PKEY *key, const uint8_t *msg,
                            size_t msg_len, char *error, size_t error_size)
@@ -722,7 +757,7 @@ out:
 	return ret;
 }
 
-/* Part 2, 10.6.2 TPMS_PCR_SELECTION: exactly @pcr of the SHA-256 bank. */
+/* Part 2, TPMS_PCR_SELECTION: exactly @pcr of the SHA-256 bank. */
 static int quote_selection(const TPML_PCR_SELECTION *sel, unsigned pcr, char *error,
                            size_t error_size)
 {
@@ -771,10 +806,10 @@ static int attest_parse(const struct trust_blob *attest, TPM2B_ATTEST *ret_attes
 	return 0;
 }
 
-int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blob *attest,
-                      const struct trust_blob *signature, const uint8_t *nonce, size_t nonce_len,
-                      unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
-                      struct trust_quote *ret_quote, char *error, size_t error_size)
+static int do_quote_check(const struct trust_blob *ak_public, const struct trust_blob *attest,
+                          const struct trust_blob *signature, const uint8_t *nonce,
+                          size_t nonce_len, unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
+                          struct trust_quote *ret_quote, char *error, size_t error_size)
 {
 	if (!nonce || nonce_len == 0 || !expected || pcr > 23) {
 		trust_err(error, error_size, "quote: no nonce or expected value, or PCR %u", pcr);
@@ -810,9 +845,9 @@ int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blo
 	if (r < 0)
 		return r;
 
-	/* Part 2, 10.12.8: a structure the TPM signed itself starts with
+	/* Part 2, TPMS_ATTEST: a structure the TPM signed itself starts with
 	 * TPM_GENERATED_VALUE (Part 2, 6.2), and a quote is TPM_ST_ATTEST_QUOTE
-	 * with TPMS_QUOTE_INFO (10.12.4): the selection and the hash of the
+	 * with TPMS_QUOTE_INFO: the selection and the hash of the
 	 * selected PCRs' values concatenated (Part 3, 18.4). */
 	if (info.magic != TPM2_GENERATED_VALUE) {
 		trust_err(error, error_size, "attest: magic 0x%08x, not TPM_GENERATED_VALUE",
@@ -847,4 +882,15 @@ int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blo
 		ret_quote->safe = info.clockInfo.safe == TPM2_YES;
 	}
 	return 0;
+}
+
+int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blob *attest,
+                      const struct trust_blob *signature, const uint8_t *nonce, size_t nonce_len,
+                      unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
+                      struct trust_quote *ret_quote, char *error, size_t error_size)
+{
+	trust_err(error, error_size, "%s", "");
+	int r = do_quote_check(ak_public, attest, signature, nonce, nonce_len, pcr, expected,
+	                       ret_quote, error, error_size);
+	return trust_fail_default(r, error, error_size, "quote");
 }

@@ -450,6 +450,45 @@ static void test_reopen_restart(void **state)
 	quoted_done(&q);
 }
 
+/* With TRUST_WRITE_CORPUS=DIR, writes real inputs for tests/fuzz/fuzz-trust.c
+ * there (its format: four 16-bit length-prefixed fields AK public, attest,
+ * signature, EK public; nonce; expected value; EK certificate). */
+static void put_field(FILE *f, const struct trust_blob *b)
+{
+	fputc((int)(b->len >> 8), f);
+	fputc((int)(b->len & 0xff), f);
+	fwrite(b->data, 1, b->len, f);
+}
+
+static void corpus_file(const char *dir, const char *name, const struct host *ak_host,
+                        const struct quoted *q, const struct host *ek_host)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	put_field(f, &ak_host->ak_public);
+	put_field(f, &q->attest);
+	put_field(f, &q->sig);
+	put_field(f, &ek_host->ek_public);
+	fwrite(q->nonce, 1, sizeof(q->nonce), f);
+	fwrite(q->value, 1, sizeof(q->value), f);
+	fwrite(ek_host->ek_cert.data, 1, ek_host->ek_cert.len, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void test_write_corpus(void **state)
+{
+	const char *dir = getenv("TRUST_WRITE_CORPUS");
+	if (!dir)
+		skip();
+	struct quoted q;
+	quote(&hosts[0], &q);
+	corpus_file(dir, "good-quote", &hosts[0], &q, &hosts[0]);
+	corpus_file(dir, "other-ak", &hosts[1], &q, &hosts[1]);
+	quoted_done(&q);
+}
+
 int main(void)
 {
 	if (!lab_have("swtpm") || !lab_have("swtpm_setup") || !lab_have("swtpm_localca")) {
@@ -475,6 +514,7 @@ int main(void)
 	    cmocka_unit_test(test_ek_wrong_public),   cmocka_unit_test(test_credential),
 	    cmocka_unit_test(test_ak_attributes),     cmocka_unit_test(test_measure_replay),
 	    cmocka_unit_test(test_file_sha256),       cmocka_unit_test(test_reopen_restart),
+	    cmocka_unit_test(test_write_corpus),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	cleanup();

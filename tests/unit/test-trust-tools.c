@@ -1,0 +1,317 @@
+/* The trust module against another implementation of the same
+ * specifications, tpm2-tools, on one swtpm: our quotes verify with
+ * tpm2_checkquote, tpm2_quote's quotes (with an AK made by tpm2_createak)
+ * verify with trust_quote_check, and a credential made by
+ * tpm2_makecredential (in software, --tcti=none) activates with
+ * trust_tpm_activate. Skipped (77) without swtpm or tpm2-tools. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "swtpm-lab.h"
+#include "trust/trust.h"
+
+#define PCR 16
+
+static char root[] = "/tmp/ettm-test-trust-tools-XXXXXX";
+static bool have_root;
+static struct swtpm sw;
+static char log_path[LAB_PATH + 16];
+static char err[256];
+
+static void cleanup(void)
+{
+	lab_tpm_stop(&sw);
+	if (have_root)
+		lab_rm_rf(root);
+	have_root = false;
+}
+
+/* @root/@name */
+static const char *at(const char *name)
+{
+	static char paths[8][LAB_PATH + 32];
+	static unsigned next;
+	char *p = paths[next++ % 8];
+	snprintf(p, sizeof(paths[0]), "%s/%s", root, name);
+	return p;
+}
+
+static void write_bytes(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static struct trust_blob read_bytes(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		fail_msg("%s: %s", path, strerror(errno));
+	struct trust_blob b = {malloc(65536), 0};
+	b.len = fread(b.data, 1, 65536, f);
+	fclose(f);
+	return b;
+}
+
+/* Runs a tool; its output goes to the log, which is printed on failure. */
+static int tool(char *const argv[])
+{
+	int status = lab_run(argv, log_path);
+	if (status != 0)
+		fprintf(stderr, "%s exited with %d (log: %s)\n", argv[0], status, log_path);
+	return status;
+}
+
+static void measure(struct trust_tpm *t, uint8_t value[TRUST_DIGEST_LEN])
+{
+	uint8_t d[1][TRUST_DIGEST_LEN];
+	trust_sha256("ettmd", 5, d[0]);
+	assert_int_equal(trust_tpm_measure(t, PCR, d, 1, err, sizeof(err)), 0);
+	trust_pcr_replay(d, 1, value);
+}
+
+static void test_checkquote_ours(void **state)
+{
+	struct trust_tpm *t;
+	assert_int_equal(trust_tpm_open(sw.tcti, &t, err, sizeof(err)), 0);
+	uint8_t value[TRUST_DIGEST_LEN], nonce[TRUST_NONCE_LEN];
+	char nonce_hex[2 * TRUST_NONCE_LEN + 1], wrong_hex[2 * TRUST_NONCE_LEN + 1];
+	measure(t, value);
+	for (size_t i = 0; i < sizeof(nonce); i++)
+		nonce[i] = (uint8_t)(i * 7 + 1);
+	trust_hex(nonce, sizeof(nonce), nonce_hex);
+	struct trust_blob ak, attest, sig;
+	assert_int_equal(trust_tpm_ak(t, &ak, err, sizeof(err)), 0);
+	assert_int_equal(
+	    trust_tpm_quote(t, PCR, nonce, sizeof(nonce), &attest, &sig, err, sizeof(err)), 0);
+	trust_tpm_close(t);
+
+	/* tpm2_checkquote reads the TPMS_ATTEST without the TPM2B's size. */
+	write_bytes(at("ours.ak.pub"), ak.data, ak.len);
+	write_bytes(at("ours.msg"), attest.data + 2, attest.len - 2);
+	write_bytes(at("ours.sig"), sig.data, sig.len);
+	write_bytes(at("ours.pcr"), value, sizeof(value));
+	char *argv[] = {"tpm2_checkquote",
+	                "-u",
+	                (char *)at("ours.ak.pub"),
+	                "-m",
+	                (char *)at("ours.msg"),
+	                "-s",
+	                (char *)at("ours.sig"),
+	                "-f",
+	                (char *)at("ours.pcr"),
+	                "-l",
+	                "sha256:16",
+	                "-g",
+	                "sha256",
+	                "-q",
+	                nonce_hex,
+	                NULL};
+	assert_int_equal(tool(argv), 0);
+
+	/* The tool does check: another nonce, another PCR value. */
+	memcpy(wrong_hex, nonce_hex, sizeof(wrong_hex));
+	wrong_hex[0] = wrong_hex[0] == '0' ? '1' : '0';
+	argv[14] = wrong_hex;
+	assert_int_not_equal(lab_run(argv, log_path), 0);
+	argv[14] = nonce_hex;
+	value[0] ^= 1;
+	write_bytes(at("ours.pcr"), value, sizeof(value));
+	assert_int_not_equal(lab_run(argv, log_path), 0);
+
+	trust_blob_done(&ak);
+	trust_blob_done(&attest);
+	trust_blob_done(&sig);
+}
+
+static void test_tools_quote_theirs(void **state)
+{
+	char *ek[] = {"tpm2_createek", "-c", (char *)at("ek.ctx"), "-G",
+	              "rsa",           "-u", (char *)at("ek.pub"), NULL};
+	assert_int_equal(tool(ek), 0);
+	char *ak[] = {"tpm2_createak",
+	              "-C",
+	              (char *)at("ek.ctx"),
+	              "-c",
+	              (char *)at("ak.ctx"),
+	              "-G",
+	              "ecc",
+	              "-g",
+	              "sha256",
+	              "-s",
+	              "ecdsa",
+	              "-u",
+	              (char *)at("ak.pub"),
+	              "-n",
+	              (char *)at("ak.name"),
+	              NULL};
+	assert_int_equal(tool(ak), 0);
+	/* The tools leave what they made loaded, saved as contexts; swtpm has
+	 * room for three objects. */
+	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
+	char *flush_sessions[] = {"tpm2_flushcontext", "-s", NULL};
+	assert_int_equal(tool(flush_objects), 0);
+	assert_int_equal(tool(flush_sessions), 0);
+	uint8_t d[1][TRUST_DIGEST_LEN], value[TRUST_DIGEST_LEN];
+	char hex[2 * TRUST_DIGEST_LEN + 1], arg[3 * TRUST_DIGEST_LEN];
+	trust_sha256("their measurement", 17, d[0]);
+	trust_pcr_replay(d, 1, value);
+	trust_hex(d[0], TRUST_DIGEST_LEN, hex);
+	snprintf(arg, sizeof(arg), "16:sha256=%s", hex);
+	char *reset[] = {"tpm2_pcrreset", "16", NULL};
+	char *extend[] = {"tpm2_pcrextend", arg, NULL};
+	assert_int_equal(tool(reset), 0);
+	assert_int_equal(tool(extend), 0);
+	uint8_t nonce[20];
+	for (size_t i = 0; i < sizeof(nonce); i++)
+		nonce[i] = (uint8_t)(0xa0 + i);
+	char nonce_hex[2 * sizeof(nonce) + 1];
+	trust_hex(nonce, sizeof(nonce), nonce_hex);
+	char *quote[] = {"tpm2_quote",
+	                 "-c",
+	                 (char *)at("ak.ctx"),
+	                 "-l",
+	                 "sha256:16",
+	                 "-q",
+	                 nonce_hex,
+	                 "-m",
+	                 (char *)at("theirs.msg"),
+	                 "-s",
+	                 (char *)at("theirs.sig"),
+	                 "-g",
+	                 "sha256",
+	                 NULL};
+	assert_int_equal(tool(quote), 0);
+	assert_int_equal(tool(flush_objects), 0);
+
+	struct trust_blob pub = read_bytes(at("ak.pub")), name = read_bytes(at("ak.name"));
+	struct trust_blob msg = read_bytes(at("theirs.msg")), sig = read_bytes(at("theirs.sig"));
+	char fp[TRUST_FP_LEN];
+	uint8_t our_name[2 + TRUST_DIGEST_LEN];
+	int r = trust_ak_check(&pub, fp, our_name, err, sizeof(err));
+	if (r < 0)
+		fail_msg("tpm2_createak's AK refused: %d %s", r, err);
+	/* Both compute the same TPM name of the key. */
+	assert_int_equal(name.len, sizeof(our_name));
+	assert_memory_equal(name.data, our_name, sizeof(our_name));
+
+	/* Our interface carries the TPM2B_ATTEST: put its size in front. */
+	struct trust_blob attest = {malloc(msg.len + 2), msg.len + 2};
+	attest.data[0] = (uint8_t)(msg.len >> 8);
+	attest.data[1] = (uint8_t)msg.len;
+	memcpy(attest.data + 2, msg.data, msg.len);
+	struct trust_quote q;
+	r = trust_quote_check(&pub, &attest, &sig, nonce, sizeof(nonce), PCR, value, &q, err,
+	                      sizeof(err));
+	if (r < 0)
+		fail_msg("tpm2_quote's quote refused: %d %s", r, err);
+	value[5] ^= 1;
+	assert_int_equal(trust_quote_check(&pub, &attest, &sig, nonce, sizeof(nonce), PCR, value,
+	                                   &q, err, sizeof(err)),
+	                 -EACCES);
+	trust_blob_done(&pub);
+	trust_blob_done(&name);
+	trust_blob_done(&msg);
+	trust_blob_done(&sig);
+	trust_blob_done(&attest);
+}
+
+/* tpm2-tools' credential file: magic 0xbadcc0de, version 1, then the
+ * TPM2B_ID_OBJECT and the TPM2B_ENCRYPTED_SECRET. */
+static void test_makecredential_theirs(void **state)
+{
+	struct trust_tpm *t;
+	assert_int_equal(trust_tpm_open(sw.tcti, &t, err, sizeof(err)), 0);
+	struct trust_blob cert, ek, ak;
+	assert_int_equal(trust_tpm_ek(t, &cert, &ek, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_ak(t, &ak, err, sizeof(err)), 0);
+	char fp[TRUST_FP_LEN];
+	uint8_t name[2 + TRUST_DIGEST_LEN];
+	assert_int_equal(trust_ak_check(&ak, fp, name, err, sizeof(err)), 0);
+	write_bytes(at("mc.ek.pub"), ek.data, ek.len);
+	char name_hex[2 * sizeof(name) + 1];
+	trust_hex(name, sizeof(name), name_hex); /* -n takes the name in hex */
+	const char secret[] = "made by tpm2_makecredential";
+	write_bytes(at("mc.secret"), secret, sizeof(secret));
+	char *argv[] = {"tpm2_makecredential",
+	                "--tcti=none",
+	                "-u",
+	                (char *)at("mc.ek.pub"),
+	                "-s",
+	                (char *)at("mc.secret"),
+	                "-n",
+	                name_hex,
+	                "-o",
+	                (char *)at("mc.cred"),
+	                NULL};
+	assert_int_equal(tool(argv), 0);
+	struct trust_blob file = read_bytes(at("mc.cred"));
+	assert_true(file.len > 10);
+	assert_memory_equal(file.data, "\xba\xdc\xc0\xde\x00\x00\x00\x01", 8);
+	size_t id_len = 2 + ((size_t)file.data[8] << 8 | file.data[9]);
+	assert_true(8 + id_len < file.len);
+	struct trust_blob cred = {file.data + 8, id_len};
+	struct trust_blob sec = {file.data + 8 + id_len, file.len - 8 - id_len};
+	struct trust_blob plain;
+	int r = trust_tpm_activate(t, &cred, &sec, &plain, err, sizeof(err));
+	if (r < 0)
+		fail_msg("tpm2_makecredential's credential refused: %d %s", r, err);
+	assert_int_equal(plain.len, sizeof(secret));
+	assert_memory_equal(plain.data, secret, sizeof(secret));
+	trust_blob_done(&plain);
+	trust_blob_done(&file);
+	trust_blob_done(&cert);
+	trust_blob_done(&ek);
+	trust_blob_done(&ak);
+	trust_tpm_close(t);
+}
+
+int main(void)
+{
+	const char *need[] = {
+	    "swtpm",      "swtpm_setup",   "swtpm_localca",      "tpm2_checkquote",
+	    "tpm2_quote", "tpm2_createak", "tpm2_makecredential"};
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (!lab_have(need[i])) {
+			printf("skipped: %s is not installed (swtpm, swtpm-tools, tpm2-tools)\n",
+			       need[i]);
+			return 77;
+		}
+	}
+	if (!mkdtemp(root)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	have_root = true;
+	atexit(cleanup);
+	snprintf(log_path, sizeof(log_path), "%s/tools.log", root);
+	char ca_dir[LAB_PATH];
+	if (lab_ca(root, "ca", ca_dir) < 0 || lab_tpm_provision(root, "tpm", "ca", &sw) < 0 ||
+	    lab_tpm_start(&sw) < 0)
+		return 1;
+	setenv("TPM2TOOLS_TCTI", sw.tcti, 1);
+
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_checkquote_ours),
+	    cmocka_unit_test(test_tools_quote_theirs),
+	    cmocka_unit_test(test_makecredential_theirs),
+	};
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+	if (failed) {
+		char *cat[] = {"cat", log_path, NULL};
+		lab_run(cat, NULL);
+	}
+	cleanup();
+	return failed;
+}
