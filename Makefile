@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 20
 WERROR     ?= $(if $(filter true 1 yes,$(CI)),true,false)
 PYTHON     ?= /usr/bin/python3
 LAB        := lab/ettm-lab
-FUZZ_TARGETS := config proto command openflow pmp trust
+FUZZ_TARGETS := config proto command openflow pmp trust join
 
 .PHONY: all deps build lab lab-down check unit asan fuzz lab-test format clean
 
