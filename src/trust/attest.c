@@ -310,12 +310,14 @@ static void refuse(struct attest *a, const char *host, const char *reason, const
 	const struct store_state *st = store_state(a->store);
 	const struct store_attestation *old = store_attestation_find(st, host);
 	bool admitted = store_admission_find(st, host) != NULL;
-	log_warn("trust: %s refused: %s", host, reason);
-	if (!revoke && admitted)
+	if (!revoke && admitted) {
+		log_debug("trust: a challenge for %s refused: %s", host, reason);
 		return; /* not proven to come from the host: leave its admission */
+	}
 	if (old && old->state == STORE_ATTEST_REFUSED && strcmp(old->reason, reason) == 0 &&
 	    wall_ms() - old->time_ms < REFUSAL_REPEAT_MS && !admitted)
 		return;
+	log_warn("trust: %s refused%s: %s", host, admitted ? " and revoked" : "", reason);
 	/* A host name stays bound to the TPM it attested with. */
 	if (old && old->ek_fp[0])
 		ek_fp = old->ek_fp;
@@ -663,6 +665,8 @@ static int handle_quote(struct attest *a, const struct ctl_request *req, json_t 
 	int r = arg_hex_fixed(req->args, "nonce", nonce, sizeof(nonce), ret_error);
 	if (r < 0)
 		return r;
+	if (!a->tpm)
+		return fail(ret_error, -EIO, "the TPM is not available: %s", a->last_error);
 	struct trust_blob attest = {0}, sig = {0};
 	char why[256];
 	r = trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, why,
@@ -904,8 +908,8 @@ static void challenge_cb(void *userdata, int status, json_t *result, const char 
 		join_failed(a, why);
 		goto out;
 	}
-	char twhy[200];
-	if (trust_tpm_activate(a->tpm, &cred, &secret, &plain, twhy, sizeof(twhy)) < 0 ||
+	char twhy[200] = "the TPM is not available";
+	if (!a->tpm || trust_tpm_activate(a->tpm, &cred, &secret, &plain, twhy, sizeof(twhy)) < 0 ||
 	    trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, twhy,
 	                    sizeof(twhy)) < 0) {
 		snprintf(why, sizeof(why), "TPM: %s", twhy);
@@ -972,7 +976,7 @@ static void watch_tpm(struct attest *a)
 {
 	uint32_t reset, restart;
 	char error[256];
-	if (trust_tpm_counters(a->tpm, &reset, &restart, error, sizeof(error)) == 0 &&
+	if (a->tpm && trust_tpm_counters(a->tpm, &reset, &restart, error, sizeof(error)) == 0 &&
 	    reset == a->reset_count && restart == a->restart_count)
 		return;
 	struct trust_tpm *t;
@@ -997,14 +1001,13 @@ static void tick(uv_timer_t *timer)
 	struct attest *a = timer->data;
 	if (!a->joining)
 		watch_tpm(a);
-	if (!a->tpm)
-		return;
 	/* The leader first: a new cluster's creator seeds the trusted
-	 * measurements before it attests to itself. */
+	 * measurements before it attests to itself. Verifying others needs
+	 * no TPM. */
 	if (store_is_leader(a->store))
 		lead(a);
 	const struct store_state *st = store_state(a->store);
-	if (!a->joining && (a->fresh || !admitted(a, st)) && mono_ms() >= a->next_try_ms)
+	if (a->tpm && !a->joining && (a->fresh || !admitted(a, st)) && mono_ms() >= a->next_try_ms)
 		join(a);
 }
 
