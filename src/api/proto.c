@@ -1,6 +1,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,4 +160,19 @@ int ctl_reply_parse(const char *line, size_t len, bool *ret_ok, json_t **ret_res
 out:
 	json_decref(root);
 	return r;
+}
+
+int ctl_error(char **ret_error, int r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(ret_error, fmt, ap) < 0)
+		*ret_error = NULL;
+	va_end(ap);
+	return r;
+}
+
+const char *ctl_arg_str(const struct ctl_request *req, const char *name)
+{
+	return json_string_value(json_object_get(req->args, name));
 }

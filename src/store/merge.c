@@ -106,6 +106,16 @@ static enum store_merge merge_nat_block(const struct store_state *s, struct stor
 	                b->start, b->size, (unsigned long long)b->owner);
 }
 
+/* The later decision about a host wins: its admission, its attestation. */
+static enum store_merge later_wins(const struct store_cmd *cmd, uint64_t row_time, bool exists)
+{
+	if (exists && row_time >= cmd->time_ms)
+		return STORE_MERGE_SKIP;
+	if (!exists && cmd->op == STORE_DELETE)
+		return STORE_MERGE_SKIP;
+	return STORE_MERGE_APPLY;
+}
+
 enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char *reason,
                              size_t reason_size)
 {
@@ -124,21 +134,13 @@ enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd,
 		return (cmd->op == STORE_PUT) == (row != NULL) ? STORE_MERGE_SKIP
 		                                               : STORE_MERGE_APPLY;
 	case STORE_ADMISSIONS:
-		/* The later decision about a host wins. */
 		row = find(s, STORE_ADMISSIONS, same_admission, cmd);
-		if (row && ((const struct store_admission *)row)->time_ms >= cmd->time_ms)
-			return STORE_MERGE_SKIP;
-		if (!row && cmd->op == STORE_DELETE)
-			return STORE_MERGE_SKIP;
-		return STORE_MERGE_APPLY;
+		return later_wins(cmd, row ? ((const struct store_admission *)row)->time_ms : 0,
+		                  row != NULL);
 	case STORE_ATTESTATIONS:
-		/* Like admissions: the later conclusion about a host wins. */
 		row = find(s, STORE_ATTESTATIONS, same_attestation, cmd);
-		if (row && ((const struct store_attestation *)row)->time_ms >= cmd->time_ms)
-			return STORE_MERGE_SKIP;
-		if (!row && cmd->op == STORE_DELETE)
-			return STORE_MERGE_SKIP;
-		return STORE_MERGE_APPLY;
+		return later_wins(cmd, row ? ((const struct store_attestation *)row)->time_ms : 0,
+		                  row != NULL);
 	case STORE_POLICY:
 		if (cmd->row.policy.epoch == store_policy(s)->epoch)
 			return STORE_MERGE_APPLY;

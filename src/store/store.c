@@ -1047,24 +1047,6 @@ int store_propose_reply(struct store *s, struct ctl_client *client, const struct
 	return r < 0 ? deferred_error(c, r) : CTL_DEFERRED;
 }
 
-static int set_error(char **ret_error, int r, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int set_error(char **ret_error, int r, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(ret_error, fmt, ap) < 0)
-		*ret_error = NULL;
-	va_end(ap);
-	return r;
-}
-
-static const char *arg_str(const struct ctl_request *req, const char *name)
-{
-	return json_string_value(json_object_get(req->args, name));
-}
-
 static void relay_cb(void *userdata, int status, json_t *result, const char *error)
 {
 	struct ctl_deferred *d = userdata;
@@ -1089,14 +1071,14 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 		*ret_result = json_pack("{s:s?}", "redirect", lm ? lm->peer : NULL);
 		return 0;
 	}
-	const char *name = arg_str(req, "name"), *address = arg_str(req, "address");
-	const char *peer = arg_str(req, "peer"), *version = arg_str(req, "raft_version");
+	const char *name = ctl_arg_str(req, "name"), *address = ctl_arg_str(req, "address");
+	const char *peer = ctl_arg_str(req, "peer"), *version = ctl_arg_str(req, "raft_version");
 	json_int_t id = json_integer_value(json_object_get(req->args, "id"));
 	if (!name || !address || !peer || !version || id <= 0)
-		return set_error(ret_error, -EINVAL,
+		return ctl_error(ret_error, -EINVAL,
 		                 "store.join needs id, name, address, peer and raft_version");
 	if (strcmp(version, store_raft_version()) != 0)
-		return set_error(ret_error, -EPROTO,
+		return ctl_error(ret_error, -EPROTO,
 		                 "%s runs %s but the cluster runs %s; Raft versions do not "
 		                 "interoperate",
 		                 name, version, store_raft_version());
@@ -1114,7 +1096,7 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 		snprintf(row->raft_version, sizeof(row->raft_version), "%s", version);
 		int r = store_propose(s, &cmd, member_role_done, NULL);
 		if (r < 0)
-			return set_error(ret_error, r, "cannot propose the member: %s",
+			return ctl_error(ret_error, r, "cannot propose the member: %s",
 			                 strerror(-r));
 		log_info("store: %s (%lld) asks to join", name, (long long)id);
 	}
@@ -1174,13 +1156,13 @@ static void remove_done(void *userdata, int status, const struct store_result *r
 static int handle_remove(struct store *s, struct ctl_client *client, const struct ctl_request *req,
                          char **ret_error)
 {
-	const char *host = arg_str(req, "host");
+	const char *host = ctl_arg_str(req, "host");
 	if (!host)
-		return set_error(ret_error, -EINVAL, "cluster.remove needs a host");
+		return ctl_error(ret_error, -EINVAL, "cluster.remove needs a host");
 	if (!store_is_leader(s)) {
 		const struct store_member *lm = leader_member(s);
 		if (!lm)
-			return set_error(ret_error, -EAGAIN, "no leader is known right now");
+			return ctl_error(ret_error, -EAGAIN, "no leader is known right now");
 		struct ctl_deferred *d = ctl_defer(client, req);
 		if (!d)
 			return -ENOMEM;
@@ -1188,9 +1170,9 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 	}
 	const struct store_member *m = store_member_find_name(s->state, host);
 	if (!m)
-		return set_error(ret_error, -ENOENT, "no member named %s", host);
+		return ctl_error(ret_error, -ENOENT, "no member named %s", host);
 	if (m->id == s->o.id)
-		return set_error(ret_error, -EBUSY,
+		return ctl_error(ret_error, -EBUSY,
 		                 "%s is the leader; stop it, and remove it once another host "
 		                 "leads",
 		                 host);
@@ -1303,12 +1285,12 @@ static void recover_hello_cb(void *userdata, int status, json_t *result, const c
 static int recover_check(struct store *s, char **ret_error)
 {
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
-		return set_error(ret_error, -ESHUTDOWN, "the store is not running on this host");
+		return ctl_error(ret_error, -ESHUTDOWN, "the store is not running on this host");
 	if (store_is_leader(s))
-		return set_error(ret_error, -EBUSY,
+		return ctl_error(ret_error, -EBUSY,
 		                 "this host is the leader; recover is only for a lost majority");
 	if (store_cluster(s->state)->generation == 0)
-		return set_error(ret_error, -EAGAIN, "this host has not joined a cluster yet");
+		return ctl_error(ret_error, -EAGAIN, "this host has not joined a cluster yet");
 	return 0;
 }
 
@@ -1475,11 +1457,11 @@ static int handle_bench(struct store *s, struct ctl_client *client, const struct
 	json_int_t burst = json_integer_value(json_object_get(req->args, "burst"));
 	json_int_t inflight = json_integer_value(json_object_get(req->args, "inflight"));
 	if (count < 1 || count > 1000000 || burst < 1 || burst > 10000000 || inflight < 1)
-		return set_error(ret_error, -EINVAL,
+		return ctl_error(ret_error, -EINVAL,
 		                 "store.bench needs count (1-1000000), burst (1-10000000) and "
 		                 "inflight (>= 1)");
 	if (!store_is_leader(s))
-		return set_error(ret_error, -EAGAIN, "store.bench runs on the leader");
+		return ctl_error(ret_error, -EAGAIN, "store.bench runs on the leader");
 	struct bench *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
@@ -1558,14 +1540,14 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		return 0;
 	}
 	if (strcmp(cmd, "store.propose") == 0) {
-		const char *hex = arg_str(req, "command");
+		const char *hex = ctl_arg_str(req, "command");
 		uint8_t *data;
 		size_t len;
 		if (!hex || hex_decode(hex, &data, &len) < 0)
-			return set_error(ret_error, -EINVAL, "store.propose needs a hex command");
+			return ctl_error(ret_error, -EINVAL, "store.propose needs a hex command");
 		if (!store_is_leader(s)) {
 			free(data);
-			return set_error(ret_error, -EAGAIN, "not the leader");
+			return ctl_error(ret_error, -EAGAIN, "not the leader");
 		}
 		struct reply_ctx *c = reply_ctx(s, client, req, false);
 		int r = c ? propose_local(s, data, len, reply_done, c) : -ENOMEM;
@@ -1576,7 +1558,7 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 	}
 	if (strcmp(cmd, "store.barrier") == 0) {
 		if (!store_is_leader(s))
-			return set_error(ret_error, -EAGAIN, "not the leader");
+			return ctl_error(ret_error, -EAGAIN, "not the leader");
 		struct reply_ctx *c = reply_ctx(s, client, req, false);
 		if (!c)
 			return -ENOMEM;
@@ -1584,14 +1566,14 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		return r < 0 ? deferred_error(c, r) : CTL_DEFERRED;
 	}
 	if (strcmp(cmd, "store.dump") == 0) {
-		const char *table = arg_str(req, "table");
+		const char *table = ctl_arg_str(req, "table");
 		if (!table) {
 			*ret_result = store_state_dump(s->state);
 			return 0;
 		}
 		int t = store_table_from_name(table);
 		if (t < 0)
-			return set_error(ret_error, -ENOENT, "no table named %s", table);
+			return ctl_error(ret_error, -ENOENT, "no table named %s", table);
 		*ret_result = json_pack("{s:o}", table, store_table_dump(s->state, t));
 		return 0;
 	}

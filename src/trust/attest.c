@@ -390,30 +390,12 @@ static struct session *session_new(struct attest *a)
 	return oldest;
 }
 
-static int fail(char **ret_error, int r, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(ret_error, fmt, ap) < 0)
-		*ret_error = NULL;
-	va_end(ap);
-	return r;
-}
-
-static const char *arg_str(const struct ctl_request *req, const char *name)
-{
-	return json_string_value(json_object_get(req->args, name));
-}
-
 static int not_leader(struct attest *a, char **ret_error)
 {
 	const struct store_member *l =
 	    store_member_find(store_state(a->store), store_leader_id(a->store));
-	return fail(ret_error, -EAGAIN, "%s is not the leader%s%s", a->host, l ? "; ask " : "",
-	            l ? l->name : "");
+	return ctl_error(ret_error, -EAGAIN, "%s is not the leader%s%s", a->host, l ? "; ask " : "",
+	                 l ? l->name : "");
 }
 
 /* The member a join names, and whether the admin let it attest. */
@@ -421,14 +403,15 @@ static int check_host(struct attest *a, const char *host, char **ret_error)
 {
 	const struct store_state *st = store_state(a->store);
 	if (!host || !store_member_find_name(st, host))
-		return fail(ret_error, -ENOENT, "field \"host\": no member named \"%s\"",
-		            host ? host : "");
+		return ctl_error(ret_error, -ENOENT, "field \"host\": no member named \"%s\"",
+		                 host ? host : "");
 	const struct store_attestation *t = store_attestation_find(st, host);
 	if (t && t->state == STORE_ATTEST_REVOKED)
-		return fail(ret_error, -EPERM,
-		            "%s was revoked by the admin; 'ettmctl hosts admit %s' lets it attest "
-		            "again",
-		            host, host);
+		return ctl_error(
+		    ret_error, -EPERM,
+		    "%s was revoked by the admin; 'ettmctl hosts admit %s' lets it attest "
+		    "again",
+		    host, host);
 	return 0;
 }
 
@@ -450,11 +433,11 @@ int attest_check_challenge(json_t *args, const char *ca, struct attest_claim *re
 	    (r = arg_hex(args, "ak_public", 1024, &c.ak_public, ret_error)) < 0)
 		goto out;
 	if (trust_ek_check(&cert, &c.ek_public, ca, c.ek_fp, why, sizeof(why)) < 0) {
-		r = fail(ret_error, -EPERM, "EK certificate: %s", why);
+		r = ctl_error(ret_error, -EPERM, "EK certificate: %s", why);
 		goto out;
 	}
 	if (trust_ak_check(&c.ak_public, c.ak_fp, c.ak_name, why, sizeof(why)) < 0) {
-		r = fail(ret_error, -EPERM, "AK: %s", why);
+		r = ctl_error(ret_error, -EPERM, "AK: %s", why);
 		goto out;
 	}
 	*ret_claim = c;
@@ -468,7 +451,7 @@ out:
 static int handle_challenge(struct attest *a, const struct ctl_request *req, json_t **ret_result,
                             char **ret_error)
 {
-	const char *host = arg_str(req, "host");
+	const char *host = ctl_arg_str(req, "host");
 	int r = check_host(a, host, ret_error);
 	if (r < 0)
 		return r;
@@ -482,10 +465,11 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 	char why[STORE_REASON_MAX];
 	const struct store_attestation *t = store_attestation_find(store_state(a->store), host);
 	if (t && t->ek_fp[0] && strcmp(t->ek_fp, c.ek_fp) != 0) {
-		r = fail(ret_error, -EPERM,
-		         "%s attested before with another TPM (EK %.16s...); 'ettmctl hosts revoke "
-		         "%s' then 'hosts admit %s' let a new TPM in",
-		         host, t->ek_fp, host, host);
+		r = ctl_error(
+		    ret_error, -EPERM,
+		    "%s attested before with another TPM (EK %.16s...); 'ettmctl hosts revoke "
+		    "%s' then 'hosts admit %s' let a new TPM in",
+		    host, t->ek_fp, host, host);
 		log_warn("trust: %s: %s", host, *ret_error ? *ret_error : "another TPM");
 		goto out;
 	}
@@ -494,12 +478,12 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 	if (getrandom(id, sizeof(id), 0) != sizeof(id) ||
 	    getrandom(s->plain, sizeof(s->plain), 0) != sizeof(s->plain) ||
 	    getrandom(s->nonce, sizeof(s->nonce), 0) != sizeof(s->nonce)) {
-		r = fail(ret_error, -EIO, "no random numbers");
+		r = ctl_error(ret_error, -EIO, "no random numbers");
 		goto out;
 	}
 	if ((r = trust_make_credential(&c.ek_public, c.ak_name, s->plain, sizeof(s->plain), &cred,
 	                               &secret, why, sizeof(why))) < 0) {
-		r = fail(ret_error, r, "cannot make a credential for that EK: %s", why);
+		r = ctl_error(ret_error, r, "cannot make a credential for that EK: %s", why);
 		goto out;
 	}
 	trust_hex(id, sizeof(id), s->id);
@@ -532,20 +516,20 @@ int attest_check_quote(json_t *args, const struct trust_blob *ak,
 	char why[150], fp[TRUST_FP_LEN] = "";
 	int r;
 	if (!is_digest_hex(measurement))
-		return fail(ret_error, -EINVAL,
-		            "field \"measurement\": expected 64 lowercase hex digits");
+		return ctl_error(ret_error, -EINVAL,
+		                 "field \"measurement\": expected 64 lowercase hex digits");
 	digest_from_hex(measurement, expected);
 	if ((!ak && (r = arg_hex(args, "ak_public", 1024, &own, ret_error)) < 0) ||
 	    (r = arg_hex(args, "attest", 4096, &attest, ret_error)) < 0 ||
 	    (r = arg_hex(args, "signature", 1024, &sig, ret_error)) < 0)
 		goto out;
 	if (!ak && trust_ak_check(&own, fp, name, why, sizeof(why)) < 0) {
-		r = fail(ret_error, -EPERM, "AK: %s", why);
+		r = ctl_error(ret_error, -EPERM, "AK: %s", why);
 		goto out;
 	}
 	if (trust_quote_check(ak ? ak : &own, &attest, &sig, nonce, TRUST_NONCE_LEN, pcr, expected,
 	                      ret_quote, why, sizeof(why)) < 0) {
-		r = fail(ret_error, -EPERM, "quote: %s", why);
+		r = ctl_error(ret_error, -EPERM, "quote: %s", why);
 		goto out;
 	}
 	if (ret_ak_fp)
@@ -588,11 +572,11 @@ static int check_quote(struct attest *a, const char *host, const char *ek_fp, js
 static int handle_prove(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
                         char **ret_error)
 {
-	const char *host = arg_str(req, "host");
-	const char *measurement = arg_str(req, "measurement");
-	struct session *s = session_find(a, arg_str(req, "session"));
+	const char *host = ctl_arg_str(req, "host");
+	const char *measurement = ctl_arg_str(req, "measurement");
+	struct session *s = session_find(a, ctl_arg_str(req, "session"));
 	if (!s || !host || strcmp(s->host, host) != 0 || s->expires_ms <= mono_ms())
-		return fail(
+		return ctl_error(
 		    ret_error, -ESTALE,
 		    "field \"session\": no such challenge (stale, used, or another host's)");
 	/* One answer per challenge: a replayed one finds no session. */
@@ -619,7 +603,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	}
 	if (r < 0) {
 		refuse(a, host, why, sess.ek_fp, measurement, true);
-		r = fail(ret_error, r, "%s", why);
+		r = ctl_error(ret_error, r, "%s", why);
 		goto out;
 	}
 	const struct store_location *l = store_location_find(store_state(a->store), host);
@@ -666,13 +650,13 @@ static int handle_quote(struct attest *a, const struct ctl_request *req, json_t 
 	if (r < 0)
 		return r;
 	if (!a->tpm)
-		return fail(ret_error, -EIO, "the TPM is not available: %s", a->last_error);
+		return ctl_error(ret_error, -EIO, "the TPM is not available: %s", a->last_error);
 	struct trust_blob attest = {0}, sig = {0};
 	char why[256];
 	r = trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, why,
 	                    sizeof(why));
 	if (r < 0)
-		return fail(ret_error, r, "TPM quote: %s", why);
+		return ctl_error(ret_error, r, "TPM quote: %s", why);
 	*ret_result =
 	    json_pack("{s:o, s:o, s:o, s:s}", "attest", hex_json(attest.data, attest.len),
 	              "signature", hex_json(sig.data, sig.len), "ak_public",
@@ -1019,11 +1003,11 @@ int attest_handle_admin(struct attest *a, struct ctl_client *client, const struc
 	bool admit = strcmp(req->cmd, "hosts.admit") == 0;
 	if (!admit && strcmp(req->cmd, "hosts.revoke") != 0)
 		return -ENOENT;
-	const char *host = arg_str(req, "host");
+	const char *host = ctl_arg_str(req, "host");
 	const struct store_state *st = store_state(a->store);
 	if (!host || !store_member_find_name(st, host))
-		return fail(ret_error, -ENOENT, "no member named \"%s\" (see 'ettmctl hosts')",
-		            host ? host : "");
+		return ctl_error(ret_error, -ENOENT, "no member named \"%s\" (see 'ettmctl hosts')",
+		                 host ? host : "");
 	const struct store_attestation *t = store_attestation_find(st, host);
 	struct ctl_deferred *d;
 	if (admit) {
