@@ -16,7 +16,7 @@
 
 /* Version of the command and snapshot encodings. A replica refuses
  * encodings newer than it knows. */
-#define STORE_ENCODING_VERSION 2 /* 2: the locations and links tables */
+#define STORE_ENCODING_VERSION 3 /* 2: locations, links; 3: devices, manager */
 
 #define STORE_NAME_MAX    32
 #define STORE_ADDR_MAX    64
@@ -39,6 +39,8 @@ enum store_table {
 	STORE_CONFLICTS,
 	STORE_LOCATIONS, /* where each host's AEE meets the network */
 	STORE_LINKS,     /* switch-to-switch links */
+	STORE_DEVICES,   /* unmanaged devices allowed by policy */
+	STORE_MANAGER,   /* one row: the agent that forwards for the devices */
 	STORE_TABLE_MAX,
 };
 
@@ -144,6 +146,25 @@ struct store_link {
 	uint64_t seen_ms;
 };
 
+/* An unmanaged device (printer, phone, visitor) allowed by policy, never by
+ * trust (docs/devices.md). The row's existence is the allowance; where it
+ * sits and its IPv4 address are learned by the master from its frames. */
+struct store_device {
+	char mac[STORE_MAC_MAX]; /* key; lowercase "xx:xx:xx:xx:xx:xx", unicast */
+	char name[STORE_NAME_MAX];
+	uint32_t address; /* host byte order; 0: not known yet */
+	uint64_t dpid;    /* where it was last seen; 0: not yet */
+	uint32_t port;
+	uint64_t allowed_ms; /* when it was allowed */
+};
+
+/* The member whose AEE forwards every device's traffic, kept by the
+ * leader at an admitted, located, reachable member. */
+struct store_manager {
+	char host[STORE_NAME_MAX]; /* "": none */
+	uint64_t since_ms;
+};
+
 union store_row {
 	struct store_cluster cluster;
 	struct store_member member;
@@ -156,6 +177,8 @@ union store_row {
 	struct store_conflict conflict;
 	struct store_location location;
 	struct store_link link;
+	struct store_device device;
+	struct store_manager manager;
 };
 
 struct store_cmd {
@@ -229,6 +252,14 @@ const struct store_member *store_member_find(const struct store_state *s, uint64
 const struct store_member *store_member_find_name(const struct store_state *s, const char *name);
 const struct store_admission *store_admission_find(const struct store_state *s, const char *host);
 const struct store_location *store_location_find(const struct store_state *s, const char *host);
+const struct store_device *store_device_find(const struct store_state *s, const char *mac);
+const struct store_manager *store_manager(const struct store_state *s);
+
+/* True when @mac is a device key: lowercase "xx:xx:xx:xx:xx:xx", neither
+ * multicast nor all zero. */
+bool store_device_mac_valid(const char *mac);
+/* True when @name is 1-31 letters, digits, '.', '_' or '-'. */
+bool store_device_name_valid(const char *name);
 
 /* Merge of a command orphaned by a forced recovery into the new cluster's
  * state (docs/store.md, "Merge rules"). */
