@@ -165,7 +165,12 @@ static void test_flows_at_the_device_and_the_manager(void **state)
 	assert_non_null(fm);
 	assert_int_equal(match(fm, OF13_OXM_ETH_TYPE), 0x0806);
 	assert_int_equal(output(fm), OF13_PORT_CONTROLLER);
+	assert_false(goes_to_table1(fm)); /* ARP from a new address: learned first */
+	fm = find(&s2, 0, DEV_PRIO_ARP_OWN);
+	assert_non_null(fm);
+	assert_int_equal(match(fm, OF13_OXM_ARP_SPA), 0x0a4d0201);
 	assert_true(goes_to_table1(fm));
+	assert_null(action(fm, OF13_ACTION_OUTPUT));
 	fm = find(&s2, 0, DEV_PRIO_SEEN);
 	assert_non_null(fm);
 	assert_int_equal(fm->match.n, 1);
@@ -217,6 +222,8 @@ static void test_flows_without_address_manager_or_allowance(void **state)
 	assert_int_equal(output(find(&f, 0, DEV_PRIO_ADMIT)), OF13_PORT_CONTROLLER);
 	assert_true(goes_to_table1(find(&f, 0, DEV_PRIO_ADMIT)));
 	assert_null(find(&f, 1, DEV_PRIO_ARP));
+	assert_null(find(&f, 0, DEV_PRIO_ARP_OWN)); /* its ARP only teaches */
+	assert_non_null(find(&f, 0, DEV_PRIO_LEARN));
 	sw_flows_free(&f);
 
 	/* Not located yet: only learning, and the way to the manager. */

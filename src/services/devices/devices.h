@@ -23,16 +23,20 @@
 #include "switch/switch.h"
 
 /* Priorities. Table 0 (admission): a device's frames at its own port enter
- * table 1 (its ARP, and everything while its address is unknown, is copied
- * to the master); anywhere else they go to the master only, which learns
- * where the device is. Table 1: from a device, above every other flow, to
- * the manager; ARP for its address to the manager; to the device. */
-#define DEV_PRIO_SEEN  1500 /* table 0: eth_src, any port: to the master */
-#define DEV_PRIO_ADMIT 2000 /* table 0: its port and MAC: table 1 */
-#define DEV_PRIO_LEARN 2010 /* table 0: its ARP at its port: table 1 and the master */
-#define DEV_PRIO_FROM  2500 /* table 1: eth_src: to the manager */
-#define DEV_PRIO_ARP   2100 /* table 1: ARP request for its address: to the manager */
-#define DEV_PRIO_TO    2000 /* table 1: eth_dst: to the device */
+ * table 1 (copied to the master while its address is unknown); its ARP
+ * only from the address the store knows, other ARP goes to the master
+ * alone, which learns the new address from it (so the manager never
+ * answers, by proxy, a device's ARP for its own new address). Anywhere
+ * else its frames go to the master only, which learns where the device
+ * is. Table 1: from a device, above every other flow, to the manager; ARP
+ * for its address to the manager; to the device. */
+#define DEV_PRIO_SEEN    1500 /* table 0: eth_src, any port: to the master */
+#define DEV_PRIO_ADMIT   2000 /* table 0: its port and MAC: table 1 */
+#define DEV_PRIO_LEARN   2010 /* table 0: its ARP at its port: to the master */
+#define DEV_PRIO_ARP_OWN 2020 /* table 0: its ARP from its known address: table 1 */
+#define DEV_PRIO_FROM    2500 /* table 1: eth_src: to the manager */
+#define DEV_PRIO_ARP     2100 /* table 1: ARP request for its address: to the manager */
+#define DEV_PRIO_TO      2000 /* table 1: eth_dst: to the device */
 
 /* The manager's location when the manager row names an admitted, located
  * member, or NULL. */

@@ -36,8 +36,12 @@ static uint32_t towards(const struct store_state *st, uint64_t dpid, uint64_t to
 	return to == dpid ? port : sw_next_hop(st, dpid, to);
 }
 
-/* Table 0 at the device's own port: into table 1; its ARP (everything,
- * while its address is unknown) copied to the master too. */
+/* Table 0 at the device's own port: into table 1 (everything copied to
+ * the master while its address is unknown); its ARP only from its known
+ * address, other ARP to the master alone. An address is learned before
+ * the manager sees the device's ARP from it: else the manager's proxy ARP
+ * would answer the device's announcement of its own address (RFC 5227
+ * calls that a conflict). */
 static int admit(const struct store_device *d, const uint8_t mac[6], struct sw_flows *out)
 {
 	struct of13_flow_mod fm = sw_flow_base(0, DEV_PRIO_LEARN);
@@ -45,8 +49,17 @@ static int admit(const struct store_device *d, const uint8_t mac[6], struct sw_f
 	of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
 	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_ARP, NULL);
 	sw_output(sw_apply(&fm), OF13_PORT_CONTROLLER);
-	goto_table1(&fm);
 	int r = add(out, &fm);
+
+	if (r == 0 && d->address) {
+		fm = sw_flow_base(0, DEV_PRIO_ARP_OWN);
+		of13_match_add(&fm.match, OF13_OXM_IN_PORT, d->port, NULL);
+		of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
+		of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_ARP, NULL);
+		of13_match_add(&fm.match, OF13_OXM_ARP_SPA, d->address, NULL);
+		goto_table1(&fm);
+		r = add(out, &fm);
+	}
 
 	fm = sw_flow_base(0, DEV_PRIO_ADMIT);
 	of13_match_add(&fm.match, OF13_OXM_IN_PORT, d->port, NULL);
