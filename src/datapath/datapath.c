@@ -70,11 +70,17 @@ int dp_reconcile(struct datapath *dp)
 		set_error(dp, error ? error : strdup(strerror(-r)));
 		return r;
 	}
+	r = dp_link_devices(&dp->devices_linked, &dp->devices, &error);
+	if (r < 0) {
+		set_error(dp, error ? error : strdup(strerror(-r)));
+		return r;
+	}
+	dp->devices_linked = dp->devices;
 	if (dp->hold_ruleset && dp_table_present(dp)) {
 		set_error(dp, NULL);
 		return 0;
 	}
-	r = dp_ruleset_build(&dp->cfg, &dp->nat, &rs);
+	r = dp_ruleset_build_devices(&dp->cfg, &dp->nat, &dp->devices, &rs);
 	if (r < 0) {
 		set_error(dp, strdup("out of memory building the ruleset"));
 		return r;
@@ -102,6 +108,14 @@ int dp_set_nat(struct datapath *dp, const struct dp_nat *nat)
 		return 0;
 	dp->nat = *nat;
 	dp->hold_ruleset = false;
+	return dp_reconcile(dp);
+}
+
+int dp_set_devices(struct datapath *dp, const struct dp_devices *devices)
+{
+	if (memcmp(&dp->devices, devices, sizeof(*devices)) == 0)
+		return 0;
+	dp->devices = *devices;
 	return dp_reconcile(dp);
 }
 

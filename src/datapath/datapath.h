@@ -54,6 +54,27 @@ struct dp_nat {
 	struct dp_nat_mapping own_maps[DP_NAT_MAPPINGS_MAX], other_maps[DP_NAT_MAPPINGS_MAX];
 };
 
+/* Unmanaged devices (docs/devices.md): on the agent chosen as their manager,
+ * frames from the devices' MACs leave the uplink for a veth pair, enter the
+ * IP stack on its far side (DP_DEVICE_IF, wearing the uplink's MAC) and are
+ * forwarded under the guest's rules; what is routed to a device goes back
+ * out of the uplink. Addresses in network byte order. */
+#define DP_DEVICES_MAX 32
+#define DP_DEVICE_IF   "dv1" /* the devices' side of the IP stack */
+#define DP_DEVICE_PEER "dv0" /* its peer: frames to and from the uplink */
+
+struct dp_device {
+	uint8_t mac[6];
+	struct in_addr addr; /* 0.0.0.0: not known yet */
+};
+
+struct dp_devices {
+	bool enabled;       /* this AEE is the devices' manager */
+	uint8_t own_mac[6]; /* the uplink's */
+	unsigned n;
+	struct dp_device v[DP_DEVICES_MAX];
+};
+
 struct dp_counter {
 	uint64_t packets;
 	uint64_t bytes;
@@ -76,7 +97,9 @@ struct dp_nft;
  * the last reconciliation did. */
 struct datapath {
 	struct dp_config cfg;
-	struct dp_nat nat; /* set with dp_set_nat() */
+	struct dp_nat nat;                /* set with dp_set_nat() */
+	struct dp_devices devices;        /* set with dp_set_devices() */
+	struct dp_devices devices_linked; /* what the links were last set up for */
 	/* Links only, while the table from before a restart stays as it was:
 	 * NAT holds it until the store has caught up (cleared by dp_set_nat). */
 	bool hold_ruleset;
@@ -98,6 +121,10 @@ int dp_reconcile(struct datapath *dp);
 
 /* Sets what NAT wants and reconciles when it changed. */
 int dp_set_nat(struct datapath *dp, const struct dp_nat *nat);
+
+/* Sets which devices this AEE forwards for (none: @devices->enabled false)
+ * and reconciles when it changed. */
+int dp_set_devices(struct datapath *dp, const struct dp_devices *devices);
 
 /* True when the agent's table is still in the kernel. */
 bool dp_table_present(struct datapath *dp);

@@ -1,5 +1,6 @@
 #include "link.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -11,6 +12,8 @@
 
 #include <libmnl/libmnl.h>
 #include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/veth.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 
@@ -107,6 +110,39 @@ static int host_route_replace(struct mnl_socket *nl, unsigned ifindex, struct in
 	return rtnl_talk(nl, nlh);
 }
 
+static int route_delete(struct mnl_socket *nl, unsigned ifindex, struct in_addr dst)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_DELROUTE;
+	struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = AF_INET;
+	rtm->rtm_dst_len = 32;
+	rtm->rtm_table = RT_TABLE_MAIN;
+	rtm->rtm_scope = RT_SCOPE_NOWHERE;
+	mnl_attr_put_u32(nlh, RTA_DST, dst.s_addr);
+	mnl_attr_put_u32(nlh, RTA_OIF, ifindex);
+	return rtnl_talk(nl, nlh);
+}
+
+/* A permanent neighbour entry (@mac NULL: delete it). */
+static int neigh_set(struct mnl_socket *nl, unsigned ifindex, struct in_addr addr,
+                     const uint8_t *mac)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = mac ? RTM_NEWNEIGH : RTM_DELNEIGH;
+	nlh->nlmsg_flags = mac ? NLM_F_CREATE | NLM_F_REPLACE : 0;
+	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+	nd->ndm_family = AF_INET;
+	nd->ndm_ifindex = (int)ifindex;
+	nd->ndm_state = NUD_PERMANENT;
+	mnl_attr_put_u32(nlh, NDA_DST, addr.s_addr);
+	if (mac)
+		mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
+	return rtnl_talk(nl, nlh);
+}
+
 /* NAT's way out: a default route to the ISP gateway on the uplink, whose
  * neighbour entry is the switch's stand-in MAC (the switch puts the real
  * gateway's address on at the uplink), so no AEE ever ARPs outside. */
@@ -163,6 +199,151 @@ static int set_sysctls(const struct dp_config *cfg, char **ret_error)
 			return fail(ret_error, r, "cannot set %s: %s", path, strerror(-r));
 	}
 	return 0;
+}
+
+/* ---- unmanaged devices: the veth pair DP_DEVICE_PEER / DP_DEVICE_IF ---- */
+
+static int veth_create(struct mnl_socket *nl, const uint8_t mac[6])
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWLINK;
+	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, DP_DEVICE_PEER);
+	struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+	struct nlattr *data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+	struct nlattr *peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+	struct ifinfomsg *pi = mnl_nlmsg_put_extra_header(nlh, sizeof(*pi));
+	pi->ifi_family = AF_UNSPEC;
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, DP_DEVICE_IF);
+	mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
+	mnl_attr_nest_end(nlh, peer);
+	mnl_attr_nest_end(nlh, data);
+	mnl_attr_nest_end(nlh, info);
+	return rtnl_talk(nl, nlh);
+}
+
+static int link_set_mac(struct mnl_socket *nl, unsigned ifindex, const uint8_t mac[6])
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWLINK;
+	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = (int)ifindex;
+	mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
+	return rtnl_talk(nl, nlh);
+}
+
+static int link_delete(struct mnl_socket *nl, unsigned ifindex)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_DELLINK;
+	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = (int)ifindex;
+	return rtnl_talk(nl, nlh);
+}
+
+static bool has_addr(const struct dp_devices *d, struct in_addr addr, const uint8_t *mac)
+{
+	for (unsigned i = 0; d->enabled && i < d->n; i++)
+		if (d->v[i].addr.s_addr == addr.s_addr && (!mac || !memcmp(d->v[i].mac, mac, 6)))
+			return true;
+	return false;
+}
+
+/* Proxy ARP on the devices' side answers their ARP for any other address
+ * (their gateway, the guests), at once; the peer has no IP life. */
+static int device_sysctls(char **ret_error)
+{
+	static const struct {
+		const char *path, *value;
+		bool optional;
+	} sets[] = {
+	    {"/proc/sys/net/ipv4/conf/" DP_DEVICE_IF "/proxy_arp", "1", false},
+	    {"/proc/sys/net/ipv4/neigh/" DP_DEVICE_IF "/proxy_delay", "0", false},
+	    {"/proc/sys/net/ipv6/conf/" DP_DEVICE_IF "/disable_ipv6", "1", true},
+	    {"/proc/sys/net/ipv6/conf/" DP_DEVICE_PEER "/disable_ipv6", "1", true},
+	};
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		int r = write_sysctl(sets[i].path, sets[i].value);
+		if (r < 0 && !(sets[i].optional && r == -ENOENT))
+			return fail(ret_error, r, "cannot set %s: %s", sets[i].path, strerror(-r));
+	}
+	return 0;
+}
+
+static int devices_up(struct mnl_socket *nl, const struct dp_devices *old,
+                      const struct dp_devices *d, char **ret_error)
+{
+	int r = 0;
+	unsigned peer = if_nametoindex(DP_DEVICE_PEER);
+	if (peer == 0 && (r = veth_create(nl, d->own_mac)) < 0)
+		return fail(ret_error, r, "cannot create the devices' link %s/%s: %s",
+		            DP_DEVICE_PEER, DP_DEVICE_IF, strerror(-r));
+	peer = if_nametoindex(DP_DEVICE_PEER);
+	unsigned side = if_nametoindex(DP_DEVICE_IF);
+	if (peer == 0 || side == 0)
+		return fail(ret_error, -ENODEV, "the devices' link %s/%s is incomplete",
+		            DP_DEVICE_PEER, DP_DEVICE_IF);
+	if ((r = link_set_mac(nl, side, d->own_mac)) < 0 || (r = link_up(nl, peer)) < 0 ||
+	    (r = link_up(nl, side)) < 0)
+		return fail(ret_error, r, "cannot set up the devices' link %s/%s: %s",
+		            DP_DEVICE_PEER, DP_DEVICE_IF, strerror(-r));
+	if ((r = device_sysctls(ret_error)) < 0)
+		return r;
+	/* What the last set-up routed and no longer should. */
+	for (unsigned i = 0; old->enabled && i < old->n; i++) {
+		const struct dp_device *o = &old->v[i];
+		if (!o->addr.s_addr || has_addr(d, o->addr, o->mac))
+			continue;
+		neigh_set(nl, side, o->addr, NULL);
+		if (!has_addr(d, o->addr, NULL))
+			route_delete(nl, side, o->addr);
+	}
+	char a[INET_ADDRSTRLEN];
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct dp_device *v = &d->v[i];
+		if (!v->addr.s_addr)
+			continue;
+		if ((r = host_route_replace(nl, side, v->addr)) < 0 ||
+		    (r = neigh_set(nl, side, v->addr, v->mac)) < 0)
+			return fail(ret_error, r, "cannot route device %s to %s: %s",
+			            inet_ntop(AF_INET, &v->addr, a, sizeof(a)), DP_DEVICE_IF,
+			            strerror(-r));
+	}
+	return 0;
+}
+
+int dp_link_devices(const struct dp_devices *old, const struct dp_devices *d, char **ret_error)
+{
+	unsigned peer = if_nametoindex(DP_DEVICE_PEER);
+	if (!d->enabled && peer == 0)
+		return 0;
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+	if (!nl)
+		return fail(ret_error, -errno, "cannot open rtnetlink: %s", strerror(errno));
+	int r = mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ? -errno : 0;
+	if (r < 0)
+		fail(ret_error, r, "cannot bind rtnetlink: %s", strerror(-r));
+	else if (!d->enabled) {
+		/* No longer the manager: the pair goes, and its routes with it. */
+		r = link_delete(nl, peer);
+		if (r < 0 && r != -ENODEV)
+			fail(ret_error, r, "cannot remove the devices' link %s: %s", DP_DEVICE_PEER,
+			     strerror(-r));
+		else
+			r = 0;
+	} else {
+		r = devices_up(nl, old, d, ret_error);
+	}
+	mnl_socket_close(nl);
+	return r;
 }
 
 int dp_link_nat_timers(char **ret_error)

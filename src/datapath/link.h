@@ -15,6 +15,15 @@
  * and a newly allocated message in *ret_error (if not NULL). */
 int dp_link_setup(const struct dp_config *cfg, const struct dp_nat *nat, char **ret_error);
 
+/* The unmanaged devices' link (docs/devices.md): with @devices enabled, the
+ * veth pair DP_DEVICE_PEER/DP_DEVICE_IF (the latter wearing the uplink's MAC,
+ * with proxy ARP), a host route and a permanent neighbour entry on it for
+ * each device whose address is known, and no longer those of @old (what the
+ * last call set up); not enabled, the pair is removed. Idempotent. Returns 0,
+ * or a negative errno and a message in *ret_error. */
+int dp_link_devices(const struct dp_devices *old, const struct dp_devices *devices,
+                    char **ret_error);
+
 /* NAT's conntrack timers (per network namespace), once conntrack is in use.
  * Returns 0, or a negative errno and a message in *ret_error. */
 int dp_link_nat_timers(char **ret_error);

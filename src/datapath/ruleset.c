@@ -198,8 +198,120 @@ static int nat_forward(struct dp_ruleset *rs, const struct dp_config *cfg, const
 	return r;
 }
 
+/* ---- unmanaged devices (docs/devices.md) ---- */
+
+static bool devices_on(const struct dp_devices *d)
+{
+	return d && d->enabled;
+}
+
+/* "{ 10.77.2.1, 10.77.2.2 }" of the devices whose address is known; false
+ * when none is. */
+static bool device_addrs(const struct dp_devices *d, char *buf, size_t size)
+{
+	size_t len = 0;
+	unsigned n = 0;
+	char a[INET_ADDRSTRLEN];
+	len += (size_t)snprintf(buf, size, "{ ");
+	for (unsigned i = 0; i < d->n && len < size; i++) {
+		if (!d->v[i].addr.s_addr)
+			continue;
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", n++ ? ", " : "",
+		                        inet_ntop(AF_INET, &d->v[i].addr, a, sizeof(a)));
+	}
+	if (len < size)
+		snprintf(buf + len, size - len, " }");
+	return n > 0;
+}
+
+/* The devices' own forwarding: as the guest's (out of the uplink, to this
+ * host's guest), nothing else from their side. @before_spoof: the rules
+ * that must come before the guest's catch-all drop. */
+static int devices_forward(struct dp_chain *fwd, const struct dp_config *cfg,
+                           const struct dp_nat *nat, const struct dp_devices *d, bool before_spoof)
+{
+	char set[DP_DEVICES_MAX * 18 + 8], guest[INET_ADDRSTRLEN];
+	const char *g = cfg->guest_if, *u = cfg->uplink_if, *v = DP_DEVICE_IF;
+	bool any = device_addrs(d, set, sizeof(set));
+	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
+	int r = 0;
+	if (before_spoof) {
+		if (any && nat && nat->enabled && nat->n_own == 0) {
+			char net[INET_ADDRSTRLEN];
+			inside_prefix(cfg, net);
+			r |= add_rule(
+			    fwd, "iifname \"%s\" oifname \"%s\" ip daddr != %s/%u counter drop", v,
+			    u, net, cfg->control_plen);
+		}
+		if (any) {
+			r |= add_rule(
+			    fwd,
+			    "iifname \"%s\" oifname { \"%s\", \"%s\" } ip saddr %s counter "
+			    "accept",
+			    v, u, g, set);
+			r |= add_rule(
+			    fwd,
+			    "iifname \"%s\" oifname \"%s\" ip saddr %s ip daddr %s counter "
+			    "accept",
+			    g, v, guest, set);
+		}
+		return r;
+	}
+	if (any)
+		r |= add_rule(fwd, "iifname \"%s\" oifname \"%s\" ip daddr %s counter accept", u, v,
+		              set);
+	r |= add_rule(fwd, "iifname \"%s\" counter name \"spoofed\" drop", v);
+	return r;
+}
+
+static int devices_input(struct dp_chain *in, const struct dp_devices *d)
+{
+	char set[DP_DEVICES_MAX * 18 + 8];
+	const char *v = DP_DEVICE_IF;
+	int r = 0;
+	if (device_addrs(d, set, sizeof(set)))
+		r |= add_rule(in, "iifname \"%s\" ip saddr != %s counter name \"spoofed\" drop", v,
+		              set);
+	else
+		r |= add_rule(in, "iifname \"%s\" meta nfproto ipv4 counter name \"spoofed\" drop",
+		              v);
+	r |= add_rule(in, "iifname \"%s\" meta nfproto ipv6 counter name \"spoofed\" drop", v);
+	return r;
+}
+
+/* Frames from the devices leave the uplink for the devices' side; what the
+ * AEE sends there (with the uplink's MAC) goes back out of the uplink. */
+static int devices_steer(struct dp_ruleset *rs, const struct dp_config *cfg,
+                         const struct dp_devices *d)
+{
+	char own[18], m[18];
+	if (d->n) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		if (!f)
+			return -ENOMEM;
+		fputs("ether saddr { ", f);
+		for (unsigned i = 0; i < d->n; i++)
+			fprintf(f, "%s%s", i ? ", " : "", mac_str(d->v[i].mac, m));
+		fprintf(f, " } fwd to \"%s\"", DP_DEVICE_PEER);
+		int r = add_text_rule(&rs->ingress, &text, f);
+		if (r < 0)
+			return r;
+	}
+	rs->devices = (struct dp_chain){.name = "to_uplink", .hook = "ingress", .policy = "drop"};
+	return add_rule(&rs->devices, "ether saddr %s ether type { ip, arp } fwd to \"%s\"",
+	                mac_str(d->own_mac, own), cfg->uplink_if);
+}
+
 int dp_ruleset_build(const struct dp_config *cfg, const struct dp_nat *nat,
                      struct dp_ruleset *ret_rs)
+{
+	return dp_ruleset_build_devices(cfg, nat, NULL, ret_rs);
+}
+
+int dp_ruleset_build_devices(const struct dp_config *cfg, const struct dp_nat *nat,
+                             const struct dp_devices *devices, struct dp_ruleset *ret_rs)
 {
 	struct dp_ruleset rs = {0};
 	char guest[INET_ADDRSTRLEN];
@@ -225,21 +337,31 @@ int dp_ruleset_build(const struct dp_config *cfg, const struct dp_nat *nat,
 	r |= add_rule(fwd,
 	              "iifname \"%s\" oifname \"%s\" ip saddr %s counter name \"guest_tx\" accept",
 	              g, u, guest);
+	if (devices_on(devices))
+		r |= devices_forward(fwd, cfg, nat, devices, true);
 	r |= add_rule(fwd, "iifname \"%s\" counter name \"spoofed\" drop", g);
 	r |= add_rule(fwd,
 	              "iifname \"%s\" oifname \"%s\" ip daddr %s counter name \"guest_rx\" accept",
 	              u, g, guest);
+	if (devices_on(devices))
+		r |= devices_forward(fwd, cfg, nat, devices, false);
 
 	/* Traffic for the AEE itself (its services) is accepted, but not from a
 	 * forged guest source. */
 	struct dp_chain *in = add_chain(&rs, "input", "input", "accept");
 	r |= add_rule(in, "iifname \"%s\" ip saddr != %s counter name \"spoofed\" drop", g, guest);
 	r |= add_rule(in, "iifname \"%s\" meta nfproto ipv6 counter name \"spoofed\" drop", g);
+	if (devices_on(devices))
+		r |= devices_input(in, devices);
 
-	if (r == 0 && nat && nat->enabled) {
+	if (r == 0 && ((nat && nat->enabled) || devices_on(devices))) {
 		rs.ingress =
 		    (struct dp_chain){.name = "ingress", .hook = "ingress", .policy = "accept"};
 		snprintf(rs.ingress_device, sizeof(rs.ingress_device), "%s", u);
+	}
+	if (r == 0 && devices_on(devices))
+		r = devices_steer(&rs, cfg, devices);
+	if (r == 0 && nat && nat->enabled) {
 		if (nat->n_own)
 			r = nat_outbound(&rs, cfg, nat);
 		if (r == 0)
@@ -264,6 +386,8 @@ void dp_ruleset_free(struct dp_ruleset *rs)
 			free(rs->chains[i].rules[j]);
 	for (size_t j = 0; j < rs->ingress.n_rules; j++)
 		free(rs->ingress.rules[j]);
+	for (size_t j = 0; j < rs->devices.n_rules; j++)
+		free(rs->devices.rules[j]);
 	*rs = (struct dp_ruleset){0};
 }
 
@@ -284,14 +408,24 @@ void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out)
 		fprintf(out, "\t}\n");
 	}
 	fprintf(out, "}\n");
-	if (rs->ingress.n_rules == 0)
+	if (rs->ingress.n_rules == 0 && rs->devices.n_rules == 0)
 		return;
-	fprintf(out, "table netdev %s {\n\tchain ingress {\n", DP_TABLE_NAME);
-	fprintf(out, "\t\ttype filter hook ingress device \"%s\" priority filter; policy accept;\n",
-	        rs->ingress_device);
-	for (size_t j = 0; j < rs->ingress.n_rules; j++)
-		fprintf(out, "\t\t%s\n", rs->ingress.rules[j]);
-	fprintf(out, "\t}\n}\n");
+	fprintf(out, "table netdev %s {\n", DP_TABLE_NAME);
+	const struct dp_chain *chains[] = {&rs->ingress, &rs->devices};
+	const char *devs[] = {rs->ingress_device, DP_DEVICE_PEER};
+	for (size_t i = 0; i < 2; i++) {
+		const struct dp_chain *c = chains[i];
+		if (c->n_rules == 0)
+			continue;
+		fprintf(out, "\tchain %s {\n", c->name);
+		fprintf(out,
+		        "\t\ttype filter hook ingress device \"%s\" priority filter; policy %s;\n",
+		        devs[i], c->policy);
+		for (size_t j = 0; j < c->n_rules; j++)
+			fprintf(out, "\t\t%s\n", c->rules[j]);
+		fprintf(out, "\t}\n");
+	}
+	fprintf(out, "}\n");
 }
 
 int dp_ruleset_render_string(const struct dp_ruleset *rs, char **ret_text)

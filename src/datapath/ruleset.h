@@ -33,6 +33,9 @@ struct dp_ruleset {
 	 * such table. */
 	struct dp_chain ingress;
 	char ingress_device[IF_NAMESIZE];
+	/* The same table's chain on DP_DEVICE_PEER: what the AEE routes to
+	 * unmanaged devices goes back out of the uplink. Empty: none. */
+	struct dp_chain devices;
 };
 
 /* Computes the ruleset for @cfg and @nat (NULL: no NAT) into @ret_rs.
@@ -40,6 +43,11 @@ struct dp_ruleset {
  * dp_ruleset_free(). */
 int dp_ruleset_build(const struct dp_config *cfg, const struct dp_nat *nat,
                      struct dp_ruleset *ret_rs);
+
+/* The same, for the devices' manager (@devices NULL or not enabled: as
+ * dp_ruleset_build()). */
+int dp_ruleset_build_devices(const struct dp_config *cfg, const struct dp_nat *nat,
+                             const struct dp_devices *devices, struct dp_ruleset *ret_rs);
 
 void dp_ruleset_free(struct dp_ruleset *rs);
 

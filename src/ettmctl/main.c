@@ -675,6 +675,64 @@ static int cmd_nat(const struct options *o, int argc, char **argv)
 	return 0;
 }
 
+static void print_devices(json_t *r)
+{
+	size_t i;
+	json_t *x;
+	json_t *m = json_object_get(r, "manager");
+	printf("manager  %s\n",
+	       json_is_string(json_object_get(m, "host")) ? str(m, "host") : "none yet");
+	json_t *a = json_object_get(r, "devices");
+	if (json_array_size(a) == 0) {
+		printf("no devices allowed\n");
+		return;
+	}
+	printf("%-17s  %-16s %-15s %-21s %s\n", "MAC", "NAME", "ADDRESS", "SWITCH/PORT",
+	       "MANAGED BY");
+	json_array_foreach(a, i, x)
+	{
+		char where[40] = "-";
+		if (json_is_string(json_object_get(x, "dpid")))
+			snprintf(where, sizeof(where), "%s/%d", str(x, "dpid"),
+			         (int)num(x, "port"));
+		printf("%-17s  %-16s %-15s %-21s %s\n", str(x, "mac"), str(x, "name"),
+		       str(x, "address"), where, str(x, "managed_by"));
+	}
+}
+
+static int cmd_devices(const struct options *o, int argc, char **argv)
+{
+	json_t *r;
+	const char *sub = argc > 1 ? argv[1] : "list";
+	if (strcmp(sub, "list") == 0) {
+		if (argc > 2)
+			return usage_error("devices", "devices list: unexpected argument \"%s\"",
+			                   argv[2]);
+		if (call(o, "devices", NULL, &r) != 0)
+			return 1;
+		return print_or_json(o, r, print_devices);
+	}
+	json_t *args;
+	if (strcmp(sub, "allow") == 0) {
+		if (argc != 5 || strcmp(argv[3], "--name") != 0)
+			return usage_error("devices", "devices allow: expected MAC --name NAME");
+		args = json_pack("{s:s, s:s}", "mac", argv[2], "name", argv[4]);
+	} else if (strcmp(sub, "remove") == 0) {
+		if (argc != 3)
+			return usage_error("devices", "devices remove: expected one MAC");
+		args = json_pack("{s:s}", "mac", argv[2]);
+	} else {
+		return usage_error("devices", "devices: unknown subcommand \"%s\"", sub);
+	}
+	if (call(o, sub[0] == 'a' ? "devices.allow" : "devices.remove", args, &r) != 0)
+		return 1;
+	if (o->json)
+		return print_or_json(o, r, NULL);
+	printf("%s %s\n", argv[2], sub[0] == 'a' ? "allowed" : "removed");
+	json_decref(r);
+	return 0;
+}
+
 static const struct command commands[] = {
     {"status", "show the agent's host, version, uptime and datapath",
      "Usage: ettmctl [--socket PATH] [--json] status\n"
@@ -709,7 +767,7 @@ static const struct command commands[] = {
      "\n"
      "Prints every table of this host's replica (or only TABLE: cluster, members,\n"
      "admissions, trusted, policy, nat_blocks, nat_mappings, leases, conflicts,\n"
-     "locations, links, attestations).\n",
+     "locations, links, attestations, devices, manager).\n",
      cmd_store},
     {"trust", "list, add or remove trusted measurements",
      "Usage: ettmctl [--json] trust [list]\n"
@@ -776,6 +834,22 @@ static const struct command commands[] = {
      "          the port is mapped already or lies in another host's block.\n"
      "unexpose  removes the mapping of PUBLIC-PORT.\n",
      cmd_nat},
+    {"devices", "unmanaged devices: allowed MACs, where they are, who manages them",
+     "Usage: ettmctl [--json] devices [list]\n"
+     "       ettmctl [--json] devices allow MAC --name NAME\n"
+     "       ettmctl [--json] devices remove MAC\n"
+     "\n"
+     "Unmanaged devices (printers, phones, visitors) run no agent: they are\n"
+     "allowed by MAC, and the switches steer all their traffic through the agent\n"
+     "the store chose as their manager, which forwards it under its own guest's\n"
+     "rules. A device that is not allowed reaches nothing.\n"
+     "\n"
+     "list    the manager, and each allowed device: MAC, name, the IPv4 address\n"
+     "        and switch/port learned from its frames, and the agent managing it.\n"
+     "allow   allows MAC (xx:xx:xx:xx:xx:xx, unicast) as NAME (1-31 letters,\n"
+     "        digits, '.', '_', '-'); again to rename it.\n"
+     "remove  takes the allowance back: the device reaches nothing again.\n",
+     cmd_devices},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

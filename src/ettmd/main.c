@@ -18,6 +18,7 @@
 #include "lib/clock.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
+#include "services/devices/devices.h"
 #include "services/nat/nat.h"
 #include "store/store.h"
 #include "switch/switch.h"
@@ -33,9 +34,10 @@ struct agent {
 	struct ctl_server ctl;
 	struct ctl_server peer;
 	struct store *store;
-	struct swc *switches;  /* NULL when the configuration names none */
-	struct nat *nat;       /* NULL without [nat] public addresses */
-	struct attest *attest; /* NULL without [trust]: the admin admits hosts */
+	struct swc *switches;    /* NULL when the configuration names none */
+	struct nat *nat;         /* NULL without [nat] public addresses */
+	struct devices *devices; /* NULL without switches */
+	struct attest *attest;   /* NULL without [trust]: the admin admits hosts */
 	const char *config_path;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t watch;
@@ -158,6 +160,15 @@ static int handle_request(void *userdata, struct ctl_client *client, const struc
 		if (r != -ENOENT || *ret_error)
 			return r;
 	}
+	if (a->devices) {
+		r = devices_handle_request(a->devices, client, req, ret_result, ret_error);
+		if (r != -ENOENT || *ret_error)
+			return r;
+	} else if (strncmp(req->cmd, "devices", 7) == 0) {
+		*ret_error = strdup("unmanaged devices need switches: this host's configuration "
+		                    "has no switch.switches");
+		return -EOPNOTSUPP;
+	}
 	if (a->nat) {
 		r = nat_handle_request(a->nat, client, req, ret_result, ret_error);
 		if (r != -ENOENT || *ret_error)
@@ -218,6 +229,7 @@ static void signal_cb(uv_signal_t *sig, int signum)
 	ctl_server_close(&a->peer, ctl_closed_cb);
 	nat_close(a->nat);
 	attest_close(a->attest);
+	devices_close(a->devices);
 	if (a->switches)
 		sw_close(a->switches);
 	store_close(a->store, NULL, NULL);
@@ -383,6 +395,12 @@ static int start(struct agent *a)
 			}
 			log_info("nat: %u public address(es), blocks of %u ports",
 			         a->cfg.nat.n_publics, a->cfg.nat.block_size);
+		}
+		r = devices_open(a->loop, a->cfg.name, a->cfg.store.promote_after_ms, a->store,
+		                 a->switches, &a->dp, &a->devices);
+		if (r < 0) {
+			log_error("devices: %s", strerror(-r));
+			return r;
 		}
 	}
 	r = ctl_server_start(&a->ctl, a->loop, a->cfg.control_socket, handle_request, a);

@@ -65,6 +65,25 @@ static int same_lease_addr(const void *row, const struct store_cmd *cmd)
 	return ((const struct store_lease *)row)->addr == cmd->row.lease.addr;
 }
 
+static int same_device(const void *row, const struct store_cmd *cmd)
+{
+	return strcmp(((const struct store_device *)row)->mac, cmd->row.device.mac) == 0;
+}
+
+/* The newer decision about a device wins: an allowance (or its learned
+ * place) is re-applied unless the new cluster allowed it again later; a
+ * removal unless it was allowed again after it. */
+static enum store_merge merge_device(const struct store_state *s, const struct store_cmd *cmd)
+{
+	const struct store_device *row = find(s, STORE_DEVICES, same_device, cmd);
+	if (cmd->op == STORE_DELETE)
+		return row && row->allowed_ms <= cmd->time_ms ? STORE_MERGE_APPLY
+		                                              : STORE_MERGE_SKIP;
+	if (row && row->allowed_ms >= cmd->row.device.allowed_ms)
+		return STORE_MERGE_SKIP;
+	return STORE_MERGE_APPLY;
+}
+
 static bool block_free(const struct store_state *s, uint32_t start, uint32_t size)
 {
 	for (size_t i = 0; i < store_count(s, STORE_NAT_BLOCKS); i++) {
@@ -126,9 +145,13 @@ enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd,
 	case STORE_CONFLICTS:
 	case STORE_LOCATIONS:
 	case STORE_LINKS:
+	case STORE_MANAGER:
 		/* Membership and generations belong to the cluster that is;
-		 * topology is learned again by the new master. */
+		 * topology is learned again by the new master; the new
+		 * cluster's leader chooses the devices' manager. */
 		return STORE_MERGE_SKIP;
+	case STORE_DEVICES:
+		return merge_device(s, cmd);
 	case STORE_TRUSTED:
 		row = find(s, STORE_TRUSTED, same_trusted, cmd);
 		return (cmd->op == STORE_PUT) == (row != NULL) ? STORE_MERGE_SKIP

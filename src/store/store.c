@@ -625,6 +625,18 @@ bool store_is_leader(const struct store *s)
 	       raft_state((struct raft *)&s->raft) == RAFT_LEADER;
 }
 
+int store_member_reachable(struct store *s, uint64_t id)
+{
+	if (!store_is_leader(s))
+		return -EAGAIN;
+	if (id == s->o.id)
+		return 1;
+	for (unsigned i = 0; i < s->raft.configuration.n; i++)
+		if (s->raft.configuration.servers[i].id == id)
+			return s->raft.leader_state.progress[i].recent_recv ? 1 : 0;
+	return -ENOENT;
+}
+
 uint64_t store_term(const struct store *s)
 {
 	return s->raft_open ? s->raft.current_term : 0;

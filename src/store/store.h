@@ -73,6 +73,10 @@ typedef void (*store_watch_cb)(void *userdata, const struct store_cmd *cmd,
 int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata);
 
 bool store_is_leader(const struct store *s);
+/* As the leader: 1 when it heard from member @id within the last election
+ * timeout (or @id is itself), 0 when not; -EAGAIN when this replica does not
+ * lead, -ENOENT when @id is not in the Raft configuration. */
+int store_member_reachable(struct store *s, uint64_t id);
 /* The Raft term this replica is in (0 before Raft runs). */
 uint64_t store_term(const struct store *s);
 /* The leader this replica knows of, or 0. */

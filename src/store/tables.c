@@ -21,6 +21,7 @@ struct table {
 struct store_state {
 	struct store_cluster cluster;
 	struct store_policy policy;
+	struct store_manager manager;
 	struct table tables[STORE_TABLE_MAX];
 	uint64_t next_conflict;
 };
@@ -438,6 +439,60 @@ static json_t *attestation_json(const union store_row *r)
 	                 (json_int_t)a->time_ms);
 }
 
+static void device_encode(struct obuf *b, const union store_row *r)
+{
+	const struct store_device *d = &r->device;
+	obuf_put_str(b, d->mac);
+	obuf_put_str(b, d->name);
+	obuf_put_u32(b, d->address);
+	obuf_put_u64(b, d->dpid);
+	obuf_put_u32(b, d->port);
+	obuf_put_u64(b, d->allowed_ms);
+}
+
+static void device_decode(struct cursor *c, union store_row *r)
+{
+	struct store_device *d = &r->device;
+	cursor_str(c, d->mac, sizeof(d->mac));
+	cursor_str(c, d->name, sizeof(d->name));
+	d->address = cursor_u32(c);
+	d->dpid = cursor_u64(c);
+	d->port = cursor_u32(c);
+	d->allowed_ms = cursor_u64(c);
+}
+
+static int device_cmp(const union store_row *a, const union store_row *b)
+{
+	return strcmp(a->device.mac, b->device.mac);
+}
+
+static json_t *device_json(const union store_row *r)
+{
+	const struct store_device *d = &r->device;
+	return json_pack("{s:s, s:s, s:o, s:I, s:I, s:I}", "mac", d->mac, "name", d->name,
+	                 "address", d->address ? addr_json(d->address) : json_null(), "dpid",
+	                 (json_int_t)d->dpid, "port", (json_int_t)d->port, "allowed_ms",
+	                 (json_int_t)d->allowed_ms);
+}
+
+static void manager_encode(struct obuf *b, const union store_row *r)
+{
+	obuf_put_str(b, r->manager.host);
+	obuf_put_u64(b, r->manager.since_ms);
+}
+
+static void manager_decode(struct cursor *c, union store_row *r)
+{
+	cursor_str(c, r->manager.host, sizeof(r->manager.host));
+	r->manager.since_ms = cursor_u64(c);
+}
+
+static json_t *manager_json(const union store_row *r)
+{
+	return json_pack("{s:s?, s:I}", "host", r->manager.host[0] ? r->manager.host : NULL,
+	                 "since_ms", (json_int_t)r->manager.since_ms);
+}
+
 static void cluster_encode(struct obuf *b, const union store_row *r)
 {
 	obuf_put_u64(b, r->cluster.generation);
@@ -509,6 +564,8 @@ static const struct table_ops ops[STORE_TABLE_MAX] = {
     [STORE_LINKS] = {"links", link_encode, link_decode, link_cmp, link_json},
     [STORE_ATTESTATIONS] = {"attestations", attestation_encode, attestation_decode, attestation_cmp,
                             attestation_json},
+    [STORE_DEVICES] = {"devices", device_encode, device_decode, device_cmp, device_json},
+    [STORE_MANAGER] = {"manager", manager_encode, manager_decode, NULL, manager_json},
 };
 
 static bool valid_table(unsigned t)
@@ -518,7 +575,7 @@ static bool valid_table(unsigned t)
 
 static bool single_row(unsigned t)
 {
-	return t == STORE_CLUSTER || t == STORE_POLICY;
+	return t == STORE_CLUSTER || t == STORE_POLICY || t == STORE_MANAGER;
 }
 
 const char *store_table_name(enum store_table table)
@@ -651,6 +708,8 @@ const void *store_row(const struct store_state *s, enum store_table table, size_
 		return i == 0 ? &s->cluster : NULL;
 	if (table == STORE_POLICY)
 		return i == 0 ? &s->policy : NULL;
+	if (table == STORE_MANAGER)
+		return i == 0 ? &s->manager : NULL;
 	if (!valid_table(table) || i >= s->tables[table].n)
 		return NULL;
 	return &s->tables[table].rows[i];
@@ -686,6 +745,52 @@ const struct store_attestation *store_attestation_find(const struct store_state 
 	snprintf(key.attestation.host, sizeof(key.attestation.host), "%s", host);
 	const union store_row *r = table_get(s, STORE_ATTESTATIONS, &key);
 	return r ? &r->attestation : NULL;
+}
+
+const struct store_device *store_device_find(const struct store_state *s, const char *mac)
+{
+	union store_row key = {0};
+	snprintf(key.device.mac, sizeof(key.device.mac), "%s", mac);
+	const union store_row *r = table_get(s, STORE_DEVICES, &key);
+	return r ? &r->device : NULL;
+}
+
+const struct store_manager *store_manager(const struct store_state *s)
+{
+	return &s->manager;
+}
+
+bool store_device_mac_valid(const char *mac)
+{
+	if (strlen(mac) != 17)
+		return false;
+	unsigned first = 0, any = 0;
+	for (int i = 0; i < 17; i++) {
+		char ch = mac[i];
+		if (i % 3 == 2) {
+			if (ch != ':')
+				return false;
+			continue;
+		}
+		if (!isdigit((unsigned char)ch) && !(ch >= 'a' && ch <= 'f'))
+			return false;
+		unsigned v = (unsigned)(isdigit((unsigned char)ch) ? ch - '0' : ch - 'a' + 10);
+		if (i == 1)
+			first = v;
+		any |= v;
+	}
+	return any && !(first & 1); /* the group bit: multicast */
+}
+
+bool store_device_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n >= STORE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)name[i]) && !strchr("._-", name[i]))
+			return false;
+	return true;
 }
 
 const struct store_member *store_member_find_name(const struct store_state *s, const char *name)
@@ -1045,6 +1150,47 @@ static int apply_attestation(struct store_state *s, const struct store_cmd *cmd,
 	return apply_simple(s, STORE_ATTESTATIONS, cmd, res, "attestation");
 }
 
+static int apply_device(struct store_state *s, const struct store_cmd *cmd,
+                        struct store_result *res)
+{
+	const struct store_device *d = &cmd->row.device;
+	if (!store_device_mac_valid(d->mac)) {
+		reject(res, "a device's MAC is six lowercase hex pairs (xx:xx:xx:xx:xx:xx), "
+		            "unicast and not all zero");
+		return 0;
+	}
+	if (cmd->op == STORE_PUT) {
+		if (!store_device_name_valid(d->name)) {
+			reject(res, "a device's name is 1 to %d letters, digits, '.', '_' or '-'",
+			       STORE_NAME_MAX - 1);
+			return 0;
+		}
+		/* One device per address: the one just seen there has it. */
+		struct table *t = &s->tables[STORE_DEVICES];
+		for (size_t i = 0; d->address && i < t->n; i++)
+			if (t->rows[i].device.address == d->address &&
+			    strcmp(t->rows[i].device.mac, d->mac) != 0)
+				t->rows[i].device.address = 0;
+	}
+	return apply_simple(s, STORE_DEVICES, cmd, res, "device");
+}
+
+static int apply_manager(struct store_state *s, const struct store_cmd *cmd,
+                         struct store_result *res)
+{
+	const struct store_manager *m = &cmd->row.manager;
+	if (cmd->op == STORE_DELETE) {
+		s->manager = (struct store_manager){0};
+		return 0;
+	}
+	if (!m->host[0] || !store_member_find_name(s, m->host)) {
+		reject(res, "the manager must be a member; \"%s\" is not", m->host);
+		return 0;
+	}
+	s->manager = *m;
+	return 0;
+}
+
 int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
                       struct store_result *ret_result)
 {
@@ -1087,6 +1233,12 @@ int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
 	case STORE_ATTESTATIONS:
 		r = apply_attestation(s, cmd, &res);
 		break;
+	case STORE_DEVICES:
+		r = apply_device(s, cmd, &res);
+		break;
+	case STORE_MANAGER:
+		r = apply_manager(s, cmd, &res);
+		break;
 	default:
 		reject(&res, "unknown table %u", cmd->table);
 		r = 0;
@@ -1121,6 +1273,11 @@ int store_state_snapshot(const struct store_state *s, uint8_t **ret_data, size_t
 	union store_row policy = {.policy = s->policy};
 	policy_encode(&b, &policy);
 	for (int t = 1; t < STORE_TABLE_MAX; t++) {
+		if (t == STORE_MANAGER) {
+			obuf_put_u8(&b, (uint8_t)t);
+			manager_encode(&b, (const union store_row *)&s->manager);
+			continue;
+		}
 		if (single_row(t))
 			continue;
 		obuf_put_u8(&b, (uint8_t)t);
@@ -1149,17 +1306,22 @@ static int restore_into(struct store_state *n, struct cursor *c, const char **wh
 	policy_decode(c, &row);
 	n->policy = row.policy;
 	for (int t = 1; t < STORE_TABLE_MAX && cursor_ok(c); t++) {
-		if (single_row(t))
+		if (single_row(t) && t != STORE_MANAGER)
 			continue;
 		/* Encoding 1 had no topology tables: they start empty. */
 		if (version < 2 && t >= STORE_LOCATIONS)
 			break;
-		/* Nor had encoding 2 the attestations. */
+		/* Nor had encoding 2 the attestations, devices and manager. */
 		if (version < 3 && t >= STORE_ATTESTATIONS)
 			break;
 		if (cursor_u8(c) != t) {
 			*why = "tables out of order";
 			return -EBADMSG;
+		}
+		if (t == STORE_MANAGER) {
+			manager_decode(c, &row);
+			n->manager = row.manager;
+			continue;
 		}
 		uint32_t count = cursor_u32(c);
 		for (uint32_t i = 0; i < count && cursor_ok(c); i++) {
@@ -1217,6 +1379,8 @@ json_t *store_table_dump(const struct store_state *s, enum store_table table)
 		union store_row policy = {.policy = s->policy};
 		return policy_json(&policy);
 	}
+	if (table == STORE_MANAGER)
+		return manager_json((const union store_row *)&s->manager);
 	if (!valid_table(table))
 		return NULL;
 	json_t *a = json_array();

@@ -16,7 +16,7 @@
 
 /* Version of the command and snapshot encodings. A replica refuses
  * encodings newer than it knows. */
-#define STORE_ENCODING_VERSION 3 /* 2: the locations and links tables; 3: attestations */
+#define STORE_ENCODING_VERSION 3 /* 2: locations, links; 3: attestations, devices, manager */
 
 #define STORE_NAME_MAX    32
 #define STORE_ADDR_MAX    64
@@ -40,6 +40,8 @@ enum store_table {
 	STORE_LOCATIONS,    /* where each host's AEE meets the network */
 	STORE_LINKS,        /* switch-to-switch links */
 	STORE_ATTESTATIONS, /* each host's last attestation, refusal or revocation */
+	STORE_DEVICES,      /* unmanaged devices allowed by policy */
+	STORE_MANAGER,      /* one row: the agent that forwards for the devices */
 	STORE_TABLE_MAX,
 };
 
@@ -164,6 +166,25 @@ struct store_attestation {
 	uint64_t time_ms;                    /* of the last attempt */
 };
 
+/* An unmanaged device (printer, phone, visitor) allowed by policy, never by
+ * trust (docs/devices.md). The row's existence is the allowance; where it
+ * sits and its IPv4 address are learned by the master from its frames. */
+struct store_device {
+	char mac[STORE_MAC_MAX]; /* key; lowercase "xx:xx:xx:xx:xx:xx", unicast */
+	char name[STORE_NAME_MAX];
+	uint32_t address; /* host byte order; 0: not known yet */
+	uint64_t dpid;    /* where it was last seen; 0: not yet */
+	uint32_t port;
+	uint64_t allowed_ms; /* when it was allowed */
+};
+
+/* The member whose AEE forwards every device's traffic, kept by the
+ * leader at an admitted, located, reachable member. */
+struct store_manager {
+	char host[STORE_NAME_MAX]; /* "": none */
+	uint64_t since_ms;
+};
+
 union store_row {
 	struct store_cluster cluster;
 	struct store_member member;
@@ -177,6 +198,8 @@ union store_row {
 	struct store_location location;
 	struct store_link link;
 	struct store_attestation attestation;
+	struct store_device device;
+	struct store_manager manager;
 };
 
 struct store_cmd {
@@ -254,6 +277,14 @@ const struct store_attestation *store_attestation_find(const struct store_state 
                                                        const char *host);
 /* "admitted", "refused", "revoked" (enum store_attest_state), or "none". */
 const char *store_attest_state_name(unsigned state);
+const struct store_device *store_device_find(const struct store_state *s, const char *mac);
+const struct store_manager *store_manager(const struct store_state *s);
+
+/* True when @mac is a device key: lowercase "xx:xx:xx:xx:xx:xx", neither
+ * multicast nor all zero. */
+bool store_device_mac_valid(const char *mac);
+/* True when @name is 1-31 letters, digits, '.', '_' or '-'. */
+bool store_device_name_valid(const char *name);
 
 /* Merge of a command orphaned by a forced recovery into the new cluster's
  * state (docs/store.md, "Merge rules"). */

@@ -109,8 +109,11 @@ struct swc {
 	char fiat_reason[256];
 	bool fiat_running;
 	uint64_t fiat_last_ms;
-	const struct sw_service *svc;
-	void *svc_data;
+	struct {
+		const struct sw_service *svc;
+		void *data;
+	} svcs[SW_MAX_SERVICES];
+	unsigned n_svcs;
 	bool closing;
 	int open_handles;
 };
@@ -169,8 +172,8 @@ static int desired_for(struct swc *c, struct sw *s, struct sw_flows *ret, struct
 		groups = &ignore;
 	groups->n = 0;
 	int r = sw_desired(st, refs, n, s->dpid, ret);
-	if (r == 0 && c->svc) {
-		r = c->svc->flows(c->svc_data, st, refs, n, s->dpid, ret, groups);
+	for (unsigned i = 0; r == 0 && i < c->n_svcs; i++) {
+		r = c->svcs[i].svc->flows(c->svcs[i].data, st, refs, n, s->dpid, ret, groups);
 		if (r < 0)
 			sw_flows_free(ret);
 	}
@@ -338,8 +341,10 @@ static void flow_dump_done(struct sw *s)
 	s->installed_valid = true;
 	s->n_flows = s->n_flows_dump;
 	s->dumping = false;
-	if (s->ctl->svc && s->ctl->svc->installed)
-		s->ctl->svc->installed(s->ctl->svc_data, s->dpid, &s->installed);
+	for (unsigned i = 0; i < s->ctl->n_svcs; i++)
+		if (s->ctl->svcs[i].svc->installed)
+			s->ctl->svcs[i].svc->installed(s->ctl->svcs[i].data, s->dpid,
+			                               &s->installed);
 }
 
 static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
@@ -633,8 +638,19 @@ static void tick_cb(uv_timer_t *t)
 
 void sw_set_service(struct swc *c, const struct sw_service *svc, void *userdata)
 {
-	c->svc = svc;
-	c->svc_data = userdata;
+	unsigned i = 0;
+	while (i < c->n_svcs && c->svcs[i].data != userdata)
+		i++;
+	if (!svc) {
+		if (i < c->n_svcs)
+			memmove(&c->svcs[i], &c->svcs[i + 1],
+			        (c->n_svcs - i - 1) * sizeof(c->svcs[0]));
+		c->n_svcs -= i < c->n_svcs;
+	} else if (i < c->n_svcs || c->n_svcs < SW_MAX_SERVICES) {
+		c->svcs[i].svc = svc;
+		c->svcs[i].data = userdata;
+		c->n_svcs += i == c->n_svcs;
+	}
 	kick(c);
 }
 
@@ -802,9 +818,10 @@ static void packet_in(struct sw *s, const uint8_t *msg, size_t len)
 	if (!c->leader || s->role != ROLE_MASTER)
 		return;
 	if (lldp_decode(pi.data, pi.data_len, &info) < 0) {
-		if (c->svc && c->svc->packet_in)
-			c->svc->packet_in(c->svc_data, s->dpid, (uint32_t)in_port, pi.data,
-			                  pi.data_len);
+		for (unsigned i = 0; i < c->n_svcs; i++)
+			if (c->svcs[i].svc->packet_in)
+				c->svcs[i].svc->packet_in(c->svcs[i].data, s->dpid,
+				                          (uint32_t)in_port, pi.data, pi.data_len);
 		return;
 	}
 	if (info.kind == LLDP_PROBE) {

@@ -71,7 +71,9 @@ struct sw_service {
 	                  size_t len);
 };
 
-/* One service at most (NAT). */
+/* Adds the service with @userdata, or replaces it; @svc NULL removes it. At
+ * most SW_MAX_SERVICES (NAT, devices). */
+#define SW_MAX_SERVICES 4
 void sw_set_service(struct swc *c, const struct sw_service *svc, void *userdata);
 /* Recomputes and reconciles soon (a service's inputs changed). */
 void sw_kick(struct swc *c);

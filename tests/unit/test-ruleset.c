@@ -136,6 +136,55 @@ static void test_transaction_bad_listing(void **state)
 	dp_ruleset_free(&rs);
 }
 
+/* The devices' manager: device frames to and from the devices' side, their
+ * forwarding under the guest's rules, one device whose address is not
+ * known yet (steered, but nothing of it forwarded). */
+static void test_render_devices(void **state)
+{
+	(void)state;
+	struct dp_config cfg = lab_host(1);
+	struct dp_nat nat = {.enabled = true, .n_own = 1, .n_publics = 1};
+	inet_pton(AF_INET, "203.0.113.10", &nat.public_addr);
+	nat.publics[0] = nat.public_addr;
+	nat.own[0] = (struct dp_nat_block){.start = 1024, .size = 1024};
+	struct dp_devices d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 2};
+	d.v[0] = (struct dp_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
+	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
+	d.v[1] = (struct dp_device){.mac = {2, 0xaa, 0, 0, 0, 2}};
+	struct dp_ruleset rs;
+	char *text;
+	assert_int_equal(dp_ruleset_build_devices(&cfg, &nat, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	assert_golden("ruleset-devices.nft", text);
+	free(text);
+	dp_ruleset_free(&rs);
+
+	/* Not the manager: exactly the ruleset without devices. */
+	char *plain;
+	d.enabled = false;
+	assert_int_equal(dp_ruleset_build_devices(&cfg, NULL, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	dp_ruleset_free(&rs);
+	plain = render(&cfg);
+	assert_string_equal(text, plain);
+	free(text);
+	free(plain);
+
+	/* Manager of devices with no address yet, before any NAT block:
+	 * nothing of theirs is forwarded, only steered and dropped. */
+	d.enabled = true;
+	d.v[0].addr.s_addr = 0;
+	nat.n_own = 0;
+	assert_int_equal(dp_ruleset_build_devices(&cfg, &nat, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	assert_null(strstr(text, "iifname \"dv1\" oifname"));
+	assert_non_null(
+	    strstr(text, "iifname \"dv1\" meta nfproto ipv4 counter name \"spoofed\" drop"));
+	assert_non_null(strstr(text, "fwd to \"dv0\""));
+	free(text);
+	dp_ruleset_free(&rs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -146,6 +195,7 @@ int main(void)
 	    cmocka_unit_test(test_transaction_fresh),
 	    cmocka_unit_test(test_transaction_deletes_stale),
 	    cmocka_unit_test(test_transaction_bad_listing),
+	    cmocka_unit_test(test_render_devices),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

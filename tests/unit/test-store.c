@@ -126,6 +126,27 @@ static struct store_cmd conflict(const char *reason)
 	return c;
 }
 
+static struct store_cmd device(const char *mac, const char *name, uint32_t address,
+                               uint64_t allowed)
+{
+	struct store_cmd c = put(STORE_DEVICES);
+	snprintf(c.row.device.mac, sizeof(c.row.device.mac), "%s", mac);
+	snprintf(c.row.device.name, sizeof(c.row.device.name), "%s", name);
+	c.row.device.address = address;
+	c.row.device.dpid = address ? 1 : 0;
+	c.row.device.port = address ? 7 : 0;
+	c.row.device.allowed_ms = allowed;
+	return c;
+}
+
+static struct store_cmd manager(const char *host)
+{
+	struct store_cmd c = put(STORE_MANAGER);
+	snprintf(c.row.manager.host, sizeof(c.row.manager.host), "%s", host);
+	c.row.manager.since_ms = 1000;
+	return c;
+}
+
 /* Applies through the encoding, as a replica does. */
 static struct store_result apply(struct store_state *s, const struct store_cmd *cmd)
 {
@@ -220,6 +241,9 @@ static void test_every_table_round_trips(void **state)
 	    lease("02:00:00:00:00:09", 0x0a4d0209, 99, 1),
 	    conflict("a policy edit"),
 	    attestation("h2", STORE_ATTEST_REFUSED, 8),
+	    device("02:aa:00:00:00:01", "printer", 0x0a4d0201, 5),
+	    device("02:aa:00:00:00:01", "printer", 0, 0),
+	    manager("h2"),
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		round_trip(&cmds[i]);
@@ -570,6 +594,99 @@ static void test_dump(void **state)
 	store_state_free(s);
 }
 
+static void test_devices(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	const char *bad_mac = "a device's MAC is six lowercase hex pairs (xx:xx:xx:xx:xx:xx), "
+	                      "unicast and not all zero";
+	const char *macs[] = {"02:AA:00:00:00:01", "02:aa:00:00:00",    "02-aa-00-00-00-01",
+	                      "01:00:5e:00:00:01", "00:00:00:00:00:00", "",
+	                      "02:aa:00:00:00:0g", "02:aa:00:00:00-01"};
+	for (size_t i = 0; i < sizeof(macs) / sizeof(macs[0]); i++)
+		assert_rejected(s, (struct store_cmd[1]){device(macs[i], "printer", 0, 5)},
+		                bad_mac);
+	const char *bad_name = "a device's name is 1 to 31 letters, digits, '.', '_' or '-'";
+	assert_rejected(s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "", 0, 5)}, bad_name);
+	assert_rejected(s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "my printer", 0, 5)},
+	                bad_name);
+	struct store_cmd gone = device("02:aa:00:00:00:01", "", 0, 0);
+	gone.op = STORE_DELETE;
+	assert_rejected(s, &gone, "no such device");
+
+	assert_applied(s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "printer", 0, 5)});
+	assert_applied(s, (struct store_cmd[1]){device("02:aa:00:00:00:02", "phone", 0, 6)});
+	assert_null(store_device_find(s, "02:aa:00:00:00:03"));
+	assert_int_equal(store_device_find(s, "02:aa:00:00:00:01")->address, 0);
+	/* Learned: an address seen at another device moves to it. */
+	assert_applied(
+	    s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "printer", 0x0a4d0201, 5)});
+	assert_applied(s,
+	               (struct store_cmd[1]){device("02:aa:00:00:00:02", "phone", 0x0a4d0201, 6)});
+	assert_int_equal(store_device_find(s, "02:aa:00:00:00:01")->address, 0);
+	assert_int_equal(store_device_find(s, "02:aa:00:00:00:02")->address, 0x0a4d0201);
+	assert_int_equal(store_device_find(s, "02:aa:00:00:00:02")->port, 7);
+	assert_applied(s, &gone);
+	assert_int_equal(store_count(s, STORE_DEVICES), 1);
+
+	json_t *d = store_table_dump(s, STORE_DEVICES);
+	json_t *row = json_array_get(d, 0);
+	assert_string_equal(json_string_value(json_object_get(row, "name")), "phone");
+	assert_string_equal(json_string_value(json_object_get(row, "address")), "10.77.2.1");
+	json_decref(d);
+	store_state_free(s);
+}
+
+static void test_manager(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	assert_rejected(s, (struct store_cmd[1]){manager("h2")},
+	                "the manager must be a member; \"h2\" is not");
+	assert_rejected(s, (struct store_cmd[1]){manager("")},
+	                "the manager must be a member; \"\" is not");
+	assert_applied(s, (struct store_cmd[1]){member(2, "h2", "10.77.0.2:7700")});
+	assert_applied(s, (struct store_cmd[1]){manager("h2")});
+	assert_string_equal(store_manager(s)->host, "h2");
+	assert_int_equal(store_count(s, STORE_MANAGER), 1);
+	json_t *j = store_table_dump(s, STORE_MANAGER);
+	assert_string_equal(json_string_value(json_object_get(j, "host")), "h2");
+	json_decref(j);
+
+	/* Snapshots carry both tables; an encoding 2 snapshot (without
+	 * them, nor attestations) loads with no devices and no manager. */
+	assert_applied(s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "printer", 0, 5)});
+	uint8_t *snap;
+	size_t len;
+	char error[200];
+	snapshot(s, &snap, &len);
+	struct store_state *c = new_state();
+	assert_int_equal(store_state_restore(c, snap, len, error, sizeof(error)), 0);
+	assert_string_equal(store_manager(c)->host, "h2");
+	assert_non_null(store_device_find(c, "02:aa:00:00:00:01"));
+	free(snap);
+
+	struct store_state *e = new_state();
+	assert_applied(e, (struct store_cmd[1]){member(2, "h2", "10.77.0.2:7700")});
+	snapshot(e, &snap, &len);
+	/* attestations, devices: tag, count; manager: tag, "", since */
+	size_t tail = 5 + 5 + 1 + 2 + 8;
+	snap[4] = 2;
+	assert_int_equal(store_state_restore(c, snap, len - tail, error, sizeof(error)), 0);
+	assert_int_equal(store_count(c, STORE_DEVICES), 0);
+	assert_string_equal(store_manager(c)->host, "");
+	assert_non_null(store_member_find(c, 2));
+	free(snap);
+
+	struct store_cmd clear = manager("");
+	clear.op = STORE_DELETE;
+	assert_applied(s, &clear);
+	assert_string_equal(store_manager(s)->host, "");
+	store_state_free(c);
+	store_state_free(e);
+	store_state_free(s);
+}
+
 /* ---- merge rules ---- */
 
 static enum store_merge merge(const struct store_state *s, struct store_cmd *cmd, char *reason)
@@ -650,6 +767,27 @@ static void test_merge_rules(void **state)
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
 	assert_string_equal(reason, "an address was leased to 02:00:00:00:00:05 and to "
 	                            "02:00:00:00:00:06");
+
+	/* Devices: the newer allowance wins; the manager is the new
+	 * cluster's leader's to choose. */
+	assert_applied(s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "printer", 0, 50)});
+	c = device("02:aa:00:00:00:01", "old-name", 0, 40);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = device("02:aa:00:00:00:01", "new-name", 0, 60);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	c = device("02:aa:00:00:00:02", "phone", 0, 10);
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	c = device("02:aa:00:00:00:01", "printer", 0, 0);
+	c.op = STORE_DELETE;
+	c.time_ms = 45; /* removed before the new cluster allowed it again */
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c.time_ms = 55;
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
+	c = device("02:aa:00:00:00:02", "phone", 0, 0);
+	c.op = STORE_DELETE;
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
+	c = manager("h1");
+	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
 	store_state_free(s);
 }
 
@@ -670,6 +808,8 @@ int main(void)
 	    cmocka_unit_test(test_deterministic_and_snapshot_round_trip),
 	    cmocka_unit_test(test_bad_snapshots_change_nothing),
 	    cmocka_unit_test(test_dump),
+	    cmocka_unit_test(test_devices),
+	    cmocka_unit_test(test_manager),
 	    cmocka_unit_test(test_merge_rules),
 	    cmocka_unit_test(test_attestations),
 	};

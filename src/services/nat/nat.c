@@ -796,7 +796,7 @@ void nat_close(struct nat *n)
 {
 	if (!n)
 		return;
-	sw_set_service(n->sw, NULL, NULL);
+	sw_set_service(n->sw, NULL, n);
 	guest_close(n->guest);
 	n->guest = NULL;
 	n->open_handles = 2 + n->pmp_open;

@@ -1,0 +1,91 @@
+/* Unmanaged devices (docs/devices.md): printers, phones, visitors that run
+ * no agent. They are allowed by policy (the store's devices table, by MAC),
+ * never by trust. The leader keeps one member as their manager (the store's
+ * manager row): the switches steer every frame of an allowed device to the
+ * manager's AEE, which forwards it under its guest's rules, and steer
+ * what is for the device from there to it. The master learns where each
+ * device sits, and its IPv4 address, from the frames it sends.
+ *
+ * The pure parts (flows, the choice of manager, learning, the datapath's
+ * view) take the store's state and are tested without root; devices.c is
+ * the service on the agent's loop. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "datapath/datapath.h"
+#include "store/tables.h"
+#include "switch/switch.h"
+
+/* Priorities. Table 0 (admission): a device's frames at its own port enter
+ * table 1 (copied to the master while its address is unknown); its ARP
+ * only from the address the store knows, other ARP goes to the master
+ * alone, which learns the new address from it (so the manager never
+ * answers, by proxy, a device's ARP for its own new address). Anywhere
+ * else its frames go to the master only, which learns where the device
+ * is. Table 1: from a device, above every other flow, to the manager; ARP
+ * for its address to the manager; to the device. */
+#define DEV_PRIO_SEEN    1500 /* table 0: eth_src, any port: to the master */
+#define DEV_PRIO_ADMIT   2000 /* table 0: its port and MAC: table 1 */
+#define DEV_PRIO_LEARN   2010 /* table 0: its ARP at its port: to the master */
+#define DEV_PRIO_ARP_OWN 2020 /* table 0: its ARP from its known address: table 1 */
+#define DEV_PRIO_FROM    2500 /* table 1: eth_src: to the manager */
+#define DEV_PRIO_ARP     2100 /* table 1: ARP request for its address: to the manager */
+#define DEV_PRIO_TO      2000 /* table 1: eth_dst: to the device */
+
+/* The manager's location when the manager row names an admitted, located
+ * member, or NULL. */
+const struct store_location *devices_manager_location(const struct store_state *st);
+
+/* The devices' flows for switch @dpid (a struct sw_service flows body).
+ * Returns 0 or -ENOMEM. */
+int devices_flows(const struct store_state *st, uint64_t dpid, struct sw_flows *out);
+
+/* Whether member @m may manage the devices now, as the leader judges it
+ * (reachable lately). */
+typedef bool (*devices_alive_fn)(void *userdata, const struct store_member *m);
+
+/* The member that should manage the devices: the current manager while it
+ * is admitted, located and alive; else the lowest id that is; NULL when
+ * none is. */
+const struct store_member *devices_pick_manager(const struct store_state *st,
+                                                devices_alive_fn alive, void *userdata);
+
+/* What a frame that switch @dpid sent up from port @in_port teaches about
+ * the device that sent it: true, with the put to propose in *ret_cmd, when
+ * the sender is an allowed device and its port, switch or IPv4 address (ARP
+ * sender, IPv4 source) differ from the store's; false otherwise. */
+bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port,
+                   const uint8_t *frame, size_t len, uint64_t now_ms, struct store_cmd *ret_cmd);
+
+/* What the AEE of host @self forwards for the devices (enabled when the
+ * manager row names it); @own_mac is its uplink's MAC. */
+void devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
+                      struct dp_devices *ret);
+
+/* ---- devices.c: the service ---- */
+
+struct devices;
+struct store;
+struct swc;
+struct datapath;
+
+/* Starts the service for host @name: the manager check while this agent
+ * leads (a manager silent for @dead_after_ms is replaced), learning as
+ * master, and the datapath when this host manages. Returns 0 or a negative
+ * errno. */
+int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, struct store *store,
+                 struct swc *switches, struct datapath *dp, struct devices **ret);
+void devices_close(struct devices *d);
+
+/* Control requests "devices", "devices.allow", "devices.remove"; -ENOENT
+ * (no error) for others. */
+struct ctl_client;
+struct ctl_request;
+int devices_handle_request(struct devices *d, struct ctl_client *client,
+                           const struct ctl_request *req, json_t **ret_result, char **ret_error);

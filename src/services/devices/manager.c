@@ -1,0 +1,118 @@
+/* The choice of the devices' manager, what the master learns from a
+ * device's frames, and the manager's datapath view: pure functions of the
+ * store (devices.h). */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "devices.h"
+#include "switch/desired.h"
+
+#define ETH_HLEN  14
+#define ETH_IP    0x0800
+#define ETH_ARP   0x0806
+#define ARP_PLEN  28
+#define IPV4_HLEN 20
+
+static bool may_manage(const struct store_state *st, const struct store_member *m,
+                       devices_alive_fn alive, void *userdata)
+{
+	uint8_t mac[6];
+	const struct store_location *l = store_location_find(st, m->name);
+	return store_admission_find(st, m->name) && l && sw_parse_mac(l->mac, mac) &&
+	       alive(userdata, m);
+}
+
+const struct store_member *devices_pick_manager(const struct store_state *st,
+                                                devices_alive_fn alive, void *userdata)
+{
+	const struct store_manager *cur = store_manager(st);
+	const struct store_member *m = cur->host[0] ? store_member_find_name(st, cur->host) : NULL;
+	if (m && may_manage(st, m, alive, userdata))
+		return m;
+	/* Members are in id order. */
+	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
+		m = store_row(st, STORE_MEMBERS, i);
+		if (may_manage(st, m, alive, userdata))
+			return m;
+	}
+	return NULL;
+}
+
+static uint16_t be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A unicast address a device may hold: not 0.0.0.0 (an ARP probe's), not
+ * loopback, multicast or broadcast. */
+static bool usable(uint32_t a)
+{
+	return a != 0 && (a >> 24) != 127 && (a >> 28) < 14;
+}
+
+/* The sender's IPv4 address in an ARP or IPv4 frame, or 0. */
+static uint32_t sender_addr(const uint8_t *frame, size_t len)
+{
+	if (len < ETH_HLEN)
+		return 0;
+	const uint8_t *p = frame + ETH_HLEN;
+	uint16_t type = be16(frame + 12);
+	uint32_t a = 0;
+	/* ARP for IPv4 over Ethernet: htype 1, ptype 0x0800, 6 and 4. */
+	if (type == ETH_ARP && len >= ETH_HLEN + ARP_PLEN && be16(p) == 1 &&
+	    be16(p + 2) == ETH_IP && p[4] == 6 && p[5] == 4)
+		a = be32(p + 14);
+	else if (type == ETH_IP && len >= ETH_HLEN + IPV4_HLEN && (p[0] >> 4) == 4)
+		a = be32(p + 12);
+	return usable(a) ? a : 0;
+}
+
+bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port,
+                   const uint8_t *frame, size_t len, uint64_t now_ms, struct store_cmd *ret_cmd)
+{
+	if (len < ETH_HLEN || !dpid || !in_port)
+		return false;
+	char mac[STORE_MAC_MAX];
+	const uint8_t *s = frame + 6;
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", s[0], s[1], s[2], s[3], s[4],
+	         s[5]);
+	const struct store_device *d = store_device_find(st, mac);
+	if (!d)
+		return false;
+	uint32_t addr = sender_addr(frame, len);
+	if (d->dpid == dpid && d->port == in_port && (!addr || addr == d->address))
+		return false;
+	struct store_cmd cmd = {.table = STORE_DEVICES, .op = STORE_PUT, .time_ms = now_ms};
+	cmd.row.device = *d;
+	cmd.row.device.dpid = dpid;
+	cmd.row.device.port = in_port;
+	if (addr)
+		cmd.row.device.address = addr;
+	*ret_cmd = cmd;
+	return true;
+}
+
+void devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
+                      struct dp_devices *ret)
+{
+	/* Zeroed whole: the datapath compares views byte by byte. */
+	memset(ret, 0, sizeof(*ret));
+	if (strcmp(store_manager(st)->host, self) != 0)
+		return;
+	ret->enabled = true;
+	memcpy(ret->own_mac, own_mac, 6);
+	for (size_t i = 0; i < store_count(st, STORE_DEVICES) && ret->n < DP_DEVICES_MAX; i++) {
+		const struct store_device *d = store_row(st, STORE_DEVICES, i);
+		struct dp_device *v = &ret->v[ret->n];
+		if (!sw_parse_mac(d->mac, v->mac))
+			continue;
+		v->addr.s_addr = htonl(d->address);
+		ret->n++;
+	}
+}
