@@ -46,9 +46,9 @@ def modified_binary(lab, tmp_path):
 
 
 def test_every_host_is_admitted_by_attestation(make_lab):
-    lab = make_lab(3)
+    lab = make_lab(4)  # the default lab
     hs = hosts(lab)
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 4):
         h = hs[f"h{n}"]
         assert h["state"] == "admitted", h
         assert h["guest_address"] == f"10.77.1.{n}" and h["control_address"] == f"10.77.0.{n}"
