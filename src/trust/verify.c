@@ -532,7 +532,8 @@ static int kdfa_sha256(const uint8_t *key, size_t key_len, const char *label, co
 		in[n++] = i >> 24, in[n++] = i >> 16, in[n++] = i >> 8, in[n++] = i;
 		memcpy(in + n, label, label_len);
 		n += label_len;
-		memcpy(in + n, u, u_len);
+		if (u_len)
+			memcpy(in + n, u, u_len);
 		n += u_len;
 		in[n++] = bits >> 24, in[n++] = bits >> 16, in[n++] = bits >> 8, in[n++] = bits;
 		uint8_t k[TRUST_DIGEST_LEN];
