@@ -586,6 +586,72 @@ out:
 	return r;
 }
 
+/* Part 1, 11.4.10.3 "KDFe": K(i) = H([i]32 || Z || Label || 00 ||
+ * PartyUInfo || PartyVInfo) for i = 1.., concatenated; here 256 bits, one
+ * SHA-256 block. */
+static void kdfe_sha256(const uint8_t *z, size_t z_len, const char *label, const uint8_t *u,
+                        size_t u_len, const uint8_t *v, size_t v_len, uint8_t out[TRUST_DIGEST_LEN])
+{
+	uint8_t in[4 + 66 + 16 + 66 + 66];
+	size_t n = 0, label_len = strlen(label) + 1;
+	in[n++] = 0, in[n++] = 0, in[n++] = 0, in[n++] = 1;
+	memcpy(in + n, z, z_len);
+	n += z_len;
+	memcpy(in + n, label, label_len);
+	n += label_len;
+	memcpy(in + n, u, u_len);
+	n += u_len;
+	memcpy(in + n, v, v_len);
+	n += v_len;
+	trust_sha256(in, n, out);
+}
+
+/* Part 1, annex C, ECC secret sharing: the seed is agreed by one-pass ECDH
+ * (C(1, 1, ECC CDH)) between an ephemeral key and the EK; the ephemeral
+ * public point is the encrypted secret. seed = KDFe(Z, "IDENTITY",
+ * ephemeral x, EK x). */
+static int ecc_seed(const TPMT_PUBLIC *ek, uint8_t seed[TRUST_DIGEST_LEN],
+                    TPM2B_ENCRYPTED_SECRET *ret_secret, char *error, size_t error_size)
+{
+	const size_t bytes = 32; /* NIST P-256 */
+	EVP_PKEY *peer = NULL;
+	int r = trust_public_pkey(ek, &peer, error, error_size);
+	if (r < 0)
+		return r;
+	EVP_PKEY *eph = EVP_EC_gen("P-256");
+	EVP_PKEY_CTX *ctx = eph ? EVP_PKEY_CTX_new_from_pkey(NULL, eph, NULL) : NULL;
+	uint8_t z[32], point[1 + 2 * 32], ek_x[32] = {0};
+	size_t z_len = sizeof(z), point_len = 0;
+	r = -ENOMEM;
+	if (!ctx || EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_derive_set_peer(ctx, peer) != 1 ||
+	    EVP_PKEY_derive(ctx, z, &z_len) != 1 || z_len != bytes ||
+	    EVP_PKEY_get_octet_string_param(eph, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point),
+	                                    &point_len) != 1 ||
+	    point_len != sizeof(point) || point[0] != 0x04) {
+		trust_err(error, error_size, "EK public: ECDH with the EK failed");
+		goto out;
+	}
+	const TPM2B_ECC_PARAMETER *x = &ek->unique.ecc.x;
+	memcpy(ek_x + bytes - x->size, x->buffer, x->size); /* size checked by the key */
+	kdfe_sha256(z, z_len, "IDENTITY", point + 1, bytes, ek_x, bytes, seed);
+	TPMS_ECC_POINT pt = {.x.size = (UINT16)bytes, .y.size = (UINT16)bytes};
+	memcpy(pt.x.buffer, point + 1, bytes);
+	memcpy(pt.y.buffer, point + 1 + bytes, bytes);
+	size_t off = 0;
+	if (Tss2_MU_TPMS_ECC_POINT_Marshal(&pt, ret_secret->secret, sizeof(ret_secret->secret),
+	                                   &off) != TSS2_RC_SUCCESS)
+		goto out;
+	ret_secret->size = (UINT16)off;
+	r = 0;
+out:
+	OPENSSL_cleanse(z, sizeof(z));
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(eph);
+	EVP_PKEY_free(peer);
+	ERR_clear_error();
+	return r;
+}
+
 static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *ret_public,
                              char *error, size_t error_size)
 {
@@ -600,14 +666,18 @@ static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *r
 		          "EK public: not a restricted decryption key with SHA-256 names");
 		return -EACCES;
 	}
-	if (p->type != TPM2_ALG_RSA) {
-		/* Part 1, annex C (ECDH seeds) is not implemented: the TCG default
-		 * EKs of swtpm and of most TPMs are RSA 2048 (index 0x01c00002). */
-		trust_err(error, error_size, "EK public: type 0x%04x: only RSA EKs are supported",
+	const TPMT_SYM_DEF_OBJECT *sym;
+	if (p->type == TPM2_ALG_RSA) {
+		sym = &p->parameters.rsaDetail.symmetric;
+	} else if (p->type == TPM2_ALG_ECC &&
+	           p->parameters.eccDetail.curveID == TPM2_ECC_NIST_P256) {
+		sym = &p->parameters.eccDetail.symmetric;
+	} else {
+		trust_err(error, error_size,
+		          "EK public: type 0x%04x: only RSA and ECC NIST P-256 EKs are supported",
 		          p->type);
 		return -EOPNOTSUPP;
 	}
-	const TPMT_SYM_DEF_OBJECT *sym = &p->parameters.rsaDetail.symmetric;
 	if (sym->algorithm != TPM2_ALG_AES || sym->keyBits.aes != 128 ||
 	    sym->mode.aes != TPM2_ALG_CFB) {
 		trust_err(error, error_size, "EK public: symmetric algorithm is not AES-128-CFB");
@@ -640,7 +710,10 @@ static int do_make_credential(const struct trust_blob *ek_public,
 		return r;
 	uint8_t seed[TRUST_DIGEST_LEN];
 	TPM2B_ENCRYPTED_SECRET secret = {0};
-	r = rsa_seed(&ek.publicArea, seed, &secret, error, error_size);
+	if (ek.publicArea.type == TPM2_ALG_RSA)
+		r = rsa_seed(&ek.publicArea, seed, &secret, error, error_size);
+	else
+		r = ecc_seed(&ek.publicArea, seed, &secret, error, error_size);
 	if (r < 0)
 		return r;
 	const size_t name_len = 2 + TRUST_DIGEST_LEN;

@@ -277,11 +277,94 @@ static void test_makecredential_theirs(void **state)
 	trust_tpm_close(t);
 }
 
+/* An ECC NIST P-256 EK (the TCG default template L-2, made by
+ * tpm2_createek): trust_make_credential's ECDH seed, activated by
+ * tpm2_activatecredential under the EK's PolicySecret. swtpm certifies
+ * only RSA 2048 and P-384 EKs, so this key has no certificate. */
+static void test_makecredential_ecc_ek(void **state)
+{
+	char *ek[] = {"tpm2_createek", "-c", (char *)at("eccek.ctx"), "-G",
+	              "ecc",           "-u", (char *)at("eccek.pub"), NULL};
+	char *ak[] = {"tpm2_createak",
+	              "-C",
+	              (char *)at("eccek.ctx"),
+	              "-c",
+	              (char *)at("eccak.ctx"),
+	              "-G",
+	              "ecc",
+	              "-g",
+	              "sha256",
+	              "-s",
+	              "ecdsa",
+	              "-u",
+	              (char *)at("eccak.pub"),
+	              "-n",
+	              (char *)at("eccak.name"),
+	              NULL};
+	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
+	char *flush_sessions[] = {"tpm2_flushcontext", "-s", NULL};
+	assert_int_equal(tool(ek), 0);
+	assert_int_equal(tool(ak), 0);
+	assert_int_equal(tool(flush_objects), 0);
+	assert_int_equal(tool(flush_sessions), 0);
+
+	struct trust_blob ek_pub = read_bytes(at("eccek.pub")),
+	                  ak_pub = read_bytes(at("eccak.pub"));
+	char fp[TRUST_FP_LEN];
+	uint8_t name[2 + TRUST_DIGEST_LEN];
+	assert_int_equal(trust_ak_check(&ak_pub, fp, name, err, sizeof(err)), 0);
+	const uint8_t secret[] = "sealed to an ECC EK";
+	struct trust_blob cred, sec;
+	int r = trust_make_credential(&ek_pub, name, secret, sizeof(secret), &cred, &sec, err,
+	                              sizeof(err));
+	if (r < 0)
+		fail_msg("trust_make_credential (ECC EK): %d %s", r, err);
+	FILE *f = fopen(at("ecc.cred"), "wb");
+	assert_non_null(f);
+	fwrite("\xba\xdc\xc0\xde\x00\x00\x00\x01", 1, 8, f);
+	fwrite(cred.data, 1, cred.len, f);
+	fwrite(sec.data, 1, sec.len, f);
+	assert_int_equal(fclose(f), 0);
+
+	char session_arg[LAB_PATH + 48];
+	snprintf(session_arg, sizeof(session_arg), "session:%s", at("session.ctx"));
+	char *start[] = {"tpm2_startauthsession", "--policy-session", "-S",
+	                 (char *)at("session.ctx"), NULL};
+	char *policy[] = {"tpm2_policysecret", "-S", (char *)at("session.ctx"), "-c", "e", NULL};
+	char *activate[] = {"tpm2_activatecredential",
+	                    "-c",
+	                    (char *)at("eccak.ctx"),
+	                    "-C",
+	                    (char *)at("eccek.ctx"),
+	                    "-i",
+	                    (char *)at("ecc.cred"),
+	                    "-o",
+	                    (char *)at("ecc.plain"),
+	                    "-P",
+	                    session_arg,
+	                    NULL};
+	char *flush_session[] = {"tpm2_flushcontext", (char *)at("session.ctx"), NULL};
+	assert_int_equal(tool(start), 0);
+	assert_int_equal(tool(policy), 0);
+	int status = tool(activate);
+	lab_run(flush_session, log_path);
+	lab_run(flush_objects, log_path);
+	assert_int_equal(status, 0);
+	struct trust_blob plain = read_bytes(at("ecc.plain"));
+	assert_int_equal(plain.len, sizeof(secret));
+	assert_memory_equal(plain.data, secret, sizeof(secret));
+	trust_blob_done(&plain);
+	trust_blob_done(&cred);
+	trust_blob_done(&sec);
+	trust_blob_done(&ek_pub);
+	trust_blob_done(&ak_pub);
+}
+
 int main(void)
 {
 	const char *need[] = {
-	    "swtpm",      "swtpm_setup",   "swtpm_localca",      "tpm2_checkquote",
-	    "tpm2_quote", "tpm2_createak", "tpm2_makecredential"};
+	    "swtpm",      "swtpm_setup",   "swtpm_localca",       "tpm2_checkquote",
+	    "tpm2_quote", "tpm2_createak", "tpm2_makecredential", "tpm2_activatecredential"};
 	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
 		if (!lab_have(need[i])) {
 			printf("skipped: %s is not installed (swtpm, swtpm-tools, tpm2-tools)\n",
@@ -306,6 +389,7 @@ int main(void)
 	    cmocka_unit_test(test_checkquote_ours),
 	    cmocka_unit_test(test_tools_quote_theirs),
 	    cmocka_unit_test(test_makecredential_theirs),
+	    cmocka_unit_test(test_makecredential_ecc_ek),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	if (failed) {
