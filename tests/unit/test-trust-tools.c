@@ -360,6 +360,121 @@ static void test_makecredential_ecc_ek(void **state)
 	trust_blob_done(&ak_pub);
 }
 
+/* The TPM side with an ECC EK: the RSA EK certificate removed, an ECC one
+ * (for the key of template L-2, from a CA made here with the openssl
+ * tool) written at 0x01c0000a with the platform authorization. Then
+ * trust_tpm_ek recreates the ECC EK and matches it to the certificate,
+ * and a credential sealed to it activates with trust_tpm_activate. Last:
+ * it changes the TPM's NV. */
+static void test_ecc_ek_end_to_end(void **state)
+{
+	if (!lab_have("openssl"))
+		skip();
+	char *ek[] = {"tpm2_createek", "-c", (char *)at("e2e.ek.ctx"), "-G",
+	              "ecc",           "-u", (char *)at("e2e.ek.pem"), "-f",
+	              "pem",           NULL};
+	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
+	char *ca[] = {"openssl",
+	              "req",
+	              "-x509",
+	              "-newkey",
+	              "ec",
+	              "-pkeyopt",
+	              "ec_paramgen_curve:P-256",
+	              "-nodes",
+	              "-keyout",
+	              (char *)at("e2e.ca.key"),
+	              "-out",
+	              (char *)at("e2e.ca.pem"),
+	              "-subj",
+	              "/CN=ETTM test EK CA",
+	              "-days",
+	              "1",
+	              NULL};
+	char *cert[] = {"openssl",
+	                "x509",
+	                "-new",
+	                "-subj",
+	                "/CN=ECC EK",
+	                "-force_pubkey",
+	                (char *)at("e2e.ek.pem"),
+	                "-CA",
+	                (char *)at("e2e.ca.pem"),
+	                "-CAkey",
+	                (char *)at("e2e.ca.key"),
+	                "-days",
+	                "1",
+	                "-outform",
+	                "der",
+	                "-out",
+	                (char *)at("e2e.ek.der"),
+	                NULL};
+	assert_int_equal(tool(ek), 0);
+	assert_int_equal(tool(flush_objects), 0);
+	assert_int_equal(tool(ca), 0);
+	assert_int_equal(tool(cert), 0);
+	struct trust_blob der = read_bytes(at("e2e.ek.der"));
+	char size[16];
+	snprintf(size, sizeof(size), "%zu", der.len);
+	char *undefine[] = {"tpm2_nvundefine", "-C", "p", "0x01c00002", NULL};
+	char *define[] = {"tpm2_nvdefine",
+	                  "0x01c0000a",
+	                  "-C",
+	                  "p",
+	                  "-s",
+	                  size,
+	                  "-a",
+	                  "ppwrite|ppread|ownerread|authread|no_da|platformcreate",
+	                  NULL};
+	char *write[] = {"tpm2_nvwrite",           "-C",         "p", "-i",
+	                 (char *)at("e2e.ek.der"), "0x01c0000a", NULL};
+	assert_int_equal(tool(undefine), 0);
+	assert_int_equal(tool(define), 0);
+	assert_int_equal(tool(write), 0);
+
+	struct trust_tpm *t;
+	assert_int_equal(trust_tpm_open(sw.tcti, &t, err, sizeof(err)), 0);
+	struct trust_blob c, pub, ak;
+	int r = trust_tpm_ek(t, &c, &pub, err, sizeof(err));
+	if (r < 0)
+		fail_msg("trust_tpm_ek (ECC): %d %s", r, err);
+	assert_int_equal(c.len, der.len);
+	assert_memory_equal(c.data, der.data, der.len);
+	char fp[TRUST_FP_LEN];
+	r = trust_ek_check(&c, &pub, at("e2e.ca.pem"), fp, err, sizeof(err));
+	if (r < 0)
+		fail_msg("trust_ek_check (ECC): %d %s", r, err);
+	uint8_t name[2 + TRUST_DIGEST_LEN];
+	assert_int_equal(trust_tpm_ak(t, &ak, err, sizeof(err)), 0);
+	assert_int_equal(trust_ak_check(&ak, fp, name, err, sizeof(err)), 0);
+	const uint8_t secret[TRUST_DIGEST_LEN] = "an ECC EK from end to end";
+	struct trust_blob cred, sec, plain;
+	assert_int_equal(trust_make_credential(&pub, name, secret, sizeof(secret), &cred, &sec, err,
+	                                       sizeof(err)),
+	                 0);
+	r = trust_tpm_activate(t, &cred, &sec, &plain, err, sizeof(err));
+	if (r < 0)
+		fail_msg("trust_tpm_activate (ECC EK): %d %s", r, err);
+	assert_int_equal(plain.len, sizeof(secret));
+	assert_memory_equal(plain.data, secret, sizeof(secret));
+	trust_blob_done(&plain);
+	/* Bound to this AK's name: another name does not activate. */
+	name[5] ^= 1;
+	trust_blob_done(&cred);
+	trust_blob_done(&sec);
+	assert_int_equal(trust_make_credential(&pub, name, secret, sizeof(secret), &cred, &sec, err,
+	                                       sizeof(err)),
+	                 0);
+	assert_int_equal(trust_tpm_activate(t, &cred, &sec, &plain, err, sizeof(err)), -EACCES);
+	trust_blob_done(&cred);
+	trust_blob_done(&sec);
+	trust_blob_done(&c);
+	trust_blob_done(&pub);
+	trust_blob_done(&ak);
+	trust_blob_done(&der);
+	trust_tpm_close(t);
+}
+
 int main(void)
 {
 	const char *need[] = {
@@ -390,6 +505,7 @@ int main(void)
 	    cmocka_unit_test(test_tools_quote_theirs),
 	    cmocka_unit_test(test_makecredential_theirs),
 	    cmocka_unit_test(test_makecredential_ecc_ek),
+	    cmocka_unit_test(test_ecc_ek_end_to_end),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	if (failed) {
