@@ -9,6 +9,7 @@
  * a caller's mistake, -EBADMSG for a malformed input, -EACCES for an input
  * that is well formed but fails a check, -ENOMEM/-EIO for OpenSSL. */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,22 @@ void trust_err(char *error, size_t error_size, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(error, error_size, fmt, ap);
 	va_end(ap);
+}
+
+/* tpm2-tss logs to stderr by default, and tss2-mu does so for every
+ * malformed structure: input from the network must not reach the daemon's
+ * log that way (this module reports through @error, rate limiting is the
+ * caller's). TSS2_LOG set by an operator still wins. Called before any
+ * tss2 function; tss2 reads the variable at its first log call. */
+static void quiet_once(void)
+{
+	setenv("TSS2_LOG", "all+none", 0);
+}
+
+void trust_quiet_tss(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, quiet_once);
 }
 
 int trust_fail_default(int r, char *error, size_t error_size, const char *what)
@@ -416,6 +433,7 @@ out:
 int trust_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
                    const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error, size_t error_size)
 {
+	trust_quiet_tss();
 	trust_err(error, error_size, "%s", "");
 	int r = do_ek_check(cert, ek_public, ca_path, ret_fp, error, error_size);
 	return trust_fail_default(r, error, error_size, "EK certificate");
@@ -510,6 +528,7 @@ static int do_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_
 int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
                    uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
 {
+	trust_quiet_tss();
 	trust_err(error, error_size, "%s", "");
 	int r = do_ak_check(ak_public, ret_fp, ret_name, error, error_size);
 	return trust_fail_default(r, error, error_size, "AK public");
@@ -780,6 +799,7 @@ int trust_make_credential(const struct trust_blob *ek_public,
                           size_t plain_len, struct trust_blob *ret_credential,
                           struct trust_blob *ret_secret, char *error, size_t error_size)
 {
+	trust_quiet_tss();
 	trust_err(error, error_size, "%s", "");
 	int r = do_make_credential(ek_public, ak_name, plain, plain_len, ret_credential, ret_secret,
 	                           error, error_size);
@@ -963,6 +983,7 @@ int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blo
                       unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
                       struct trust_quote *ret_quote, char *error, size_t error_size)
 {
+	trust_quiet_tss();
 	trust_err(error, error_size, "%s", "");
 	int r = do_quote_check(ak_public, attest, signature, nonce, nonce_len, pcr, expected,
 	                       ret_quote, error, error_size);
