@@ -7,7 +7,7 @@ PACKAGES="
   build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
   libuv1-dev libjansson-dev libnftables-dev libmnl-dev libcmocka-dev
   libraft-dev
-  libtss2-dev libssl-dev swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
+  libtss2-dev libssl-dev openssl swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
   nftables iproute2 iputils-ping ethtool procps psmisc
   openvswitch-switch openvswitch-common
   iperf3 python3 python3-pytest curl natpmpc

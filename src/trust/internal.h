@@ -13,6 +13,9 @@
 void trust_err(char *error, size_t error_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Keeps tpm2-tss from logging to stderr unless TSS2_LOG asks for it. */
+void trust_quiet_tss(void);
+
 /* @r; if it is an error and nothing was written to @error yet, says
  * "@what: strerror" there. */
 int trust_fail_default(int r, char *error, size_t error_size, const char *what);

@@ -102,10 +102,8 @@ int trust_tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char *error, si
 		trust_err(error, error_size, "TPM: no TCTI");
 		return -EINVAL;
 	}
-	/* tpm2-tss logs warnings and errors to stderr by default; this module
-	 * reports through @error instead, and the daemon decides what to log.
-	 * TSS2_LOG set by an operator still wins. */
-	setenv("TSS2_LOG", "all+none", 0);
+	/* This module reports through @error; the daemon decides what to log. */
+	trust_quiet_tss();
 	struct trust_tpm *t = calloc(1, sizeof(*t));
 	if (!t)
 		return trust_fail_default(-ENOMEM, error, error_size, "TPM");

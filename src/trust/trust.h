@@ -7,7 +7,11 @@
  * Every function returns 0 or a negative errno; those that take @error
  * write a one-line reason there on failure (naming the field or the check
  * that failed). Output parameters are set only on success; a blob's data is
- * free()d by the caller. */
+ * free()d by the caller. The verifier's codes: -EBADMSG for a malformed
+ * input, -EACCES for a well-formed one that fails a check (wrong key,
+ * chain, nonce, value), -EOPNOTSUPP for a key type it does not handle,
+ * -EINVAL for a caller's mistake. trust_tpm_activate() gives -EACCES when
+ * the TPM refuses the credential (not made for this EK and AK). */
 #pragma once
 
 #include <stdbool.h>

@@ -9,6 +9,7 @@
  * a caller's mistake, -EBADMSG for a malformed input, -EACCES for an input
  * that is well formed but fails a check, -ENOMEM/-EIO for OpenSSL. */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,22 @@ void trust_err(char *error, size_t error_size, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(error, error_size, fmt, ap);
 	va_end(ap);
+}
+
+/* tpm2-tss logs to stderr by default, and tss2-mu does so for every
+ * malformed structure: input from the network must not reach the daemon's
+ * log that way (this module reports through @error, rate limiting is the
+ * caller's). TSS2_LOG set by an operator still wins. Called before any
+ * tss2 function; tss2 reads the variable at its first log call. */
+static void quiet_once(void)
+{
+	setenv("TSS2_LOG", "all+none", 0);
+}
+
+void trust_quiet_tss(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, quiet_once);
 }
 
 int trust_fail_default(int r, char *error, size_t error_size, const char *what)
@@ -416,6 +433,7 @@ out:
 int trust_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
                    const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error, size_t error_size)
 {
+	trust_quiet_tss();
 	trust_err(error, error_size, "%s", "");
 	int r = do_ek_check(cert, ek_public, ca_path, ret_fp, error, error_size);
 	return trust_fail_default(r, error, error_size, "EK certificate");
@@ -510,6 +528,7 @@ static int do_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_
 int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
                    uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
 {
+	trust_quiet_tss();
 	trust_err(error, error_size, "%s", "");
 	int r = do_ak_check(ak_public, ret_fp, ret_name, error, error_size);
 	return trust_fail_default(r, error, error_size, "AK public");
@@ -532,7 +551,8 @@ static int kdfa_sha256(const uint8_t *key, size_t key_len, const char *label, co
 		in[n++] = i >> 24, in[n++] = i >> 16, in[n++] = i >> 8, in[n++] = i;
 		memcpy(in + n, label, label_len);
 		n += label_len;
-		memcpy(in + n, u, u_len);
+		if (u_len)
+			memcpy(in + n, u, u_len);
 		n += u_len;
 		in[n++] = bits >> 24, in[n++] = bits >> 16, in[n++] = bits >> 8, in[n++] = bits;
 		uint8_t k[TRUST_DIGEST_LEN];
@@ -585,6 +605,72 @@ out:
 	return r;
 }
 
+/* Part 1, 11.4.10.3 "KDFe": K(i) = H([i]32 || Z || Label || 00 ||
+ * PartyUInfo || PartyVInfo) for i = 1.., concatenated; here 256 bits, one
+ * SHA-256 block. */
+static void kdfe_sha256(const uint8_t *z, size_t z_len, const char *label, const uint8_t *u,
+                        size_t u_len, const uint8_t *v, size_t v_len, uint8_t out[TRUST_DIGEST_LEN])
+{
+	uint8_t in[4 + 66 + 16 + 66 + 66];
+	size_t n = 0, label_len = strlen(label) + 1;
+	in[n++] = 0, in[n++] = 0, in[n++] = 0, in[n++] = 1;
+	memcpy(in + n, z, z_len);
+	n += z_len;
+	memcpy(in + n, label, label_len);
+	n += label_len;
+	memcpy(in + n, u, u_len);
+	n += u_len;
+	memcpy(in + n, v, v_len);
+	n += v_len;
+	trust_sha256(in, n, out);
+}
+
+/* Part 1, annex C, ECC secret sharing: the seed is agreed by one-pass ECDH
+ * (C(1, 1, ECC CDH)) between an ephemeral key and the EK; the ephemeral
+ * public point is the encrypted secret. seed = KDFe(Z, "IDENTITY",
+ * ephemeral x, EK x). */
+static int ecc_seed(const TPMT_PUBLIC *ek, uint8_t seed[TRUST_DIGEST_LEN],
+                    TPM2B_ENCRYPTED_SECRET *ret_secret, char *error, size_t error_size)
+{
+	const size_t bytes = 32; /* NIST P-256 */
+	EVP_PKEY *peer = NULL;
+	int r = trust_public_pkey(ek, &peer, error, error_size);
+	if (r < 0)
+		return r;
+	EVP_PKEY *eph = EVP_EC_gen("P-256");
+	EVP_PKEY_CTX *ctx = eph ? EVP_PKEY_CTX_new_from_pkey(NULL, eph, NULL) : NULL;
+	uint8_t z[32], point[1 + 2 * 32], ek_x[32] = {0};
+	size_t z_len = sizeof(z), point_len = 0;
+	r = -ENOMEM;
+	if (!ctx || EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_derive_set_peer(ctx, peer) != 1 ||
+	    EVP_PKEY_derive(ctx, z, &z_len) != 1 || z_len != bytes ||
+	    EVP_PKEY_get_octet_string_param(eph, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point),
+	                                    &point_len) != 1 ||
+	    point_len != sizeof(point) || point[0] != 0x04) {
+		trust_err(error, error_size, "EK public: ECDH with the EK failed");
+		goto out;
+	}
+	const TPM2B_ECC_PARAMETER *x = &ek->unique.ecc.x;
+	memcpy(ek_x + bytes - x->size, x->buffer, x->size); /* size checked by the key */
+	kdfe_sha256(z, z_len, "IDENTITY", point + 1, bytes, ek_x, bytes, seed);
+	TPMS_ECC_POINT pt = {.x.size = (UINT16)bytes, .y.size = (UINT16)bytes};
+	memcpy(pt.x.buffer, point + 1, bytes);
+	memcpy(pt.y.buffer, point + 1 + bytes, bytes);
+	size_t off = 0;
+	if (Tss2_MU_TPMS_ECC_POINT_Marshal(&pt, ret_secret->secret, sizeof(ret_secret->secret),
+	                                   &off) != TSS2_RC_SUCCESS)
+		goto out;
+	ret_secret->size = (UINT16)off;
+	r = 0;
+out:
+	OPENSSL_cleanse(z, sizeof(z));
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(eph);
+	EVP_PKEY_free(peer);
+	ERR_clear_error();
+	return r;
+}
+
 static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *ret_public,
                              char *error, size_t error_size)
 {
@@ -599,14 +685,18 @@ static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *r
 		          "EK public: not a restricted decryption key with SHA-256 names");
 		return -EACCES;
 	}
-	if (p->type != TPM2_ALG_RSA) {
-		/* Part 1, annex C (ECDH seeds) is not implemented: the TCG default
-		 * EKs of swtpm and of most TPMs are RSA 2048 (index 0x01c00002). */
-		trust_err(error, error_size, "EK public: type 0x%04x: only RSA EKs are supported",
+	const TPMT_SYM_DEF_OBJECT *sym;
+	if (p->type == TPM2_ALG_RSA) {
+		sym = &p->parameters.rsaDetail.symmetric;
+	} else if (p->type == TPM2_ALG_ECC &&
+	           p->parameters.eccDetail.curveID == TPM2_ECC_NIST_P256) {
+		sym = &p->parameters.eccDetail.symmetric;
+	} else {
+		trust_err(error, error_size,
+		          "EK public: type 0x%04x: only RSA and ECC NIST P-256 EKs are supported",
 		          p->type);
 		return -EOPNOTSUPP;
 	}
-	const TPMT_SYM_DEF_OBJECT *sym = &p->parameters.rsaDetail.symmetric;
 	if (sym->algorithm != TPM2_ALG_AES || sym->keyBits.aes != 128 ||
 	    sym->mode.aes != TPM2_ALG_CFB) {
 		trust_err(error, error_size, "EK public: symmetric algorithm is not AES-128-CFB");
@@ -639,7 +729,10 @@ static int do_make_credential(const struct trust_blob *ek_public,
 		return r;
 	uint8_t seed[TRUST_DIGEST_LEN];
 	TPM2B_ENCRYPTED_SECRET secret = {0};
-	r = rsa_seed(&ek.publicArea, seed, &secret, error, error_size);
+	if (ek.publicArea.type == TPM2_ALG_RSA)
+		r = rsa_seed(&ek.publicArea, seed, &secret, error, error_size);
+	else
+		r = ecc_seed(&ek.publicArea, seed, &secret, error, error_size);
 	if (r < 0)
 		return r;
 	const size_t name_len = 2 + TRUST_DIGEST_LEN;
@@ -706,6 +799,7 @@ int trust_make_credential(const struct trust_blob *ek_public,
                           size_t plain_len, struct trust_blob *ret_credential,
                           struct trust_blob *ret_secret, char *error, size_t error_size)
 {
+	trust_quiet_tss();
 	trust_err(error, error_size, "%s", "");
 	int r = do_make_credential(ek_public, ak_name, plain, plain_len, ret_credential, ret_secret,
 	                           error, error_size);
@@ -889,6 +983,7 @@ int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blo
                       unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
                       struct trust_quote *ret_quote, char *error, size_t error_size)
 {
+	trust_quiet_tss();
 	trust_err(error, error_size, "%s", "");
 	int r = do_quote_check(ak_public, attest, signature, nonce, nonce_len, pcr, expected,
 	                       ret_quote, error, error_size);

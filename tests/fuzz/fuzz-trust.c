@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -20,30 +21,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char ca_dir[] = "/tmp/ettm-fuzz-trust-XXXXXX";
-static char ca_file[sizeof(ca_dir) + 8];
-
-static void ca_remove(void)
-{
-	unlink(ca_file);
-	rmdir(ca_dir);
-}
-
+/* The CA lives in a memfd, reached by its /proc/self/fd path: nothing is
+ * left on disk however the fuzzer exits. */
 static const char *ca_path(void)
 {
+	static char path[64];
 	static bool made, failed;
 	if (made || failed)
-		return made ? ca_file : "/nonexistent";
+		return made ? path : "/nonexistent";
 	failed = true;
-	if (!mkdtemp(ca_dir))
-		return "/nonexistent";
-	snprintf(ca_file, sizeof(ca_file), "%s/ca.pem", ca_dir);
-	atexit(ca_remove);
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	X509 *x = X509_new();
 	X509_NAME *name = X509_NAME_new();
 	FILE *f = NULL;
-	if (!key || !x || !name)
+	int fd = memfd_create("fuzz-trust-ca", 0);
+	if (!key || !x || !name || fd < 0)
 		goto out;
 	X509_set_version(x, X509_VERSION_3);
 	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
@@ -55,17 +47,21 @@ static const char *ca_path(void)
 	X509_set_pubkey(x, key);
 	if (!X509_sign(x, key, EVP_sha256()))
 		goto out;
-	f = fopen(ca_file, "w");
-	if (f && PEM_write_X509(f, x) == 1)
+	f = fdopen(dup(fd), "w");
+	if (f && PEM_write_X509(f, x) == 1 && fflush(f) == 0) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		made = true;
+	}
 out:
 	if (f)
 		fclose(f);
+	if (!made && fd >= 0)
+		close(fd);
 	X509_NAME_free(name);
 	X509_free(x);
 	EVP_PKEY_free(key);
 	failed = !made;
-	return made ? ca_file : "/nonexistent";
+	return made ? path : "/nonexistent";
 }
 
 static struct trust_blob field(const uint8_t **p, size_t *left)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -160,9 +161,27 @@ int lab_tpm_start(struct swtpm *t)
 	                "--flags",
 	                "not-need-init,startup-clear",
 	                NULL};
-	int r = spawn(argv, log, &t->pid);
-	if (r < 0)
-		return r;
+	/* fork rather than posix_spawn: the child asks to be terminated when
+	 * this process dies, so a crashed test leaves no swtpm behind. */
+	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (logfd < 0)
+		return -errno;
+	pid_t parent = getpid();
+	t->pid = fork();
+	if (t->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(logfd);
+	if (t->pid < 0) {
+		t->pid = 0;
+		return -errno;
+	}
 	for (int i = 0; i < 400; i++) {
 		if (sock_accepts(t->sock))
 			return 0;

@@ -277,11 +277,209 @@ static void test_makecredential_theirs(void **state)
 	trust_tpm_close(t);
 }
 
+/* An ECC NIST P-256 EK (the TCG default template L-2, made by
+ * tpm2_createek): trust_make_credential's ECDH seed, activated by
+ * tpm2_activatecredential under the EK's PolicySecret. swtpm certifies
+ * only RSA 2048 and P-384 EKs, so this key has no certificate. */
+static void test_makecredential_ecc_ek(void **state)
+{
+	char *ek[] = {"tpm2_createek", "-c", (char *)at("eccek.ctx"), "-G",
+	              "ecc",           "-u", (char *)at("eccek.pub"), NULL};
+	char *ak[] = {"tpm2_createak",
+	              "-C",
+	              (char *)at("eccek.ctx"),
+	              "-c",
+	              (char *)at("eccak.ctx"),
+	              "-G",
+	              "ecc",
+	              "-g",
+	              "sha256",
+	              "-s",
+	              "ecdsa",
+	              "-u",
+	              (char *)at("eccak.pub"),
+	              "-n",
+	              (char *)at("eccak.name"),
+	              NULL};
+	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
+	char *flush_sessions[] = {"tpm2_flushcontext", "-s", NULL};
+	assert_int_equal(tool(ek), 0);
+	assert_int_equal(tool(ak), 0);
+	assert_int_equal(tool(flush_objects), 0);
+	assert_int_equal(tool(flush_sessions), 0);
+
+	struct trust_blob ek_pub = read_bytes(at("eccek.pub")),
+	                  ak_pub = read_bytes(at("eccak.pub"));
+	char fp[TRUST_FP_LEN];
+	uint8_t name[2 + TRUST_DIGEST_LEN];
+	assert_int_equal(trust_ak_check(&ak_pub, fp, name, err, sizeof(err)), 0);
+	const uint8_t secret[] = "sealed to an ECC EK";
+	struct trust_blob cred, sec;
+	int r = trust_make_credential(&ek_pub, name, secret, sizeof(secret), &cred, &sec, err,
+	                              sizeof(err));
+	if (r < 0)
+		fail_msg("trust_make_credential (ECC EK): %d %s", r, err);
+	FILE *f = fopen(at("ecc.cred"), "wb");
+	assert_non_null(f);
+	fwrite("\xba\xdc\xc0\xde\x00\x00\x00\x01", 1, 8, f);
+	fwrite(cred.data, 1, cred.len, f);
+	fwrite(sec.data, 1, sec.len, f);
+	assert_int_equal(fclose(f), 0);
+
+	char session_arg[LAB_PATH + 48];
+	snprintf(session_arg, sizeof(session_arg), "session:%s", at("session.ctx"));
+	char *start[] = {"tpm2_startauthsession", "--policy-session", "-S",
+	                 (char *)at("session.ctx"), NULL};
+	char *policy[] = {"tpm2_policysecret", "-S", (char *)at("session.ctx"), "-c", "e", NULL};
+	char *activate[] = {"tpm2_activatecredential",
+	                    "-c",
+	                    (char *)at("eccak.ctx"),
+	                    "-C",
+	                    (char *)at("eccek.ctx"),
+	                    "-i",
+	                    (char *)at("ecc.cred"),
+	                    "-o",
+	                    (char *)at("ecc.plain"),
+	                    "-P",
+	                    session_arg,
+	                    NULL};
+	char *flush_session[] = {"tpm2_flushcontext", (char *)at("session.ctx"), NULL};
+	assert_int_equal(tool(start), 0);
+	assert_int_equal(tool(policy), 0);
+	int status = tool(activate);
+	lab_run(flush_session, log_path);
+	lab_run(flush_objects, log_path);
+	assert_int_equal(status, 0);
+	struct trust_blob plain = read_bytes(at("ecc.plain"));
+	assert_int_equal(plain.len, sizeof(secret));
+	assert_memory_equal(plain.data, secret, sizeof(secret));
+	trust_blob_done(&plain);
+	trust_blob_done(&cred);
+	trust_blob_done(&sec);
+	trust_blob_done(&ek_pub);
+	trust_blob_done(&ak_pub);
+}
+
+/* The TPM side with an ECC EK: the RSA EK certificate removed, an ECC one
+ * (for the key of template L-2, from a CA made here with the openssl
+ * tool) written at 0x01c0000a with the platform authorization. Then
+ * trust_tpm_ek recreates the ECC EK and matches it to the certificate,
+ * and a credential sealed to it activates with trust_tpm_activate. Last:
+ * it changes the TPM's NV. */
+static void test_ecc_ek_end_to_end(void **state)
+{
+	if (!lab_have("openssl"))
+		skip();
+	char *ek[] = {"tpm2_createek", "-c", (char *)at("e2e.ek.ctx"), "-G",
+	              "ecc",           "-u", (char *)at("e2e.ek.pem"), "-f",
+	              "pem",           NULL};
+	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
+	char *ca[] = {"openssl",
+	              "req",
+	              "-x509",
+	              "-newkey",
+	              "ec",
+	              "-pkeyopt",
+	              "ec_paramgen_curve:P-256",
+	              "-nodes",
+	              "-keyout",
+	              (char *)at("e2e.ca.key"),
+	              "-out",
+	              (char *)at("e2e.ca.pem"),
+	              "-subj",
+	              "/CN=ETTM test EK CA",
+	              "-days",
+	              "1",
+	              NULL};
+	char *cert[] = {"openssl",
+	                "x509",
+	                "-new",
+	                "-subj",
+	                "/CN=ECC EK",
+	                "-force_pubkey",
+	                (char *)at("e2e.ek.pem"),
+	                "-CA",
+	                (char *)at("e2e.ca.pem"),
+	                "-CAkey",
+	                (char *)at("e2e.ca.key"),
+	                "-days",
+	                "1",
+	                "-outform",
+	                "der",
+	                "-out",
+	                (char *)at("e2e.ek.der"),
+	                NULL};
+	assert_int_equal(tool(ek), 0);
+	assert_int_equal(tool(flush_objects), 0);
+	assert_int_equal(tool(ca), 0);
+	assert_int_equal(tool(cert), 0);
+	struct trust_blob der = read_bytes(at("e2e.ek.der"));
+	char size[16];
+	snprintf(size, sizeof(size), "%zu", der.len);
+	char *undefine[] = {"tpm2_nvundefine", "-C", "p", "0x01c00002", NULL};
+	char *define[] = {"tpm2_nvdefine",
+	                  "0x01c0000a",
+	                  "-C",
+	                  "p",
+	                  "-s",
+	                  size,
+	                  "-a",
+	                  "ppwrite|ppread|ownerread|authread|no_da|platformcreate",
+	                  NULL};
+	char *write[] = {"tpm2_nvwrite",           "-C",         "p", "-i",
+	                 (char *)at("e2e.ek.der"), "0x01c0000a", NULL};
+	assert_int_equal(tool(undefine), 0);
+	assert_int_equal(tool(define), 0);
+	assert_int_equal(tool(write), 0);
+
+	struct trust_tpm *t;
+	assert_int_equal(trust_tpm_open(sw.tcti, &t, err, sizeof(err)), 0);
+	struct trust_blob c, pub, ak;
+	int r = trust_tpm_ek(t, &c, &pub, err, sizeof(err));
+	if (r < 0)
+		fail_msg("trust_tpm_ek (ECC): %d %s", r, err);
+	assert_int_equal(c.len, der.len);
+	assert_memory_equal(c.data, der.data, der.len);
+	char fp[TRUST_FP_LEN];
+	r = trust_ek_check(&c, &pub, at("e2e.ca.pem"), fp, err, sizeof(err));
+	if (r < 0)
+		fail_msg("trust_ek_check (ECC): %d %s", r, err);
+	uint8_t name[2 + TRUST_DIGEST_LEN];
+	assert_int_equal(trust_tpm_ak(t, &ak, err, sizeof(err)), 0);
+	assert_int_equal(trust_ak_check(&ak, fp, name, err, sizeof(err)), 0);
+	const uint8_t secret[TRUST_DIGEST_LEN] = "an ECC EK from end to end";
+	struct trust_blob cred, sec, plain;
+	assert_int_equal(trust_make_credential(&pub, name, secret, sizeof(secret), &cred, &sec, err,
+	                                       sizeof(err)),
+	                 0);
+	r = trust_tpm_activate(t, &cred, &sec, &plain, err, sizeof(err));
+	if (r < 0)
+		fail_msg("trust_tpm_activate (ECC EK): %d %s", r, err);
+	assert_int_equal(plain.len, sizeof(secret));
+	assert_memory_equal(plain.data, secret, sizeof(secret));
+	trust_blob_done(&plain);
+	/* Bound to this AK's name: another name does not activate. */
+	name[5] ^= 1;
+	trust_blob_done(&cred);
+	trust_blob_done(&sec);
+	assert_int_equal(trust_make_credential(&pub, name, secret, sizeof(secret), &cred, &sec, err,
+	                                       sizeof(err)),
+	                 0);
+	assert_int_equal(trust_tpm_activate(t, &cred, &sec, &plain, err, sizeof(err)), -EACCES);
+	trust_blob_done(&cred);
+	trust_blob_done(&sec);
+	trust_blob_done(&c);
+	trust_blob_done(&pub);
+	trust_blob_done(&ak);
+	trust_blob_done(&der);
+	trust_tpm_close(t);
+}
+
 int main(void)
 {
 	const char *need[] = {
-	    "swtpm",      "swtpm_setup",   "swtpm_localca",      "tpm2_checkquote",
-	    "tpm2_quote", "tpm2_createak", "tpm2_makecredential"};
+	    "swtpm",      "swtpm_setup",   "swtpm_localca",       "tpm2_checkquote",
+	    "tpm2_quote", "tpm2_createak", "tpm2_makecredential", "tpm2_activatecredential"};
 	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
 		if (!lab_have(need[i])) {
 			printf("skipped: %s is not installed (swtpm, swtpm-tools, tpm2-tools)\n",
@@ -306,6 +504,8 @@ int main(void)
 	    cmocka_unit_test(test_checkquote_ours),
 	    cmocka_unit_test(test_tools_quote_theirs),
 	    cmocka_unit_test(test_makecredential_theirs),
+	    cmocka_unit_test(test_makecredential_ecc_ek),
+	    cmocka_unit_test(test_ecc_ek_end_to_end),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	if (failed) {
