@@ -61,6 +61,7 @@ fuzz: deps
 		mkdir -p $(FUZZ_BUILD)/corpus-$$t && \
 		cp -n tests/fuzz/corpus/$$t/* $(FUZZ_BUILD)/corpus-$$t/ && \
 		echo "fuzz-$$t: $(FUZZ_SECONDS) s" && \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(FUZZ_BUILD)/tests/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) \
 			-artifact_prefix=$(FUZZ_BUILD)/ -print_final_stats=1 \
 			$(FUZZ_BUILD)/corpus-$$t >$(FUZZ_BUILD)/fuzz-$$t.log 2>&1; \
