@@ -952,6 +952,9 @@ static void join(struct attest *a)
 		return;
 	}
 	a->joining = true;
+	/* Once per measurement: a refused host retries quietly. */
+	if (a->fresh && !a->last_error[0])
+		log_info("trust: attesting to the leader %s", l->name);
 }
 
 /* A TPM that was reset (swtpm restarted, the machine rebooted) has lost its
