@@ -1,4 +1,4 @@
-/* The guest's sockets through sock_diag (guest.h). */
+/* The guest's sockets through sock_diag, and its ephemeral ports (guest.h). */
 #include "guest.h"
 
 #include <errno.h>
@@ -20,10 +20,6 @@ struct guest {
 	struct mnl_socket *nl;
 };
 
-/* Runs @fn(@arg) on a short-lived thread that enters the network namespace
- * at @netns_path first: a thread's namespace is its own, so the agent's loop
- * thread never leaves the AEE, whatever fails. Returns what @fn returned, or
- * a negative errno when the namespace cannot be entered. */
 struct netns_call {
 	const char *path;
 	int (*fn)(void *arg);
@@ -46,6 +42,10 @@ static void *in_netns_thread(void *data)
 	return NULL;
 }
 
+/* Runs @fn(@arg) on a short-lived thread that enters the network namespace
+ * at @netns_path first: a thread's namespace is its own, so the agent's loop
+ * thread never leaves the AEE, whatever fails. Returns what @fn returned, or
+ * a negative errno when the namespace cannot be entered. */
 static int in_netns(const char *netns_path, int (*fn)(void *arg), void *arg)
 {
 	struct netns_call t = {.path = netns_path, .fn = fn, .arg = arg};
