@@ -210,7 +210,7 @@ int guest_ports_render(const struct guest_port_block *blocks, size_t n, char *re
 		if (b[i].size == 0 || (unsigned)b[i].start + b[i].size > 65536 ||
 		    (i > 0 && b[i].start < (unsigned)b[i - 1].start + b[i - 1].size))
 			return -EINVAL;
-	char gaps[GUEST_PORT_BLOCKS_MAX * 12 + 2];
+	char gaps[GUEST_PORT_BLOCKS_MAX * 12 + 2] = "";
 	size_t len = 0;
 	for (size_t i = 1; i < n; i++) {
 		unsigned from = (unsigned)b[i - 1].start + b[i - 1].size, to = b[i].start - 1u;
