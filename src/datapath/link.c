@@ -348,12 +348,23 @@ int dp_link_devices(const struct dp_devices *old, const struct dp_devices *d, ch
 
 int dp_link_nat_timers(char **ret_error)
 {
-	/* RFC 4787 REQ-5: a UDP mapping lives at least 2 minutes, also before
-	 * the peer answers (the kernel's default is 30 s for those). */
-	static const char path[] = "/proc/sys/net/netfilter/nf_conntrack_udp_timeout";
-	int r = write_sysctl(path, "120");
-	if (r < 0 && r != -ENOENT)
-		return fail(ret_error, r, "cannot set %s: %s", path, strerror(-r));
+	/* RFC 4787 section 4.3, REQ-5: a UDP mapping timer must not expire in
+	 * less than two minutes; five minutes is recommended. The kernel's
+	 * defaults are 30 s before the peer answers and 120 s after (a plain
+	 * request and response keeps the short one). These sysctls are per
+	 * network namespace: set in the AEE, they hold for what it translates. */
+	static const struct {
+		const char *path, *value;
+	} timers[] = {
+	    {"/proc/sys/net/netfilter/nf_conntrack_udp_timeout", "120"},
+	    {"/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream", "300"},
+	};
+	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
+		int r = write_sysctl(timers[i].path, timers[i].value);
+		if (r < 0)
+			return fail(ret_error, r, "cannot set %s to %s: %s", timers[i].path,
+			            timers[i].value, strerror(-r));
+	}
 	return 0;
 }
 

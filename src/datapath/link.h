@@ -24,6 +24,7 @@ int dp_link_setup(const struct dp_config *cfg, const struct dp_nat *nat, char **
 int dp_link_devices(const struct dp_devices *old, const struct dp_devices *devices,
                     char **ret_error);
 
-/* NAT's conntrack timers (per network namespace), once conntrack is in use.
+/* NAT's conntrack UDP timers in this (the AEE's) network namespace: 120 s
+ * for a flow the peer has not answered, 300 s once it has (RFC 4787 REQ-5).
  * Returns 0, or a negative errno and a message in *ret_error. */
 int dp_link_nat_timers(char **ret_error);

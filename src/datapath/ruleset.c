@@ -97,36 +97,69 @@ static void inside_prefix(const struct dp_config *cfg, char net[INET_ADDRSTRLEN]
 	inet_ntop(AF_INET, &inside, net, INET_ADDRSTRLEN);
 }
 
+/* "{ 0 : A . B0, 1 : A . B1 }" or, @by_block, "{ B0 : A . B0, B1 : A . B1 }". */
+static void blocks_map(FILE *f, const struct dp_nat *nat, const char *pub, bool by_block)
+{
+	fputs("{ ", f);
+	for (unsigned i = 0; i < nat->n_own; i++) {
+		const struct dp_nat_block *b = &nat->own[i];
+		unsigned last = b->start + b->size - 1u;
+		if (by_block)
+			fprintf(f, "%s%u-%u : %s . %u-%u", i ? ", " : "", b->start, last, pub,
+			        b->start, last);
+		else
+			fprintf(f, "%s%u : %s . %u-%u", i ? ", " : "", i, pub, b->start, last);
+	}
+	fputs(" }", f);
+}
+
 /* Outbound: the guest's (and the AEE's own) flows to outside the network
  * leave with the public address and a port (ICMP: an echo id) from this
- * host's blocks; several blocks are used in turn. */
+ * host's blocks.
+ *
+ * Endpoint-independent mapping (RFC 4787 REQ-1): the kernel's SNAT keeps a
+ * source port that lies in the rule's range and is unique, and otherwise
+ * reuses the public port an earlier flow of the same source address and
+ * port got, if that is in the range (nf_nat_core.c, get_unique_tuple). The
+ * guest's ephemeral ports lie in the blocks (guest.h), so with several
+ * blocks a port is translated by the rule of its own block; a port outside
+ * them (bound explicitly) picks its block by a hash of the port, so every
+ * flow of it lands in the same range and gets the port its first flow got.
+ * ICMP echo ids are spread over the blocks in turn. */
 static int nat_outbound(struct dp_ruleset *rs, const struct dp_config *cfg,
                         const struct dp_nat *nat)
 {
-	char pub[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN];
+	char pub[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN], head[128];
 	inside_prefix(cfg, net);
 	inet_ntop(AF_INET, &nat->public_addr, pub, sizeof(pub));
+	snprintf(head, sizeof(head), "oifname \"%s\" ip daddr != %s/%u", cfg->uplink_if, net,
+	         cfg->control_plen);
 	struct dp_chain *out = add_chain(rs, "nat_out", "postrouting", "accept");
 	out->type = "nat";
 	out->priority = "srcnat";
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	if (!f)
-		return -ENOMEM;
-	fprintf(f, "oifname \"%s\" ip daddr != %s/%u meta l4proto { tcp, udp, icmp } snat ip to ",
-	        cfg->uplink_if, net, cfg->control_plen);
-	if (nat->n_own == 1) {
-		fprintf(f, "%s:%u-%u", pub, nat->own[0].start,
-		        nat->own[0].start + nat->own[0].size - 1);
-	} else {
-		fprintf(f, "numgen inc mod %u map { ", nat->n_own);
-		for (unsigned i = 0; i < nat->n_own; i++)
-			fprintf(f, "%s%u : %s . %u-%u", i ? ", " : "", i, pub, nat->own[i].start,
-			        nat->own[i].start + nat->own[i].size - 1);
-		fputs(" }", f);
+	if (nat->n_own == 1)
+		return add_rule(out, "%s meta l4proto { tcp, udp, icmp } snat ip to %s:%u-%u", head,
+		                pub, nat->own[0].start, nat->own[0].start + nat->own[0].size - 1);
+	int r = 0;
+	for (int kind = 0; r == 0 && kind < 3; kind++) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		if (!f)
+			return -ENOMEM;
+		if (kind == 0)
+			fprintf(f, "%s meta l4proto { tcp, udp } snat ip to th sport map ", head);
+		else if (kind == 1)
+			fprintf(
+			    f, "%s meta l4proto { tcp, udp } snat ip to jhash th sport mod %u map ",
+			    head, nat->n_own);
+		else
+			fprintf(f, "%s meta l4proto icmp snat ip to numgen inc mod %u map ", head,
+			        nat->n_own);
+		blocks_map(f, nat, pub, kind == 0);
+		r = add_text_rule(out, &text, f);
 	}
-	return add_text_rule(out, &text, f);
+	return r;
 }
 
 /* Inbound mappings of this host: the public port to the guest's. */

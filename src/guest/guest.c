@@ -1,8 +1,10 @@
-/* The guest's sockets through sock_diag (guest.h). */
+/* The guest's sockets through sock_diag, and its ephemeral ports (guest.h). */
 #include "guest.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,27 +20,55 @@ struct guest {
 	struct mnl_socket *nl;
 };
 
+struct netns_call {
+	const char *path;
+	int (*fn)(void *arg);
+	void *arg;
+	int r;
+};
+
+static void *in_netns_thread(void *data)
+{
+	struct netns_call *t = data;
+	int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		t->r = -errno;
+		return NULL;
+	}
+	t->r = setns(fd, CLONE_NEWNET) < 0 ? -errno : 0;
+	close(fd);
+	if (t->r == 0)
+		t->r = t->fn(t->arg);
+	return NULL;
+}
+
+/* Runs @fn(@arg) on a short-lived thread that enters the network namespace
+ * at @netns_path first: a thread's namespace is its own, so the agent's loop
+ * thread never leaves the AEE, whatever fails. Returns what @fn returned, or
+ * a negative errno when the namespace cannot be entered. */
+static int in_netns(const char *netns_path, int (*fn)(void *arg), void *arg)
+{
+	struct netns_call t = {.path = netns_path, .fn = fn, .arg = arg};
+	pthread_t th;
+	int r = pthread_create(&th, NULL, in_netns_thread, &t);
+	if (r != 0)
+		return -r;
+	pthread_join(th, NULL);
+	return t.r;
+}
+
+/* A socket belongs to the namespace it was made in. */
+static int open_diag(void *arg)
+{
+	struct mnl_socket **nl = arg;
+	*nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+	return *nl ? 0 : -errno;
+}
+
 int guest_open(const char *netns_path, struct guest **ret)
 {
-	int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (self < 0)
-		return -errno;
-	int target = open(netns_path, O_RDONLY | O_CLOEXEC);
-	if (target < 0) {
-		int r = -errno;
-		close(self);
-		return r;
-	}
-	/* A socket belongs to the namespace it was made in: make it there,
-	 * come straight back. */
-	int r = setns(target, CLONE_NEWNET) < 0 ? -errno : 0;
-	struct mnl_socket *nl = r == 0 ? mnl_socket_open(NETLINK_SOCK_DIAG) : NULL;
-	if (r == 0 && !nl)
-		r = -errno;
-	if (setns(self, CLONE_NEWNET) < 0)
-		abort(); /* cannot go home: nothing this agent does would be right */
-	close(self);
-	close(target);
+	struct mnl_socket *nl = NULL;
+	int r = in_netns(netns_path, open_diag, &nl);
 	if (r < 0)
 		return r;
 	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -122,4 +152,92 @@ int guest_listeners(struct guest *g, struct guest_listener *out, size_t max)
 	if (r == 0)
 		r = dump(g, IPPROTO_UDP, 1u << TCP_CLOSE, &c);
 	return r < 0 ? r : (int)c.n;
+}
+
+/* ---- the guest's ephemeral ports ---- */
+
+struct local_ports {
+	char range[32];
+	char reserved[GUEST_PORT_BLOCKS_MAX * 12 + 2];
+	const char *failed; /* the file that could not be written */
+};
+
+static int write_file(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, value, strlen(value));
+	int r = n < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+/* Runs inside the guest's namespace: /proc/sys/net is the namespace of the
+ * thread that opens it. The gaps are reserved before the range grows over
+ * them, so no port outside the blocks is handed out in between. */
+static int write_local_ports(void *arg)
+{
+	struct local_ports *lp = arg;
+	static const char reserved[] = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+	static const char range[] = "/proc/sys/net/ipv4/ip_local_port_range";
+	int r = write_file(reserved, lp->reserved);
+	if (r < 0) {
+		lp->failed = reserved;
+		return r;
+	}
+	r = write_file(range, lp->range);
+	if (r < 0)
+		lp->failed = range;
+	return r;
+}
+
+static int block_cmp(const void *a, const void *b)
+{
+	const struct guest_port_block *x = a, *y = b;
+	return (x->start > y->start) - (x->start < y->start);
+}
+
+int guest_ports_render(const struct guest_port_block *blocks, size_t n, char *ret_range,
+                       size_t range_size, char *ret_reserved, size_t reserved_size)
+{
+	if (n == 0 || n > GUEST_PORT_BLOCKS_MAX)
+		return -EINVAL;
+	struct guest_port_block b[GUEST_PORT_BLOCKS_MAX];
+	memcpy(b, blocks, n * sizeof(*b));
+	qsort(b, n, sizeof(*b), block_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (b[i].size == 0 || (unsigned)b[i].start + b[i].size > 65536 ||
+		    (i > 0 && b[i].start < (unsigned)b[i - 1].start + b[i - 1].size))
+			return -EINVAL;
+	char gaps[GUEST_PORT_BLOCKS_MAX * 12 + 2] = "";
+	size_t len = 0;
+	for (size_t i = 1; i < n; i++) {
+		unsigned from = (unsigned)b[i - 1].start + b[i - 1].size, to = b[i].start - 1u;
+		if (from > to)
+			continue; /* adjacent blocks */
+		len += (size_t)snprintf(gaps + len, sizeof(gaps) - len, "%s%u-%u", len ? "," : "",
+		                        from, to);
+	}
+	unsigned last = (unsigned)b[n - 1].start + b[n - 1].size - 1;
+	/* An empty list clears the reservation: the kernel wants a newline. */
+	int a = snprintf(ret_range, range_size, "%u %u\n", b[0].start, last);
+	int c = snprintf(ret_reserved, reserved_size, "%s\n", gaps);
+	if (a < 0 || (size_t)a >= range_size || c < 0 || (size_t)c >= reserved_size)
+		return -ENOSPC;
+	return 0;
+}
+
+int guest_set_local_ports(const char *netns_path, const struct guest_port_block *blocks, size_t n,
+                          const char **ret_failed)
+{
+	struct local_ports lp = {0};
+	int r = guest_ports_render(blocks, n, lp.range, sizeof(lp.range), lp.reserved,
+	                           sizeof(lp.reserved));
+	if (r < 0)
+		return r;
+	r = in_netns(netns_path, write_local_ports, &lp);
+	if (r < 0 && ret_failed)
+		*ret_failed = lp.failed ? lp.failed : netns_path;
+	return r;
 }

@@ -19,11 +19,46 @@ struct guest_listener {
 struct guest;
 
 /* Opens a sock_diag socket inside the network namespace at @netns_path
- * (e.g. /run/netns/NAME), then returns to the caller's namespace. Returns 0
- * or a negative errno. */
+ * (e.g. /run/netns/NAME), made by a short-lived thread that enters it, so
+ * the caller's thread never changes namespace. Returns 0 or a negative
+ * errno. */
 int guest_open(const char *netns_path, struct guest **ret);
 void guest_close(struct guest *g);
 
 /* The guest's IPv4 TCP listeners and bound UDP sockets, at most @max into
  * @out. Returns how many, or a negative errno. */
 int guest_listeners(struct guest *g, struct guest_listener *out, size_t max);
+
+/* ---- the guest's ephemeral ports (docs/nat.md, "Mapping and filtering
+ * behaviour") ----
+ *
+ * RFC 4787 REQ-1 asks for endpoint-independent mapping: one internal
+ * address and port keeps one external port whatever the destination. The
+ * kernel's SNAT keeps a source port that is inside the rule's range and
+ * still unique, so when every ephemeral port the guest picks lies in this
+ * host's NAT blocks, the public port is the guest's own port for every
+ * destination. */
+
+#define GUEST_PORT_BLOCKS_MAX 64
+
+struct guest_port_block {
+	uint16_t start, size;
+};
+
+/* The values for the guest's net.ipv4.ip_local_port_range ("LO HI\n": from
+ * the lowest block's first port to the highest block's last) and
+ * net.ipv4.ip_local_reserved_ports (the gaps between @blocks, "A-B,C-D\n", or
+ * "\n" when there are none) into @ret_range and @ret_reserved. @blocks (@n of
+ * them, any order) must not overlap. Returns 0, -EINVAL (no block, too many,
+ * overlapping or past port 65535) or -ENOSPC (a buffer too small). */
+int guest_ports_render(const struct guest_port_block *blocks, size_t n, char *ret_range,
+                       size_t range_size, char *ret_reserved, size_t reserved_size);
+
+/* Sets the guest's ephemeral ports to @blocks (see guest_ports_render())
+ * inside the network namespace at @netns_path, from a short-lived thread.
+ * Returns 0 or a negative errno; on failure *@ret_failed (if not NULL) names
+ * the file that could not be written (or the namespace). The kernel refuses
+ * a range starting below the guest's net.ipv4.ip_unprivileged_port_start
+ * (-EINVAL). */
+int guest_set_local_ports(const char *netns_path, const struct guest_port_block *blocks, size_t n,
+                          const char **ret_failed);

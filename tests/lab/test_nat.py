@@ -15,6 +15,7 @@ from conftest import run_and_expect
 
 PUBLIC = "203.0.113.10"
 SERVER = "198.51.100.10"
+SERVER2 = "198.51.100.11"
 PY = "/usr/bin/python3"
 
 
@@ -223,6 +224,16 @@ def test_a_host_short_of_ports_gets_another_block_and_a_leaver_returns_them(make
     owners = [b["owner"] for b in nat(lab)["blocks"]]
     starts = sorted(b["start"] for b in nat(lab)["blocks"])
     assert all(b - a >= size for a, b in zip(starts, starts[1:])), starts
+    # The guest's ephemeral ports now span both blocks, the gap between
+    # them reserved; a port of the second block keeps itself as the public
+    # port for every destination.
+    (a0, a1), (b0, b1) = sorted(blocks_of(lab)["h2"])
+    gap = f"{a1 + 1}-{b0 - 1}" if b0 > a1 + 1 else ""
+    run_and_expect(lambda: guest_ports(lab, "h2") == (a0, b1, gap), 10, 0.2,
+                   what="h2's guest ports over both blocks")
+    for proto, port in (("udp", 7004), ("tcp", 7005)):
+        local, seen = eim_seen(lab, "h2", proto, port, b0 + 7)
+        assert seen == {SERVER: (PUBLIC, b0 + 7), SERVER2: (PUBLIC, b0 + 7)}, (proto, seen)
     # h3 leaves the cluster: after the grace period its blocks come back.
     lab.ctl("h1", "cluster", "remove", "h3")
     run_and_expect(lambda: "h3" not in blocks_of(lab) and
@@ -343,6 +354,109 @@ def test_a_guest_server_on_an_allowed_port_is_mapped_while_it_listens(make_lab, 
         assert all(x["public_port"] != 9100 for x in nat(lab)["mappings"])
     finally:
         srv.stop()
+
+
+# Endpoint-independent mapping (RFC 4787 REQ-1): servers on both internet
+# addresses print the address and port each peer came from; a guest sends
+# from one UDP socket, or connects from one TCP port (two sockets sharing it
+# with SO_REUSEADDR), to both.
+EIM_SERVER = """
+import socket, sys
+proto, port = sys.argv[1], int(sys.argv[2])
+socks = []
+for a in sys.argv[3:]:
+    s = socket.socket(type=socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a, port))
+    if proto == "tcp":
+        s.listen()
+    socks.append(s)
+print("ready", flush=True)
+for s in socks:
+    if proto == "udp":
+        _, peer = s.recvfrom(100)
+    else:
+        c, peer = s.accept()
+        c.close()
+    print("%s %s %d" % (s.getsockname()[0], peer[0], peer[1]), flush=True)
+"""
+
+EIM_CLIENT = """
+import socket, sys
+proto, port, local = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+keep = []
+for a in sys.argv[4:]:
+    s = socket.socket(type=socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if proto == "udp" and keep:
+        s = keep[0]
+    else:
+        s.bind(("0.0.0.0", local))
+        local = s.getsockname()[1]
+    if proto == "udp":
+        s.sendto(b"x", (a, port))
+    else:
+        s.connect((a, port))
+    keep.append(s)
+print(local)
+"""
+
+
+def eim_seen(lab, host, proto, port, local=0):
+    """Sends from one guest port of @host to both internet servers; returns
+    (the guest's port, {server: (source address, source port)})."""
+    srv = Server(lab, "isp", PY, "-u", "-c", EIM_SERVER, proto, str(port), SERVER, SERVER2)
+    try:
+        assert srv.p.stdout.readline().strip() == "ready"
+        local = int(lab.exec(host, PY, "-c", EIM_CLIENT, proto, str(port), str(local), SERVER,
+                             SERVER2).stdout)
+        seen = {}
+        for _ in range(2):
+            line = srv.p.stdout.readline().split()
+            assert len(line) == 3, line
+            seen[line[0]] = (line[1], int(line[2]))
+    finally:
+        srv.stop()
+    return local, seen
+
+
+def guest_ports(lab, host):
+    lo, hi = lab.exec(host, "cat", "/proc/sys/net/ipv4/ip_local_port_range").stdout.split()
+    reserved = lab.exec(host, "cat", "/proc/sys/net/ipv4/ip_local_reserved_ports").stdout.strip()
+    return int(lo), int(hi), reserved
+
+
+def test_one_guest_port_keeps_one_public_port_for_every_destination(make_lab):
+    lab = nat_lab(make_lab)
+    blocks = blocks_of(lab)["h1"]
+    # The guest's ephemeral ports are the host's block.
+    run_and_expect(lambda: guest_ports(lab, "h1") == (blocks[0][0], blocks[0][1], ""), 10, 0.2,
+                   what="h1's guest picking its ports from h1's block")
+    for proto, port in (("udp", 7000), ("tcp", 7001)):
+        local, seen = eim_seen(lab, "h1", proto, port)
+        assert in_blocks(local, blocks), (proto, local, blocks)
+        # Both servers see the public address and the guest's own port.
+        assert seen == {SERVER: (PUBLIC, local), SERVER2: (PUBLIC, local)}, (proto, seen)
+    # A port bound outside the block: the kernel gives the second flow the
+    # public port the first one got, while that flow lives.
+    for proto, port in (("udp", 7002), ("tcp", 7003)):
+        local, seen = eim_seen(lab, "h2", proto, port, 40000 + port)
+        assert local == 40000 + port
+        assert seen[SERVER] == seen[SERVER2], (proto, seen)
+        assert in_blocks(seen[SERVER][1], blocks_of(lab)["h2"]), (proto, seen)
+
+
+def test_udp_mappings_outlive_the_two_minute_minimum(make_lab):
+    lab = nat_lab(make_lab, 1)
+    t = {k: int(lab.aee("h1", "cat", f"/proc/sys/net/netfilter/nf_conntrack_udp_{k}").stdout)
+         for k in ("timeout", "timeout_stream")}
+    assert t == {"timeout": 120, "timeout_stream": 300}, t
+    # A request nobody answers: its translation is kept for 120 s, not 30.
+    lab.exec("h1", PY, "-c", "import socket; socket.socket(type=socket.SOCK_DGRAM)"
+             f".sendto(b'x', ('{SERVER2}', 9999))")
+    ct = lab.aee("h1", "cat", "/proc/net/nf_conntrack").stdout
+    left = [int(m) for m in re.findall(rf"udp +17 (\d+) src=10.77.1.1 dst={SERVER2} ", ct)]
+    assert left and 100 < left[0] <= 120, ct
 
 
 def fetch_sources(lab, hosts, tmp_path):

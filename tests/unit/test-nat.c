@@ -15,6 +15,7 @@
 
 #include "datapath/ruleset.h"
 #include "golden.h"
+#include "guest/guest.h"
 #include "services/nat/nat.h"
 #include "services/nat/pmp.h"
 #include "switch/desired.h"
@@ -485,6 +486,38 @@ static void test_pcp(void **state)
 			assert_int_not_equal(pmp_decode(buf, n, &q), PMP_SUCCESS);
 }
 
+/* The guest's ephemeral ports: the span of the blocks, the gaps reserved. */
+static void test_guest_ports(void **state)
+{
+	char range[32], reserved[64];
+	struct guest_port_block one[] = {{1024, 256}};
+	assert_int_equal(
+	    guest_ports_render(one, 1, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_string_equal(range, "1024 1279\n");
+	assert_string_equal(reserved, "\n");
+
+	/* Any order; adjacent blocks leave no gap. */
+	struct guest_port_block three[] = {{4096, 1024}, {1024, 1024}, {2048, 1024}};
+	assert_int_equal(
+	    guest_ports_render(three, 3, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_string_equal(range, "1024 5119\n");
+	assert_string_equal(reserved, "3072-4095\n");
+
+	struct guest_port_block gaps[] = {{65280, 256}, {1024, 256}, {8192, 256}};
+	assert_int_equal(
+	    guest_ports_render(gaps, 3, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_string_equal(range, "1024 65535\n");
+	assert_string_equal(reserved, "1280-8191,8448-65279\n");
+
+	struct guest_port_block overlap[] = {{1024, 1024}, {1536, 256}};
+	assert_int_equal(
+	    guest_ports_render(overlap, 2, range, sizeof(range), reserved, sizeof(reserved)),
+	    -EINVAL);
+	assert_int_equal(
+	    guest_ports_render(one, 0, range, sizeof(range), reserved, sizeof(reserved)), -EINVAL);
+	assert_int_equal(guest_ports_render(gaps, 3, range, sizeof(range), reserved, 8), -ENOSPC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +525,7 @@ int main(void)
 	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),
 	    cmocka_unit_test(test_arp),           cmocka_unit_test(test_mapping_port),
 	    cmocka_unit_test(test_natpmp),        cmocka_unit_test(test_pcp),
+	    cmocka_unit_test(test_guest_ports),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,11 @@ struct nat {
 	unsigned n_autos;
 	bool auto_busy; /* a change is under way */
 	bool guest_failed;
+	/* The guest's ephemeral ports, kept inside this host's blocks. */
+	char *guest_netns;
+	struct guest_port_block ports[GUEST_PORT_BLOCKS_MAX];
+	size_t n_ports;
+	bool ports_failed;
 	int open_handles;
 };
 
@@ -77,6 +82,39 @@ static const struct store_state *state(struct nat *n)
 
 /* ---- the datapath ---- */
 
+/* Every ephemeral port the guest picks lies in this host's blocks, so SNAT
+ * keeps it and the mapping is endpoint-independent (guest.h). Set again
+ * whenever the blocks change; a failure is retried every tick, logged
+ * once. */
+static void update_guest_ports(struct nat *n, const struct dp_nat *d)
+{
+	if (!n->guest_netns || d->n_own == 0)
+		return;
+	struct guest_port_block b[GUEST_PORT_BLOCKS_MAX];
+	size_t k = d->n_own < GUEST_PORT_BLOCKS_MAX ? d->n_own : GUEST_PORT_BLOCKS_MAX;
+	unsigned lo = 65535, hi = 0;
+	for (size_t i = 0; i < k; i++) {
+		b[i] = (struct guest_port_block){.start = d->own[i].start, .size = d->own[i].size};
+		lo = b[i].start < lo ? b[i].start : lo;
+		hi = b[i].start + b[i].size - 1u > hi ? b[i].start + b[i].size - 1u : hi;
+	}
+	bool same = k == n->n_ports && memcmp(b, n->ports, k * sizeof(*b)) == 0;
+	if (same && !n->ports_failed)
+		return;
+	const char *failed = NULL;
+	int r = guest_set_local_ports(n->guest_netns, b, k, &failed);
+	if (r < 0 && (!same || !n->ports_failed))
+		log_error("nat: the guest's ephemeral ports (%s): %s; its mappings depend on the "
+		          "destination",
+		          failed ? failed : n->guest_netns, strerror(-r));
+	else if (r == 0)
+		log_info("nat: the guest's ephemeral ports are %u-%u (%zu block%s)", lo, hi, k,
+		         k == 1 ? "" : "s");
+	memcpy(n->ports, b, k * sizeof(*b));
+	n->n_ports = k;
+	n->ports_failed = r < 0;
+}
+
 static void update_datapath(struct nat *n)
 {
 	if (!n->synced)
@@ -85,6 +123,7 @@ static void update_datapath(struct nat *n)
 	nat_datapath(state(n), &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
 	if (dp_set_nat(n->dp, &d) < 0)
 		log_error("nat: datapath: %s", n->dp->error ? n->dp->error : "failed");
+	update_guest_ports(n, &d);
 }
 
 /* ---- blocks: claim, use, reclaim ---- */
@@ -761,6 +800,10 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 	n->dp = dp;
 	n->in_use = -1;
 	n->uplink = nat_uplink_for(self, NULL, o->n_publics);
+	if (guest_netns && !(n->guest_netns = strdup(guest_netns))) {
+		free(n);
+		return -ENOMEM;
+	}
 	unsigned tables[] = {STORE_NAT_BLOCKS, STORE_NAT_MAPPINGS, STORE_ADMISSIONS,
 	                     STORE_LOCATIONS, STORE_MEMBERS};
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
@@ -788,8 +831,10 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 static void closed(uv_handle_t *h)
 {
 	struct nat *n = h->data;
-	if (--n->open_handles == 0)
+	if (--n->open_handles == 0) {
+		free(n->guest_netns);
 		free(n);
+	}
 }
 
 void nat_close(struct nat *n)

@@ -134,7 +134,8 @@ struct datapath;
 
 /* Starts NAT for member @self (@name) with its datapath and switches;
  * @guest_netns (NULL: none) is where the guest's listeners are read for
- * automatic mappings. The
+ * automatic mappings, and where the guest's ephemeral ports are kept inside
+ * this host's blocks (guest_set_local_ports()). The
  * datapath's ruleset is NAT's to set once the store has caught up (a
  * barrier); until then a restarted agent leaves the kernel's rules as they
  * were. Returns 0 or a negative errno. */
