@@ -17,6 +17,8 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 
+#include "lib/fileio.h"
+
 /* Requests are small; the kernel's acknowledgements fit in a page. */
 #define RTNL_BUFFER_SIZE 8192
 
@@ -32,17 +34,6 @@ static int fail(char **ret_error, int r, const char *fmt, ...)
 			*ret_error = NULL;
 		va_end(ap);
 	}
-	return r;
-}
-
-static int write_sysctl(const char *path, const char *value)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = write(fd, value, strlen(value));
-	int r = n < 0 ? -errno : 0;
-	close(fd);
 	return r;
 }
 
@@ -63,14 +54,25 @@ static int rtnl_talk(struct mnl_socket *nl, struct nlmsghdr *nlh)
 	return r < 0 ? -errno : 0;
 }
 
-static int link_up(struct mnl_socket *nl, unsigned ifindex)
+/* An RTM_NEWLINK or RTM_DELLINK message about interface @ifindex, in @buf
+ * (RTNL_BUFFER_SIZE bytes); *ret_ifi is its header, for flags. */
+static struct nlmsghdr *link_msg(char *buf, uint16_t type, unsigned ifindex,
+                                 struct ifinfomsg **ret_ifi)
 {
-	char buf[RTNL_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	nlh->nlmsg_type = RTM_NEWLINK;
+	nlh->nlmsg_type = type;
 	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	ifi->ifi_family = AF_UNSPEC;
 	ifi->ifi_index = (int)ifindex;
+	*ret_ifi = ifi;
+	return nlh;
+}
+
+static int link_up(struct mnl_socket *nl, unsigned ifindex)
+{
+	char buf[RTNL_BUFFER_SIZE];
+	struct ifinfomsg *ifi;
+	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, ifindex, &ifi);
 	ifi->ifi_flags = IFF_UP;
 	ifi->ifi_change = IFF_UP;
 	return rtnl_talk(nl, nlh);
@@ -184,16 +186,16 @@ static int set_sysctls(const struct dp_config *cfg, char **ret_error)
 {
 	const char *ifs[] = {cfg->guest_if, cfg->uplink_if};
 	char path[128];
-	int r = write_sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+	int r = file_write_value("/proc/sys/net/ipv4/ip_forward", "1");
 	if (r < 0)
 		return fail(ret_error, r, "cannot enable IPv4 forwarding: %s", strerror(-r));
 	for (size_t i = 0; i < 2; i++) {
 		snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/proxy_arp", ifs[i]);
-		r = write_sysctl(path, "1");
+		r = file_write_value(path, "1");
 		if (r == 0) {
 			snprintf(path, sizeof(path), "/proc/sys/net/ipv4/neigh/%s/proxy_delay",
 			         ifs[i]);
-			r = write_sysctl(path, "0");
+			r = file_write_value(path, "0");
 		}
 		if (r < 0)
 			return fail(ret_error, r, "cannot set %s: %s", path, strerror(-r));
@@ -229,11 +231,8 @@ static int veth_create(struct mnl_socket *nl, const uint8_t mac[6])
 static int link_set_mac(struct mnl_socket *nl, unsigned ifindex, const uint8_t mac[6])
 {
 	char buf[RTNL_BUFFER_SIZE];
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	nlh->nlmsg_type = RTM_NEWLINK;
-	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
-	ifi->ifi_family = AF_UNSPEC;
-	ifi->ifi_index = (int)ifindex;
+	struct ifinfomsg *ifi;
+	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, ifindex, &ifi);
 	mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
 	return rtnl_talk(nl, nlh);
 }
@@ -241,12 +240,8 @@ static int link_set_mac(struct mnl_socket *nl, unsigned ifindex, const uint8_t m
 static int link_delete(struct mnl_socket *nl, unsigned ifindex)
 {
 	char buf[RTNL_BUFFER_SIZE];
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	nlh->nlmsg_type = RTM_DELLINK;
-	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
-	ifi->ifi_family = AF_UNSPEC;
-	ifi->ifi_index = (int)ifindex;
-	return rtnl_talk(nl, nlh);
+	struct ifinfomsg *ifi;
+	return rtnl_talk(nl, link_msg(buf, RTM_DELLINK, ifindex, &ifi));
 }
 
 static bool has_addr(const struct dp_devices *d, struct in_addr addr, const uint8_t *mac)
@@ -271,7 +266,7 @@ static int device_sysctls(char **ret_error)
 	    {"/proc/sys/net/ipv6/conf/" DP_DEVICE_PEER "/disable_ipv6", "1", true},
 	};
 	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
-		int r = write_sysctl(sets[i].path, sets[i].value);
+		int r = file_write_value(sets[i].path, sets[i].value);
 		if (r < 0 && !(sets[i].optional && r == -ENOENT))
 			return fail(ret_error, r, "cannot set %s: %s", sets[i].path, strerror(-r));
 	}
@@ -360,7 +355,7 @@ int dp_link_nat_timers(char **ret_error)
 	    {"/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream", "300"},
 	};
 	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
-		int r = write_sysctl(timers[i].path, timers[i].value);
+		int r = file_write_value(timers[i].path, timers[i].value);
 		if (r < 0)
 			return fail(ret_error, r, "cannot set %s to %s: %s", timers[i].path,
 			            timers[i].value, strerror(-r));

@@ -16,6 +16,8 @@
 #include <linux/sock_diag.h>
 #include <netinet/tcp.h>
 
+#include "lib/fileio.h"
+
 struct guest {
 	struct mnl_socket *nl;
 };
@@ -162,17 +164,6 @@ struct local_ports {
 	const char *failed; /* the file that could not be written */
 };
 
-static int write_file(const char *path, const char *value)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = write(fd, value, strlen(value));
-	int r = n < 0 ? -errno : 0;
-	close(fd);
-	return r;
-}
-
 /* Runs inside the guest's namespace: /proc/sys/net is the namespace of the
  * thread that opens it. The gaps are reserved before the range grows over
  * them, so no port outside the blocks is handed out in between. */
@@ -181,12 +172,12 @@ static int write_local_ports(void *arg)
 	struct local_ports *lp = arg;
 	static const char reserved[] = "/proc/sys/net/ipv4/ip_local_reserved_ports";
 	static const char range[] = "/proc/sys/net/ipv4/ip_local_port_range";
-	int r = write_file(reserved, lp->reserved);
+	int r = file_write_value(reserved, lp->reserved);
 	if (r < 0) {
 		lp->failed = reserved;
 		return r;
 	}
-	r = write_file(range, lp->range);
+	r = file_write_value(range, lp->range);
 	if (r < 0)
 		lp->failed = range;
 	return r;

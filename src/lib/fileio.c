@@ -92,3 +92,14 @@ int file_write_state(const char *dir, const char *name, const char *text)
 		unlink(tmp);
 	return r;
 }
+
+int file_write_value(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, value, strlen(value));
+	int r = n < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}

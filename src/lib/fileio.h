@@ -12,3 +12,7 @@ int file_read_state(const char *dir, const char *name, char **ret_text);
 /* Writes @text to DIR/NAME through a temporary file and rename(), so a crash
  * leaves the old or the new content, never a mix. Returns 0 or -errno. */
 int file_write_state(const char *dir, const char *name, const char *text);
+
+/* Writes @value to the existing file @path in one write(), as a sysctl under
+ * /proc/sys wants it. Returns 0 or -errno. */
+int file_write_value(const char *path, const char *value);
