@@ -4,6 +4,7 @@ another binary is refused and its guest reaches nothing until the admin
 trusts its measurement; removing a trusted measurement closes the ports of
 the hosts that run it; a TPM reset makes the host attest again."""
 
+import json
 import os
 import shutil
 import time
@@ -140,3 +141,57 @@ def test_admin_revoke_sticks_until_admit(make_lab):
     out = lab.ctl("h2", "hosts", "admit", "h3").stdout
     assert "may attest again" in out, out
     run_and_expect(lambda: state_of(lab, "h3") == "admitted", timeout=10, what="h3 admitted")
+
+
+PEER_CALL = """
+import json, socket, sys
+s = socket.create_connection((sys.argv[1], 7701), timeout=5)
+s.sendall((json.dumps({"id": 1, "cmd": sys.argv[2], "args": json.loads(sys.argv[3])}) + "\\n").encode())
+buf = b""
+while not buf.endswith(b"\\n"):
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+print(buf.decode())
+"""
+
+
+def peer_call(lab, from_host, to_addr, cmd, args):
+    """A raw call on an agent's peer API from another host's AEE, as any
+    machine on the control network could make."""
+    out = lab.aee(from_host, "python3", "-c", PEER_CALL, to_addr, cmd, json.dumps(args)).stdout
+    return json.loads(out)
+
+
+def test_forged_join_messages_are_refused(make_lab):
+    lab = make_lab(3)
+    leader = lab.ctl_json("h2", "cluster")["leader"]
+    addr = f"10.77.0.{leader[1:]}"
+    # A challenge in h2's name with a certificate that is not one: refused
+    # with the reason, and h2's admission is untouched (the sender proved
+    # nothing of h2's TPM).
+    r = peer_call(lab, "h3", addr, "trust.challenge",
+                  {"host": "h2", "ek_cert": "30820102", "ek_public": "00", "ak_public": "00"})
+    assert not r["ok"] and "EK certificate" in r["error"], r
+    assert state_of(lab, "h2") == "admitted"
+    # An answer to a challenge that was never made.
+    r = peer_call(lab, "h3", addr, "trust.prove",
+                  {"host": "h2", "session": "00" * 16, "plain": "00" * 32, "attest": "00",
+                   "signature": "00", "measurement": "0" * 64})
+    assert not r["ok"] and "no such challenge" in r["error"], r
+    # Malformed fields name the field.
+    r = peer_call(lab, "h3", addr, "trust.challenge",
+                  {"host": "h2", "ek_cert": "zz", "ek_public": "00", "ak_public": "00"})
+    assert not r["ok"] and 'field "ek_cert"' in r["error"], r
+    # A host that is not a member.
+    r = peer_call(lab, "h3", addr, "trust.challenge",
+                  {"host": "h9", "ek_cert": "00", "ek_public": "00", "ak_public": "00"})
+    assert not r["ok"] and "no member" in r["error"], r
+    # A quote answered by a host is of its own TPM and over the nonce asked:
+    # it cannot be made to look like another host's.
+    r = peer_call(lab, "h3", "10.77.0.2", "trust.quote", {"nonce": "ab" * 32})
+    assert r["ok"], r
+    status = lab.ctl_json("h2", "status")["trust"]
+    assert r["result"]["measurement"] == status["measurement"]
+    assert all(h["state"] == "admitted" for h in hosts(lab).values())
