@@ -73,6 +73,49 @@ static int tool(char *const argv[])
 	return status;
 }
 
+/* Flushes the transient objects the tools left loaded. */
+static int tools_flush(void)
+{
+	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
+	return tool(flush_objects);
+}
+
+/* An EK of algorithm @alg (the TCG default template) and an ECC P-256
+ * ECDSA AK under it, made by tpm2-tools: PREFIXek.ctx/.pub and
+ * PREFIXak.ctx/.pub/.name in the test's directory. The tools leave what they
+ * made loaded, saved as contexts; swtpm has room for three objects, so
+ * they are flushed. */
+static void tools_ek_ak(const char *alg, const char *prefix)
+{
+	char name[6][32];
+	const char *suffix[] = {"ek.ctx", "ek.pub", "ak.ctx", "ak.pub", "ak.name"};
+	for (size_t i = 0; i < 5; i++)
+		snprintf(name[i], sizeof(name[i]), "%s%s", prefix, suffix[i]);
+	char *ek[] = {"tpm2_createek", "-c", (char *)at(name[0]), "-G",
+	              (char *)alg,     "-u", (char *)at(name[1]), NULL};
+	assert_int_equal(tool(ek), 0);
+	char *ak[] = {"tpm2_createak",
+	              "-C",
+	              (char *)at(name[0]),
+	              "-c",
+	              (char *)at(name[2]),
+	              "-G",
+	              "ecc",
+	              "-g",
+	              "sha256",
+	              "-s",
+	              "ecdsa",
+	              "-u",
+	              (char *)at(name[3]),
+	              "-n",
+	              (char *)at(name[4]),
+	              NULL};
+	assert_int_equal(tool(ak), 0);
+	assert_int_equal(tools_flush(), 0);
+	char *flush_sessions[] = {"tpm2_flushcontext", "-s", NULL};
+	assert_int_equal(tool(flush_sessions), 0);
+}
+
 static void measure(struct trust_tpm *t, uint8_t value[TRUST_DIGEST_LEN])
 {
 	uint8_t d[1][TRUST_DIGEST_LEN];
@@ -137,32 +180,7 @@ static void test_checkquote_ours(void **state)
 
 static void test_tools_quote_theirs(void **state)
 {
-	char *ek[] = {"tpm2_createek", "-c", (char *)at("ek.ctx"), "-G",
-	              "rsa",           "-u", (char *)at("ek.pub"), NULL};
-	assert_int_equal(tool(ek), 0);
-	char *ak[] = {"tpm2_createak",
-	              "-C",
-	              (char *)at("ek.ctx"),
-	              "-c",
-	              (char *)at("ak.ctx"),
-	              "-G",
-	              "ecc",
-	              "-g",
-	              "sha256",
-	              "-s",
-	              "ecdsa",
-	              "-u",
-	              (char *)at("ak.pub"),
-	              "-n",
-	              (char *)at("ak.name"),
-	              NULL};
-	assert_int_equal(tool(ak), 0);
-	/* The tools leave what they made loaded, saved as contexts; swtpm has
-	 * room for three objects. */
-	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
-	char *flush_sessions[] = {"tpm2_flushcontext", "-s", NULL};
-	assert_int_equal(tool(flush_objects), 0);
-	assert_int_equal(tool(flush_sessions), 0);
+	tools_ek_ak("rsa", "");
 	uint8_t d[1][TRUST_DIGEST_LEN], value[TRUST_DIGEST_LEN];
 	char hex[2 * TRUST_DIGEST_LEN + 1], arg[3 * TRUST_DIGEST_LEN];
 	trust_sha256("their measurement", 17, d[0]);
@@ -193,7 +211,7 @@ static void test_tools_quote_theirs(void **state)
 	                 "sha256",
 	                 NULL};
 	assert_int_equal(tool(quote), 0);
-	assert_int_equal(tool(flush_objects), 0);
+	assert_int_equal(tools_flush(), 0);
 
 	struct trust_blob pub = read_bytes(at("ak.pub")), name = read_bytes(at("ak.name"));
 	struct trust_blob msg = read_bytes(at("theirs.msg")), sig = read_bytes(at("theirs.sig"));
@@ -283,30 +301,7 @@ static void test_makecredential_theirs(void **state)
  * only RSA 2048 and P-384 EKs, so this key has no certificate. */
 static void test_makecredential_ecc_ek(void **state)
 {
-	char *ek[] = {"tpm2_createek", "-c", (char *)at("eccek.ctx"), "-G",
-	              "ecc",           "-u", (char *)at("eccek.pub"), NULL};
-	char *ak[] = {"tpm2_createak",
-	              "-C",
-	              (char *)at("eccek.ctx"),
-	              "-c",
-	              (char *)at("eccak.ctx"),
-	              "-G",
-	              "ecc",
-	              "-g",
-	              "sha256",
-	              "-s",
-	              "ecdsa",
-	              "-u",
-	              (char *)at("eccak.pub"),
-	              "-n",
-	              (char *)at("eccak.name"),
-	              NULL};
-	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
-	char *flush_sessions[] = {"tpm2_flushcontext", "-s", NULL};
-	assert_int_equal(tool(ek), 0);
-	assert_int_equal(tool(ak), 0);
-	assert_int_equal(tool(flush_objects), 0);
-	assert_int_equal(tool(flush_sessions), 0);
+	tools_ek_ak("ecc", "ecc");
 
 	struct trust_blob ek_pub = read_bytes(at("eccek.pub")),
 	                  ak_pub = read_bytes(at("eccak.pub"));
@@ -348,7 +343,7 @@ static void test_makecredential_ecc_ek(void **state)
 	assert_int_equal(tool(policy), 0);
 	int status = tool(activate);
 	lab_run(flush_session, log_path);
-	lab_run(flush_objects, log_path);
+	tools_flush();
 	assert_int_equal(status, 0);
 	struct trust_blob plain = read_bytes(at("ecc.plain"));
 	assert_int_equal(plain.len, sizeof(secret));
@@ -373,7 +368,6 @@ static void test_ecc_ek_end_to_end(void **state)
 	char *ek[] = {"tpm2_createek", "-c", (char *)at("e2e.ek.ctx"), "-G",
 	              "ecc",           "-u", (char *)at("e2e.ek.pem"), "-f",
 	              "pem",           NULL};
-	char *flush_objects[] = {"tpm2_flushcontext", "-t", NULL};
 	char *ca[] = {"openssl",
 	              "req",
 	              "-x509",
@@ -410,7 +404,7 @@ static void test_ecc_ek_end_to_end(void **state)
 	                (char *)at("e2e.ek.der"),
 	                NULL};
 	assert_int_equal(tool(ek), 0);
-	assert_int_equal(tool(flush_objects), 0);
+	assert_int_equal(tools_flush(), 0);
 	assert_int_equal(tool(ca), 0);
 	assert_int_equal(tool(cert), 0);
 	struct trust_blob der = read_bytes(at("e2e.ek.der"));
