@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "api/proto.h"
+#include "ettmd/config.h"
 #include "store/tables.h"
 #include "trust/attest.h"
 
@@ -363,7 +364,12 @@ static int cmd_trust(const struct options *o, int argc, char **argv)
 			                   "go together, instead of a DIGEST");
 		/* The agent's own computation (src/trust/attest.c), so the
 		 * digest is the one the agent will present. */
-		if (attest_measure_files(binary, config, computed, error, sizeof(error)) < 0) {
+		char *measured = NULL;
+		int status = config_load_measured(config, &measured, error, sizeof(error));
+		if (status == 0)
+			status = attest_measure(binary, measured, computed, error, sizeof(error));
+		free(measured);
+		if (status < 0) {
 			fprintf(stderr, "ettmctl: trust add: %s\n", error);
 			return 1;
 		}

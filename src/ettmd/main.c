@@ -361,10 +361,14 @@ static int start(struct agent *a)
 	if (r < 0)
 		return r;
 	if (attest_enabled(&a->cfg.trust)) {
-		char error[512];
-		r = attest_open(a->loop, &a->cfg.trust, a->cfg.name, "/proc/self/exe",
-		                a->config_path, a->cfg.state_dir, a->store, &a->attest, error,
-		                sizeof(error));
+		char error[512], *measured;
+		r = config_load_measured(a->config_path, &measured, error, sizeof(error));
+		if (r == 0) {
+			r = attest_open(a->loop, &a->cfg.trust, a->cfg.name, "/proc/self/exe",
+			                measured, a->cfg.state_dir, a->store, &a->attest, error,
+			                sizeof(error));
+			free(measured);
+		}
 		if (r < 0) {
 			log_error("trust: %s", error);
 			return r;

@@ -8,7 +8,6 @@
 #include <sys/random.h>
 
 #include "api/client.h"
-#include "ettmd/config.h"
 #include "lib/clock.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
@@ -171,21 +170,28 @@ static void digest_from_hex(const char *hex, uint8_t out[TRUST_DIGEST_LEN])
 
 /* ---- measuring ---- */
 
-int attest_measure_files(const char *binary, const char *config, char ret_hex[65], char *error,
-                         size_t error_size)
+/* The two digests the agent extends its PCR with: its binary's and its
+ * measured configuration's. */
+static int digests_of(const char *binary, const char *config_text, uint8_t ret[2][TRUST_DIGEST_LEN],
+                      char *error, size_t error_size)
 {
-	uint8_t d[2][TRUST_DIGEST_LEN], pcr[TRUST_DIGEST_LEN];
-	int r = trust_file_sha256(binary, d[0]);
+	int r = trust_file_sha256(binary, ret[0]);
 	if (r < 0) {
-		snprintf(error, error_size, "%s: %s", binary, strerror(-r));
+		snprintf(error, error_size, "cannot read the agent's binary %s: %s", binary,
+		         strerror(-r));
 		return r;
 	}
-	char *text;
-	r = config_load_measured(config, &text, error, error_size);
+	trust_sha256(config_text, strlen(config_text), ret[1]);
+	return 0;
+}
+
+int attest_measure(const char *binary, const char *config_text, char ret_hex[TRUST_FP_LEN],
+                   char *error, size_t error_size)
+{
+	uint8_t d[2][TRUST_DIGEST_LEN], pcr[TRUST_DIGEST_LEN];
+	int r = digests_of(binary, config_text, d, error, error_size);
 	if (r < 0)
 		return r;
-	trust_sha256(text, strlen(text), d[1]);
-	free(text);
 	trust_pcr_replay((const uint8_t(*)[TRUST_DIGEST_LEN])d, 2, pcr);
 	trust_hex(pcr, sizeof(pcr), ret_hex);
 	return 0;
@@ -1057,21 +1063,12 @@ json_t *attest_status(const struct attest *a)
 
 /* ---- opening ---- */
 
-static int open_tpm(struct attest *a, const char *binary, const char *config, char *error,
+static int open_tpm(struct attest *a, const char *binary, const char *config_text, char *error,
                     size_t error_size)
 {
-	int r = trust_file_sha256(binary, a->digests[0]);
-	if (r < 0) {
-		snprintf(error, error_size, "cannot read the agent's binary %s: %s", binary,
-		         strerror(-r));
-		return r;
-	}
-	char *text;
-	r = config_load_measured(config, &text, error, error_size);
+	int r = digests_of(binary, config_text, a->digests, error, error_size);
 	if (r < 0)
 		return r;
-	trust_sha256(text, strlen(text), a->digests[1]);
-	free(text);
 	char why[256];
 	uint8_t name[2 + TRUST_DIGEST_LEN];
 	if ((r = trust_tpm_open(a->o.tcti, &a->tpm, why, sizeof(why))) < 0 ||
@@ -1089,8 +1086,8 @@ static int open_tpm(struct attest *a, const char *binary, const char *config, ch
 }
 
 int attest_open(uv_loop_t *loop, const struct attest_options *o, const char *host,
-                const char *binary, const char *config, const char *state_dir, struct store *store,
-                struct attest **ret_attest, char *error, size_t error_size)
+                const char *binary, const char *config_text, const char *state_dir,
+                struct store *store, struct attest **ret_attest, char *error, size_t error_size)
 {
 	struct attest *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -1103,7 +1100,7 @@ int attest_open(uv_loop_t *loop, const struct attest_options *o, const char *hos
 	a->refs = 1;
 	snprintf(a->host, sizeof(a->host), "%s", host);
 	snprintf(a->state_dir, sizeof(a->state_dir), "%s", state_dir);
-	int r = open_tpm(a, binary, config, error, error_size);
+	int r = open_tpm(a, binary, config_text, error, error_size);
 	if (r < 0) {
 		unref(a);
 		return r;
