@@ -162,16 +162,6 @@ out:
 	return r;
 }
 
-int ctl_error(char **ret_error, int r, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(ret_error, fmt, ap) < 0)
-		*ret_error = NULL;
-	va_end(ap);
-	return r;
-}
-
 const char *ctl_arg_str(const struct ctl_request *req, const char *name)
 {
 	return json_string_value(json_object_get(req->args, name));

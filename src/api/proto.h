@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "lib/error.h"
+
 #define CTL_LINE_MAX 65536
 #define CTL_CMD_MAX  64
 
@@ -44,10 +46,6 @@ char *ctl_reply_encode(const struct ctl_request *req, json_t *result, const char
  * line is not a reply. */
 int ctl_reply_parse(const char *line, size_t len, bool *ret_ok, json_t **ret_result,
                     char **ret_error, char *error, size_t error_size);
-
-/* For request handlers: sets *ret_error to a newly allocated message (NULL
- * when out of memory) and returns @r. */
-int ctl_error(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* The string argument @name of @req, or NULL. */
 const char *ctl_arg_str(const struct ctl_request *req, const char *name);

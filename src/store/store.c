@@ -1087,10 +1087,10 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 	const char *peer = ctl_arg_str(req, "peer"), *version = ctl_arg_str(req, "raft_version");
 	json_int_t id = json_integer_value(json_object_get(req->args, "id"));
 	if (!name || !address || !peer || !version || id <= 0)
-		return ctl_error(ret_error, -EINVAL,
+		return error_set(ret_error, -EINVAL,
 		                 "store.join needs id, name, address, peer and raft_version");
 	if (strcmp(version, store_raft_version()) != 0)
-		return ctl_error(ret_error, -EPROTO,
+		return error_set(ret_error, -EPROTO,
 		                 "%s runs %s but the cluster runs %s; Raft versions do not "
 		                 "interoperate",
 		                 name, version, store_raft_version());
@@ -1108,7 +1108,7 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 		snprintf(row->raft_version, sizeof(row->raft_version), "%s", version);
 		int r = store_propose(s, &cmd, member_role_done, NULL);
 		if (r < 0)
-			return ctl_error(ret_error, r, "cannot propose the member: %s",
+			return error_set(ret_error, r, "cannot propose the member: %s",
 			                 strerror(-r));
 		log_info("store: %s (%lld) asks to join", name, (long long)id);
 	}
@@ -1170,11 +1170,11 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 {
 	const char *host = ctl_arg_str(req, "host");
 	if (!host)
-		return ctl_error(ret_error, -EINVAL, "cluster.remove needs a host");
+		return error_set(ret_error, -EINVAL, "cluster.remove needs a host");
 	if (!store_is_leader(s)) {
 		const struct store_member *lm = leader_member(s);
 		if (!lm)
-			return ctl_error(ret_error, -EAGAIN, "no leader is known right now");
+			return error_set(ret_error, -EAGAIN, "no leader is known right now");
 		struct ctl_deferred *d = ctl_defer(client, req);
 		if (!d)
 			return -ENOMEM;
@@ -1182,9 +1182,9 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 	}
 	const struct store_member *m = store_member_find_name(s->state, host);
 	if (!m)
-		return ctl_error(ret_error, -ENOENT, "no member named %s", host);
+		return error_set(ret_error, -ENOENT, "no member named %s", host);
 	if (m->id == s->o.id)
-		return ctl_error(ret_error, -EBUSY,
+		return error_set(ret_error, -EBUSY,
 		                 "%s is the leader; stop it, and remove it once another host "
 		                 "leads",
 		                 host);
@@ -1297,12 +1297,12 @@ static void recover_hello_cb(void *userdata, int status, json_t *result, const c
 static int recover_check(struct store *s, char **ret_error)
 {
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
-		return ctl_error(ret_error, -ESHUTDOWN, "the store is not running on this host");
+		return error_set(ret_error, -ESHUTDOWN, "the store is not running on this host");
 	if (store_is_leader(s))
-		return ctl_error(ret_error, -EBUSY,
+		return error_set(ret_error, -EBUSY,
 		                 "this host is the leader; recover is only for a lost majority");
 	if (store_cluster(s->state)->generation == 0)
-		return ctl_error(ret_error, -EAGAIN, "this host has not joined a cluster yet");
+		return error_set(ret_error, -EAGAIN, "this host has not joined a cluster yet");
 	return 0;
 }
 
@@ -1469,11 +1469,11 @@ static int handle_bench(struct store *s, struct ctl_client *client, const struct
 	json_int_t burst = json_integer_value(json_object_get(req->args, "burst"));
 	json_int_t inflight = json_integer_value(json_object_get(req->args, "inflight"));
 	if (count < 1 || count > 1000000 || burst < 1 || burst > 10000000 || inflight < 1)
-		return ctl_error(ret_error, -EINVAL,
+		return error_set(ret_error, -EINVAL,
 		                 "store.bench needs count (1-1000000), burst (1-10000000) and "
 		                 "inflight (>= 1)");
 	if (!store_is_leader(s))
-		return ctl_error(ret_error, -EAGAIN, "store.bench runs on the leader");
+		return error_set(ret_error, -EAGAIN, "store.bench runs on the leader");
 	struct bench *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
@@ -1556,10 +1556,10 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		uint8_t *data;
 		size_t len;
 		if (!hex || hex_decode(hex, &data, &len) < 0)
-			return ctl_error(ret_error, -EINVAL, "store.propose needs a hex command");
+			return error_set(ret_error, -EINVAL, "store.propose needs a hex command");
 		if (!store_is_leader(s)) {
 			free(data);
-			return ctl_error(ret_error, -EAGAIN, "not the leader");
+			return error_set(ret_error, -EAGAIN, "not the leader");
 		}
 		struct reply_ctx *c = reply_ctx(s, client, req, false);
 		int r = c ? propose_local(s, data, len, reply_done, c) : -ENOMEM;
@@ -1570,7 +1570,7 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 	}
 	if (strcmp(cmd, "store.barrier") == 0) {
 		if (!store_is_leader(s))
-			return ctl_error(ret_error, -EAGAIN, "not the leader");
+			return error_set(ret_error, -EAGAIN, "not the leader");
 		struct reply_ctx *c = reply_ctx(s, client, req, false);
 		if (!c)
 			return -ENOMEM;
@@ -1585,7 +1585,7 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		}
 		int t = store_table_from_name(table);
 		if (t < 0)
-			return ctl_error(ret_error, -ENOENT, "no table named %s", table);
+			return error_set(ret_error, -ENOENT, "no table named %s", table);
 		*ret_result = json_pack("{s:o}", table, store_table_dump(s->state, t));
 		return 0;
 	}

@@ -400,7 +400,7 @@ static int not_leader(struct attest *a, char **ret_error)
 {
 	const struct store_member *l =
 	    store_member_find(store_state(a->store), store_leader_id(a->store));
-	return ctl_error(ret_error, -EAGAIN, "%s is not the leader%s%s", a->host, l ? "; ask " : "",
+	return error_set(ret_error, -EAGAIN, "%s is not the leader%s%s", a->host, l ? "; ask " : "",
 	                 l ? l->name : "");
 }
 
@@ -409,11 +409,11 @@ static int check_host(struct attest *a, const char *host, char **ret_error)
 {
 	const struct store_state *st = store_state(a->store);
 	if (!host || !store_member_find_name(st, host))
-		return ctl_error(ret_error, -ENOENT, "field \"host\": no member named \"%s\"",
+		return error_set(ret_error, -ENOENT, "field \"host\": no member named \"%s\"",
 		                 host ? host : "");
 	const struct store_attestation *t = store_attestation_find(st, host);
 	if (t && t->state == STORE_ATTEST_REVOKED)
-		return ctl_error(
+		return error_set(
 		    ret_error, -EPERM,
 		    "%s was revoked by the admin; 'ettmctl hosts admit %s' lets it attest "
 		    "again",
@@ -439,11 +439,11 @@ int attest_check_challenge(json_t *args, const char *ca, struct attest_claim *re
 	    (r = arg_hex(args, "ak_public", 1024, &c.ak_public, ret_error)) < 0)
 		goto out;
 	if (trust_ek_check(&cert, &c.ek_public, ca, c.ek_fp, why, sizeof(why)) < 0) {
-		r = ctl_error(ret_error, -EPERM, "EK certificate: %s", why);
+		r = error_set(ret_error, -EPERM, "EK certificate: %s", why);
 		goto out;
 	}
 	if (trust_ak_check(&c.ak_public, c.ak_fp, c.ak_name, why, sizeof(why)) < 0) {
-		r = ctl_error(ret_error, -EPERM, "AK: %s", why);
+		r = error_set(ret_error, -EPERM, "AK: %s", why);
 		goto out;
 	}
 	*ret_claim = c;
@@ -471,7 +471,7 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 	char why[STORE_REASON_MAX];
 	const struct store_attestation *t = store_attestation_find(store_state(a->store), host);
 	if (t && t->ek_fp[0] && strcmp(t->ek_fp, c.ek_fp) != 0) {
-		r = ctl_error(
+		r = error_set(
 		    ret_error, -EPERM,
 		    "%s attested before with another TPM (EK %.16s...); 'ettmctl hosts revoke "
 		    "%s' then 'hosts admit %s' let a new TPM in",
@@ -484,12 +484,12 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 	if (getrandom(id, sizeof(id), 0) != sizeof(id) ||
 	    getrandom(s->plain, sizeof(s->plain), 0) != sizeof(s->plain) ||
 	    getrandom(s->nonce, sizeof(s->nonce), 0) != sizeof(s->nonce)) {
-		r = ctl_error(ret_error, -EIO, "no random numbers");
+		r = error_set(ret_error, -EIO, "no random numbers");
 		goto out;
 	}
 	if ((r = trust_make_credential(&c.ek_public, c.ak_name, s->plain, sizeof(s->plain), &cred,
 	                               &secret, why, sizeof(why))) < 0) {
-		r = ctl_error(ret_error, r, "cannot make a credential for that EK: %s", why);
+		r = error_set(ret_error, r, "cannot make a credential for that EK: %s", why);
 		goto out;
 	}
 	trust_hex(id, sizeof(id), s->id);
@@ -522,7 +522,7 @@ int attest_check_quote(json_t *args, const struct trust_blob *ak,
 	char why[150], fp[TRUST_FP_LEN] = "";
 	int r;
 	if (!is_digest_hex(measurement))
-		return ctl_error(ret_error, -EINVAL,
+		return error_set(ret_error, -EINVAL,
 		                 "field \"measurement\": expected 64 lowercase hex digits");
 	digest_from_hex(measurement, expected);
 	if ((!ak && (r = arg_hex(args, "ak_public", 1024, &own, ret_error)) < 0) ||
@@ -530,12 +530,12 @@ int attest_check_quote(json_t *args, const struct trust_blob *ak,
 	    (r = arg_hex(args, "signature", 1024, &sig, ret_error)) < 0)
 		goto out;
 	if (!ak && trust_ak_check(&own, fp, name, why, sizeof(why)) < 0) {
-		r = ctl_error(ret_error, -EPERM, "AK: %s", why);
+		r = error_set(ret_error, -EPERM, "AK: %s", why);
 		goto out;
 	}
 	if (trust_quote_check(ak ? ak : &own, &attest, &sig, nonce, TRUST_NONCE_LEN, pcr, expected,
 	                      ret_quote, why, sizeof(why)) < 0) {
-		r = ctl_error(ret_error, -EPERM, "quote: %s", why);
+		r = error_set(ret_error, -EPERM, "quote: %s", why);
 		goto out;
 	}
 	if (ret_ak_fp)
@@ -582,7 +582,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	const char *measurement = ctl_arg_str(req, "measurement");
 	struct session *s = session_find(a, ctl_arg_str(req, "session"));
 	if (!s || !host || strcmp(s->host, host) != 0 || s->expires_ms <= mono_ms())
-		return ctl_error(
+		return error_set(
 		    ret_error, -ESTALE,
 		    "field \"session\": no such challenge (stale, used, or another host's)");
 	/* One answer per challenge: a replayed one finds no session. */
@@ -609,7 +609,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	}
 	if (r < 0) {
 		refuse(a, host, why, sess.ek_fp, measurement, true);
-		r = ctl_error(ret_error, r, "%s", why);
+		r = error_set(ret_error, r, "%s", why);
 		goto out;
 	}
 	const struct store_location *l = store_location_find(store_state(a->store), host);
@@ -656,13 +656,13 @@ static int handle_quote(struct attest *a, const struct ctl_request *req, json_t 
 	if (r < 0)
 		return r;
 	if (!a->tpm)
-		return ctl_error(ret_error, -EIO, "the TPM is not available: %s", a->last_error);
+		return error_set(ret_error, -EIO, "the TPM is not available: %s", a->last_error);
 	struct trust_blob attest = {0}, sig = {0};
 	char why[256];
 	r = trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, why,
 	                    sizeof(why));
 	if (r < 0)
-		return ctl_error(ret_error, r, "TPM quote: %s", why);
+		return error_set(ret_error, r, "TPM quote: %s", why);
 	*ret_result =
 	    json_pack("{s:o, s:o, s:o, s:s}", "attest", hex_json(attest.data, attest.len),
 	              "signature", hex_json(sig.data, sig.len), "ak_public",
@@ -1015,7 +1015,7 @@ int attest_handle_admin(struct attest *a, struct ctl_client *client, const struc
 	const char *host = ctl_arg_str(req, "host");
 	const struct store_state *st = store_state(a->store);
 	if (!host || !store_member_find_name(st, host))
-		return ctl_error(ret_error, -ENOENT, "no member named \"%s\" (see 'ettmctl hosts')",
+		return error_set(ret_error, -ENOENT, "no member named \"%s\" (see 'ettmctl hosts')",
 		                 host ? host : "");
 	const struct store_attestation *t = store_attestation_find(st, host);
 	struct ctl_deferred *d;
