@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -820,8 +821,9 @@ static bool leader_compacted(struct cluster *c, void *arg)
 #define RAFT_TRAILING 2048
 
 /* A member that was away while the others committed more than the
- * snapshot threshold and libraft's trailing log comes back from its data
- * directory, is sent the leader's snapshot, and catches up. */
+ * snapshot threshold and libraft's trailing log (so the leader no longer
+ * has what follows the member's log) comes back from its data directory
+ * and catches up. */
 static void test_lagging_catches_up(void **state)
 {
 	struct cluster *c = *state;
@@ -836,18 +838,17 @@ static void test_lagging_catches_up(void **state)
 	node_stop(c, (unsigned)f);
 	uint64_t stopped_at = (uint64_t)status_int(c->nodes[l].store, "applied_index");
 	propose_many(c, (unsigned)l, 11, 2400, 100);
-	/* Restarted before the leader compacts, the member races libraft
-	 * 0.15's snapshot sending against its own snapshot, and the leader
-	 * waits out install_snapshot_timeout (30 s) before it tries again. */
 	struct compacted w = {.leader = (unsigned)l, .past = stopped_at + RAFT_TRAILING};
 	wait_for(c, leader_compacted, &w, "the leader's snapshot past the member");
-	run_for(c, 100); /* the log is cut when the snapshot's write is back */
-	uint64_t snap = snapshot_index(c, (unsigned)l);
 
+	/* The member snapshots its own log only at the default threshold:
+	 * one that does while the leader sends it a snapshot has libraft 0.15
+	 * refuse the InstallSnapshot as busy, and the leader waits out its
+	 * install_snapshot_timeout (30 s) before it tries again. */
+	c->nodes[f].o.snapshot_threshold = 8192;
 	node_start(c, (unsigned)f);
 	wait_for(c, states_agree, &all, "the member that was away caught up");
 	assert_int_equal(store_count(store_state(c->nodes[f].store), STORE_LEASES), 2410);
-	assert_true(snapshot_index(c, (unsigned)f) >= snap);
 }
 
 /* What store_recover() answered. */
