@@ -10,6 +10,7 @@
 #include "api/client.h"
 #include "lib/clock.h"
 #include "lib/fileio.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 #include "trust.h"
 
@@ -89,24 +90,10 @@ static void unref(struct attest *a)
 
 static json_t *hex_json(const uint8_t *data, size_t len)
 {
-	char *s = malloc(2 * len + 1);
-	if (!s)
-		return NULL;
-	trust_hex(data, len, s);
-	json_t *j = json_string(s);
+	char *s = hex_encode_new(data, len);
+	json_t *j = s ? json_string(s) : NULL;
 	free(s);
 	return j;
-}
-
-static int unhex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* Field @name of @args as bytes, at most @max of them. */
@@ -117,23 +104,18 @@ static int arg_hex(json_t *args, const char *name, size_t max, struct trust_blob
 	size_t n = s ? strlen(s) : 0;
 	if (!s || n == 0 || n % 2 || n / 2 > max)
 		goto bad;
-	uint8_t *data = malloc(n / 2);
-	if (!data)
-		return -ENOMEM;
-	for (size_t i = 0; i < n / 2; i++) {
-		int hi = unhex_digit(s[2 * i]), lo = unhex_digit(s[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			free(data);
-			goto bad;
-		}
-		data[i] = (uint8_t)(hi << 4 | lo);
-	}
-	*ret = (struct trust_blob){data, n / 2};
+	uint8_t *data;
+	size_t len;
+	int r = hex_decode(s, &data, &len);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		goto bad;
+	*ret = (struct trust_blob){data, len};
 	return 0;
 bad:
-	if (asprintf(ret_error, "field \"%s\": expected 1 to %zu bytes in hex", name, max) < 0)
-		*ret_error = NULL;
-	return -EINVAL;
+	return error_set(ret_error, -EINVAL, "field \"%s\": expected 1 to %zu bytes in hex", name,
+	                 max);
 }
 
 /* Like arg_hex(), for a field of exactly @len bytes into @out. */
@@ -141,11 +123,9 @@ static int arg_hex_fixed(json_t *args, const char *name, uint8_t *out, size_t le
 {
 	struct trust_blob b = {0};
 	int r = arg_hex(args, name, len, &b, ret_error);
-	if (r == 0 && b.len != len) {
-		if (asprintf(ret_error, "field \"%s\": expected %zu bytes in hex", name, len) < 0)
-			*ret_error = NULL;
-		r = -EINVAL;
-	}
+	if (r == 0 && b.len != len)
+		r = error_set(ret_error, -EINVAL, "field \"%s\": expected %zu bytes in hex", name,
+		              len);
 	if (r == 0)
 		memcpy(out, b.data, len);
 	trust_blob_done(&b);
@@ -154,18 +134,7 @@ static int arg_hex_fixed(json_t *args, const char *name, uint8_t *out, size_t le
 
 static bool is_digest_hex(const char *s)
 {
-	if (!s || strlen(s) != 64)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
-}
-
-static void digest_from_hex(const char *hex, uint8_t out[TRUST_DIGEST_LEN])
-{
-	for (size_t i = 0; i < TRUST_DIGEST_LEN; i++)
-		out[i] = (uint8_t)(unhex_digit(hex[2 * i]) << 4 | unhex_digit(hex[2 * i + 1]));
+	return hex_is_lower(s, TRUST_DIGEST_LEN);
 }
 
 /* ---- measuring ---- */
@@ -193,7 +162,7 @@ int attest_measure(const char *binary, const char *config_text, char ret_hex[TRU
 	if (r < 0)
 		return r;
 	trust_pcr_replay((const uint8_t(*)[TRUST_DIGEST_LEN])d, 2, pcr);
-	trust_hex(pcr, sizeof(pcr), ret_hex);
+	hex_encode(pcr, sizeof(pcr), ret_hex);
 	return 0;
 }
 
@@ -217,7 +186,7 @@ static int measure(struct attest *a, char *error, size_t error_size)
 		         a->o.pcr);
 		return -EIO;
 	}
-	trust_hex(value, sizeof(value), a->measurement);
+	hex_encode(value, sizeof(value), a->measurement);
 	a->fresh = true;
 	return trust_tpm_counters(a->tpm, &a->reset_count, &a->restart_count, error, error_size);
 }
@@ -492,7 +461,7 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 		r = error_set(ret_error, r, "cannot make a credential for that EK: %s", why);
 		goto out;
 	}
-	trust_hex(id, sizeof(id), s->id);
+	hex_encode(id, sizeof(id), s->id);
 	snprintf(s->host, sizeof(s->host), "%s", host);
 	memcpy(s->ek_fp, c.ek_fp, sizeof(s->ek_fp));
 	memcpy(s->ak_fp, c.ak_fp, sizeof(s->ak_fp));
@@ -524,7 +493,7 @@ int attest_check_quote(json_t *args, const struct trust_blob *ak,
 	if (!is_digest_hex(measurement))
 		return error_set(ret_error, -EINVAL,
 		                 "field \"measurement\": expected 64 lowercase hex digits");
-	digest_from_hex(measurement, expected);
+	hex_decode_into(measurement, expected, sizeof(expected));
 	if ((!ak && (r = arg_hex(args, "ak_public", 1024, &own, ret_error)) < 0) ||
 	    (r = arg_hex(args, "attest", 4096, &attest, ret_error)) < 0 ||
 	    (r = arg_hex(args, "signature", 1024, &sig, ret_error)) < 0)
@@ -1081,7 +1050,7 @@ static int open_tpm(struct attest *a, const char *binary, const char *config_tex
 	}
 	/* The fingerprint the leader will record: that of the certificate. */
 	trust_sha256(a->ek_cert.data, a->ek_cert.len, name + 2);
-	trust_hex(name + 2, TRUST_DIGEST_LEN, a->ek_fp);
+	hex_encode(name + 2, TRUST_DIGEST_LEN, a->ek_fp);
 	return 0;
 }
 

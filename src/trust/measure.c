@@ -75,13 +75,3 @@ void trust_pcr_replay(const uint8_t (*digests)[TRUST_DIGEST_LEN], size_t n,
 	}
 	memcpy(ret, pcr, TRUST_DIGEST_LEN);
 }
-
-void trust_hex(const uint8_t *data, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[data[i] >> 4];
-		out[2 * i + 1] = digits[data[i] & 0xf];
-	}
-	out[2 * len] = '\0';
-}

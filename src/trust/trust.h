@@ -134,6 +134,3 @@ int trust_file_sha256(const char *path, uint8_t ret[TRUST_DIGEST_LEN]);
  * each of @n @digests in order: what trust_tpm_measure() leaves. */
 void trust_pcr_replay(const uint8_t (*digests)[TRUST_DIGEST_LEN], size_t n,
                       uint8_t ret[TRUST_DIGEST_LEN]);
-
-/* Lowercase hex of @len bytes into @out (2 * @len + 1 bytes). */
-void trust_hex(const uint8_t *data, size_t len, char *out);

@@ -30,6 +30,7 @@
 #include <openssl/x509v3.h>
 #include <tss2/tss2_mu.h>
 
+#include "lib/hex.h"
 #include "trust/internal.h"
 
 void trust_err(char *error, size_t error_size, const char *fmt, ...)
@@ -420,7 +421,7 @@ static int do_ek_check(const struct trust_blob *cert, const struct trust_blob *e
 		goto out_store;
 	uint8_t fp[TRUST_DIGEST_LEN];
 	trust_sha256(cert->data, cert->len, fp);
-	trust_hex(fp, sizeof(fp), ret_fp);
+	hex_encode(fp, sizeof(fp), ret_fp);
 out_store:
 	X509_STORE_CTX_free(ctx);
 	X509_STORE_free(store);
@@ -516,7 +517,7 @@ static int do_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_
 	uint8_t digest[TRUST_DIGEST_LEN];
 	trust_sha256(ak_public->data + 2, ak_public->len - 2, digest);
 	if (ret_fp)
-		trust_hex(digest, sizeof(digest), ret_fp);
+		hex_encode(digest, sizeof(digest), ret_fp);
 	if (ret_name) {
 		ret_name[0] = TPM2_ALG_SHA256 >> 8;
 		ret_name[1] = TPM2_ALG_SHA256 & 0xff;

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "lib/hex.h"
 #include "swtpm-lab.h"
 #include "trust/trust.h"
 
@@ -133,7 +134,7 @@ static void test_checkquote_ours(void **state)
 	measure(t, value);
 	for (size_t i = 0; i < sizeof(nonce); i++)
 		nonce[i] = (uint8_t)(i * 7 + 1);
-	trust_hex(nonce, sizeof(nonce), nonce_hex);
+	hex_encode(nonce, sizeof(nonce), nonce_hex);
 	struct trust_blob ak, attest, sig;
 	assert_int_equal(trust_tpm_ak(t, &ak, err, sizeof(err)), 0);
 	assert_int_equal(
@@ -185,7 +186,7 @@ static void test_tools_quote_theirs(void **state)
 	char hex[2 * TRUST_DIGEST_LEN + 1], arg[3 * TRUST_DIGEST_LEN];
 	trust_sha256("their measurement", 17, d[0]);
 	trust_pcr_replay(d, 1, value);
-	trust_hex(d[0], TRUST_DIGEST_LEN, hex);
+	hex_encode(d[0], TRUST_DIGEST_LEN, hex);
 	snprintf(arg, sizeof(arg), "16:sha256=%s", hex);
 	char *reset[] = {"tpm2_pcrreset", "16", NULL};
 	char *extend[] = {"tpm2_pcrextend", arg, NULL};
@@ -195,7 +196,7 @@ static void test_tools_quote_theirs(void **state)
 	for (size_t i = 0; i < sizeof(nonce); i++)
 		nonce[i] = (uint8_t)(0xa0 + i);
 	char nonce_hex[2 * sizeof(nonce) + 1];
-	trust_hex(nonce, sizeof(nonce), nonce_hex);
+	hex_encode(nonce, sizeof(nonce), nonce_hex);
 	char *quote[] = {"tpm2_quote",
 	                 "-c",
 	                 (char *)at("ak.ctx"),
@@ -259,7 +260,7 @@ static void test_makecredential_theirs(void **state)
 	assert_int_equal(trust_ak_check(&ak, fp, name, err, sizeof(err)), 0);
 	write_bytes(at("mc.ek.pub"), ek.data, ek.len);
 	char name_hex[2 * sizeof(name) + 1];
-	trust_hex(name, sizeof(name), name_hex); /* -n takes the name in hex */
+	hex_encode(name, sizeof(name), name_hex); /* -n takes the name in hex */
 	const char secret[] = "made by tpm2_makecredential";
 	write_bytes(at("mc.secret"), secret, sizeof(secret));
 	char *argv[] = {"tpm2_makecredential",

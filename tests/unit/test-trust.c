@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "lib/hex.h"
 #include "swtpm-lab.h"
 #include "trust/trust.h"
 
@@ -235,7 +236,7 @@ static void test_ek_good(void **state)
 		uint8_t d[TRUST_DIGEST_LEN];
 		char want[TRUST_FP_LEN];
 		trust_sha256(h->ek_cert.data, h->ek_cert.len, d);
-		trust_hex(d, sizeof(d), want);
+		hex_encode(d, sizeof(d), want);
 		assert_string_equal(fp, want);
 	}
 	/* A single PEM file holding the root and the intermediate. */
@@ -401,7 +402,7 @@ static void test_file_sha256(void **state)
 	uint8_t d[TRUST_DIGEST_LEN];
 	char hex[TRUST_FP_LEN];
 	assert_int_equal(trust_file_sha256(path, d), 0);
-	trust_hex(d, sizeof(d), hex);
+	hex_encode(d, sizeof(d), hex);
 	/* FIPS 180-2, B.1. */
 	assert_string_equal(hex,
 	                    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
