@@ -99,11 +99,13 @@ static int call(const struct options *o, const char *cmd, json_t *args, json_t *
 		return fail("the agent at %s closed the connection without a reply", o->socket);
 
 	bool ok;
-	char *reason = NULL, error[256];
+	char *reason = NULL, *error = NULL;
 	json_t *result = NULL;
-	if (ctl_reply_parse(buf, (size_t)(nl - buf), &ok, &result, &reason, error, sizeof(error)) <
-	    0)
-		return fail("%s", error);
+	if (ctl_reply_parse(buf, (size_t)(nl - buf), &ok, &result, &reason, &error) < 0) {
+		fail("%s", error ? error : "out of memory");
+		free(error);
+		return 1;
+	}
 	if (!ok) {
 		fail("%s", reason);
 		free(reason);
