@@ -358,7 +358,7 @@ static int cmd_trust(const struct options *o, int argc, char **argv)
 			return usage_error("trust", "trust %s: unexpected argument \"%s\"", sub,
 			                   argv[i]);
 	}
-	char computed[65], error[512], auto_note[STORE_NOTE_MAX];
+	char computed[65], auto_note[STORE_NOTE_MAX];
 	if (binary || config) {
 		if (!binary || !config || digest)
 			return usage_error("trust",
@@ -366,13 +366,14 @@ static int cmd_trust(const struct options *o, int argc, char **argv)
 			                   "go together, instead of a DIGEST");
 		/* The agent's own computation (src/trust/attest.c), so the
 		 * digest is the one the agent will present. */
-		char *measured = NULL;
-		int status = config_load_measured(config, &measured, error, sizeof(error));
+		char *measured = NULL, *error = NULL;
+		int status = config_load_measured(config, &measured, &error);
 		if (status == 0)
-			status = attest_measure(binary, measured, computed, error, sizeof(error));
+			status = attest_measure(binary, measured, computed, &error);
 		free(measured);
 		if (status < 0) {
-			fprintf(stderr, "ettmctl: trust add: %s\n", error);
+			fprintf(stderr, "ettmctl: trust add: %s\n", error ? error : strerror(-status));
+			free(error);
 			return 1;
 		}
 		digest = computed;

@@ -8,7 +8,9 @@
 #include <sys/random.h>
 
 #include "api/client.h"
+#include "lib/cleanup.h"
 #include "lib/clock.h"
+#include "lib/error.h"
 #include "lib/fileio.h"
 #include "lib/hex.h"
 #include "lib/log.h"
@@ -27,6 +29,10 @@
 #define CALL_TIMEOUT_MS   5000
 #define MAX_QUOTING       256
 #define SEED_FILE         "trust-seeded"
+
+/* A message from a call that failed, or what to say when even allocating
+ * it failed. */
+#define WHY(e) ((e) ? (e) : "out of memory")
 
 void attest_options_default(struct attest_options *o)
 {
@@ -142,23 +148,21 @@ static bool is_digest_hex(const char *s)
 /* The two digests the agent extends its PCR with: its binary's and its
  * measured configuration's. */
 static int digests_of(const char *binary, const char *config_text, uint8_t ret[2][TRUST_DIGEST_LEN],
-                      char *error, size_t error_size)
+                      char **ret_error)
 {
 	int r = trust_file_sha256(binary, ret[0]);
-	if (r < 0) {
-		snprintf(error, error_size, "cannot read the agent's binary %s: %s", binary,
-		         strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return error_set(ret_error, r, "cannot read the agent's binary %s: %s", binary,
+		                 strerror(-r));
 	trust_sha256(config_text, strlen(config_text), ret[1]);
 	return 0;
 }
 
 int attest_measure(const char *binary, const char *config_text, char ret_hex[TRUST_FP_LEN],
-                   char *error, size_t error_size)
+                   char **ret_error)
 {
 	uint8_t d[2][TRUST_DIGEST_LEN], pcr[TRUST_DIGEST_LEN];
-	int r = digests_of(binary, config_text, d, error, error_size);
+	int r = digests_of(binary, config_text, d, ret_error);
 	if (r < 0)
 		return r;
 	trust_pcr_replay((const uint8_t(*)[TRUST_DIGEST_LEN])d, 2, pcr);
@@ -168,27 +172,25 @@ int attest_measure(const char *binary, const char *config_text, char ret_hex[TRU
 
 /* Resets the PCR and extends it with the binary's and the configuration's
  * digests; checks that the TPM then holds what the verifier will expect. */
-static int measure(struct attest *a, char *error, size_t error_size)
+static int measure(struct attest *a, char **ret_error)
 {
 	int r = trust_tpm_measure(a->tpm, a->o.pcr, (const uint8_t(*)[TRUST_DIGEST_LEN])a->digests,
-	                          2, error, error_size);
+	                          2, ret_error);
 	if (r < 0)
 		return r;
 	uint8_t value[TRUST_DIGEST_LEN], expected[TRUST_DIGEST_LEN];
-	r = trust_tpm_pcr_read(a->tpm, a->o.pcr, value, error, error_size);
+	r = trust_tpm_pcr_read(a->tpm, a->o.pcr, value, ret_error);
 	if (r < 0)
 		return r;
 	trust_pcr_replay((const uint8_t(*)[TRUST_DIGEST_LEN])a->digests, 2, expected);
-	if (memcmp(value, expected, sizeof(value)) != 0) {
-		snprintf(error, error_size,
-		         "PCR %u does not hold the measurement after extending it (another "
-		         "program extends it too?)",
-		         a->o.pcr);
-		return -EIO;
-	}
+	if (memcmp(value, expected, sizeof(value)) != 0)
+		return error_set(ret_error, -EIO,
+		                 "PCR %u does not hold the measurement after extending it (another "
+		                 "program extends it too?)",
+		                 a->o.pcr);
 	hex_encode(value, sizeof(value), a->measurement);
 	a->fresh = true;
-	return trust_tpm_counters(a->tpm, &a->reset_count, &a->restart_count, error, error_size);
+	return trust_tpm_counters(a->tpm, &a->reset_count, &a->restart_count, ret_error);
 }
 
 /* ---- committing the leader's conclusions ---- */
@@ -317,18 +319,17 @@ static bool is_trusted(const struct store_state *st, const char *measurement)
  * the same TPM: they never go back (TPM 2.0 Part 1, "Clock and Time":
  * resetCount counts TPM Resets, restartCount the restarts since). */
 static int check_counters(const struct store_attestation *old, const char *ek_fp,
-                          const struct trust_quote *q, char *error, size_t error_size)
+                          const struct trust_quote *q, char **ret_error)
 {
 	if (!old || old->state != STORE_ATTEST_ADMITTED || strcmp(old->ek_fp, ek_fp) != 0)
 		return 0;
 	if (q->reset_count < old->reset_count ||
-	    (q->reset_count == old->reset_count && q->restart_count < old->restart_count)) {
-		snprintf(error, error_size,
-		         "TPM counters went back (reset %u, restart %u after %u, %u): a replayed "
-		         "quote or a rolled-back TPM",
-		         q->reset_count, q->restart_count, old->reset_count, old->restart_count);
-		return -EPERM;
-	}
+	    (q->reset_count == old->reset_count && q->restart_count < old->restart_count))
+		return error_set(
+		    ret_error, -EPERM,
+		    "TPM counters went back (reset %u, restart %u after %u, %u): a replayed "
+		    "quote or a rolled-back TPM",
+		    q->reset_count, q->restart_count, old->reset_count, old->restart_count);
 	return 0;
 }
 
@@ -401,18 +402,18 @@ int attest_check_challenge(json_t *args, const char *ca, struct attest_claim *re
 {
 	struct attest_claim c = {0};
 	struct trust_blob cert = {0};
-	char why[150];
+	_cleanup_free_ char *why = NULL;
 	int r;
 	if ((r = arg_hex(args, "ek_cert", 8192, &cert, ret_error)) < 0 ||
 	    (r = arg_hex(args, "ek_public", 1024, &c.ek_public, ret_error)) < 0 ||
 	    (r = arg_hex(args, "ak_public", 1024, &c.ak_public, ret_error)) < 0)
 		goto out;
-	if (trust_ek_check(&cert, &c.ek_public, ca, c.ek_fp, why, sizeof(why)) < 0) {
-		r = error_set(ret_error, -EPERM, "EK certificate: %s", why);
+	if (trust_ek_check(&cert, &c.ek_public, ca, c.ek_fp, &why) < 0) {
+		r = error_set(ret_error, -EPERM, "EK certificate: %s", WHY(why));
 		goto out;
 	}
-	if (trust_ak_check(&c.ak_public, c.ak_fp, c.ak_name, why, sizeof(why)) < 0) {
-		r = error_set(ret_error, -EPERM, "AK: %s", why);
+	if (trust_ak_check(&c.ak_public, c.ak_fp, c.ak_name, &why) < 0) {
+		r = error_set(ret_error, -EPERM, "AK: %s", WHY(why));
 		goto out;
 	}
 	*ret_claim = c;
@@ -437,7 +438,7 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 	if (r < 0)
 		return r;
 	struct trust_blob cred = {0}, secret = {0};
-	char why[STORE_REASON_MAX];
+	_cleanup_free_ char *why = NULL;
 	const struct store_attestation *t = store_attestation_find(store_state(a->store), host);
 	if (t && t->ek_fp[0] && strcmp(t->ek_fp, c.ek_fp) != 0) {
 		r = error_set(
@@ -457,8 +458,8 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 		goto out;
 	}
 	if ((r = trust_make_credential(&c.ek_public, c.ak_name, s->plain, sizeof(s->plain), &cred,
-	                               &secret, why, sizeof(why))) < 0) {
-		r = error_set(ret_error, r, "cannot make a credential for that EK: %s", why);
+	                               &secret, &why)) < 0) {
+		r = error_set(ret_error, r, "cannot make a credential for that EK: %s", WHY(why));
 		goto out;
 	}
 	hex_encode(id, sizeof(id), s->id);
@@ -488,7 +489,8 @@ int attest_check_quote(json_t *args, const struct trust_blob *ak,
 	struct trust_blob own = {0}, attest = {0}, sig = {0};
 	const char *measurement = json_string_value(json_object_get(args, "measurement"));
 	uint8_t expected[TRUST_DIGEST_LEN], name[2 + TRUST_DIGEST_LEN];
-	char why[150], fp[TRUST_FP_LEN] = "";
+	char fp[TRUST_FP_LEN] = "";
+	_cleanup_free_ char *why = NULL;
 	int r;
 	if (!is_digest_hex(measurement))
 		return error_set(ret_error, -EINVAL,
@@ -498,13 +500,13 @@ int attest_check_quote(json_t *args, const struct trust_blob *ak,
 	    (r = arg_hex(args, "attest", 4096, &attest, ret_error)) < 0 ||
 	    (r = arg_hex(args, "signature", 1024, &sig, ret_error)) < 0)
 		goto out;
-	if (!ak && trust_ak_check(&own, fp, name, why, sizeof(why)) < 0) {
-		r = error_set(ret_error, -EPERM, "AK: %s", why);
+	if (!ak && trust_ak_check(&own, fp, name, &why) < 0) {
+		r = error_set(ret_error, -EPERM, "AK: %s", WHY(why));
 		goto out;
 	}
 	if (trust_quote_check(ak ? ak : &own, &attest, &sig, nonce, TRUST_NONCE_LEN, pcr, expected,
-	                      ret_quote, why, sizeof(why)) < 0) {
-		r = error_set(ret_error, -EPERM, "quote: %s", why);
+	                      ret_quote, &why) < 0) {
+		r = error_set(ret_error, -EPERM, "quote: %s", WHY(why));
 		goto out;
 	}
 	if (ret_ak_fp)
@@ -522,26 +524,21 @@ out:
  * the counters did not go back. */
 static int check_quote(struct attest *a, const char *host, const char *ek_fp, json_t *args,
                        const struct trust_blob *ak, const char *ak_fp, const uint8_t *nonce,
-                       struct trust_quote *ret_q, char *why, size_t why_size)
+                       struct trust_quote *ret_q, char **ret_error)
 {
 	const struct store_state *st = store_state(a->store);
-	char *e = NULL, fp[TRUST_FP_LEN];
-	int r = attest_check_quote(args, ak, nonce, a->o.pcr, fp, ret_q, &e);
-	if (r == 0 && !ak && strcmp(fp, ak_fp) != 0) {
-		snprintf(why, why_size, "the quote is not from the AK the host joined with");
-		return -EPERM;
-	}
-	if (r < 0) {
-		snprintf(why, why_size, "%s", e ? e : "out of memory");
-		free(e);
+	char fp[TRUST_FP_LEN];
+	int r = attest_check_quote(args, ak, nonce, a->o.pcr, fp, ret_q, ret_error);
+	if (r < 0)
 		return r;
-	}
+	if (!ak && strcmp(fp, ak_fp) != 0)
+		return error_set(ret_error, -EPERM,
+		                 "the quote is not from the AK the host joined with");
 	const char *measurement = json_string_value(json_object_get(args, "measurement"));
-	if (!is_trusted(st, measurement)) {
-		snprintf(why, why_size, "measurement %.16s... is not trusted", measurement);
-		return -EPERM;
-	}
-	return check_counters(store_attestation_find(st, host), ek_fp, ret_q, why, why_size);
+	if (!is_trusted(st, measurement))
+		return error_set(ret_error, -EPERM, "measurement %.16s... is not trusted",
+		                 measurement);
+	return check_counters(store_attestation_find(st, host), ek_fp, ret_q, ret_error);
 }
 
 static int handle_prove(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
@@ -558,7 +555,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	struct session sess = *s;
 	*s = (struct session){0};
 	struct trust_blob plain = {0};
-	char why[STORE_REASON_MAX];
+	_cleanup_free_ char *why = NULL;
 	struct trust_quote q;
 	int r;
 	if ((r = arg_hex(req->args, "plain", TRUST_DIGEST_LEN, &plain, ret_error)) < 0)
@@ -568,17 +565,15 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	unsigned diff = plain.len != sizeof(sess.plain);
 	for (size_t i = 0; !diff && i < sizeof(sess.plain); i++)
 		diff |= plain.data[i] ^ sess.plain[i];
-	if (diff) {
-		snprintf(why, sizeof(why),
-		         "credential activation failed: the AK is not in the TPM of that EK");
-		r = -EPERM;
-	} else {
+	if (diff)
+		r = error_set(&why, -EPERM,
+		              "credential activation failed: the AK is not in the TPM of that EK");
+	else
 		r = check_quote(a, host, sess.ek_fp, req->args, &sess.ak_public, NULL, sess.nonce,
-		                &q, why, sizeof(why));
-	}
+		                &q, &why);
 	if (r < 0) {
-		refuse(a, host, why, sess.ek_fp, measurement, true);
-		r = error_set(ret_error, r, "%s", why);
+		refuse(a, host, WHY(why), sess.ek_fp, measurement, true);
+		r = error_set(ret_error, r, "%s", WHY(why));
 		goto out;
 	}
 	const struct store_location *l = store_location_find(store_state(a->store), host);
@@ -627,11 +622,10 @@ static int handle_quote(struct attest *a, const struct ctl_request *req, json_t 
 	if (!a->tpm)
 		return error_set(ret_error, -EIO, "the TPM is not available: %s", a->last_error);
 	struct trust_blob attest = {0}, sig = {0};
-	char why[256];
-	r = trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, why,
-	                    sizeof(why));
+	_cleanup_free_ char *why = NULL;
+	r = trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, &why);
 	if (r < 0)
-		return error_set(ret_error, r, "TPM quote: %s", why);
+		return error_set(ret_error, r, "TPM quote: %s", WHY(why));
 	*ret_result =
 	    json_pack("{s:o, s:o, s:o, s:s}", "attest", hex_json(attest.data, attest.len),
 	              "signature", hex_json(sig.data, sig.len), "ak_public",
@@ -684,6 +678,7 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 {
 	struct quote_call *qc = userdata;
 	struct attest *a = qc->a;
+	_cleanup_free_ char *why = NULL; /* before any goto: freed on every path */
 	quoting(a, qc->host, 0);
 	const struct store_state *st = store_state(a->store);
 	const struct store_admission *adm = store_admission_find(st, qc->host);
@@ -695,13 +690,11 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 		log_debug("trust: no quote from %s: %s", qc->host, error);
 		goto out;
 	}
-	char why[STORE_REASON_MAX];
 	struct trust_quote q;
 	const char *measurement = json_string_value(json_object_get(result, "measurement"));
-	int r = check_quote(a, qc->host, adm->ek_fp, result, NULL, adm->ak_fp, qc->nonce, &q, why,
-	                    sizeof(why));
+	int r = check_quote(a, qc->host, adm->ek_fp, result, NULL, adm->ak_fp, qc->nonce, &q, &why);
 	if (r < 0) {
-		refuse(a, qc->host, why, adm->ek_fp, measurement, true);
+		refuse(a, qc->host, WHY(why), adm->ek_fp, measurement, true);
 		goto out;
 	}
 	struct store_cmd t =
@@ -867,11 +860,11 @@ static void challenge_cb(void *userdata, int status, json_t *result, const char 
 		join_failed(a, why);
 		goto out;
 	}
-	char twhy[200] = "the TPM is not available";
-	if (!a->tpm || trust_tpm_activate(a->tpm, &cred, &secret, &plain, twhy, sizeof(twhy)) < 0 ||
-	    trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, twhy,
-	                    sizeof(twhy)) < 0) {
-		snprintf(why, sizeof(why), "TPM: %s", twhy);
+	if (!a->tpm)
+		e = strdup("the TPM is not available");
+	if (!a->tpm || trust_tpm_activate(a->tpm, &cred, &secret, &plain, &e) < 0 ||
+	    trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, &e) < 0) {
+		snprintf(why, sizeof(why), "TPM: %s", WHY(e));
 		join_failed(a, why);
 		goto out;
 	}
@@ -937,22 +930,22 @@ static void join(struct attest *a)
 static void watch_tpm(struct attest *a)
 {
 	uint32_t reset, restart;
-	char error[256];
-	if (a->tpm && trust_tpm_counters(a->tpm, &reset, &restart, error, sizeof(error)) == 0 &&
+	_cleanup_free_ char *error = NULL;
+	if (a->tpm && trust_tpm_counters(a->tpm, &reset, &restart, &error) == 0 &&
 	    reset == a->reset_count && restart == a->restart_count)
 		return;
+	free(TAKE_PTR(error)); /* a TPM that stopped answering is opened again */
 	struct trust_tpm *t;
 	trust_blob_done(&a->ak_public);
 	trust_tpm_close(a->tpm);
 	a->tpm = NULL;
-	if (trust_tpm_open(a->o.tcti, &t, error, sizeof(error)) < 0) {
-		join_failed(a, error);
+	if (trust_tpm_open(a->o.tcti, &t, &error) < 0) {
+		join_failed(a, WHY(error));
 		return;
 	}
 	a->tpm = t;
-	if (trust_tpm_ak(t, &a->ak_public, error, sizeof(error)) < 0 ||
-	    measure(a, error, sizeof(error)) < 0) {
-		join_failed(a, error);
+	if (trust_tpm_ak(t, &a->ak_public, &error) < 0 || measure(a, &error) < 0) {
+		join_failed(a, WHY(error));
 		return;
 	}
 	log_info("trust: the TPM was reset (reset count %u); measured again", a->reset_count);
@@ -1032,22 +1025,18 @@ json_t *attest_status(const struct attest *a)
 
 /* ---- opening ---- */
 
-static int open_tpm(struct attest *a, const char *binary, const char *config_text, char *error,
-                    size_t error_size)
+static int open_tpm(struct attest *a, const char *binary, const char *config_text, char **ret_error)
 {
-	int r = digests_of(binary, config_text, a->digests, error, error_size);
+	int r = digests_of(binary, config_text, a->digests, ret_error);
 	if (r < 0)
 		return r;
-	char why[256];
+	_cleanup_free_ char *why = NULL;
 	uint8_t name[2 + TRUST_DIGEST_LEN];
-	if ((r = trust_tpm_open(a->o.tcti, &a->tpm, why, sizeof(why))) < 0 ||
-	    (r = measure(a, why, sizeof(why))) < 0 ||
-	    (r = trust_tpm_ek(a->tpm, &a->ek_cert, &a->ek_public, why, sizeof(why))) < 0 ||
-	    (r = trust_tpm_ak(a->tpm, &a->ak_public, why, sizeof(why))) < 0 ||
-	    (r = trust_ak_check(&a->ak_public, a->ak_fp, name, why, sizeof(why))) < 0) {
-		snprintf(error, error_size, "TPM %s: %s", a->o.tcti, why);
-		return r;
-	}
+	if ((r = trust_tpm_open(a->o.tcti, &a->tpm, &why)) < 0 || (r = measure(a, &why)) < 0 ||
+	    (r = trust_tpm_ek(a->tpm, &a->ek_cert, &a->ek_public, &why)) < 0 ||
+	    (r = trust_tpm_ak(a->tpm, &a->ak_public, &why)) < 0 ||
+	    (r = trust_ak_check(&a->ak_public, a->ak_fp, name, &why)) < 0)
+		return error_set(ret_error, r, "TPM %s: %s", a->o.tcti, WHY(why));
 	/* The fingerprint the leader will record: that of the certificate. */
 	trust_sha256(a->ek_cert.data, a->ek_cert.len, name + 2);
 	hex_encode(name + 2, TRUST_DIGEST_LEN, a->ek_fp);
@@ -1056,20 +1045,18 @@ static int open_tpm(struct attest *a, const char *binary, const char *config_tex
 
 int attest_open(uv_loop_t *loop, const struct attest_options *o, const char *host,
                 const char *binary, const char *config_text, const char *state_dir,
-                struct store *store, struct attest **ret_attest, char *error, size_t error_size)
+                struct store *store, struct attest **ret_attest, char **ret_error)
 {
 	struct attest *a = calloc(1, sizeof(*a));
-	if (!a) {
-		snprintf(error, error_size, "out of memory");
-		return -ENOMEM;
-	}
+	if (!a)
+		return error_set(ret_error, -ENOMEM, "out of memory");
 	a->loop = loop;
 	a->o = *o;
 	a->store = store;
 	a->refs = 1;
 	snprintf(a->host, sizeof(a->host), "%s", host);
 	snprintf(a->state_dir, sizeof(a->state_dir), "%s", state_dir);
-	int r = open_tpm(a, binary, config_text, error, error_size);
+	int r = open_tpm(a, binary, config_text, ret_error);
 	if (r < 0) {
 		unref(a);
 		return r;

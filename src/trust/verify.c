@@ -30,22 +30,24 @@
 #include <openssl/x509v3.h>
 #include <tss2/tss2_mu.h>
 
+#include "lib/error.h"
 #include "lib/hex.h"
 #include "trust/internal.h"
 
-void trust_err(char *error, size_t error_size, const char *fmt, ...)
+void trust_err(char **ret_error, const char *fmt, ...)
 {
-	if (!error || !error_size)
+	if (!ret_error)
 		return;
+	free(*ret_error);
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(error, error_size, fmt, ap);
+	error_setv(ret_error, 0, fmt, ap);
 	va_end(ap);
 }
 
 /* tpm2-tss logs to stderr by default, and tss2-mu does so for every
  * malformed structure: input from the network must not reach the daemon's
- * log that way (this module reports through @error, rate limiting is the
+ * log that way (this module reports through @ret_error, rate limiting is the
  * caller's). TSS2_LOG set by an operator still wins. Called before any
  * tss2 function; tss2 reads the variable at its first log call. */
 static void quiet_once(void)
@@ -59,10 +61,19 @@ void trust_quiet_tss(void)
 	pthread_once(&once, quiet_once);
 }
 
-int trust_fail_default(int r, char *error, size_t error_size, const char *what)
+int trust_fail_default(int r, char **ret_error, const char *what)
 {
-	if (r < 0 && error && error_size && !error[0])
-		trust_err(error, error_size, "%s: %s", what, strerror(-r));
+	if (r < 0 && ret_error && !*ret_error)
+		trust_err(ret_error, "%s: %s", what, strerror(-r));
+	return r;
+}
+
+int trust_error_out(int r, char *error, char **ret_error)
+{
+	if (r < 0 && ret_error)
+		*ret_error = error;
+	else
+		free(error);
 	return r;
 }
 
@@ -72,22 +83,21 @@ static bool blob_ok(const struct trust_blob *b)
 }
 
 int trust_public_unmarshal(const struct trust_blob *b, const char *what, TPM2B_PUBLIC *ret_public,
-                           char *error, size_t error_size)
+                           char **ret_error)
 {
 	if (!blob_ok(b)) {
-		trust_err(error, error_size, "%s: empty", what);
+		trust_err(ret_error, "%s: empty", what);
 		return -EINVAL;
 	}
 	TPM2B_PUBLIC pub = {0};
 	size_t off = 0;
 	TSS2_RC rc = Tss2_MU_TPM2B_PUBLIC_Unmarshal(b->data, b->len, &off, &pub);
 	if (rc != TSS2_RC_SUCCESS) {
-		trust_err(error, error_size, "%s: not a TPM2B_PUBLIC (0x%x)", what, rc);
+		trust_err(ret_error, "%s: not a TPM2B_PUBLIC (0x%x)", what, rc);
 		return -EBADMSG;
 	}
 	if (off != b->len || pub.size != b->len - 2) {
-		trust_err(error, error_size, "%s: %zu bytes after the TPM2B_PUBLIC", what,
-		          b->len - off);
+		trust_err(ret_error, "%s: %zu bytes after the TPM2B_PUBLIC", what, b->len - off);
 		return -EBADMSG;
 	}
 	/* One encoding only: the bytes must be what marshalling the decoded
@@ -97,7 +107,7 @@ int trust_public_unmarshal(const struct trust_blob *b, const char *what, TPM2B_P
 	if (Tss2_MU_TPMT_PUBLIC_Marshal(&pub.publicArea, buf, sizeof(buf), &len) !=
 	        TSS2_RC_SUCCESS ||
 	    len != b->len - 2 || memcmp(buf, b->data + 2, len) != 0) {
-		trust_err(error, error_size, "%s: TPMT_PUBLIC not in canonical form", what);
+		trust_err(ret_error, "%s: TPMT_PUBLIC not in canonical form", what);
 		return -EBADMSG;
 	}
 	*ret_public = pub;
@@ -137,11 +147,11 @@ static int pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld, EVP_PKEY **ret_p
 	return r;
 }
 
-static int rsa_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char *error, size_t error_size)
+static int rsa_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char **ret_error)
 {
 	const TPMS_RSA_PARMS *p = &pub->parameters.rsaDetail;
 	if (pub->unique.rsa.size == 0 || pub->unique.rsa.size * 8u != p->keyBits) {
-		trust_err(error, error_size, "RSA key: modulus of %u bytes for %u bits",
+		trust_err(ret_error, "RSA key: modulus of %u bytes for %u bits",
 		          pub->unique.rsa.size, p->keyBits);
 		return -EBADMSG;
 	}
@@ -155,7 +165,7 @@ static int rsa_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char *error, si
 	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
 		r = pkey_fromdata("RSA", bld, ret_pkey);
 	if (r == -EACCES)
-		trust_err(error, error_size, "RSA key: OpenSSL refuses it");
+		trust_err(ret_error, "RSA key: OpenSSL refuses it");
 	OSSL_PARAM_BLD_free(bld);
 	BN_free(n);
 	BN_free(e);
@@ -178,11 +188,10 @@ static const char *curve_name(TPMI_ECC_CURVE curve, size_t *ret_bytes)
 
 /* The uncompressed point 04 || x || y (SEC 1, 2.3.3), coordinates padded
  * to the curve's size. */
-static int ecc_point(const TPMS_ECC_POINT *pt, size_t bytes, uint8_t *out, char *error,
-                     size_t error_size)
+static int ecc_point(const TPMS_ECC_POINT *pt, size_t bytes, uint8_t *out, char **ret_error)
 {
 	if (pt->x.size == 0 || pt->x.size > bytes || pt->y.size == 0 || pt->y.size > bytes) {
-		trust_err(error, error_size, "ECC key: point of %u/%u bytes for a %zu-byte curve",
+		trust_err(ret_error, "ECC key: point of %u/%u bytes for a %zu-byte curve",
 		          pt->x.size, pt->y.size, bytes);
 		return -EBADMSG;
 	}
@@ -193,17 +202,17 @@ static int ecc_point(const TPMS_ECC_POINT *pt, size_t bytes, uint8_t *out, char 
 	return 0;
 }
 
-static int ecc_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char *error, size_t error_size)
+static int ecc_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char **ret_error)
 {
 	size_t bytes = 0;
 	const char *name = curve_name(pub->parameters.eccDetail.curveID, &bytes);
 	if (!name) {
-		trust_err(error, error_size, "ECC key: curve 0x%04x not supported",
+		trust_err(ret_error, "ECC key: curve 0x%04x not supported",
 		          pub->parameters.eccDetail.curveID);
 		return -EACCES;
 	}
 	uint8_t point[1 + 2 * 48];
-	int r = ecc_point(&pub->unique.ecc, bytes, point, error, error_size);
+	int r = ecc_point(&pub->unique.ecc, bytes, point, ret_error);
 	if (r < 0)
 		return r;
 	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
@@ -213,32 +222,31 @@ static int ecc_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char *error, si
 	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * bytes))
 		r = pkey_fromdata("EC", bld, ret_pkey);
 	if (r == -EACCES)
-		trust_err(error, error_size, "ECC key: not a point of %s", name);
+		trust_err(ret_error, "ECC key: not a point of %s", name);
 	OSSL_PARAM_BLD_free(bld);
 	ERR_clear_error();
 	return r;
 }
 
-int trust_public_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char *error, size_t error_size)
+int trust_public_pkey(const TPMT_PUBLIC *pub, EVP_PKEY **ret_pkey, char **ret_error)
 {
 	switch (pub->type) {
 	case TPM2_ALG_RSA:
-		return rsa_pkey(pub, ret_pkey, error, error_size);
+		return rsa_pkey(pub, ret_pkey, ret_error);
 	case TPM2_ALG_ECC:
-		return ecc_pkey(pub, ret_pkey, error, error_size);
+		return ecc_pkey(pub, ret_pkey, ret_error);
 	default:
-		trust_err(error, error_size, "key: type 0x%04x is neither RSA nor ECC", pub->type);
+		trust_err(ret_error, "key: type 0x%04x is neither RSA nor ECC", pub->type);
 		return -EACCES;
 	}
 }
 
 /* ---- EK certificate ---- */
 
-static int cert_parse(const uint8_t *der, size_t der_len, X509 **ret_cert, char *error,
-                      size_t error_size)
+static int cert_parse(const uint8_t *der, size_t der_len, X509 **ret_cert, char **ret_error)
 {
 	if (!der || der_len == 0 || der_len > 65536) {
-		trust_err(error, error_size, "EK certificate: %zu bytes", der_len);
+		trust_err(ret_error, "EK certificate: %zu bytes", der_len);
 		return -EBADMSG;
 	}
 	const uint8_t *p = der;
@@ -246,22 +254,22 @@ static int cert_parse(const uint8_t *der, size_t der_len, X509 **ret_cert, char 
 	if (!cert || p != der + der_len) {
 		X509_free(cert);
 		ERR_clear_error();
-		trust_err(error, error_size, "EK certificate: not one DER X.509 certificate");
+		trust_err(ret_error, "EK certificate: not one DER X.509 certificate");
 		return -EBADMSG;
 	}
 	*ret_cert = cert;
 	return 0;
 }
 
-static int cert_key_matches(X509 *cert, const TPMT_PUBLIC *pub, char *error, size_t error_size)
+static int cert_key_matches(X509 *cert, const TPMT_PUBLIC *pub, char **ret_error)
 {
 	EVP_PKEY *key = NULL;
-	int r = trust_public_pkey(pub, &key, error, error_size);
+	int r = trust_public_pkey(pub, &key, ret_error);
 	if (r < 0)
 		return r;
 	EVP_PKEY *cert_key = X509_get0_pubkey(cert);
 	if (!cert_key || EVP_PKEY_eq(cert_key, key) != 1) {
-		trust_err(error, error_size, "EK public: not the key of the EK certificate");
+		trust_err(ret_error, "EK public: not the key of the EK certificate");
 		r = -EACCES;
 	}
 	EVP_PKEY_free(key);
@@ -270,13 +278,13 @@ static int cert_key_matches(X509 *cert, const TPMT_PUBLIC *pub, char *error, siz
 }
 
 int trust_cert_matches_public(const uint8_t *der, size_t der_len, const TPMT_PUBLIC *pub,
-                              char *error, size_t error_size)
+                              char **ret_error)
 {
 	X509 *cert = NULL;
-	int r = cert_parse(der, der_len, &cert, error, error_size);
+	int r = cert_parse(der, der_len, &cert, ret_error);
 	if (r < 0)
 		return r;
-	r = cert_key_matches(cert, pub, error, error_size);
+	r = cert_key_matches(cert, pub, ret_error);
 	X509_free(cert);
 	return r;
 }
@@ -301,13 +309,12 @@ static int load_pem_certs(X509_STORE *store, const char *path, unsigned *count)
 	return r;
 }
 
-static int load_cas(X509_STORE *store, const char *ca_path, char *error, size_t error_size)
+static int load_cas(X509_STORE *store, const char *ca_path, char **ret_error)
 {
 	struct stat st;
 	if (!ca_path || stat(ca_path, &st) < 0) {
 		int r = ca_path ? -errno : -EINVAL;
-		trust_err(error, error_size, "CA path %s: %s", ca_path ? ca_path : "(none)",
-		          strerror(-r));
+		trust_err(ret_error, "CA path %s: %s", ca_path ? ca_path : "(none)", strerror(-r));
 		return r;
 	}
 	unsigned count = 0;
@@ -334,7 +341,7 @@ static int load_cas(X509_STORE *store, const char *ca_path, char *error, size_t 
 	if (r == 0 && count == 0)
 		r = -ENOENT;
 	if (r < 0)
-		trust_err(error, error_size, "CA path %s: %s", ca_path,
+		trust_err(ret_error, "CA path %s: %s", ca_path,
 		          r == -ENOENT ? "no PEM certificates" : strerror(-r));
 	return r;
 }
@@ -382,19 +389,18 @@ static int ek_verify_cb(int ok, X509_STORE_CTX *ctx)
 }
 
 static int do_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
-                       const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error,
-                       size_t error_size)
+                       const char *ca_path, char ret_fp[TRUST_FP_LEN], char **ret_error)
 {
 	if (!cert || !ret_fp) {
-		trust_err(error, error_size, "EK certificate: missing");
+		trust_err(ret_error, "EK certificate: missing");
 		return -EINVAL;
 	}
 	X509 *x = NULL;
-	int r = cert_parse(cert->data, cert->len, &x, error, error_size);
+	int r = cert_parse(cert->data, cert->len, &x, ret_error);
 	if (r < 0)
 		return r;
 	TPM2B_PUBLIC pub;
-	r = trust_public_unmarshal(ek_public, "EK public", &pub, error, error_size);
+	r = trust_public_unmarshal(ek_public, "EK public", &pub, ret_error);
 	if (r < 0)
 		goto out;
 	X509_STORE *store = X509_STORE_new();
@@ -402,7 +408,7 @@ static int do_ek_check(const struct trust_blob *cert, const struct trust_blob *e
 	r = -ENOMEM;
 	if (!store || !ctx)
 		goto out_store;
-	r = load_cas(store, ca_path, error, error_size);
+	r = load_cas(store, ca_path, ret_error);
 	if (r < 0)
 		goto out_store;
 	r = -ENOMEM;
@@ -411,12 +417,12 @@ static int do_ek_check(const struct trust_blob *cert, const struct trust_blob *e
 	X509_STORE_CTX_set_verify_cb(ctx, ek_verify_cb);
 	if (X509_verify_cert(ctx) != 1) {
 		int err = X509_STORE_CTX_get_error(ctx);
-		trust_err(error, error_size, "EK certificate: %s (depth %d)",
+		trust_err(ret_error, "EK certificate: %s (depth %d)",
 		          X509_verify_cert_error_string(err), X509_STORE_CTX_get_error_depth(ctx));
 		r = -EACCES;
 		goto out_store;
 	}
-	r = cert_key_matches(x, &pub.publicArea, error, error_size);
+	r = cert_key_matches(x, &pub.publicArea, ret_error);
 	if (r < 0)
 		goto out_store;
 	uint8_t fp[TRUST_DIGEST_LEN];
@@ -432,12 +438,12 @@ out:
 }
 
 int trust_ek_check(const struct trust_blob *cert, const struct trust_blob *ek_public,
-                   const char *ca_path, char ret_fp[TRUST_FP_LEN], char *error, size_t error_size)
+                   const char *ca_path, char ret_fp[TRUST_FP_LEN], char **ret_error)
 {
 	trust_quiet_tss();
-	trust_err(error, error_size, "%s", "");
-	int r = do_ek_check(cert, ek_public, ca_path, ret_fp, error, error_size);
-	return trust_fail_default(r, error, error_size, "EK certificate");
+	char *e = NULL;
+	int r = do_ek_check(cert, ek_public, ca_path, ret_fp, &e);
+	return trust_error_out(trust_fail_default(r, &e, "EK certificate"), e, ret_error);
 }
 
 /* ---- the attestation key ---- */
@@ -451,48 +457,46 @@ static const TPMA_OBJECT ak_required = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDP
  * a digest of anything that starts with TPM_GENERATED_VALUE (Part 3,
  * 20.2 TPM2_Sign). fixedTPM and sensitiveDataOrigin say the private key
  * was made in, and never leaves, this TPM. */
-static int ak_parse(const struct trust_blob *ak_public, TPM2B_PUBLIC *ret_public, char *error,
-                    size_t error_size)
+static int ak_parse(const struct trust_blob *ak_public, TPM2B_PUBLIC *ret_public, char **ret_error)
 {
 	TPM2B_PUBLIC pub;
-	int r = trust_public_unmarshal(ak_public, "AK public", &pub, error, error_size);
+	int r = trust_public_unmarshal(ak_public, "AK public", &pub, ret_error);
 	if (r < 0)
 		return r;
 	const TPMT_PUBLIC *p = &pub.publicArea;
 	const TPMS_ECC_PARMS *e = &p->parameters.eccDetail;
 	if (p->type != TPM2_ALG_ECC) {
-		trust_err(error, error_size, "AK public: type 0x%04x, not ECC", p->type);
+		trust_err(ret_error, "AK public: type 0x%04x, not ECC", p->type);
 		return -EACCES;
 	}
 	if (p->nameAlg != TPM2_ALG_SHA256) {
-		trust_err(error, error_size, "AK public: nameAlg 0x%04x, not SHA-256", p->nameAlg);
+		trust_err(ret_error, "AK public: nameAlg 0x%04x, not SHA-256", p->nameAlg);
 		return -EACCES;
 	}
 	if ((p->objectAttributes & ak_required) != ak_required) {
-		trust_err(error, error_size,
+		trust_err(ret_error,
 		          "AK public: attributes 0x%08x lack fixedTPM, fixedParent, "
 		          "sensitiveDataOrigin, restricted or sign",
 		          p->objectAttributes);
 		return -EACCES;
 	}
 	if (p->objectAttributes & TPMA_OBJECT_DECRYPT) {
-		trust_err(error, error_size, "AK public: attributes 0x%08x include decrypt",
+		trust_err(ret_error, "AK public: attributes 0x%08x include decrypt",
 		          p->objectAttributes);
 		return -EACCES;
 	}
 	if (e->curveID != TPM2_ECC_NIST_P256) {
-		trust_err(error, error_size, "AK public: curve 0x%04x, not NIST P-256", e->curveID);
+		trust_err(ret_error, "AK public: curve 0x%04x, not NIST P-256", e->curveID);
 		return -EACCES;
 	}
 	if (e->scheme.scheme != TPM2_ALG_ECDSA ||
 	    e->scheme.details.ecdsa.hashAlg != TPM2_ALG_SHA256) {
-		trust_err(error, error_size, "AK public: scheme 0x%04x/0x%04x, not ECDSA SHA-256",
+		trust_err(ret_error, "AK public: scheme 0x%04x/0x%04x, not ECDSA SHA-256",
 		          e->scheme.scheme, e->scheme.details.ecdsa.hashAlg);
 		return -EACCES;
 	}
 	if (e->symmetric.algorithm != TPM2_ALG_NULL || e->kdf.scheme != TPM2_ALG_NULL) {
-		trust_err(error, error_size,
-		          "AK public: a symmetric algorithm or KDF on a signing key");
+		trust_err(ret_error, "AK public: a symmetric algorithm or KDF on a signing key");
 		return -EACCES;
 	}
 	*ret_public = pub;
@@ -500,14 +504,14 @@ static int ak_parse(const struct trust_blob *ak_public, TPM2B_PUBLIC *ret_public
 }
 
 static int do_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
-                       uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
+                       uint8_t ret_name[2 + TRUST_DIGEST_LEN], char **ret_error)
 {
 	TPM2B_PUBLIC pub;
-	int r = ak_parse(ak_public, &pub, error, error_size);
+	int r = ak_parse(ak_public, &pub, ret_error);
 	if (r < 0)
 		return r;
 	EVP_PKEY *key = NULL;
-	r = trust_public_pkey(&pub.publicArea, &key, error, error_size);
+	r = trust_public_pkey(&pub.publicArea, &key, ret_error);
 	if (r < 0)
 		return r;
 	EVP_PKEY_free(key);
@@ -527,12 +531,12 @@ static int do_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_
 }
 
 int trust_ak_check(const struct trust_blob *ak_public, char ret_fp[TRUST_FP_LEN],
-                   uint8_t ret_name[2 + TRUST_DIGEST_LEN], char *error, size_t error_size)
+                   uint8_t ret_name[2 + TRUST_DIGEST_LEN], char **ret_error)
 {
 	trust_quiet_tss();
-	trust_err(error, error_size, "%s", "");
-	int r = do_ak_check(ak_public, ret_fp, ret_name, error, error_size);
-	return trust_fail_default(r, error, error_size, "AK public");
+	char *e = NULL;
+	int r = do_ak_check(ak_public, ret_fp, ret_name, &e);
+	return trust_error_out(trust_fail_default(r, &e, "AK public"), e, ret_error);
 }
 
 /* ---- credential protection ---- */
@@ -571,10 +575,10 @@ static int kdfa_sha256(const uint8_t *key, size_t key_len, const char *label, co
 /* Part 1, annex B "RSA", secret sharing: the seed travels RSA-OAEP encrypted to the EK, with
  * SHA-256 (the EK's nameAlg) and the label "IDENTITY" and its NUL. */
 static int rsa_seed(const TPMT_PUBLIC *ek, uint8_t seed[TRUST_DIGEST_LEN],
-                    TPM2B_ENCRYPTED_SECRET *ret_secret, char *error, size_t error_size)
+                    TPM2B_ENCRYPTED_SECRET *ret_secret, char **ret_error)
 {
 	EVP_PKEY *key = NULL;
-	int r = trust_public_pkey(ek, &key, error, error_size);
+	int r = trust_public_pkey(ek, &key, ret_error);
 	if (r < 0)
 		return r;
 	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
@@ -592,7 +596,7 @@ static int rsa_seed(const TPMT_PUBLIC *ek, uint8_t seed[TRUST_DIGEST_LEN],
 		goto out;
 	l = NULL;
 	if (EVP_PKEY_encrypt(ctx, ret_secret->secret, &out_len, seed, TRUST_DIGEST_LEN) != 1) {
-		trust_err(error, error_size, "EK public: RSA-OAEP encryption failed");
+		trust_err(ret_error, "EK public: RSA-OAEP encryption failed");
 		r = -EIO;
 		goto out;
 	}
@@ -631,11 +635,11 @@ static void kdfe_sha256(const uint8_t *z, size_t z_len, const char *label, const
  * public point is the encrypted secret. seed = KDFe(Z, "IDENTITY",
  * ephemeral x, EK x). */
 static int ecc_seed(const TPMT_PUBLIC *ek, uint8_t seed[TRUST_DIGEST_LEN],
-                    TPM2B_ENCRYPTED_SECRET *ret_secret, char *error, size_t error_size)
+                    TPM2B_ENCRYPTED_SECRET *ret_secret, char **ret_error)
 {
 	const size_t bytes = 32; /* NIST P-256 */
 	EVP_PKEY *peer = NULL;
-	int r = trust_public_pkey(ek, &peer, error, error_size);
+	int r = trust_public_pkey(ek, &peer, ret_error);
 	if (r < 0)
 		return r;
 	EVP_PKEY *eph = EVP_EC_gen("P-256");
@@ -648,7 +652,7 @@ static int ecc_seed(const TPMT_PUBLIC *ek, uint8_t seed[TRUST_DIGEST_LEN],
 	    EVP_PKEY_get_octet_string_param(eph, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point),
 	                                    &point_len) != 1 ||
 	    point_len != sizeof(point) || point[0] != 0x04) {
-		trust_err(error, error_size, "EK public: ECDH with the EK failed");
+		trust_err(ret_error, "EK public: ECDH with the EK failed");
 		goto out;
 	}
 	const TPM2B_ECC_PARAMETER *x = &ek->unique.ecc.x;
@@ -673,16 +677,16 @@ out:
 }
 
 static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *ret_public,
-                             char *error, size_t error_size)
+                             char **ret_error)
 {
 	TPM2B_PUBLIC pub;
-	int r = trust_public_unmarshal(ek_public, "EK public", &pub, error, error_size);
+	int r = trust_public_unmarshal(ek_public, "EK public", &pub, ret_error);
 	if (r < 0)
 		return r;
 	const TPMT_PUBLIC *p = &pub.publicArea;
 	TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
 	if (p->nameAlg != TPM2_ALG_SHA256 || (p->objectAttributes & need) != need) {
-		trust_err(error, error_size,
+		trust_err(ret_error,
 		          "EK public: not a restricted decryption key with SHA-256 names");
 		return -EACCES;
 	}
@@ -693,14 +697,14 @@ static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *r
 	           p->parameters.eccDetail.curveID == TPM2_ECC_NIST_P256) {
 		sym = &p->parameters.eccDetail.symmetric;
 	} else {
-		trust_err(error, error_size,
+		trust_err(ret_error,
 		          "EK public: type 0x%04x: only RSA and ECC NIST P-256 EKs are supported",
 		          p->type);
 		return -EOPNOTSUPP;
 	}
 	if (sym->algorithm != TPM2_ALG_AES || sym->keyBits.aes != 128 ||
 	    sym->mode.aes != TPM2_ALG_CFB) {
-		trust_err(error, error_size, "EK public: symmetric algorithm is not AES-128-CFB");
+		trust_err(ret_error, "EK public: symmetric algorithm is not AES-128-CFB");
 		return -EACCES;
 	}
 	*ret_public = pub;
@@ -716,24 +720,24 @@ static int ek_for_credential(const struct trust_blob *ek_public, TPM2B_PUBLIC *r
 static int do_make_credential(const struct trust_blob *ek_public,
                               const uint8_t ak_name[2 + TRUST_DIGEST_LEN], const uint8_t *plain,
                               size_t plain_len, struct trust_blob *ret_credential,
-                              struct trust_blob *ret_secret, char *error, size_t error_size)
+                              struct trust_blob *ret_secret, char **ret_error)
 {
 	if (!ak_name || !plain || plain_len == 0 || plain_len > TRUST_DIGEST_LEN ||
 	    !ret_credential || !ret_secret) {
-		trust_err(error, error_size, "credential: %zu bytes (1 to %d)", plain_len,
+		trust_err(ret_error, "credential: %zu bytes (1 to %d)", plain_len,
 		          TRUST_DIGEST_LEN);
 		return -EINVAL;
 	}
 	TPM2B_PUBLIC ek;
-	int r = ek_for_credential(ek_public, &ek, error, error_size);
+	int r = ek_for_credential(ek_public, &ek, ret_error);
 	if (r < 0)
 		return r;
 	uint8_t seed[TRUST_DIGEST_LEN];
 	TPM2B_ENCRYPTED_SECRET secret = {0};
 	if (ek.publicArea.type == TPM2_ALG_RSA)
-		r = rsa_seed(&ek.publicArea, seed, &secret, error, error_size);
+		r = rsa_seed(&ek.publicArea, seed, &secret, ret_error);
 	else
-		r = ecc_seed(&ek.publicArea, seed, &secret, error, error_size);
+		r = ecc_seed(&ek.publicArea, seed, &secret, ret_error);
 	if (r < 0)
 		return r;
 	const size_t name_len = 2 + TRUST_DIGEST_LEN;
@@ -798,13 +802,13 @@ out:
 int trust_make_credential(const struct trust_blob *ek_public,
                           const uint8_t ak_name[2 + TRUST_DIGEST_LEN], const uint8_t *plain,
                           size_t plain_len, struct trust_blob *ret_credential,
-                          struct trust_blob *ret_secret, char *error, size_t error_size)
+                          struct trust_blob *ret_secret, char **ret_error)
 {
 	trust_quiet_tss();
-	trust_err(error, error_size, "%s", "");
+	char *e = NULL;
 	int r = do_make_credential(ek_public, ak_name, plain, plain_len, ret_credential, ret_secret,
-	                           error, error_size);
-	return trust_fail_default(r, error, error_size, "credential");
+	                           &e);
+	return trust_error_out(trust_fail_default(r, &e, "credential"), e, ret_error);
 }
 
 /* ---- quotes ---- */
@@ -812,12 +816,11 @@ int trust_make_credential(const struct trust_blob *ek_public,
 /* Part 2, TPMS_SIGNATURE_ECDSA: r and s as big-endian integers;
  * OpenSSL verifies the DER SEQUENCE of the two (SEC 1, C.5). */
 static int quote_signature(const TPMT_SIGNATURE *sig, EVP_PKEY *key, const uint8_t *msg,
-                           size_t msg_len, char *error, size_t error_size)
+                           size_t msg_len, char **ret_error)
 {
 	if (sig->sigAlg != TPM2_ALG_ECDSA || sig->signature.ecdsa.hash != TPM2_ALG_SHA256) {
-		trust_err(error, error_size,
-		          "signature: algorithm 0x%04x/0x%04x, not ECDSA SHA-256", sig->sigAlg,
-		          sig->signature.ecdsa.hash);
+		trust_err(ret_error, "signature: algorithm 0x%04x/0x%04x, not ECDSA SHA-256",
+		          sig->sigAlg, sig->signature.ecdsa.hash);
 		return -EACCES;
 	}
 	const TPM2B_ECC_PARAMETER *sr = &sig->signature.ecdsa.signatureR;
@@ -843,8 +846,7 @@ static int quote_signature(const TPMT_SIGNATURE *sig, EVP_PKEY *key, const uint8
 	ret = EVP_DigestVerify(md, der, (size_t)der_len, msg, msg_len) == 1 ? 0 : -EACCES;
 	EVP_MD_CTX_free(md);
 	if (ret < 0)
-		trust_err(error, error_size,
-		          "signature: does not verify with the AK over the attest");
+		trust_err(ret_error, "signature: does not verify with the AK over the attest");
 out:
 	OPENSSL_free(der);
 	ECDSA_SIG_free(es);
@@ -853,24 +855,22 @@ out:
 }
 
 /* Part 2, TPMS_PCR_SELECTION: exactly @pcr of the SHA-256 bank. */
-static int quote_selection(const TPML_PCR_SELECTION *sel, unsigned pcr, char *error,
-                           size_t error_size)
+static int quote_selection(const TPML_PCR_SELECTION *sel, unsigned pcr, char **ret_error)
 {
 	if (sel->count != 1 || sel->pcrSelections[0].hash != TPM2_ALG_SHA256) {
-		trust_err(error, error_size, "attest: pcrSelect is not one SHA-256 selection");
+		trust_err(ret_error, "attest: pcrSelect is not one SHA-256 selection");
 		return -EACCES;
 	}
 	const TPMS_PCR_SELECTION *s = &sel->pcrSelections[0];
 	if (s->sizeofSelect > sizeof(s->pcrSelect) || pcr / 8 >= s->sizeofSelect) {
-		trust_err(error, error_size, "attest: pcrSelect of %u bytes does not reach PCR %u",
+		trust_err(ret_error, "attest: pcrSelect of %u bytes does not reach PCR %u",
 		          s->sizeofSelect, pcr);
 		return -EACCES;
 	}
 	for (unsigned i = 0; i < s->sizeofSelect; i++) {
 		uint8_t want = i == pcr / 8 ? (uint8_t)(1u << (pcr % 8)) : 0;
 		if (s->pcrSelect[i] != want) {
-			trust_err(error, error_size, "attest: pcrSelect is not exactly PCR %u",
-			          pcr);
+			trust_err(ret_error, "attest: pcrSelect is not exactly PCR %u", pcr);
 			return -EACCES;
 		}
 	}
@@ -878,24 +878,24 @@ static int quote_selection(const TPML_PCR_SELECTION *sel, unsigned pcr, char *er
 }
 
 static int attest_parse(const struct trust_blob *attest, TPM2B_ATTEST *ret_attest,
-                        TPMS_ATTEST *ret_info, char *error, size_t error_size)
+                        TPMS_ATTEST *ret_info, char **ret_error)
 {
 	if (!blob_ok(attest)) {
-		trust_err(error, error_size, "attest: empty");
+		trust_err(ret_error, "attest: empty");
 		return -EINVAL;
 	}
 	size_t off = 0;
 	if (Tss2_MU_TPM2B_ATTEST_Unmarshal(attest->data, attest->len, &off, ret_attest) !=
 	        TSS2_RC_SUCCESS ||
 	    off != attest->len) {
-		trust_err(error, error_size, "attest: not one TPM2B_ATTEST");
+		trust_err(ret_error, "attest: not one TPM2B_ATTEST");
 		return -EBADMSG;
 	}
 	off = 0;
 	if (Tss2_MU_TPMS_ATTEST_Unmarshal(ret_attest->attestationData, ret_attest->size, &off,
 	                                  ret_info) != TSS2_RC_SUCCESS ||
 	    off != ret_attest->size) {
-		trust_err(error, error_size, "attest: not one TPMS_ATTEST");
+		trust_err(ret_error, "attest: not one TPMS_ATTEST");
 		return -EBADMSG;
 	}
 	return 0;
@@ -904,23 +904,23 @@ static int attest_parse(const struct trust_blob *attest, TPM2B_ATTEST *ret_attes
 static int do_quote_check(const struct trust_blob *ak_public, const struct trust_blob *attest,
                           const struct trust_blob *signature, const uint8_t *nonce,
                           size_t nonce_len, unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
-                          struct trust_quote *ret_quote, char *error, size_t error_size)
+                          struct trust_quote *ret_quote, char **ret_error)
 {
 	if (!nonce || nonce_len == 0 || !expected || pcr > 23) {
-		trust_err(error, error_size, "quote: no nonce or expected value, or PCR %u", pcr);
+		trust_err(ret_error, "quote: no nonce or expected value, or PCR %u", pcr);
 		return -EINVAL;
 	}
 	TPM2B_PUBLIC ak;
-	int r = ak_parse(ak_public, &ak, error, error_size);
+	int r = ak_parse(ak_public, &ak, ret_error);
 	if (r < 0)
 		return r;
 	TPM2B_ATTEST a;
 	TPMS_ATTEST info;
-	r = attest_parse(attest, &a, &info, error, error_size);
+	r = attest_parse(attest, &a, &info, ret_error);
 	if (r < 0)
 		return r;
 	if (!blob_ok(signature)) {
-		trust_err(error, error_size, "signature: empty");
+		trust_err(ret_error, "signature: empty");
 		return -EINVAL;
 	}
 	TPMT_SIGNATURE sig;
@@ -928,14 +928,14 @@ static int do_quote_check(const struct trust_blob *ak_public, const struct trust
 	if (Tss2_MU_TPMT_SIGNATURE_Unmarshal(signature->data, signature->len, &off, &sig) !=
 	        TSS2_RC_SUCCESS ||
 	    off != signature->len) {
-		trust_err(error, error_size, "signature: not one TPMT_SIGNATURE");
+		trust_err(ret_error, "signature: not one TPMT_SIGNATURE");
 		return -EBADMSG;
 	}
 	EVP_PKEY *key = NULL;
-	r = trust_public_pkey(&ak.publicArea, &key, error, error_size);
+	r = trust_public_pkey(&ak.publicArea, &key, ret_error);
 	if (r < 0)
 		return r;
-	r = quote_signature(&sig, key, a.attestationData, a.size, error, error_size);
+	r = quote_signature(&sig, key, a.attestationData, a.size, ret_error);
 	EVP_PKEY_free(key);
 	if (r < 0)
 		return r;
@@ -945,28 +945,26 @@ static int do_quote_check(const struct trust_blob *ak_public, const struct trust
 	 * with TPMS_QUOTE_INFO: the selection and the hash of the
 	 * selected PCRs' values concatenated (Part 3, 18.4). */
 	if (info.magic != TPM2_GENERATED_VALUE) {
-		trust_err(error, error_size, "attest: magic 0x%08x, not TPM_GENERATED_VALUE",
-		          info.magic);
+		trust_err(ret_error, "attest: magic 0x%08x, not TPM_GENERATED_VALUE", info.magic);
 		return -EACCES;
 	}
 	if (info.type != TPM2_ST_ATTEST_QUOTE) {
-		trust_err(error, error_size, "attest: type 0x%04x, not a quote", info.type);
+		trust_err(ret_error, "attest: type 0x%04x, not a quote", info.type);
 		return -EACCES;
 	}
 	if (info.extraData.size != nonce_len ||
 	    memcmp(info.extraData.buffer, nonce, nonce_len) != 0) {
-		trust_err(error, error_size, "attest: extraData is not the nonce");
+		trust_err(ret_error, "attest: extraData is not the nonce");
 		return -EACCES;
 	}
-	r = quote_selection(&info.attested.quote.pcrSelect, pcr, error, error_size);
+	r = quote_selection(&info.attested.quote.pcrSelect, pcr, ret_error);
 	if (r < 0)
 		return r;
 	uint8_t want[TRUST_DIGEST_LEN];
 	trust_sha256(expected, TRUST_DIGEST_LEN, want);
 	const TPM2B_DIGEST *d = &info.attested.quote.pcrDigest;
 	if (d->size != TRUST_DIGEST_LEN || memcmp(d->buffer, want, TRUST_DIGEST_LEN) != 0) {
-		trust_err(error, error_size, "attest: pcrDigest is not that of the expected PCR %u",
-		          pcr);
+		trust_err(ret_error, "attest: pcrDigest is not that of the expected PCR %u", pcr);
 		return -EACCES;
 	}
 	if (ret_quote) {
@@ -982,11 +980,11 @@ static int do_quote_check(const struct trust_blob *ak_public, const struct trust
 int trust_quote_check(const struct trust_blob *ak_public, const struct trust_blob *attest,
                       const struct trust_blob *signature, const uint8_t *nonce, size_t nonce_len,
                       unsigned pcr, const uint8_t expected[TRUST_DIGEST_LEN],
-                      struct trust_quote *ret_quote, char *error, size_t error_size)
+                      struct trust_quote *ret_quote, char **ret_error)
 {
 	trust_quiet_tss();
-	trust_err(error, error_size, "%s", "");
+	char *e = NULL;
 	int r = do_quote_check(ak_public, attest, signature, nonce, nonce_len, pcr, expected,
-	                       ret_quote, error, error_size);
-	return trust_fail_default(r, error, error_size, "quote");
+	                       ret_quote, &e);
+	return trust_error_out(trust_fail_default(r, &e, "quote"), e, ret_error);
 }
