@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 #include <openssl/evp.h>
 #include <tss2/tss2_tpm2_types.h>
@@ -23,6 +24,9 @@ void trust_err(char **ret_error, const char *fmt, ...) __attribute__((format(pri
 /* Hands @error (may be NULL) to *@ret_error when @r is a failure, frees it
  * otherwise; returns @r. */
 int trust_error_out(int r, char *error, char **ret_error);
+
+/* Whether @b holds at least one byte. */
+bool trust_blob_ok(const struct trust_blob *b);
 
 /* Keeps tpm2-tss from logging to stderr unless TSS2_LOG asks for it. */
 void trust_quiet_tss(void);
