@@ -13,7 +13,7 @@
 #include "ettmctl/ettmctl.h"
 #include "ettmd/config.h"
 #include "store/tables.h"
-#include "trust/attest.h"
+#include "trust/trust.h"
 
 static uint64_t counter_value(json_t *counters, const char *name, const char *field)
 {
@@ -225,12 +225,12 @@ int cmd_trust(const struct options *o, int argc, char **argv)
 			return output_usage_error("trust",
 			                          "trust add: --from-binary PATH and --config PATH "
 			                          "go together, instead of a DIGEST");
-		/* The agent's own computation (src/trust/attest.c), so the
+		/* The agent's own computation (src/trust/measure.c), so the
 		 * digest is the one the agent will present. */
 		char *measured = NULL, *error = NULL;
 		int status = config_load_measured(config, &measured, &error);
 		if (status == 0)
-			status = attest_measure(binary, measured, computed, &error);
+			status = trust_measurement(binary, measured, computed, &error);
 		free(measured);
 		if (status < 0) {
 			fprintf(stderr, "ettmctl: trust add: %s\n",

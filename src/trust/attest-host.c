@@ -17,31 +17,6 @@
 #include "lib/log.h"
 #include "trust/attest-internal.h"
 
-/* The two digests the agent extends its PCR with: its binary's and its
- * measured configuration's. */
-static int digests_of(const char *binary, const char *config_text, uint8_t ret[2][TRUST_DIGEST_LEN],
-                      char **ret_error)
-{
-	int r = trust_file_sha256(binary, ret[0]);
-	if (r < 0)
-		return error_set(ret_error, r, "cannot read the agent's binary %s: %s", binary,
-		                 strerror(-r));
-	trust_sha256(config_text, strlen(config_text), ret[1]);
-	return 0;
-}
-
-int attest_measure(const char *binary, const char *config_text, char ret_hex[TRUST_FP_LEN],
-                   char **ret_error)
-{
-	uint8_t d[2][TRUST_DIGEST_LEN], pcr[TRUST_DIGEST_LEN];
-	int r = digests_of(binary, config_text, d, ret_error);
-	if (r < 0)
-		return r;
-	trust_pcr_replay((const uint8_t(*)[TRUST_DIGEST_LEN])d, 2, pcr);
-	hex_encode(pcr, sizeof(pcr), ret_hex);
-	return 0;
-}
-
 /* Resets the PCR and extends it with the binary's and the configuration's
  * digests; checks that the TPM then holds what the verifier will expect. */
 static int measure(struct attest *a, char **ret_error)
@@ -237,7 +212,7 @@ void attest_watch_tpm(struct attest *a)
 
 int attest_open_tpm(struct attest *a, const char *binary, const char *config_text, char **ret_error)
 {
-	int r = digests_of(binary, config_text, a->digests, ret_error);
+	int r = trust_agent_digests(binary, config_text, a->digests, ret_error);
 	if (r < 0)
 		return r;
 	_cleanup_free_ char *why = NULL;

@@ -32,17 +32,9 @@ static inline bool attest_enabled(const struct attest_options *o)
 	return o->tcti[0] != '\0';
 }
 
-/* The measurement of an agent binary and its measured configuration
- * (config_measured() of src/ettmd/config.h: the caller reads it, so that
- * this module knows nothing of the file's format): the value the PCR holds
- * after the agent's start, as lowercase hex. Fails (-errno, with *ret_error
- * naming the file) when the binary cannot be read. */
-int attest_measure(const char *binary, const char *config_text, char ret_hex[TRUST_FP_LEN],
-                   char **ret_error);
-
 struct attest;
 
-/* Opens the TPM, measures @binary and @config_text (as attest_measure())
+/* Opens the TPM, measures @binary and @config_text (as trust_measurement())
  * into the PCR, reads the EK
  * certificate and creates the AK; then joins the cluster of @store as host
  * @host and, while this host leads, verifies other hosts. @state_dir keeps

@@ -8,6 +8,8 @@
 
 #include <openssl/evp.h>
 
+#include "lib/error.h"
+#include "lib/hex.h"
 #include "trust/trust.h"
 
 void trust_blob_done(struct trust_blob *b)
@@ -74,4 +76,27 @@ void trust_pcr_replay(const uint8_t (*digests)[TRUST_DIGEST_LEN], size_t n,
 		trust_sha256(pcr, sizeof(pcr), pcr);
 	}
 	memcpy(ret, pcr, TRUST_DIGEST_LEN);
+}
+
+int trust_agent_digests(const char *binary, const char *config_text,
+                        uint8_t ret[2][TRUST_DIGEST_LEN], char **ret_error)
+{
+	int r = trust_file_sha256(binary, ret[0]);
+	if (r < 0)
+		return error_set(ret_error, r, "cannot read the agent's binary %s: %s", binary,
+		                 strerror(-r));
+	trust_sha256(config_text, strlen(config_text), ret[1]);
+	return 0;
+}
+
+int trust_measurement(const char *binary, const char *config_text, char ret_hex[TRUST_FP_LEN],
+                      char **ret_error)
+{
+	uint8_t d[2][TRUST_DIGEST_LEN], pcr[TRUST_DIGEST_LEN];
+	int r = trust_agent_digests(binary, config_text, d, ret_error);
+	if (r < 0)
+		return r;
+	trust_pcr_replay((const uint8_t(*)[TRUST_DIGEST_LEN])d, 2, pcr);
+	hex_encode(pcr, sizeof(pcr), ret_hex);
+	return 0;
 }

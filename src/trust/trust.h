@@ -133,3 +133,17 @@ int trust_file_sha256(const char *path, uint8_t ret[TRUST_DIGEST_LEN]);
  * each of @n @digests in order: what trust_tpm_measure() leaves. */
 void trust_pcr_replay(const uint8_t (*digests)[TRUST_DIGEST_LEN], size_t n,
                       uint8_t ret[TRUST_DIGEST_LEN]);
+
+/* The two digests the agent extends its PCR with: its binary's (the file
+ * @binary) and its measured configuration's (@config_text, as
+ * config_measured() of src/ettmd/config.h gives it). Fails (-errno, with
+ * *ret_error naming the file) when the binary cannot be read. */
+int trust_agent_digests(const char *binary, const char *config_text,
+                        uint8_t ret[2][TRUST_DIGEST_LEN], char **ret_error);
+
+/* The measurement of an agent: the value its PCR holds after the agent's
+ * start (trust_pcr_replay() of trust_agent_digests()), as lowercase hex;
+ * what `ettmctl trust add` must be given for the cluster to admit it.
+ * Needs no TPM. Errors as trust_agent_digests(). */
+int trust_measurement(const char *binary, const char *config_text, char ret_hex[TRUST_FP_LEN],
+                      char **ret_error);
