@@ -1,3 +1,5 @@
+/* The asynchronous JSON-line client over TCP (one request, one reply per
+ * connection, with a timeout): see client.h. */
 #include "client.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* The control protocol's pure codec: request and reply lines parsed and
+ * encoded. See proto.h. */
 #include "proto.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* The control socket server: listening (unix or TCP), reading request lines
+ * per client, dispatching to the handler, deferred replies. See server.h. */
 #include "server.h"
 
 #include <errno.h>
