@@ -565,6 +565,60 @@ static bool known_section(const char *section)
 	return false;
 }
 
+/* The checks across keys of a parsed configuration; @seen_line[] gives the
+ * line of each key given (0: not given) for the messages. */
+static int check_config(const struct config *c, const unsigned *seen_line, const char *filename,
+                        char **ret_error)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (keys[i].required && !seen_line[i])
+			return error_at(ret_error, filename, 0, "missing required key %s.%s",
+			                keys[i].section, keys[i].name);
+	if (strcmp(c->datapath.guest_if, c->datapath.uplink_if) == 0)
+		return error_at(ret_error, filename, 0,
+		                "datapath.guest-interface and datapath.uplink-interface are both "
+		                "\"%s\"",
+		                c->datapath.guest_if);
+	if (c->store.election_ms <= c->store.heartbeat_ms)
+		return error_at(
+		    ret_error, filename, 0,
+		    "store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
+		    c->store.election_ms, c->store.heartbeat_ms);
+	if (c->nat.n_publics && !c->sw.n_switches)
+		return error_at(ret_error, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses needs switch.switches: the switches steer "
+		                "inbound traffic to its owner");
+	if (c->nat.n_publics && c->nat.n_publics != c->sw.n_uplinks)
+		return error_at(ret_error, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses: %u address(es) for %u uplink(s) in "
+		                "switch.uplinks; give one per uplink",
+		                c->nat.n_publics, c->sw.n_uplinks);
+	if (c->nat.n_publics && !c->nat.n_gateways)
+		return error_at(ret_error, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses needs nat.gateways (the ISP gateway)");
+	if (c->nat.n_gateways > 1 && c->nat.n_gateways != c->nat.n_publics)
+		return error_at(ret_error, filename, seen_line[key_index("nat", "gateways")],
+		                "nat.gateways: give one for all uplinks or one per uplink (%u)",
+		                c->nat.n_publics);
+	if ((c->nat.first_port + c->nat.block_size - 1) / c->nat.block_size * c->nat.block_size +
+	        c->nat.block_size >
+	    65536)
+		return error_at(ret_error, filename, 0,
+		                "nat.first-port %u leaves no room for a block of %u ports",
+		                c->nat.first_port, c->nat.block_size);
+	if (c->raft_port == c->peer_port)
+		return error_at(ret_error, filename, 0,
+		                "store.raft-port and store.peer-port are both %u", c->raft_port);
+	if (c->trust.tcti[0] && !c->trust.ca[0])
+		return error_at(ret_error, filename, seen_line[key_index("trust", "tcti")],
+		                "trust.tcti needs trust.ca (the TPM manufacturers' CA certificates "
+		                "that EK certificates are checked against)");
+	return 0;
+}
+
 /* config_parse(), and when @values is not NULL the value of every key given,
  * as written (without quotes), strdup()ed into @values by key index. */
 static int parse(const char *text, size_t len, const char *filename, struct config *ret_config,
@@ -637,52 +691,9 @@ static int parse(const char *text, size_t len, const char *filename, struct conf
 			return error_at(ret_error, filename, lineno, "out of memory");
 	}
 
-	for (size_t i = 0; i < N_KEYS; i++)
-		if (keys[i].required && !seen_line[i])
-			return error_at(ret_error, filename, 0, "missing required key %s.%s",
-			                keys[i].section, keys[i].name);
-	if (strcmp(c.datapath.guest_if, c.datapath.uplink_if) == 0)
-		return error_at(ret_error, filename, 0,
-		                "datapath.guest-interface and datapath.uplink-interface are both "
-		                "\"%s\"",
-		                c.datapath.guest_if);
-	if (c.store.election_ms <= c.store.heartbeat_ms)
-		return error_at(
-		    ret_error, filename, 0,
-		    "store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
-		    c.store.election_ms, c.store.heartbeat_ms);
-	if (c.nat.n_publics && !c.sw.n_switches)
-		return error_at(ret_error, filename,
-		                seen_line[key_index("nat", "public-addresses")],
-		                "nat.public-addresses needs switch.switches: the switches steer "
-		                "inbound traffic to its owner");
-	if (c.nat.n_publics && c.nat.n_publics != c.sw.n_uplinks)
-		return error_at(ret_error, filename,
-		                seen_line[key_index("nat", "public-addresses")],
-		                "nat.public-addresses: %u address(es) for %u uplink(s) in "
-		                "switch.uplinks; give one per uplink",
-		                c.nat.n_publics, c.sw.n_uplinks);
-	if (c.nat.n_publics && !c.nat.n_gateways)
-		return error_at(ret_error, filename,
-		                seen_line[key_index("nat", "public-addresses")],
-		                "nat.public-addresses needs nat.gateways (the ISP gateway)");
-	if (c.nat.n_gateways > 1 && c.nat.n_gateways != c.nat.n_publics)
-		return error_at(ret_error, filename, seen_line[key_index("nat", "gateways")],
-		                "nat.gateways: give one for all uplinks or one per uplink (%u)",
-		                c.nat.n_publics);
-	if ((c.nat.first_port + c.nat.block_size - 1) / c.nat.block_size * c.nat.block_size +
-	        c.nat.block_size >
-	    65536)
-		return error_at(ret_error, filename, 0,
-		                "nat.first-port %u leaves no room for a block of %u ports",
-		                c.nat.first_port, c.nat.block_size);
-	if (c.raft_port == c.peer_port)
-		return error_at(ret_error, filename, 0,
-		                "store.raft-port and store.peer-port are both %u", c.raft_port);
-	if (c.trust.tcti[0] && !c.trust.ca[0])
-		return error_at(ret_error, filename, seen_line[key_index("trust", "tcti")],
-		                "trust.tcti needs trust.ca (the TPM manufacturers' CA certificates "
-		                "that EK certificates are checked against)");
+	int r = check_config(&c, seen_line, filename, ret_error);
+	if (r < 0)
+		return r;
 	*ret_config = c;
 	return 0;
 }
