@@ -59,18 +59,17 @@ int main(int argc, char **argv)
 	}
 	long pid = strtol(argv[2], NULL, 10);
 	size_t n = strtoul(argv[3], NULL, 10);
-	char err[256];
+	char *err = NULL; /* the process ends on a failure */
 	struct trust_tpm *t;
 	struct trust_blob ak;
-	if (trust_tpm_open(argv[1], &t, err, sizeof(err)) < 0 ||
-	    trust_tpm_ak(t, &ak, err, sizeof(err)) < 0) {
+	if (trust_tpm_open(argv[1], &t, &err) < 0 || trust_tpm_ak(t, &ak, &err) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
 	uint8_t d[1][TRUST_DIGEST_LEN], value[TRUST_DIGEST_LEN];
 	trust_sha256("ettmd", 5, d[0]);
 	trust_pcr_replay(d, 1, value);
-	if (trust_tpm_measure(t, PCR, d, 1, err, sizeof(err)) < 0) {
+	if (trust_tpm_measure(t, PCR, d, 1, &err) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
@@ -84,8 +83,8 @@ int main(int argc, char **argv)
 
 	double w0 = now_us(), c0 = cpu_us(), s0 = proc_cpu_us(pid);
 	for (size_t i = 0; i < n; i++) {
-		if (trust_tpm_quote(t, PCR, nonce[i], TRUST_NONCE_LEN, &attest[i], &sig[i], err,
-		                    sizeof(err)) < 0) {
+		if (trust_tpm_quote(t, PCR, nonce[i], TRUST_NONCE_LEN, &attest[i], &sig[i], &err) <
+		    0) {
 			fprintf(stderr, "quote %zu: %s\n", i, err);
 			return 1;
 		}
@@ -94,7 +93,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		struct trust_quote q;
 		if (trust_quote_check(&ak, &attest[i], &sig[i], nonce[i], TRUST_NONCE_LEN, PCR,
-		                      value, &q, err, sizeof(err)) < 0) {
+		                      value, &q, &err) < 0) {
 			fprintf(stderr, "verify %zu: %s\n", i, err);
 			return 1;
 		}

@@ -1,3 +1,5 @@
+/* The asynchronous JSON-line client over TCP (one request, one reply per
+ * connection, with a timeout): see client.h. */
 #include "client.h"
 
 #include <errno.h>
@@ -77,10 +79,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	bool ok;
 	json_t *result = NULL;
-	char *reason = NULL, error[256];
-	if (ctl_reply_parse(c->in.data, (size_t)(nl - c->in.data), &ok, &result, &reason, error,
-	                    sizeof(error)) < 0) {
-		finish(c, -EBADMSG, NULL, error);
+	char *reason = NULL, *error = NULL;
+	if (ctl_reply_parse(c->in.data, (size_t)(nl - c->in.data), &ok, &result, &reason, &error) <
+	    0) {
+		finish(c, -EBADMSG, NULL, error ? error : "out of memory");
+		free(error);
 		return;
 	}
 	if (ok)

@@ -1,3 +1,5 @@
+/* The control protocol's pure codec: request and reply lines parsed and
+ * encoded. See proto.h. */
 #include "proto.h"
 
 #include <errno.h>
@@ -6,40 +8,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int reject(char *error, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int reject(char *error, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(error, size, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req, char *error,
-                      size_t error_size)
+int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req, char **ret_error)
 {
 	json_error_t jerr;
 	*ret_req = (struct ctl_request){0};
 
 	if (len > CTL_LINE_MAX)
-		return reject(error, error_size, "request longer than %d bytes", CTL_LINE_MAX);
+		return error_set(ret_error, -EINVAL, "request longer than %d bytes", CTL_LINE_MAX);
 	/* JSON_REJECT_DUPLICATES: an object with two "cmd" keys is ambiguous. */
 	json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
-		return reject(error, error_size, "invalid JSON at byte %d: %s", jerr.position,
-		              jerr.text);
+		return error_set(ret_error, -EINVAL, "invalid JSON at byte %d: %s", jerr.position,
+		                 jerr.text);
 	int r = 0;
 	if (!json_is_object(root)) {
-		r = reject(error, error_size, "request must be a JSON object");
+		r = error_set(ret_error, -EINVAL, "request must be a JSON object");
 		goto out;
 	}
 
 	json_t *id = json_object_get(root, "id");
 	if (id && !json_is_integer(id)) {
-		r = reject(error, error_size, "field \"id\": expected an integer");
+		r = error_set(ret_error, -EINVAL, "field \"id\": expected an integer");
 		goto out;
 	}
 	if (id) {
@@ -49,21 +38,21 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req,
 
 	json_t *cmd = json_object_get(root, "cmd");
 	if (!cmd) {
-		r = reject(error, error_size, "field \"cmd\": missing");
+		r = error_set(ret_error, -EINVAL, "field \"cmd\": missing");
 		goto out;
 	}
 	const char *name = json_string_value(cmd);
 	size_t name_len = json_string_length(cmd);
 	if (!name || name_len == 0 || name_len >= CTL_CMD_MAX || strlen(name) != name_len) {
-		r = reject(error, error_size,
-		           "field \"cmd\": expected a non-empty string of at most %d bytes",
-		           CTL_CMD_MAX - 1);
+		r = error_set(ret_error, -EINVAL,
+		              "field \"cmd\": expected a non-empty string of at most %d bytes",
+		              CTL_CMD_MAX - 1);
 		goto out;
 	}
 
 	json_t *args = json_object_get(root, "args");
 	if (args && !json_is_object(args)) {
-		r = reject(error, error_size, "field \"args\": expected an object");
+		r = error_set(ret_error, -EINVAL, "field \"args\": expected an object");
 		goto out;
 	}
 
@@ -72,7 +61,7 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req,
 	json_object_foreach(root, key, value)
 	{
 		if (strcmp(key, "id") != 0 && strcmp(key, "cmd") != 0 && strcmp(key, "args") != 0) {
-			r = reject(error, error_size, "field \"%.40s\": unknown", key);
+			r = error_set(ret_error, -EINVAL, "field \"%.40s\": unknown", key);
 			goto out;
 		}
 	}
@@ -128,33 +117,34 @@ char *ctl_reply_encode(const struct ctl_request *req, json_t *result, const char
 }
 
 int ctl_reply_parse(const char *line, size_t len, bool *ret_ok, json_t **ret_result,
-                    char **ret_error, char *error, size_t error_size)
+                    char **ret_reason, char **ret_error)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(line, len, 0, &jerr);
 	if (!root)
-		return reject(error, error_size, "invalid JSON reply at byte %d: %s", jerr.position,
-		              jerr.text);
+		return error_set(ret_error, -EINVAL, "invalid JSON reply at byte %d: %s",
+		                 jerr.position, jerr.text);
 	int r = 0;
 	json_t *ok = json_object_get(root, "ok");
 	if (!json_is_boolean(ok)) {
-		r = reject(error, error_size, "reply field \"ok\": expected a boolean");
+		r = error_set(ret_error, -EINVAL, "reply field \"ok\": expected a boolean");
 		goto out;
 	}
 	if (json_is_true(ok)) {
 		json_t *result = json_object_get(root, "result");
 		if (!result) {
-			r = reject(error, error_size, "reply field \"result\": missing");
+			r = error_set(ret_error, -EINVAL, "reply field \"result\": missing");
 			goto out;
 		}
 		*ret_result = json_incref(result);
 	} else {
 		const char *msg = json_string_value(json_object_get(root, "error"));
 		if (!msg) {
-			r = reject(error, error_size, "reply field \"error\": expected a string");
+			r = error_set(ret_error, -EINVAL,
+			              "reply field \"error\": expected a string");
 			goto out;
 		}
-		*ret_error = strdup(msg);
+		*ret_reason = strdup(msg);
 	}
 	*ret_ok = json_is_true(ok);
 out:

@@ -22,11 +22,11 @@ struct ctl_request {
 
 /* Parses one request line (@len bytes, without the '\n'). On success returns
  * 0 and fills *ret_req (release with ctl_request_done()). On error returns
- * -EINVAL, writes a one-line reason naming the field or byte offset into
- * @error, and, if the request's id could be read, sets *ret_req's id so the
- * reply can carry it. */
-int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req, char *error,
-                      size_t error_size);
+ * -EINVAL with a one-line reason naming the field or byte offset in
+ * *ret_error (newly allocated; error.h), and, if the request's id could be
+ * read, sets *ret_req's id so the reply can carry it; -ENOMEM without a
+ * reason. */
+int ctl_request_parse(const char *line, size_t len, struct ctl_request *ret_req, char **ret_error);
 
 void ctl_request_done(struct ctl_request *req);
 
@@ -41,11 +41,11 @@ char *ctl_request_encode(json_int_t id, const char *cmd, json_t *args);
 char *ctl_reply_encode(const struct ctl_request *req, json_t *result, const char *error);
 
 /* Parses a reply line. On success returns 0 and sets *ret_ok; on ok,
- * *ret_result is the result (a new reference), otherwise *ret_error is the
- * agent's reason (newly allocated). Returns -EINVAL with @error set when the
- * line is not a reply. */
+ * *ret_result is the result (a new reference), otherwise *ret_reason is the
+ * agent's reason (newly allocated). Returns -EINVAL with *ret_error set
+ * (error.h) when the line is not a reply. */
 int ctl_reply_parse(const char *line, size_t len, bool *ret_ok, json_t **ret_result,
-                    char **ret_error, char *error, size_t error_size);
+                    char **ret_reason, char **ret_error);
 
 /* The string argument @name of @req, or NULL. */
 const char *ctl_arg_str(const struct ctl_request *req, const char *name);

@@ -1,3 +1,5 @@
+/* The control socket server: listening (unix or TCP), reading request lines
+ * per client, dispatching to the handler, deferred replies. See server.h. */
 #include "server.h"
 
 #include <errno.h>
@@ -101,15 +103,16 @@ static void client_send(struct ctl_client *c, char *line)
 static void client_handle_line(struct ctl_client *c, const char *line, size_t len)
 {
 	struct ctl_request req;
-	char error[256];
 	json_t *result = NULL;
 	char *reason = NULL;
 
-	if (ctl_request_parse(line, len, &req, error, sizeof(error)) < 0) {
-		client_send(c, ctl_reply_encode(&req, NULL, error));
+	int r = ctl_request_parse(line, len, &req, &reason);
+	if (r < 0) {
+		client_send(c, ctl_reply_encode(&req, NULL, reason ? reason : strerror(-r)));
+		free(reason);
 		return;
 	}
-	int r = c->server->handler(c->server->userdata, c, &req, &result, &reason);
+	r = c->server->handler(c->server->userdata, c, &req, &result, &reason);
 	if (r == CTL_DEFERRED) {
 		ctl_request_done(&req);
 		return;

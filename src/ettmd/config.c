@@ -1,3 +1,7 @@
+/* ettmd's configuration file: the table of typed keys and their parsers,
+ * the parse into struct config with its cross-key checks, the measured
+ * form of the file (what the TPM measurement covers), and reading the
+ * file. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -8,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lib/cleanup.h"
+#include "lib/error.h"
 
 #define CONFIG_FILE_MAX (1 << 20)
 #define LINE_MAX_LEN    4096
@@ -475,19 +482,23 @@ static void set_defaults(struct config *c)
 	c->peer_port = 7701;
 }
 
-static int error_at(char *error, size_t size, const char *file, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static int error_at(char **ret_error, const char *file, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static int error_at(char *error, size_t size, const char *file, unsigned line, const char *fmt, ...)
+/* "FILE:LINE: message" (or "FILE: message" for line 0) into *@ret_error. */
+static int error_at(char **ret_error, const char *file, unsigned line, const char *fmt, ...)
 {
-	int n = line ? snprintf(error, size, "%s:%u: ", file, line)
-	             : snprintf(error, size, "%s: ", file);
-	if (n >= 0 && (size_t)n < size) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(error + n, size - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
+	char *msg;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	if (line)
+		error_set(ret_error, -EINVAL, "%s:%u: %s", file, line, msg ? msg : "out of memory");
+	else
+		error_set(ret_error, -EINVAL, "%s: %s", file, msg ? msg : "out of memory");
+	free(msg);
 	return -EINVAL;
 }
 
@@ -554,10 +565,64 @@ static bool known_section(const char *section)
 	return false;
 }
 
+/* The checks across keys of a parsed configuration; @seen_line[] gives the
+ * line of each key given (0: not given) for the messages. */
+static int check_config(const struct config *c, const unsigned *seen_line, const char *filename,
+                        char **ret_error)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (keys[i].required && !seen_line[i])
+			return error_at(ret_error, filename, 0, "missing required key %s.%s",
+			                keys[i].section, keys[i].name);
+	if (strcmp(c->datapath.guest_if, c->datapath.uplink_if) == 0)
+		return error_at(ret_error, filename, 0,
+		                "datapath.guest-interface and datapath.uplink-interface are both "
+		                "\"%s\"",
+		                c->datapath.guest_if);
+	if (c->store.election_ms <= c->store.heartbeat_ms)
+		return error_at(
+		    ret_error, filename, 0,
+		    "store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
+		    c->store.election_ms, c->store.heartbeat_ms);
+	if (c->nat.n_publics && !c->sw.n_switches)
+		return error_at(ret_error, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses needs switch.switches: the switches steer "
+		                "inbound traffic to its owner");
+	if (c->nat.n_publics && c->nat.n_publics != c->sw.n_uplinks)
+		return error_at(ret_error, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses: %u address(es) for %u uplink(s) in "
+		                "switch.uplinks; give one per uplink",
+		                c->nat.n_publics, c->sw.n_uplinks);
+	if (c->nat.n_publics && !c->nat.n_gateways)
+		return error_at(ret_error, filename,
+		                seen_line[key_index("nat", "public-addresses")],
+		                "nat.public-addresses needs nat.gateways (the ISP gateway)");
+	if (c->nat.n_gateways > 1 && c->nat.n_gateways != c->nat.n_publics)
+		return error_at(ret_error, filename, seen_line[key_index("nat", "gateways")],
+		                "nat.gateways: give one for all uplinks or one per uplink (%u)",
+		                c->nat.n_publics);
+	if ((c->nat.first_port + c->nat.block_size - 1) / c->nat.block_size * c->nat.block_size +
+	        c->nat.block_size >
+	    65536)
+		return error_at(ret_error, filename, 0,
+		                "nat.first-port %u leaves no room for a block of %u ports",
+		                c->nat.first_port, c->nat.block_size);
+	if (c->raft_port == c->peer_port)
+		return error_at(ret_error, filename, 0,
+		                "store.raft-port and store.peer-port are both %u", c->raft_port);
+	if (c->trust.tcti[0] && !c->trust.ca[0])
+		return error_at(ret_error, filename, seen_line[key_index("trust", "tcti")],
+		                "trust.tcti needs trust.ca (the TPM manufacturers' CA certificates "
+		                "that EK certificates are checked against)");
+	return 0;
+}
+
 /* config_parse(), and when @values is not NULL the value of every key given,
  * as written (without quotes), strdup()ed into @values by key index. */
 static int parse(const char *text, size_t len, const char *filename, struct config *ret_config,
-                 char **values, char *error, size_t error_size)
+                 char **values, char **ret_error)
 {
 	struct config c;
 	unsigned seen_line[N_KEYS] = {0};
@@ -574,10 +639,10 @@ static int parse(const char *text, size_t len, const char *filename, struct conf
 		pos += n + (nl ? 1 : 0);
 		lineno++;
 		if (n > LINE_MAX_LEN)
-			return error_at(error, error_size, filename, lineno,
-			                "line longer than %d bytes", LINE_MAX_LEN);
+			return error_at(ret_error, filename, lineno, "line longer than %d bytes",
+			                LINE_MAX_LEN);
 		if (memchr(start, '\0', n))
-			return error_at(error, error_size, filename, lineno, "NUL byte in line");
+			return error_at(ret_error, filename, lineno, "NUL byte in line");
 		memcpy(line, start, n);
 		line[n] = '\0';
 
@@ -588,12 +653,12 @@ static int parse(const char *text, size_t len, const char *filename, struct conf
 			char *close = strchr(s, ']');
 			char *rest = close ? trim(close + 1) : NULL;
 			if (!close || (*rest && *rest != '#'))
-				return error_at(error, error_size, filename, lineno,
+				return error_at(ret_error, filename, lineno,
 				                "expected '[section]'");
 			*close = '\0';
 			char *name = trim(s + 1);
 			if (!known_section(name))
-				return error_at(error, error_size, filename, lineno,
+				return error_at(ret_error, filename, lineno,
 				                "unknown section [%s] (expected [host], "
 				                "[datapath], [store], [switch], [nat] or [trust])",
 				                name);
@@ -604,107 +669,59 @@ static int parse(const char *text, size_t len, const char *filename, struct conf
 		char *key, *value;
 		const char *why;
 		if (split_assignment(s, &key, &value, &why) < 0)
-			return error_at(error, error_size, filename, lineno, "%s", why);
+			return error_at(ret_error, filename, lineno, "%s", why);
 		if (section[0] == '\0')
-			return error_at(error, error_size, filename, lineno,
+			return error_at(ret_error, filename, lineno,
 			                "key '%s' outside of a section", key);
 		const struct key *k = find_key(section, key);
 		if (!k)
-			return error_at(error, error_size, filename, lineno, "unknown key %s.%s",
-			                section, key);
+			return error_at(ret_error, filename, lineno, "unknown key %s.%s", section,
+			                key);
 		size_t idx = (size_t)(k - keys);
 		if (seen_line[idx])
-			return error_at(error, error_size, filename, lineno,
+			return error_at(ret_error, filename, lineno,
 			                "%s.%s given twice (first on line %u)", section, key,
 			                seen_line[idx]);
 		char expected[160];
 		if (k->parse(value, (char *)&c + k->offset, expected, sizeof(expected)) < 0)
-			return error_at(error, error_size, filename, lineno,
-			                "%s.%s: %s, got \"%s\"", section, key, expected, value);
+			return error_at(ret_error, filename, lineno, "%s.%s: %s, got \"%s\"",
+			                section, key, expected, value);
 		seen_line[idx] = lineno;
 		if (values && !(values[idx] = strdup(value)))
-			return error_at(error, error_size, filename, lineno, "out of memory");
+			return error_at(ret_error, filename, lineno, "out of memory");
 	}
 
-	for (size_t i = 0; i < N_KEYS; i++)
-		if (keys[i].required && !seen_line[i])
-			return error_at(error, error_size, filename, 0,
-			                "missing required key %s.%s", keys[i].section,
-			                keys[i].name);
-	if (strcmp(c.datapath.guest_if, c.datapath.uplink_if) == 0)
-		return error_at(error, error_size, filename, 0,
-		                "datapath.guest-interface and datapath.uplink-interface are both "
-		                "\"%s\"",
-		                c.datapath.guest_if);
-	if (c.store.election_ms <= c.store.heartbeat_ms)
-		return error_at(
-		    error, error_size, filename, 0,
-		    "store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
-		    c.store.election_ms, c.store.heartbeat_ms);
-	if (c.nat.n_publics && !c.sw.n_switches)
-		return error_at(error, error_size, filename,
-		                seen_line[key_index("nat", "public-addresses")],
-		                "nat.public-addresses needs switch.switches: the switches steer "
-		                "inbound traffic to its owner");
-	if (c.nat.n_publics && c.nat.n_publics != c.sw.n_uplinks)
-		return error_at(error, error_size, filename,
-		                seen_line[key_index("nat", "public-addresses")],
-		                "nat.public-addresses: %u address(es) for %u uplink(s) in "
-		                "switch.uplinks; give one per uplink",
-		                c.nat.n_publics, c.sw.n_uplinks);
-	if (c.nat.n_publics && !c.nat.n_gateways)
-		return error_at(error, error_size, filename,
-		                seen_line[key_index("nat", "public-addresses")],
-		                "nat.public-addresses needs nat.gateways (the ISP gateway)");
-	if (c.nat.n_gateways > 1 && c.nat.n_gateways != c.nat.n_publics)
-		return error_at(error, error_size, filename,
-		                seen_line[key_index("nat", "gateways")],
-		                "nat.gateways: give one for all uplinks or one per uplink (%u)",
-		                c.nat.n_publics);
-	if ((c.nat.first_port + c.nat.block_size - 1) / c.nat.block_size * c.nat.block_size +
-	        c.nat.block_size >
-	    65536)
-		return error_at(error, error_size, filename, 0,
-		                "nat.first-port %u leaves no room for a block of %u ports",
-		                c.nat.first_port, c.nat.block_size);
-	if (c.raft_port == c.peer_port)
-		return error_at(error, error_size, filename, 0,
-		                "store.raft-port and store.peer-port are both %u", c.raft_port);
-	if (c.trust.tcti[0] && !c.trust.ca[0])
-		return error_at(error, error_size, filename, seen_line[key_index("trust", "tcti")],
-		                "trust.tcti needs trust.ca (the TPM manufacturers' CA certificates "
-		                "that EK certificates are checked against)");
+	int r = check_config(&c, seen_line, filename, ret_error);
+	if (r < 0)
+		return r;
 	*ret_config = c;
 	return 0;
 }
 
 int config_parse(const char *text, size_t len, const char *filename, struct config *ret_config,
-                 char *error, size_t error_size)
+                 char **ret_error)
 {
-	return parse(text, len, filename, ret_config, NULL, error, error_size);
+	return parse(text, len, filename, ret_config, NULL, ret_error);
 }
 
 int config_measured(const char *text, size_t len, const char *filename, char **ret_text,
-                    char *error, size_t error_size)
+                    char **ret_error)
 {
 	char *values[N_KEYS] = {0};
 	struct config c;
 	char *out = NULL;
 	size_t out_len = 0;
-	int r = parse(text, len, filename, &c, values, error, error_size);
+	int r = parse(text, len, filename, &c, values, ret_error);
 	FILE *f = r == 0 ? open_memstream(&out, &out_len) : NULL;
-	if (r == 0 && !f) {
-		snprintf(error, error_size, "%s: out of memory", filename);
-		r = -ENOMEM;
-	}
+	if (r == 0 && !f)
+		r = error_set(ret_error, -ENOMEM, "%s: out of memory", filename);
 	/* In the table's order, so comments, blank lines, quoting and the
 	 * order of the file do not change the measurement. */
 	for (size_t i = 0; f && i < N_KEYS; i++)
 		if (values[i] && !keys[i].identity)
 			fprintf(f, "%s.%s = %s\n", keys[i].section, keys[i].name, values[i]);
 	if (f && fclose(f) != 0) {
-		snprintf(error, error_size, "%s: out of memory", filename);
-		r = -ENOMEM;
+		r = error_set(ret_error, -ENOMEM, "%s: out of memory", filename);
 		out = NULL;
 	}
 	for (size_t i = 0; i < N_KEYS; i++)
@@ -718,60 +735,44 @@ int config_measured(const char *text, size_t len, const char *filename, char **r
 }
 
 /* The whole file at @path into a NUL-terminated *ret_text. */
-static int read_config(const char *path, char **ret_text, size_t *ret_len, char *error,
-                       size_t error_size)
+static int read_config(const char *path, char **ret_text, size_t *ret_len, char **ret_error)
 {
-	FILE *f = fopen(path, "re");
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
 	if (!f) {
 		int r = -errno;
-		snprintf(error, error_size, "%s: %s", path, strerror(-r));
-		return r;
+		return error_set(ret_error, r, "%s: %s", path, strerror(-r));
 	}
-	char *buf = malloc(CONFIG_FILE_MAX + 1);
-	if (!buf) {
-		fclose(f);
-		snprintf(error, error_size, "%s: out of memory", path);
-		return -ENOMEM;
-	}
+	_cleanup_free_ char *buf = malloc(CONFIG_FILE_MAX + 1);
+	if (!buf)
+		return error_set(ret_error, -ENOMEM, "%s: out of memory", path);
 	size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
-	int r = ferror(f) ? -EIO : 0;
-	fclose(f);
-	if (r == 0 && n > CONFIG_FILE_MAX) {
-		snprintf(error, error_size, "%s: larger than %d bytes", path, CONFIG_FILE_MAX);
-		r = -EFBIG;
-	} else if (r < 0) {
-		snprintf(error, error_size, "%s: read error", path);
-	}
-	if (r < 0) {
-		free(buf);
-		return r;
-	}
+	if (ferror(f))
+		return error_set(ret_error, -EIO, "%s: read error", path);
+	if (n > CONFIG_FILE_MAX)
+		return error_set(ret_error, -EFBIG, "%s: larger than %d bytes", path,
+		                 CONFIG_FILE_MAX);
 	buf[n] = '\0';
-	*ret_text = buf;
+	*ret_text = TAKE_PTR(buf);
 	*ret_len = n;
 	return 0;
 }
 
-int config_load(const char *path, struct config *ret_config, char *error, size_t error_size)
+int config_load(const char *path, struct config *ret_config, char **ret_error)
 {
-	char *text;
+	_cleanup_free_ char *text = NULL;
 	size_t len;
-	int r = read_config(path, &text, &len, error, error_size);
+	int r = read_config(path, &text, &len, ret_error);
 	if (r < 0)
 		return r;
-	r = config_parse(text, len, path, ret_config, error, error_size);
-	free(text);
-	return r;
+	return config_parse(text, len, path, ret_config, ret_error);
 }
 
-int config_load_measured(const char *path, char **ret_text, char *error, size_t error_size)
+int config_load_measured(const char *path, char **ret_text, char **ret_error)
 {
-	char *text;
+	_cleanup_free_ char *text = NULL;
 	size_t len;
-	int r = read_config(path, &text, &len, error, error_size);
+	int r = read_config(path, &text, &len, ret_error);
 	if (r < 0)
 		return r;
-	r = config_measured(text, len, path, ret_text, error, error_size);
-	free(text);
-	return r;
+	return config_measured(text, len, path, ret_text, ret_error);
 }

@@ -34,14 +34,14 @@ struct config {
 
 /* Parses @len bytes of @text; @filename is only used in messages. On success
  * returns 0 and fills *ret_config (defaults for keys not given). On error
- * returns -EINVAL and writes "FILE:LINE: message" into @error (size
- * @error_size); *ret_config is untouched. */
+ * returns -EINVAL and sets *ret_error to "FILE:LINE: message" (newly
+ * allocated, lib/error.h); *ret_config is untouched. */
 int config_parse(const char *text, size_t len, const char *filename, struct config *ret_config,
-                 char *error, size_t error_size);
+                 char **ret_error);
 
 /* Reads and parses the file at @path; errors as config_parse(), plus -errno
  * with "PATH: reason" when the file cannot be read. */
-int config_load(const char *path, struct config *ret_config, char *error, size_t error_size);
+int config_load(const char *path, struct config *ret_config, char **ret_error);
 
 /* What of the configuration the agent measures into its TPM next to its
  * binary (docs/trust.md): every key given, as "section.key = value" lines in
@@ -52,6 +52,6 @@ int config_load(const char *path, struct config *ret_config, char *error, size_t
  * measurement. Fails like config_parse() on an invalid configuration.
  * *ret_text is free()d by the caller. */
 int config_measured(const char *text, size_t len, const char *filename, char **ret_text,
-                    char *error, size_t error_size);
+                    char **ret_error);
 /* The same, of the file at @path. */
-int config_load_measured(const char *path, char **ret_text, char *error, size_t error_size);
+int config_load_measured(const char *path, char **ret_text, char **ret_error);

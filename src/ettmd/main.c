@@ -361,16 +361,16 @@ static int start(struct agent *a)
 	if (r < 0)
 		return r;
 	if (attest_enabled(&a->cfg.trust)) {
-		char error[512], *measured;
-		r = config_load_measured(a->config_path, &measured, error, sizeof(error));
+		char *error = NULL, *measured;
+		r = config_load_measured(a->config_path, &measured, &error);
 		if (r == 0) {
 			r = attest_open(a->loop, &a->cfg.trust, a->cfg.name, "/proc/self/exe",
-			                measured, a->cfg.state_dir, a->store, &a->attest, error,
-			                sizeof(error));
+			                measured, a->cfg.state_dir, a->store, &a->attest, &error);
 			free(measured);
 		}
 		if (r < 0) {
-			log_error("trust: %s", error);
+			log_error("trust: %s", error ? error : strerror(-r));
+			free(error);
 			return r;
 		}
 		log_info("trust: measured into PCR %u: %s", a->cfg.trust.pcr,
@@ -431,14 +431,15 @@ int main(int argc, char **argv)
 	static struct agent agent;
 	const char *config_path = NULL;
 	bool check = false;
-	char error[512];
+	char *error = NULL;
 
 	log_set_ident("ettmd");
 	int r = parse_args(argc, argv, &config_path, &check);
 	if (r >= 0)
 		return r;
-	if (config_load(config_path, &agent.cfg, error, sizeof(error)) < 0) {
-		fprintf(stderr, "ettmd: %s\n", error);
+	if (config_load(config_path, &agent.cfg, &error) < 0) {
+		fprintf(stderr, "ettmd: %s\n", error ? error : "out of memory");
+		free(error);
 		return 1;
 	}
 	if (check) {

@@ -1,3 +1,4 @@
+/* The output buffer and the input cursor: see buf.h. */
 #include "buf.h"
 
 #include <errno.h>

@@ -1,3 +1,6 @@
+/* State files: creating the directory, reading a small file whole, writing
+ * one atomically (temporary file, fsync, rename), and writing a sysctl
+ * value. See fileio.h. */
 #include "fileio.h"
 
 #include <errno.h>
@@ -8,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "lib/cleanup.h"
 
 #define STATE_FILE_MAX (1 << 20)
 
@@ -34,30 +39,26 @@ int file_read_state(const char *dir, const char *name, char **ret_text)
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	char *text = malloc(STATE_FILE_MAX + 1);
+	_cleanup_free_ char *text = malloc(STATE_FILE_MAX + 1);
+	if (!text)
+		return -ENOMEM;
 	size_t len = 0;
-	int r = text ? 0 : -ENOMEM;
-	while (r == 0) {
+	for (;;) {
 		ssize_t n = read(fd, text + len, STATE_FILE_MAX + 1 - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			r = -errno;
-		else if (n == 0)
+			return -errno;
+		if (n == 0)
 			break;
-		else if ((len += (size_t)n) > STATE_FILE_MAX)
-			r = -EFBIG;
-	}
-	close(fd);
-	if (r < 0) {
-		free(text);
-		return r;
+		if ((len += (size_t)n) > STATE_FILE_MAX)
+			return -EFBIG;
 	}
 	text[len] = '\0';
-	*ret_text = text;
+	*ret_text = TAKE_PTR(text);
 	return 0;
 }
 

@@ -1,3 +1,4 @@
+/* The line receive buffer: see linebuf.h. */
 #include "linebuf.h"
 
 #include <stdlib.h>

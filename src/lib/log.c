@@ -1,3 +1,4 @@
+/* Leveled logging to stderr with the program's identity: see log.h. */
 #include "log.h"
 
 #include <errno.h>

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "lib/mac.h"
 
 #define OXM_CLASS_BASIC 0x8000
 #define OFPMT_OXM       1
@@ -209,9 +210,11 @@ void of13_match_encode(struct obuf *b, const struct of13_match *m)
 static void format_value(FILE *out, const struct field_info *fi, const uint8_t *v, unsigned len)
 {
 	switch (fi->kind) {
-	case F_ETH:
-		fprintf(out, "%02x:%02x:%02x:%02x:%02x:%02x", v[0], v[1], v[2], v[3], v[4], v[5]);
+	case F_ETH: {
+		char mac[MAC_STR_MAX];
+		fputs(mac_format(v, mac), out);
 		break;
+	}
 	case F_IPV4:
 		fprintf(out, "%u.%u.%u.%u", v[0], v[1], v[2], v[3]);
 		break;

@@ -32,25 +32,17 @@ static inline bool attest_enabled(const struct attest_options *o)
 	return o->tcti[0] != '\0';
 }
 
-/* The measurement of an agent binary and its measured configuration
- * (config_measured() of src/ettmd/config.h: the caller reads it, so that
- * this module knows nothing of the file's format): the value the PCR holds
- * after the agent's start, as lowercase hex. Fails (-errno, with @error
- * naming the file) when the binary cannot be read. */
-int attest_measure(const char *binary, const char *config_text, char ret_hex[TRUST_FP_LEN],
-                   char *error, size_t error_size);
-
 struct attest;
 
-/* Opens the TPM, measures @binary and @config_text (as attest_measure())
+/* Opens the TPM, measures @binary and @config_text (as trust_measurement())
  * into the PCR, reads the EK
  * certificate and creates the AK; then joins the cluster of @store as host
  * @host and, while this host leads, verifies other hosts. @state_dir keeps
  * whether this host has seeded the trusted measurements of a new cluster.
- * Returns 0 or a negative errno with @error. */
+ * Returns 0 or a negative errno with *ret_error (lib/error.h). */
 int attest_open(uv_loop_t *loop, const struct attest_options *o, const char *host,
                 const char *binary, const char *config_text, const char *state_dir,
-                struct store *store, struct attest **ret_attest, char *error, size_t error_size);
+                struct store *store, struct attest **ret_attest, char **ret_error);
 
 /* Stops the timers; in-flight calls finish without effect. NULL is fine. */
 void attest_close(struct attest *a);

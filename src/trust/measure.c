@@ -8,6 +8,8 @@
 
 #include <openssl/evp.h>
 
+#include "lib/error.h"
+#include "lib/hex.h"
 #include "trust/trust.h"
 
 void trust_blob_done(struct trust_blob *b)
@@ -76,12 +78,25 @@ void trust_pcr_replay(const uint8_t (*digests)[TRUST_DIGEST_LEN], size_t n,
 	memcpy(ret, pcr, TRUST_DIGEST_LEN);
 }
 
-void trust_hex(const uint8_t *data, size_t len, char *out)
+int trust_agent_digests(const char *binary, const char *config_text,
+                        uint8_t ret[2][TRUST_DIGEST_LEN], char **ret_error)
 {
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[data[i] >> 4];
-		out[2 * i + 1] = digits[data[i] & 0xf];
-	}
-	out[2 * len] = '\0';
+	int r = trust_file_sha256(binary, ret[0]);
+	if (r < 0)
+		return error_set(ret_error, r, "cannot read the agent's binary %s: %s", binary,
+		                 strerror(-r));
+	trust_sha256(config_text, strlen(config_text), ret[1]);
+	return 0;
+}
+
+int trust_measurement(const char *binary, const char *config_text, char ret_hex[TRUST_FP_LEN],
+                      char **ret_error)
+{
+	uint8_t d[2][TRUST_DIGEST_LEN], pcr[TRUST_DIGEST_LEN];
+	int r = trust_agent_digests(binary, config_text, d, ret_error);
+	if (r < 0)
+		return r;
+	trust_pcr_replay((const uint8_t(*)[TRUST_DIGEST_LEN])d, 2, pcr);
+	hex_encode(pcr, sizeof(pcr), ret_hex);
+	return 0;
 }

@@ -90,38 +90,38 @@ static void ak_template(TPM2B_PUBLIC *t)
 	e->kdf.scheme = TPM2_ALG_NULL;
 }
 
-static int tss_fail(char *error, size_t error_size, const char *what, TSS2_RC rc)
+static int tss_fail(char **ret_error, const char *what, TSS2_RC rc)
 {
-	trust_err(error, error_size, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc), rc);
+	trust_err(ret_error, "%s: %s (0x%x)", what, Tss2_RC_Decode(rc), rc);
 	return -EIO;
 }
 
-int trust_tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char *error, size_t error_size)
+static int tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char **ret_error)
 {
 	if (!tcti || !ret_tpm) {
-		trust_err(error, error_size, "TPM: no TCTI");
+		trust_err(ret_error, "TPM: no TCTI");
 		return -EINVAL;
 	}
-	/* This module reports through @error; the daemon decides what to log. */
+	/* This module reports through @ret_error; the daemon decides what to log. */
 	trust_quiet_tss();
 	struct trust_tpm *t = calloc(1, sizeof(*t));
 	if (!t)
-		return trust_fail_default(-ENOMEM, error, error_size, "TPM");
+		return trust_fail_default(-ENOMEM, ret_error, "TPM");
 	t->ak = ESYS_TR_NONE;
 	int r;
 	TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti, &t->tcti);
 	if (rc != TSS2_RC_SUCCESS) {
-		r = tss_fail(error, error_size, tcti, rc);
+		r = tss_fail(ret_error, tcti, rc);
 		goto fail;
 	}
 	rc = Esys_Initialize(&t->esys, t->tcti, NULL);
 	if (rc != TSS2_RC_SUCCESS) {
-		r = tss_fail(error, error_size, "Esys_Initialize", rc);
+		r = tss_fail(ret_error, "Esys_Initialize", rc);
 		goto fail;
 	}
 	rc = Esys_Startup(t->esys, TPM2_SU_CLEAR);
 	if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
-		r = tss_fail(error, error_size, "TPM2_Startup", rc);
+		r = tss_fail(ret_error, "TPM2_Startup", rc);
 		goto fail;
 	}
 	*ret_tpm = t;
@@ -144,21 +144,21 @@ void trust_tpm_close(struct trust_tpm *t)
 	free(t);
 }
 
-static int pcr_handle(unsigned pcr, ESYS_TR *ret, char *error, size_t error_size)
+static int pcr_handle(unsigned pcr, ESYS_TR *ret, char **ret_error)
 {
 	if (pcr > 23) {
-		trust_err(error, error_size, "PCR %u: out of range", pcr);
+		trust_err(ret_error, "PCR %u: out of range", pcr);
 		return -EINVAL;
 	}
 	*ret = ESYS_TR_PCR0 + pcr;
 	return 0;
 }
 
-int trust_tpm_measure(struct trust_tpm *t, unsigned pcr, const uint8_t (*digests)[TRUST_DIGEST_LEN],
-                      size_t n, char *error, size_t error_size)
+static int tpm_measure(struct trust_tpm *t, unsigned pcr,
+                       const uint8_t (*digests)[TRUST_DIGEST_LEN], size_t n, char **ret_error)
 {
 	ESYS_TR h;
-	int r = pcr_handle(pcr, &h, error, error_size);
+	int r = pcr_handle(pcr, &h, ret_error);
 	if (r < 0)
 		return r;
 	if (n && !digests)
@@ -167,14 +167,14 @@ int trust_tpm_measure(struct trust_tpm *t, unsigned pcr, const uint8_t (*digests
 	 * a PC Client TPM) can be reset at locality 0. */
 	TSS2_RC rc = Esys_PCR_Reset(t->esys, h, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
 	if (rc != TSS2_RC_SUCCESS)
-		return tss_fail(error, error_size, "TPM2_PCR_Reset", rc);
+		return tss_fail(ret_error, "TPM2_PCR_Reset", rc);
 	for (size_t i = 0; i < n; i++) {
 		TPML_DIGEST_VALUES v = {.count = 1};
 		v.digests[0].hashAlg = TPM2_ALG_SHA256;
 		memcpy(v.digests[0].digest.sha256, digests[i], TRUST_DIGEST_LEN);
 		rc = Esys_PCR_Extend(t->esys, h, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &v);
 		if (rc != TSS2_RC_SUCCESS)
-			return tss_fail(error, error_size, "TPM2_PCR_Extend", rc);
+			return tss_fail(ret_error, "TPM2_PCR_Extend", rc);
 	}
 	return 0;
 }
@@ -188,11 +188,11 @@ static void select_pcr(unsigned pcr, TPML_PCR_SELECTION *sel)
 	sel->pcrSelections[0].pcrSelect[pcr / 8] = (uint8_t)(1u << (pcr % 8));
 }
 
-int trust_tpm_pcr_read(struct trust_tpm *t, unsigned pcr, uint8_t ret_value[TRUST_DIGEST_LEN],
-                       char *error, size_t error_size)
+static int tpm_pcr_read(struct trust_tpm *t, unsigned pcr, uint8_t ret_value[TRUST_DIGEST_LEN],
+                        char **ret_error)
 {
 	ESYS_TR h;
-	int r = pcr_handle(pcr, &h, error, error_size);
+	int r = pcr_handle(pcr, &h, ret_error);
 	if (r < 0)
 		return r;
 	TPML_PCR_SELECTION sel, *sel_out = NULL;
@@ -202,9 +202,9 @@ int trust_tpm_pcr_read(struct trust_tpm *t, unsigned pcr, uint8_t ret_value[TRUS
 	TSS2_RC rc = Esys_PCR_Read(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel,
 	                           &counter, &sel_out, &values);
 	if (rc != TSS2_RC_SUCCESS)
-		return tss_fail(error, error_size, "TPM2_PCR_Read", rc);
+		return tss_fail(ret_error, "TPM2_PCR_Read", rc);
 	if (values->count != 1 || values->digests[0].size != TRUST_DIGEST_LEN) {
-		trust_err(error, error_size, "TPM2_PCR_Read: no SHA-256 value of PCR %u", pcr);
+		trust_err(ret_error, "TPM2_PCR_Read: no SHA-256 value of PCR %u", pcr);
 		r = -EIO;
 	} else {
 		memcpy(ret_value, values->digests[0].buffer, TRUST_DIGEST_LEN);
@@ -214,13 +214,13 @@ int trust_tpm_pcr_read(struct trust_tpm *t, unsigned pcr, uint8_t ret_value[TRUS
 	return r;
 }
 
-int trust_tpm_counters(struct trust_tpm *t, uint32_t *ret_reset, uint32_t *ret_restart, char *error,
-                       size_t error_size)
+static int tpm_counters(struct trust_tpm *t, uint32_t *ret_reset, uint32_t *ret_restart,
+                        char **ret_error)
 {
 	TPMS_TIME_INFO *info = NULL;
 	TSS2_RC rc = Esys_ReadClock(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &info);
 	if (rc != TSS2_RC_SUCCESS)
-		return tss_fail(error, error_size, "TPM2_ReadClock", rc);
+		return tss_fail(ret_error, "TPM2_ReadClock", rc);
 	*ret_reset = info->clockInfo.resetCount;
 	*ret_restart = info->clockInfo.restartCount;
 	Esys_Free(info);
@@ -250,14 +250,13 @@ static int nv_buffer_max(struct trust_tpm *t, uint16_t *ret)
 
 /* An NV index's content, read with its own (empty) authorization in chunks
  * of the TPM's NV buffer size. -ENOENT if the index is not defined. */
-static int nv_read(struct trust_tpm *t, TPM2_HANDLE index, struct trust_blob *ret, char *error,
-                   size_t error_size)
+static int nv_read(struct trust_tpm *t, TPM2_HANDLE index, struct trust_blob *ret, char **ret_error)
 {
 	ESYS_TR nv = ESYS_TR_NONE;
 	TSS2_RC rc =
 	    Esys_TR_FromTPMPublic(t->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
 	if (rc != TSS2_RC_SUCCESS) {
-		trust_err(error, error_size, "NV index 0x%08x: not defined", index);
+		trust_err(ret_error, "NV index 0x%08x: not defined", index);
 		return -ENOENT;
 	}
 	TPM2B_NV_PUBLIC *pub = NULL;
@@ -266,7 +265,7 @@ static int nv_read(struct trust_tpm *t, TPM2_HANDLE index, struct trust_blob *re
 	int r;
 	rc = Esys_NV_ReadPublic(t->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name);
 	if (rc != TSS2_RC_SUCCESS) {
-		r = tss_fail(error, error_size, "TPM2_NV_ReadPublic", rc);
+		r = tss_fail(ret_error, "TPM2_NV_ReadPublic", rc);
 		goto out;
 	}
 	uint16_t size = pub->nvPublic.dataSize, chunk;
@@ -274,7 +273,7 @@ static int nv_read(struct trust_tpm *t, TPM2_HANDLE index, struct trust_blob *re
 	r = -ENOMEM;
 	data = malloc(size ? size : 1);
 	if (!data) {
-		trust_err(error, error_size, "NV index 0x%08x: out of memory", index);
+		trust_err(ret_error, "NV index 0x%08x: out of memory", index);
 		goto out;
 	}
 	for (uint16_t off = 0; off < size;) {
@@ -283,12 +282,12 @@ static int nv_read(struct trust_tpm *t, TPM2_HANDLE index, struct trust_blob *re
 		rc = Esys_NV_Read(t->esys, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, n,
 		                  off, &buf);
 		if (rc != TSS2_RC_SUCCESS) {
-			r = tss_fail(error, error_size, "TPM2_NV_Read", rc);
+			r = tss_fail(ret_error, "TPM2_NV_Read", rc);
 			goto out;
 		}
 		if (buf->size != n) {
 			Esys_Free(buf);
-			trust_err(error, error_size, "TPM2_NV_Read: %u bytes for %u", buf->size, n);
+			trust_err(ret_error, "TPM2_NV_Read: %u bytes for %u", buf->size, n);
 			r = -EIO;
 			goto out;
 		}
@@ -309,8 +308,7 @@ out:
 }
 
 static int create_primary(struct trust_tpm *t, const TPM2B_PUBLIC *template, ESYS_TR *ret,
-                          TPM2B_PUBLIC *ret_public, const char *what, char *error,
-                          size_t error_size)
+                          TPM2B_PUBLIC *ret_public, const char *what, char **ret_error)
 {
 	TPM2B_SENSITIVE_CREATE sens = {0};
 	TPM2B_DATA outside = {0};
@@ -324,7 +322,7 @@ static int create_primary(struct trust_tpm *t, const TPM2B_PUBLIC *template, ESY
 	                                ESYS_TR_NONE, ESYS_TR_NONE, &sens, template, &outside,
 	                                &pcrs, &h, &out, &cdata, &chash, &ticket);
 	if (rc != TSS2_RC_SUCCESS)
-		return tss_fail(error, error_size, what, rc);
+		return tss_fail(ret_error, what, rc);
 	*ret = h;
 	*ret_public = *out;
 	Esys_Free(out);
@@ -335,56 +333,55 @@ static int create_primary(struct trust_tpm *t, const TPM2B_PUBLIC *template, ESY
 }
 
 /* Which EK this TPM has a certificate for: RSA (preferred) or ECC. */
-static int ek_cert(struct trust_tpm *t, struct trust_blob *ret_cert, bool *ret_ecc, char *error,
-                   size_t error_size)
+static int ek_cert(struct trust_tpm *t, struct trust_blob *ret_cert, bool *ret_ecc,
+                   char **ret_error)
 {
-	int r = nv_read(t, EK_CERT_RSA, ret_cert, error, error_size);
+	int r = nv_read(t, EK_CERT_RSA, ret_cert, ret_error);
 	if (r == 0) {
 		*ret_ecc = false;
 		return 0;
 	}
 	if (r != -ENOENT)
 		return r;
-	r = nv_read(t, EK_CERT_ECC, ret_cert, error, error_size);
+	r = nv_read(t, EK_CERT_ECC, ret_cert, ret_error);
 	if (r == 0)
 		*ret_ecc = true;
 	else if (r == -ENOENT)
-		trust_err(error, error_size, "EK certificate: neither NV index 0x%08x nor 0x%08x",
+		trust_err(ret_error, "EK certificate: neither NV index 0x%08x nor 0x%08x",
 		          EK_CERT_RSA, EK_CERT_ECC);
 	return r;
 }
 
 static int ek_load(struct trust_tpm *t, bool ecc, ESYS_TR *ret, TPM2B_PUBLIC *ret_public,
-                   char *error, size_t error_size)
+                   char **ret_error)
 {
 	TPM2B_PUBLIC tmpl;
 	ek_template(ecc, &tmpl);
-	return create_primary(t, &tmpl, ret, ret_public, "TPM2_CreatePrimary (EK)", error,
-	                      error_size);
+	return create_primary(t, &tmpl, ret, ret_public, "TPM2_CreatePrimary (EK)", ret_error);
 }
 
-int trust_tpm_ek(struct trust_tpm *t, struct trust_blob *ret_cert, struct trust_blob *ret_public,
-                 char *error, size_t error_size)
+static int tpm_ek(struct trust_tpm *t, struct trust_blob *ret_cert, struct trust_blob *ret_public,
+                  char **ret_error)
 {
 	struct trust_blob cert = {0};
 	bool ecc;
-	int r = ek_cert(t, &cert, &ecc, error, error_size);
+	int r = ek_cert(t, &cert, &ecc, ret_error);
 	if (r < 0)
 		return r;
 	ESYS_TR ek;
 	TPM2B_PUBLIC pub;
-	r = ek_load(t, ecc, &ek, &pub, error, error_size);
+	r = ek_load(t, ecc, &ek, &pub, ret_error);
 	if (r < 0)
 		goto fail;
 	Esys_FlushContext(t->esys, ek);
 	/* The certificate is for the key of the default template, or the
 	 * manufacturer used another template and this EK is not that one. */
-	r = trust_cert_matches_public(cert.data, cert.len, &pub.publicArea, error, error_size);
+	r = trust_cert_matches_public(cert.data, cert.len, &pub.publicArea, ret_error);
 	if (r < 0)
 		goto fail;
 	r = trust_public_marshal(&pub, ret_public);
 	if (r < 0) {
-		trust_err(error, error_size, "EK public: %s", strerror(-r));
+		trust_err(ret_error, "EK public: %s", strerror(-r));
 		goto fail;
 	}
 	*ret_cert = cert;
@@ -396,40 +393,40 @@ fail:
 
 /* ---- the attestation key ---- */
 
-static int ak_ensure(struct trust_tpm *t, char *error, size_t error_size)
+static int ak_ensure(struct trust_tpm *t, char **ret_error)
 {
 	if (t->ak != ESYS_TR_NONE)
 		return 0;
 	TPM2B_PUBLIC tmpl;
 	ak_template(&tmpl);
-	return create_primary(t, &tmpl, &t->ak, &t->ak_public, "TPM2_CreatePrimary (AK)", error,
-	                      error_size);
+	return create_primary(t, &tmpl, &t->ak, &t->ak_public, "TPM2_CreatePrimary (AK)",
+	                      ret_error);
 }
 
-int trust_tpm_ak(struct trust_tpm *t, struct trust_blob *ret_public, char *error, size_t error_size)
+static int tpm_ak(struct trust_tpm *t, struct trust_blob *ret_public, char **ret_error)
 {
-	int r = ak_ensure(t, error, error_size);
+	int r = ak_ensure(t, ret_error);
 	if (r < 0)
 		return r;
-	return trust_fail_default(trust_public_marshal(&t->ak_public, ret_public), error,
-	                          error_size, "AK public");
+	return trust_fail_default(trust_public_marshal(&t->ak_public, ret_public), ret_error,
+	                          "AK public");
 }
 
-int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, size_t nonce_len,
-                    struct trust_blob *ret_attest, struct trust_blob *ret_signature, char *error,
-                    size_t error_size)
+static int tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, size_t nonce_len,
+                     struct trust_blob *ret_attest, struct trust_blob *ret_signature,
+                     char **ret_error)
 {
 	ESYS_TR h;
-	int r = pcr_handle(pcr, &h, error, error_size);
+	int r = pcr_handle(pcr, &h, ret_error);
 	if (r < 0)
 		return r;
 	TPM2B_DATA qualifying = {0};
 	if (!nonce || nonce_len == 0 || nonce_len > sizeof(qualifying.buffer)) {
-		trust_err(error, error_size, "quote: nonce of %zu bytes (1 to %zu)", nonce_len,
+		trust_err(ret_error, "quote: nonce of %zu bytes (1 to %zu)", nonce_len,
 		          sizeof(qualifying.buffer));
 		return -EINVAL;
 	}
-	r = ak_ensure(t, error, error_size);
+	r = ak_ensure(t, ret_error);
 	if (r < 0)
 		return r;
 	qualifying.size = (UINT16)nonce_len;
@@ -442,7 +439,7 @@ int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, siz
 	TSS2_RC rc = Esys_Quote(t->esys, t->ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
 	                        &qualifying, &scheme, &sel, &quoted, &sig);
 	if (rc != TSS2_RC_SUCCESS)
-		return tss_fail(error, error_size, "TPM2_Quote", rc);
+		return tss_fail(ret_error, "TPM2_Quote", rc);
 	struct trust_blob a = {malloc(sizeof(*quoted)), 0}, s = {malloc(sizeof(*sig)), 0};
 	r = -ENOMEM;
 	if (a.data && s.data &&
@@ -454,7 +451,7 @@ int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, siz
 	} else {
 		free(a.data);
 		free(s.data);
-		trust_err(error, error_size, "quote: out of memory");
+		trust_err(ret_error, "quote: out of memory");
 	}
 	Esys_Free(quoted);
 	Esys_Free(sig);
@@ -465,7 +462,7 @@ int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, siz
 
 /* A policy session that satisfies the EK's policy: PolicySecret with the
  * endorsement hierarchy's (empty) authorization (Part 3, 23.4). */
-static int ek_session(struct trust_tpm *t, ESYS_TR *ret, char *error, size_t error_size)
+static int ek_session(struct trust_tpm *t, ESYS_TR *ret, char **ret_error)
 {
 	TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_NULL};
 	ESYS_TR s = ESYS_TR_NONE;
@@ -473,7 +470,7 @@ static int ek_session(struct trust_tpm *t, ESYS_TR *ret, char *error, size_t err
 	    Esys_StartAuthSession(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
 	                          ESYS_TR_NONE, NULL, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256, &s);
 	if (rc != TSS2_RC_SUCCESS)
-		return tss_fail(error, error_size, "TPM2_StartAuthSession", rc);
+		return tss_fail(ret_error, "TPM2_StartAuthSession", rc);
 	TPM2B_NONCE nonce_tpm = {0}, policy_ref = {0};
 	TPM2B_DIGEST cp_hash = {0};
 	TPM2B_TIMEOUT *timeout = NULL;
@@ -485,15 +482,15 @@ static int ek_session(struct trust_tpm *t, ESYS_TR *ret, char *error, size_t err
 	Esys_Free(ticket);
 	if (rc != TSS2_RC_SUCCESS) {
 		Esys_FlushContext(t->esys, s);
-		return tss_fail(error, error_size, "TPM2_PolicySecret", rc);
+		return tss_fail(ret_error, "TPM2_PolicySecret", rc);
 	}
 	*ret = s;
 	return 0;
 }
 
-int trust_tpm_activate(struct trust_tpm *t, const struct trust_blob *credential,
-                       const struct trust_blob *secret, struct trust_blob *ret_plain, char *error,
-                       size_t error_size)
+static int tpm_activate(struct trust_tpm *t, const struct trust_blob *credential,
+                        const struct trust_blob *secret, struct trust_blob *ret_plain,
+                        char **ret_error)
 {
 	TPM2B_ID_OBJECT id = {0};
 	TPM2B_ENCRYPTED_SECRET sec = {0};
@@ -501,31 +498,31 @@ int trust_tpm_activate(struct trust_tpm *t, const struct trust_blob *credential,
 	if (!credential || !credential->data ||
 	    Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(credential->data, credential->len, &off, &id) != 0 ||
 	    off != credential->len) {
-		trust_err(error, error_size, "credential: not one TPM2B_ID_OBJECT");
+		trust_err(ret_error, "credential: not one TPM2B_ID_OBJECT");
 		return -EBADMSG;
 	}
 	off = 0;
 	if (!secret || !secret->data ||
 	    Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(secret->data, secret->len, &off, &sec) != 0 ||
 	    off != secret->len) {
-		trust_err(error, error_size, "secret: not one TPM2B_ENCRYPTED_SECRET");
+		trust_err(ret_error, "secret: not one TPM2B_ENCRYPTED_SECRET");
 		return -EBADMSG;
 	}
-	int r = ak_ensure(t, error, error_size);
+	int r = ak_ensure(t, ret_error);
 	if (r < 0)
 		return r;
 	struct trust_blob cert = {0};
 	bool ecc;
-	r = ek_cert(t, &cert, &ecc, error, error_size);
+	r = ek_cert(t, &cert, &ecc, ret_error);
 	trust_blob_done(&cert);
 	if (r < 0)
 		return r;
 	ESYS_TR ek, session = ESYS_TR_NONE;
 	TPM2B_PUBLIC ek_pub;
-	r = ek_load(t, ecc, &ek, &ek_pub, error, error_size);
+	r = ek_load(t, ecc, &ek, &ek_pub, ret_error);
 	if (r < 0)
 		return r;
-	r = ek_session(t, &session, error, error_size);
+	r = ek_session(t, &session, ret_error);
 	if (r < 0)
 		goto out;
 	TPM2B_DIGEST *plain = NULL;
@@ -534,15 +531,14 @@ int trust_tpm_activate(struct trust_tpm *t, const struct trust_blob *credential,
 	if (rc != TSS2_RC_SUCCESS) {
 		/* Part 3, 12.5: an integrity or value error is a credential that
 		 * was not made for this EK and AK. */
-		trust_err(error, error_size, "TPM2_ActivateCredential: %s (0x%x)",
-		          Tss2_RC_Decode(rc), rc);
+		trust_err(ret_error, "TPM2_ActivateCredential: %s (0x%x)", Tss2_RC_Decode(rc), rc);
 		r = (rc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER ? -EACCES : -EIO;
 		goto out;
 	}
 	uint8_t *data = malloc(plain->size ? plain->size : 1);
 	if (!data) {
 		r = -ENOMEM;
-		trust_err(error, error_size, "credential: out of memory");
+		trust_err(ret_error, "credential: out of memory");
 	} else {
 		memcpy(data, plain->buffer, plain->size);
 		ret_plain->data = data;
@@ -556,4 +552,70 @@ out:
 		Esys_FlushContext(t->esys, session);
 	Esys_FlushContext(t->esys, ek);
 	return r;
+}
+
+/* ---- the entry points: their messages leave the module (internal.h) ---- */
+
+int trust_tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char **ret_error)
+{
+	char *e = NULL;
+	int r = tpm_open(tcti, ret_tpm, &e);
+	return trust_error_out(r, e, ret_error);
+}
+
+int trust_tpm_measure(struct trust_tpm *t, unsigned pcr, const uint8_t (*digests)[TRUST_DIGEST_LEN],
+                      size_t n, char **ret_error)
+{
+	char *e = NULL;
+	int r = tpm_measure(t, pcr, digests, n, &e);
+	return trust_error_out(r, e, ret_error);
+}
+
+int trust_tpm_pcr_read(struct trust_tpm *t, unsigned pcr, uint8_t ret_value[TRUST_DIGEST_LEN],
+                       char **ret_error)
+{
+	char *e = NULL;
+	int r = tpm_pcr_read(t, pcr, ret_value, &e);
+	return trust_error_out(r, e, ret_error);
+}
+
+int trust_tpm_counters(struct trust_tpm *t, uint32_t *ret_reset, uint32_t *ret_restart,
+                       char **ret_error)
+{
+	char *e = NULL;
+	int r = tpm_counters(t, ret_reset, ret_restart, &e);
+	return trust_error_out(r, e, ret_error);
+}
+
+int trust_tpm_ek(struct trust_tpm *t, struct trust_blob *ret_cert, struct trust_blob *ret_public,
+                 char **ret_error)
+{
+	char *e = NULL;
+	int r = tpm_ek(t, ret_cert, ret_public, &e);
+	return trust_error_out(r, e, ret_error);
+}
+
+int trust_tpm_ak(struct trust_tpm *t, struct trust_blob *ret_public, char **ret_error)
+{
+	char *e = NULL;
+	int r = tpm_ak(t, ret_public, &e);
+	return trust_error_out(r, e, ret_error);
+}
+
+int trust_tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, size_t nonce_len,
+                    struct trust_blob *ret_attest, struct trust_blob *ret_signature,
+                    char **ret_error)
+{
+	char *e = NULL;
+	int r = tpm_quote(t, pcr, nonce, nonce_len, ret_attest, ret_signature, &e);
+	return trust_error_out(r, e, ret_error);
+}
+
+int trust_tpm_activate(struct trust_tpm *t, const struct trust_blob *credential,
+                       const struct trust_blob *secret, struct trust_blob *ret_plain,
+                       char **ret_error)
+{
+	char *e = NULL;
+	int r = tpm_activate(t, credential, secret, ret_plain, &e);
+	return trust_error_out(r, e, ret_error);
 }

@@ -18,9 +18,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct ctl_request req;
-	char error[256];
-	if (ctl_request_parse((const char *)data, size, &req, error, sizeof(error)) < 0)
+	char *error = NULL;
+	if (ctl_request_parse((const char *)data, size, &req, &error) < 0) {
+		free(error);
 		return 0;
+	}
 	struct attest_claim claim;
 	char *why = NULL;
 	int r = attest_check_challenge(req.args, "/nonexistent/ca.pem", &claim, &why);

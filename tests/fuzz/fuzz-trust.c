@@ -104,26 +104,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct trust_blob cert = {malloc(left ? left : 1), left};
 	memcpy(cert.data, p, left);
 
-	char err[256], fp[TRUST_FP_LEN];
+	char *err = NULL, fp[TRUST_FP_LEN];
 	uint8_t name[2 + TRUST_DIGEST_LEN] = {0};
 	struct trust_quote q;
-	err[0] = '\0';
-	if (trust_ak_check(&ak, fp, name, err, sizeof(err)) < 0 && !err[0])
+	if (trust_ak_check(&ak, fp, name, &err) < 0 && !err)
 		__builtin_trap();
-	err[0] = '\0';
-	if (trust_quote_check(&ak, &attest, &sig, nonce, sizeof(nonce), 16, expected, &q, err,
-	                      sizeof(err)) < 0 &&
-	    !err[0])
+	free(err);
+	err = NULL;
+	if (trust_quote_check(&ak, &attest, &sig, nonce, sizeof(nonce), 16, expected, &q, &err) <
+	        0 &&
+	    !err)
 		__builtin_trap();
-	err[0] = '\0';
-	if (trust_ek_check(&cert, &ek, ca_path(), fp, err, sizeof(err)) < 0 && !err[0])
+	free(err);
+	err = NULL;
+	if (trust_ek_check(&cert, &ek, ca_path(), fp, &err) < 0 && !err)
 		__builtin_trap();
 	struct trust_blob cred, secret;
-	err[0] = '\0';
-	int r = trust_make_credential(&ek, name, nonce, sizeof(nonce), &cred, &secret, err,
-	                              sizeof(err));
-	if (r < 0 && !err[0])
+	free(err);
+	err = NULL;
+	int r = trust_make_credential(&ek, name, nonce, sizeof(nonce), &cred, &secret, &err);
+	if (r < 0 && !err)
 		__builtin_trap();
+	free(err);
 	if (r == 0) {
 		trust_blob_done(&cred);
 		trust_blob_done(&secret);

@@ -29,9 +29,9 @@ static const char good[] = "# host 1 of the lab\n"
 static void test_good_file(void **state)
 {
 	struct config c;
-	char error[256] = "";
+	char *error = NULL;
 	(void)state;
-	assert_int_equal(config_parse(good, strlen(good), "h1.conf", &c, error, sizeof(error)), 0);
+	assert_int_equal(config_parse(good, strlen(good), "h1.conf", &c, &error), 0);
 	assert_string_equal(c.name, "h1");
 	assert_int_equal(c.id, 1);
 	assert_string_equal(c.state_dir, "/run/ettm lab/h1");
@@ -53,9 +53,9 @@ static void test_store_section(void **state)
 	                           "heartbeat-ms = 100\nsnapshot-threshold = 1024\nvoters = 5\n"
 	                           "promote-after-ms = 2000\n";
 	struct config c;
-	char error[256] = "";
+	char *error = NULL;
 	(void)state;
-	assert_int_equal(config_parse(text, strlen(text), "s.conf", &c, error, sizeof(error)), 0);
+	assert_int_equal(config_parse(text, strlen(text), "s.conf", &c, &error), 0);
 	assert_true(c.store.bootstrap);
 	assert_int_equal(c.store.n_seeds, 2);
 	assert_string_equal(c.store.seeds[0], "10.77.0.1:7701");
@@ -77,9 +77,9 @@ static void test_switch_section(void **state)
 	                           "uplinks = 1/isp, 00000000000000a2/up2\n"
 	                           "stats-interval-ms = 500\nfiat-after-ms = 0\n";
 	struct config c;
-	char error[256] = "";
+	char *error = NULL;
 	(void)state;
-	assert_int_equal(config_parse(text, strlen(text), "s.conf", &c, error, sizeof(error)), 0);
+	assert_int_equal(config_parse(text, strlen(text), "s.conf", &c, &error), 0);
 	assert_int_equal(c.sw.n_switches, 2);
 	assert_string_equal(c.sw.switches[1], "10.77.255.2:6653");
 	assert_int_equal(c.sw.n_uplinks, 2);
@@ -97,10 +97,9 @@ static void test_defaults(void **state)
 	static const char minimal[] = "[host]\nname=a\nid=65535\n[datapath]\n"
 	                              "guest-address=1.2.3.4\ncontrol-address=1.2.3.5/24";
 	struct config c;
-	char error[256] = "";
+	char *error = NULL;
 	(void)state;
-	assert_int_equal(config_parse(minimal, strlen(minimal), "m.conf", &c, error, sizeof(error)),
-	                 0);
+	assert_int_equal(config_parse(minimal, strlen(minimal), "m.conf", &c, &error), 0);
 	assert_int_equal(c.id, 65535);
 	assert_string_equal(c.state_dir, "/var/lib/ettm");
 	assert_string_equal(c.control_socket, "/run/ettm/ettmd.sock");
@@ -203,13 +202,13 @@ static void test_trust_section(void **state)
 	static const char text[] = BASE "[trust]\ntcti = swtpm:path=/run/tpm/sock\n"
 	                                "ca = /etc/ettm/tpm-ca\nreattest-interval-ms = 5000\n";
 	struct config c;
-	char error[256] = "";
+	char *error = NULL;
 	(void)state;
-	assert_int_equal(config_parse(BASE, strlen(BASE), "t.conf", &c, error, sizeof(error)), 0);
+	assert_int_equal(config_parse(BASE, strlen(BASE), "t.conf", &c, &error), 0);
 	assert_false(attest_enabled(&c.trust));
 	assert_int_equal(c.trust.pcr, 16);
 	assert_int_equal(c.trust.reattest_ms, 30000);
-	assert_int_equal(config_parse(text, strlen(text), "t.conf", &c, error, sizeof(error)), 0);
+	assert_int_equal(config_parse(text, strlen(text), "t.conf", &c, &error), 0);
 	assert_true(attest_enabled(&c.trust));
 	assert_string_equal(c.trust.tcti, "swtpm:path=/run/tpm/sock");
 	assert_string_equal(c.trust.ca, "/etc/ettm/tpm-ca");
@@ -231,20 +230,21 @@ static void test_measured_configuration(void **state)
 	static const char other[] = "[host]\nname = h1\nid = 1\n[datapath]\n"
 	                            "guest-address = 10.77.1.1\ncontrol-address = 10.77.0.1/16\n"
 	                            "[store]\nelection-ms = 500\n";
-	char *a, *b, *c, error[256] = "";
+	char *a, *b, *c, *error = NULL;
 	(void)state;
-	assert_int_equal(config_measured(h1, strlen(h1), "h1", &a, error, sizeof(error)), 0);
-	assert_int_equal(config_measured(h2, strlen(h2), "h2", &b, error, sizeof(error)), 0);
-	assert_int_equal(config_measured(other, strlen(other), "o", &c, error, sizeof(error)), 0);
+	assert_int_equal(config_measured(h1, strlen(h1), "h1", &a, &error), 0);
+	assert_int_equal(config_measured(h2, strlen(h2), "h2", &b, &error), 0);
+	assert_int_equal(config_measured(other, strlen(other), "o", &c, &error), 0);
 	assert_string_equal(a, "store.election-ms = 400\ntrust.ca = /ca\n");
 	assert_string_equal(a, b);
 	assert_string_not_equal(a, c);
 	free(a);
 	free(b);
 	free(c);
-	assert_int_equal(config_measured("[hots]\n", 7, "bad", &a, error, sizeof(error)), -EINVAL);
+	assert_int_equal(config_measured("[hots]\n", 7, "bad", &a, &error), -EINVAL);
 	assert_string_equal(error, "bad:1: unknown section [hots] (expected [host], [datapath], "
 	                           "[store], [switch], [nat] or [trust])");
+	free(error);
 }
 
 static void test_nat_section(void **state)
@@ -253,9 +253,9 @@ static void test_nat_section(void **state)
 	                                       "gateways = 203.0.113.1\nblock-size = 512\n"
 	                                       "expose = tcp/8080, udp/5000-5010\n";
 	struct config c;
-	char error[256] = "";
+	char *error = NULL;
 	(void)state;
-	assert_int_equal(config_parse(text, strlen(text), "n.conf", &c, error, sizeof(error)), 0);
+	assert_int_equal(config_parse(text, strlen(text), "n.conf", &c, &error), 0);
 	assert_int_equal(c.nat.n_publics, 1);
 	assert_int_equal(ntohl(c.nat.publics[0].s_addr), 0xcb00710a);
 	assert_int_equal(c.nat.n_gateways, 1);
@@ -277,12 +277,13 @@ static void test_bad_files(void **state)
 		struct config c;
 		memset(&c, 0x5a, sizeof(c));
 		struct config before = c;
-		char error[256] = "";
+		char *error = NULL;
 		int r = config_parse(bad_cases[i].text, strlen(bad_cases[i].text), "x.conf", &c,
-		                     error, sizeof(error));
+		                     &error);
 		if (r != -EINVAL || strcmp(error, bad_cases[i].error) != 0)
 			fail_msg("case %zu: got %d \"%s\", expected \"%s\"", i, r, error,
 			         bad_cases[i].error);
+		free(error);
 		/* A rejected file leaves the caller's configuration alone. */
 		assert_memory_equal(&c, &before, sizeof(c));
 	}
@@ -291,28 +292,30 @@ static void test_bad_files(void **state)
 static void test_nul_and_long_lines(void **state)
 {
 	struct config c;
-	char error[256];
+	char *error = NULL;
 	static char text[8192];
 	(void)state;
 
 	static const char nul[] = "[host]\nna\0me = x\n";
-	assert_int_equal(config_parse(nul, sizeof(nul) - 1, "x.conf", &c, error, sizeof(error)),
-	                 -EINVAL);
+	assert_int_equal(config_parse(nul, sizeof(nul) - 1, "x.conf", &c, &error), -EINVAL);
 	assert_string_equal(error, "x.conf:2: NUL byte in line");
+	free(error);
+	error = NULL;
 
 	memset(text, 'a', sizeof(text));
-	assert_int_equal(config_parse(text, sizeof(text), "x.conf", &c, error, sizeof(error)),
-	                 -EINVAL);
+	assert_int_equal(config_parse(text, sizeof(text), "x.conf", &c, &error), -EINVAL);
 	assert_string_equal(error, "x.conf:1: line longer than 4096 bytes");
+	free(error);
 }
 
 static void test_load_missing_file(void **state)
 {
 	struct config c;
-	char error[256];
+	char *error = NULL;
 	(void)state;
-	assert_int_equal(config_load("/nonexistent/ettmd.conf", &c, error, sizeof(error)), -ENOENT);
+	assert_int_equal(config_load("/nonexistent/ettmd.conf", &c, &error), -ENOENT);
 	assert_string_equal(error, "/nonexistent/ettmd.conf: No such file or directory");
+	free(error);
 }
 
 static void test_load_file(void **state)
@@ -324,8 +327,8 @@ static void test_load_file(void **state)
 	assert_int_equal(write(fd, good, strlen(good)), (ssize_t)strlen(good));
 	close(fd);
 	struct config c;
-	char error[256] = "";
-	int r = config_load(path, &c, error, sizeof(error));
+	char *error = NULL;
+	int r = config_load(path, &c, &error);
 	unlink(path);
 	assert_int_equal(r, 0);
 	assert_string_equal(c.name, "h1");

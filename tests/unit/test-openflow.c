@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "lib/hex.h"
 #include "openflow/ofp.h"
 
 struct vector {
@@ -136,21 +137,13 @@ static const struct vector vectors[] = {
 static size_t unhex(const char *hex, uint8_t *out)
 {
 	size_t n = strlen(hex) / 2;
-	for (size_t i = 0; i < n; i++) {
-		unsigned v;
-		sscanf(hex + 2 * i, "%2x", &v);
-		out[i] = (uint8_t)v;
-	}
+	assert_int_equal(hex_decode_into(hex, out, n), 0);
 	return n;
 }
 
 static char *tohex(const uint8_t *d, size_t len)
 {
-	char *s = malloc(len * 2 + 1);
-	for (size_t i = 0; i < len; i++)
-		sprintf(s + 2 * i, "%02x", d[i]);
-	s[len * 2] = '\0';
-	return s;
+	return hex_encode_new(d, len);
 }
 
 static const struct vector *vec(const char *name)

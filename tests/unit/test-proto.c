@@ -13,7 +13,11 @@
 
 static int parse(const char *line, struct ctl_request *req, char *error)
 {
-	return ctl_request_parse(line, strlen(line), req, error, 256);
+	char *e = NULL;
+	int r = ctl_request_parse(line, strlen(line), req, &e);
+	snprintf(error, 256, "%s", e ? e : "");
+	free(e);
+	return r;
 }
 
 static void test_good_requests(void **state)
@@ -80,20 +84,21 @@ static void test_bad_requests(void **state)
 static void test_too_long(void **state)
 {
 	struct ctl_request req;
-	char error[256];
+	char *error = NULL;
 	(void)state;
 	size_t len = CTL_LINE_MAX + 1;
 	char *line = malloc(len);
 	memset(line, ' ', len);
-	assert_int_equal(ctl_request_parse(line, len, &req, error, sizeof(error)), -EINVAL);
+	assert_int_equal(ctl_request_parse(line, len, &req, &error), -EINVAL);
 	assert_string_equal(error, "request longer than 65536 bytes");
+	free(error);
 	free(line);
 }
 
 static void test_reply_round_trip(void **state)
 {
 	struct ctl_request req = {.has_id = true, .id = 9};
-	char error[256];
+	char *error = NULL;
 	bool ok;
 	json_t *result = NULL;
 	char *reason = NULL;
@@ -101,9 +106,7 @@ static void test_reply_round_trip(void **state)
 
 	char *line = ctl_reply_encode(&req, json_pack("{s:i}", "n", 3), NULL);
 	assert_string_equal(line, "{\"ok\":true,\"result\":{\"n\":3},\"id\":9}\n");
-	assert_int_equal(
-	    ctl_reply_parse(line, strlen(line) - 1, &ok, &result, &reason, error, sizeof(error)),
-	    0);
+	assert_int_equal(ctl_reply_parse(line, strlen(line) - 1, &ok, &result, &reason, &error), 0);
 	assert_true(ok);
 	assert_int_equal(json_integer_value(json_object_get(result, "n")), 3);
 	json_decref(result);
@@ -111,16 +114,15 @@ static void test_reply_round_trip(void **state)
 
 	line = ctl_reply_encode(NULL, NULL, "unknown command \"x\"");
 	assert_string_equal(line, "{\"ok\":false,\"error\":\"unknown command \\\"x\\\"\"}\n");
-	assert_int_equal(
-	    ctl_reply_parse(line, strlen(line), &ok, &result, &reason, error, sizeof(error)), 0);
+	assert_int_equal(ctl_reply_parse(line, strlen(line), &ok, &result, &reason, &error), 0);
 	assert_false(ok);
 	assert_string_equal(reason, "unknown command \"x\"");
 	free(reason);
 	free(line);
 
-	assert_int_equal(
-	    ctl_reply_parse("{\"ok\":1}", 8, &ok, &result, &reason, error, sizeof(error)), -EINVAL);
+	assert_int_equal(ctl_reply_parse("{\"ok\":1}", 8, &ok, &result, &reason, &error), -EINVAL);
 	assert_string_equal(error, "reply field \"ok\": expected a boolean");
+	free(error);
 }
 
 static void test_request_encode(void **state)
@@ -129,8 +131,9 @@ static void test_request_encode(void **state)
 	char *line = ctl_request_encode(1, "status", NULL);
 	assert_string_equal(line, "{\"id\":1,\"cmd\":\"status\",\"args\":{}}\n");
 	struct ctl_request req;
-	char error[256];
-	assert_int_equal(ctl_request_parse(line, strlen(line) - 1, &req, error, sizeof(error)), 0);
+	char *error = NULL;
+	assert_int_equal(ctl_request_parse(line, strlen(line) - 1, &req, &error), 0);
+	assert_null(error);
 	assert_string_equal(req.cmd, "status");
 	ctl_request_done(&req);
 	free(line);

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "lib/hex.h"
 #include "swtpm-lab.h"
 #include "trust/trust.h"
 
@@ -25,7 +26,9 @@ static char root[] = "/tmp/ettm-test-trust-tools-XXXXXX";
 static bool have_root;
 static struct swtpm sw;
 static char log_path[LAB_PATH + 16];
-static char err[256];
+/* The last failure's message; ERR resets it and hands it to a call. */
+static char *err;
+#define ERR (free(err), err = NULL, &err)
 
 static void cleanup(void)
 {
@@ -120,24 +123,23 @@ static void measure(struct trust_tpm *t, uint8_t value[TRUST_DIGEST_LEN])
 {
 	uint8_t d[1][TRUST_DIGEST_LEN];
 	trust_sha256("ettmd", 5, d[0]);
-	assert_int_equal(trust_tpm_measure(t, PCR, d, 1, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_measure(t, PCR, d, 1, ERR), 0);
 	trust_pcr_replay(d, 1, value);
 }
 
 static void test_checkquote_ours(void **state)
 {
 	struct trust_tpm *t;
-	assert_int_equal(trust_tpm_open(sw.tcti, &t, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_open(sw.tcti, &t, ERR), 0);
 	uint8_t value[TRUST_DIGEST_LEN], nonce[TRUST_NONCE_LEN];
 	char nonce_hex[2 * TRUST_NONCE_LEN + 1], wrong_hex[2 * TRUST_NONCE_LEN + 1];
 	measure(t, value);
 	for (size_t i = 0; i < sizeof(nonce); i++)
 		nonce[i] = (uint8_t)(i * 7 + 1);
-	trust_hex(nonce, sizeof(nonce), nonce_hex);
+	hex_encode(nonce, sizeof(nonce), nonce_hex);
 	struct trust_blob ak, attest, sig;
-	assert_int_equal(trust_tpm_ak(t, &ak, err, sizeof(err)), 0);
-	assert_int_equal(
-	    trust_tpm_quote(t, PCR, nonce, sizeof(nonce), &attest, &sig, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_ak(t, &ak, ERR), 0);
+	assert_int_equal(trust_tpm_quote(t, PCR, nonce, sizeof(nonce), &attest, &sig, ERR), 0);
 	trust_tpm_close(t);
 
 	/* tpm2_checkquote reads the TPMS_ATTEST without the TPM2B's size. */
@@ -185,7 +187,7 @@ static void test_tools_quote_theirs(void **state)
 	char hex[2 * TRUST_DIGEST_LEN + 1], arg[3 * TRUST_DIGEST_LEN];
 	trust_sha256("their measurement", 17, d[0]);
 	trust_pcr_replay(d, 1, value);
-	trust_hex(d[0], TRUST_DIGEST_LEN, hex);
+	hex_encode(d[0], TRUST_DIGEST_LEN, hex);
 	snprintf(arg, sizeof(arg), "16:sha256=%s", hex);
 	char *reset[] = {"tpm2_pcrreset", "16", NULL};
 	char *extend[] = {"tpm2_pcrextend", arg, NULL};
@@ -195,7 +197,7 @@ static void test_tools_quote_theirs(void **state)
 	for (size_t i = 0; i < sizeof(nonce); i++)
 		nonce[i] = (uint8_t)(0xa0 + i);
 	char nonce_hex[2 * sizeof(nonce) + 1];
-	trust_hex(nonce, sizeof(nonce), nonce_hex);
+	hex_encode(nonce, sizeof(nonce), nonce_hex);
 	char *quote[] = {"tpm2_quote",
 	                 "-c",
 	                 (char *)at("ak.ctx"),
@@ -217,7 +219,7 @@ static void test_tools_quote_theirs(void **state)
 	struct trust_blob msg = read_bytes(at("theirs.msg")), sig = read_bytes(at("theirs.sig"));
 	char fp[TRUST_FP_LEN];
 	uint8_t our_name[2 + TRUST_DIGEST_LEN];
-	int r = trust_ak_check(&pub, fp, our_name, err, sizeof(err));
+	int r = trust_ak_check(&pub, fp, our_name, ERR);
 	if (r < 0)
 		fail_msg("tpm2_createak's AK refused: %d %s", r, err);
 	/* Both compute the same TPM name of the key. */
@@ -230,14 +232,13 @@ static void test_tools_quote_theirs(void **state)
 	attest.data[1] = (uint8_t)msg.len;
 	memcpy(attest.data + 2, msg.data, msg.len);
 	struct trust_quote q;
-	r = trust_quote_check(&pub, &attest, &sig, nonce, sizeof(nonce), PCR, value, &q, err,
-	                      sizeof(err));
+	r = trust_quote_check(&pub, &attest, &sig, nonce, sizeof(nonce), PCR, value, &q, ERR);
 	if (r < 0)
 		fail_msg("tpm2_quote's quote refused: %d %s", r, err);
 	value[5] ^= 1;
-	assert_int_equal(trust_quote_check(&pub, &attest, &sig, nonce, sizeof(nonce), PCR, value,
-	                                   &q, err, sizeof(err)),
-	                 -EACCES);
+	assert_int_equal(
+	    trust_quote_check(&pub, &attest, &sig, nonce, sizeof(nonce), PCR, value, &q, ERR),
+	    -EACCES);
 	trust_blob_done(&pub);
 	trust_blob_done(&name);
 	trust_blob_done(&msg);
@@ -250,16 +251,16 @@ static void test_tools_quote_theirs(void **state)
 static void test_makecredential_theirs(void **state)
 {
 	struct trust_tpm *t;
-	assert_int_equal(trust_tpm_open(sw.tcti, &t, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_open(sw.tcti, &t, ERR), 0);
 	struct trust_blob cert, ek, ak;
-	assert_int_equal(trust_tpm_ek(t, &cert, &ek, err, sizeof(err)), 0);
-	assert_int_equal(trust_tpm_ak(t, &ak, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_ek(t, &cert, &ek, ERR), 0);
+	assert_int_equal(trust_tpm_ak(t, &ak, ERR), 0);
 	char fp[TRUST_FP_LEN];
 	uint8_t name[2 + TRUST_DIGEST_LEN];
-	assert_int_equal(trust_ak_check(&ak, fp, name, err, sizeof(err)), 0);
+	assert_int_equal(trust_ak_check(&ak, fp, name, ERR), 0);
 	write_bytes(at("mc.ek.pub"), ek.data, ek.len);
 	char name_hex[2 * sizeof(name) + 1];
-	trust_hex(name, sizeof(name), name_hex); /* -n takes the name in hex */
+	hex_encode(name, sizeof(name), name_hex); /* -n takes the name in hex */
 	const char secret[] = "made by tpm2_makecredential";
 	write_bytes(at("mc.secret"), secret, sizeof(secret));
 	char *argv[] = {"tpm2_makecredential",
@@ -282,7 +283,7 @@ static void test_makecredential_theirs(void **state)
 	struct trust_blob cred = {file.data + 8, id_len};
 	struct trust_blob sec = {file.data + 8 + id_len, file.len - 8 - id_len};
 	struct trust_blob plain;
-	int r = trust_tpm_activate(t, &cred, &sec, &plain, err, sizeof(err));
+	int r = trust_tpm_activate(t, &cred, &sec, &plain, ERR);
 	if (r < 0)
 		fail_msg("tpm2_makecredential's credential refused: %d %s", r, err);
 	assert_int_equal(plain.len, sizeof(secret));
@@ -307,11 +308,10 @@ static void test_makecredential_ecc_ek(void **state)
 	                  ak_pub = read_bytes(at("eccak.pub"));
 	char fp[TRUST_FP_LEN];
 	uint8_t name[2 + TRUST_DIGEST_LEN];
-	assert_int_equal(trust_ak_check(&ak_pub, fp, name, err, sizeof(err)), 0);
+	assert_int_equal(trust_ak_check(&ak_pub, fp, name, ERR), 0);
 	const uint8_t secret[] = "sealed to an ECC EK";
 	struct trust_blob cred, sec;
-	int r = trust_make_credential(&ek_pub, name, secret, sizeof(secret), &cred, &sec, err,
-	                              sizeof(err));
+	int r = trust_make_credential(&ek_pub, name, secret, sizeof(secret), &cred, &sec, ERR);
 	if (r < 0)
 		fail_msg("trust_make_credential (ECC EK): %d %s", r, err);
 	FILE *f = fopen(at("ecc.cred"), "wb");
@@ -427,26 +427,25 @@ static void test_ecc_ek_end_to_end(void **state)
 	assert_int_equal(tool(write), 0);
 
 	struct trust_tpm *t;
-	assert_int_equal(trust_tpm_open(sw.tcti, &t, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_open(sw.tcti, &t, ERR), 0);
 	struct trust_blob c, pub, ak;
-	int r = trust_tpm_ek(t, &c, &pub, err, sizeof(err));
+	int r = trust_tpm_ek(t, &c, &pub, ERR);
 	if (r < 0)
 		fail_msg("trust_tpm_ek (ECC): %d %s", r, err);
 	assert_int_equal(c.len, der.len);
 	assert_memory_equal(c.data, der.data, der.len);
 	char fp[TRUST_FP_LEN];
-	r = trust_ek_check(&c, &pub, at("e2e.ca.pem"), fp, err, sizeof(err));
+	r = trust_ek_check(&c, &pub, at("e2e.ca.pem"), fp, ERR);
 	if (r < 0)
 		fail_msg("trust_ek_check (ECC): %d %s", r, err);
 	uint8_t name[2 + TRUST_DIGEST_LEN];
-	assert_int_equal(trust_tpm_ak(t, &ak, err, sizeof(err)), 0);
-	assert_int_equal(trust_ak_check(&ak, fp, name, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_ak(t, &ak, ERR), 0);
+	assert_int_equal(trust_ak_check(&ak, fp, name, ERR), 0);
 	const uint8_t secret[TRUST_DIGEST_LEN] = "an ECC EK from end to end";
 	struct trust_blob cred, sec, plain;
-	assert_int_equal(trust_make_credential(&pub, name, secret, sizeof(secret), &cred, &sec, err,
-	                                       sizeof(err)),
-	                 0);
-	r = trust_tpm_activate(t, &cred, &sec, &plain, err, sizeof(err));
+	assert_int_equal(
+	    trust_make_credential(&pub, name, secret, sizeof(secret), &cred, &sec, ERR), 0);
+	r = trust_tpm_activate(t, &cred, &sec, &plain, ERR);
 	if (r < 0)
 		fail_msg("trust_tpm_activate (ECC EK): %d %s", r, err);
 	assert_int_equal(plain.len, sizeof(secret));
@@ -456,10 +455,9 @@ static void test_ecc_ek_end_to_end(void **state)
 	name[5] ^= 1;
 	trust_blob_done(&cred);
 	trust_blob_done(&sec);
-	assert_int_equal(trust_make_credential(&pub, name, secret, sizeof(secret), &cred, &sec, err,
-	                                       sizeof(err)),
-	                 0);
-	assert_int_equal(trust_tpm_activate(t, &cred, &sec, &plain, err, sizeof(err)), -EACCES);
+	assert_int_equal(
+	    trust_make_credential(&pub, name, secret, sizeof(secret), &cred, &sec, ERR), 0);
+	assert_int_equal(trust_tpm_activate(t, &cred, &sec, &plain, ERR), -EACCES);
 	trust_blob_done(&cred);
 	trust_blob_done(&sec);
 	trust_blob_done(&c);

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "lib/hex.h"
 #include "swtpm-lab.h"
 #include "trust/trust.h"
 
@@ -31,12 +32,13 @@ struct host {
 static char root[] = "/tmp/ettm-test-trust-XXXXXX";
 static bool have_root;
 static struct host hosts[2];
-static char err[256];
+/* The last failure's message; ERR resets it and hands it to a call. */
+static char *err;
+#define ERR (free(err), err = NULL, &err)
 
 static void host_open(struct host *h)
 {
-	err[0] = '\0';
-	int r = trust_tpm_open(h->sw.tcti, &h->tpm, err, sizeof(err));
+	int r = trust_tpm_open(h->sw.tcti, &h->tpm, ERR);
 	if (r < 0)
 		fail_msg("trust_tpm_open %s: %d %s", h->sw.tcti, r, err);
 }
@@ -56,14 +58,13 @@ static int host_setup(struct host *h, const char *name, const char *ca)
 		r = lab_tpm_start(&h->sw);
 	if (r < 0)
 		return r;
-	r = trust_tpm_open(h->sw.tcti, &h->tpm, err, sizeof(err));
+	r = trust_tpm_open(h->sw.tcti, &h->tpm, ERR);
 	if (r == 0)
-		r = trust_tpm_ek(h->tpm, &h->ek_cert, &h->ek_public, err, sizeof(err));
+		r = trust_tpm_ek(h->tpm, &h->ek_cert, &h->ek_public, ERR);
 	if (r == 0)
-		r = trust_tpm_ak(h->tpm, &h->ak_public, err, sizeof(err));
+		r = trust_tpm_ak(h->tpm, &h->ak_public, ERR);
 	if (r == 0)
-		r = trust_ak_check(&h->ak_public, (char[TRUST_FP_LEN]){0}, h->ak_name, err,
-		                   sizeof(err));
+		r = trust_ak_check(&h->ak_public, (char[TRUST_FP_LEN]){0}, h->ak_name, ERR);
 	if (r < 0)
 		fprintf(stderr, "%s: %d %s\n", name, r, err);
 	return r;
@@ -101,11 +102,10 @@ static void quote(struct host *h, struct quoted *q)
 	uint8_t digests[2][TRUST_DIGEST_LEN];
 	trust_sha256("ettmd", 5, digests[0]);
 	trust_sha256("ettmd.conf", 10, digests[1]);
-	assert_int_equal(trust_tpm_measure(h->tpm, PCR, digests, 2, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_measure(h->tpm, PCR, digests, 2, ERR), 0);
 	trust_pcr_replay(digests, 2, q->value);
 	random_nonce(q->nonce);
-	int r = trust_tpm_quote(h->tpm, PCR, q->nonce, sizeof(q->nonce), &q->attest, &q->sig, err,
-	                        sizeof(err));
+	int r = trust_tpm_quote(h->tpm, PCR, q->nonce, sizeof(q->nonce), &q->attest, &q->sig, ERR);
 	if (r < 0)
 		fail_msg("trust_tpm_quote: %d %s", r, err);
 }
@@ -120,9 +120,8 @@ static int check(const struct trust_blob *ak, const struct quoted *q,
                  const struct trust_blob *attest, const struct trust_blob *sig,
                  struct trust_quote *ret)
 {
-	err[0] = '\0';
 	return trust_quote_check(ak, attest, sig, q->nonce, sizeof(q->nonce), PCR, q->value, ret,
-	                         err, sizeof(err));
+	                         ERR);
 }
 
 static void test_quote_good(void **state)
@@ -136,7 +135,7 @@ static void test_quote_good(void **state)
 		fail_msg("good quote refused: %d %s", r, err);
 	assert_memory_equal(out.pcr_value, q.value, TRUST_DIGEST_LEN);
 	uint32_t reset, restart;
-	assert_int_equal(trust_tpm_counters(h->tpm, &reset, &restart, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_counters(h->tpm, &reset, &restart, ERR), 0);
 	assert_int_equal(out.reset_count, reset);
 	assert_int_equal(out.restart_count, restart);
 	assert_true(out.clock_ms > 0);
@@ -165,7 +164,7 @@ static void test_quote_wrong_value(void **state)
 	/* Another PCR than the one quoted. */
 	q.value[31] ^= 0x80;
 	assert_int_equal(trust_quote_check(&h->ak_public, &q.attest, &q.sig, q.nonce,
-	                                   sizeof(q.nonce), 23, q.value, NULL, err, sizeof(err)),
+	                                   sizeof(q.nonce), 23, q.value, NULL, ERR),
 	                 -EACCES);
 	quoted_done(&q);
 }
@@ -229,13 +228,13 @@ static void test_ek_good(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		struct host *h = &hosts[i];
 		char fp[TRUST_FP_LEN];
-		int r = trust_ek_check(&h->ek_cert, &h->ek_public, h->ca_dir, fp, err, sizeof(err));
+		int r = trust_ek_check(&h->ek_cert, &h->ek_public, h->ca_dir, fp, ERR);
 		if (r < 0)
 			fail_msg("EK of host %zu refused: %d %s", i, r, err);
 		uint8_t d[TRUST_DIGEST_LEN];
 		char want[TRUST_FP_LEN];
 		trust_sha256(h->ek_cert.data, h->ek_cert.len, d);
-		trust_hex(d, sizeof(d), want);
+		hex_encode(d, sizeof(d), want);
 		assert_string_equal(fp, want);
 	}
 	/* A single PEM file holding the root and the intermediate. */
@@ -245,45 +244,43 @@ static void test_ek_good(void **state)
 	         hosts[0].ca_dir, hosts[0].ca_dir, bundle);
 	assert_int_equal(system(cmd), 0);
 	char fp[TRUST_FP_LEN];
-	assert_int_equal(
-	    trust_ek_check(&hosts[0].ek_cert, &hosts[0].ek_public, bundle, fp, err, sizeof(err)),
-	    0);
+	assert_int_equal(trust_ek_check(&hosts[0].ek_cert, &hosts[0].ek_public, bundle, fp, ERR),
+	                 0);
 }
 
 static void test_ek_wrong_chain(void **state)
 {
 	char fp[TRUST_FP_LEN];
-	assert_int_equal(trust_ek_check(&hosts[0].ek_cert, &hosts[0].ek_public, hosts[1].ca_dir, fp,
-	                                err, sizeof(err)),
-	                 -EACCES);
+	assert_int_equal(
+	    trust_ek_check(&hosts[0].ek_cert, &hosts[0].ek_public, hosts[1].ca_dir, fp, ERR),
+	    -EACCES);
 	assert_non_null(strstr(err, "EK certificate"));
 	/* The intermediate alone is not a trust anchor. */
 	char issuer[LAB_PATH + 16];
 	snprintf(issuer, sizeof(issuer), "%s/issuercert.pem", hosts[0].ca_dir);
-	assert_int_equal(
-	    trust_ek_check(&hosts[0].ek_cert, &hosts[0].ek_public, issuer, fp, err, sizeof(err)),
-	    -EACCES);
+	assert_int_equal(trust_ek_check(&hosts[0].ek_cert, &hosts[0].ek_public, issuer, fp, ERR),
+	                 -EACCES);
 }
 
 static void test_ek_wrong_public(void **state)
 {
 	char fp[TRUST_FP_LEN];
-	assert_int_equal(trust_ek_check(&hosts[0].ek_cert, &hosts[1].ek_public, hosts[0].ca_dir, fp,
-	                                err, sizeof(err)),
-	                 -EACCES);
+	assert_int_equal(
+	    trust_ek_check(&hosts[0].ek_cert, &hosts[1].ek_public, hosts[0].ca_dir, fp, ERR),
+	    -EACCES);
 	assert_non_null(strstr(err, "EK public"));
 	/* An AK is not the EK either. */
-	assert_int_equal(trust_ek_check(&hosts[0].ek_cert, &hosts[0].ak_public, hosts[0].ca_dir, fp,
-	                                err, sizeof(err)),
-	                 -EACCES);
+	assert_int_equal(
+	    trust_ek_check(&hosts[0].ek_cert, &hosts[0].ak_public, hosts[0].ca_dir, fp, ERR),
+	    -EACCES);
 	/* A certificate with a byte changed no longer verifies or parses. */
 	struct trust_blob c = hosts[0].ek_cert;
 	uint8_t *copy = malloc(c.len);
 	memcpy(copy, c.data, c.len);
 	copy[c.len - 10] ^= 1; /* inside the signature */
 	struct trust_blob bad = {copy, c.len};
-	assert_int_not_equal(
-	    trust_ek_check(&bad, &hosts[0].ek_public, hosts[0].ca_dir, fp, err, sizeof(err)), 0);
+	assert_int_not_equal(trust_ek_check(&bad, &hosts[0].ek_public, hosts[0].ca_dir, fp, ERR),
+	                     0);
 	free(copy);
 }
 
@@ -293,10 +290,10 @@ static void test_credential(void **state)
 	const uint8_t secret[TRUST_DIGEST_LEN] = "the secret of a join, 32 bytes!";
 	struct trust_blob cred, sec, plain;
 	int r = trust_make_credential(&a->ek_public, a->ak_name, secret, sizeof(secret), &cred,
-	                              &sec, err, sizeof(err));
+	                              &sec, ERR);
 	if (r < 0)
 		fail_msg("trust_make_credential: %d %s", r, err);
-	r = trust_tpm_activate(a->tpm, &cred, &sec, &plain, err, sizeof(err));
+	r = trust_tpm_activate(a->tpm, &cred, &sec, &plain, ERR);
 	if (r < 0)
 		fail_msg("trust_tpm_activate: %d %s", r, err);
 	assert_int_equal(plain.len, sizeof(secret));
@@ -304,31 +301,27 @@ static void test_credential(void **state)
 	trust_blob_done(&plain);
 
 	/* Another TPM has neither the EK nor the AK it was made for. */
-	assert_int_equal(trust_tpm_activate(b->tpm, &cred, &sec, &plain, err, sizeof(err)),
-	                 -EACCES);
+	assert_int_equal(trust_tpm_activate(b->tpm, &cred, &sec, &plain, ERR), -EACCES);
 	trust_blob_done(&cred);
 	trust_blob_done(&sec);
 
 	/* The right EK, but the name of another TPM's AK. */
-	assert_int_equal(trust_make_credential(&a->ek_public, b->ak_name, secret, 16, &cred, &sec,
-	                                       err, sizeof(err)),
-	                 0);
-	assert_int_equal(trust_tpm_activate(a->tpm, &cred, &sec, &plain, err, sizeof(err)),
-	                 -EACCES);
+	assert_int_equal(
+	    trust_make_credential(&a->ek_public, b->ak_name, secret, 16, &cred, &sec, ERR), 0);
+	assert_int_equal(trust_tpm_activate(a->tpm, &cred, &sec, &plain, ERR), -EACCES);
 	trust_blob_done(&cred);
 	trust_blob_done(&sec);
 
 	/* Nothing to seal, or too much. */
-	assert_int_equal(trust_make_credential(&a->ek_public, a->ak_name, secret, 0, &cred, &sec,
-	                                       err, sizeof(err)),
-	                 -EINVAL);
+	assert_int_equal(
+	    trust_make_credential(&a->ek_public, a->ak_name, secret, 0, &cred, &sec, ERR), -EINVAL);
 	assert_int_equal(trust_make_credential(&a->ek_public, a->ak_name, (uint8_t[33]){0}, 33,
-	                                       &cred, &sec, err, sizeof(err)),
+	                                       &cred, &sec, ERR),
 	                 -EINVAL);
 	/* An AK is no EK. */
-	assert_int_equal(trust_make_credential(&a->ak_public, a->ak_name, secret, 16, &cred, &sec,
-	                                       err, sizeof(err)),
-	                 -EACCES);
+	assert_int_equal(
+	    trust_make_credential(&a->ak_public, a->ak_name, secret, 16, &cred, &sec, ERR),
+	    -EACCES);
 }
 
 /* TPM2B_PUBLIC: size (2), type (2), nameAlg (2), objectAttributes (4,
@@ -338,7 +331,7 @@ static void test_ak_attributes(void **state)
 	struct trust_blob ak = hosts[0].ak_public;
 	char fp[TRUST_FP_LEN];
 	uint8_t name[2 + TRUST_DIGEST_LEN];
-	assert_int_equal(trust_ak_check(&ak, fp, name, err, sizeof(err)), 0);
+	assert_int_equal(trust_ak_check(&ak, fp, name, ERR), 0);
 	assert_int_equal(name[0], 0x00);
 	assert_int_equal(name[1], 0x0b);
 	uint8_t *copy = malloc(ak.len);
@@ -346,24 +339,24 @@ static void test_ak_attributes(void **state)
 
 	memcpy(copy, ak.data, ak.len);
 	copy[7] &= (uint8_t)~0x01; /* not restricted */
-	assert_int_equal(trust_ak_check(&bad, fp, name, err, sizeof(err)), -EACCES);
+	assert_int_equal(trust_ak_check(&bad, fp, name, ERR), -EACCES);
 	assert_non_null(strstr(err, "attributes"));
 
 	memcpy(copy, ak.data, ak.len);
 	copy[7] |= 0x02; /* decrypt too */
-	assert_int_equal(trust_ak_check(&bad, fp, name, err, sizeof(err)), -EACCES);
+	assert_int_equal(trust_ak_check(&bad, fp, name, ERR), -EACCES);
 	assert_non_null(strstr(err, "decrypt"));
 
 	memcpy(copy, ak.data, ak.len);
 	copy[9] &= (uint8_t)~0x02; /* not fixedTPM */
-	assert_int_equal(trust_ak_check(&bad, fp, name, err, sizeof(err)), -EACCES);
+	assert_int_equal(trust_ak_check(&bad, fp, name, ERR), -EACCES);
 
 	/* An EK: RSA, decrypt. */
-	assert_int_equal(trust_ak_check(&hosts[0].ek_public, fp, name, err, sizeof(err)), -EACCES);
+	assert_int_equal(trust_ak_check(&hosts[0].ek_public, fp, name, ERR), -EACCES);
 	free(copy);
 	/* Truncated and too long. */
 	struct trust_blob t = {ak.data, ak.len - 1};
-	assert_int_equal(trust_ak_check(&t, fp, name, err, sizeof(err)), -EBADMSG);
+	assert_int_equal(trust_ak_check(&t, fp, name, ERR), -EBADMSG);
 }
 
 static void test_measure_replay(void **state)
@@ -373,8 +366,8 @@ static void test_measure_replay(void **state)
 	for (size_t i = 0; i < 3; i++)
 		trust_sha256(&i, sizeof(i), digests[i]);
 	for (size_t n = 0; n <= 3; n++) {
-		assert_int_equal(trust_tpm_measure(h->tpm, PCR, digests, n, err, sizeof(err)), 0);
-		assert_int_equal(trust_tpm_pcr_read(h->tpm, PCR, got, err, sizeof(err)), 0);
+		assert_int_equal(trust_tpm_measure(h->tpm, PCR, digests, n, ERR), 0);
+		assert_int_equal(trust_tpm_pcr_read(h->tpm, PCR, got, ERR), 0);
 		trust_pcr_replay(digests, n, want);
 		assert_memory_equal(got, want, TRUST_DIGEST_LEN);
 	}
@@ -386,8 +379,8 @@ static void test_measure_replay(void **state)
 	trust_pcr_replay(swapped, 2, got);
 	assert_memory_not_equal(got, want, TRUST_DIGEST_LEN);
 	/* PCR 0 is not resettable at locality 0. */
-	assert_int_not_equal(trust_tpm_measure(h->tpm, 0, digests, 1, err, sizeof(err)), 0);
-	assert_int_equal(trust_tpm_measure(h->tpm, 24, digests, 1, err, sizeof(err)), -EINVAL);
+	assert_int_not_equal(trust_tpm_measure(h->tpm, 0, digests, 1, ERR), 0);
+	assert_int_equal(trust_tpm_measure(h->tpm, 24, digests, 1, ERR), -EINVAL);
 }
 
 static void test_file_sha256(void **state)
@@ -401,7 +394,7 @@ static void test_file_sha256(void **state)
 	uint8_t d[TRUST_DIGEST_LEN];
 	char hex[TRUST_FP_LEN];
 	assert_int_equal(trust_file_sha256(path, d), 0);
-	trust_hex(d, sizeof(d), hex);
+	hex_encode(d, sizeof(d), hex);
 	/* FIPS 180-2, B.1. */
 	assert_string_equal(hex,
 	                    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -420,11 +413,11 @@ static void test_reopen_restart(void **state)
 	struct host *h = &hosts[0];
 	struct trust_blob ak;
 	uint32_t reset0, restart0, reset1, restart1;
-	assert_int_equal(trust_tpm_counters(h->tpm, &reset0, &restart0, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_counters(h->tpm, &reset0, &restart0, ERR), 0);
 
 	host_close(h);
 	host_open(h);
-	assert_int_equal(trust_tpm_ak(h->tpm, &ak, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_ak(h->tpm, &ak, ERR), 0);
 	assert_true(blob_eq(&ak, &h->ak_public));
 	trust_blob_done(&ak);
 
@@ -432,14 +425,14 @@ static void test_reopen_restart(void **state)
 	lab_tpm_stop(&h->sw);
 	assert_int_equal(lab_tpm_start(&h->sw), 0);
 	host_open(h);
-	assert_int_equal(trust_tpm_ak(h->tpm, &ak, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_ak(h->tpm, &ak, ERR), 0);
 	assert_true(blob_eq(&ak, &h->ak_public));
 	trust_blob_done(&ak);
-	assert_int_equal(trust_tpm_counters(h->tpm, &reset1, &restart1, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_counters(h->tpm, &reset1, &restart1, ERR), 0);
 	assert_true(reset1 > reset0);
 
 	uint8_t zero[TRUST_DIGEST_LEN] = {0}, got[TRUST_DIGEST_LEN];
-	assert_int_equal(trust_tpm_pcr_read(h->tpm, PCR, got, err, sizeof(err)), 0);
+	assert_int_equal(trust_tpm_pcr_read(h->tpm, PCR, got, ERR), 0);
 	assert_memory_equal(got, zero, TRUST_DIGEST_LEN);
 
 	struct quoted q;

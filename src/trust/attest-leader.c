@@ -1,0 +1,398 @@
+/* Attestation, the leader's side of the join protocol (docs/trust.md): the
+ * sessions of trust.challenge, the verdict on trust.prove, committing its
+ * conclusions (admissions, refusals, revocations) to the store, the peer
+ * commands' dispatch, and the admin's hosts.admit and hosts.revoke. */
+#include "attest.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "lib/cleanup.h"
+#include "lib/clock.h"
+#include "lib/error.h"
+#include "lib/hex.h"
+#include "lib/log.h"
+#include "trust/attest-internal.h"
+
+struct commit {
+	struct attest *a;
+	struct ctl_deferred *reply; /* answered when the last command is applied */
+	struct store_cmd next;      /* proposed after the first; table 0: none */
+	char host[STORE_NAME_MAX];
+	char what[64];
+};
+
+static void commit_done(void *userdata, int status, const struct store_result *result,
+                        const char *error)
+{
+	struct commit *c = userdata;
+	bool ok = status == 0 && result->applied;
+	/* Deleting an admission that is not there is fine. */
+	if (status == 0 && !result->applied && strncmp(result->reason, "no such", 7) == 0)
+		ok = true;
+	if (!ok)
+		log_warn("trust: %s of %s not committed: %s", c->what, c->host,
+		         status < 0 ? error : result->reason);
+	if (ok && c->next.table) {
+		struct store_cmd next = c->next;
+		c->next.table = 0;
+		if (store_propose(c->a->store, &next, commit_done, c) == 0)
+			return;
+		ok = false;
+	}
+	if (c->reply)
+		ctl_deferred_reply(c->reply,
+		                   ok ? json_pack("{s:s, s:s}", "host", c->host, "result", c->what)
+		                      : NULL,
+		                   ok ? NULL : "the store did not take the decision; try again");
+	attest_unref(c->a);
+	free(c);
+}
+
+/* Proposes @first, then @second (if not NULL) once @first is applied;
+ * replies to @reply (may be NULL) after the last. */
+int attest_commit(struct attest *a, const char *host, const char *what,
+                  const struct store_cmd *first, const struct store_cmd *second,
+                  struct ctl_deferred *reply)
+{
+	struct commit *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->a = a;
+	c->reply = reply;
+	if (second)
+		c->next = *second;
+	snprintf(c->host, sizeof(c->host), "%s", host);
+	snprintf(c->what, sizeof(c->what), "%s", what);
+	a->refs++;
+	int r = store_propose(a->store, first, commit_done, c);
+	if (r < 0) {
+		a->refs--;
+		free(c);
+	}
+	return r;
+}
+
+static struct store_cmd admission_delete(const char *host)
+{
+	struct store_cmd cmd = {
+	    .table = STORE_ADMISSIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
+	snprintf(cmd.row.admission.host, sizeof(cmd.row.admission.host), "%s", host);
+	return cmd;
+}
+
+/* Records that @host failed to attest, and why; with @revoke its admission
+ * goes too (its port closes). The same refusal is not committed again
+ * within REFUSAL_REPEAT_MS, so a host retrying does not fill the log. */
+void attest_refuse(struct attest *a, const char *host, const char *reason, const char *ek_fp,
+                   const char *measurement, bool revoke)
+{
+	const struct store_state *st = store_state(a->store);
+	const struct store_attestation *old = store_attestation_find(st, host);
+	bool admitted = store_admission_find(st, host) != NULL;
+	if (!revoke && admitted) {
+		log_debug("trust: a challenge for %s refused: %s", host, reason);
+		return; /* not proven to come from the host: leave its admission */
+	}
+	if (old && old->state == STORE_ATTEST_REFUSED && strcmp(old->reason, reason) == 0 &&
+	    wall_ms() - old->time_ms < REFUSAL_REPEAT_MS && !admitted)
+		return;
+	log_warn("trust: %s refused%s: %s", host, admitted ? " and revoked" : "", reason);
+	/* A host name stays bound to the TPM it attested with. */
+	if (old && old->ek_fp[0])
+		ek_fp = old->ek_fp;
+	struct store_cmd t =
+	    attestation_cmd(host, STORE_ATTEST_REFUSED, reason, ek_fp, measurement);
+	struct store_cmd del = admission_delete(host);
+	if (attest_commit(a, host, "refusal", &t, admitted ? &del : NULL, NULL) < 0)
+		log_warn("trust: cannot commit the refusal of %s", host);
+}
+
+bool attest_is_trusted(const struct store_state *st, const char *measurement)
+{
+	for (size_t i = 0; i < store_count(st, STORE_TRUSTED); i++) {
+		const struct store_trusted *t = store_row(st, STORE_TRUSTED, i);
+		if (strcmp(t->digest, measurement) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The checks a quote's counters must pass against the last good quote of
+ * the same TPM: they never go back (TPM 2.0 Part 1, "Clock and Time":
+ * resetCount counts TPM Resets, restartCount the restarts since). */
+static int check_counters(const struct store_attestation *old, const char *ek_fp,
+                          const struct trust_quote *q, char **ret_error)
+{
+	if (!old || old->state != STORE_ATTEST_ADMITTED || strcmp(old->ek_fp, ek_fp) != 0)
+		return 0;
+	if (q->reset_count < old->reset_count ||
+	    (q->reset_count == old->reset_count && q->restart_count < old->restart_count))
+		return error_set(
+		    ret_error, -EPERM,
+		    "TPM counters went back (reset %u, restart %u after %u, %u): a replayed "
+		    "quote or a rolled-back TPM",
+		    q->reset_count, q->restart_count, old->reset_count, old->restart_count);
+	return 0;
+}
+
+static struct session *session_find(struct attest *a, const char *id)
+{
+	for (size_t i = 0; id && i < MAX_SESSIONS; i++)
+		if (a->sessions[i].id[0] && strcmp(a->sessions[i].id, id) == 0)
+			return &a->sessions[i];
+	return NULL;
+}
+
+static void session_end(struct session *s)
+{
+	trust_blob_done(&s->ak_public);
+	*s = (struct session){0};
+}
+
+static struct session *session_new(struct attest *a)
+{
+	uint64_t now = mono_ms();
+	struct session *oldest = &a->sessions[0];
+	for (size_t i = 0; i < MAX_SESSIONS; i++) {
+		struct session *s = &a->sessions[i];
+		if (s->id[0] && s->expires_ms <= now)
+			session_end(s);
+		if (!s->id[0])
+			return s;
+		if (s->expires_ms < oldest->expires_ms)
+			oldest = s;
+	}
+	session_end(oldest);
+	return oldest;
+}
+
+static int not_leader(struct attest *a, char **ret_error)
+{
+	const struct store_member *l =
+	    store_member_find(store_state(a->store), store_leader_id(a->store));
+	return error_set(ret_error, -EAGAIN, "%s is not the leader%s%s", a->host, l ? "; ask " : "",
+	                 l ? l->name : "");
+}
+
+/* The member a join names, and whether the admin let it attest. */
+static int check_host(struct attest *a, const char *host, char **ret_error)
+{
+	const struct store_state *st = store_state(a->store);
+	if (!host || !store_member_find_name(st, host))
+		return error_set(ret_error, -ENOENT, "field \"host\": no member named \"%s\"",
+		                 host ? host : "");
+	const struct store_attestation *t = store_attestation_find(st, host);
+	if (t && t->state == STORE_ATTEST_REVOKED)
+		return error_set(
+		    ret_error, -EPERM,
+		    "%s was revoked by the admin; 'ettmctl hosts admit %s' lets it attest "
+		    "again",
+		    host, host);
+	return 0;
+}
+
+static int handle_challenge(struct attest *a, const struct ctl_request *req, json_t **ret_result,
+                            char **ret_error)
+{
+	const char *host = ctl_arg_str(req, "host");
+	int r = check_host(a, host, ret_error);
+	if (r < 0)
+		return r;
+	struct attest_claim c;
+	r = attest_check_challenge(req->args, a->o.ca, &c, ret_error);
+	if (r == -EPERM)
+		attest_refuse(a, host, *ret_error ? *ret_error : "bad EK or AK", NULL, NULL, false);
+	if (r < 0)
+		return r;
+	struct trust_blob cred = {0}, secret = {0};
+	_cleanup_free_ char *why = NULL;
+	const struct store_attestation *t = store_attestation_find(store_state(a->store), host);
+	if (t && t->ek_fp[0] && strcmp(t->ek_fp, c.ek_fp) != 0) {
+		r = error_set(
+		    ret_error, -EPERM,
+		    "%s attested before with another TPM (EK %.16s...); 'ettmctl hosts revoke "
+		    "%s' then 'hosts admit %s' let a new TPM in",
+		    host, t->ek_fp, host, host);
+		log_warn("trust: %s: %s", host, *ret_error ? *ret_error : "another TPM");
+		goto out;
+	}
+	struct session *s = session_new(a);
+	uint8_t id[16];
+	if (getrandom(id, sizeof(id), 0) != sizeof(id) ||
+	    getrandom(s->plain, sizeof(s->plain), 0) != sizeof(s->plain) ||
+	    getrandom(s->nonce, sizeof(s->nonce), 0) != sizeof(s->nonce)) {
+		r = error_set(ret_error, -EIO, "no random numbers");
+		goto out;
+	}
+	if ((r = trust_make_credential(&c.ek_public, c.ak_name, s->plain, sizeof(s->plain), &cred,
+	                               &secret, &why)) < 0) {
+		r = error_set(ret_error, r, "cannot make a credential for that EK: %s", WHY(why));
+		goto out;
+	}
+	hex_encode(id, sizeof(id), s->id);
+	snprintf(s->host, sizeof(s->host), "%s", host);
+	memcpy(s->ek_fp, c.ek_fp, sizeof(s->ek_fp));
+	memcpy(s->ak_fp, c.ak_fp, sizeof(s->ak_fp));
+	s->ak_public = c.ak_public;
+	c.ak_public = (struct trust_blob){0};
+	s->expires_ms = mono_ms() + SESSION_MS;
+	*ret_result = json_pack("{s:s, s:o, s:o, s:o}", "session", s->id, "credential",
+	                        attest_hex_json(cred.data, cred.len), "secret",
+	                        attest_hex_json(secret.data, secret.len), "nonce",
+	                        attest_hex_json(s->nonce, sizeof(s->nonce)));
+	r = *ret_result ? 0 : -ENOMEM;
+out:
+	attest_claim_done(&c);
+	trust_blob_done(&cred);
+	trust_blob_done(&secret);
+	return r;
+}
+
+/* Checks the quote in @args (by @ak, or by the AK it carries, which must be
+ * @ak_fp) and then what the store says of it: the measurement is trusted,
+ * the counters did not go back. */
+int attest_check_stored_quote(struct attest *a, const char *host, const char *ek_fp, json_t *args,
+                              const struct trust_blob *ak, const char *ak_fp, const uint8_t *nonce,
+                              struct trust_quote *ret_q, char **ret_error)
+{
+	const struct store_state *st = store_state(a->store);
+	char fp[TRUST_FP_LEN];
+	int r = attest_check_quote(args, ak, nonce, a->o.pcr, fp, ret_q, ret_error);
+	if (r < 0)
+		return r;
+	if (!ak && strcmp(fp, ak_fp) != 0)
+		return error_set(ret_error, -EPERM,
+		                 "the quote is not from the AK the host joined with");
+	const char *measurement = json_string_value(json_object_get(args, "measurement"));
+	if (!attest_is_trusted(st, measurement))
+		return error_set(ret_error, -EPERM, "measurement %.16s... is not trusted",
+		                 measurement);
+	return check_counters(store_attestation_find(st, host), ek_fp, ret_q, ret_error);
+}
+
+static int handle_prove(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
+                        char **ret_error)
+{
+	const char *host = ctl_arg_str(req, "host");
+	const char *measurement = ctl_arg_str(req, "measurement");
+	struct session *s = session_find(a, ctl_arg_str(req, "session"));
+	if (!s || !host || strcmp(s->host, host) != 0 || s->expires_ms <= mono_ms())
+		return error_set(
+		    ret_error, -ESTALE,
+		    "field \"session\": no such challenge (stale, used, or another host's)");
+	/* One answer per challenge: a replayed one finds no session. */
+	struct session sess = *s;
+	*s = (struct session){0};
+	struct trust_blob plain = {0};
+	_cleanup_free_ char *why = NULL;
+	struct trust_quote q;
+	int r;
+	if ((r = attest_arg_hex(req->args, "plain", TRUST_DIGEST_LEN, &plain, ret_error)) < 0)
+		goto out;
+	/* TPM 2.0 Part 1, "Credential Protection": only the TPM that holds
+	 * both the EK and the key named in the credential can recover it. */
+	unsigned diff = plain.len != sizeof(sess.plain);
+	for (size_t i = 0; !diff && i < sizeof(sess.plain); i++)
+		diff |= plain.data[i] ^ sess.plain[i];
+	if (diff)
+		r = error_set(&why, -EPERM,
+		              "credential activation failed: the AK is not in the TPM of that EK");
+	else
+		r = attest_check_stored_quote(a, host, sess.ek_fp, req->args, &sess.ak_public, NULL,
+		                              sess.nonce, &q, &why);
+	if (r < 0) {
+		attest_refuse(a, host, WHY(why), sess.ek_fp, measurement, true);
+		r = error_set(ret_error, r, "%s", WHY(why));
+		goto out;
+	}
+	const struct store_location *l = store_location_find(store_state(a->store), host);
+	struct store_cmd adm = {.table = STORE_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct store_admission *ad = &adm.row.admission;
+	snprintf(ad->host, sizeof(ad->host), "%s", host);
+	memcpy(ad->ek_fp, sess.ek_fp, sizeof(ad->ek_fp));
+	memcpy(ad->ak_fp, sess.ak_fp, sizeof(ad->ak_fp));
+	snprintf(ad->measurement, sizeof(ad->measurement), "%s", measurement);
+	if (l) {
+		memcpy(ad->mac, l->mac, sizeof(ad->mac));
+		ad->dpid = l->dpid;
+		ad->port = l->port;
+	}
+	ad->time_ms = adm.time_ms;
+	struct store_cmd t =
+	    attestation_cmd(host, STORE_ATTEST_ADMITTED, NULL, sess.ek_fp, measurement);
+	t.row.attestation.reset_count = q.reset_count;
+	t.row.attestation.restart_count = q.restart_count;
+	struct ctl_deferred *d = ctl_defer(client, req);
+	if (!d) {
+		r = -ENOMEM;
+		goto out;
+	}
+	log_info("trust: %s attested (measurement %.16s..., EK %.16s...)", host, measurement,
+	         sess.ek_fp);
+	r = attest_commit(a, host, "admitted", &adm, &t, d);
+	if (r < 0)
+		ctl_deferred_reply(d, NULL, "cannot propose the admission");
+	r = CTL_DEFERRED;
+out:
+	trust_blob_done(&sess.ak_public);
+	trust_blob_done(&plain);
+	return r;
+}
+
+int attest_handle_peer(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
+                       json_t **ret_result, char **ret_error)
+{
+	if (strcmp(req->cmd, "trust.quote") == 0)
+		return attest_answer_quote(a, req, ret_result, ret_error);
+	bool challenge = strcmp(req->cmd, "trust.challenge") == 0;
+	if (!challenge && strcmp(req->cmd, "trust.prove") != 0)
+		return -ENOENT;
+	if (!store_is_leader(a->store))
+		return not_leader(a, ret_error);
+	return challenge ? handle_challenge(a, req, ret_result, ret_error)
+	                 : handle_prove(a, client, req, ret_error);
+}
+
+int attest_handle_admin(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
+                        json_t **ret_result, char **ret_error)
+{
+	bool admit = strcmp(req->cmd, "hosts.admit") == 0;
+	if (!admit && strcmp(req->cmd, "hosts.revoke") != 0)
+		return -ENOENT;
+	const char *host = ctl_arg_str(req, "host");
+	const struct store_state *st = store_state(a->store);
+	if (!host || !store_member_find_name(st, host))
+		return error_set(ret_error, -ENOENT, "no member named \"%s\" (see 'ettmctl hosts')",
+		                 host ? host : "");
+	const struct store_attestation *t = store_attestation_find(st, host);
+	struct ctl_deferred *d;
+	if (admit) {
+		if (!t || t->state == STORE_ATTEST_ADMITTED) {
+			*ret_result = json_pack("{s:s, s:s}", "host", host, "result",
+			                        t ? "admitted already" : "attests on its own");
+			return 0;
+		}
+		/* Forget the refusal and the TPM it was bound to: the host's
+		 * next attempt is judged afresh. */
+		struct store_cmd del = {
+		    .table = STORE_ATTESTATIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
+		snprintf(del.row.attestation.host, sizeof(del.row.attestation.host), "%s", host);
+		if (!(d = ctl_defer(client, req)))
+			return -ENOMEM;
+		if (attest_commit(a, host, "may attest again", &del, NULL, d) < 0)
+			ctl_deferred_reply(d, NULL, "cannot propose");
+		return CTL_DEFERRED;
+	}
+	struct store_cmd rev = attestation_cmd(host, STORE_ATTEST_REVOKED, "revoked by the admin",
+	                                       t ? t->ek_fp : NULL, t ? t->measurement : NULL);
+	struct store_cmd del = admission_delete(host);
+	if (!(d = ctl_defer(client, req)))
+		return -ENOMEM;
+	if (attest_commit(a, host, "revoked", &rev, &del, d) < 0)
+		ctl_deferred_reply(d, NULL, "cannot propose");
+	return CTL_DEFERRED;
+}
