@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/server.h"
+#include "datapath/fragment.h"
 #include "guest/guest.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -86,7 +87,7 @@ static const struct store_state *state(struct nat *n)
  * keeps it and the mapping is endpoint-independent (guest.h). Set again
  * whenever the blocks change; a failure is retried every tick, logged
  * once. */
-static void update_guest_ports(struct nat *n, const struct dp_nat *d)
+static void update_guest_ports(struct nat *n, const struct nat_view *d)
 {
 	if (!n->guest_netns || d->n_own == 0)
 		return;
@@ -115,13 +116,24 @@ static void update_guest_ports(struct nat *n, const struct dp_nat *d)
 	n->ports_failed = r < 0;
 }
 
+/* NAT's datapath source (dp_build_fn): until the store has caught up, no
+ * blocks, and the table from before a restart held as it is. */
+static int datapath_build(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
+{
+	struct nat *n = userdata;
+	struct nat_view d;
+	nat_datapath(n->synced ? state(n) : NULL, &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
+	out->hold = !n->synced;
+	return nat_ruleset_build(cfg, &d, out);
+}
+
 static void update_datapath(struct nat *n)
 {
 	if (!n->synced)
 		return;
-	struct dp_nat d;
+	struct nat_view d;
 	nat_datapath(state(n), &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
-	if (dp_set_nat(n->dp, &d) < 0)
+	if (dp_changed(n->dp) < 0)
 		log_error("nat: datapath: %s", n->dp->error ? n->dp->error : "failed");
 	update_guest_ports(n, &d);
 }
@@ -824,6 +836,9 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 		log_error("nat: NAT-PMP/PCP on port %u: %s; port mapping requests are off",
 		          PMP_PORT, uv_strerror(r));
 	sw_set_service(switches, &service, n);
+	r = dp_set_source(dp, NAT_DP_SOURCE, datapath_build, n);
+	if (r < 0)
+		log_error("nat: datapath source: %s", strerror(-r));
 	*ret = n;
 	return 0;
 }
@@ -842,6 +857,7 @@ void nat_close(struct nat *n)
 	if (!n)
 		return;
 	sw_set_service(n->sw, NULL, n);
+	dp_remove_source(n->dp, NAT_DP_SOURCE);
 	guest_close(n->guest);
 	n->guest = NULL;
 	n->open_handles = 2 + n->pmp_open;
