@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/server.h"
+#include "datapath/conntrack.h"
 #include "datapath/fragment.h"
 #include "guest/guest.h"
 #include "lib/clock.h"
@@ -20,7 +21,6 @@
 #define GATEWAY_REFRESH_MS 30000
 #define SHORT_NUM          3 /* claim another block above 3/4 in use */
 #define SHORT_DEN          4
-#define CONNTRACK_PROC     "/proc/net/nf_conntrack"
 #define PMP_MAX_LIFETIME   86400  /* seconds a requested mapping may last */
 #define PMP_ERROR_LIFETIME 30     /* seconds a PCP client may cache an error */
 #define AUTO_LIFETIME_MS   120000 /* an automatic mapping, renewed while listening */
@@ -178,45 +178,27 @@ static bool own_port(struct nat *n, unsigned port)
 	return port < 65536 && nat_port_owner(state(n), (uint16_t)port) == n->self;
 }
 
-/* The value of the @nth "key=" in @line, or NULL. */
-static const char *field(const char *line, const char *key, int nth)
+/* A translated flow using this host's public ports: the reply direction
+ * of a conntrack entry is addressed to a public address and one of our
+ * ports (ICMP: echo id). */
+static bool in_use(void *userdata, const struct dp_ct_entry *e)
 {
-	size_t klen = strlen(key);
-	for (const char *p = line; (p = strstr(p, key)); p += klen)
-		if ((p == line || p[-1] == ' ') && nth-- == 1)
-			return p + klen;
-	return NULL;
+	struct nat *n = userdata;
+	const struct dp_ct_tuple *r = &e->reply;
+	if (!r->has_port && !r->has_id)
+		return false;
+	bool public = false;
+	for (unsigned i = 0; i < n->o.n_publics && !public; i++)
+		public = n->o.publics[i].s_addr == r->dst.s_addr;
+	return public && own_port(n, r->has_port ? r->dport : r->id);
 }
 
-/* Translated flows using this host's public ports: the reply direction of a
- * conntrack entry is addressed to a public address and one of our ports
- * (ICMP: echo id). -1 when the kernel does not show its table. */
+/* Translated flows using this host's public ports; -1 when the kernel
+ * does not show its table. */
 static long count_in_use(struct nat *n)
 {
-	FILE *f = fopen(CONNTRACK_PROC, "re");
-	if (!f)
-		return -1;
-	char line[512];
-	long k = 0;
-	while (fgets(line, sizeof(line), f)) {
-		const char *dst = field(line, "dst=", 2);
-		const char *port = field(line, "dport=", 2);
-		if (!port)
-			port = field(line, "id=", 2);
-		if (!dst || !port)
-			continue;
-		char addr[INET_ADDRSTRLEN];
-		struct in_addr a;
-		if (sscanf(dst, "%15[0-9.]", addr) != 1 || inet_pton(AF_INET, addr, &a) != 1)
-			continue;
-		bool public = false;
-		for (unsigned i = 0; i < n->o.n_publics && !public; i++)
-		public = n->o.publics[i].s_addr == a.s_addr;
-		if (public && own_port(n, (unsigned)strtoul(port, NULL, 10)))
-			k++;
-	}
-	fclose(f);
-	return k;
+	unsigned long k;
+	return dp_conntrack_count(in_use, n, &k) == 0 ? (long)k : -1;
 }
 
 static bool admitted(struct nat *n)
