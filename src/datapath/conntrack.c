@@ -24,8 +24,7 @@ static bool has_ports(uint8_t proto)
 	       proto == IPPROTO_SCTP || proto == IPPROTO_DCCP;
 }
 
-_Static_assert(CTA_PROTO_MAX < 32 && CTA_TUPLE_MAX < 32 && CTA_IP_MAX < 32 &&
-                   CTA_TUPLE_REPLY < 32,
+_Static_assert(CTA_PROTO_MAX < 32 && CTA_TUPLE_MAX < 32 && CTA_IP_MAX < 32 && CTA_TUPLE_REPLY < 32,
                "struct nest holds every attribute type it collects");
 
 /* Collects the attributes of one nest, each of the type it must have. */

@@ -152,8 +152,8 @@ static void test_cut(void **state)
 	/* The header claims every byte, the attributes stop short: the reply
 	 * tuple is lost. */
 	nlh = entry(buf, &o, &o, AF_INET);
-	struct nlattr *reply = (struct nlattr *)((char *)mnl_nlmsg_get_payload(nlh) +
-	                                         sizeof(struct nfgenmsg));
+	struct nlattr *reply =
+	    (struct nlattr *)((char *)mnl_nlmsg_get_payload(nlh) + sizeof(struct nfgenmsg));
 	reply = (struct nlattr *)((char *)reply + MNL_ALIGN(reply->nla_len));
 	reply->nla_len = 0xffff;
 	assert_int_not_equal(dp_conntrack_parse(nlh, nlh->nlmsg_len, &e), 0);
@@ -180,8 +180,10 @@ static void test_cut(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_tcp_translated), cmocka_unit_test(test_icmp_echo),
-	    cmocka_unit_test(test_no_ports),       cmocka_unit_test(test_not_ipv4),
+	    cmocka_unit_test(test_tcp_translated),
+	    cmocka_unit_test(test_icmp_echo),
+	    cmocka_unit_test(test_no_ports),
+	    cmocka_unit_test(test_not_ipv4),
 	    cmocka_unit_test(test_cut),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -189,7 +189,7 @@ static bool in_use(void *userdata, const struct dp_ct_entry *e)
 		return false;
 	bool public = false;
 	for (unsigned i = 0; i < n->o.n_publics && !public; i++)
-		public = n->o.publics[i].s_addr == r->dst.s_addr;
+	public = n->o.publics[i].s_addr == r->dst.s_addr;
 	return public && own_port(n, r->has_port ? r->dport : r->id);
 }
 
