@@ -1,16 +1,19 @@
+/* The datapath's sources and its reconciliation (datapath.h): compose every
+ * source's fragment, set up the links they ask for, apply the table, and
+ * count generations. */
 #include "datapath.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/error.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
-#include "link.h"
-#include "nft.h"
-#include "ruleset.h"
+#include "datapath-internal.h"
 
 #define GENERATION_FILE "datapath.generation"
 #define RULESET_FILE    "datapath.nft"
@@ -19,7 +22,8 @@ int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_
 {
 	*dp = (struct datapath){.cfg = *cfg};
 	dp->state_dir = strdup(state_dir);
-	if (!dp->state_dir)
+	dp->linked = calloc(DP_SOURCES_MAX * DP_FRAGMENT_LINKS, sizeof(*dp->linked));
+	if (!dp->state_dir || !dp->linked)
 		return -ENOMEM;
 	int r = dp_nft_new(&dp->nft);
 	if (r < 0)
@@ -61,62 +65,236 @@ static void record_generation(struct datapath *dp, const char *text)
 		log_info("datapath: ruleset generation %" PRIu64, dp->generation);
 }
 
-int dp_reconcile(struct datapath *dp)
+int dp_set_source(struct datapath *dp, const char *name, dp_build_fn build, void *userdata)
 {
-	struct dp_ruleset rs;
-	char *error = NULL, *text = NULL;
-	int r = dp_link_setup(&dp->cfg, &dp->nat, &error);
-	if (r < 0) {
-		set_error(dp, error ? error : strdup(strerror(-r)));
-		return r;
+	if (!build || strlen(name) >= sizeof(dp->sources[0].name))
+		return -EINVAL;
+	size_t i = 0;
+	while (i < dp->n_sources && strcmp(dp->sources[i].name, name) != 0)
+		i++;
+	if (i == dp->n_sources) {
+		if (dp->n_sources == DP_SOURCES_MAX)
+			return -ENOSPC;
+		dp->n_sources++;
+		snprintf(dp->sources[i].name, sizeof(dp->sources[i].name), "%s", name);
 	}
-	r = dp_link_devices(&dp->devices_linked, &dp->devices, &error);
-	if (r < 0) {
-		set_error(dp, error ? error : strdup(strerror(-r)));
-		return r;
-	}
-	dp->devices_linked = dp->devices;
-	if (dp->hold_ruleset && dp_table_present(dp)) {
-		set_error(dp, NULL);
-		return 0;
-	}
-	r = dp_ruleset_build_devices(&dp->cfg, &dp->nat, &dp->devices, &rs);
-	if (r < 0) {
-		set_error(dp, strdup("out of memory building the ruleset"));
-		return r;
-	}
-	r = dp_nft_apply(dp->nft, &rs, &error);
-	if (r == 0 && dp->nat.enabled)
-		r = dp_link_nat_timers(&error);
-	if (r == 0)
-		r = dp_ruleset_render_string(&rs, &text);
-	dp_ruleset_free(&rs);
-	if (r < 0) {
-		set_error(dp, error ? error : strdup(strerror(-r)));
-		return r;
-	}
-	record_generation(dp, text);
-	free(text);
-	set_error(dp, NULL);
+	dp->sources[i].build = build;
+	dp->sources[i].userdata = userdata;
 	return 0;
 }
 
-int dp_set_nat(struct datapath *dp, const struct dp_nat *nat)
+void dp_remove_source(struct datapath *dp, const char *name)
 {
-	/* Unchanged: nothing to do (a failed one is retried by the watch). */
-	if (memcmp(&dp->nat, nat, sizeof(*nat)) == 0 && !dp->hold_ruleset)
-		return 0;
-	dp->nat = *nat;
-	dp->hold_ruleset = false;
-	return dp_reconcile(dp);
+	for (size_t i = 0; i < dp->n_sources; i++)
+		if (strcmp(dp->sources[i].name, name) == 0) {
+			memmove(&dp->sources[i], &dp->sources[i + 1],
+			        (dp->n_sources - i - 1) * sizeof(dp->sources[0]));
+			dp->n_sources--;
+			return;
+		}
 }
 
-int dp_set_devices(struct datapath *dp, const struct dp_devices *devices)
+/* Every source's fragment, composed: what one reconciliation makes the
+ * kernel match. */
+struct composed {
+	struct dp_fragment *frags[DP_SOURCES_MAX];
+	size_t n;
+	struct dp_ruleset rs;
+	bool have_rs;
+	const struct dp_gateway *gateway; /* the first source's that sets one */
+	bool hold;
+	char *text;      /* the ruleset, rendered */
+	char *signature; /* the ruleset and every link operation */
+};
+
+static void composed_free(struct composed *c)
 {
-	if (memcmp(&dp->devices, devices, sizeof(*devices)) == 0)
+	for (size_t i = 0; i < c->n; i++) {
+		dp_fragment_free(c->frags[i]);
+		free(c->frags[i]);
+	}
+	if (c->have_rs)
+		dp_ruleset_free(&c->rs);
+	free(c->text);
+	free(c->signature);
+	*c = (struct composed){0};
+}
+
+/* The link operations in words: two compositions that print the same ask
+ * the kernel for the same. */
+static void describe_links(const struct composed *c, FILE *f)
+{
+	char a[INET_ADDRSTRLEN];
+	fprintf(f, "# hold %d\n", c->hold);
+	if (c->gateway)
+		fprintf(f, "# gateway %s %02x%02x%02x%02x%02x%02x\n",
+		        inet_ntop(AF_INET, &c->gateway->addr, a, sizeof(a)), c->gateway->mac[0],
+		        c->gateway->mac[1], c->gateway->mac[2], c->gateway->mac[3],
+		        c->gateway->mac[4], c->gateway->mac[5]);
+	for (size_t i = 0; i < c->n; i++) {
+		const struct dp_fragment *fr = c->frags[i];
+		for (size_t j = 0; j < fr->n_links; j++) {
+			const struct dp_link *l = &fr->links[j];
+			fprintf(f, "# link %s %s %d %d %02x%02x%02x%02x%02x%02x", l->name, l->peer,
+			        l->present, l->forwarded, l->mac[0], l->mac[1], l->mac[2],
+			        l->mac[3], l->mac[4], l->mac[5]);
+			for (size_t k = 0; k < l->n_hosts; k++)
+				fprintf(f, " %s/%02x%02x%02x%02x%02x%02x",
+				        inet_ntop(AF_INET, &l->hosts[k].addr, a, sizeof(a)),
+				        l->hosts[k].mac[0], l->hosts[k].mac[1], l->hosts[k].mac[2],
+				        l->hosts[k].mac[3], l->hosts[k].mac[4], l->hosts[k].mac[5]);
+			fputc('\n', f);
+		}
+		for (size_t j = 0; j < fr->n_sysctls; j++)
+			fprintf(f, "# sysctl %s=%s\n", fr->sysctls[j].path, fr->sysctls[j].value);
+	}
+}
+
+static int signature(struct composed *c)
+{
+	size_t len = 0;
+	FILE *f = open_memstream(&c->signature, &len);
+	if (!f)
+		return -ENOMEM;
+	fputs(c->text, f);
+	describe_links(c, f);
+	return fclose(f) == 0 ? 0 : -ENOMEM;
+}
+
+/* Builds every source's fragment and composes them. */
+static int compose(struct datapath *dp, struct composed *c, char **ret_error)
+{
+	for (size_t i = 0; i < dp->n_sources; i++) {
+		const struct dp_source *s = &dp->sources[i];
+		struct dp_fragment *f = calloc(1, sizeof(*f));
+		if (!f)
+			return error_set(ret_error, -ENOMEM, "out of memory building the ruleset");
+		c->frags[c->n++] = f;
+		int r = s->build(s->userdata, &dp->cfg, f);
+		if (r == 0)
+			r = f->status;
+		if (r < 0)
+			return error_set(ret_error, r, "the %s fragment: %s", s->name,
+			                 strerror(-r));
+		c->hold = c->hold || f->hold;
+		if (!c->gateway && f->gateway.set)
+			c->gateway = &f->gateway;
+	}
+	int r =
+	    dp_ruleset_compose(&dp->cfg, (const struct dp_fragment *const *)c->frags, c->n, &c->rs);
+	if (r < 0)
+		return error_set(ret_error, r, "cannot compose the ruleset: %s", strerror(-r));
+	c->have_rs = true;
+	r = dp_ruleset_render_string(&c->rs, &c->text);
+	if (r == 0)
+		r = signature(c);
+	if (r < 0)
+		return error_set(ret_error, r, "out of memory building the ruleset");
+	return 0;
+}
+
+static const struct dp_link *linked(const struct datapath *dp, const char *name)
+{
+	for (size_t i = 0; i < dp->n_linked; i++)
+		if (strcmp(dp->linked[i].name, name) == 0)
+			return &dp->linked[i];
+	return NULL;
+}
+
+static bool asked(const struct composed *c, const char *name)
+{
+	for (size_t i = 0; i < c->n; i++)
+		for (size_t j = 0; j < c->frags[i]->n_links; j++)
+			if (strcmp(c->frags[i]->links[j].name, name) == 0)
+				return true;
+	return false;
+}
+
+/* The fragments' links, and no longer those no fragment asks for. */
+static int set_links(struct datapath *dp, const struct composed *c, char **ret_error)
+{
+	struct dp_link next[DP_SOURCES_MAX * DP_FRAGMENT_LINKS];
+	size_t n = 0;
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < dp->n_linked; i++) {
+		struct dp_link gone = dp->linked[i];
+		if (!gone.present || asked(c, gone.name))
+			continue;
+		gone.present = false;
+		r = dp_link_veth(&dp->linked[i], &gone, ret_error);
+	}
+	for (size_t i = 0; r == 0 && i < c->n; i++)
+		for (size_t j = 0; r == 0 && j < c->frags[i]->n_links; j++) {
+			const struct dp_link *l = &c->frags[i]->links[j];
+			r = dp_link_veth(linked(dp, l->name), l, ret_error);
+			if (r == 0 && n < DP_SOURCES_MAX * DP_FRAGMENT_LINKS)
+				next[n++] = *l;
+		}
+	if (r < 0)
+		return r;
+	memcpy(dp->linked, next, n * sizeof(next[0]));
+	dp->n_linked = n;
+	return 0;
+}
+
+static int sysctls(const struct composed *c, char **ret_error)
+{
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < c->n; i++)
+		r = dp_link_sysctls(c->frags[i]->sysctls, c->frags[i]->n_sysctls, ret_error);
+	return r;
+}
+
+/* Makes the kernel match @c. */
+static int apply(struct datapath *dp, struct composed *c, char **ret_error)
+{
+	int r = dp_link_setup(&dp->cfg, c->gateway, ret_error);
+	if (r == 0)
+		r = set_links(dp, c, ret_error);
+	if (r < 0)
+		return r;
+	/* Held: the table from before a restart stays as it was. */
+	if (c->hold && dp_table_present(dp))
 		return 0;
-	dp->devices = *devices;
-	return dp_reconcile(dp);
+	r = dp_nft_apply(dp->nft, &c->rs, ret_error);
+	if (r == 0)
+		r = sysctls(c, ret_error);
+	if (r < 0)
+		return r;
+	record_generation(dp, c->text);
+	return 0;
+}
+
+static int reconcile(struct datapath *dp, bool force)
+{
+	struct composed c = {0};
+	char *error = NULL;
+	int r = compose(dp, &c, &error);
+	if (r == 0 && !force && dp->ok && dp->applied && strcmp(dp->applied, c.signature) == 0) {
+		composed_free(&c);
+		return 0;
+	}
+	if (r == 0)
+		r = apply(dp, &c, &error);
+	free(dp->applied);
+	dp->applied = NULL;
+	if (r == 0) {
+		dp->applied = c.signature;
+		c.signature = NULL;
+	}
+	composed_free(&c);
+	set_error(dp, r < 0 ? (error ? error : strdup(strerror(-r))) : NULL);
+	return r;
+}
+
+int dp_reconcile(struct datapath *dp)
+{
+	return reconcile(dp, true);
+}
+
+int dp_changed(struct datapath *dp)
+{
+	return reconcile(dp, false);
 }
 
 bool dp_table_present(struct datapath *dp)
@@ -135,6 +313,8 @@ void dp_close(struct datapath *dp)
 	if (!dp)
 		return;
 	dp_nft_free(dp->nft);
+	free(dp->linked);
+	free(dp->applied);
 	free(dp->state_dir);
 	free(dp->error);
 	*dp = (struct datapath){0};

@@ -1,18 +1,23 @@
 /* The AEE's datapath: the kernel forwards between the guest link and the
  * uplink, and one nftables table owned by ettmd filters and counts.
  *
- * Rendering (ruleset.c) is a pure function of the configuration, tested
- * without root. Applying (nft.c) and link set-up (link.c) are the only code in
- * ETTM that talks to nftables and to rtnetlink. */
+ * The datapath knows no service: services hand it fragments (fragment.h)
+ * through named sources, and it composes them with its own base chains into
+ * one atomic nftables transaction and the link operations they ask for.
+ * Composing (ruleset.c) is a pure function, tested without root; applying
+ * (nft.c), links (link.c) and conntrack (conntrack.c) are the only code in
+ * ETTM that talks to nftables, rtnetlink and ctnetlink. */
 #pragma once
 
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define DP_TABLE_FAMILY "inet"
 #define DP_TABLE_NAME   "ettm"
+#define DP_SOURCES_MAX  8
 
 struct dp_config {
 	char guest_if[IF_NAMESIZE];  /* AEE side of the guest link, e.g. "g0" */
@@ -22,65 +27,12 @@ struct dp_config {
 	uint8_t control_plen;        /* its prefix length */
 };
 
-/* NAT (docs/nat.md): what the AEE translates and forwards, computed from
- * the store by the NAT service. Addresses in network byte order. */
-#define DP_NAT_PUBLIC_MAX   8
-#define DP_NAT_BLOCKS_MAX   64
-#define DP_NAT_MAPPINGS_MAX 64
-
-struct dp_nat_block {
-	uint16_t start, size;
-	uint8_t mac[6]; /* the owner's AEE (others' blocks) */
-};
-
-struct dp_nat_mapping {
-	uint8_t proto; /* 6 or 17 */
-	uint16_t public_port;
-	uint16_t guest_port; /* own mappings */
-	uint8_t mac[6];      /* the owner's AEE (others' mappings) */
-};
-
-struct dp_nat {
-	bool enabled;
-	struct in_addr public_addr; /* where this host's own flows leave */
-	struct in_addr publics[DP_NAT_PUBLIC_MAX];
-	unsigned n_publics;
-	struct in_addr gateway;
-	uint8_t gateway_mac[6]; /* the switch's stand-in for the ISP gateway */
-	uint8_t own_mac[6];     /* this AEE's uplink */
-	unsigned n_own, n_others;
-	struct dp_nat_block own[DP_NAT_BLOCKS_MAX], others[DP_NAT_BLOCKS_MAX];
-	unsigned n_own_maps, n_other_maps;
-	struct dp_nat_mapping own_maps[DP_NAT_MAPPINGS_MAX], other_maps[DP_NAT_MAPPINGS_MAX];
-};
-
-/* Unmanaged devices (docs/devices.md): on the agent chosen as their manager,
- * frames from the devices' MACs leave the uplink for a veth pair, enter the
- * IP stack on its far side (DP_DEVICE_IF, wearing the uplink's MAC) and are
- * forwarded under the guest's rules; what is routed to a device goes back
- * out of the uplink. Addresses in network byte order. */
-#define DP_DEVICES_MAX 32
-#define DP_DEVICE_IF   "dv1" /* the devices' side of the IP stack */
-#define DP_DEVICE_PEER "dv0" /* its peer: frames to and from the uplink */
-
-struct dp_device {
-	uint8_t mac[6];
-	struct in_addr addr; /* 0.0.0.0: not known yet */
-};
-
-struct dp_devices {
-	bool enabled;       /* this AEE is the devices' manager */
-	uint8_t own_mac[6]; /* the uplink's */
-	unsigned n;
-	struct dp_device v[DP_DEVICES_MAX];
-};
-
 struct dp_counter {
 	uint64_t packets;
 	uint64_t bytes;
 };
 
-/* The named counters of the table, in the order status reports them. */
+/* The datapath's own named counters, in the order status reports them. */
 enum dp_counter_id {
 	DP_COUNTER_GUEST_TX, /* guest → uplink, accepted */
 	DP_COUNTER_GUEST_RX, /* uplink → guest, accepted */
@@ -91,18 +43,31 @@ enum dp_counter_id {
 /* Returns the counter's nftables name ("guest_tx", ...). */
 const char *dp_counter_name(enum dp_counter_id id);
 
+struct dp_fragment;
+struct dp_link;
+
+/* A source renders its service's fragment into @out (zeroed) from its own
+ * state (@userdata) and the datapath's configuration. Returns 0 or a
+ * negative errno; either way the datapath frees @out. */
+typedef int (*dp_build_fn)(void *userdata, const struct dp_config *cfg, struct dp_fragment *out);
+
+struct dp_source {
+	char name[32];
+	dp_build_fn build;
+	void *userdata;
+};
+
 struct dp_nft;
 
-/* The datapath of one AEE: its configuration, its nftables handle, and what
- * the last reconciliation did. */
+/* The datapath of one AEE: its configuration, its sources, its nftables
+ * handle, and what the last reconciliation did. */
 struct datapath {
 	struct dp_config cfg;
-	struct dp_nat nat;                /* set with dp_set_nat() */
-	struct dp_devices devices;        /* set with dp_set_devices() */
-	struct dp_devices devices_linked; /* what the links were last set up for */
-	/* Links only, while the table from before a restart stays as it was:
-	 * NAT holds it until the store has caught up (cleared by dp_set_nat). */
-	bool hold_ruleset;
+	size_t n_sources;
+	struct dp_source sources[DP_SOURCES_MAX];
+	struct dp_link *linked; /* the links last set up, DP_SOURCES_MAX * 2 */
+	size_t n_linked;
+	char *applied; /* what the kernel was last made to match, or NULL */
 	struct dp_nft *nft;
 	char *state_dir;
 	uint64_t generation; /* rulesets applied that differed from the one before */
@@ -114,17 +79,29 @@ struct datapath {
  * a negative errno. Touches nothing in the kernel. */
 int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_dir);
 
-/* Makes the kernel match the configuration: links, forwarding, and the
- * table, in one nftables transaction. Safe to call at any time; established
- * connections survive it. Returns 0, or a negative errno with dp->error set. */
+/* Adds the source @name (at most 31 characters), or replaces the build
+ * function and state of the source already called @name, keeping its place.
+ * Fragments compose in the order their sources were first added (the agent
+ * adds them in a fixed order at start-up, before the first
+ * reconciliation). Takes effect at the next dp_changed() or dp_reconcile().
+ * Returns 0, -ENOSPC (DP_SOURCES_MAX sources already) or -EINVAL. */
+int dp_set_source(struct datapath *dp, const char *name, dp_build_fn build, void *userdata);
+
+/* Removes the source @name, if there; its links are removed at the next
+ * reconciliation. */
+void dp_remove_source(struct datapath *dp, const char *name);
+
+/* A source's inputs changed: recomposes every fragment and reconciles when
+ * the result differs from what was last applied (or the last attempt
+ * failed). Returns 0, or a negative errno with dp->error set. */
+int dp_changed(struct datapath *dp);
+
+/* Recomposes every fragment and makes the kernel match: links, forwarding,
+ * and the table, in one nftables transaction; while a fragment holds and the
+ * running table is there, the table is left as it is. Safe to call at any
+ * time; established connections survive it. Returns 0, or a negative errno
+ * with dp->error set. */
 int dp_reconcile(struct datapath *dp);
-
-/* Sets what NAT wants and reconciles when it changed. */
-int dp_set_nat(struct datapath *dp, const struct dp_nat *nat);
-
-/* Sets which devices this AEE forwards for (none: @devices->enabled false)
- * and reconciles when it changed. */
-int dp_set_devices(struct datapath *dp, const struct dp_devices *devices);
 
 /* True when the agent's table is still in the kernel. */
 bool dp_table_present(struct datapath *dp);

@@ -1,4 +1,7 @@
-#include "link.h"
+/* The AEE's links (datapath-internal.h): its own (the guest link and the
+ * uplink, the gateway route) and the routed veth links fragments ask for,
+ * through rtnetlink; sysctls through /proc/sys. */
+#include "datapath-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,6 +20,7 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 
+#include "lib/error.h"
 #include "lib/fileio.h"
 
 /* Requests are small; the kernel's acknowledgements fit in a page. */
@@ -25,13 +29,13 @@
 static int fail(char **ret_error, int r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* error_set(), for callers that may pass no @ret_error. */
 static int fail(char **ret_error, int r, const char *fmt, ...)
 {
 	if (ret_error) {
 		va_list ap;
 		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
+		error_setv(ret_error, r, fmt, ap);
 		va_end(ap);
 	}
 	return r;
@@ -145,10 +149,10 @@ static int neigh_set(struct mnl_socket *nl, unsigned ifindex, struct in_addr add
 	return rtnl_talk(nl, nlh);
 }
 
-/* NAT's way out: a default route to the ISP gateway on the uplink, whose
- * neighbour entry is the switch's stand-in MAC (the switch puts the real
- * gateway's address on at the uplink), so no AEE ever ARPs outside. */
-static int gateway_replace(struct mnl_socket *nl, unsigned ifindex, const struct dp_nat *nat)
+/* A default route through @gw on the uplink, whose neighbour entry is
+ * @gw->mac (NAT: the switch's stand-in for the ISP gateway), so the AEE
+ * never ARPs for it. */
+static int gateway_replace(struct mnl_socket *nl, unsigned ifindex, const struct dp_gateway *gw)
 {
 	char buf[RTNL_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -158,8 +162,8 @@ static int gateway_replace(struct mnl_socket *nl, unsigned ifindex, const struct
 	nd->ndm_family = AF_INET;
 	nd->ndm_ifindex = (int)ifindex;
 	nd->ndm_state = NUD_PERMANENT;
-	mnl_attr_put_u32(nlh, NDA_DST, nat->gateway.s_addr);
-	mnl_attr_put(nlh, NDA_LLADDR, 6, nat->gateway_mac);
+	mnl_attr_put_u32(nlh, NDA_DST, gw->addr.s_addr);
+	mnl_attr_put(nlh, NDA_LLADDR, 6, gw->mac);
 	int r = rtnl_talk(nl, nlh);
 	if (r < 0)
 		return r;
@@ -175,7 +179,7 @@ static int gateway_replace(struct mnl_socket *nl, unsigned ifindex, const struct
 	rtm->rtm_scope = RT_SCOPE_UNIVERSE;
 	rtm->rtm_type = RTN_UNICAST;
 	rtm->rtm_flags = RTNH_F_ONLINK;
-	mnl_attr_put_u32(nlh, RTA_GATEWAY, nat->gateway.s_addr);
+	mnl_attr_put_u32(nlh, RTA_GATEWAY, gw->addr.s_addr);
 	mnl_attr_put_u32(nlh, RTA_OIF, ifindex);
 	return rtnl_talk(nl, nlh);
 }
@@ -203,9 +207,9 @@ static int set_sysctls(const struct dp_config *cfg, char **ret_error)
 	return 0;
 }
 
-/* ---- unmanaged devices: the veth pair DP_DEVICE_PEER / DP_DEVICE_IF ---- */
+/* ---- routed veth links (struct dp_link) ---- */
 
-static int veth_create(struct mnl_socket *nl, const uint8_t mac[6])
+static int veth_create(struct mnl_socket *nl, const struct dp_link *l)
 {
 	char buf[RTNL_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -213,15 +217,15 @@ static int veth_create(struct mnl_socket *nl, const uint8_t mac[6])
 	nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
 	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	ifi->ifi_family = AF_UNSPEC;
-	mnl_attr_put_strz(nlh, IFLA_IFNAME, DP_DEVICE_PEER);
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, l->peer);
 	struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
 	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
 	struct nlattr *data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
 	struct nlattr *peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
 	struct ifinfomsg *pi = mnl_nlmsg_put_extra_header(nlh, sizeof(*pi));
 	pi->ifi_family = AF_UNSPEC;
-	mnl_attr_put_strz(nlh, IFLA_IFNAME, DP_DEVICE_IF);
-	mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, l->name);
+	mnl_attr_put(nlh, IFLA_ADDRESS, 6, l->mac);
 	mnl_attr_nest_end(nlh, peer);
 	mnl_attr_nest_end(nlh, data);
 	mnl_attr_nest_end(nlh, info);
@@ -244,27 +248,35 @@ static int link_delete(struct mnl_socket *nl, unsigned ifindex)
 	return rtnl_talk(nl, link_msg(buf, RTM_DELLINK, ifindex, &ifi));
 }
 
-static bool has_addr(const struct dp_devices *d, struct in_addr addr, const uint8_t *mac)
+static bool has_host(const struct dp_link *l, struct in_addr addr, const uint8_t *mac)
 {
-	for (unsigned i = 0; d->enabled && i < d->n; i++)
-		if (d->v[i].addr.s_addr == addr.s_addr && (!mac || !memcmp(d->v[i].mac, mac, 6)))
+	for (size_t i = 0; l->present && i < l->n_hosts; i++)
+		if (l->hosts[i].addr.s_addr == addr.s_addr &&
+		    (!mac || !memcmp(l->hosts[i].mac, mac, 6)))
 			return true;
 	return false;
 }
 
-/* Proxy ARP on the devices' side answers their ARP for any other address
- * (their gateway, the guests), at once; the peer has no IP life. */
-static int device_sysctls(char **ret_error)
+/* Proxy ARP on the link answers ARP for any other address at once; the
+ * peer has no IP life. */
+static int veth_sysctls(const struct dp_link *l, char **ret_error)
 {
-	static const struct {
-		const char *path, *value;
+	struct {
+		char path[128];
+		const char *value;
 		bool optional;
-	} sets[] = {
-	    {"/proc/sys/net/ipv4/conf/" DP_DEVICE_IF "/proxy_arp", "1", false},
-	    {"/proc/sys/net/ipv4/neigh/" DP_DEVICE_IF "/proxy_delay", "0", false},
-	    {"/proc/sys/net/ipv6/conf/" DP_DEVICE_IF "/disable_ipv6", "1", true},
-	    {"/proc/sys/net/ipv6/conf/" DP_DEVICE_PEER "/disable_ipv6", "1", true},
-	};
+	} sets[4] = {{.value = "1"},
+	             {.value = "0"},
+	             {.value = "1", .optional = true},
+	             {.value = "1", .optional = true}};
+	snprintf(sets[0].path, sizeof(sets[0].path), "/proc/sys/net/ipv4/conf/%s/proxy_arp",
+	         l->name);
+	snprintf(sets[1].path, sizeof(sets[1].path), "/proc/sys/net/ipv4/neigh/%s/proxy_delay",
+	         l->name);
+	snprintf(sets[2].path, sizeof(sets[2].path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6",
+	         l->name);
+	snprintf(sets[3].path, sizeof(sets[3].path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6",
+	         l->peer);
 	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
 		int r = file_write_value(sets[i].path, sets[i].value);
 		if (r < 0 && !(sets[i].optional && r == -ENOENT))
@@ -273,97 +285,92 @@ static int device_sysctls(char **ret_error)
 	return 0;
 }
 
-static int devices_up(struct mnl_socket *nl, const struct dp_devices *old,
-                      const struct dp_devices *d, char **ret_error)
+/* What the last set-up routed on @side and no longer should. */
+static void veth_forget(struct mnl_socket *nl, unsigned side, const struct dp_link *old,
+                        const struct dp_link *l)
 {
-	int r = 0;
-	unsigned peer = if_nametoindex(DP_DEVICE_PEER);
-	if (peer == 0 && (r = veth_create(nl, d->own_mac)) < 0)
-		return fail(ret_error, r, "cannot create the devices' link %s/%s: %s",
-		            DP_DEVICE_PEER, DP_DEVICE_IF, strerror(-r));
-	peer = if_nametoindex(DP_DEVICE_PEER);
-	unsigned side = if_nametoindex(DP_DEVICE_IF);
-	if (peer == 0 || side == 0)
-		return fail(ret_error, -ENODEV, "the devices' link %s/%s is incomplete",
-		            DP_DEVICE_PEER, DP_DEVICE_IF);
-	if ((r = link_set_mac(nl, side, d->own_mac)) < 0 || (r = link_up(nl, peer)) < 0 ||
-	    (r = link_up(nl, side)) < 0)
-		return fail(ret_error, r, "cannot set up the devices' link %s/%s: %s",
-		            DP_DEVICE_PEER, DP_DEVICE_IF, strerror(-r));
-	if ((r = device_sysctls(ret_error)) < 0)
-		return r;
-	/* What the last set-up routed and no longer should. */
-	for (unsigned i = 0; old->enabled && i < old->n; i++) {
-		const struct dp_device *o = &old->v[i];
-		if (!o->addr.s_addr || has_addr(d, o->addr, o->mac))
+	for (size_t i = 0; old && old->present && i < old->n_hosts; i++) {
+		const struct dp_host *o = &old->hosts[i];
+		if (!o->addr.s_addr || has_host(l, o->addr, o->mac))
 			continue;
 		neigh_set(nl, side, o->addr, NULL);
-		if (!has_addr(d, o->addr, NULL))
+		if (!has_host(l, o->addr, NULL))
 			route_delete(nl, side, o->addr);
 	}
+}
+
+static int veth_up(struct mnl_socket *nl, const struct dp_link *old, const struct dp_link *l,
+                   char **ret_error)
+{
+	int r = 0;
+	unsigned peer = if_nametoindex(l->peer);
+	if (peer == 0 && (r = veth_create(nl, l)) < 0)
+		return fail(ret_error, r, "cannot create the link %s/%s: %s", l->peer, l->name,
+		            strerror(-r));
+	peer = if_nametoindex(l->peer);
+	unsigned side = if_nametoindex(l->name);
+	if (peer == 0 || side == 0)
+		return fail(ret_error, -ENODEV, "the link %s/%s is incomplete", l->peer, l->name);
+	if ((r = link_set_mac(nl, side, l->mac)) < 0 || (r = link_up(nl, peer)) < 0 ||
+	    (r = link_up(nl, side)) < 0)
+		return fail(ret_error, r, "cannot set up the link %s/%s: %s", l->peer, l->name,
+		            strerror(-r));
+	if ((r = veth_sysctls(l, ret_error)) < 0)
+		return r;
+	veth_forget(nl, side, old, l);
 	char a[INET_ADDRSTRLEN];
-	for (unsigned i = 0; i < d->n; i++) {
-		const struct dp_device *v = &d->v[i];
-		if (!v->addr.s_addr)
+	for (size_t i = 0; i < l->n_hosts; i++) {
+		const struct dp_host *h = &l->hosts[i];
+		if (!h->addr.s_addr)
 			continue;
-		if ((r = host_route_replace(nl, side, v->addr)) < 0 ||
-		    (r = neigh_set(nl, side, v->addr, v->mac)) < 0)
-			return fail(ret_error, r, "cannot route device %s to %s: %s",
-			            inet_ntop(AF_INET, &v->addr, a, sizeof(a)), DP_DEVICE_IF,
+		if ((r = host_route_replace(nl, side, h->addr)) < 0 ||
+		    (r = neigh_set(nl, side, h->addr, h->mac)) < 0)
+			return fail(ret_error, r, "cannot route %s to %s: %s",
+			            inet_ntop(AF_INET, &h->addr, a, sizeof(a)), l->name,
 			            strerror(-r));
 	}
 	return 0;
 }
 
-int dp_link_devices(const struct dp_devices *old, const struct dp_devices *d, char **ret_error)
+int dp_link_veth(const struct dp_link *old, const struct dp_link *l, char **ret_error)
 {
-	unsigned peer = if_nametoindex(DP_DEVICE_PEER);
-	if (!d->enabled && peer == 0)
+	unsigned peer = if_nametoindex(l->peer);
+	if (!l->present && peer == 0)
 		return 0;
 	struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
 	if (!nl)
 		return fail(ret_error, -errno, "cannot open rtnetlink: %s", strerror(errno));
 	int r = mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ? -errno : 0;
-	if (r < 0)
+	if (r < 0) {
 		fail(ret_error, r, "cannot bind rtnetlink: %s", strerror(-r));
-	else if (!d->enabled) {
-		/* No longer the manager: the pair goes, and its routes with it. */
+	} else if (!l->present) {
+		/* No longer asked for: the pair goes, and its routes with it. */
 		r = link_delete(nl, peer);
 		if (r < 0 && r != -ENODEV)
-			fail(ret_error, r, "cannot remove the devices' link %s: %s", DP_DEVICE_PEER,
-			     strerror(-r));
+			fail(ret_error, r, "cannot remove the link %s: %s", l->peer, strerror(-r));
 		else
 			r = 0;
 	} else {
-		r = devices_up(nl, old, d, ret_error);
+		r = veth_up(nl, old, l, ret_error);
 	}
 	mnl_socket_close(nl);
 	return r;
 }
 
-int dp_link_nat_timers(char **ret_error)
+int dp_link_sysctls(const struct dp_sysctl *s, size_t n, char **ret_error)
 {
-	/* RFC 4787 section 4.3, REQ-5: a UDP mapping timer must not expire in
-	 * less than two minutes; five minutes is recommended. The kernel's
-	 * defaults are 30 s before the peer answers and 120 s after (a plain
-	 * request and response keeps the short one). These sysctls are per
-	 * network namespace: set in the AEE, they hold for what it translates. */
-	static const struct {
-		const char *path, *value;
-	} timers[] = {
-	    {"/proc/sys/net/netfilter/nf_conntrack_udp_timeout", "120"},
-	    {"/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream", "300"},
-	};
-	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
-		int r = file_write_value(timers[i].path, timers[i].value);
+	for (size_t i = 0; i < n; i++) {
+		char path[160];
+		snprintf(path, sizeof(path), "/proc/sys/%s", s[i].path);
+		int r = file_write_value(path, s[i].value);
 		if (r < 0)
-			return fail(ret_error, r, "cannot set %s to %s: %s", timers[i].path,
-			            timers[i].value, strerror(-r));
+			return fail(ret_error, r, "cannot set %s to %s: %s", path, s[i].value,
+			            strerror(-r));
 	}
 	return 0;
 }
 
-int dp_link_setup(const struct dp_config *cfg, const struct dp_nat *nat, char **ret_error)
+int dp_link_setup(const struct dp_config *cfg, const struct dp_gateway *gw, char **ret_error)
 {
 	unsigned guest = if_nametoindex(cfg->guest_if);
 	if (guest == 0)
@@ -396,7 +403,7 @@ int dp_link_setup(const struct dp_config *cfg, const struct dp_nat *nat, char **
 		     strerror(-r));
 		goto out;
 	}
-	if (nat && nat->enabled && (r = gateway_replace(nl, uplink, nat)) < 0) {
+	if (gw && gw->set && (r = gateway_replace(nl, uplink, gw)) < 0) {
 		fail(ret_error, r, "cannot route to the ISP gateway on %s: %s", cfg->uplink_if,
 		     strerror(-r));
 		goto out;

@@ -1,4 +1,6 @@
-#include "nft.h"
+/* Applying rulesets and reading counters through libnftables
+ * (datapath-internal.h). */
+#include "datapath-internal.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,3 +1,7 @@
+/* Composing the datapath's ruleset (ruleset.h): its own counters and base
+ * chains (the guest's forwarding and anti-spoofing), the fragments' rules at
+ * their points and their own chains; rendering it in nft's language and the
+ * transaction that replaces the running table. */
 #include "ruleset.h"
 
 #include <arpa/inet.h>
@@ -19,394 +23,183 @@ const char *dp_counter_name(enum dp_counter_id id)
 	return id < DP_COUNTER_MAX ? counter_names[id] : NULL;
 }
 
-static struct dp_chain *add_chain(struct dp_ruleset *rs, const char *name, const char *hook,
-                                  const char *policy)
-{
-	struct dp_chain *c = &rs->chains[rs->n_chains++];
-	*c = (struct dp_chain){.name = name, .hook = hook, .policy = policy};
-	return c;
-}
-
-static int add_rule(struct dp_chain *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int add_rule(struct dp_chain *c, const char *fmt, ...)
-{
-	if (c->n_rules >= DP_MAX_RULES)
-		return -ENOSPC;
-	va_list ap;
-	va_start(ap, fmt);
-	int r = vasprintf(&c->rules[c->n_rules], fmt, ap);
-	va_end(ap);
-	if (r < 0)
-		return -ENOMEM;
-	c->n_rules++;
-	return 0;
-}
-
-/* ---- NAT (docs/nat.md) ---- */
-
-struct text {
-	char *s;
-	size_t len;
-	FILE *f;
+/* The composition under way: the first failure is kept, so the steps read
+ * as a list and no errno is ever combined with another. */
+struct compose {
+	struct dp_ruleset *rs;
+	const struct dp_config *cfg;
+	const struct dp_fragment *const *frags;
+	size_t n;
+	int status;
 };
 
-static const char *mac_str(const uint8_t m[6], char buf[18])
+static void fail(struct compose *c, int r)
 {
-	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-	return buf;
+	if (r < 0 && c->status == 0)
+		c->status = r;
 }
 
-/* "{ 203.0.113.10, 203.0.113.11 }" */
-static void publics_set(FILE *f, const struct dp_nat *nat)
+static bool has_chain(const struct dp_ruleset *rs, const char *name)
 {
-	char a[INET_ADDRSTRLEN];
-	fputs("{ ", f);
-	for (unsigned i = 0; i < nat->n_publics; i++)
-		fprintf(f, "%s%s", i ? ", " : "",
-		        inet_ntop(AF_INET, &nat->publics[i], a, sizeof(a)));
-	fputs(" }", f);
+	for (size_t i = 0; i < rs->n_chains; i++)
+		if (strcmp(rs->chains[i].name, name) == 0)
+			return true;
+	for (size_t i = 0; i < rs->n_netdev; i++)
+		if (strcmp(rs->netdev[i].name, name) == 0)
+			return true;
+	return false;
 }
 
-/* "{ 2048-3071 : 02:..., ... }": others' blocks to their owners' AEEs. */
-static void others_map(FILE *f, const struct dp_nat *nat)
+/* A new chain of @rs, in the inet table or (@netdev) the netdev one. */
+static struct dp_chain *new_chain(struct compose *c, bool netdev, const struct dp_chain *like)
 {
-	char m[18];
-	fputs("{ ", f);
-	for (unsigned i = 0; i < nat->n_others; i++) {
-		const struct dp_nat_block *b = &nat->others[i];
-		fprintf(f, "%s%u-%u : %s", i ? ", " : "", b->start, b->start + b->size - 1,
-		        mac_str(b->mac, m));
+	size_t *n = netdev ? &c->rs->n_netdev : &c->rs->n_chains;
+	struct dp_chain *v = netdev ? c->rs->netdev : c->rs->chains;
+	if (*n >= DP_MAX_OBJECTS) {
+		fail(c, -ENOSPC);
+		return NULL;
 	}
-	fputs(" }", f);
-}
-
-/* Closes @f (a memstream over *@text) and adds what it holds as a rule. */
-static int add_text_rule(struct dp_chain *c, char **text, FILE *f)
-{
-	int r = fclose(f) == 0 ? add_rule(c, "%s", *text) : -ENOMEM;
-	free(*text);
-	return r;
-}
-
-/* The network's own prefix (the control address's): never translated. */
-static void inside_prefix(const struct dp_config *cfg, char net[INET_ADDRSTRLEN])
-{
-	uint32_t mask = cfg->control_plen ? htonl(~0u << (32 - cfg->control_plen)) : 0;
-	struct in_addr inside = {cfg->control_addr.s_addr & mask};
-	inet_ntop(AF_INET, &inside, net, INET_ADDRSTRLEN);
-}
-
-/* "{ 0 : A . B0, 1 : A . B1 }" or, @by_block, "{ B0 : A . B0, B1 : A . B1 }". */
-static void blocks_map(FILE *f, const struct dp_nat *nat, const char *pub, bool by_block)
-{
-	fputs("{ ", f);
-	for (unsigned i = 0; i < nat->n_own; i++) {
-		const struct dp_nat_block *b = &nat->own[i];
-		unsigned last = b->start + b->size - 1u;
-		if (by_block)
-			fprintf(f, "%s%u-%u : %s . %u-%u", i ? ", " : "", b->start, last, pub,
-			        b->start, last);
-		else
-			fprintf(f, "%s%u : %s . %u-%u", i ? ", " : "", i, pub, b->start, last);
+	if (has_chain(c->rs, like->name)) {
+		fail(c, -EEXIST);
+		return NULL;
 	}
-	fputs(" }", f);
+	struct dp_chain *ch = &v[(*n)++];
+	*ch = *like;
+	ch->rules = (struct dp_rules){0};
+	return ch;
 }
 
-/* Outbound: the guest's (and the AEE's own) flows to outside the network
- * leave with the public address and a port (ICMP: an echo id) from this
- * host's blocks.
- *
- * Endpoint-independent mapping (RFC 4787 REQ-1): the kernel's SNAT keeps a
- * source port that lies in the rule's range and is unique, and otherwise
- * reuses the public port an earlier flow of the same source address and
- * port got, if that is in the range (nf_nat_core.c, get_unique_tuple). The
- * guest's ephemeral ports lie in the blocks (guest.h), so with several
- * blocks a port is translated by the rule of its own block; a port outside
- * them (bound explicitly) picks its block by a hash of the port, so every
- * flow of it lands in the same range and gets the port its first flow got.
- * ICMP echo ids are spread over the blocks in turn. */
-static int nat_outbound(struct dp_ruleset *rs, const struct dp_config *cfg,
-                        const struct dp_nat *nat)
+static void rule(struct compose *c, struct dp_chain *ch, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void rule(struct compose *c, struct dp_chain *ch, const char *fmt, ...)
 {
-	char pub[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN], head[128];
-	inside_prefix(cfg, net);
-	inet_ntop(AF_INET, &nat->public_addr, pub, sizeof(pub));
-	snprintf(head, sizeof(head), "oifname \"%s\" ip daddr != %s/%u", cfg->uplink_if, net,
-	         cfg->control_plen);
-	struct dp_chain *out = add_chain(rs, "nat_out", "postrouting", "accept");
-	out->type = "nat";
-	out->priority = "srcnat";
-	if (nat->n_own == 1)
-		return add_rule(out, "%s meta l4proto { tcp, udp, icmp } snat ip to %s:%u-%u", head,
-		                pub, nat->own[0].start, nat->own[0].start + nat->own[0].size - 1);
-	int r = 0;
-	for (int kind = 0; r == 0 && kind < 3; kind++) {
-		char *text = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&text, &len);
-		if (!f)
-			return -ENOMEM;
-		if (kind == 0)
-			fprintf(f, "%s meta l4proto { tcp, udp } snat ip to th sport map ", head);
-		else if (kind == 1)
-			fprintf(
-			    f, "%s meta l4proto { tcp, udp } snat ip to jhash th sport mod %u map ",
-			    head, nat->n_own);
-		else
-			fprintf(f, "%s meta l4proto icmp snat ip to numgen inc mod %u map ", head,
-			        nat->n_own);
-		blocks_map(f, nat, pub, kind == 0);
-		r = add_text_rule(out, &text, f);
+	if (c->status < 0 || !ch)
+		return;
+	char *text = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		fail(c, -ENOMEM);
+		return;
 	}
-	return r;
+	fail(c, dp_rules_add(&ch->rules, "%s", text));
+	free(text);
 }
 
-/* Inbound mappings of this host: the public port to the guest's. */
-static int nat_mappings(struct dp_ruleset *rs, const struct dp_config *cfg,
-                        const struct dp_nat *nat)
+/* Every fragment's rules at @at, in order. */
+static void point(struct compose *c, struct dp_chain *ch, enum dp_point at)
 {
-	if (nat->n_own_maps == 0)
-		return 0;
-	struct dp_chain *in = add_chain(rs, "nat_in", "prerouting", "accept");
-	in->type = "nat";
-	in->priority = "dstnat";
-	char guest[INET_ADDRSTRLEN];
-	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
-	int r = 0;
-	for (unsigned i = 0; r == 0 && i < nat->n_own_maps; i++) {
-		const struct dp_nat_mapping *m = &nat->own_maps[i];
-		char *text = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&text, &len);
-		if (!f)
-			return -ENOMEM;
-		fprintf(f, "iifname \"%s\" ip daddr ", cfg->uplink_if);
-		publics_set(f, nat);
-		fprintf(f, " %s dport %u dnat ip to %s:%u", m->proto == 6 ? "tcp" : "udp",
-		        m->public_port, guest, m->guest_port);
-		r = add_text_rule(in, &text, f);
-	}
-	return r;
+	for (size_t i = 0; i < c->n; i++)
+		for (size_t j = 0; c->frags[i] && j < c->frags[i]->at[at].n; j++)
+			rule(c, ch, "%s", c->frags[i]->at[at].v[j]);
 }
 
-/* A packet for a public port that is not this host's, sent here by the
- * switch (no flow for it yet, or ICMP, which the switch cannot match by
- * echo id): straight on to the owner's AEE. */
-static int nat_forward(struct dp_ruleset *rs, const struct dp_config *cfg, const struct dp_nat *nat)
+/* Each guard, for @iif. */
+static void guards_for(struct compose *c, struct dp_chain *fwd, const char *iif)
 {
-	char own[18], m[18];
-	mac_str(nat->own_mac, own);
-	struct dp_chain *c = &rs->ingress;
-	int r = 0;
-	for (int kind = 0; r == 0 && nat->n_others && kind < 2; kind++) {
-		char *text = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&text, &len);
-		if (!f)
-			return -ENOMEM;
-		fputs("ip daddr ", f);
-		publics_set(f, nat);
-		fputs(kind == 0 ? " meta l4proto { tcp, udp } ether daddr set th dport map "
-		                : " ether daddr set icmp id map ",
-		      f);
-		others_map(f, nat);
-		fprintf(f, " ether saddr set %s fwd to \"%s\"", own, cfg->uplink_if);
-		r = add_text_rule(c, &text, f);
-	}
-	for (unsigned i = 0; r == 0 && i < nat->n_other_maps; i++) {
-		const struct dp_nat_mapping *x = &nat->other_maps[i];
-		char *text = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&text, &len);
-		if (!f)
-			return -ENOMEM;
-		fputs("ip daddr ", f);
-		publics_set(f, nat);
-		fprintf(f, " %s dport %u ether daddr set %s ether saddr set %s fwd to \"%s\"",
-		        x->proto == 6 ? "tcp" : "udp", x->public_port, mac_str(x->mac, m), own,
-		        cfg->uplink_if);
-		r = add_text_rule(c, &text, f);
-	}
-	return r;
+	for (size_t i = 0; i < c->n; i++)
+		for (size_t j = 0; c->frags[i] && j < c->frags[i]->guards.n; j++)
+			rule(c, fwd, "iifname \"%s\" oifname \"%s\" %s counter drop", iif,
+			     c->cfg->uplink_if, c->frags[i]->guards.v[j]);
 }
 
-/* ---- unmanaged devices (docs/devices.md) ---- */
-
-static bool devices_on(const struct dp_devices *d)
+/* The guards, for the guest and then for each forwarded link. */
+static void guards(struct compose *c, struct dp_chain *fwd)
 {
-	return d && d->enabled;
-}
-
-/* "{ 10.77.2.1, 10.77.2.2 }" of the devices whose address is known; false
- * when none is. */
-static bool device_addrs(const struct dp_devices *d, char *buf, size_t size)
-{
-	size_t len = 0;
-	unsigned n = 0;
-	char a[INET_ADDRSTRLEN];
-	len += (size_t)snprintf(buf, size, "{ ");
-	for (unsigned i = 0; i < d->n && len < size; i++) {
-		if (!d->v[i].addr.s_addr)
-			continue;
-		len += (size_t)snprintf(buf + len, size - len, "%s%s", n++ ? ", " : "",
-		                        inet_ntop(AF_INET, &d->v[i].addr, a, sizeof(a)));
-	}
-	if (len < size)
-		snprintf(buf + len, size - len, " }");
-	return n > 0;
-}
-
-/* The devices' own forwarding: as the guest's (out of the uplink, to this
- * host's guest), nothing else from their side. @before_spoof: the rules
- * that must come before the guest's catch-all drop. */
-static int devices_forward(struct dp_chain *fwd, const struct dp_config *cfg,
-                           const struct dp_nat *nat, const struct dp_devices *d, bool before_spoof)
-{
-	char set[DP_DEVICES_MAX * 18 + 8], guest[INET_ADDRSTRLEN];
-	const char *g = cfg->guest_if, *u = cfg->uplink_if, *v = DP_DEVICE_IF;
-	bool any = device_addrs(d, set, sizeof(set));
-	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
-	int r = 0;
-	if (before_spoof) {
-		if (any && nat && nat->enabled && nat->n_own == 0) {
-			char net[INET_ADDRSTRLEN];
-			inside_prefix(cfg, net);
-			r |= add_rule(
-			    fwd, "iifname \"%s\" oifname \"%s\" ip daddr != %s/%u counter drop", v,
-			    u, net, cfg->control_plen);
+	guards_for(c, fwd, c->cfg->guest_if);
+	for (size_t i = 0; i < c->n; i++)
+		for (size_t j = 0; c->frags[i] && j < c->frags[i]->n_links; j++) {
+			const struct dp_link *l = &c->frags[i]->links[j];
+			if (l->present && l->forwarded)
+				guards_for(c, fwd, l->name);
 		}
-		if (any) {
-			r |= add_rule(
-			    fwd,
-			    "iifname \"%s\" oifname { \"%s\", \"%s\" } ip saddr %s counter "
-			    "accept",
-			    v, u, g, set);
-			r |= add_rule(
-			    fwd,
-			    "iifname \"%s\" oifname \"%s\" ip saddr %s ip daddr %s counter "
-			    "accept",
-			    g, v, guest, set);
-		}
-		return r;
-	}
-	if (any)
-		r |= add_rule(fwd, "iifname \"%s\" oifname \"%s\" ip daddr %s counter accept", u, v,
-		              set);
-	r |= add_rule(fwd, "iifname \"%s\" counter name \"spoofed\" drop", v);
-	return r;
 }
 
-static int devices_input(struct dp_chain *in, const struct dp_devices *d)
+static void counters(struct compose *c)
 {
-	char set[DP_DEVICES_MAX * 18 + 8];
-	const char *v = DP_DEVICE_IF;
-	int r = 0;
-	if (device_addrs(d, set, sizeof(set)))
-		r |= add_rule(in, "iifname \"%s\" ip saddr != %s counter name \"spoofed\" drop", v,
-		              set);
-	else
-		r |= add_rule(in, "iifname \"%s\" meta nfproto ipv4 counter name \"spoofed\" drop",
-		              v);
-	r |= add_rule(in, "iifname \"%s\" meta nfproto ipv6 counter name \"spoofed\" drop", v);
-	return r;
-}
-
-/* Frames from the devices leave the uplink for the devices' side; what the
- * AEE sends there (with the uplink's MAC) goes back out of the uplink. */
-static int devices_steer(struct dp_ruleset *rs, const struct dp_config *cfg,
-                         const struct dp_devices *d)
-{
-	char own[18], m[18];
-	if (d->n) {
-		char *text = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&text, &len);
-		if (!f)
-			return -ENOMEM;
-		fputs("ether saddr { ", f);
-		for (unsigned i = 0; i < d->n; i++)
-			fprintf(f, "%s%s", i ? ", " : "", mac_str(d->v[i].mac, m));
-		fprintf(f, " } fwd to \"%s\"", DP_DEVICE_PEER);
-		int r = add_text_rule(&rs->ingress, &text, f);
-		if (r < 0)
-			return r;
-	}
-	rs->devices = (struct dp_chain){.name = "to_uplink", .hook = "ingress", .policy = "drop"};
-	return add_rule(&rs->devices, "ether saddr %s ether type { ip, arp } fwd to \"%s\"",
-	                mac_str(d->own_mac, own), cfg->uplink_if);
-}
-
-int dp_ruleset_build(const struct dp_config *cfg, const struct dp_nat *nat,
-                     struct dp_ruleset *ret_rs)
-{
-	return dp_ruleset_build_devices(cfg, nat, NULL, ret_rs);
-}
-
-int dp_ruleset_build_devices(const struct dp_config *cfg, const struct dp_nat *nat,
-                             const struct dp_devices *devices, struct dp_ruleset *ret_rs)
-{
-	struct dp_ruleset rs = {0};
-	char guest[INET_ADDRSTRLEN];
-	const char *g = cfg->guest_if, *u = cfg->uplink_if;
-	int r = 0;
-
-	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
+	struct dp_ruleset *rs = c->rs;
 	for (int i = 0; i < DP_COUNTER_MAX; i++)
-		rs.counters[rs.n_counters++] = counter_names[i];
+		snprintf(rs->counters[rs->n_counters++], DP_NAME_MAX, "%s", counter_names[i]);
+	for (size_t i = 0; i < c->n; i++)
+		for (size_t j = 0; c->frags[i] && j < c->frags[i]->n_counters; j++) {
+			const char *name = c->frags[i]->counters[j];
+			if (dp_ruleset_has(rs, "counter", name))
+				fail(c, -EEXIST);
+			else if (rs->n_counters >= DP_MAX_OBJECTS)
+				fail(c, -ENOSPC);
+			else
+				snprintf(rs->counters[rs->n_counters++], DP_NAME_MAX, "%s", name);
+		}
+}
 
-	/* Forwarding: only the guest's own address leaves the guest link, and
-	 * only packets for it enter; everything else forwarded is dropped. The
-	 * table stays when ettmd stops, so the host keeps working with the
-	 * last rules (fail-static). */
-	struct dp_chain *fwd = add_chain(&rs, "forward", "forward", "drop");
-	if (nat && nat->enabled && nat->n_own == 0) {
-		/* No port block yet: nothing leaves for outside untranslated. */
-		char net[INET_ADDRSTRLEN];
-		inside_prefix(cfg, net);
-		r |= add_rule(fwd, "iifname \"%s\" oifname \"%s\" ip daddr != %s/%u counter drop",
-		              g, u, net, cfg->control_plen);
-	}
-	r |= add_rule(fwd,
-	              "iifname \"%s\" oifname \"%s\" ip saddr %s counter name \"guest_tx\" accept",
-	              g, u, guest);
-	if (devices_on(devices))
-		r |= devices_forward(fwd, cfg, nat, devices, true);
-	r |= add_rule(fwd, "iifname \"%s\" counter name \"spoofed\" drop", g);
-	r |= add_rule(fwd,
-	              "iifname \"%s\" oifname \"%s\" ip daddr %s counter name \"guest_rx\" accept",
-	              u, g, guest);
-	if (devices_on(devices))
-		r |= devices_forward(fwd, cfg, nat, devices, false);
+/* Forwarding: only the guest's own address leaves the guest link, and only
+ * packets for it enter; everything else forwarded is dropped. The table
+ * stays when ettmd stops, so the host keeps working with the last rules
+ * (fail-static). Traffic for the AEE itself (its services) is accepted, but
+ * not from a forged guest source. */
+static void base_chains(struct compose *c)
+{
+	char guest[INET_ADDRSTRLEN];
+	const char *g = c->cfg->guest_if, *u = c->cfg->uplink_if;
+	inet_ntop(AF_INET, &c->cfg->guest_addr, guest, sizeof(guest));
 
-	/* Traffic for the AEE itself (its services) is accepted, but not from a
-	 * forged guest source. */
-	struct dp_chain *in = add_chain(&rs, "input", "input", "accept");
-	r |= add_rule(in, "iifname \"%s\" ip saddr != %s counter name \"spoofed\" drop", g, guest);
-	r |= add_rule(in, "iifname \"%s\" meta nfproto ipv6 counter name \"spoofed\" drop", g);
-	if (devices_on(devices))
-		r |= devices_input(in, devices);
+	struct dp_chain *fwd = new_chain(
+	    c, false, &(struct dp_chain){.name = "forward", .hook = "forward", .policy = "drop"});
+	guards(c, fwd);
+	rule(c, fwd, "iifname \"%s\" oifname \"%s\" ip saddr %s counter name \"guest_tx\" accept",
+	     g, u, guest);
+	point(c, fwd, DP_FORWARD_OUT);
+	rule(c, fwd, "iifname \"%s\" counter name \"spoofed\" drop", g);
+	rule(c, fwd, "iifname \"%s\" oifname \"%s\" ip daddr %s counter name \"guest_rx\" accept",
+	     u, g, guest);
+	point(c, fwd, DP_FORWARD_IN);
 
-	if (r == 0 && ((nat && nat->enabled) || devices_on(devices))) {
-		rs.ingress =
-		    (struct dp_chain){.name = "ingress", .hook = "ingress", .policy = "accept"};
-		snprintf(rs.ingress_device, sizeof(rs.ingress_device), "%s", u);
+	struct dp_chain *in = new_chain(
+	    c, false, &(struct dp_chain){.name = "input", .hook = "input", .policy = "accept"});
+	rule(c, in, "iifname \"%s\" ip saddr != %s counter name \"spoofed\" drop", g, guest);
+	rule(c, in, "iifname \"%s\" meta nfproto ipv6 counter name \"spoofed\" drop", g);
+	point(c, in, DP_INPUT);
+}
+
+/* The fragments' own chains, and the uplink's ingress chain first in the
+ * netdev table. */
+static void own_chains(struct compose *c)
+{
+	struct dp_chain ingress = {.name = "ingress", .hook = "ingress", .policy = "accept"};
+	snprintf(ingress.device, sizeof(ingress.device), "%s", c->cfg->uplink_if);
+	point(c, new_chain(c, true, &ingress), DP_INGRESS);
+	for (size_t i = 0; i < c->n; i++)
+		for (size_t j = 0; c->frags[i] && j < c->frags[i]->n_chains; j++) {
+			const struct dp_chain *from = &c->frags[i]->chains[j];
+			struct dp_chain *to = new_chain(c, from->device[0] != '\0', from);
+			for (size_t k = 0; to && k < from->rules.n; k++)
+				rule(c, to, "%s", from->rules.v[k]);
+		}
+}
+
+int dp_ruleset_compose(const struct dp_config *cfg, const struct dp_fragment *const *frags,
+                       size_t n, struct dp_ruleset *ret_rs)
+{
+	struct dp_ruleset *rs = calloc(1, sizeof(*rs));
+	if (!rs)
+		return -ENOMEM;
+	struct compose c = {.rs = rs, .cfg = cfg, .frags = frags, .n = n};
+	for (size_t i = 0; i < n; i++)
+		if (frags[i])
+			fail(&c, frags[i]->status);
+	counters(&c);
+	base_chains(&c);
+	own_chains(&c);
+	if (c.status < 0) {
+		dp_ruleset_free(rs);
+		free(rs);
+		return c.status;
 	}
-	if (r == 0 && devices_on(devices))
-		r = devices_steer(&rs, cfg, devices);
-	if (r == 0 && nat && nat->enabled) {
-		if (nat->n_own)
-			r = nat_outbound(&rs, cfg, nat);
-		if (r == 0)
-			r = nat_mappings(&rs, cfg, nat);
-		if (r == 0)
-			r = nat_forward(&rs, cfg, nat);
-	}
-	if (r != 0) {
-		dp_ruleset_free(&rs);
-		return r < 0 ? r : -ENOMEM;
-	}
-	*ret_rs = rs;
+	*ret_rs = *rs;
+	free(rs);
 	return 0;
 }
 
@@ -415,13 +208,26 @@ void dp_ruleset_free(struct dp_ruleset *rs)
 	if (!rs)
 		return;
 	for (size_t i = 0; i < rs->n_chains; i++)
-		for (size_t j = 0; j < rs->chains[i].n_rules; j++)
-			free(rs->chains[i].rules[j]);
-	for (size_t j = 0; j < rs->ingress.n_rules; j++)
-		free(rs->ingress.rules[j]);
-	for (size_t j = 0; j < rs->devices.n_rules; j++)
-		free(rs->devices.rules[j]);
-	*rs = (struct dp_ruleset){0};
+		dp_rules_free(&rs->chains[i].rules);
+	for (size_t i = 0; i < rs->n_netdev; i++)
+		dp_rules_free(&rs->netdev[i].rules);
+	memset(rs, 0, sizeof(*rs));
+}
+
+static void render_chain(const struct dp_chain *c, FILE *out)
+{
+	fprintf(out, "\tchain %s {\n", c->name);
+	if (c->device[0])
+		fprintf(out,
+		        "\t\ttype filter hook ingress device \"%s\" priority filter; policy %s;\n",
+		        c->device, c->policy);
+	else if (c->hook)
+		fprintf(out, "\t\ttype %s hook %s priority %s; policy %s;\n",
+		        c->type ? c->type : "filter", c->hook, c->priority ? c->priority : "filter",
+		        c->policy);
+	for (size_t j = 0; j < c->rules.n; j++)
+		fprintf(out, "\t\t%s\n", c->rules.v[j]);
+	fprintf(out, "\t}\n");
 }
 
 void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out)
@@ -429,35 +235,18 @@ void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out)
 	fprintf(out, "table %s %s {\n", DP_TABLE_FAMILY, DP_TABLE_NAME);
 	for (size_t i = 0; i < rs->n_counters; i++)
 		fprintf(out, "\tcounter %s {\n\t}\n", rs->counters[i]);
-	for (size_t i = 0; i < rs->n_chains; i++) {
-		const struct dp_chain *c = &rs->chains[i];
-		fprintf(out, "\tchain %s {\n", c->name);
-		if (c->hook)
-			fprintf(out, "\t\ttype %s hook %s priority %s; policy %s;\n",
-			        c->type ? c->type : "filter", c->hook,
-			        c->priority ? c->priority : "filter", c->policy);
-		for (size_t j = 0; j < c->n_rules; j++)
-			fprintf(out, "\t\t%s\n", c->rules[j]);
-		fprintf(out, "\t}\n");
-	}
+	for (size_t i = 0; i < rs->n_chains; i++)
+		render_chain(&rs->chains[i], out);
 	fprintf(out, "}\n");
-	if (rs->ingress.n_rules == 0 && rs->devices.n_rules == 0)
+	bool any = false;
+	for (size_t i = 0; i < rs->n_netdev; i++)
+		any = any || rs->netdev[i].rules.n > 0;
+	if (!any)
 		return;
 	fprintf(out, "table netdev %s {\n", DP_TABLE_NAME);
-	const struct dp_chain *chains[] = {&rs->ingress, &rs->devices};
-	const char *devs[] = {rs->ingress_device, DP_DEVICE_PEER};
-	for (size_t i = 0; i < 2; i++) {
-		const struct dp_chain *c = chains[i];
-		if (c->n_rules == 0)
-			continue;
-		fprintf(out, "\tchain %s {\n", c->name);
-		fprintf(out,
-		        "\t\ttype filter hook ingress device \"%s\" priority filter; policy %s;\n",
-		        devs[i], c->policy);
-		for (size_t j = 0; j < c->n_rules; j++)
-			fprintf(out, "\t\t%s\n", c->rules[j]);
-		fprintf(out, "\t}\n");
-	}
+	for (size_t i = 0; i < rs->n_netdev; i++)
+		if (rs->netdev[i].rules.n)
+			render_chain(&rs->netdev[i], out);
 	fprintf(out, "}\n");
 }
 

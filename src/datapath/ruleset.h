@@ -1,4 +1,5 @@
-/* The desired nftables table, computed from the configuration.
+/* The desired nftables tables, composed from the datapath's own base chains
+ * and its sources' fragments (fragment.h).
  *
  * A ruleset is a small model (named counters and chains with their rules) so
  * that applying it can tell which objects of the running table are stale, and
@@ -9,56 +10,43 @@
 #include <stdio.h>
 
 #include "datapath.h"
+#include "fragment.h"
 
-#define DP_MAX_OBJECTS 16
-#define DP_MAX_RULES   32
-
-struct dp_chain {
-	const char *name;
-	const char *type;     /* "filter" (NULL) or "nat" */
-	const char *hook;     /* "forward", "input"...; NULL for a regular chain */
-	const char *priority; /* "filter" (NULL), "srcnat", "dstnat" */
-	const char *policy;   /* "accept" or "drop" for a base chain */
-	size_t n_rules;
-	char *rules[DP_MAX_RULES];
-};
+#define DP_MAX_OBJECTS 24
 
 struct dp_ruleset {
 	size_t n_counters;
-	const char *counters[DP_MAX_OBJECTS];
+	char counters[DP_MAX_OBJECTS][DP_NAME_MAX];
+	/* The `inet ettm` table: forward and input first, then the
+	 * fragments' own chains. */
 	size_t n_chains;
 	struct dp_chain chains[DP_MAX_OBJECTS];
-	/* The `netdev ettm` table's ingress chain on the uplink: frames
-	 * forwarded to another AEE before the IP stack sees them. Empty: no
-	 * such table. */
-	struct dp_chain ingress;
-	char ingress_device[IF_NAMESIZE];
-	/* The same table's chain on DP_DEVICE_PEER: what the AEE routes to
-	 * unmanaged devices goes back out of the uplink. Empty: none. */
-	struct dp_chain devices;
+	/* The `netdev ettm` table: the uplink's ingress chain, then the
+	 * fragments' own; a chain without rules is left out, and so is the
+	 * table when no chain has any. */
+	size_t n_netdev;
+	struct dp_chain netdev[DP_MAX_OBJECTS];
 };
 
-/* Computes the ruleset for @cfg and @nat (NULL: no NAT) into @ret_rs.
- * Returns 0, -ENOSPC (too many rules) or -ENOMEM. Free with
- * dp_ruleset_free(). */
-int dp_ruleset_build(const struct dp_config *cfg, const struct dp_nat *nat,
-                     struct dp_ruleset *ret_rs);
-
-/* The same, for the devices' manager (@devices NULL or not enabled: as
- * dp_ruleset_build()). */
-int dp_ruleset_build_devices(const struct dp_config *cfg, const struct dp_nat *nat,
-                             const struct dp_devices *devices, struct dp_ruleset *ret_rs);
+/* Composes the ruleset for @cfg and the fragments @frags[0..@n) (in that
+ * order; a NULL entry is skipped) into @ret_rs, as fragment.h's enum
+ * dp_point describes. Returns 0, -ENOSPC (too many rules or objects),
+ * -EEXIST (two objects of one name), -ENOMEM, or a fragment's own failure
+ * (its status). Free with dp_ruleset_free(). */
+int dp_ruleset_compose(const struct dp_config *cfg, const struct dp_fragment *const *frags,
+                       size_t n, struct dp_ruleset *ret_rs);
 
 void dp_ruleset_free(struct dp_ruleset *rs);
 
-/* Writes @rs as one `table inet ettm { ... }` block in nft's language. */
+/* Writes @rs as one `table inet ettm { ... }` block in nft's language, and
+ * a `table netdev ettm { ... }` block when it has netdev rules. */
 void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out);
 
 /* Renders @rs into a newly allocated string; returns 0 or -ENOMEM. */
 int dp_ruleset_render_string(const struct dp_ruleset *rs, char **ret_text);
 
-/* True when @rs has a counter (@kind "counter") or chain (@kind "chain") named
- * @name. */
+/* True when @rs has a counter (@kind "counter") or inet chain (@kind
+ * "chain") named @name. */
 bool dp_ruleset_has(const struct dp_ruleset *rs, const char *kind, const char *name);
 
 /* Builds the one nft transaction that turns the running table into @rs:

@@ -34,10 +34,11 @@ struct agent {
 	struct ctl_server ctl;
 	struct ctl_server peer;
 	struct store *store;
-	struct swc *switches;    /* NULL when the configuration names none */
-	struct nat *nat;         /* NULL without [nat] public addresses */
-	struct devices *devices; /* NULL without switches */
-	struct attest *attest;   /* NULL without [trust]: the admin admits hosts */
+	struct swc *switches;     /* NULL when the configuration names none */
+	struct nat *nat;          /* NULL without [nat] public addresses */
+	struct nat_view nat_boot; /* NAT's datapath until nat_open() */
+	struct devices *devices;  /* NULL without switches */
+	struct attest *attest;    /* NULL without [trust]: the admin admits hosts */
 	const char *config_path;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t watch;
@@ -331,13 +332,21 @@ static int start(struct agent *a)
 		log_error("datapath: %s", strerror(-r));
 		return r;
 	}
-	if (nat_enabled(&a->cfg.nat)) {
-		/* Nothing leaves untranslated, and a table from before a
-		 * restart stays until NAT knows the blocks (nat_open()). */
+	/* The datapath's sources, in the order their fragments compose: the
+	 * devices' steering on the uplink comes before NAT's. Until a service
+	 * is open its source stands in: no devices' link, and with NAT nothing
+	 * leaves untranslated while a table from before a restart stays until
+	 * NAT knows the blocks (nat_open()). */
+	r = dp_set_source(&a->dp, DEVICES_DP_SOURCE, devices_fragment_idle, NULL);
+	if (r == 0 && nat_enabled(&a->cfg.nat)) {
 		static const uint8_t none[6];
 		nat_datapath(NULL, &a->cfg.nat, a->cfg.id, none,
-		             nat_uplink_for(a->cfg.id, NULL, a->cfg.nat.n_publics), &a->dp.nat);
-		a->dp.hold_ruleset = true;
+		             nat_uplink_for(a->cfg.id, NULL, a->cfg.nat.n_publics), &a->nat_boot);
+		r = dp_set_source(&a->dp, NAT_DP_SOURCE, nat_fragment_held, &a->nat_boot);
+	}
+	if (r < 0) {
+		log_error("datapath: %s", strerror(-r));
+		return r;
 	}
 	/* A failed reconciliation is reported through status, not fatal: the
 	 * admin can see why and fix the host while the agent keeps serving. */

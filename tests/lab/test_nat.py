@@ -140,6 +140,16 @@ def test_parallel_connections_get_distinct_ports_inside_their_blocks(make_lab, t
             r"dport=(\d+)", ct)]
         assert len(mine) == per_host, (h, ct)
         assert all(in_blocks(p, blocks[h]) for p in mine), (h, mine, blocks[h])
+    # The agent counts the same flows through ctnetlink as the kernel's
+    # text table shows: replies to a public address and a port of its own.
+    def counted_alike(h):
+        ct = lab.aee(h, "cat", "/proc/net/nf_conntrack").stdout
+        ports = [int(m[1]) for m in re.finditer(
+            rf"src=\S+ dst={PUBLIC} sport=\d+ dport=(\d+)", ct)]
+        ours = sum(1 for p in ports if in_blocks(p, blocks[h]))
+        return ours >= per_host and lab.ctl_json(h, "nat")["self"]["in_use"] == ours
+    for h in ("h1", "h2", "h3"):
+        run_and_expect(lambda: counted_alike(h), 10, 0.5, what=f"{h}'s in_use")
 
 
 def test_ping_from_every_guest_at_once(make_lab):

@@ -381,7 +381,7 @@ static void test_datapath_view(void **state)
 {
 	(void)state;
 	struct store_state *st = lab();
-	struct dp_devices v;
+	struct devices_view v;
 	devices_datapath(st, "h2", h1_mac, &v);
 	assert_false(v.enabled);
 	assert_int_equal(v.n, 0);
@@ -394,7 +394,7 @@ static void test_datapath_view(void **state)
 	assert_string_equal(inet_ntop(AF_INET, &v.v[0].addr, a, sizeof(a)), "10.77.2.1");
 	/* The same state gives the same bytes: the datapath reconciles only
 	 * on a change. */
-	struct dp_devices again;
+	struct devices_view again;
 	devices_datapath(st, "h1", h1_mac, &again);
 	assert_memory_equal(&v, &again, sizeof(v));
 	store_state_free(st);

@@ -39,6 +39,22 @@ static struct store_result apply(struct store_state *st, const struct store_cmd 
 }
 
 /* Member @n ("hN", id n) on switch 1 port @n, with AEE MAC 02:..:0n. */
+/* The datapath's ruleset with NAT's fragment alone, as the agent composes
+ * it. */
+static int compose_nat(const struct dp_config *cfg, const struct nat_view *d,
+                       struct dp_ruleset *ret_rs)
+{
+	struct dp_fragment *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	int r = nat_ruleset_build(cfg, d, f);
+	const struct dp_fragment *frags[] = {f};
+	if (r == 0)
+		r = dp_ruleset_compose(cfg, frags, 1, ret_rs);
+	dp_fragment_free(f);
+	free(f);
+	return r;
+}
+
 static void host(struct store_state *st, unsigned n, bool admit)
 {
 	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
@@ -161,7 +177,7 @@ static void test_datapath_view(void **state)
 	assert_true(mapping(st, 6, 22, 1, 22).applied);
 
 	static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
-	struct dp_nat d;
+	struct nat_view d;
 	nat_datapath(st, &o, 1, mac, 0, &d);
 	assert_true(d.enabled);
 	assert_int_equal(d.n_own, 2);
@@ -182,7 +198,7 @@ static void test_datapath_view(void **state)
 	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
 	struct dp_ruleset rs;
 	char *text;
-	assert_int_equal(dp_ruleset_build(&cfg, &d, &rs), 0);
+	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 	assert_golden("ruleset-nat.nft", text);
 	free(text);
@@ -192,7 +208,7 @@ static void test_datapath_view(void **state)
 	struct nat_options o2 = lab_options();
 	nat_datapath(st, &o2, 9, mac, 0, &d);
 	assert_int_equal(d.n_own, 0);
-	assert_int_equal(dp_ruleset_build(&cfg, &d, &rs), 0);
+	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 	assert_non_null(strstr(text, "iifname \"g0\" oifname \"u0\" ip daddr != 10.77.0.0/16 "
 	                             "counter drop"));

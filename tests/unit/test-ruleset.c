@@ -12,6 +12,30 @@
 
 #include "datapath/ruleset.h"
 #include "golden.h"
+#include "services/devices/devices.h"
+#include "services/nat/nat.h"
+
+/* Composes the ruleset as the agent does: the devices' fragment, then
+ * NAT's (main.c adds their sources in that order), each rendered by the
+ * service's own renderer. NULL: that source renders nothing. */
+static int compose(const struct dp_config *cfg, const struct nat_view *nat,
+                   const struct devices_view *devices, struct dp_ruleset *ret_rs)
+{
+	static const struct devices_view no_devices;
+	static const struct nat_view no_nat;
+	struct dp_fragment *f = calloc(2, sizeof(*f));
+	assert_non_null(f);
+	int r = devices_ruleset_build(cfg, devices ? devices : &no_devices, &f[0]);
+	if (r == 0)
+		r = nat_ruleset_build(cfg, nat ? nat : &no_nat, &f[1]);
+	const struct dp_fragment *frags[] = {&f[0], &f[1]};
+	if (r == 0)
+		r = dp_ruleset_compose(cfg, frags, 2, ret_rs);
+	dp_fragment_free(&f[0]);
+	dp_fragment_free(&f[1]);
+	free(f);
+	return r;
+}
 
 static struct dp_config lab_host(int n)
 {
@@ -28,7 +52,7 @@ static char *render(const struct dp_config *cfg)
 {
 	struct dp_ruleset rs;
 	char *text;
-	assert_int_equal(dp_ruleset_build(cfg, NULL, &rs), 0);
+	assert_int_equal(compose(cfg, NULL, NULL, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 	dp_ruleset_free(&rs);
 	return text;
@@ -71,7 +95,7 @@ static void test_has(void **state)
 	(void)state;
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
-	assert_int_equal(dp_ruleset_build(&cfg, NULL, &rs), 0);
+	assert_int_equal(compose(&cfg, NULL, NULL, &rs), 0);
 	assert_true(dp_ruleset_has(&rs, "chain", "forward"));
 	assert_true(dp_ruleset_has(&rs, "counter", "spoofed"));
 	assert_false(dp_ruleset_has(&rs, "chain", "spoofed"));
@@ -85,7 +109,7 @@ static void test_transaction_fresh(void **state)
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
 	char *tx;
-	assert_int_equal(dp_ruleset_build(&cfg, NULL, &rs), 0);
+	assert_int_equal(compose(&cfg, NULL, NULL, &rs), 0);
 	assert_int_equal(dp_ruleset_transaction(&rs, NULL, &tx), 0);
 	assert_golden("transaction-fresh.nft", tx);
 	free(tx);
@@ -116,7 +140,7 @@ static void test_transaction_deletes_stale(void **state)
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
 	char *tx;
-	assert_int_equal(dp_ruleset_build(&cfg, NULL, &rs), 0);
+	assert_int_equal(compose(&cfg, NULL, NULL, &rs), 0);
 	assert_int_equal(dp_ruleset_transaction(&rs, running, &tx), 0);
 	assert_golden("transaction-stale.nft", tx);
 	free(tx);
@@ -129,7 +153,7 @@ static void test_transaction_bad_listing(void **state)
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
 	char *tx = NULL;
-	assert_int_equal(dp_ruleset_build(&cfg, NULL, &rs), 0);
+	assert_int_equal(compose(&cfg, NULL, NULL, &rs), 0);
 	assert_int_equal(dp_ruleset_transaction(&rs, "{\"nftables\": 3}", &tx), -EINVAL);
 	assert_int_equal(dp_ruleset_transaction(&rs, "not json", &tx), -EINVAL);
 	assert_null(tx);
@@ -143,17 +167,17 @@ static void test_render_devices(void **state)
 {
 	(void)state;
 	struct dp_config cfg = lab_host(1);
-	struct dp_nat nat = {.enabled = true, .n_own = 1, .n_publics = 1};
+	struct nat_view nat = {.enabled = true, .n_own = 1, .n_publics = 1};
 	inet_pton(AF_INET, "203.0.113.10", &nat.public_addr);
 	nat.publics[0] = nat.public_addr;
-	nat.own[0] = (struct dp_nat_block){.start = 1024, .size = 1024};
-	struct dp_devices d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 2};
-	d.v[0] = (struct dp_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
+	nat.own[0] = (struct nat_view_block){.start = 1024, .size = 1024};
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 2};
+	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
 	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
-	d.v[1] = (struct dp_device){.mac = {2, 0xaa, 0, 0, 0, 2}};
+	d.v[1] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 2}};
 	struct dp_ruleset rs;
 	char *text;
-	assert_int_equal(dp_ruleset_build_devices(&cfg, &nat, &d, &rs), 0);
+	assert_int_equal(compose(&cfg, &nat, &d, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 	assert_golden("ruleset-devices.nft", text);
 	free(text);
@@ -162,7 +186,7 @@ static void test_render_devices(void **state)
 	/* Not the manager: exactly the ruleset without devices. */
 	char *plain;
 	d.enabled = false;
-	assert_int_equal(dp_ruleset_build_devices(&cfg, NULL, &d, &rs), 0);
+	assert_int_equal(compose(&cfg, NULL, &d, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 	dp_ruleset_free(&rs);
 	plain = render(&cfg);
@@ -175,14 +199,101 @@ static void test_render_devices(void **state)
 	d.enabled = true;
 	d.v[0].addr.s_addr = 0;
 	nat.n_own = 0;
-	assert_int_equal(dp_ruleset_build_devices(&cfg, &nat, &d, &rs), 0);
+	assert_int_equal(compose(&cfg, &nat, &d, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
-	assert_null(strstr(text, "iifname \"dv1\" oifname"));
+	/* NAT's guard covers the devices' link as the guest's (composed
+	 * for every forwarded link, so also while no device has an address:
+	 * a drop, which changes nothing then); no accept from dv1. */
+	assert_null(strstr(text, "iifname \"dv1\" oifname {"));
+	assert_non_null(strstr(text, "iifname \"dv1\" oifname \"u0\" ip daddr != 10.77.0.0/16 "
+	                             "counter drop"));
 	assert_non_null(
 	    strstr(text, "iifname \"dv1\" meta nfproto ipv4 counter name \"spoofed\" drop"));
 	assert_non_null(strstr(text, "fwd to \"dv0\""));
 	free(text);
 	dp_ruleset_free(&rs);
+}
+
+/* Before a NAT block, a device with an address: the guard drops what it
+ * sends outside ahead of the devices' own accepts. */
+static void test_guard_before_accepts(void **state)
+{
+	(void)state;
+	struct dp_config cfg = lab_host(1);
+	struct nat_view nat = {.enabled = true, .n_publics = 1};
+	inet_pton(AF_INET, "203.0.113.10", &nat.public_addr);
+	nat.publics[0] = nat.public_addr;
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1};
+	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
+	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
+	struct dp_ruleset rs;
+	char *text;
+	assert_int_equal(compose(&cfg, &nat, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	const char *g = strstr(text, "iifname \"g0\" oifname \"u0\" ip daddr != 10.77.0.0/16 "
+	                             "counter drop");
+	const char *v = strstr(text, "iifname \"dv1\" oifname \"u0\" ip daddr != 10.77.0.0/16 "
+	                             "counter drop");
+	const char *tx = strstr(text, "counter name \"guest_tx\" accept");
+	const char *accept = strstr(text, "iifname \"dv1\" oifname { \"u0\", \"g0\" }");
+	assert_non_null(g);
+	assert_non_null(v);
+	assert_non_null(accept);
+	assert_true(g < v && v < tx && tx < accept);
+	assert_null(strstr(text, "snat"));
+	free(text);
+	dp_ruleset_free(&rs);
+}
+
+/* A fragment of a source that renders its own chains and counters: they
+ * follow the datapath's own, in source order; a name used twice, or a
+ * fragment that failed, fails the composition with that errno alone. */
+static void test_compose_generic(void **state)
+{
+	(void)state;
+	struct dp_config cfg = lab_host(1);
+	struct dp_fragment a = {0}, b = {0};
+	struct dp_chain *c;
+	assert_int_equal(dp_fragment_counter(&a, "qos_drops"), 0);
+	assert_int_equal(dp_fragment_chain(&a, "qos", NULL, "forward", NULL, "accept", &c), 0);
+	assert_int_equal(dp_fragment_chain_rule(&a, c, "meta priority set 1:20"), 0);
+	assert_int_equal(dp_fragment_rule(&a, DP_INPUT, "tcp dport 22 counter accept"), 0);
+	const struct dp_fragment *frags[] = {NULL, &a};
+	struct dp_ruleset rs;
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 2, &rs), 0);
+	assert_true(dp_ruleset_has(&rs, "chain", "qos"));
+	assert_true(dp_ruleset_has(&rs, "counter", "qos_drops"));
+	assert_string_equal(rs.counters[3], "qos_drops");
+	assert_string_equal(rs.chains[2].name, "qos");
+	assert_string_equal(rs.chains[1].rules.v[rs.chains[1].rules.n - 1],
+	                    "tcp dport 22 counter accept");
+	char *text;
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	assert_null(strstr(text, "table netdev")); /* no netdev rules: no table */
+	free(text);
+	dp_ruleset_free(&rs);
+
+	/* The same chain from two fragments, a counter shadowing the
+	 * datapath's own. */
+	assert_int_equal(dp_fragment_chain(&b, "qos", NULL, NULL, NULL, NULL, &c), 0);
+	const struct dp_fragment *twice[] = {&a, &b};
+	assert_int_equal(dp_ruleset_compose(&cfg, twice, 2, &rs), -EEXIST);
+	dp_fragment_free(&b);
+	assert_int_equal(dp_fragment_counter(&b, "spoofed"), 0);
+	assert_int_equal(dp_ruleset_compose(&cfg, twice, 2, &rs), -EEXIST);
+	dp_fragment_free(&b);
+
+	/* A full point: -ENOSPC, kept in the fragment and returned as it is. */
+	for (int i = 0; i < DP_MAX_RULES; i++)
+		assert_int_equal(dp_fragment_rule(&b, DP_INGRESS, "meta mark %d accept", i), 0);
+	assert_int_equal(dp_fragment_rule(&b, DP_INGRESS, "drop"), -ENOSPC);
+	assert_int_equal(dp_fragment_chain(&b, "a-name-much-too-long-for-nftables-here", NULL, NULL,
+	                                   NULL, NULL, &c),
+	                 -EINVAL);
+	assert_int_equal(b.status, -ENOSPC);
+	assert_int_equal(dp_ruleset_compose(&cfg, twice, 2, &rs), -ENOSPC);
+	dp_fragment_free(&a);
+	dp_fragment_free(&b);
 }
 
 int main(void)
@@ -196,6 +307,8 @@ int main(void)
 	    cmocka_unit_test(test_transaction_deletes_stale),
 	    cmocka_unit_test(test_transaction_bad_listing),
 	    cmocka_unit_test(test_render_devices),
+	    cmocka_unit_test(test_guard_before_accepts),
+	    cmocka_unit_test(test_compose_generic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/server.h"
+#include "datapath/fragment.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -39,15 +40,24 @@ static const struct store_state *state(struct devices *d)
 
 /* ---- the datapath: on the manager only ---- */
 
+/* The devices' datapath source (dp_build_fn). */
+static int datapath_build(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
+{
+	struct devices *d = userdata;
+	struct devices_view v;
+	devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
+	return devices_ruleset_build(cfg, &v, out);
+}
+
 static void update_datapath(struct devices *d)
 {
-	struct dp_devices v;
+	struct devices_view v;
 	devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
 	if (v.enabled != d->managing)
 		log_info("devices: this host %s the devices' manager",
 		         v.enabled ? "is" : "is no longer");
 	d->managing = v.enabled;
-	if (dp_set_devices(d->dp, &v) < 0)
+	if (dp_changed(d->dp) < 0)
 		log_error("devices: datapath: %s", d->dp->error ? d->dp->error : "failed");
 }
 
@@ -194,6 +204,9 @@ int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, stru
 	}
 	uv_timer_start(&d->tick, tick_cb, TICK_MS, TICK_MS);
 	sw_set_service(switches, &service, d);
+	int r = dp_set_source(dp, DEVICES_DP_SOURCE, datapath_build, d);
+	if (r < 0)
+		log_error("devices: datapath source: %s", strerror(-r));
 	*ret = d;
 	return 0;
 }
@@ -210,6 +223,7 @@ void devices_close(struct devices *d)
 	if (!d)
 		return;
 	sw_set_service(d->sw, NULL, d);
+	dp_remove_source(d->dp, DEVICES_DP_SOURCE);
 	d->open_handles = 2;
 	uv_close((uv_handle_t *)&d->tick, closed);
 	uv_close((uv_handle_t *)&d->soon, closed);

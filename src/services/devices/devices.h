@@ -11,6 +11,7 @@
  * the service on the agent's loop. */
 #pragma once
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,10 +64,53 @@ const struct store_member *devices_pick_manager(const struct store_state *st,
 bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port,
                    const uint8_t *frame, size_t len, uint64_t now_ms, struct store_cmd *ret_cmd);
 
+/* The devices' view of the datapath (docs/devices.md): on the agent chosen
+ * as their manager, frames from the devices' MACs leave the uplink for a
+ * veth pair, enter the IP stack on its far side (DEVICES_IF, wearing the
+ * uplink's MAC) and are forwarded under the guest's rules; what is routed to
+ * a device goes back out of the uplink. Addresses in network byte order. */
+#define DEVICES_VIEW_MAX 32
+#define DEVICES_IF       "dv1" /* the devices' side of the IP stack */
+#define DEVICES_PEER     "dv0" /* its peer: frames to and from the uplink */
+
+struct devices_view_device {
+	uint8_t mac[6];
+	struct in_addr addr; /* 0.0.0.0: not known yet */
+};
+
+struct devices_view {
+	bool enabled;       /* this AEE is the devices' manager */
+	uint8_t own_mac[6]; /* the uplink's */
+	unsigned n;
+	struct devices_view_device v[DEVICES_VIEW_MAX];
+};
+
 /* What the AEE of host @self forwards for the devices (enabled when the
  * manager row names it); @own_mac is its uplink's MAC. */
 void devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
-                      struct dp_devices *ret);
+                      struct devices_view *ret);
+
+/* ---- ruleset.c: pure ---- */
+
+struct dp_fragment;
+
+/* The devices' fragment of the datapath for @d into @out: the link
+ * DEVICES_PEER/DEVICES_IF (present only while @d is enabled, so a former
+ * manager's is removed) with a route for each device whose address is
+ * known; and, enabled, their forwarding at DP_FORWARD_OUT and
+ * DP_FORWARD_IN, their anti-spoofing at DP_INPUT, the steering of their
+ * frames at DP_INGRESS and the netdev chain to_uplink on DEVICES_PEER.
+ * Returns 0 or a negative errno. */
+int devices_ruleset_build(const struct dp_config *cfg, const struct devices_view *d,
+                          struct dp_fragment *out);
+
+/* A datapath source (dp_build_fn) for the agent's start, before the
+ * service is open (@userdata unused): not the manager, so a link left by a
+ * former run is removed. devices_open() replaces it. */
+int devices_fragment_idle(void *userdata, const struct dp_config *cfg, struct dp_fragment *out);
+
+/* The name of the devices' datapath source. */
+#define DEVICES_DP_SOURCE "devices"
 
 /* ---- devices.c: the service ---- */
 

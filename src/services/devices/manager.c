@@ -99,7 +99,7 @@ bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port
 }
 
 void devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
-                      struct dp_devices *ret)
+                      struct devices_view *ret)
 {
 	/* Zeroed whole: the datapath compares views byte by byte. */
 	memset(ret, 0, sizeof(*ret));
@@ -107,9 +107,9 @@ void devices_datapath(const struct store_state *st, const char *self, const uint
 		return;
 	ret->enabled = true;
 	memcpy(ret->own_mac, own_mac, 6);
-	for (size_t i = 0; i < store_count(st, STORE_DEVICES) && ret->n < DP_DEVICES_MAX; i++) {
+	for (size_t i = 0; i < store_count(st, STORE_DEVICES) && ret->n < DEVICES_VIEW_MAX; i++) {
 		const struct store_device *d = store_row(st, STORE_DEVICES, i);
-		struct dp_device *v = &ret->v[ret->n];
+		struct devices_view_device *v = &ret->v[ret->n];
 		if (!sw_parse_mac(d->mac, v->mac))
 			continue;
 		v->addr.s_addr = htonl(d->address);

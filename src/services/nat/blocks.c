@@ -108,9 +108,9 @@ unsigned nat_uplink_for(uint64_t id, const bool *up, unsigned n)
 }
 
 void nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
-                  const uint8_t own_mac[6], unsigned uplink, struct dp_nat *ret)
+                  const uint8_t own_mac[6], unsigned uplink, struct nat_view *ret)
 {
-	struct dp_nat *d = ret;
+	struct nat_view *d = ret;
 	memset(d, 0, sizeof(*d));
 	if (!nat_enabled(o))
 		return;
@@ -118,7 +118,7 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 	if (uplink >= o->n_publics)
 		uplink = 0;
 	d->public_addr = o->publics[uplink];
-	for (unsigned i = 0; i < o->n_publics && i < DP_NAT_PUBLIC_MAX; i++)
+	for (unsigned i = 0; i < o->n_publics && i < NAT_VIEW_PUBLIC_MAX; i++)
 		d->publics[d->n_publics++] = o->publics[i];
 	d->gateway = nat_gateway(o, uplink);
 	memcpy(d->gateway_mac, nat_gateway_mac, 6);
@@ -126,22 +126,23 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 
 	for (size_t i = 0; st && i < store_count(st, STORE_NAT_BLOCKS); i++) {
 		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
-		struct dp_nat_block x = {.start = b->start, .size = b->size};
+		struct nat_view_block x = {.start = b->start, .size = b->size};
 		if (b->owner == self) {
-			if (d->n_own < DP_NAT_BLOCKS_MAX)
+			if (d->n_own < NAT_VIEW_BLOCKS_MAX)
 				d->own[d->n_own++] = x;
-		} else if (d->n_others < DP_NAT_BLOCKS_MAX && nat_member_mac(st, b->owner, x.mac)) {
+		} else if (d->n_others < NAT_VIEW_BLOCKS_MAX &&
+		           nat_member_mac(st, b->owner, x.mac)) {
 			d->others[d->n_others++] = x;
 		}
 	}
 	for (size_t i = 0; st && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
 		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
-		struct dp_nat_mapping x = {
+		struct nat_view_mapping x = {
 		    .proto = m->proto, .public_port = m->public_port, .guest_port = m->guest_port};
 		if (m->owner == self) {
-			if (d->n_own_maps < DP_NAT_MAPPINGS_MAX)
+			if (d->n_own_maps < NAT_VIEW_MAPPINGS_MAX)
 				d->own_maps[d->n_own_maps++] = x;
-		} else if (d->n_other_maps < DP_NAT_MAPPINGS_MAX &&
+		} else if (d->n_other_maps < NAT_VIEW_MAPPINGS_MAX &&
 		           nat_port_owner(st, m->public_port) != m->owner &&
 		           nat_member_mac(st, m->owner, x.mac)) {
 			/* Ports inside the owner's block go with the block. */

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "api/server.h"
+#include "datapath/conntrack.h"
+#include "datapath/fragment.h"
 #include "guest/guest.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -19,7 +21,6 @@
 #define GATEWAY_REFRESH_MS 30000
 #define SHORT_NUM          3 /* claim another block above 3/4 in use */
 #define SHORT_DEN          4
-#define CONNTRACK_PROC     "/proc/net/nf_conntrack"
 #define PMP_MAX_LIFETIME   86400  /* seconds a requested mapping may last */
 #define PMP_ERROR_LIFETIME 30     /* seconds a PCP client may cache an error */
 #define AUTO_LIFETIME_MS   120000 /* an automatic mapping, renewed while listening */
@@ -86,7 +87,7 @@ static const struct store_state *state(struct nat *n)
  * keeps it and the mapping is endpoint-independent (guest.h). Set again
  * whenever the blocks change; a failure is retried every tick, logged
  * once. */
-static void update_guest_ports(struct nat *n, const struct dp_nat *d)
+static void update_guest_ports(struct nat *n, const struct nat_view *d)
 {
 	if (!n->guest_netns || d->n_own == 0)
 		return;
@@ -115,13 +116,24 @@ static void update_guest_ports(struct nat *n, const struct dp_nat *d)
 	n->ports_failed = r < 0;
 }
 
+/* NAT's datapath source (dp_build_fn): until the store has caught up, no
+ * blocks, and the table from before a restart held as it is. */
+static int datapath_build(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
+{
+	struct nat *n = userdata;
+	struct nat_view d;
+	nat_datapath(n->synced ? state(n) : NULL, &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
+	out->hold = !n->synced;
+	return nat_ruleset_build(cfg, &d, out);
+}
+
 static void update_datapath(struct nat *n)
 {
 	if (!n->synced)
 		return;
-	struct dp_nat d;
+	struct nat_view d;
 	nat_datapath(state(n), &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
-	if (dp_set_nat(n->dp, &d) < 0)
+	if (dp_changed(n->dp) < 0)
 		log_error("nat: datapath: %s", n->dp->error ? n->dp->error : "failed");
 	update_guest_ports(n, &d);
 }
@@ -166,45 +178,27 @@ static bool own_port(struct nat *n, unsigned port)
 	return port < 65536 && nat_port_owner(state(n), (uint16_t)port) == n->self;
 }
 
-/* The value of the @nth "key=" in @line, or NULL. */
-static const char *field(const char *line, const char *key, int nth)
+/* A translated flow using this host's public ports: the reply direction
+ * of a conntrack entry is addressed to a public address and one of our
+ * ports (ICMP: echo id). */
+static bool in_use(void *userdata, const struct dp_ct_entry *e)
 {
-	size_t klen = strlen(key);
-	for (const char *p = line; (p = strstr(p, key)); p += klen)
-		if ((p == line || p[-1] == ' ') && nth-- == 1)
-			return p + klen;
-	return NULL;
+	struct nat *n = userdata;
+	const struct dp_ct_tuple *r = &e->reply;
+	if (!r->has_port && !r->has_id)
+		return false;
+	bool public = false;
+	for (unsigned i = 0; i < n->o.n_publics && !public; i++)
+	public = n->o.publics[i].s_addr == r->dst.s_addr;
+	return public && own_port(n, r->has_port ? r->dport : r->id);
 }
 
-/* Translated flows using this host's public ports: the reply direction of a
- * conntrack entry is addressed to a public address and one of our ports
- * (ICMP: echo id). -1 when the kernel does not show its table. */
+/* Translated flows using this host's public ports; -1 when the kernel
+ * does not show its table. */
 static long count_in_use(struct nat *n)
 {
-	FILE *f = fopen(CONNTRACK_PROC, "re");
-	if (!f)
-		return -1;
-	char line[512];
-	long k = 0;
-	while (fgets(line, sizeof(line), f)) {
-		const char *dst = field(line, "dst=", 2);
-		const char *port = field(line, "dport=", 2);
-		if (!port)
-			port = field(line, "id=", 2);
-		if (!dst || !port)
-			continue;
-		char addr[INET_ADDRSTRLEN];
-		struct in_addr a;
-		if (sscanf(dst, "%15[0-9.]", addr) != 1 || inet_pton(AF_INET, addr, &a) != 1)
-			continue;
-		bool public = false;
-		for (unsigned i = 0; i < n->o.n_publics && !public; i++)
-		public = n->o.publics[i].s_addr == a.s_addr;
-		if (public && own_port(n, (unsigned)strtoul(port, NULL, 10)))
-			k++;
-	}
-	fclose(f);
-	return k;
+	unsigned long k;
+	return dp_conntrack_count(in_use, n, &k) == 0 ? (long)k : -1;
 }
 
 static bool admitted(struct nat *n)
@@ -824,6 +818,9 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 		log_error("nat: NAT-PMP/PCP on port %u: %s; port mapping requests are off",
 		          PMP_PORT, uv_strerror(r));
 	sw_set_service(switches, &service, n);
+	r = dp_set_source(dp, NAT_DP_SOURCE, datapath_build, n);
+	if (r < 0)
+		log_error("nat: datapath source: %s", strerror(-r));
 	*ret = n;
 	return 0;
 }
@@ -842,6 +839,7 @@ void nat_close(struct nat *n)
 	if (!n)
 		return;
 	sw_set_service(n->sw, NULL, n);
+	dp_remove_source(n->dp, NAT_DP_SOURCE);
 	guest_close(n->guest);
 	n->guest = NULL;
 	n->open_handles = 2 + n->pmp_open;

@@ -93,11 +93,66 @@ const struct store_nat_mapping *nat_mapping_of(const struct store_state *st, uin
 int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
                      uint16_t guest_port, uint16_t suggested, uint16_t *ret_port);
 
+/* NAT's view of the datapath: what the AEE translates and forwards.
+ * Addresses in network byte order. */
+#define NAT_VIEW_PUBLIC_MAX   8
+#define NAT_VIEW_BLOCKS_MAX   64
+#define NAT_VIEW_MAPPINGS_MAX 64
+
+struct nat_view_block {
+	uint16_t start, size;
+	uint8_t mac[6]; /* the owner's AEE (others' blocks) */
+};
+
+struct nat_view_mapping {
+	uint8_t proto; /* 6 or 17 */
+	uint16_t public_port;
+	uint16_t guest_port; /* own mappings */
+	uint8_t mac[6];      /* the owner's AEE (others' mappings) */
+};
+
+struct nat_view {
+	bool enabled;
+	struct in_addr public_addr; /* where this host's own flows leave */
+	struct in_addr publics[NAT_VIEW_PUBLIC_MAX];
+	unsigned n_publics;
+	struct in_addr gateway;
+	uint8_t gateway_mac[6]; /* the switch's stand-in for the ISP gateway */
+	uint8_t own_mac[6];     /* this AEE's uplink */
+	unsigned n_own, n_others;
+	struct nat_view_block own[NAT_VIEW_BLOCKS_MAX], others[NAT_VIEW_BLOCKS_MAX];
+	unsigned n_own_maps, n_other_maps;
+	struct nat_view_mapping own_maps[NAT_VIEW_MAPPINGS_MAX], other_maps[NAT_VIEW_MAPPINGS_MAX];
+};
+
 /* What the AEE of member @self translates and forwards. @own_mac is its
  * uplink's MAC; @uplink the index of the public address its flows leave
  * by. @st NULL: before the store is known (no blocks: nothing leaves). */
 void nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
-                  const uint8_t own_mac[6], unsigned uplink, struct dp_nat *ret);
+                  const uint8_t own_mac[6], unsigned uplink, struct nat_view *ret);
+
+/* ---- ruleset.c: pure ---- */
+
+struct dp_fragment;
+
+/* NAT's fragment of the datapath for @nat (nothing when not enabled) into
+ * @out: with blocks, the chain nat_out (postrouting, srcnat); with own
+ * mappings, nat_in (prerouting, dstnat); others' blocks and mappings
+ * steered at DP_INGRESS; without a block, a guard against anything leaving
+ * for outside; the gateway route and the conntrack UDP timers. Returns 0
+ * or a negative errno. */
+int nat_ruleset_build(const struct dp_config *cfg, const struct nat_view *nat,
+                      struct dp_fragment *out);
+
+/* A datapath source (dp_build_fn) for the agent's start, before NAT is
+ * open: @userdata's struct nat_view (nat_datapath() with no store),
+ * holding the table from before a restart as it is. nat_open() replaces it
+ * with the service's own source, which holds until the store has caught
+ * up. */
+int nat_fragment_held(void *userdata, const struct dp_config *cfg, struct dp_fragment *out);
+
+/* The name of NAT's datapath source. */
+#define NAT_DP_SOURCE "nat"
 
 /* ---- flows.c: pure ---- */
 

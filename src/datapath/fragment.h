@@ -1,0 +1,171 @@
+/* A fragment: what one service hands the datapath, built from that
+ * service's own state by its source (datapath.h, dp_set_source()). The
+ * datapath composes every source's fragment with its own base chains into
+ * one nftables transaction and the link operations they ask for; it knows no
+ * service's types.
+ *
+ * A fragment holds:
+ * - rules appended to the datapath's own base chains at a point (enum
+ *   dp_point), and guards (what may not be forwarded out of the uplink);
+ * - chains of its own, in the `inet ettm` table (any type, hook, priority
+ *   and policy) or in the `netdev ettm` table (ingress on a device);
+ * - named counters of its own;
+ * - link operations: a default route through a gateway, routed veth links,
+ *   sysctls set after the table is applied;
+ * - hold: "not ready yet", which keeps the kernel's table as it is while it
+ *   is there (a restarted agent whose service has not caught up). */
+#pragma once
+
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "datapath.h"
+
+#define DP_NAME_MAX          32  /* a chain's or counter's name, with its NUL */
+#define DP_MAX_RULES         128 /* per chain, per point */
+#define DP_FRAGMENT_CHAINS   8
+#define DP_FRAGMENT_COUNTERS 8
+#define DP_FRAGMENT_LINKS    2
+#define DP_FRAGMENT_SYSCTLS  8
+#define DP_LINK_HOSTS_MAX    64
+
+/* Where a fragment's rules go in the datapath's own base chains, in the
+ * order the chains evaluate them:
+ *
+ *   forward: guards (every forwarded source), the guest's outbound accept
+ *            (guest_tx), DP_FORWARD_OUT, the guest's catch-all drop
+ *            (spoofed), the guest's inbound accept (guest_rx), DP_FORWARD_IN
+ *   input:   the guest's anti-spoofing drops, DP_INPUT
+ *   netdev ingress on the uplink: DP_INGRESS
+ *
+ * Within a point, fragments follow their sources' order. */
+enum dp_point {
+	DP_FORWARD_OUT, /* before the guest's catch-all drop: rules for iifname guest go here */
+	DP_FORWARD_IN,  /* the end of forward, after the guest's inbound accept */
+	DP_INPUT,       /* the end of input */
+	DP_INGRESS,     /* frames on the uplink, before the IP stack (fwd, ether set) */
+	DP_POINT_MAX,
+};
+
+struct dp_rules {
+	size_t n;
+	char *v[DP_MAX_RULES];
+};
+
+/* A chain of a fragment's own. @type, @hook, @priority and @policy are
+ * static strings: "filter" (NULL) or "nat"; "forward", "postrouting"...
+ * (NULL: a regular chain); "filter" (NULL), "srcnat", "dstnat"; "accept" or
+ * "drop". A netdev chain has @device set and hooks ingress on it. */
+struct dp_chain {
+	char name[DP_NAME_MAX];
+	const char *type;
+	const char *hook;
+	const char *priority;
+	const char *policy;
+	char device[IF_NAMESIZE];
+	struct dp_rules rules;
+};
+
+/* A host reached through a link: a /32 route and a permanent neighbour
+ * entry on the link. Addresses in network byte order. */
+struct dp_host {
+	struct in_addr addr;
+	uint8_t mac[6];
+};
+
+/* A routed veth link: the pair @peer/@name, @name wearing @mac and
+ * answering ARP by proxy at once, IPv6 off on both, and a route and
+ * neighbour entry on @name for each host. @peer has no IP life (frames to
+ * and from it are steered by netdev chains). @present false: the pair is
+ * removed if it is there. @forwarded: what the link forwards out of the
+ * uplink is subject to the guards, as the guest's is. */
+struct dp_link {
+	char name[IF_NAMESIZE];
+	char peer[IF_NAMESIZE];
+	bool present;
+	bool forwarded;
+	uint8_t mac[6];
+	size_t n_hosts;
+	struct dp_host hosts[DP_LINK_HOSTS_MAX];
+};
+
+/* A default route on the uplink through @addr (on-link), whose neighbour
+ * entry is @mac, permanent: the AEE never resolves it. */
+struct dp_gateway {
+	bool set;
+	struct in_addr addr;
+	uint8_t mac[6];
+};
+
+/* A sysctl under /proc/sys/, set after each table applied (modules the
+ * table loads, such as conntrack, have their sysctls by then). */
+struct dp_sysctl {
+	char path[96]; /* e.g. "net/netfilter/nf_conntrack_udp_timeout" */
+	char value[16];
+};
+
+struct dp_fragment {
+	bool hold;  /* not ready: keep the running table as it is, if there */
+	int status; /* the first failure of a dp_fragment_*() call, or 0 */
+	struct dp_rules at[DP_POINT_MAX];
+	struct dp_rules guards; /* match expressions, e.g. "ip daddr != 10.77.0.0/16" */
+	size_t n_chains;
+	struct dp_chain chains[DP_FRAGMENT_CHAINS];
+	size_t n_counters;
+	char counters[DP_FRAGMENT_COUNTERS][DP_NAME_MAX];
+	size_t n_links;
+	struct dp_link links[DP_FRAGMENT_LINKS];
+	struct dp_gateway gateway;
+	size_t n_sysctls;
+	struct dp_sysctl sysctls[DP_FRAGMENT_SYSCTLS];
+};
+
+/* Each of these returns 0 or a negative errno (-ENOSPC: too many; -ENOMEM;
+ * -EINVAL: a name too long), and keeps the first failure in @f->status so
+ * a renderer may check once at its end. */
+
+/* Appends a rule at @at. */
+int dp_fragment_rule(struct dp_fragment *f, enum dp_point at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Adds a guard: whatever the guest or a forwarded link sends out of the
+ * uplink that matches @fmt is counted and dropped, before any accept. */
+int dp_fragment_guard(struct dp_fragment *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Adds a chain of the fragment's own to the inet table, and its pointer in
+ * *ret_chain (valid while @f is). */
+int dp_fragment_chain(struct dp_fragment *f, const char *name, const char *type, const char *hook,
+                      const char *priority, const char *policy, struct dp_chain **ret_chain);
+
+/* The same in the netdev table, hooked at ingress on @device. */
+int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char *device,
+                             const char *policy, struct dp_chain **ret_chain);
+
+/* Appends a rule to @c, a chain of @f. */
+int dp_fragment_chain_rule(struct dp_fragment *f, struct dp_chain *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Adds a named counter. */
+int dp_fragment_counter(struct dp_fragment *f, const char *name);
+
+/* Adds a link (copied). */
+int dp_fragment_link(struct dp_fragment *f, const struct dp_link *link);
+
+/* Sets @path (under /proc/sys/) to @value after the table is applied. */
+int dp_fragment_sysctl(struct dp_fragment *f, const char *path, const char *value);
+
+/* NULL-accepting; leaves @f zeroed. */
+void dp_fragment_free(struct dp_fragment *f);
+
+void dp_rules_free(struct dp_rules *r);
+
+/* Appends a formatted rule to @r: 0, -ENOSPC or -ENOMEM. */
+int dp_rules_add(struct dp_rules *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* "10.77.0.0" for a control address 10.77.0.1/16: the network's own
+ * prefix, with @cfg->control_plen. */
+void dp_config_prefix(const struct dp_config *cfg, char net[INET_ADDRSTRLEN]);

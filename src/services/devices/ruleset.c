@@ -1,0 +1,142 @@
+/* The devices' fragment of the datapath (devices.h, docs/devices.md): on
+ * their manager, the veth link their frames cross into the IP stack, their
+ * forwarding under the guest's rules, their anti-spoofing, and the steering
+ * of their frames between the uplink and the link. Pure. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datapath/fragment.h"
+#include "devices.h"
+
+static const char *mac_str(const uint8_t m[6], char buf[18])
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+	return buf;
+}
+
+/* "{ 10.77.2.1, 10.77.2.2 }" of the devices whose address is known; false
+ * when none is. */
+static bool device_addrs(const struct devices_view *d, char *buf, size_t size)
+{
+	size_t len = 0;
+	unsigned n = 0;
+	char a[INET_ADDRSTRLEN];
+	len += (size_t)snprintf(buf, size, "{ ");
+	for (unsigned i = 0; i < d->n && len < size; i++) {
+		if (!d->v[i].addr.s_addr)
+			continue;
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", n++ ? ", " : "",
+		                        inet_ntop(AF_INET, &d->v[i].addr, a, sizeof(a)));
+	}
+	if (len < size)
+		snprintf(buf + len, size - len, " }");
+	return n > 0;
+}
+
+/* The link: present only on the manager, so a former manager's goes. */
+static int veth(struct dp_fragment *out, const struct devices_view *d)
+{
+	struct dp_link l = {.present = d->enabled, .forwarded = true};
+	snprintf(l.name, sizeof(l.name), "%s", DEVICES_IF);
+	snprintf(l.peer, sizeof(l.peer), "%s", DEVICES_PEER);
+	memcpy(l.mac, d->own_mac, 6);
+	for (unsigned i = 0; d->enabled && i < d->n; i++) {
+		if (!d->v[i].addr.s_addr)
+			continue;
+		l.hosts[l.n_hosts].addr = d->v[i].addr;
+		memcpy(l.hosts[l.n_hosts].mac, d->v[i].mac, 6);
+		l.n_hosts++;
+	}
+	return dp_fragment_link(out, &l);
+}
+
+/* The devices' own forwarding: as the guest's (out of the uplink, to this
+ * host's guest), nothing else from their side. */
+static int forward(struct dp_fragment *out, const struct dp_config *cfg,
+                   const struct devices_view *d)
+{
+	char set[DEVICES_VIEW_MAX * 18 + 8], guest[INET_ADDRSTRLEN];
+	const char *g = cfg->guest_if, *u = cfg->uplink_if, *v = DEVICES_IF;
+	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
+	if (device_addrs(d, set, sizeof(set))) {
+		dp_fragment_rule(out, DP_FORWARD_OUT,
+		                 "iifname \"%s\" oifname { \"%s\", \"%s\" } ip saddr %s counter "
+		                 "accept",
+		                 v, u, g, set);
+		dp_fragment_rule(out, DP_FORWARD_OUT,
+		                 "iifname \"%s\" oifname \"%s\" ip saddr %s ip daddr %s counter "
+		                 "accept",
+		                 g, v, guest, set);
+		dp_fragment_rule(out, DP_FORWARD_IN,
+		                 "iifname \"%s\" oifname \"%s\" ip daddr %s counter accept", u, v,
+		                 set);
+	}
+	dp_fragment_rule(out, DP_FORWARD_IN, "iifname \"%s\" counter name \"spoofed\" drop", v);
+	return out->status;
+}
+
+static int input(struct dp_fragment *out, const struct devices_view *d)
+{
+	char set[DEVICES_VIEW_MAX * 18 + 8];
+	const char *v = DEVICES_IF;
+	if (device_addrs(d, set, sizeof(set)))
+		dp_fragment_rule(out, DP_INPUT,
+		                 "iifname \"%s\" ip saddr != %s counter name \"spoofed\" drop", v,
+		                 set);
+	else
+		dp_fragment_rule(out, DP_INPUT,
+		                 "iifname \"%s\" meta nfproto ipv4 counter name \"spoofed\" drop",
+		                 v);
+	dp_fragment_rule(out, DP_INPUT,
+	                 "iifname \"%s\" meta nfproto ipv6 counter name \"spoofed\" drop", v);
+	return out->status;
+}
+
+/* Frames from the devices leave the uplink for the devices' side; what the
+ * AEE sends there (with the uplink's MAC) goes back out of the uplink. */
+static int steer(struct dp_fragment *out, const struct dp_config *cfg, const struct devices_view *d)
+{
+	char own[18], m[18];
+	if (d->n) {
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		if (!f)
+			return -ENOMEM;
+		fputs("ether saddr { ", f);
+		for (unsigned i = 0; i < d->n; i++)
+			fprintf(f, "%s%s", i ? ", " : "", mac_str(d->v[i].mac, m));
+		fprintf(f, " } fwd to \"%s\"", DEVICES_PEER);
+		int r = fclose(f) == 0 ? dp_fragment_rule(out, DP_INGRESS, "%s", text) : -ENOMEM;
+		free(text);
+		if (r < 0)
+			return r;
+	}
+	struct dp_chain *c;
+	int r = dp_fragment_netdev_chain(out, "to_uplink", DEVICES_PEER, "drop", &c);
+	if (r < 0)
+		return r;
+	return dp_fragment_chain_rule(out, c, "ether saddr %s ether type { ip, arp } fwd to \"%s\"",
+	                              mac_str(d->own_mac, own), cfg->uplink_if);
+}
+
+int devices_ruleset_build(const struct dp_config *cfg, const struct devices_view *d,
+                          struct dp_fragment *out)
+{
+	int r = veth(out, d);
+	if (r < 0 || !d->enabled)
+		return r;
+	if ((r = forward(out, cfg, d)) < 0 || (r = input(out, d)) < 0)
+		return r;
+	return steer(out, cfg, d);
+}
+
+int devices_fragment_idle(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
+{
+	(void)userdata;
+	static const struct devices_view none;
+	return devices_ruleset_build(cfg, &none, out);
+}

@@ -1,0 +1,238 @@
+/* NAT's fragment of the datapath (nat.h, docs/nat.md): from the view
+ * nat_datapath() computes, the source NAT of this host's flows into its
+ * blocks, the inbound mappings to its guest, the steering of packets for
+ * others' blocks and mappings to their owners' AEEs on the uplink, the
+ * guard that lets nothing out untranslated before a block is held, the
+ * route to the ISP gateway and the conntrack UDP timers. Pure. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datapath/fragment.h"
+#include "nat.h"
+
+static const char *mac_str(const uint8_t m[6], char buf[18])
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+	return buf;
+}
+
+/* "{ 203.0.113.10, 203.0.113.11 }" */
+static void publics_set(FILE *f, const struct nat_view *nat)
+{
+	char a[INET_ADDRSTRLEN];
+	fputs("{ ", f);
+	for (unsigned i = 0; i < nat->n_publics; i++)
+		fprintf(f, "%s%s", i ? ", " : "",
+		        inet_ntop(AF_INET, &nat->publics[i], a, sizeof(a)));
+	fputs(" }", f);
+}
+
+/* "{ 2048-3071 : 02:..., ... }": others' blocks to their owners' AEEs. */
+static void others_map(FILE *f, const struct nat_view *nat)
+{
+	char m[18];
+	fputs("{ ", f);
+	for (unsigned i = 0; i < nat->n_others; i++) {
+		const struct nat_view_block *b = &nat->others[i];
+		fprintf(f, "%s%u-%u : %s", i ? ", " : "", b->start, b->start + b->size - 1,
+		        mac_str(b->mac, m));
+	}
+	fputs(" }", f);
+}
+
+/* A rule written piece by piece into a memory stream. */
+struct text {
+	char *s;
+	size_t len;
+	FILE *f;
+};
+
+static int text_open(struct text *t)
+{
+	*t = (struct text){0};
+	t->f = open_memstream(&t->s, &t->len);
+	return t->f ? 0 : -ENOMEM;
+}
+
+/* Closes @t and adds what it holds to @c (NULL: at @at). */
+static int text_add(struct text *t, struct dp_fragment *out, struct dp_chain *c, enum dp_point at)
+{
+	int r = fclose(t->f) == 0 ? 0 : -ENOMEM;
+	if (r == 0)
+		r = c ? dp_fragment_chain_rule(out, c, "%s", t->s)
+		      : dp_fragment_rule(out, at, "%s", t->s);
+	free(t->s);
+	return r;
+}
+
+/* "{ 0 : A . B0, 1 : A . B1 }" or, @by_block, "{ B0 : A . B0, B1 : A . B1 }". */
+static void blocks_map(FILE *f, const struct nat_view *nat, const char *pub, bool by_block)
+{
+	fputs("{ ", f);
+	for (unsigned i = 0; i < nat->n_own; i++) {
+		const struct nat_view_block *b = &nat->own[i];
+		unsigned last = b->start + b->size - 1u;
+		if (by_block)
+			fprintf(f, "%s%u-%u : %s . %u-%u", i ? ", " : "", b->start, last, pub,
+			        b->start, last);
+		else
+			fprintf(f, "%s%u : %s . %u-%u", i ? ", " : "", i, pub, b->start, last);
+	}
+	fputs(" }", f);
+}
+
+/* Outbound: the guest's (and the AEE's own) flows to outside the network
+ * leave with the public address and a port (ICMP: an echo id) from this
+ * host's blocks.
+ *
+ * Endpoint-independent mapping (RFC 4787 REQ-1): the kernel's SNAT keeps a
+ * source port that lies in the rule's range and is unique, and otherwise
+ * reuses the public port an earlier flow of the same source address and
+ * port got, if that is in the range (nf_nat_core.c, get_unique_tuple). The
+ * guest's ephemeral ports lie in the blocks (guest.h), so with several
+ * blocks a port is translated by the rule of its own block; a port outside
+ * them (bound explicitly) picks its block by a hash of the port, so every
+ * flow of it lands in the same range and gets the port its first flow got.
+ * ICMP echo ids are spread over the blocks in turn. */
+static int outbound(struct dp_fragment *out, const struct dp_config *cfg,
+                    const struct nat_view *nat)
+{
+	char pub[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN], head[128];
+	dp_config_prefix(cfg, net);
+	inet_ntop(AF_INET, &nat->public_addr, pub, sizeof(pub));
+	snprintf(head, sizeof(head), "oifname \"%s\" ip daddr != %s/%u", cfg->uplink_if, net,
+	         cfg->control_plen);
+	struct dp_chain *c;
+	int r = dp_fragment_chain(out, "nat_out", "nat", "postrouting", "srcnat", "accept", &c);
+	if (r < 0)
+		return r;
+	if (nat->n_own == 1)
+		return dp_fragment_chain_rule(
+		    out, c, "%s meta l4proto { tcp, udp, icmp } snat ip to %s:%u-%u", head, pub,
+		    nat->own[0].start, nat->own[0].start + nat->own[0].size - 1);
+	for (int kind = 0; r == 0 && kind < 3; kind++) {
+		struct text t;
+		if ((r = text_open(&t)) < 0)
+			return r;
+		if (kind == 0)
+			fprintf(t.f, "%s meta l4proto { tcp, udp } snat ip to th sport map ", head);
+		else if (kind == 1)
+			fprintf(
+			    t.f,
+			    "%s meta l4proto { tcp, udp } snat ip to jhash th sport mod %u map ",
+			    head, nat->n_own);
+		else
+			fprintf(t.f, "%s meta l4proto icmp snat ip to numgen inc mod %u map ", head,
+			        nat->n_own);
+		blocks_map(t.f, nat, pub, kind == 0);
+		r = text_add(&t, out, c, 0);
+	}
+	return r;
+}
+
+/* Inbound mappings of this host: the public port to the guest's. */
+static int mappings(struct dp_fragment *out, const struct dp_config *cfg,
+                    const struct nat_view *nat)
+{
+	if (nat->n_own_maps == 0)
+		return 0;
+	struct dp_chain *c;
+	int r = dp_fragment_chain(out, "nat_in", "nat", "prerouting", "dstnat", "accept", &c);
+	char guest[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
+	for (unsigned i = 0; r == 0 && i < nat->n_own_maps; i++) {
+		const struct nat_view_mapping *m = &nat->own_maps[i];
+		struct text t;
+		if ((r = text_open(&t)) < 0)
+			return r;
+		fprintf(t.f, "iifname \"%s\" ip daddr ", cfg->uplink_if);
+		publics_set(t.f, nat);
+		fprintf(t.f, " %s dport %u dnat ip to %s:%u", m->proto == 6 ? "tcp" : "udp",
+		        m->public_port, guest, m->guest_port);
+		r = text_add(&t, out, c, 0);
+	}
+	return r;
+}
+
+/* A packet for a public port that is not this host's, sent here by the
+ * switch (no flow for it yet, or ICMP, which the switch cannot match by
+ * echo id): straight on to the owner's AEE, on the uplink's ingress. */
+static int steer(struct dp_fragment *out, const struct dp_config *cfg, const struct nat_view *nat)
+{
+	char own[18], m[18];
+	mac_str(nat->own_mac, own);
+	int r = 0;
+	for (int kind = 0; r == 0 && nat->n_others && kind < 2; kind++) {
+		struct text t;
+		if ((r = text_open(&t)) < 0)
+			return r;
+		fputs("ip daddr ", t.f);
+		publics_set(t.f, nat);
+		fputs(kind == 0 ? " meta l4proto { tcp, udp } ether daddr set th dport map "
+		                : " ether daddr set icmp id map ",
+		      t.f);
+		others_map(t.f, nat);
+		fprintf(t.f, " ether saddr set %s fwd to \"%s\"", own, cfg->uplink_if);
+		r = text_add(&t, out, NULL, DP_INGRESS);
+	}
+	for (unsigned i = 0; r == 0 && i < nat->n_other_maps; i++) {
+		const struct nat_view_mapping *x = &nat->other_maps[i];
+		struct text t;
+		if ((r = text_open(&t)) < 0)
+			return r;
+		fputs("ip daddr ", t.f);
+		publics_set(t.f, nat);
+		fprintf(t.f, " %s dport %u ether daddr set %s ether saddr set %s fwd to \"%s\"",
+		        x->proto == 6 ? "tcp" : "udp", x->public_port, mac_str(x->mac, m), own,
+		        cfg->uplink_if);
+		r = text_add(&t, out, NULL, DP_INGRESS);
+	}
+	return r;
+}
+
+/* NAT's way out (a default route to the ISP gateway, whose neighbour entry
+ * is the switch's stand-in MAC: the switch puts the real gateway's address
+ * on at the uplink, so no AEE ever ARPs outside) and its conntrack UDP
+ * timers in the AEE's namespace. RFC 4787 section 4.3, REQ-5: a UDP mapping
+ * timer must not expire in less than two minutes; five minutes is
+ * recommended. The kernel's defaults are 30 s before the peer answers and
+ * 120 s after (a plain request and response keeps the short one). */
+static int way_out(struct dp_fragment *out, const struct nat_view *nat)
+{
+	out->gateway = (struct dp_gateway){.set = true, .addr = nat->gateway};
+	memcpy(out->gateway.mac, nat->gateway_mac, 6);
+	int r = dp_fragment_sysctl(out, "net/netfilter/nf_conntrack_udp_timeout", "120");
+	if (r == 0)
+		r = dp_fragment_sysctl(out, "net/netfilter/nf_conntrack_udp_timeout_stream", "300");
+	return r;
+}
+
+int nat_ruleset_build(const struct dp_config *cfg, const struct nat_view *nat,
+                      struct dp_fragment *out)
+{
+	if (!nat->enabled)
+		return 0;
+	int r = way_out(out, nat);
+	if (r == 0 && nat->n_own == 0) {
+		/* No port block yet: nothing leaves for outside untranslated. */
+		char net[INET_ADDRSTRLEN];
+		dp_config_prefix(cfg, net);
+		r = dp_fragment_guard(out, "ip daddr != %s/%u", net, cfg->control_plen);
+	}
+	if (r == 0 && nat->n_own)
+		r = outbound(out, cfg, nat);
+	if (r == 0)
+		r = mappings(out, cfg, nat);
+	if (r == 0)
+		r = steer(out, cfg, nat);
+	return r;
+}
+
+int nat_fragment_held(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
+{
+	out->hold = true;
+	return nat_ruleset_build(cfg, userdata, out);
+}
