@@ -701,6 +701,28 @@ static void test_echo(void **state)
 	assert_true(run_until(f, echo_asked));
 }
 
+/* switch.bench is a benchmark's hook: answered only by a build with
+ * -Dbench_hooks=true; otherwise not the controller's command at all. */
+static void test_bench_hook(void **state)
+{
+	struct fixture *f = *state;
+	open_switches(f);
+	struct ctl_request req = {.cmd = "switch.bench", .args = json_object()};
+	json_t *result = NULL;
+	char *error = NULL;
+	int r = sw_handle_request(f->sw, NULL, &req, &result, &error);
+#ifdef ETTM_BENCH_HOOKS
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(error);
+#else
+	assert_int_equal(r, -ENOENT);
+	assert_null(error);
+#endif
+	assert_null(result);
+	free(error);
+	json_decref(req.args);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -711,6 +733,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_many_services, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_echo, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bench_hook, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
