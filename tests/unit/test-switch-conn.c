@@ -337,6 +337,12 @@ struct fixture {
 	struct swc *sw;
 	struct test_service svc[N_SERVICES];
 	bool store_closed;
+	char peer_address[STORE_ADDR_MAX];
+	/* test_role_slave: the peer APIs, and a second member that follows. */
+	struct ctl_server peer[2];
+	bool peer_open[2];
+	struct store *follower;
+	bool follower_closed;
 };
 
 static uint16_t free_port(void)
@@ -379,23 +385,29 @@ static bool store_leads(struct fixture *f)
 	return store_is_leader(f->store) && store_term(f->store) > 0;
 }
 
+static void store_options_for(struct fixture *f, uint64_t id, struct store_options *o)
+{
+	store_options_default(o);
+	o->id = id;
+	snprintf(o->name, sizeof(o->name), "h%u", (unsigned)id);
+	snprintf(o->raft_address, sizeof(o->raft_address), "127.0.0.1:%u", free_port());
+	snprintf(o->peer_address, sizeof(o->peer_address), "127.0.0.1:%u", free_port());
+	snprintf(o->dir, sizeof(o->dir), "%s/store%u", f->dir, (unsigned)id);
+	o->election_ms = 100;
+}
+
 static void open_store(struct fixture *f)
 {
 	struct store_options o;
-	store_options_default(&o);
-	o.id = 1;
-	snprintf(o.name, sizeof(o.name), "h1");
-	snprintf(o.raft_address, sizeof(o.raft_address), "127.0.0.1:%u", free_port());
-	snprintf(o.peer_address, sizeof(o.peer_address), "127.0.0.1:%u", free_port());
-	snprintf(o.dir, sizeof(o.dir), "%s/store", f->dir);
+	store_options_for(f, 1, &o);
 	o.bootstrap = true;
-	o.election_ms = 100;
+	snprintf(f->peer_address, sizeof(f->peer_address), "%s", o.peer_address);
 	char error[256] = "";
 	assert_int_equal(store_open(&f->loop, &o, &f->store, error, sizeof(error)), 0);
 	assert_true(run_until(f, store_leads));
 }
 
-static void open_switches(struct fixture *f)
+static void open_switches_on(struct fixture *f, struct store *store)
 {
 	struct sw_options o;
 	sw_options_default(&o);
@@ -408,8 +420,13 @@ static void open_switches(struct fixture *f)
 	struct sw_self self = {.control_addr = 0x0a4d0001, .guest_addr = 0x0a4d0101};
 	snprintf(self.name, sizeof(self.name), "h1");
 	char *error = NULL;
-	assert_int_equal(sw_open(&f->loop, &o, &self, f->store, &f->sw, &error), 0);
+	assert_int_equal(sw_open(&f->loop, &o, &self, store, &f->sw, &error), 0);
 	assert_null(error);
+}
+
+static void open_switches(struct fixture *f)
+{
+	open_switches_on(f, f->store);
 }
 
 static int setup(void **state)
@@ -431,6 +448,12 @@ static void store_closed(void *userdata)
 	f->store_closed = true;
 }
 
+static void follower_closed(void *userdata)
+{
+	struct fixture *f = userdata;
+	f->follower_closed = true;
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st, (void)flag, (void)ftw;
@@ -443,6 +466,13 @@ static int teardown(void **state)
 	if (f->sw)
 		sw_close(f->sw);
 	fake_close(&f->fake);
+	for (unsigned i = 0; i < 2; i++)
+		if (f->peer_open[i])
+			ctl_server_close(&f->peer[i], NULL);
+	if (f->follower)
+		store_close(f->follower, follower_closed, f);
+	else
+		f->follower_closed = true;
 	store_close(f->store, store_closed, f);
 	uv_update_time(&f->loop);
 	uint64_t deadline = uv_now(&f->loop) + WAIT_MS;
@@ -452,6 +482,7 @@ static int teardown(void **state)
 		uv_update_time(&f->loop);
 	}
 	assert_true(f->store_closed);
+	assert_true(f->follower_closed);
 	assert_int_equal(uv_loop_close(&f->loop), 0);
 	nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(f);
@@ -513,6 +544,55 @@ static void test_role_master(void **state)
 	assert_string_equal(json_string_value(json_object_get(s, "role")), "master");
 	assert_true(json_integer_value(json_object_get(s, "term")) ==
 	            (json_int_t)store_term(f->store));
+	json_decref(v);
+}
+
+static int peer_api(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+                    json_t **ret_result, char **ret_error)
+{
+	return store_handle_request(userdata, client, req, ret_result, ret_error);
+}
+
+static bool follows(struct fixture *f)
+{
+	return f->follower && !store_is_leader(f->follower) && store_term(f->follower) > 0 &&
+	       store_leader_id(f->follower) == 1;
+}
+
+static bool is_slave(struct fixture *f)
+{
+	return f->fake.role_requests && f->fake.role.role == OF13_ROLE_SLAVE;
+}
+
+/* A member whose store follows: SLAVE, with the term it knows as
+ * generation id; it writes nothing to the switch. */
+static void test_role_slave(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(
+	    ctl_server_start_tcp(&f->peer[0], &f->loop, f->peer_address, peer_api, f->store), 0);
+	f->peer_open[0] = true;
+	struct store_options o;
+	store_options_for(f, 2, &o);
+	snprintf(o.seeds[0], sizeof(o.seeds[0]), "%s", f->peer_address);
+	o.n_seeds = 1;
+	char error[256] = "";
+	assert_int_equal(store_open(&f->loop, &o, &f->follower, error, sizeof(error)), 0);
+	assert_int_equal(
+	    ctl_server_start_tcp(&f->peer[1], &f->loop, o.peer_address, peer_api, f->follower), 0);
+	f->peer_open[1] = true;
+	assert_true(run_until(f, follows));
+	open_switches_on(f, f->follower);
+	f->svc[0].table = 5;
+	assert_int_equal(sw_set_service(f->sw, &test_service_ops, &f->svc[0]), 0);
+	assert_true(run_until(f, is_slave));
+	assert_true(f->fake.role.generation_id == store_term(f->follower));
+	run_for(f, 300);
+	assert_false(sw_is_master(f->sw));
+	assert_int_equal(f->fake.flow_mods, 0);
+	json_t *v = request(f, "switch.local", NULL);
+	json_t *s = json_array_get(json_object_get(v, "switches"), 0);
+	assert_string_equal(json_string_value(json_object_get(s, "role")), "slave");
 	json_decref(v);
 }
 
@@ -728,6 +808,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_handshake, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_role_master, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_role_slave, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drift, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_services, setup, teardown),
