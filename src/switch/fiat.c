@@ -53,6 +53,91 @@ static void fiat_done(void *userdata, json_t *result, const char *error)
 		         (long long)json_integer_value(json_object_get(result, "generation")));
 }
 
+/* The other voters, sorted by whether their switch port is down. */
+struct census {
+	size_t n;         /* voters, this host included */
+	size_t n_down;    /* other voters whose port is down */
+	int64_t shortest; /* the shortest time one of those has been down */
+	char down[128], up[128];
+};
+
+static void take_census(struct swc *c, struct census *ret)
+{
+	const struct store_state *st = store_state(c->store);
+	uint64_t voters[16];
+	*ret = (struct census){.n = store_voters(c->store, voters, 16), .shortest = INT64_MAX};
+	for (size_t i = 0; i < ret->n; i++) {
+		const struct store_member *m = store_member_find(st, voters[i]);
+		if (!m || strcmp(m->name, c->self.name) == 0)
+			continue;
+		int64_t ms = port_down_ms(c, m->name);
+		char *list = ms > 0 ? ret->down : ret->up;
+		snprintf(list + strlen(list), 128 - strlen(list), "%s%s", list[0] ? ", " : "",
+		         m->name);
+		if (ms > 0) {
+			ret->n_down++;
+			ret->shortest = ms < ret->shortest ? ms : ret->shortest;
+		}
+	}
+}
+
+/* Whether the voters that are gone lost power (every one's port down for
+ * fiat-after-ms, and too many of them for a majority): sets the state and
+ * returns false when no fiat is due. */
+static bool power_lost(struct swc *c, const struct census *k)
+{
+	const struct store_state *st = store_state(c->store);
+	const char *up = k->up[0] ? k->up : "this host";
+	if (k->n == 0 || store_cluster(st)->generation == 0 ||
+	    !store_member_find_name(st, c->self.name)) {
+		fiat_set(c, "ok", "not a member of a cluster yet");
+		return false;
+	}
+	if (store_leader_id(c->store) && (!k->n_down || k->n - k->n_down > k->n / 2)) {
+		fiat_set(c, "ok", "a leader is elected");
+		return false;
+	}
+	if (!k->n_down) {
+		fiat_set(c, "waiting",
+		         "no leader, but no voter's port is down (%s up): an election "
+		         "or a partition, not a power loss; no fiat",
+		         up);
+		return false;
+	}
+	if (k->n - k->n_down > k->n / 2) {
+		fiat_set(c, "waiting",
+		         "no leader, but the ports of a majority of voters are up (%s): "
+		         "a partition or an election, not a power loss; no fiat",
+		         up);
+		return false;
+	}
+	if (k->shortest < (int64_t)c->o.fiat_after_ms) {
+		fiat_set(c, "pending",
+		         "the ports of voters %s are down; recovery by fiat if they stay down "
+		         "%u ms",
+		         k->down, c->o.fiat_after_ms);
+		return false;
+	}
+	return true;
+}
+
+/* The survivor that declares: the lowest id with its port up. */
+static bool first_survivor(struct swc *c, const struct census *k)
+{
+	const struct store_state *st = store_state(c->store);
+	const struct store_member *me = store_member_find_name(st, c->self.name);
+	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
+		if (m->id < (me ? me->id : 0) && port_down_ms(c, m->name) == 0) {
+			fiat_set(c, "pending",
+			         "voters %s lost power; %s, the first survivor, recovers by fiat",
+			         k->down, m->name);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* A majority of voters is gone. If every one of them has its switch port
  * down (power lost, not a partition) for fiat-after-ms, the survivors
  * recover the membership on their own: the one with the lowest id among
@@ -63,77 +148,20 @@ void fiat_check(struct swc *c)
 		fiat_set(c, "off", "fiat-after-ms is 0");
 		return;
 	}
-	const struct store_state *st = store_state(c->store);
-	uint64_t leader = store_leader_id(c->store);
 	if (store_is_leader(c->store) || c->fiat_running) {
 		fiat_set(c, "ok", "%s", c->fiat_running ? "recovering" : "this host leads");
 		return;
 	}
-	uint64_t voters[16];
-	size_t n = store_voters(c->store, voters, 16);
-	char down[128] = "", up[128] = "";
-	size_t n_down = 0;
-	int64_t shortest = INT64_MAX;
-	for (size_t i = 0; i < n; i++) {
-		const struct store_member *m = store_member_find(st, voters[i]);
-		if (!m || strcmp(m->name, c->self.name) == 0)
-			continue;
-		int64_t ms = port_down_ms(c, m->name);
-		char *list = ms > 0 ? down : up;
-		snprintf(list + strlen(list), 128 - strlen(list), "%s%s", list[0] ? ", " : "",
-		         m->name);
-		if (ms > 0) {
-			n_down++;
-			shortest = ms < shortest ? ms : shortest;
-		}
-	}
-	if (n == 0 || store_cluster(st)->generation == 0 ||
-	    !store_member_find_name(st, c->self.name)) {
-		fiat_set(c, "ok", "not a member of a cluster yet");
+	struct census k;
+	take_census(c, &k);
+	if (!power_lost(c, &k) || !first_survivor(c, &k))
 		return;
-	}
-	if (leader && (!n_down || n - n_down > n / 2)) {
-		fiat_set(c, "ok", "a leader is elected");
-		return;
-	}
-	if (!n_down) {
-		fiat_set(c, "waiting",
-		         "no leader, but no voter's port is down (%s up): an election "
-		         "or a partition, not a power loss; no fiat",
-		         up[0] ? up : "this host");
-		return;
-	}
-	if (n - n_down > n / 2) {
-		fiat_set(c, "waiting",
-		         "no leader, but the ports of a majority of voters are up (%s): "
-		         "a partition or an election, not a power loss; no fiat",
-		         up[0] ? up : "this host");
-		return;
-	}
-	if (shortest < (int64_t)c->o.fiat_after_ms) {
-		fiat_set(c, "pending",
-		         "the ports of voters %s are down; recovery by fiat if they stay down "
-		         "%u ms",
-		         down, c->o.fiat_after_ms);
-		return;
-	}
-	/* The survivor that declares: the lowest id with its port up. */
-	const struct store_member *me = store_member_find_name(st, c->self.name);
-	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
-		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
-		if (m->id < (me ? me->id : 0) && port_down_ms(c, m->name) == 0) {
-			fiat_set(c, "pending",
-			         "voters %s lost power; %s, the first survivor, recovers by fiat",
-			         down, m->name);
-			return;
-		}
-	}
 	uint64_t now = uv_now(c->loop);
 	if (c->fiat_last_ms && now - c->fiat_last_ms < 5000)
 		return;
 	c->fiat_last_ms = now;
 	fiat_set(c, "recovering", "voters %s lost power (ports down %u ms): recovering by fiat",
-	         down, c->o.fiat_after_ms);
+	         k.down, c->o.fiat_after_ms);
 	char *error = NULL;
 	if (store_recover(c->store, fiat_done, c, &error) == 0)
 		c->fiat_running = true;
