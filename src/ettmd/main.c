@@ -390,11 +390,11 @@ static int start(struct agent *a)
 		                       .guest_addr = ntohl(a->cfg.datapath.guest_addr.s_addr)};
 		snprintf(self.name, sizeof(self.name), "%s", a->cfg.name);
 		snprintf(self.uplink_if, sizeof(self.uplink_if), "%s", a->cfg.datapath.uplink_if);
-		char error[256];
-		r = sw_open(a->loop, &a->cfg.sw, &self, a->store, &a->switches, error,
-		            sizeof(error));
+		char *error = NULL;
+		r = sw_open(a->loop, &a->cfg.sw, &self, a->store, &a->switches, &error);
 		if (r < 0) {
-			log_error("switches: %s", error);
+			log_error("switches: %s", error ? error : strerror(-r));
+			free(error);
 			return r;
 		}
 		log_info("switches: controlling %u switch(es)", a->cfg.sw.n_switches);

@@ -31,6 +31,7 @@ struct of_conn {
 	uv_connect_t connect;
 	uv_timer_t timer; /* reconnect, or echo while up */
 	bool up, closing;
+	int open_handles; /* while closing: the timer, and the socket if any */
 	uint32_t next_xid;
 	uint64_t last_heard; /* uv_now() of the last message */
 	uint8_t *in;
@@ -70,11 +71,27 @@ static void tcp_closed(uv_handle_t *h)
 	free(h);
 }
 
+static void conn_unref(struct of_conn *c)
+{
+	if (--c->open_handles == 0) {
+		free(c->in);
+		free(c);
+	}
+}
+
 static void conn_free(uv_handle_t *h)
 {
+	conn_unref(h->data);
+}
+
+/* The socket of a connection being closed: a connect still under way
+ * reports UV_ECANCELED to connect_cb (c->connect lives in @c) before this
+ * runs, so @c goes only after both. */
+static void last_tcp_closed(uv_handle_t *h)
+{
 	struct of_conn *c = h->data;
-	free(c->in);
-	free(c);
+	free(h);
+	conn_unref(c);
 }
 
 /* Drops the connection; reconnects unless the connection is being closed. */
@@ -370,8 +387,10 @@ void of_conn_close(struct of_conn *c)
 {
 	c->closing = true;
 	c->up = false;
+	c->open_handles = 1;
 	if (c->tcp) {
-		uv_close((uv_handle_t *)c->tcp, tcp_closed);
+		c->open_handles++;
+		uv_close((uv_handle_t *)c->tcp, last_tcp_closed);
 		c->tcp = NULL;
 	}
 	fail_pending(c);

@@ -28,6 +28,27 @@ int sw_flows_add(struct sw_flows *f, const struct of13_flow_mod *fm)
 	return 0;
 }
 
+struct of13_group_mod *sw_groups_add(struct sw_groups *g)
+{
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 4;
+		struct of13_group_mod *v = reallocarray(g->v, cap, sizeof(*v));
+		if (!v)
+			return NULL;
+		g->v = v;
+		g->cap = cap;
+	}
+	struct of13_group_mod *gm = &g->v[g->n++];
+	memset(gm, 0, sizeof(*gm));
+	return gm;
+}
+
+void sw_groups_free(struct sw_groups *g)
+{
+	free(g->v);
+	*g = (struct sw_groups){0};
+}
+
 bool sw_parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned b[6];

@@ -38,6 +38,17 @@ void sw_flows_free(struct sw_flows *f);
 /* Appends a copy of @fm; -ENOMEM. */
 int sw_flows_add(struct sw_flows *f, const struct of13_flow_mod *fm);
 
+/* Groups a service wants on a switch, grown to fit. */
+struct sw_groups {
+	struct of13_group_mod *v;
+	size_t n, cap;
+};
+
+/* Appends a zeroed group_mod and returns it, or NULL (out of memory). */
+struct of13_group_mod *sw_groups_add(struct sw_groups *g);
+/* Frees the groups and leaves @g empty, ready for reuse. */
+void sw_groups_free(struct sw_groups *g);
+
 /* The flows switch @dpid should have: admitted hosts' ports, links and
  * @uplinks (ports that lead to the ISP) enter table 1; table 1 forwards to
  * every admitted host along a shortest path and answers ARP for its

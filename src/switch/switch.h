@@ -48,13 +48,6 @@ struct sw_self {
 struct store;
 struct swc;
 
-/* Groups a service wants on a switch (at most SW_GROUPS_MAX). */
-#define SW_GROUPS_MAX 4
-struct sw_groups {
-	struct of13_group_mod v[SW_GROUPS_MAX];
-	size_t n;
-};
-
 /* A service's part in the switches (DESIGN.md, "Services"). @uplinks is
  * indexed like switch.uplinks; port 0 where the port is not known yet. */
 struct sw_service {
@@ -71,10 +64,10 @@ struct sw_service {
 	                  size_t len);
 };
 
-/* Adds the service with @userdata, or replaces it; @svc NULL removes it. At
- * most SW_MAX_SERVICES (NAT, devices). */
-#define SW_MAX_SERVICES 4
-void sw_set_service(struct swc *c, const struct sw_service *svc, void *userdata);
+/* Adds the service with @userdata, or replaces it; @svc NULL removes it.
+ * Any number of services; their flows are computed in registration order.
+ * Returns 0, or -ENOMEM (the service is then not registered). */
+int sw_set_service(struct swc *c, const struct sw_service *svc, void *userdata);
 /* Recomputes and reconciles soon (a service's inputs changed). */
 void sw_kick(struct swc *c);
 /* True when this agent is master of every connected switch. */
@@ -88,16 +81,19 @@ size_t sw_uplinks(struct swc *c, struct sw_port_ref *refs, bool *up);
 const uint8_t *sw_own_mac(struct swc *c);
 
 /* Starts the controller: connections to every switch, LLDP, statistics.
- * Returns 0 or a negative errno with @error. */
+ * With @self->uplink_if empty the agent sends no LLDP announcements (and
+ * needs no raw socket; its own MAC reads as zeros). Returns 0 with *@ret,
+ * or a negative errno with *@ret_error. */
 int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *self,
-            struct store *store, struct swc **ret, char *error, size_t error_size);
+            struct store *store, struct swc **ret, char **ret_error);
 void sw_close(struct swc *c);
 
 /* The failure detector's view, for `ettmctl cluster`: {state, reason}. */
 json_t *sw_failure_detector(struct swc *c);
 
 /* Control requests: "switches", "switch.local", "topology", "flows",
- * "hosts.list", "hosts.admit", "hosts.revoke". -ENOENT (no error) for a
+ * "hosts.list", "hosts.admit", "hosts.revoke" (hosts.h), and, built with
+ * -Dbench_hooks=true only, "switch.bench". -ENOENT (no error) for a
  * command that is not the controller's. */
 struct ctl_client;
 struct ctl_request;

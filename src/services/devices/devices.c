@@ -203,7 +203,9 @@ int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, stru
 		timers[i]->data = d;
 	}
 	uv_timer_start(&d->tick, tick_cb, TICK_MS, TICK_MS);
-	sw_set_service(switches, &service, d);
+	if (sw_set_service(switches, &service, d) < 0)
+		log_error("devices: out of memory registering with the switch controller; "
+		          "its flows are not installed");
 	int r = dp_set_source(dp, DEVICES_DP_SOURCE, datapath_build, d);
 	if (r < 0)
 		log_error("devices: datapath source: %s", strerror(-r));

@@ -62,12 +62,11 @@ static int steer(const struct store_state *st, const struct nat_options *o, uint
 
 /* The select group of live AEEs: one bucket per admitted, located host,
  * watched on its way out so a dead port's bucket is skipped. */
-static void any_aee_group(const struct store_state *st, uint64_t dpid, struct sw_groups *groups)
+static int any_aee_group(const struct store_state *st, uint64_t dpid, struct sw_groups *groups)
 {
-	if (groups->n == SW_GROUPS_MAX)
-		return;
-	struct of13_group_mod *g = &groups->v[groups->n++];
-	memset(g, 0, sizeof(*g));
+	struct of13_group_mod *g = sw_groups_add(groups);
+	if (!g)
+		return -ENOMEM;
 	g->command = OF13_GROUP_ADD;
 	g->type = OF13_GROUP_TYPE_SELECT;
 	g->group_id = NAT_GROUP_ID;
@@ -88,6 +87,7 @@ static void any_aee_group(const struct store_state *st, uint64_t dpid, struct sw
 		b->actions[b->n_actions++] =
 		    (struct of13_action){.type = OF13_ACTION_OUTPUT, .output = {.port = to}};
 	}
+	return 0;
 }
 
 /* At the uplink's switch: ARP for the public address to the master; what
@@ -171,6 +171,6 @@ int nat_flows(const struct store_state *st, const struct nat_options *o,
 			          NAT_PRIO_MAPPING, out);
 	}
 	if (r == 0 && here)
-		any_aee_group(st, dpid, groups);
+		r = any_aee_group(st, dpid, groups);
 	return r;
 }

@@ -817,7 +817,9 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 	if (r < 0)
 		log_error("nat: NAT-PMP/PCP on port %u: %s; port mapping requests are off",
 		          PMP_PORT, uv_strerror(r));
-	sw_set_service(switches, &service, n);
+	if (sw_set_service(switches, &service, n) < 0)
+		log_error("nat: out of memory registering with the switch controller; "
+		          "its flows are not installed");
 	r = dp_set_source(dp, NAT_DP_SOURCE, datapath_build, n);
 	if (r < 0)
 		log_error("nat: datapath source: %s", strerror(-r));

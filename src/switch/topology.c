@@ -1,0 +1,276 @@
+/* Topology (LLDP, IEEE 802.1AB, frames in lldp.c): as master, probes out
+ * of every switch port and the packet-ins they come back as, which give
+ * the switch-to-switch links; every agent's announcement of its own AEE on
+ * its uplink, which gives each host's location; the soft state of when
+ * each link was last seen, and the store commands that record links and
+ * locations or expire a link. Packet-ins that are not LLDP go to the
+ * services. */
+#include "switch-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/clock.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "lldp.h"
+#include "store/store.h"
+
+static void packet_out(struct sw *s, uint32_t port, const uint8_t *frame, size_t len)
+{
+	struct of13_packet_out po = {
+	    .buffer_id = OF13_NO_BUFFER,
+	    .in_port = OF13_PORT_CONTROLLER,
+	    .n_actions = 1,
+	    .actions = {{.type = OF13_ACTION_OUTPUT, .output = {.port = port}}},
+	    .data = frame,
+	    .data_len = len,
+	};
+	struct obuf b = {0};
+	of13_packet_out_encode(&b, of_conn_xid(s->conn), &po);
+	of_conn_send(s->conn, &b, NULL, NULL);
+}
+
+int sw_packet_out(struct swc *c, uint64_t dpid, uint32_t port, const uint8_t *frame, size_t len)
+{
+	struct sw *s = sw_find_dpid(c, dpid);
+	if (!s || s->role != ROLE_MASTER)
+		return -ENOTCONN;
+	packet_out(s, port, frame, len);
+	return 0;
+}
+
+static void lldp_probe_all(struct swc *c)
+{
+	for (unsigned i = 0; i < c->o.n_switches; i++) {
+		struct sw *s = &c->sw[i];
+		if (!s->up || s->role != ROLE_MASTER)
+			continue;
+		for (unsigned k = 0; k < s->n_ports; k++) {
+			const struct of13_port *p = &s->ports[k].desc;
+			if (p->port_no > OF13_PORT_MAX || (p->state & OF13_PORT_STATE_LINK_DOWN))
+				continue;
+			struct lldp_info info = {
+			    .kind = LLDP_PROBE, .dpid = s->dpid, .port = p->port_no};
+			memcpy(info.src_mac, p->hw_addr, 6);
+			uint8_t frame[LLDP_FRAME_MAX];
+			size_t len = lldp_encode(frame, sizeof(frame), &info);
+			if (len)
+				packet_out(s, p->port_no, frame, len);
+		}
+	}
+}
+
+static void topo_done(void *userdata, int status, const struct store_result *res, const char *error)
+{
+	struct swc *c = userdata;
+	c->topo_inflight--;
+	if (status < 0)
+		log_debug("switches: topology update not committed: %s", error);
+	else if (!res->applied)
+		log_warn("switches: topology update rejected: %s", res->reason);
+}
+
+static void propose_topo(struct swc *c, const struct store_cmd *cmd)
+{
+	/* One change at a time: the next probe round proposes the rest
+	 * against the state this one leaves. */
+	if (c->topo_inflight)
+		return;
+	if (store_propose(c->store, cmd, topo_done, c) == 0)
+		c->topo_inflight++;
+}
+
+static struct seen *link_seen(struct swc *c, uint64_t dpid, uint32_t port, bool add)
+{
+	for (unsigned i = 0; i < c->n_links_seen; i++)
+		if (c->links_seen[i].dpid == dpid && c->links_seen[i].port == port)
+			return &c->links_seen[i];
+	if (!add || c->n_links_seen == SW_MAX_SEEN)
+		return NULL;
+	c->links_seen[c->n_links_seen] = (struct seen){dpid, port, 0};
+	return &c->links_seen[c->n_links_seen++];
+}
+
+static const struct store_link *stored_link(struct swc *c, uint64_t dpid, uint32_t port)
+{
+	const struct store_state *st = store_state(c->store);
+	for (size_t i = 0; i < store_count(st, STORE_LINKS); i++) {
+		const struct store_link *l = store_row(st, STORE_LINKS, i);
+		if (l->dpid == dpid && l->port == port)
+			return l;
+	}
+	return NULL;
+}
+
+static void saw_link(struct swc *c, uint64_t dpid, uint32_t port, uint64_t peer_dpid,
+                     uint32_t peer_port)
+{
+	struct seen *seen = link_seen(c, dpid, port, true);
+	if (seen)
+		seen->ms = uv_now(c->loop);
+	const struct store_link *l = stored_link(c, dpid, port);
+	if (l && l->peer_dpid == peer_dpid && l->peer_port == peer_port)
+		return;
+	struct store_cmd cmd = {.table = STORE_LINKS, .op = STORE_PUT, .time_ms = wall_ms()};
+	cmd.row.link = (struct store_link){dpid, port, peer_dpid, peer_port, cmd.time_ms};
+	log_info("switches: link %016" PRIx64 "/%u -> %016" PRIx64 "/%u", dpid, port, peer_dpid,
+	         peer_port);
+	propose_topo(c, &cmd);
+}
+
+static void saw_host(struct swc *c, const struct lldp_info *info, uint64_t dpid, uint32_t port)
+{
+	char mac[STORE_MAC_MAX];
+	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", info->src_mac[0],
+	         info->src_mac[1], info->src_mac[2], info->src_mac[3], info->src_mac[4],
+	         info->src_mac[5]);
+	const struct store_location *l = store_location_find(store_state(c->store), info->host);
+	if (l && l->dpid == dpid && l->port == port && strcmp(l->mac, mac) == 0 &&
+	    l->control_addr == info->control_addr && l->guest_addr == info->guest_addr)
+		return;
+	struct store_cmd cmd = {.table = STORE_LOCATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct store_location *n = &cmd.row.location;
+	snprintf(n->host, sizeof(n->host), "%s", info->host);
+	snprintf(n->mac, sizeof(n->mac), "%s", mac);
+	n->dpid = dpid;
+	n->port = port;
+	n->control_addr = info->control_addr;
+	n->guest_addr = info->guest_addr;
+	n->seen_ms = cmd.time_ms;
+	log_info("switches: host %s at %016" PRIx64 "/%u (%s)", info->host, dpid, port, mac);
+	propose_topo(c, &cmd);
+}
+
+void topology_packet_in(struct sw *s, const uint8_t *msg, size_t len)
+{
+	struct swc *c = s->ctl;
+	struct of13_packet_in pi;
+	uint64_t in_port;
+	struct lldp_info info;
+	enum of13_err e = of13_packet_in_decode(msg, len, &pi);
+	if (e) {
+		log_debug("switch %u: packet_in: %s", s->index, of13_err_string(e));
+		return;
+	}
+	if (!of13_match_get(&pi.match, OF13_OXM_IN_PORT, &in_port, NULL))
+		return;
+	if (!c->leader || s->role != ROLE_MASTER)
+		return;
+	if (lldp_decode(pi.data, pi.data_len, &info) < 0) {
+		for (size_t i = 0; i < c->n_svcs; i++)
+			if (c->svcs[i].svc->packet_in)
+				c->svcs[i].svc->packet_in(c->svcs[i].data, s->dpid,
+				                          (uint32_t)in_port, pi.data, pi.data_len);
+		return;
+	}
+	if (info.kind == LLDP_PROBE) {
+		if (info.dpid != s->dpid && sw_find_dpid(c, info.dpid))
+			saw_link(c, info.dpid, info.port, s->dpid, (uint32_t)in_port);
+	} else {
+		saw_host(c, &info, s->dpid, (uint32_t)in_port);
+	}
+}
+
+/* Links not seen for link-timeout are gone. */
+static void expire_links(struct swc *c)
+{
+	const struct store_state *st = store_state(c->store);
+	uint64_t now = uv_now(c->loop);
+	for (size_t i = 0; i < store_count(st, STORE_LINKS); i++) {
+		const struct store_link *l = store_row(st, STORE_LINKS, i);
+		struct seen *seen = link_seen(c, l->dpid, l->port, true);
+		if (!seen)
+			continue;
+		if (!seen->ms)
+			seen->ms = now;
+		if (now - seen->ms < c->o.link_timeout_ms)
+			continue;
+		struct store_cmd cmd = {
+		    .table = STORE_LINKS, .op = STORE_DELETE, .time_ms = wall_ms()};
+		cmd.row.link = *l;
+		log_warn("switches: link %016" PRIx64 "/%u -> %016" PRIx64 "/%u is gone (%u ms)",
+		         l->dpid, l->port, l->peer_dpid, l->peer_port, c->o.link_timeout_ms);
+		propose_topo(c, &cmd);
+		return;
+	}
+}
+
+/* The AEE's own announcement, out of its uplink. */
+static void announce(struct swc *c)
+{
+	if (c->raw_fd < 0)
+		return;
+	struct lldp_info info = {.kind = LLDP_ANNOUNCE,
+	                         .control_addr = c->self.control_addr,
+	                         .guest_addr = c->self.guest_addr};
+	memcpy(info.src_mac, c->mac, 6);
+	snprintf(info.host, sizeof(info.host), "%s", c->self.name);
+	uint8_t frame[LLDP_FRAME_MAX];
+	size_t len = lldp_encode(frame, sizeof(frame), &info);
+	struct sockaddr_ll sll = {
+	    .sll_family = AF_PACKET, .sll_ifindex = c->ifindex, .sll_halen = 6};
+	memcpy(sll.sll_addr, frame, 6);
+	if (sendto(c->raw_fd, frame, len, 0, (struct sockaddr *)&sll, sizeof(sll)) < 0)
+		log_debug("switches: announcement on %s: %s", c->self.uplink_if, strerror(errno));
+}
+
+void topology_lldp_cb(uv_timer_t *t)
+{
+	struct swc *c = t->data;
+	announce(c);
+	if (!c->leader)
+		return;
+	lldp_probe_all(c);
+	expire_links(c);
+}
+
+void topology_leading(struct swc *c)
+{
+	uint64_t now = uv_now(c->loop);
+	for (unsigned i = 0; i < c->n_links_seen; i++)
+		c->links_seen[i].ms = now;
+}
+
+void topology_port_down(struct sw *s, uint32_t port)
+{
+	struct seen *seen = link_seen(s->ctl, s->dpid, port, false);
+	if (seen)
+		seen->ms = 1; /* expired at the next probe round */
+}
+
+int topology_open(struct swc *c, char **ret_error)
+{
+	c->raw_fd = -1;
+	if (!c->self.uplink_if[0])
+		return 0;
+	c->raw_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->raw_fd < 0) {
+		int r = -errno;
+		return error_set(ret_error, r, "LLDP socket: %s", strerror(-r));
+	}
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", c->self.uplink_if);
+	if (ioctl(c->raw_fd, SIOCGIFINDEX, &ifr) < 0 || (c->ifindex = ifr.ifr_ifindex, 0) ||
+	    ioctl(c->raw_fd, SIOCGIFHWADDR, &ifr) < 0) {
+		int r = -errno;
+		topology_close(c);
+		return error_set(ret_error, r, "uplink %s: %s", c->self.uplink_if, strerror(-r));
+	}
+	memcpy(c->mac, ifr.ifr_hwaddr.sa_data, 6);
+	return 0;
+}
+
+void topology_close(struct swc *c)
+{
+	if (c->raw_fd >= 0)
+		close(c->raw_fd);
+	c->raw_fd = -1;
+}
