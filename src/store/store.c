@@ -182,7 +182,7 @@ static void fsm_applied(void *userdata, const struct raft_buffer *buf, const str
 	               buf->base, buf->len);
 	notify(s, cmd, res);
 	if (cmd->table == STORE_MEMBERS && cmd->op == STORE_DELETE && res->applied &&
-	    cmd->row.member.id == s->o.id)
+	    STORE_CMD_ROW(cmd, struct store_member)->id == s->o.id)
 		handle_self_removed(s);
 }
 
@@ -678,8 +678,8 @@ static void record_role(struct store *s, raft_id id, int role)
 	if (!m || m->role == role)
 		return;
 	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = wall_ms()};
-	cmd.row.member = *m;
-	cmd.row.member.role = (uint8_t)role;
+	(*STORE_CMD_ROW(&cmd, struct store_member)) = *m;
+	STORE_CMD_ROW(&cmd, struct store_member)->role = (uint8_t)role;
 	store_propose(s, &cmd, member_role_done, NULL);
 }
 
@@ -793,9 +793,11 @@ static void merge_one(void *userdata, const void *data, size_t len)
 		m->conflicts++;
 		struct store_cmd c = {
 		    .table = STORE_CONFLICTS, .op = STORE_PUT, .time_ms = wall_ms()};
-		c.row.conflict.table = cmd.table;
-		c.row.conflict.generation = store_cluster(m->s->state)->generation - 1;
-		snprintf(c.row.conflict.reason, sizeof(c.row.conflict.reason), "%s", reason);
+		STORE_CMD_ROW(&c, struct store_conflict)->table = cmd.table;
+		STORE_CMD_ROW(&c, struct store_conflict)->generation =
+		    store_cluster(m->s->state)->generation - 1;
+		snprintf(STORE_CMD_ROW(&c, struct store_conflict)->reason,
+		         sizeof(STORE_CMD_ROW(&c, struct store_conflict)->reason), "%s", reason);
 		store_propose(m->s, &c, orphan_propose_done, NULL);
 		log_warn("store: merge conflict: %s", reason);
 		break;
@@ -890,7 +892,7 @@ static void tick_cb(uv_timer_t *t)
 		s->generation_pending = false;
 		struct store_cmd cmd = {
 		    .table = STORE_CLUSTER, .op = STORE_PUT, .time_ms = wall_ms()};
-		cmd.row.cluster = s->pending_generation;
+		(*STORE_CMD_ROW(&cmd, struct store_cluster)) = s->pending_generation;
 		if (store_propose(s, &cmd, generation_done, s) < 0)
 			s->generation_pending = true;
 		/* The creator joins its own members table. */
@@ -898,14 +900,19 @@ static void tick_cb(uv_timer_t *t)
 		    !store_member_find(s->state, s->o.id)) {
 			struct store_cmd m = {
 			    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = wall_ms()};
-			m.row.member = (struct store_member){
+			(*STORE_CMD_ROW(&m, struct store_member)) = (struct store_member){
 			    .id = s->o.id, .role = STORE_ROLE_VOTER, .joined_ms = wall_ms()};
-			snprintf(m.row.member.name, sizeof(m.row.member.name), "%s", s->o.name);
-			snprintf(m.row.member.address, sizeof(m.row.member.address), "%s",
+			snprintf(STORE_CMD_ROW(&m, struct store_member)->name,
+			         sizeof(STORE_CMD_ROW(&m, struct store_member)->name), "%s",
+			         s->o.name);
+			snprintf(STORE_CMD_ROW(&m, struct store_member)->address,
+			         sizeof(STORE_CMD_ROW(&m, struct store_member)->address), "%s",
 			         s->o.raft_address);
-			snprintf(m.row.member.peer, sizeof(m.row.member.peer), "%s",
+			snprintf(STORE_CMD_ROW(&m, struct store_member)->peer,
+			         sizeof(STORE_CMD_ROW(&m, struct store_member)->peer), "%s",
 			         s->o.peer_address);
-			snprintf(m.row.member.raft_version, sizeof(m.row.member.raft_version), "%s",
+			snprintf(STORE_CMD_ROW(&m, struct store_member)->raft_version,
+			         sizeof(STORE_CMD_ROW(&m, struct store_member)->raft_version), "%s",
 			         store_raft_version());
 			store_propose(s, &m, member_role_done, NULL);
 		}
@@ -1098,7 +1105,7 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 	if (!m || strcmp(m->address, address) != 0 || strcmp(m->peer, peer) != 0) {
 		struct store_cmd cmd = {
 		    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = wall_ms()};
-		struct store_member *row = &cmd.row.member;
+		struct store_member *row = STORE_CMD_ROW(&cmd, struct store_member);
 		row->id = (uint64_t)id;
 		row->role = STORE_ROLE_SPARE;
 		row->joined_ms = wall_ms();
@@ -1194,7 +1201,7 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 	*c = (struct remove_ctx){.s = s, .id = m->id, .d = ctl_defer(client, req)};
 	snprintf(c->peer, sizeof(c->peer), "%s", m->peer);
 	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_DELETE, .time_ms = wall_ms()};
-	cmd.row.member.id = m->id;
+	STORE_CMD_ROW(&cmd, struct store_member)->id = m->id;
 	int r = store_propose(s, &cmd, remove_done, c);
 	if (r < 0) {
 		ctl_deferred_reply(c->d, NULL, strerror(-r));
@@ -1432,10 +1439,12 @@ static void bench_send(struct bench *b)
 {
 	unsigned n = b->phase * b->count + b->sent;
 	struct store_cmd cmd = {.table = STORE_LEASES, .op = STORE_PUT, .time_ms = wall_ms()};
-	snprintf(cmd.row.lease.mac, sizeof(cmd.row.lease.mac), "02:00:%02x:%02x:%02x:%02x",
+	snprintf(STORE_CMD_ROW(&cmd, struct store_lease)->mac,
+	         sizeof(STORE_CMD_ROW(&cmd, struct store_lease)->mac), "02:00:%02x:%02x:%02x:%02x",
 	         (n >> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
-	cmd.row.lease.addr = 0x0a000000u + n;
-	snprintf(cmd.row.lease.host, sizeof(cmd.row.lease.host), "bench-%012u", n);
+	STORE_CMD_ROW(&cmd, struct store_lease)->addr = 0x0a000000u + n;
+	snprintf(STORE_CMD_ROW(&cmd, struct store_lease)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct store_lease)->host), "bench-%012u", n);
 	struct bench_req *r = calloc(1, sizeof(*r));
 	r->b = b;
 	r->t0 = uv_hrtime();

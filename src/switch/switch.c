@@ -21,6 +21,8 @@
 #include "lib/log.h"
 #include "lldp.h"
 #include "store/store.h"
+#include "switch/tables.h"
+#include "trust/tables.h"
 
 #define TICK_MS                   50 /* how often leadership and term are checked */
 #define PEER_TIMEOUT_MS           1000
@@ -476,7 +478,7 @@ static void claim_role(struct sw *s)
  * reports: 0 while it is up, -1 when this agent cannot tell. */
 static int64_t port_down_ms(struct swc *c, const char *host)
 {
-	const struct store_location *l = store_location_find(store_state(c->store), host);
+	const struct switch_location *l = switch_location_find(store_state(c->store), host);
 	struct sw *s = l ? find_dpid(c, l->dpid) : NULL;
 	struct port *p = s ? find_port(s, l->port) : NULL;
 	if (!p)
@@ -752,11 +754,11 @@ static struct seen *link_seen(struct swc *c, uint64_t dpid, uint32_t port, bool 
 	return &c->links_seen[c->n_links_seen++];
 }
 
-static const struct store_link *stored_link(struct swc *c, uint64_t dpid, uint32_t port)
+static const struct switch_link *stored_link(struct swc *c, uint64_t dpid, uint32_t port)
 {
 	const struct store_state *st = store_state(c->store);
-	for (size_t i = 0; i < store_count(st, STORE_LINKS); i++) {
-		const struct store_link *l = store_row(st, STORE_LINKS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LINKS); i++) {
+		const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
 		if (l->dpid == dpid && l->port == port)
 			return l;
 	}
@@ -769,11 +771,12 @@ static void saw_link(struct swc *c, uint64_t dpid, uint32_t port, uint64_t peer_
 	struct seen *seen = link_seen(c, dpid, port, true);
 	if (seen)
 		seen->ms = uv_now(c->loop);
-	const struct store_link *l = stored_link(c, dpid, port);
+	const struct switch_link *l = stored_link(c, dpid, port);
 	if (l && l->peer_dpid == peer_dpid && l->peer_port == peer_port)
 		return;
-	struct store_cmd cmd = {.table = STORE_LINKS, .op = STORE_PUT, .time_ms = wall_ms()};
-	cmd.row.link = (struct store_link){dpid, port, peer_dpid, peer_port, cmd.time_ms};
+	struct store_cmd cmd = {.table = SWITCH_LINKS, .op = STORE_PUT, .time_ms = wall_ms()};
+	(*STORE_CMD_ROW(&cmd, struct switch_link)) =
+	    (struct switch_link){dpid, port, peer_dpid, peer_port, cmd.time_ms};
 	log_info("switches: link %016" PRIx64 "/%u -> %016" PRIx64 "/%u", dpid, port, peer_dpid,
 	         peer_port);
 	propose_topo(c, &cmd);
@@ -785,12 +788,12 @@ static void saw_host(struct swc *c, const struct lldp_info *info, uint64_t dpid,
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", info->src_mac[0],
 	         info->src_mac[1], info->src_mac[2], info->src_mac[3], info->src_mac[4],
 	         info->src_mac[5]);
-	const struct store_location *l = store_location_find(store_state(c->store), info->host);
+	const struct switch_location *l = switch_location_find(store_state(c->store), info->host);
 	if (l && l->dpid == dpid && l->port == port && strcmp(l->mac, mac) == 0 &&
 	    l->control_addr == info->control_addr && l->guest_addr == info->guest_addr)
 		return;
-	struct store_cmd cmd = {.table = STORE_LOCATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
-	struct store_location *n = &cmd.row.location;
+	struct store_cmd cmd = {.table = SWITCH_LOCATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct switch_location *n = STORE_CMD_ROW(&cmd, struct switch_location);
 	snprintf(n->host, sizeof(n->host), "%s", info->host);
 	snprintf(n->mac, sizeof(n->mac), "%s", mac);
 	n->dpid = dpid;
@@ -837,8 +840,8 @@ static void expire_links(struct swc *c)
 {
 	const struct store_state *st = store_state(c->store);
 	uint64_t now = uv_now(c->loop);
-	for (size_t i = 0; i < store_count(st, STORE_LINKS); i++) {
-		const struct store_link *l = store_row(st, STORE_LINKS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LINKS); i++) {
+		const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
 		struct seen *seen = link_seen(c, l->dpid, l->port, true);
 		if (!seen)
 			continue;
@@ -847,8 +850,8 @@ static void expire_links(struct swc *c)
 		if (now - seen->ms < c->o.link_timeout_ms)
 			continue;
 		struct store_cmd cmd = {
-		    .table = STORE_LINKS, .op = STORE_DELETE, .time_ms = wall_ms()};
-		cmd.row.link = *l;
+		    .table = SWITCH_LINKS, .op = STORE_DELETE, .time_ms = wall_ms()};
+		(*STORE_CMD_ROW(&cmd, struct switch_link)) = *l;
 		log_warn("switches: link %016" PRIx64 "/%u -> %016" PRIx64 "/%u is gone (%u ms)",
 		         l->dpid, l->port, l->peer_dpid, l->peer_port, c->o.link_timeout_ms);
 		propose_topo(c, &cmd);
@@ -1170,9 +1173,9 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 			return r;
 		}
 	}
-	store_subscribe(store, STORE_ADMISSIONS, store_changed, c);
-	store_subscribe(store, STORE_LOCATIONS, store_changed, c);
-	store_subscribe(store, STORE_LINKS, store_changed, c);
+	store_subscribe(store, TRUST_ADMISSIONS, store_changed, c);
+	store_subscribe(store, SWITCH_LOCATIONS, store_changed, c);
+	store_subscribe(store, SWITCH_LINKS, store_changed, c);
 	uv_timer_t *timers[] = {&c->tick, &c->lldp, &c->stats, &c->kick};
 	for (size_t i = 0; i < 4; i++) {
 		uv_timer_init(loop, timers[i]);
@@ -1363,8 +1366,8 @@ static json_t *topology(struct swc *c)
 		                                "address", c->o.switches[i], "dpid",
 		                                s->up ? dpid_str(s->dpid, d) : NULL));
 	}
-	for (size_t i = 0; i < store_count(st, STORE_LINKS); i++) {
-		const struct store_link *l = store_row(st, STORE_LINKS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LINKS); i++) {
+		const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
 		json_t *o = json_pack("{s:s, s:i, s:s, s:i}", "dpid", dpid_str(l->dpid, d), "port",
 		                      (int)l->port, "peer_dpid", dpid_str(l->peer_dpid, e),
 		                      "peer_port", (int)l->peer_port);
@@ -1380,13 +1383,13 @@ static json_t *topology(struct swc *c)
 		}
 		json_array_append_new(links, o);
 	}
-	for (size_t i = 0; i < store_count(st, STORE_LOCATIONS); i++) {
-		const struct store_location *l = store_row(st, STORE_LOCATIONS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LOCATIONS); i++) {
+		const struct switch_location *l = store_row(st, SWITCH_LOCATIONS, i);
 		json_t *o =
 		    json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:b}", "host", l->host, "mac", l->mac,
 		              "dpid", dpid_str(l->dpid, d), "port", (int)l->port, "control",
 		              addr_json(l->control_addr), "guest", addr_json(l->guest_addr),
-		              "admitted", store_admission_find(st, l->host) != NULL);
+		              "admitted", trust_admission_find(st, l->host) != NULL);
 		struct sw *s = find_dpid(c, l->dpid);
 		struct port *p = s ? find_port(s, l->port) : NULL;
 		if (p)
@@ -1490,13 +1493,13 @@ static int handle_flows(struct swc *c, const struct ctl_request *req, json_t **r
  * is open, and what its last attestation concluded (docs/trust.md). */
 static json_t *host_json(const struct store_state *st, const struct store_member *m)
 {
-	const struct store_location *l = store_location_find(st, m->name);
-	const struct store_admission *adm = store_admission_find(st, m->name);
-	const struct store_attestation *t = store_attestation_find(st, m->name);
+	const struct switch_location *l = switch_location_find(st, m->name);
+	const struct trust_admission *adm = trust_admission_find(st, m->name);
+	const struct trust_attestation *t = trust_attestation_find(st, m->name);
 	char d[17];
 	const char *state = adm ? "admitted" : "not admitted";
-	if (t && !(adm && t->state != STORE_ATTEST_ADMITTED))
-		state = store_attest_state_name(t->state);
+	if (t && !(adm && t->state != TRUST_ATTEST_ADMITTED))
+		state = trust_attest_state_name(t->state);
 	const char *measurement = adm && adm->measurement[0] ? adm->measurement
 	                          : t && t->measurement[0]   ? t->measurement
 	                                                     : NULL;
@@ -1531,11 +1534,12 @@ static int handle_hosts(struct swc *c, struct ctl_client *client, const struct c
 			*ret_error = NULL;
 		return -ENOENT;
 	}
-	struct store_cmd cmd = {.table = STORE_ADMISSIONS,
+	struct store_cmd cmd = {.table = TRUST_ADMISSIONS,
 	                        .op = admit ? STORE_PUT : STORE_DELETE,
 	                        .time_ms = wall_ms()};
-	snprintf(cmd.row.admission.host, sizeof(cmd.row.admission.host), "%s", host);
-	cmd.row.admission.time_ms = cmd.time_ms;
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_admission)->host), "%s", host);
+	STORE_CMD_ROW(&cmd, struct trust_admission)->time_ms = cmd.time_ms;
 	return store_propose_reply(c->store, client, req, &cmd, true, ret_error);
 }
 

@@ -12,6 +12,8 @@
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "trust.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
 
 /* How often the agent looks at its TPM and its admission, and the leader at
  * the hosts it has to re-attest. */
@@ -283,12 +285,12 @@ static int commit(struct attest *a, const char *host, const char *what,
 	return r;
 }
 
-static struct store_cmd attestation_cmd(const char *host, enum store_attest_state state,
+static struct store_cmd attestation_cmd(const char *host, enum trust_attest_state state,
                                         const char *reason, const char *ek_fp,
                                         const char *measurement)
 {
-	struct store_cmd cmd = {.table = STORE_ATTESTATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
-	struct store_attestation *t = &cmd.row.attestation;
+	struct store_cmd cmd = {.table = TRUST_ATTESTATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct trust_attestation *t = STORE_CMD_ROW(&cmd, struct trust_attestation);
 	snprintf(t->host, sizeof(t->host), "%s", host);
 	t->state = (uint8_t)state;
 	snprintf(t->reason, sizeof(t->reason), "%s", reason ? reason : "");
@@ -302,8 +304,9 @@ static struct store_cmd attestation_cmd(const char *host, enum store_attest_stat
 static struct store_cmd admission_delete(const char *host)
 {
 	struct store_cmd cmd = {
-	    .table = STORE_ADMISSIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
-	snprintf(cmd.row.admission.host, sizeof(cmd.row.admission.host), "%s", host);
+	    .table = TRUST_ADMISSIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_admission)->host), "%s", host);
 	return cmd;
 }
 
@@ -314,13 +317,13 @@ static void refuse(struct attest *a, const char *host, const char *reason, const
                    const char *measurement, bool revoke)
 {
 	const struct store_state *st = store_state(a->store);
-	const struct store_attestation *old = store_attestation_find(st, host);
-	bool admitted = store_admission_find(st, host) != NULL;
+	const struct trust_attestation *old = trust_attestation_find(st, host);
+	bool admitted = trust_admission_find(st, host) != NULL;
 	if (!revoke && admitted) {
 		log_debug("trust: a challenge for %s refused: %s", host, reason);
 		return; /* not proven to come from the host: leave its admission */
 	}
-	if (old && old->state == STORE_ATTEST_REFUSED && strcmp(old->reason, reason) == 0 &&
+	if (old && old->state == TRUST_ATTEST_REFUSED && strcmp(old->reason, reason) == 0 &&
 	    wall_ms() - old->time_ms < REFUSAL_REPEAT_MS && !admitted)
 		return;
 	log_warn("trust: %s refused%s: %s", host, admitted ? " and revoked" : "", reason);
@@ -328,7 +331,7 @@ static void refuse(struct attest *a, const char *host, const char *reason, const
 	if (old && old->ek_fp[0])
 		ek_fp = old->ek_fp;
 	struct store_cmd t =
-	    attestation_cmd(host, STORE_ATTEST_REFUSED, reason, ek_fp, measurement);
+	    attestation_cmd(host, TRUST_ATTEST_REFUSED, reason, ek_fp, measurement);
 	struct store_cmd del = admission_delete(host);
 	if (commit(a, host, "refusal", &t, admitted ? &del : NULL, NULL) < 0)
 		log_warn("trust: cannot commit the refusal of %s", host);
@@ -336,8 +339,8 @@ static void refuse(struct attest *a, const char *host, const char *reason, const
 
 static bool is_trusted(const struct store_state *st, const char *measurement)
 {
-	for (size_t i = 0; i < store_count(st, STORE_TRUSTED); i++) {
-		const struct store_trusted *t = store_row(st, STORE_TRUSTED, i);
+	for (size_t i = 0; i < store_count(st, TRUST_TRUSTED); i++) {
+		const struct trust_trusted *t = store_row(st, TRUST_TRUSTED, i);
 		if (strcmp(t->digest, measurement) == 0)
 			return true;
 	}
@@ -347,10 +350,10 @@ static bool is_trusted(const struct store_state *st, const char *measurement)
 /* The checks a quote's counters must pass against the last good quote of
  * the same TPM: they never go back (TPM 2.0 Part 1, "Clock and Time":
  * resetCount counts TPM Resets, restartCount the restarts since). */
-static int check_counters(const struct store_attestation *old, const char *ek_fp,
+static int check_counters(const struct trust_attestation *old, const char *ek_fp,
                           const struct trust_quote *q, char *error, size_t error_size)
 {
-	if (!old || old->state != STORE_ATTEST_ADMITTED || strcmp(old->ek_fp, ek_fp) != 0)
+	if (!old || old->state != TRUST_ATTEST_ADMITTED || strcmp(old->ek_fp, ek_fp) != 0)
 		return 0;
 	if (q->reset_count < old->reset_count ||
 	    (q->reset_count == old->reset_count && q->restart_count < old->restart_count)) {
@@ -411,8 +414,8 @@ static int check_host(struct attest *a, const char *host, char **ret_error)
 	if (!host || !store_member_find_name(st, host))
 		return error_set(ret_error, -ENOENT, "field \"host\": no member named \"%s\"",
 		                 host ? host : "");
-	const struct store_attestation *t = store_attestation_find(st, host);
-	if (t && t->state == STORE_ATTEST_REVOKED)
+	const struct trust_attestation *t = trust_attestation_find(st, host);
+	if (t && t->state == TRUST_ATTEST_REVOKED)
 		return error_set(
 		    ret_error, -EPERM,
 		    "%s was revoked by the admin; 'ettmctl hosts admit %s' lets it attest "
@@ -469,7 +472,7 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 		return r;
 	struct trust_blob cred = {0}, secret = {0};
 	char why[STORE_REASON_MAX];
-	const struct store_attestation *t = store_attestation_find(store_state(a->store), host);
+	const struct trust_attestation *t = trust_attestation_find(store_state(a->store), host);
 	if (t && t->ek_fp[0] && strcmp(t->ek_fp, c.ek_fp) != 0) {
 		r = error_set(
 		    ret_error, -EPERM,
@@ -572,7 +575,7 @@ static int check_quote(struct attest *a, const char *host, const char *ek_fp, js
 		snprintf(why, why_size, "measurement %.16s... is not trusted", measurement);
 		return -EPERM;
 	}
-	return check_counters(store_attestation_find(st, host), ek_fp, ret_q, why, why_size);
+	return check_counters(trust_attestation_find(st, host), ek_fp, ret_q, why, why_size);
 }
 
 static int handle_prove(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
@@ -612,9 +615,9 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		r = error_set(ret_error, r, "%s", why);
 		goto out;
 	}
-	const struct store_location *l = store_location_find(store_state(a->store), host);
-	struct store_cmd adm = {.table = STORE_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};
-	struct store_admission *ad = &adm.row.admission;
+	const struct switch_location *l = switch_location_find(store_state(a->store), host);
+	struct store_cmd adm = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct trust_admission *ad = STORE_CMD_ROW(&adm, struct trust_admission);
 	snprintf(ad->host, sizeof(ad->host), "%s", host);
 	memcpy(ad->ek_fp, sess.ek_fp, sizeof(ad->ek_fp));
 	memcpy(ad->ak_fp, sess.ak_fp, sizeof(ad->ak_fp));
@@ -626,9 +629,9 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	}
 	ad->time_ms = adm.time_ms;
 	struct store_cmd t =
-	    attestation_cmd(host, STORE_ATTEST_ADMITTED, NULL, sess.ek_fp, measurement);
-	t.row.attestation.reset_count = q.reset_count;
-	t.row.attestation.restart_count = q.restart_count;
+	    attestation_cmd(host, TRUST_ATTEST_ADMITTED, NULL, sess.ek_fp, measurement);
+	STORE_CMD_ROW(&t, struct trust_attestation)->reset_count = q.reset_count;
+	STORE_CMD_ROW(&t, struct trust_attestation)->restart_count = q.restart_count;
 	struct ctl_deferred *d = ctl_defer(client, req);
 	if (!d) {
 		r = -ENOMEM;
@@ -717,7 +720,7 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 	struct attest *a = qc->a;
 	quoting(a, qc->host, 0);
 	const struct store_state *st = store_state(a->store);
-	const struct store_admission *adm = store_admission_find(st, qc->host);
+	const struct trust_admission *adm = trust_admission_find(st, qc->host);
 	if (a->closing || !store_is_leader(a->store) || !adm)
 		goto out;
 	if (status < 0) {
@@ -736,15 +739,14 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 		goto out;
 	}
 	struct store_cmd t =
-	    attestation_cmd(qc->host, STORE_ATTEST_ADMITTED, NULL, adm->ek_fp, measurement);
-	t.row.attestation.reset_count = q.reset_count;
-	t.row.attestation.restart_count = q.restart_count;
-	struct store_cmd upd = {.table = STORE_ADMISSIONS,
-	                        .op = STORE_PUT,
-	                        .time_ms = wall_ms(),
-	                        .row.admission = *adm};
+	    attestation_cmd(qc->host, TRUST_ATTEST_ADMITTED, NULL, adm->ek_fp, measurement);
+	STORE_CMD_ROW(&t, struct trust_attestation)->reset_count = q.reset_count;
+	STORE_CMD_ROW(&t, struct trust_attestation)->restart_count = q.restart_count;
+	struct store_cmd upd = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	*STORE_CMD_ROW(&upd, struct trust_admission) = *adm;
 	bool changed = strcmp(adm->measurement, measurement) != 0;
-	snprintf(upd.row.admission.measurement, sizeof(upd.row.admission.measurement), "%s",
+	snprintf(STORE_CMD_ROW(&upd, struct trust_admission)->measurement,
+	         sizeof(STORE_CMD_ROW(&upd, struct trust_admission)->measurement), "%s",
 	         measurement);
 	if (commit(a, qc->host, "re-attested", &t, changed ? &upd : NULL, NULL) < 0)
 		log_warn("trust: cannot commit the re-attestation of %s", qc->host);
@@ -797,7 +799,7 @@ static void seed(struct attest *a, const struct store_state *st)
 {
 	const struct store_cluster *c = store_cluster(st);
 	if (a->seeded || c->generation != 1 || strcmp(c->by, a->host) != 0 ||
-	    store_count(st, STORE_TRUSTED) > 0)
+	    store_count(st, TRUST_TRUSTED) > 0)
 		return;
 	char *text;
 	if (file_read_state(a->state_dir, SEED_FILE, &text) == 0) {
@@ -805,11 +807,13 @@ static void seed(struct attest *a, const struct store_state *st)
 		a->seeded = true;
 		return;
 	}
-	struct store_cmd cmd = {.table = STORE_TRUSTED, .op = STORE_PUT, .time_ms = wall_ms()};
-	snprintf(cmd.row.trusted.digest, sizeof(cmd.row.trusted.digest), "%s", a->measurement);
-	snprintf(cmd.row.trusted.note, sizeof(cmd.row.trusted.note),
+	struct store_cmd cmd = {.table = TRUST_TRUSTED, .op = STORE_PUT, .time_ms = wall_ms()};
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_trusted)->digest,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_trusted)->digest), "%s", a->measurement);
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_trusted)->note,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_trusted)->note),
 	         "the agent that created this cluster (%s)", a->host);
-	cmd.row.trusted.added_ms = cmd.time_ms;
+	STORE_CMD_ROW(&cmd, struct trust_trusted)->added_ms = cmd.time_ms;
 	a->seeded = true;
 	a->refs++;
 	if (store_propose(a->store, &cmd, seed_done, a) < 0) {
@@ -823,11 +827,11 @@ static void lead(struct attest *a)
 	const struct store_state *st = store_state(a->store);
 	seed(a, st);
 	uint64_t now = wall_ms();
-	for (size_t i = 0; i < store_count(st, STORE_ADMISSIONS); i++) {
-		const struct store_admission *adm = store_row(st, STORE_ADMISSIONS, i);
-		const struct store_attestation *t = store_attestation_find(st, adm->host);
+	for (size_t i = 0; i < store_count(st, TRUST_ADMISSIONS); i++) {
+		const struct trust_admission *adm = store_row(st, TRUST_ADMISSIONS, i);
+		const struct trust_attestation *t = trust_attestation_find(st, adm->host);
 		/* Admitted by the admin before attestation was on: not ours. */
-		if (!t || t->state != STORE_ATTEST_ADMITTED)
+		if (!t || t->state != TRUST_ATTEST_ADMITTED)
 			continue;
 		if (!is_trusted(st, adm->measurement)) {
 			char why[STORE_REASON_MAX];
@@ -930,9 +934,9 @@ out:
 
 static bool admitted(const struct attest *a, const struct store_state *st)
 {
-	const struct store_admission *adm = store_admission_find(st, a->host);
-	const struct store_attestation *t = store_attestation_find(st, a->host);
-	return adm && strcmp(adm->ak_fp, a->ak_fp) == 0 && t && t->state == STORE_ATTEST_ADMITTED;
+	const struct trust_admission *adm = trust_admission_find(st, a->host);
+	const struct trust_attestation *t = trust_attestation_find(st, a->host);
+	return adm && strcmp(adm->ak_fp, a->ak_fp) == 0 && t && t->state == TRUST_ATTEST_ADMITTED;
 }
 
 static void join(struct attest *a)
@@ -1017,10 +1021,10 @@ int attest_handle_admin(struct attest *a, struct ctl_client *client, const struc
 	if (!host || !store_member_find_name(st, host))
 		return error_set(ret_error, -ENOENT, "no member named \"%s\" (see 'ettmctl hosts')",
 		                 host ? host : "");
-	const struct store_attestation *t = store_attestation_find(st, host);
+	const struct trust_attestation *t = trust_attestation_find(st, host);
 	struct ctl_deferred *d;
 	if (admit) {
-		if (!t || t->state == STORE_ATTEST_ADMITTED) {
+		if (!t || t->state == TRUST_ATTEST_ADMITTED) {
 			*ret_result = json_pack("{s:s, s:s}", "host", host, "result",
 			                        t ? "admitted already" : "attests on its own");
 			return 0;
@@ -1028,15 +1032,16 @@ int attest_handle_admin(struct attest *a, struct ctl_client *client, const struc
 		/* Forget the refusal and the TPM it was bound to: the host's
 		 * next attempt is judged afresh. */
 		struct store_cmd del = {
-		    .table = STORE_ATTESTATIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
-		snprintf(del.row.attestation.host, sizeof(del.row.attestation.host), "%s", host);
+		    .table = TRUST_ATTESTATIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
+		snprintf(STORE_CMD_ROW(&del, struct trust_attestation)->host,
+		         sizeof(STORE_CMD_ROW(&del, struct trust_attestation)->host), "%s", host);
 		if (!(d = ctl_defer(client, req)))
 			return -ENOMEM;
 		if (commit(a, host, "may attest again", &del, NULL, d) < 0)
 			ctl_deferred_reply(d, NULL, "cannot propose");
 		return CTL_DEFERRED;
 	}
-	struct store_cmd rev = attestation_cmd(host, STORE_ATTEST_REVOKED, "revoked by the admin",
+	struct store_cmd rev = attestation_cmd(host, TRUST_ATTEST_REVOKED, "revoked by the admin",
 	                                       t ? t->ek_fp : NULL, t ? t->measurement : NULL);
 	struct store_cmd del = admission_delete(host);
 	if (!(d = ctl_defer(client, req)))

@@ -2,24 +2,34 @@
  * crash on a corrupt entry: bytes either decode, re-encode to the same
  * command and apply (accepted or rejected), or are refused with a reason.
  * The same bytes are also fed to snapshot restore. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/tables.h"
+#include "services/nat/tables.h"
+#include "../unit/tables-all.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct store_state *base(void)
 {
 	struct store_state *s;
+	static bool registered;
+	if (!registered) {
+		register_all_tables();
+		registered = true;
+	}
 	if (store_state_new(&s) < 0)
 		abort();
 	struct store_cmd m = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
-	m.row.member = (struct store_member){.id = 1, .name = "h1", .address = "10.77.0.1:7700"};
-	struct store_cmd b = {.table = STORE_NAT_BLOCKS, .op = STORE_PUT, .time_ms = 1};
-	b.row.nat_block = (struct store_nat_block){.start = 4096, .size = 1024, .owner = 1};
+	(*STORE_CMD_ROW(&m, struct store_member)) =
+	    (struct store_member){.id = 1, .name = "h1", .address = "10.77.0.1:7700"};
+	struct store_cmd b = {.table = NAT_BLOCKS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&b, struct nat_block)) =
+	    (struct nat_block){.start = 4096, .size = 1024, .owner = 1};
 	struct store_result r;
 	store_state_apply(s, &m, &r);
 	store_state_apply(s, &b, &r);

@@ -16,6 +16,7 @@
 
 #include "lib/fileio.h"
 #include "store/tables.h"
+#include "tables-all.h"
 
 static char *golden(const char *name)
 {
@@ -165,6 +166,7 @@ static void test_commands_decode_and_encode_the_same(void **state)
 
 int main(void)
 {
+	register_all_tables();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_snapshot_v3_loads_and_encodes_the_same),
 	    cmocka_unit_test(test_snapshot_v2_loads),
