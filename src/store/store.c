@@ -47,11 +47,13 @@ enum start_mode {
 	START_RECOVER,
 };
 
-struct subscriber {
+/* A store_subscribe() handle. Released while the store notifies, it is
+ * only marked (cb NULL) and freed when the notification is over. */
+struct store_subscription {
 	unsigned table;
 	store_watch_cb cb;
 	void *userdata;
-	struct subscriber *next;
+	struct store_subscription *next;
 };
 
 /* A proposal or barrier waiting for its callback. */
@@ -89,7 +91,8 @@ struct store {
 
 	uv_timer_t tick;
 	unsigned ticks;
-	struct subscriber *subscribers;
+	struct store_subscription *subscribers;
+	unsigned notifying;               /* depth of notify() calls */
 	struct pending *waiting_barriers; /* followers' barriers, by index */
 
 	/* Membership changes: one at a time, leader only. */
@@ -141,9 +144,21 @@ void store_options_default(struct store_options *o)
 
 static void notify(struct store *s, const struct store_cmd *cmd, const struct store_result *res)
 {
-	for (struct subscriber *sub = s->subscribers; sub; sub = sub->next)
-		if (sub->table == 0 || sub->table == cmd->table)
+	s->notifying++;
+	for (struct store_subscription *sub = s->subscribers; sub; sub = sub->next)
+		if (sub->cb && (sub->table == 0 || sub->table == cmd->table))
 			sub->cb(sub->userdata, cmd, res);
+	if (--s->notifying)
+		return;
+	for (struct store_subscription **p = &s->subscribers; *p;) {
+		struct store_subscription *sub = *p;
+		if (sub->cb) {
+			p = &sub->next;
+			continue;
+		}
+		*p = sub->next;
+		free(sub);
+	}
 }
 
 static void fail_store(struct store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -608,15 +623,33 @@ const struct store_state *store_state(const struct store *s)
 	return s->state;
 }
 
-int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata)
+int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata,
+                    struct store_subscription **ret_sub)
 {
-	struct subscriber *sub = calloc(1, sizeof(*sub));
+	struct store_subscription *sub = calloc(1, sizeof(*sub));
 	if (!sub)
 		return -ENOMEM;
-	*sub = (struct subscriber){
+	*sub = (struct store_subscription){
 	    .table = table, .cb = cb, .userdata = userdata, .next = s->subscribers};
 	s->subscribers = sub;
+	if (ret_sub)
+		*ret_sub = sub;
 	return 0;
+}
+
+void store_unsubscribe(struct store *s, struct store_subscription *sub)
+{
+	if (!sub)
+		return;
+	sub->cb = NULL;
+	if (s->notifying)
+		return;
+	for (struct store_subscription **p = &s->subscribers; *p; p = &(*p)->next)
+		if (*p == sub) {
+			*p = sub->next;
+			free(sub);
+			return;
+		}
 }
 
 bool store_is_leader(const struct store *s)
@@ -1792,7 +1825,7 @@ static void tick_closed_cb(uv_handle_t *h)
 static void store_free_final(struct store *s)
 {
 	while (s->subscribers) {
-		struct subscriber *next = s->subscribers->next;
+		struct store_subscription *next = s->subscribers->next;
 		free(s->subscribers);
 		s->subscribers = next;
 	}

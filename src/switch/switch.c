@@ -101,6 +101,7 @@ struct swc {
 	int ifindex;
 	struct sw sw[SW_MAX_SWITCHES];
 	uv_timer_t tick, lldp, stats, kick;
+	struct store_subscription *subs[3]; /* the tables it follows */
 	bool leader;
 	uint64_t term;
 	struct seen links_seen[MAX_SEEN];
@@ -1173,9 +1174,20 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 			return r;
 		}
 	}
-	store_subscribe(store, TRUST_ADMISSIONS, store_changed, c);
-	store_subscribe(store, SWITCH_LOCATIONS, store_changed, c);
-	store_subscribe(store, SWITCH_LINKS, store_changed, c);
+	unsigned tables[] = {TRUST_ADMISSIONS, SWITCH_LOCATIONS, SWITCH_LINKS};
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		r = store_subscribe(store, tables[i], store_changed, c, &c->subs[i]);
+		if (r < 0) {
+			snprintf(error, error_size, "store: %s", strerror(-r));
+			for (size_t k = 0; k < i; k++)
+				store_unsubscribe(store, c->subs[k]);
+			for (unsigned k = 0; k < o->n_switches; k++)
+				of_conn_close(c->sw[k].conn);
+			close(c->raw_fd);
+			free(c);
+			return r;
+		}
+	}
 	uv_timer_t *timers[] = {&c->tick, &c->lldp, &c->stats, &c->kick};
 	for (size_t i = 0; i < 4; i++) {
 		uv_timer_init(loop, timers[i]);
@@ -1204,6 +1216,8 @@ static void timer_closed(uv_handle_t *h)
 void sw_close(struct swc *c)
 {
 	c->closing = true;
+	for (size_t i = 0; i < sizeof(c->subs) / sizeof(c->subs[0]); i++)
+		store_unsubscribe(c->store, c->subs[i]);
 	for (unsigned i = 0; i < c->o.n_switches; i++)
 		of_conn_close(c->sw[i].conn);
 	if (c->raw_fd >= 0)

@@ -27,6 +27,7 @@ struct devices {
 	struct swc *sw;
 	struct datapath *dp;
 	uv_timer_t tick, soon;
+	struct store_subscription *subs[5]; /* the tables it follows */
 	bool leader;
 	uint64_t last_ok[ALIVE_SLOTS]; /* by member id % ALIVE_SLOTS, loop time */
 	bool choosing;                 /* a manager row is being committed */
@@ -189,8 +190,15 @@ int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, stru
 	d->dp = dp;
 	unsigned tables[] = {DEVICES_DEVICES, DEVICES_MANAGER, TRUST_ADMISSIONS, SWITCH_LOCATIONS,
 	                     STORE_MEMBERS};
-	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
-		store_subscribe(store, tables[i], store_changed, d);
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		int r = store_subscribe(store, tables[i], store_changed, d, &d->subs[i]);
+		if (r < 0) {
+			for (size_t k = 0; k < i; k++)
+				store_unsubscribe(store, d->subs[k]);
+			free(d);
+			return r;
+		}
+	}
 	uv_timer_t *timers[] = {&d->tick, &d->soon};
 	for (size_t i = 0; i < 2; i++) {
 		uv_timer_init(loop, timers[i]);
@@ -214,6 +222,8 @@ void devices_close(struct devices *d)
 	if (!d)
 		return;
 	sw_set_service(d->sw, NULL, d);
+	for (size_t i = 0; i < sizeof(d->subs) / sizeof(d->subs[0]); i++)
+		store_unsubscribe(d->store, d->subs[i]);
 	d->open_handles = 2;
 	uv_close((uv_handle_t *)&d->tick, closed);
 	uv_close((uv_handle_t *)&d->soon, closed);

@@ -43,12 +43,13 @@ struct nat {
 	struct swc *sw;
 	struct datapath *dp;
 	uv_timer_t tick, soon;
-	unsigned uplink; /* the public address this host's flows leave by */
-	bool claiming;   /* a block claim is under way */
-	bool exhausted;  /* no block was free at the last try (said once) */
-	bool synced;     /* the store has caught up since the start */
-	bool syncing;    /* a barrier is under way */
-	long in_use;     /* translated flows in this host's blocks; -1 unknown */
+	struct store_subscription *subs[5]; /* the tables it follows */
+	unsigned uplink;                    /* the public address this host's flows leave by */
+	bool claiming;                      /* a block claim is under way */
+	bool exhausted;                     /* no block was free at the last try (said once) */
+	bool synced;                        /* the store has caught up since the start */
+	bool syncing;                       /* a barrier is under way */
+	long in_use;                        /* translated flows in this host's blocks; -1 unknown */
 	/* What the master learnt of the gateways. */
 	uint8_t gw_mac[NAT_PUBLIC_MAX][6];
 	bool gw_known[NAT_PUBLIC_MAX];
@@ -808,8 +809,16 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 	}
 	unsigned tables[] = {NAT_BLOCKS, NAT_MAPPINGS, TRUST_ADMISSIONS, SWITCH_LOCATIONS,
 	                     STORE_MEMBERS};
-	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
-		store_subscribe(store, tables[i], store_changed, n);
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		int r = store_subscribe(store, tables[i], store_changed, n, &n->subs[i]);
+		if (r < 0) {
+			for (size_t k = 0; k < i; k++)
+				store_unsubscribe(store, n->subs[k]);
+			free(n->guest_netns);
+			free(n);
+			return r;
+		}
+	}
 	uv_timer_t *timers[] = {&n->tick, &n->soon};
 	for (size_t i = 0; i < 2; i++) {
 		uv_timer_init(loop, timers[i]);
@@ -844,6 +853,8 @@ void nat_close(struct nat *n)
 	if (!n)
 		return;
 	sw_set_service(n->sw, NULL, n);
+	for (size_t i = 0; i < sizeof(n->subs) / sizeof(n->subs[0]); i++)
+		store_unsubscribe(n->store, n->subs[i]);
 	guest_close(n->guest);
 	n->guest = NULL;
 	n->open_handles = 2 + n->pmp_open;
