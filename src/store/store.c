@@ -1394,6 +1394,7 @@ static int handle_recover(struct store *s, struct ctl_client *client, const stru
 	return CTL_DEFERRED;
 }
 
+#ifdef ETTM_BENCH_HOOKS
 /* ---- store.bench: commit latency and throughput through store_propose() ---- */
 
 /* Each command is a 64-byte lease put, compared in bench/RESULTS.md with
@@ -1528,6 +1529,7 @@ static int handle_bench(struct store *s, struct ctl_client *client, const struct
 	bench_step(b);
 	return CTL_DEFERRED;
 }
+#endif /* ETTM_BENCH_HOOKS */
 
 /* ---- dispatch ---- */
 
@@ -1633,8 +1635,10 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 	}
 	if (strcmp(cmd, "cluster") == 0)
 		return handle_cluster(s, client, req, ret_result);
+#ifdef ETTM_BENCH_HOOKS
 	if (strcmp(cmd, "store.bench") == 0)
 		return handle_bench(s, client, req, ret_error);
+#endif
 	if (strcmp(cmd, "cluster.conflicts") == 0) {
 		*ret_result =
 		    json_pack("{s:o}", "conflicts", store_table_dump(s->state, STORE_CONFLICTS));
