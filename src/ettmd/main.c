@@ -317,7 +317,7 @@ static int register_tables(void)
 static int start_store(struct agent *a)
 {
 	struct store_options *o = &a->cfg.store;
-	char addr[INET_ADDRSTRLEN], error[512];
+	char addr[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &a->cfg.datapath.control_addr, addr, sizeof(addr));
 	o->id = a->cfg.id;
 	snprintf(o->name, sizeof(o->name), "%s", a->cfg.name);
@@ -336,9 +336,11 @@ static int start_store(struct agent *a)
 	r = register_tables();
 	if (r < 0)
 		return r;
-	r = store_open(a->loop, o, &a->store, error, sizeof(error));
+	char *error = NULL;
+	r = store_open(a->loop, o, &a->store, &error);
 	if (r < 0) {
-		log_error("store: %s", error);
+		log_error("store: %s", error ? error : strerror(-r));
+		free(error);
 		return r;
 	}
 	log_info("store: raft on %s, peer API on %s, %s", o->raft_address, o->peer_address,

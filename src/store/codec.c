@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "lib/error.h"
 #include "state-internal.h"
 
 #define SNAPSHOT_MAGIC 0x4554534eu /* "ETSN" */
@@ -50,16 +51,13 @@ static const char *header_check(struct cursor *c, struct store_cmd *cmd)
 	return NULL;
 }
 
-int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char *error,
-                     size_t error_size)
+int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char **ret_error)
 {
 	struct cursor c = cursor_init(data, len);
 	struct store_cmd cmd = {0};
 	const char *why = header_check(&c, &cmd);
-	if (why) {
-		snprintf(error, error_size, "command %s", why);
-		return -EBADMSG;
-	}
+	if (why)
+		return error_set(ret_error, -EBADMSG, "command %s", why);
 	const struct store_table *tb = store_table_lookup(cmd.table);
 	tb->decode(&c, cmd.row);
 	/* Up to 7 zero bytes pad a command to 8 bytes in the Raft log. */
@@ -67,10 +65,10 @@ int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, ch
 	for (size_t i = 0; padding && i < c.left; i++)
 		padding = c.p[i] == 0;
 	if (!cursor_ok(&c) || !padding) {
-		snprintf(error, error_size, "command for table %s: %s row", tb->name,
-		         cursor_ok(&c) ? "trailing bytes after the" : "truncated or malformed");
 		store_cmd_done(&cmd);
-		return -EBADMSG;
+		return error_set(ret_error, -EBADMSG, "command for table %s: %s row", tb->name,
+		                 cursor_ok(&c) ? "trailing bytes after the"
+		                               : "truncated or malformed");
 	}
 	*ret_cmd = cmd;
 	return 0;
@@ -84,10 +82,10 @@ void store_cmd_done(struct store_cmd *cmd)
 }
 
 int store_state_apply_encoded(struct store_state *s, const void *data, size_t len,
-                              struct store_result *ret_result, char *error, size_t error_size)
+                              struct store_result *ret_result, char **ret_error)
 {
 	struct store_cmd cmd;
-	int r = store_cmd_decode(data, len, &cmd, error, error_size);
+	int r = store_cmd_decode(data, len, &cmd, ret_error);
 	if (r < 0)
 		return r;
 	r = store_state_apply(s, &cmd, ret_result);
@@ -203,8 +201,7 @@ static int restore_into(struct store_state *n, struct cursor *c, const char **wh
 	return 0;
 }
 
-int store_state_restore(struct store_state *s, const void *data, size_t len, char *error,
-                        size_t error_size)
+int store_state_restore(struct store_state *s, const void *data, size_t len, char **ret_error)
 {
 	struct store_state *n;
 	int r = store_state_new(&n);
@@ -214,9 +211,8 @@ int store_state_restore(struct store_state *s, const void *data, size_t len, cha
 	const char *why = "out of memory";
 	r = restore_into(n, &c, &why);
 	if (r < 0) {
-		snprintf(error, error_size, "snapshot: %s", why);
 		store_state_free(n);
-		return r;
+		return error_set(ret_error, r, "snapshot: %s", why);
 	}
 	state_clear(s);
 	*s = *n;

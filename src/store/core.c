@@ -9,26 +9,27 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "lib/error.h"
 #include "state-internal.h"
 
-static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static enum store_merge conflict(char **ret_reason, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...)
+static enum store_merge conflict(char **ret_reason, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(reason, size, fmt, ap);
+	error_setv(ret_reason, 0, fmt, ap);
 	va_end(ap);
 	return STORE_MERGE_CONFLICT;
 }
 
 /* Membership and generations belong to the cluster that is; a conflict is
  * the new cluster's own record. */
-static enum store_merge merge_skip(const struct store_state *s, struct store_cmd *cmd, char *reason,
-                                   size_t reason_size)
+static enum store_merge merge_skip(const struct store_state *s, struct store_cmd *cmd,
+                                   char **ret_reason)
 {
-	(void)s, (void)cmd, (void)reason, (void)reason_size;
+	(void)s, (void)cmd, (void)ret_reason;
 	return STORE_MERGE_SKIP;
 }
 
@@ -280,12 +281,12 @@ static int policy_apply(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static enum store_merge policy_merge(const struct store_state *s, struct store_cmd *cmd,
-                                     char *reason, size_t reason_size)
+                                     char **ret_reason)
 {
 	const struct store_policy *p = STORE_CMD_ROW(cmd, const struct store_policy);
 	if (p->epoch == store_policy(s)->epoch)
 		return STORE_MERGE_APPLY;
-	return conflict(reason, reason_size,
+	return conflict(ret_reason,
 	                "a policy edit made on epoch %llu meets epoch %llu; review it and "
 	                "apply it again by hand",
 	                (unsigned long long)p->epoch, (unsigned long long)store_policy(s)->epoch);
@@ -367,7 +368,7 @@ static int lease_apply(struct store_state *s, const struct store_cmd *cmd, struc
 }
 
 static enum store_merge lease_merge(const struct store_state *s, struct store_cmd *cmd,
-                                    char *reason, size_t reason_size)
+                                    char **ret_reason)
 {
 	const struct store_lease *l = STORE_CMD_ROW(cmd, const struct store_lease);
 	if (cmd->op == STORE_DELETE)
@@ -375,8 +376,7 @@ static enum store_merge lease_merge(const struct store_state *s, struct store_cm
 	const struct store_lease *row = lease_of_addr(s, l->addr);
 	if (!row || strcmp(row->mac, l->mac) == 0)
 		return STORE_MERGE_APPLY;
-	return conflict(reason, reason_size, "an address was leased to %s and to %s", row->mac,
-	                l->mac);
+	return conflict(ret_reason, "an address was leased to %s and to %s", row->mac, l->mac);
 }
 
 static const struct store_table leases_table = {

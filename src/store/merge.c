@@ -3,19 +3,17 @@
  * it (docs/store.md). Each table decides for itself through its merge rule;
  * nothing is dropped silently: a command is re-proposed, found already
  * present, or reported as a conflict. */
-#include <stdio.h>
-
+#include "lib/error.h"
 #include "tables.h"
 
-enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char *reason,
-                             size_t reason_size)
+enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char **ret_reason)
 {
 	const struct store_table *tb = store_table_lookup(cmd->table);
 	if (!tb) {
-		snprintf(reason, reason_size, "unknown table %u", cmd->table);
+		error_set(ret_reason, 0, "unknown table %u", cmd->table);
 		return STORE_MERGE_CONFLICT;
 	}
 	if (!tb->merge)
 		return STORE_MERGE_SKIP;
-	return tb->merge(s, cmd, reason, reason_size);
+	return tb->merge(s, cmd, ret_reason);
 }

@@ -39,10 +39,12 @@ static void merge_one(void *userdata, const void *data, size_t len)
 {
 	struct merge_ctx *m = userdata;
 	struct store_cmd cmd;
-	char error[STORE_REASON_MAX], reason[STORE_REASON_MAX] = "";
-	if (store_cmd_decode(data, len, &cmd, error, sizeof(error)) < 0)
+	char *error = NULL, *reason = NULL;
+	if (store_cmd_decode(data, len, &cmd, &error) < 0) {
+		free(error);
 		return;
-	switch (store_merge(m->s->state, &cmd, reason, sizeof(reason))) {
+	}
+	switch (store_merge(m->s->state, &cmd, &reason)) {
 	case STORE_MERGE_SKIP:
 		m->skipped++;
 		break;
@@ -58,12 +60,14 @@ static void merge_one(void *userdata, const void *data, size_t len)
 		STORE_CMD_ROW(&c, struct store_conflict)->generation =
 		    store_cluster(m->s->state)->generation - 1;
 		snprintf(STORE_CMD_ROW(&c, struct store_conflict)->reason,
-		         sizeof(STORE_CMD_ROW(&c, struct store_conflict)->reason), "%s", reason);
+		         sizeof(STORE_CMD_ROW(&c, struct store_conflict)->reason), "%s",
+		         reason ? reason : "out of memory");
 		store_propose(m->s, &c, orphan_propose_done, NULL);
-		log_warn("store: merge conflict: %s", reason);
+		log_warn("store: merge conflict: %s", reason ? reason : "out of memory");
 		break;
 	}
 	}
+	free(reason);
 	store_cmd_done(&cmd);
 }
 

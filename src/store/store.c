@@ -12,6 +12,7 @@
 
 #include "api/client.h"
 #include "api/server.h"
+#include "lib/error.h"
 #include "lib/fileio.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -325,11 +326,11 @@ size_t store_voters(const struct store *s, uint64_t *ids, size_t max)
 /* ---- open and close ---- */
 
 int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
-               char *error, size_t error_size)
+               char **ret_error)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s)
-		return -ENOMEM;
+		return error_set(ret_error, -ENOMEM, "out of memory");
 	s->loop = loop;
 	s->o = *o;
 	int r = snprintf(s->raft_dir, sizeof(s->raft_dir), "%.4000s/raft", o->dir) >=
@@ -337,12 +338,12 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 	            ? -ENAMETOOLONG
 	            : file_mkdir_p(s->raft_dir);
 	if (r < 0) {
-		snprintf(error, error_size, "%s: %s", s->raft_dir, strerror(-r));
+		error_set(ret_error, r, "%s: %s", s->raft_dir, strerror(-r));
 		free(s);
 		return r;
 	}
 	if ((r = store_state_new(&s->state)) < 0 || (r = journal_open(o->dir, &s->journal)) < 0) {
-		snprintf(error, error_size, "%s: %s", o->dir, strerror(-r));
+		error_set(ret_error, r, "%s: %s", o->dir, strerror(-r));
 		store_state_free(s->state);
 		free(s);
 		return r;
@@ -364,7 +365,7 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 	if (s->phase != PHASE_REMOVED && store_probe_generation(s) == 0)
 		store_start_raft(s);
 	if (s->phase == PHASE_FAILED) {
-		snprintf(error, error_size, "%s", s->fatal);
+		error_set(ret_error, -EIO, "%s", s->fatal);
 		uv_close((uv_handle_t *)&s->tick, NULL);
 		journal_close(s->journal);
 		store_state_free(s->state);

@@ -42,9 +42,10 @@ struct store;
 
 /* Opens the store on @loop and starts Raft: bootstraps a new cluster,
  * resumes from the data directory, or joins through the seeds. Returns 0
- * or a negative errno with a message in @error. */
+ * or a negative errno with *ret_error. Every table must be registered
+ * (store_tables_register()) before. */
 int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
-               char *error, size_t error_size);
+               char **ret_error);
 
 /* Stops Raft and frees the store once every handle is closed, then calls
  * @cb (may be NULL). */

@@ -145,9 +145,10 @@ struct store_table {
 	 * unchanged. Returns 0 or -ENOMEM. */
 	int (*apply)(struct store_state *s, const struct store_cmd *cmd, struct store_result *res);
 	/* What becomes of @cmd orphaned by a forced recovery; may rewrite it.
-	 * On STORE_MERGE_CONFLICT, @reason says why. */
-	enum store_merge (*merge)(const struct store_state *s, struct store_cmd *cmd, char *reason,
-	                          size_t reason_size);
+	 * On STORE_MERGE_CONFLICT, *ret_reason says why (as error_set()
+	 * does: newly allocated, NULL when that failed). */
+	enum store_merge (*merge)(const struct store_state *s, struct store_cmd *cmd,
+	                          char **ret_reason);
 	json_t *(*to_json)(const void *row);
 	/* Frees what @row owns (may be NULL: rows own nothing). */
 	void (*release)(void *row);
@@ -172,10 +173,9 @@ void store_state_free(struct store_state *s);
 /* Encodes @cmd; *ret_data is free()d by the caller. */
 int store_cmd_encode(const struct store_cmd *cmd, uint8_t **ret_data, size_t *ret_len);
 
-/* Decodes a command. Returns 0, or -EBADMSG with a reason in @error that
- * names the field; *ret_cmd is then untouched. Free with store_cmd_done(). */
-int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char *error,
-                     size_t error_size);
+/* Decodes a command. Returns 0, or -EBADMSG with *ret_error (a reason that
+ * names the field); *ret_cmd is then untouched. Free with store_cmd_done(). */
+int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char **ret_error);
 void store_cmd_done(struct store_cmd *cmd);
 
 /* Applies @cmd to @s. A command the state does not allow is not an error:
@@ -186,16 +186,15 @@ int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
 
 /* Decodes and applies; -EBADMSG for a corrupt command. */
 int store_state_apply_encoded(struct store_state *s, const void *data, size_t len,
-                              struct store_result *ret_result, char *error, size_t error_size);
+                              struct store_result *ret_result, char **ret_error);
 
 /* The whole state, encoded; *ret_data is free()d by the caller. */
 int store_state_snapshot(const struct store_state *s, uint8_t **ret_data, size_t *ret_len);
 
 /* Replaces @s with a snapshot's content (of any encoding up to
  * STORE_ENCODING_VERSION: tables introduced later start empty). On
- * -EBADMSG (with @error) @s is unchanged. */
-int store_state_restore(struct store_state *s, const void *data, size_t len, char *error,
-                        size_t error_size);
+ * -EBADMSG (with *ret_error) @s is unchanged. */
+int store_state_restore(struct store_state *s, const void *data, size_t len, char **ret_error);
 
 /* Every table as JSON: {"cluster": {...}, "members": [...], ...}. */
 json_t *store_state_dump(const struct store_state *s);
@@ -250,5 +249,6 @@ static inline int store_cmp_u64(uint64_t a, uint64_t b)
 	return a < b ? -1 : a > b;
 }
 
-enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char *reason,
-                             size_t reason_size);
+/* The merge rule of @cmd's table (an unknown table's command is a
+ * conflict); *ret_reason as the table's merge sets it. */
+enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char **ret_reason);

@@ -9,9 +9,9 @@
 #include "lib/buf.h"
 
 static enum store_merge learned_again(const struct store_state *s, struct store_cmd *cmd,
-                                      char *reason, size_t reason_size)
+                                      char **ret_reason)
 {
-	(void)s, (void)cmd, (void)reason, (void)reason_size;
+	(void)s, (void)cmd, (void)ret_reason;
 	return STORE_MERGE_SKIP;
 }
 

@@ -89,9 +89,9 @@ static int admission_apply(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static enum store_merge admission_merge(const struct store_state *s, struct store_cmd *cmd,
-                                        char *reason, size_t reason_size)
+                                        char **ret_reason)
 {
-	(void)reason, (void)reason_size;
+	(void)ret_reason;
 	const struct trust_admission *row = store_table_get(s, TRUST_ADMISSIONS, cmd->row);
 	return later_wins(cmd, row ? row->time_ms : 0, row != NULL);
 }
@@ -156,9 +156,9 @@ static int trusted_apply(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static enum store_merge trusted_merge(const struct store_state *s, struct store_cmd *cmd,
-                                      char *reason, size_t reason_size)
+                                      char **ret_reason)
 {
-	(void)reason, (void)reason_size;
+	(void)ret_reason;
 	bool present = store_table_get(s, TRUST_TRUSTED, cmd->row) != NULL;
 	return (cmd->op == STORE_PUT) == present ? STORE_MERGE_SKIP : STORE_MERGE_APPLY;
 }
@@ -259,9 +259,9 @@ static int attestation_apply(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static enum store_merge attestation_merge(const struct store_state *s, struct store_cmd *cmd,
-                                          char *reason, size_t reason_size)
+                                          char **ret_reason)
 {
-	(void)reason, (void)reason_size;
+	(void)ret_reason;
 	const struct trust_attestation *row = store_table_get(s, TRUST_ATTESTATIONS, cmd->row);
 	return later_wins(cmd, row ? row->time_ms : 0, row != NULL);
 }

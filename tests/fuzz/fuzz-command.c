@@ -39,15 +39,15 @@ static struct store_state *base(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct store_cmd cmd, again;
-	char error[200] = "";
+	char *error = NULL;
 	struct store_state *s = base();
 
-	if (store_cmd_decode(data, size, &cmd, error, sizeof(error)) == 0) {
+	if (store_cmd_decode(data, size, &cmd, &error) == 0) {
 		uint8_t *enc;
 		size_t len;
 		if (store_cmd_encode(&cmd, &enc, &len) < 0 ||
-		    store_cmd_decode(enc, len, &again, error, sizeof(error)) < 0 ||
-		    again.table != cmd.table || again.op != cmd.op)
+		    store_cmd_decode(enc, len, &again, &error) < 0 || again.table != cmd.table ||
+		    again.op != cmd.op)
 			__builtin_trap();
 		store_cmd_done(&again);
 		free(enc);
@@ -59,17 +59,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t snap_len;
 		struct store_state *copy = base();
 		if (store_state_snapshot(s, &snap, &snap_len) < 0 ||
-		    store_state_restore(copy, snap, snap_len, error, sizeof(error)) < 0)
+		    store_state_restore(copy, snap, snap_len, &error) < 0)
 			__builtin_trap();
 		free(snap);
 		store_state_free(copy);
-		char reason[STORE_REASON_MAX];
-		store_merge(s, &cmd, reason, sizeof(reason));
+		char *reason = NULL;
+		store_merge(s, &cmd, &reason);
+		free(reason);
 		store_cmd_done(&cmd);
-	} else if (error[0] == '\0') {
+	} else if (!error || !error[0]) {
 		__builtin_trap(); /* a refusal says why */
 	}
-	store_state_restore(s, data, size, error, sizeof(error));
+	free(error);
+	error = NULL;
+	store_state_restore(s, data, size, &error);
+	free(error);
 	store_state_free(s);
 	return 0;
 }

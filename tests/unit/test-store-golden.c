@@ -82,9 +82,9 @@ static struct store_state *restore(const char *name)
 	size_t len;
 	uint8_t *data = golden_bytes(name, &len);
 	struct store_state *s;
-	char error[200] = "";
+	char *error = NULL;
 	assert_int_equal(store_state_new(&s), 0);
-	if (store_state_restore(s, data, len, error, sizeof(error)) < 0)
+	if (store_state_restore(s, data, len, &error) < 0)
 		fail_msg("%s does not load: %s", name, error);
 	free(data);
 	return s;
@@ -138,8 +138,8 @@ static void test_commands_decode_and_encode_the_same(void **state)
 		size_t chars = strcspn(line, "\n"), len, again_len;
 		uint8_t *data = unhex(line, chars, &len), *again;
 		struct store_cmd cmd;
-		char error[200] = "";
-		if (store_cmd_decode(data, len, &cmd, error, sizeof(error)) < 0)
+		char *error = NULL;
+		if (store_cmd_decode(data, len, &cmd, &error) < 0)
 			fail_msg("command %zu does not decode: %s", i, error);
 		assert_true(i < sizeof(tables) / sizeof(tables[0]));
 		assert_int_equal(cmd.table, tables[i]);

@@ -168,15 +168,24 @@ static struct store_cmd manager(const char *host)
 	return c;
 }
 
+/* Expects *@error to be @expected, and frees it. */
+static void assert_error(char **error, const char *expected)
+{
+	assert_non_null(*error);
+	assert_string_equal(*error, expected);
+	free(*error);
+	*error = NULL;
+}
+
 /* Applies through the encoding, as a replica does. */
 static struct store_result apply(struct store_state *s, const struct store_cmd *cmd)
 {
 	uint8_t *data;
 	size_t len;
 	struct store_result res;
-	char error[200];
+	char *error = NULL;
 	assert_int_equal(store_cmd_encode(cmd, &data, &len), 0);
-	assert_int_equal(store_state_apply_encoded(s, data, len, &res, error, sizeof(error)), 0);
+	assert_int_equal(store_state_apply_encoded(s, data, len, &res, &error), 0);
 	free(data);
 	return res;
 }
@@ -225,9 +234,9 @@ static void round_trip(const struct store_cmd *cmd)
 	uint8_t *a, *b;
 	size_t alen, blen;
 	struct store_cmd back;
-	char error[200];
+	char *error = NULL;
 	assert_int_equal(store_cmd_encode(cmd, &a, &alen), 0);
-	assert_int_equal(store_cmd_decode(a, alen, &back, error, sizeof(error)), 0);
+	assert_int_equal(store_cmd_decode(a, alen, &back, &error), 0);
 	assert_int_equal(back.table, cmd->table);
 	assert_int_equal(back.op, cmd->op);
 	assert_int_equal(back.time_ms, cmd->time_ms);
@@ -238,7 +247,7 @@ static void round_trip(const struct store_cmd *cmd)
 	uint8_t *padded = calloc(1, alen + 7);
 	memcpy(padded, a, alen);
 	struct store_cmd again;
-	assert_int_equal(store_cmd_decode(padded, alen + 7, &again, error, sizeof(error)), 0);
+	assert_int_equal(store_cmd_decode(padded, alen + 7, &again, &error), 0);
 	store_cmd_done(&again);
 	free(padded);
 	store_cmd_done(&back);
@@ -276,7 +285,7 @@ static void test_decode_rejects_bad_bytes(void **state)
 	struct store_cmd cmd = member(3, "h3", "10.77.0.3:7700"), out;
 	uint8_t *data;
 	size_t len;
-	char error[200];
+	char *error = NULL;
 	assert_int_equal(store_cmd_encode(&cmd, &data, &len), 0);
 	struct {
 		size_t offset;
@@ -291,24 +300,24 @@ static void test_decode_rejects_bad_bytes(void **state)
 	for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
 		uint8_t saved = data[flips[i].offset];
 		data[flips[i].offset] = flips[i].value;
-		assert_int_equal(store_cmd_decode(data, len, &out, error, sizeof(error)), -EBADMSG);
-		assert_string_equal(error, flips[i].error);
+		assert_int_equal(store_cmd_decode(data, len, &out, &error), -EBADMSG);
+		assert_error(&error, flips[i].error);
 		data[flips[i].offset] = saved;
 	}
-	assert_int_equal(store_cmd_decode(data, 5, &out, error, sizeof(error)), -EBADMSG);
-	assert_string_equal(error, "command header: truncated");
+	assert_int_equal(store_cmd_decode(data, 5, &out, &error), -EBADMSG);
+	assert_error(&error, "command header: truncated");
 	for (size_t cut = 13; cut < len; cut++) {
-		assert_int_equal(store_cmd_decode(data, cut, &out, error, sizeof(error)), -EBADMSG);
-		assert_string_equal(error, "command for table members: truncated or malformed row");
+		assert_int_equal(store_cmd_decode(data, cut, &out, &error), -EBADMSG);
+		assert_error(&error, "command for table members: truncated or malformed row");
 	}
 	uint8_t *longer = calloc(1, len + 8);
 	memcpy(longer, data, len);
 	longer[len] = 1; /* not padding */
-	assert_int_equal(store_cmd_decode(longer, len + 8, &out, error, sizeof(error)), -EBADMSG);
-	assert_string_equal(error, "command for table members: trailing bytes after the row");
+	assert_int_equal(store_cmd_decode(longer, len + 8, &out, &error), -EBADMSG);
+	assert_error(&error, "command for table members: trailing bytes after the row");
 	/* A name with a NUL byte inside. */
 	data[13 + 8 + 2] = 0;
-	assert_int_equal(store_cmd_decode(data, len, &out, error, sizeof(error)), -EBADMSG);
+	assert_int_equal(store_cmd_decode(data, len, &out, &error), -EBADMSG);
 	free(longer);
 	free(data);
 }
@@ -542,12 +551,12 @@ static void test_deterministic_and_snapshot_round_trip(void **state)
 	struct store_state *a = populated(), *b = populated(), *c = new_state();
 	uint8_t *sa, *sb, *sc;
 	size_t la, lb, lc;
-	char error[200];
+	char *error = NULL;
 	snapshot(a, &sa, &la);
 	snapshot(b, &sb, &lb);
 	assert_int_equal(la, lb);
 	assert_memory_equal(sa, sb, la);
-	assert_int_equal(store_state_restore(c, sa, la, error, sizeof(error)), 0);
+	assert_int_equal(store_state_restore(c, sa, la, &error), 0);
 	snapshot(c, &sc, &lc);
 	assert_int_equal(la, lc);
 	assert_memory_equal(sa, sc, la);
@@ -568,21 +577,22 @@ static void test_bad_snapshots_change_nothing(void **state)
 	struct store_state *src = populated(), *dst = populated();
 	uint8_t *snap, *before, *after;
 	size_t len, blen, alen;
-	char error[200];
+	char *error = NULL;
 	snapshot(src, &snap, &len);
 	snapshot(dst, &before, &blen);
 	for (size_t cut = 0; cut < len; cut += 7) {
-		assert_int_equal(store_state_restore(dst, snap, cut, error, sizeof(error)),
-		                 -EBADMSG);
+		assert_int_equal(store_state_restore(dst, snap, cut, &error), -EBADMSG);
 		assert_true(strncmp(error, "snapshot: ", 10) == 0);
+		free(error);
+		error = NULL;
 	}
 	uint8_t *longer = calloc(1, len + 1);
 	memcpy(longer, snap, len);
-	assert_int_equal(store_state_restore(dst, longer, len + 1, error, sizeof(error)), -EBADMSG);
-	assert_string_equal(error, "snapshot: trailing bytes");
+	assert_int_equal(store_state_restore(dst, longer, len + 1, &error), -EBADMSG);
+	assert_error(&error, "snapshot: trailing bytes");
 	snap[0] ^= 0xff;
-	assert_int_equal(store_state_restore(dst, snap, len, error, sizeof(error)), -EBADMSG);
-	assert_string_equal(error, "snapshot: bad magic");
+	assert_int_equal(store_state_restore(dst, snap, len, &error), -EBADMSG);
+	assert_error(&error, "snapshot: bad magic");
 	snapshot(dst, &after, &alen);
 	assert_int_equal(blen, alen);
 	assert_memory_equal(before, after, blen);
@@ -683,10 +693,10 @@ static void test_manager(void **state)
 	assert_applied(s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "printer", 0, 5)});
 	uint8_t *snap;
 	size_t len;
-	char error[200];
+	char *error = NULL;
 	snapshot(s, &snap, &len);
 	struct store_state *c = new_state();
-	assert_int_equal(store_state_restore(c, snap, len, error, sizeof(error)), 0);
+	assert_int_equal(store_state_restore(c, snap, len, &error), 0);
 	assert_string_equal(devices_manager(c)->host, "h2");
 	assert_non_null(devices_device_find(c, "02:aa:00:00:00:01"));
 	free(snap);
@@ -697,7 +707,7 @@ static void test_manager(void **state)
 	/* attestations, devices: tag, count; manager: tag, "", since */
 	size_t tail = 5 + 5 + 1 + 2 + 8;
 	snap[4] = 2;
-	assert_int_equal(store_state_restore(c, snap, len - tail, error, sizeof(error)), 0);
+	assert_int_equal(store_state_restore(c, snap, len - tail, &error), 0);
 	assert_int_equal(store_count(c, DEVICES_DEVICES), 0);
 	assert_string_equal(devices_manager(c)->host, "");
 	assert_non_null(store_member_find(c, 2));
@@ -716,8 +726,11 @@ static void test_manager(void **state)
 
 static enum store_merge merge(const struct store_state *s, struct store_cmd *cmd, char *reason)
 {
-	reason[0] = '\0';
-	return store_merge(s, cmd, reason, STORE_REASON_MAX);
+	char *why = NULL;
+	enum store_merge m = store_merge(s, cmd, &why);
+	snprintf(reason, STORE_REASON_MAX, "%s", why ? why : "");
+	free(why);
+	return m;
 }
 
 static void test_merge_rules(void **state)
@@ -876,7 +889,7 @@ static void test_registry_refuses_collisions(void **state)
 		char *error = NULL;
 		const struct store_table *list[] = {cases[i].table, NULL};
 		assert_int_equal(store_tables_register(list, &error), cases[i].r);
-		assert_string_equal(error, cases[i].error);
+		assert_error(&error, cases[i].error);
 		free(error);
 	}
 	/* The store's own ids are taken from the start. */
@@ -885,7 +898,7 @@ static void test_registry_refuses_collisions(void **state)
 	const struct store_table *core[] = {&core_id, NULL};
 	char *error = NULL;
 	assert_int_equal(store_tables_register(core, &error), -EEXIST);
-	assert_string_equal(error, "table id 9 is conflicts's, not extra's");
+	assert_error(&error, "table id 9 is conflicts's, not extra's");
 	free(error);
 	/* Registered once, and again: nothing changes; another with its id is
 	 * refused, and a list is all or none. */
@@ -902,7 +915,7 @@ static void test_registry_refuses_collisions(void **state)
 	const struct store_table *again[] = {&same_id, NULL};
 	error = NULL;
 	assert_int_equal(store_tables_register(again, &error), -EEXIST);
-	assert_string_equal(error, "table id 200 is extra's, not other's");
+	assert_error(&error, "table id 200 is extra's, not other's");
 	free(error);
 }
 

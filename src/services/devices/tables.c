@@ -117,9 +117,9 @@ static int device_apply(struct store_state *s, const struct store_cmd *cmd,
  * place) is re-applied unless the new cluster allowed it again later; a
  * removal unless it was allowed again after it. */
 static enum store_merge device_merge(const struct store_state *s, struct store_cmd *cmd,
-                                     char *reason, size_t reason_size)
+                                     char **ret_reason)
 {
-	(void)reason, (void)reason_size;
+	(void)ret_reason;
 	const struct devices_device *d = STORE_CMD_ROW(cmd, const struct devices_device);
 	const struct devices_device *row = store_table_get(s, DEVICES_DEVICES, d);
 	if (cmd->op == STORE_DELETE)
@@ -188,9 +188,9 @@ static int manager_apply(struct store_state *s, const struct store_cmd *cmd,
 
 /* The new cluster's leader chooses the devices' manager. */
 static enum store_merge manager_merge(const struct store_state *s, struct store_cmd *cmd,
-                                      char *reason, size_t reason_size)
+                                      char **ret_reason)
 {
-	(void)s, (void)cmd, (void)reason, (void)reason_size;
+	(void)s, (void)cmd, (void)ret_reason;
 	return STORE_MERGE_SKIP;
 }
 

@@ -6,15 +6,16 @@
 #include <stdio.h>
 
 #include "lib/buf.h"
+#include "lib/error.h"
 
-static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static enum store_merge conflict(char **ret_reason, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static enum store_merge conflict(char *reason, size_t size, const char *fmt, ...)
+static enum store_merge conflict(char **ret_reason, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(reason, size, fmt, ap);
+	error_setv(ret_reason, 0, fmt, ap);
 	va_end(ap);
 	return STORE_MERGE_CONFLICT;
 }
@@ -105,7 +106,7 @@ static int block_apply(struct store_state *s, const struct store_cmd *cmd, struc
 /* A NAT block claimed on both sides goes to the new cluster's owner; the
  * orphan's owner gets another free block of the same size. */
 static enum store_merge block_merge(const struct store_state *s, struct store_cmd *cmd,
-                                    char *reason, size_t size)
+                                    char **ret_reason)
 {
 	struct nat_block *b = STORE_CMD_ROW(cmd, struct nat_block);
 	if (cmd->op == STORE_DELETE)
@@ -127,7 +128,7 @@ static enum store_merge block_merge(const struct store_state *s, struct store_cm
 			return STORE_MERGE_APPLY;
 		}
 	}
-	return conflict(reason, size,
+	return conflict(ret_reason,
 	                "NAT block %u/%u of member %llu was claimed on both sides and no free "
 	                "block is left",
 	                b->start, b->size, (unsigned long long)b->owner);
@@ -214,7 +215,7 @@ static int mapping_apply(struct store_state *s, const struct store_cmd *cmd,
 }
 
 static enum store_merge mapping_merge(const struct store_state *s, struct store_cmd *cmd,
-                                      char *reason, size_t reason_size)
+                                      char **ret_reason)
 {
 	const struct nat_mapping *m = STORE_CMD_ROW(cmd, const struct nat_mapping);
 	const struct nat_mapping *row = store_table_get(s, NAT_MAPPINGS, m);
@@ -224,7 +225,7 @@ static enum store_merge mapping_merge(const struct store_state *s, struct store_
 		return STORE_MERGE_APPLY;
 	if (row->owner == m->owner)
 		return STORE_MERGE_SKIP;
-	return conflict(reason, reason_size,
+	return conflict(ret_reason,
 	                "public port %u was mapped by member %llu on one side and %llu on "
 	                "the other",
 	                m->public_port, (unsigned long long)row->owner,
