@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "store-internal.h"
 
+struct bench;
 static void bench_step(struct bench *b);
 
 /* ---- store.bench: commit latency and throughput through store_propose() ---- */
