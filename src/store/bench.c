@@ -1,19 +1,14 @@
 /* store.bench, only in builds with -Dbench_hooks=true: commit latency and
  * throughput through store_propose(), for bench/store. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <dirent.h>
 
-#include "api/client.h"
 #include "api/server.h"
-#include "lib/fileio.h"
 #include "lib/clock.h"
-#include "lib/log.h"
+#include "lib/error.h"
 #include "store-internal.h"
 
 struct bench;

@@ -2,19 +2,11 @@
  * follower to the leader over the peer API (and answered once this replica
  * has applied them), and the peer calls the store makes. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <dirent.h>
 
 #include "api/client.h"
-#include "api/server.h"
-#include "lib/fileio.h"
-#include "lib/clock.h"
-#include "lib/log.h"
 #include "store-internal.h"
 
 /* ---- peer calls: the store outlives every call it made ---- */

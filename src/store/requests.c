@@ -5,14 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <dirent.h>
 
-#include "api/client.h"
 #include "api/server.h"
-#include "lib/fileio.h"
 #include "lib/clock.h"
+#include "lib/error.h"
 #include "lib/log.h"
 #include "store-internal.h"
 

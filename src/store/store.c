@@ -1,20 +1,16 @@
 /* The store's life: open (bootstrap, resume or join), the Raft instance it
  * runs and re-creates in place, the state machine's callbacks and the
  * subscribers they notify, the read accessors, and close. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
-#include "api/client.h"
-#include "api/server.h"
 #include "lib/error.h"
 #include "lib/fileio.h"
-#include "lib/clock.h"
 #include "lib/log.h"
 #include "store-internal.h"
 

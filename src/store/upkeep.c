@@ -1,18 +1,10 @@
 /* The leader's upkeep of the membership (roles recorded in the members
  * table, voters replaced when they stay unreachable), joining through the
  * seeds, and the periodic tick that drives both. */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <dirent.h>
 
-#include "api/client.h"
-#include "api/server.h"
-#include "lib/fileio.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store-internal.h"
