@@ -1,5 +1,10 @@
 """Shared by the benchmark drivers: labs with their own prefixes (always torn
-down), the machine's description, medians."""
+down), the machine's description, medians.
+
+The benchmarks run the build in build-bench/ (ETTM_BUILD overrides it), set up
+with `meson setup build-bench -Dbench_hooks=true`: only that option compiles the
+benchmarks' commands (store.bench, switch.bench) into ettmd. ensure_build()
+sets it up and builds it when it is missing."""
 
 import json
 import os
@@ -13,7 +18,18 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.path.join(REPO, "lab", "ettm-lab")
-BUILD = os.environ.get("ETTM_BUILD", os.path.join(REPO, "build"))
+BENCH_BUILD = os.path.join(REPO, "build-bench")
+BUILD = os.environ.get("ETTM_BUILD", BENCH_BUILD)
+
+
+def ensure_build():
+    """Sets up and builds build-bench (with the bench hooks) if it is missing;
+    a build named by ETTM_BUILD is used as it is."""
+    if BUILD != BENCH_BUILD or os.path.exists(os.path.join(BUILD, "src", "ettmd", "ettmd")):
+        return
+    if not os.path.exists(os.path.join(BUILD, "build.ninja")):
+        subprocess.run(["meson", "setup", BUILD, "-Dbench_hooks=true"], cwd=REPO, check=True)
+    subprocess.run(["ninja", "-C", BUILD, "-j2"], cwd=REPO, check=True)
 
 
 def prefix(tag):
@@ -26,7 +42,8 @@ class Lab:
         self.up_args = up_args
 
     def __enter__(self):
-        self.lab("up", *self.up_args)
+        ensure_build()
+        self.lab("up", "--build-dir", BUILD, *self.up_args)
         return self
 
     def __exit__(self, *exc):

@@ -21,7 +21,11 @@
 #include "services/devices/devices.h"
 #include "services/nat/nat.h"
 #include "store/store.h"
+#include "services/devices/tables.h"
+#include "services/nat/tables.h"
 #include "switch/switch.h"
+#include "switch/tables.h"
+#include "trust/tables.h"
 #include "trust/attest.h"
 
 /* How often the agent checks that its table is still in the kernel. */
@@ -110,7 +114,7 @@ static int handle_trust(struct agent *a, struct ctl_client *client, const struct
 {
 	if (strcmp(req->cmd, "trust.list") == 0) {
 		*ret_result = json_pack("{s:o}", "trusted",
-		                        store_table_dump(store_state(a->store), STORE_TRUSTED));
+		                        store_table_dump(store_state(a->store), TRUST_TRUSTED));
 		return 0;
 	}
 	const char *digest = json_string_value(json_object_get(req->args, "digest"));
@@ -119,13 +123,15 @@ static int handle_trust(struct agent *a, struct ctl_client *client, const struct
 		*ret_error = strdup("field \"digest\": expected a string");
 		return -EINVAL;
 	}
-	struct store_cmd cmd = {.table = STORE_TRUSTED,
+	struct store_cmd cmd = {.table = TRUST_TRUSTED,
 	                        .op =
 	                            strcmp(req->cmd, "trust.add") == 0 ? STORE_PUT : STORE_DELETE};
 	cmd.time_ms = wall_ms();
-	snprintf(cmd.row.trusted.digest, sizeof(cmd.row.trusted.digest), "%s", digest);
-	snprintf(cmd.row.trusted.note, sizeof(cmd.row.trusted.note), "%s", note ? note : "");
-	cmd.row.trusted.added_ms = cmd.time_ms;
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_trusted)->digest,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_trusted)->digest), "%s", digest);
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_trusted)->note,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_trusted)->note), "%s", note ? note : "");
+	STORE_CMD_ROW(&cmd, struct trust_trusted)->added_ms = cmd.time_ms;
 	return store_propose_reply(a->store, client, req, &cmd, true, ret_error);
 }
 
@@ -289,12 +295,30 @@ static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_
 	return -1;
 }
 
+/* Every module's tables, registered before the store makes a state. The
+ * service interface will list each service's tables and register them. */
+static int register_tables(void)
+{
+	const struct store_table *const *lists[] = {trust_tables, switch_tables, nat_tables,
+	                                            devices_tables};
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		char *error = NULL;
+		int r = store_tables_register(lists[i], &error);
+		if (r < 0) {
+			log_error("store tables: %s", error ? error : strerror(-r));
+			free(error);
+			return r;
+		}
+	}
+	return 0;
+}
+
 /* The store listens on the control address; its data lives under the
  * state directory. */
 static int start_store(struct agent *a)
 {
 	struct store_options *o = &a->cfg.store;
-	char addr[INET_ADDRSTRLEN], error[512];
+	char addr[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &a->cfg.datapath.control_addr, addr, sizeof(addr));
 	o->id = a->cfg.id;
 	snprintf(o->name, sizeof(o->name), "%s", a->cfg.name);
@@ -310,9 +334,14 @@ static int start_store(struct agent *a)
 		log_error("peer API on %s: %s", o->peer_address, uv_strerror(r));
 		return r;
 	}
-	r = store_open(a->loop, o, &a->store, error, sizeof(error));
+	r = register_tables();
+	if (r < 0)
+		return r;
+	char *error = NULL;
+	r = store_open(a->loop, o, &a->store, &error);
 	if (r < 0) {
-		log_error("store: %s", error);
+		log_error("store: %s", error ? error : strerror(-r));
+		free(error);
 		return r;
 	}
 	log_info("store: raft on %s, peer API on %s, %s", o->raft_address, o->peer_address,

@@ -8,12 +8,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 {
 	struct store_fsm *f = (struct store_fsm *)fsm;
 	struct store_cmd cmd;
-	char error[160];
+	char *error = NULL;
 	struct store_result *res = &f->result;
-	if (store_cmd_decode(buf->base, buf->len, &cmd, error, sizeof(error)) < 0) {
+	if (store_cmd_decode(buf->base, buf->len, &cmd, &error) < 0) {
 		/* A replica never guesses at a corrupt entry: it stops. */
 		if (f->corrupt)
-			f->corrupt(f->userdata, error);
+			f->corrupt(f->userdata, error ? error : "a corrupt command");
+		free(error);
 		return RAFT_CORRUPT;
 	}
 	if (store_state_apply(f->state, &cmd, res) < 0) {
@@ -53,10 +54,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct store_fsm *f = (struct store_fsm *)fsm;
-	char error[160];
-	if (store_state_restore(f->state, buf->base, buf->len, error, sizeof(error)) < 0) {
+	char *error = NULL;
+	if (store_state_restore(f->state, buf->base, buf->len, &error) < 0) {
 		if (f->corrupt)
-			f->corrupt(f->userdata, error);
+			f->corrupt(f->userdata, error ? error : "a corrupt snapshot");
+		free(error);
 		return RAFT_CORRUPT;
 	}
 	raft_free(buf->base);

@@ -42,9 +42,10 @@ struct store;
 
 /* Opens the store on @loop and starts Raft: bootstraps a new cluster,
  * resumes from the data directory, or joins through the seeds. Returns 0
- * or a negative errno with a message in @error. */
+ * or a negative errno with *ret_error. Every table must be registered
+ * (store_tables_register()) before. */
 int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
-               char *error, size_t error_size);
+               char **ret_error);
 
 /* Stops Raft and frees the store once every handle is closed, then calls
  * @cb (may be NULL). */
@@ -70,7 +71,15 @@ const struct store_state *store_state(const struct store *s);
 /* Called after each applied command of @table (0: every table). */
 typedef void (*store_watch_cb)(void *userdata, const struct store_cmd *cmd,
                                const struct store_result *result);
-int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata);
+struct store_subscription;
+/* Subscribes @cb to @table's applied commands. Returns 0 and, when
+ * @ret_sub is not NULL, the handle that store_unsubscribe() releases (as
+ * store_close() releases every one left); or -ENOMEM. */
+int store_subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata,
+                    struct store_subscription **ret_sub);
+/* Releases @sub (NULL: nothing): @cb is not called again, even by a
+ * notification under way. */
+void store_unsubscribe(struct store *s, struct store_subscription *sub);
 
 bool store_is_leader(const struct store *s);
 /* As the leader: 1 when it heard from member @id within the last election

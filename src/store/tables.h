@@ -1,13 +1,21 @@
-/* The store's typed tables: the hard state every host replicates.
+/* The store's tables: the hard state every host replicates, as tables that
+ * their owners register with their operations.
  *
  * A command names a table, an operation (put or delete) and one row; the
  * proposer's clock is part of the command, so applying it is deterministic:
  * every replica reaches the same state, and a command invalid for the state
  * it meets is rejected identically everywhere, with a reason. Each table has
- * a versioned binary encoding, a JSON form for `ettmctl store dump`, and a
- * merge rule for commands orphaned by a forced recovery (docs/store.md). */
+ * a stable id, a binary encoding introduced at some encoding version, a JSON
+ * form for `ettmctl store dump`, and a merge rule for commands orphaned by a
+ * forced recovery (docs/store.md).
+ *
+ * The store knows only its own tables (cluster, members, conflicts, and for
+ * now policy and leases); a service defines its rows and table ids in its
+ * own tables.h and registers them with store_tables_register() before any
+ * state is made. */
 #pragma once
 
+#include <stdalign.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,23 +35,16 @@
 #define STORE_VERSION_MAX 24
 #define STORE_POLICY_MAX  32768
 
-enum store_table {
-	STORE_CLUSTER = 1, /* one row: generation and where it began */
-	STORE_MEMBERS,
-	STORE_ADMISSIONS,
-	STORE_TRUSTED,
-	STORE_POLICY, /* one row: the active policy and its epoch */
-	STORE_NAT_BLOCKS,
-	STORE_NAT_MAPPINGS,
-	STORE_LEASES,
-	STORE_CONFLICTS,
-	STORE_LOCATIONS,    /* where each host's AEE meets the network */
-	STORE_LINKS,        /* switch-to-switch links */
-	STORE_ATTESTATIONS, /* each host's last attestation, refusal or revocation */
-	STORE_DEVICES,      /* unmanaged devices allowed by policy */
-	STORE_MANAGER,      /* one row: the agent that forwards for the devices */
-	STORE_TABLE_MAX,
-};
+/* The largest row a table may have, in memory: a command carries one. */
+#define STORE_ROW_MAX 512
+
+/* The store's own tables. The ids are on the wire: never renumber one.
+ * Services' ids (3, 4, 6, 7, 10-14 today) are in their own tables.h. */
+#define STORE_CLUSTER   1 /* one row: generation and where it began */
+#define STORE_MEMBERS   2
+#define STORE_POLICY    5 /* one row: the active policy and its epoch */
+#define STORE_LEASES    8
+#define STORE_CONFLICTS 9
 
 enum store_op {
 	STORE_PUT = 1,
@@ -73,44 +74,13 @@ struct store_member {
 	uint64_t joined_ms;
 };
 
-struct store_admission {
-	char host[STORE_NAME_MAX]; /* key */
-	char ek_fp[STORE_DIGEST_MAX];
-	char ak_fp[STORE_DIGEST_MAX];
-	char measurement[STORE_DIGEST_MAX];
-	char mac[STORE_MAC_MAX];
-	uint64_t dpid;
-	uint32_t port;
-	uint64_t time_ms;
-};
-
-struct store_trusted {
-	char digest[STORE_DIGEST_MAX]; /* key; lowercase hex SHA-256 */
-	char note[STORE_NOTE_MAX];
-	uint64_t added_ms;
-};
-
+/* The policy service will take this table over. */
 struct store_policy {
 	uint64_t epoch; /* in a put: the epoch the edit was made on */
 	char *text;
 };
 
-struct store_nat_block {
-	uint16_t start; /* key; aligned to size */
-	uint16_t size;  /* a power of two */
-	uint64_t owner; /* member id */
-	uint64_t claimed_ms;
-};
-
-struct store_nat_mapping {
-	uint8_t proto;        /* key (with public_port): 6 TCP, 17 UDP */
-	uint16_t public_port; /* key */
-	uint64_t owner;
-	uint32_t guest_addr; /* host byte order */
-	uint16_t guest_port;
-	uint64_t expires_ms;
-};
-
+/* The DHCP service will take this table over. */
 struct store_lease {
 	char mac[STORE_MAC_MAX]; /* key */
 	uint32_t addr;           /* host byte order */
@@ -125,89 +95,18 @@ struct store_conflict {
 	char reason[STORE_REASON_MAX];
 };
 
-/* Where a host's AEE sits, as its LLDP announcement told the master. Learned,
- * not configured: the master commits a row when it first sees the host or
- * the host moves, so the next master starts from the same topology. */
-struct store_location {
-	char host[STORE_NAME_MAX]; /* key */
-	char mac[STORE_MAC_MAX];   /* the AEE's uplink address */
-	uint64_t dpid;
-	uint32_t port;
-	uint32_t control_addr, guest_addr; /* host byte order */
-	uint64_t seen_ms;                  /* when this place was first seen */
-};
-
-/* One direction of a switch-to-switch link, learned by LLDP; the master
- * deletes it when it has not been seen for a while. */
-struct store_link {
-	uint64_t dpid; /* key, with port */
-	uint32_t port;
-	uint64_t peer_dpid;
-	uint32_t peer_port;
-	uint64_t seen_ms;
-};
-
-/* What the leader last concluded of a host's attestation (docs/trust.md).
- * An admission is what opens the port; this row says why there is one, or
- * why not. */
-enum store_attest_state {
-	STORE_ATTEST_ADMITTED = 1, /* the last quote was good */
-	STORE_ATTEST_REFUSED = 2,  /* the last attempt failed: @reason */
-	STORE_ATTEST_REVOKED = 3,  /* the admin revoked the host: no attempt is heard */
-};
-
-struct store_attestation {
-	char host[STORE_NAME_MAX]; /* key */
-	uint8_t state;             /* enum store_attest_state */
-	char reason[STORE_REASON_MAX];
-	char ek_fp[STORE_DIGEST_MAX];        /* its TPM: a host name stays with one TPM */
-	char measurement[STORE_DIGEST_MAX];  /* the PCR value the host claimed */
-	uint32_t reset_count, restart_count; /* its TPM's, from the last good quote */
-	uint64_t time_ms;                    /* of the last attempt */
-};
-
-/* An unmanaged device (printer, phone, visitor) allowed by policy, never by
- * trust (docs/devices.md). The row's existence is the allowance; where it
- * sits and its IPv4 address are learned by the master from its frames. */
-struct store_device {
-	char mac[STORE_MAC_MAX]; /* key; lowercase "xx:xx:xx:xx:xx:xx", unicast */
-	char name[STORE_NAME_MAX];
-	uint32_t address; /* host byte order; 0: not known yet */
-	uint64_t dpid;    /* where it was last seen; 0: not yet */
-	uint32_t port;
-	uint64_t allowed_ms; /* when it was allowed */
-};
-
-/* The member whose AEE forwards every device's traffic, kept by the
- * leader at an admitted, located, reachable member. */
-struct store_manager {
-	char host[STORE_NAME_MAX]; /* "": none */
-	uint64_t since_ms;
-};
-
-union store_row {
-	struct store_cluster cluster;
-	struct store_member member;
-	struct store_admission admission;
-	struct store_trusted trusted;
-	struct store_policy policy;
-	struct store_nat_block nat_block;
-	struct store_nat_mapping nat_mapping;
-	struct store_lease lease;
-	struct store_conflict conflict;
-	struct store_location location;
-	struct store_link link;
-	struct store_attestation attestation;
-	struct store_device device;
-	struct store_manager manager;
-};
-
 struct store_cmd {
-	uint8_t table;    /* enum store_table */
+	uint8_t table;    /* a registered table's id */
 	uint8_t op;       /* enum store_op */
 	uint64_t time_ms; /* the proposer's clock */
-	union store_row row;
+	/* One row of the table, of its registered type: reach it with
+	 * STORE_CMD_ROW(). */
+	alignas(max_align_t) unsigned char row[STORE_ROW_MAX];
 };
+
+/* @cmd's row as a @type * (the table's row type; registration checks that
+ * it fits). */
+#define STORE_CMD_ROW(cmd, type) ((type *)(void *)(cmd)->row)
 
 /* What applying a command did. */
 struct store_result {
@@ -218,6 +117,54 @@ struct store_result {
 };
 
 struct store_state;
+struct obuf;
+struct cursor;
+
+/* Merge of a command orphaned by a forced recovery into the new cluster's
+ * state (docs/store.md, "Merge rules"). */
+enum store_merge {
+	STORE_MERGE_SKIP,     /* already there, or not the old side's to decide */
+	STORE_MERGE_APPLY,    /* propose @cmd (possibly rewritten) */
+	STORE_MERGE_CONFLICT, /* cannot be merged: record @reason for the admin */
+};
+
+/* A table and its operations, as its owner registers it. */
+struct store_table {
+	uint8_t id;       /* stable, on the wire */
+	const char *name; /* in dumps and `ettmctl store dump TABLE` */
+	uint8_t version;  /* the encoding version that introduced the table */
+	size_t row_size;  /* at most STORE_ROW_MAX */
+	bool single;      /* one row (zero until put) instead of rows by key */
+	/* Orders two rows by key (keyed tables only). */
+	int (*cmp)(const void *a, const void *b);
+	void (*encode)(struct obuf *b, const void *row);
+	/* Fills @row (row_size bytes, zeroed) or fails @c. */
+	void (*decode)(struct cursor *c, void *row);
+	/* Checks @cmd against @s and applies it with store_table_put() and
+	 * store_table_del(), or rejects it with store_reject() leaving @s
+	 * unchanged. Returns 0 or -ENOMEM. */
+	int (*apply)(struct store_state *s, const struct store_cmd *cmd, struct store_result *res);
+	/* What becomes of @cmd orphaned by a forced recovery; may rewrite it.
+	 * On STORE_MERGE_CONFLICT, *ret_reason says why (as error_set()
+	 * does: newly allocated, NULL when that failed). */
+	enum store_merge (*merge)(const struct store_state *s, struct store_cmd *cmd,
+	                          char **ret_reason);
+	json_t *(*to_json)(const void *row);
+	/* Frees what @row owns (may be NULL: rows own nothing). */
+	void (*release)(void *row);
+};
+
+/* Registers the NULL-terminated @tables. All or none: a table whose id or
+ * name is taken by another, or whose row exceeds STORE_ROW_MAX, is refused
+ * with -EEXIST or -EINVAL and *ret_error. Registering the same table again
+ * does nothing. The store registers its own tables (store_core_tables) by
+ * itself. */
+int store_tables_register(const struct store_table *const *tables, char **ret_error);
+
+/* The registered table @id, or NULL. */
+const struct store_table *store_table_lookup(unsigned id);
+
+extern const struct store_table *const store_core_tables[];
 
 /* A new, empty state (generation 0: not yet bootstrapped). */
 int store_state_new(struct store_state **ret_state);
@@ -226,10 +173,9 @@ void store_state_free(struct store_state *s);
 /* Encodes @cmd; *ret_data is free()d by the caller. */
 int store_cmd_encode(const struct store_cmd *cmd, uint8_t **ret_data, size_t *ret_len);
 
-/* Decodes a command. Returns 0, or -EBADMSG with a reason in @error that
- * names the field; *ret_cmd is then untouched. Free with store_cmd_done(). */
-int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char *error,
-                     size_t error_size);
+/* Decodes a command. Returns 0, or -EBADMSG with *ret_error (a reason that
+ * names the field); *ret_cmd is then untouched. Free with store_cmd_done(). */
+int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, char **ret_error);
 void store_cmd_done(struct store_cmd *cmd);
 
 /* Applies @cmd to @s. A command the state does not allow is not an error:
@@ -240,59 +186,69 @@ int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
 
 /* Decodes and applies; -EBADMSG for a corrupt command. */
 int store_state_apply_encoded(struct store_state *s, const void *data, size_t len,
-                              struct store_result *ret_result, char *error, size_t error_size);
+                              struct store_result *ret_result, char **ret_error);
 
 /* The whole state, encoded; *ret_data is free()d by the caller. */
 int store_state_snapshot(const struct store_state *s, uint8_t **ret_data, size_t *ret_len);
 
-/* Replaces @s with a snapshot's content. On -EBADMSG (with @error) @s is
- * unchanged. */
-int store_state_restore(struct store_state *s, const void *data, size_t len, char *error,
-                        size_t error_size);
+/* Replaces @s with a snapshot's content (of any encoding up to
+ * STORE_ENCODING_VERSION: tables introduced later start empty). On
+ * -EBADMSG (with *ret_error) @s is unchanged. */
+int store_state_restore(struct store_state *s, const void *data, size_t len, char **ret_error);
 
 /* Every table as JSON: {"cluster": {...}, "members": [...], ...}. */
 json_t *store_state_dump(const struct store_state *s);
 
-/* JSON of one table (an array, or an object for one-row tables). */
-json_t *store_table_dump(const struct store_state *s, enum store_table table);
+/* JSON of one table (an array, or an object for one-row tables); NULL for
+ * an unknown table. */
+json_t *store_table_dump(const struct store_state *s, unsigned table);
 
-const char *store_table_name(enum store_table table);
+/* The table's name, or NULL when no table has the id. */
+const char *store_table_name(unsigned table);
+/* The id of the table named @name, or -ENOENT. */
+int store_table_from_name(const char *name);
 
 /* "voter", "standby", "spare" (enum store_role, the numbers of Raft's
  * roles), or "none". */
 const char *store_role_name(unsigned role);
-int store_table_from_name(const char *name);
 
 /* Read access for the modules. Rows are owned by the state and valid until
- * its next change. */
+ * its next change. A one-row table counts one row. */
 const struct store_cluster *store_cluster(const struct store_state *s);
 const struct store_policy *store_policy(const struct store_state *s);
-size_t store_count(const struct store_state *s, enum store_table table);
-const void *store_row(const struct store_state *s, enum store_table table, size_t i);
+size_t store_count(const struct store_state *s, unsigned table);
+const void *store_row(const struct store_state *s, unsigned table, size_t i);
 const struct store_member *store_member_find(const struct store_state *s, uint64_t id);
 const struct store_member *store_member_find_name(const struct store_state *s, const char *name);
-const struct store_admission *store_admission_find(const struct store_state *s, const char *host);
-const struct store_location *store_location_find(const struct store_state *s, const char *host);
-const struct store_attestation *store_attestation_find(const struct store_state *s,
-                                                       const char *host);
-/* "admitted", "refused", "revoked" (enum store_attest_state), or "none". */
-const char *store_attest_state_name(unsigned state);
-const struct store_device *store_device_find(const struct store_state *s, const char *mac);
-const struct store_manager *store_manager(const struct store_state *s);
 
-/* True when @mac is a device key: lowercase "xx:xx:xx:xx:xx:xx", neither
- * multicast nor all zero. */
-bool store_device_mac_valid(const char *mac);
-/* True when @name is 1-31 letters, digits, '.', '_' or '-'. */
-bool store_device_name_valid(const char *name);
+/* For the tables' apply functions. */
 
-/* Merge of a command orphaned by a forced recovery into the new cluster's
- * state (docs/store.md, "Merge rules"). */
-enum store_merge {
-	STORE_MERGE_SKIP,     /* already there, or not the old side's to decide */
-	STORE_MERGE_APPLY,    /* propose @cmd (possibly rewritten) */
-	STORE_MERGE_CONFLICT, /* cannot be merged: record @reason for the admin */
-};
+/* The row of table @table with @key's key (a row of the table's type, only
+ * its key read), or NULL. For a one-row table, its row. */
+const void *store_table_get(const struct store_state *s, unsigned table, const void *key);
+/* Inserts or replaces (releasing the old one) the row with @row's key; a
+ * one-row table's row is replaced. Returns 0 or -ENOMEM. */
+int store_table_put(struct store_state *s, unsigned table, const void *row);
+/* Deletes the row with @key's key, if any; a one-row table's row becomes
+ * zero. */
+void store_table_del(struct store_state *s, unsigned table, const void *key);
+/* Row @i of @table for an in-place edit that leaves its key alone. */
+void *store_row_edit(struct store_state *s, unsigned table, size_t i);
+/* Rejects: res->applied false, res->reason the formatted text. */
+void store_reject(struct store_result *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Deletes the row @cmd names (rejecting "no such @what" when there is none)
+ * or puts @cmd's row. */
+int store_apply_simple(struct store_state *s, const struct store_cmd *cmd, struct store_result *res,
+                       const char *what);
+/* "A.B.C.D" of @addr (host byte order), for the tables' JSON. */
+json_t *store_addr_json(uint32_t addr);
+/* Orders two integers, for the tables' cmp. */
+static inline int store_cmp_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? -1 : a > b;
+}
 
-enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char *reason,
-                             size_t reason_size);
+/* The merge rule of @cmd's table (an unknown table's command is a
+ * conflict); *ret_reason as the table's merge sets it. */
+enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char **ret_reason);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
 
 void sw_flows_free(struct sw_flows *f)
 {
@@ -74,12 +76,12 @@ uint32_t sw_next_hop(const struct store_state *st, uint64_t from, uint64_t to)
 	size_t head = 0, n = 0;
 	seen[n] = from;
 	first[n++] = 0;
-	size_t n_links = store_count(st, STORE_LINKS);
+	size_t n_links = store_count(st, SWITCH_LINKS);
 	while (head < n) {
 		uint64_t at = seen[head];
 		uint32_t via = first[head++];
 		for (size_t i = 0; i < n_links; i++) {
-			const struct store_link *l = store_row(st, STORE_LINKS, i);
+			const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
 			if (l->dpid != at)
 				continue;
 			bool known = false;
@@ -162,7 +164,7 @@ static int arp_to(struct sw_flows *out, uint32_t addr, const uint8_t mac[6], uin
 	return sw_flows_add(out, &fm);
 }
 
-static int host_flows(const struct store_state *st, const struct store_location *l, uint64_t dpid,
+static int host_flows(const struct store_state *st, const struct switch_location *l, uint64_t dpid,
                       struct sw_flows *out)
 {
 	uint8_t mac[6];
@@ -193,13 +195,13 @@ int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, 
 {
 	struct sw_flows out = {0};
 	int r = 0;
-	for (size_t i = 0; r == 0 && i < store_count(st, STORE_LOCATIONS); i++) {
-		const struct store_location *l = store_row(st, STORE_LOCATIONS, i);
-		if (store_admission_find(st, l->host))
+	for (size_t i = 0; r == 0 && i < store_count(st, SWITCH_LOCATIONS); i++) {
+		const struct switch_location *l = store_row(st, SWITCH_LOCATIONS, i);
+		if (trust_admission_find(st, l->host))
 			r = host_flows(st, l, dpid, &out);
 	}
-	for (size_t i = 0; r == 0 && i < store_count(st, STORE_LINKS); i++) {
-		const struct store_link *l = store_row(st, STORE_LINKS, i);
+	for (size_t i = 0; r == 0 && i < store_count(st, SWITCH_LINKS); i++) {
+		const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
 		if (l->dpid == dpid)
 			r = admit_port(&out, l->port, NULL);
 	}

@@ -11,12 +11,13 @@
 
 #include "lib/log.h"
 #include "store/store.h"
+#include "switch/tables.h"
 
 /* How long the port of @host has been down, as the switch it sits on
  * reports: 0 while it is up, -1 when this agent cannot tell. */
 static int64_t port_down_ms(struct swc *c, const char *host)
 {
-	const struct store_location *l = store_location_find(store_state(c->store), host);
+	const struct switch_location *l = switch_location_find(store_state(c->store), host);
 	struct sw *s = l ? sw_find_dpid(c, l->dpid) : NULL;
 	struct port *p = s ? stats_find_port(s, l->port) : NULL;
 	if (!p)

@@ -15,6 +15,8 @@
 #include "lib/clock.h"
 #include "lib/error.h"
 #include "store/store.h"
+#include "switch/tables.h"
+#include "trust/tables.h"
 
 static json_t *addr_json(uint32_t a)
 {
@@ -26,14 +28,14 @@ static json_t *addr_json(uint32_t a)
  * is open, and what its last attestation concluded (docs/trust.md). */
 static json_t *host_json(const struct store_state *st, const struct store_member *m)
 {
-	const struct store_location *l = store_location_find(st, m->name);
-	const struct store_admission *adm = store_admission_find(st, m->name);
-	const struct store_attestation *t = store_attestation_find(st, m->name);
+	const struct switch_location *l = switch_location_find(st, m->name);
+	const struct trust_admission *adm = trust_admission_find(st, m->name);
+	const struct trust_attestation *t = trust_attestation_find(st, m->name);
 	char d[17];
 	snprintf(d, sizeof(d), "%016" PRIx64, l ? l->dpid : 0);
 	const char *state = adm ? "admitted" : "not admitted";
-	if (t && !(adm && t->state != STORE_ATTEST_ADMITTED))
-		state = store_attest_state_name(t->state);
+	if (t && !(adm && t->state != TRUST_ATTEST_ADMITTED))
+		state = trust_attest_state_name(t->state);
 	const char *measurement = adm && adm->measurement[0] ? adm->measurement
 	                          : t && t->measurement[0]   ? t->measurement
 	                                                     : NULL;
@@ -66,10 +68,11 @@ int hosts_handle_request(struct store *store, struct ctl_client *client,
 	if (admit && !store_member_find_name(st, host))
 		return error_set(ret_error, -ENOENT, "no member named \"%s\" (see 'ettmctl hosts')",
 		                 host);
-	struct store_cmd cmd = {.table = STORE_ADMISSIONS,
+	struct store_cmd cmd = {.table = TRUST_ADMISSIONS,
 	                        .op = admit ? STORE_PUT : STORE_DELETE,
 	                        .time_ms = wall_ms()};
-	snprintf(cmd.row.admission.host, sizeof(cmd.row.admission.host), "%s", host);
-	cmd.row.admission.time_ms = cmd.time_ms;
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_admission)->host), "%s", host);
+	STORE_CMD_ROW(&cmd, struct trust_admission)->time_ms = cmd.time_ms;
 	return store_propose_reply(store, client, req, &cmd, true, ret_error);
 }

@@ -16,6 +16,8 @@
 #include "hosts.h"
 #include "lib/error.h"
 #include "store/store.h"
+#include "switch/tables.h"
+#include "trust/tables.h"
 
 static json_t *ports_json(const struct sw *s)
 {
@@ -161,8 +163,8 @@ static json_t *topology(struct swc *c)
 		                                "address", c->o.switches[i], "dpid",
 		                                s->up ? sw_dpid_str(s->dpid, d) : NULL));
 	}
-	for (size_t i = 0; i < store_count(st, STORE_LINKS); i++) {
-		const struct store_link *l = store_row(st, STORE_LINKS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LINKS); i++) {
+		const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
 		json_t *o = json_pack("{s:s, s:i, s:s, s:i}", "dpid", sw_dpid_str(l->dpid, d),
 		                      "port", (int)l->port, "peer_dpid",
 		                      sw_dpid_str(l->peer_dpid, e), "peer_port", (int)l->peer_port);
@@ -178,13 +180,13 @@ static json_t *topology(struct swc *c)
 		}
 		json_array_append_new(links, o);
 	}
-	for (size_t i = 0; i < store_count(st, STORE_LOCATIONS); i++) {
-		const struct store_location *l = store_row(st, STORE_LOCATIONS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LOCATIONS); i++) {
+		const struct switch_location *l = store_row(st, SWITCH_LOCATIONS, i);
 		json_t *o =
 		    json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:b}", "host", l->host, "mac", l->mac,
 		              "dpid", sw_dpid_str(l->dpid, d), "port", (int)l->port, "control",
 		              addr_json(l->control_addr), "guest", addr_json(l->guest_addr),
-		              "admitted", store_admission_find(st, l->host) != NULL);
+		              "admitted", trust_admission_find(st, l->host) != NULL);
 		struct sw *s = sw_find_dpid(c, l->dpid);
 		struct port *p = s ? stats_find_port(s, l->port) : NULL;
 		if (p)

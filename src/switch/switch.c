@@ -14,6 +14,8 @@
 #include "lib/error.h"
 #include "lib/log.h"
 #include "store/store.h"
+#include "switch/tables.h"
+#include "trust/tables.h"
 
 #define TICK_MS 50 /* how often leadership and term are checked */
 
@@ -307,9 +309,19 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 			                 strerror(-r));
 		}
 	}
-	store_subscribe(store, STORE_ADMISSIONS, store_changed, c);
-	store_subscribe(store, STORE_LOCATIONS, store_changed, c);
-	store_subscribe(store, STORE_LINKS, store_changed, c);
+	unsigned tables[] = {TRUST_ADMISSIONS, SWITCH_LOCATIONS, SWITCH_LINKS};
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		r = store_subscribe(store, tables[i], store_changed, c, &c->subs[i]);
+		if (r < 0) {
+			for (size_t k = 0; k < i; k++)
+				store_unsubscribe(store, c->subs[k]);
+			for (unsigned k = 0; k < o->n_switches; k++)
+				of_conn_close(c->sw[k].conn);
+			topology_close(c);
+			free(c);
+			return error_set(ret_error, r, "store: %s", strerror(-r));
+		}
+	}
 	uv_timer_t *timers[] = {&c->tick, &c->lldp, &c->stats, &c->kick};
 	for (size_t i = 0; i < 4; i++) {
 		uv_timer_init(loop, timers[i]);
@@ -340,6 +352,8 @@ static void timer_closed(uv_handle_t *h)
 void sw_close(struct swc *c)
 {
 	c->closing = true;
+	for (size_t i = 0; i < sizeof(c->subs) / sizeof(c->subs[0]); i++)
+		store_unsubscribe(c->store, c->subs[i]);
 	for (unsigned i = 0; i < c->o.n_switches; i++)
 		of_conn_close(c->sw[i].conn);
 	topology_close(c);

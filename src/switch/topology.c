@@ -22,6 +22,7 @@
 #include "lib/log.h"
 #include "lldp.h"
 #include "store/store.h"
+#include "switch/tables.h"
 
 static void packet_out(struct sw *s, uint32_t port, const uint8_t *frame, size_t len)
 {
@@ -99,11 +100,11 @@ static struct seen *link_seen(struct swc *c, uint64_t dpid, uint32_t port, bool 
 	return &c->links_seen[c->n_links_seen++];
 }
 
-static const struct store_link *stored_link(struct swc *c, uint64_t dpid, uint32_t port)
+static const struct switch_link *stored_link(struct swc *c, uint64_t dpid, uint32_t port)
 {
 	const struct store_state *st = store_state(c->store);
-	for (size_t i = 0; i < store_count(st, STORE_LINKS); i++) {
-		const struct store_link *l = store_row(st, STORE_LINKS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LINKS); i++) {
+		const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
 		if (l->dpid == dpid && l->port == port)
 			return l;
 	}
@@ -116,11 +117,12 @@ static void saw_link(struct swc *c, uint64_t dpid, uint32_t port, uint64_t peer_
 	struct seen *seen = link_seen(c, dpid, port, true);
 	if (seen)
 		seen->ms = uv_now(c->loop);
-	const struct store_link *l = stored_link(c, dpid, port);
+	const struct switch_link *l = stored_link(c, dpid, port);
 	if (l && l->peer_dpid == peer_dpid && l->peer_port == peer_port)
 		return;
-	struct store_cmd cmd = {.table = STORE_LINKS, .op = STORE_PUT, .time_ms = wall_ms()};
-	cmd.row.link = (struct store_link){dpid, port, peer_dpid, peer_port, cmd.time_ms};
+	struct store_cmd cmd = {.table = SWITCH_LINKS, .op = STORE_PUT, .time_ms = wall_ms()};
+	(*STORE_CMD_ROW(&cmd, struct switch_link)) =
+	    (struct switch_link){dpid, port, peer_dpid, peer_port, cmd.time_ms};
 	log_info("switches: link %016" PRIx64 "/%u -> %016" PRIx64 "/%u", dpid, port, peer_dpid,
 	         peer_port);
 	propose_topo(c, &cmd);
@@ -132,12 +134,12 @@ static void saw_host(struct swc *c, const struct lldp_info *info, uint64_t dpid,
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", info->src_mac[0],
 	         info->src_mac[1], info->src_mac[2], info->src_mac[3], info->src_mac[4],
 	         info->src_mac[5]);
-	const struct store_location *l = store_location_find(store_state(c->store), info->host);
+	const struct switch_location *l = switch_location_find(store_state(c->store), info->host);
 	if (l && l->dpid == dpid && l->port == port && strcmp(l->mac, mac) == 0 &&
 	    l->control_addr == info->control_addr && l->guest_addr == info->guest_addr)
 		return;
-	struct store_cmd cmd = {.table = STORE_LOCATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
-	struct store_location *n = &cmd.row.location;
+	struct store_cmd cmd = {.table = SWITCH_LOCATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct switch_location *n = STORE_CMD_ROW(&cmd, struct switch_location);
 	snprintf(n->host, sizeof(n->host), "%s", info->host);
 	snprintf(n->mac, sizeof(n->mac), "%s", mac);
 	n->dpid = dpid;
@@ -184,8 +186,8 @@ static void expire_links(struct swc *c)
 {
 	const struct store_state *st = store_state(c->store);
 	uint64_t now = uv_now(c->loop);
-	for (size_t i = 0; i < store_count(st, STORE_LINKS); i++) {
-		const struct store_link *l = store_row(st, STORE_LINKS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LINKS); i++) {
+		const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
 		struct seen *seen = link_seen(c, l->dpid, l->port, true);
 		if (!seen)
 			continue;
@@ -194,8 +196,8 @@ static void expire_links(struct swc *c)
 		if (now - seen->ms < c->o.link_timeout_ms)
 			continue;
 		struct store_cmd cmd = {
-		    .table = STORE_LINKS, .op = STORE_DELETE, .time_ms = wall_ms()};
-		cmd.row.link = *l;
+		    .table = SWITCH_LINKS, .op = STORE_DELETE, .time_ms = wall_ms()};
+		(*STORE_CMD_ROW(&cmd, struct switch_link)) = *l;
 		log_warn("switches: link %016" PRIx64 "/%u -> %016" PRIx64 "/%u is gone (%u ms)",
 		         l->dpid, l->port, l->peer_dpid, l->peer_port, c->o.link_timeout_ms);
 		propose_topo(c, &cmd);

@@ -16,6 +16,7 @@
 #include "lib/hex.h"
 #include "lib/log.h"
 #include "trust/attest-internal.h"
+#include "trust/tables.h"
 
 /* Resets the PCR and extends it with the binary's and the configuration's
  * digests; checks that the TPM then holds what the verifier will expect. */
@@ -151,9 +152,9 @@ out:
 
 bool attest_admitted(const struct attest *a, const struct store_state *st)
 {
-	const struct store_admission *adm = store_admission_find(st, a->host);
-	const struct store_attestation *t = store_attestation_find(st, a->host);
-	return adm && strcmp(adm->ak_fp, a->ak_fp) == 0 && t && t->state == STORE_ATTEST_ADMITTED;
+	const struct trust_admission *adm = trust_admission_find(st, a->host);
+	const struct trust_attestation *t = trust_attestation_find(st, a->host);
+	return adm && strcmp(adm->ak_fp, a->ak_fp) == 0 && t && t->state == TRUST_ATTEST_ADMITTED;
 }
 
 void attest_join(struct attest *a)

@@ -13,6 +13,7 @@
 #include "api/server.h"
 #include "lib/clock.h"
 #include "store/store.h"
+#include "trust/tables.h"
 #include "trust/attest.h"
 #include "trust/trust.h"
 
@@ -113,12 +114,12 @@ int attest_check_stored_quote(struct attest *a, const char *host, const char *ek
 /* attest-reattest.c: the leader's tick. */
 void attest_lead(struct attest *a);
 
-static inline struct store_cmd attestation_cmd(const char *host, enum store_attest_state state,
+static inline struct store_cmd attestation_cmd(const char *host, enum trust_attest_state state,
                                                const char *reason, const char *ek_fp,
                                                const char *measurement)
 {
-	struct store_cmd cmd = {.table = STORE_ATTESTATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
-	struct store_attestation *t = &cmd.row.attestation;
+	struct store_cmd cmd = {.table = TRUST_ATTESTATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct trust_attestation *t = STORE_CMD_ROW(&cmd, struct trust_attestation);
 	snprintf(t->host, sizeof(t->host), "%s", host);
 	t->state = (uint8_t)state;
 	snprintf(t->reason, sizeof(t->reason), "%s", reason ? reason : "");

@@ -16,6 +16,8 @@
 #include "lib/hex.h"
 #include "lib/log.h"
 #include "trust/attest-internal.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
 
 struct commit {
 	struct attest *a;
@@ -79,8 +81,9 @@ int attest_commit(struct attest *a, const char *host, const char *what,
 static struct store_cmd admission_delete(const char *host)
 {
 	struct store_cmd cmd = {
-	    .table = STORE_ADMISSIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
-	snprintf(cmd.row.admission.host, sizeof(cmd.row.admission.host), "%s", host);
+	    .table = TRUST_ADMISSIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_admission)->host), "%s", host);
 	return cmd;
 }
 
@@ -91,13 +94,13 @@ void attest_refuse(struct attest *a, const char *host, const char *reason, const
                    const char *measurement, bool revoke)
 {
 	const struct store_state *st = store_state(a->store);
-	const struct store_attestation *old = store_attestation_find(st, host);
-	bool admitted = store_admission_find(st, host) != NULL;
+	const struct trust_attestation *old = trust_attestation_find(st, host);
+	bool admitted = trust_admission_find(st, host) != NULL;
 	if (!revoke && admitted) {
 		log_debug("trust: a challenge for %s refused: %s", host, reason);
 		return; /* not proven to come from the host: leave its admission */
 	}
-	if (old && old->state == STORE_ATTEST_REFUSED && strcmp(old->reason, reason) == 0 &&
+	if (old && old->state == TRUST_ATTEST_REFUSED && strcmp(old->reason, reason) == 0 &&
 	    wall_ms() - old->time_ms < REFUSAL_REPEAT_MS && !admitted)
 		return;
 	log_warn("trust: %s refused%s: %s", host, admitted ? " and revoked" : "", reason);
@@ -105,7 +108,7 @@ void attest_refuse(struct attest *a, const char *host, const char *reason, const
 	if (old && old->ek_fp[0])
 		ek_fp = old->ek_fp;
 	struct store_cmd t =
-	    attestation_cmd(host, STORE_ATTEST_REFUSED, reason, ek_fp, measurement);
+	    attestation_cmd(host, TRUST_ATTEST_REFUSED, reason, ek_fp, measurement);
 	struct store_cmd del = admission_delete(host);
 	if (attest_commit(a, host, "refusal", &t, admitted ? &del : NULL, NULL) < 0)
 		log_warn("trust: cannot commit the refusal of %s", host);
@@ -113,8 +116,8 @@ void attest_refuse(struct attest *a, const char *host, const char *reason, const
 
 bool attest_is_trusted(const struct store_state *st, const char *measurement)
 {
-	for (size_t i = 0; i < store_count(st, STORE_TRUSTED); i++) {
-		const struct store_trusted *t = store_row(st, STORE_TRUSTED, i);
+	for (size_t i = 0; i < store_count(st, TRUST_TRUSTED); i++) {
+		const struct trust_trusted *t = store_row(st, TRUST_TRUSTED, i);
 		if (strcmp(t->digest, measurement) == 0)
 			return true;
 	}
@@ -124,10 +127,10 @@ bool attest_is_trusted(const struct store_state *st, const char *measurement)
 /* The checks a quote's counters must pass against the last good quote of
  * the same TPM: they never go back (TPM 2.0 Part 1, "Clock and Time":
  * resetCount counts TPM Resets, restartCount the restarts since). */
-static int check_counters(const struct store_attestation *old, const char *ek_fp,
+static int check_counters(const struct trust_attestation *old, const char *ek_fp,
                           const struct trust_quote *q, char **ret_error)
 {
-	if (!old || old->state != STORE_ATTEST_ADMITTED || strcmp(old->ek_fp, ek_fp) != 0)
+	if (!old || old->state != TRUST_ATTEST_ADMITTED || strcmp(old->ek_fp, ek_fp) != 0)
 		return 0;
 	if (q->reset_count < old->reset_count ||
 	    (q->reset_count == old->reset_count && q->restart_count < old->restart_count))
@@ -185,8 +188,8 @@ static int check_host(struct attest *a, const char *host, char **ret_error)
 	if (!host || !store_member_find_name(st, host))
 		return error_set(ret_error, -ENOENT, "field \"host\": no member named \"%s\"",
 		                 host ? host : "");
-	const struct store_attestation *t = store_attestation_find(st, host);
-	if (t && t->state == STORE_ATTEST_REVOKED)
+	const struct trust_attestation *t = trust_attestation_find(st, host);
+	if (t && t->state == TRUST_ATTEST_REVOKED)
 		return error_set(
 		    ret_error, -EPERM,
 		    "%s was revoked by the admin; 'ettmctl hosts admit %s' lets it attest "
@@ -210,7 +213,7 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 		return r;
 	struct trust_blob cred = {0}, secret = {0};
 	_cleanup_free_ char *why = NULL;
-	const struct store_attestation *t = store_attestation_find(store_state(a->store), host);
+	const struct trust_attestation *t = trust_attestation_find(store_state(a->store), host);
 	if (t && t->ek_fp[0] && strcmp(t->ek_fp, c.ek_fp) != 0) {
 		r = error_set(
 		    ret_error, -EPERM,
@@ -271,7 +274,7 @@ int attest_check_stored_quote(struct attest *a, const char *host, const char *ek
 	if (!attest_is_trusted(st, measurement))
 		return error_set(ret_error, -EPERM, "measurement %.16s... is not trusted",
 		                 measurement);
-	return check_counters(store_attestation_find(st, host), ek_fp, ret_q, ret_error);
+	return check_counters(trust_attestation_find(st, host), ek_fp, ret_q, ret_error);
 }
 
 static int handle_prove(struct attest *a, struct ctl_client *client, const struct ctl_request *req,
@@ -309,9 +312,9 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		r = error_set(ret_error, r, "%s", WHY(why));
 		goto out;
 	}
-	const struct store_location *l = store_location_find(store_state(a->store), host);
-	struct store_cmd adm = {.table = STORE_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};
-	struct store_admission *ad = &adm.row.admission;
+	const struct switch_location *l = switch_location_find(store_state(a->store), host);
+	struct store_cmd adm = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct trust_admission *ad = STORE_CMD_ROW(&adm, struct trust_admission);
 	snprintf(ad->host, sizeof(ad->host), "%s", host);
 	memcpy(ad->ek_fp, sess.ek_fp, sizeof(ad->ek_fp));
 	memcpy(ad->ak_fp, sess.ak_fp, sizeof(ad->ak_fp));
@@ -323,9 +326,9 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	}
 	ad->time_ms = adm.time_ms;
 	struct store_cmd t =
-	    attestation_cmd(host, STORE_ATTEST_ADMITTED, NULL, sess.ek_fp, measurement);
-	t.row.attestation.reset_count = q.reset_count;
-	t.row.attestation.restart_count = q.restart_count;
+	    attestation_cmd(host, TRUST_ATTEST_ADMITTED, NULL, sess.ek_fp, measurement);
+	STORE_CMD_ROW(&t, struct trust_attestation)->reset_count = q.reset_count;
+	STORE_CMD_ROW(&t, struct trust_attestation)->restart_count = q.restart_count;
 	struct ctl_deferred *d = ctl_defer(client, req);
 	if (!d) {
 		r = -ENOMEM;
@@ -368,10 +371,10 @@ int attest_handle_admin(struct attest *a, struct ctl_client *client, const struc
 	if (!host || !store_member_find_name(st, host))
 		return error_set(ret_error, -ENOENT, "no member named \"%s\" (see 'ettmctl hosts')",
 		                 host ? host : "");
-	const struct store_attestation *t = store_attestation_find(st, host);
+	const struct trust_attestation *t = trust_attestation_find(st, host);
 	struct ctl_deferred *d;
 	if (admit) {
-		if (!t || t->state == STORE_ATTEST_ADMITTED) {
+		if (!t || t->state == TRUST_ATTEST_ADMITTED) {
 			*ret_result = json_pack("{s:s, s:s}", "host", host, "result",
 			                        t ? "admitted already" : "attests on its own");
 			return 0;
@@ -379,15 +382,16 @@ int attest_handle_admin(struct attest *a, struct ctl_client *client, const struc
 		/* Forget the refusal and the TPM it was bound to: the host's
 		 * next attempt is judged afresh. */
 		struct store_cmd del = {
-		    .table = STORE_ATTESTATIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
-		snprintf(del.row.attestation.host, sizeof(del.row.attestation.host), "%s", host);
+		    .table = TRUST_ATTESTATIONS, .op = STORE_DELETE, .time_ms = wall_ms()};
+		snprintf(STORE_CMD_ROW(&del, struct trust_attestation)->host,
+		         sizeof(STORE_CMD_ROW(&del, struct trust_attestation)->host), "%s", host);
 		if (!(d = ctl_defer(client, req)))
 			return -ENOMEM;
 		if (attest_commit(a, host, "may attest again", &del, NULL, d) < 0)
 			ctl_deferred_reply(d, NULL, "cannot propose");
 		return CTL_DEFERRED;
 	}
-	struct store_cmd rev = attestation_cmd(host, STORE_ATTEST_REVOKED, "revoked by the admin",
+	struct store_cmd rev = attestation_cmd(host, TRUST_ATTEST_REVOKED, "revoked by the admin",
 	                                       t ? t->ek_fp : NULL, t ? t->measurement : NULL);
 	struct store_cmd del = admission_delete(host);
 	if (!(d = ctl_defer(client, req)))

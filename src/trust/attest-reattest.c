@@ -15,6 +15,7 @@
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "trust/attest-internal.h"
+#include "trust/tables.h"
 
 struct quote_call {
 	struct attest *a;
@@ -46,7 +47,7 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 	_cleanup_free_ char *why = NULL; /* before any goto: freed on every path */
 	quoting(a, qc->host, 0);
 	const struct store_state *st = store_state(a->store);
-	const struct store_admission *adm = store_admission_find(st, qc->host);
+	const struct trust_admission *adm = trust_admission_find(st, qc->host);
 	if (a->closing || !store_is_leader(a->store) || !adm)
 		goto out;
 	if (status < 0) {
@@ -64,15 +65,14 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 		goto out;
 	}
 	struct store_cmd t =
-	    attestation_cmd(qc->host, STORE_ATTEST_ADMITTED, NULL, adm->ek_fp, measurement);
-	t.row.attestation.reset_count = q.reset_count;
-	t.row.attestation.restart_count = q.restart_count;
-	struct store_cmd upd = {.table = STORE_ADMISSIONS,
-	                        .op = STORE_PUT,
-	                        .time_ms = wall_ms(),
-	                        .row.admission = *adm};
+	    attestation_cmd(qc->host, TRUST_ATTEST_ADMITTED, NULL, adm->ek_fp, measurement);
+	STORE_CMD_ROW(&t, struct trust_attestation)->reset_count = q.reset_count;
+	STORE_CMD_ROW(&t, struct trust_attestation)->restart_count = q.restart_count;
+	struct store_cmd upd = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};
+	*STORE_CMD_ROW(&upd, struct trust_admission) = *adm;
 	bool changed = strcmp(adm->measurement, measurement) != 0;
-	snprintf(upd.row.admission.measurement, sizeof(upd.row.admission.measurement), "%s",
+	snprintf(STORE_CMD_ROW(&upd, struct trust_admission)->measurement,
+	         sizeof(STORE_CMD_ROW(&upd, struct trust_admission)->measurement), "%s",
 	         measurement);
 	if (attest_commit(a, qc->host, "re-attested", &t, changed ? &upd : NULL, NULL) < 0)
 		log_warn("trust: cannot commit the re-attestation of %s", qc->host);
@@ -125,7 +125,7 @@ static void seed(struct attest *a, const struct store_state *st)
 {
 	const struct store_cluster *c = store_cluster(st);
 	if (a->seeded || c->generation != 1 || strcmp(c->by, a->host) != 0 ||
-	    store_count(st, STORE_TRUSTED) > 0)
+	    store_count(st, TRUST_TRUSTED) > 0)
 		return;
 	char *text;
 	if (file_read_state(a->state_dir, SEED_FILE, &text) == 0) {
@@ -133,11 +133,13 @@ static void seed(struct attest *a, const struct store_state *st)
 		a->seeded = true;
 		return;
 	}
-	struct store_cmd cmd = {.table = STORE_TRUSTED, .op = STORE_PUT, .time_ms = wall_ms()};
-	snprintf(cmd.row.trusted.digest, sizeof(cmd.row.trusted.digest), "%s", a->measurement);
-	snprintf(cmd.row.trusted.note, sizeof(cmd.row.trusted.note),
+	struct store_cmd cmd = {.table = TRUST_TRUSTED, .op = STORE_PUT, .time_ms = wall_ms()};
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_trusted)->digest,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_trusted)->digest), "%s", a->measurement);
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_trusted)->note,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_trusted)->note),
 	         "the agent that created this cluster (%s)", a->host);
-	cmd.row.trusted.added_ms = cmd.time_ms;
+	STORE_CMD_ROW(&cmd, struct trust_trusted)->added_ms = cmd.time_ms;
 	a->seeded = true;
 	a->refs++;
 	if (store_propose(a->store, &cmd, seed_done, a) < 0) {
@@ -151,11 +153,11 @@ void attest_lead(struct attest *a)
 	const struct store_state *st = store_state(a->store);
 	seed(a, st);
 	uint64_t now = wall_ms();
-	for (size_t i = 0; i < store_count(st, STORE_ADMISSIONS); i++) {
-		const struct store_admission *adm = store_row(st, STORE_ADMISSIONS, i);
-		const struct store_attestation *t = store_attestation_find(st, adm->host);
+	for (size_t i = 0; i < store_count(st, TRUST_ADMISSIONS); i++) {
+		const struct trust_admission *adm = store_row(st, TRUST_ADMISSIONS, i);
+		const struct trust_attestation *t = trust_attestation_find(st, adm->host);
 		/* Admitted by the admin before attestation was on: not ours. */
-		if (!t || t->state != STORE_ATTEST_ADMITTED)
+		if (!t || t->state != TRUST_ATTEST_ADMITTED)
 			continue;
 		if (!attest_is_trusted(st, adm->measurement)) {
 			char why[STORE_REASON_MAX];

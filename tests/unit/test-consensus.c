@@ -15,6 +15,8 @@
 
 #include "store/fsm.h"
 #include "store/membership.h"
+#include "trust/tables.h"
+#include "tables-all.h"
 
 #define MAX 5
 
@@ -104,9 +106,10 @@ static struct applied propose(struct cluster *c, const struct store_cmd *cmd)
 
 static struct store_cmd trust(const char *digest_char, uint64_t time)
 {
-	struct store_cmd cmd = {.table = STORE_TRUSTED, .op = STORE_PUT, .time_ms = time};
-	memset(cmd.row.trusted.digest, digest_char[0], 64);
-	snprintf(cmd.row.trusted.note, sizeof(cmd.row.trusted.note), "note %s", digest_char);
+	struct store_cmd cmd = {.table = TRUST_TRUSTED, .op = STORE_PUT, .time_ms = time};
+	memset(STORE_CMD_ROW(&cmd, struct trust_trusted)->digest, digest_char[0], 64);
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_trusted)->note,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_trusted)->note), "note %s", digest_char);
 	return cmd;
 }
 
@@ -143,7 +146,7 @@ static void test_commit_and_agree(void **state)
 		assert_true(a.result.applied);
 	}
 	for (unsigned i = 0; i < 3; i++)
-		assert_int_equal(store_count(c->states[i], STORE_TRUSTED), 10);
+		assert_int_equal(store_count(c->states[i], TRUST_TRUSTED), 10);
 	assert_replicas_equal(c, MAX);
 	cluster_free(c);
 }
@@ -162,7 +165,7 @@ static void test_rejected_everywhere(void **state)
 	assert_false(again.result.applied);
 	assert_string_equal(again.result.reason, "aaaaaaaaaaaaaaaa... is already trusted");
 	for (unsigned i = 0; i < 3; i++)
-		assert_int_equal(store_count(c->states[i], STORE_TRUSTED), 1);
+		assert_int_equal(store_count(c->states[i], TRUST_TRUSTED), 1);
 	assert_replicas_equal(c, MAX);
 	cluster_free(c);
 }
@@ -184,7 +187,7 @@ static void test_leader_loss(void **state)
 	struct store_cmd d = trust("3", 3);
 	assert_true(propose(c, &d).result.applied);
 	for (unsigned i = 1; i < 3; i++)
-		assert_int_equal(store_count(c->states[i], STORE_TRUSTED), 3);
+		assert_int_equal(store_count(c->states[i], TRUST_TRUSTED), 3);
 	assert_replicas_equal(c, 0);
 	cluster_free(c);
 }
@@ -247,7 +250,8 @@ static void test_new_member_added(void **state)
 	struct cluster *c = cluster_new(3, 3);
 	raft_fixture_elect(&c->f, 0);
 	struct store_cmd join = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
-	join.row.member = (struct store_member){.id = 9, .name = "h9", .address = "9"};
+	(*STORE_CMD_ROW(&join, struct store_member)) =
+	    (struct store_member){.id = 9, .name = "h9", .address = "9"};
 	propose(c, &join);
 	struct membership m = {.self = 1, .promote_after_ms = 1000};
 	struct membership_change next =
@@ -274,12 +278,13 @@ static void test_corrupt_entry(void **state)
 	assert_int_equal(raft_apply(r, req, &buf, 1, apply_cb), 0);
 	raft_fixture_step_until_elapsed(&c->f, 2000);
 	assert_true(c->corrupt[0] >= 1);
-	assert_int_equal(store_count(c->states[0], STORE_TRUSTED), 0);
+	assert_int_equal(store_count(c->states[0], TRUST_TRUSTED), 0);
 	cluster_free(c);
 }
 
 int main(void)
 {
+	register_all_tables();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_commit_and_agree), cmocka_unit_test(test_rejected_everywhere),
 	    cmocka_unit_test(test_leader_loss),      cmocka_unit_test(test_standby_promotion),

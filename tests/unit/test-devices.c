@@ -15,6 +15,10 @@
 
 #include "services/devices/devices.h"
 #include "switch/desired.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
+#include "services/devices/tables.h"
+#include "tables-all.h"
 
 #define DEV_MAC "02:aa:00:00:00:01"
 static const uint8_t dev_mac[6] = {2, 0xaa, 0, 0, 0, 1};
@@ -31,56 +35,63 @@ static void put(struct store_state *st, const struct store_cmd *cmd)
 static void member(struct store_state *st, uint64_t id, const char *name)
 {
 	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
-	cmd.row.member.id = id;
-	snprintf(cmd.row.member.name, sizeof(cmd.row.member.name), "%s", name);
-	snprintf(cmd.row.member.address, sizeof(cmd.row.member.address), "10.77.0.%u:7700",
+	STORE_CMD_ROW(&cmd, struct store_member)->id = id;
+	snprintf(STORE_CMD_ROW(&cmd, struct store_member)->name,
+	         sizeof(STORE_CMD_ROW(&cmd, struct store_member)->name), "%s", name);
+	snprintf(STORE_CMD_ROW(&cmd, struct store_member)->address,
+	         sizeof(STORE_CMD_ROW(&cmd, struct store_member)->address), "10.77.0.%u:7700",
 	         (unsigned)id);
 	put(st, &cmd);
 }
 
 static void admit(struct store_state *st, const char *host, enum store_op op)
 {
-	struct store_cmd a = {.table = STORE_ADMISSIONS, .op = op, .time_ms = 1};
-	snprintf(a.row.admission.host, sizeof(a.row.admission.host), "%s", host);
+	struct store_cmd a = {.table = TRUST_ADMISSIONS, .op = op, .time_ms = 1};
+	snprintf(STORE_CMD_ROW(&a, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&a, struct trust_admission)->host), "%s", host);
 	put(st, &a);
 }
 
 static void locate(struct store_state *st, const char *host, uint64_t dpid, uint32_t port,
                    unsigned n)
 {
-	struct store_cmd cmd = {.table = STORE_LOCATIONS, .op = STORE_PUT, .time_ms = 1};
-	snprintf(cmd.row.location.host, sizeof(cmd.row.location.host), "%s", host);
-	snprintf(cmd.row.location.mac, sizeof(cmd.row.location.mac), "02:00:00:00:00:%02x", n);
-	cmd.row.location.dpid = dpid;
-	cmd.row.location.port = port;
+	struct store_cmd cmd = {.table = SWITCH_LOCATIONS, .op = STORE_PUT, .time_ms = 1};
+	snprintf(STORE_CMD_ROW(&cmd, struct switch_location)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct switch_location)->host), "%s", host);
+	snprintf(STORE_CMD_ROW(&cmd, struct switch_location)->mac,
+	         sizeof(STORE_CMD_ROW(&cmd, struct switch_location)->mac), "02:00:00:00:00:%02x",
+	         n);
+	STORE_CMD_ROW(&cmd, struct switch_location)->dpid = dpid;
+	STORE_CMD_ROW(&cmd, struct switch_location)->port = port;
 	put(st, &cmd);
 }
 
 static void join(struct store_state *st, uint64_t a, uint32_t pa, uint64_t b, uint32_t pb)
 {
-	struct store_cmd cmd = {.table = STORE_LINKS, .op = STORE_PUT, .time_ms = 1};
-	cmd.row.link = (struct store_link){a, pa, b, pb, 1};
+	struct store_cmd cmd = {.table = SWITCH_LINKS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&cmd, struct switch_link)) = (struct switch_link){a, pa, b, pb, 1};
 	put(st, &cmd);
-	cmd.row.link = (struct store_link){b, pb, a, pa, 1};
+	(*STORE_CMD_ROW(&cmd, struct switch_link)) = (struct switch_link){b, pb, a, pa, 1};
 	put(st, &cmd);
 }
 
 static void device(struct store_state *st, uint32_t addr, uint64_t dpid, uint32_t port)
 {
-	struct store_cmd cmd = {.table = STORE_DEVICES, .op = STORE_PUT, .time_ms = 5};
-	cmd.row.device = (struct store_device){.mac = DEV_MAC,
-	                                       .name = "printer",
-	                                       .address = addr,
-	                                       .dpid = dpid,
-	                                       .port = port,
-	                                       .allowed_ms = 5};
+	struct store_cmd cmd = {.table = DEVICES_DEVICES, .op = STORE_PUT, .time_ms = 5};
+	(*STORE_CMD_ROW(&cmd, struct devices_device)) = (struct devices_device){.mac = DEV_MAC,
+	                                                                        .name = "printer",
+	                                                                        .address = addr,
+	                                                                        .dpid = dpid,
+	                                                                        .port = port,
+	                                                                        .allowed_ms = 5};
 	put(st, &cmd);
 }
 
 static void manager(struct store_state *st, const char *host)
 {
-	struct store_cmd cmd = {.table = STORE_MANAGER, .op = STORE_PUT, .time_ms = 5};
-	snprintf(cmd.row.manager.host, sizeof(cmd.row.manager.host), "%s", host);
+	struct store_cmd cmd = {.table = DEVICES_MANAGER, .op = STORE_PUT, .time_ms = 5};
+	snprintf(STORE_CMD_ROW(&cmd, struct devices_manager)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct devices_manager)->host), "%s", host);
 	put(st, &cmd);
 }
 
@@ -246,8 +257,9 @@ static void test_flows_without_address_manager_or_allowance(void **state)
 
 	/* Not allowed: no flow at all. */
 	admit(st, "h1", STORE_PUT);
-	struct store_cmd del = {.table = STORE_DEVICES, .op = STORE_DELETE, .time_ms = 9};
-	snprintf(del.row.device.mac, sizeof(del.row.device.mac), DEV_MAC);
+	struct store_cmd del = {.table = DEVICES_DEVICES, .op = STORE_DELETE, .time_ms = 9};
+	snprintf(STORE_CMD_ROW(&del, struct devices_device)->mac,
+	         sizeof(STORE_CMD_ROW(&del, struct devices_device)->mac), DEV_MAC);
 	put(st, &del);
 	assert_int_equal(devices_flows(st, 2, &f), 0);
 	assert_int_equal(f.n, 0);
@@ -338,30 +350,30 @@ static void test_learn(void **state)
 	/* An ARP probe (sender 0.0.0.0) tells where, not the address. */
 	size_t n = arp_frame(f, dev_mac, 0);
 	assert_true(devices_learn(st, 2, 4, f, n, 77, &cmd));
-	assert_int_equal(cmd.table, STORE_DEVICES);
-	assert_int_equal(cmd.row.device.dpid, 2);
-	assert_int_equal(cmd.row.device.port, 4);
-	assert_int_equal(cmd.row.device.address, 0);
-	assert_string_equal(cmd.row.device.name, "printer");
-	assert_int_equal(cmd.row.device.allowed_ms, 5);
+	assert_int_equal(cmd.table, DEVICES_DEVICES);
+	assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->dpid, 2);
+	assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->port, 4);
+	assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->address, 0);
+	assert_string_equal(STORE_CMD_ROW(&cmd, struct devices_device)->name, "printer");
+	assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->allowed_ms, 5);
 	put(st, &cmd);
 	assert_false(devices_learn(st, 2, 4, f, n, 78, &cmd));
 
 	n = arp_frame(f, dev_mac, 0x0a4d0201);
 	assert_true(devices_learn(st, 2, 4, f, n, 79, &cmd));
-	assert_int_equal(cmd.row.device.address, 0x0a4d0201);
+	assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->address, 0x0a4d0201);
 	put(st, &cmd);
 	assert_false(devices_learn(st, 2, 4, f, n, 80, &cmd)); /* nothing new: no commit */
 
 	/* It moved: an IPv4 packet from another port. */
 	n = ip_frame(f, dev_mac, 0x0a4d0201);
 	assert_true(devices_learn(st, 1, 7, f, n, 81, &cmd));
-	assert_int_equal(cmd.row.device.port, 7);
-	assert_int_equal(cmd.row.device.address, 0x0a4d0201);
+	assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->port, 7);
+	assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->address, 0x0a4d0201);
 	/* Multicast and broadcast sources are not addresses. */
 	n = ip_frame(f, dev_mac, 0xffffffff);
 	assert_true(devices_learn(st, 1, 7, f, n, 81, &cmd));
-	assert_int_equal(cmd.row.device.address, 0x0a4d0201);
+	assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->address, 0x0a4d0201);
 
 	/* A MAC that is not allowed teaches nothing; short frames neither. */
 	n = arp_frame(f, h1_mac, 0x0a4d0299);
@@ -372,7 +384,7 @@ static void test_learn(void **state)
 	for (size_t len = 14; len < n; len++) {
 		/* The place, but no address from a cut ARP. */
 		assert_true(devices_learn(st, 2, 5, f, len, 83, &cmd));
-		assert_int_equal(cmd.row.device.address, 0x0a4d0201);
+		assert_int_equal(STORE_CMD_ROW(&cmd, struct devices_device)->address, 0x0a4d0201);
 	}
 	store_state_free(st);
 }
@@ -402,6 +414,7 @@ static void test_datapath_view(void **state)
 
 int main(void)
 {
+	register_all_tables();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_flows_at_the_device_and_the_manager),
 	    cmocka_unit_test(test_flows_without_address_manager_or_allowance),

@@ -19,6 +19,10 @@
 #include "services/nat/nat.h"
 #include "services/nat/pmp.h"
 #include "switch/desired.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
+#include "services/nat/tables.h"
+#include "tables-all.h"
 
 static struct nat_options lab_options(void)
 {
@@ -58,20 +62,26 @@ static int compose_nat(const struct dp_config *cfg, const struct nat_view *d,
 static void host(struct store_state *st, unsigned n, bool admit)
 {
 	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
-	cmd.row.member.id = n;
-	snprintf(cmd.row.member.name, sizeof(cmd.row.member.name), "h%u", n);
-	snprintf(cmd.row.member.address, sizeof(cmd.row.member.address), "10.77.0.%u:7700", n);
+	STORE_CMD_ROW(&cmd, struct store_member)->id = n;
+	snprintf(STORE_CMD_ROW(&cmd, struct store_member)->name,
+	         sizeof(STORE_CMD_ROW(&cmd, struct store_member)->name), "h%u", n);
+	snprintf(STORE_CMD_ROW(&cmd, struct store_member)->address,
+	         sizeof(STORE_CMD_ROW(&cmd, struct store_member)->address), "10.77.0.%u:7700", n);
 	assert_true(apply(st, &cmd).applied);
-	cmd = (struct store_cmd){.table = STORE_LOCATIONS, .op = STORE_PUT, .time_ms = 1};
-	snprintf(cmd.row.location.host, sizeof(cmd.row.location.host), "h%u", n);
-	snprintf(cmd.row.location.mac, sizeof(cmd.row.location.mac), "02:00:00:00:00:%02x", n);
-	cmd.row.location.dpid = 1;
-	cmd.row.location.port = n;
-	cmd.row.location.guest_addr = 0x0a4d0100 | n;
+	cmd = (struct store_cmd){.table = SWITCH_LOCATIONS, .op = STORE_PUT, .time_ms = 1};
+	snprintf(STORE_CMD_ROW(&cmd, struct switch_location)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct switch_location)->host), "h%u", n);
+	snprintf(STORE_CMD_ROW(&cmd, struct switch_location)->mac,
+	         sizeof(STORE_CMD_ROW(&cmd, struct switch_location)->mac), "02:00:00:00:00:%02x",
+	         n);
+	STORE_CMD_ROW(&cmd, struct switch_location)->dpid = 1;
+	STORE_CMD_ROW(&cmd, struct switch_location)->port = n;
+	STORE_CMD_ROW(&cmd, struct switch_location)->guest_addr = 0x0a4d0100 | n;
 	assert_true(apply(st, &cmd).applied);
 	if (admit) {
-		cmd = (struct store_cmd){.table = STORE_ADMISSIONS, .op = STORE_PUT, .time_ms = 1};
-		snprintf(cmd.row.admission.host, sizeof(cmd.row.admission.host), "h%u", n);
+		cmd = (struct store_cmd){.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = 1};
+		snprintf(STORE_CMD_ROW(&cmd, struct trust_admission)->host,
+		         sizeof(STORE_CMD_ROW(&cmd, struct trust_admission)->host), "h%u", n);
 		assert_true(apply(st, &cmd).applied);
 	}
 }
@@ -79,16 +89,16 @@ static void host(struct store_state *st, unsigned n, bool admit)
 static struct store_result block(struct store_state *st, uint16_t start, uint16_t size,
                                  uint64_t owner)
 {
-	struct store_cmd cmd = {.table = STORE_NAT_BLOCKS, .op = STORE_PUT, .time_ms = 1};
-	cmd.row.nat_block = (struct store_nat_block){start, size, owner, 1};
+	struct store_cmd cmd = {.table = NAT_BLOCKS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&cmd, struct nat_block)) = (struct nat_block){start, size, owner, 1};
 	return apply(st, &cmd);
 }
 
 static struct store_result mapping(struct store_state *st, uint8_t proto, uint16_t port,
                                    uint64_t owner, uint16_t guest_port)
 {
-	struct store_cmd cmd = {.table = STORE_NAT_MAPPINGS, .op = STORE_PUT, .time_ms = 1};
-	cmd.row.nat_mapping = (struct store_nat_mapping){
+	struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = (struct nat_mapping){
 	    .proto = proto, .public_port = port, .owner = owner, .guest_port = guest_port};
 	return apply(st, &cmd);
 }
@@ -290,8 +300,8 @@ static void test_switch_flows(void **state)
 	sw_flows_free(&f);
 
 	/* A switch without the uplink: no group, outbound along the path. */
-	struct store_cmd l = {.table = STORE_LINKS, .op = STORE_PUT, .time_ms = 1};
-	l.row.link = (struct store_link){2, 5, 1, 7, 1};
+	struct store_cmd l = {.table = SWITCH_LINKS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&l, struct switch_link)) = (struct switch_link){2, 5, 1, 7, 1};
 	assert_true(apply(st, &l).applied);
 	g.n = 0;
 	assert_int_equal(nat_flows(st, &o, &up, 1, gw, &known, 2, &f, &g), 0);
@@ -536,6 +546,7 @@ static void test_guest_ports(void **state)
 
 int main(void)
 {
+	register_all_tables();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_blocks),        cmocka_unit_test(test_uplink_choice),
 	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),

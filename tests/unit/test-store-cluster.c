@@ -76,17 +76,13 @@ struct cluster {
 static int open_store(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
                       char **ret_error)
 {
-	char error[512] = "";
-	int r = store_open(loop, o, ret_store, error, sizeof(error));
-	if (r < 0)
-		*ret_error = strdup(error);
-	return r;
+	return store_open(loop, o, ret_store, ret_error);
 }
 
 /* store_subscribe() for the life of the store. */
 static int subscribe(struct store *s, unsigned table, store_watch_cb cb, void *userdata)
 {
-	return store_subscribe(s, table, cb, userdata);
+	return store_subscribe(s, table, cb, userdata, NULL);
 }
 
 /* ---- the fixture ---- */
@@ -219,7 +215,8 @@ static void watch_cb(void *userdata, const struct store_cmd *cmd, const struct s
 	if (cmd->op != STORE_PUT)
 		return;
 	if (n->n_log < LOG_MAX)
-		snprintf(n->log[n->n_log], sizeof(n->log[0]), "%s", cmd->row.lease.mac);
+		snprintf(n->log[n->n_log], sizeof(n->log[0]), "%s",
+		         STORE_CMD_ROW(cmd, struct store_lease)->mac);
 	n->n_log++;
 }
 
@@ -492,7 +489,7 @@ static void cluster_start(struct cluster *c, unsigned n, unsigned voters)
 static struct store_cmd lease(unsigned k)
 {
 	struct store_cmd cmd = {.table = STORE_LEASES, .op = STORE_PUT, .time_ms = 1000};
-	struct store_lease *l = &cmd.row.lease;
+	struct store_lease *l = STORE_CMD_ROW(&cmd, struct store_lease);
 	snprintf(l->mac, sizeof(l->mac), "02:00:00:00:%02x:%02x", (k >> 8) & 0xff, k & 0xff);
 	l->addr = 0x0a000000u + k;
 	snprintf(l->host, sizeof(l->host), "h%u", k % 8);
@@ -644,24 +641,27 @@ static void test_single_commit(void **state)
 	assert_true(op.result.applied);
 	assert_true(op.result.index > 0);
 	assert_int_equal(n->n_log, 1);
-	assert_string_equal(n->log[0], cmd.row.lease.mac);
-	assert_true(has_lease(store_state(n->store), cmd.row.lease.mac));
+	assert_string_equal(n->log[0], STORE_CMD_ROW(&cmd, struct store_lease)->mac);
+	assert_true(has_lease(store_state(n->store), STORE_CMD_ROW(&cmd, struct store_lease)->mac));
 
 	/* The same address for another MAC: committed, rejected, and the
 	 * subscriber hears of it too. */
 	struct store_cmd other = lease(1);
-	snprintf(other.row.lease.mac, sizeof(other.row.lease.mac), "02:00:00:00:ff:ff");
+	snprintf(STORE_CMD_ROW(&other, struct store_lease)->mac,
+	         sizeof(STORE_CMD_ROW(&other, struct store_lease)->mac), "02:00:00:00:ff:ff");
 	op = propose_once(c, 0, &other);
 	assert_int_equal(op.status, 0);
 	assert_false(op.result.applied);
 	assert_true(op.result.reason[0] != '\0');
 	assert_int_equal(n->n_rejected, 1);
-	assert_false(has_lease(store_state(n->store), other.row.lease.mac));
+	assert_false(
+	    has_lease(store_state(n->store), STORE_CMD_ROW(&other, struct store_lease)->mac));
 
 	/* A conflict row gets its id at apply. */
 	struct store_cmd conflict = {.table = STORE_CONFLICTS, .op = STORE_PUT, .time_ms = 1000};
-	conflict.row.conflict.table = STORE_LEASES;
-	snprintf(conflict.row.conflict.reason, sizeof(conflict.row.conflict.reason), "test");
+	STORE_CMD_ROW(&conflict, struct store_conflict)->table = STORE_LEASES;
+	snprintf(STORE_CMD_ROW(&conflict, struct store_conflict)->reason,
+	         sizeof(STORE_CMD_ROW(&conflict, struct store_conflict)->reason), "test");
 	op = propose_once(c, 0, &conflict);
 	assert_int_equal(op.status, 0);
 	assert_true(op.result.applied);
@@ -710,12 +710,15 @@ static void test_follower_forwards(void **state)
 		fail_msg("forwarded proposal: %s", op.error);
 	assert_true(op.result.applied);
 	assert_true(op.result.index > 0);
-	assert_true(has_lease(store_state(c->nodes[f].store), cmd.row.lease.mac));
-	assert_true(has_lease(store_state(c->nodes[l].store), cmd.row.lease.mac));
+	assert_true(has_lease(store_state(c->nodes[f].store),
+	                      STORE_CMD_ROW(&cmd, struct store_lease)->mac));
+	assert_true(has_lease(store_state(c->nodes[l].store),
+	                      STORE_CMD_ROW(&cmd, struct store_lease)->mac));
 
 	/* A rejection travels back too, with its reason. */
 	struct store_cmd other = lease(7);
-	snprintf(other.row.lease.mac, sizeof(other.row.lease.mac), "02:00:00:00:ff:fe");
+	snprintf(STORE_CMD_ROW(&other, struct store_lease)->mac,
+	         sizeof(STORE_CMD_ROW(&other, struct store_lease)->mac), "02:00:00:00:ff:fe");
 	op = propose_once(c, (unsigned)f, &other);
 	assert_int_equal(op.status, 0);
 	assert_false(op.result.applied);
@@ -965,7 +968,8 @@ static void test_recover_new_generation(void **state)
 	op = propose_retry(c, sv, &after);
 	assert_int_equal(op.status, 0);
 	assert_true(op.result.applied);
-	assert_false(has_lease(store_state(c->nodes[sv].store), orphan.row.lease.mac));
+	assert_false(has_lease(store_state(c->nodes[sv].store),
+	                       STORE_CMD_ROW(&orphan, struct store_lease)->mac));
 
 	/* The member that had the orphan comes back: it learns of generation
 	 * 2, rejoins as a fresh replica, and re-proposes the orphan. */
@@ -973,11 +977,11 @@ static void test_recover_new_generation(void **state)
 	unsigned two = (1u << sv) | (1u << l);
 	struct formed rejoined = {.mask = two, .voters = 2, .generation = 2};
 	wait_for(c, cluster_formed, &rejoined, "the lost member to rejoin generation 2");
-	struct holds merged = {.node = sv, .mac = orphan.row.lease.mac};
+	struct holds merged = {.node = sv, .mac = STORE_CMD_ROW(&orphan, struct store_lease)->mac};
 	wait_for(c, node_holds, &merged, "the orphaned lease to be merged");
 	wait_for(c, states_agree, &two, "the rejoined member to agree with the survivor");
 	const struct store_state *st = store_state(c->nodes[sv].store);
-	assert_true(has_lease(st, after.row.lease.mac));
+	assert_true(has_lease(st, STORE_CMD_ROW(&after, struct store_lease)->mac));
 	assert_int_equal(store_count(st, STORE_CONFLICTS), 0);
 	assert_int_equal(store_cluster(st)->generation, 2);
 }

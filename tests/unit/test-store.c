@@ -12,13 +12,17 @@
 #include <cmocka.h>
 
 #include "store/tables.h"
+#include "services/devices/tables.h"
+#include "services/nat/tables.h"
+#include "trust/tables.h"
+#include "tables-all.h"
 
-static struct store_cmd put(enum store_table t)
+static struct store_cmd put(unsigned t)
 {
 	return (struct store_cmd){.table = (uint8_t)t, .op = STORE_PUT, .time_ms = 1000};
 }
 
-static struct store_cmd del(enum store_table t)
+static struct store_cmd del(unsigned t)
 {
 	return (struct store_cmd){.table = (uint8_t)t, .op = STORE_DELETE, .time_ms = 1000};
 }
@@ -26,38 +30,45 @@ static struct store_cmd del(enum store_table t)
 static struct store_cmd member(uint64_t id, const char *name, const char *address)
 {
 	struct store_cmd c = put(STORE_MEMBERS);
-	c.row.member = (struct store_member){.id = id, .role = STORE_ROLE_STANDBY, .joined_ms = 7};
-	snprintf(c.row.member.name, sizeof(c.row.member.name), "%s", name);
-	snprintf(c.row.member.address, sizeof(c.row.member.address), "%s", address);
-	snprintf(c.row.member.peer, sizeof(c.row.member.peer), "%s:7701", name);
-	snprintf(c.row.member.raft_version, sizeof(c.row.member.raft_version), "libraft 0.15.0");
+	(*STORE_CMD_ROW(&c, struct store_member)) =
+	    (struct store_member){.id = id, .role = STORE_ROLE_STANDBY, .joined_ms = 7};
+	snprintf(STORE_CMD_ROW(&c, struct store_member)->name,
+	         sizeof(STORE_CMD_ROW(&c, struct store_member)->name), "%s", name);
+	snprintf(STORE_CMD_ROW(&c, struct store_member)->address,
+	         sizeof(STORE_CMD_ROW(&c, struct store_member)->address), "%s", address);
+	snprintf(STORE_CMD_ROW(&c, struct store_member)->peer,
+	         sizeof(STORE_CMD_ROW(&c, struct store_member)->peer), "%s:7701", name);
+	snprintf(STORE_CMD_ROW(&c, struct store_member)->raft_version,
+	         sizeof(STORE_CMD_ROW(&c, struct store_member)->raft_version), "libraft 0.15.0");
 	return c;
 }
 
 static struct store_cmd trusted(char c, enum store_op op)
 {
-	struct store_cmd cmd = op == STORE_PUT ? put(STORE_TRUSTED) : del(STORE_TRUSTED);
-	memset(cmd.row.trusted.digest, c, 64);
-	snprintf(cmd.row.trusted.note, sizeof(cmd.row.trusted.note), "note %c", c);
+	struct store_cmd cmd = op == STORE_PUT ? put(TRUST_TRUSTED) : del(TRUST_TRUSTED);
+	memset(STORE_CMD_ROW(&cmd, struct trust_trusted)->digest, c, 64);
+	snprintf(STORE_CMD_ROW(&cmd, struct trust_trusted)->note,
+	         sizeof(STORE_CMD_ROW(&cmd, struct trust_trusted)->note), "note %c", c);
 	return cmd;
 }
 
 static struct store_cmd block(uint16_t start, uint16_t size, uint64_t owner, enum store_op op)
 {
-	struct store_cmd c = op == STORE_PUT ? put(STORE_NAT_BLOCKS) : del(STORE_NAT_BLOCKS);
-	c.row.nat_block = (struct store_nat_block){.start = start, .size = size, .owner = owner};
+	struct store_cmd c = op == STORE_PUT ? put(NAT_BLOCKS) : del(NAT_BLOCKS);
+	(*STORE_CMD_ROW(&c, struct nat_block)) =
+	    (struct nat_block){.start = start, .size = size, .owner = owner};
 	return c;
 }
 
 static struct store_cmd mapping(uint16_t port, uint64_t owner, enum store_op op)
 {
-	struct store_cmd c = op == STORE_PUT ? put(STORE_NAT_MAPPINGS) : del(STORE_NAT_MAPPINGS);
-	c.row.nat_mapping = (struct store_nat_mapping){.proto = 6,
-	                                               .public_port = port,
-	                                               .owner = owner,
-	                                               .guest_addr = 0x0a4d0101,
-	                                               .guest_port = 80,
-	                                               .expires_ms = 5000};
+	struct store_cmd c = op == STORE_PUT ? put(NAT_MAPPINGS) : del(NAT_MAPPINGS);
+	(*STORE_CMD_ROW(&c, struct nat_mapping)) = (struct nat_mapping){.proto = 6,
+	                                                                .public_port = port,
+	                                                                .owner = owner,
+	                                                                .guest_addr = 0x0a4d0101,
+	                                                                .guest_port = 80,
+	                                                                .expires_ms = 5000};
 	return c;
 }
 
@@ -65,42 +76,46 @@ static struct store_cmd lease(const char *mac, uint32_t addr, uint64_t expires, 
 {
 	struct store_cmd c = put(STORE_LEASES);
 	c.time_ms = now;
-	snprintf(c.row.lease.mac, sizeof(c.row.lease.mac), "%s", mac);
-	c.row.lease.addr = addr;
-	snprintf(c.row.lease.host, sizeof(c.row.lease.host), "h1");
-	c.row.lease.expires_ms = expires;
+	snprintf(STORE_CMD_ROW(&c, struct store_lease)->mac,
+	         sizeof(STORE_CMD_ROW(&c, struct store_lease)->mac), "%s", mac);
+	STORE_CMD_ROW(&c, struct store_lease)->addr = addr;
+	snprintf(STORE_CMD_ROW(&c, struct store_lease)->host,
+	         sizeof(STORE_CMD_ROW(&c, struct store_lease)->host), "h1");
+	STORE_CMD_ROW(&c, struct store_lease)->expires_ms = expires;
 	return c;
 }
 
 static struct store_cmd policy(uint64_t epoch, const char *text)
 {
 	struct store_cmd c = put(STORE_POLICY);
-	c.row.policy.epoch = epoch;
-	c.row.policy.text = (char *)text;
+	STORE_CMD_ROW(&c, struct store_policy)->epoch = epoch;
+	STORE_CMD_ROW(&c, struct store_policy)->text = (char *)text;
 	return c;
 }
 
 static struct store_cmd admission(const char *host, uint64_t time)
 {
-	struct store_cmd c = put(STORE_ADMISSIONS);
+	struct store_cmd c = put(TRUST_ADMISSIONS);
 	c.time_ms = time;
-	snprintf(c.row.admission.host, sizeof(c.row.admission.host), "%s", host);
-	memset(c.row.admission.measurement, 'e', 64);
-	snprintf(c.row.admission.mac, sizeof(c.row.admission.mac), "02:00:00:00:00:01");
-	c.row.admission.dpid = 1;
-	c.row.admission.port = 3;
-	c.row.admission.time_ms = time;
+	snprintf(STORE_CMD_ROW(&c, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&c, struct trust_admission)->host), "%s", host);
+	memset(STORE_CMD_ROW(&c, struct trust_admission)->measurement, 'e', 64);
+	snprintf(STORE_CMD_ROW(&c, struct trust_admission)->mac,
+	         sizeof(STORE_CMD_ROW(&c, struct trust_admission)->mac), "02:00:00:00:00:01");
+	STORE_CMD_ROW(&c, struct trust_admission)->dpid = 1;
+	STORE_CMD_ROW(&c, struct trust_admission)->port = 3;
+	STORE_CMD_ROW(&c, struct trust_admission)->time_ms = time;
 	return c;
 }
 
-static struct store_cmd attestation(const char *host, enum store_attest_state state, uint64_t time)
+static struct store_cmd attestation(const char *host, enum trust_attest_state state, uint64_t time)
 {
-	struct store_cmd c = put(STORE_ATTESTATIONS);
+	struct store_cmd c = put(TRUST_ATTESTATIONS);
 	c.time_ms = time;
-	struct store_attestation *a = &c.row.attestation;
+	struct trust_attestation *a = STORE_CMD_ROW(&c, struct trust_attestation);
 	snprintf(a->host, sizeof(a->host), "%s", host);
 	a->state = (uint8_t)state;
-	snprintf(a->reason, sizeof(a->reason), "%s", state == STORE_ATTEST_REFUSED ? "why" : "");
+	snprintf(a->reason, sizeof(a->reason), "%s", state == TRUST_ATTEST_REFUSED ? "why" : "");
 	memset(a->ek_fp, 'f', 64);
 	memset(a->measurement, 'e', 64);
 	a->reset_count = 3;
@@ -112,39 +127,54 @@ static struct store_cmd attestation(const char *host, enum store_attest_state st
 static struct store_cmd generation(uint64_t g)
 {
 	struct store_cmd c = put(STORE_CLUSTER);
-	c.row.cluster = (struct store_cluster){.generation = g, .from_term = 2, .from_index = 30};
-	snprintf(c.row.cluster.by, sizeof(c.row.cluster.by), "h4");
+	(*STORE_CMD_ROW(&c, struct store_cluster)) =
+	    (struct store_cluster){.generation = g, .from_term = 2, .from_index = 30};
+	snprintf(STORE_CMD_ROW(&c, struct store_cluster)->by,
+	         sizeof(STORE_CMD_ROW(&c, struct store_cluster)->by), "h4");
 	return c;
 }
 
 static struct store_cmd conflict(const char *reason)
 {
 	struct store_cmd c = put(STORE_CONFLICTS);
-	c.row.conflict.table = STORE_POLICY;
-	c.row.conflict.generation = 1;
-	snprintf(c.row.conflict.reason, sizeof(c.row.conflict.reason), "%s", reason);
+	STORE_CMD_ROW(&c, struct store_conflict)->table = STORE_POLICY;
+	STORE_CMD_ROW(&c, struct store_conflict)->generation = 1;
+	snprintf(STORE_CMD_ROW(&c, struct store_conflict)->reason,
+	         sizeof(STORE_CMD_ROW(&c, struct store_conflict)->reason), "%s", reason);
 	return c;
 }
 
 static struct store_cmd device(const char *mac, const char *name, uint32_t address,
                                uint64_t allowed)
 {
-	struct store_cmd c = put(STORE_DEVICES);
-	snprintf(c.row.device.mac, sizeof(c.row.device.mac), "%s", mac);
-	snprintf(c.row.device.name, sizeof(c.row.device.name), "%s", name);
-	c.row.device.address = address;
-	c.row.device.dpid = address ? 1 : 0;
-	c.row.device.port = address ? 7 : 0;
-	c.row.device.allowed_ms = allowed;
+	struct store_cmd c = put(DEVICES_DEVICES);
+	snprintf(STORE_CMD_ROW(&c, struct devices_device)->mac,
+	         sizeof(STORE_CMD_ROW(&c, struct devices_device)->mac), "%s", mac);
+	snprintf(STORE_CMD_ROW(&c, struct devices_device)->name,
+	         sizeof(STORE_CMD_ROW(&c, struct devices_device)->name), "%s", name);
+	STORE_CMD_ROW(&c, struct devices_device)->address = address;
+	STORE_CMD_ROW(&c, struct devices_device)->dpid = address ? 1 : 0;
+	STORE_CMD_ROW(&c, struct devices_device)->port = address ? 7 : 0;
+	STORE_CMD_ROW(&c, struct devices_device)->allowed_ms = allowed;
 	return c;
 }
 
 static struct store_cmd manager(const char *host)
 {
-	struct store_cmd c = put(STORE_MANAGER);
-	snprintf(c.row.manager.host, sizeof(c.row.manager.host), "%s", host);
-	c.row.manager.since_ms = 1000;
+	struct store_cmd c = put(DEVICES_MANAGER);
+	snprintf(STORE_CMD_ROW(&c, struct devices_manager)->host,
+	         sizeof(STORE_CMD_ROW(&c, struct devices_manager)->host), "%s", host);
+	STORE_CMD_ROW(&c, struct devices_manager)->since_ms = 1000;
 	return c;
+}
+
+/* Expects *@error to be @expected, and frees it. */
+static void assert_error(char **error, const char *expected)
+{
+	assert_non_null(*error);
+	assert_string_equal(*error, expected);
+	free(*error);
+	*error = NULL;
 }
 
 /* Applies through the encoding, as a replica does. */
@@ -153,9 +183,9 @@ static struct store_result apply(struct store_state *s, const struct store_cmd *
 	uint8_t *data;
 	size_t len;
 	struct store_result res;
-	char error[200];
+	char *error = NULL;
 	assert_int_equal(store_cmd_encode(cmd, &data, &len), 0);
-	assert_int_equal(store_state_apply_encoded(s, data, len, &res, error, sizeof(error)), 0);
+	assert_int_equal(store_state_apply_encoded(s, data, len, &res, &error), 0);
 	free(data);
 	return res;
 }
@@ -204,9 +234,9 @@ static void round_trip(const struct store_cmd *cmd)
 	uint8_t *a, *b;
 	size_t alen, blen;
 	struct store_cmd back;
-	char error[200];
+	char *error = NULL;
 	assert_int_equal(store_cmd_encode(cmd, &a, &alen), 0);
-	assert_int_equal(store_cmd_decode(a, alen, &back, error, sizeof(error)), 0);
+	assert_int_equal(store_cmd_decode(a, alen, &back, &error), 0);
 	assert_int_equal(back.table, cmd->table);
 	assert_int_equal(back.op, cmd->op);
 	assert_int_equal(back.time_ms, cmd->time_ms);
@@ -217,7 +247,7 @@ static void round_trip(const struct store_cmd *cmd)
 	uint8_t *padded = calloc(1, alen + 7);
 	memcpy(padded, a, alen);
 	struct store_cmd again;
-	assert_int_equal(store_cmd_decode(padded, alen + 7, &again, error, sizeof(error)), 0);
+	assert_int_equal(store_cmd_decode(padded, alen + 7, &again, &error), 0);
 	store_cmd_done(&again);
 	free(padded);
 	store_cmd_done(&back);
@@ -240,7 +270,7 @@ static void test_every_table_round_trips(void **state)
 	    mapping(8080, 2, STORE_PUT),
 	    lease("02:00:00:00:00:09", 0x0a4d0209, 99, 1),
 	    conflict("a policy edit"),
-	    attestation("h2", STORE_ATTEST_REFUSED, 8),
+	    attestation("h2", TRUST_ATTEST_REFUSED, 8),
 	    device("02:aa:00:00:00:01", "printer", 0x0a4d0201, 5),
 	    device("02:aa:00:00:00:01", "printer", 0, 0),
 	    manager("h2"),
@@ -255,7 +285,7 @@ static void test_decode_rejects_bad_bytes(void **state)
 	struct store_cmd cmd = member(3, "h3", "10.77.0.3:7700"), out;
 	uint8_t *data;
 	size_t len;
-	char error[200];
+	char *error = NULL;
 	assert_int_equal(store_cmd_encode(&cmd, &data, &len), 0);
 	struct {
 		size_t offset;
@@ -270,24 +300,24 @@ static void test_decode_rejects_bad_bytes(void **state)
 	for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
 		uint8_t saved = data[flips[i].offset];
 		data[flips[i].offset] = flips[i].value;
-		assert_int_equal(store_cmd_decode(data, len, &out, error, sizeof(error)), -EBADMSG);
-		assert_string_equal(error, flips[i].error);
+		assert_int_equal(store_cmd_decode(data, len, &out, &error), -EBADMSG);
+		assert_error(&error, flips[i].error);
 		data[flips[i].offset] = saved;
 	}
-	assert_int_equal(store_cmd_decode(data, 5, &out, error, sizeof(error)), -EBADMSG);
-	assert_string_equal(error, "command header: truncated");
+	assert_int_equal(store_cmd_decode(data, 5, &out, &error), -EBADMSG);
+	assert_error(&error, "command header: truncated");
 	for (size_t cut = 13; cut < len; cut++) {
-		assert_int_equal(store_cmd_decode(data, cut, &out, error, sizeof(error)), -EBADMSG);
-		assert_string_equal(error, "command for table members: truncated or malformed row");
+		assert_int_equal(store_cmd_decode(data, cut, &out, &error), -EBADMSG);
+		assert_error(&error, "command for table members: truncated or malformed row");
 	}
 	uint8_t *longer = calloc(1, len + 8);
 	memcpy(longer, data, len);
 	longer[len] = 1; /* not padding */
-	assert_int_equal(store_cmd_decode(longer, len + 8, &out, error, sizeof(error)), -EBADMSG);
-	assert_string_equal(error, "command for table members: trailing bytes after the row");
+	assert_int_equal(store_cmd_decode(longer, len + 8, &out, &error), -EBADMSG);
+	assert_error(&error, "command for table members: trailing bytes after the row");
 	/* A name with a NUL byte inside. */
 	data[13 + 8 + 2] = 0;
-	assert_int_equal(store_cmd_decode(data, len, &out, error, sizeof(error)), -EBADMSG);
+	assert_int_equal(store_cmd_decode(data, len, &out, &error), -EBADMSG);
 	free(longer);
 	free(data);
 }
@@ -321,16 +351,16 @@ static void test_members(void **state)
 	struct store_cmd no_id = member(0, "h0", "x");
 	assert_rejected(s, &no_id, "a member needs an id, a name and an address");
 	struct store_cmd role = h1;
-	role.row.member.role = STORE_ROLE_VOTER;
+	STORE_CMD_ROW(&role, struct store_member)->role = STORE_ROLE_VOTER;
 	assert_applied(s, &role); /* a put updates */
 	assert_int_equal(store_member_find(s, 1)->role, STORE_ROLE_VOTER);
 	struct store_cmd bad_role = h1;
-	bad_role.row.member.role = 9;
+	STORE_CMD_ROW(&bad_role, struct store_member)->role = 9;
 	assert_rejected(s, &bad_role, "unknown role 9");
 	struct store_cmd gone = del(STORE_MEMBERS);
-	gone.row.member.id = 5;
+	STORE_CMD_ROW(&gone, struct store_member)->id = 5;
 	assert_rejected(s, &gone, "no member with id 5");
-	gone.row.member.id = 1;
+	STORE_CMD_ROW(&gone, struct store_member)->id = 1;
 	assert_applied(s, &gone);
 	assert_null(store_member_find(s, 1));
 	store_state_free(s);
@@ -342,12 +372,14 @@ static void test_admissions(void **state)
 	struct store_state *s = new_state();
 	assert_applied(s, (struct store_cmd[1]){admission("h2", 10)});
 	assert_applied(s, (struct store_cmd[1]){admission("h2", 20)});
-	assert_int_equal(store_count(s, STORE_ADMISSIONS), 1);
+	assert_int_equal(store_count(s, TRUST_ADMISSIONS), 1);
 	assert_rejected(s, (struct store_cmd[1]){admission("", 10)}, "an admission needs a host");
-	struct store_cmd revoke = del(STORE_ADMISSIONS);
-	snprintf(revoke.row.admission.host, sizeof(revoke.row.admission.host), "h9");
+	struct store_cmd revoke = del(TRUST_ADMISSIONS);
+	snprintf(STORE_CMD_ROW(&revoke, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&revoke, struct trust_admission)->host), "h9");
 	assert_rejected(s, &revoke, "no such admission");
-	snprintf(revoke.row.admission.host, sizeof(revoke.row.admission.host), "h2");
+	snprintf(STORE_CMD_ROW(&revoke, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&revoke, struct trust_admission)->host), "h2");
 	assert_applied(s, &revoke);
 	store_state_free(s);
 }
@@ -356,28 +388,29 @@ static void test_attestations(void **state)
 {
 	(void)state;
 	struct store_state *s = new_state();
-	assert_applied(s, (struct store_cmd[1]){attestation("h2", STORE_ATTEST_ADMITTED, 10)});
-	assert_applied(s, (struct store_cmd[1]){attestation("h2", STORE_ATTEST_REFUSED, 20)});
-	assert_int_equal(store_count(s, STORE_ATTESTATIONS), 1);
-	const struct store_attestation *a = store_attestation_find(s, "h2");
+	assert_applied(s, (struct store_cmd[1]){attestation("h2", TRUST_ATTEST_ADMITTED, 10)});
+	assert_applied(s, (struct store_cmd[1]){attestation("h2", TRUST_ATTEST_REFUSED, 20)});
+	assert_int_equal(store_count(s, TRUST_ATTESTATIONS), 1);
+	const struct trust_attestation *a = trust_attestation_find(s, "h2");
 	assert_non_null(a);
-	assert_int_equal(a->state, STORE_ATTEST_REFUSED);
+	assert_int_equal(a->state, TRUST_ATTEST_REFUSED);
 	assert_string_equal(a->reason, "why");
 	assert_int_equal(a->reset_count, 3);
-	assert_string_equal(store_attest_state_name(a->state), "refused");
-	assert_null(store_attestation_find(s, "h3"));
-	struct store_cmd bad = attestation("h3", STORE_ATTEST_ADMITTED, 10);
-	bad.row.attestation.state = 9;
+	assert_string_equal(trust_attest_state_name(a->state), "refused");
+	assert_null(trust_attestation_find(s, "h3"));
+	struct store_cmd bad = attestation("h3", TRUST_ATTEST_ADMITTED, 10);
+	STORE_CMD_ROW(&bad, struct trust_attestation)->state = 9;
 	assert_rejected(s, &bad,
 	                "an attestation needs a host and a state (admitted, refused, revoked)");
-	bad = attestation("", STORE_ATTEST_ADMITTED, 10);
+	bad = attestation("", TRUST_ATTEST_ADMITTED, 10);
 	assert_rejected(s, &bad,
 	                "an attestation needs a host and a state (admitted, refused, revoked)");
-	bad = attestation("h3", STORE_ATTEST_ADMITTED, 10);
-	bad.row.attestation.measurement[3] = 'X';
+	bad = attestation("h3", TRUST_ATTEST_ADMITTED, 10);
+	STORE_CMD_ROW(&bad, struct trust_attestation)->measurement[3] = 'X';
 	assert_rejected(s, &bad, "a measurement is 64 lowercase hex digits (SHA-256)");
-	struct store_cmd gone = del(STORE_ATTESTATIONS);
-	snprintf(gone.row.attestation.host, sizeof(gone.row.attestation.host), "h2");
+	struct store_cmd gone = del(TRUST_ATTESTATIONS);
+	snprintf(STORE_CMD_ROW(&gone, struct trust_attestation)->host,
+	         sizeof(STORE_CMD_ROW(&gone, struct trust_attestation)->host), "h2");
 	assert_applied(s, &gone);
 	assert_rejected(s, &gone, "no such attestation");
 	store_state_free(s);
@@ -395,7 +428,7 @@ static void test_trusted(void **state)
 	assert_rejected(s, (struct store_cmd[1]){trusted('b', STORE_DELETE)},
 	                "no such trusted measurement");
 	assert_applied(s, (struct store_cmd[1]){trusted('a', STORE_DELETE)});
-	assert_int_equal(store_count(s, STORE_TRUSTED), 0);
+	assert_int_equal(store_count(s, TRUST_TRUSTED), 0);
 	store_state_free(s);
 }
 
@@ -433,7 +466,7 @@ static void test_nat_blocks(void **state)
 	                "member 2 holds no block at 4096");
 	assert_applied(s, (struct store_cmd[1]){block(5120, 1024, 2, STORE_PUT)});
 	assert_applied(s, (struct store_cmd[1]){block(4096, 1024, 1, STORE_DELETE)});
-	assert_int_equal(store_count(s, STORE_NAT_BLOCKS), 1);
+	assert_int_equal(store_count(s, NAT_BLOCKS), 1);
 	store_state_free(s);
 }
 
@@ -446,7 +479,7 @@ static void test_nat_mappings(void **state)
 	assert_rejected(s, (struct store_cmd[1]){mapping(8080, 2, STORE_PUT)},
 	                "public port 8080/tcp is mapped by member 1");
 	struct store_cmd icmp = mapping(1, 1, STORE_PUT);
-	icmp.row.nat_mapping.proto = 1;
+	STORE_CMD_ROW(&icmp, struct nat_mapping)->proto = 1;
 	assert_rejected(s, &icmp, "a mapping is for TCP (6) or UDP (17)");
 	assert_rejected(s, (struct store_cmd[1]){mapping(9090, 1, STORE_DELETE)},
 	                "no such mapping");
@@ -468,7 +501,8 @@ static void test_leases(void **state)
 	const struct store_lease *l = store_row(s, STORE_LEASES, 0);
 	assert_string_equal(l->mac, "02:00:00:00:00:02");
 	struct store_cmd d = del(STORE_LEASES);
-	snprintf(d.row.lease.mac, sizeof(d.row.lease.mac), "02:00:00:00:00:01");
+	snprintf(STORE_CMD_ROW(&d, struct store_lease)->mac,
+	         sizeof(STORE_CMD_ROW(&d, struct store_lease)->mac), "02:00:00:00:00:01");
 	assert_rejected(s, &d, "no such lease");
 	store_state_free(s);
 }
@@ -480,7 +514,7 @@ static void test_conflicts_get_ids(void **state)
 	assert_int_equal(apply(s, (struct store_cmd[1]){conflict("one")}).value, 1);
 	assert_int_equal(apply(s, (struct store_cmd[1]){conflict("two")}).value, 2);
 	struct store_cmd clear = del(STORE_CONFLICTS);
-	clear.row.conflict.id = 1;
+	STORE_CMD_ROW(&clear, struct store_conflict)->id = 1;
 	assert_applied(s, &clear);
 	assert_rejected(s, &clear, "no such conflict");
 	assert_int_equal(store_count(s, STORE_CONFLICTS), 1);
@@ -504,7 +538,7 @@ static struct store_state *populated(void)
 	    mapping(443, 2, STORE_PUT),
 	    lease("02:00:00:00:00:05", 0x0a4d0205, 99, 1),
 	    conflict("kept for the admin"),
-	    attestation("h1", STORE_ATTEST_ADMITTED, 5),
+	    attestation("h1", TRUST_ATTEST_ADMITTED, 5),
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		assert_applied(s, &cmds[i]);
@@ -517,12 +551,12 @@ static void test_deterministic_and_snapshot_round_trip(void **state)
 	struct store_state *a = populated(), *b = populated(), *c = new_state();
 	uint8_t *sa, *sb, *sc;
 	size_t la, lb, lc;
-	char error[200];
+	char *error = NULL;
 	snapshot(a, &sa, &la);
 	snapshot(b, &sb, &lb);
 	assert_int_equal(la, lb);
 	assert_memory_equal(sa, sb, la);
-	assert_int_equal(store_state_restore(c, sa, la, error, sizeof(error)), 0);
+	assert_int_equal(store_state_restore(c, sa, la, &error), 0);
 	snapshot(c, &sc, &lc);
 	assert_int_equal(la, lc);
 	assert_memory_equal(sa, sc, la);
@@ -543,21 +577,22 @@ static void test_bad_snapshots_change_nothing(void **state)
 	struct store_state *src = populated(), *dst = populated();
 	uint8_t *snap, *before, *after;
 	size_t len, blen, alen;
-	char error[200];
+	char *error = NULL;
 	snapshot(src, &snap, &len);
 	snapshot(dst, &before, &blen);
 	for (size_t cut = 0; cut < len; cut += 7) {
-		assert_int_equal(store_state_restore(dst, snap, cut, error, sizeof(error)),
-		                 -EBADMSG);
+		assert_int_equal(store_state_restore(dst, snap, cut, &error), -EBADMSG);
 		assert_true(strncmp(error, "snapshot: ", 10) == 0);
+		free(error);
+		error = NULL;
 	}
 	uint8_t *longer = calloc(1, len + 1);
 	memcpy(longer, snap, len);
-	assert_int_equal(store_state_restore(dst, longer, len + 1, error, sizeof(error)), -EBADMSG);
-	assert_string_equal(error, "snapshot: trailing bytes");
+	assert_int_equal(store_state_restore(dst, longer, len + 1, &error), -EBADMSG);
+	assert_error(&error, "snapshot: trailing bytes");
 	snap[0] ^= 0xff;
-	assert_int_equal(store_state_restore(dst, snap, len, error, sizeof(error)), -EBADMSG);
-	assert_string_equal(error, "snapshot: bad magic");
+	assert_int_equal(store_state_restore(dst, snap, len, &error), -EBADMSG);
+	assert_error(&error, "snapshot: bad magic");
 	snapshot(dst, &after, &alen);
 	assert_int_equal(blen, alen);
 	assert_memory_equal(before, after, blen);
@@ -589,7 +624,7 @@ static void test_dump(void **state)
 	json_t *l = json_array_get(json_object_get(d, "leases"), 0);
 	assert_string_equal(json_string_value(json_object_get(l, "addr")), "10.77.2.5");
 	json_decref(d);
-	assert_int_equal(store_table_from_name("nat_blocks"), STORE_NAT_BLOCKS);
+	assert_int_equal(store_table_from_name("nat_blocks"), NAT_BLOCKS);
 	assert_int_equal(store_table_from_name("nope"), -ENOENT);
 	store_state_free(s);
 }
@@ -616,20 +651,20 @@ static void test_devices(void **state)
 
 	assert_applied(s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "printer", 0, 5)});
 	assert_applied(s, (struct store_cmd[1]){device("02:aa:00:00:00:02", "phone", 0, 6)});
-	assert_null(store_device_find(s, "02:aa:00:00:00:03"));
-	assert_int_equal(store_device_find(s, "02:aa:00:00:00:01")->address, 0);
+	assert_null(devices_device_find(s, "02:aa:00:00:00:03"));
+	assert_int_equal(devices_device_find(s, "02:aa:00:00:00:01")->address, 0);
 	/* Learned: an address seen at another device moves to it. */
 	assert_applied(
 	    s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "printer", 0x0a4d0201, 5)});
 	assert_applied(s,
 	               (struct store_cmd[1]){device("02:aa:00:00:00:02", "phone", 0x0a4d0201, 6)});
-	assert_int_equal(store_device_find(s, "02:aa:00:00:00:01")->address, 0);
-	assert_int_equal(store_device_find(s, "02:aa:00:00:00:02")->address, 0x0a4d0201);
-	assert_int_equal(store_device_find(s, "02:aa:00:00:00:02")->port, 7);
+	assert_int_equal(devices_device_find(s, "02:aa:00:00:00:01")->address, 0);
+	assert_int_equal(devices_device_find(s, "02:aa:00:00:00:02")->address, 0x0a4d0201);
+	assert_int_equal(devices_device_find(s, "02:aa:00:00:00:02")->port, 7);
 	assert_applied(s, &gone);
-	assert_int_equal(store_count(s, STORE_DEVICES), 1);
+	assert_int_equal(store_count(s, DEVICES_DEVICES), 1);
 
-	json_t *d = store_table_dump(s, STORE_DEVICES);
+	json_t *d = store_table_dump(s, DEVICES_DEVICES);
 	json_t *row = json_array_get(d, 0);
 	assert_string_equal(json_string_value(json_object_get(row, "name")), "phone");
 	assert_string_equal(json_string_value(json_object_get(row, "address")), "10.77.2.1");
@@ -647,9 +682,9 @@ static void test_manager(void **state)
 	                "the manager must be a member; \"\" is not");
 	assert_applied(s, (struct store_cmd[1]){member(2, "h2", "10.77.0.2:7700")});
 	assert_applied(s, (struct store_cmd[1]){manager("h2")});
-	assert_string_equal(store_manager(s)->host, "h2");
-	assert_int_equal(store_count(s, STORE_MANAGER), 1);
-	json_t *j = store_table_dump(s, STORE_MANAGER);
+	assert_string_equal(devices_manager(s)->host, "h2");
+	assert_int_equal(store_count(s, DEVICES_MANAGER), 1);
+	json_t *j = store_table_dump(s, DEVICES_MANAGER);
 	assert_string_equal(json_string_value(json_object_get(j, "host")), "h2");
 	json_decref(j);
 
@@ -658,12 +693,12 @@ static void test_manager(void **state)
 	assert_applied(s, (struct store_cmd[1]){device("02:aa:00:00:00:01", "printer", 0, 5)});
 	uint8_t *snap;
 	size_t len;
-	char error[200];
+	char *error = NULL;
 	snapshot(s, &snap, &len);
 	struct store_state *c = new_state();
-	assert_int_equal(store_state_restore(c, snap, len, error, sizeof(error)), 0);
-	assert_string_equal(store_manager(c)->host, "h2");
-	assert_non_null(store_device_find(c, "02:aa:00:00:00:01"));
+	assert_int_equal(store_state_restore(c, snap, len, &error), 0);
+	assert_string_equal(devices_manager(c)->host, "h2");
+	assert_non_null(devices_device_find(c, "02:aa:00:00:00:01"));
 	free(snap);
 
 	struct store_state *e = new_state();
@@ -672,16 +707,16 @@ static void test_manager(void **state)
 	/* attestations, devices: tag, count; manager: tag, "", since */
 	size_t tail = 5 + 5 + 1 + 2 + 8;
 	snap[4] = 2;
-	assert_int_equal(store_state_restore(c, snap, len - tail, error, sizeof(error)), 0);
-	assert_int_equal(store_count(c, STORE_DEVICES), 0);
-	assert_string_equal(store_manager(c)->host, "");
+	assert_int_equal(store_state_restore(c, snap, len - tail, &error), 0);
+	assert_int_equal(store_count(c, DEVICES_DEVICES), 0);
+	assert_string_equal(devices_manager(c)->host, "");
 	assert_non_null(store_member_find(c, 2));
 	free(snap);
 
 	struct store_cmd clear = manager("");
 	clear.op = STORE_DELETE;
 	assert_applied(s, &clear);
-	assert_string_equal(store_manager(s)->host, "");
+	assert_string_equal(devices_manager(s)->host, "");
 	store_state_free(c);
 	store_state_free(e);
 	store_state_free(s);
@@ -691,8 +726,11 @@ static void test_manager(void **state)
 
 static enum store_merge merge(const struct store_state *s, struct store_cmd *cmd, char *reason)
 {
-	reason[0] = '\0';
-	return store_merge(s, cmd, reason, STORE_REASON_MAX);
+	char *why = NULL;
+	enum store_merge m = store_merge(s, cmd, &why);
+	snprintf(reason, STORE_REASON_MAX, "%s", why ? why : "");
+	free(why);
+	return m;
 }
 
 static void test_merge_rules(void **state)
@@ -720,11 +758,11 @@ static void test_merge_rules(void **state)
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
 	c = admission("h1", 6);
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
-	c = attestation("h1", STORE_ATTEST_REFUSED, 4); /* the new cluster knows better */
+	c = attestation("h1", TRUST_ATTEST_REFUSED, 4); /* the new cluster knows better */
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
-	c = attestation("h1", STORE_ATTEST_REFUSED, 6);
+	c = attestation("h1", TRUST_ATTEST_REFUSED, 6);
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
-	c = attestation("h7", STORE_ATTEST_REFUSED, 6);
+	c = attestation("h7", TRUST_ATTEST_REFUSED, 6);
 	c.op = STORE_DELETE; /* nothing to delete */
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
 
@@ -739,13 +777,13 @@ static void test_merge_rules(void **state)
 	 * orphan's owner gets the next free aligned block. */
 	c = block(2048, 512, 2, STORE_PUT);
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
-	assert_int_equal(c.row.nat_block.start, 1024);
-	assert_int_equal(c.row.nat_block.size, 512);
+	assert_int_equal(STORE_CMD_ROW(&c, struct nat_block)->start, 1024);
+	assert_int_equal(STORE_CMD_ROW(&c, struct nat_block)->size, 512);
 	c = block(2048, 512, 1, STORE_PUT); /* the same claim on both sides */
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_SKIP);
 	c = block(0, 32768, 3, STORE_PUT); /* moved to the free upper half */
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_APPLY);
-	assert_int_equal(c.row.nat_block.start, 32768);
+	assert_int_equal(STORE_CMD_ROW(&c, struct nat_block)->start, 32768);
 	assert_applied(s, (struct store_cmd[1]){block(32768, 32768, 1, STORE_PUT)});
 	c = block(0, 32768, 3, STORE_PUT); /* now no free block of that size is left */
 	assert_int_equal(merge(s, &c, reason), STORE_MERGE_CONFLICT);
@@ -791,8 +829,99 @@ static void test_merge_rules(void **state)
 	store_state_free(s);
 }
 
+/* ---- registry ---- */
+
+static void noop_encode(struct obuf *b, const void *row)
+{
+	(void)b, (void)row;
+}
+
+static void noop_decode(struct cursor *c, void *row)
+{
+	(void)c, (void)row;
+}
+
+static int noop_apply(struct store_state *s, const struct store_cmd *cmd, struct store_result *res)
+{
+	(void)s, (void)cmd, (void)res;
+	return 0;
+}
+
+static json_t *noop_json(const void *row)
+{
+	(void)row;
+	return json_object();
+}
+
+static void test_registry_refuses_collisions(void **state)
+{
+	(void)state;
+	/* Registered for the rest of the process: this test runs last. */
+	static struct store_table t = {.id = 200,
+	                               .name = "extra",
+	                               .version = 1,
+	                               .row_size = 8,
+	                               .single = true,
+	                               .encode = noop_encode,
+	                               .decode = noop_decode,
+	                               .apply = noop_apply,
+	                               .to_json = noop_json};
+	struct store_table same_id = t, same_name = t, too_big = t, newer = t;
+	same_id.name = "other";
+	same_name.id = 201;
+	same_name.name = "devices";
+	too_big.id = 202;
+	too_big.name = "big";
+	too_big.row_size = STORE_ROW_MAX + 1;
+	newer.id = 203;
+	newer.name = "newer";
+	newer.version = STORE_ENCODING_VERSION + 1;
+	struct {
+		const struct store_table *table;
+		int r;
+		const char *error;
+	} cases[] = {
+	    {&same_name, -EEXIST, "table name devices is taken by table 13"},
+	    {&too_big, -EINVAL, "table big: a row of 513 bytes exceeds 512"},
+	    {&newer, -EINVAL, "table newer: unknown encoding version 4"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *error = NULL;
+		const struct store_table *list[] = {cases[i].table, NULL};
+		assert_int_equal(store_tables_register(list, &error), cases[i].r);
+		assert_error(&error, cases[i].error);
+		free(error);
+	}
+	/* The store's own ids are taken from the start. */
+	struct store_table core_id = t;
+	core_id.id = STORE_CONFLICTS;
+	const struct store_table *core[] = {&core_id, NULL};
+	char *error = NULL;
+	assert_int_equal(store_tables_register(core, &error), -EEXIST);
+	assert_error(&error, "table id 9 is conflicts's, not extra's");
+	free(error);
+	/* Registered once, and again: nothing changes; another with its id is
+	 * refused, and a list is all or none. */
+	const struct store_table *list[] = {&t, NULL};
+	assert_int_equal(store_tables_register(list, NULL), 0);
+	assert_int_equal(store_tables_register(list, NULL), 0);
+	const struct store_table *both[] = {&too_big, &same_id, NULL};
+	error = NULL;
+	assert_int_equal(store_tables_register(both, &error), -EINVAL);
+	free(error);
+	assert_ptr_equal(store_table_lookup(200), &t);
+	assert_null(store_table_lookup(202));
+	assert_int_equal(store_table_from_name("extra"), 200);
+	const struct store_table *again[] = {&same_id, NULL};
+	error = NULL;
+	assert_int_equal(store_tables_register(again, &error), -EEXIST);
+	assert_error(&error, "table id 200 is extra's, not other's");
+	free(error);
+}
+
 int main(void)
 {
+	register_all_tables();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_every_table_round_trips),
 	    cmocka_unit_test(test_decode_rejects_bad_bytes),
@@ -812,6 +941,7 @@ int main(void)
 	    cmocka_unit_test(test_manager),
 	    cmocka_unit_test(test_merge_rules),
 	    cmocka_unit_test(test_attestations),
+	    cmocka_unit_test(test_registry_refuses_collisions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,7 @@
 #include "api/server.h"
 #include "store/store.h"
 #include "switch/switch.h"
+#include "tables-all.h"
 
 #define WAIT_MS    8000
 #define FAKE_DPID  0x00000000000000a1ull
@@ -402,8 +403,8 @@ static void open_store(struct fixture *f)
 	store_options_for(f, 1, &o);
 	o.bootstrap = true;
 	snprintf(f->peer_address, sizeof(f->peer_address), "%s", o.peer_address);
-	char error[256] = "";
-	assert_int_equal(store_open(&f->loop, &o, &f->store, error, sizeof(error)), 0);
+	char *error = NULL;
+	assert_int_equal(store_open(&f->loop, &o, &f->store, &error), 0);
 	assert_true(run_until(f, store_leads));
 }
 
@@ -576,8 +577,8 @@ static void test_role_slave(void **state)
 	store_options_for(f, 2, &o);
 	snprintf(o.seeds[0], sizeof(o.seeds[0]), "%s", f->peer_address);
 	o.n_seeds = 1;
-	char error[256] = "";
-	assert_int_equal(store_open(&f->loop, &o, &f->follower, error, sizeof(error)), 0);
+	char *error = NULL;
+	assert_int_equal(store_open(&f->loop, &o, &f->follower, &error), 0);
 	assert_int_equal(
 	    ctl_server_start_tcp(&f->peer[1], &f->loop, o.peer_address, peer_api, f->follower), 0);
 	f->peer_open[1] = true;
@@ -816,5 +817,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_echo, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bench_hook, setup, teardown),
 	};
+	register_all_tables();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

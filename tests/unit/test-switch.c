@@ -13,6 +13,9 @@
 
 #include "switch/desired.h"
 #include "switch/lldp.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
+#include "tables-all.h"
 
 static void test_lldp_round_trip(void **state)
 {
@@ -78,27 +81,31 @@ static void put(struct store_state *st, const struct store_cmd *cmd)
 static void locate(struct store_state *st, const char *host, uint64_t dpid, uint32_t port,
                    unsigned n, bool admit)
 {
-	struct store_cmd cmd = {.table = STORE_LOCATIONS, .op = STORE_PUT, .time_ms = 1};
-	snprintf(cmd.row.location.host, sizeof(cmd.row.location.host), "%s", host);
-	snprintf(cmd.row.location.mac, sizeof(cmd.row.location.mac), "02:00:00:00:00:%02x", n);
-	cmd.row.location.dpid = dpid;
-	cmd.row.location.port = port;
-	cmd.row.location.control_addr = 0x0a4d0000 | n;
-	cmd.row.location.guest_addr = 0x0a4d0100 | n;
+	struct store_cmd cmd = {.table = SWITCH_LOCATIONS, .op = STORE_PUT, .time_ms = 1};
+	snprintf(STORE_CMD_ROW(&cmd, struct switch_location)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct switch_location)->host), "%s", host);
+	snprintf(STORE_CMD_ROW(&cmd, struct switch_location)->mac,
+	         sizeof(STORE_CMD_ROW(&cmd, struct switch_location)->mac), "02:00:00:00:00:%02x",
+	         n);
+	STORE_CMD_ROW(&cmd, struct switch_location)->dpid = dpid;
+	STORE_CMD_ROW(&cmd, struct switch_location)->port = port;
+	STORE_CMD_ROW(&cmd, struct switch_location)->control_addr = 0x0a4d0000 | n;
+	STORE_CMD_ROW(&cmd, struct switch_location)->guest_addr = 0x0a4d0100 | n;
 	put(st, &cmd);
 	if (admit) {
-		struct store_cmd a = {.table = STORE_ADMISSIONS, .op = STORE_PUT, .time_ms = 1};
-		snprintf(a.row.admission.host, sizeof(a.row.admission.host), "%s", host);
+		struct store_cmd a = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = 1};
+		snprintf(STORE_CMD_ROW(&a, struct trust_admission)->host,
+		         sizeof(STORE_CMD_ROW(&a, struct trust_admission)->host), "%s", host);
 		put(st, &a);
 	}
 }
 
 static void link(struct store_state *st, uint64_t a, uint32_t pa, uint64_t b, uint32_t pb)
 {
-	struct store_cmd cmd = {.table = STORE_LINKS, .op = STORE_PUT, .time_ms = 1};
-	cmd.row.link = (struct store_link){a, pa, b, pb, 1};
+	struct store_cmd cmd = {.table = SWITCH_LINKS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&cmd, struct switch_link)) = (struct switch_link){a, pa, b, pb, 1};
 	put(st, &cmd);
-	cmd.row.link = (struct store_link){b, pb, a, pa, 1};
+	(*STORE_CMD_ROW(&cmd, struct switch_link)) = (struct switch_link){b, pb, a, pa, 1};
 	put(st, &cmd);
 }
 
@@ -209,6 +216,7 @@ static void test_desired_paths_and_admission(void **state)
 
 int main(void)
 {
+	register_all_tables();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lldp_round_trip),
 	    cmocka_unit_test(test_lldp_foreign),

@@ -13,6 +13,9 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store/store.h"
+#include "services/devices/tables.h"
+#include "switch/tables.h"
+#include "trust/tables.h"
 
 #define TICK_MS     100
 #define ALIVE_SLOTS 256
@@ -24,6 +27,7 @@ struct devices {
 	struct store *store;
 	struct swc *sw;
 	struct datapath *dp;
+	struct store_subscription *subs[5]; /* the tables it follows */
 	uv_timer_t tick, soon;
 	bool leader;
 	uint64_t last_ok[ALIVE_SLOTS]; /* by member id % ALIVE_SLOTS, loop time */
@@ -92,12 +96,13 @@ static void check_manager(struct devices *d)
 	if (d->choosing)
 		return;
 	const struct store_member *m = devices_pick_manager(st, alive, d);
-	const char *cur = store_manager(st)->host;
+	const char *cur = devices_manager(st)->host;
 	if (!m || strcmp(m->name, cur) == 0)
 		return;
-	struct store_cmd cmd = {.table = STORE_MANAGER, .op = STORE_PUT, .time_ms = wall_ms()};
-	snprintf(cmd.row.manager.host, sizeof(cmd.row.manager.host), "%s", m->name);
-	cmd.row.manager.since_ms = cmd.time_ms;
+	struct store_cmd cmd = {.table = DEVICES_MANAGER, .op = STORE_PUT, .time_ms = wall_ms()};
+	snprintf(STORE_CMD_ROW(&cmd, struct devices_manager)->host,
+	         sizeof(STORE_CMD_ROW(&cmd, struct devices_manager)->host), "%s", m->name);
+	STORE_CMD_ROW(&cmd, struct devices_manager)->since_ms = cmd.time_ms;
 	log_info("devices: %s manages the unmanaged devices%s%s", m->name,
 	         cur[0] ? ", replacing " : "", cur);
 	if (store_propose(d->store, &cmd, chose, d) == 0)
@@ -158,7 +163,7 @@ static void packet_in(void *userdata, uint64_t dpid, uint32_t in_port, const uin
 	 * this one leaves, so a chatty device costs one commit. */
 	if (d->learning || !devices_learn(state(d), dpid, in_port, frame, len, wall_ms(), &cmd))
 		return;
-	const struct store_device *v = &cmd.row.device;
+	const struct devices_device *v = STORE_CMD_ROW(&cmd, struct devices_device);
 	log_info("devices: %s (%s) at %016" PRIx64 "/%u, address %u.%u.%u.%u", v->name, v->mac,
 	         v->dpid, v->port, v->address >> 24, (v->address >> 16) & 255,
 	         (v->address >> 8) & 255, v->address & 255);
@@ -193,10 +198,17 @@ int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, stru
 	d->store = store;
 	d->sw = switches;
 	d->dp = dp;
-	unsigned tables[] = {STORE_DEVICES, STORE_MANAGER, STORE_ADMISSIONS, STORE_LOCATIONS,
+	unsigned tables[] = {DEVICES_DEVICES, DEVICES_MANAGER, TRUST_ADMISSIONS, SWITCH_LOCATIONS,
 	                     STORE_MEMBERS};
-	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
-		store_subscribe(store, tables[i], store_changed, d);
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		int r = store_subscribe(store, tables[i], store_changed, d, &d->subs[i]);
+		if (r < 0) {
+			for (size_t k = 0; k < i; k++)
+				store_unsubscribe(store, d->subs[k]);
+			free(d);
+			return r;
+		}
+	}
 	uv_timer_t *timers[] = {&d->tick, &d->soon};
 	for (size_t i = 0; i < 2; i++) {
 		uv_timer_init(loop, timers[i]);
@@ -224,6 +236,8 @@ void devices_close(struct devices *d)
 {
 	if (!d)
 		return;
+	for (size_t i = 0; i < sizeof(d->subs) / sizeof(d->subs[0]); i++)
+		store_unsubscribe(d->store, d->subs[i]);
 	sw_set_service(d->sw, NULL, d);
 	dp_remove_source(d->dp, DEVICES_DP_SOURCE);
 	d->open_handles = 2;
@@ -236,19 +250,19 @@ void devices_close(struct devices *d)
 static json_t *devices_list(struct devices *d)
 {
 	const struct store_state *st = state(d);
-	const struct store_location *mgr = devices_manager_location(st);
-	json_t *a = store_table_dump(st, STORE_DEVICES);
+	const struct switch_location *mgr = devices_manager_location(st);
+	json_t *a = store_table_dump(st, DEVICES_DEVICES);
 	size_t i;
 	json_t *x;
 	json_array_foreach(a, i, x)
 	{
-		const struct store_device *v = store_row(st, STORE_DEVICES, i);
+		const struct devices_device *v = store_row(st, DEVICES_DEVICES, i);
 		char dpid[17];
 		snprintf(dpid, sizeof(dpid), "%016" PRIx64, v->dpid);
 		json_object_set_new(x, "dpid", v->dpid ? json_string(dpid) : json_null());
 		json_object_set_new(x, "managed_by", mgr ? json_string(mgr->host) : json_null());
 	}
-	return json_pack("{s:o, s:o}", "manager", store_table_dump(st, STORE_MANAGER), "devices",
+	return json_pack("{s:o, s:o}", "manager", store_table_dump(st, DEVICES_MANAGER), "devices",
 	                 a);
 }
 
@@ -264,7 +278,7 @@ static int mac_arg(const struct ctl_request *req, char mac[STORE_MAC_MAX], char 
 	for (size_t i = 0; i < n && i < STORE_MAC_MAX - 1; i++)
 		mac[i] = (char)tolower((unsigned char)s[i]);
 	mac[n < STORE_MAC_MAX - 1 ? n : STORE_MAC_MAX - 1] = '\0';
-	if (n >= STORE_MAC_MAX || !store_device_mac_valid(mac)) {
+	if (n >= STORE_MAC_MAX || !devices_device_mac_valid(mac)) {
 		if (asprintf(ret_error,
 		             "MAC \"%s\": expected six hex pairs like 02:aa:00:00:00:01, of a "
 		             "unicast address, not all zero",
@@ -278,14 +292,14 @@ static int mac_arg(const struct ctl_request *req, char mac[STORE_MAC_MAX], char 
 static int allow(struct devices *d, struct ctl_client *client, const struct ctl_request *req,
                  char **ret_error)
 {
-	struct store_cmd cmd = {.table = STORE_DEVICES, .op = STORE_PUT, .time_ms = wall_ms()};
-	struct store_device *v = &cmd.row.device;
+	struct store_cmd cmd = {.table = DEVICES_DEVICES, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct devices_device *v = STORE_CMD_ROW(&cmd, struct devices_device);
 	char mac[STORE_MAC_MAX];
 	int r = mac_arg(req, mac, ret_error);
 	if (r < 0)
 		return r;
 	const char *name = json_string_value(json_object_get(req->args, "name"));
-	if (!name || !store_device_name_valid(name)) {
+	if (!name || !devices_device_name_valid(name)) {
 		if (asprintf(ret_error,
 		             "name \"%s\": expected 1 to %d letters, digits, '.', '_' or '-'",
 		             name ? name : "", STORE_NAME_MAX - 1) < 0)
@@ -293,7 +307,7 @@ static int allow(struct devices *d, struct ctl_client *client, const struct ctl_
 		return -EINVAL;
 	}
 	/* Allowed again (or renamed): where it was seen stays known. */
-	const struct store_device *old = store_device_find(state(d), mac);
+	const struct devices_device *old = devices_device_find(state(d), mac);
 	if (old)
 		*v = *old;
 	snprintf(v->mac, sizeof(v->mac), "%s", mac);
@@ -305,12 +319,13 @@ static int allow(struct devices *d, struct ctl_client *client, const struct ctl_
 static int remove_device(struct devices *d, struct ctl_client *client,
                          const struct ctl_request *req, char **ret_error)
 {
-	struct store_cmd cmd = {.table = STORE_DEVICES, .op = STORE_DELETE, .time_ms = wall_ms()};
-	int r = mac_arg(req, cmd.row.device.mac, ret_error);
+	struct store_cmd cmd = {.table = DEVICES_DEVICES, .op = STORE_DELETE, .time_ms = wall_ms()};
+	int r = mac_arg(req, STORE_CMD_ROW(&cmd, struct devices_device)->mac, ret_error);
 	if (r < 0)
 		return r;
-	if (!store_device_find(state(d), cmd.row.device.mac)) {
-		if (asprintf(ret_error, "no device with MAC %s is allowed", cmd.row.device.mac) < 0)
+	if (!devices_device_find(state(d), STORE_CMD_ROW(&cmd, struct devices_device)->mac)) {
+		if (asprintf(ret_error, "no device with MAC %s is allowed",
+		             STORE_CMD_ROW(&cmd, struct devices_device)->mac) < 0)
 			*ret_error = NULL;
 		return -ENOENT;
 	}

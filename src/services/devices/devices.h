@@ -21,6 +21,7 @@
 
 #include "datapath/datapath.h"
 #include "store/tables.h"
+#include "switch/tables.h"
 #include "switch/switch.h"
 
 /* Priorities. Table 0 (admission): a device's frames at its own port enter
@@ -41,7 +42,7 @@
 
 /* The manager's location when the manager row names an admitted, located
  * member, or NULL. */
-const struct store_location *devices_manager_location(const struct store_state *st);
+const struct switch_location *devices_manager_location(const struct store_state *st);
 
 /* The devices' flows for switch @dpid (a struct sw_service flows body).
  * Returns 0 or -ENOMEM. */

@@ -5,6 +5,9 @@
 
 #include "devices.h"
 #include "switch/desired.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
+#include "services/devices/tables.h"
 
 #define ETH_ARP 0x0806
 
@@ -20,12 +23,12 @@ static void goto_table1(struct of13_flow_mod *fm)
 	    (struct of13_instruction){.type = OF13_INSTRUCTION_GOTO_TABLE, .table_id = 1};
 }
 
-const struct store_location *devices_manager_location(const struct store_state *st)
+const struct switch_location *devices_manager_location(const struct store_state *st)
 {
-	const struct store_manager *m = store_manager(st);
-	if (!m->host[0] || !store_admission_find(st, m->host))
+	const struct devices_manager *m = devices_manager(st);
+	if (!m->host[0] || !trust_admission_find(st, m->host))
 		return NULL;
-	const struct store_location *l = store_location_find(st, m->host);
+	const struct switch_location *l = switch_location_find(st, m->host);
 	uint8_t mac[6];
 	return l && sw_parse_mac(l->mac, mac) ? l : NULL;
 }
@@ -42,7 +45,7 @@ static uint32_t towards(const struct store_state *st, uint64_t dpid, uint64_t to
  * the manager sees the device's ARP from it: else the manager's proxy ARP
  * would answer the device's announcement of its own address (RFC 5227
  * calls that a conflict). */
-static int admit(const struct store_device *d, const uint8_t mac[6], struct sw_flows *out)
+static int admit(const struct devices_device *d, const uint8_t mac[6], struct sw_flows *out)
 {
 	struct of13_flow_mod fm = sw_flow_base(0, DEV_PRIO_LEARN);
 	of13_match_add(&fm.match, OF13_OXM_IN_PORT, d->port, NULL);
@@ -73,8 +76,9 @@ static int admit(const struct store_device *d, const uint8_t mac[6], struct sw_f
 /* Table 1: from the device to the manager (addressed to it, so that a
  * device that still knows the previous manager's MAC is not lost), ARP
  * for its address to the manager, and what is for it to it. */
-static int forward(const struct store_state *st, const struct store_device *d, const uint8_t mac[6],
-                   const uint8_t mgr_mac[6], uint32_t to_mgr, uint64_t dpid, struct sw_flows *out)
+static int forward(const struct store_state *st, const struct devices_device *d,
+                   const uint8_t mac[6], const uint8_t mgr_mac[6], uint32_t to_mgr, uint64_t dpid,
+                   struct sw_flows *out)
 {
 	struct of13_flow_mod fm = sw_flow_base(1, DEV_PRIO_FROM);
 	of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
@@ -105,14 +109,14 @@ static int forward(const struct store_state *st, const struct store_device *d, c
 
 int devices_flows(const struct store_state *st, uint64_t dpid, struct sw_flows *out)
 {
-	const struct store_location *mgr = devices_manager_location(st);
+	const struct switch_location *mgr = devices_manager_location(st);
 	uint8_t mgr_mac[6];
 	uint32_t to_mgr = 0;
 	if (mgr && sw_parse_mac(mgr->mac, mgr_mac))
 		to_mgr = towards(st, dpid, mgr->dpid, mgr->port);
 	int r = 0;
-	for (size_t i = 0; r == 0 && i < store_count(st, STORE_DEVICES); i++) {
-		const struct store_device *d = store_row(st, STORE_DEVICES, i);
+	for (size_t i = 0; r == 0 && i < store_count(st, DEVICES_DEVICES); i++) {
+		const struct devices_device *d = store_row(st, DEVICES_DEVICES, i);
 		uint8_t mac[6];
 		if (!sw_parse_mac(d->mac, mac))
 			continue;

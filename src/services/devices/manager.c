@@ -7,6 +7,9 @@
 
 #include "devices.h"
 #include "switch/desired.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
+#include "services/devices/tables.h"
 
 #define ETH_HLEN  14
 #define ETH_IP    0x0800
@@ -18,15 +21,15 @@ static bool may_manage(const struct store_state *st, const struct store_member *
                        devices_alive_fn alive, void *userdata)
 {
 	uint8_t mac[6];
-	const struct store_location *l = store_location_find(st, m->name);
-	return store_admission_find(st, m->name) && l && sw_parse_mac(l->mac, mac) &&
+	const struct switch_location *l = switch_location_find(st, m->name);
+	return trust_admission_find(st, m->name) && l && sw_parse_mac(l->mac, mac) &&
 	       alive(userdata, m);
 }
 
 const struct store_member *devices_pick_manager(const struct store_state *st,
                                                 devices_alive_fn alive, void *userdata)
 {
-	const struct store_manager *cur = store_manager(st);
+	const struct devices_manager *cur = devices_manager(st);
 	const struct store_member *m = cur->host[0] ? store_member_find_name(st, cur->host) : NULL;
 	if (m && may_manage(st, m, alive, userdata))
 		return m;
@@ -82,18 +85,18 @@ bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port
 	const uint8_t *s = frame + 6;
 	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", s[0], s[1], s[2], s[3], s[4],
 	         s[5]);
-	const struct store_device *d = store_device_find(st, mac);
+	const struct devices_device *d = devices_device_find(st, mac);
 	if (!d)
 		return false;
 	uint32_t addr = sender_addr(frame, len);
 	if (d->dpid == dpid && d->port == in_port && (!addr || addr == d->address))
 		return false;
-	struct store_cmd cmd = {.table = STORE_DEVICES, .op = STORE_PUT, .time_ms = now_ms};
-	cmd.row.device = *d;
-	cmd.row.device.dpid = dpid;
-	cmd.row.device.port = in_port;
+	struct store_cmd cmd = {.table = DEVICES_DEVICES, .op = STORE_PUT, .time_ms = now_ms};
+	(*STORE_CMD_ROW(&cmd, struct devices_device)) = *d;
+	STORE_CMD_ROW(&cmd, struct devices_device)->dpid = dpid;
+	STORE_CMD_ROW(&cmd, struct devices_device)->port = in_port;
 	if (addr)
-		cmd.row.device.address = addr;
+		STORE_CMD_ROW(&cmd, struct devices_device)->address = addr;
 	*ret_cmd = cmd;
 	return true;
 }
@@ -103,12 +106,12 @@ void devices_datapath(const struct store_state *st, const char *self, const uint
 {
 	/* Zeroed whole: the datapath compares views byte by byte. */
 	memset(ret, 0, sizeof(*ret));
-	if (strcmp(store_manager(st)->host, self) != 0)
+	if (strcmp(devices_manager(st)->host, self) != 0)
 		return;
 	ret->enabled = true;
 	memcpy(ret->own_mac, own_mac, 6);
-	for (size_t i = 0; i < store_count(st, STORE_DEVICES) && ret->n < DEVICES_VIEW_MAX; i++) {
-		const struct store_device *d = store_row(st, STORE_DEVICES, i);
+	for (size_t i = 0; i < store_count(st, DEVICES_DEVICES) && ret->n < DEVICES_VIEW_MAX; i++) {
+		const struct devices_device *d = store_row(st, DEVICES_DEVICES, i);
 		struct devices_view_device *v = &ret->v[ret->n];
 		if (!sw_parse_mac(d->mac, v->mac))
 			continue;

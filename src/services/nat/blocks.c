@@ -5,6 +5,9 @@
 
 #include "nat.h"
 #include "switch/desired.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
+#include "services/nat/tables.h"
 
 /* Locally administered, "e7 7e" for ETTM's NAT, then the address's low 24
  * bits; the gateway stand-in is 02:e7:7f:00:00:01. */
@@ -50,11 +53,11 @@ int nat_block_pick(const struct store_state *st, const struct nat_options *o, ui
 {
 	uint32_t size = o->block_size;
 	uint32_t start = (o->first_port + size - 1) / size * size;
-	size_t n = store_count(st, STORE_NAT_BLOCKS);
+	size_t n = store_count(st, NAT_BLOCKS);
 	for (; start + size <= 65536; start += size) {
 		bool taken = false;
 		for (size_t i = 0; i < n && !taken; i++) {
-			const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+			const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
 			taken = b->start < start + size && start < (uint32_t)b->start + b->size;
 		}
 		if (!taken) {
@@ -68,16 +71,15 @@ int nat_block_pick(const struct store_state *st, const struct nat_options *o, ui
 size_t nat_blocks_of(const struct store_state *st, uint64_t owner)
 {
 	size_t k = 0;
-	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++)
-		k += ((const struct store_nat_block *)store_row(st, STORE_NAT_BLOCKS, i))->owner ==
-		     owner;
+	for (size_t i = 0; i < store_count(st, NAT_BLOCKS); i++)
+		k += ((const struct nat_block *)store_row(st, NAT_BLOCKS, i))->owner == owner;
 	return k;
 }
 
 uint64_t nat_port_owner(const struct store_state *st, uint16_t port)
 {
-	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++) {
-		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+	for (size_t i = 0; i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
 		if (port >= b->start && port - b->start < b->size)
 			return b->owner;
 	}
@@ -87,9 +89,9 @@ uint64_t nat_port_owner(const struct store_state *st, uint16_t port)
 bool nat_member_mac(const struct store_state *st, uint64_t id, uint8_t mac[6])
 {
 	const struct store_member *m = store_member_find(st, id);
-	if (!m || !store_admission_find(st, m->name))
+	if (!m || !trust_admission_find(st, m->name))
 		return false;
-	const struct store_location *l = store_location_find(st, m->name);
+	const struct switch_location *l = switch_location_find(st, m->name);
 	return l && sw_parse_mac(l->mac, mac);
 }
 
@@ -124,8 +126,8 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 	memcpy(d->gateway_mac, nat_gateway_mac, 6);
 	memcpy(d->own_mac, own_mac, 6);
 
-	for (size_t i = 0; st && i < store_count(st, STORE_NAT_BLOCKS); i++) {
-		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+	for (size_t i = 0; st && i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
 		struct nat_view_block x = {.start = b->start, .size = b->size};
 		if (b->owner == self) {
 			if (d->n_own < NAT_VIEW_BLOCKS_MAX)
@@ -135,8 +137,8 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 			d->others[d->n_others++] = x;
 		}
 	}
-	for (size_t i = 0; st && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
-		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+	for (size_t i = 0; st && i < store_count(st, NAT_MAPPINGS); i++) {
+		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		struct nat_view_mapping x = {
 		    .proto = m->proto, .public_port = m->public_port, .guest_port = m->guest_port};
 		if (m->owner == self) {
@@ -151,11 +153,11 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 	}
 }
 
-const struct store_nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t owner,
-                                               uint8_t proto, uint16_t guest_port)
+const struct nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t owner,
+                                         uint8_t proto, uint16_t guest_port)
 {
-	for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS); i++) {
-		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+	for (size_t i = 0; i < store_count(st, NAT_MAPPINGS); i++) {
+		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		if (m->owner == owner && m->proto == proto && m->guest_port == guest_port)
 			return m;
 	}
@@ -164,8 +166,8 @@ const struct store_nat_mapping *nat_mapping_of(const struct store_state *st, uin
 
 static bool mapped(const struct store_state *st, uint8_t proto, uint16_t port)
 {
-	for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS); i++) {
-		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+	for (size_t i = 0; i < store_count(st, NAT_MAPPINGS); i++) {
+		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		if (m->proto == proto && m->public_port == port)
 			return true;
 	}
@@ -175,7 +177,7 @@ static bool mapped(const struct store_state *st, uint8_t proto, uint16_t port)
 int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
                      uint16_t guest_port, uint16_t suggested, uint16_t *ret_port)
 {
-	const struct store_nat_mapping *m = nat_mapping_of(st, self, proto, guest_port);
+	const struct nat_mapping *m = nat_mapping_of(st, self, proto, guest_port);
 	if (m) {
 		*ret_port = m->public_port;
 		return 0;
@@ -187,8 +189,8 @@ int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
 			return 0;
 		}
 	}
-	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++) {
-		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+	for (size_t i = 0; i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
 		if (b->owner != self)
 			continue;
 		/* From the top of the block down: translations take ports from

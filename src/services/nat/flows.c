@@ -5,6 +5,9 @@
 
 #include "nat.h"
 #include "switch/desired.h"
+#include "trust/tables.h"
+#include "switch/tables.h"
+#include "services/nat/tables.h"
 
 #define ETH_IP  0x0800
 #define ETH_ARP 0x0806
@@ -18,7 +21,7 @@ static int add(struct sw_flows *out, struct of13_flow_mod *fm)
 /* Where switch @dpid sends a frame for the AEE at @l: its port, the next hop
  * towards its switch, or 0 (no path). */
 static uint32_t port_towards(const struct store_state *st, uint64_t dpid,
-                             const struct store_location *l)
+                             const struct switch_location *l)
 {
 	return l->dpid == dpid ? l->port : sw_next_hop(st, dpid, l->dpid);
 }
@@ -31,7 +34,7 @@ static int steer(const struct store_state *st, const struct nat_options *o, uint
 {
 	uint8_t mac[6];
 	const struct store_member *m = store_member_find(st, owner);
-	const struct store_location *l = m ? store_location_find(st, m->name) : NULL;
+	const struct switch_location *l = m ? switch_location_find(st, m->name) : NULL;
 	if (!l || !nat_member_mac(st, owner, mac))
 		return 0;
 	uint32_t to = port_towards(st, dpid, l);
@@ -70,11 +73,11 @@ static int any_aee_group(const struct store_state *st, uint64_t dpid, struct sw_
 	g->command = OF13_GROUP_ADD;
 	g->type = OF13_GROUP_TYPE_SELECT;
 	g->group_id = NAT_GROUP_ID;
-	for (size_t i = 0; i < store_count(st, STORE_LOCATIONS); i++) {
-		const struct store_location *l = store_row(st, STORE_LOCATIONS, i);
+	for (size_t i = 0; i < store_count(st, SWITCH_LOCATIONS); i++) {
+		const struct switch_location *l = store_row(st, SWITCH_LOCATIONS, i);
 		uint8_t mac[6];
 		uint32_t to = port_towards(st, dpid, l);
-		if (!to || !store_admission_find(st, l->host) || !sw_parse_mac(l->mac, mac) ||
+		if (!to || !trust_admission_find(st, l->host) || !sw_parse_mac(l->mac, mac) ||
 		    g->n_buckets == OF13_BUCKETS_MAX)
 			continue;
 		struct of13_bucket *b = &g->buckets[g->n_buckets++];
@@ -157,15 +160,15 @@ int nat_flows(const struct store_state *st, const struct nat_options *o,
 		sw_output(sw_apply(&fm), hop);
 		r = add(out, &fm);
 	}
-	for (size_t i = 0; r == 0 && i < store_count(st, STORE_NAT_BLOCKS); i++) {
-		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+	for (size_t i = 0; r == 0 && i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
 		uint16_t mask = (uint16_t) ~(b->size - 1u);
 		r = steer(st, o, dpid, b->owner, 6, b->start, mask, NAT_PRIO_BLOCK, out);
 		if (r == 0)
 			r = steer(st, o, dpid, b->owner, 17, b->start, mask, NAT_PRIO_BLOCK, out);
 	}
-	for (size_t i = 0; r == 0 && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
-		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+	for (size_t i = 0; r == 0 && i < store_count(st, NAT_MAPPINGS); i++) {
+		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		if (nat_port_owner(st, m->public_port) != m->owner)
 			r = steer(st, o, dpid, m->owner, m->proto, m->public_port, 0xffff,
 			          NAT_PRIO_MAPPING, out);

@@ -15,6 +15,9 @@
 #include "nat.h"
 #include "pmp.h"
 #include "store/store.h"
+#include "services/nat/tables.h"
+#include "switch/tables.h"
+#include "trust/tables.h"
 #include "switch/desired.h"
 
 #define TICK_MS            1000
@@ -41,12 +44,13 @@ struct nat {
 	struct swc *sw;
 	struct datapath *dp;
 	uv_timer_t tick, soon;
-	unsigned uplink; /* the public address this host's flows leave by */
-	bool claiming;   /* a block claim is under way */
-	bool exhausted;  /* no block was free at the last try (said once) */
-	bool synced;     /* the store has caught up since the start */
-	bool syncing;    /* a barrier is under way */
-	long in_use;     /* translated flows in this host's blocks; -1 unknown */
+	unsigned uplink;                    /* the public address this host's flows leave by */
+	bool claiming;                      /* a block claim is under way */
+	bool exhausted;                     /* no block was free at the last try (said once) */
+	bool synced;                        /* the store has caught up since the start */
+	bool syncing;                       /* a barrier is under way */
+	long in_use;                        /* translated flows in this host's blocks; -1 unknown */
+	struct store_subscription *subs[5]; /* the tables it follows */
 	/* What the master learnt of the gateways. */
 	uint8_t gw_mac[NAT_PUBLIC_MAX][6];
 	bool gw_known[NAT_PUBLIC_MAX];
@@ -163,11 +167,12 @@ static void claim_block(struct nat *n)
 		return;
 	}
 	n->exhausted = false;
-	struct store_cmd cmd = {.table = STORE_NAT_BLOCKS, .op = STORE_PUT, .time_ms = wall_ms()};
-	cmd.row.nat_block = (struct store_nat_block){.start = start,
-	                                             .size = (uint16_t)n->o.block_size,
-	                                             .owner = n->self,
-	                                             .claimed_ms = cmd.time_ms};
+	struct store_cmd cmd = {.table = NAT_BLOCKS, .op = STORE_PUT, .time_ms = wall_ms()};
+	(*STORE_CMD_ROW(&cmd, struct nat_block)) =
+	    (struct nat_block){.start = start,
+	                       .size = (uint16_t)n->o.block_size,
+	                       .owner = n->self,
+	                       .claimed_ms = cmd.time_ms};
 	log_info("nat: claiming ports %u-%u", start, start + n->o.block_size - 1);
 	if (store_propose(n->store, &cmd, claim_done, n) == 0)
 		n->claiming = true;
@@ -203,7 +208,7 @@ static long count_in_use(struct nat *n)
 
 static bool admitted(struct nat *n)
 {
-	return store_admission_find(state(n), n->name) != NULL;
+	return trust_admission_find(state(n), n->name) != NULL;
 }
 
 static void check_blocks(struct nat *n)
@@ -231,7 +236,7 @@ static void reclaim_done(void *userdata, int status, const struct store_result *
 static bool departed(struct nat *n, uint64_t owner)
 {
 	const struct store_member *m = store_member_find(state(n), owner);
-	return !m || !store_admission_find(state(n), m->name);
+	return !m || !trust_admission_find(state(n), m->name);
 }
 
 static struct orphan *orphan(struct nat *n, uint64_t owner)
@@ -262,29 +267,29 @@ static void reclaim(struct nat *n)
 	if (n->reclaiming)
 		return;
 	struct store_cmd cmd = {.op = STORE_DELETE, .time_ms = wall_ms()};
-	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++) {
-		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+	for (size_t i = 0; i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
 		struct orphan *o = departed(n, b->owner) ? orphan(n, b->owner) : NULL;
 		if (o && uv_now(n->loop) - o->since_ms >= n->o.reclaim_after_ms) {
-			cmd.table = STORE_NAT_BLOCKS;
-			cmd.row.nat_block = *b;
+			cmd.table = NAT_BLOCKS;
+			(*STORE_CMD_ROW(&cmd, struct nat_block)) = *b;
 			break;
 		}
 	}
-	for (size_t i = 0; !cmd.table && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
-		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+	for (size_t i = 0; !cmd.table && i < store_count(st, NAT_MAPPINGS); i++) {
+		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		struct orphan *o = departed(n, m->owner) ? orphan(n, m->owner) : NULL;
 		if (o && uv_now(n->loop) - o->since_ms >= n->o.reclaim_after_ms) {
-			cmd.table = STORE_NAT_MAPPINGS;
-			cmd.row.nat_mapping = *m;
+			cmd.table = NAT_MAPPINGS;
+			(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = *m;
 		}
 	}
 	if (!cmd.table)
 		return;
 	log_info("nat: member %" PRIu64 " departed %u ms ago: giving its %s back",
-	         cmd.table == STORE_NAT_BLOCKS ? cmd.row.nat_block.owner
-	                                       : cmd.row.nat_mapping.owner,
-	         n->o.reclaim_after_ms, cmd.table == STORE_NAT_BLOCKS ? "block" : "mapping");
+	         cmd.table == NAT_BLOCKS ? STORE_CMD_ROW(&cmd, struct nat_block)->owner
+	                                 : STORE_CMD_ROW(&cmd, struct nat_mapping)->owner,
+	         n->o.reclaim_after_ms, cmd.table == NAT_BLOCKS ? "block" : "mapping");
 	if (store_propose(n->store, &cmd, reclaim_done, n) == 0)
 		n->reclaiming = true;
 }
@@ -445,10 +450,10 @@ static void pmp_committed(void *userdata, int status, const struct store_result 
 	free(call);
 }
 
-static int pmp_propose(struct pmp_call *call, enum store_op op, const struct store_nat_mapping *m)
+static int pmp_propose(struct pmp_call *call, enum store_op op, const struct nat_mapping *m)
 {
-	struct store_cmd cmd = {.table = STORE_NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
-	cmd.row.nat_mapping = *m;
+	struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
+	(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = *m;
 	int r = store_propose(call->n->store, &cmd, pmp_committed, call);
 	if (r == 0)
 		call->pending++;
@@ -460,8 +465,8 @@ static int pmp_propose(struct pmp_call *call, enum store_op op, const struct sto
 static enum pmp_result pmp_delete(struct nat *n, struct pmp_call *call)
 {
 	const struct store_state *st = state(n);
-	for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS); i++) {
-		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+	for (size_t i = 0; i < store_count(st, NAT_MAPPINGS); i++) {
+		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		if (m->owner != n->self || m->expires_ms == 0 ||
 		    (call->req.protocol && m->proto != call->req.protocol) ||
 		    (call->req.internal_port && m->guest_port != call->req.internal_port))
@@ -484,12 +489,12 @@ static enum pmp_result pmp_map(struct nat *n, struct pmp_call *call)
 		return PMP_NO_RESOURCES;
 	if (r == 1 && q->prefer_failure)
 		return PMP_CANNOT_PROVIDE_EXTERNAL;
-	const struct store_nat_mapping *old =
+	const struct nat_mapping *old =
 	    nat_mapping_of(state(n), n->self, q->protocol, q->internal_port);
 	if (old && old->expires_ms == 0)
 		return PMP_NOT_AUTHORIZED; /* the admin's mapping: not the guest's to change */
 	uint32_t lifetime = q->lifetime < PMP_MAX_LIFETIME ? q->lifetime : PMP_MAX_LIFETIME;
-	struct store_nat_mapping m = {
+	struct nat_mapping m = {
 	    .proto = q->protocol,
 	    .public_port = port,
 	    .owner = n->self,
@@ -591,13 +596,12 @@ static void expire_mappings(struct nat *n)
 {
 	const struct store_state *st = state(n);
 	uint64_t now = wall_ms();
-	for (size_t i = 0; !n->expiring && i < store_count(st, STORE_NAT_MAPPINGS); i++) {
-		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+	for (size_t i = 0; !n->expiring && i < store_count(st, NAT_MAPPINGS); i++) {
+		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		if (m->owner != n->self || m->expires_ms == 0 || m->expires_ms > now)
 			continue;
-		struct store_cmd cmd = {
-		    .table = STORE_NAT_MAPPINGS, .op = STORE_DELETE, .time_ms = now};
-		cmd.row.nat_mapping = *m;
+		struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = STORE_DELETE, .time_ms = now};
+		(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = *m;
 		log_info("nat: mapping of public port %u/%s lapsed", m->public_port,
 		         m->proto == 6 ? "tcp" : "udp");
 		if (store_propose(n->store, &cmd, expire_done, n) == 0)
@@ -627,10 +631,10 @@ static bool auto_known(struct nat *n, uint8_t proto, uint16_t port, bool remove)
 	return false;
 }
 
-static void auto_propose(struct nat *n, enum store_op op, const struct store_nat_mapping *m)
+static void auto_propose(struct nat *n, enum store_op op, const struct nat_mapping *m)
 {
-	struct store_cmd cmd = {.table = STORE_NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
-	cmd.row.nat_mapping = *m;
+	struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
+	(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = *m;
 	if (store_propose(n->store, &cmd, auto_done, n) == 0)
 		n->auto_busy = true;
 }
@@ -664,11 +668,10 @@ static void auto_mappings(struct nat *n)
 		if ((l->addr.s_addr && l->addr.s_addr != n->dp->cfg.guest_addr.s_addr) ||
 		    !nat_may_expose(&n->o, l->proto, l->port))
 			continue;
-		const struct store_nat_mapping *m =
-		    nat_mapping_of(state(n), n->self, l->proto, l->port);
+		const struct nat_mapping *m = nat_mapping_of(state(n), n->self, l->proto, l->port);
 		if (m && (m->expires_ms == 0 || m->expires_ms > now + AUTO_RENEW_MS))
 			continue; /* the admin's, or fresh enough */
-		struct store_nat_mapping want = {
+		struct nat_mapping want = {
 		    .proto = l->proto,
 		    .owner = n->self,
 		    .guest_addr = ntohl(n->dp->cfg.guest_addr.s_addr),
@@ -695,7 +698,7 @@ static void auto_mappings(struct nat *n)
 		if (listening(ls, k, proto, port))
 			continue;
 		auto_known(n, proto, port, true);
-		const struct store_nat_mapping *m = nat_mapping_of(state(n), n->self, proto, port);
+		const struct nat_mapping *m = nat_mapping_of(state(n), n->self, proto, port);
 		if (m && m->expires_ms != 0) {
 			log_info("nat: guest closed %s port %u: unmapping public port %u",
 			         proto == 6 ? "tcp" : "udp", port, m->public_port);
@@ -798,10 +801,18 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 		free(n);
 		return -ENOMEM;
 	}
-	unsigned tables[] = {STORE_NAT_BLOCKS, STORE_NAT_MAPPINGS, STORE_ADMISSIONS,
-	                     STORE_LOCATIONS, STORE_MEMBERS};
-	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
-		store_subscribe(store, tables[i], store_changed, n);
+	unsigned tables[] = {NAT_BLOCKS, NAT_MAPPINGS, TRUST_ADMISSIONS, SWITCH_LOCATIONS,
+	                     STORE_MEMBERS};
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		int r = store_subscribe(store, tables[i], store_changed, n, &n->subs[i]);
+		if (r < 0) {
+			for (size_t k = 0; k < i; k++)
+				store_unsubscribe(store, n->subs[k]);
+			free(n->guest_netns);
+			free(n);
+			return r;
+		}
+	}
 	uv_timer_t *timers[] = {&n->tick, &n->soon};
 	for (size_t i = 0; i < 2; i++) {
 		uv_timer_init(loop, timers[i]);
@@ -840,6 +851,8 @@ void nat_close(struct nat *n)
 {
 	if (!n)
 		return;
+	for (size_t i = 0; i < sizeof(n->subs) / sizeof(n->subs[0]); i++)
+		store_unsubscribe(n->store, n->subs[i]);
 	sw_set_service(n->sw, NULL, n);
 	dp_remove_source(n->dp, NAT_DP_SOURCE);
 	guest_close(n->guest);
@@ -888,8 +901,8 @@ static json_t *nat_status(struct nat *n)
 		                       i < k ? (int)ups[i].port : 0, "up", i < k && up[i]));
 	}
 	json_t *blocks = json_array();
-	for (size_t i = 0; i < store_count(st, STORE_NAT_BLOCKS); i++) {
-		const struct store_nat_block *b = store_row(st, STORE_NAT_BLOCKS, i);
+	for (size_t i = 0; i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
 		json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:s?, s:I}", "start", b->start, "end",
 		                      b->start + b->size - 1, "size", b->size, "owner_id",
 		                      (json_int_t)b->owner, "owner", member_name(st, b->owner),
@@ -897,8 +910,8 @@ static json_t *nat_status(struct nat *n)
 		json_array_append_new(blocks, o);
 	}
 	json_t *maps = json_array();
-	for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS); i++) {
-		const struct store_nat_mapping *m = store_row(st, STORE_NAT_MAPPINGS, i);
+	for (size_t i = 0; i < store_count(st, NAT_MAPPINGS); i++) {
+		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		struct in_addr g = {htonl(m->guest_addr)};
 		json_array_append_new(maps,
 		                      json_pack("{s:s, s:i, s:s?, s:o, s:i, s:I}", "proto",
@@ -948,15 +961,14 @@ static int expose(struct nat *n, struct ctl_client *client, const struct ctl_req
 		*ret_error = strdup("field \"public_port\": expected 1 to 65535");
 		return -EINVAL;
 	}
-	struct store_cmd cmd = {.table = STORE_NAT_MAPPINGS,
-	                        .op = add ? STORE_PUT : STORE_DELETE,
-	                        .time_ms = wall_ms()};
-	struct store_nat_mapping *m = &cmd.row.nat_mapping;
+	struct store_cmd cmd = {
+	    .table = NAT_MAPPINGS, .op = add ? STORE_PUT : STORE_DELETE, .time_ms = wall_ms()};
+	struct nat_mapping *m = STORE_CMD_ROW(&cmd, struct nat_mapping);
 	m->proto = proto;
 	m->public_port = (uint16_t)pub;
 	if (add) {
 		const struct store_member *mem = host ? store_member_find_name(st, host) : NULL;
-		const struct store_location *l = host ? store_location_find(st, host) : NULL;
+		const struct switch_location *l = host ? switch_location_find(st, host) : NULL;
 		if (!mem || !l) {
 			if (asprintf(ret_error, "field \"host\": no located member named \"%s\"",
 			             host ? host : "") < 0)
@@ -969,8 +981,8 @@ static int expose(struct nat *n, struct ctl_client *client, const struct ctl_req
 	} else {
 		/* Deleting names the public port; the owner is the store's. */
 		bool found = false;
-		for (size_t i = 0; i < store_count(st, STORE_NAT_MAPPINGS) && !found; i++) {
-			const struct store_nat_mapping *x = store_row(st, STORE_NAT_MAPPINGS, i);
+		for (size_t i = 0; i < store_count(st, NAT_MAPPINGS) && !found; i++) {
+			const struct nat_mapping *x = store_row(st, NAT_MAPPINGS, i);
 			if (x->proto == proto && x->public_port == pub) {
 				*m = *x;
 				found = true;

@@ -20,6 +20,7 @@
 
 #include "datapath/datapath.h"
 #include "store/tables.h"
+#include "services/nat/tables.h"
 #include "switch/switch.h"
 
 #define NAT_PUBLIC_MAX SW_MAX_UPLINKS
@@ -83,8 +84,8 @@ bool nat_member_mac(const struct store_state *st, uint64_t id, uint8_t mac[6]);
 unsigned nat_uplink_for(uint64_t id, const bool *up, unsigned n);
 
 /* Member @owner's mapping of @proto to its guest's @guest_port, if any. */
-const struct store_nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t owner,
-                                               uint8_t proto, uint16_t guest_port);
+const struct nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t owner,
+                                         uint8_t proto, uint16_t guest_port);
 /* The public port for a mapping of @proto to member @self's guest port
  * @guest_port: the one it has already; else @suggested when free (not
  * mapped, in no other member's block); else a free port of its own blocks.

@@ -1,0 +1,458 @@
+/* The store's own tables: the cluster's generation, its members, and the
+ * conflicts of merges; and, until the policy and DHCP services exist and
+ * take them over, the policy and the leases. Each with its encoding, apply
+ * (checks before it changes), merge rule and JSON. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/buf.h"
+#include "lib/error.h"
+#include "state-internal.h"
+
+static enum store_merge conflict(char **ret_reason, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static enum store_merge conflict(char **ret_reason, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	error_setv(ret_reason, 0, fmt, ap);
+	va_end(ap);
+	return STORE_MERGE_CONFLICT;
+}
+
+/* Membership and generations belong to the cluster that is; a conflict is
+ * the new cluster's own record. */
+static enum store_merge merge_skip(const struct store_state *s, struct store_cmd *cmd,
+                                   char **ret_reason)
+{
+	(void)s, (void)cmd, (void)ret_reason;
+	return STORE_MERGE_SKIP;
+}
+
+/* ---- cluster ---- */
+
+static void cluster_encode(struct obuf *b, const void *row)
+{
+	const struct store_cluster *c = row;
+	obuf_put_u64(b, c->generation);
+	obuf_put_u64(b, c->from_term);
+	obuf_put_u64(b, c->from_index);
+	obuf_put_str(b, c->by);
+}
+
+static void cluster_decode(struct cursor *c, void *row)
+{
+	struct store_cluster *r = row;
+	r->generation = cursor_u64(c);
+	r->from_term = cursor_u64(c);
+	r->from_index = cursor_u64(c);
+	cursor_str(c, r->by, sizeof(r->by));
+}
+
+static json_t *cluster_json(const void *row)
+{
+	const struct store_cluster *c = row;
+	return json_pack("{s:I, s:I, s:I, s:s}", "generation", (json_int_t)c->generation,
+	                 "from_term", (json_int_t)c->from_term, "from_index",
+	                 (json_int_t)c->from_index, "by", c->by);
+}
+
+static int cluster_apply(struct store_state *s, const struct store_cmd *cmd,
+                         struct store_result *res)
+{
+	const struct store_cluster *c = STORE_CMD_ROW(cmd, const struct store_cluster);
+	if (cmd->op != STORE_PUT) {
+		store_reject(res, "the cluster row cannot be deleted");
+		return 0;
+	}
+	if (c->generation != store_cluster(s)->generation + 1) {
+		store_reject(res, "generation %llu does not follow %llu",
+		             (unsigned long long)c->generation,
+		             (unsigned long long)store_cluster(s)->generation);
+		return 0;
+	}
+	int r = store_table_put(s, STORE_CLUSTER, c);
+	if (r == 0)
+		res->value = c->generation;
+	return r;
+}
+
+static const struct store_table cluster_table = {
+    .id = STORE_CLUSTER,
+    .name = "cluster",
+    .version = 1,
+    .row_size = sizeof(struct store_cluster),
+    .single = true,
+    .encode = cluster_encode,
+    .decode = cluster_decode,
+    .apply = cluster_apply,
+    .merge = merge_skip,
+    .to_json = cluster_json,
+};
+
+/* ---- members ---- */
+
+static void member_encode(struct obuf *b, const void *row)
+{
+	const struct store_member *m = row;
+	obuf_put_u64(b, m->id);
+	obuf_put_str(b, m->name);
+	obuf_put_str(b, m->address);
+	obuf_put_str(b, m->peer);
+	obuf_put_u8(b, m->role);
+	obuf_put_str(b, m->raft_version);
+	obuf_put_u64(b, m->joined_ms);
+}
+
+static void member_decode(struct cursor *c, void *row)
+{
+	struct store_member *m = row;
+	m->id = cursor_u64(c);
+	cursor_str(c, m->name, sizeof(m->name));
+	cursor_str(c, m->address, sizeof(m->address));
+	cursor_str(c, m->peer, sizeof(m->peer));
+	m->role = cursor_u8(c);
+	cursor_str(c, m->raft_version, sizeof(m->raft_version));
+	m->joined_ms = cursor_u64(c);
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+	return store_cmp_u64(((const struct store_member *)a)->id,
+	                     ((const struct store_member *)b)->id);
+}
+
+const char *store_role_name(unsigned role)
+{
+	switch (role) {
+	case STORE_ROLE_VOTER:
+		return "voter";
+	case STORE_ROLE_STANDBY:
+		return "standby";
+	case STORE_ROLE_SPARE:
+		return "spare";
+	}
+	return "none";
+}
+
+static json_t *member_json(const void *row)
+{
+	const struct store_member *m = row;
+	return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I}", "id", (json_int_t)m->id, "name",
+	                 m->name, "address", m->address, "peer", m->peer, "role",
+	                 store_role_name(m->role), "raft_version", m->raft_version, "joined_ms",
+	                 (json_int_t)m->joined_ms);
+}
+
+const struct store_member *store_member_find(const struct store_state *s, uint64_t id)
+{
+	struct store_member key = {.id = id};
+	return store_table_get(s, STORE_MEMBERS, &key);
+}
+
+const struct store_member *store_member_find_name(const struct store_state *s, const char *name)
+{
+	for (size_t i = 0; i < store_count(s, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(s, STORE_MEMBERS, i);
+		if (strcmp(m->name, name) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+static int member_apply(struct store_state *s, const struct store_cmd *cmd,
+                        struct store_result *res)
+{
+	const struct store_member *m = STORE_CMD_ROW(cmd, const struct store_member);
+	if (cmd->op == STORE_DELETE) {
+		if (!store_member_find(s, m->id)) {
+			store_reject(res, "no member with id %llu", (unsigned long long)m->id);
+			return 0;
+		}
+		store_table_del(s, STORE_MEMBERS, m);
+		return 0;
+	}
+	if (m->id == 0 || !m->name[0] || !m->address[0]) {
+		store_reject(res, "a member needs an id, a name and an address");
+		return 0;
+	}
+	if (m->role > STORE_ROLE_SPARE) {
+		store_reject(res, "unknown role %u", m->role);
+		return 0;
+	}
+	const struct store_member *same_name = store_member_find_name(s, m->name);
+	if (same_name && same_name->id != m->id) {
+		store_reject(res, "the name %s belongs to member %llu", m->name,
+		             (unsigned long long)same_name->id);
+		return 0;
+	}
+	for (size_t i = 0; i < store_count(s, STORE_MEMBERS); i++) {
+		const struct store_member *o = store_row(s, STORE_MEMBERS, i);
+		if (o->id != m->id && strcmp(o->address, m->address) == 0) {
+			store_reject(res, "the address %s belongs to member %s", m->address,
+			             o->name);
+			return 0;
+		}
+	}
+	return store_table_put(s, STORE_MEMBERS, m);
+}
+
+static const struct store_table members_table = {
+    .id = STORE_MEMBERS,
+    .name = "members",
+    .version = 1,
+    .row_size = sizeof(struct store_member),
+    .cmp = member_cmp,
+    .encode = member_encode,
+    .decode = member_decode,
+    .apply = member_apply,
+    .merge = merge_skip,
+    .to_json = member_json,
+};
+
+/* ---- policy (the policy service will take it over) ---- */
+
+/* The policy's text is kept out of the fixed-size row: it may be large. */
+static void policy_encode(struct obuf *b, const void *row)
+{
+	const struct store_policy *p = row;
+	const char *text = p->text ? p->text : "";
+	obuf_put_u64(b, p->epoch);
+	obuf_put_u32(b, (uint32_t)strlen(text));
+	obuf_put_bytes(b, text, strlen(text));
+}
+
+static void policy_decode(struct cursor *c, void *row)
+{
+	struct store_policy *p = row;
+	p->epoch = cursor_u64(c);
+	uint32_t n = cursor_u32(c);
+	const uint8_t *t = n <= STORE_POLICY_MAX ? cursor_bytes(c, n) : NULL;
+	if (!t || memchr(t, '\0', n)) {
+		c->failed = true;
+		p->text = NULL;
+		return;
+	}
+	p->text = strndup((const char *)t, n);
+	if (!p->text)
+		c->failed = true;
+}
+
+static json_t *policy_json(const void *row)
+{
+	const struct store_policy *p = row;
+	return json_pack("{s:I, s:s}", "epoch", (json_int_t)p->epoch, "text",
+	                 p->text ? p->text : "");
+}
+
+static void policy_release(void *row)
+{
+	struct store_policy *p = row;
+	free(p->text);
+	p->text = NULL;
+}
+
+static int policy_apply(struct store_state *s, const struct store_cmd *cmd,
+                        struct store_result *res)
+{
+	const struct store_policy *p = STORE_CMD_ROW(cmd, const struct store_policy);
+	uint64_t epoch = store_policy(s)->epoch;
+	if (cmd->op != STORE_PUT) {
+		store_reject(res, "the policy cannot be deleted, only replaced");
+		return 0;
+	}
+	if (p->epoch != epoch) {
+		store_reject(res,
+		             "the edit was made on epoch %llu, but the policy is at epoch %llu",
+		             (unsigned long long)p->epoch, (unsigned long long)epoch);
+		return 0;
+	}
+	struct store_policy next = {.epoch = epoch + 1, .text = strdup(p->text ? p->text : "")};
+	if (!next.text || store_table_put(s, STORE_POLICY, &next) < 0) {
+		free(next.text);
+		return -ENOMEM;
+	}
+	res->value = next.epoch;
+	return 0;
+}
+
+static enum store_merge policy_merge(const struct store_state *s, struct store_cmd *cmd,
+                                     char **ret_reason)
+{
+	const struct store_policy *p = STORE_CMD_ROW(cmd, const struct store_policy);
+	if (p->epoch == store_policy(s)->epoch)
+		return STORE_MERGE_APPLY;
+	return conflict(ret_reason,
+	                "a policy edit made on epoch %llu meets epoch %llu; review it and "
+	                "apply it again by hand",
+	                (unsigned long long)p->epoch, (unsigned long long)store_policy(s)->epoch);
+}
+
+static const struct store_table policy_table = {
+    .id = STORE_POLICY,
+    .name = "policy",
+    .version = 1,
+    .row_size = sizeof(struct store_policy),
+    .single = true,
+    .encode = policy_encode,
+    .decode = policy_decode,
+    .apply = policy_apply,
+    .merge = policy_merge,
+    .to_json = policy_json,
+    .release = policy_release,
+};
+
+/* ---- leases (the DHCP service will take them over) ---- */
+
+static void lease_encode(struct obuf *b, const void *row)
+{
+	const struct store_lease *l = row;
+	obuf_put_str(b, l->mac);
+	obuf_put_u32(b, l->addr);
+	obuf_put_str(b, l->host);
+	obuf_put_u64(b, l->expires_ms);
+}
+
+static void lease_decode(struct cursor *c, void *row)
+{
+	struct store_lease *l = row;
+	cursor_str(c, l->mac, sizeof(l->mac));
+	l->addr = cursor_u32(c);
+	cursor_str(c, l->host, sizeof(l->host));
+	l->expires_ms = cursor_u64(c);
+}
+
+static int lease_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct store_lease *)a)->mac, ((const struct store_lease *)b)->mac);
+}
+
+static json_t *lease_json(const void *row)
+{
+	const struct store_lease *l = row;
+	return json_pack("{s:s, s:o, s:s, s:I}", "mac", l->mac, "addr", store_addr_json(l->addr),
+	                 "host", l->host, "expires_ms", (json_int_t)l->expires_ms);
+}
+
+static const struct store_lease *lease_of_addr(const struct store_state *s, uint32_t addr)
+{
+	for (size_t i = 0; i < store_count(s, STORE_LEASES); i++) {
+		const struct store_lease *l = store_row(s, STORE_LEASES, i);
+		if (l->addr == addr)
+			return l;
+	}
+	return NULL;
+}
+
+static int lease_apply(struct store_state *s, const struct store_cmd *cmd, struct store_result *res)
+{
+	const struct store_lease *l = STORE_CMD_ROW(cmd, const struct store_lease);
+	if (cmd->op == STORE_PUT) {
+		const struct store_lease *other = lease_of_addr(s, l->addr);
+		/* An expired lease gives its address up; "expired" is judged
+		 * by the command's own clock, so every replica agrees. */
+		if (other && strcmp(other->mac, l->mac) != 0 && other->expires_ms > cmd->time_ms) {
+			store_reject(res, "the address is leased to %s", other->mac);
+			return 0;
+		}
+		if (other && strcmp(other->mac, l->mac) != 0) {
+			struct store_lease key = *other;
+			store_table_del(s, STORE_LEASES, &key);
+		}
+	}
+	return store_apply_simple(s, cmd, res, "lease");
+}
+
+static enum store_merge lease_merge(const struct store_state *s, struct store_cmd *cmd,
+                                    char **ret_reason)
+{
+	const struct store_lease *l = STORE_CMD_ROW(cmd, const struct store_lease);
+	if (cmd->op == STORE_DELETE)
+		return store_table_get(s, STORE_LEASES, l) ? STORE_MERGE_APPLY : STORE_MERGE_SKIP;
+	const struct store_lease *row = lease_of_addr(s, l->addr);
+	if (!row || strcmp(row->mac, l->mac) == 0)
+		return STORE_MERGE_APPLY;
+	return conflict(ret_reason, "an address was leased to %s and to %s", row->mac, l->mac);
+}
+
+static const struct store_table leases_table = {
+    .id = STORE_LEASES,
+    .name = "leases",
+    .version = 1,
+    .row_size = sizeof(struct store_lease),
+    .cmp = lease_cmp,
+    .encode = lease_encode,
+    .decode = lease_decode,
+    .apply = lease_apply,
+    .merge = lease_merge,
+    .to_json = lease_json,
+};
+
+/* ---- conflicts ---- */
+
+static void conflict_encode(struct obuf *b, const void *row)
+{
+	const struct store_conflict *c = row;
+	obuf_put_u64(b, c->id);
+	obuf_put_u8(b, c->table);
+	obuf_put_u64(b, c->generation);
+	obuf_put_str(b, c->reason);
+}
+
+static void conflict_decode(struct cursor *c, void *row)
+{
+	struct store_conflict *r = row;
+	r->id = cursor_u64(c);
+	r->table = cursor_u8(c);
+	r->generation = cursor_u64(c);
+	cursor_str(c, r->reason, sizeof(r->reason));
+}
+
+static int conflict_cmp(const void *a, const void *b)
+{
+	return store_cmp_u64(((const struct store_conflict *)a)->id,
+	                     ((const struct store_conflict *)b)->id);
+}
+
+static json_t *conflict_json(const void *row)
+{
+	const struct store_conflict *c = row;
+	const char *table = store_table_name(c->table);
+	return json_pack("{s:I, s:s, s:I, s:s}", "id", (json_int_t)c->id, "table",
+	                 table ? table : "unknown", "generation", (json_int_t)c->generation,
+	                 "reason", c->reason);
+}
+
+static int conflict_apply(struct store_state *s, const struct store_cmd *cmd,
+                          struct store_result *res)
+{
+	if (cmd->op == STORE_DELETE)
+		return store_apply_simple(s, cmd, res, "conflict");
+	struct store_conflict row = *STORE_CMD_ROW(cmd, const struct store_conflict);
+	row.id = s->next_conflict;
+	int r = store_table_put(s, STORE_CONFLICTS, &row);
+	if (r == 0)
+		res->value = s->next_conflict++;
+	return r;
+}
+
+static const struct store_table conflicts_table = {
+    .id = STORE_CONFLICTS,
+    .name = "conflicts",
+    .version = 1,
+    .row_size = sizeof(struct store_conflict),
+    .cmp = conflict_cmp,
+    .encode = conflict_encode,
+    .decode = conflict_decode,
+    .apply = conflict_apply,
+    .merge = merge_skip,
+    .to_json = conflict_json,
+};
+
+const struct store_table *const store_core_tables[] = {
+    &cluster_table, &members_table, &policy_table, &leases_table, &conflicts_table, NULL,
+};

@@ -1,0 +1,157 @@
+/* The leader's upkeep of the membership (roles recorded in the members
+ * table, voters replaced when they stay unreachable), joining through the
+ * seeds, and the periodic tick that drives both. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "store-internal.h"
+
+/* ---- membership (leader) ---- */
+
+void store_member_role_done(void *userdata, int status, const struct store_result *res,
+                            const char *error)
+{
+	(void)userdata;
+	(void)res;
+	if (status < 0)
+		log_warn("store: cannot record a member's role: %s", error);
+}
+
+/* Records in the members table the role Raft now gives @id. */
+static void record_role(struct store *s, raft_id id, int role)
+{
+	const struct store_member *m = store_member_find(s->state, id);
+	if (!m || m->role == role)
+		return;
+	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = wall_ms()};
+	(*STORE_CMD_ROW(&cmd, struct store_member)) = *m;
+	STORE_CMD_ROW(&cmd, struct store_member)->role = (uint8_t)role;
+	store_propose(s, &cmd, store_member_role_done, NULL);
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+	struct store *s = req->data;
+	s->changing = false;
+	if (status != 0) {
+		log_warn("store: membership change for %" PRIu64 " failed: %s", s->change_id,
+		         raft_strerror(status));
+		return;
+	}
+	if (s->change_role >= 0) {
+		log_info("store: member %" PRIu64 " is now %s", s->change_id,
+		         s->change_role == RAFT_VOTER ? "a voter" : "a standby");
+		record_role(s, s->change_id, s->change_role);
+	}
+}
+
+/* One step towards the wanted membership (membership.c decides). */
+static void maintain_membership(struct store *s)
+{
+	if (s->changing)
+		return;
+	struct membership_change c = membership_next(&s->members, &s->raft, s->state, mono_ms());
+	if (c.action == MEMBERSHIP_NONE)
+		return;
+	s->changing = true;
+	s->change_id = c.id;
+	s->change_role = c.action == MEMBERSHIP_ADD ? -1 : c.role;
+	s->change.data = s;
+	int r = c.action == MEMBERSHIP_ADD
+	            ? raft_add(&s->raft, &s->change, c.id, c.address, change_cb)
+	            : raft_assign(&s->raft, &s->change, c.id, c.role, change_cb);
+	if (r != 0) {
+		s->changing = false;
+		log_warn("store: cannot change member %llu: %s", (unsigned long long)c.id,
+		         raft_errmsg(&s->raft));
+		return;
+	}
+	log_info("store: member %llu: %s (%s)", (unsigned long long)c.id,
+	         c.action == MEMBERSHIP_ADD ? "adding as a replica"
+	         : c.role == RAFT_VOTER     ? "promoting to voter"
+	                                    : "making a standby",
+	         c.why);
+}
+
+/* ---- joining ---- */
+
+static void join_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct store *s = userdata;
+	s->join_in_flight = false;
+	if (status < 0) {
+		log_debug("store: join: %s", error);
+		s->redirect[0] = '\0';
+		return;
+	}
+	const char *redirect = json_string_value(json_object_get(result, "redirect"));
+	snprintf(s->redirect, sizeof(s->redirect), "%s", redirect ? redirect : "");
+}
+
+static void try_join(struct store *s)
+{
+	if (s->join_in_flight || (s->o.n_seeds == 0 && !s->redirect[0]))
+		return;
+	const char *to = s->redirect[0] ? s->redirect : s->o.seeds[s->seed_next++ % s->o.n_seeds];
+	if (strcmp(to, s->o.peer_address) == 0)
+		return;
+	json_t *args = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->o.id, "name",
+	                         s->o.name, "address", s->o.raft_address, "peer", s->o.peer_address,
+	                         "raft_version", store_raft_version());
+	s->redirect[0] = '\0';
+	if (store_call(s, to, "store.join", args, PEER_TIMEOUT_MS, join_cb, s) == 0)
+		s->join_in_flight = true;
+}
+
+void store_tick_cb(uv_timer_t *t)
+{
+	struct store *s = t->data;
+	s->ticks++;
+	/* Removed, or stopped by a corrupt entry: Raft is closed here, not
+	 * inside the state machine's callback that found out. */
+	if ((s->phase == PHASE_REMOVED || s->phase == PHASE_FAILED) && s->raft_open)
+		store_stop_raft(s, s->phase);
+	if (s->phase != PHASE_RUNNING || !s->raft_open)
+		return;
+	store_release_barriers(s);
+	bool leader = raft_state(&s->raft) == RAFT_LEADER;
+	if (leader && s->generation_pending) {
+		s->generation_pending = false;
+		struct store_cmd cmd = {
+		    .table = STORE_CLUSTER, .op = STORE_PUT, .time_ms = wall_ms()};
+		(*STORE_CMD_ROW(&cmd, struct store_cluster)) = s->pending_generation;
+		if (store_propose(s, &cmd, store_generation_done, s) < 0)
+			s->generation_pending = true;
+		/* The creator joins its own members table. */
+		if (s->pending_generation.generation == 1 &&
+		    !store_member_find(s->state, s->o.id)) {
+			struct store_cmd m = {
+			    .table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = wall_ms()};
+			(*STORE_CMD_ROW(&m, struct store_member)) = (struct store_member){
+			    .id = s->o.id, .role = STORE_ROLE_VOTER, .joined_ms = wall_ms()};
+			snprintf(STORE_CMD_ROW(&m, struct store_member)->name,
+			         sizeof(STORE_CMD_ROW(&m, struct store_member)->name), "%s",
+			         s->o.name);
+			snprintf(STORE_CMD_ROW(&m, struct store_member)->address,
+			         sizeof(STORE_CMD_ROW(&m, struct store_member)->address), "%s",
+			         s->o.raft_address);
+			snprintf(STORE_CMD_ROW(&m, struct store_member)->peer,
+			         sizeof(STORE_CMD_ROW(&m, struct store_member)->peer), "%s",
+			         s->o.peer_address);
+			snprintf(STORE_CMD_ROW(&m, struct store_member)->raft_version,
+			         sizeof(STORE_CMD_ROW(&m, struct store_member)->raft_version), "%s",
+			         store_raft_version());
+			store_propose(s, &m, store_member_role_done, NULL);
+		}
+	}
+	if (leader)
+		maintain_membership(s);
+	else if (!store_member_find(s->state, s->o.id) && s->ticks % 2 == 0)
+		try_join(s);
+	if (s->ticks % HELLO_EVERY_TICKS == 0)
+		store_gossip_generation(s);
+	store_merge_orphans(s);
+}
