@@ -52,7 +52,7 @@ static const struct command commands[] = {
      "\n"
      "Prints every table of this host's replica (or only TABLE: cluster, members,\n"
      "admissions, trusted, policy, nat_blocks, nat_mappings, leases, conflicts,\n"
-     "locations, links, attestations, devices, manager).\n",
+     "locations, links, attestations, devices, manager, labels).\n",
      cmd_store},
     {"trust", "list, add or remove trusted measurements",
      "Usage: ettmctl [--json] trust [list]\n"
@@ -135,6 +135,23 @@ static const struct command commands[] = {
      "        digits, '.', '_', '-'); again to rename it.\n"
      "remove  takes the allowance back: the device reaches nothing again.\n",
      cmd_devices},
+    {"services", "the agent's services: which run here, which are off and why",
+     "Usage: ettmctl [--json] services\n"
+     "\n"
+     "Every service of the agent (store, trust, switch, devices, nat, labels...),\n"
+     "in the order they start: on, with its status where it reports one, or off,\n"
+     "with the reason (what the configuration lacks). A service that is off\n"
+     "answers each of its commands with that reason.\n",
+     cmd_services},
+    {"call", "ask any command of any service, with KEY=VALUE arguments",
+     "Usage: ettmctl [--json] call COMMAND [KEY=VALUE | KEY:=JSON]...\n"
+     "\n"
+     "Sends COMMAND (as docs/control-protocol.md names it: labels, labels.set,\n"
+     "nat.expose...) with the arguments given, KEY=VALUE for a string and\n"
+     "KEY:=JSON for any other JSON value, and prints the agent's answer as JSON.\n"
+     "For the services that have no command of their own in ettmctl, e.g.\n"
+     "  ettmctl call labels.set name=printer1 text='2nd floor, by the stairs'\n",
+     cmd_call},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

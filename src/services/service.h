@@ -15,14 +15,16 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 #include <uv.h>
 
-struct config;
 struct ctl_client;
 struct ctl_request;
 struct datapath;
+struct dp_config;
+struct dp_fragment;
 struct store;
 struct store_table;
 struct sw_service;
@@ -48,15 +50,26 @@ struct svc_command {
 	svc_handler_fn handle;
 };
 
-/* What the agent shares with its services. The switch controller's service
- * publishes its controller in @switches when it opens, for the services
- * after it in the array. */
+/* Who this host is, as the agent's configuration says. */
+struct svc_host {
+	const char *name;
+	uint16_t id;
+	const char *state_dir;
+	const char *guest_netns;     /* NULL: not known */
+	const char *measured_config; /* the configuration as the TPM measures it */
+	const struct dp_config *datapath;
+	uint16_t raft_port, peer_port; /* on the datapath's control address */
+};
+
+/* What the agent shares with its services. A service that provides one of
+ * the shared parts publishes it here when it opens, for the services after
+ * it in the array: the store's service sets @store, the switch
+ * controller's sets @switches. */
 struct svc_env {
 	uv_loop_t *loop;
-	const struct config *cfg;
-	const char *config_path;
-	struct store *store;
+	const struct svc_host *host;
 	struct datapath *dp;
+	struct store *store;
 	struct swc *switches; /* NULL: this host controls no switch */
 };
 
@@ -66,11 +79,11 @@ struct service {
 	 * else why not, a sentence every command of the service answers with
 	 * ("NAT is off on this host: its configuration has no
 	 * nat.public-addresses"). NULL pointer: always runs. */
-	const char *(*off)(const struct svc_env *env);
+	const char *(*off)(const struct svc_env *env, const void *options);
 	/* Starts the service; *ret_self is handed back to every callback.
 	 * Returns 0, or a negative errno with *ret_error; the agent then does
 	 * not start. */
-	int (*open)(struct svc_env *env, void **ret_self, char **ret_error);
+	int (*open)(struct svc_env *env, const void *options, void **ret_self, char **ret_error);
 	/* Stops the service and frees @self; calls @done(@arg) exactly once,
 	 * when its last handle is closed (possibly before close returns).
 	 * NULL: nothing to stop. */
@@ -84,16 +97,35 @@ struct service {
 	 * table). NULL: none. */
 	const struct store_table *const *tables;
 	/* Its part in the switches: the controller computes its flows and
-	 * groups, and hands it packet-ins and read-back flows. NULL: none. */
+	 * groups, and hands it packet-ins and read-back flows (called with
+	 * @self). Registered once the service is open, when this host has
+	 * switches; removed before it closes. NULL: none. */
 	const struct sw_service *sw;
+	/* Its part in the datapath until it opens, and for good when it is
+	 * off: the fragment that stands in for it under the service's name.
+	 * Every service's stand-in is added before the first reconciliation,
+	 * so the fragments compose in the array's order; an open service
+	 * replaces it, keeping its place, with dp_set_source() under its own
+	 * name. NULL: none. */
+	int (*datapath_boot)(const struct svc_env *env, const void *options,
+	                     const struct dp_config *cfg, struct dp_fragment *out);
+};
+
+/* One line of the agent's array: a service and where its options are in
+ * the agent's configuration (SVC_NO_OPTIONS: it has none). */
+#define SVC_NO_OPTIONS ((ptrdiff_t)-1)
+struct svc_entry {
+	const struct service *service;
+	ptrdiff_t options; /* offsetof() in the configuration */
 };
 
 /* The services of a running agent: the static array, and each one's self. */
 struct svc_set {
-	const struct service *const *list; /* NULL-terminated */
+	const struct svc_entry *list; /* ends with {NULL} */
 	size_t n;
-	void **self;         /* per service; NULL where it is off or not open yet */
-	const char **off;    /* per service: why it is off, or NULL */
+	struct svc_ctx *ctx;       /* per service: its options and the environment */
+	void **self;               /* per service; NULL where it is off or not open yet */
+	const char **off;          /* per service: why it is off, or NULL */
 	struct svc_cmd_ref *index; /* every command, sorted by name */
 	size_t n_index;
 	size_t n_open;
@@ -107,12 +139,20 @@ struct svc_set {
  * table with the store. Fails with -EEXIST and *ret_error when two services
  * (or two entries) claim one command, or a table cannot be registered.
  * Opens nothing. */
-int svc_set_init(struct svc_set *set, const struct service *const *list, char **ret_error);
+int svc_set_init(struct svc_set *set, const struct svc_entry *list, char **ret_error);
 
-/* Opens every service that is not off, in the array's order. Returns 0, or
- * the first failure with *ret_error ("nat: ..."); the services opened
- * before it stay open (close the set). */
-int svc_set_open(struct svc_set *set, struct svc_env *env, char **ret_error);
+/* Binds @set to @env and to @config, the agent's configuration the
+ * entries' offsets point into, and adds every service's datapath stand-in
+ * to @env->dp (when not NULL) in the array's order. Call it once, before
+ * svc_set_open(). Returns 0 or a negative errno with *ret_error. */
+int svc_set_boot(struct svc_set *set, struct svc_env *env, const void *config, char **ret_error);
+
+/* Opens every service that is not off (judged just before its turn, so
+ * what the services before it published counts), in the array's order,
+ * and hands the switch controller their switch parts. Returns 0, or the first failure
+ * with *ret_error ("nat: ..."); the services opened before it stay open
+ * (close the set). */
+int svc_set_open(struct svc_set *set, char **ret_error);
 
 /* Closes the open services in reverse order; @done(@arg) once all have
  * completed. */

@@ -298,10 +298,27 @@ static int handle_remove(struct store *s, struct ctl_client *client, const struc
 
 /* ---- dispatch ---- */
 
+void store_set_cluster_extra(struct store *s, const char *key, json_t *(*fn)(void *userdata),
+                             void *userdata)
+{
+	s->extra_key = fn ? key : NULL;
+	s->extra_fn = fn;
+	s->extra_userdata = userdata;
+}
+
+/* This host's view for `cluster`, with what another module adds to it. */
+static json_t *cluster_view(struct store *s)
+{
+	json_t *o = store_status(s);
+	if (o && s->extra_fn)
+		json_object_set_new(o, s->extra_key, s->extra_fn(s->extra_userdata));
+	return o;
+}
+
 static void cluster_status_cb(void *userdata, int status, json_t *result, const char *error)
 {
 	struct reply_ctx *c = userdata;
-	json_t *mine = store_status(c->s);
+	json_t *mine = cluster_view(c->s);
 	(void)error;
 	/* The leader knows who is reachable; this host knows its own state. */
 	if (status == 0 && json_is_array(json_object_get(result, "members")))
@@ -315,7 +332,7 @@ static int handle_cluster(struct store *s, struct ctl_client *client, const stru
 {
 	const struct store_member *lm = store_leader_member(s);
 	if (store_is_leader(s) || !lm || !lm->peer[0]) {
-		*ret_result = store_status(s);
+		*ret_result = cluster_view(s);
 		return 0;
 	}
 	struct reply_ctx *c = reply_ctx(s, client, req, false);

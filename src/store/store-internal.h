@@ -71,6 +71,10 @@ struct store {
 	struct journal *journal;
 	enum store_phase phase;
 	char fatal[256];
+	/* What another module adds to `cluster` (store_set_cluster_extra()). */
+	const char *extra_key;
+	json_t *(*extra_fn)(void *userdata);
+	void *extra_userdata;
 
 	/* The Raft instance; re-created in place by recover and reset. */
 	struct raft raft;

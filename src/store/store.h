@@ -122,5 +122,14 @@ struct store_cmd;
 int store_propose_reply(struct store *s, struct ctl_client *client, const struct ctl_request *req,
                         const struct store_cmd *cmd, bool reject_is_error, char **ret_error);
 
+/* Adds "@key": @fn(@userdata) to every `cluster` reply of this host (the
+ * switch controller's failure detector); @fn NULL removes it. */
+void store_set_cluster_extra(struct store *s, const char *key, json_t *(*fn)(void *userdata),
+                             void *userdata);
+
 /* The version of the Raft library this agent runs ("libraft 0.15.0"). */
 const char *store_raft_version(void);
+
+struct service;
+/* The store as a service of the agent (service.c). */
+extern const struct service store_service;

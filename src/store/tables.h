@@ -24,7 +24,8 @@
 
 /* Version of the command and snapshot encodings. A replica refuses
  * encodings newer than it knows. */
-#define STORE_ENCODING_VERSION 3 /* 2: locations, links; 3: attestations, devices, manager */
+/* 2: locations, links; 3: attestations, devices, manager; 4: labels */
+#define STORE_ENCODING_VERSION 4
 
 #define STORE_NAME_MAX    32
 #define STORE_ADDR_MAX    64

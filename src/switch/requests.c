@@ -1,8 +1,7 @@
 /* The controller's control requests: "switches" (every member's view,
  * gathered over the peer API and merged by switch), "switch.local" (this
  * agent's view), "topology" and "flows" (a switch's desired flows against
- * the ones it holds); the dispatch of these and of hosts.c's and bench.c's
- * commands. */
+ * the ones it holds); the dispatch of these and of bench.c's command. */
 #include "switch-internal.h"
 
 #include <arpa/inet.h>
@@ -13,7 +12,6 @@
 
 #include "api/client.h"
 #include "api/server.h"
-#include "hosts.h"
 #include "lib/error.h"
 #include "store/store.h"
 #include "switch/tables.h"
@@ -282,7 +280,5 @@ int sw_handle_request(struct swc *c, struct ctl_client *client, const struct ctl
 	}
 	if (strcmp(cmd, "flows") == 0)
 		return handle_flows(c, req, ret_result, ret_error);
-	if (strncmp(cmd, "hosts.", 6) == 0)
-		return hosts_handle_request(c->store, client, req, ret_result, ret_error);
 	return -ENOENT;
 }

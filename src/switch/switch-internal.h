@@ -115,6 +115,8 @@ struct swc {
 	size_t n_svcs, cap_svcs;
 	bool closing;
 	int open_handles;
+	void (*closed)(void *arg); /* sw_close()'s completion */
+	void *closed_arg;
 };
 
 /* ---- switch.c ---- */

@@ -344,14 +344,20 @@ static void timer_closed(uv_handle_t *h)
 			reconcile_forget_groups(&c->sw[i]);
 			free(c->sw[i].groups_sent);
 		}
+		void (*done)(void *arg) = c->closed;
+		void *arg = c->closed_arg;
 		free(c->svcs);
 		free(c);
+		if (done)
+			done(arg);
 	}
 }
 
-void sw_close(struct swc *c)
+void sw_close(struct swc *c, void (*done)(void *arg), void *arg)
 {
 	c->closing = true;
+	c->closed = done;
+	c->closed_arg = arg;
 	for (size_t i = 0; i < sizeof(c->subs) / sizeof(c->subs[0]); i++)
 		store_unsubscribe(c->store, c->subs[i]);
 	for (unsigned i = 0; i < c->o.n_switches; i++)

@@ -86,16 +86,21 @@ const uint8_t *sw_own_mac(struct swc *c);
  * or a negative errno with *@ret_error. */
 int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *self,
             struct store *store, struct swc **ret, char **ret_error);
-void sw_close(struct swc *c);
+/* Closes every connection and timer, then frees @c and calls @done(@arg)
+ * (@done may be NULL). */
+void sw_close(struct swc *c, void (*done)(void *arg), void *arg);
 
 /* The failure detector's view, for `ettmctl cluster`: {state, reason}. */
 json_t *sw_failure_detector(struct swc *c);
 
-/* Control requests: "switches", "switch.local", "topology", "flows",
- * "hosts.list", "hosts.admit", "hosts.revoke" (hosts.h), and, built with
- * -Dbench_hooks=true only, "switch.bench". -ENOENT (no error) for a
- * command that is not the controller's. */
+/* Control requests: "switches", "switch.local", "topology", "flows", and,
+ * built with -Dbench_hooks=true only, "switch.bench" (switch_service lists
+ * them). -ENOENT (no error) for a command that is not the controller's. */
 struct ctl_client;
 struct ctl_request;
 int sw_handle_request(struct swc *c, struct ctl_client *client, const struct ctl_request *req,
                       json_t **ret_result, char **ret_error);
+
+struct service;
+/* The controller as a service of the agent (service.c). */
+extern const struct service switch_service;

@@ -93,3 +93,8 @@ const char *attest_measurement(const struct attest *a);
 /* This host's side, for `ettmctl status`: measurement, PCR, whether it is
  * admitted, the last error of a join. */
 json_t *attest_status(const struct attest *a);
+
+struct service;
+/* Admission (attestation, or the admin's) as a service of the agent
+ * (service.c). */
+extern const struct service trust_service;

@@ -21,6 +21,14 @@ static void note(const char *what, const char *name)
 	snprintf(order + n, sizeof(order) - n, "%s%s:%s", n ? " " : "", what, name);
 }
 
+/* An agent's configuration, as the entries' offsets see it. */
+struct fake_config {
+	int a;
+	int b;
+};
+
+static const struct fake_config config = {.a = 1, .b = 42};
+
 struct fake {
 	const char *name;
 	int hits;
@@ -28,21 +36,23 @@ struct fake {
 
 static struct fake fake_a = {.name = "a"}, fake_b = {.name = "b"};
 
-static int open_a(struct svc_env *env, void **ret_self, char **ret_error)
+static int open_a(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
 {
 	note("o", "a");
 	*ret_self = &fake_a;
 	return 0;
 }
 
-static int open_b(struct svc_env *env, void **ret_self, char **ret_error)
+static int open_b(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
 {
 	note("o", "b");
+	/* Its options: where its entry said they are in the configuration. */
+	assert_int_equal(*(const int *)options, 42);
 	*ret_self = &fake_b;
 	return 0;
 }
 
-static int open_fails(struct svc_env *env, void **ret_self, char **ret_error)
+static int open_fails(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
 {
 	return error_set(ret_error, -EIO, "no such device");
 }
@@ -53,7 +63,7 @@ static void close_now(void *self, void (*done)(void *arg), void *arg)
 	done(arg);
 }
 
-static const char *always_off(const struct svc_env *env)
+static const char *always_off(const struct svc_env *env, const void *options)
 {
 	return "C is off on this host: its configuration has no c.thing";
 }
@@ -77,12 +87,12 @@ static const struct svc_command b_cmds[] = {{"b", SVC_ADMIN, hit}, {NULL}};
 static const struct svc_command c_cmds[] = {{"c.do", SVC_ADMIN, hit}, {NULL}};
 static const struct svc_command dup_cmds[] = {{"shared", SVC_ADMIN, hit}, {NULL}};
 
-static const struct service svc_a = {.name = "a", .open = open_a, .close = close_now,
-                                     .commands = a_cmds};
-static const struct service svc_b = {.name = "b", .open = open_b, .close = close_now,
-                                     .commands = b_cmds};
-static const struct service svc_c = {.name = "c", .off = always_off, .open = open_fails,
-                                     .commands = c_cmds};
+static const struct service svc_a = {
+    .name = "a", .open = open_a, .close = close_now, .commands = a_cmds};
+static const struct service svc_b = {
+    .name = "b", .open = open_b, .close = close_now, .commands = b_cmds};
+static const struct service svc_c = {
+    .name = "c", .off = always_off, .open = open_fails, .commands = c_cmds};
 static const struct service svc_dup = {.name = "dup", .commands = dup_cmds};
 static const struct service svc_fails = {.name = "fails", .open = open_fails};
 
@@ -103,14 +113,20 @@ static void closed(void *arg)
 
 static void test_dispatch_by_owner_and_scope(void **state)
 {
-	static const struct service *const list[] = {&svc_a, &svc_b, &svc_c, NULL};
+	static const struct svc_entry list[] = {
+	    {&svc_a, SVC_NO_OPTIONS},
+	    {&svc_b, offsetof(struct fake_config, b)},
+	    {&svc_c, SVC_NO_OPTIONS},
+	    {NULL},
+	};
 	struct svc_set set;
 	struct svc_env env = {0};
 	char *error = NULL;
 	json_t *result;
 	order[0] = '\0';
 	assert_int_equal(svc_set_init(&set, list, &error), 0);
-	assert_int_equal(svc_set_open(&set, &env, &error), 0);
+	assert_int_equal(svc_set_boot(&set, &env, &config, &error), 0);
+	assert_int_equal(svc_set_open(&set, &error), 0);
 	assert_string_equal(order, "o:a o:b");
 
 	assert_int_equal(ask(&set, SVC_ADMIN, "b", &result, &error), 0);
@@ -153,7 +169,8 @@ static void test_dispatch_by_owner_and_scope(void **state)
 
 static void test_one_owner_per_command(void **state)
 {
-	static const struct service *const list[] = {&svc_a, &svc_dup, NULL};
+	static const struct svc_entry list[] = {
+	    {&svc_a, SVC_NO_OPTIONS}, {&svc_dup, SVC_NO_OPTIONS}, {NULL}};
 	struct svc_set set;
 	char *error = NULL;
 	assert_int_equal(svc_set_init(&set, list, &error), -EEXIST);
@@ -163,13 +180,19 @@ static void test_one_owner_per_command(void **state)
 
 static void test_open_failure_names_the_service(void **state)
 {
-	static const struct service *const list[] = {&svc_a, &svc_fails, &svc_b, NULL};
+	static const struct svc_entry list[] = {
+	    {&svc_a, SVC_NO_OPTIONS},
+	    {&svc_fails, SVC_NO_OPTIONS},
+	    {&svc_b, offsetof(struct fake_config, b)},
+	    {NULL},
+	};
 	struct svc_set set;
 	struct svc_env env = {0};
 	char *error = NULL;
 	order[0] = '\0';
 	assert_int_equal(svc_set_init(&set, list, &error), 0);
-	assert_int_equal(svc_set_open(&set, &env, &error), -EIO);
+	assert_int_equal(svc_set_boot(&set, &env, &config, &error), 0);
+	assert_int_equal(svc_set_open(&set, &error), -EIO);
 	assert_string_equal(error, "fails: no such device");
 	free(error);
 	int done = 0;

@@ -704,8 +704,9 @@ static void test_manager(void **state)
 	struct store_state *e = new_state();
 	assert_applied(e, (struct store_cmd[1]){member(2, "h2", "10.77.0.2:7700")});
 	snapshot(e, &snap, &len);
-	/* attestations, devices: tag, count; manager: tag, "", since */
-	size_t tail = 5 + 5 + 1 + 2 + 8;
+	/* attestations, devices: tag, count; manager: tag, "", since;
+	 * labels (encoding 4): tag, count */
+	size_t tail = 5 + 5 + 1 + 2 + 8 + 5;
 	snap[4] = 2;
 	assert_int_equal(store_state_restore(c, snap, len - tail, &error), 0);
 	assert_int_equal(store_count(c, DEVICES_DEVICES), 0);
@@ -883,7 +884,7 @@ static void test_registry_refuses_collisions(void **state)
 	} cases[] = {
 	    {&same_name, -EEXIST, "table name devices is taken by table 13"},
 	    {&too_big, -EINVAL, "table big: a row of 513 bytes exceeds 512"},
-	    {&newer, -EINVAL, "table newer: unknown encoding version 4"},
+	    {&newer, -EINVAL, "table newer: unknown encoding version 5"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *error = NULL;

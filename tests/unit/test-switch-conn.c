@@ -465,7 +465,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 	if (f->sw)
-		sw_close(f->sw);
+		sw_close(f->sw, NULL, NULL);
 	fake_close(&f->fake);
 	for (unsigned i = 0; i < 2; i++)
 		if (f->peer_open[i])

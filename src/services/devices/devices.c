@@ -181,7 +181,7 @@ static int flows(void *userdata, const struct store_state *st, const struct sw_p
 	return devices_flows(st, dpid, out);
 }
 
-static const struct sw_service service = {
+const struct sw_service devices_sw = {
     .flows = flows,
     .packet_in = packet_in,
 };
@@ -215,9 +215,6 @@ int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, stru
 		timers[i]->data = d;
 	}
 	uv_timer_start(&d->tick, tick_cb, TICK_MS, TICK_MS);
-	if (sw_set_service(switches, &service, d) < 0)
-		log_error("devices: out of memory registering with the switch controller; "
-		          "its flows are not installed");
 	int r = dp_set_source(dp, DEVICES_DP_SOURCE, datapath_build, d);
 	if (r < 0)
 		log_error("devices: datapath source: %s", strerror(-r));
@@ -238,7 +235,6 @@ void devices_close(struct devices *d)
 		return;
 	for (size_t i = 0; i < sizeof(d->subs) / sizeof(d->subs[0]); i++)
 		store_unsubscribe(d->store, d->subs[i]);
-	sw_set_service(d->sw, NULL, d);
 	dp_remove_source(d->dp, DEVICES_DP_SOURCE);
 	d->open_handles = 2;
 	uv_close((uv_handle_t *)&d->tick, closed);

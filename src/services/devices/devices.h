@@ -128,9 +128,17 @@ int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, stru
                  struct swc *switches, struct datapath *dp, struct devices **ret);
 void devices_close(struct devices *d);
 
+/* The devices' part in the switches (their flows, learning from
+ * packet-ins as master), called with the struct devices of devices_open(). */
+extern const struct sw_service devices_sw;
+
 /* Control requests "devices", "devices.allow", "devices.remove"; -ENOENT
  * (no error) for others. */
 struct ctl_client;
 struct ctl_request;
 int devices_handle_request(struct devices *d, struct ctl_client *client,
                            const struct ctl_request *req, json_t **ret_result, char **ret_error);
+
+struct service;
+/* The devices as a service of the agent (service.c). */
+extern const struct service devices_service;

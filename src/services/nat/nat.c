@@ -398,7 +398,7 @@ static int flows(void *userdata, const struct store_state *st, const struct sw_p
 	                 dpid, out, groups);
 }
 
-static const struct sw_service service = {
+const struct sw_service nat_sw = {
     .flows = flows,
     .installed = installed,
     .packet_in = packet_in,
@@ -828,9 +828,6 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 	if (r < 0)
 		log_error("nat: NAT-PMP/PCP on port %u: %s; port mapping requests are off",
 		          PMP_PORT, uv_strerror(r));
-	if (sw_set_service(switches, &service, n) < 0)
-		log_error("nat: out of memory registering with the switch controller; "
-		          "its flows are not installed");
 	r = dp_set_source(dp, NAT_DP_SOURCE, datapath_build, n);
 	if (r < 0)
 		log_error("nat: datapath source: %s", strerror(-r));
@@ -853,7 +850,6 @@ void nat_close(struct nat *n)
 		return;
 	for (size_t i = 0; i < sizeof(n->subs) / sizeof(n->subs[0]); i++)
 		store_unsubscribe(n->store, n->subs[i]);
-	sw_set_service(n->sw, NULL, n);
 	dp_remove_source(n->dp, NAT_DP_SOURCE);
 	guest_close(n->guest);
 	n->guest = NULL;

@@ -200,9 +200,17 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
              const char *guest_netns, struct nat **ret);
 void nat_close(struct nat *n);
 
+/* NAT's part in the switches (its flows and group, ARP packet-ins as
+ * master), called with the struct nat of nat_open(). */
+extern const struct sw_service nat_sw;
+
 /* Control requests "nat", "nat.expose", "nat.unexpose"; -ENOENT (no
  * error) for others. */
 struct ctl_client;
 struct ctl_request;
 int nat_handle_request(struct nat *n, struct ctl_client *client, const struct ctl_request *req,
                        json_t **ret_result, char **ret_error);
+
+struct service;
+/* NAT as a service of the agent (service.c). */
+extern const struct service nat_service;
