@@ -5,7 +5,6 @@
  * service that owns admission as one file. */
 #include "hosts.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,12 +16,7 @@
 #include "store/store.h"
 #include "switch/tables.h"
 #include "trust/tables.h"
-
-static json_t *addr_json(uint32_t a)
-{
-	struct in_addr in = {htonl(a)};
-	return json_string(inet_ntoa(in));
-}
+#include "lib/addr.h"
 
 /* One member as `ettmctl hosts` shows it: where it sits, whether its port
  * is open, and what its last attestation concluded (docs/trust.md). */
@@ -43,8 +37,8 @@ static json_t *host_json(const struct store_state *st, const struct store_member
 	                 m->name, "admitted", adm != NULL, "state", state, "reason",
 	                 t && t->reason[0] ? t->reason : NULL, "measurement", measurement,
 	                 "attested_ms", t ? (json_int_t)t->time_ms : (json_int_t)0,
-	                 "control_address", l ? addr_json(l->control_addr) : json_null(),
-	                 "guest_address", l ? addr_json(l->guest_addr) : json_null(), "mac",
+	                 "control_address", l ? addr_json_host(l->control_addr) : json_null(),
+	                 "guest_address", l ? addr_json_host(l->guest_addr) : json_null(), "mac",
 	                 l ? l->mac : NULL, "dpid", l ? d : NULL, "port", l ? (int)l->port : 0);
 }
 
