@@ -17,6 +17,14 @@
 #define AUTO_LIFETIME_MS 120000 /* an automatic mapping, renewed while listening */
 #define AUTO_RENEW_MS    60000
 
+int nat_inbound_propose(struct nat *n, enum store_op op, const struct nat_mapping *m,
+                        store_done_cb cb, void *userdata)
+{
+	struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
+	(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = *m;
+	return store_propose(n->store, &cmd, cb, userdata);
+}
+
 /* ---- expiry: one lapsed mapping at a time ---- */
 
 static void expire_done(void *userdata, int status, const struct store_result *res,
@@ -37,11 +45,9 @@ void nat_inbound_expire(struct nat *n)
 		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		if (m->owner != n->self || m->expires_ms == 0 || m->expires_ms > now)
 			continue;
-		struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = STORE_DELETE, .time_ms = now};
-		(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = *m;
 		log_info("nat: mapping of public port %u/%s lapsed", m->public_port,
 		         nat_proto_name(m->proto));
-		if (store_propose(n->store, &cmd, expire_done, n) == 0)
+		if (nat_inbound_propose(n, STORE_DELETE, m, expire_done, n) == 0)
 			n->expiring = true;
 	}
 }
@@ -70,9 +76,7 @@ static bool auto_known(struct nat *n, uint8_t proto, uint16_t port, bool remove)
 
 static void auto_propose(struct nat *n, enum store_op op, const struct nat_mapping *m)
 {
-	struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
-	(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = *m;
-	if (store_propose(n->store, &cmd, auto_done, n) == 0)
+	if (nat_inbound_propose(n, op, m, auto_done, n) == 0)
 		n->auto_busy = true;
 }
 

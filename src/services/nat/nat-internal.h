@@ -112,6 +112,10 @@ long nat_usage_count(struct nat *n);
 
 /* ---- inbound.c ---- */
 
+/* Proposes @op (STORE_PUT, STORE_DELETE) of mapping @m to the store, @cb
+ * called with @userdata once it is decided (store_propose()). */
+int nat_inbound_propose(struct nat *n, enum store_op op, const struct nat_mapping *m,
+                        store_done_cb cb, void *userdata);
 /* Deletes one of this host's requested mappings whose lifetime is over. */
 void nat_inbound_expire(struct nat *n);
 /* One change to the automatic mappings: map or renew a guest listener that

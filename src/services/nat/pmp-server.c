@@ -64,9 +64,7 @@ static void pmp_committed(void *userdata, int status, const struct store_result 
 
 static int pmp_propose(struct pmp_call *call, enum store_op op, const struct nat_mapping *m)
 {
-	struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = op, .time_ms = wall_ms()};
-	(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = *m;
-	int r = store_propose(call->n->store, &cmd, pmp_committed, call);
+	int r = nat_inbound_propose(call->n, op, m, pmp_committed, call);
 	if (r == 0)
 		call->pending++;
 	return r;
