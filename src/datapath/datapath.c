@@ -14,6 +14,7 @@
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "datapath-internal.h"
+#include "lib/addr.h"
 
 #define GENERATION_FILE "datapath.generation"
 #define RULESET_FILE    "datapath.nft"
@@ -124,13 +125,13 @@ static void composed_free(struct composed *c)
  * the kernel for the same. */
 static void describe_links(const struct composed *c, FILE *f)
 {
-	char a[INET_ADDRSTRLEN];
+	char a[ADDR_STR_MAX];
 	fprintf(f, "# hold %d\n", c->hold);
 	if (c->gateway)
 		fprintf(f, "# gateway %s %02x%02x%02x%02x%02x%02x\n",
-		        inet_ntop(AF_INET, &c->gateway->addr, a, sizeof(a)), c->gateway->mac[0],
-		        c->gateway->mac[1], c->gateway->mac[2], c->gateway->mac[3],
-		        c->gateway->mac[4], c->gateway->mac[5]);
+		        addr_format(c->gateway->addr, a), c->gateway->mac[0], c->gateway->mac[1],
+		        c->gateway->mac[2], c->gateway->mac[3], c->gateway->mac[4],
+		        c->gateway->mac[5]);
 	for (size_t i = 0; i < c->n; i++) {
 		const struct dp_fragment *fr = c->frags[i];
 		for (size_t j = 0; j < fr->n_links; j++) {
@@ -140,9 +141,9 @@ static void describe_links(const struct composed *c, FILE *f)
 			        l->mac[3], l->mac[4], l->mac[5]);
 			for (size_t k = 0; k < l->n_hosts; k++)
 				fprintf(f, " %s/%02x%02x%02x%02x%02x%02x",
-				        inet_ntop(AF_INET, &l->hosts[k].addr, a, sizeof(a)),
-				        l->hosts[k].mac[0], l->hosts[k].mac[1], l->hosts[k].mac[2],
-				        l->hosts[k].mac[3], l->hosts[k].mac[4], l->hosts[k].mac[5]);
+				        addr_format(l->hosts[k].addr, a), l->hosts[k].mac[0],
+				        l->hosts[k].mac[1], l->hosts[k].mac[2], l->hosts[k].mac[3],
+				        l->hosts[k].mac[4], l->hosts[k].mac[5]);
 			fputc('\n', f);
 		}
 		for (size_t j = 0; j < fr->n_sysctls; j++)

@@ -1,6 +1,7 @@
 /* Building fragments (fragment.h): the helpers a service's renderer calls,
  * each keeping the first failure in the fragment. */
 #include "fragment.h"
+#include "lib/addr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -163,9 +164,9 @@ void dp_fragment_free(struct dp_fragment *f)
 	memset(f, 0, sizeof(*f));
 }
 
-void dp_config_prefix(const struct dp_config *cfg, char net[INET_ADDRSTRLEN])
+void dp_config_prefix(const struct dp_config *cfg, char net[ADDR_STR_MAX])
 {
 	uint32_t mask = cfg->control_plen ? htonl(~0u << (32 - cfg->control_plen)) : 0;
 	struct in_addr inside = {cfg->control_addr.s_addr & mask};
-	inet_ntop(AF_INET, &inside, net, INET_ADDRSTRLEN);
+	addr_format(inside, net);
 }

@@ -22,6 +22,7 @@
 
 #include "lib/error.h"
 #include "lib/fileio.h"
+#include "lib/addr.h"
 
 /* Requests are small; the kernel's acknowledgements fit in a page. */
 #define RTNL_BUFFER_SIZE 8192
@@ -318,7 +319,7 @@ static int veth_up(struct mnl_socket *nl, const struct dp_link *old, const struc
 	if ((r = veth_sysctls(l, ret_error)) < 0)
 		return r;
 	veth_forget(nl, side, old, l);
-	char a[INET_ADDRSTRLEN];
+	char a[ADDR_STR_MAX];
 	for (size_t i = 0; i < l->n_hosts; i++) {
 		const struct dp_host *h = &l->hosts[i];
 		if (!h->addr.s_addr)
@@ -326,8 +327,7 @@ static int veth_up(struct mnl_socket *nl, const struct dp_link *old, const struc
 		if ((r = host_route_replace(nl, side, h->addr)) < 0 ||
 		    (r = neigh_set(nl, side, h->addr, h->mac)) < 0)
 			return fail(ret_error, r, "cannot route %s to %s: %s",
-			            inet_ntop(AF_INET, &h->addr, a, sizeof(a)), l->name,
-			            strerror(-r));
+			            addr_format(h->addr, a), l->name, strerror(-r));
 	}
 	return 0;
 }

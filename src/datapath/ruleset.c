@@ -3,6 +3,7 @@
  * their points and their own chains; rendering it in nft's language and the
  * transaction that replaces the running table. */
 #include "ruleset.h"
+#include "lib/addr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -142,9 +143,9 @@ static void counters(struct compose *c)
  * not from a forged guest source. */
 static void base_chains(struct compose *c)
 {
-	char guest[INET_ADDRSTRLEN];
+	char guest[ADDR_STR_MAX];
 	const char *g = c->cfg->guest_if, *u = c->cfg->uplink_if;
-	inet_ntop(AF_INET, &c->cfg->guest_addr, guest, sizeof(guest));
+	addr_format(c->cfg->guest_addr, guest);
 
 	struct dp_chain *fwd = new_chain(
 	    c, false, &(struct dp_chain){.name = "forward", .hook = "forward", .policy = "drop"});

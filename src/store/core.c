@@ -11,6 +11,7 @@
 #include "lib/buf.h"
 #include "lib/error.h"
 #include "state-internal.h"
+#include "lib/addr.h"
 
 static enum store_merge conflict(char **ret_reason, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -334,7 +335,7 @@ static int lease_cmp(const void *a, const void *b)
 static json_t *lease_json(const void *row)
 {
 	const struct store_lease *l = row;
-	return json_pack("{s:s, s:o, s:s, s:I}", "mac", l->mac, "addr", store_addr_json(l->addr),
+	return json_pack("{s:s, s:o, s:s, s:I}", "mac", l->mac, "addr", addr_json_host(l->addr),
 	                 "host", l->host, "expires_ms", (json_int_t)l->expires_ms);
 }
 

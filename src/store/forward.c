@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/client.h"
+#include "lib/hex.h"
 #include "store-internal.h"
 
 /* ---- peer calls: the store outlives every call it made ---- */
@@ -101,37 +102,6 @@ const struct store_member *store_leader_member(struct store *s)
 	return id ? store_member_find(s->state, id) : NULL;
 }
 
-static char *hex_encode(const uint8_t *data, size_t len)
-{
-	char *hex = malloc(len * 2 + 1);
-	for (size_t i = 0; hex && i < len; i++)
-		sprintf(hex + 2 * i, "%02x", data[i]);
-	if (hex)
-		hex[len * 2] = '\0';
-	return hex;
-}
-
-int store_hex_decode(const char *hex, uint8_t **ret_data, size_t *ret_len)
-{
-	size_t n = strlen(hex);
-	if (n % 2)
-		return -EINVAL;
-	uint8_t *data = malloc(n / 2 + 1);
-	if (!data)
-		return -ENOMEM;
-	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v;
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
-			free(data);
-			return -EINVAL;
-		}
-		data[i] = (uint8_t)v;
-	}
-	*ret_data = data;
-	*ret_len = n / 2;
-	return 0;
-}
-
 /* A forwarded call's context: the original callback. */
 struct forward {
 	struct store *store;
@@ -205,7 +175,7 @@ static int propose_encoded(struct store *s, const uint8_t *data, size_t len, sto
 		return -ESHUTDOWN;
 	if (raft_state(&s->raft) == RAFT_LEADER)
 		return store_propose_local(s, data, len, cb, userdata);
-	char *hex = hex_encode(data, len);
+	char *hex = hex_encode_new(data, len);
 	if (!hex)
 		return -ENOMEM;
 	json_t *args = json_pack("{s:s}", "command", hex);

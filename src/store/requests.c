@@ -9,6 +9,7 @@
 #include "api/server.h"
 #include "lib/clock.h"
 #include "lib/error.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 #include "store-internal.h"
 
@@ -381,7 +382,7 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		const char *hex = ctl_arg_str(req, "command");
 		uint8_t *data;
 		size_t len;
-		if (!hex || store_hex_decode(hex, &data, &len) < 0)
+		if (!hex || hex_decode(hex, &data, &len) < 0)
 			return error_set(ret_error, -EINVAL, "store.propose needs a hex command");
 		if (!store_is_leader(s)) {
 			free(data);

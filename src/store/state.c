@@ -1,7 +1,6 @@
 /* The registry of tables and the rows of a state: registration, lookup by
  * id and name, sorted row arrays, read access, and apply's dispatch to the
  * table that owns a command. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -288,11 +287,4 @@ int store_state_apply(struct store_state *s, const struct store_cmd *cmd,
 		return r;
 	*ret_result = res;
 	return 0;
-}
-
-json_t *store_addr_json(uint32_t addr)
-{
-	char s[INET_ADDRSTRLEN];
-	struct in_addr in = {.s_addr = htonl(addr)};
-	return json_string(inet_ntop(AF_INET, &in, s, sizeof(s)));
 }

@@ -146,7 +146,6 @@ void store_pending_done(struct pending *p, int status, const struct store_result
 int store_propose_local(struct store *s, const uint8_t *data, size_t len, store_done_cb cb,
                         void *userdata);
 const struct store_member *store_leader_member(struct store *s);
-int store_hex_decode(const char *hex, uint8_t **ret_data, size_t *ret_len);
 void store_release_barriers(struct store *s);
 
 /* upkeep.c */

@@ -242,8 +242,6 @@ void store_reject(struct store_result *res, const char *fmt, ...)
  * or puts @cmd's row. */
 int store_apply_simple(struct store_state *s, const struct store_cmd *cmd, struct store_result *res,
                        const char *what);
-/* "A.B.C.D" of @addr (host byte order), for the tables' JSON. */
-json_t *store_addr_json(uint32_t addr);
 /* Orders two integers, for the tables' cmp. */
 static inline int store_cmp_u64(uint64_t a, uint64_t b)
 {

@@ -9,6 +9,7 @@
 #include "lib/buf.h"
 #include "trust/tables.h"
 #include "switch/tables.h"
+#include "lib/mac.h"
 
 void sw_flows_free(struct sw_flows *f)
 {
@@ -49,16 +50,6 @@ void sw_groups_free(struct sw_groups *g)
 {
 	free(g->v);
 	*g = (struct sw_groups){0};
-}
-
-bool sw_parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned b[6];
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
-		return false;
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)b[i];
-	return true;
 }
 
 /* ---- paths ---- */
@@ -168,7 +159,7 @@ static int host_flows(const struct store_state *st, const struct switch_location
                       struct sw_flows *out)
 {
 	uint8_t mac[6];
-	if (!sw_parse_mac(l->mac, mac))
+	if (!mac_parse(l->mac, mac))
 		return 0;
 	uint32_t port = l->dpid == dpid ? l->port : sw_next_hop(st, dpid, l->dpid);
 	if (!port)

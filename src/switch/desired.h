@@ -57,7 +57,6 @@ int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, 
                uint64_t dpid, struct sw_flows *ret);
 
 /* Building blocks of flows, for services. */
-bool sw_parse_mac(const char *s, uint8_t mac[6]);
 /* A flow_mod adding an ETTM flow (cookie) to @table at @priority. */
 struct of13_flow_mod sw_flow_base(uint8_t table, uint16_t priority);
 /* Appends an apply-actions instruction and returns it. */

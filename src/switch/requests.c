@@ -4,7 +4,6 @@
  * the ones it holds); the dispatch of these and of bench.c's command. */
 #include "switch-internal.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include "store/store.h"
 #include "switch/tables.h"
 #include "trust/tables.h"
+#include "lib/addr.h"
 
 static json_t *ports_json(const struct sw *s)
 {
@@ -143,12 +143,6 @@ static int handle_switches(struct swc *c, struct ctl_client *client, const struc
 	return CTL_DEFERRED;
 }
 
-static json_t *addr_json(uint32_t a)
-{
-	struct in_addr in = {htonl(a)};
-	return json_string(inet_ntoa(in));
-}
-
 static json_t *topology(struct swc *c)
 {
 	const struct store_state *st = store_state(c->store);
@@ -180,11 +174,11 @@ static json_t *topology(struct swc *c)
 	}
 	for (size_t i = 0; i < store_count(st, SWITCH_LOCATIONS); i++) {
 		const struct switch_location *l = store_row(st, SWITCH_LOCATIONS, i);
-		json_t *o =
-		    json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:b}", "host", l->host, "mac", l->mac,
-		              "dpid", sw_dpid_str(l->dpid, d), "port", (int)l->port, "control",
-		              addr_json(l->control_addr), "guest", addr_json(l->guest_addr),
-		              "admitted", trust_admission_find(st, l->host) != NULL);
+		json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:b}", "host", l->host, "mac",
+		                      l->mac, "dpid", sw_dpid_str(l->dpid, d), "port", (int)l->port,
+		                      "control", addr_json_host(l->control_addr), "guest",
+		                      addr_json_host(l->guest_addr), "admitted",
+		                      trust_admission_find(st, l->host) != NULL);
 		struct sw *s = sw_find_dpid(c, l->dpid);
 		struct port *p = s ? stats_find_port(s, l->port) : NULL;
 		if (p)

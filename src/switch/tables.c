@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "lib/addr.h"
 
 static enum store_merge learned_again(const struct store_state *s, struct store_cmd *cmd,
                                       char **ret_reason)
@@ -52,8 +53,8 @@ static json_t *location_json(const void *row)
 	const struct switch_location *l = row;
 	return json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:I}", "host", l->host, "mac", l->mac,
 	                 "dpid", (json_int_t)l->dpid, "port", (json_int_t)l->port, "control_addr",
-	                 store_addr_json(l->control_addr), "guest_addr",
-	                 store_addr_json(l->guest_addr), "seen_ms", (json_int_t)l->seen_ms);
+	                 addr_json_host(l->control_addr), "guest_addr",
+	                 addr_json_host(l->guest_addr), "seen_ms", (json_int_t)l->seen_ms);
 }
 
 const struct switch_location *switch_location_find(const struct store_state *s, const char *host)

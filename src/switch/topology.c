@@ -23,6 +23,7 @@
 #include "lldp.h"
 #include "store/store.h"
 #include "switch/tables.h"
+#include "lib/mac.h"
 
 static void packet_out(struct sw *s, uint32_t port, const uint8_t *frame, size_t len)
 {
@@ -131,9 +132,7 @@ static void saw_link(struct swc *c, uint64_t dpid, uint32_t port, uint64_t peer_
 static void saw_host(struct swc *c, const struct lldp_info *info, uint64_t dpid, uint32_t port)
 {
 	char mac[STORE_MAC_MAX];
-	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", info->src_mac[0],
-	         info->src_mac[1], info->src_mac[2], info->src_mac[3], info->src_mac[4],
-	         info->src_mac[5]);
+	mac_format(info->src_mac, mac);
 	const struct switch_location *l = switch_location_find(store_state(c->store), info->host);
 	if (l && l->dpid == dpid && l->port == port && strcmp(l->mac, mac) == 0 &&
 	    l->control_addr == info->control_addr && l->guest_addr == info->guest_addr)

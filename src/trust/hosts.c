@@ -6,7 +6,6 @@
  * (service.c), which owns admission. */
 #include "hosts.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>

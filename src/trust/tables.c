@@ -3,20 +3,12 @@
  * and JSON. */
 #include "tables.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lib/buf.h"
-
-static bool is_hex_digest(const char *s)
-{
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n; i++)
-		if (!isdigit((unsigned char)s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
-			return false;
-	return n == 64;
-}
+#include "lib/hex.h"
+#include "trust/trust.h"
 
 /* The later decision about a host wins: its admission, its attestation. */
 static enum store_merge later_wins(const struct store_cmd *cmd, uint64_t row_time, bool exists)
@@ -144,7 +136,7 @@ static int trusted_apply(struct store_state *s, const struct store_cmd *cmd,
                          struct store_result *res)
 {
 	const char *d = STORE_CMD_ROW(cmd, const struct trust_trusted)->digest;
-	if (!is_hex_digest(d)) {
+	if (!hex_is_lower(d, TRUST_DIGEST_LEN)) {
 		store_reject(res, "a digest is 64 lowercase hex digits (SHA-256)");
 		return 0;
 	}
@@ -251,7 +243,8 @@ static int attestation_apply(struct store_state *s, const struct store_cmd *cmd,
 		    res, "an attestation needs a host and a state (admitted, refused, revoked)");
 		return 0;
 	}
-	if (cmd->op == STORE_PUT && a->measurement[0] && !is_hex_digest(a->measurement)) {
+	if (cmd->op == STORE_PUT && a->measurement[0] &&
+	    !hex_is_lower(a->measurement, TRUST_DIGEST_LEN)) {
 		store_reject(res, "a measurement is 64 lowercase hex digits (SHA-256)");
 		return 0;
 	}

@@ -8,6 +8,7 @@
 #include "trust/tables.h"
 #include "switch/tables.h"
 #include "services/devices/tables.h"
+#include "lib/mac.h"
 
 #define ETH_ARP 0x0806
 
@@ -30,7 +31,7 @@ const struct switch_location *devices_manager_location(const struct store_state 
 		return NULL;
 	const struct switch_location *l = switch_location_find(st, m->host);
 	uint8_t mac[6];
-	return l && sw_parse_mac(l->mac, mac) ? l : NULL;
+	return l && mac_parse(l->mac, mac) ? l : NULL;
 }
 
 /* Where switch @dpid sends a frame for port @port of switch @to. */
@@ -112,13 +113,13 @@ int devices_flows(const struct store_state *st, uint64_t dpid, struct sw_flows *
 	const struct switch_location *mgr = devices_manager_location(st);
 	uint8_t mgr_mac[6];
 	uint32_t to_mgr = 0;
-	if (mgr && sw_parse_mac(mgr->mac, mgr_mac))
+	if (mgr && mac_parse(mgr->mac, mgr_mac))
 		to_mgr = towards(st, dpid, mgr->dpid, mgr->port);
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < store_count(st, DEVICES_DEVICES); i++) {
 		const struct devices_device *d = store_row(st, DEVICES_DEVICES, i);
 		uint8_t mac[6];
-		if (!sw_parse_mac(d->mac, mac))
+		if (!mac_parse(d->mac, mac))
 			continue;
 		struct of13_flow_mod fm = sw_flow_base(0, DEV_PRIO_SEEN);
 		of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);

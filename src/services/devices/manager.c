@@ -10,6 +10,7 @@
 #include "trust/tables.h"
 #include "switch/tables.h"
 #include "services/devices/tables.h"
+#include "lib/mac.h"
 
 #define ETH_HLEN  14
 #define ETH_IP    0x0800
@@ -22,7 +23,7 @@ static bool may_manage(const struct store_state *st, const struct store_member *
 {
 	uint8_t mac[6];
 	const struct switch_location *l = switch_location_find(st, m->name);
-	return trust_admission_find(st, m->name) && l && sw_parse_mac(l->mac, mac) &&
+	return trust_admission_find(st, m->name) && l && mac_parse(l->mac, mac) &&
 	       alive(userdata, m);
 }
 
@@ -83,8 +84,7 @@ bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port
 		return false;
 	char mac[STORE_MAC_MAX];
 	const uint8_t *s = frame + 6;
-	snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", s[0], s[1], s[2], s[3], s[4],
-	         s[5]);
+	mac_format(s, mac);
 	const struct devices_device *d = devices_device_find(st, mac);
 	if (!d)
 		return false;
@@ -113,7 +113,7 @@ void devices_datapath(const struct store_state *st, const char *self, const uint
 	for (size_t i = 0; i < store_count(st, DEVICES_DEVICES) && ret->n < DEVICES_VIEW_MAX; i++) {
 		const struct devices_device *d = store_row(st, DEVICES_DEVICES, i);
 		struct devices_view_device *v = &ret->v[ret->n];
-		if (!sw_parse_mac(d->mac, v->mac))
+		if (!mac_parse(d->mac, v->mac))
 			continue;
 		v->addr.s_addr = htonl(d->address);
 		ret->n++;

@@ -10,12 +10,8 @@
 
 #include "datapath/fragment.h"
 #include "devices.h"
-
-static const char *mac_str(const uint8_t m[6], char buf[18])
-{
-	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-	return buf;
-}
+#include "lib/addr.h"
+#include "lib/mac.h"
 
 /* "{ 10.77.2.1, 10.77.2.2 }" of the devices whose address is known; false
  * when none is. */
@@ -23,13 +19,13 @@ static bool device_addrs(const struct devices_view *d, char *buf, size_t size)
 {
 	size_t len = 0;
 	unsigned n = 0;
-	char a[INET_ADDRSTRLEN];
+	char a[ADDR_STR_MAX];
 	len += (size_t)snprintf(buf, size, "{ ");
 	for (unsigned i = 0; i < d->n && len < size; i++) {
 		if (!d->v[i].addr.s_addr)
 			continue;
 		len += (size_t)snprintf(buf + len, size - len, "%s%s", n++ ? ", " : "",
-		                        inet_ntop(AF_INET, &d->v[i].addr, a, sizeof(a)));
+		                        addr_format(d->v[i].addr, a));
 	}
 	if (len < size)
 		snprintf(buf + len, size - len, " }");
@@ -58,9 +54,9 @@ static int veth(struct dp_fragment *out, const struct devices_view *d)
 static int forward(struct dp_fragment *out, const struct dp_config *cfg,
                    const struct devices_view *d)
 {
-	char set[DEVICES_VIEW_MAX * 18 + 8], guest[INET_ADDRSTRLEN];
+	char set[DEVICES_VIEW_MAX * 18 + 8], guest[ADDR_STR_MAX];
 	const char *g = cfg->guest_if, *u = cfg->uplink_if, *v = DEVICES_IF;
-	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
+	addr_format(cfg->guest_addr, guest);
 	if (device_addrs(d, set, sizeof(set))) {
 		dp_fragment_rule(out, DP_FORWARD_OUT,
 		                 "iifname \"%s\" oifname { \"%s\", \"%s\" } ip saddr %s counter "
@@ -99,7 +95,7 @@ static int input(struct dp_fragment *out, const struct devices_view *d)
  * AEE sends there (with the uplink's MAC) goes back out of the uplink. */
 static int steer(struct dp_fragment *out, const struct dp_config *cfg, const struct devices_view *d)
 {
-	char own[18], m[18];
+	char own[MAC_STR_MAX], m[MAC_STR_MAX];
 	if (d->n) {
 		char *text = NULL;
 		size_t len = 0;
@@ -108,7 +104,7 @@ static int steer(struct dp_fragment *out, const struct dp_config *cfg, const str
 			return -ENOMEM;
 		fputs("ether saddr { ", f);
 		for (unsigned i = 0; i < d->n; i++)
-			fprintf(f, "%s%s", i ? ", " : "", mac_str(d->v[i].mac, m));
+			fprintf(f, "%s%s", i ? ", " : "", mac_format(d->v[i].mac, m));
 		fprintf(f, " } fwd to \"%s\"", DEVICES_PEER);
 		int r = fclose(f) == 0 ? dp_fragment_rule(out, DP_INGRESS, "%s", text) : -ENOMEM;
 		free(text);
@@ -120,7 +116,7 @@ static int steer(struct dp_fragment *out, const struct dp_config *cfg, const str
 	if (r < 0)
 		return r;
 	return dp_fragment_chain_rule(out, c, "ether saddr %s ether type { ip, arp } fwd to \"%s\"",
-	                              mac_str(d->own_mac, own), cfg->uplink_if);
+	                              mac_format(d->own_mac, own), cfg->uplink_if);
 }
 
 int devices_ruleset_build(const struct dp_config *cfg, const struct devices_view *d,

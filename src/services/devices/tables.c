@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "lib/addr.h"
 
 /* ---- devices ---- */
 
@@ -42,7 +43,7 @@ static json_t *device_json(const void *row)
 {
 	const struct devices_device *d = row;
 	return json_pack("{s:s, s:s, s:o, s:I, s:I, s:I}", "mac", d->mac, "name", d->name,
-	                 "address", d->address ? store_addr_json(d->address) : json_null(), "dpid",
+	                 "address", d->address ? addr_json_host(d->address) : json_null(), "dpid",
 	                 (json_int_t)d->dpid, "port", (json_int_t)d->port, "allowed_ms",
 	                 (json_int_t)d->allowed_ms);
 }

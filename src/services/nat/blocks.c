@@ -8,6 +8,7 @@
 #include "trust/tables.h"
 #include "switch/tables.h"
 #include "services/nat/tables.h"
+#include "lib/mac.h"
 
 /* Locally administered, "e7 7e" for ETTM's NAT, then the address's low 24
  * bits; the gateway stand-in is 02:e7:7f:00:00:01. */
@@ -92,7 +93,7 @@ bool nat_member_mac(const struct store_state *st, uint64_t id, uint8_t mac[6])
 	if (!m || !trust_admission_find(st, m->name))
 		return false;
 	const struct switch_location *l = switch_location_find(st, m->name);
-	return l && sw_parse_mac(l->mac, mac);
+	return l && mac_parse(l->mac, mac);
 }
 
 unsigned nat_uplink_for(uint64_t id, const bool *up, unsigned n)

@@ -8,6 +8,7 @@
 #include "trust/tables.h"
 #include "switch/tables.h"
 #include "services/nat/tables.h"
+#include "lib/mac.h"
 
 #define ETH_IP  0x0800
 #define ETH_ARP 0x0806
@@ -77,7 +78,7 @@ static int any_aee_group(const struct store_state *st, uint64_t dpid, struct sw_
 		const struct switch_location *l = store_row(st, SWITCH_LOCATIONS, i);
 		uint8_t mac[6];
 		uint32_t to = port_towards(st, dpid, l);
-		if (!to || !trust_admission_find(st, l->host) || !sw_parse_mac(l->mac, mac) ||
+		if (!to || !trust_admission_find(st, l->host) || !mac_parse(l->mac, mac) ||
 		    g->n_buckets == OF13_BUCKETS_MAX)
 			continue;
 		struct of13_bucket *b = &g->buckets[g->n_buckets++];

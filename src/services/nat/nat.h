@@ -6,8 +6,9 @@
  * addresses and resolves the ISP gateway once for everyone.
  *
  * The pure parts (blocks, the datapath's view, the switches' flows, ARP
- * frames) take the store's state and are tested without root; nat.c is the
- * service on the agent's loop. */
+ * frames) take the store's state and are tested without root; the service
+ * on the agent's loop is nat.c and the files it is split into, listed in the
+ * private nat-internal.h. */
 #pragma once
 
 #include <netinet/in.h>
@@ -181,7 +182,7 @@ int arp_parse(const uint8_t *frame, size_t len, struct arp_msg *ret);
 /* Writes @m as a 42-byte frame into @frame; returns its length. */
 size_t arp_build(const struct arp_msg *m, uint8_t frame[ARP_FRAME_LEN]);
 
-/* ---- nat.c: the service ---- */
+/* ---- the service: nat.c (open, close), requests.c (control requests) ---- */
 
 struct nat;
 struct store;

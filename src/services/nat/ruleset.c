@@ -12,33 +12,28 @@
 
 #include "datapath/fragment.h"
 #include "nat.h"
-
-static const char *mac_str(const uint8_t m[6], char buf[18])
-{
-	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-	return buf;
-}
+#include "lib/addr.h"
+#include "lib/mac.h"
 
 /* "{ 203.0.113.10, 203.0.113.11 }" */
 static void publics_set(FILE *f, const struct nat_view *nat)
 {
-	char a[INET_ADDRSTRLEN];
+	char a[ADDR_STR_MAX];
 	fputs("{ ", f);
 	for (unsigned i = 0; i < nat->n_publics; i++)
-		fprintf(f, "%s%s", i ? ", " : "",
-		        inet_ntop(AF_INET, &nat->publics[i], a, sizeof(a)));
+		fprintf(f, "%s%s", i ? ", " : "", addr_format(nat->publics[i], a));
 	fputs(" }", f);
 }
 
 /* "{ 2048-3071 : 02:..., ... }": others' blocks to their owners' AEEs. */
 static void others_map(FILE *f, const struct nat_view *nat)
 {
-	char m[18];
+	char m[MAC_STR_MAX];
 	fputs("{ ", f);
 	for (unsigned i = 0; i < nat->n_others; i++) {
 		const struct nat_view_block *b = &nat->others[i];
 		fprintf(f, "%s%u-%u : %s", i ? ", " : "", b->start, b->start + b->size - 1,
-		        mac_str(b->mac, m));
+		        mac_format(b->mac, m));
 	}
 	fputs(" }", f);
 }
@@ -100,9 +95,9 @@ static void blocks_map(FILE *f, const struct nat_view *nat, const char *pub, boo
 static int outbound(struct dp_fragment *out, const struct dp_config *cfg,
                     const struct nat_view *nat)
 {
-	char pub[INET_ADDRSTRLEN], net[INET_ADDRSTRLEN], head[128];
+	char pub[ADDR_STR_MAX], net[ADDR_STR_MAX], head[128];
 	dp_config_prefix(cfg, net);
-	inet_ntop(AF_INET, &nat->public_addr, pub, sizeof(pub));
+	addr_format(nat->public_addr, pub);
 	snprintf(head, sizeof(head), "oifname \"%s\" ip daddr != %s/%u", cfg->uplink_if, net,
 	         cfg->control_plen);
 	struct dp_chain *c;
@@ -141,8 +136,8 @@ static int mappings(struct dp_fragment *out, const struct dp_config *cfg,
 		return 0;
 	struct dp_chain *c;
 	int r = dp_fragment_chain(out, "nat_in", "nat", "prerouting", "dstnat", "accept", &c);
-	char guest[INET_ADDRSTRLEN];
-	inet_ntop(AF_INET, &cfg->guest_addr, guest, sizeof(guest));
+	char guest[ADDR_STR_MAX];
+	addr_format(cfg->guest_addr, guest);
 	for (unsigned i = 0; r == 0 && i < nat->n_own_maps; i++) {
 		const struct nat_view_mapping *m = &nat->own_maps[i];
 		struct text t;
@@ -162,8 +157,8 @@ static int mappings(struct dp_fragment *out, const struct dp_config *cfg,
  * echo id): straight on to the owner's AEE, on the uplink's ingress. */
 static int steer(struct dp_fragment *out, const struct dp_config *cfg, const struct nat_view *nat)
 {
-	char own[18], m[18];
-	mac_str(nat->own_mac, own);
+	char own[MAC_STR_MAX], m[MAC_STR_MAX];
+	mac_format(nat->own_mac, own);
 	int r = 0;
 	for (int kind = 0; r == 0 && nat->n_others && kind < 2; kind++) {
 		struct text t;
@@ -186,7 +181,7 @@ static int steer(struct dp_fragment *out, const struct dp_config *cfg, const str
 		fputs("ip daddr ", t.f);
 		publics_set(t.f, nat);
 		fprintf(t.f, " %s dport %u ether daddr set %s ether saddr set %s fwd to \"%s\"",
-		        x->proto == 6 ? "tcp" : "udp", x->public_port, mac_str(x->mac, m), own,
+		        x->proto == 6 ? "tcp" : "udp", x->public_port, mac_format(x->mac, m), own,
 		        cfg->uplink_if);
 		r = text_add(&t, out, NULL, DP_INGRESS);
 	}
@@ -218,7 +213,7 @@ int nat_ruleset_build(const struct dp_config *cfg, const struct nat_view *nat,
 	int r = way_out(out, nat);
 	if (r == 0 && nat->n_own == 0) {
 		/* No port block yet: nothing leaves for outside untranslated. */
-		char net[INET_ADDRSTRLEN];
+		char net[ADDR_STR_MAX];
 		dp_config_prefix(cfg, net);
 		r = dp_fragment_guard(out, "ip daddr != %s/%u", net, cfg->control_plen);
 	}

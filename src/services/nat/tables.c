@@ -7,6 +7,7 @@
 
 #include "lib/buf.h"
 #include "lib/error.h"
+#include "lib/addr.h"
 
 static enum store_merge conflict(char **ret_reason, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -186,7 +187,7 @@ static json_t *mapping_json(const void *row)
 	                 : m->proto == 17 ? "udp"
 	                                  : "other",
 	                 "public_port", m->public_port, "owner", (json_int_t)m->owner, "guest_addr",
-	                 store_addr_json(m->guest_addr), "guest_port", m->guest_port, "expires_ms",
+	                 addr_json_host(m->guest_addr), "guest_port", m->guest_port, "expires_ms",
 	                 (json_int_t)m->expires_ms);
 }
 
