@@ -341,6 +341,7 @@ class Faults:
     def act(self, kind, n):
         """One single-host action through ettm-lab; updates the model."""
         leader = self.monitor.leader()
+        others = sorted(f"h{x}" for x in self.model.faulted() if x != n)
         t = now()
         rc, out = self.lab.run(kind, f"h{n}", timeout=60)
         with self.model.lock:
@@ -356,6 +357,7 @@ class Faults:
         e = self.event(kind, [n], rc, out)
         e["t"] = t  # when it began, for the windows
         e["leader_before"] = leader and leader["host"]
+        e["others_faulted"] = others
         if kind == "start" and rc != 0:
             self.findings.append(f"h{n}: `ettm-lab start` failed at {time.strftime('%H:%M:%S', time.localtime(t))}: "
                                  f"{(out.splitlines() or [''])[-1]}")
@@ -377,14 +379,19 @@ class Faults:
                 self.act("start", n)
 
     def repair_all(self):
+        self.check_agents()
         for n in sorted(self.model.faulted()):
             self.repair(n)
 
-    def wait_leader(self, timeout, exclude=()):
+    def wait_leader(self, timeout, exclude=(), above=None):
+        """A leader not in exclude, of a generation above `above` when given
+        (a leader cut off from its majority calls itself leader until its
+        election timeout: it must not count as the recovery)."""
         deadline = now() + timeout
         while now() < deadline:
             lead = self.monitor.leader()
-            if lead and lead["host"] not in exclude:
+            if lead and lead["host"] not in exclude and \
+                    (above is None or (lead.get("generation") or 0) > above):
                 return lead
             time.sleep(0.5)
         return None
@@ -435,8 +442,12 @@ class Faults:
                 self.findings.append(f"`cluster recover` refused on every survivor "
                                      f"({', '.join(f'h{n}' for n in order)}) after killing "
                                      f"{', '.join(f'h{n}' for n in gone)}")
-        got = self.wait_leader(RECOVERY_WAIT, exclude={f"h{n}" for n in gone})
-        if not got or (got.get("generation") or 0) <= (lead.get("generation") or 0):
+        got = self.wait_leader(RECOVERY_WAIT, exclude={f"h{n}" for n in gone},
+                               above=lead.get("generation") or 0)
+        if got:
+            self.event("new-generation", [int(got["host"][1:])],
+                       generation=got.get("generation"), after_s=round(now() - t0, 2))
+        else:
             self.findings.append(
                 f"{kind} of {', '.join(f'h{n}' for n in gone)} at "
                 f"{time.strftime('%H:%M:%S', time.localtime(t0))}: no leader of a new generation "
@@ -445,7 +456,33 @@ class Faults:
         for n in gone:
             self.repair(n)
 
+    def check_agents(self):
+        """An agent the model says runs but whose pid is gone exited on its
+        own (a crash): a finding, with its log's last line and the kernel's
+        word on it; the model then counts it down, so that it is started
+        again like a killed one."""
+        try:
+            with open(os.path.join(self.lab.dir, "lab.json")) as f:
+                agents = json.load(f)["agents"]
+        except (OSError, ValueError, KeyError):
+            return
+        for n in self.model.live():
+            pid = agents.get(str(n), {}).get("pid")
+            if pid and not ettm_lab.pid_alive(pid):
+                with self.model.lock:
+                    self.model.running[n] = False
+                last = ettm_lab.log_tail(ettm_lab.Lab(self.lab.prefix), n, 1)
+                kernel = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+                crash = [line.strip() for line in kernel.splitlines() if f"[{pid}]" in line]
+                self.event("crashed", [n], 1, f"pid {pid}: {crash[-1] if crash else 'exited'}")
+                self.findings.append(f"h{n}: the agent (pid {pid}) exited on its own, found at "
+                                     f"{time.strftime('%H:%M:%S')}: "
+                                     f"{crash[-1] if crash else 'no word from the kernel'}; its "
+                                     f"log's last line: {last}; events before: "
+                                     f"{context_events(self.events, now(), 4)}")
+
     def step(self):
+        self.check_agents()
         faulted = sorted(self.model.faulted())
         if faulted and (len(faulted) >= MAX_FAULTED or self.rng.random() < 0.5):
             self.repair(self.rng.choice(faulted))
@@ -680,7 +717,8 @@ def report(a, lab, faults, writer, monitor, pingers, model, final, failures, sta
     kinds = sorted({e["kind"] for e in events})
     for k in kinds:
         es = [e for e in events if e["kind"] == k]
-        L.append(f"| {k} | {len(es)} | {sum(not e['ok'] for e in es)} |")
+        name = f"{k} (observed: the survivors' new leader)" if k == "new-generation" else k
+        L.append(f"| {name} | {len(es)} | {sum(not e['ok'] for e in es)} |")
     L.append("")
     acked = [w for w in writes if w["acked"]]
     L.append("## Writes")
@@ -710,15 +748,25 @@ def report(a, lab, faults, writer, monitor, pingers, model, final, failures, sta
     L.append("")
     L.append("## Unavailability (to the next acknowledged write sent after the event)")
     lw = windows(events, writes, {"kill", "stop", "unplug", "partition"},
-                 lambda e: e["leader_before"] in e["hosts"])
+                 lambda e: e["leader_before"] in e["hosts"] and not e.get("others_faulted"))
+    lw2 = windows(events, writes, {"kill", "stop", "unplug", "partition"},
+                  lambda e: e["leader_before"] in e["hosts"] and e.get("others_faulted"))
     mw = windows(events, writes, {"majority-unplug", "majority-kill"})
-    for name, ws in (("after a leader loss", lw), ("after a majority loss", mw)):
+    rw = windows(events, writes, {"recover"}, lambda e: e["ok"])
+    for name, ws in (("after a leader loss (no other host faulted)", lw),
+                     ("after a leader loss with another host already faulted (may be a "
+                      "majority of the voters: no fiat for a partition)", lw2),
+                     ("after a majority loss", mw),
+                     ("after a `cluster recover` by hand (the majority loss began 1-3 s before)",
+                      rw)):
         xs = [x for _, x in ws if x is not None]
         med, mx = median_max(xs)
         L.append(f"- {name}: {len(ws)} events, median {fmt(med)}, max {fmt(mx)}"
                  f"{'' if len(xs) == len(ws) else f', {len(ws) - len(xs)} never followed by a write'}")
         for e, x in ws:
-            L.append(f"  - {hms(e['t'])} {e['kind']} {' '.join(e['hosts'])}: {fmt(x)}")
+            also = f" (already faulted: {', '.join(e['others_faulted'])})" \
+                if e.get("others_faulted") else ""
+            L.append(f"  - {hms(e['t'])} {e['kind']} {' '.join(e['hosts'])}{also}: {fmt(x)}")
     L.append("")
     L.append("## Guests' ping loss by the last event's kind")
     L.append("| last event | pings (hosts not faulted) | lost | % | pings (own host faulted) | lost |")
@@ -773,8 +821,10 @@ def final_check(lab, hosts, writer, faults, settle_timeout):
     conflicts = {n: json.dumps(conf.get(n) or []) for n in hosts}
     for n in hosts:
         duplicated += len(trusted[n]) - len(present[n])
+    answered = [n for n in hosts if got[n] is not None]  # the others are named in diffs
     for w in writer.writes:
-        where = [n for n in hosts if w["digest"] not in present[n] and w["digest"] not in conflicts[n]]
+        where = [n for n in answered
+                 if w["digest"] not in present[n] and w["digest"] not in conflicts[n]]
         if w["acked"] and where:
             lost.append((w, where))
         if not w["acked"] and not where:
