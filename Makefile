@@ -12,7 +12,7 @@ PYTHON     ?= /usr/bin/python3
 LAB        := lab/ettm-lab
 FUZZ_TARGETS := config proto command openflow pmp trust join
 
-.PHONY: all deps build lab lab-down check unit asan fuzz lab-test format clean
+.PHONY: all deps build lab lab-down check unit asan fuzz lab-test chaos chaos-smoke format clean
 
 all: build
 
@@ -73,7 +73,21 @@ fuzz: deps
 lab-test: build
 	$(PYTHON) -m pytest -v -p no:cacheprovider tests/lab
 
-check: unit asan fuzz lab-test
+# The chaos test (tests/chaos): a lab of its own under random faults, the
+# check that no acknowledged write is lost. `make chaos SECONDS=600 SEED=n`
+# runs it long (SEED: random when unset); the report lands in
+# build/chaos/seed-SEED/report.md.
+SECONDS ?= 600
+chaos: build
+	$(PYTHON) tests/chaos/chaos.py --seconds $(SECONDS) --hosts 5 --build-dir $(BUILD) \
+		$(if $(SEED),--seed $(SEED))
+
+# The short seeded run of `make check` (a few minutes; skipped with the
+# reason when not root).
+chaos-smoke: build
+	ETTM_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -rs -p no:cacheprovider tests/chaos
+
+check: unit asan fuzz lab-test chaos-smoke
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
