@@ -23,11 +23,11 @@ def test_labels_replicate_and_are_admin_only(make_lab):
     assert r["applied"] is True
     run_and_expect(lambda: [l["text"] for l in lab.ctl_json("h3", "call", "labels")["labels"]]
                    == ["2nd floor, by the stairs"], what="the label on h3")
-    # A bad name is refused with the field named, and changes nothing.
+#A bad name is refused with the field named, and changes nothing.
     bad = lab.ctl("h2", "call", "labels.set", "name=no spaces", "text=x", check=False)
     assert bad.returncode == 1 and 'field "name"' in bad.stderr
-    # The peer API does not answer admin commands: neither from another
-    # agent's AEE nor from a guest.
+#The peer API does not answer admin commands : neither from another
+#agent's AEE nor from a guest.
     for origin in ("h2-aee", "h2"):
         if origin.endswith("-aee"):
             out = lab.aee("h2", "python3", "-c", SCRIPT, "10.77.0.1", REQ).stdout
@@ -49,9 +49,9 @@ REQ = json.dumps({"id": 1, "cmd": "labels.set", "args": {"name": "evil", "text":
 
 
 def test_a_service_that_is_off_says_why(make_lab):
-    # On a Linux bridge the lab configures no switch and no NAT: the
-    # switch controller, the devices and NAT are off, and their commands
-    # say why instead of "unknown command".
+#On a Linux bridge the lab configures no switch and no NAT : the
+#switch controller, the devices and NAT are off, and their commands
+#say why instead of "unknown command".
     lab = make_lab(1, "--devices", "0", "--switch", "bridge")
     svcs = {s["name"]: s for s in lab.ctl_json("h1", "services")["services"]}
     assert [n for n, s in svcs.items() if s["state"] == "off"] == ["switch", "devices", "nat"]
@@ -62,5 +62,5 @@ def test_a_service_that_is_off_says_why(make_lab):
                      ("devices", "unmanaged devices need switches")):
         r = lab.ctl("h1", cmd, check=False)
         assert r.returncode == 1 and why in r.stderr, (cmd, r.stderr)
-    # The others still answer.
+#The others still answer.
     assert lab.ctl_json("h1", "call", "labels")["labels"] == []

@@ -35,6 +35,8 @@ struct devices {
 	bool learning;                 /* a learned place is being committed */
 	bool managing;
 	int open_handles;
+	void (*closed)(void *arg); /* devices_close()'s completion */
+	void *closed_arg;
 };
 
 static const struct store_state *state(struct devices *d)
@@ -225,14 +227,24 @@ int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, stru
 static void closed(uv_handle_t *h)
 {
 	struct devices *d = h->data;
-	if (--d->open_handles == 0)
-		free(d);
+	if (--d->open_handles > 0)
+		return;
+	void (*done)(void *arg) = d->closed;
+	void *arg = d->closed_arg;
+	free(d);
+	if (done)
+		done(arg);
 }
 
-void devices_close(struct devices *d)
+void devices_close(struct devices *d, void (*done)(void *arg), void *arg)
 {
-	if (!d)
+	if (!d) {
+		if (done)
+			done(arg);
 		return;
+	}
+	d->closed = done;
+	d->closed_arg = arg;
 	for (size_t i = 0; i < sizeof(d->subs) / sizeof(d->subs[0]); i++)
 		store_unsubscribe(d->store, d->subs[i]);
 	dp_remove_source(d->dp, DEVICES_DP_SOURCE);

@@ -126,7 +126,9 @@ struct datapath;
  * errno. */
 int devices_open(uv_loop_t *loop, const char *name, unsigned dead_after_ms, struct store *store,
                  struct swc *switches, struct datapath *dp, struct devices **ret);
-void devices_close(struct devices *d);
+/* Stops the service; frees @d and calls @done(@arg) (may be NULL) once its
+ * last handle is closed. */
+void devices_close(struct devices *d, void (*done)(void *arg), void *arg);
 
 /* The devices' part in the switches (their flows, learning from
  * packet-ins as master), called with the struct devices of devices_open(). */

@@ -36,8 +36,7 @@ static int open_devices(struct svc_env *env, const void *options, void **ret_sel
 
 static void close_devices(void *self, void (*done)(void *arg), void *arg)
 {
-	devices_close(self);
-	done(arg);
+	devices_close(self, done, arg);
 }
 
 static int handle(void *self, struct ctl_client *client, const struct ctl_request *req,

@@ -82,6 +82,8 @@ struct nat {
 	size_t n_ports;
 	bool ports_failed;
 	int open_handles;
+	void (*closed)(void *arg); /* nat_close()'s completion */
+	void *closed_arg;
 };
 
 static inline const struct store_state *nat_state(struct nat *n)

@@ -262,14 +262,24 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 static void closed(uv_handle_t *h)
 {
 	struct nat *n = h->data;
-	if (--n->open_handles == 0)
-		nat_free(n);
+	if (--n->open_handles > 0)
+		return;
+	void (*done)(void *arg) = n->closed;
+	void *arg = n->closed_arg;
+	nat_free(n);
+	if (done)
+		done(arg);
 }
 
-void nat_close(struct nat *n)
+void nat_close(struct nat *n, void (*done)(void *arg), void *arg)
 {
-	if (!n)
+	if (!n) {
+		if (done)
+			done(arg);
 		return;
+	}
+	n->closed = done;
+	n->closed_arg = arg;
 	unsubscribe(n);
 	dp_remove_source(n->dp, NAT_DP_SOURCE);
 	guest_close(n->guest);

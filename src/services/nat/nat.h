@@ -199,7 +199,9 @@ struct datapath;
 int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const char *name,
              struct store *store, struct swc *switches, struct datapath *dp,
              const char *guest_netns, struct nat **ret);
-void nat_close(struct nat *n);
+/* Stops NAT; frees @n and calls @done(@arg) (may be NULL) once its last
+ * handle is closed. */
+void nat_close(struct nat *n, void (*done)(void *arg), void *arg);
 
 /* NAT's part in the switches (its flows and group, ARP packet-ins as
  * master), called with the struct nat of nat_open(). */

@@ -48,8 +48,7 @@ static int open_nat(struct svc_env *env, const void *options, void **ret_self, c
 
 static void close_nat(void *self, void (*done)(void *arg), void *arg)
 {
-	nat_close(self);
-	done(arg);
+	nat_close(self, done, arg);
 }
 
 static int handle(void *self, struct ctl_client *client, const struct ctl_request *req,
