@@ -69,6 +69,32 @@ static void merge_one(void *userdata, const struct journal_pos *pos, const void 
 	store_cmd_done(&cmd);
 }
 
+/* Keeps the journal as orphans, to be merged once generation @generation
+ * is applied; the target survives a restart (<dir>/orphans-generation). */
+static void take_orphans(struct store *s, uint64_t generation)
+{
+	char text[32];
+	journal_take_orphans(s->journal);
+	s->orphans_pending = true;
+	if (generation > s->orphans_generation)
+		s->orphans_generation = generation;
+	snprintf(text, sizeof(text), "%" PRIu64 "\n", s->orphans_generation);
+	if (file_write_state(s->o.dir, "orphans-generation", text) < 0)
+		log_warn("store: cannot save %s/orphans-generation", s->o.dir);
+	if (generation > s->generation_floor)
+		s->generation_floor = generation;
+}
+
+/* At open: the generation the orphans left by an earlier run wait for. */
+void store_load_orphans_target(struct store *s)
+{
+	char *text = NULL;
+	if (file_read_state(s->o.dir, "orphans-generation", &text) < 0)
+		return;
+	s->orphans_generation = strtoull(text, NULL, 10);
+	free(text);
+}
+
 /* Once this replica has applied the new generation it was told of (its
  * cluster row comes after every entry the generation carried over), merge
  * what it had applied that the new history lacks. Before that its state is
@@ -86,6 +112,9 @@ void store_merge_orphans(struct store *s)
 	journal_each_orphan(s->journal, &o, merge_one, &m);
 	journal_drop_orphans(s->journal);
 	s->orphans_pending = false;
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/orphans-generation", s->o.dir);
+	unlink(path);
 	log_info("store: merged orphaned commands into generation %" PRIu64
 	         ": %u re-proposed, %u already present, %u conflicts",
 	         c->generation, m.applied, m.skipped, m.conflicts);
@@ -101,12 +130,7 @@ void store_reset_to_generation(struct store *s, uint64_t generation)
 	log_warn("store: the cluster is at generation %" PRIu64 ", this host at %" PRIu64
 	         "; rejoining as a fresh replica and merging what only this host had",
 	         generation, store_cluster(s->state)->generation);
-	journal_take_orphans(s->journal);
-	s->orphans_pending = true;
-	if (generation > s->orphans_generation)
-		s->orphans_generation = generation;
-	if (generation > s->generation_floor)
-		s->generation_floor = generation;
+	take_orphans(s, generation);
 	s->next_mode = START_NORMAL;
 	s->wipe_on_restart = true;
 	store_stop_raft(s, PHASE_RESTARTING);
@@ -503,10 +527,7 @@ void store_probe_finish(struct probe *p)
 		log_warn("store: the cluster went on to generation %" PRIu64 " while this host was "
 		         "away (at %" PRIu64 "); rejoining as a fresh replica",
 		         p->highest, s->probe_generation);
-		journal_take_orphans(s->journal);
-		s->orphans_pending = true;
-		s->orphans_generation = p->highest;
-		s->generation_floor = p->highest;
+		take_orphans(s, p->highest);
 		s->next_mode = START_NORMAL; /* never bootstrap a cluster of one again */
 		if (store_wipe_raft_state(s) < 0)
 			return;

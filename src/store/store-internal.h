@@ -163,6 +163,7 @@ void store_tick_cb(uv_timer_t *t);
 void store_merge_orphans(struct store *s);
 void store_reset_to_generation(struct store *s, uint64_t generation);
 void store_act_on_fence(struct store *s);
+void store_load_orphans_target(struct store *s);
 void store_gossip_generation(struct store *s);
 void store_generation_done(void *userdata, int status, const struct store_result *res,
                            const char *error);

@@ -384,6 +384,8 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 		return r;
 	}
 	s->orphans_pending = journal_has_orphans(s->journal);
+	if (s->orphans_pending)
+		store_load_orphans_target(s);
 	char *removed = NULL;
 	if (file_read_state(o->dir, "removed", &removed) == 0) {
 		free(removed);
