@@ -1,3 +1,6 @@
+/* The journal of applied commands and the orphans file it becomes: records
+ * of (generation, index, term, command), rotated at 16 MiB, and which of
+ * them a new generation's history lacks. */
 #include "journal.h"
 
 #include <errno.h>
@@ -12,6 +15,9 @@
 
 #define ROTATE_BYTES (16u << 20)
 #define RECORD_MAX   (1u << 20)
+/* A record's length with this bit set is followed by the entry's term; the
+ * records of earlier journals have no term (see journal_in_history). */
+#define RECORD_TERM 0x80000000u
 
 struct journal {
 	char path[PATH_MAX], old_path[PATH_MAX];
@@ -64,8 +70,7 @@ void journal_close(struct journal *j)
 	free(j);
 }
 
-void journal_append(struct journal *j, uint64_t generation, uint64_t index, const void *data,
-                    size_t len)
+void journal_append(struct journal *j, const struct journal_pos *pos, const void *data, size_t len)
 {
 	if (!j || !j->f)
 		return;
@@ -79,9 +84,10 @@ void journal_append(struct journal *j, uint64_t generation, uint64_t index, cons
 		}
 	}
 	struct obuf b = {0};
-	obuf_put_u64(&b, generation);
-	obuf_put_u64(&b, index);
-	obuf_put_u32(&b, (uint32_t)len);
+	obuf_put_u64(&b, pos->generation);
+	obuf_put_u64(&b, pos->index);
+	obuf_put_u32(&b, (uint32_t)len | RECORD_TERM);
+	obuf_put_u64(&b, pos->term);
 	obuf_put_bytes(&b, data, len);
 	if (!b.failed && fwrite(b.data, 1, b.len, j->f) == b.len && fflush(j->f) == 0)
 		j->size += (long)b.len;
@@ -107,36 +113,67 @@ bool journal_has_orphans(struct journal *j)
 	return access(j->orphans, F_OK) == 0 || access(j->orphans_old, F_OK) == 0;
 }
 
-static int each_in(const char *path, uint64_t generation, uint64_t from_index,
-                   void (*fn)(void *userdata, const void *data, size_t len), void *userdata)
+bool journal_in_history(const struct journal_pos *pos, const struct journal_origin *o)
+{
+	/* A record without a term (term 0) is never placed: it goes to the
+	 * merge rules, which find it present when it is. */
+	return pos->generation + 1 == o->generation && pos->term != 0 &&
+	       pos->term <= o->from_term && pos->index <= o->from_index;
+}
+
+typedef void (*orphan_fn)(void *userdata, const struct journal_pos *pos, const void *data,
+                          size_t len);
+
+/* Reads the next record into @data; 1 when there is one, 0 at the end. */
+static int read_record(FILE *f, const char *path, uint8_t *data, struct journal_pos *pos,
+                       uint32_t *ret_len)
+{
+	uint8_t head[20], term[8];
+	if (fread(head, 1, sizeof(head), f) != sizeof(head))
+		return 0;
+	struct cursor c = cursor_init(head, sizeof(head));
+	pos->generation = cursor_u64(&c);
+	pos->index = cursor_u64(&c);
+	uint32_t len = cursor_u32(&c);
+	pos->term = 0;
+	if (len & RECORD_TERM) {
+		len &= ~RECORD_TERM;
+		if (fread(term, 1, sizeof(term), f) != sizeof(term))
+			len = RECORD_MAX + 1;
+		struct cursor t = cursor_init(term, sizeof(term));
+		pos->term = cursor_u64(&t);
+	}
+	if (len > RECORD_MAX || fread(data, 1, len, f) != len) {
+		log_warn("store: %s ends in a partial record; ignoring it", path);
+		return 0;
+	}
+	*ret_len = len;
+	return 1;
+}
+
+static int each_in(const char *path, const struct journal_origin *o, orphan_fn fn, void *userdata)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? 0 : -errno;
-	uint8_t head[20];
 	uint8_t *data = malloc(RECORD_MAX);
-	int r = data ? 0 : -ENOMEM;
-	while (r == 0 && fread(head, 1, sizeof(head), f) == sizeof(head)) {
-		struct cursor c = cursor_init(head, sizeof(head));
-		uint64_t gen = cursor_u64(&c), index = cursor_u64(&c);
-		uint32_t len = cursor_u32(&c);
-		if (len > RECORD_MAX || fread(data, 1, len, f) != len) {
-			log_warn("store: %s ends in a partial record; ignoring it", path);
-			break;
-		}
-		if (gen < generation && index > from_index)
-			fn(userdata, data, len);
-	}
-	free(data);
+	struct journal_pos pos;
+	uint32_t len;
+	while (data && read_record(f, path, data, &pos, &len) == 1)
+		if (pos.generation < o->generation && !journal_in_history(&pos, o))
+			fn(userdata, &pos, data, len);
 	fclose(f);
-	return r;
+	if (!data)
+		return -ENOMEM;
+	free(data);
+	return 0;
 }
 
-int journal_each_orphan(struct journal *j, uint64_t generation, uint64_t from_index,
-                        void (*fn)(void *userdata, const void *data, size_t len), void *userdata)
+int journal_each_orphan(struct journal *j, const struct journal_origin *o, orphan_fn fn,
+                        void *userdata)
 {
-	int r = each_in(j->orphans_old, generation, from_index, fn, userdata);
-	return r < 0 ? r : each_in(j->orphans, generation, from_index, fn, userdata);
+	int r = each_in(j->orphans_old, o, fn, userdata);
+	return r < 0 ? r : each_in(j->orphans, o, fn, userdata);
 }
 
 void journal_drop_orphans(struct journal *j)

@@ -17,20 +17,44 @@ struct journal;
 int journal_open(const char *dir, struct journal **ret_journal);
 void journal_close(struct journal *j);
 
+/* Where a command was applied in the history it was written in: its
+ * generation, an upper bound of the term of its entry (the term this
+ * replica was in when it applied it, never below the term that committed
+ * it) and its log index. */
+struct journal_pos {
+	uint64_t generation, term, index;
+};
+
 /* Records an applied command. Failures are logged, not fatal: the journal
  * serves recovery, not correctness of the running cluster. */
-void journal_append(struct journal *j, uint64_t generation, uint64_t index, const void *data,
-                    size_t len);
+void journal_append(struct journal *j, const struct journal_pos *pos, const void *data, size_t len);
 
 /* Turns the journal into the orphans file (replacing an older one). */
 int journal_take_orphans(struct journal *j);
 
 bool journal_has_orphans(struct journal *j);
 
-/* Calls @fn for each orphaned command of a generation before @generation
- * with an index above @from_index, oldest first. */
-int journal_each_orphan(struct journal *j, uint64_t generation, uint64_t from_index,
-                        void (*fn)(void *userdata, const void *data, size_t len), void *userdata);
+/* The position a generation began from: the declaring host's last log
+ * entry (term and index) in the generation before it. */
+struct journal_origin {
+	uint64_t generation; /* the generation that began there */
+	uint64_t from_term, from_index;
+};
+
+/* Whether the command at @pos is in the history of the generation that
+ * began at @o, without comparing positions of two histories: only a command
+ * of the generation just before, committed at a term no later than the
+ * declarer's last entry and at an index no further, is certainly there
+ * (Raft's log matching and leader completeness, docs/store.md). */
+bool journal_in_history(const struct journal_pos *pos, const struct journal_origin *o);
+
+/* Calls @fn for each orphaned command of a generation before
+ * @o->generation that journal_in_history() does not place in the new
+ * history, oldest first. */
+int journal_each_orphan(struct journal *j, const struct journal_origin *o,
+                        void (*fn)(void *userdata, const struct journal_pos *pos, const void *data,
+                                   size_t len),
+                        void *userdata);
 
 /* Removes the orphans file once merged. */
 void journal_drop_orphans(struct journal *j);

@@ -4,6 +4,7 @@
  * that finds whether the cluster moved on without this host. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,7 @@ struct merge_ctx {
 	unsigned applied, skipped, conflicts;
 };
 
-static void merge_one(void *userdata, const void *data, size_t len)
+static void merge_one(void *userdata, const struct journal_pos *pos, const void *data, size_t len)
 {
 	struct merge_ctx *m = userdata;
 	struct store_cmd cmd;
@@ -55,8 +56,7 @@ static void merge_one(void *userdata, const void *data, size_t len)
 		struct store_cmd c = {
 		    .table = STORE_CONFLICTS, .op = STORE_PUT, .time_ms = wall_ms()};
 		STORE_CMD_ROW(&c, struct store_conflict)->table = cmd.table;
-		STORE_CMD_ROW(&c, struct store_conflict)->generation =
-		    store_cluster(m->s->state)->generation - 1;
+		STORE_CMD_ROW(&c, struct store_conflict)->generation = pos->generation;
 		snprintf(STORE_CMD_ROW(&c, struct store_conflict)->reason,
 		         sizeof(STORE_CMD_ROW(&c, struct store_conflict)->reason), "%s",
 		         reason ? reason : "out of memory");
@@ -69,17 +69,52 @@ static void merge_one(void *userdata, const void *data, size_t len)
 	store_cmd_done(&cmd);
 }
 
-/* Once this replica has caught up with the new generation, merge what it
- * had applied that the new cluster lacks. */
+/* Keeps the journal as orphans, to be merged once generation @generation
+ * is applied; the target survives a restart (<dir>/orphans-generation). */
+static void take_orphans(struct store *s, uint64_t generation)
+{
+	char text[32];
+	journal_take_orphans(s->journal);
+	s->orphans_pending = true;
+	if (generation > s->orphans_generation)
+		s->orphans_generation = generation;
+	snprintf(text, sizeof(text), "%" PRIu64 "\n", s->orphans_generation);
+	if (file_write_state(s->o.dir, "orphans-generation", text) < 0)
+		log_warn("store: cannot save %s/orphans-generation", s->o.dir);
+	if (generation > s->generation_floor)
+		s->generation_floor = generation;
+}
+
+/* At open: the generation the orphans left by an earlier run wait for. */
+void store_load_orphans_target(struct store *s)
+{
+	char *text = NULL;
+	if (file_read_state(s->o.dir, "orphans-generation", &text) < 0)
+		return;
+	s->orphans_generation = strtoull(text, NULL, 10);
+	free(text);
+}
+
+/* Once this replica has applied the new generation it was told of (its
+ * cluster row comes after every entry the generation carried over), merge
+ * what it had applied that the new history lacks. Before that its state is
+ * a prefix of the old history, and the merge would find everything
+ * present. */
 void store_merge_orphans(struct store *s)
 {
 	const struct store_cluster *c = store_cluster(s->state);
-	if (!s->orphans_pending || c->generation == 0 || store_leader_member(s) == NULL)
+	if (!s->orphans_pending || c->generation == 0 || c->generation < s->orphans_generation ||
+	    store_leader_member(s) == NULL)
 		return;
 	struct merge_ctx m = {.s = s};
-	journal_each_orphan(s->journal, c->generation, c->from_index, merge_one, &m);
+	struct journal_origin o = {
+	    .generation = c->generation, .from_term = c->from_term, .from_index = c->from_index};
+	journal_each_orphan(s->journal, &o, merge_one, &m);
 	journal_drop_orphans(s->journal);
 	s->orphans_pending = false;
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/orphans-generation", s->o.dir);
+	unlink(path);
 	log_info("store: merged orphaned commands into generation %" PRIu64
 	         ": %u re-proposed, %u already present, %u conflicts",
 	         c->generation, m.applied, m.skipped, m.conflicts);
@@ -95,11 +130,19 @@ void store_reset_to_generation(struct store *s, uint64_t generation)
 	log_warn("store: the cluster is at generation %" PRIu64 ", this host at %" PRIu64
 	         "; rejoining as a fresh replica and merging what only this host had",
 	         generation, store_cluster(s->state)->generation);
-	journal_take_orphans(s->journal);
-	s->orphans_pending = true;
+	take_orphans(s, generation);
 	s->next_mode = START_NORMAL;
 	s->wipe_on_restart = true;
 	store_stop_raft(s, PHASE_RESTARTING);
+}
+
+/* The fence met a host of a newer generation: this one's history is over. */
+void store_act_on_fence(struct store *s)
+{
+	uint64_t known = store_known_generation(s);
+	if (s->fence_newer > known && known > 0)
+		store_reset_to_generation(s, s->fence_newer);
+	s->fence_newer = 0;
 }
 
 static void hello_cb(void *userdata, int status, json_t *result, const char *error)
@@ -110,7 +153,8 @@ static void hello_cb(void *userdata, int status, json_t *result, const char *err
 	if (status < 0)
 		return;
 	uint64_t gen = (uint64_t)json_integer_value(json_object_get(result, "generation"));
-	if (gen > store_cluster(s->state)->generation && store_cluster(s->state)->generation > 0)
+	uint64_t known = store_known_generation(s);
+	if (gen > known && known > 0)
 		store_reset_to_generation(s, gen);
 }
 
@@ -141,12 +185,23 @@ void store_generation_done(void *userdata, int status, const struct store_result
 
 /* ---- forced recovery ---- */
 
+#define RECOVER_MAX_SURVIVORS 64
+
+/* A member that answered store.hello, and where its log ends. */
+struct survivor {
+	uint64_t id, generation, last_term, last_index;
+	char name[STORE_NAME_MAX];
+	char address[STORE_ADDR_MAX]; /* Raft */
+	char peer[STORE_ADDR_MAX];
+};
+
 struct recover_ctx {
 	struct store *s;
 	store_recover_cb done;
 	void *userdata;
 	int waiting;
-	uint64_t alive[256];
+	bool delegated; /* asked by a survivor whose log is behind this one's */
+	struct survivor alive[RECOVER_MAX_SURVIVORS];
 	unsigned n_alive;
 	char leader[STORE_NAME_MAX]; /* a member still leading: no recovery */
 };
@@ -154,10 +209,103 @@ struct recover_ctx {
 static void recover_reset_cb(void *userdata, int status, json_t *result, const char *error)
 {
 	(void)userdata;
-	(void)status;
 	(void)result;
 	if (status < 0)
 		log_warn("store: recover: a survivor did not take the reset: %s", error);
+}
+
+static void recover_fail(struct recover_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void recover_fail(struct recover_ctx *c, const char *fmt, ...)
+{
+	char why[320];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	c->done(c->userdata, NULL, why);
+	free(c);
+}
+
+/* The survivor whose log is more up to date than this host's (Raft's
+ * order: the later last term, then the longer log), or NULL. */
+static const struct survivor *most_up_to_date(struct recover_ctx *c)
+{
+	uint64_t term = store_last_term(&c->s->raft);
+	uint64_t index = (uint64_t)raft_last_index(&c->s->raft);
+	const struct survivor *best = NULL;
+	for (unsigned i = 0; i < c->n_alive; i++) {
+		const struct survivor *v = &c->alive[i];
+		if (v->last_term > term || (v->last_term == term && v->last_index > index)) {
+			best = v;
+			term = v->last_term;
+			index = v->last_index;
+		}
+	}
+	return best;
+}
+
+static void delegate_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct recover_ctx *c = userdata;
+	if (status < 0) {
+		recover_fail(c, "%s",
+		             error ? error
+		                   : "the survivor with the most up-to-date log "
+		                     "did not answer");
+		return;
+	}
+	c->done(c->userdata, result, NULL);
+	free(c);
+}
+
+/* Recovery is declared from the most up-to-date survivor's log, so that
+ * nothing a lost majority acknowledged and a survivor holds is left out:
+ * this host asks that one to declare it (once: that host does not pass it
+ * on). */
+static void recover_delegate(struct recover_ctx *c, const struct survivor *best)
+{
+	struct store *s = c->s;
+	log_warn("store: recover: %s has a more up-to-date log (term %" PRIu64 ", index %" PRIu64
+	         ") than this host (term %" PRIu64 ", index %" PRIu64 "); %s",
+	         best->name, best->last_term, best->last_index, store_last_term(&s->raft),
+	         (uint64_t)raft_last_index(&s->raft), c->delegated ? "refusing" : "it recovers");
+	if (c->delegated) {
+		recover_fail(c,
+		             "%s has a more up-to-date log (term %" PRIu64 ", index %" PRIu64
+		             "); run `ettmctl cluster recover` on %s",
+		             best->name, best->last_term, best->last_index, best->name);
+		return;
+	}
+	char peer[STORE_ADDR_MAX], name[STORE_NAME_MAX];
+	snprintf(peer, sizeof(peer), "%s", best->peer);
+	snprintf(name, sizeof(name), "%s", best->name);
+	if (store_call(s, peer, "cluster.recover", json_pack("{s:b}", "delegated", 1),
+	               4 * PEER_TIMEOUT_MS, delegate_cb, c) < 0)
+		recover_fail(c,
+		             "%s has a more up-to-date log and cannot be reached; run `ettmctl "
+		             "cluster recover` on %s",
+		             name, name);
+}
+
+/* The new configuration: this host the only voter, the other survivors
+ * standbys (promoted once caught up). Fills @names. */
+static void recover_conf(struct recover_ctx *c, struct raft_configuration *conf, json_t *names)
+{
+	struct store *s = c->s;
+	raft_configuration_init(conf);
+	raft_configuration_add(conf, s->o.id, s->o.raft_address, RAFT_VOTER);
+	json_array_append_new(names, json_string(s->o.name));
+	for (unsigned i = 0; i < c->n_alive; i++) {
+		const struct survivor *v = &c->alive[i];
+		const struct store_member *m = store_member_find(s->state, v->id);
+		const char *address = v->address[0] ? v->address : m ? m->address : NULL;
+		if (!address || v->id == s->o.id)
+			continue;
+		raft_configuration_add(conf, v->id, address, RAFT_STANDBY);
+		json_array_append_new(names, json_string(v->name));
+	}
 }
 
 /* Every survivor answered (or timed out): declare the new membership. */
@@ -165,46 +313,45 @@ static void recover_finish(struct recover_ctx *c)
 {
 	struct store *s = c->s;
 	if (c->leader[0] || store_is_leader(s) || s->phase != PHASE_RUNNING) {
-		char why[160];
-		snprintf(why, sizeof(why),
-		         "%s is the leader and reachable; recover is only for a lost majority",
-		         c->leader[0] ? c->leader : "this host");
-		c->done(c->userdata, NULL, why);
-		free(c);
+		recover_fail(c,
+		             "%s is the leader and reachable; recover is only for a lost majority",
+		             c->leader[0] ? c->leader : "this host");
 		return;
 	}
-	struct raft_configuration conf;
-	raft_configuration_init(&conf);
-	raft_configuration_add(&conf, s->o.id, s->o.raft_address, RAFT_VOTER);
-	json_t *names = json_array();
-	json_array_append_new(names, json_string(s->o.name));
-	for (unsigned i = 0; i < c->n_alive; i++) {
-		const struct store_member *m = store_member_find(s->state, c->alive[i]);
-		if (!m)
-			continue;
-		/* Survivors start as standbys and are promoted once caught up. */
-		raft_configuration_add(&conf, m->id, m->address, RAFT_STANDBY);
-		json_array_append_new(names, json_string(m->name));
+	uint64_t known = store_known_generation(s);
+	for (unsigned i = 0; i < c->n_alive; i++)
+		if (c->alive[i].generation > known) {
+			recover_fail(c,
+			             "%s is at generation %" PRIu64 ", this host at %" PRIu64
+			             ": this host is behind; it rejoins on its own",
+			             c->alive[i].name, c->alive[i].generation, known);
+			return;
+		}
+	const struct survivor *best = most_up_to_date(c);
+	if (best) {
+		recover_delegate(c, best);
+		return;
 	}
-	uint64_t generation = store_cluster(s->state)->generation + 1;
+	json_t *names = json_array();
+	recover_conf(c, &s->recover_conf, names);
+	uint64_t generation = known + 1;
 	s->pending_generation = (struct store_cluster){
 	    .generation = generation,
-	    .from_term = s->raft.current_term,
-	    .from_index = raft_last_index(&s->raft),
+	    .from_term = store_last_term(&s->raft),
+	    .from_index = (uint64_t)raft_last_index(&s->raft),
 	};
 	snprintf(s->pending_generation.by, sizeof(s->pending_generation.by), "%s", s->o.name);
 	s->generation_pending = true;
-	s->recover_conf = conf;
+	s->generation_floor = generation; /* the fence shows it from now on */
 	s->next_mode = START_RECOVER;
-	log_warn("store: forced recovery: generation %" PRIu64 " with %u survivor(s)", generation,
-	         c->n_alive + 1);
-	for (unsigned i = 0; i < c->n_alive; i++) {
-		const struct store_member *m = store_member_find(s->state, c->alive[i]);
-		if (m)
-			store_call(s, m->peer, "store.reset",
-			           json_pack("{s:I}", "generation", (json_int_t)generation),
-			           PEER_TIMEOUT_MS, recover_reset_cb, NULL);
-	}
+	log_warn("store: forced recovery: generation %" PRIu64 " with %zu survivor(s), from term "
+	         "%" PRIu64 " index %" PRIu64,
+	         generation, json_array_size(names), s->pending_generation.from_term,
+	         s->pending_generation.from_index);
+	for (unsigned i = 0; i < c->n_alive; i++)
+		store_call(s, c->alive[i].peer, "store.reset",
+		           json_pack("{s:I}", "generation", (json_int_t)generation),
+		           PEER_TIMEOUT_MS, recover_reset_cb, NULL);
 	store_stop_raft(s, PHASE_RESTARTING);
 	json_t *result =
 	    json_pack("{s:I, s:o}", "generation", (json_int_t)generation, "members", names);
@@ -213,21 +360,80 @@ static void recover_finish(struct recover_ctx *c)
 	free(c);
 }
 
+static void copy_str(char *dst, size_t size, json_t *o, const char *key)
+{
+	snprintf(dst, size, "%s", json_string_value(json_object_get(o, key)) ?: "");
+}
+
+static uint64_t get_u64(json_t *o, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(o, key));
+}
+
+struct recover_call {
+	struct recover_ctx *c;
+	char peer[STORE_ADDR_MAX];
+};
+
 static void recover_hello_cb(void *userdata, int status, json_t *result, const char *error)
 {
-	struct recover_ctx *c = userdata;
+	struct recover_call *call = userdata;
+	struct recover_ctx *c = call->c;
 	(void)error;
 	if (status == 0) {
-		uint64_t id = (uint64_t)json_integer_value(json_object_get(result, "id"));
 		const char *state = json_string_value(json_object_get(result, "state"));
 		if (state && strcmp(state, "leader") == 0)
-			snprintf(c->leader, sizeof(c->leader), "%s",
-			         json_string_value(json_object_get(result, "name")) ?: "?");
-		if (id && c->n_alive < 256)
-			c->alive[c->n_alive++] = id;
+			copy_str(c->leader, sizeof(c->leader), result, "name");
+		struct survivor v = {.id = get_u64(result, "id"),
+		                     .generation = get_u64(result, "generation"),
+		                     .last_term = get_u64(result, "last_term"),
+		                     .last_index = get_u64(result, "last_index")};
+		copy_str(v.name, sizeof(v.name), result, "name");
+		copy_str(v.address, sizeof(v.address), result, "address");
+		snprintf(v.peer, sizeof(v.peer), "%s", call->peer);
+		if (v.id && v.id != c->s->o.id && c->n_alive < RECOVER_MAX_SURVIVORS)
+			c->alive[c->n_alive++] = v;
 	}
+	free(call);
 	if (--c->waiting == 0)
 		recover_finish(c);
+}
+
+static void recover_ask(struct recover_ctx *c, const char *peer)
+{
+	struct store *s = c->s;
+	struct recover_call *call = calloc(1, sizeof(*call));
+	if (!call || strcmp(peer, s->o.peer_address) == 0) {
+		free(call);
+		return;
+	}
+	call->c = c;
+	snprintf(call->peer, sizeof(call->peer), "%s", peer);
+	if (store_call(s, peer, "store.hello", json_object(), PEER_TIMEOUT_MS, recover_hello_cb,
+	               call) == 0)
+		c->waiting++;
+	else
+		free(call);
+}
+
+/* Asks every member, or, when this replica has not applied its log yet (a
+ * restart without a snapshot), every peer in <dir>/peers. */
+static void recover_ask_all(struct recover_ctx *c)
+{
+	struct store *s = c->s;
+	size_t n = store_count(s->state, STORE_MEMBERS);
+	for (size_t i = 0; i < n; i++) {
+		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
+		if (m->id != s->o.id && m->peer[0])
+			recover_ask(c, m->peer);
+	}
+	char *text = NULL, *save;
+	if (n > 0 || file_read_state(s->o.dir, "peers", &text) < 0)
+		return;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (line != text) /* the first line is the generation */
+			recover_ask(c, line);
+	free(text);
 }
 
 static int recover_check(struct store *s, char **ret_error)
@@ -237,34 +443,36 @@ static int recover_check(struct store *s, char **ret_error)
 	if (store_is_leader(s))
 		return error_set(ret_error, -EBUSY,
 		                 "this host is the leader; recover is only for a lost majority");
-	if (store_cluster(s->state)->generation == 0)
+	/* A restarted replica has not applied its log yet: its generation is
+	 * the one it saved in <dir>/peers. */
+	if (store_known_generation(s) == 0)
 		return error_set(ret_error, -EAGAIN, "this host has not joined a cluster yet");
 	return 0;
 }
 
-int store_recover(struct store *s, store_recover_cb done, void *userdata, char **ret_error)
+static int recover_start(struct store *s, bool delegated, store_recover_cb done, void *userdata,
+                         char **ret_error)
 {
 	int r = recover_check(s, ret_error);
 	if (r < 0)
 		return r;
 	struct recover_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
-		return -ENOMEM;
+		return error_set(ret_error, -ENOMEM, "out of memory");
 	c->s = s;
 	c->done = done;
 	c->userdata = userdata;
+	c->delegated = delegated;
 	c->waiting = 1; /* released below, after every call is under way */
-	for (size_t i = 0; i < store_count(s->state, STORE_MEMBERS); i++) {
-		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
-		if (m->id == s->o.id || !m->peer[0])
-			continue;
-		if (store_call(s, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS,
-		               recover_hello_cb, c) == 0)
-			c->waiting++;
-	}
+	recover_ask_all(c);
 	if (--c->waiting == 0)
 		recover_finish(c);
 	return 0;
+}
+
+int store_recover(struct store *s, store_recover_cb done, void *userdata, char **ret_error)
+{
+	return recover_start(s, false, done, userdata, ret_error);
 }
 
 static void recover_reply(void *userdata, json_t *result, const char *error)
@@ -281,7 +489,8 @@ int store_handle_recover(struct store *s, struct ctl_client *client, const struc
 	struct ctl_deferred *d = ctl_defer(client, req);
 	if (!d)
 		return -ENOMEM;
-	r = store_recover(s, recover_reply, d, ret_error);
+	bool delegated = json_is_true(json_object_get(req->args, "delegated"));
+	r = recover_start(s, delegated, recover_reply, d, ret_error);
 	if (r < 0) {
 		ctl_deferred_reply(d, NULL, *ret_error ? *ret_error : strerror(-r));
 		free(*ret_error);
@@ -318,8 +527,7 @@ void store_probe_finish(struct probe *p)
 		log_warn("store: the cluster went on to generation %" PRIu64 " while this host was "
 		         "away (at %" PRIu64 "); rejoining as a fresh replica",
 		         p->highest, s->probe_generation);
-		journal_take_orphans(s->journal);
-		s->orphans_pending = true;
+		take_orphans(s, p->highest);
 		s->next_mode = START_NORMAL; /* never bootstrap a cluster of one again */
 		if (store_wipe_raft_state(s) < 0)
 			return;
@@ -357,6 +565,7 @@ int store_probe_generation(struct store *s)
 	if (file_read_state(s->o.dir, "peers", &text) < 0)
 		return 0;
 	s->probe_generation = strtoull(text, NULL, 10);
+	s->generation_floor = s->probe_generation;
 	struct probe *p = calloc(1, sizeof(*p));
 	if (!p) {
 		free(text);

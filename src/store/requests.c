@@ -351,12 +351,13 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 	const char *cmd = req->cmd;
 	if (strcmp(cmd, "store.hello") == 0) {
 		const struct store_member *lm = store_leader_member(s);
-		*ret_result =
-		    json_pack("{s:I, s:s, s:s, s:I, s:I, s:s?}", "id", (json_int_t)s->o.id, "name",
-		              s->o.name, "state", phase_state(s), "generation",
-		              (json_int_t)store_cluster(s->state)->generation, "last_index",
-		              (json_int_t)(s->raft_open ? raft_last_index(&s->raft) : 0), "leader",
-		              lm ? lm->name : NULL);
+		*ret_result = json_pack(
+		    "{s:I, s:s, s:s, s:I, s:I, s:I, s:s, s:s?}", "id", (json_int_t)s->o.id, "name",
+		    s->o.name, "state", phase_state(s), "generation",
+		    (json_int_t)store_known_generation(s), "last_index",
+		    (json_int_t)(s->raft_open ? raft_last_index(&s->raft) : 0), "last_term",
+		    (json_int_t)(s->raft_open ? store_last_term(&s->raft) : 0), "address",
+		    s->o.raft_address, "leader", lm ? lm->name : NULL);
 		return 0;
 	}
 	if (strcmp(cmd, "store.status") == 0) {

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "api/client.h"
+#include "fence.h"
 #include "fsm.h"
 #include "journal.h"
 #include "membership.h"
@@ -79,7 +80,7 @@ struct store {
 	/* The Raft instance; re-created in place by recover and reset. */
 	struct raft raft;
 	struct raft_io io;
-	struct raft_uv_transport transport;
+	struct fence fence; /* libraft's TCP transport behind the generation fence */
 	struct store_fsm fsm;
 	bool raft_open;
 	enum start_mode next_mode;
@@ -111,7 +112,12 @@ struct store {
 	bool hello_in_flight;
 	unsigned hello_next;
 	uint64_t probe_generation; /* the generation this host had at start */
-	struct probe *probe;       /* while PHASE_PROBING */
+	/* The generation this host belongs to or was told to join, even before
+	 * its state has it (a restart, a reset): what the fence shows. */
+	uint64_t generation_floor;
+	uint64_t fence_newer;        /* a newer generation the fence met; acted on at tick */
+	uint64_t orphans_generation; /* merge orphans once this generation is applied */
+	struct probe *probe;         /* while PHASE_PROBING */
 
 	void (*close_cb)(void *userdata);
 	void *close_userdata;
@@ -138,6 +144,9 @@ int store_wipe_raft_state(struct store *s);
 void store_start_raft(struct store *s);
 void store_free_final(struct store *s);
 
+uint64_t store_known_generation(const struct store *s);
+uint64_t store_last_term(const struct raft *r);
+
 /* forward.c */
 int store_call(struct store *s, const char *address, const char *cmd, json_t *args,
                unsigned timeout_ms, ctl_call_cb cb, void *userdata);
@@ -156,6 +165,8 @@ void store_tick_cb(uv_timer_t *t);
 /* recovery.c */
 void store_merge_orphans(struct store *s);
 void store_reset_to_generation(struct store *s, uint64_t generation);
+void store_act_on_fence(struct store *s);
+void store_load_orphans_target(struct store *s);
 void store_gossip_generation(struct store *s);
 void store_generation_done(void *userdata, int status, const struct store_result *res,
                            const char *error);

@@ -84,8 +84,12 @@ static void fsm_applied(void *userdata, const struct raft_buffer *buf, const str
 	struct store *s = userdata;
 	if (res->applied && (cmd->table == STORE_CLUSTER || cmd->table == STORE_MEMBERS))
 		save_peers(s);
-	journal_append(s->journal, store_cluster(s->state)->generation, s->raft.last_applied + 1,
-	               buf->base, buf->len);
+	/* The term this replica is in: never below the term that committed
+	 * the entry (journal_in_history() counts on it). */
+	struct journal_pos pos = {.generation = store_cluster(s->state)->generation,
+	                          .term = s->raft.current_term,
+	                          .index = s->raft.last_applied + 1};
+	journal_append(s->journal, &pos, buf->base, buf->len);
 	notify(s, cmd, res);
 	if (cmd->table == STORE_MEMBERS && cmd->op == STORE_DELETE && res->applied &&
 	    STORE_CMD_ROW(cmd, struct store_member)->id == s->o.id)
@@ -108,7 +112,7 @@ static void raft_closed_cb(struct raft *r)
 {
 	struct store *s = r->data;
 	raft_uv_close(&s->io);
-	raft_uv_tcp_close(&s->transport);
+	fence_close_transport(&s->fence);
 	s->raft_open = false;
 	if (s->phase == PHASE_RESTARTING) {
 		s->phase = PHASE_RUNNING;
@@ -177,16 +181,48 @@ int store_wipe_raft_state(struct store *s)
 	return 0;
 }
 
+uint64_t store_known_generation(const struct store *s)
+{
+	uint64_t g = store_cluster(s->state)->generation;
+	return g > s->generation_floor ? g : s->generation_floor;
+}
+
+/* The term of the last entry of @r's log. libraft 0.15 has no call for
+ * it; struct raft_log is in its public header. */
+uint64_t store_last_term(const struct raft *r)
+{
+	const struct raft_log *l = &r->log;
+	size_t n = l->back >= l->front ? l->back - l->front : l->size - l->front + l->back;
+	if (n == 0)
+		return l->snapshot.last_term;
+	return l->entries[(l->back + l->size - 1) % l->size].term;
+}
+
+static uint64_t fence_generation(void *userdata)
+{
+	return store_known_generation(userdata);
+}
+
+static void fence_newer(void *userdata, uint64_t generation)
+{
+	struct store *s = userdata;
+	if (generation > s->fence_newer)
+		s->fence_newer = generation;
+}
+
 /* Creates and starts the Raft instance in s->raft per s->next_mode. */
 void store_start_raft(struct store *s)
 {
 	int r;
 	const char *what = "raft_uv_tcp_init";
-	if ((r = raft_uv_tcp_init(&s->transport, s->loop)) != 0)
+	if ((r = fence_init_transport(&s->fence, s->loop)) != 0)
 		goto fail;
+	s->fence.generation = fence_generation;
+	s->fence.newer = fence_newer;
+	s->fence.userdata = s;
 	what = "raft_uv_init";
-	if ((r = raft_uv_init(&s->io, s->loop, s->raft_dir, &s->transport)) != 0) {
-		raft_uv_tcp_close(&s->transport);
+	if ((r = raft_uv_init(&s->io, s->loop, s->raft_dir, &s->fence.t)) != 0) {
+		fence_close_transport(&s->fence);
 		goto fail;
 	}
 	store_fsm_init(&s->fsm, s->state);
@@ -196,7 +232,7 @@ void store_start_raft(struct store *s)
 	what = "raft_init";
 	if ((r = raft_init(&s->raft, &s->io, &s->fsm.fsm, s->o.id, s->o.raft_address)) != 0) {
 		raft_uv_close(&s->io);
-		raft_uv_tcp_close(&s->transport);
+		fence_close_transport(&s->fence);
 		goto fail;
 	}
 	s->raft.data = s;
@@ -205,6 +241,9 @@ void store_start_raft(struct store *s)
 	raft_set_election_timeout(&s->raft, s->o.election_ms);
 	raft_set_heartbeat_timeout(&s->raft, s->o.heartbeat_ms);
 	raft_set_snapshot_threshold(&s->raft, s->o.snapshot_threshold);
+	/* An InstallSnapshot the follower dropped (busy) is sent again after
+	 * a few election timeouts, not libraft's 30 s. */
+	raft_set_install_snapshot_timeout(&s->raft, 5 * s->o.election_ms);
 	raft_uv_set_connect_retry_delay(&s->io, 100);
 
 	if (s->next_mode == START_BOOTSTRAP) {
@@ -345,6 +384,8 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 		return r;
 	}
 	s->orphans_pending = journal_has_orphans(s->journal);
+	if (s->orphans_pending)
+		store_load_orphans_target(s);
 	char *removed = NULL;
 	if (file_read_state(o->dir, "removed", &removed) == 0) {
 		free(removed);

@@ -3,9 +3,11 @@
  * seeds, and the periodic tick that drives both. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/clock.h"
+#include "lib/fileio.h"
 #include "lib/log.h"
 #include "store-internal.h"
 
@@ -91,11 +93,52 @@ static void join_cb(void *userdata, int status, json_t *result, const char *erro
 	snprintf(s->redirect, sizeof(s->redirect), "%s", redirect ? redirect : "");
 }
 
+/* Where a host without seeds asks to join: a member it knows of, or one of
+ * the peers it saved before its state was wiped (a host that created the
+ * cluster and rejoins it after a recovery elsewhere). Fills @to. */
+static bool join_target(struct store *s, char *to, size_t size)
+{
+	if (s->o.n_seeds > 0) {
+		snprintf(to, size, "%s", s->o.seeds[s->seed_next++ % s->o.n_seeds]);
+		return true;
+	}
+	size_t n = store_count(s->state, STORE_MEMBERS);
+	for (size_t k = 0; k < n; k++) {
+		const struct store_member *m =
+		    store_row(s->state, STORE_MEMBERS, s->seed_next++ % n);
+		if (m->id != s->o.id && m->peer[0]) {
+			snprintf(to, size, "%s", m->peer);
+			return true;
+		}
+	}
+	char *text = NULL, *save;
+	if (file_read_state(s->o.dir, "peers", &text) < 0)
+		return false;
+	unsigned lines = 0, pick;
+	for (char *p = strchr(text, '\n'); p && p[1]; p = strchr(p + 1, '\n'))
+		lines++;
+	pick = lines ? s->seed_next++ % lines : 0;
+	bool found = false;
+	unsigned i = 0;
+	for (char *line = strtok_r(text, "\n", &save); line && !found;
+	     line = strtok_r(NULL, "\n", &save))
+		if (line != text && i++ == pick) {
+			snprintf(to, size, "%s", line);
+			found = true;
+		}
+	free(text);
+	return found;
+}
+
 static void try_join(struct store *s)
 {
-	if (s->join_in_flight || (s->o.n_seeds == 0 && !s->redirect[0]))
+	char to[STORE_ADDR_MAX];
+	if (s->join_in_flight)
 		return;
-	const char *to = s->redirect[0] ? s->redirect : s->o.seeds[s->seed_next++ % s->o.n_seeds];
+	if (s->redirect[0])
+		snprintf(to, sizeof(to), "%s", s->redirect);
+	else if (!join_target(s, to, sizeof(to)))
+		return;
 	if (strcmp(to, s->o.peer_address) == 0)
 		return;
 	json_t *args = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)s->o.id, "name",
@@ -117,6 +160,11 @@ void store_tick_cb(uv_timer_t *t)
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
 		return;
 	store_release_barriers(s);
+	if (s->fence_newer) {
+		store_act_on_fence(s);
+		if (s->phase != PHASE_RUNNING)
+			return;
+	}
 	bool leader = raft_state(&s->raft) == RAFT_LEADER;
 	if (leader && s->generation_pending) {
 		s->generation_pending = false;

@@ -13,6 +13,9 @@
 #include "store/store.h"
 #include "switch/tables.h"
 
+/* How much later the next survivor declares when the one before has not. */
+#define FIAT_TAKEOVER_MS 1500
+
 /* How long the port of @host has been down, as the switch it sits on
  * reports: 0 while it is up, -1 when this agent cannot tell. */
 static int64_t port_down_ms(struct swc *c, const char *host)
@@ -122,19 +125,33 @@ static bool power_lost(struct swc *c, const struct census *k)
 	return true;
 }
 
-/* The survivor that declares: the lowest id with its port up. */
-static bool first_survivor(struct swc *c, const struct census *k)
+/* Whether it is this survivor's turn to declare. The survivors with their
+ * ports up take turns by id: the lowest declares once the voters' ports
+ * have been down fiat-after-ms, the next FIAT_TAKEOVER_MS later, and so on.
+ * A survivor whose view is stale (it sees a leader, or a majority of
+ * voters up, that the others do not) does not hold the others up: the next
+ * one declares after a bounded wait, and store_recover() refuses while a
+ * leader answers or a newer generation exists. */
+static bool my_turn(struct swc *c, const struct census *k)
 {
 	const struct store_state *st = store_state(c->store);
 	const struct store_member *me = store_member_find_name(st, c->self.name);
+	unsigned rank = 0;
+	const char *first = NULL;
 	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
 		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
 		if (m->id < (me ? me->id : 0) && port_down_ms(c, m->name) == 0) {
-			fiat_set(c, "pending",
-			         "voters %s lost power; %s, the first survivor, recovers by fiat",
-			         k->down, m->name);
-			return false;
+			rank++;
+			first = first ? first : m->name;
 		}
+	}
+	int64_t due = (int64_t)c->o.fiat_after_ms + (int64_t)rank * FIAT_TAKEOVER_MS;
+	if (rank > 0 && k->shortest < due) {
+		fiat_set(c, "pending",
+		         "voters %s lost power; %s, the first survivor, recovers by fiat (this "
+		         "host takes over after %lld ms)",
+		         k->down, first, (long long)due);
+		return false;
 	}
 	return true;
 }
@@ -142,7 +159,8 @@ static bool first_survivor(struct swc *c, const struct census *k)
 /* A majority of voters is gone. If every one of them has its switch port
  * down (power lost, not a partition) for fiat-after-ms, the survivors
  * recover the membership on their own: the one with the lowest id among
- * the members whose ports are up declares it. */
+ * the members whose ports are up declares it, or, when it has not, the
+ * next one after a bounded wait (my_turn()). */
 void fiat_check(struct swc *c)
 {
 	if (!c->o.fiat_after_ms) {
@@ -155,10 +173,10 @@ void fiat_check(struct swc *c)
 	}
 	struct census k;
 	take_census(c, &k);
-	if (!power_lost(c, &k) || !first_survivor(c, &k))
+	if (!power_lost(c, &k) || !my_turn(c, &k))
 		return;
 	uint64_t now = uv_now(c->loop);
-	if (c->fiat_last_ms && now - c->fiat_last_ms < 5000)
+	if (c->fiat_last_ms && now - c->fiat_last_ms < FIAT_TAKEOVER_MS)
 		return;
 	c->fiat_last_ms = now;
 	fiat_set(c, "recovering", "voters %s lost power (ports down %u ms): recovering by fiat",
