@@ -1,6 +1,14 @@
 /* Proposals and barriers: applied locally on the leader, forwarded from a
  * follower to the leader over the peer API (and answered once this replica
- * has applied them), and the peer calls the store makes. */
+ * has applied them), and the peer calls the store makes.
+ *
+ * A forwarded command waits twice, each wait bounded by
+ * store_forward_timeout_ms(): for the leader's answer, then for this
+ * replica to apply the index the leader answered with. A follower cut off
+ * right after the leader answered would otherwise keep its caller waiting
+ * until it reconnects. On the leader, raft_apply() and raft_barrier() need
+ * no timer of their own: a leader that loses its quorum steps down within
+ * an election timeout and fails what it has in flight. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,15 +119,38 @@ struct forward {
 	char leader[STORE_NAME_MAX + STORE_ADDR_MAX + 8];
 };
 
+/* Ten election timeouts (3 s with the default 300 ms): a leader change
+ * takes one or two, so a command that is not answered by then is not
+ * coming back soon; never under a second. */
+unsigned store_forward_timeout_ms(const struct store *s)
+{
+	unsigned ms = 10 * s->o.election_ms;
+	return ms < 1000 ? 1000 : ms;
+}
+
+static void forward_failed(struct forward *f, int status, const char *error)
+{
+	char why[STORE_REASON_MAX + 256];
+	unsigned ms = store_forward_timeout_ms(f->store);
+	if (status == -ETIMEDOUT)
+		snprintf(why, sizeof(why),
+		         "forwarded to the leader %s; no answer within %u.%u s: it may or may "
+		         "not have been committed",
+		         f->leader, ms / 1000, ms % 1000 / 100);
+	else
+		snprintf(why, sizeof(why), "the leader %s: %s", f->leader,
+		         error ? error : "failed");
+	f->cb(f->userdata, status == -EREMOTEIO ? -EAGAIN : status, NULL, why);
+	free(f);
+}
+
+static void forward_clock_start(struct store *s);
+
 static void forward_cb(void *userdata, int status, json_t *result, const char *error)
 {
 	struct forward *f = userdata;
 	if (status < 0) {
-		char why[STORE_REASON_MAX + 128];
-		snprintf(why, sizeof(why), "the leader %s: %s", f->leader,
-		         error ? error : "failed");
-		f->cb(f->userdata, status == -EREMOTEIO ? -EAGAIN : status, NULL, why);
-		free(f);
+		forward_failed(f, status, error);
 		return;
 	}
 	/* Wait until this replica has applied what the leader had when it
@@ -133,6 +164,8 @@ static void forward_cb(void *userdata, int status, json_t *result, const char *e
 	}
 	*p = (struct pending){.store = f->store, .cb = f->cb, .userdata = f->userdata};
 	p->wait_index = (uint64_t)json_integer_value(json_object_get(result, "index"));
+	p->deadline_ms = uv_now(f->store->loop) + store_forward_timeout_ms(f->store);
+	snprintf(p->leader, sizeof(p->leader), "%s", f->leader);
 	if (!f->barrier) {
 		p->has_result = true;
 		p->result.applied = json_is_true(json_object_get(result, "applied"));
@@ -144,6 +177,7 @@ static void forward_cb(void *userdata, int status, json_t *result, const char *e
 	p->next = f->store->waiting_barriers;
 	f->store->waiting_barriers = p;
 	free(f);
+	forward_clock_start(p->store);
 	store_release_barriers(p->store);
 }
 
@@ -162,7 +196,7 @@ static int forward(struct store *s, const char *cmd, json_t *args, bool barrier,
 	}
 	*f = (struct forward){.store = s, .cb = cb, .userdata = userdata, .barrier = barrier};
 	snprintf(f->leader, sizeof(f->leader), "%s (%s)", leader->name, leader->peer);
-	int r = store_call(s, leader->peer, cmd, args, FORWARD_TIMEOUT_MS, forward_cb, f);
+	int r = store_call(s, leader->peer, cmd, args, store_forward_timeout_ms(s), forward_cb, f);
 	if (r < 0)
 		free(f);
 	return r;
@@ -204,19 +238,84 @@ static void barrier_cb(struct raft_barrier *req, int status)
 		store_pending_done(p, 0, NULL, NULL);
 }
 
+/* The leader answered, this replica did not get there in time: what is
+ * known is that the leader committed it. */
+static void wait_expired(struct pending *p, uint64_t applied)
+{
+	char why[STORE_REASON_MAX + 256];
+	unsigned ms = store_forward_timeout_ms(p->store);
+	snprintf(why, sizeof(why),
+	         "forwarded to the leader %s, which %s %llu; this host applied only "
+	         "up to %llu within %u.%u s (cut off from the leader?)",
+	         p->leader, p->has_result ? "committed it at index" : "had applied up to index",
+	         (unsigned long long)p->wait_index, (unsigned long long)applied, ms / 1000,
+	         ms % 1000 / 100);
+	store_pending_done(p, -ETIMEDOUT, NULL, why);
+}
+
 void store_release_barriers(struct store *s)
 {
 	uint64_t applied = s->raft_open ? raft_last_applied(&s->raft) : 0;
+	uint64_t now = uv_now(s->loop);
 	struct pending **pp = &s->waiting_barriers;
 	while (*pp) {
 		struct pending *p = *pp;
 		if (p->wait_index <= applied) {
 			*pp = p->next;
 			store_pending_done(p, 0, p->has_result ? &p->result : NULL, NULL);
+		} else if (now >= p->deadline_ms) {
+			*pp = p->next;
+			wait_expired(p, applied);
 		} else {
 			pp = &p->next;
 		}
 	}
+}
+
+/* ---- the clock of the followers' waits ---- */
+
+/* Runs while followers' waits are pending, whatever the store's phase (the
+ * store's own tick skips a store whose Raft is closed). It counts as one of
+ * the store's calls, so the store is freed only after it has closed. */
+struct forward_clock {
+	uv_timer_t timer;
+	struct store *s;
+};
+
+static void forward_clock_closed(uv_handle_t *h)
+{
+	struct forward_clock *c = h->data;
+	struct store *s = c->s;
+	free(c);
+	if (--s->calls == 0 && s->freeing)
+		store_free_final(s);
+}
+
+static void forward_clock_cb(uv_timer_t *t)
+{
+	struct forward_clock *c = t->data;
+	struct store *s = c->s;
+	if (!s->freeing)
+		store_release_barriers(s);
+	if (s->freeing || !s->waiting_barriers) {
+		s->forward_clock = NULL;
+		uv_close((uv_handle_t *)&c->timer, forward_clock_closed);
+	}
+}
+
+static void forward_clock_start(struct store *s)
+{
+	if (s->forward_clock || s->freeing)
+		return;
+	struct forward_clock *c = calloc(1, sizeof(*c));
+	if (!c)
+		return; /* the store's tick still expires the waits while Raft runs */
+	c->s = s;
+	c->timer.data = c;
+	uv_timer_init(s->loop, &c->timer);
+	uv_timer_start(&c->timer, forward_clock_cb, TICK_MS, TICK_MS);
+	s->forward_clock = c;
+	s->calls++;
 }
 
 int store_barrier(struct store *s, store_done_cb cb, void *userdata)

@@ -58,8 +58,10 @@ struct pending {
 	struct store *store;
 	store_done_cb cb;
 	void *userdata;
-	uint64_t wait_index; /* follower: applied index to wait for */
-	bool has_result;     /* a forwarded proposal's, delivered after the wait */
+	uint64_t wait_index;  /* follower: applied index to wait for */
+	uint64_t deadline_ms; /* follower: uv_now() after which the wait fails */
+	char leader[STORE_NAME_MAX + STORE_ADDR_MAX + 8]; /* follower: who answered */
+	bool has_result; /* a forwarded proposal's, delivered after the wait */
 	struct store_result result;
 	struct pending *next;
 };
@@ -89,8 +91,9 @@ struct store {
 	uv_timer_t tick;
 	unsigned ticks;
 	struct store_subscription *subscribers;
-	unsigned notifying;               /* depth of notify() calls */
-	struct pending *waiting_barriers; /* followers' barriers, by index */
+	unsigned notifying;                  /* depth of notify() calls */
+	struct pending *waiting_barriers;    /* followers' barriers, by index */
+	struct forward_clock *forward_clock; /* expires them (forward.c) */
 
 	/* Membership changes: one at a time, leader only. */
 	bool changing;
@@ -148,6 +151,9 @@ uint64_t store_known_generation(const struct store *s);
 uint64_t store_last_term(const struct raft *r);
 
 /* forward.c */
+/* How long a follower waits for each step of a forwarded command: the
+ * leader's answer, then its own apply of the answered index. */
+unsigned store_forward_timeout_ms(const struct store *s);
 int store_call(struct store *s, const char *address, const char *cmd, json_t *args,
                unsigned timeout_ms, ctl_call_cb cb, void *userdata);
 void store_pending_done(struct pending *p, int status, const struct store_result *res,

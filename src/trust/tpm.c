@@ -3,9 +3,17 @@
  * Keys are primaries in the endorsement hierarchy, made from TCG templates:
  * a primary key is a function of the hierarchy's seed and the template
  * (TPM 2.0 Part 1, "Primary Keys"; Part 3, 24.1 TPM2_CreatePrimary), so the same TPM always gives
- * the same EK and AK and nothing needs to be stored. swtpm holds only three
- * loaded objects: the AK stays loaded, the EK is loaded only for as long as
- * a command needs it. */
+ * the same EK and AK and nothing needs to be stored.
+ *
+ * No object stays loaded between calls: a TPM holds few loaded objects
+ * (swtpm three) and nothing flushes what a killed process left, so every
+ * kill -9 of an agent that kept its AK loaded leaked one slot until the TPM
+ * ran out ("out of memory for object contexts", 0x902). The AK is created
+ * once, its context saved (TPM2_ContextSave, Part 3, 28.2) and flushed;
+ * each use loads the saved context (TPM2_ContextLoad, 28.3; cheaper than
+ * re-deriving the primary) and flushes it again. At open, transient
+ * objects that are this module's AK or EK (an earlier life of the process,
+ * killed between a load and its flush) are flushed. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +28,7 @@
 struct trust_tpm {
 	TSS2_TCTI_CONTEXT *tcti;
 	ESYS_CONTEXT *esys;
-	ESYS_TR ak; /* ESYS_TR_NONE until first used */
+	TPMS_CONTEXT *ak_context; /* the AK's saved context; NULL until first used */
 	TPM2B_PUBLIC ak_public;
 };
 
@@ -96,6 +104,8 @@ static int tss_fail(char **ret_error, const char *what, TSS2_RC rc)
 	return -EIO;
 }
 
+static int tpm_flush_leftovers(struct trust_tpm *t, char **ret_error);
+
 static int tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char **ret_error)
 {
 	if (!tcti || !ret_tpm) {
@@ -107,7 +117,6 @@ static int tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char **ret_err
 	struct trust_tpm *t = calloc(1, sizeof(*t));
 	if (!t)
 		return trust_fail_default(-ENOMEM, ret_error, "TPM");
-	t->ak = ESYS_TR_NONE;
 	int r;
 	TSS2_RC rc = Tss2_TctiLdr_Initialize(tcti, &t->tcti);
 	if (rc != TSS2_RC_SUCCESS) {
@@ -124,6 +133,9 @@ static int tpm_open(const char *tcti, struct trust_tpm **ret_tpm, char **ret_err
 		r = tss_fail(ret_error, "TPM2_Startup", rc);
 		goto fail;
 	}
+	r = tpm_flush_leftovers(t, ret_error);
+	if (r < 0)
+		goto fail;
 	*ret_tpm = t;
 	return 0;
 fail:
@@ -135,8 +147,7 @@ void trust_tpm_close(struct trust_tpm *t)
 {
 	if (!t)
 		return;
-	if (t->esys && t->ak != ESYS_TR_NONE)
-		Esys_FlushContext(t->esys, t->ak);
+	Esys_Free(t->ak_context);
 	if (t->esys)
 		Esys_Finalize(&t->esys);
 	if (t->tcti)
@@ -393,23 +404,119 @@ fail:
 
 /* ---- the attestation key ---- */
 
-static int ak_ensure(struct trust_tpm *t, char **ret_error)
+/* Loads the AK into @ret_handle, for one use: from its saved context, or
+ * created again if there is none or the TPM refuses it (a saved context
+ * does not survive a TPM Reset, Part 1, "Context Management"). The caller
+ * flushes it with ak_unload(). */
+static int ak_load(struct trust_tpm *t, ESYS_TR *ret_handle, char **ret_error)
 {
-	if (t->ak != ESYS_TR_NONE)
-		return 0;
-	TPM2B_PUBLIC tmpl;
+	ESYS_TR h = ESYS_TR_NONE;
+	if (t->ak_context) {
+		if (Esys_ContextLoad(t->esys, t->ak_context, &h) == TSS2_RC_SUCCESS) {
+			*ret_handle = h;
+			return 0;
+		}
+		Esys_Free(t->ak_context);
+		t->ak_context = NULL;
+	}
+	TPM2B_PUBLIC tmpl, pub;
 	ak_template(&tmpl);
-	return create_primary(t, &tmpl, &t->ak, &t->ak_public, "TPM2_CreatePrimary (AK)",
-	                      ret_error);
+	int r = create_primary(t, &tmpl, &h, &pub, "TPM2_CreatePrimary (AK)", ret_error);
+	if (r < 0)
+		return r;
+	t->ak_public = pub;
+	/* Part 3, 28.2: ContextSave leaves the object loaded; without a
+	 * saved context each use derives the primary again, which is
+	 * slower but works. */
+	TPMS_CONTEXT *ctx = NULL;
+	if (Esys_ContextSave(t->esys, h, &ctx) == TSS2_RC_SUCCESS)
+		t->ak_context = ctx;
+	*ret_handle = h;
+	return 0;
+}
+
+static void ak_unload(struct trust_tpm *t, ESYS_TR h)
+{
+	if (h != ESYS_TR_NONE)
+		Esys_FlushContext(t->esys, h);
 }
 
 static int tpm_ak(struct trust_tpm *t, struct trust_blob *ret_public, char **ret_error)
 {
-	int r = ak_ensure(t, ret_error);
-	if (r < 0)
-		return r;
+	if (!t->ak_context) {
+		ESYS_TR h;
+		int r = ak_load(t, &h, ret_error);
+		if (r < 0)
+			return r;
+		ak_unload(t, h);
+	}
 	return trust_fail_default(trust_public_marshal(&t->ak_public, ret_public), ret_error,
 	                          "AK public");
+}
+
+/* ---- what an earlier life left ---- */
+
+/* Whether @p was made from the AK template or one of the EK templates: the
+ * unique field aside, a primary's public area is its template. */
+static bool public_is_ours(const TPMT_PUBLIC *p)
+{
+	TPM2B_PUBLIC tmpl[3];
+	ak_template(&tmpl[0]);
+	ek_template(false, &tmpl[1]);
+	ek_template(true, &tmpl[2]);
+	for (size_t i = 0; i < 3; i++) {
+		const TPMT_PUBLIC *q = &tmpl[i].publicArea;
+		if (p->type != q->type || p->nameAlg != q->nameAlg ||
+		    p->objectAttributes != q->objectAttributes ||
+		    p->authPolicy.size != q->authPolicy.size ||
+		    memcmp(p->authPolicy.buffer, q->authPolicy.buffer, q->authPolicy.size) != 0)
+			continue;
+		if (p->type == TPM2_ALG_ECC &&
+		    p->parameters.eccDetail.curveID == q->parameters.eccDetail.curveID &&
+		    p->parameters.eccDetail.scheme.scheme == q->parameters.eccDetail.scheme.scheme)
+			return true;
+		if (p->type == TPM2_ALG_RSA &&
+		    p->parameters.rsaDetail.keyBits == q->parameters.rsaDetail.keyBits &&
+		    p->parameters.rsaDetail.scheme.scheme == q->parameters.rsaDetail.scheme.scheme)
+			return true;
+	}
+	return false;
+}
+
+/* Flushes the loaded transient object @handle if it is one of ours. */
+static void flush_if_ours(struct trust_tpm *t, TPM2_HANDLE handle)
+{
+	ESYS_TR h = ESYS_TR_NONE;
+	if (Esys_TR_FromTPMPublic(t->esys, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &h) !=
+	    TSS2_RC_SUCCESS)
+		return;
+	TPM2B_PUBLIC *pub = NULL;
+	bool ours = Esys_ReadPublic(t->esys, h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub,
+	                            NULL, NULL) == TSS2_RC_SUCCESS &&
+	            public_is_ours(&pub->publicArea);
+	Esys_Free(pub);
+	if (ours)
+		Esys_FlushContext(t->esys, h);
+	else
+		Esys_TR_Close(t->esys, &h);
+}
+
+/* Flushes the AKs and EKs an earlier life of this process left loaded when
+ * it was killed between a load and its flush (TPM2_GetCapability of the
+ * transient handles, Part 3, 30.2). Other objects are not ours to flush. */
+static int tpm_flush_leftovers(struct trust_tpm *t, char **ret_error)
+{
+	TPMS_CAPABILITY_DATA *cap = NULL;
+	TPMI_YES_NO more;
+	TSS2_RC rc =
+	    Esys_GetCapability(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
+	                       TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &cap);
+	if (rc != TSS2_RC_SUCCESS)
+		return tss_fail(ret_error, "TPM2_GetCapability (transient handles)", rc);
+	for (UINT32 i = 0; i < cap->data.handles.count; i++)
+		flush_if_ours(t, cap->data.handles.handle[i]);
+	Esys_Free(cap);
+	return 0;
 }
 
 static int tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, size_t nonce_len,
@@ -426,7 +533,8 @@ static int tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, si
 		          sizeof(qualifying.buffer));
 		return -EINVAL;
 	}
-	r = ak_ensure(t, ret_error);
+	ESYS_TR ak;
+	r = ak_load(t, &ak, ret_error);
 	if (r < 0)
 		return r;
 	qualifying.size = (UINT16)nonce_len;
@@ -436,8 +544,9 @@ static int tpm_quote(struct trust_tpm *t, unsigned pcr, const uint8_t *nonce, si
 	select_pcr(pcr, &sel);
 	TPM2B_ATTEST *quoted = NULL;
 	TPMT_SIGNATURE *sig = NULL;
-	TSS2_RC rc = Esys_Quote(t->esys, t->ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+	TSS2_RC rc = Esys_Quote(t->esys, ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
 	                        &qualifying, &scheme, &sel, &quoted, &sig);
+	ak_unload(t, ak);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_fail(ret_error, "TPM2_Quote", rc);
 	struct trust_blob a = {malloc(sizeof(*quoted)), 0}, s = {malloc(sizeof(*sig)), 0};
@@ -508,25 +617,25 @@ static int tpm_activate(struct trust_tpm *t, const struct trust_blob *credential
 		trust_err(ret_error, "secret: not one TPM2B_ENCRYPTED_SECRET");
 		return -EBADMSG;
 	}
-	int r = ak_ensure(t, ret_error);
-	if (r < 0)
-		return r;
 	struct trust_blob cert = {0};
 	bool ecc;
-	r = ek_cert(t, &cert, &ecc, ret_error);
+	int r = ek_cert(t, &cert, &ecc, ret_error);
 	trust_blob_done(&cert);
 	if (r < 0)
 		return r;
-	ESYS_TR ek, session = ESYS_TR_NONE;
+	ESYS_TR ek, ak = ESYS_TR_NONE, session = ESYS_TR_NONE;
 	TPM2B_PUBLIC ek_pub;
 	r = ek_load(t, ecc, &ek, &ek_pub, ret_error);
 	if (r < 0)
 		return r;
+	r = ak_load(t, &ak, ret_error);
+	if (r < 0)
+		goto out;
 	r = ek_session(t, &session, ret_error);
 	if (r < 0)
 		goto out;
 	TPM2B_DIGEST *plain = NULL;
-	TSS2_RC rc = Esys_ActivateCredential(t->esys, t->ak, ek, ESYS_TR_PASSWORD, session,
+	TSS2_RC rc = Esys_ActivateCredential(t->esys, ak, ek, ESYS_TR_PASSWORD, session,
 	                                     ESYS_TR_NONE, &id, &sec, &plain);
 	if (rc != TSS2_RC_SUCCESS) {
 		/* Part 3, 12.5: an integrity or value error is a credential that
@@ -550,6 +659,7 @@ out:
 	 * sessions alive by default: flush it and the EK either way. */
 	if (session != ESYS_TR_NONE)
 		Esys_FlushContext(t->esys, session);
+	ak_unload(t, ak);
 	Esys_FlushContext(t->esys, ek);
 	return r;
 }

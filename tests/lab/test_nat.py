@@ -219,6 +219,22 @@ def test_established_connections_survive_agent_and_leader_kills(make_lab):
                    what="new flows from every host")
 
 
+def test_the_isps_arp_is_answered_while_no_agent_is_master(make_lab):
+    """The uplink's switch answers the gateway's ARP for the public address
+    itself: with every agent killed (no master), the ISP forgets the public
+    address's MAC and still reaches the guests."""
+    lab = nat_lab(make_lab, 3)
+    assert lab.exec("h2", "ping", "-c", "1", "-W", "1", SERVER, check=False).returncode == 0
+    for h in ("h1", "h2", "h3"):
+        lab.lab("kill", h)
+    lab.exec("isp", "ip", "neigh", "flush", "dev", "up0")
+    for h in ("h1", "h2", "h3"):
+        out = lab.exec(h, "ping", "-c", "3", "-i", "0.2", "-W", "1", SERVER, check=False)
+        assert out.returncode == 0, (h, out.stdout)
+    neigh = lab.exec("isp", "ip", "neigh", "show", PUBLIC, "dev", "up0").stdout
+    assert "02:e7:7e:00:71:0a" in neigh, neigh
+
+
 def test_a_host_short_of_ports_gets_another_block_and_a_leaver_returns_them(make_lab):
     lab = nat_lab(make_lab)
     size = nat(lab)["block_size"]

@@ -131,6 +131,23 @@ def test_a_tpm_reset_forces_reattestation(make_lab):
     assert pings(lab, "h2", "10.77.1.1")
 
 
+def test_an_agent_killed_five_times_attests_each_time(make_lab):
+    """kill -9 leaves the agent no chance to flush what it loaded in its TPM:
+    each start must still find room for its AK and be admitted by a fresh
+    quote of the same AK."""
+    lab = make_lab(3)
+    ak_fp = lab.ctl_json("h2", "status")["trust"]["ak_fp"]
+    for i in range(5):
+        stamp = hosts(lab)["h2"]["attested_ms"]
+        lab.lab("kill", "h2")
+        lab.lab("start", "h2")
+        run_and_expect(lambda: hosts(lab)["h2"]["attested_ms"] > stamp and
+                       state_of(lab, "h2") == "admitted", timeout=20,
+                       what=f"h2 attested after kill {i + 1}")
+        assert lab.ctl_json("h2", "status")["trust"]["ak_fp"] == ak_fp
+    assert pings(lab, "h2", "10.77.1.1")
+
+
 def test_admin_revoke_sticks_until_admit(make_lab):
     lab = make_lab(3)
     lab.ctl("h1", "hosts", "revoke", "h3")

@@ -1188,6 +1188,108 @@ static void test_recover_on_lagging_survivor(void **state)
 	assert_int_equal(store_count(st, STORE_CONFLICTS), 0);
 }
 
+/* ---- a leader's peer API that does not answer as it should ---- */
+
+/* What the scripted peer API of a leader does with store.propose and
+ * store.barrier: hold them unanswered (a leader cut off right after the
+ * command reached it), or answer with an index this host's Raft never
+ * receives (a follower cut off from the leader right after the answer). */
+enum script { SCRIPT_SILENT, SCRIPT_AHEAD };
+
+struct scripted {
+	enum script mode;
+	struct ctl_deferred *held[4];
+	unsigned n_held;
+};
+
+static int scripted_peer(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+                         json_t **ret_result, char **ret_error)
+{
+	struct scripted *sp = userdata;
+	bool propose = strcmp(req->cmd, "store.propose") == 0;
+	if (!propose && strcmp(req->cmd, "store.barrier") != 0) {
+		*ret_error = strdup("not answered in this test");
+		return -ENOENT;
+	}
+	if (sp->mode == SCRIPT_SILENT && sp->n_held < 4) {
+		sp->held[sp->n_held++] = ctl_defer(client, req);
+		return CTL_DEFERRED;
+	}
+	*ret_result = propose ? json_pack("{s:b, s:s, s:I, s:I}", "applied", 1, "reason", "",
+	                                  "value", (json_int_t)0, "index", (json_int_t)1000000)
+	                      : json_pack("{s:I}", "index", (json_int_t)1000000);
+	return 0;
+}
+
+static bool has_text(const char *s, const char *part)
+{
+	if (!strstr(s, part))
+		fail_msg("\"%s\" not in \"%s\"", part, s);
+	return true;
+}
+
+/* Waits for @op, started at @t0, and checks that it failed with
+ * -ETIMEDOUT after one forward timeout (10 election timeouts of 150 ms),
+ * not long after. */
+static void expect_timeout(struct cluster *c, struct op *op, uint64_t t0)
+{
+	wait_for(c, op_done, op, "the forwarded command's callback");
+	uint64_t took = mono_ms() - t0;
+	if (op->status != -ETIMEDOUT)
+		fail_msg("status %d (%s), not -ETIMEDOUT", op->status, op->error);
+	if (took < 1400 || took > 3000)
+		fail_msg("answered after %" PRIu64 " ms, not about 1.5 s", took);
+}
+
+/* Every wait of a forwarded command has a bound and says what is known:
+ * the leader never answers; the leader answers but this follower never
+ * applies what it answered with (proposal and barrier). */
+static void test_forward_timeouts(void **state)
+{
+	struct cluster *c = *state;
+	cluster_start(c, 3, 3);
+	int l = leader_of(c), f = follower_of(c, l);
+	assert_true(l >= 0 && f >= 0);
+	struct node *ln = &c->nodes[l];
+	char name[8];
+	snprintf(name, sizeof(name), "h%d", l + 1);
+
+	/* The leader's store and Raft go on; its peer API is replaced. */
+	ctl_server_close(&ln->peer, peer_closed_cb);
+	while (ln->peer_open)
+		uv_run(&c->loop, UV_RUN_ONCE);
+	struct scripted sp = {.mode = SCRIPT_SILENT};
+	assert_int_equal(
+	    ctl_server_start_tcp(&ln->peer, &c->loop, ln->o.peer_address, scripted_peer, &sp), 0);
+	ln->peer_open = true;
+
+	struct store_cmd cmd = lease(11);
+	struct op op = {0};
+	uint64_t t0 = mono_ms();
+	assert_int_equal(store_propose(c->nodes[f].store, &cmd, op_cb, &op), 0);
+	expect_timeout(c, &op, t0);
+	has_text(op.error, "forwarded to the leader");
+	has_text(op.error, name);
+	has_text(op.error, "no answer within 1.5 s: it may or may not have been committed");
+	assert_int_equal(sp.n_held, 1);
+	ctl_deferred_reply(sp.held[0], NULL, "too late");
+
+	sp.mode = SCRIPT_AHEAD;
+	op = (struct op){0};
+	t0 = mono_ms();
+	assert_int_equal(store_propose(c->nodes[f].store, &cmd, op_cb, &op), 0);
+	expect_timeout(c, &op, t0);
+	has_text(op.error, name);
+	has_text(op.error, "committed it at index 1000000");
+	has_text(op.error, "applied only up to");
+
+	op = (struct op){0};
+	t0 = mono_ms();
+	assert_int_equal(store_barrier(c->nodes[f].store, op_cb, &op), 0);
+	expect_timeout(c, &op, t0);
+	has_text(op.error, "had applied up to index 1000000");
+}
+
 int main(void)
 {
 	/* As ettmd: a peer that went away is an error on the write, not a
@@ -1201,6 +1303,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_three_join_same_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_follower_forwards, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_follower_barrier, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forward_timeouts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_leader_loss, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lagging_catches_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recover_new_generation, setup, teardown),

@@ -94,6 +94,48 @@ static int any_aee_group(const struct store_state *st, uint64_t dpid, struct sw_
 	return 0;
 }
 
+/* A set_field of a @len-byte integer field, in network order. */
+static void set_int(struct of13_instruction *in, enum of13_oxm_field field, uint32_t value,
+                    uint8_t len)
+{
+	struct of13_action *a = &in->actions[in->n_actions++];
+	*a = (struct of13_action){.type = OF13_ACTION_SET_FIELD};
+	a->set_field.field = field;
+	a->set_field.len = len;
+	for (unsigned k = 0; k < len; k++)
+		a->set_field.value[len - 1 - k] = (uint8_t)(value >> (8 * k));
+}
+
+/* The gateway's ARP requests for the public address, answered by the
+ * uplink's switch itself (RFC 826 reply: the request's sender becomes the
+ * target; its address is the gateway's: a router asks from whichever of
+ * its addresses the packet it holds came from, and OpenFlow 1.3 cannot copy
+ * a field) once the gateway's MAC is known, so that the ISP reaches the
+ * public address while no agent is master: mastership moving, a leader
+ * killed, voters returning. Requests from another MAC, a gateway whose MAC
+ * changed among them, still go to the master. */
+static int gateway_arp_flow(const struct nat_options *o, unsigned i, uint32_t port,
+                            const uint8_t *gw_mac, const uint8_t mac[6], struct sw_flows *out)
+{
+	uint32_t pub = ntohl(o->publics[i].s_addr), gw = ntohl(nat_gateway(o, i).s_addr);
+	struct of13_flow_mod fm = sw_flow_base(1, NAT_PRIO_ARP_GW);
+	of13_match_add(&fm.match, OF13_OXM_IN_PORT, port, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_ARP, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ARP_OP, 1, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ARP_TPA, pub, NULL);
+	of13_match_add_eth(&fm.match, OF13_OXM_ARP_SHA, gw_mac, NULL);
+	struct of13_instruction *in = sw_apply(&fm);
+	sw_set_eth(in, OF13_OXM_ETH_DST, gw_mac);
+	sw_set_eth(in, OF13_OXM_ETH_SRC, mac);
+	set_int(in, OF13_OXM_ARP_OP, 2, 2);
+	sw_set_eth(in, OF13_OXM_ARP_SHA, mac);
+	set_int(in, OF13_OXM_ARP_SPA, pub, 4);
+	sw_set_eth(in, OF13_OXM_ARP_THA, gw_mac);
+	set_int(in, OF13_OXM_ARP_TPA, gw, 4);
+	sw_output(in, OF13_PORT_IN_PORT);
+	return add(out, &fm);
+}
+
 /* At the uplink's switch: ARP for the public address to the master; what
  * leaves from it gets the organisation's MAC and the gateway's; inbound
  * traffic no other flow takes goes to any live AEE. */
@@ -132,6 +174,8 @@ static int uplink_flows(const struct nat_options *o, unsigned i, uint32_t port,
 	    (struct of13_action){.type = OF13_ACTION_GROUP, .group_id = NAT_GROUP_ID};
 	if (r == 0)
 		r = add(out, &fm);
+	if (r == 0 && gw_mac)
+		r = gateway_arp_flow(o, i, port, gw_mac, mac, out);
 	return r;
 }
 

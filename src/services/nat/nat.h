@@ -28,6 +28,7 @@
 #define NAT_GROUP_ID   0xe77d0001u /* the select group of live AEEs */
 
 /* Priorities of NAT's flows in table 1 (above forwarding, 2000-2100). */
+#define NAT_PRIO_ARP_GW  2410 /* the gateway's ARP for a public address: answered */
 #define NAT_PRIO_ARP     2400 /* ARP for public addresses, to the master */
 #define NAT_PRIO_MAPPING 2350 /* one inbound mapping */
 #define NAT_PRIO_BLOCK   2300 /* a port block to its owner */
