@@ -46,6 +46,11 @@ bool of_conn_is_up(const struct of_conn *c)
 	return c->up;
 }
 
+uint64_t of_conn_silent_ms(const struct of_conn *c)
+{
+	return c->up ? uv_now(c->loop) - c->last_heard : UINT64_MAX;
+}
+
 const char *of_conn_address(const struct of_conn *c)
 {
 	return c->address;

@@ -41,6 +41,9 @@ void of_conn_close(struct of_conn *c);
 
 bool of_conn_is_up(const struct of_conn *c);
 const char *of_conn_address(const struct of_conn *c);
+/* Milliseconds since the switch last sent anything (echo replies come
+ * every 2 s); UINT64_MAX while not connected. */
+uint64_t of_conn_silent_ms(const struct of_conn *c);
 
 /* A fresh transaction id. */
 uint32_t of_conn_xid(struct of_conn *c);

@@ -15,6 +15,9 @@
 
 /* How much later the next survivor declares when the one before has not. */
 #define FIAT_TAKEOVER_MS 1500
+/* A survivor hears its switch at least this often (echo every 2 s, and
+ * statistics every second); longer, and it may be the one cut off. */
+#define FIAT_HEARD_MS 2500
 
 /* How long the port of @host has been down, as the switch it sits on
  * reports: 0 while it is up, -1 when this agent cannot tell. */
@@ -125,6 +128,28 @@ static bool power_lost(struct swc *c, const struct census *k)
 	return true;
 }
 
+/* Whether this host sees the network now: its own switch connected and
+ * heard from lately, its own port up. A host that was unplugged itself
+ * still holds the port states it saw last (the other voters going down
+ * before it): it must not take them for a power loss elsewhere and
+ * declare a generation of its own. */
+static bool sees_the_network(struct swc *c)
+{
+	const struct switch_location *l = switch_location_find(store_state(c->store), c->self.name);
+	struct sw *s = l ? sw_find_dpid(c, l->dpid) : NULL;
+	if (!s || !s->up || of_conn_silent_ms(s->conn) > FIAT_HEARD_MS) {
+		fiat_set(c, "waiting",
+		         "this host does not hear its own switch: it may be the one cut off; "
+		         "no fiat");
+		return false;
+	}
+	if (port_down_ms(c, c->self.name) != 0) {
+		fiat_set(c, "waiting", "this host's own port is not up; no fiat");
+		return false;
+	}
+	return true;
+}
+
 /* Whether it is this survivor's turn to declare. The survivors with their
  * ports up take turns by id: the lowest declares once the voters' ports
  * have been down fiat-after-ms, the next FIAT_TAKEOVER_MS later, and so on.
@@ -173,7 +198,7 @@ void fiat_check(struct swc *c)
 	}
 	struct census k;
 	take_census(c, &k);
-	if (!power_lost(c, &k) || !my_turn(c, &k))
+	if (!power_lost(c, &k) || !sees_the_network(c) || !my_turn(c, &k))
 		return;
 	uint64_t now = uv_now(c->loop);
 	if (c->fiat_last_ms && now - c->fiat_last_ms < FIAT_TAKEOVER_MS)

@@ -48,7 +48,7 @@ static json_t *local_view(struct swc *c)
 		json_t *o = json_pack("{s:i, s:s, s:b, s:s, s:I}", "index", (int)s->index,
 		                      "address", c->o.switches[i], "connected", s->up, "role",
 		                      s->up ? sw_role_name(s->role) : "none", "term",
-		                      (json_int_t)s->role_term);
+		                      (json_int_t)(s->role_term & 0xffffffffu));
 		if (s->up) {
 			json_object_set_new(o, "dpid", json_string(sw_dpid_str(s->dpid, d)));
 			json_object_set_new(o, "flows", json_integer(s->n_flows));

@@ -101,7 +101,7 @@ struct swc {
 	struct sw sw[SW_MAX_SWITCHES];
 	uv_timer_t tick, lldp, stats, kick;
 	bool leader;
-	uint64_t term;
+	uint64_t term; /* sw_generation_id() of the generation and Raft term */
 	struct seen links_seen[SW_MAX_SEEN];
 	unsigned n_links_seen;
 	unsigned topo_inflight;

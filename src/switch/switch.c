@@ -114,8 +114,9 @@ static void role_reply(void *userdata, struct of_conn *conn, int status, const u
 	          : r.role == OF13_ROLE_SLAVE ? ROLE_SLAVE
 	                                      : ROLE_NONE;
 	if (s->role != was)
-		log_info("switch %u: %s (term %" PRIu64 ")", s->index, sw_role_name(s->role),
-		         r.generation_id);
+		log_info("switch %u: %s (term %" PRIu64 ", generation %" PRIu64 ")", s->index,
+		         sw_role_name(s->role), r.generation_id & 0xffffffffu,
+		         r.generation_id >> 32);
 	if (s->role == ROLE_MASTER) {
 		/* Another master may have changed the groups meanwhile. */
 		reconcile_forget_groups(s);
@@ -126,7 +127,7 @@ static void role_reply(void *userdata, struct of_conn *conn, int status, const u
 static void claim_role(struct sw *s)
 {
 	struct swc *c = s->ctl;
-	if (!s->up || s->role_asked || c->term == 0)
+	if (!s->up || s->role_asked || (c->term & 0xffffffffu) == 0)
 		return;
 	enum role want = c->leader ? ROLE_MASTER : ROLE_SLAVE;
 	if (s->role == want && s->role_term == c->term)
@@ -152,12 +153,13 @@ static void tick_cb(uv_timer_t *t)
 {
 	struct swc *c = t->data;
 	bool leader = store_is_leader(c->store);
-	uint64_t term = store_term(c->store);
+	uint64_t generation = store_cluster(store_state(c->store))->generation;
+	uint64_t term = sw_generation_id(generation, store_term(c->store));
 	if (leader != c->leader || term != c->term) {
 		if (leader && !c->leader) {
-			log_info("switches: this agent leads (term %" PRIu64
+			log_info("switches: this agent leads (term %" PRIu64 ", generation %" PRIu64
 			         "); claiming mastership",
-			         term);
+			         store_term(c->store), generation);
 			topology_leading(c);
 		}
 		c->leader = leader;

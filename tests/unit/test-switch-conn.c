@@ -532,14 +532,25 @@ static bool is_master(struct fixture *f)
 	return f->fake.role_requests && sw_is_master(f->sw);
 }
 
-/* The store leads: MASTER with generation id = the store's Raft term. */
+/* The last role request carries the generation of a committed cluster (a
+ * new cluster's leader claims once before its generation 1 is applied,
+ * and again after). */
+static bool claimed_generation_1(struct fixture *f)
+{
+	return f->fake.role_requests && f->fake.role.generation_id >> 32 == 1;
+}
+
+/* The store leads: MASTER with generation id = the cluster's generation and
+ * the store's Raft term. */
 static void test_role_master(void **state)
 {
 	struct fixture *f = *state;
 	open_switches(f);
+	assert_true(run_until(f, claimed_generation_1));
 	assert_true(run_until(f, is_master));
 	assert_int_equal(f->fake.role.role, OF13_ROLE_MASTER);
-	assert_true(f->fake.role.generation_id == store_term(f->store));
+	/* The generation ranks first (sw_generation_id()): a new cluster is at 1. */
+	assert_true(f->fake.role.generation_id == sw_generation_id(1, store_term(f->store)));
 	json_t *v = request(f, "switch.local", NULL);
 	json_t *s = json_array_get(json_object_get(v, "switches"), 0);
 	assert_string_equal(json_string_value(json_object_get(s, "role")), "master");
@@ -587,7 +598,8 @@ static void test_role_slave(void **state)
 	f->svc[0].table = 5;
 	assert_int_equal(sw_set_service(f->sw, &test_service_ops, &f->svc[0]), 0);
 	assert_true(run_until(f, is_slave));
-	assert_true(f->fake.role.generation_id == store_term(f->follower));
+	assert_true(run_until(f, claimed_generation_1));
+	assert_true(f->fake.role.generation_id == sw_generation_id(1, store_term(f->follower)));
 	run_for(f, 300);
 	assert_false(sw_is_master(f->sw));
 	assert_int_equal(f->fake.flow_mods, 0);
