@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The layering of src/, checked over its #include "..." lines.
 
-Two rules, each failure named file:line:
+Three rules, each failure named file:line:
 
 1. A private header (a file named internal.h or *-internal.h) is included
    only from its own directory.
@@ -9,6 +9,9 @@ Two rules, each failure named file:line:
    use: USES below, the same graph the libraries' dependencies encode in
    the meson.build files (src/meson.build explains them), plus a few
    single headers a module reads for their types only (HEADERS).
+3. The headers of an external library that one module wraps are included
+   by that module only (EXTERNAL): only the store includes raft.h, only
+   trust tss2's and OpenSSL's, only the datapath nftables' (STYLE.md).
 
 A file's module is its directory (src/services/<name>/ is <name>), except
 for the files in MODULE_OF_FILE, which the build puts in libraries of
@@ -71,7 +74,17 @@ MODULE_OF_FILE = {
     'trust/options.c': 'config',
 }
 
+# <header> prefix -> the modules that may include it.
+EXTERNAL = {
+    'raft': ['store'],
+    'tss2/': ['trust'],
+    'openssl/': ['trust', 'trust-measure'],
+    'nftables/': ['datapath'],
+    'libmnl/': ['datapath', 'guest'],
+}
+
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
+SYSTEM_INCLUDE = re.compile(r'^\s*#\s*include\s+<([^>]+)>')
 
 
 def is_private(path):
@@ -98,11 +111,22 @@ def resolve(src, rel_dir, name):
     return None
 
 
+def check_external(mod, where, header, errors):
+    for prefix, owners in EXTERNAL.items():
+        if header.startswith(prefix) and mod not in owners:
+            errors.append(f'{where}: module {mod} includes <{header}>, which only '
+                          f'{", ".join(owners)} may include')
+
+
 def check_file(src, rel, errors):
     mod = module_of(rel)
     rel_dir = os.path.dirname(rel)
     with open(os.path.join(src, rel), encoding='utf-8') as f:
         for lineno, line in enumerate(f, 1):
+            m = SYSTEM_INCLUDE.match(line)
+            if m:
+                check_external(mod, f'src/{rel}:{lineno}', m.group(1), errors)
+                continue
             m = INCLUDE.match(line)
             if not m:
                 continue
