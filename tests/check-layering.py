@@ -11,7 +11,8 @@ Three rules, each failure named file:line:
    single headers a module reads for their types only (HEADERS).
 3. The headers of an external library that one module wraps are included
    by that module only (EXTERNAL): only the store includes raft.h, only
-   trust tss2's and OpenSSL's, only the datapath nftables' (STYLE.md).
+   trust tss2's and OpenSSL's, only the datapath nftables' (STYLE.md);
+   nor does any other module include a header of src/ that includes them.
 
 A file's module is its directory (src/services/<name>/ is <name>), except
 for the files in MODULE_OF_FILE, which the build puts in libraries of
@@ -112,11 +113,20 @@ def resolve(src, rel_dir, name):
     return None
 
 
-def check_external(mod, where, header, errors):
+def check_external(mod, where, header, errors, own=True):
     for prefix, owners in EXTERNAL.items():
         if header.startswith(prefix) and mod not in owners:
-            errors.append(f'{where}: module {mod} includes <{header}>, which only '
-                          f'{", ".join(owners)} may include')
+            what = f'module {mod} includes <{header}>,' if own else f'module {mod} may not see it:'
+            errors.append(f'{where} {what} only {", ".join(owners)} may include <{header}>')
+
+
+def externals_of(src, header, cache={}):
+    """The external headers of EXTERNAL that @header includes itself."""
+    if header not in cache:
+        with open(os.path.join(src, header), encoding='utf-8') as f:
+            cache[header] = [m.group(1) for m in map(SYSTEM_INCLUDE.match, f) if m and
+                             any(m.group(1).startswith(p) for p in EXTERNAL)]
+    return cache[header]
 
 
 def check_file(src, rel, errors):
@@ -126,7 +136,7 @@ def check_file(src, rel, errors):
         for lineno, line in enumerate(f, 1):
             m = SYSTEM_INCLUDE.match(line)
             if m:
-                check_external(mod, f'src/{rel}:{lineno}', m.group(1), errors)
+                check_external(mod, f'src/{rel}:{lineno}:', m.group(1), errors)
                 continue
             m = INCLUDE.match(line)
             if not m:
@@ -142,6 +152,9 @@ def check_file(src, rel, errors):
                 continue
             if same_dir:
                 continue
+            for ext in externals_of(src, target):
+                check_external(mod, f'{where}: {target} includes <{ext}>;', ext, errors,
+                               own=False)
             tmod = module_of(target)
             if (tmod == mod or tmod in USES[mod] or '*' in USES[mod] or
                     target in HEADERS.get(mod, [])):
