@@ -43,7 +43,13 @@ class Lab:
 
     def __enter__(self):
         ensure_build()
-        self.lab("up", "--build-dir", BUILD, *self.up_args)
+        try:
+            self.lab("up", "--build-dir", BUILD, *self.up_args)
+        except BaseException:
+            # A start that failed or was interrupted (a time limit's SIGINT)
+            # leaves part of the lab behind, and __exit__ is not called.
+            self.lab("down", check=False)
+            raise
         return self
 
     def __exit__(self, *exc):

@@ -9,7 +9,7 @@
 #include "api/server.h"
 #include "config.h"
 #include "datapath/datapath.h"
-#include "services/service.h"
+#include "svcset.h"
 
 struct agent {
 	uv_loop_t *loop;

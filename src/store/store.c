@@ -26,16 +26,6 @@ const char *store_raft_version(void)
 	return "libraft " RAFT_LIB_VERSION;
 }
 
-void store_options_default(struct store_options *o)
-{
-	*o = (struct store_options){
-	    .election_ms = 300,
-	    .heartbeat_ms = 50,
-	    .snapshot_threshold = 8192,
-	    .promote_after_ms = 3000,
-	};
-}
-
 /* ---- the state machine ---- */
 
 static void notify(struct store *s, const struct store_cmd *cmd, const struct store_result *res)

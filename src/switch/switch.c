@@ -24,16 +24,6 @@ const char *sw_role_name(enum role r)
 	return r == ROLE_MASTER ? "master" : r == ROLE_SLAVE ? "slave" : "equal";
 }
 
-void sw_options_default(struct sw_options *o)
-{
-	*o = (struct sw_options){
-	    .stats_interval_ms = 1000,
-	    .lldp_interval_ms = 1000,
-	    .link_timeout_ms = 2500,
-	    .fiat_after_ms = 3000,
-	};
-}
-
 struct sw *sw_find_dpid(struct swc *c, uint64_t dpid)
 {
 	for (unsigned i = 0; i < c->o.n_switches; i++)

@@ -1,4 +1,4 @@
-/* Attestation, the module's frame: options, the life of struct attest (its
+/* Attestation, the module's frame: the life of struct attest (its
  * references, the timer that drives both sides, opening and closing) and
  * the host's status. The join protocol is in attest-leader.c (the leader's
  * side) and attest-host.c (this host's side), re-attestation in
@@ -10,11 +10,6 @@
 
 #include "lib/clock.h"
 #include "trust/attest-internal.h"
-
-void attest_options_default(struct attest_options *o)
-{
-	*o = (struct attest_options){.pcr = 16, .reattest_ms = 30000};
-}
 
 void attest_unref(struct attest *a)
 {

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "api/proto.h"
-#include "services/service.h"
+#include "ettmd/svcset.h"
 
 static char order[64]; /* what opened and closed, in order: "o:a o:b c:b c:a" */
 

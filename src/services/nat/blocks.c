@@ -25,15 +25,6 @@ void nat_public_mac(struct in_addr addr, uint8_t mac[6])
 	mac[5] = (uint8_t)a;
 }
 
-void nat_options_default(struct nat_options *o)
-{
-	*o = (struct nat_options){
-	    .block_size = 1024,
-	    .first_port = 1024,
-	    .reclaim_after_ms = 60000,
-	};
-}
-
 bool nat_may_expose(const struct nat_options *o, uint8_t proto, uint16_t port)
 {
 	for (unsigned i = 0; i < o->n_expose; i++)

@@ -1,7 +1,5 @@
-/* The running set of services: the command index, the tables, the
- * datapath's stand-ins, opening and closing in order, and dispatch by
- * lookup (service.h). */
-#include "service.h"
+/* The running set of the agent's services (svcset.h). */
+#include "svcset.h"
 
 #include <errno.h>
 #include <stdlib.h>
