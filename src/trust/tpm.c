@@ -508,9 +508,11 @@ static int tpm_flush_leftovers(struct trust_tpm *t, char **ret_error)
 {
 	TPMS_CAPABILITY_DATA *cap = NULL;
 	TPMI_YES_NO more;
-	TSS2_RC rc =
-	    Esys_GetCapability(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
-	                       TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &cap);
+	/* TPM2_TRANSIENT_FIRST shifts an int into its sign bit (undefined):
+	 * the same value, computed unsigned. */
+	const UINT32 first = (UINT32)TPM2_HT_TRANSIENT << TPM2_HR_SHIFT;
+	TSS2_RC rc = Esys_GetCapability(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	                                TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES, &more, &cap);
 	if (rc != TSS2_RC_SUCCESS)
 		return tss_fail(ret_error, "TPM2_GetCapability (transient handles)", rc);
 	for (UINT32 i = 0; i < cap->data.handles.count; i++)

@@ -285,6 +285,7 @@ static void test_switch_flows(void **state)
 	assert_int_equal(g.v[0].n_buckets, 2);
 	assert_int_equal(g.v[0].buckets[1].watch_port, 2);
 	sw_flows_free(&f);
+	sw_groups_free(&g);
 
 	/* With the gateway known: the organisation's MAC and the gateway's. */
 	known = true;
@@ -298,6 +299,7 @@ static void test_switch_flows(void **state)
 	assert_memory_equal(fm->instructions[0].actions[1].set_field.value, gw[0], 6);
 	assert_int_equal(fm->instructions[0].actions[2].output.port, 9);
 	sw_flows_free(&f);
+	sw_groups_free(&g);
 
 	/* A switch without the uplink: no group, outbound along the path. */
 	struct store_cmd l = {.table = SWITCH_LINKS, .op = STORE_PUT, .time_ms = 1};
@@ -310,6 +312,7 @@ static void test_switch_flows(void **state)
 	assert_non_null(fm);
 	assert_int_equal(fm->instructions[0].actions[0].output.port, 5);
 	sw_flows_free(&f);
+	sw_groups_free(&g);
 	store_state_free(st);
 }
 

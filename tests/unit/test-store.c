@@ -318,6 +318,8 @@ static void test_decode_rejects_bad_bytes(void **state)
 	/* A name with a NUL byte inside. */
 	data[13 + 8 + 2] = 0;
 	assert_int_equal(store_cmd_decode(data, len, &out, &error), -EBADMSG);
+	assert_non_null(error);
+	free(error);
 	free(longer);
 	free(data);
 }
