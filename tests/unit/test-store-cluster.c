@@ -215,7 +215,7 @@ static void watch_cb(void *userdata, const struct store_cmd *cmd, const struct s
 	if (cmd->op != STORE_PUT)
 		return;
 	if (n->n_log < LOG_MAX)
-		snprintf(n->log[n->n_log], sizeof(n->log[0]), "%s",
+		snprintf(n->log[n->n_log], sizeof(n->log[0]), "%.*s", (int)sizeof(n->log[0]) - 1,
 		         STORE_CMD_ROW(cmd, struct store_lease)->mac);
 	n->n_log++;
 }
