@@ -341,11 +341,11 @@ static json_t *lease_json(const void *row)
 
 static const struct store_lease *lease_of_addr(const struct store_state *s, uint32_t addr)
 {
-	for (size_t i = 0; i < store_count(s, STORE_LEASES); i++) {
-		const struct store_lease *l = store_row(s, STORE_LEASES, i);
-		if (l->addr == addr)
-			return l;
-	}
+	size_t n;
+	const struct store_lease *rows = store_rows(s, STORE_LEASES, &n);
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].addr == addr)
+			return &rows[i];
 	return NULL;
 }
 

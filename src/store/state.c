@@ -238,6 +238,17 @@ const void *store_row(const struct store_state *s, unsigned table, size_t i)
 	return i < t->n ? state_row_at(t, tb, i) : NULL;
 }
 
+const void *store_rows(const struct store_state *s, unsigned table, size_t *ret_n)
+{
+	const struct store_table *tb = store_table_lookup(table);
+	if (!tb || tb->single || s->tables[table].n == 0) {
+		*ret_n = 0;
+		return NULL;
+	}
+	*ret_n = s->tables[table].n;
+	return s->tables[table].rows;
+}
+
 const struct store_cluster *store_cluster(const struct store_state *s)
 {
 	return store_row(s, STORE_CLUSTER, 0);

@@ -219,6 +219,10 @@ const struct store_cluster *store_cluster(const struct store_state *s);
 const struct store_policy *store_policy(const struct store_state *s);
 size_t store_count(const struct store_state *s, unsigned table);
 const void *store_row(const struct store_state *s, unsigned table, size_t i);
+/* Every row of keyed table @table at once, for a loop over all of them:
+ * an array of *@ret_n rows of the table's row type, in key order (NULL
+ * and 0 when it has none). store_row() looks the table up on each call. */
+const void *store_rows(const struct store_state *s, unsigned table, size_t *ret_n);
 const struct store_member *store_member_find(const struct store_state *s, uint64_t id);
 const struct store_member *store_member_find_name(const struct store_state *s, const char *name);
 
