@@ -255,3 +255,15 @@ static inline int store_cmp_u64(uint64_t a, uint64_t b)
 /* The merge rule of @cmd's table (an unknown table's command is a
  * conflict); *ret_reason as the table's merge sets it. */
 enum store_merge store_merge(const struct store_state *s, struct store_cmd *cmd, char **ret_reason);
+
+/* The merge rule "the later decision wins", for a table whose rows say
+ * when they were decided: an orphaned put (decided at @put_ms) is
+ * re-applied unless the new cluster's row (@have_row, decided at @row_ms)
+ * is as recent; an orphaned delete unless the row was put again after it. */
+static inline enum store_merge store_merge_later(const struct store_cmd *cmd, bool have_row,
+                                                 uint64_t row_ms, uint64_t put_ms)
+{
+	if (cmd->op == STORE_DELETE)
+		return have_row && row_ms <= cmd->time_ms ? STORE_MERGE_APPLY : STORE_MERGE_SKIP;
+	return have_row && row_ms >= put_ms ? STORE_MERGE_SKIP : STORE_MERGE_APPLY;
+}

@@ -13,6 +13,7 @@
 
 #include "store/tables.h"
 #include "services/devices/tables.h"
+#include "services/labels/labels.h"
 #include "services/nat/tables.h"
 #include "trust/tables.h"
 #include "tables-all.h"
@@ -922,6 +923,56 @@ static void test_registry_refuses_collisions(void **state)
 	free(error);
 }
 
+static struct store_cmd label(uint8_t op, const char *name, const char *text, uint64_t ms)
+{
+	struct store_cmd c = {.table = LABELS_TABLE, .op = op, .time_ms = ms};
+	struct labels_label *l = STORE_CMD_ROW(&c, struct labels_label);
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	snprintf(l->text, sizeof(l->text), "%s", text);
+	l->set_ms = ms;
+	return c;
+}
+
+/* The labels service's table: checks, replacement, removal, and its merge
+ * rule (the admin's later word wins). */
+static void test_labels(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	struct store_cmd c = label(STORE_PUT, "printer1", "2nd floor", 1000);
+	assert_applied(s, &c);
+	c = label(STORE_PUT, "printer1", "3rd floor", 2000);
+	assert_applied(s, &c);
+	assert_int_equal(store_count(s, LABELS_TABLE), 1);
+	assert_string_equal(((const struct labels_label *)store_row(s, LABELS_TABLE, 0))->text,
+	                    "3rd floor");
+	c = label(STORE_PUT, "no spaces", "x", 3000);
+	assert_rejected(s, &c, "a label's name is 1 to 31 letters, digits, '.', '_' or '-'");
+	c = label(STORE_PUT, "h1", "", 3000);
+	assert_rejected(s, &c, "a label is 1 to 127 printable characters");
+	c = label(STORE_PUT, "h1", "tab\there", 3000);
+	assert_rejected(s, &c, "a label is 1 to 127 printable characters");
+	c = label(STORE_DELETE, "h1", "", 3000);
+	assert_rejected(s, &c, "no such label");
+
+	/* Orphans of a recovery by fiat, against the new cluster's row set at
+	 * 2000: an older put or a delete before it is skipped, a newer one is
+	 * merged; a label the new cluster lacks comes back. */
+	char *reason = NULL;
+	c = label(STORE_PUT, "printer1", "old", 1500);
+	assert_int_equal(store_merge(s, &c, &reason), STORE_MERGE_SKIP);
+	c = label(STORE_PUT, "printer1", "newer", 2500);
+	assert_int_equal(store_merge(s, &c, &reason), STORE_MERGE_APPLY);
+	c = label(STORE_DELETE, "printer1", "", 1800);
+	assert_int_equal(store_merge(s, &c, &reason), STORE_MERGE_SKIP);
+	c = label(STORE_DELETE, "printer1", "", 2200);
+	assert_int_equal(store_merge(s, &c, &reason), STORE_MERGE_APPLY);
+	c = label(STORE_PUT, "d1", "visitor", 1200);
+	assert_int_equal(store_merge(s, &c, &reason), STORE_MERGE_APPLY);
+	assert_null(reason);
+	store_state_free(s);
+}
+
 int main(void)
 {
 	register_all_tables();
@@ -945,6 +996,7 @@ int main(void)
 	    cmocka_unit_test(test_merge_rules),
 	    cmocka_unit_test(test_attestations),
 	    cmocka_unit_test(test_registry_refuses_collisions),
+	    cmocka_unit_test(test_labels),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

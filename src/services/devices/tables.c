@@ -123,12 +123,7 @@ static enum store_merge device_merge(const struct store_state *s, struct store_c
 	(void)ret_reason;
 	const struct devices_device *d = STORE_CMD_ROW(cmd, const struct devices_device);
 	const struct devices_device *row = store_table_get(s, DEVICES_DEVICES, d);
-	if (cmd->op == STORE_DELETE)
-		return row && row->allowed_ms <= cmd->time_ms ? STORE_MERGE_APPLY
-		                                              : STORE_MERGE_SKIP;
-	if (row && row->allowed_ms >= d->allowed_ms)
-		return STORE_MERGE_SKIP;
-	return STORE_MERGE_APPLY;
+	return store_merge_later(cmd, row != NULL, row ? row->allowed_ms : 0, d->allowed_ms);
 }
 
 static const struct store_table devices_table = {

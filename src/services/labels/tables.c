@@ -79,9 +79,7 @@ static enum store_merge label_merge(const struct store_state *s, struct store_cm
 	(void)ret_reason;
 	const struct labels_label *l = STORE_CMD_ROW(cmd, const struct labels_label);
 	const struct labels_label *row = store_table_get(s, LABELS_TABLE, l);
-	if (cmd->op == STORE_DELETE)
-		return row && row->set_ms <= cmd->time_ms ? STORE_MERGE_APPLY : STORE_MERGE_SKIP;
-	return row && row->set_ms >= l->set_ms ? STORE_MERGE_SKIP : STORE_MERGE_APPLY;
+	return store_merge_later(cmd, row != NULL, row ? row->set_ms : 0, l->set_ms);
 }
 
 static const struct store_table labels_table = {
