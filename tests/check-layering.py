@@ -31,7 +31,7 @@ USES = {
     'lib': [],
     'api': ['lib'],
     'openflow': ['lib'],
-    'store': ['api', 'lib'],
+    'store': ['api', 'datapath', 'lib'],
     'datapath': ['lib'],
     'guest': ['lib'],
     'switch-tables': ['store', 'lib'],
@@ -62,7 +62,7 @@ HEADERS = {
     # The modules that are services of the agent define their struct
     # service (services/service.h: types only) and read the host's
     # addresses from its struct dp_config.
-    'store': ['services/service.h', 'datapath/datapath.h'],
+    'store': ['services/service.h'],
     'switch': ['services/service.h', 'datapath/datapath.h'],
     'trust': ['services/service.h'],
 }

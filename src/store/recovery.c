@@ -201,6 +201,7 @@ struct recover_ctx {
 	void *userdata;
 	int waiting;
 	bool delegated; /* asked by a survivor whose log is behind this one's */
+	json_t *down;   /* names of members known to be gone: not asked */
 	struct survivor alive[RECOVER_MAX_SURVIVORS];
 	unsigned n_alive;
 	char leader[STORE_NAME_MAX]; /* a member still leading: no recovery */
@@ -214,6 +215,12 @@ static void recover_reset_cb(void *userdata, int status, json_t *result, const c
 		log_warn("store: recover: a survivor did not take the reset: %s", error);
 }
 
+static void recover_free(struct recover_ctx *c)
+{
+	json_decref(c->down);
+	free(c);
+}
+
 static void recover_fail(struct recover_ctx *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -225,7 +232,7 @@ static void recover_fail(struct recover_ctx *c, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	c->done(c->userdata, NULL, why);
-	free(c);
+	recover_free(c);
 }
 
 /* The survivor whose log is more up to date than this host's (Raft's
@@ -257,7 +264,7 @@ static void delegate_cb(void *userdata, int status, json_t *result, const char *
 		return;
 	}
 	c->done(c->userdata, result, NULL);
-	free(c);
+	recover_free(c);
 }
 
 /* Recovery is declared from the most up-to-date survivor's log, so that
@@ -281,7 +288,8 @@ static void recover_delegate(struct recover_ctx *c, const struct survivor *best)
 	char peer[STORE_ADDR_MAX], name[STORE_NAME_MAX];
 	snprintf(peer, sizeof(peer), "%s", best->peer);
 	snprintf(name, sizeof(name), "%s", best->name);
-	if (store_call(s, peer, "cluster.recover", json_pack("{s:b}", "delegated", 1),
+	if (store_call(s, peer, "cluster.recover",
+	               json_pack("{s:b, s:O}", "delegated", 1, "down", c->down),
 	               4 * PEER_TIMEOUT_MS, delegate_cb, c) < 0)
 		recover_fail(c,
 		             "%s has a more up-to-date log and cannot be reached; run `ettmctl "
@@ -357,7 +365,7 @@ static void recover_finish(struct recover_ctx *c)
 	    json_pack("{s:I, s:o}", "generation", (json_int_t)generation, "members", names);
 	c->done(c->userdata, result, NULL);
 	json_decref(result);
-	free(c);
+	recover_free(c);
 }
 
 static void copy_str(char *dst, size_t size, json_t *o, const char *key)
@@ -416,15 +424,24 @@ static void recover_ask(struct recover_ctx *c, const char *peer)
 		free(call);
 }
 
-/* Asks every member, or, when this replica has not applied its log yet (a
- * restart without a snapshot), every peer in <dir>/peers. */
+static bool known_down(const struct recover_ctx *c, const char *name)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(c->down, i, v) if (json_is_string(v) &&
+	                                      strcmp(json_string_value(v), name) == 0) return true;
+	return false;
+}
+
+/* Asks every member but those known to be gone, or, when this replica has not applied its log yet
+ * (a restart without a snapshot), every peer in <dir>/peers. */
 static void recover_ask_all(struct recover_ctx *c)
 {
 	struct store *s = c->s;
 	size_t n = store_count(s->state, STORE_MEMBERS);
 	for (size_t i = 0; i < n; i++) {
 		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
-		if (m->id != s->o.id && m->peer[0])
+		if (m->id != s->o.id && m->peer[0] && !known_down(c, m->name))
 			recover_ask(c, m->peer);
 	}
 	char *text = NULL, *save;
@@ -450,8 +467,8 @@ static int recover_check(struct store *s, char **ret_error)
 	return 0;
 }
 
-static int recover_start(struct store *s, bool delegated, store_recover_cb done, void *userdata,
-                         char **ret_error)
+static int recover_start(struct store *s, bool delegated, json_t *down, store_recover_cb done,
+                         void *userdata, char **ret_error)
 {
 	int r = recover_check(s, ret_error);
 	if (r < 0)
@@ -463,6 +480,7 @@ static int recover_start(struct store *s, bool delegated, store_recover_cb done,
 	c->done = done;
 	c->userdata = userdata;
 	c->delegated = delegated;
+	c->down = json_is_array(down) ? json_incref(down) : json_array();
 	c->waiting = 1; /* released below, after every call is under way */
 	recover_ask_all(c);
 	if (--c->waiting == 0)
@@ -470,9 +488,13 @@ static int recover_start(struct store *s, bool delegated, store_recover_cb done,
 	return 0;
 }
 
-int store_recover(struct store *s, store_recover_cb done, void *userdata, char **ret_error)
+int store_recover(struct store *s, const char *const *down, store_recover_cb done, void *userdata,
+                  char **ret_error)
 {
-	return recover_start(s, false, done, userdata, ret_error);
+	json_auto_t *names = json_array();
+	for (size_t i = 0; down && down[i]; i++)
+		json_array_append_new(names, json_string(down[i]));
+	return recover_start(s, false, names, done, userdata, ret_error);
 }
 
 static void recover_reply(void *userdata, json_t *result, const char *error)
@@ -490,7 +512,8 @@ int store_handle_recover(struct store *s, struct ctl_client *client, const struc
 	if (!d)
 		return -ENOMEM;
 	bool delegated = json_is_true(json_object_get(req->args, "delegated"));
-	r = recover_start(s, delegated, recover_reply, d, ret_error);
+	r = recover_start(s, delegated, json_object_get(req->args, "down"), recover_reply, d,
+	                  ret_error);
 	if (r < 0) {
 		ctl_deferred_reply(d, NULL, *ret_error ? *ret_error : strerror(-r));
 		free(*ret_error);

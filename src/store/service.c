@@ -2,12 +2,42 @@
  * replicated store for this host, publishes it for the services after it,
  * and answers the store.* and cluster* commands. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "datapath/datapath.h"
+#include "datapath/fragment.h"
+#include "lib/error.h"
 #include "lib/log.h"
 #include "services/service.h"
 #include "store.h"
+
+/* The service's self: the store, and the datapath it holds. */
+struct store_svc {
+	struct store *store;
+	struct datapath *dp;
+};
+
+/* The store's part in the datapath: a fragment of nothing but a hold,
+ * while this replica rejoins as a fresh one and its state is partial (a
+ * newer generation: the survivors of a fiat, the voters that return after
+ * it). Built from that state, the services' rules would drop what this
+ * host's AEE must pass on meanwhile (another host's NAT replies). */
+static int hold_build(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
+{
+	(void)cfg;
+	out->hold = store_catching_up(userdata);
+	return 0;
+}
+
+static void caught_up(void *userdata)
+{
+	struct datapath *dp = userdata;
+	if (dp_changed(dp) < 0)
+		log_error("store: datapath: %s", dp->error ? dp->error : "failed");
+}
 
 static int open_store(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
 {
@@ -29,25 +59,39 @@ static int open_store(struct svc_env *env, const void *options, void **ret_self,
 		return r;
 	log_info("store: raft on %s, peer API on %s, %s", o.raft_address, o.peer_address,
 	         store_raft_version());
+	struct store_svc *w = malloc(sizeof(*w));
+	if (!w || (r = dp_set_source(env->dp, "store", hold_build, s)) < 0) {
+		free(w);
+		store_close(s, NULL, NULL);
+		return error_set(ret_error, w ? r : -ENOMEM, "the store's datapath source: %s",
+		                 strerror(w ? -r : ENOMEM));
+	}
+	*w = (struct store_svc){s, env->dp};
+	store_set_caught_up_cb(s, caught_up, env->dp);
 	env->store = s;
-	*ret_self = s;
+	*ret_self = w;
 	return 0;
 }
 
 static void close_store(void *self, void (*done)(void *arg), void *arg)
 {
-	store_close(self, done, arg);
+	struct store_svc *w = self;
+	store_set_caught_up_cb(w->store, NULL, NULL);
+	dp_remove_source(w->dp, "store");
+	store_close(w->store, done, arg);
+	free(w);
 }
 
 static json_t *status(void *self)
 {
-	return store_status(self);
+	return store_status(((struct store_svc *)self)->store);
 }
 
 static int handle(void *self, struct ctl_client *client, const struct ctl_request *req,
                   json_t **ret_result, char **ret_error)
 {
-	return store_handle_request(self, client, req, ret_result, ret_error);
+	return store_handle_request(((struct store_svc *)self)->store, client, req, ret_result,
+	                            ret_error);
 }
 
 /* The peer API carries them all, as the other agents' joins, forwarding

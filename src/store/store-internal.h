@@ -112,6 +112,11 @@ struct store {
 	bool generation_pending;
 	bool orphans_pending;
 	bool wipe_on_restart;
+	/* Wiped to rejoin as a fresh replica, and not yet caught up: the state
+	 * is partial (store_catching_up()). */
+	bool catching_up, catchup_in_flight;
+	void (*caught_up_cb)(void *userdata);
+	void *caught_up_userdata;
 	bool hello_in_flight;
 	unsigned hello_next;
 	uint64_t probe_generation; /* the generation this host had at start */

@@ -168,7 +168,19 @@ int store_wipe_raft_state(struct store *s)
 	}
 	store_state_free(s->state);
 	s->state = fresh;
+	s->catching_up = true;
 	return 0;
+}
+
+bool store_catching_up(const struct store *s)
+{
+	return s->catching_up;
+}
+
+void store_set_caught_up_cb(struct store *s, void (*cb)(void *userdata), void *userdata)
+{
+	s->caught_up_cb = cb;
+	s->caught_up_userdata = userdata;
 }
 
 uint64_t store_known_generation(const struct store *s)

@@ -68,6 +68,13 @@ int store_barrier(struct store *s, store_done_cb cb, void *userdata);
 /* The committed state as this replica has applied it. */
 const struct store_state *store_state(const struct store *s);
 
+/* Whether this replica's state was wiped to rejoin the cluster as a fresh
+ * replica (the cluster went on to a newer generation) and it has not yet
+ * applied what was committed when it rejoined: its state is partial, and
+ * what is built from it would be wrong. @cb runs once it has caught up. */
+bool store_catching_up(const struct store *s);
+void store_set_caught_up_cb(struct store *s, void (*cb)(void *userdata), void *userdata);
+
 /* Called after each applied command of @table (0: every table). */
 typedef void (*store_watch_cb)(void *userdata, const struct store_cmd *cmd,
                                const struct store_result *result);
@@ -96,10 +103,14 @@ size_t store_voters(const struct store *s, uint64_t *ids, size_t max);
 /* Forced recovery after a majority of voters is lost for good (what
  * `ettmctl cluster recover` does): asks every member whether it is alive
  * and declares a new membership of those that answer, under a new
- * generation. @done gets {generation, members} or why not (a leader is
- * still reachable). Returns 0 or a negative errno with *ret_error. */
+ * generation. @down (NULL-terminated, or NULL) names members known to be
+ * gone (their switch ports are down): they are not asked, so the round does
+ * not wait out their timeouts. @done gets {generation, members} or why not
+ * (a leader is still reachable). Returns 0 or a negative errno with
+ * *ret_error. */
 typedef void (*store_recover_cb)(void *userdata, json_t *result, const char *error);
-int store_recover(struct store *s, store_recover_cb done, void *userdata, char **ret_error);
+int store_recover(struct store *s, const char *const *down, store_recover_cb done, void *userdata,
+                  char **ret_error);
 
 /* This replica's view: role, leader, term, commit and applied index,
  * generation, and each member with its role and, where known, reachability

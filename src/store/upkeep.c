@@ -149,6 +149,32 @@ static void try_join(struct store *s)
 		s->join_in_flight = true;
 }
 
+static void caught_up_cb(void *userdata, int status, const struct store_result *res,
+                         const char *error)
+{
+	struct store *s = userdata;
+	(void)res;
+	s->catchup_in_flight = false;
+	if (status < 0) {
+		log_debug("store: still catching up: %s", error ? error : strerror(-status));
+		return;
+	}
+	s->catching_up = false;
+	log_info("store: caught up with generation %" PRIu64 " as a fresh replica",
+	         store_cluster(s->state)->generation);
+	if (s->caught_up_cb)
+		s->caught_up_cb(s->caught_up_userdata);
+}
+
+/* A wiped replica has caught up once it has applied everything committed
+ * when it asks: a barrier through the leader. */
+static void check_caught_up(struct store *s)
+{
+	if (s->catching_up && !s->catchup_in_flight && store_leader_id(s) &&
+	    store_barrier(s, caught_up_cb, s) == 0)
+		s->catchup_in_flight = true;
+}
+
 void store_tick_cb(uv_timer_t *t)
 {
 	struct store *s = t->data;
@@ -195,6 +221,7 @@ void store_tick_cb(uv_timer_t *t)
 			store_propose(s, &m, store_member_role_done, NULL);
 		}
 	}
+	check_caught_up(s);
 	if (leader)
 		maintain_membership(s);
 	else if (!store_member_find(s->state, s->o.id) && s->ticks % 2 == 0)

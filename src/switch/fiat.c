@@ -14,7 +14,7 @@
 #include "switch/tables.h"
 
 /* How much later the next survivor declares when the one before has not. */
-#define FIAT_TAKEOVER_MS 1500
+#define FIAT_TAKEOVER_MS 1000
 /* A survivor hears its switch at least this often (echo every 2 s, and
  * statistics every second); longer, and it may be the one cut off. */
 #define FIAT_HEARD_MS 2500
@@ -66,6 +66,7 @@ struct census {
 	size_t n_down;    /* other voters whose port is down */
 	int64_t shortest; /* the shortest time one of those has been down */
 	char down[128], up[128];
+	const char *gone[17]; /* those voters' names, NULL-terminated */
 };
 
 static void take_census(struct swc *c, struct census *ret)
@@ -82,6 +83,7 @@ static void take_census(struct swc *c, struct census *ret)
 		snprintf(list + strlen(list), 128 - strlen(list), "%s%s", list[0] ? ", " : "",
 		         m->name);
 		if (ms > 0) {
+			ret->gone[ret->n_down] = m->name;
 			ret->n_down++;
 			ret->shortest = ms < ret->shortest ? ms : ret->shortest;
 		}
@@ -207,7 +209,7 @@ void fiat_check(struct swc *c)
 	fiat_set(c, "recovering", "voters %s lost power (ports down %u ms): recovering by fiat",
 	         k.down, c->o.fiat_after_ms);
 	char *error = NULL;
-	if (store_recover(c->store, fiat_done, c, &error) == 0)
+	if (store_recover(c->store, k.gone, fiat_done, c, &error) == 0)
 		c->fiat_running = true;
 	else
 		log_warn("failure detector: cannot recover: %s", error ? error : "?");

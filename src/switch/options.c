@@ -8,6 +8,6 @@ void sw_options_default(struct sw_options *o)
 	    .stats_interval_ms = 1000,
 	    .lldp_interval_ms = 1000,
 	    .link_timeout_ms = 2500,
-	    .fiat_after_ms = 3000,
+	    .fiat_after_ms = 2000,
 	};
 }

@@ -33,7 +33,7 @@ struct sw_options {
 	unsigned stats_interval_ms; /* default 1000 */
 	unsigned lldp_interval_ms;  /* default 1000 */
 	unsigned link_timeout_ms;   /* default 2500 */
-	unsigned fiat_after_ms;     /* default 3000; 0: never recover by fiat */
+	unsigned fiat_after_ms;     /* default 2000; 0: never recover by fiat */
 };
 
 void sw_options_default(struct sw_options *o);

@@ -80,7 +80,7 @@ WEIGHTS = {
 }
 REPAIR = {"kill": "start", "stop": "start", "unplug": "plug", "partition": "heal"}
 # Pauses between events: around the store's timeouts (Raft's election
-# timeout about 1 s, promote-after-ms and fiat-after-ms 3 s), so that some
+# timeout about 1 s, promote-after-ms 3 s, fiat-after-ms 2 s), so that some
 # faults are repaired before they are noticed and others after.
 PAUSE = (1.0, 4.0)
 # At most this many hosts under a single-host fault at once: two of five

@@ -59,7 +59,7 @@ static int compose_nat(const struct dp_config *cfg, const struct nat_view *d,
 	return r;
 }
 
-static void host(struct store_state *st, unsigned n, bool admit)
+static void host_at(struct store_state *st, unsigned n, bool admit, uint64_t dpid, uint32_t port)
 {
 	struct store_cmd cmd = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
 	STORE_CMD_ROW(&cmd, struct store_member)->id = n;
@@ -74,8 +74,8 @@ static void host(struct store_state *st, unsigned n, bool admit)
 	snprintf(STORE_CMD_ROW(&cmd, struct switch_location)->mac,
 	         sizeof(STORE_CMD_ROW(&cmd, struct switch_location)->mac), "02:00:00:00:00:%02x",
 	         n);
-	STORE_CMD_ROW(&cmd, struct switch_location)->dpid = 1;
-	STORE_CMD_ROW(&cmd, struct switch_location)->port = n;
+	STORE_CMD_ROW(&cmd, struct switch_location)->dpid = dpid;
+	STORE_CMD_ROW(&cmd, struct switch_location)->port = port;
 	STORE_CMD_ROW(&cmd, struct switch_location)->guest_addr = 0x0a4d0100 | n;
 	assert_true(apply(st, &cmd).applied);
 	if (admit) {
@@ -84,6 +84,11 @@ static void host(struct store_state *st, unsigned n, bool admit)
 		         sizeof(STORE_CMD_ROW(&cmd, struct trust_admission)->host), "h%u", n);
 		assert_true(apply(st, &cmd).applied);
 	}
+}
+
+static void host(struct store_state *st, unsigned n, bool admit)
+{
+	host_at(st, n, admit, 1, n);
 }
 
 static struct store_result block(struct store_state *st, uint16_t start, uint16_t size,
@@ -313,6 +318,86 @@ static void test_switch_flows(void **state)
 	assert_int_equal(fm->instructions[0].actions[0].output.port, 5);
 	sw_flows_free(&f);
 	sw_groups_free(&g);
+	store_state_free(st);
+}
+
+static void link_both(struct store_state *st, uint64_t a, uint32_t pa, uint64_t b, uint32_t pb)
+{
+	struct store_cmd l = {.table = SWITCH_LINKS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&l, struct switch_link)) = (struct switch_link){a, pa, b, pb, 1};
+	assert_true(apply(st, &l).applied);
+	(*STORE_CMD_ROW(&l, struct switch_link)) = (struct switch_link){b, pb, a, pa, 1};
+	assert_true(apply(st, &l).applied);
+}
+
+/* The group of switch @dpid, its bucket watching @port: weight, and whether
+ * it sets the AEE's address (a bucket to a host) or not (to a switch). */
+static void expect_bucket(const struct sw_groups *g, uint32_t port, uint16_t weight, bool to_host)
+{
+	assert_int_equal(g->n, 1);
+	assert_int_equal(g->v[0].group_id, NAT_GROUP_ID);
+	for (size_t i = 0; i < g->v[0].n_buckets; i++) {
+		const struct of13_bucket *b = &g->v[0].buckets[i];
+		if (b->watch_port != port)
+			continue;
+		assert_int_equal(b->weight, weight);
+		assert_int_equal(b->n_actions, to_host ? 2 : 1);
+		assert_int_equal(b->actions[b->n_actions - 1].output.port, port);
+		return;
+	}
+	fail_msg("no bucket watching port %u", port);
+}
+
+/* Three switches in a row, the uplink at s1 (port 9): each switch's group
+ * holds its own AEEs and one bucket for the switch below, so a port that
+ * goes down is skipped where it is, without a master; each switch below
+ * the uplink's sends what comes from above to its group. */
+static void test_any_aee_tree(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	assert_int_equal(store_state_new(&st), 0);
+	link_both(st, 1, 7, 2, 5);
+	link_both(st, 2, 6, 3, 4);
+	host_at(st, 1, true, 1, 1);
+	host_at(st, 2, true, 2, 2);
+	host_at(st, 3, true, 3, 3);
+	host_at(st, 4, true, 3, 8);
+	host_at(st, 5, false, 3, 10); /* not admitted: in no group */
+	struct sw_port_ref up = {1, 9};
+	uint8_t gw[1][6] = {{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
+	bool known = true;
+	const struct {
+		uint64_t dpid;
+		uint32_t in_port;
+		size_t n_buckets;
+	} want[] = {{1, 9, 2}, {2, 5, 2}, {3, 4, 2}};
+	for (size_t k = 0; k < 3; k++) {
+		struct sw_flows f = {0};
+		struct sw_groups g = {0};
+		assert_int_equal(nat_flows(st, &o, &up, 1, gw, &known, want[k].dpid, &f, &g), 0);
+		assert_int_equal(g.v[0].n_buckets, want[k].n_buckets);
+		const struct of13_flow_mod *fm =
+		    find(&f, NAT_PRIO_ANY_AEE, OF13_OXM_IPV4_DST, 0xcb00710a, true);
+		assert_non_null(fm);
+		uint64_t in;
+		assert_true(of13_match_get(&fm->match, OF13_OXM_IN_PORT, &in, NULL));
+		assert_int_equal(in, want[k].in_port);
+		assert_int_equal(fm->instructions[0].actions[0].group_id, NAT_GROUP_ID);
+		if (want[k].dpid == 1) {
+			expect_bucket(&g, 1, 1, true);
+			expect_bucket(&g, 7, 3, false); /* h2 at s2, h3 and h4 at s3 */
+		} else if (want[k].dpid == 2) {
+			expect_bucket(&g, 2, 1, true);
+			expect_bucket(&g, 6, 2, false);
+		} else {
+			expect_bucket(&g, 3, 1, true);
+			expect_bucket(&g, 8, 1, true);
+		}
+		sw_flows_free(&f);
+		sw_groups_free(&g);
+	}
 	store_state_free(st);
 }
 
@@ -553,9 +638,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_blocks),        cmocka_unit_test(test_uplink_choice),
 	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),
-	    cmocka_unit_test(test_arp),           cmocka_unit_test(test_mapping_port),
-	    cmocka_unit_test(test_natpmp),        cmocka_unit_test(test_pcp),
-	    cmocka_unit_test(test_guest_ports),
+	    cmocka_unit_test(test_any_aee_tree),  cmocka_unit_test(test_arp),
+	    cmocka_unit_test(test_mapping_port),  cmocka_unit_test(test_natpmp),
+	    cmocka_unit_test(test_pcp),           cmocka_unit_test(test_guest_ports),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

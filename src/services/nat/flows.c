@@ -64,34 +64,112 @@ static int steer(const struct store_state *st, const struct nat_options *o, uint
 	return r;
 }
 
-/* The select group of live AEEs: one bucket per admitted, located host,
- * watched on its way out so a dead port's bucket is skipped. */
-static int any_aee_group(const struct store_state *st, uint64_t dpid, struct sw_groups *groups)
+/* The link by which switch @dpid goes on towards @root (its parent in the
+ * tree of shortest paths to the uplink's switch), or NULL. */
+static const struct switch_link *parent_link(const struct store_state *st, uint64_t dpid,
+                                             uint64_t root)
 {
-	struct of13_group_mod *g = sw_groups_add(groups);
-	if (!g)
-		return -ENOMEM;
-	g->command = OF13_GROUP_ADD;
-	g->type = OF13_GROUP_TYPE_SELECT;
-	g->group_id = NAT_GROUP_ID;
-	for (size_t i = 0; i < store_count(st, SWITCH_LOCATIONS); i++) {
-		const struct switch_location *l = store_row(st, SWITCH_LOCATIONS, i);
+	uint32_t port = sw_next_hop(st, dpid, root);
+	for (size_t i = 0; port && i < store_count(st, SWITCH_LINKS); i++) {
+		const struct switch_link *k = store_row(st, SWITCH_LINKS, i);
+		if (k->dpid == dpid && k->port == port)
+			return k;
+	}
+	return NULL;
+}
+
+/* Whether switch @at lies below @dpid in the tree towards @root (or is
+ * @dpid). Sets *ret_port to @dpid's port towards the child on the way, 0
+ * when @at is @dpid itself. */
+static bool below(const struct store_state *st, uint64_t root, uint64_t dpid, uint64_t at,
+                  uint32_t *ret_port)
+{
+	*ret_port = 0;
+	for (unsigned hops = 0; at != dpid; hops++) {
+		const struct switch_link *k =
+		    at == root || hops == 64 ? NULL : parent_link(st, at, root);
+		if (!k)
+			return false;
+		if (k->peer_dpid == dpid)
+			*ret_port = k->peer_port;
+		at = k->peer_dpid;
+	}
+	return true;
+}
+
+static struct of13_bucket *bucket_out(struct of13_group_mod *g, uint32_t port)
+{
+	for (size_t i = 0; i < g->n_buckets; i++)
+		if (g->buckets[i].watch_port == port)
+			return &g->buckets[i];
+	if (g->n_buckets == OF13_BUCKETS_MAX)
+		return NULL;
+	struct of13_bucket *b = &g->buckets[g->n_buckets++];
+	*b = (struct of13_bucket){.watch_port = port, .watch_group = OF13_GROUP_ANY};
+	return b;
+}
+
+/* The select group of uplink @i's live AEEs on switch @dpid, over the tree
+ * of shortest paths from the uplink's switch @root: one bucket per admitted
+ * AEE on this switch, and one per switch below, weighted by the AEEs under
+ * it, where that switch's own group chooses. Each bucket is watched on its
+ * way out, so a port that goes down is skipped by the switch it is on, at
+ * once and with no master: a host unplugged on another switch than the
+ * uplink's is skipped there, not black-holed (docs/nat.md). No bucket, no
+ * group. */
+static int any_aee_group(const struct store_state *st, unsigned i, uint64_t root, uint64_t dpid,
+                         struct sw_groups *groups)
+{
+	struct of13_group_mod g = {.command = OF13_GROUP_ADD,
+	                           .type = OF13_GROUP_TYPE_SELECT,
+	                           .group_id = NAT_GROUP_ID + i};
+	for (size_t k = 0; k < store_count(st, SWITCH_LOCATIONS); k++) {
+		const struct switch_location *l = store_row(st, SWITCH_LOCATIONS, k);
 		uint8_t mac[6];
-		uint32_t to = port_towards(st, dpid, l);
-		if (!to || !trust_admission_find(st, l->host) || !mac_parse(l->mac, mac) ||
-		    g->n_buckets == OF13_BUCKETS_MAX)
+		uint32_t child;
+		if (!trust_admission_find(st, l->host) || !mac_parse(l->mac, mac) ||
+		    !below(st, root, dpid, l->dpid, &child))
 			continue;
-		struct of13_bucket *b = &g->buckets[g->n_buckets++];
-		*b = (struct of13_bucket){
-		    .weight = 1, .watch_port = to, .watch_group = OF13_GROUP_ANY};
+		struct of13_bucket *b = bucket_out(&g, child ? child : l->port);
+		if (!b)
+			continue;
+		b->weight++;
+		if (child)
+			continue; /* that switch's group sets the AEE's address */
 		b->actions[b->n_actions].type = OF13_ACTION_SET_FIELD;
 		b->actions[b->n_actions].set_field.field = OF13_OXM_ETH_DST;
 		b->actions[b->n_actions].set_field.len = 6;
 		memcpy(b->actions[b->n_actions++].set_field.value, mac, 6);
 		b->actions[b->n_actions++] =
-		    (struct of13_action){.type = OF13_ACTION_OUTPUT, .output = {.port = to}};
+		    (struct of13_action){.type = OF13_ACTION_OUTPUT, .output = {.port = l->port}};
 	}
-	return 0;
+	for (size_t k = 0; k < g.n_buckets; k++)
+		if (g.buckets[k].n_actions == 0)
+			g.buckets[k].actions[g.buckets[k].n_actions++] =
+			    (struct of13_action){.type = OF13_ACTION_OUTPUT,
+			                         .output = {.port = g.buckets[k].watch_port}};
+	if (g.n_buckets == 0)
+		return 0;
+	struct of13_group_mod *to = sw_groups_add(groups);
+	if (!to)
+		return -ENOMEM;
+	*to = g;
+	return 1;
+}
+
+/* Inbound for public address @i that no other flow takes, arriving by
+ * @port (the uplink, or the link from the switch above): to the group. */
+static int any_aee_flow(const struct nat_options *o, unsigned i, uint32_t port,
+                        struct sw_flows *out)
+{
+	struct of13_flow_mod fm = sw_flow_base(1, NAT_PRIO_ANY_AEE);
+	of13_match_add(&fm.match, OF13_OXM_IN_PORT, port, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_IP, NULL);
+	of13_match_add(&fm.match, OF13_OXM_IPV4_DST, ntohl(o->publics[i].s_addr), NULL);
+	struct of13_instruction *in = sw_apply(&fm);
+	in->actions[in->n_actions++] =
+	    (struct of13_action){.type = OF13_ACTION_GROUP, .group_id = NAT_GROUP_ID + i};
+	return add(out, &fm);
 }
 
 /* A set_field of a @len-byte integer field, in network order. */
@@ -137,8 +215,7 @@ static int gateway_arp_flow(const struct nat_options *o, unsigned i, uint32_t po
 }
 
 /* At the uplink's switch: ARP for the public address to the master; what
- * leaves from it gets the organisation's MAC and the gateway's; inbound
- * traffic no other flow takes goes to any live AEE. */
+ * leaves from it gets the organisation's MAC and the gateway's. */
 static int uplink_flows(const struct nat_options *o, unsigned i, uint32_t port,
                         const uint8_t *gw_mac, struct sw_flows *out)
 {
@@ -165,15 +242,6 @@ static int uplink_flows(const struct nat_options *o, unsigned i, uint32_t port,
 	if (r == 0)
 		r = add(out, &fm);
 
-	fm = sw_flow_base(1, NAT_PRIO_ANY_AEE);
-	of13_match_add(&fm.match, OF13_OXM_IN_PORT, port, NULL);
-	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_IP, NULL);
-	of13_match_add(&fm.match, OF13_OXM_IPV4_DST, pub, NULL);
-	struct of13_instruction *in = sw_apply(&fm);
-	in->actions[in->n_actions++] =
-	    (struct of13_action){.type = OF13_ACTION_GROUP, .group_id = NAT_GROUP_ID};
-	if (r == 0)
-		r = add(out, &fm);
 	if (r == 0 && gw_mac)
 		r = gateway_arp_flow(o, i, port, gw_mac, mac, out);
 	return r;
@@ -186,24 +254,25 @@ int nat_flows(const struct store_state *st, const struct nat_options *o,
 	if (!nat_enabled(o))
 		return 0;
 	int r = 0;
-	bool here = false;
 	for (size_t i = 0; r == 0 && i < n_uplinks && i < o->n_publics; i++) {
 		if (!uplinks[i].port)
 			continue;
+		uint32_t in = uplinks[i].port;
 		if (uplinks[i].dpid == dpid) {
-			here = true;
-			r = uplink_flows(o, (unsigned)i, uplinks[i].port,
-			                 gw_known[i] ? gw_macs[i] : NULL, out);
-			continue;
+			r = uplink_flows(o, (unsigned)i, in, gw_known[i] ? gw_macs[i] : NULL, out);
+		} else {
+			if (!(in = sw_next_hop(st, dpid, uplinks[i].dpid)))
+				continue;
+			struct of13_flow_mod fm = sw_flow_base(1, NAT_PRIO_OUT);
+			of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_IP, NULL);
+			of13_match_add(&fm.match, OF13_OXM_IPV4_SRC, ntohl(o->publics[i].s_addr),
+			               NULL);
+			sw_output(sw_apply(&fm), in);
+			r = add(out, &fm);
 		}
-		uint32_t hop = sw_next_hop(st, dpid, uplinks[i].dpid);
-		if (!hop)
-			continue;
-		struct of13_flow_mod fm = sw_flow_base(1, NAT_PRIO_OUT);
-		of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, ETH_IP, NULL);
-		of13_match_add(&fm.match, OF13_OXM_IPV4_SRC, ntohl(o->publics[i].s_addr), NULL);
-		sw_output(sw_apply(&fm), hop);
-		r = add(out, &fm);
+		if (r == 0 &&
+		    (r = any_aee_group(st, (unsigned)i, uplinks[i].dpid, dpid, groups)) > 0)
+			r = any_aee_flow(o, (unsigned)i, in, out);
 	}
 	for (size_t i = 0; r == 0 && i < store_count(st, NAT_BLOCKS); i++) {
 		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
@@ -218,7 +287,5 @@ int nat_flows(const struct store_state *st, const struct nat_options *o,
 			r = steer(st, o, dpid, m->owner, m->proto, m->public_port, 0xffff,
 			          NAT_PRIO_MAPPING, out);
 	}
-	if (r == 0 && here)
-		r = any_aee_group(st, dpid, groups);
 	return r;
 }

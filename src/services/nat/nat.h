@@ -25,7 +25,7 @@
 #include "switch/switch.h"
 
 #define NAT_PUBLIC_MAX SW_MAX_UPLINKS
-#define NAT_GROUP_ID   0xe77d0001u /* the select group of live AEEs */
+#define NAT_GROUP_ID   0xe77d0001u /* + uplink: the select group of live AEEs */
 
 /* Priorities of NAT's flows in table 1 (above forwarding, 2000-2100). */
 #define NAT_PRIO_ARP_GW  2410 /* the gateway's ARP for a public address: answered */
