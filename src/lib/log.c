@@ -64,3 +64,18 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	fprintf(stderr, "%s.%03ldZ %s[%s] %s\n", stamp, ts.tv_nsec / 1000000, current_ident,
 	        level_names[level], line);
 }
+
+bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+                      unsigned *ret_suppressed)
+{
+	if (rl->next_ms && now_ms < rl->next_ms) {
+		rl->suppressed++;
+		return false;
+	}
+	*ret_suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	rl->next_ms = now_ms + interval_ms;
+	if (!rl->next_ms)
+		rl->next_ms = 1;
+	return true;
+}
