@@ -246,6 +246,30 @@ void reconcile_start(struct sw *s)
 	reconcile(s);
 }
 
+void reconcile_repair(struct sw *s)
+{
+	if (s->ctl->leader)
+		reconcile(s);
+	else if (s->up && s->role == ROLE_MASTER && !s->dumping && !s->reconciling)
+		reconcile_read_flows(s); /* dump_cb() restores the start-up flows */
+}
+
+/* The start-up flows missing from what @s holds, sent again: what a master
+ * without leadership may write (they depend on no store). */
+static void restore_startup(struct sw *s)
+{
+	struct sw_flows want = {0};
+	struct sw_diff d = {0};
+	if (sw_startup_flows(&want) == 0 && sw_diff(&want, &s->installed, &d) == 0 && d.n_add) {
+		log_warn("switch %u: %zu start-up flow(s) missing; putting them back (no leader)",
+		         s->index, d.n_add);
+		for (size_t i = 0; i < d.n_add; i++)
+			sw_send_flow_mod(s, d.add[i]);
+	}
+	sw_diff_free(&d);
+	sw_flows_free(&want);
+}
+
 static void kick_cb(uv_timer_t *t)
 {
 	struct swc *c = t->data;
@@ -286,6 +310,10 @@ static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint
 	}
 	if (s->dirty) {
 		reconcile(s); /* a change came in during the read */
+		return;
+	}
+	if (s->role == ROLE_MASTER && !s->ctl->leader) {
+		restore_startup(s);
 		return;
 	}
 	if (s->role == ROLE_MASTER && s->ctl->leader) {

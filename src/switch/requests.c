@@ -213,9 +213,10 @@ static char *flow_text(const struct of13_flow_mod *fm)
 
 static void add_flow_json(json_t *a, const char *state, const struct of13_flow_mod *fm)
 {
-	char *text = flow_text(fm);
-	json_array_append_new(a,
-	                      json_pack("{s:s, s:s}", "state", state, "flow", text ? text : "?"));
+	char *text = flow_text(fm), cookie[19];
+	snprintf(cookie, sizeof(cookie), "%#" PRIx64, fm->cookie);
+	json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "state", state, "flow",
+	                                   text ? text : "?", "cookie", cookie));
 	free(text);
 }
 

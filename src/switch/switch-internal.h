@@ -160,6 +160,10 @@ int reconcile_desired(struct swc *c, struct sw *s, struct sw_flows *ret, struct 
 /* Reads @s's flows back and makes them the desired set, once the switch has
  * confirmed this agent as master for the current term. */
 void reconcile_start(struct sw *s);
+/* A flow was removed behind the master's back: reconcile_start() as
+ * leader; without leadership (the store lost its leader, and no other
+ * master claimed the switch), only the start-up flows are put back. */
+void reconcile_repair(struct sw *s);
 /* reconcile_start() on every switch, soon, and once for a burst of changes. */
 void reconcile_kick(struct swc *c);
 /* Reads @s's flows back (the periodic read; a repair when they drifted). */

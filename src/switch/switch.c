@@ -159,6 +159,14 @@ static void plan_claim(struct sw *s)
 		back_off(s);
 		return;
 	case SW_CLAIM_NEWER:
+		if (s->role_term >> 32 == 0) {
+			/* A replica that has not applied its cluster's generation
+			 * yet: it claims again once it has. */
+			log_debug("switch %u: role refused before the generation is known",
+			          s->index);
+			s->refused_term = s->role_term;
+			return;
+		}
 		refusal_log(s, &s->claim_log,
 		            "role refused: a newer generation's claim holds the switch "
 		            "(generation id %#" PRIx64 ", ours %#" PRIx64 ")",
@@ -276,6 +284,12 @@ static void claim_role(struct sw *s)
 		return;
 	enum role want = c->leader ? ROLE_MASTER : ROLE_SLAVE;
 	if (s->role == want && s->role_term == c->term)
+		return;
+	/* A master whose store lost its leader stays master until another
+	 * leader claims the switch: while there is none, it alone can put the
+	 * start-up flows back, without which no leader may ever be elected
+	 * (reconcile.c writes nothing else without leadership). */
+	if (s->role == ROLE_MASTER && !c->leader && store_leader_id(c->store) == 0)
 		return;
 	if (s->refused_term == c->term || mono_ms() < s->next_claim_ms)
 		return;
@@ -428,7 +442,7 @@ static void conn_message(void *userdata, struct of_conn *conn, const struct of13
 		/* Only the start-up flows ask for this (OFPFF_SEND_FLOW_REM):
 		 * someone deleted them; the master puts them back now. */
 		if (s->role == ROLE_MASTER)
-			reconcile_start(s);
+			reconcile_repair(s);
 		break;
 	default:
 		break;
