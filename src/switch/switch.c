@@ -125,10 +125,11 @@ static void deposed(struct sw *s, const char *how)
 	         s->index, how, s->backoff_ms);
 }
 
+/* What a role reply says the switch has seen: its memory now, whatever it
+ * said before (spec 7.3.9: the reply carries the switch's generation id). */
 static void learn_seen(struct sw *s, uint64_t id)
 {
-	if (!s->seen_known || sw_claim_behind(s->seen_id, id))
-		s->seen_id = id;
+	s->seen_id = id;
 	s->seen_known = true;
 }
 
