@@ -21,8 +21,9 @@ from conftest import run_and_expect
 HOSTS = ["h1", "h2", "h3"]
 RUN_ROOT = "/run/ettm-lab"
 STARTUP_COOKIE = "0xe77b000000000001"
-# Measured on the 2-core lab machine: 0.2-0.5 s from the delete to every
-# guest pinging again (bench/RESULTS.md); the bound leaves room for load.
+# Measured on the 2-core lab machine: 0.24-0.55 s from the first delete to
+# every guest pinging again (bench/RESULTS.md); the bound leaves room for
+# load.
 RECOVERY_S = 3.0
 # A deposed master claims again after at most SW_CLAIM_BACKOFF_MAX_MS (5 s),
 # and hears of a deposal within a statistics round (1 s).
@@ -66,9 +67,14 @@ def ovs_dump(lab, s, *match):
 
 
 def guests_reach_each_other(lab):
-    # h1 and h3 sit on s1, h2 on s2: within a switch and across.
-    return pings(lab, "h1", "10.77.1.2") and pings(lab, "h3", "10.77.1.1") and \
-        pings(lab, "h2", "10.77.1.3")
+    """One ping each way within a switch and across (h1 and h3 sit on s1,
+    h2 on s2), all at once, straight into the namespaces: each round takes
+    about 0.1 s, so the recovery time is measured to that."""
+    ps = [subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-{a}", "ping", "-c", "1",
+                            "-W", "0.1", b], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+          for a, b in (("h1", "10.77.1.2"), ("h3", "10.77.1.1"), ("h2", "10.77.1.3"))]
+    return all([p.wait(timeout=10) == 0 for p in ps])
 
 
 def test_every_flow_deleted_by_an_equal_connection_comes_back(make_lab):
@@ -89,10 +95,13 @@ def test_every_flow_deleted_by_an_equal_connection_comes_back(make_lab):
         subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-{attacker}-aee", "ovs-ofctl",
                         "-O", "OpenFlow13", "del-flows", f"tcp:10.77.255.{s}:6653"],
                        check=True, capture_output=True, timeout=10)
+    deleted = time.time() - t0
     run_and_expect(lambda: guests_reach_each_other(lab), RECOVERY_S, 0.01,
                    what="guests pinging again after every flow was deleted")
     elapsed = time.time() - t0
-    print(f"every flow of both switches deleted: guests ping again after {elapsed:.3f} s")
+    print(f"every flow of both switches deleted: guests ping again after {elapsed:.3f} s "
+          f"(the deletes took {deleted:.3f} s)")
+    assert elapsed < RECOVERY_S
 
     for s in (1, 2):
         back = [l for l in ovs_dump(lab, s, f"cookie={STARTUP_COOKIE}/-1").splitlines()
