@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -396,7 +397,7 @@ struct fixture {
 	struct ctl_server peer[2];
 	bool peer_open[2];
 	struct store *follower;
-	bool follower_closed;
+	bool follower_closed, follower_closing;
 };
 
 static uint16_t free_port(void)
@@ -525,7 +526,7 @@ static int teardown(void **state)
 			ctl_server_close(&f->peer[i], NULL);
 	if (f->follower)
 		store_close(f->follower, follower_closed, f);
-	else
+	else if (!f->follower_closing)
 		f->follower_closed = true;
 	store_close(f->store, store_closed, f);
 	uv_update_time(&f->loop);
@@ -965,6 +966,65 @@ static void test_reclaim_backs_off(void **state)
 	assert_true(f->fake.writes_as_slave <= 2 * f->fake.attacks);
 }
 
+static bool two_voters(struct fixture *f)
+{
+	uint64_t ids[4];
+	return store_voters(f->store, ids, 4) == 2;
+}
+
+static bool leaderless(struct fixture *f)
+{
+	return !store_is_leader(f->store) && store_leader_id(f->store) == 0;
+}
+
+static bool startup_flows_back(struct fixture *f)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < f->fake.n_table; i++)
+		n += f->fake.table[i].cookie == SW_STARTUP_COOKIE;
+	return n == 6;
+}
+
+/* The leader's store loses its majority (the other voter goes) and no one
+ * leads: it stays master of the switch, and when every flow is deleted it
+ * puts the start-up flows back (without them no leader could be elected),
+ * and nothing else. */
+static void test_masterless_restores_startup_flows(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(
+	    ctl_server_start_tcp(&f->peer[0], &f->loop, f->peer_address, peer_api, f->store), 0);
+	f->peer_open[0] = true;
+	struct store_options o;
+	store_options_for(f, 2, &o);
+	snprintf(o.seeds[0], sizeof(o.seeds[0]), "%s", f->peer_address);
+	o.n_seeds = 1;
+	char *error = NULL;
+	assert_int_equal(store_open(&f->loop, &o, &f->follower, &error), 0);
+	assert_int_equal(
+	    ctl_server_start_tcp(&f->peer[1], &f->loop, o.peer_address, peer_api, f->follower), 0);
+	f->peer_open[1] = true;
+	assert_true(run_until(f, follows));
+	assert_true(run_until(f, two_voters));
+	master_with_flows(state);
+	ctl_server_close(&f->peer[1], NULL);
+	f->peer_open[1] = false;
+	store_close(f->follower, follower_closed, f);
+	f->follower = NULL;
+	f->follower_closing = true;
+	assert_true(run_until(f, leaderless));
+	run_for(f, 200);
+	assert_int_equal(f->fake.conn_role, OF13_ROLE_MASTER);
+	json_t *role = local_switch(f, "role");
+	assert_string_equal(json_string_value(role), "master");
+	json_decref(role);
+	f->fake.n_table = 0;
+	assert_true(run_until(f, startup_flows_back));
+	run_for(f, 300);
+	assert_int_equal(f->fake.n_table, 6);
+	assert_int_equal(f->fake.writes_as_slave, 0);
+}
+
 /* switch.bench is a benchmark's hook: answered only by a build with
  * -Dbench_hooks=true; otherwise not the controller's command at all. */
 static void test_bench_hook(void **state)
@@ -1003,7 +1063,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deposed_by_query, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_generation_kept, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reclaim_backs_off, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_masterless_restores_startup_flows, setup,
+	                                    teardown),
 	};
 	register_all_tables();
+	/* A store closed under its peers' writes: as ettmd does. */
+	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
