@@ -79,3 +79,20 @@ bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interv
 		rl->next_ms = 1;
 	return true;
 }
+
+void log_warn_limited(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+                      const char *fmt, ...)
+{
+	unsigned held;
+	if (!log_ratelimit_ok(rl, now_ms, interval_ms, &held))
+		return;
+	char line[512], more[64] = "";
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (held)
+		snprintf(more, sizeof(more), " (and %u more in the last %llu s)", held,
+		         (unsigned long long)(interval_ms / 1000));
+	log_msg(LOG_LEVEL_WARN, "%s%s", line, more);
+}

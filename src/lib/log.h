@@ -47,3 +47,8 @@ struct log_ratelimit {
  * line, and is reset. False counts one more held back. */
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
                       unsigned *ret_suppressed);
+
+/* A warning under @rl: logged when log_ratelimit_ok() says so, with
+ * " (and N more in the last S s)" when some were held back. */
+void log_warn_limited(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -74,7 +74,7 @@ struct sw {
 	uint64_t next_claim_ms; /* mono_ms() before which no claim goes */
 	uint64_t role_since_ms; /* mono_ms() when the switch confirmed the role */
 	unsigned deposals;      /* times another controller took the switch */
-	struct log_ratelimit refusal_log, claim_log;
+	struct log_ratelimit refusal_log, claim_log, down_log;
 	struct port ports[OF13_PORTS_MAX];
 	unsigned n_ports;
 	/* Flows read back from the switch: ETTM's (by cookie), and a count of

@@ -52,19 +52,11 @@ size_t sw_uplinks(struct swc *c, struct sw_port_ref *refs, bool *up)
 
 static void deposed(struct sw *s, const char *how);
 
-/* Logs @fmt for @s at most once a minute per @rl, saying how many such
- * lines were held back. */
+/* Logs @fmt for @s at most once a minute per @rl (a refusal caused by
+ * what another controller did). */
 #define refusal_log(s, rl, fmt, ...)                                                        \
-	do {                                                                                \
-		unsigned held_;                                                             \
-		char more_[64] = "";                                                        \
-		if (log_ratelimit_ok((rl), mono_ms(), SW_REFUSAL_LOG_MS, &held_)) {         \
-			if (held_)                                                          \
-				snprintf(more_, sizeof(more_),                              \
-				         " (and %u more in the last minute)", held_);       \
-			log_warn("switch %u: " fmt "%s", (s)->index, __VA_ARGS__, more_);   \
-		}                                                                           \
-	} while (0)
+	log_warn_limited((rl), mono_ms(), SW_REFUSAL_LOG_MS, "switch %u: " fmt, (s)->index,   \
+	                 __VA_ARGS__)
 
 static void note_error(struct sw *s, const uint8_t *msg, size_t len)
 {
@@ -415,7 +407,7 @@ static void conn_down(void *userdata, struct of_conn *conn, const char *why)
 {
 	struct sw *s = userdata;
 	(void)conn;
-	log_warn("switch %u (%s): disconnected: %s", s->index, of_conn_address(s->conn), why);
+	refusal_log(s, &s->down_log, "(%s) disconnected: %s", of_conn_address(s->conn), why);
 	s->up = false;
 	s->role = ROLE_NONE;
 	s->role_asked = false;
