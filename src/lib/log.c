@@ -64,3 +64,35 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	fprintf(stderr, "%s.%03ldZ %s[%s] %s\n", stamp, ts.tv_nsec / 1000000, current_ident,
 	        level_names[level], line);
 }
+
+bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+                      unsigned *ret_suppressed)
+{
+	if (rl->next_ms && now_ms < rl->next_ms) {
+		rl->suppressed++;
+		return false;
+	}
+	*ret_suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	rl->next_ms = now_ms + interval_ms;
+	if (!rl->next_ms)
+		rl->next_ms = 1;
+	return true;
+}
+
+void log_warn_limited(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+                      const char *fmt, ...)
+{
+	unsigned held;
+	if (!log_ratelimit_ok(rl, now_ms, interval_ms, &held))
+		return;
+	char line[512], more[64] = "";
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (held)
+		snprintf(more, sizeof(more), " (and %u more in the last %llu s)", held,
+		         (unsigned long long)(interval_ms / 1000));
+	log_msg(LOG_LEVEL_WARN, "%s%s", line, more);
+}

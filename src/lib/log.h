@@ -6,6 +6,8 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
@@ -31,3 +33,22 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_warn(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+/* Warnings caused by what a peer sends are rate-limited: one line per
+ * source per interval, with the count of what was not logged. Embed one
+ * per source (zeroed); @now_ms on any monotonic clock. */
+struct log_ratelimit {
+	uint64_t next_ms;
+	unsigned suppressed;
+};
+
+/* True when a line may be logged now (and then the next not before
+ * @interval_ms); *@ret_suppressed is how many were held back since the last
+ * line, and is reset. False counts one more held back. */
+bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+                      unsigned *ret_suppressed);
+
+/* A warning under @rl: logged when log_ratelimit_ok() says so, with
+ * " (and N more in the last S s)" when some were held back. */
+void log_warn_limited(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -27,6 +27,7 @@ enum of13_type {
 	OF13_FEATURES_REPLY = 6,
 	OF13_SET_CONFIG = 9,
 	OF13_PACKET_IN = 10,
+	OF13_FLOW_REMOVED = 11,
 	OF13_PORT_STATUS = 12,
 	OF13_PACKET_OUT = 13,
 	OF13_FLOW_MOD = 14,
@@ -287,6 +288,10 @@ struct of13_flow_mod {
 	unsigned n_instructions;
 	struct of13_instruction instructions[OF13_INSTRUCTIONS_MAX];
 };
+
+/* Spec 7.3.4.1, flow_mod flags: send OFPT_FLOW_REMOVED when the flow is
+ * removed (in 1.3 also when a controller deletes it: reason OFPRR_DELETE). */
+#define OF13_FF_SEND_FLOW_REM 1u
 
 /* A flow_mod with the defaults a new flow wants (buffer none, out_port and
  * out_group any). */

@@ -37,7 +37,17 @@ struct of_conn {
 	uint8_t *in;
 	size_t in_len, in_cap;
 	struct pending *pending;
+	/* A switch that keeps refusing or breaking the connection is logged
+	 * once a minute, not at every reconnection. */
+	struct log_ratelimit warn_log;
 };
+
+#define CONN_WARN_MS 60000
+
+/* Logs a warning about @c at most once a minute. */
+#define conn_warn(c, fmt, ...)                                                              \
+	log_warn_limited(&(c)->warn_log, uv_now((c)->loop), CONN_WARN_MS, "switch %s: " fmt,  \
+	                 (c)->address, __VA_ARGS__)
 
 static void start_connect(struct of_conn *c);
 
@@ -223,8 +233,8 @@ static void handle(struct of_conn *c, const uint8_t *msg, size_t len)
 	struct of13_header h;
 	enum of13_err e = of13_header_decode(msg, len, &h);
 	if (e && !(e == OF13_ERR_BAD_VERSION && h.type == OF13_HELLO)) {
-		log_warn("switch %s: %s in a message of type %u; dropping the connection",
-		         c->address, of13_err_string(e), h.type);
+		conn_warn(c, "%s in a message of type %u; dropping the connection",
+		          of13_err_string(e), h.type);
 		drop(c, "malformed message");
 		return;
 	}
@@ -236,7 +246,7 @@ static void handle(struct of_conn *c, const uint8_t *msg, size_t len)
 		    (hello.version_bitmap
 		         ? !of13_negotiate(1u << OF13_VERSION, hello.version_bitmap)
 		         : h.version < OF13_VERSION)) {
-			log_warn("switch %s does not speak OpenFlow 1.3", c->address);
+			conn_warn(c, "%s", "does not speak OpenFlow 1.3");
 			drop(c, "no common OpenFlow version");
 			return;
 		}
@@ -320,7 +330,7 @@ static void timer_cb(uv_timer_t *t)
 	if (!c->up)
 		return;
 	if (uv_now(c->loop) - c->last_heard > DEAD_MS) {
-		log_warn("switch %s: no answer for %u ms", c->address, DEAD_MS);
+		conn_warn(c, "no answer for %u ms", DEAD_MS);
 		drop(c, "echo timeout");
 		return;
 	}

@@ -181,6 +181,47 @@ static int host_flows(const struct store_state *st, const struct switch_location
 	return r;
 }
 
+bool sw_cookie_owned(uint64_t cookie)
+{
+	return (cookie & SW_COOKIE_MASK) == SW_COOKIE || cookie == SW_STARTUP_COOKIE;
+}
+
+static int startup_flow(struct sw_flows *out, uint16_t priority, uint16_t eth_type,
+                        enum of13_oxm_field src_field, uint32_t src,
+                        enum of13_oxm_field dst_field, uint32_t dst)
+{
+	static const uint64_t mask = SW_STARTUP_NET_MASK;
+	struct of13_flow_mod fm = sw_flow_base(0, priority);
+	fm.cookie = SW_STARTUP_COOKIE;
+	fm.flags = OF13_FF_SEND_FLOW_REM;
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, eth_type, NULL);
+	if (src_field)
+		of13_match_add(&fm.match, src_field, src, &mask);
+	if (dst_field)
+		of13_match_add(&fm.match, dst_field, dst, &mask);
+	sw_output(sw_apply(&fm), eth_type == 0x88cc ? OF13_PORT_CONTROLLER : OF13_PORT_NORMAL);
+	sw_flow_canonical(&fm);
+	return sw_flows_add(out, &fm);
+}
+
+int sw_startup_flows(struct sw_flows *out)
+{
+	const uint32_t ctl = SW_STARTUP_CONTROL_NET, mgmt = SW_STARTUP_MGMT_NET;
+	const enum of13_oxm_field src = OF13_OXM_IPV4_SRC, dst = OF13_OXM_IPV4_DST;
+	int r = startup_flow(out, SW_PRIO_STARTUP_LLDP, 0x88cc, 0, 0, 0, 0);
+	if (r == 0)
+		r = startup_flow(out, SW_PRIO_STARTUP, 0x0806, 0, 0, OF13_OXM_ARP_TPA, ctl);
+	if (r == 0)
+		r = startup_flow(out, SW_PRIO_STARTUP, 0x0806, 0, 0, OF13_OXM_ARP_TPA, mgmt);
+	if (r == 0)
+		r = startup_flow(out, SW_PRIO_STARTUP, 0x0800, src, ctl, dst, ctl);
+	if (r == 0)
+		r = startup_flow(out, SW_PRIO_STARTUP, 0x0800, src, ctl, dst, mgmt);
+	if (r == 0)
+		r = startup_flow(out, SW_PRIO_STARTUP, 0x0800, src, mgmt, dst, ctl);
+	return r;
+}
+
 int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, size_t n_uplinks,
                uint64_t dpid, struct sw_flows *ret)
 {

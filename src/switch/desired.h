@@ -13,10 +13,20 @@
 #include "store/tables.h"
 
 /* Cookies mark ETTM's flows: the high 32 bits say "ETTM", the low ones are
- * free. The lab's start-up (bootstrap) flows use another cookie, so
- * reconciling never touches them. */
-#define SW_COOKIE      0xe77d000000000000ull
-#define SW_COOKIE_MASK 0xffffffff00000000ull
+ * free. The start-up (bootstrap) flows carry a cookie of their own: the
+ * switch holds them before any agent is master, and the master keeps them
+ * there (sw_startup_flows()). */
+#define SW_COOKIE         0xe77d000000000000ull
+#define SW_COOKIE_MASK    0xffffffff00000000ull
+#define SW_STARTUP_COOKIE 0xe77b000000000001ull
+
+/* The start-up flows' addresses (DESIGN.md's addressing plan): the AEEs'
+ * control addresses and the switches' management addresses, host order. */
+#define SW_STARTUP_CONTROL_NET 0x0a4d0000u /* 10.77.0.0/24 */
+#define SW_STARTUP_MGMT_NET    0x0a4dff00u /* 10.77.255.0/24 */
+#define SW_STARTUP_NET_MASK    0xffffff00u
+#define SW_PRIO_STARTUP_LLDP   5000
+#define SW_PRIO_STARTUP        1000
 
 /* Priorities, table 0 (admission) and table 1 (forwarding). */
 #define SW_PRIO_ADMIT   2000
@@ -55,6 +65,16 @@ void sw_groups_free(struct sw_groups *g);
  * addresses without flooding. Returns 0 or -ENOMEM. */
 int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, size_t n_uplinks,
                uint64_t dpid, struct sw_flows *ret);
+
+/* Appends the start-up flows (table 0, cookie SW_STARTUP_COOKIE): LLDP
+ * to the controller, and ARP and IPv4 between the control and management
+ * networks, switched normally. They carry OFPFF_SEND_FLOW_REM, so the
+ * master hears at once when they are deleted. docs/switch.md, "Start-up
+ * flows". Returns 0 or -ENOMEM. */
+int sw_startup_flows(struct sw_flows *out);
+/* True for a flow of @cookie that reconciling owns: ETTM's and the
+ * start-up flows (an admin's own flows are never touched). */
+bool sw_cookie_owned(uint64_t cookie);
 
 /* Building blocks of flows, for services. */
 /* A flow_mod adding an ETTM flow (cookie) to @table at @priority. */

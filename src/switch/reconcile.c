@@ -22,7 +22,21 @@ int reconcile_desired(struct swc *c, struct sw *s, struct sw_flows *ret, struct 
 	const struct store_state *st = store_state(c->store);
 	struct sw_groups ignore = {0};
 	struct sw_groups *g = groups ? groups : &ignore;
-	int r = sw_desired(st, refs, n, s->dpid, ret);
+	/* The start-up flows first: without them no agent reaches the
+	 * switch, and no host reaches another (docs/switch.md). */
+	struct sw_flows out = {0};
+	int r = sw_startup_flows(&out);
+	if (r == 0) {
+		struct sw_flows more = {0};
+		r = sw_desired(st, refs, n, s->dpid, &more);
+		for (size_t i = 0; r == 0 && i < more.n; i++)
+			r = sw_flows_add(&out, &more.v[i]);
+		sw_flows_free(&more);
+	}
+	if (r < 0)
+		sw_flows_free(&out);
+	else
+		*ret = out;
 	for (size_t i = 0; r == 0 && i < c->n_svcs; i++) {
 		r = c->svcs[i].svc->flows(c->svcs[i].data, st, refs, n, s->dpid, ret, g);
 		if (r < 0)
@@ -44,13 +58,14 @@ static void barrier_done(void *userdata, struct of_conn *conn, int status, const
 	(void)len;
 	(void)last;
 	s->reconciling = false;
-	if (status < 0)
-		return;
+	if (status < 0 || s->role != ROLE_MASTER)
+		return; /* gone, or deposed meanwhile: nothing was reconciled */
 	s->reconciled_ms = wall_ms();
 	double ms = (double)(mono_ns() - s->reconcile_started_ns) / 1e6;
 	if (s->reconciled_term != s->role_term)
-		log_info("switch %u: reconciled as master of term %" PRIu64 " in %.1f ms", s->index,
-		         s->role_term, ms);
+		log_info("switch %u: reconciled as master of term %" PRIu64 ", generation %" PRIu64
+		         " in %.1f ms",
+		         s->index, s->role_term & 0xffffffffu, s->role_term >> 32, ms);
 	else
 		log_debug("switch %u: reconciled in %.1f ms", s->index, ms);
 	s->reconciled_term = s->role_term;
@@ -117,7 +132,7 @@ static void collect_flow(void *userdata, const struct of13_flow_stats *fs)
 {
 	struct sw *s = userdata;
 	s->n_flows_dump++;
-	if ((fs->cookie & SW_COOKIE_MASK) != SW_COOKIE)
+	if (!sw_cookie_owned(fs->cookie))
 		return;
 	struct of13_flow_mod fm;
 	of13_flow_mod_init(&fm, OF13_FLOW_ADD);
@@ -153,8 +168,9 @@ static void apply_diff(struct sw *s)
 	for (size_t i = 0; i < d.n_del; i++) {
 		struct of13_flow_mod fm = *d.del[i];
 		fm.command = OF13_FLOW_DELETE_STRICT;
-		fm.cookie = SW_COOKIE;
-		fm.cookie_mask = SW_COOKIE_MASK;
+		bool startup = fm.cookie == SW_STARTUP_COOKIE;
+		fm.cookie = startup ? SW_STARTUP_COOKIE : SW_COOKIE;
+		fm.cookie_mask = startup ? ~0ull : SW_COOKIE_MASK;
 		fm.n_instructions = 0;
 		sw_send_flow_mod(s, &fm);
 	}
@@ -230,6 +246,30 @@ void reconcile_start(struct sw *s)
 	reconcile(s);
 }
 
+void reconcile_repair(struct sw *s)
+{
+	if (s->ctl->leader)
+		reconcile(s);
+	else if (s->up && s->role == ROLE_MASTER && !s->dumping && !s->reconciling)
+		reconcile_read_flows(s); /* dump_cb() restores the start-up flows */
+}
+
+/* The start-up flows missing from what @s holds, sent again: what a master
+ * without leadership may write (they depend on no store). */
+static void restore_startup(struct sw *s)
+{
+	struct sw_flows want = {0};
+	struct sw_diff d = {0};
+	if (sw_startup_flows(&want) == 0 && sw_diff(&want, &s->installed, &d) == 0 && d.n_add) {
+		log_warn("switch %u: %zu start-up flow(s) missing; putting them back (no leader)",
+		         s->index, d.n_add);
+		for (size_t i = 0; i < d.n_add; i++)
+			sw_send_flow_mod(s, d.add[i]);
+	}
+	sw_diff_free(&d);
+	sw_flows_free(&want);
+}
+
 static void kick_cb(uv_timer_t *t)
 {
 	struct swc *c = t->data;
@@ -270,6 +310,10 @@ static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint
 	}
 	if (s->dirty) {
 		reconcile(s); /* a change came in during the read */
+		return;
+	}
+	if (s->role == ROLE_MASTER && !s->ctl->leader) {
+		restore_startup(s);
 		return;
 	}
 	if (s->role == ROLE_MASTER && s->ctl->leader) {

@@ -5,6 +5,7 @@
 #include "switch-internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,13 @@ static json_t *local_view(struct swc *c)
 		}
 		json_object_set_new(o, "flow_mods", json_integer(s->flow_mods));
 		json_object_set_new(o, "refused_writes", json_integer(s->refused));
+		json_object_set_new(o, "deposals", json_integer(s->deposals));
+		if (s->seen_known) {
+			/* As hex text: JSON numbers lose precision above 2^53. */
+			char seen[19];
+			snprintf(seen, sizeof(seen), "%#" PRIx64, s->seen_id);
+			json_object_set_new(o, "generation_seen", json_string(seen));
+		}
 		json_object_set_new(o, "reconciled_ms", json_integer((json_int_t)s->reconciled_ms));
 		json_array_append_new(a, o);
 	}
@@ -88,10 +96,12 @@ static void gather_finish(struct gather *g)
 				continue;
 			json_array_append_new(
 			    json_object_get(sw, "agents"),
-			    json_pack("{s:O, s:O, s:O, s:O}", "host", json_object_get(view, "host"),
-			              "connected", json_object_get(mine, "connected"), "role",
+			    json_pack("{s:O, s:O, s:O, s:O, s:O?}", "host",
+			              json_object_get(view, "host"), "connected",
+			              json_object_get(mine, "connected"), "role",
 			              json_object_get(mine, "role"), "refused_writes",
-			              json_object_get(mine, "refused_writes")));
+			              json_object_get(mine, "refused_writes"), "deposals",
+			              json_object_get(mine, "deposals")));
 			const char *role = json_string_value(json_object_get(mine, "role"));
 			bool better =
 			    !json_object_get(sw, "dpid") || (role && strcmp(role, "master") == 0);
@@ -203,9 +213,10 @@ static char *flow_text(const struct of13_flow_mod *fm)
 
 static void add_flow_json(json_t *a, const char *state, const struct of13_flow_mod *fm)
 {
-	char *text = flow_text(fm);
-	json_array_append_new(a,
-	                      json_pack("{s:s, s:s}", "state", state, "flow", text ? text : "?"));
+	char *text = flow_text(fm), cookie[19];
+	snprintf(cookie, sizeof(cookie), "%#" PRIx64, fm->cookie);
+	json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "state", state, "flow",
+	                                   text ? text : "?", "cookie", cookie));
 	free(text);
 }
 

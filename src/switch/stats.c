@@ -144,5 +144,6 @@ void stats_timer_cb(uv_timer_t *t)
 		of_conn_send(s->conn, &b, group_stats_cb, s);
 		if (!s->dumping && !s->reconciling)
 			reconcile_read_flows(s);
+		sw_probe_role(s);
 	}
 }

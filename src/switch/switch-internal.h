@@ -14,7 +14,9 @@
  *   bench.c      switch.bench (only with -Dbench_hooks=true) */
 #pragma once
 
+#include "claim.h"
 #include "conn.h"
+#include "lib/log.h"
 #include "switch.h"
 
 #define SW_PEER_TIMEOUT_MS 1000
@@ -24,6 +26,9 @@
 #define OFPET_BAD_REQUEST         1
 #define OFPBRC_IS_SLAVE           10
 #define OFPET_ROLE_REQUEST_FAILED 11
+#define OFPRRFC_STALE             0
+/* A refused claim or write is logged once per switch per minute. */
+#define SW_REFUSAL_LOG_MS 60000
 #define OFPET_GROUP_MOD_FAILED    6
 #define OFPGMFC_GROUP_EXISTS      0
 
@@ -54,10 +59,22 @@ struct sw {
 	struct of_conn *conn;
 	bool up;
 	uint64_t dpid;
-	enum role role;
-	uint64_t role_term;    /* the term of the last role request */
-	bool role_asked;       /* a request is under way */
+	/* Mastership (switch.c). */
+	enum role role;        /* what the switch confirmed, or learnt it made us */
+	enum role role_want;   /* the role of the claim under way */
+	uint64_t role_term;    /* sw_generation_id() of the last claim */
+	bool role_asked;       /* a claim or a query is under way */
+	bool query_after_refusal; /* the query under way follows a stale refusal */
 	uint64_t refused_term; /* the switch refused our role in this term */
+	uint64_t claim_ids[2]; /* the ids to claim in turn (claim.h) */
+	size_t n_claims, claim_at;
+	uint64_t seen_id; /* the highest generation id the switch has seen */
+	bool seen_known;
+	unsigned backoff_ms;    /* the wait before the next claim after trouble */
+	uint64_t next_claim_ms; /* mono_ms() before which no claim goes */
+	uint64_t role_since_ms; /* mono_ms() when the switch confirmed the role */
+	unsigned deposals;      /* times another controller took the switch */
+	struct log_ratelimit refusal_log, claim_log, down_log;
 	struct port ports[OF13_PORTS_MAX];
 	unsigned n_ports;
 	/* Flows read back from the switch: ETTM's (by cookie), and a count of
@@ -126,6 +143,10 @@ const char *sw_role_name(enum role r);
 struct sw *sw_find_dpid(struct swc *c, uint64_t dpid);
 /* "s1", "s2"... or a connected switch's datapath id in hex; NULL if none. */
 struct sw *sw_find_name(struct swc *c, const char *name);
+/* Asks @s for this agent's role and the generation id it has seen
+ * (ROLE_REQUEST NOCHANGE): a master that was deposed learns it here even
+ * when it has nothing to write. Once per statistics round. */
+void sw_probe_role(struct sw *s);
 /* Sends @fm to @s and counts it. */
 void sw_send_flow_mod(struct sw *s, const struct of13_flow_mod *fm);
 /* The datapath id as 16 hex digits in @buf. */
@@ -139,6 +160,10 @@ int reconcile_desired(struct swc *c, struct sw *s, struct sw_flows *ret, struct 
 /* Reads @s's flows back and makes them the desired set, once the switch has
  * confirmed this agent as master for the current term. */
 void reconcile_start(struct sw *s);
+/* A flow was removed behind the master's back: reconcile_start() as
+ * leader; without leadership (the store lost its leader, and no other
+ * master claimed the switch), only the start-up flows are put back. */
+void reconcile_repair(struct sw *s);
 /* reconcile_start() on every switch, soon, and once for a burst of changes. */
 void reconcile_kick(struct swc *c);
 /* Reads @s's flows back (the periodic read; a repair when they drifted). */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -49,15 +50,27 @@ size_t sw_uplinks(struct swc *c, struct sw_port_ref *refs, bool *up)
 	return c->o.n_uplinks;
 }
 
+static void deposed(struct sw *s, const char *how);
+
+/* Logs @fmt for @s at most once a minute per @rl (a refusal caused by
+ * what another controller did). */
+#define refusal_log(s, rl, fmt, ...)                                                        \
+	log_warn_limited((rl), mono_ms(), SW_REFUSAL_LOG_MS, "switch %u: " fmt, (s)->index,   \
+	                 __VA_ARGS__)
+
 static void note_error(struct sw *s, const uint8_t *msg, size_t len)
 {
 	struct of13_error_msg e;
 	if (of13_error_decode(msg, len, &e) != OF13_OK)
 		return;
 	if (e.type == OFPET_BAD_REQUEST && e.code == OFPBRC_IS_SLAVE) {
+		/* The first refusal tells a master it was deposed; it stops
+		 * writing at once, and nothing refused is sent again. */
 		s->refused++;
-		log_warn("switch %u: refused a write: this agent is not its master (%s)", s->index,
-		         s->role == ROLE_MASTER ? "deposed" : "slave");
+		refusal_log(s, &s->refusal_log, "refused a write: this agent is not its master (%s)",
+		            s->role == ROLE_MASTER ? "deposed" : "not master");
+		if (s->role == ROLE_MASTER)
+			deposed(s, "the switch refused a write");
 		return;
 	}
 	if (e.type == OFPET_GROUP_MOD_FAILED && e.code == OFPGMFC_GROUP_EXISTS)
@@ -74,7 +87,118 @@ static void store_changed(void *userdata, const struct store_cmd *cmd,
 		reconcile_kick(c);
 }
 
-/* ---- mastership ---- */
+/* ---- mastership ----
+ *
+ * A claim is one role request, or two when the switch has seen a foreign
+ * id ahead of ours (claim.h). A refusal as stale makes the agent ask the
+ * switch what it has seen (ROLE_REQUEST with role NOCHANGE, spec 7.3.9),
+ * and sw_claim_plan() decides. A master learns it was deposed from the
+ * first refused write, or from the periodic NOCHANGE query; it stops
+ * writing, and claims again while it leads, after a backoff that doubles
+ * up to SW_CLAIM_BACKOFF_MAX_MS. */
+
+static void send_claim(struct sw *s);
+
+/* Waits before the next claim, longer each time (reset once a role has
+ * held for a while: sw_probe_role()). */
+static void back_off(struct sw *s)
+{
+	s->backoff_ms = sw_claim_backoff(s->backoff_ms);
+	s->next_claim_ms = mono_ms() + s->backoff_ms;
+}
+
+static void deposed(struct sw *s, const char *how)
+{
+	s->deposals++;
+	s->role = ROLE_SLAVE; /* what the switch made this agent */
+	back_off(s);
+	log_warn("switch %u: deposed (%s): another controller is master; this agent writes "
+	         "nothing until it claims the switch back (in %u ms, while it leads)",
+	         s->index, how, s->backoff_ms);
+}
+
+/* What a role reply says the switch has seen: its memory now, whatever it
+ * said before (spec 7.3.9: the reply carries the switch's generation id). */
+static void learn_seen(struct sw *s, uint64_t id)
+{
+	s->seen_id = id;
+	s->seen_known = true;
+}
+
+static void role_query_reply(void *userdata, struct of_conn *conn, int status,
+                             const uint8_t *msg, size_t len, bool last);
+
+/* ROLE_REQUEST(NOCHANGE): the switch answers with this connection's role
+ * and the highest generation id it has seen, and changes nothing. */
+static void query_role(struct sw *s, bool after_refusal)
+{
+	struct of13_role_msg r = {.role = OF13_ROLE_NOCHANGE};
+	struct obuf b = {0};
+	of13_role_encode(&b, OF13_ROLE_REQUEST, of_conn_xid(s->conn), &r);
+	if (of_conn_send(s->conn, &b, role_query_reply, s) == 0) {
+		s->role_asked = true;
+		s->query_after_refusal = after_refusal;
+	}
+}
+
+/* The claim was refused as stale: what now, from what the switch has
+ * seen. */
+static void plan_claim(struct sw *s)
+{
+	uint64_t ids[2];
+	size_t n;
+	switch (sw_claim_plan(s->role_term, s->seen_id, ids, &n)) {
+	case SW_CLAIM_OURS: /* it moved back meanwhile: try again, later */
+		back_off(s);
+		return;
+	case SW_CLAIM_NEWER:
+		if (s->role_term >> 32 == 0) {
+			/* A replica that has not applied its cluster's generation
+			 * yet: it claims again once it has. */
+			log_debug("switch %u: role refused before the generation is known",
+			          s->index);
+			s->refused_term = s->role_term;
+			return;
+		}
+		refusal_log(s, &s->claim_log,
+		            "role refused: a newer generation's claim holds the switch "
+		            "(generation id %#" PRIx64 ", ours %#" PRIx64 ")",
+		            s->seen_id, s->role_term);
+		s->refused_term = s->role_term; /* ask again in the next term */
+		return;
+	case SW_CLAIM_FOREIGN:
+		refusal_log(s, &s->claim_log,
+		            "the switch has seen generation id %#" PRIx64 ", which no ETTM "
+		            "cluster issued; claiming it back through %#" PRIx64,
+		            s->seen_id, ids[0]);
+		memcpy(s->claim_ids, ids, sizeof(ids));
+		s->n_claims = n;
+		s->claim_at = 0;
+		send_claim(s);
+		return;
+	}
+}
+
+static void role_refused(struct sw *s, const uint8_t *msg, size_t len)
+{
+	struct of13_error_msg e;
+	bool stale = of13_error_decode(msg, len, &e) == OF13_OK &&
+	             e.type == OFPET_ROLE_REQUEST_FAILED && e.code == OFPRRFC_STALE;
+	s->role = ROLE_NONE;
+	if (stale && s->n_claims == 1) {
+		query_role(s, true);
+		return;
+	}
+	if (stale) {
+		/* A walk back was overtaken (someone claimed meanwhile). */
+		refusal_log(s, &s->claim_log, "claim %#" PRIx64 " refused as stale",
+		            s->claim_ids[s->claim_at]);
+		back_off(s);
+		return;
+	}
+	refusal_log(s, &s->claim_log, "role request refused (type %u code %u)", e.type, e.code);
+	s->refused_term = s->role_term; /* ask again in the next term */
+}
 
 static void role_reply(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
                        size_t len, bool last)
@@ -85,24 +209,24 @@ static void role_reply(void *userdata, struct of_conn *conn, int status, const u
 	s->role_asked = false;
 	if (status == -ECONNRESET)
 		return;
-	struct of13_role_msg r;
 	if (status < 0) {
-		struct of13_error_msg e;
-		if (of13_error_decode(msg, len, &e) == OF13_OK)
-			log_warn("switch %u: role request refused (type %u code %u%s)", s->index,
-			         e.type, e.code,
-			         e.type == OFPET_ROLE_REQUEST_FAILED && e.code == 0 ? ": stale term"
-			                                                            : "");
-		s->role = ROLE_NONE;
-		s->refused_term = s->role_term; /* ask again in the next term */
+		role_refused(s, msg, len);
 		return;
 	}
+	struct of13_role_msg r;
 	if (of13_role_decode(msg, len, &r) != OF13_OK)
 		return;
+	learn_seen(s, r.generation_id);
+	if (s->claim_at + 1 < s->n_claims) {
+		s->claim_at++;
+		send_claim(s);
+		return;
+	}
 	enum role was = s->role;
 	s->role = r.role == OF13_ROLE_MASTER  ? ROLE_MASTER
 	          : r.role == OF13_ROLE_SLAVE ? ROLE_SLAVE
 	                                      : ROLE_NONE;
+	s->role_since_ms = mono_ms();
 	if (s->role != was)
 		log_info("switch %u: %s (term %" PRIu64 ", generation %" PRIu64 ")", s->index,
 		         sw_role_name(s->role), r.generation_id & 0xffffffffu,
@@ -114,6 +238,38 @@ static void role_reply(void *userdata, struct of_conn *conn, int status, const u
 	}
 }
 
+static void role_query_reply(void *userdata, struct of_conn *conn, int status,
+                             const uint8_t *msg, size_t len, bool last)
+{
+	struct sw *s = userdata;
+	(void)conn;
+	(void)last;
+	s->role_asked = false;
+	struct of13_role_msg r;
+	if (status < 0 || of13_role_decode(msg, len, &r) != OF13_OK)
+		return;
+	learn_seen(s, r.generation_id);
+	if (s->query_after_refusal) {
+		plan_claim(s);
+		return;
+	}
+	/* The periodic query: has someone else taken the switch? */
+	if (s->role == ROLE_MASTER && r.role != OF13_ROLE_MASTER)
+		deposed(s, "the switch says this agent is no longer its master");
+}
+
+static void send_claim(struct sw *s)
+{
+	struct of13_role_msg r = {
+	    .role = s->role_want == ROLE_MASTER ? OF13_ROLE_MASTER : OF13_ROLE_SLAVE,
+	    .generation_id = s->claim_ids[s->claim_at],
+	};
+	struct obuf b = {0};
+	of13_role_encode(&b, OF13_ROLE_REQUEST, of_conn_xid(s->conn), &r);
+	if (of_conn_send(s->conn, &b, role_reply, s) == 0)
+		s->role_asked = true;
+}
+
 static void claim_role(struct sw *s)
 {
 	struct swc *c = s->ctl;
@@ -122,19 +278,33 @@ static void claim_role(struct sw *s)
 	enum role want = c->leader ? ROLE_MASTER : ROLE_SLAVE;
 	if (s->role == want && s->role_term == c->term)
 		return;
-	struct of13_role_msg r = {
-	    .role = want == ROLE_MASTER ? OF13_ROLE_MASTER : OF13_ROLE_SLAVE,
-	    .generation_id = c->term,
-	};
-	struct obuf b = {0};
-	of13_role_encode(&b, OF13_ROLE_REQUEST, of_conn_xid(s->conn), &r);
-	if (s->refused_term == c->term)
+	/* A master whose store lost its leader stays master until another
+	 * leader claims the switch: while there is none, it alone can put the
+	 * start-up flows back, without which no leader may ever be elected
+	 * (reconcile.c writes nothing else without leadership). */
+	if (s->role == ROLE_MASTER && !c->leader && store_leader_id(c->store) == 0)
+		return;
+	if (s->refused_term == c->term || mono_ms() < s->next_claim_ms)
 		return;
 	/* Until the switch confirms, this agent writes nothing. */
 	s->role = ROLE_NONE;
+	s->role_want = want;
 	s->role_term = c->term;
-	if (of_conn_send(s->conn, &b, role_reply, s) == 0)
-		s->role_asked = true;
+	s->claim_ids[0] = c->term;
+	s->n_claims = 1;
+	s->claim_at = 0;
+	send_claim(s);
+}
+
+void sw_probe_role(struct sw *s)
+{
+	if (!s->up || s->role_asked || s->role == ROLE_NONE)
+		return;
+	/* A role that held a while ends the trouble: the next one starts
+	 * from the shortest wait again. */
+	if (s->backoff_ms && mono_ms() - s->role_since_ms > 10 * SW_CLAIM_BACKOFF_MAX_MS)
+		s->backoff_ms = 0;
+	query_role(s, false);
 }
 
 /* ---- the leadership tick ---- */
@@ -220,6 +390,7 @@ static void conn_up(void *userdata, struct of_conn *conn, uint64_t dpid)
 	s->role = ROLE_NONE;
 	s->role_term = 0;
 	s->role_asked = false;
+	s->seen_known = false;
 	s->n_ports = 0;
 	s->installed_valid = false;
 	/* Packet-ins (LLDP) and port status, whole frames: a connection to
@@ -236,7 +407,7 @@ static void conn_down(void *userdata, struct of_conn *conn, const char *why)
 {
 	struct sw *s = userdata;
 	(void)conn;
-	log_warn("switch %u (%s): disconnected: %s", s->index, of_conn_address(s->conn), why);
+	refusal_log(s, &s->down_log, "(%s) disconnected: %s", of_conn_address(s->conn), why);
 	s->up = false;
 	s->role = ROLE_NONE;
 	s->role_asked = false;
@@ -259,6 +430,12 @@ static void conn_message(void *userdata, struct of_conn *conn, const struct of13
 		break;
 	case OF13_ERROR:
 		note_error(s, msg, len);
+		break;
+	case OF13_FLOW_REMOVED:
+		/* Only the start-up flows ask for this (OFPFF_SEND_FLOW_REM):
+		 * someone deleted them; the master puts them back now. */
+		if (s->role == ROLE_MASTER)
+			reconcile_repair(s);
 		break;
 	default:
 		break;

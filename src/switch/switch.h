@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "claim.h"
 #include "desired.h"
 
 #define SW_MAX_SWITCHES 16
@@ -79,15 +80,6 @@ int sw_packet_out(struct swc *c, uint64_t dpid, uint32_t port, const uint8_t *fr
 size_t sw_uplinks(struct swc *c, struct sw_port_ref *refs, bool *up);
 /* This agent's own uplink MAC. */
 const uint8_t *sw_own_mac(struct swc *c);
-
-/* The generation id of a mastership claim: the cluster's generation in the
- * high 32 bits, the Raft term in the low ones. A forced recovery keeps the
- * Raft term, so the generation must rank first: a returning voter of an
- * older generation, whatever its term, is then stale to the switch. */
-static inline uint64_t sw_generation_id(uint64_t generation, uint64_t term)
-{
-	return generation << 32 | (term & 0xffffffffu);
-}
 
 /* Starts the controller: connections to every switch, LLDP, statistics.
  * With @self->uplink_if empty the agent sends no LLDP announcements (and

@@ -43,7 +43,7 @@ static void packet_out(struct sw *s, uint32_t port, const uint8_t *frame, size_t
 int sw_packet_out(struct swc *c, uint64_t dpid, uint32_t port, const uint8_t *frame, size_t len)
 {
 	struct sw *s = sw_find_dpid(c, dpid);
-	if (!s || s->role != ROLE_MASTER)
+	if (!s || s->role != ROLE_MASTER || !c->leader)
 		return -ENOTCONN;
 	packet_out(s, port, frame, len);
 	return 0;

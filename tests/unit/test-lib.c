@@ -14,6 +14,7 @@
 #include "lib/cleanup.h"
 #include "lib/error.h"
 #include "lib/hex.h"
+#include "lib/log.h"
 #include "lib/mac.h"
 
 static void test_hex_round_trip(void **state)
@@ -144,13 +145,34 @@ static void test_error_set(void **state)
 	free(e);
 }
 
+/* One line per interval per source, and the count of what was held back. */
+static void test_log_ratelimit(void **state)
+{
+	(void)state;
+	struct log_ratelimit rl = {0}, other = {0};
+	unsigned held = 99;
+	assert_true(log_ratelimit_ok(&rl, 5, 60000, &held));
+	assert_int_equal(held, 0);
+	for (unsigned i = 0; i < 1000; i++)
+		assert_false(log_ratelimit_ok(&rl, 6 + i, 60000, &held));
+	assert_true(log_ratelimit_ok(&other, 10, 60000, &held)); /* another source */
+	assert_false(log_ratelimit_ok(&rl, 60004, 60000, &held));
+	assert_true(log_ratelimit_ok(&rl, 60005, 60000, &held));
+	assert_int_equal(held, 1001);
+	assert_false(log_ratelimit_ok(&rl, 60006, 60000, &held));
+	/* At time 0 too. */
+	struct log_ratelimit zero = {0};
+	assert_true(log_ratelimit_ok(&zero, 0, 1000, &held));
+	assert_false(log_ratelimit_ok(&zero, 0, 1000, &held));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hex_round_trip), cmocka_unit_test(test_hex_refuses),
 	    cmocka_unit_test(test_hex_is_lower),   cmocka_unit_test(test_mac),
 	    cmocka_unit_test(test_addr),           cmocka_unit_test(test_cleanup),
-	    cmocka_unit_test(test_error_set),
+	    cmocka_unit_test(test_error_set),      cmocka_unit_test(test_log_ratelimit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

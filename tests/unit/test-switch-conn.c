@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +31,9 @@
 #define FAKE_DPID  0x00000000000000a1ull
 #define FAKE_FLOWS 64
 #define FOREIGN    0x1111000000000000ull /* a cookie that is not ETTM's */
+/* OFPET_ROLE_REQUEST_FAILED/OFPRRFC_STALE, OFPET_BAD_REQUEST/OFPBRC_IS_SLAVE. */
+#define FAKE_ERR_STALE    ((enum of13_err)0x000b0000)
+#define FAKE_ERR_IS_SLAVE ((enum of13_err)0x0001000a)
 
 /* ---- the fake switch ---- */
 
@@ -45,6 +49,17 @@ struct fake {
 	unsigned set_configs, miss_send_len, port_desc_requests, flow_reads;
 	unsigned role_requests, flow_mods, flow_deletes, barriers, echo_requests;
 	struct of13_role_msg role;
+	/* Roles as Open vSwitch keeps them (ofproto.c, connmgr.c): the
+	 * highest generation id seen, compared as a signed difference, and
+	 * this connection's role (EQUAL until it asks). */
+	uint64_t max_generation;
+	bool max_known;
+	uint32_t conn_role;
+	unsigned stale_refusals, queries, slave_refusals, writes_as_slave;
+	/* Another controller that takes the switch back (generation id 2^63)
+	 * whenever this one is master and sends anything but a role request. */
+	bool attacker;
+	unsigned attacks;
 	bool echo_replied;
 	uint32_t echo_xid;
 	char echo_data[16];
@@ -140,9 +155,22 @@ static void fake_multipart(struct fake *f, const struct of13_header *h, const ui
 	fake_send(f, &b);
 }
 
+/* What Open vSwitch does when another connection claims MASTER with
+ * @generation: the others' masters become slaves. */
+static void fake_attack(struct fake *f, uint64_t generation)
+{
+	f->attacks++;
+	f->max_generation = generation;
+	f->max_known = true;
+	if (f->conn_role == OF13_ROLE_MASTER)
+		f->conn_role = OF13_ROLE_SLAVE;
+}
+
 static void fake_message(struct fake *f, const struct of13_header *h, const uint8_t *msg)
 {
 	struct obuf b = {0};
+	if (f->attacker && f->conn_role == OF13_ROLE_MASTER && h->type != OF13_ROLE_REQUEST)
+		fake_attack(f, 1ull << 63);
 	switch (h->type) {
 	case OF13_HELLO:
 		f->hello = true;
@@ -161,15 +189,40 @@ static void fake_message(struct fake *f, const struct of13_header *h, const uint
 		f->miss_send_len = sc.miss_send_len;
 		return;
 	}
-	case OF13_ROLE_REQUEST:
-		assert_int_equal(of13_role_decode(msg, h->length, &f->role), OF13_OK);
-		f->role_requests++;
-		of13_role_encode(&b, OF13_ROLE_REPLY, h->xid, &f->role);
+	case OF13_ROLE_REQUEST: {
+		struct of13_role_msg r;
+		assert_int_equal(of13_role_decode(msg, h->length, &r), OF13_OK);
+		if (r.role == OF13_ROLE_NOCHANGE) {
+			f->queries++;
+		} else {
+			f->role_requests++;
+			f->role = r;
+			if (r.role != OF13_ROLE_EQUAL && f->max_known &&
+			    (int64_t)(r.generation_id - f->max_generation) < 0) {
+				f->stale_refusals++;
+				of13_error_encode(&b, h->xid, FAKE_ERR_STALE, msg, h->length);
+				break;
+			}
+			if (r.role != OF13_ROLE_EQUAL) {
+				f->max_generation = r.generation_id;
+				f->max_known = true;
+			}
+			f->conn_role = r.role;
+		}
+		of13_role_encode(&b, OF13_ROLE_REPLY, h->xid,
+		                 &(struct of13_role_msg){f->conn_role, f->max_generation});
 		break;
+	}
 	case OF13_MULTIPART_REQUEST:
 		fake_multipart(f, h, msg);
 		return;
 	case OF13_FLOW_MOD: {
+		if (f->conn_role == OF13_ROLE_SLAVE) {
+			/* Spec 6.3.6: a slave's flow-mod is refused. */
+			f->writes_as_slave++;
+			of13_error_encode(&b, h->xid, FAKE_ERR_IS_SLAVE, msg, h->length);
+			break;
+		}
 		struct of13_flow_mod fm;
 		assert_int_equal(of13_flow_mod_decode(msg, h->length, &fm), OF13_OK);
 		fake_flow_mod(f, &fm);
@@ -241,6 +294,7 @@ static void fake_accept(uv_stream_t *server, int status)
 	f->conn.data = f;
 	assert_int_equal(uv_accept(server, (uv_stream_t *)&f->conn), 0);
 	f->connected = true;
+	f->conn_role = OF13_ROLE_EQUAL;
 	struct obuf b = {0};
 	of13_hello_encode(&b, 1, &(struct of13_hello){.version_bitmap = 1u << 4});
 	fake_send(f, &b);
@@ -343,7 +397,7 @@ struct fixture {
 	struct ctl_server peer[2];
 	bool peer_open[2];
 	struct store *follower;
-	bool follower_closed;
+	bool follower_closed, follower_closing;
 };
 
 static uint16_t free_port(void)
@@ -472,7 +526,7 @@ static int teardown(void **state)
 			ctl_server_close(&f->peer[i], NULL);
 	if (f->follower)
 		store_close(f->follower, follower_closed, f);
-	else
+	else if (!f->follower_closing)
 		f->follower_closed = true;
 	store_close(f->store, store_closed, f);
 	uv_update_time(&f->loop);
@@ -794,6 +848,183 @@ static void test_echo(void **state)
 	assert_true(run_until(f, echo_asked));
 }
 
+/* ---- mastership under attack ---- */
+
+static bool master_again(struct fixture *f);
+
+/* Master of generation 1, with the service's flows on the switch. */
+static struct fixture *master_with_flows(void **state)
+{
+	struct fixture *f = *state;
+	open_switches(f);
+	f->svc[0].table = 5;
+	assert_int_equal(sw_set_service(f->sw, &test_service_ops, &f->svc[0]), 0);
+	assert_true(run_until(f, master_again));
+	assert_true(run_until(f, service_flows_there));
+	return f;
+}
+
+static json_t *local_switch(struct fixture *f, const char *key)
+{
+	json_t *v = request(f, "switch.local", NULL);
+	json_t *r = json_incref(json_object_get(json_array_get(json_object_get(v, "switches"), 0), key));
+	json_decref(v);
+	return r;
+}
+
+static bool not_master(struct fixture *f)
+{
+	return !sw_is_master(f->sw);
+}
+
+static bool master_again(struct fixture *f)
+{
+	return sw_is_master(f->sw) && f->fake.conn_role == OF13_ROLE_MASTER &&
+	       f->fake.max_generation == sw_generation_id(1, store_term(f->store));
+}
+
+/* Another controller claims MASTER with generation id 2^63 (ahead of
+ * every id ETTM issues, by the signed comparison). The deposed master
+ * learns it at its first refused write, stops, and claims the switch
+ * back by walking the switch's memory round to its own id; the flow
+ * someone deleted meanwhile comes back. */
+static void test_deposed_by_foreign_id(void **state)
+{
+	struct fixture *f = master_with_flows(state);
+	fake_attack(&f->fake, 1ull << 63);
+	for (size_t i = 0; i < f->fake.n_table; i++)
+		if (f->fake.table[i].table_id == 5 && f->fake.table[i].priority == 20)
+			f->fake.table[i] = f->fake.table[--f->fake.n_table];
+	assert_true(run_until(f, not_master));
+	json_t *role = local_switch(f, "role");
+	assert_string_not_equal(json_string_value(role), "master");
+	json_decref(role);
+	assert_true(run_until(f, master_again));
+	assert_true(run_until(f, drift_repaired));
+	assert_true(f->fake.stale_refusals >= 1);
+	/* Refused once each, never sent again while refused. */
+	assert_true(f->fake.writes_as_slave >= 1 && f->fake.writes_as_slave <= 2);
+	json_t *deposals = local_switch(f, "deposals");
+	assert_int_equal(json_integer_value(deposals), 1);
+	json_decref(deposals);
+	json_t *seen = local_switch(f, "generation_seen");
+	assert_non_null(seen);
+	json_decref(seen);
+}
+
+/* Deposed while it has nothing to write: the periodic NOCHANGE query
+ * tells it (stats-interval 100 ms here), and nothing is written while it
+ * is not master. */
+static void test_deposed_by_query(void **state)
+{
+	struct fixture *f = master_with_flows(state);
+	unsigned queries = f->fake.queries;
+	fake_attack(&f->fake, 1ull << 63);
+	assert_true(run_until(f, not_master));
+	assert_true(run_until(f, master_again));
+	assert_true(f->fake.queries > queries);
+	assert_int_equal(f->fake.writes_as_slave, 0);
+}
+
+static bool newer_claim_answered(struct fixture *f)
+{
+	return f->fake.stale_refusals >= 1 && f->fake.queries >= 2;
+}
+
+/* The switch holds the claim of a newer generation (2, term 1; ours is
+ * generation 1): this agent is the stale one. It never takes the switch
+ * back, and does not ask again in this term. */
+static void test_newer_generation_kept(void **state)
+{
+	struct fixture *f = master_with_flows(state);
+	uint64_t newer = sw_generation_id(2, 1);
+	fake_attack(&f->fake, newer);
+	assert_true(run_until(f, not_master));
+	assert_true(run_until(f, newer_claim_answered));
+	unsigned requests = f->fake.role_requests;
+	run_for(f, 1000);
+	assert_false(sw_is_master(f->sw));
+	assert_true(f->fake.max_generation == newer);
+	assert_int_equal(f->fake.conn_role, OF13_ROLE_SLAVE);
+	assert_int_equal(f->fake.role_requests, requests);
+	assert_int_equal(f->fake.writes_as_slave, 0);
+}
+
+/* Another controller takes the switch back each time: the agent claims
+ * again after a wait that doubles (100 ms, 200, 400 ...), never in a
+ * loop. In 2 s, at most five or six claims. */
+static void test_reclaim_backs_off(void **state)
+{
+	struct fixture *f = master_with_flows(state);
+	unsigned requests = f->fake.role_requests;
+	f->fake.attacker = true;
+	run_for(f, 2000);
+	unsigned claims = f->fake.role_requests - requests;
+	assert_true(f->fake.attacks >= 2);
+	assert_true(claims >= 2 && claims <= 14);
+	assert_true(f->fake.attacks <= 7);
+	assert_true(f->fake.writes_as_slave <= 2 * f->fake.attacks);
+}
+
+static bool two_voters(struct fixture *f)
+{
+	uint64_t ids[4];
+	return store_voters(f->store, ids, 4) == 2;
+}
+
+static bool leaderless(struct fixture *f)
+{
+	return !store_is_leader(f->store) && store_leader_id(f->store) == 0;
+}
+
+static bool startup_flows_back(struct fixture *f)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < f->fake.n_table; i++)
+		n += f->fake.table[i].cookie == SW_STARTUP_COOKIE;
+	return n == 6;
+}
+
+/* The leader's store loses its majority (the other voter goes) and no one
+ * leads: it stays master of the switch, and when every flow is deleted it
+ * puts the start-up flows back (without them no leader could be elected),
+ * and nothing else. */
+static void test_masterless_restores_startup_flows(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(
+	    ctl_server_start_tcp(&f->peer[0], &f->loop, f->peer_address, peer_api, f->store), 0);
+	f->peer_open[0] = true;
+	struct store_options o;
+	store_options_for(f, 2, &o);
+	snprintf(o.seeds[0], sizeof(o.seeds[0]), "%s", f->peer_address);
+	o.n_seeds = 1;
+	char *error = NULL;
+	assert_int_equal(store_open(&f->loop, &o, &f->follower, &error), 0);
+	assert_int_equal(
+	    ctl_server_start_tcp(&f->peer[1], &f->loop, o.peer_address, peer_api, f->follower), 0);
+	f->peer_open[1] = true;
+	assert_true(run_until(f, follows));
+	assert_true(run_until(f, two_voters));
+	master_with_flows(state);
+	ctl_server_close(&f->peer[1], NULL);
+	f->peer_open[1] = false;
+	store_close(f->follower, follower_closed, f);
+	f->follower = NULL;
+	f->follower_closing = true;
+	assert_true(run_until(f, leaderless));
+	run_for(f, 200);
+	assert_int_equal(f->fake.conn_role, OF13_ROLE_MASTER);
+	json_t *role = local_switch(f, "role");
+	assert_string_equal(json_string_value(role), "master");
+	json_decref(role);
+	f->fake.n_table = 0;
+	assert_true(run_until(f, startup_flows_back));
+	run_for(f, 300);
+	assert_int_equal(f->fake.n_table, 6);
+	assert_int_equal(f->fake.writes_as_slave, 0);
+}
+
 /* switch.bench is a benchmark's hook: answered only by a build with
  * -Dbench_hooks=true; otherwise not the controller's command at all. */
 static void test_bench_hook(void **state)
@@ -828,7 +1059,15 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_echo, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bench_hook, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deposed_by_foreign_id, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deposed_by_query, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_newer_generation_kept, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reclaim_backs_off, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_masterless_restores_startup_flows, setup,
+	                                    teardown),
 	};
 	register_all_tables();
+	/* A store closed under its peers' writes: as ettmd does. */
+	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "switch/claim.h"
 #include "switch/desired.h"
 #include "switch/lldp.h"
 #include "trust/tables.h"
@@ -214,6 +215,139 @@ static void test_desired_paths_and_admission(void **state)
 	store_state_free(st);
 }
 
+/* ---- the claim rule (claim.h) ---- */
+
+/* Open vSwitch's test: (int64_t)(id - cached) < 0 is stale. */
+static void test_claim_signed_comparison(void **state)
+{
+	(void)state;
+	assert_true(sw_claim_behind(5, 6));
+	assert_false(sw_claim_behind(6, 5));
+	assert_false(sw_claim_behind(7, 7));
+	assert_true(sw_claim_behind(0, 1ull << 63));
+	/* Exactly half the circle apart: each is stale to the other. */
+	assert_true(sw_claim_behind(1ull << 63, 0));
+	/* Wrap-around: 1 comes after UINT64_MAX. */
+	assert_false(sw_claim_behind(1, UINT64_MAX));
+	assert_true(sw_claim_behind(UINT64_MAX, 1));
+	/* Generations rank before terms. */
+	assert_true(sw_claim_behind(sw_generation_id(1, 0xffffffffu), sw_generation_id(2, 1)));
+	assert_false(sw_claim_behind(sw_generation_id(2, 1), sw_generation_id(1, 0xffffffffu)));
+}
+
+/* Runs @plan's claims against a switch that has seen @seen, as Open
+ * vSwitch would: each must be accepted; returns what it remembers. */
+static uint64_t switch_after(uint64_t seen, const uint64_t *ids, size_t n)
+{
+	uint64_t max = seen;
+	for (size_t i = 0; i < n; i++) {
+		assert_false(sw_claim_behind(ids[i], max));
+		max = ids[i];
+	}
+	return max;
+}
+
+static void test_claim_plan_ours(void **state)
+{
+	(void)state;
+	uint64_t ours = sw_generation_id(1, 3), ids[2];
+	size_t n;
+	uint64_t behind[] = {0, sw_generation_id(1, 2), ours, sw_generation_id(0, 9), UINT64_MAX};
+	for (size_t i = 0; i < sizeof(behind) / sizeof(behind[0]); i++) {
+		assert_int_equal(sw_claim_plan(ours, behind[i], ids, &n), SW_CLAIM_OURS);
+		assert_int_equal(n, 1);
+		assert_true(ids[0] == ours);
+		assert_true(switch_after(behind[i], ids, n) == ours);
+	}
+}
+
+/* Ahead of ours by a later term of our generation, or by a newer
+ * generation: this agent is the stale one and claims nothing. */
+static void test_claim_plan_newer(void **state)
+{
+	(void)state;
+	uint64_t ours = sw_generation_id(1, 3), ids[2];
+	size_t n = 9;
+	uint64_t newer[] = {sw_generation_id(1, 4), sw_generation_id(2, 1),
+	                    sw_generation_id(1 + SW_CLAIM_GENERATIONS_AHEAD, 3)};
+	for (size_t i = 0; i < sizeof(newer) / sizeof(newer[0]); i++) {
+		assert_int_equal(sw_claim_plan(ours, newer[i], ids, &n), SW_CLAIM_NEWER);
+		assert_int_equal(n, 0);
+	}
+	/* A returning voter of an older generation, whatever its term, never
+	 * takes the switch from the newer generation's leader. */
+	assert_int_equal(sw_claim_plan(sw_generation_id(1, 0xffffffffu), sw_generation_id(2, 1),
+	                               ids, &n),
+	                 SW_CLAIM_NEWER);
+	/* Across the wrap: generation 0xffffffff's successor is 0. */
+	assert_int_equal(sw_claim_plan(sw_generation_id(0xffffffffu, 7), sw_generation_id(0, 1),
+	                               ids, &n),
+	                 SW_CLAIM_NEWER);
+}
+
+/* An id no cluster issued ahead of ours: two claims bring the switch back
+ * to ours; then an older generation is stale again. */
+static void test_claim_plan_foreign(void **state)
+{
+	(void)state;
+	uint64_t ours = sw_generation_id(2, 5), ids[2];
+	size_t n;
+	uint64_t foreign[] = {
+	    1ull << 63,                  /* the id of the attack */
+	    ours + (1ull << 63),         /* exactly half round: stale both ways */
+	    ours + SW_CLAIM_AHEAD_MAX + 1, /* just past a newer generation */
+	    ours + (1ull << 62),
+	};
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+		assert_true(sw_claim_behind(ours, foreign[i]));
+		assert_int_equal(sw_claim_plan(ours, foreign[i], ids, &n), SW_CLAIM_FOREIGN);
+		assert_int_equal(n, 2);
+		assert_true(ids[1] == ours);
+		assert_true(switch_after(foreign[i], ids, n) == ours);
+		uint64_t old[2];
+		size_t n_old;
+		assert_int_equal(sw_claim_plan(sw_generation_id(1, 0xffffffffu), ours, old, &n_old),
+		                 SW_CLAIM_NEWER);
+	}
+	/* Wrap-around: ours near the top of the circle, the foreign id past 0. */
+	uint64_t high = sw_generation_id(0xfffffff0u, 1), wrapped = high + (3ull << 61);
+	assert_true(wrapped < high);
+	assert_int_equal(sw_claim_plan(high, wrapped, ids, &n), SW_CLAIM_FOREIGN);
+	assert_true(switch_after(wrapped, ids, n) == high);
+}
+
+static void test_claim_backoff(void **state)
+{
+	(void)state;
+	unsigned want[] = {100, 200, 400, 800, 1600, 3200, 5000, 5000};
+	unsigned ms = 0;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		ms = sw_claim_backoff(ms);
+		assert_int_equal(ms, want[i]);
+	}
+}
+
+/* The start-up flows, as the lab installs them (docs/switch.md). */
+static void test_startup_flows(void **state)
+{
+	(void)state;
+	struct sw_flows f = {0};
+	assert_int_equal(sw_startup_flows(&f), 0);
+	assert_int_equal(f.n, 6);
+	for (size_t i = 0; i < f.n; i++) {
+		assert_true(f.v[i].cookie == SW_STARTUP_COOKIE);
+		assert_true(f.v[i].flags & OF13_FF_SEND_FLOW_REM);
+		assert_int_equal(f.v[i].table_id, 0);
+		assert_true(sw_cookie_owned(f.v[i].cookie));
+	}
+	assert_int_equal(f.v[0].priority, SW_PRIO_STARTUP_LLDP);
+	assert_true(f.v[0].instructions[0].actions[0].output.port == OF13_PORT_CONTROLLER);
+	assert_true(sw_cookie_owned(SW_COOKIE | 7));
+	assert_false(sw_cookie_owned(0x1ab0000000000001ull));
+	assert_false(sw_cookie_owned(SW_STARTUP_COOKIE + 1));
+	sw_flows_free(&f);
+}
+
 int main(void)
 {
 	register_all_tables();
@@ -221,6 +355,12 @@ int main(void)
 	    cmocka_unit_test(test_lldp_round_trip),
 	    cmocka_unit_test(test_lldp_foreign),
 	    cmocka_unit_test(test_desired_paths_and_admission),
+	    cmocka_unit_test(test_claim_signed_comparison),
+	    cmocka_unit_test(test_claim_plan_ours),
+	    cmocka_unit_test(test_claim_plan_newer),
+	    cmocka_unit_test(test_claim_plan_foreign),
+	    cmocka_unit_test(test_claim_backoff),
+	    cmocka_unit_test(test_startup_flows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
