@@ -67,7 +67,7 @@ int peer_guard_check(struct peer_guard *g, struct in_addr source, unsigned grant
 	char addr[ADDR_STR_MAX];
 	addr_format(source, addr);
 	if (!(granted & SVC_PEER) && !rate_take(&g->joins, source.s_addr, now_ms)) {
-		if (rate_log_due(&g->logs, source.s_addr, now_ms, PEER_LOG_PERIOD_MS))
+		if (rate_log_due(&g->joins, source.s_addr, now_ms, PEER_LOG_PERIOD_MS))
 			log_warn("peer API: %s is over its rate (%.0f requests a second); refusing "
 			         "it (logged once a minute)",
 			         addr, PEER_JOIN_PER_S);

@@ -41,8 +41,10 @@ unsigned peer_scope(const struct store_state *st, struct in_addr source, const c
                     const char **ret_member);
 
 struct peer_guard {
-	struct rate_limiter joins; /* the requests of sources that are no member */
-	struct rate_limiter logs;  /* when each refused source was last logged */
+	/* The requests of sources that are no member, and when each was last
+	 * logged as over its rate. */
+	struct rate_limiter joins;
+	struct rate_limiter logs; /* when each source was last logged for a refused command */
 };
 
 void peer_guard_init(struct peer_guard *g);
@@ -52,7 +54,7 @@ void peer_guard_init(struct peer_guard *g);
  * @granted at @source, at @now_ms: 0 when it may (an unknown command
  * too: dispatch answers it), -EPERM with *ret_error when the command is
  * not for this client, -EBUSY with *ret_error when the source is no
- * member and over its rate. A refusal is logged at most once per source
- * per PEER_LOG_PERIOD_MS. */
+ * member and over its rate. Each kind of refusal is logged at most once per
+ * source per PEER_LOG_PERIOD_MS. */
 int peer_guard_check(struct peer_guard *g, struct in_addr source, unsigned granted,
                      unsigned wanted, const char *cmd, uint64_t now_ms, char **ret_error);
