@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
+#include "api/server.h"
 #include "lib/buf.h"
 #include "trust/tables.h"
 #include "switch/tables.h"
@@ -228,8 +231,44 @@ static int drop_both(struct sw_flows *out, uint16_t priority, bool source, uint3
 	return r;
 }
 
+/* Whether a member's peer API is on @addr (host order). */
+static bool member_at(const struct store_state *st, uint32_t addr)
+{
+	size_t n;
+	const struct store_member *m = store_rows(st, STORE_MEMBERS, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct sockaddr_in sa;
+		if (ctl_parse_address(m[i].peer, &sa) == 0 && ntohl(sa.sin_addr.s_addr) == addr)
+			return true;
+	}
+	return false;
+}
+
+/* From an agent's port and MAC, IPv4 from its control address to @to
+ * (host order), and to TCP port @tcp_port only when not 0. */
+static int agent_to(struct sw_flows *out, const struct switch_location *l, const uint8_t mac[6],
+                    uint32_t to, uint16_t tcp_port)
+{
+	struct of13_flow_mod fm = sw_flow_base(0, SW_PRIO_CONTROL_AGENT);
+	of13_match_add(&fm.match, OF13_OXM_IN_PORT, l->port, NULL);
+	of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, 0x0800, NULL);
+	of13_match_add(&fm.match, OF13_OXM_IPV4_SRC, l->control_addr, NULL);
+	of13_match_add(&fm.match, OF13_OXM_IPV4_DST, to, NULL);
+	if (tcp_port) {
+		of13_match_add(&fm.match, OF13_OXM_IP_PROTO, 6, NULL);
+		of13_match_add(&fm.match, OF13_OXM_TCP_DST, tcp_port, NULL);
+	}
+	sw_output(sw_apply(&fm), OF13_PORT_NORMAL);
+	sw_flow_canonical(&fm);
+	return sw_flows_add(out, &fm);
+}
+
 /* What an agent that is not admitted may send from its port: ARP from its
- * own address, and IPv4 from it to the agents and the switches. */
+ * own address; as a member of the store, IPv4 from it to the agents and
+ * the switches (Raft, the peer API, its switch connections); before that,
+ * only TCP to the members' peer APIs, where it joins (store.join, then
+ * the join protocol). */
 static int agent_port(struct sw_flows *out, const struct switch_location *l, const uint8_t mac[6],
                       const struct store_state *st, const struct sw_control *control)
 {
@@ -242,20 +281,21 @@ static int agent_port(struct sw_flows *out, const struct switch_location *l, con
 	sw_flow_canonical(&fm);
 	int r = sw_flows_add(out, &fm);
 	size_t n;
+	if (!member_at(st, l->control_addr)) {
+		const struct store_member *m = store_rows(st, STORE_MEMBERS, &n);
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			struct sockaddr_in sa;
+			if (ctl_parse_address(m[i].peer, &sa) == 0)
+				r = agent_to(out, l, mac, ntohl(sa.sin_addr.s_addr),
+				             ntohs(sa.sin_port));
+		}
+		return r;
+	}
 	const struct switch_location *all = store_rows(st, SWITCH_LOCATIONS, &n);
 	for (size_t i = 0; r == 0 && i < n + control->n_switch_addrs; i++) {
 		uint32_t to = i < n ? all[i].control_addr : control->switch_addrs[i - n];
-		if (!to || to == l->control_addr)
-			continue;
-		fm = sw_flow_base(0, SW_PRIO_CONTROL_AGENT);
-		of13_match_add(&fm.match, OF13_OXM_IN_PORT, l->port, NULL);
-		of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
-		of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, 0x0800, NULL);
-		of13_match_add(&fm.match, OF13_OXM_IPV4_SRC, l->control_addr, NULL);
-		of13_match_add(&fm.match, OF13_OXM_IPV4_DST, to, NULL);
-		sw_output(sw_apply(&fm), OF13_PORT_NORMAL);
-		sw_flow_canonical(&fm);
-		r = sw_flows_add(out, &fm);
+		if (to && to != l->control_addr)
+			r = agent_to(out, l, mac, to, 0);
 	}
 	return r;
 }

@@ -228,6 +228,19 @@ static const struct of13_flow_mod *control_flow(const struct sw_flows *f, uint16
 	return NULL;
 }
 
+static void member(struct store_state *st, uint64_t id, uint8_t role)
+{
+	struct store_cmd m = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
+	struct store_member *row = STORE_CMD_ROW(&m, struct store_member);
+	row->id = id;
+	row->role = role;
+	snprintf(row->name, sizeof(row->name), "h%u", (unsigned)id);
+	snprintf(row->raft_version, sizeof(row->raft_version), "test");
+	snprintf(row->address, sizeof(row->address), "10.77.0.%u:7700", (unsigned)id);
+	snprintf(row->peer, sizeof(row->peer), "10.77.0.%u:7701", (unsigned)id);
+	put(st, &m);
+}
+
 static size_t count_priority(const struct sw_flows *f, uint16_t priority)
 {
 	size_t n = 0;
@@ -246,7 +259,9 @@ static void test_desired_control_closed(void **state)
 	struct store_state *st;
 	assert_int_equal(store_state_new(&st), 0);
 	/* h1 on s1 port 2 (admitted), h2 on s2 port 2 (admitted), h3 on s1
-	 * port 3 (not admitted); the s1-s2 link not found yet. */
+	 * port 3 (a member, not admitted); the s1-s2 link not found yet. */
+	for (unsigned i = 1; i <= 3; i++)
+		member(st, i, STORE_ROLE_VOTER);
 	locate(st, "h1", 1, 2, 1, true);
 	locate(st, "h2", 2, 2, 2, true);
 	locate(st, "h3", 1, 3, 3, false);
@@ -277,18 +292,7 @@ static void test_desired_control_closed(void **state)
 	/* The link found, but a voter of the store has no place yet: still
 	 * open, or the master could be cut off from the switch. */
 	link(st, 1, 10, 2, 20);
-	struct store_cmd m = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
-	STORE_CMD_ROW(&m, struct store_member)->id = 4;
-	STORE_CMD_ROW(&m, struct store_member)->role = STORE_ROLE_VOTER;
-	snprintf(STORE_CMD_ROW(&m, struct store_member)->name,
-	         sizeof(STORE_CMD_ROW(&m, struct store_member)->name), "h4");
-	snprintf(STORE_CMD_ROW(&m, struct store_member)->raft_version,
-	         sizeof(STORE_CMD_ROW(&m, struct store_member)->raft_version), "test");
-	snprintf(STORE_CMD_ROW(&m, struct store_member)->address,
-	         sizeof(STORE_CMD_ROW(&m, struct store_member)->address), "10.77.0.4:7700");
-	snprintf(STORE_CMD_ROW(&m, struct store_member)->peer,
-	         sizeof(STORE_CMD_ROW(&m, struct store_member)->peer), "10.77.0.4:7701");
-	put(st, &m);
+	member(st, 4, STORE_ROLE_VOTER);
 	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
 	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_CLOSED), 0);
 	sw_flows_free(&s1);
@@ -305,6 +309,25 @@ static void test_desired_control_closed(void **state)
 	assert_non_null(control_flow(&s1, SW_PRIO_CONTROL_CLOSED, OF13_OXM_ARP_TPA, 0x0a4d0002));
 	/* The link's port itself is admitted above them. */
 	assert_non_null(control_flow(&s1, SW_PRIO_ADMIT, OF13_OXM_IN_PORT, 10));
+	/* h5, on s1 port 6, announced itself but is no member yet: from its
+	 * port only ARP and the members' peer APIs, where it joins. */
+	locate(st, "h5", 1, 6, 5, false);
+	sw_flows_free(&s1);
+	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
+	size_t from_h5 = 0;
+	for (size_t i = 0; i < s1.n; i++) {
+		uint64_t port;
+		if (s1.v[i].priority != SW_PRIO_CONTROL_AGENT ||
+		    !of13_match_get(&s1.v[i].match, OF13_OXM_IN_PORT, &port, NULL) || port != 6)
+			continue;
+		from_h5++;
+		if (of13_match_get(&s1.v[i].match, OF13_OXM_IPV4_DST, &v, NULL)) {
+			assert_true(v >= 0x0a4d0001 && v <= 0x0a4d0004);
+			assert_true(of13_match_get(&s1.v[i].match, OF13_OXM_TCP_DST, &v, NULL));
+			assert_int_equal(v, 7701);
+		}
+	}
+	assert_int_equal(from_h5, 1 + 4);
 	/* h3 admitted: its port is admitted, it needs no flows of its own. */
 	struct store_cmd a = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = 1};
 	snprintf(STORE_CMD_ROW(&a, struct trust_admission)->host,
@@ -312,7 +335,7 @@ static void test_desired_control_closed(void **state)
 	put(st, &a);
 	sw_flows_free(&s1);
 	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
-	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_AGENT), 0);
+	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_AGENT), 1 + 4); /* h5's */
 	sw_flows_free(&s1);
 	/* Without a control plane to close (NULL), none of it. */
 	assert_int_equal(sw_desired(st, NULL, 0, NULL, 1, &s1), 0);
