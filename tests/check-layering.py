@@ -45,6 +45,7 @@ USES = {
     'devices': ['service', 'switch', 'switch-tables', 'trust-tables', 'store', 'datapath',
                 'openflow', 'api', 'lib'],
     'labels': ['service', 'store', 'api', 'lib'],
+    'control': ['service', 'store', 'datapath', 'api', 'lib'],
     'config': ['lib'],
     # The daemon starts and wires every module.
     'ettmd': ['*'],
@@ -65,6 +66,8 @@ HEADERS = {
     'store': ['services/service.h'],
     'switch': ['services/service.h', 'datapath/datapath.h'],
     'trust': ['services/service.h'],
+    # The switches' addresses, from the switch controller's options.
+    'control': ['switch/switch.h'],
 }
 
 # Files that the build puts in a library other than their directory's.

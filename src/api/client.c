@@ -1,5 +1,6 @@
-/* The asynchronous JSON-line client over TCP (one request, one reply per
- * connection, with a timeout): see client.h. */
+/* The asynchronous JSON-line client over TCP: a connection that carries
+ * calls one after the other, each with a timeout, and the one-call
+ * connection of ctl_call(). See client.h. */
 #include "client.h"
 
 #include <errno.h>
@@ -10,22 +11,25 @@
 #include "lib/linebuf.h"
 #include "server.h"
 
-struct call {
+struct ctl_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_connect_t connect;
 	uv_write_t write;
-	char *request;
 	struct linebuf in;
-	ctl_call_cb cb;
+	char *request; /* the call in progress: its line, until answered */
+	ctl_call_cb cb; /* the call in progress; NULL: none */
 	void *userdata;
 	int handles;
-	bool done;
+	bool connected, sent;
+	bool broken;  /* a call failed: the connection carries no more calls */
+	bool closing;
+	bool once;    /* ctl_call(): closed after its one call */
 };
 
-static void call_free_cb(uv_handle_t *h)
+static void conn_free_cb(uv_handle_t *h)
 {
-	struct call *c = h->data;
+	struct ctl_conn *c = h->data;
 	if (--c->handles > 0)
 		return;
 	free(c->request);
@@ -33,19 +37,32 @@ static void call_free_cb(uv_handle_t *h)
 	free(c);
 }
 
-static void finish(struct call *c, int status, json_t *result, const char *error)
+void ctl_conn_close(struct ctl_conn *c);
+
+/* Ends the call in progress. A failed call leaves the connection in a
+ * state nobody knows (a late reply would answer the next call): it is
+ * broken. */
+static void finish(struct ctl_conn *c, int status, json_t *result, const char *error)
 {
-	if (c->done)
+	ctl_call_cb cb = c->cb;
+	if (!cb)
 		return;
-	c->done = true;
-	c->cb(c->userdata, status, result, error);
-	uv_close((uv_handle_t *)&c->timer, call_free_cb);
-	uv_close((uv_handle_t *)&c->tcp, call_free_cb);
+	c->cb = NULL;
+	free(c->request);
+	c->request = NULL;
+	c->sent = false;
+	uv_timer_stop(&c->timer);
+	if (status < 0 && status != -EREMOTEIO)
+		c->broken = true;
+	cb(c->userdata, status, result, error);
+	if (c->once)
+		ctl_conn_close(c);
 }
 
-static void fail_errno(struct call *c, int status, const char *what)
+static void fail_errno(struct ctl_conn *c, int status, const char *what)
 {
 	char error[160];
+	c->broken = true;
 	snprintf(error, sizeof(error), "%s: %s", what, uv_strerror(status));
 	finish(c, status, NULL, error);
 }
@@ -57,31 +74,23 @@ static void timeout_cb(uv_timer_t *t)
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-	struct call *c = h->data;
+	struct ctl_conn *c = h->data;
 	(void)suggested;
 	linebuf_alloc(&c->in, buf);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* One reply line: the answer to the call in progress. */
+static void reply_line(struct ctl_conn *c, const char *line, size_t len)
 {
-	struct call *c = s->data;
-	(void)buf;
-	if (nread < 0) {
-		fail_errno(c, (int)nread, "connection closed before the reply");
-		return;
-	}
-	c->in.len += (size_t)nread;
-	char *nl = memchr(c->in.data, '\n', c->in.len);
-	if (!nl) {
-		if (c->in.len > CTL_LINE_MAX * 16)
-			finish(c, -EBADMSG, NULL, "reply too long");
-		return;
-	}
 	bool ok;
 	json_t *result = NULL;
 	char *reason = NULL, *error = NULL;
-	if (ctl_reply_parse(c->in.data, (size_t)(nl - c->in.data), &ok, &result, &reason, &error) <
-	    0) {
+	if (!c->cb || !c->sent) {
+		/* Nobody asked: the peer does not speak the protocol. */
+		c->broken = true;
+		return;
+	}
+	if (ctl_reply_parse(line, len, &ok, &result, &reason, &error) < 0) {
 		finish(c, -EBADMSG, NULL, error ? error : "out of memory");
 		free(error);
 		return;
@@ -94,63 +103,142 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	free(reason);
 }
 
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct ctl_conn *c = s->data;
+	(void)buf;
+	if (c->closing)
+		return;
+	if (nread < 0) {
+		c->broken = true;
+		fail_errno(c, (int)nread, "connection closed before the reply");
+		return;
+	}
+	c->in.len += (size_t)nread;
+	char *nl;
+	while (!c->closing && (nl = memchr(c->in.data, '\n', c->in.len))) {
+		size_t len = (size_t)(nl - c->in.data);
+		/* Parsed before it is consumed: the callback may start the
+		 * next call, which reads into the same buffer. */
+		char *line = strndup(c->in.data, len);
+		linebuf_consume(&c->in, len + 1);
+		if (!line) {
+			finish(c, -ENOMEM, NULL, "out of memory");
+			return;
+		}
+		reply_line(c, line, len);
+		free(line);
+	}
+	if (!c->closing && c->in.len > CTL_LINE_MAX * 16)
+		finish(c, -EBADMSG, NULL, "reply too long");
+}
+
 static void write_cb(uv_write_t *w, int status)
 {
-	struct call *c = w->data;
-	if (status < 0)
+	struct ctl_conn *c = w->data;
+	if (status < 0 && !c->closing)
 		fail_errno(c, status, "send");
+}
+
+static int send_request(struct ctl_conn *c)
+{
+	uv_buf_t buf = uv_buf_init(c->request, (unsigned)strlen(c->request));
+	c->write.data = c;
+	c->sent = true;
+	return uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
 }
 
 static void connect_cb(uv_connect_t *req, int status)
 {
-	struct call *c = req->data;
-	if (c->done)
+	struct ctl_conn *c = req->data;
+	if (c->closing)
 		return;
 	if (status < 0) {
+		c->broken = true;
 		fail_errno(c, status, "connect");
 		return;
 	}
-	uv_buf_t buf = uv_buf_init(c->request, (unsigned)strlen(c->request));
-	c->write.data = c;
-	int r = uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
-	if (r == 0)
-		r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+	c->connected = true;
+	int r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+	if (r == 0 && c->cb)
+		r = send_request(c);
 	if (r < 0)
 		fail_errno(c, r, "send");
 }
 
-int ctl_call(uv_loop_t *loop, const char *address, const char *cmd, json_t *args,
-             unsigned timeout_ms, ctl_call_cb cb, void *userdata)
+int ctl_conn_open(uv_loop_t *loop, const char *address, struct ctl_conn **ret_conn)
 {
 	struct sockaddr_in sa;
-	if (ctl_parse_address(address, &sa) < 0) {
-		json_decref(args);
+	if (ctl_parse_address(address, &sa) < 0)
 		return -EINVAL;
-	}
-	struct call *c = calloc(1, sizeof(*c));
-	if (!c) {
-		json_decref(args);
+	struct ctl_conn *c = calloc(1, sizeof(*c));
+	if (!c)
 		return -ENOMEM;
-	}
-	c->request = ctl_request_encode(1, cmd, args);
-	if (!c->request) {
-		free(c);
-		return -ENOMEM;
-	}
-	c->cb = cb;
-	c->userdata = userdata;
 	uv_tcp_init(loop, &c->tcp);
 	uv_timer_init(loop, &c->timer);
 	c->tcp.data = c->timer.data = c->connect.data = c;
 	c->handles = 2;
 	uv_tcp_nodelay(&c->tcp, 1);
-	uv_timer_start(&c->timer, timeout_cb, timeout_ms, 0);
 	int r = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&sa, connect_cb);
 	if (r < 0) {
-		c->done = true;
-		uv_close((uv_handle_t *)&c->timer, call_free_cb);
-		uv_close((uv_handle_t *)&c->tcp, call_free_cb);
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->timer, conn_free_cb);
+		uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
 		return r;
 	}
+	*ret_conn = c;
+	return 0;
+}
+
+int ctl_conn_call(struct ctl_conn *c, const char *cmd, json_t *args, unsigned timeout_ms,
+                  ctl_call_cb cb, void *userdata)
+{
+	if (c->closing || c->broken || c->cb) {
+		json_decref(args);
+		return c->cb ? -EBUSY : -ENOTCONN;
+	}
+	c->request = ctl_request_encode(1, cmd, args);
+	if (!c->request)
+		return -ENOMEM;
+	c->cb = cb;
+	c->userdata = userdata;
+	uv_timer_start(&c->timer, timeout_cb, timeout_ms, 0);
+	if (c->connected && send_request(c) < 0) {
+		c->cb = NULL;
+		free(c->request);
+		c->request = NULL;
+		c->broken = true;
+		uv_timer_stop(&c->timer);
+		return -ENOTCONN;
+	}
+	return 0;
+}
+
+void ctl_conn_close(struct ctl_conn *c)
+{
+	if (!c || c->closing)
+		return;
+	c->once = false; /* finish() below must not close it again */
+	finish(c, -ECANCELED, NULL, "the call was cancelled");
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->timer, conn_free_cb);
+	uv_close((uv_handle_t *)&c->tcp, conn_free_cb);
+}
+
+int ctl_call(uv_loop_t *loop, const char *address, const char *cmd, json_t *args,
+             unsigned timeout_ms, ctl_call_cb cb, void *userdata)
+{
+	struct ctl_conn *c;
+	int r = ctl_conn_open(loop, address, &c);
+	if (r < 0) {
+		json_decref(args);
+		return r;
+	}
+	r = ctl_conn_call(c, cmd, args, timeout_ms, cb, userdata);
+	if (r < 0) {
+		ctl_conn_close(c);
+		return r;
+	}
+	c->once = true;
 	return 0;
 }

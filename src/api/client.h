@@ -1,6 +1,9 @@
 /* An asynchronous client of the JSON-line protocol over TCP, on a libuv
  * loop: how agents call each other's peer API (forwarded proposals, joins,
- * generation checks). One connection per call; each call has a deadline. */
+ * generation checks). ctl_call() makes one connection per call; a
+ * ctl_conn carries calls one after the other, for a protocol whose steps
+ * the server binds to the connection (the join of docs/trust.md). Each
+ * call has a deadline. */
 #pragma once
 
 #include <uv.h>
@@ -18,3 +21,22 @@ typedef void (*ctl_call_cb)(void *userdata, int status, json_t *result, const ch
  * errno (then @cb never runs). */
 int ctl_call(uv_loop_t *loop, const char *address, const char *cmd, json_t *args,
              unsigned timeout_ms, ctl_call_cb cb, void *userdata);
+
+struct ctl_conn;
+
+/* Connects to @address ("A.B.C.D:PORT") for calls in turn; calls may be
+ * made at once, they wait for the connection. Returns 0 with *ret_conn, or
+ * a negative errno. */
+int ctl_conn_open(uv_loop_t *loop, const char *address, struct ctl_conn **ret_conn);
+
+/* Calls @cmd with @args (stolen) on @conn, as ctl_call() does. One call at
+ * a time: -EBUSY while one is in progress; -ENOTCONN once a call failed
+ * other than by the peer's refusal (the connection is then of no more
+ * use) or @conn is closing. @cb runs exactly once when 0 is returned, never
+ * from inside this function; it may make the next call. */
+int ctl_conn_call(struct ctl_conn *conn, const char *cmd, json_t *args, unsigned timeout_ms,
+                  ctl_call_cb cb, void *userdata);
+
+/* Closes @conn (NULL: nothing); a call in progress gets -ECANCELED, from
+ * inside this function. */
+void ctl_conn_close(struct ctl_conn *conn);

@@ -24,6 +24,8 @@ struct ctl_client {
 	struct ctl_server *server;
 	struct ctl_client *next;
 	struct linebuf in;
+	uint64_t id;              /* unique among the connections of this process */
+	struct sockaddr_in source; /* a TCP client's address; AF_UNSPEC on the unix socket */
 	bool closing, closed;
 	int deferred; /* replies still owed; the client outlives its handle for them */
 };
@@ -198,11 +200,44 @@ static void connection_cb(uv_stream_t *listener, int status)
 	else
 		uv_pipe_init(s->loop, &c->pipe, 0);
 	c->stream.data = c;
+	static uint64_t next_id;
+	c->id = ++next_id;
 	c->next = s->clients;
 	s->clients = c;
 	s->open_handles++;
-	if (uv_accept(listener, &c->stream) < 0 || uv_read_start(&c->stream, alloc_cb, read_cb) < 0)
+	if (uv_accept(listener, &c->stream) < 0) {
 		client_close(c);
+		return;
+	}
+	if (s->is_tcp) {
+		struct sockaddr_storage ss;
+		int len = sizeof(ss);
+		if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0 &&
+		    ss.ss_family == AF_INET)
+			memcpy(&c->source, &ss, sizeof(c->source));
+	}
+	if (uv_read_start(&c->stream, alloc_cb, read_cb) < 0)
+		client_close(c);
+}
+
+uint64_t ctl_client_id(const struct ctl_client *client)
+{
+	return client->id;
+}
+
+int ctl_client_source(const struct ctl_client *client, struct in_addr *ret_addr)
+{
+	if (client->source.sin_family != AF_INET)
+		return -ENOTCONN;
+	*ret_addr = client->source.sin_addr;
+	return 0;
+}
+
+const char *ctl_client_peer_host(const struct ctl_client *client)
+{
+	(void)client;
+	/* No channel is authenticated yet: no client is known by its name. */
+	return NULL;
 }
 
 /* True when an agent answers on @path. */

@@ -3,6 +3,10 @@
  * protocol of proto.h. */
 #pragma once
 
+#include <stdint.h>
+
+#include <netinet/in.h>
+
 #include <uv.h>
 
 #include "proto.h"
@@ -27,6 +31,21 @@ struct ctl_deferred *ctl_defer(struct ctl_client *client, const struct ctl_reque
 /* Sends the deferred reply: @result (stolen) when @error is NULL, else
  * @error. Frees @d. */
 void ctl_deferred_reply(struct ctl_deferred *d, json_t *result, const char *error);
+
+/* A number that names @client's connection: unique among the connections
+ * this process accepted, never reused (a session bound to it cannot be
+ * answered on another connection, even one that got the same memory). */
+uint64_t ctl_client_id(const struct ctl_client *client);
+
+/* The address a TCP client connects from, into *ret_addr: 0, or -ENOTCONN
+ * on the unix socket (or when the kernel could not tell). */
+int ctl_client_source(const struct ctl_client *client, struct in_addr *ret_addr);
+
+/* The admitted host a client proved to be, by its channel's credentials,
+ * or NULL when the channel authenticates no one. No channel does yet: the
+ * peer API is plaintext TCP, so this is NULL for every client, and who may
+ * ask what is judged by ctl_client_source() alone (src/ettmd/peers.h). */
+const char *ctl_client_peer_host(const struct ctl_client *client);
 
 struct ctl_server {
 	union {

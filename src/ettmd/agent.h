@@ -9,6 +9,7 @@
 #include "api/server.h"
 #include "config.h"
 #include "datapath/datapath.h"
+#include "peers.h"
 #include "svcset.h"
 
 struct agent {
@@ -19,6 +20,7 @@ struct agent {
 	struct datapath dp;
 	struct ctl_server ctl;  /* the admin's control socket */
 	struct ctl_server peer; /* the peer API */
+	struct peer_guard peer_guard; /* who may ask what on it (peers.h) */
 	struct svc_host host;
 	struct svc_env env;
 	struct svc_set services;

@@ -15,7 +15,9 @@
 #include "agent.h"
 #include "api/server.h"
 #include "config.h"
+#include "peers.h"
 #include "datapath/datapath.h"
+#include "lib/error.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -50,12 +52,23 @@ static int handle_admin(void *userdata, struct ctl_client *client, const struct 
 	return svc_dispatch(&a->services, SVC_ADMIN, client, req, ret_result, ret_error);
 }
 
-/* The peer API: what other agents may ask. */
+/* The peer API: what other agents, and hosts that join, may ask; who may
+ * ask what is peers.h's. */
 static int handle_peer(void *userdata, struct ctl_client *client, const struct ctl_request *req,
                        json_t **ret_result, char **ret_error)
 {
 	struct agent *a = userdata;
-	return svc_dispatch(&a->services, SVC_PEER, client, req, ret_result, ret_error);
+	struct in_addr source = {0};
+	if (ctl_client_source(client, &source) < 0)
+		return error_set(ret_error, -ENOTCONN, "the peer API cannot tell who is asking");
+	const struct store_state *st = a->env.store ? store_state(a->env.store) : NULL;
+	unsigned granted = peer_scope(st, source, ctl_client_peer_host(client), NULL);
+	unsigned wanted = svc_command_scope(&a->services, req->cmd);
+	int r = peer_guard_check(&a->peer_guard, source, granted, wanted, req->cmd,
+	                         uv_now(a->loop), ret_error);
+	if (r < 0)
+		return r;
+	return svc_dispatch(&a->services, granted, client, req, ret_result, ret_error);
 }
 
 /* Someone removed the table (nft flush ruleset, a careless admin): put it
@@ -189,6 +202,7 @@ static int start_peer_api(struct agent *a)
 	char addr[INET_ADDRSTRLEN], peer[STORE_ADDR_MAX];
 	inet_ntop(AF_INET, &a->cfg.datapath.control_addr, addr, sizeof(addr));
 	snprintf(peer, sizeof(peer), "%s:%u", addr, a->cfg.peer_port);
+	peer_guard_init(&a->peer_guard);
 	int r = ctl_server_start_tcp(&a->peer, a->loop, peer, handle_peer, a);
 	if (r < 0)
 		log_error("peer API on %s: %s", peer, uv_strerror(r));

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "agent.h"
+#include "services/control/control.h"
 #include "services/devices/devices.h"
 #include "services/labels/labels.h"
 #include "services/nat/nat.h"
@@ -18,7 +19,8 @@
 
 const struct svc_entry ettmd_services[] = {
     {&agent_service, SVC_NO_OPTIONS},   {&store_service, OPTIONS(store)},
-    {&trust_service, OPTIONS(trust)},   {&switch_service, OPTIONS(sw)},
+    {&control_service, OPTIONS(sw)},    {&trust_service, OPTIONS(trust)},
+    {&switch_service, OPTIONS(sw)},
     {&devices_service, OPTIONS(store)}, {&nat_service, OPTIONS(nat)},
     {&labels_service, SVC_NO_OPTIONS},  {NULL},
 };

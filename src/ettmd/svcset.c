@@ -201,6 +201,12 @@ static const struct svc_cmd_ref *lookup(const struct svc_set *set, const char *n
 	return bsearch(&key, set->index, set->n_index, sizeof(*set->index), ref_cmp);
 }
 
+unsigned svc_command_scope(const struct svc_set *set, const char *name)
+{
+	const struct svc_cmd_ref *ref = lookup(set, name);
+	return ref ? ref->cmd->scope : 0;
+}
+
 int svc_dispatch(struct svc_set *set, unsigned scope, struct ctl_client *client,
                  const struct ctl_request *req, json_t **ret_result, char **ret_error)
 {

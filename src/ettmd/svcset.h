@@ -47,12 +47,17 @@ int svc_set_open(struct svc_set *set, char **ret_error);
 void svc_set_close(struct svc_set *set, void (*done)(void *arg), void *arg);
 void svc_set_free(struct svc_set *set);
 
-/* Answers @req asked on a socket of @scope: the owner's handler, its "off"
+/* Answers @req asked by a client with the scopes @scope (a bit set: a
+ * command is answered when its scopes meet them): the owner's handler, its "off"
  * reason (-EOPNOTSUPP) when the owner does not run on this host, or
  * "unknown command" (-EOPNOTSUPP) when no service owns the command for
  * that scope. Returns as svc_handler_fn. */
 int svc_dispatch(struct svc_set *set, unsigned scope, struct ctl_client *client,
                  const struct ctl_request *req, json_t **ret_result, char **ret_error);
+
+/* The scopes (enum svc_scope bits) in which the command @name is
+ * accepted; 0 when no service owns it. */
+unsigned svc_command_scope(const struct svc_set *set, const char *name);
 
 /* The self of the service named @name when it is open, else NULL. */
 void *svc_self(const struct svc_set *set, const char *name);

@@ -31,10 +31,20 @@ struct store_table;
 struct sw_service;
 struct swc;
 
-/* Where a command may be asked (a bit set). */
+/* Where a command may be asked (a bit set), and so who may ask it. The
+ * peer API grants each connection the scopes its source earns
+ * (src/ettmd/peers.h, docs/control-protocol.md, "Who may ask what"). */
 enum svc_scope {
 	SVC_ADMIN = 1u << 0, /* the local control socket: ettmctl, the host's admin */
-	SVC_PEER = 1u << 1,  /* the peer API: other agents */
+	SVC_PEER = 1u << 1,  /* the peer API, from a member of the store: the protocols */
+	/* The peer API, from an admitted agent acting for its own admin (a
+	 * command relayed to the leader, a delegated recovery, a view an
+	 * admin command gathers from every member). */
+	SVC_RELAY = 1u << 2,
+	/* The peer API, from anyone on the control range, rate-limited per
+	 * source: how a host that is no member yet joins (store.join, the
+	 * join protocol of docs/trust.md). */
+	SVC_JOIN = 1u << 3,
 	SVC_BOTH = SVC_ADMIN | SVC_PEER,
 };
 

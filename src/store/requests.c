@@ -1,6 +1,7 @@
 /* The store's requests: its status, and the peer API and admin commands
  * ("store.*", "cluster*") with their replies. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,8 +170,48 @@ static int relay(struct store *s, const char *address, const char *cmd, json_t *
 	return CTL_DEFERRED;
 }
 
-static int handle_join(struct store *s, const struct ctl_request *req, json_t **ret_result,
-                       char **ret_error)
+/* The host part of "A.B.C.D:PORT" equals @a. */
+static bool address_on(const char *address, struct in_addr a)
+{
+	struct sockaddr_in sa;
+	return ctl_parse_address(address, &sa) == 0 && sa.sin_addr.s_addr == a.s_addr;
+}
+
+/* A join must come from the addresses it registers, and must not take an
+ * existing member's name or id to another address: anyone may ask to join
+ * (SVC_JOIN), so a join is no way to move a member's traffic elsewhere. */
+static int check_join_source(struct store *s, struct ctl_client *client, uint64_t id,
+                             const char *name, const char *address, const char *peer,
+                             char **ret_error)
+{
+	struct in_addr source;
+	if (ctl_client_source(client, &source) < 0)
+		return 0; /* the local socket: the host's own admin */
+	char from[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &source, from, sizeof(from));
+	if (!address_on(address, source) || !address_on(peer, source))
+		return error_set(ret_error, -EPERM,
+		                 "store.join from %s names the addresses %s and %s: a host joins "
+		                 "from its own address",
+		                 from, address, peer);
+	const struct store_member *by_id = store_member_find(s->state, id);
+	const struct store_member *by_name = store_member_find_name(s->state, name);
+	if ((by_id && strcmp(by_id->name, name) != 0) || (by_name && by_name->id != id))
+		return error_set(ret_error, -EPERM,
+		                 "store.join: %s (id %" PRIu64 ") clashes with member %s (id %" PRIu64
+		                 ")",
+		                 name, id, by_id ? by_id->name : by_name->name,
+		                 by_id ? by_id->id : by_name->id);
+	if (by_id && strcmp(by_id->peer, peer) != 0)
+		return error_set(ret_error, -EPERM,
+		                 "store.join: member %s is at %s; a join in its name from %s is "
+		                 "refused",
+		                 name, by_id->peer, from);
+	return 0;
+}
+
+static int handle_join(struct store *s, struct ctl_client *client, const struct ctl_request *req,
+                       json_t **ret_result, char **ret_error)
 {
 	if (!store_is_leader(s)) {
 		const struct store_member *lm = store_leader_member(s);
@@ -188,6 +229,9 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 		                 "%s runs %s but the cluster runs %s; Raft versions do not "
 		                 "interoperate",
 		                 name, version, store_raft_version());
+	int r = check_join_source(s, client, (uint64_t)id, name, address, peer, ret_error);
+	if (r < 0)
+		return r;
 	const struct store_member *m = store_member_find(s->state, (uint64_t)id);
 	if (!m || strcmp(m->address, address) != 0 || strcmp(m->peer, peer) != 0) {
 		struct store_cmd cmd = {
@@ -200,7 +244,7 @@ static int handle_join(struct store *s, const struct ctl_request *req, json_t **
 		snprintf(row->address, sizeof(row->address), "%s", address);
 		snprintf(row->peer, sizeof(row->peer), "%s", peer);
 		snprintf(row->raft_version, sizeof(row->raft_version), "%s", version);
-		int r = store_propose(s, &cmd, store_member_role_done, NULL);
+		r = store_propose(s, &cmd, store_member_role_done, NULL);
 		if (r < 0)
 			return error_set(ret_error, r, "cannot propose the member: %s",
 			                 strerror(-r));
@@ -365,7 +409,7 @@ int store_handle_request(struct store *s, struct ctl_client *client, const struc
 		return 0;
 	}
 	if (strcmp(cmd, "store.join") == 0)
-		return handle_join(s, req, ret_result, ret_error);
+		return handle_join(s, client, req, ret_result, ret_error);
 	if (strcmp(cmd, "store.leave") == 0) {
 		/* The leader sends it once the host is out of the members table
 		 * (the peer API is unauthenticated: see docs/store.md). */

@@ -94,23 +94,27 @@ static int handle(void *self, struct ctl_client *client, const struct ctl_reques
 	                            ret_error);
 }
 
-/* The peer API carries them all, as the other agents' joins, forwarding
- * and recovery use them. */
+/* Who may ask what on the peer API (services/service.h, enum svc_scope):
+ * a host that is no member yet may say hello and join; members ask the
+ * protocols' own commands; what an agent asks for its admin (a proposal
+ * forwarded to the leader, a removal relayed to it, a delegated recovery
+ * and the resets it sends, the leader's view for `cluster`) is a relay.
+ * The reads and the other admin commands are the local socket's only. */
 static const struct svc_command commands[] = {
-    {"store.hello", SVC_BOTH, handle},
-    {"store.join", SVC_BOTH, handle},
-    {"store.leave", SVC_BOTH, handle},
-    {"store.propose", SVC_BOTH, handle},
-    {"store.barrier", SVC_BOTH, handle},
-    {"store.dump", SVC_BOTH, handle},
-    {"store.status", SVC_BOTH, handle},
-    {"store.reset", SVC_BOTH, handle},
-    {"cluster", SVC_BOTH, handle},
-    {"cluster.conflicts", SVC_BOTH, handle},
-    {"cluster.remove", SVC_BOTH, handle},
-    {"cluster.recover", SVC_BOTH, handle},
+    {"store.hello", SVC_ADMIN | SVC_JOIN, handle},
+    {"store.join", SVC_ADMIN | SVC_JOIN, handle},
+    {"store.leave", SVC_ADMIN | SVC_RELAY, handle},
+    {"store.propose", SVC_ADMIN | SVC_RELAY, handle},
+    {"store.barrier", SVC_ADMIN | SVC_PEER, handle},
+    {"store.dump", SVC_ADMIN, handle},
+    {"store.status", SVC_ADMIN | SVC_RELAY, handle},
+    {"store.reset", SVC_ADMIN | SVC_RELAY, handle},
+    {"cluster", SVC_ADMIN, handle},
+    {"cluster.conflicts", SVC_ADMIN, handle},
+    {"cluster.remove", SVC_ADMIN | SVC_RELAY, handle},
+    {"cluster.recover", SVC_ADMIN | SVC_RELAY, handle},
 #ifdef ETTM_BENCH_HOOKS
-    {"store.bench", SVC_BOTH, handle},
+    {"store.bench", SVC_ADMIN, handle},
 #endif
     {NULL},
 };

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
+#include "api/server.h"
 #include "lib/buf.h"
 #include "trust/tables.h"
 #include "switch/tables.h"
@@ -204,6 +207,42 @@ static int startup_flow(struct sw_flows *out, uint16_t priority, uint16_t eth_ty
 	return sw_flows_add(out, &fm);
 }
 
+/* ---- the control plane ---- */
+
+/* How many switches the links join @from to, itself included. */
+static size_t reachable_switches(const struct store_state *st, uint64_t from)
+{
+	uint64_t seen[MAX_SWITCHES];
+	size_t head = 0, n = 0;
+	seen[n++] = from;
+	size_t n_links;
+	const struct switch_link *links = store_rows(st, SWITCH_LINKS, &n_links);
+	while (head < n) {
+		uint64_t at = seen[head++];
+		for (size_t i = 0; i < n_links && n < MAX_SWITCHES; i++) {
+			if (links[i].dpid != at)
+				continue;
+			bool known = false;
+			for (size_t k = 0; k < n && !known; k++)
+				known = seen[k] == links[i].peer_dpid;
+			if (!known)
+				seen[n++] = links[i].peer_dpid;
+		}
+	}
+	return n;
+}
+
+/* A drop in table 0 of IPv4 (@arp: ARP) whose @field is @addr. */
+static int drop_addr(struct sw_flows *out, uint16_t priority, bool arp,
+                     enum of13_oxm_field field, uint32_t addr)
+{
+	struct of13_flow_mod fm = sw_flow_base(0, priority);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, arp ? 0x0806 : 0x0800, NULL);
+	of13_match_add(&fm.match, field, addr, NULL);
+	sw_flow_canonical(&fm);
+	return sw_flows_add(out, &fm);
+}
+
 int sw_startup_flows(struct sw_flows *out)
 {
 	const uint32_t ctl = SW_STARTUP_CONTROL_NET, mgmt = SW_STARTUP_MGMT_NET;
@@ -222,8 +261,136 @@ int sw_startup_flows(struct sw_flows *out)
 	return r;
 }
 
+/* Both drops, IPv4 and ARP, of @addr as a source (@source) or destination. */
+static int drop_both(struct sw_flows *out, uint16_t priority, bool source, uint32_t addr)
+{
+	int r = drop_addr(out, priority, false, source ? OF13_OXM_IPV4_SRC : OF13_OXM_IPV4_DST,
+	                  addr);
+	if (r == 0)
+		r = drop_addr(out, priority, true, source ? OF13_OXM_ARP_SPA : OF13_OXM_ARP_TPA,
+		              addr);
+	return r;
+}
+
+/* Whether a member's peer API is on @addr (host order). */
+static bool member_at(const struct store_state *st, uint32_t addr)
+{
+	size_t n;
+	const struct store_member *m = store_rows(st, STORE_MEMBERS, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct sockaddr_in sa;
+		if (ctl_parse_address(m[i].peer, &sa) == 0 && ntohl(sa.sin_addr.s_addr) == addr)
+			return true;
+	}
+	return false;
+}
+
+/* From an agent's port and MAC, IPv4 from its control address to @to
+ * (host order), and to TCP port @tcp_port only when not 0. */
+static int agent_to(struct sw_flows *out, const struct switch_location *l, const uint8_t mac[6],
+                    uint32_t to, uint16_t tcp_port)
+{
+	struct of13_flow_mod fm = sw_flow_base(0, SW_PRIO_CONTROL_AGENT);
+	of13_match_add(&fm.match, OF13_OXM_IN_PORT, l->port, NULL);
+	of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, 0x0800, NULL);
+	of13_match_add(&fm.match, OF13_OXM_IPV4_SRC, l->control_addr, NULL);
+	of13_match_add(&fm.match, OF13_OXM_IPV4_DST, to, NULL);
+	if (tcp_port) {
+		of13_match_add(&fm.match, OF13_OXM_IP_PROTO, 6, NULL);
+		of13_match_add(&fm.match, OF13_OXM_TCP_DST, tcp_port, NULL);
+	}
+	sw_output(sw_apply(&fm), OF13_PORT_NORMAL);
+	sw_flow_canonical(&fm);
+	return sw_flows_add(out, &fm);
+}
+
+/* What an agent that is not admitted may send from its port: ARP from its
+ * own address; as a member of the store, IPv4 from it to the agents and
+ * the switches (Raft, the peer API, its switch connections); before that,
+ * only TCP to the members' peer APIs, where it joins (store.join, then
+ * the join protocol). */
+static int agent_port(struct sw_flows *out, const struct switch_location *l, const uint8_t mac[6],
+                      const struct store_state *st, const struct sw_control *control)
+{
+	struct of13_flow_mod fm = sw_flow_base(0, SW_PRIO_CONTROL_AGENT);
+	of13_match_add(&fm.match, OF13_OXM_IN_PORT, l->port, NULL);
+	of13_match_add_eth(&fm.match, OF13_OXM_ETH_SRC, mac, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ETH_TYPE, 0x0806, NULL);
+	of13_match_add(&fm.match, OF13_OXM_ARP_SPA, l->control_addr, NULL);
+	sw_output(sw_apply(&fm), OF13_PORT_NORMAL);
+	sw_flow_canonical(&fm);
+	int r = sw_flows_add(out, &fm);
+	size_t n;
+	if (!member_at(st, l->control_addr)) {
+		const struct store_member *m = store_rows(st, STORE_MEMBERS, &n);
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			struct sockaddr_in sa;
+			if (ctl_parse_address(m[i].peer, &sa) == 0)
+				r = agent_to(out, l, mac, ntohl(sa.sin_addr.s_addr),
+				             ntohs(sa.sin_port));
+		}
+		return r;
+	}
+	const struct switch_location *all = store_rows(st, SWITCH_LOCATIONS, &n);
+	for (size_t i = 0; r == 0 && i < n + control->n_switch_addrs; i++) {
+		uint32_t to = i < n ? all[i].control_addr : control->switch_addrs[i - n];
+		if (to && to != l->control_addr)
+			r = agent_to(out, l, mac, to, 0);
+	}
+	return r;
+}
+
+/* Whether the ports of switch @dpid that may carry control traffic are
+ * all known, so that closing the rest cuts no agent off: the links join
+ * every switch, and every voter of the store has a place (the leader is a
+ * voter: the master, which learns the places, keeps its own way to the
+ * switches). */
+static bool control_known(const struct store_state *st, const struct sw_control *control,
+                          uint64_t dpid)
+{
+	if (reachable_switches(st, dpid) < control->n_switches)
+		return false;
+	size_t n;
+	const struct store_member *m = store_rows(st, STORE_MEMBERS, &n);
+	if (n == 0)
+		return false; /* a new cluster that has not committed its creator yet */
+	for (size_t i = 0; i < n; i++)
+		if (m[i].role == STORE_ROLE_VOTER && !switch_location_find(st, m[i].name))
+			return false;
+	return true;
+}
+
+static int control_flows(const struct store_state *st, const struct sw_control *control,
+                         uint64_t dpid, struct sw_flows *out)
+{
+	size_t n;
+	const struct switch_location *l = store_rows(st, SWITCH_LOCATIONS, &n);
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		uint8_t mac[6];
+		if (!l[i].control_addr || !mac_parse(l[i].mac, mac))
+			continue;
+		bool here = l[i].dpid == dpid;
+		if (here && !trust_admission_find(st, l[i].host))
+			r = agent_port(out, &l[i], mac, st, control);
+		/* Where the way to the agent is not known, its traffic may
+		 * still come in by a link LLDP has not found. */
+		if (r == 0 && (here || sw_next_hop(st, dpid, l[i].dpid)))
+			r = drop_both(out, SW_PRIO_CONTROL_SPOOF, true, l[i].control_addr);
+	}
+	if (r < 0 || !control_known(st, control, dpid))
+		return r;
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (l[i].control_addr)
+			r = drop_both(out, SW_PRIO_CONTROL_CLOSED, false, l[i].control_addr);
+	for (size_t i = 0; r == 0 && i < control->n_switch_addrs; i++)
+		r = drop_both(out, SW_PRIO_CONTROL_CLOSED, false, control->switch_addrs[i]);
+	return r;
+}
+
 int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, size_t n_uplinks,
-               uint64_t dpid, struct sw_flows *ret)
+               const struct sw_control *control, uint64_t dpid, struct sw_flows *ret)
 {
 	struct sw_flows out = {0};
 	int r = 0;
@@ -240,6 +407,12 @@ int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, 
 	for (size_t i = 0; r == 0 && i < n_uplinks; i++)
 		if (uplinks[i].dpid == dpid && uplinks[i].port)
 			r = admit_port(&out, uplinks[i].port, NULL);
+	if (r == 0 && control) {
+		/* The switch's own stack: its answers to the agents. */
+		r = admit_port(&out, OF13_PORT_LOCAL, NULL);
+		if (r == 0)
+			r = control_flows(st, control, dpid, &out);
+	}
 	if (r == 0) {
 		/* What table 1 does not know goes the switch's normal way:
 		 * to the uplink's gateway, the switches' own addresses. */

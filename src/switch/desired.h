@@ -33,6 +33,12 @@
 #define SW_PRIO_FORWARD 2000
 #define SW_PRIO_ARP     2100
 #define SW_PRIO_MISS    0
+/* Table 0, the control plane (docs/switch.md, "The control plane closed"):
+ * above the start-up flows (1000), under the devices' (1500 and up) and
+ * admission (2000). */
+#define SW_PRIO_CONTROL_AGENT  1200 /* an agent not admitted: its control traffic */
+#define SW_PRIO_CONTROL_SPOOF  1100 /* an agent's address from elsewhere: drop */
+#define SW_PRIO_CONTROL_CLOSED 1050 /* to an agent or a switch, from elsewhere: drop */
 
 struct sw_port_ref {
 	uint64_t dpid;
@@ -59,12 +65,28 @@ struct of13_group_mod *sw_groups_add(struct sw_groups *g);
 /* Frees the groups and leaves @g empty, ready for reuse. */
 void sw_groups_free(struct sw_groups *g);
 
-/* The flows switch @dpid should have: admitted hosts' ports, links and
- * @uplinks (ports that lead to the ISP) enter table 1; table 1 forwards to
- * every admitted host along a shortest path and answers ARP for its
- * addresses without flooding. Returns 0 or -ENOMEM. */
+/* The control plane, as the controller's configuration knows it. */
+struct sw_control {
+	const uint32_t *switch_addrs; /* the switches' own addresses, host order */
+	size_t n_switch_addrs;
+	/* How many switches the network has: the addresses are closed to
+	 * unknown ports only once the links join this many, so that no
+	 * switch-to-switch port still unknown is cut off before LLDP found it. */
+	size_t n_switches;
+};
+
+/* The flows switch @dpid should have: admitted hosts' ports, links,
+ * @uplinks (ports that lead to the ISP) and the switch's own port enter
+ * table 1; table 1 forwards to every admitted host along a shortest path
+ * and answers ARP for its addresses without flooding. With @control (NULL:
+ * none), the control plane is closed: an agent whose host is not admitted
+ * sends only its own control traffic to the agents and switches; an
+ * agent's address is dropped from any port but its own (where the path to
+ * it is known); and, once the links join every switch and every voter of
+ * the store has a place, IPv4 and ARP to an agent or a switch from any
+ * other port. Returns 0 or -ENOMEM. */
 int sw_desired(const struct store_state *st, const struct sw_port_ref *uplinks, size_t n_uplinks,
-               uint64_t dpid, struct sw_flows *ret);
+               const struct sw_control *control, uint64_t dpid, struct sw_flows *ret);
 
 /* Appends the start-up flows (table 0, cookie SW_STARTUP_COOKIE): LLDP
  * to the controller, and ARP and IPv4 between the control and management

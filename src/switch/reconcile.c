@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
+#include "api/server.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -22,13 +25,20 @@ int reconcile_desired(struct swc *c, struct sw *s, struct sw_flows *ret, struct 
 	const struct store_state *st = store_state(c->store);
 	struct sw_groups ignore = {0};
 	struct sw_groups *g = groups ? groups : &ignore;
-	/* The start-up flows first: without them no agent reaches the
-	 * switch, and no host reaches another (docs/switch.md). */
+	uint32_t addrs[SW_MAX_SWITCHES];
+	struct sw_control control = {.switch_addrs = addrs, .n_switches = c->o.n_switches};
+	for (unsigned i = 0; i < c->o.n_switches; i++) {
+		struct sockaddr_in sa;
+		if (ctl_parse_address(c->o.switches[i], &sa) == 0)
+			addrs[control.n_switch_addrs++] = ntohl(sa.sin_addr.s_addr);
+	}
+	/* The start-up flows first: without them no agent reaches another,
+	 * and no host reaches another (docs/switch.md). */
 	struct sw_flows out = {0};
 	int r = sw_startup_flows(&out);
 	if (r == 0) {
 		struct sw_flows more = {0};
-		r = sw_desired(st, refs, n, s->dpid, &more);
+		r = sw_desired(st, refs, n, &control, s->dpid, &more);
 		for (size_t i = 0; r == 0 && i < more.n; i++)
 			r = sw_flows_add(&out, &more.v[i]);
 		sw_flows_free(&more);

@@ -76,7 +76,7 @@ static int handle(void *self, struct ctl_client *client, const struct ctl_reques
 static const struct svc_command commands[] = {
     {"switches", SVC_ADMIN, handle},
     /* Each agent's own view, gathered by `switches` from the others. */
-    {"switch.local", SVC_BOTH, handle},
+    {"switch.local", SVC_ADMIN | SVC_RELAY, handle},
     {"topology", SVC_ADMIN, handle},
     {"flows", SVC_ADMIN, handle},
 #ifdef ETTM_BENCH_HOOKS

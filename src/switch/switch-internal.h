@@ -109,7 +109,7 @@ struct sw_service_ref {
 struct swc {
 	uv_loop_t *loop;
 	struct store *store;
-	struct store_subscription *subs[3]; /* the tables it follows */
+	struct store_subscription *subs[4]; /* the tables it follows */
 	struct sw_options o;
 	struct sw_self self;
 	uint8_t mac[6];

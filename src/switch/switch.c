@@ -478,7 +478,9 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 			                 strerror(-r));
 		}
 	}
-	unsigned tables[] = {TRUST_ADMISSIONS, SWITCH_LOCATIONS, SWITCH_LINKS};
+	/* The members too: who has joined decides what a port not admitted
+	 * may send (desired.c, the control plane). */
+	unsigned tables[] = {TRUST_ADMISSIONS, SWITCH_LOCATIONS, SWITCH_LINKS, STORE_MEMBERS};
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		r = store_subscribe(store, tables[i], store_changed, c, &c->subs[i]);
 		if (r < 0) {

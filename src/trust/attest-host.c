@@ -64,10 +64,21 @@ int attest_answer_quote(struct attest *a, const struct ctl_request *req, json_t 
 	return *ret_result ? 0 : -ENOMEM;
 }
 
+/* One attempt: the challenge and its answer on one connection, to which
+ * the leader binds the session. */
 struct join_call {
 	struct attest *a;
+	struct ctl_conn *conn;
 	char leader[STORE_ADDR_MAX];
 };
+
+static void join_call_free(struct join_call *j)
+{
+	if (!j)
+		return;
+	ctl_conn_close(j->conn);
+	free(j);
+}
 
 static void join_failed(struct attest *a, const char *error)
 {
@@ -94,7 +105,7 @@ static void prove_cb(void *userdata, int status, json_t *result, const char *err
 			a->admitted_ms = wall_ms();
 		}
 	}
-	free(j);
+	join_call_free(j);
 	attest_unref(a);
 }
 
@@ -133,7 +144,7 @@ static void challenge_cb(void *userdata, int status, json_t *result, const char 
 	                         attest_hex_json(attest.data, attest.len), "signature",
 	                         attest_hex_json(sig.data, sig.len));
 	a->refs++;
-	if (ctl_call(a->loop, j->leader, "trust.prove", args, CALL_TIMEOUT_MS, prove_cb, j) < 0) {
+	if (ctl_conn_call(j->conn, "trust.prove", args, CALL_TIMEOUT_MS, prove_cb, j) < 0) {
 		a->refs--;
 		join_failed(a, "cannot call the leader");
 		goto out;
@@ -146,7 +157,7 @@ out:
 	trust_blob_done(&plain);
 	trust_blob_done(&attest);
 	trust_blob_done(&sig);
-	free(j);
+	join_call_free(j);
 	attest_unref(a);
 }
 
@@ -172,11 +183,16 @@ void attest_join(struct attest *a)
 	                         attest_hex_json(a->ek_cert.data, a->ek_cert.len), "ek_public",
 	                         attest_hex_json(a->ek_public.data, a->ek_public.len), "ak_public",
 	                         attest_hex_json(a->ak_public.data, a->ak_public.len));
-	a->refs++;
-	if (ctl_call(a->loop, j->leader, "trust.challenge", args, CALL_TIMEOUT_MS, challenge_cb,
-	             j) < 0) {
-		a->refs--;
+	if (ctl_conn_open(a->loop, j->leader, &j->conn) < 0) {
+		json_decref(args);
 		free(j);
+		return;
+	}
+	a->refs++;
+	if (ctl_conn_call(j->conn, "trust.challenge", args, CALL_TIMEOUT_MS, challenge_cb, j) <
+	    0) {
+		a->refs--;
+		join_call_free(j);
 		return;
 	}
 	a->joining = true;

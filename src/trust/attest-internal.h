@@ -43,6 +43,7 @@ struct session {
 	struct trust_blob ak_public;
 	uint8_t plain[TRUST_DIGEST_LEN], nonce[TRUST_NONCE_LEN];
 	uint64_t expires_ms;
+	uint64_t conn; /* ctl_client_id() of the connection that asked: only it may answer */
 };
 
 struct attest {
@@ -113,6 +114,9 @@ int attest_check_stored_quote(struct attest *a, const char *host, const char *ek
 
 /* attest-reattest.c: the leader's tick. */
 void attest_lead(struct attest *a);
+/* Quotes @host now, at the peer address the store has for it (unless a
+ * quote of it is under way): a bad answer revokes its admission. */
+void attest_reattest(struct attest *a, const char *host);
 
 static inline struct store_cmd attestation_cmd(const char *host, enum trust_attest_state state,
                                                const char *reason, const char *ek_fp,

@@ -198,8 +198,8 @@ static int check_host(struct attest *a, const char *host, char **ret_error)
 	return 0;
 }
 
-static int handle_challenge(struct attest *a, const struct ctl_request *req, json_t **ret_result,
-                            char **ret_error)
+static int handle_challenge(struct attest *a, struct ctl_client *client,
+                            const struct ctl_request *req, json_t **ret_result, char **ret_error)
 {
 	const char *host = ctl_arg_str(req, "host");
 	int r = check_host(a, host, ret_error);
@@ -243,6 +243,7 @@ static int handle_challenge(struct attest *a, const struct ctl_request *req, jso
 	s->ak_public = c.ak_public;
 	c.ak_public = (struct trust_blob){0};
 	s->expires_ms = mono_ms() + SESSION_MS;
+	s->conn = ctl_client_id(client);
 	*ret_result = json_pack("{s:s, s:o, s:o, s:o}", "session", s->id, "credential",
 	                        attest_hex_json(cred.data, cred.len), "secret",
 	                        attest_hex_json(secret.data, secret.len), "nonce",
@@ -287,6 +288,12 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		return error_set(
 		    ret_error, -ESTALE,
 		    "field \"session\": no such challenge (stale, used, or another host's)");
+	/* Checked before the session is used up: an answer on another
+	 * connection does not spend the challenge of the host that asked. */
+	if (s->conn != ctl_client_id(client))
+		return error_set(ret_error, -ESTALE,
+		                 "field \"session\": that challenge was asked on another "
+		                 "connection; answer it on the connection that asked");
 	/* One answer per challenge: a replayed one finds no session. */
 	struct session sess = *s;
 	*s = (struct session){0};
@@ -308,7 +315,13 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		r = attest_check_stored_quote(a, host, sess.ek_fp, req->args, &sess.ak_public, NULL,
 		                              sess.nonce, &q, &why);
 	if (r < 0) {
-		attest_refuse(a, host, WHY(why), sess.ek_fp, measurement, true);
+		/* Whoever answered may not be the host (a replayed challenge
+		 * answered wrongly): a refusal of this attempt only, never a
+		 * revocation. An admitted host is quoted at once at its own
+		 * address instead: if it is the one that failed, that revokes it. */
+		attest_refuse(a, host, WHY(why), sess.ek_fp, measurement, false);
+		if (trust_admission_find(store_state(a->store), host))
+			attest_reattest(a, host);
 		r = error_set(ret_error, r, "%s", WHY(why));
 		goto out;
 	}
@@ -356,7 +369,7 @@ int attest_handle_peer(struct attest *a, struct ctl_client *client, const struct
 		return -ENOENT;
 	if (!store_is_leader(a->store))
 		return not_leader(a, ret_error);
-	return challenge ? handle_challenge(a, req, ret_result, ret_error)
+	return challenge ? handle_challenge(a, client, req, ret_result, ret_error)
 	                 : handle_prove(a, client, req, ret_error);
 }
 

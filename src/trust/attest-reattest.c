@@ -81,7 +81,7 @@ out:
 	attest_unref(a);
 }
 
-static void reattest(struct attest *a, const char *host)
+void attest_reattest(struct attest *a, const char *host)
 {
 	const struct store_member *m = store_member_find_name(store_state(a->store), host);
 	if (!m || !m->peer[0] || quoting(a, host, -1))
@@ -167,6 +167,6 @@ void attest_lead(struct attest *a)
 			continue;
 		}
 		if (now >= t->time_ms + a->o.reattest_ms)
-			reattest(a, adm->host);
+			attest_reattest(a, adm->host);
 	}
 }

@@ -115,9 +115,10 @@ static const struct svc_command commands[] = {
     {"trust.list", SVC_ADMIN, handle_list},
     {"trust.add", SVC_ADMIN, handle_edit},
     {"trust.remove", SVC_ADMIN, handle_edit},
-    /* The join protocol (docs/trust.md): asked by other agents. */
-    {"trust.challenge", SVC_PEER, handle_join},
-    {"trust.prove", SVC_PEER, handle_join},
+    /* The join protocol (docs/trust.md): asked by a host that is not
+     * admitted yet, so by anyone; trust.quote by the leader, a member. */
+    {"trust.challenge", SVC_JOIN, handle_join},
+    {"trust.prove", SVC_JOIN, handle_join},
     {"trust.quote", SVC_PEER, handle_join},
     {NULL},
 };

@@ -87,6 +87,8 @@ def desired_flows(lab, host, s):
                 if "/" in v:
                     port, mask = v.split("/")
                     v = f"{int(port):#x}/{mask}"
+            if k == "in_port" and v == "4294967294":
+                v = "LOCAL"  # OpenFlow's reserved port, by Open vSwitch's name
             fields.append(f"{OURS_TO_OVS.get(k, k)}={v}")
         acts = []
         for a in (actions.split(",") if actions != "drop" else []):

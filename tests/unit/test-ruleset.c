@@ -12,6 +12,7 @@
 
 #include "datapath/ruleset.h"
 #include "golden.h"
+#include "services/control/control.h"
 #include "services/devices/devices.h"
 #include "services/nat/nat.h"
 
@@ -245,6 +246,52 @@ static void test_guard_before_accepts(void **state)
 	dp_ruleset_free(&rs);
 }
 
+/* The control plane closed: the guest and the devices' link reach no
+ * agent's or switch's address out of the uplink, and nothing but the
+ * uplink and loopback reaches this agent's Raft and peer ports. */
+static void test_control_closed(void **state)
+{
+	(void)state;
+	struct dp_config cfg = lab_host(1);
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1};
+	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
+	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
+	struct control_view v = {.ports = {7700, 7701}};
+	const char *addrs[] = {"10.77.0.2", "10.77.255.1", "10.77.0.1", "10.77.0.2"};
+	for (size_t i = 0; i < 4; i++) {
+		struct in_addr a;
+		inet_pton(AF_INET, addrs[i], &a);
+		assert_true(control_view_add(&v, a.s_addr));
+	}
+	assert_int_equal(v.n_addrs, 3);
+	struct dp_fragment *f = calloc(2, sizeof(*f));
+	assert_non_null(f);
+	assert_int_equal(devices_ruleset_build(&cfg, &d, &f[0]), 0);
+	assert_int_equal(control_ruleset_build(&cfg, &v, &f[1]), 0);
+	const struct dp_fragment *frags[] = {&f[0], &f[1]};
+	struct dp_ruleset rs;
+	char *text;
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 2, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	const char *set = "ip daddr { 10.77.0.1, 10.77.0.2, 10.77.255.1 } counter drop";
+	char g[256], dv[256];
+	snprintf(g, sizeof(g), "iifname \"g0\" oifname \"u0\" %s", set);
+	snprintf(dv, sizeof(dv), "iifname \"dv1\" oifname \"u0\" %s", set);
+	const char *pg = strstr(text, g), *pdv = strstr(text, dv);
+	const char *tx = strstr(text, "counter name \"guest_tx\" accept");
+	assert_non_null(pg);
+	assert_non_null(pdv);
+	assert_true(pg < tx && pdv < tx);
+	assert_non_null(strstr(text, "iifname != { \"u0\", \"lo\" } tcp dport { 7700, 7701 } "
+	                             "counter name \"control_refused\" drop"));
+	assert_non_null(strstr(text, "counter control_refused {"));
+	free(text);
+	dp_ruleset_free(&rs);
+	dp_fragment_free(&f[0]);
+	dp_fragment_free(&f[1]);
+	free(f);
+}
+
 /* A fragment of a source that renders its own chains and counters: they
  * follow the datapath's own, in source order; a name used twice, or a
  * fragment that failed, fails the composition with that errno alone. */
@@ -308,6 +355,7 @@ int main(void)
 	    cmocka_unit_test(test_transaction_bad_listing),
 	    cmocka_unit_test(test_render_devices),
 	    cmocka_unit_test(test_guard_before_accepts),
+	    cmocka_unit_test(test_control_closed),
 	    cmocka_unit_test(test_compose_generic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

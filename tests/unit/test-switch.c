@@ -150,8 +150,8 @@ static void test_desired_paths_and_admission(void **state)
 
 	struct sw_port_ref uplink = {1, 5};
 	struct sw_flows s1, s3;
-	assert_int_equal(sw_desired(st, &uplink, 1, 1, &s1), 0);
-	assert_int_equal(sw_desired(st, &uplink, 1, 3, &s3), 0);
+	assert_int_equal(sw_desired(st, &uplink, 1, NULL, 1, &s1), 0);
+	assert_int_equal(sw_desired(st, &uplink, 1, NULL, 3, &s3), 0);
 	/* On s1: h1 locally on port 2, h2 via the link port 10; h3 nowhere. */
 	assert_non_null(to_mac(&s1, 1));
 	assert_true(has_output(to_mac(&s1, 1), 2));
@@ -348,6 +348,138 @@ static void test_startup_flows(void **state)
 	sw_flows_free(&f);
 }
 
+/* The first table-0 flow of @priority that matches @field = @value; NULL
+ * when none. */
+static const struct of13_flow_mod *control_flow(const struct sw_flows *f, uint16_t priority,
+                                                enum of13_oxm_field field, uint64_t value)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		uint64_t v;
+		if (f->v[i].table_id == 0 && f->v[i].priority == priority &&
+		    of13_match_get(&f->v[i].match, field, &v, NULL) && v == value)
+			return &f->v[i];
+	}
+	return NULL;
+}
+
+static void member(struct store_state *st, uint64_t id, uint8_t role)
+{
+	struct store_cmd m = {.table = STORE_MEMBERS, .op = STORE_PUT, .time_ms = 1};
+	struct store_member *row = STORE_CMD_ROW(&m, struct store_member);
+	row->id = id;
+	row->role = role;
+	snprintf(row->name, sizeof(row->name), "h%u", (unsigned)id);
+	snprintf(row->raft_version, sizeof(row->raft_version), "test");
+	snprintf(row->address, sizeof(row->address), "10.77.0.%u:7700", (unsigned)id);
+	snprintf(row->peer, sizeof(row->peer), "10.77.0.%u:7701", (unsigned)id);
+	put(st, &m);
+}
+
+static size_t count_priority(const struct sw_flows *f, uint16_t priority)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < f->n; i++)
+		n += f->v[i].table_id == 0 && f->v[i].priority == priority;
+	return n;
+}
+
+/* The control plane closed on the switches: an agent's address only from
+ * its port, nothing to the agents or the switches from a port no agent
+ * sits on, an agent not admitted only its control traffic; and none of it
+ * before the links join every switch. */
+static void test_desired_control_closed(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	assert_int_equal(store_state_new(&st), 0);
+	/* h1 on s1 port 2 (admitted), h2 on s2 port 2 (admitted), h3 on s1
+	 * port 3 (a member, not admitted); the s1-s2 link not found yet. */
+	for (unsigned i = 1; i <= 3; i++)
+		member(st, i, STORE_ROLE_VOTER);
+	locate(st, "h1", 1, 2, 1, true);
+	locate(st, "h2", 2, 2, 2, true);
+	locate(st, "h3", 1, 3, 3, false);
+	const uint32_t switches[] = {0x0a4dff01, 0x0a4dff02};
+	struct sw_control control = {.switch_addrs = switches, .n_switch_addrs = 2, .n_switches = 2};
+	struct sw_flows s1;
+	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
+	/* The switch's own port enters table 1. */
+	assert_non_null(control_flow(&s1, SW_PRIO_ADMIT, OF13_OXM_IN_PORT, OF13_PORT_LOCAL));
+	/* h1's and h3's addresses are s1's to guard; h2's way is not known. */
+	assert_non_null(control_flow(&s1, SW_PRIO_CONTROL_SPOOF, OF13_OXM_IPV4_SRC, 0x0a4d0001));
+	assert_non_null(control_flow(&s1, SW_PRIO_CONTROL_SPOOF, OF13_OXM_ARP_SPA, 0x0a4d0003));
+	assert_null(control_flow(&s1, SW_PRIO_CONTROL_SPOOF, OF13_OXM_IPV4_SRC, 0x0a4d0002));
+	/* Not closed yet: the link to s2 may be any of s1's ports. */
+	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_CLOSED), 0);
+	/* h3, not admitted: ARP from its address, IPv4 from it to h1, h2 and
+	 * both switches, from its port and MAC, and nothing else. */
+	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_AGENT), 1 + 4);
+	const struct of13_flow_mod *to_h1 =
+	    control_flow(&s1, SW_PRIO_CONTROL_AGENT, OF13_OXM_IPV4_DST, 0x0a4d0001);
+	assert_non_null(to_h1);
+	uint64_t v;
+	assert_true(of13_match_get(&to_h1->match, OF13_OXM_IN_PORT, &v, NULL) && v == 3);
+	assert_true(of13_match_get(&to_h1->match, OF13_OXM_IPV4_SRC, &v, NULL) && v == 0x0a4d0003);
+	assert_true(has_output(to_h1, OF13_PORT_NORMAL));
+	sw_flows_free(&s1);
+
+	/* The link found, but a voter of the store has no place yet: still
+	 * open, or the master could be cut off from the switch. */
+	link(st, 1, 10, 2, 20);
+	member(st, 4, STORE_ROLE_VOTER);
+	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
+	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_CLOSED), 0);
+	sw_flows_free(&s1);
+	/* It has one: every agent's and switch's address closed to the ports
+	 * no agent sits on, h2's guarded too. */
+	locate(st, "h4", 2, 3, 4, true);
+	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
+	assert_non_null(control_flow(&s1, SW_PRIO_CONTROL_SPOOF, OF13_OXM_IPV4_SRC, 0x0a4d0002));
+	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_CLOSED), 2 * (4 + 2));
+	const struct of13_flow_mod *closed =
+	    control_flow(&s1, SW_PRIO_CONTROL_CLOSED, OF13_OXM_IPV4_DST, 0x0a4dff01);
+	assert_non_null(closed);
+	assert_int_equal(closed->n_instructions, 0); /* a drop */
+	assert_non_null(control_flow(&s1, SW_PRIO_CONTROL_CLOSED, OF13_OXM_ARP_TPA, 0x0a4d0002));
+	/* The link's port itself is admitted above them. */
+	assert_non_null(control_flow(&s1, SW_PRIO_ADMIT, OF13_OXM_IN_PORT, 10));
+	/* h5, on s1 port 6, announced itself but is no member yet: from its
+	 * port only ARP and the members' peer APIs, where it joins. */
+	locate(st, "h5", 1, 6, 5, false);
+	sw_flows_free(&s1);
+	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
+	size_t from_h5 = 0;
+	for (size_t i = 0; i < s1.n; i++) {
+		uint64_t port;
+		if (s1.v[i].priority != SW_PRIO_CONTROL_AGENT ||
+		    !of13_match_get(&s1.v[i].match, OF13_OXM_IN_PORT, &port, NULL) || port != 6)
+			continue;
+		from_h5++;
+		if (of13_match_get(&s1.v[i].match, OF13_OXM_IPV4_DST, &v, NULL)) {
+			assert_true(v >= 0x0a4d0001 && v <= 0x0a4d0004);
+			assert_true(of13_match_get(&s1.v[i].match, OF13_OXM_TCP_DST, &v, NULL));
+			assert_int_equal(v, 7701);
+		}
+	}
+	assert_int_equal(from_h5, 1 + 4);
+	/* h3 admitted: its port is admitted, it needs no flows of its own. */
+	struct store_cmd a = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = 1};
+	snprintf(STORE_CMD_ROW(&a, struct trust_admission)->host,
+	         sizeof(STORE_CMD_ROW(&a, struct trust_admission)->host), "h3");
+	put(st, &a);
+	sw_flows_free(&s1);
+	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
+	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_AGENT), 1 + 4); /* h5's */
+	sw_flows_free(&s1);
+	/* Without a control plane to close (NULL), none of it. */
+	assert_int_equal(sw_desired(st, NULL, 0, NULL, 1, &s1), 0);
+	assert_int_equal(count_priority(&s1, SW_PRIO_CONTROL_CLOSED) +
+	                     count_priority(&s1, SW_PRIO_CONTROL_SPOOF),
+	                 0);
+	sw_flows_free(&s1);
+	store_state_free(st);
+}
+
 int main(void)
 {
 	register_all_tables();
@@ -361,6 +493,7 @@ int main(void)
 	    cmocka_unit_test(test_claim_plan_foreign),
 	    cmocka_unit_test(test_claim_backoff),
 	    cmocka_unit_test(test_startup_flows),
+	    cmocka_unit_test(test_desired_control_closed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
