@@ -267,12 +267,15 @@ def test_a_host_short_of_ports_gets_another_block_and_a_leaver_returns_them(make
                    what="h3's block given back")
 
 
-def natpmpc(lab, host, *args):
-    out = lab.exec(host, "natpmpc", "-g", f"10.77.0.{host[1:]}", *args).stdout
+def mapped_line(out):
     m = re.search(r"Mapped public port (\d+) protocol (\w+) to local port (\d+) liftime (\d+)",
                   out)
     assert m, out
     return int(m[1]), int(m[4])
+
+
+def natpmpc(lab, host, *args):
+    return mapped_line(lab.exec(host, "natpmpc", "-g", f"10.77.0.{host[1:]}", *args).stdout)
 
 
 def test_natpmpc_maps_a_port_the_isp_reaches_until_deleted(make_lab, tmp_path):
@@ -300,6 +303,45 @@ def test_natpmpc_maps_a_port_the_isp_reaches_until_deleted(make_lab, tmp_path):
         assert all(x["owner"] != "h2" for x in nat(lab)["mappings"])
     finally:
         srv.stop()
+
+
+# Runs a command at wall-clock time argv[1], so that two namespaces' clients
+# send within a millisecond of each other.
+AT = "import os, sys, time; time.sleep(max(0, float(sys.argv[1]) - time.time())); " \
+     "os.execvp(sys.argv[2], sys.argv[2:])"
+
+
+def test_two_guests_asking_for_one_port_at_once_both_get_one(make_lab):
+    """Both replicas see the port free and choose it; the store commits one
+    and refuses the other, whose agent chooses again: both guests get a
+    mapping, each told the port the store holds for it."""
+    lab = nat_lab(make_lab)
+    blocks = blocks_of(lab)
+    for port in (9090, 9091, 9092):
+        at = f"{time.time() + 1.5:.3f}"
+        ps = {h: lab.popen(h, PY, "-c", AT, at, "natpmpc", "-g", f"10.77.0.{h[1:]}", "-a",
+                           str(port), "7000", "udp", "600") for h in ("h1", "h2")}
+        got = {}
+        for h, p in ps.items():
+            out, err = p.communicate(timeout=30)
+            got[h] = mapped_line(out + err)
+        assert got["h1"][1] == got["h2"][1] == 600, got
+        ports = {h: got[h][0] for h in got}
+        assert ports["h1"] != ports["h2"], ports
+        # One has the port it asked for, the other a port of its own blocks.
+        winner = "h1" if ports["h1"] == port else "h2"
+        loser = "h2" if winner == "h1" else "h1"
+        assert ports[winner] == port, ports
+        assert in_blocks(ports[loser], blocks[loser]), (ports, blocks)
+        # What each was told is what the store holds.
+        held = {(m["owner"], m["guest_port"]): m["public_port"]
+                for m in nat(lab, "h3")["mappings"] if m["proto"] == "udp"}
+        assert held[("h1", 7000)] == ports["h1"] and held[("h2", 7000)] == ports["h2"], held
+        # Deleted, so that the next round asks for a fresh port again.
+        for h in ("h1", "h2"):
+            lab.exec(h, "natpmpc", "-g", f"10.77.0.{h[1:]}", "-a", "0", "7000", "udp", "0")
+        run_and_expect(lambda: not [m for m in nat(lab, "h3")["mappings"]
+                                    if m["proto"] == "udp"], 10, 0.2, what="mappings deleted")
 
 
 # A PCP client (RFC 6887): MAP requests built byte by byte, the response

@@ -374,6 +374,78 @@ static void test_mapping_port(void **state)
 	store_state_free(st);
 }
 
+/* The command that puts @owner's mapping of @port to its guest's @guest_port. */
+static struct store_cmd mapping_cmd(uint8_t proto, uint16_t port, uint64_t owner,
+                                    uint16_t guest_port)
+{
+	struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = (struct nat_mapping){.proto = proto,
+	                                                                  .public_port = port,
+	                                                                  .owner = owner,
+	                                                                  .guest_port = guest_port,
+	                                                                  .expires_ms = 60000};
+	return cmd;
+}
+
+/* Two guests ask for one free port at once: both replicas choose it, the
+ * log commits h1's first and refuses h2's on every replica; h2's replica
+ * then holds h1's mapping, and choosing again gives a port of h2's own. */
+static void test_mapping_race(void **state)
+{
+	(void)state;
+	struct store_state *st[2];
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_state_new(&st[i]), 0);
+		assert_true(block(st[i], 1024, 256, 1).applied);
+		assert_true(block(st[i], 1280, 256, 2).applied);
+	}
+	struct nat_map_ask a1 = {.proto = 6, .guest_port = 8080, .suggested = 8080};
+	struct nat_map_ask a2 = a1;
+	uint16_t p1, p2;
+	assert_int_equal(nat_map_next(st[0], 1, &a1, &p1), 0);
+	assert_int_equal(nat_map_next(st[1], 2, &a2, &p2), 0);
+	assert_int_equal(p1, 8080);
+	assert_int_equal(p2, 8080);
+	struct store_cmd c1 = mapping_cmd(6, p1, 1, 8080), c2 = mapping_cmd(6, p2, 2, 8080);
+	for (int i = 0; i < 2; i++) {
+		assert_true(apply(st[i], &c1).applied);
+		struct store_result r = apply(st[i], &c2);
+		assert_false(r.applied);
+		assert_non_null(strstr(r.reason, "is mapped by member 1"));
+	}
+	/* h2 chooses again on its replica: the alternative, its own port. */
+	a2.refused++;
+	assert_int_equal(nat_map_next(st[1], 2, &a2, &p2), 0);
+	assert_int_equal(p2, 1535);
+	c2 = mapping_cmd(6, p2, 2, 8080);
+	for (int i = 0; i < 2; i++)
+		assert_true(apply(st[i], &c2).applied);
+	/* Both replicas agree: each guest has the port it was told of. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(nat_mapping_of(st[i], 1, 6, 8080)->public_port, 8080);
+		assert_int_equal(nat_mapping_of(st[i], 2, 6, 8080)->public_port, 1535);
+	}
+	/* With PREFER_FAILURE the suggested port or nothing: once it is
+	 * taken, choosing again refuses. */
+	struct nat_map_ask a3 = {
+	    .proto = 17, .guest_port = 53, .suggested = 9000, .prefer_failure = true};
+	assert_int_equal(nat_map_next(st[1], 2, &a3, &p2), 0);
+	assert_int_equal(p2, 9000);
+	struct store_cmd c3 = mapping_cmd(17, 9000, 1, 53);
+	assert_true(apply(st[1], &c3).applied);
+	a3.refused++;
+	assert_int_equal(nat_map_next(st[1], 2, &a3, &p2), -EEXIST);
+	/* A request the store keeps refusing ends. */
+	a2.refused = NAT_MAP_TRIES;
+	assert_int_equal(nat_map_next(st[1], 2, &a2, &p2), -EAGAIN);
+	/* The admin's mapping (no expiry) is not the guest's to change. */
+	assert_true(mapping(st[1], 6, 22, 2, 22).applied);
+	struct nat_map_ask a4 = {.proto = 6, .guest_port = 22, .suggested = 22};
+	assert_int_equal(nat_map_next(st[1], 2, &a4, &p2), -EPERM);
+	for (int i = 0; i < 2; i++)
+		store_state_free(st[i]);
+}
+
 static size_t respond(const struct pmp_request *q, enum pmp_result r, uint16_t ext,
                       uint32_t lifetime, uint8_t *out)
 {
@@ -554,8 +626,8 @@ int main(void)
 	    cmocka_unit_test(test_blocks),        cmocka_unit_test(test_uplink_choice),
 	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),
 	    cmocka_unit_test(test_arp),           cmocka_unit_test(test_mapping_port),
-	    cmocka_unit_test(test_natpmp),        cmocka_unit_test(test_pcp),
-	    cmocka_unit_test(test_guest_ports),
+	    cmocka_unit_test(test_mapping_race),  cmocka_unit_test(test_natpmp),
+	    cmocka_unit_test(test_pcp),           cmocka_unit_test(test_guest_ports),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

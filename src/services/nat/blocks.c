@@ -196,3 +196,21 @@ int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
 	}
 	return -ENOSPC;
 }
+
+int nat_map_next(const struct store_state *st, uint64_t self, const struct nat_map_ask *a,
+                 uint16_t *ret_port)
+{
+	if (a->refused >= NAT_MAP_TRIES)
+		return -EAGAIN;
+	const struct nat_mapping *old = nat_mapping_of(st, self, a->proto, a->guest_port);
+	if (old && old->expires_ms == 0)
+		return -EPERM;
+	uint16_t port;
+	int r = nat_mapping_port(st, self, a->proto, a->guest_port, a->suggested, &port);
+	if (r < 0)
+		return r;
+	if (r == 1 && a->prefer_failure)
+		return -EEXIST;
+	*ret_port = port;
+	return 0;
+}

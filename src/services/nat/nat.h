@@ -96,6 +96,30 @@ const struct nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t 
 int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
                      uint16_t guest_port, uint16_t suggested, uint16_t *ret_port);
 
+/* A guest's request for a mapping (NAT-PMP, PCP) while it is decided. Two
+ * guests may choose the same free port at once, each on a replica that has
+ * not applied the other's mapping yet: the store commits the first and
+ * refuses the second, whose host then chooses again on its replica, which
+ * by then holds the winner's mapping (a refusal is reported once this
+ * replica has applied everything up to it). */
+#define NAT_MAP_TRIES 8 /* proposals of one request the store may refuse */
+struct nat_map_ask {
+	uint8_t proto; /* 6 or 17 */
+	uint16_t guest_port;
+	uint16_t suggested;  /* 0: none */
+	bool prefer_failure; /* PCP PREFER_FAILURE: the suggested port or nothing */
+	unsigned refused;    /* this request's proposals the store refused so far */
+};
+
+/* The public port to propose next for @a, member @self's request, on
+ * @st: nat_mapping_port()'s choice. Returns 0 and the port in *ret_port;
+ * -EEXIST when the suggested port is taken and @a->prefer_failure;
+ * -EPERM when the guest's port has the admin's mapping (not the guest's
+ * to change); -ENOSPC when no port is free; -EAGAIN when the store has
+ * refused NAT_MAP_TRIES proposals of this request already. */
+int nat_map_next(const struct store_state *st, uint64_t self, const struct nat_map_ask *a,
+                 uint16_t *ret_port);
+
 /* NAT's view of the datapath: what the AEE translates and forwards.
  * Addresses in network byte order. */
 #define NAT_VIEW_PUBLIC_MAX   8
