@@ -587,6 +587,73 @@ static void test_pcp(void **state)
 			assert_int_not_equal(pmp_decode(buf, n, &q), PMP_SUCCESS);
 }
 
+/* The first checks in RFC 6887's order for a server (section 8.2): under
+ * two octets dropped; the R bit set dropped, whatever the version; an
+ * unsupported version answered UNSUPP_VERSION from two octets on; a
+ * supported one under 24 octets dropped; then a length over 1100 or not a
+ * multiple of 4, or too short for the opcode, MALFORMED_REQUEST. */
+static void test_pcp_first_checks(void **state)
+{
+	(void)state;
+	struct pmp_request q;
+	uint8_t buf[PMP_MAX_MESSAGE + 8], out[PMP_MAX_MESSAGE];
+	memset(buf, 0, sizeof(buf));
+
+	assert_int_equal(pmp_decode(buf, 0, &q), PMP_DROP);
+	buf[0] = 2;
+	assert_int_equal(pmp_decode(buf, 1, &q), PMP_DROP);
+	buf[0] = 9;
+	assert_int_equal(pmp_decode(buf, 1, &q), PMP_DROP);
+
+	/* The R bit before the version: a response of a version we do not
+	 * speak, or of ours, or of NAT-PMP's, is never answered. */
+	static const uint8_t v3_response[] = {3, 0x81};
+	assert_int_equal(pmp_decode(v3_response, sizeof(v3_response), &q), PMP_DROP);
+	uint8_t v1_response[60] = {1, 0x81};
+	assert_int_equal(pmp_decode(v1_response, sizeof(v1_response), &q), PMP_DROP);
+	size_t len = pcp_map(buf, 6, 80, NULL, 0);
+	buf[1] |= 0x80;
+	assert_int_equal(pmp_decode(buf, len, &q), PMP_DROP);
+	assert_int_equal(pmp_decode(buf, 24, &q), PMP_DROP);
+	assert_int_equal(pmp_decode(buf, 4, &q), PMP_DROP);
+	static const uint8_t natpmp_response[] = {0, 130, 0, 0, 0, 0, 0, 5};
+	assert_int_equal(pmp_decode(natpmp_response, sizeof(natpmp_response), &q), PMP_DROP);
+
+	/* An unsupported version, from two octets on: UNSUPP_VERSION,
+	 * answered as a 24-octet PCP header in version 2. */
+	static const uint8_t v3_two[] = {3, 1};
+	assert_int_equal(pmp_decode(v3_two, sizeof(v3_two), &q), PMP_UNSUPP_VERSION);
+	assert_int_equal(q.version, 3);
+	assert_int_equal(respond(&q, PMP_UNSUPP_VERSION, 0, 0, out), 24);
+	assert_int_equal(out[0], 2);
+	assert_int_equal(out[1], 0x81);
+	assert_int_equal(out[3], PMP_UNSUPP_VERSION);
+	uint8_t v1_map[60] = {1, 1};
+	assert_int_equal(pmp_decode(v1_map, sizeof(v1_map), &q), PMP_UNSUPP_VERSION);
+	static const uint8_t v255_odd[] = {255, 0, 0};
+	assert_int_equal(pmp_decode(v255_odd, sizeof(v255_odd), &q), PMP_UNSUPP_VERSION);
+
+	/* Version 2 under 24 octets: dropped, not answered. */
+	len = pcp_map(buf, 6, 80, NULL, 0);
+	for (size_t n = 2; n < 24; n++)
+		assert_int_equal(pmp_decode(buf, n, &q), PMP_DROP);
+
+	/* From 24 octets on: the length rules, then the opcode's own. */
+	assert_int_equal(pmp_decode(buf, 26, &q), PMP_MALFORMED_REQUEST); /* not 4k */
+	assert_int_equal(pmp_decode(buf, 28, &q), PMP_MALFORMED_REQUEST); /* no nonce */
+	assert_int_equal(pmp_decode(buf, 56, &q), PMP_MALFORMED_REQUEST); /* short MAP */
+	memset(buf + 60, 0, sizeof(buf) - 60);
+	for (size_t k = 60; k + 4 <= PMP_MAX_MESSAGE; k += 4)
+		buf[k] = 200; /* optional options of length 0, up to 1100 octets */
+	assert_int_equal(pmp_decode(buf, PMP_MAX_MESSAGE, &q), PMP_SUCCESS);
+	assert_int_equal(pmp_decode(buf, PMP_MAX_MESSAGE + 4, &q), PMP_MALFORMED_REQUEST);
+	assert_int_equal(respond(&q, PMP_MALFORMED_REQUEST, 0, 0, out), 24);
+	/* An ANNOUNCE is a bare header. */
+	len = pcp_map(buf, 6, 80, NULL, 0);
+	buf[1] = PCP_OP_ANNOUNCE;
+	assert_int_equal(pmp_decode(buf, 24, &q), PMP_SUCCESS);
+}
+
 /* The guest's ephemeral ports: the span of the blocks, the gaps reserved. */
 static void test_guest_ports(void **state)
 {
@@ -627,7 +694,8 @@ int main(void)
 	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),
 	    cmocka_unit_test(test_arp),           cmocka_unit_test(test_mapping_port),
 	    cmocka_unit_test(test_mapping_race),  cmocka_unit_test(test_natpmp),
-	    cmocka_unit_test(test_pcp),           cmocka_unit_test(test_guest_ports),
+	    cmocka_unit_test(test_pcp),           cmocka_unit_test(test_pcp_first_checks),
+	    cmocka_unit_test(test_guest_ports),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
