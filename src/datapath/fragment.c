@@ -128,6 +128,21 @@ int dp_fragment_counter(struct dp_fragment *f, const char *name)
 	return 0;
 }
 
+int dp_fragment_set(struct dp_fragment *f, const char *kind, const char *name, const char *spec)
+{
+	if (f->n_sets >= DP_FRAGMENT_SETS)
+		return keep(f, -ENOSPC);
+	struct dp_set *s = &f->sets[f->n_sets];
+	if ((strcmp(kind, "set") != 0 && strcmp(kind, "map") != 0) ||
+	    strlen(name) >= sizeof(s->name) || strlen(spec) >= sizeof(s->spec))
+		return keep(f, -EINVAL);
+	s->kind = strcmp(kind, "set") == 0 ? "set" : "map";
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->spec, sizeof(s->spec), "%s", spec);
+	f->n_sets++;
+	return 0;
+}
+
 int dp_fragment_link(struct dp_fragment *f, const struct dp_link *link)
 {
 	if (f->n_links >= DP_FRAGMENT_LINKS)

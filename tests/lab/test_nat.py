@@ -566,3 +566,97 @@ def test_two_uplinks_take_inbound_on_both_and_one_carries_on_when_the_other_is_c
     run_and_expect(lambda: all(lab.ctl_json(h, "nat")["self"]["public"] == PUBLIC
                                for h in hosts), 10, 0.2, what="every host leaving by uplink 1")
     assert fetch_sources(lab, hosts, tmp_path) == [PUBLIC] * 4
+
+
+# RFC 4787 REQ-8 probe, the server half (in the isp namespace): whatever
+# reaches SERVER:3478 is answered three times, from that same address and
+# port ("same"), from the same address and another port ("port"), and from
+# another address and port ("addr").
+FILTER_SERVER = r"""
+import socket, sys
+a, b = sys.argv[1], sys.argv[2]
+def bound(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    return s
+main, other_port, other_addr = bound(a, 3478), bound(a, 3479), bound(b, 3480)
+print("ready", flush=True)
+while True:
+    data, peer = main.recvfrom(100)
+    main.sendto(b"same", peer)
+    other_port.sendto(b"port", peer)
+    other_addr.sendto(b"addr", peer)
+"""
+
+# The guest half: one socket (on the given port, or one the kernel picks)
+# first listens for the given seconds, then sends to the server; prints
+# what came in before it sent and the answers that got through after.
+FILTER_CLIENT = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[2])))
+s.settimeout(0.2)
+print(s.getsockname()[1], flush=True)
+def listen(seconds, probe=None):
+    got, n, end = set(), 0, time.time() + seconds
+    while time.time() < end:
+        if probe and n < 3:
+            s.sendto(b"probe", probe)
+            n += 1
+        try:
+            got.add(s.recv(100).decode())
+        except socket.timeout:
+            pass
+    return sorted(got)
+before = listen(float(sys.argv[3]))
+print(json.dumps({"before": before, "after": listen(2, (sys.argv[1], 3478))}))
+"""
+
+# From the other internet address, to a public port.
+UNSOLICITED = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 3481))
+for _ in range(5):
+    s.sendto(b"unsolicited", (sys.argv[2], int(sys.argv[3])))
+    time.sleep(0.1)
+"""
+
+FILTERINGS = {"h1": "endpoint-independent", "h2": "address-dependent",
+              "h3": "address-and-port-dependent"}
+
+
+def test_each_hosts_filtering_lets_in_what_rfc_4787_says(make_lab):
+    """Three hosts, one filtering mode each (nat.filtering): an internet
+    server answers a guest's UDP probe from the probed address and port,
+    from another port, and from another address."""
+    lab = make_lab(3, "--nat-filtering", ",".join(f"{h}={m}" for h, m in FILTERINGS.items()))
+    run_and_expect(lambda: len(blocks_of(lab)) == 3, 15, 0.2, what="a block for every host")
+    for h, mode in FILTERINGS.items():
+        assert nat(lab, h)["self"]["filtering"] == mode
+    srv = Server(lab, "isp", PY, "-c", FILTER_SERVER, SERVER, SERVER2)
+    try:
+        assert srv.p.stdout.readline().strip() == "ready"
+        want = {"h1": ["addr", "port", "same"], "h2": ["port", "same"], "h3": ["same"]}
+        for h in FILTERINGS:
+            out = lab.exec(h, PY, "-c", FILTER_CLIENT, SERVER, "0", "0").stdout.splitlines()
+            got = json.loads(out[1])["after"]
+            assert got == want[h], (h, FILTERINGS[h], got)
+        # Endpoint-independent filtering opens a mapping, not every port: a
+        # guest socket on a port of its block that has sent nothing gets
+        # nothing from outside; once it has sent, it does.
+        start, end = blocks_of(lab)["h1"][0]
+        port = end - 7
+        p = lab.popen("h1", PY, "-c", FILTER_CLIENT, SERVER, str(port), "2")
+        try:
+            assert p.stdout.readline().strip() == str(port)
+            lab.exec("isp", PY, "-c", UNSOLICITED, SERVER2, PUBLIC, str(port))
+            out, _ = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        r = json.loads(out)
+        assert r["before"] == [] and r["after"] == ["addr", "port", "same"], r
+    finally:
+        srv.stop()
+

@@ -214,6 +214,41 @@ static void test_datapath_view(void **state)
 	free(text);
 	dp_ruleset_free(&rs);
 
+	/* Filtering (nat.filtering): what each mode lets in of new UDP flows
+	 * to a public port a guest flow has sent from. */
+	struct {
+		enum nat_filtering mode;
+		const char *in; /* nat_in's rule, or NULL: none */
+		bool peers;     /* the set of addresses sent to */
+	} modes[] = {
+	    {NAT_FILTER_ENDPOINT,
+	     "iifname \"u0\" ip daddr 203.0.113.10 ct state new udp dport @nat_ports dnat ip to "
+	     "10.77.1.1 : udp dport map @nat_ports\n",
+	     false},
+	    {NAT_FILTER_ADDRESS,
+	     "iifname \"u0\" ip daddr 203.0.113.10 ct state new ip saddr . udp dport @nat_peers "
+	     "dnat "
+	     "ip to 10.77.1.1 : udp dport map @nat_ports\n",
+	     true},
+	    {NAT_FILTER_ADDRESS_PORT, NULL, false},
+	};
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		o.filtering = modes[i].mode;
+		nat_datapath(st, &o, 1, mac, 0, &d);
+		assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
+		assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+		if (modes[i].in)
+			assert_non_null(strstr(text, modes[i].in));
+		else
+			assert_null(strstr(text, "@nat_ports"));
+		assert_true(!modes[i].peers == !strstr(text, "set nat_peers {"));
+		assert_true(!modes[i].in == !strstr(text,
+		                                    "update @nat_ports { ct reply proto-dst : "
+		                                    "ct original proto-src }"));
+		free(text);
+		dp_ruleset_free(&rs);
+	}
+
 	/* No block yet: nothing leaves for outside. */
 	struct nat_options o2 = lab_options();
 	nat_datapath(st, &o2, 9, mac, 0, &d);

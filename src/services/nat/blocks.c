@@ -109,6 +109,7 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 	if (!nat_enabled(o))
 		return;
 	d->enabled = true;
+	d->filtering = o->filtering;
 	if (uplink >= o->n_publics)
 		uplink = 0;
 	d->public_addr = o->publics[uplink];

@@ -42,6 +42,34 @@ struct nat_expose {
 	uint16_t lo, hi;
 };
 
+/* Which inbound UDP packets reach a mapping the guest made by sending
+ * (RFC 4787 section 5, REQ-8), as each host's configuration chooses
+ * (nat.filtering). TCP is always address-and-port-dependent (conntrack). */
+enum nat_filtering {
+	NAT_FILTER_ADDRESS,      /* from an address the mapping has sent to (the default) */
+	NAT_FILTER_ENDPOINT,     /* from anywhere: endpoint-independent */
+	NAT_FILTER_ADDRESS_PORT, /* from an address and port it has sent to */
+};
+
+#define NAT_FILTER_MAX (NAT_FILTER_ADDRESS_PORT + 1)
+
+/* "address-dependent", "endpoint-independent", "address-and-port-dependent".
+ * Inline: the configuration's reader (options.c) links none of the service. */
+static inline const char *nat_filtering_name(enum nat_filtering f)
+{
+	switch (f) {
+	case NAT_FILTER_ADDRESS:
+		return "address-dependent";
+	case NAT_FILTER_ENDPOINT:
+		return "endpoint-independent";
+	case NAT_FILTER_ADDRESS_PORT:
+		return "address-and-port-dependent";
+	}
+	return "unknown";
+}
+/* The filtering named @s (as nat_filtering_name() says it): 0, or -EINVAL. */
+int nat_filtering_parse(const char *s, enum nat_filtering *ret);
+
 struct nat_options {
 	struct in_addr publics[NAT_PUBLIC_MAX]; /* one per switch.uplinks entry */
 	unsigned n_publics;
@@ -52,6 +80,7 @@ struct nat_options {
 	unsigned reclaim_after_ms;                /* a departed host's blocks return after this */
 	struct nat_expose expose[NAT_EXPOSE_MAX]; /* default: none */
 	unsigned n_expose;
+	enum nat_filtering filtering;
 };
 
 /* True when @o lets a guest listening on @port/@proto be reached. */
@@ -140,6 +169,7 @@ struct nat_view_mapping {
 
 struct nat_view {
 	bool enabled;
+	enum nat_filtering filtering;
 	struct in_addr public_addr; /* where this host's own flows leave */
 	struct in_addr publics[NAT_VIEW_PUBLIC_MAX];
 	unsigned n_publics;

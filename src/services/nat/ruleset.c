@@ -3,7 +3,8 @@
  * blocks, the inbound mappings to its guest, the steering of packets for
  * others' blocks and mappings to their owners' AEEs on the uplink, the
  * guard that lets nothing out untranslated before a block is held, the
- * route to the ISP gateway and the conntrack UDP timers. Pure. */
+ * filtering of inbound UDP the host's configuration chooses, the route to
+ * the ISP gateway and the conntrack UDP timers. Pure. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -128,11 +129,79 @@ static int outbound(struct dp_fragment *out, const struct dp_config *cfg,
 	return r;
 }
 
-/* Inbound mappings of this host: the public port to the guest's. */
+/* Filtering (RFC 4787 section 5, REQ-8) of UDP, beyond conntrack's own
+ * address-and-port-dependent kind: what the guest's translated flows have
+ * sent is remembered from the packet path, after the source NAT (chain
+ * nat_sent, postrouting after srcnat): in the map nat_ports, each public
+ * port a guest flow has, to the guest's port behind it; with
+ * address-dependent filtering, in the set nat_peers, each address it sent
+ * to with that public port. A new inbound flow (no conntrack entry) for a
+ * public port of nat_ports (endpoint-independent) or from an address of
+ * nat_peers to that port (address-dependent) is translated to the guest's
+ * port (chain nat_in, after the inbound mappings). Each element lives
+ * NAT_FILTER_TIMEOUT after the last packet out, the longest the kernel
+ * keeps a UDP flow (nf_conntrack_udp_timeout_stream, way_out()), and
+ * outlives a new table (fragment.h). Only flows the guest started count
+ * (ct direction original), not the answers to inbound ones. */
+#define NAT_FILTER_TIMEOUT   "300s"
+#define NAT_FILTER_SPEC(key) "type " key "; flags dynamic,timeout; timeout " NAT_FILTER_TIMEOUT ";"
+
+static bool filtering(const struct nat_view *nat)
+{
+	return nat->n_own && nat->filtering != NAT_FILTER_ADDRESS_PORT;
+}
+
+static int filtering_sent(struct dp_fragment *out, const struct dp_config *cfg,
+                          const struct nat_view *nat)
+{
+	if (!filtering(nat))
+		return 0;
+	bool by_address = nat->filtering == NAT_FILTER_ADDRESS;
+	int r = dp_fragment_set(out, "map", "nat_ports",
+	                        NAT_FILTER_SPEC("inet_service : inet_service"));
+	if (r == 0 && by_address)
+		r = dp_fragment_set(out, "set", "nat_peers",
+		                    NAT_FILTER_SPEC("ipv4_addr . inet_service"));
+	struct dp_chain *c;
+	if (r == 0)
+		r = dp_fragment_chain(out, "nat_sent", NULL, "postrouting", "srcnat + 10", "accept",
+		                      &c);
+	char pub[ADDR_STR_MAX], head[160];
+	snprintf(head, sizeof(head),
+	         "oifname \"%s\" ip saddr %s meta l4proto udp ct direction original",
+	         cfg->uplink_if, addr_format(nat->public_addr, pub));
+	if (r == 0)
+		r = dp_fragment_chain_rule(
+		    out, c, "%s update @nat_ports { ct reply proto-dst : ct original proto-src }",
+		    head);
+	if (r == 0 && by_address)
+		r = dp_fragment_chain_rule(
+		    out, c, "%s update @nat_peers { ip daddr . ct reply proto-dst }", head);
+	return r;
+}
+
+/* nat_in's rule for new flows that filtering lets in (after the mappings). */
+static int filtering_in(struct dp_fragment *out, struct dp_chain *c, const struct dp_config *cfg,
+                        const struct nat_view *nat)
+{
+	char pub[ADDR_STR_MAX], guest[ADDR_STR_MAX];
+	addr_format(nat->public_addr, pub);
+	addr_format(cfg->guest_addr, guest);
+	return dp_fragment_chain_rule(
+	    out, c,
+	    "iifname \"%s\" ip daddr %s ct state new %s dnat ip to %s : udp dport map @nat_ports",
+	    cfg->uplink_if, pub,
+	    nat->filtering == NAT_FILTER_ADDRESS ? "ip saddr . udp dport @nat_peers"
+	                                         : "udp dport @nat_ports",
+	    guest);
+}
+
+/* Inbound mappings of this host: the public port to the guest's; then
+ * what filtering lets in. */
 static int mappings(struct dp_fragment *out, const struct dp_config *cfg,
                     const struct nat_view *nat)
 {
-	if (nat->n_own_maps == 0)
+	if (nat->n_own_maps == 0 && !filtering(nat))
 		return 0;
 	struct dp_chain *c;
 	int r = dp_fragment_chain(out, "nat_in", "nat", "prerouting", "dstnat", "accept", &c);
@@ -149,6 +218,8 @@ static int mappings(struct dp_fragment *out, const struct dp_config *cfg,
 		        m->public_port, guest, m->guest_port);
 		r = text_add(&t, out, c, 0);
 	}
+	if (r == 0 && filtering(nat))
+		r = filtering_in(out, c, cfg, nat);
 	return r;
 }
 
@@ -219,6 +290,8 @@ int nat_ruleset_build(const struct dp_config *cfg, const struct nat_view *nat,
 	}
 	if (r == 0 && nat->n_own)
 		r = outbound(out, cfg, nat);
+	if (r == 0)
+		r = filtering_sent(out, cfg, nat);
 	if (r == 0)
 		r = mappings(out, cfg, nat);
 	if (r == 0)
