@@ -660,3 +660,26 @@ def test_each_hosts_filtering_lets_in_what_rfc_4787_says(make_lab):
     finally:
         srv.stop()
 
+
+FAR_SERVER = "198.51.100.200"  # one router behind the ISP, on a link of MTU 1400
+
+
+def test_icmp_errors_reach_the_owner_so_tracepath_and_path_mtu_work(make_lab):
+    """The ISP's router and the far server answer each guest's probes with
+    ICMP errors addressed to the public address (time exceeded, fragmentation
+    needed, port unreachable); the switch hands them to any live AEE, which
+    passes them on to the flow's owner by the port (or echo id) they quote."""
+    lab = nat_lab(make_lab)
+    for h in ("h1", "h2", "h3"):
+        out = lab.exec(h, "tracepath", "-n", "-m", "5", FAR_SERVER, check=False,
+                       timeout=90).stdout
+        # Hop 2, the ISP's router (time exceeded, and the smaller MTU),
+        # hop 3 the server (port unreachable).
+        assert re.search(r"^ *2: +203\.0\.113\.1 ", out, re.M), (h, out)
+        assert "pmtu 1400" in out and "reached" in out, (h, out)
+        assert re.search(r"Resume: pmtu 1400 hops 3 back 3", out), (h, out)
+        # An echo request too big for the far link, not to be fragmented:
+        # the router's "fragmentation needed" reaches ping.
+        p = lab.exec(h, "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1450", FAR_SERVER,
+                     check=False)
+        assert re.search(r"mtu ?= ?1400", p.stdout + p.stderr), (h, p.stdout, p.stderr)

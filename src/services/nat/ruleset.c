@@ -223,23 +223,43 @@ static int mappings(struct dp_fragment *out, const struct dp_config *cfg,
 	return r;
 }
 
+/* An ICMP error (RFC 792) for a translated flow quotes the packet that
+ * caused it: that packet's IP header (20 octets when it has no options:
+ * IHL 5, bits 68-71 from the ICMP header's start), whose protocol is at
+ * octet 8 + 9, then its source port (TCP, UDP; octet 28) or, for an echo
+ * request (type 8 at octet 28), its identifier (octet 32): the public port
+ * or echo id of the flow, which names its owner. */
+#define ICMP_ERROR                                                                                 \
+	" icmp type { destination-unreachable, source-quench, time-exceeded, parameter-problem }"  \
+	" @th,68,4 5"
+#define QUOTED_PORT " @th,136,8 { 6, 17 } ether daddr set @th,224,16 map "
+#define QUOTED_ECHO " @th,136,8 1 @th,224,8 8 ether daddr set @th,256,16 map "
+
 /* A packet for a public port that is not this host's, sent here by the
  * switch (no flow for it yet, or ICMP, which the switch cannot match by
- * echo id): straight on to the owner's AEE, on the uplink's ingress. */
+ * echo id or quoted port): straight on to the owner's AEE, on the uplink's
+ * ingress. Without this, the ICMP errors of others' flows (port
+ * unreachable, fragmentation needed, time exceeded) would die here, and
+ * path-MTU discovery and traceroute with them. */
 static int steer(struct dp_fragment *out, const struct dp_config *cfg, const struct nat_view *nat)
 {
+	static const char *const kinds[] = {
+	    " meta l4proto { tcp, udp } ether daddr set th dport map ",
+	    " ether daddr set icmp id map ",
+	    ICMP_ERROR QUOTED_PORT,
+	    ICMP_ERROR QUOTED_ECHO,
+	};
 	char own[MAC_STR_MAX], m[MAC_STR_MAX];
 	mac_format(nat->own_mac, own);
 	int r = 0;
-	for (int kind = 0; r == 0 && nat->n_others && kind < 2; kind++) {
+	for (size_t kind = 0; r == 0 && nat->n_others && kind < sizeof(kinds) / sizeof(kinds[0]);
+	     kind++) {
 		struct text t;
 		if ((r = text_open(&t)) < 0)
 			return r;
 		fputs("ip daddr ", t.f);
 		publics_set(t.f, nat);
-		fputs(kind == 0 ? " meta l4proto { tcp, udp } ether daddr set th dport map "
-		                : " ether daddr set icmp id map ",
-		      t.f);
+		fputs(kinds[kind], t.f);
 		others_map(t.f, nat);
 		fprintf(t.f, " ether saddr set %s fwd to \"%s\"", own, cfg->uplink_if);
 		r = text_add(&t, out, NULL, DP_INGRESS);
@@ -254,6 +274,16 @@ static int steer(struct dp_fragment *out, const struct dp_config *cfg, const str
 		fprintf(t.f, " %s dport %u ether daddr set %s ether saddr set %s fwd to \"%s\"",
 		        x->proto == 6 ? "tcp" : "udp", x->public_port, mac_format(x->mac, m), own,
 		        cfg->uplink_if);
+		r = text_add(&t, out, NULL, DP_INGRESS);
+		if (r < 0 || (r = text_open(&t)) < 0)
+			return r;
+		fputs("ip daddr ", t.f);
+		publics_set(t.f, nat);
+		fprintf(t.f,
+		        ICMP_ERROR
+		        " @th,136,8 %u @th,224,16 %u ether daddr set %s ether saddr set %s "
+		        "fwd to \"%s\"",
+		        x->proto, x->public_port, m, own, cfg->uplink_if);
 		r = text_add(&t, out, NULL, DP_INGRESS);
 	}
 	return r;
