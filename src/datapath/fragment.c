@@ -93,8 +93,8 @@ int dp_fragment_chain(struct dp_fragment *f, const char *name, const char *type,
 	return 0;
 }
 
-int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char *device,
-                             const char *policy, struct dp_chain **ret_chain)
+static int netdev_chain(struct dp_fragment *f, const char *name, const char *device,
+                        const char *hook, const char *policy, struct dp_chain **ret_chain)
 {
 	if (strlen(device) >= IF_NAMESIZE)
 		return keep(f, -EINVAL);
@@ -102,11 +102,23 @@ int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char
 	int r = add_chain(f, name, &c);
 	if (r < 0)
 		return r;
-	c->hook = "ingress";
+	c->hook = hook;
 	c->policy = policy;
 	snprintf(c->device, sizeof(c->device), "%s", device);
 	*ret_chain = c;
 	return 0;
+}
+
+int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char *device,
+                             const char *policy, struct dp_chain **ret_chain)
+{
+	return netdev_chain(f, name, device, "ingress", policy, ret_chain);
+}
+
+int dp_fragment_netdev_egress_chain(struct dp_fragment *f, const char *name, const char *device,
+                                    const char *policy, struct dp_chain **ret_chain)
+{
+	return netdev_chain(f, name, device, "egress", policy, ret_chain);
 }
 
 int dp_fragment_chain_rule(struct dp_fragment *f, struct dp_chain *c, const char *fmt, ...)

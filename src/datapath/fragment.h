@@ -61,7 +61,8 @@ struct dp_rules {
 /* A chain of a fragment's own. @type, @hook, @priority and @policy are
  * static strings: "filter" (NULL) or "nat"; "forward", "postrouting"...
  * (NULL: a regular chain); "filter" (NULL), "srcnat", "dstnat"; "accept" or
- * "drop". A netdev chain has @device set and hooks ingress on it. */
+ * "drop". A netdev chain has @device set and hooks ingress (or egress) on
+ * it. */
 struct dp_chain {
 	char name[DP_NAME_MAX];
 	const char *type;
@@ -161,6 +162,11 @@ int dp_fragment_chain(struct dp_fragment *f, const char *name, const char *type,
 /* The same in the netdev table, hooked at ingress on @device. */
 int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char *device,
                              const char *policy, struct dp_chain **ret_chain);
+
+/* The same, hooked at egress on @device: frames as they leave it, after
+ * the IP stack (fragmented already). */
+int dp_fragment_netdev_egress_chain(struct dp_fragment *f, const char *name, const char *device,
+                                    const char *policy, struct dp_chain **ret_chain);
 
 /* Appends a rule to @c, a chain of @f. */
 int dp_fragment_chain_rule(struct dp_fragment *f, struct dp_chain *c, const char *fmt, ...)

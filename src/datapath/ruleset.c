@@ -236,9 +236,8 @@ static void render_chain(const struct dp_chain *c, FILE *out)
 {
 	fprintf(out, "\tchain %s {\n", c->name);
 	if (c->device[0])
-		fprintf(out,
-		        "\t\ttype filter hook ingress device \"%s\" priority filter; policy %s;\n",
-		        c->device, c->policy);
+		fprintf(out, "\t\ttype filter hook %s device \"%s\" priority filter; policy %s;\n",
+		        c->hook ? c->hook : "ingress", c->device, c->policy);
 	else if (c->hook)
 		fprintf(out, "\t\ttype %s hook %s priority %s; policy %s;\n",
 		        c->type ? c->type : "filter", c->hook, c->priority ? c->priority : "filter",

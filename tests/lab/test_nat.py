@@ -683,3 +683,50 @@ def test_icmp_errors_reach_the_owner_so_tracepath_and_path_mtu_work(make_lab):
         p = lab.exec(h, "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1450", FAR_SERVER,
                      check=False)
         assert re.search(r"mtu ?= ?1400", p.stdout + p.stderr), (h, p.stdout, p.stderr)
+
+
+# Answers each datagram with N octets (more than fit in one frame: the
+# server's kernel fragments them).
+BIG_UDP_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5300))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(bytes(range(256)) * (int(data) // 256) + b"x" * (int(data) % 256), peer)
+"""
+
+BIG_UDP_CLIENT = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+got = []
+for size in (1473, 3000, 8000, 20000):
+    for _ in range(3):
+        s.sendto(str(size).encode(), (sys.argv[1], 5300))
+        try:
+            data = s.recv(65536)
+            if len(data) == size:
+                got.append(size)
+                break
+        except socket.timeout:
+            pass
+print(json.dumps(got))
+"""
+
+
+def test_inbound_fragments_reach_their_owner(make_lab):
+    """Replies too big for one frame come back in fragments, of which only
+    the first carries a port (or echo id): every guest gets them whole."""
+    lab = nat_lab(make_lab)
+    srv = Server(lab, "isp", PY, "-c", BIG_UDP_SERVER, SERVER)
+    try:
+        assert srv.p.stdout.readline().strip() == "ready"
+        for h in ("h1", "h2", "h3"):
+            p = lab.exec(h, "ping", "-c", "3", "-W", "2", "-s", "3000", SERVER, check=False)
+            assert " 0% packet loss" in p.stdout, (h, p.stdout)
+            got = json.loads(lab.exec(h, PY, "-c", BIG_UDP_CLIENT, SERVER).stdout)
+            assert got == [1473, 3000, 8000, 20000], (h, got)
+    finally:
+        srv.stop()

@@ -249,6 +249,26 @@ static void test_datapath_view(void **state)
 		dp_ruleset_free(&rs);
 	}
 
+	/* Fragments: h1, the lowest id holding a block, puts them together
+	 * (the golden file above); h2 passes every one to h1, but what h1
+	 * sent it. */
+	nat_datapath(st, &o, 2, mac, 0, &d);
+	assert_true(d.fragments.known);
+	assert_false(d.fragments.self);
+	assert_int_equal(d.fragments.mac[5], 1);
+	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	const char *first = strstr(text, "chain ingress {");
+	assert_non_null(first);
+	assert_non_null(
+	    strstr(first, "\t\tip daddr { 203.0.113.10 } ip frag-off & 0x3fff != 0 ether saddr != "
+	                  "02:00:00:00:00:01 ether daddr set 02:00:00:00:00:01 ether saddr set "
+	                  "02:00:00:00:00:01 fwd to \"u0\"\n\t\tip daddr { 203.0.113.10 } meta "
+	                  "l4proto { tcp, udp } ether daddr set th dport map"));
+	assert_null(strstr(text, "nat_frag"));
+	free(text);
+	dp_ruleset_free(&rs);
+
 	/* No block yet: nothing leaves for outside. */
 	struct nat_options o2 = lab_options();
 	nat_datapath(st, &o2, 9, mac, 0, &d);

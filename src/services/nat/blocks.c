@@ -101,6 +101,22 @@ unsigned nat_uplink_for(uint64_t id, const bool *up, unsigned n)
 	return 0;
 }
 
+/* The reassembler of inbound fragments (struct nat_view_fragments). */
+static void reassembler(const struct store_state *st, uint64_t self, struct nat_view_fragments *ret)
+{
+	uint64_t best = 0;
+	uint8_t mac[6];
+	for (size_t i = 0; st && i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
+		if ((best == 0 || b->owner < best) && nat_member_mac(st, b->owner, mac)) {
+			best = b->owner;
+			ret->known = true;
+			ret->self = best == self;
+			memcpy(ret->mac, mac, 6);
+		}
+	}
+}
+
 void nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
                   const uint8_t own_mac[6], unsigned uplink, struct nat_view *ret)
 {
@@ -130,6 +146,7 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 			d->others[d->n_others++] = x;
 		}
 	}
+	reassembler(st, self, &d->fragments);
 	for (size_t i = 0; st && i < store_count(st, NAT_MAPPINGS); i++) {
 		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		struct nat_view_mapping x = {

@@ -167,6 +167,18 @@ struct nat_view_mapping {
 	uint8_t mac[6];      /* the owner's AEE (others' mappings) */
 };
 
+/* Where inbound IP fragments for the public addresses are put together
+ * (docs/nat.md, "Fragments"): later fragments carry no port, so no switch
+ * flow can place them. Every AEE passes every fragment to one AEE, the
+ * reassembler: the admitted, located member with the lowest id among those
+ * that hold a block, which every replica computes alike. It reassembles,
+ * and sends what is another host's on to that host, fragmented again. */
+struct nat_view_fragments {
+	bool known;     /* a reassembler exists */
+	bool self;      /* this host is it */
+	uint8_t mac[6]; /* its AEE */
+};
+
 struct nat_view {
 	bool enabled;
 	enum nat_filtering filtering;
@@ -180,6 +192,7 @@ struct nat_view {
 	struct nat_view_block own[NAT_VIEW_BLOCKS_MAX], others[NAT_VIEW_BLOCKS_MAX];
 	unsigned n_own_maps, n_other_maps;
 	struct nat_view_mapping own_maps[NAT_VIEW_MAPPINGS_MAX], other_maps[NAT_VIEW_MAPPINGS_MAX];
+	struct nat_view_fragments fragments;
 };
 
 /* What the AEE of member @self translates and forwards. @own_mac is its

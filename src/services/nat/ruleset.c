@@ -289,6 +289,116 @@ static int steer(struct dp_fragment *out, const struct dp_config *cfg, const str
 	return r;
 }
 
+/* Inbound fragments (struct nat_view_fragments, docs/nat.md "Fragments").
+ * On every AEE but the reassembler, first on the uplink's ingress: any
+ * fragment for a public address (an offset, or more to come) goes to the
+ * reassembler, but what the reassembler sent. On the reassembler, once the
+ * kernel has put a datagram together (prerouting at raw priority, after
+ * the defragmentation at -400): one for another host's port or echo id is
+ * marked with that host's entry (FRAG_MARK + its index), not tracked (so
+ * not translated here) and forwarded out of the uplink again; the kernel
+ * fragments it as it leaves, each fragment keeps the mark, and the
+ * uplink's egress gives it the owner's MAC by the mark. Its own datagrams
+ * go on to conntrack, as any packet does. */
+#define FRAG_MARK      0xe77e0000u
+#define FRAG_MARK_MASK 0xffff0000u
+
+static void mark_map(FILE *f, const struct nat_view *nat)
+{
+	fputs("{ ", f);
+	for (unsigned i = 0; i < nat->n_others; i++) {
+		const struct nat_view_block *b = &nat->others[i];
+		fprintf(f, "%s%u-%u : 0x%08x", i ? ", " : "", b->start, b->start + b->size - 1,
+		        FRAG_MARK + i + 1);
+	}
+	fputs(" }", f);
+}
+
+/* The reassembler's part, for others' blocks and mappings. */
+static int reassemble(struct dp_fragment *out, const struct dp_config *cfg,
+                      const struct nat_view *nat)
+{
+	struct dp_chain *c, *eg;
+	int r = dp_fragment_chain(out, "nat_frag", NULL, "prerouting", "raw", "accept", &c);
+	if (r == 0)
+		r = dp_fragment_netdev_egress_chain(out, "nat_frag_out", cfg->uplink_if, "accept",
+		                                    &eg);
+	for (int kind = 0; r == 0 && nat->n_others && kind < 2; kind++) {
+		struct text t;
+		if ((r = text_open(&t)) < 0)
+			return r;
+		fputs("ip daddr ", t.f);
+		publics_set(t.f, nat);
+		fputs(kind == 0 ? " meta l4proto { tcp, udp } meta mark set th dport map "
+		                : " icmp type echo-reply meta mark set icmp id map ",
+		      t.f);
+		mark_map(t.f, nat);
+		fputs(" notrack", t.f);
+		r = text_add(&t, out, c, 0);
+	}
+	for (unsigned i = 0; r == 0 && i < nat->n_other_maps; i++) {
+		const struct nat_view_mapping *x = &nat->other_maps[i];
+		struct text t;
+		if ((r = text_open(&t)) < 0)
+			return r;
+		fputs("ip daddr ", t.f);
+		publics_set(t.f, nat);
+		fprintf(t.f, " %s dport %u meta mark set 0x%08x notrack",
+		        x->proto == 6 ? "tcp" : "udp", x->public_port,
+		        FRAG_MARK + NAT_VIEW_BLOCKS_MAX + i + 1);
+		r = text_add(&t, out, c, 0);
+	}
+	if (r == 0)
+		r = dp_fragment_rule(
+		    out, DP_FORWARD_IN,
+		    "iifname \"%s\" oifname \"%s\" meta mark & 0x%08x == 0x%08x accept",
+		    cfg->uplink_if, cfg->uplink_if, FRAG_MARK_MASK, FRAG_MARK);
+	struct text t;
+	if (r < 0 || (r = text_open(&t)) < 0)
+		return r;
+	fprintf(t.f, "meta mark & 0x%08x == 0x%08x ether daddr set meta mark map { ",
+	        FRAG_MARK_MASK, FRAG_MARK);
+	char m[MAC_STR_MAX];
+	for (unsigned i = 0; i < nat->n_others; i++)
+		fprintf(t.f, "%s0x%08x : %s", i ? ", " : "", FRAG_MARK + i + 1,
+		        mac_format(nat->others[i].mac, m));
+	for (unsigned i = 0; i < nat->n_other_maps; i++)
+		fprintf(t.f, "%s0x%08x : %s", i || nat->n_others ? ", " : "",
+		        FRAG_MARK + NAT_VIEW_BLOCKS_MAX + i + 1,
+		        mac_format(nat->other_maps[i].mac, m));
+	fputs(" }", t.f);
+	return text_add(&t, out, eg, 0);
+}
+
+static int fragments(struct dp_fragment *out, const struct dp_config *cfg,
+                     const struct nat_view *nat)
+{
+	const struct nat_view_fragments *fr = &nat->fragments;
+	if (!fr->known)
+		return 0;
+	if (fr->self && nat->n_others + nat->n_other_maps == 0)
+		return 0;
+	char to[MAC_STR_MAX], own[MAC_STR_MAX];
+	mac_format(fr->mac, to);
+	mac_format(nat->own_mac, own);
+	struct text t;
+	int r = text_open(&t);
+	if (r < 0)
+		return r;
+	fputs("ip daddr ", t.f);
+	publics_set(t.f, nat);
+	if (fr->self) /* to the stack, whole: not steered by a first fragment's port */
+		fputs(" ip frag-off & 0x3fff != 0 accept", t.f);
+	else
+		fprintf(
+		    t.f,
+		    " ip frag-off & 0x3fff != 0 ether saddr != %s ether daddr set %s ether saddr "
+		    "set %s fwd to \"%s\"",
+		    to, to, own, cfg->uplink_if);
+	r = text_add(&t, out, NULL, DP_INGRESS);
+	return r == 0 && fr->self ? reassemble(out, cfg, nat) : r;
+}
+
 /* NAT's way out (a default route to the ISP gateway, whose neighbour entry
  * is the switch's stand-in MAC: the switch puts the real gateway's address
  * on at the uplink, so no AEE ever ARPs outside) and its conntrack UDP
@@ -324,6 +434,8 @@ int nat_ruleset_build(const struct dp_config *cfg, const struct nat_view *nat,
 		r = filtering_sent(out, cfg, nat);
 	if (r == 0)
 		r = mappings(out, cfg, nat);
+	if (r == 0)
+		r = fragments(out, cfg, nat); /* before steer(): fragments first */
 	if (r == 0)
 		r = steer(out, cfg, nat);
 	return r;
