@@ -294,7 +294,10 @@ static int steer(struct dp_fragment *out, const struct dp_config *cfg, const str
  * fragment for a public address (an offset, or more to come) goes to the
  * reassembler, but what the reassembler sent. On the reassembler, once the
  * kernel has put a datagram together (prerouting at raw priority, after
- * the defragmentation at -400): one for another host's port or echo id is
+ * the defragmentation at -400): one from the uplink (only a reassembled
+ * one gets that far: ingress steers the others; the guest's own, to a
+ * public address, are hairpinned and translated as usual) for another
+ * host's port or echo id is
  * marked with that host's entry (FRAG_MARK + its index), not tracked (so
  * not translated here) and forwarded out of the uplink again; the kernel
  * fragments it as it leaves, each fragment keeps the mark, and the
@@ -327,7 +330,7 @@ static int reassemble(struct dp_fragment *out, const struct dp_config *cfg,
 		struct text t;
 		if ((r = text_open(&t)) < 0)
 			return r;
-		fputs("ip daddr ", t.f);
+		fprintf(t.f, "iifname \"%s\" ip daddr ", cfg->uplink_if);
 		publics_set(t.f, nat);
 		fputs(kind == 0 ? " meta l4proto { tcp, udp } meta mark set th dport map "
 		                : " icmp type echo-reply meta mark set icmp id map ",
@@ -341,7 +344,7 @@ static int reassemble(struct dp_fragment *out, const struct dp_config *cfg,
 		struct text t;
 		if ((r = text_open(&t)) < 0)
 			return r;
-		fputs("ip daddr ", t.f);
+		fprintf(t.f, "iifname \"%s\" ip daddr ", cfg->uplink_if);
 		publics_set(t.f, nat);
 		fprintf(t.f, " %s dport %u meta mark set 0x%08x notrack",
 		        x->proto == 6 ? "tcp" : "udp", x->public_port,
