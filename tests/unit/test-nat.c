@@ -155,6 +155,37 @@ static void test_blocks(void **state)
 	store_state_free(st);
 }
 
+/* Claiming under a burst: several free blocks at once, and as many as the
+ * use and its growth call for. */
+static void test_blocks_wanted(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	o.block_size = 256;
+	assert_int_equal(store_state_new(&st), 0);
+	assert_true(block(st, 1024, 256, 1).applied);
+	assert_true(block(st, 1536, 256, 2).applied);
+	uint16_t starts[4];
+	assert_int_equal(nat_blocks_pick(st, &o, starts, 4), 4);
+	assert_int_equal(starts[0], 1280); /* the gap first, then upwards */
+	assert_int_equal(starts[1], 1792);
+	assert_int_equal(starts[3], 2304);
+	/* None held: one. */
+	assert_int_equal(nat_blocks_wanted(0, 256, 0, 0), 1);
+	/* Under 3/4 of one block: none; at 3/4: one more, as before. */
+	assert_int_equal(nat_blocks_wanted(1, 256, 191, 0), 0);
+	assert_int_equal(nat_blocks_wanted(1, 256, 192, 0), 1);
+	/* A burst: 250 in use and 500 more expected before new blocks are
+	 * applied want room for 750, under 3/4 of 4 blocks (768). */
+	assert_int_equal(nat_blocks_wanted(1, 256, 250, 500), 3);
+	assert_int_equal(nat_blocks_wanted(4, 256, 250, 500), 0);
+	/* The last blocks of the port range. */
+	o.first_port = 65536 - 512;
+	assert_int_equal(nat_blocks_pick(st, &o, starts, 4), 2);
+	store_state_free(st);
+}
+
 static void test_uplink_choice(void **state)
 {
 	(void)state;
@@ -745,12 +776,12 @@ int main(void)
 {
 	register_all_tables();
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_blocks),        cmocka_unit_test(test_uplink_choice),
-	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),
-	    cmocka_unit_test(test_arp),           cmocka_unit_test(test_mapping_port),
-	    cmocka_unit_test(test_mapping_race),  cmocka_unit_test(test_natpmp),
-	    cmocka_unit_test(test_pcp),           cmocka_unit_test(test_pcp_first_checks),
-	    cmocka_unit_test(test_guest_ports),
+	    cmocka_unit_test(test_blocks),           cmocka_unit_test(test_blocks_wanted),
+	    cmocka_unit_test(test_uplink_choice),    cmocka_unit_test(test_datapath_view),
+	    cmocka_unit_test(test_switch_flows),     cmocka_unit_test(test_arp),
+	    cmocka_unit_test(test_mapping_port),     cmocka_unit_test(test_mapping_race),
+	    cmocka_unit_test(test_natpmp),           cmocka_unit_test(test_pcp),
+	    cmocka_unit_test(test_pcp_first_checks), cmocka_unit_test(test_guest_ports),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,6 +60,41 @@ int nat_block_pick(const struct store_state *st, const struct nat_options *o, ui
 	return -ENOSPC;
 }
 
+static bool block_taken(const struct store_state *st, uint32_t start, uint32_t size,
+                        const uint16_t *also, size_t n_also)
+{
+	for (size_t i = 0; i < n_also; i++)
+		if (also[i] == start)
+			return true;
+	for (size_t i = 0; i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
+		if (b->start < start + size && start < (uint32_t)b->start + b->size)
+			return true;
+	}
+	return false;
+}
+
+size_t nat_blocks_pick(const struct store_state *st, const struct nat_options *o,
+                       uint16_t *ret_starts, size_t want)
+{
+	uint32_t size = o->block_size;
+	size_t k = 0;
+	for (uint32_t start = (o->first_port + size - 1) / size * size;
+	     k < want && start + size <= 65536; start += size)
+		if (!block_taken(st, start, size, ret_starts, k))
+			ret_starts[k++] = (uint16_t)start;
+	return k;
+}
+
+size_t nat_blocks_wanted(size_t held, unsigned block_size, unsigned long in_use,
+                         unsigned long ahead)
+{
+	unsigned long want = in_use + ahead;
+	/* The fewest blocks whose 3/4 is more than want. */
+	size_t need = (size_t)(want * 4 / (3ul * block_size)) + 1;
+	return need > held ? need - held : 0;
+}
+
 size_t nat_blocks_of(const struct store_state *st, uint64_t owner)
 {
 	size_t k = 0;

@@ -104,6 +104,17 @@ extern const uint8_t nat_gateway_mac[6];
 /* The lowest free aligned block of @o->block_size ports at or above
  * @o->first_port: 0 and its start in *ret_start, or -ENOSPC. */
 int nat_block_pick(const struct store_state *st, const struct nat_options *o, uint16_t *ret_start);
+/* Up to @want distinct free blocks, lowest first, into @ret_starts; returns
+ * how many (0: none is free). */
+size_t nat_blocks_pick(const struct store_state *st, const struct nat_options *o,
+                       uint16_t *ret_starts, size_t want);
+/* How many more blocks a host holding @held blocks of @block_size ports
+ * should claim when @in_use of them are used and @ahead more are expected
+ * before new blocks can be applied (the use's growth rate times that
+ * time): enough that @in_use + @ahead stays under 3/4 of its ports; at
+ * least one when it holds none. */
+size_t nat_blocks_wanted(size_t held, unsigned block_size, unsigned long in_use,
+                         unsigned long ahead);
 /* How many blocks member @owner holds. */
 size_t nat_blocks_of(const struct store_state *st, uint64_t owner);
 /* The member that holds public port @port, or 0. */
