@@ -14,8 +14,9 @@
 #include "store/store.h"
 #include "trust/tables.h"
 
-#define CLAIM_MAX      16  /* blocks one claim asks for at most */
-#define CLAIM_AHEAD_MS 250 /* room for this long of the use's growth */
+#define CLAIM_MAX         16  /* blocks one claim asks for at most */
+#define CLAIM_AHEAD_MS    250 /* room for this long of the use's growth */
+#define CLAIM_RATE_MIN_MS 50  /* the shortest interval a growth rate is taken over */
 
 /* ---- this host's blocks ---- */
 
@@ -77,10 +78,14 @@ void nat_claim_check(struct nat *n)
 		return;
 	}
 	/* What the use will have grown by when new blocks are applied, at the
-	 * rate it grew since the last count. */
+	 * rate it grew since the last count, once it has grown at two counts
+	 * in a row (a burst under way, not one step up). */
 	unsigned long ahead = 0;
-	if (before >= 0 && n->in_use > before && since > 0)
-		ahead = (unsigned long)(n->in_use - before) * CLAIM_AHEAD_MS / since;
+	bool grows = before >= 0 && n->in_use > before;
+	if (grows && n->growing)
+		ahead = (unsigned long)(n->in_use - before) * CLAIM_AHEAD_MS /
+		        (since > CLAIM_RATE_MIN_MS ? since : CLAIM_RATE_MIN_MS);
+	n->growing = grows;
 	size_t want = nat_blocks_wanted(held, n->o.block_size, (unsigned long)n->in_use, ahead);
 	if (want)
 		claim_blocks(n, want);

@@ -59,6 +59,7 @@ struct nat {
 	long in_use;           /* translated flows in this host's blocks; -1 unknown */
 	unsigned long watched; /* the conntrack table's size at the watch's last count */
 	uint64_t counted_ms;   /* uv_now() of the last count of in_use */
+	bool growing;          /* in_use grew at the last count */
 	struct store_subscription *subs[NAT_TABLES_WATCH];
 	/* What the master learnt of the gateways. */
 	uint8_t gw_mac[NAT_PUBLIC_MAX][6];
