@@ -39,11 +39,12 @@ args_of() {
 	trust) echo "--runs 1 -n 20" ;;
 	admission) echo "--runs 1" ;;
 	nat) echo "--runs 1 --seconds 1 --cpu-seconds 1 --rate 5 --per-host-kpps 1" ;;
+	nat-burst) echo "--runs 1 --connections 500" ;;
 	*) return 1 ;;
 	esac
 }
 
-names=${*:-guest-to-guest store switch trust admission nat}
+names=${*:-guest-to-guest store switch trust admission nat nat-burst}
 failed=""
 start=$(date +%s)
 for name in $names; do

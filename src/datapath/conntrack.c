@@ -176,3 +176,16 @@ int dp_conntrack_count(dp_ct_match_fn match, void *userdata, unsigned long *ret_
 	*ret_count = c.n;
 	return 0;
 }
+
+int dp_conntrack_total(unsigned long *ret_count)
+{
+	FILE *f = fopen("/proc/sys/net/netfilter/nf_conntrack_count", "re");
+	if (!f)
+		return -errno;
+	unsigned long n;
+	int r = fscanf(f, "%lu", &n) == 1 ? 0 : -EIO;
+	fclose(f);
+	if (r == 0)
+		*ret_count = n;
+	return r;
+}

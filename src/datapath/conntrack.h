@@ -30,6 +30,11 @@ typedef bool (*dp_ct_match_fn)(void *userdata, const struct dp_ct_entry *e);
  * negative errno (-EPROTONOSUPPORT when the kernel has no ctnetlink). */
 int dp_conntrack_count(dp_ct_match_fn match, void *userdata, unsigned long *ret_count);
 
+/* How many entries the table holds, every family and protocol (the
+ * namespace's nf_conntrack_count): a cheap upper bound of any count above,
+ * to read often. Returns 0 or a negative errno. */
+int dp_conntrack_total(unsigned long *ret_count);
+
 /* Parses one IPCTNL_MSG_CT_NEW message of @len bytes (header included), as
  * a dump returns them, into *@ret. Returns 0, -EBADMSG when it is cut or
  * malformed, or -ENOENT when it is not an IPv4 entry with both tuples. */

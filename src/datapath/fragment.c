@@ -93,8 +93,8 @@ int dp_fragment_chain(struct dp_fragment *f, const char *name, const char *type,
 	return 0;
 }
 
-int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char *device,
-                             const char *policy, struct dp_chain **ret_chain)
+static int netdev_chain(struct dp_fragment *f, const char *name, const char *device,
+                        const char *hook, const char *policy, struct dp_chain **ret_chain)
 {
 	if (strlen(device) >= IF_NAMESIZE)
 		return keep(f, -EINVAL);
@@ -102,11 +102,23 @@ int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char
 	int r = add_chain(f, name, &c);
 	if (r < 0)
 		return r;
-	c->hook = "ingress";
+	c->hook = hook;
 	c->policy = policy;
 	snprintf(c->device, sizeof(c->device), "%s", device);
 	*ret_chain = c;
 	return 0;
+}
+
+int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char *device,
+                             const char *policy, struct dp_chain **ret_chain)
+{
+	return netdev_chain(f, name, device, "ingress", policy, ret_chain);
+}
+
+int dp_fragment_netdev_egress_chain(struct dp_fragment *f, const char *name, const char *device,
+                                    const char *policy, struct dp_chain **ret_chain)
+{
+	return netdev_chain(f, name, device, "egress", policy, ret_chain);
 }
 
 int dp_fragment_chain_rule(struct dp_fragment *f, struct dp_chain *c, const char *fmt, ...)
@@ -125,6 +137,21 @@ int dp_fragment_counter(struct dp_fragment *f, const char *name)
 	if (strlen(name) >= DP_NAME_MAX)
 		return keep(f, -EINVAL);
 	snprintf(f->counters[f->n_counters++], DP_NAME_MAX, "%s", name);
+	return 0;
+}
+
+int dp_fragment_set(struct dp_fragment *f, const char *kind, const char *name, const char *spec)
+{
+	if (f->n_sets >= DP_FRAGMENT_SETS)
+		return keep(f, -ENOSPC);
+	struct dp_set *s = &f->sets[f->n_sets];
+	if ((strcmp(kind, "set") != 0 && strcmp(kind, "map") != 0) ||
+	    strlen(name) >= sizeof(s->name) || strlen(spec) >= sizeof(s->spec))
+		return keep(f, -EINVAL);
+	s->kind = strcmp(kind, "set") == 0 ? "set" : "map";
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->spec, sizeof(s->spec), "%s", spec);
+	f->n_sets++;
 	return 0;
 }
 

@@ -10,6 +10,7 @@
  * - chains of its own, in the `inet ettm` table (any type, hook, priority
  *   and policy) or in the `netdev ettm` table (ingress on a device);
  * - named counters of its own;
+ * - sets and maps of its own, which its rules fill from the packet path;
  * - link operations: a default route through a gateway, routed veth links,
  *   sysctls set after the table is applied;
  * - hold: "not ready yet", which keeps the kernel's table as it is while it
@@ -30,6 +31,8 @@
 #define DP_FRAGMENT_COUNTERS 8
 #define DP_FRAGMENT_LINKS    2
 #define DP_FRAGMENT_SYSCTLS  8
+#define DP_FRAGMENT_SETS     4
+#define DP_SET_SPEC_MAX      160
 #define DP_LINK_HOSTS_MAX    64
 
 /* Where a fragment's rules go in the datapath's own base chains, in the
@@ -58,7 +61,8 @@ struct dp_rules {
 /* A chain of a fragment's own. @type, @hook, @priority and @policy are
  * static strings: "filter" (NULL) or "nat"; "forward", "postrouting"...
  * (NULL: a regular chain); "filter" (NULL), "srcnat", "dstnat"; "accept" or
- * "drop". A netdev chain has @device set and hooks ingress on it. */
+ * "drop". A netdev chain has @device set and hooks ingress (or egress) on
+ * it. */
 struct dp_chain {
 	char name[DP_NAME_MAX];
 	const char *type;
@@ -107,6 +111,18 @@ struct dp_sysctl {
 	char value[16];
 };
 
+/* A set or map of a fragment's own in the inet table. @kind is "set" or
+ * "map" (static); @spec its declaration's body in nft's language, e.g.
+ * "type inet_service : inet_service; flags dynamic,timeout; timeout 300s;".
+ * Rules fill it from the packet path (`update @NAME { ... }`). Its
+ * elements outlive each new table that declares it alike: a transaction
+ * flushes chains, not sets (dp_ruleset_transaction()). */
+struct dp_set {
+	char name[DP_NAME_MAX];
+	const char *kind;
+	char spec[DP_SET_SPEC_MAX];
+};
+
 struct dp_fragment {
 	bool hold;  /* not ready: keep the running table as it is, if there */
 	int status; /* the first failure of a dp_fragment_*() call, or 0 */
@@ -121,6 +137,8 @@ struct dp_fragment {
 	struct dp_gateway gateway;
 	size_t n_sysctls;
 	struct dp_sysctl sysctls[DP_FRAGMENT_SYSCTLS];
+	size_t n_sets;
+	struct dp_set sets[DP_FRAGMENT_SETS];
 };
 
 /* Each of these returns 0 or a negative errno (-ENOSPC: too many; -ENOMEM;
@@ -145,12 +163,21 @@ int dp_fragment_chain(struct dp_fragment *f, const char *name, const char *type,
 int dp_fragment_netdev_chain(struct dp_fragment *f, const char *name, const char *device,
                              const char *policy, struct dp_chain **ret_chain);
 
+/* The same, hooked at egress on @device: frames as they leave it, after
+ * the IP stack (fragmented already). */
+int dp_fragment_netdev_egress_chain(struct dp_fragment *f, const char *name, const char *device,
+                                    const char *policy, struct dp_chain **ret_chain);
+
 /* Appends a rule to @c, a chain of @f. */
 int dp_fragment_chain_rule(struct dp_fragment *f, struct dp_chain *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Adds a named counter. */
 int dp_fragment_counter(struct dp_fragment *f, const char *name);
+
+/* Adds a set (@kind "set") or map ("map") named @name, declared by @spec
+ * (struct dp_set); -EINVAL for another kind or a name or spec too long. */
+int dp_fragment_set(struct dp_fragment *f, const char *kind, const char *name, const char *spec);
 
 /* Adds a link (copied). */
 int dp_fragment_link(struct dp_fragment *f, const struct dp_link *link);

@@ -136,6 +136,22 @@ static void counters(struct compose *c)
 		}
 }
 
+static void sets(struct compose *c)
+{
+	struct dp_ruleset *rs = c->rs;
+	for (size_t i = 0; i < c->n; i++)
+		for (size_t j = 0; c->frags[i] && j < c->frags[i]->n_sets; j++) {
+			const struct dp_set *s = &c->frags[i]->sets[j];
+			if (dp_ruleset_has(rs, "set", s->name) ||
+			    dp_ruleset_has(rs, "map", s->name))
+				fail(c, -EEXIST);
+			else if (rs->n_sets >= DP_MAX_OBJECTS)
+				fail(c, -ENOSPC);
+			else
+				rs->sets[rs->n_sets++] = *s;
+		}
+}
+
 /* Forwarding: only the guest's own address leaves the guest link, and only
  * packets for it enter; everything else forwarded is dropped. The table
  * stays when ettmd stops, so the host keeps working with the last rules
@@ -192,6 +208,7 @@ int dp_ruleset_compose(const struct dp_config *cfg, const struct dp_fragment *co
 		if (frags[i])
 			fail(&c, frags[i]->status);
 	counters(&c);
+	sets(&c);
 	base_chains(&c);
 	own_chains(&c);
 	if (c.status < 0) {
@@ -219,9 +236,8 @@ static void render_chain(const struct dp_chain *c, FILE *out)
 {
 	fprintf(out, "\tchain %s {\n", c->name);
 	if (c->device[0])
-		fprintf(out,
-		        "\t\ttype filter hook ingress device \"%s\" priority filter; policy %s;\n",
-		        c->device, c->policy);
+		fprintf(out, "\t\ttype filter hook %s device \"%s\" priority filter; policy %s;\n",
+		        c->hook ? c->hook : "ingress", c->device, c->policy);
 	else if (c->hook)
 		fprintf(out, "\t\ttype %s hook %s priority %s; policy %s;\n",
 		        c->type ? c->type : "filter", c->hook, c->priority ? c->priority : "filter",
@@ -236,6 +252,9 @@ void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out)
 	fprintf(out, "table %s %s {\n", DP_TABLE_FAMILY, DP_TABLE_NAME);
 	for (size_t i = 0; i < rs->n_counters; i++)
 		fprintf(out, "\tcounter %s {\n\t}\n", rs->counters[i]);
+	for (size_t i = 0; i < rs->n_sets; i++)
+		fprintf(out, "\t%s %s {\n\t\t%s\n\t}\n", rs->sets[i].kind, rs->sets[i].name,
+		        rs->sets[i].spec);
 	for (size_t i = 0; i < rs->n_chains; i++)
 		render_chain(&rs->chains[i], out);
 	fprintf(out, "}\n");
@@ -277,12 +296,17 @@ bool dp_ruleset_has(const struct dp_ruleset *rs, const char *kind, const char *n
 		for (size_t i = 0; i < rs->n_chains; i++)
 			if (strcmp(rs->chains[i].name, name) == 0)
 				return true;
+	} else if (strcmp(kind, "set") == 0 || strcmp(kind, "map") == 0) {
+		for (size_t i = 0; i < rs->n_sets; i++)
+			if (strcmp(rs->sets[i].kind, kind) == 0 &&
+			    strcmp(rs->sets[i].name, name) == 0)
+				return true;
 	}
 	return false;
 }
 
 /* Object kinds of a listed table that ETTM's rulesets use. */
-static const char *const listed_kinds[] = {"chain", "counter"};
+static const char *const listed_kinds[] = {"chain", "counter", "set", "map"};
 
 int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json, char **ret_text)
 {
@@ -309,8 +333,10 @@ int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json
 	/* The netdev table holds no state: replaced whole. */
 	fprintf(f, "add table netdev %s\ndelete table netdev %s\n", DP_TABLE_NAME, DP_TABLE_NAME);
 
-	/* Chains first: a counter is referenced by rules, which the flush above
-	 * already removed, so deleting it afterwards is always allowed. */
+	/* Chains first: a counter, set or map is referenced by rules, which the
+	 * flush above already removed, so deleting it afterwards is always
+	 * allowed. A set or map kept is declared again alike, with its
+	 * elements (a flush empties chains, not sets). */
 	for (size_t k = 0; k < sizeof(listed_kinds) / sizeof(listed_kinds[0]); k++) {
 		size_t i;
 		json_t *item;

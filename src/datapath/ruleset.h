@@ -1,7 +1,8 @@
 /* The desired nftables tables, composed from the datapath's own base chains
  * and its sources' fragments (fragment.h).
  *
- * A ruleset is a small model (named counters and chains with their rules) so
+ * A ruleset is a small model (named counters, sets and maps, and chains with
+ * their rules) so
  * that applying it can tell which objects of the running table are stale, and
  * rendering it to nft's language is a pure function with golden tests. */
 #pragma once
@@ -17,6 +18,9 @@
 struct dp_ruleset {
 	size_t n_counters;
 	char counters[DP_MAX_OBJECTS][DP_NAME_MAX];
+	/* The fragments' sets and maps, in the `inet ettm` table. */
+	size_t n_sets;
+	struct dp_set sets[DP_MAX_OBJECTS];
 	/* The `inet ettm` table: forward and input first, then the
 	 * fragments' own chains. */
 	size_t n_chains;
@@ -45,15 +49,16 @@ void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out);
 /* Renders @rs into a newly allocated string; returns 0 or -ENOMEM. */
 int dp_ruleset_render_string(const struct dp_ruleset *rs, char **ret_text);
 
-/* True when @rs has a counter (@kind "counter") or inet chain (@kind
- * "chain") named @name. */
+/* True when @rs has a counter (@kind "counter"), inet chain ("chain"),
+ * set ("set") or map ("map") named @name. */
 bool dp_ruleset_has(const struct dp_ruleset *rs, const char *kind, const char *name);
 
 /* Builds the one nft transaction that turns the running table into @rs:
  * create the table if missing, flush its rules (named counters keep their
- * values), delete the chains and counters @rs no longer has, and declare
- * @rs. @current_json is `nft -j list table inet ettm` of the running table, or
- * NULL when there is none. Pure: the kernel applies the result atomically, so
- * no packet ever sees a half-built table. Returns 0, -EINVAL when
+ * values, sets and maps their elements), delete the chains, counters, sets
+ * and maps @rs no longer has, and declare @rs. A set or map @rs keeps must
+ * keep its declaration: the kernel refuses another for an existing name. @current_json is `nft -j
+ * list table inet ettm` of the running table, or NULL when there is none. Pure: the kernel applies
+ * the result atomically, so no packet ever sees a half-built table. Returns 0, -EINVAL when
  * @current_json does not parse, or -ENOMEM. */
 int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json, char **ret_text);

@@ -408,6 +408,16 @@ bad:
 	return -EINVAL;
 }
 
+static int parse_filtering(const char *value, void *field, char *expected, size_t size)
+{
+	if (nat_filtering_parse(value, field) == 0)
+		return 0;
+	snprintf(expected, size,
+	         "expected endpoint-independent, address-dependent or "
+	         "address-and-port-dependent");
+	return -EINVAL;
+}
+
 static int parse_tcti(const char *value, void *field, char *expected, size_t size)
 {
 	return parse_string(value, field, ATTEST_TCTI_MAX, "a TCTI (e.g. swtpm:path=SOCK)",
@@ -459,6 +469,7 @@ static const struct key keys[] = {
     {"nat", "first-port", parse_first_port, FIELD(nat.first_port), false, false},
     {"nat", "reclaim-after-ms", parse_ms_or_zero, FIELD(nat.reclaim_after_ms), false, false},
     {"nat", "expose", parse_expose, FIELD(nat), false, false},
+    {"nat", "filtering", parse_filtering, FIELD(nat.filtering), false, false},
     {"trust", "tcti", parse_tcti, FIELD(trust.tcti), false, true},
     {"trust", "ca", parse_path, FIELD(trust.ca), false, false},
     {"trust", "pcr", parse_pcr, FIELD(trust.pcr), false, false},

@@ -267,12 +267,15 @@ def test_a_host_short_of_ports_gets_another_block_and_a_leaver_returns_them(make
                    what="h3's block given back")
 
 
-def natpmpc(lab, host, *args):
-    out = lab.exec(host, "natpmpc", "-g", f"10.77.0.{host[1:]}", *args).stdout
+def mapped_line(out):
     m = re.search(r"Mapped public port (\d+) protocol (\w+) to local port (\d+) liftime (\d+)",
                   out)
     assert m, out
     return int(m[1]), int(m[4])
+
+
+def natpmpc(lab, host, *args):
+    return mapped_line(lab.exec(host, "natpmpc", "-g", f"10.77.0.{host[1:]}", *args).stdout)
 
 
 def test_natpmpc_maps_a_port_the_isp_reaches_until_deleted(make_lab, tmp_path):
@@ -300,6 +303,45 @@ def test_natpmpc_maps_a_port_the_isp_reaches_until_deleted(make_lab, tmp_path):
         assert all(x["owner"] != "h2" for x in nat(lab)["mappings"])
     finally:
         srv.stop()
+
+
+# Runs a command at wall-clock time argv[1], so that two namespaces' clients
+# send within a millisecond of each other.
+AT = "import os, sys, time; time.sleep(max(0, float(sys.argv[1]) - time.time())); " \
+     "os.execvp(sys.argv[2], sys.argv[2:])"
+
+
+def test_two_guests_asking_for_one_port_at_once_both_get_one(make_lab):
+    """Both replicas see the port free and choose it; the store commits one
+    and refuses the other, whose agent chooses again: both guests get a
+    mapping, each told the port the store holds for it."""
+    lab = nat_lab(make_lab)
+    blocks = blocks_of(lab)
+    for port in (9090, 9091, 9092):
+        at = f"{time.time() + 1.5:.3f}"
+        ps = {h: lab.popen(h, PY, "-c", AT, at, "natpmpc", "-g", f"10.77.0.{h[1:]}", "-a",
+                           str(port), "7000", "udp", "600") for h in ("h1", "h2")}
+        got = {}
+        for h, p in ps.items():
+            out, err = p.communicate(timeout=30)
+            got[h] = mapped_line(out + err)
+        assert got["h1"][1] == got["h2"][1] == 600, got
+        ports = {h: got[h][0] for h in got}
+        assert ports["h1"] != ports["h2"], ports
+        # One has the port it asked for, the other a port of its own blocks.
+        winner = "h1" if ports["h1"] == port else "h2"
+        loser = "h2" if winner == "h1" else "h1"
+        assert ports[winner] == port, ports
+        assert in_blocks(ports[loser], blocks[loser]), (ports, blocks)
+        # What each was told is what the store holds.
+        held = {(m["owner"], m["guest_port"]): m["public_port"]
+                for m in nat(lab, "h3")["mappings"] if m["proto"] == "udp"}
+        assert held[("h1", 7000)] == ports["h1"] and held[("h2", 7000)] == ports["h2"], held
+        # Deleted, so that the next round asks for a fresh port again.
+        for h in ("h1", "h2"):
+            lab.exec(h, "natpmpc", "-g", f"10.77.0.{h[1:]}", "-a", "0", "7000", "udp", "0")
+        run_and_expect(lambda: not [m for m in nat(lab, "h3")["mappings"]
+                                    if m["proto"] == "udp"], 10, 0.2, what="mappings deleted")
 
 
 # A PCP client (RFC 6887): MAP requests built byte by byte, the response
@@ -524,3 +566,167 @@ def test_two_uplinks_take_inbound_on_both_and_one_carries_on_when_the_other_is_c
     run_and_expect(lambda: all(lab.ctl_json(h, "nat")["self"]["public"] == PUBLIC
                                for h in hosts), 10, 0.2, what="every host leaving by uplink 1")
     assert fetch_sources(lab, hosts, tmp_path) == [PUBLIC] * 4
+
+
+# RFC 4787 REQ-8 probe, the server half (in the isp namespace): whatever
+# reaches SERVER:3478 is answered three times, from that same address and
+# port ("same"), from the same address and another port ("port"), and from
+# another address and port ("addr").
+FILTER_SERVER = r"""
+import socket, sys
+a, b = sys.argv[1], sys.argv[2]
+def bound(addr, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    return s
+main, other_port, other_addr = bound(a, 3478), bound(a, 3479), bound(b, 3480)
+print("ready", flush=True)
+while True:
+    data, peer = main.recvfrom(100)
+    main.sendto(b"same", peer)
+    other_port.sendto(b"port", peer)
+    other_addr.sendto(b"addr", peer)
+"""
+
+# The guest half: one socket (on the given port, or one the kernel picks)
+# first listens for the given seconds, then sends to the server; prints
+# what came in before it sent and the answers that got through after.
+FILTER_CLIENT = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[2])))
+s.settimeout(0.2)
+print(s.getsockname()[1], flush=True)
+def listen(seconds, probe=None):
+    got, n, end = set(), 0, time.time() + seconds
+    while time.time() < end:
+        if probe and n < 3:
+            s.sendto(b"probe", probe)
+            n += 1
+        try:
+            got.add(s.recv(100).decode())
+        except socket.timeout:
+            pass
+    return sorted(got)
+before = listen(float(sys.argv[3]))
+print(json.dumps({"before": before, "after": listen(2, (sys.argv[1], 3478))}))
+"""
+
+# From the other internet address, to a public port.
+UNSOLICITED = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 3481))
+for _ in range(5):
+    s.sendto(b"unsolicited", (sys.argv[2], int(sys.argv[3])))
+    time.sleep(0.1)
+"""
+
+FILTERINGS = {"h1": "endpoint-independent", "h2": "address-dependent",
+              "h3": "address-and-port-dependent"}
+
+
+def test_each_hosts_filtering_lets_in_what_rfc_4787_says(make_lab):
+    """Three hosts, one filtering mode each (nat.filtering): an internet
+    server answers a guest's UDP probe from the probed address and port,
+    from another port, and from another address."""
+    lab = make_lab(3, "--nat-filtering", ",".join(f"{h}={m}" for h, m in FILTERINGS.items()))
+    run_and_expect(lambda: len(blocks_of(lab)) == 3, 15, 0.2, what="a block for every host")
+    for h, mode in FILTERINGS.items():
+        assert nat(lab, h)["self"]["filtering"] == mode
+    srv = Server(lab, "isp", PY, "-c", FILTER_SERVER, SERVER, SERVER2)
+    try:
+        assert srv.p.stdout.readline().strip() == "ready"
+        want = {"h1": ["addr", "port", "same"], "h2": ["port", "same"], "h3": ["same"]}
+        for h in FILTERINGS:
+            out = lab.exec(h, PY, "-c", FILTER_CLIENT, SERVER, "0", "0").stdout.splitlines()
+            got = json.loads(out[1])["after"]
+            assert got == want[h], (h, FILTERINGS[h], got)
+        # Endpoint-independent filtering opens a mapping, not every port: a
+        # guest socket on a port of its block that has sent nothing gets
+        # nothing from outside; once it has sent, it does.
+        start, end = blocks_of(lab)["h1"][0]
+        port = end - 7
+        p = lab.popen("h1", PY, "-c", FILTER_CLIENT, SERVER, str(port), "2")
+        try:
+            assert p.stdout.readline().strip() == str(port)
+            lab.exec("isp", PY, "-c", UNSOLICITED, SERVER2, PUBLIC, str(port))
+            out, _ = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        r = json.loads(out)
+        assert r["before"] == [] and r["after"] == ["addr", "port", "same"], r
+    finally:
+        srv.stop()
+
+
+FAR_SERVER = "198.51.100.200"  # one router behind the ISP, on a link of MTU 1400
+
+
+def test_icmp_errors_reach_the_owner_so_tracepath_and_path_mtu_work(make_lab):
+    """The ISP's router and the far server answer each guest's probes with
+    ICMP errors addressed to the public address (time exceeded, fragmentation
+    needed, port unreachable); the switch hands them to any live AEE, which
+    passes them on to the flow's owner by the port (or echo id) they quote."""
+    lab = nat_lab(make_lab)
+    for h in ("h1", "h2", "h3"):
+        out = lab.exec(h, "tracepath", "-n", "-m", "5", FAR_SERVER, check=False,
+                       timeout=90).stdout
+        # Hop 2, the ISP's router (time exceeded, and the smaller MTU),
+        # hop 3 the server (port unreachable).
+        assert re.search(r"^ *2: +203\.0\.113\.1 ", out, re.M), (h, out)
+        assert "pmtu 1400" in out and "reached" in out, (h, out)
+        assert re.search(r"Resume: pmtu 1400 hops 3 back 3", out), (h, out)
+        # An echo request too big for the far link, not to be fragmented:
+        # the router's "fragmentation needed" reaches ping.
+        p = lab.exec(h, "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1450", FAR_SERVER,
+                     check=False)
+        assert re.search(r"mtu ?= ?1400", p.stdout + p.stderr), (h, p.stdout, p.stderr)
+
+
+# Answers each datagram with N octets (more than fit in one frame: the
+# server's kernel fragments them).
+BIG_UDP_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5300))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(bytes(range(256)) * (int(data) // 256) + b"x" * (int(data) % 256), peer)
+"""
+
+BIG_UDP_CLIENT = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+got = []
+for size in (1473, 3000, 8000, 20000):
+    for _ in range(3):
+        s.sendto(str(size).encode(), (sys.argv[1], 5300))
+        try:
+            data = s.recv(65536)
+            if len(data) == size:
+                got.append(size)
+                break
+        except socket.timeout:
+            pass
+print(json.dumps(got))
+"""
+
+
+def test_inbound_fragments_reach_their_owner(make_lab):
+    """Replies too big for one frame come back in fragments, of which only
+    the first carries a port (or echo id): every guest gets them whole."""
+    lab = nat_lab(make_lab)
+    srv = Server(lab, "isp", PY, "-c", BIG_UDP_SERVER, SERVER)
+    try:
+        assert srv.p.stdout.readline().strip() == "ready"
+        for h in ("h1", "h2", "h3"):
+            p = lab.exec(h, "ping", "-c", "3", "-W", "2", "-s", "3000", SERVER, check=False)
+            assert " 0% packet loss" in p.stdout, (h, p.stdout)
+            got = json.loads(lab.exec(h, PY, "-c", BIG_UDP_CLIENT, SERVER).stdout)
+            assert got == [1473, 3000, 8000, 20000], (h, got)
+    finally:
+        srv.stop()

@@ -141,6 +141,9 @@ static const struct bad_case bad_cases[] = {
     {"[nat]\nexpose = sctp/80\n",
      "x.conf:2: nat.expose: expected up to 16 comma-separated PROTO/PORT or PROTO/LOW-HIGH (tcp "
      "or udp), got \"sctp/80\""},
+    {"[nat]\nfiltering = full-cone\n",
+     "x.conf:2: nat.filtering: expected endpoint-independent, address-dependent or "
+     "address-and-port-dependent, got \"full-cone\""},
     {"[nat]\nblock-size = 1000\n",
      "x.conf:2: nat.block-size: expected a power of two from 16 to 32768, got \"1000\""},
     {"[nat]\npublic-addresses = 203.0.113\n",
@@ -268,6 +271,14 @@ static void test_nat_section(void **state)
 	assert_false(nat_may_expose(&c.nat, 17, 8080));
 	assert_true(nat_may_expose(&c.nat, 17, 5010));
 	assert_false(nat_may_expose(&c.nat, 17, 5011));
+	assert_int_equal(c.nat.filtering, NAT_FILTER_ADDRESS); /* the default */
+	static const char modes[][200] = {BASE "[nat]\nfiltering = endpoint-independent\n",
+	                                  BASE "[nat]\nfiltering = address-and-port-dependent\n"};
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(config_parse(modes[i], strlen(modes[i]), "n.conf", &c, &error), 0);
+		assert_int_equal(c.nat.filtering,
+		                 i ? NAT_FILTER_ADDRESS_PORT : NAT_FILTER_ENDPOINT);
+	}
 }
 
 static void test_bad_files(void **state)

@@ -160,6 +160,37 @@ static void test_blocks(void **state)
 	store_state_free(st);
 }
 
+/* Claiming under a burst: several free blocks at once, and as many as the
+ * use and its growth call for. */
+static void test_blocks_wanted(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	o.block_size = 256;
+	assert_int_equal(store_state_new(&st), 0);
+	assert_true(block(st, 1024, 256, 1).applied);
+	assert_true(block(st, 1536, 256, 2).applied);
+	uint16_t starts[4];
+	assert_int_equal(nat_blocks_pick(st, &o, starts, 4), 4);
+	assert_int_equal(starts[0], 1280); /* the gap first, then upwards */
+	assert_int_equal(starts[1], 1792);
+	assert_int_equal(starts[3], 2304);
+	/* None held: one. */
+	assert_int_equal(nat_blocks_wanted(0, 256, 0, 0), 1);
+	/* Under 3/4 of one block: none; at 3/4: one more, as before. */
+	assert_int_equal(nat_blocks_wanted(1, 256, 191, 0), 0);
+	assert_int_equal(nat_blocks_wanted(1, 256, 192, 0), 1);
+	/* A burst: 250 in use and 500 more expected before new blocks are
+	 * applied want room for 750, under 3/4 of 4 blocks (768). */
+	assert_int_equal(nat_blocks_wanted(1, 256, 250, 500), 3);
+	assert_int_equal(nat_blocks_wanted(4, 256, 250, 500), 0);
+	/* The last blocks of the port range. */
+	o.first_port = 65536 - 512;
+	assert_int_equal(nat_blocks_pick(st, &o, starts, 4), 2);
+	store_state_free(st);
+}
+
 static void test_uplink_choice(void **state)
 {
 	(void)state;
@@ -216,6 +247,61 @@ static void test_datapath_view(void **state)
 	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 	assert_golden("ruleset-nat.nft", text);
+	free(text);
+	dp_ruleset_free(&rs);
+
+	/* Filtering (nat.filtering): what each mode lets in of new UDP flows
+	 * to a public port a guest flow has sent from. */
+	struct {
+		enum nat_filtering mode;
+		const char *in; /* nat_in's rule, or NULL: none */
+		bool peers;     /* the set of addresses sent to */
+	} modes[] = {
+	    {NAT_FILTER_ENDPOINT,
+	     "iifname \"u0\" ip daddr 203.0.113.10 ct state new udp dport @nat_ports dnat ip to "
+	     "10.77.1.1 : udp dport map @nat_ports\n",
+	     false},
+	    {NAT_FILTER_ADDRESS,
+	     "iifname \"u0\" ip daddr 203.0.113.10 ct state new ip saddr . udp dport @nat_peers "
+	     "dnat "
+	     "ip to 10.77.1.1 : udp dport map @nat_ports\n",
+	     true},
+	    {NAT_FILTER_ADDRESS_PORT, NULL, false},
+	};
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		o.filtering = modes[i].mode;
+		nat_datapath(st, &o, 1, mac, 0, &d);
+		assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
+		assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+		if (modes[i].in)
+			assert_non_null(strstr(text, modes[i].in));
+		else
+			assert_null(strstr(text, "@nat_ports"));
+		assert_true(!modes[i].peers == !strstr(text, "set nat_peers {"));
+		assert_true(!modes[i].in == !strstr(text,
+		                                    "update @nat_ports { ct reply proto-dst : "
+		                                    "ct original proto-src }"));
+		free(text);
+		dp_ruleset_free(&rs);
+	}
+
+	/* Fragments: h1, the lowest id holding a block, puts them together
+	 * (the golden file above); h2 passes every one to h1, but what h1
+	 * sent it. */
+	nat_datapath(st, &o, 2, mac, 0, &d);
+	assert_true(d.fragments.known);
+	assert_false(d.fragments.self);
+	assert_int_equal(d.fragments.mac[5], 1);
+	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	const char *first = strstr(text, "chain ingress {");
+	assert_non_null(first);
+	assert_non_null(
+	    strstr(first, "\t\tip daddr { 203.0.113.10 } ip frag-off & 0x3fff != 0 ether saddr != "
+	                  "02:00:00:00:00:01 ether daddr set 02:00:00:00:00:01 ether saddr set "
+	                  "02:00:00:00:00:01 fwd to \"u0\"\n\t\tip daddr { 203.0.113.10 } meta "
+	                  "l4proto { tcp, udp } ether daddr set th dport map"));
+	assert_null(strstr(text, "nat_frag"));
 	free(text);
 	dp_ruleset_free(&rs);
 
@@ -459,6 +545,78 @@ static void test_mapping_port(void **state)
 	store_state_free(st);
 }
 
+/* The command that puts @owner's mapping of @port to its guest's @guest_port. */
+static struct store_cmd mapping_cmd(uint8_t proto, uint16_t port, uint64_t owner,
+                                    uint16_t guest_port)
+{
+	struct store_cmd cmd = {.table = NAT_MAPPINGS, .op = STORE_PUT, .time_ms = 1};
+	(*STORE_CMD_ROW(&cmd, struct nat_mapping)) = (struct nat_mapping){.proto = proto,
+	                                                                  .public_port = port,
+	                                                                  .owner = owner,
+	                                                                  .guest_port = guest_port,
+	                                                                  .expires_ms = 60000};
+	return cmd;
+}
+
+/* Two guests ask for one free port at once: both replicas choose it, the
+ * log commits h1's first and refuses h2's on every replica; h2's replica
+ * then holds h1's mapping, and choosing again gives a port of h2's own. */
+static void test_mapping_race(void **state)
+{
+	(void)state;
+	struct store_state *st[2];
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(store_state_new(&st[i]), 0);
+		assert_true(block(st[i], 1024, 256, 1).applied);
+		assert_true(block(st[i], 1280, 256, 2).applied);
+	}
+	struct nat_map_ask a1 = {.proto = 6, .guest_port = 8080, .suggested = 8080};
+	struct nat_map_ask a2 = a1;
+	uint16_t p1, p2;
+	assert_int_equal(nat_map_next(st[0], 1, &a1, &p1), 0);
+	assert_int_equal(nat_map_next(st[1], 2, &a2, &p2), 0);
+	assert_int_equal(p1, 8080);
+	assert_int_equal(p2, 8080);
+	struct store_cmd c1 = mapping_cmd(6, p1, 1, 8080), c2 = mapping_cmd(6, p2, 2, 8080);
+	for (int i = 0; i < 2; i++) {
+		assert_true(apply(st[i], &c1).applied);
+		struct store_result r = apply(st[i], &c2);
+		assert_false(r.applied);
+		assert_non_null(strstr(r.reason, "is mapped by member 1"));
+	}
+	/* h2 chooses again on its replica: the alternative, its own port. */
+	a2.refused++;
+	assert_int_equal(nat_map_next(st[1], 2, &a2, &p2), 0);
+	assert_int_equal(p2, 1535);
+	c2 = mapping_cmd(6, p2, 2, 8080);
+	for (int i = 0; i < 2; i++)
+		assert_true(apply(st[i], &c2).applied);
+	/* Both replicas agree: each guest has the port it was told of. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(nat_mapping_of(st[i], 1, 6, 8080)->public_port, 8080);
+		assert_int_equal(nat_mapping_of(st[i], 2, 6, 8080)->public_port, 1535);
+	}
+	/* With PREFER_FAILURE the suggested port or nothing: once it is
+	 * taken, choosing again refuses. */
+	struct nat_map_ask a3 = {
+	    .proto = 17, .guest_port = 53, .suggested = 9000, .prefer_failure = true};
+	assert_int_equal(nat_map_next(st[1], 2, &a3, &p2), 0);
+	assert_int_equal(p2, 9000);
+	struct store_cmd c3 = mapping_cmd(17, 9000, 1, 53);
+	assert_true(apply(st[1], &c3).applied);
+	a3.refused++;
+	assert_int_equal(nat_map_next(st[1], 2, &a3, &p2), -EEXIST);
+	/* A request the store keeps refusing ends. */
+	a2.refused = NAT_MAP_TRIES;
+	assert_int_equal(nat_map_next(st[1], 2, &a2, &p2), -EAGAIN);
+	/* The admin's mapping (no expiry) is not the guest's to change. */
+	assert_true(mapping(st[1], 6, 22, 2, 22).applied);
+	struct nat_map_ask a4 = {.proto = 6, .guest_port = 22, .suggested = 22};
+	assert_int_equal(nat_map_next(st[1], 2, &a4, &p2), -EPERM);
+	for (int i = 0; i < 2; i++)
+		store_state_free(st[i]);
+}
+
 static size_t respond(const struct pmp_request *q, enum pmp_result r, uint16_t ext,
                       uint32_t lifetime, uint8_t *out)
 {
@@ -600,6 +758,73 @@ static void test_pcp(void **state)
 			assert_int_not_equal(pmp_decode(buf, n, &q), PMP_SUCCESS);
 }
 
+/* The first checks in RFC 6887's order for a server (section 8.2): under
+ * two octets dropped; the R bit set dropped, whatever the version; an
+ * unsupported version answered UNSUPP_VERSION from two octets on; a
+ * supported one under 24 octets dropped; then a length over 1100 or not a
+ * multiple of 4, or too short for the opcode, MALFORMED_REQUEST. */
+static void test_pcp_first_checks(void **state)
+{
+	(void)state;
+	struct pmp_request q;
+	uint8_t buf[PMP_MAX_MESSAGE + 8], out[PMP_MAX_MESSAGE];
+	memset(buf, 0, sizeof(buf));
+
+	assert_int_equal(pmp_decode(buf, 0, &q), PMP_DROP);
+	buf[0] = 2;
+	assert_int_equal(pmp_decode(buf, 1, &q), PMP_DROP);
+	buf[0] = 9;
+	assert_int_equal(pmp_decode(buf, 1, &q), PMP_DROP);
+
+	/* The R bit before the version: a response of a version we do not
+	 * speak, or of ours, or of NAT-PMP's, is never answered. */
+	static const uint8_t v3_response[] = {3, 0x81};
+	assert_int_equal(pmp_decode(v3_response, sizeof(v3_response), &q), PMP_DROP);
+	uint8_t v1_response[60] = {1, 0x81};
+	assert_int_equal(pmp_decode(v1_response, sizeof(v1_response), &q), PMP_DROP);
+	size_t len = pcp_map(buf, 6, 80, NULL, 0);
+	buf[1] |= 0x80;
+	assert_int_equal(pmp_decode(buf, len, &q), PMP_DROP);
+	assert_int_equal(pmp_decode(buf, 24, &q), PMP_DROP);
+	assert_int_equal(pmp_decode(buf, 4, &q), PMP_DROP);
+	static const uint8_t natpmp_response[] = {0, 130, 0, 0, 0, 0, 0, 5};
+	assert_int_equal(pmp_decode(natpmp_response, sizeof(natpmp_response), &q), PMP_DROP);
+
+	/* An unsupported version, from two octets on: UNSUPP_VERSION,
+	 * answered as a 24-octet PCP header in version 2. */
+	static const uint8_t v3_two[] = {3, 1};
+	assert_int_equal(pmp_decode(v3_two, sizeof(v3_two), &q), PMP_UNSUPP_VERSION);
+	assert_int_equal(q.version, 3);
+	assert_int_equal(respond(&q, PMP_UNSUPP_VERSION, 0, 0, out), 24);
+	assert_int_equal(out[0], 2);
+	assert_int_equal(out[1], 0x81);
+	assert_int_equal(out[3], PMP_UNSUPP_VERSION);
+	uint8_t v1_map[60] = {1, 1};
+	assert_int_equal(pmp_decode(v1_map, sizeof(v1_map), &q), PMP_UNSUPP_VERSION);
+	static const uint8_t v255_odd[] = {255, 0, 0};
+	assert_int_equal(pmp_decode(v255_odd, sizeof(v255_odd), &q), PMP_UNSUPP_VERSION);
+
+	/* Version 2 under 24 octets: dropped, not answered. */
+	len = pcp_map(buf, 6, 80, NULL, 0);
+	for (size_t n = 2; n < 24; n++)
+		assert_int_equal(pmp_decode(buf, n, &q), PMP_DROP);
+
+	/* From 24 octets on: the length rules, then the opcode's own. */
+	assert_int_equal(pmp_decode(buf, 26, &q), PMP_MALFORMED_REQUEST); /* not 4k */
+	assert_int_equal(pmp_decode(buf, 28, &q), PMP_MALFORMED_REQUEST); /* no nonce */
+	assert_int_equal(pmp_decode(buf, 56, &q), PMP_MALFORMED_REQUEST); /* short MAP */
+	memset(buf + 60, 0, sizeof(buf) - 60);
+	for (size_t k = 60; k + 4 <= PMP_MAX_MESSAGE; k += 4)
+		buf[k] = 200; /* optional options of length 0, up to 1100 octets */
+	assert_int_equal(pmp_decode(buf, PMP_MAX_MESSAGE, &q), PMP_SUCCESS);
+	assert_int_equal(pmp_decode(buf, PMP_MAX_MESSAGE + 4, &q), PMP_MALFORMED_REQUEST);
+	assert_int_equal(respond(&q, PMP_MALFORMED_REQUEST, 0, 0, out), 24);
+	/* An ANNOUNCE is a bare header. */
+	len = pcp_map(buf, 6, 80, NULL, 0);
+	buf[1] = PCP_OP_ANNOUNCE;
+	assert_int_equal(pmp_decode(buf, 24, &q), PMP_SUCCESS);
+}
+
 /* The guest's ephemeral ports: the span of the blocks, the gaps reserved. */
 static void test_guest_ports(void **state)
 {
@@ -636,11 +861,13 @@ int main(void)
 {
 	register_all_tables();
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_blocks),        cmocka_unit_test(test_uplink_choice),
-	    cmocka_unit_test(test_datapath_view), cmocka_unit_test(test_switch_flows),
-	    cmocka_unit_test(test_any_aee_tree),  cmocka_unit_test(test_arp),
-	    cmocka_unit_test(test_mapping_port),  cmocka_unit_test(test_natpmp),
-	    cmocka_unit_test(test_pcp),           cmocka_unit_test(test_guest_ports),
+	    cmocka_unit_test(test_blocks),           cmocka_unit_test(test_blocks_wanted),
+	    cmocka_unit_test(test_uplink_choice),    cmocka_unit_test(test_datapath_view),
+	    cmocka_unit_test(test_switch_flows),     cmocka_unit_test(test_any_aee_tree),
+	    cmocka_unit_test(test_arp),              cmocka_unit_test(test_mapping_port),
+	    cmocka_unit_test(test_mapping_race),     cmocka_unit_test(test_natpmp),
+	    cmocka_unit_test(test_pcp),              cmocka_unit_test(test_pcp_first_checks),
+	    cmocka_unit_test(test_guest_ports),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

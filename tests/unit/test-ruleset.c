@@ -133,7 +133,11 @@ static const char running[] =
     " \"handle\": 4, \"type\": \"filter\", \"hook\": \"forward\", \"prio\": 0,"
     " \"policy\": \"drop\"}},"
     "{\"chain\": {\"family\": \"inet\", \"table\": \"ettm\", \"name\": \"old_chain\","
-    " \"handle\": 5}}]}";
+    " \"handle\": 5}},"
+    "{\"map\": {\"family\": \"inet\", \"table\": \"ettm\", \"name\": \"old_map\","
+    " \"handle\": 6, \"type\": \"inet_service\", \"map\": \"inet_service\"}},"
+    "{\"set\": {\"family\": \"inet\", \"table\": \"ettm\", \"name\": \"kept_set\","
+    " \"handle\": 7, \"type\": \"inet_service\"}}]}";
 
 static void test_transaction_deletes_stale(void **state)
 {
@@ -141,11 +145,22 @@ static void test_transaction_deletes_stale(void **state)
 	struct dp_config cfg = lab_host(1);
 	struct dp_ruleset rs;
 	char *tx;
-	assert_int_equal(compose(&cfg, NULL, NULL, &rs), 0);
+	struct dp_fragment kept = {0};
+	assert_int_equal(dp_fragment_set(&kept, "set", "kept_set",
+	                                 "type inet_service; flags dynamic,timeout; timeout 300s;"),
+	                 0);
+	const struct dp_fragment *frags[] = {&kept};
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 1, &rs), 0);
 	assert_int_equal(dp_ruleset_transaction(&rs, running, &tx), 0);
+	/* The map no fragment declares goes; the set one does stays, with its
+	 * elements (no delete, declared again). */
+	assert_non_null(strstr(tx, "delete map inet ettm old_map\n"));
+	assert_null(strstr(tx, "delete set inet ettm kept_set"));
+	assert_non_null(strstr(tx, "\tset kept_set {\n"));
 	assert_golden("transaction-stale.nft", tx);
 	free(tx);
 	dp_ruleset_free(&rs);
+	dp_fragment_free(&kept);
 }
 
 static void test_transaction_bad_listing(void **state)

@@ -60,6 +60,41 @@ int nat_block_pick(const struct store_state *st, const struct nat_options *o, ui
 	return -ENOSPC;
 }
 
+static bool block_taken(const struct store_state *st, uint32_t start, uint32_t size,
+                        const uint16_t *also, size_t n_also)
+{
+	for (size_t i = 0; i < n_also; i++)
+		if (also[i] == start)
+			return true;
+	for (size_t i = 0; i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
+		if (b->start < start + size && start < (uint32_t)b->start + b->size)
+			return true;
+	}
+	return false;
+}
+
+size_t nat_blocks_pick(const struct store_state *st, const struct nat_options *o,
+                       uint16_t *ret_starts, size_t want)
+{
+	uint32_t size = o->block_size;
+	size_t k = 0;
+	for (uint32_t start = (o->first_port + size - 1) / size * size;
+	     k < want && start + size <= 65536; start += size)
+		if (!block_taken(st, start, size, ret_starts, k))
+			ret_starts[k++] = (uint16_t)start;
+	return k;
+}
+
+size_t nat_blocks_wanted(size_t held, unsigned block_size, unsigned long in_use,
+                         unsigned long ahead)
+{
+	unsigned long want = in_use + ahead;
+	/* The fewest blocks whose 3/4 is more than want. */
+	size_t need = (size_t)(want * 4 / (3ul * block_size)) + 1;
+	return need > held ? need - held : 0;
+}
+
 size_t nat_blocks_of(const struct store_state *st, uint64_t owner)
 {
 	size_t k = 0;
@@ -101,6 +136,22 @@ unsigned nat_uplink_for(uint64_t id, const bool *up, unsigned n)
 	return 0;
 }
 
+/* The reassembler of inbound fragments (struct nat_view_fragments). */
+static void reassembler(const struct store_state *st, uint64_t self, struct nat_view_fragments *ret)
+{
+	uint64_t best = 0;
+	uint8_t mac[6];
+	for (size_t i = 0; st && i < store_count(st, NAT_BLOCKS); i++) {
+		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
+		if ((best == 0 || b->owner < best) && nat_member_mac(st, b->owner, mac)) {
+			best = b->owner;
+			ret->known = true;
+			ret->self = best == self;
+			memcpy(ret->mac, mac, 6);
+		}
+	}
+}
+
 void nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
                   const uint8_t own_mac[6], unsigned uplink, struct nat_view *ret)
 {
@@ -109,6 +160,7 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 	if (!nat_enabled(o))
 		return;
 	d->enabled = true;
+	d->filtering = o->filtering;
 	if (uplink >= o->n_publics)
 		uplink = 0;
 	d->public_addr = o->publics[uplink];
@@ -129,6 +181,7 @@ void nat_datapath(const struct store_state *st, const struct nat_options *o, uin
 			d->others[d->n_others++] = x;
 		}
 	}
+	reassembler(st, self, &d->fragments);
 	for (size_t i = 0; st && i < store_count(st, NAT_MAPPINGS); i++) {
 		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		struct nat_view_mapping x = {
@@ -195,4 +248,22 @@ int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
 			}
 	}
 	return -ENOSPC;
+}
+
+int nat_map_next(const struct store_state *st, uint64_t self, const struct nat_map_ask *a,
+                 uint16_t *ret_port)
+{
+	if (a->refused >= NAT_MAP_TRIES)
+		return -EAGAIN;
+	const struct nat_mapping *old = nat_mapping_of(st, self, a->proto, a->guest_port);
+	if (old && old->expires_ms == 0)
+		return -EPERM;
+	uint16_t port;
+	int r = nat_mapping_port(st, self, a->proto, a->guest_port, a->suggested, &port);
+	if (r < 0)
+		return r;
+	if (r == 1 && a->prefer_failure)
+		return -EEXIST;
+	*ret_port = port;
+	return 0;
 }

@@ -1,9 +1,11 @@
 /* Claiming and reclaiming NAT's port blocks (nat-internal.h, docs/nat.md):
- * each host claims another block when it holds none or uses more than 3/4
- * of its ports; the leader gives a departed host's blocks and mappings back
+ * each host claims more blocks when it holds none or uses more than 3/4
+ * of its ports, as many at once as its use and its growth call for; the
+ * leader gives a departed host's blocks and mappings back
  * once it has been gone for the grace period (its connections may come back
  * with it). */
 #include <inttypes.h>
+#include <stdint.h>
 
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -12,8 +14,9 @@
 #include "store/store.h"
 #include "trust/tables.h"
 
-#define SHORT_NUM 3 /* claim another block above 3/4 in use */
-#define SHORT_DEN 4
+#define CLAIM_MAX         16  /* blocks one claim asks for at most */
+#define CLAIM_AHEAD_MS    250 /* room for this long of the use's growth */
+#define CLAIM_RATE_MIN_MS 50  /* the shortest interval a growth rate is taken over */
 
 /* ---- this host's blocks ---- */
 
@@ -21,34 +24,38 @@ static void claim_done(void *userdata, int status, const struct store_result *re
                        const char *error)
 {
 	struct nat *n = userdata;
-	n->claiming = false;
+	n->claiming--;
 	if (status < 0)
 		log_debug("nat: block claim not committed: %s", error);
 	else if (!res->applied)
-		log_info("nat: block claim refused: %s", res->reason); /* raced; next tick */
+		log_info("nat: block claim refused: %s", res->reason); /* raced; counted again */
 }
 
-static void claim_block(struct nat *n)
+/* Proposes @want blocks at once, each its own command: the store applies
+ * them in one order and refuses any that another host took first. */
+static void claim_blocks(struct nat *n, size_t want)
 {
-	uint16_t start;
-	if (n->claiming)
-		return;
-	if (nat_block_pick(nat_state(n), &n->o, &start) < 0) {
+	uint16_t starts[CLAIM_MAX];
+	size_t k =
+	    nat_blocks_pick(nat_state(n), &n->o, starts, want < CLAIM_MAX ? want : CLAIM_MAX);
+	if (k == 0) {
 		if (!n->exhausted)
 			log_warn("nat: no free block of %u ports left", n->o.block_size);
 		n->exhausted = true;
 		return;
 	}
 	n->exhausted = false;
-	struct store_cmd cmd = {.table = NAT_BLOCKS, .op = STORE_PUT, .time_ms = wall_ms()};
-	(*STORE_CMD_ROW(&cmd, struct nat_block)) =
-	    (struct nat_block){.start = start,
-	                       .size = (uint16_t)n->o.block_size,
-	                       .owner = n->self,
-	                       .claimed_ms = cmd.time_ms};
-	log_info("nat: claiming ports %u-%u", start, start + n->o.block_size - 1);
-	if (store_propose(n->store, &cmd, claim_done, n) == 0)
-		n->claiming = true;
+	for (size_t i = 0; i < k; i++) {
+		struct store_cmd cmd = {.table = NAT_BLOCKS, .op = STORE_PUT, .time_ms = wall_ms()};
+		(*STORE_CMD_ROW(&cmd, struct nat_block)) =
+		    (struct nat_block){.start = starts[i],
+		                       .size = (uint16_t)n->o.block_size,
+		                       .owner = n->self,
+		                       .claimed_ms = cmd.time_ms};
+		log_info("nat: claiming ports %u-%u", starts[i], starts[i] + n->o.block_size - 1);
+		if (store_propose(n->store, &cmd, claim_done, n) == 0)
+			n->claiming++;
+	}
 }
 
 static bool admitted(struct nat *n)
@@ -58,13 +65,39 @@ static bool admitted(struct nat *n)
 
 void nat_claim_check(struct nat *n)
 {
-	if (!n->synced || !admitted(n) || !store_member_find(nat_state(n), n->self))
+	if (n->claiming || !n->synced || !admitted(n) || !store_member_find(nat_state(n), n->self))
 		return;
 	size_t held = nat_blocks_of(nat_state(n), n->self);
+	long before = n->in_use;
+	uint64_t now = uv_now(n->loop), since = now - n->counted_ms;
 	n->in_use = nat_usage_count(n);
-	if (held == 0 || (n->in_use >= 0 && (unsigned long)n->in_use * SHORT_DEN >=
-	                                        (unsigned long)held * n->o.block_size * SHORT_NUM))
-		claim_block(n);
+	n->counted_ms = now;
+	if (n->in_use < 0) {
+		if (held == 0)
+			claim_blocks(n, 1);
+		return;
+	}
+	/* What the use will have grown by when new blocks are applied, at the
+	 * rate it grew since the last count, once it has grown at two counts
+	 * in a row (a burst under way, not one step up). */
+	unsigned long ahead = 0;
+	bool grows = before >= 0 && n->in_use > before;
+	if (grows && n->growing)
+		ahead = (unsigned long)(n->in_use - before) * CLAIM_AHEAD_MS /
+		        (since > CLAIM_RATE_MIN_MS ? since : CLAIM_RATE_MIN_MS);
+	n->growing = grows;
+	size_t want = nat_blocks_wanted(held, n->o.block_size, (unsigned long)n->in_use, ahead);
+	if (want)
+		claim_blocks(n, want);
+}
+
+bool nat_claim_soon(struct nat *n, unsigned long total)
+{
+	unsigned long ports = nat_blocks_of(nat_state(n), n->self) * (unsigned long)n->o.block_size;
+	/* Not again for a table that has not grown by an eighth of a block
+	 * since the last look: flows that are not translated count too. */
+	return ports && !n->claiming && total * 4 >= ports * 3 &&
+	       total >= n->watched + n->o.block_size / 8;
 }
 
 /* ---- departed hosts' blocks and mappings ---- */

@@ -50,13 +50,16 @@ struct nat {
 	struct store *store;
 	struct swc *sw;
 	struct datapath *dp;
-	uv_timer_t tick, soon;
-	unsigned uplink; /* the public address this host's flows leave by */
-	bool claiming;   /* a block claim is under way */
-	bool exhausted;  /* no block was free at the last try (said once) */
-	bool synced;     /* the store has caught up since the start */
-	bool syncing;    /* a barrier is under way */
-	long in_use;     /* translated flows in this host's blocks; -1 unknown */
+	uv_timer_t tick, soon, watch;
+	unsigned uplink;       /* the public address this host's flows leave by */
+	unsigned claiming;     /* block claims under way */
+	bool exhausted;        /* no block was free at the last try (said once) */
+	bool synced;           /* the store has caught up since the start */
+	bool syncing;          /* a barrier is under way */
+	long in_use;           /* translated flows in this host's blocks; -1 unknown */
+	unsigned long watched; /* the conntrack table's size at the watch's last count */
+	uint64_t counted_ms;   /* uv_now() of the last count of in_use */
+	bool growing;          /* in_use grew at the last count */
 	struct store_subscription *subs[NAT_TABLES_WATCH];
 	/* What the master learnt of the gateways. */
 	uint8_t gw_mac[NAT_PUBLIC_MAX][6];
@@ -99,9 +102,14 @@ static inline const char *nat_proto_name(uint8_t proto)
 
 /* ---- claim.c ---- */
 
-/* Claims another block when this host holds none or uses more than 3/4 of
- * its ports (once the store has caught up and the host is admitted). */
+/* Claims more blocks when this host holds none or uses more than 3/4 of
+ * its ports, counting what its use grew by since the last count
+ * (nat_blocks_wanted()), once the store has caught up and the host is
+ * admitted. */
 void nat_claim_check(struct nat *n);
+/* Whether a conntrack table of @total entries (dp_conntrack_total(), an
+ * upper bound of this host's use) calls for nat_claim_check() now. */
+bool nat_claim_soon(struct nat *n, unsigned long total);
 /* The leader gives back, one at a time, the blocks and mappings of members
  * gone for longer than the grace period. */
 void nat_claim_reclaim(struct nat *n);

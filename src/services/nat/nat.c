@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "datapath/conntrack.h"
 #include "datapath/datapath.h"
 #include "datapath/fragment.h"
 #include "guest/guest.h"
@@ -20,7 +21,8 @@
 #include "switch/tables.h"
 #include "trust/tables.h"
 
-#define TICK_MS 1000
+#define TICK_MS  1000
+#define WATCH_MS 50
 
 /* ---- the datapath ---- */
 
@@ -145,6 +147,19 @@ static void soon_cb(uv_timer_t *t)
 	sw_kick(n->sw);
 }
 
+/* Between ticks, a burst of new flows can use a block up in far less
+ * than a second: the table's size, cheap to read, is looked at every
+ * WATCH_MS, and the exact count (and a claim) follows when it is close. */
+static void watch_cb(uv_timer_t *t)
+{
+	struct nat *n = t->data;
+	unsigned long total;
+	if (n->synced && dp_conntrack_total(&total) == 0 && nat_claim_soon(n, total)) {
+		n->watched = total;
+		nat_claim_check(n);
+	}
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct nat *n = t->data;
@@ -247,12 +262,13 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 		nat_free(n);
 		return r;
 	}
-	uv_timer_t *timers[] = {&n->tick, &n->soon};
-	for (size_t i = 0; i < 2; i++) {
+	uv_timer_t *timers[] = {&n->tick, &n->soon, &n->watch};
+	for (size_t i = 0; i < 3; i++) {
 		uv_timer_init(loop, timers[i]);
 		timers[i]->data = n;
 	}
 	uv_timer_start(&n->tick, tick_cb, 10, TICK_MS);
+	uv_timer_start(&n->watch, watch_cb, WATCH_MS, WATCH_MS);
 	n->started_ms = uv_now(loop);
 	start_parts(n, guest_netns);
 	*ret = n;
@@ -284,9 +300,10 @@ void nat_close(struct nat *n, void (*done)(void *arg), void *arg)
 	dp_remove_source(n->dp, NAT_DP_SOURCE);
 	guest_close(n->guest);
 	n->guest = NULL;
-	n->open_handles = 2 + n->pmp_open;
+	n->open_handles = 3 + n->pmp_open;
 	uv_close((uv_handle_t *)&n->tick, closed);
 	uv_close((uv_handle_t *)&n->soon, closed);
+	uv_close((uv_handle_t *)&n->watch, closed);
 	if (n->pmp_open)
 		uv_close((uv_handle_t *)&n->pmp, closed);
 }

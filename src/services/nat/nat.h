@@ -42,6 +42,34 @@ struct nat_expose {
 	uint16_t lo, hi;
 };
 
+/* Which inbound UDP packets reach a mapping the guest made by sending
+ * (RFC 4787 section 5, REQ-8), as each host's configuration chooses
+ * (nat.filtering). TCP is always address-and-port-dependent (conntrack). */
+enum nat_filtering {
+	NAT_FILTER_ADDRESS,      /* from an address the mapping has sent to (the default) */
+	NAT_FILTER_ENDPOINT,     /* from anywhere: endpoint-independent */
+	NAT_FILTER_ADDRESS_PORT, /* from an address and port it has sent to */
+};
+
+#define NAT_FILTER_MAX (NAT_FILTER_ADDRESS_PORT + 1)
+
+/* "address-dependent", "endpoint-independent", "address-and-port-dependent".
+ * Inline: the configuration's reader (options.c) links none of the service. */
+static inline const char *nat_filtering_name(enum nat_filtering f)
+{
+	switch (f) {
+	case NAT_FILTER_ADDRESS:
+		return "address-dependent";
+	case NAT_FILTER_ENDPOINT:
+		return "endpoint-independent";
+	case NAT_FILTER_ADDRESS_PORT:
+		return "address-and-port-dependent";
+	}
+	return "unknown";
+}
+/* The filtering named @s (as nat_filtering_name() says it): 0, or -EINVAL. */
+int nat_filtering_parse(const char *s, enum nat_filtering *ret);
+
 struct nat_options {
 	struct in_addr publics[NAT_PUBLIC_MAX]; /* one per switch.uplinks entry */
 	unsigned n_publics;
@@ -52,6 +80,7 @@ struct nat_options {
 	unsigned reclaim_after_ms;                /* a departed host's blocks return after this */
 	struct nat_expose expose[NAT_EXPOSE_MAX]; /* default: none */
 	unsigned n_expose;
+	enum nat_filtering filtering;
 };
 
 /* True when @o lets a guest listening on @port/@proto be reached. */
@@ -75,6 +104,17 @@ extern const uint8_t nat_gateway_mac[6];
 /* The lowest free aligned block of @o->block_size ports at or above
  * @o->first_port: 0 and its start in *ret_start, or -ENOSPC. */
 int nat_block_pick(const struct store_state *st, const struct nat_options *o, uint16_t *ret_start);
+/* Up to @want distinct free blocks, lowest first, into @ret_starts; returns
+ * how many (0: none is free). */
+size_t nat_blocks_pick(const struct store_state *st, const struct nat_options *o,
+                       uint16_t *ret_starts, size_t want);
+/* How many more blocks a host holding @held blocks of @block_size ports
+ * should claim when @in_use of them are used and @ahead more are expected
+ * before new blocks can be applied (the use's growth rate times that
+ * time): enough that @in_use + @ahead stays under 3/4 of its ports; at
+ * least one when it holds none. */
+size_t nat_blocks_wanted(size_t held, unsigned block_size, unsigned long in_use,
+                         unsigned long ahead);
 /* How many blocks member @owner holds. */
 size_t nat_blocks_of(const struct store_state *st, uint64_t owner);
 /* The member that holds public port @port, or 0. */
@@ -96,6 +136,30 @@ const struct nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t 
 int nat_mapping_port(const struct store_state *st, uint64_t self, uint8_t proto,
                      uint16_t guest_port, uint16_t suggested, uint16_t *ret_port);
 
+/* A guest's request for a mapping (NAT-PMP, PCP) while it is decided. Two
+ * guests may choose the same free port at once, each on a replica that has
+ * not applied the other's mapping yet: the store commits the first and
+ * refuses the second, whose host then chooses again on its replica, which
+ * by then holds the winner's mapping (a refusal is reported once this
+ * replica has applied everything up to it). */
+#define NAT_MAP_TRIES 8 /* proposals of one request the store may refuse */
+struct nat_map_ask {
+	uint8_t proto; /* 6 or 17 */
+	uint16_t guest_port;
+	uint16_t suggested;  /* 0: none */
+	bool prefer_failure; /* PCP PREFER_FAILURE: the suggested port or nothing */
+	unsigned refused;    /* this request's proposals the store refused so far */
+};
+
+/* The public port to propose next for @a, member @self's request, on
+ * @st: nat_mapping_port()'s choice. Returns 0 and the port in *ret_port;
+ * -EEXIST when the suggested port is taken and @a->prefer_failure;
+ * -EPERM when the guest's port has the admin's mapping (not the guest's
+ * to change); -ENOSPC when no port is free; -EAGAIN when the store has
+ * refused NAT_MAP_TRIES proposals of this request already. */
+int nat_map_next(const struct store_state *st, uint64_t self, const struct nat_map_ask *a,
+                 uint16_t *ret_port);
+
 /* NAT's view of the datapath: what the AEE translates and forwards.
  * Addresses in network byte order. */
 #define NAT_VIEW_PUBLIC_MAX   8
@@ -114,8 +178,21 @@ struct nat_view_mapping {
 	uint8_t mac[6];      /* the owner's AEE (others' mappings) */
 };
 
+/* Where inbound IP fragments for the public addresses are put together
+ * (docs/nat.md, "Fragments"): later fragments carry no port, so no switch
+ * flow can place them. Every AEE passes every fragment to one AEE, the
+ * reassembler: the admitted, located member with the lowest id among those
+ * that hold a block, which every replica computes alike. It reassembles,
+ * and sends what is another host's on to that host, fragmented again. */
+struct nat_view_fragments {
+	bool known;     /* a reassembler exists */
+	bool self;      /* this host is it */
+	uint8_t mac[6]; /* its AEE */
+};
+
 struct nat_view {
 	bool enabled;
+	enum nat_filtering filtering;
 	struct in_addr public_addr; /* where this host's own flows leave */
 	struct in_addr publics[NAT_VIEW_PUBLIC_MAX];
 	unsigned n_publics;
@@ -126,6 +203,7 @@ struct nat_view {
 	struct nat_view_block own[NAT_VIEW_BLOCKS_MAX], others[NAT_VIEW_BLOCKS_MAX];
 	unsigned n_own_maps, n_other_maps;
 	struct nat_view_mapping own_maps[NAT_VIEW_MAPPINGS_MAX], other_maps[NAT_VIEW_MAPPINGS_MAX];
+	struct nat_view_fragments fragments;
 };
 
 /* What the AEE of member @self translates and forwards. @own_mac is its

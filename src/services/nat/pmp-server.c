@@ -2,6 +2,7 @@
  * control address (nat-internal.h): a request becomes mappings proposed to
  * the store, answered once they are committed. pmp.c is the codec. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@ struct pmp_call {
 	unsigned pending; /* commands not answered yet */
 	bool failed;
 	bool answered; /* the reply went already (an error before the commits) */
+	bool mapping;  /* a map request: a refused commit is chosen again */
+	struct nat_map_ask ask;
 };
 
 static void pmp_send(struct nat *n, const struct sockaddr_in *to, struct pmp_response *res)
@@ -43,24 +46,7 @@ static void pmp_send(struct nat *n, const struct sockaddr_in *to, struct pmp_res
 }
 
 static void pmp_committed(void *userdata, int status, const struct store_result *res,
-                          const char *error)
-{
-	struct pmp_call *call = userdata;
-	if (status < 0 || !res->applied) {
-		log_info("nat: port mapping not committed: %s", status < 0 ? error : res->reason);
-		call->failed = true;
-	}
-	if (--call->pending)
-		return;
-	if (call->failed) {
-		call->res.result = status < 0 ? PMP_NETWORK_FAILURE : PMP_NO_RESOURCES;
-		call->res.external_port = 0;
-		call->res.lifetime = 0;
-	}
-	if (!call->answered)
-		pmp_send(call->n, &call->to, &call->res);
-	free(call);
-}
+                          const char *error);
 
 static int pmp_propose(struct pmp_call *call, enum store_op op, const struct nat_mapping *m)
 {
@@ -89,20 +75,23 @@ static enum pmp_result pmp_delete(struct nat *n, struct pmp_call *call)
 	return PMP_SUCCESS;
 }
 
+/* Proposes the mapping nat_map_next() chooses on this replica now; the
+ * response names the port proposed, so a choice made again after a refusal
+ * is what the client is told. */
 static enum pmp_result pmp_map(struct nat *n, struct pmp_call *call)
 {
 	const struct pmp_request *q = &call->req;
 	uint16_t port;
-	int r = nat_mapping_port(nat_state(n), n->self, q->protocol, q->internal_port,
-	                         q->external_port, &port);
-	if (r < 0)
-		return PMP_NO_RESOURCES;
-	if (r == 1 && q->prefer_failure)
+	switch (nat_map_next(nat_state(n), n->self, &call->ask, &port)) {
+	case 0:
+		break;
+	case -EEXIST:
 		return PMP_CANNOT_PROVIDE_EXTERNAL;
-	const struct nat_mapping *old =
-	    nat_mapping_of(nat_state(n), n->self, q->protocol, q->internal_port);
-	if (old && old->expires_ms == 0)
+	case -EPERM:
 		return PMP_NOT_AUTHORIZED; /* the admin's mapping: not the guest's to change */
+	default:
+		return PMP_NO_RESOURCES;
+	}
 	uint32_t lifetime = q->lifetime < PMP_MAX_LIFETIME ? q->lifetime : PMP_MAX_LIFETIME;
 	struct nat_mapping m = {
 	    .proto = q->protocol,
@@ -117,6 +106,50 @@ static enum pmp_result pmp_map(struct nat *n, struct pmp_call *call)
 	call->res.external_port = port;
 	call->res.lifetime = lifetime;
 	return PMP_SUCCESS;
+}
+
+/* A map request's commit the store refused: another host's mapping or
+ * block took the port first. This replica has applied the winner by now,
+ * so the next choice avoids it. Returns true when a new proposal is under
+ * way. */
+static bool pmp_map_again(struct pmp_call *call, const struct store_result *res)
+{
+	struct nat *n = call->n;
+	call->ask.refused++;
+	log_info("nat: public port %u/%s for the guest's port %u not committed (%s); choosing "
+	         "again",
+	         call->res.external_port, nat_proto_name(call->req.protocol),
+	         call->req.internal_port, res->reason);
+	enum pmp_result r = pmp_map(n, call);
+	if (r == PMP_SUCCESS)
+		return true;
+	call->res.result = r;
+	return false;
+}
+
+static void pmp_committed(void *userdata, int status, const struct store_result *res,
+                          const char *error)
+{
+	struct pmp_call *call = userdata;
+	call->pending--;
+	if (status == 0 && !res->applied && call->mapping && !call->answered &&
+	    pmp_map_again(call, res))
+		return;
+	if (status < 0 || !res->applied) {
+		log_info("nat: port mapping not committed: %s", status < 0 ? error : res->reason);
+		call->failed = true;
+	}
+	if (call->pending)
+		return;
+	if (call->failed) {
+		if (call->res.result == PMP_SUCCESS)
+			call->res.result = status < 0 ? PMP_NETWORK_FAILURE : PMP_NO_RESOURCES;
+		call->res.external_port = 0;
+		call->res.lifetime = 0;
+	}
+	if (!call->answered)
+		pmp_send(call->n, &call->to, &call->res);
+	free(call);
 }
 
 /* The result for @call's request that decoded as @r: only this host's guest
@@ -135,8 +168,16 @@ static enum pmp_result pmp_serve(struct nat *n, struct pmp_call *call, enum pmp_
 	                                                : q->opcode == PCP_OP_MAP;
 	if (r == PMP_SUCCESS && mapping && (!n->synced || !nat_blocks_of(nat_state(n), n->self)))
 		r = PMP_NETWORK_FAILURE; /* not ready: no block yet */
-	if (r == PMP_SUCCESS && mapping)
-		r = q->lifetime == 0 ? pmp_delete(n, call) : pmp_map(n, call);
+	if (r == PMP_SUCCESS && mapping && q->lifetime == 0)
+		return pmp_delete(n, call);
+	if (r == PMP_SUCCESS && mapping) {
+		call->mapping = true;
+		call->ask = (struct nat_map_ask){.proto = q->protocol,
+		                                 .guest_port = q->internal_port,
+		                                 .suggested = q->external_port,
+		                                 .prefer_failure = q->prefer_failure};
+		r = pmp_map(n, call);
+	}
 	return r;
 }
 

@@ -39,8 +39,6 @@ static void put_v4(struct obuf *b, struct in_addr a)
 
 static enum pmp_result decode_natpmp(struct cursor *c, size_t len, struct pmp_request *r)
 {
-	if (r->opcode >= 128)
-		return PMP_DROP; /* a response, not a request */
 	if (r->opcode == PMP_OP_ADDRESS)
 		return len == 2 ? PMP_SUCCESS : PMP_DROP;
 	if (r->opcode != PMP_OP_MAP_UDP && r->opcode != PMP_OP_MAP_TCP)
@@ -81,8 +79,6 @@ static enum pmp_result decode_pcp(struct cursor *c, size_t len, struct pmp_reque
 	bool client_ok = pull_v4(c, &r->client);
 	if (!cursor_ok(c))
 		return PMP_DROP;
-	if (r->opcode & PCP_R_BIT)
-		return PMP_DROP; /* a response */
 	if (len % 4 || len > PMP_MAX_MESSAGE)
 		return PMP_MALFORMED_REQUEST;
 	if (r->opcode == PCP_OP_ANNOUNCE)
@@ -116,6 +112,23 @@ static enum pmp_result decode_pcp(struct cursor *c, size_t len, struct pmp_reque
 	return PMP_SUCCESS;
 }
 
+/* The order of the first checks is RFC 6887's for a server (section 8.2,
+ * "General PCP Server: Processing a Request"; section 8.3 is the client's
+ * processing of a response):
+ *
+ *   "If the received PCP request message is less than two octets long, it
+ *   is silently dropped.  If the R bit is set, the message is silently
+ *   dropped.  If the first octet (version) is a version that is not
+ *   supported, a response is generated with the UNSUPP_VERSION result
+ *   code ...  Otherwise, if the version is supported but the received
+ *   message is shorter than 24 octets, the message is silently dropped."
+ *
+ * and then "If the length of the message exceeds 1100 octets, is not a
+ * multiple of 4 octets, or is too short for the opcode in question, it is
+ * invalid and a MALFORMED_REQUEST response is generated" (decode_pcp()).
+ * The R bit is the top bit of the second octet in every version, NAT-PMP's
+ * too (its responses are opcode + 128), so a response is never answered,
+ * whatever version it claims. */
 enum pmp_result pmp_decode(const uint8_t *data, size_t len, struct pmp_request *ret)
 {
 	struct cursor c = cursor_init(data, len);
@@ -123,13 +136,15 @@ enum pmp_result pmp_decode(const uint8_t *data, size_t len, struct pmp_request *
 	ret->version = cursor_u8(&c);
 	ret->opcode = cursor_u8(&c);
 	if (!cursor_ok(&c))
-		return PMP_DROP;
+		return PMP_DROP; /* under two octets */
+	if (ret->opcode & PCP_R_BIT)
+		return PMP_DROP; /* a response, not a request */
 	switch (ret->version) {
 	case PMP_VERSION_NATPMP:
 		return decode_natpmp(&c, len, ret);
 	case PMP_VERSION_PCP:
 		if (len < PCP_HEADER_LEN)
-			return len >= 4 ? PMP_MALFORMED_REQUEST : PMP_DROP;
+			return PMP_DROP;
 		return decode_pcp(&c, len, ret);
 	default:
 		return PMP_UNSUPP_VERSION;

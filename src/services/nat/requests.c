@@ -80,11 +80,12 @@ static json_t *mappings_json(const struct store_state *st)
 static json_t *nat_status(struct nat *n)
 {
 	const struct store_state *st = nat_state(n);
-	return json_pack("{s:s, s:o, s:i, s:o, s:o, s:{s:s, s:o, s:I, s:i}}", "host", n->name,
+	return json_pack("{s:s, s:o, s:i, s:o, s:o, s:{s:s, s:o, s:I, s:i, s:s}}", "host", n->name,
 	                 "uplinks", uplinks_json(n), "block_size", n->o.block_size, "blocks",
 	                 blocks_json(st), "mappings", mappings_json(st), "self", "host", n->name,
 	                 "public", addr_json(n->o.publics[n->uplink]), "in_use",
-	                 (json_int_t)n->in_use, "blocks", (int)nat_blocks_of(st, n->self));
+	                 (json_int_t)n->in_use, "blocks", (int)nat_blocks_of(st, n->self),
+	                 "filtering", nat_filtering_name(n->o.filtering));
 }
 
 /* ---- "nat.expose", "nat.unexpose" ---- */

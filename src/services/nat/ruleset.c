@@ -3,7 +3,8 @@
  * blocks, the inbound mappings to its guest, the steering of packets for
  * others' blocks and mappings to their owners' AEEs on the uplink, the
  * guard that lets nothing out untranslated before a block is held, the
- * route to the ISP gateway and the conntrack UDP timers. Pure. */
+ * filtering of inbound UDP the host's configuration chooses, the route to
+ * the ISP gateway and the conntrack UDP timers. Pure. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -128,11 +129,79 @@ static int outbound(struct dp_fragment *out, const struct dp_config *cfg,
 	return r;
 }
 
-/* Inbound mappings of this host: the public port to the guest's. */
+/* Filtering (RFC 4787 section 5, REQ-8) of UDP, beyond conntrack's own
+ * address-and-port-dependent kind: what the guest's translated flows have
+ * sent is remembered from the packet path, after the source NAT (chain
+ * nat_sent, postrouting after srcnat): in the map nat_ports, each public
+ * port a guest flow has, to the guest's port behind it; with
+ * address-dependent filtering, in the set nat_peers, each address it sent
+ * to with that public port. A new inbound flow (no conntrack entry) for a
+ * public port of nat_ports (endpoint-independent) or from an address of
+ * nat_peers to that port (address-dependent) is translated to the guest's
+ * port (chain nat_in, after the inbound mappings). Each element lives
+ * NAT_FILTER_TIMEOUT after the last packet out, the longest the kernel
+ * keeps a UDP flow (nf_conntrack_udp_timeout_stream, way_out()), and
+ * outlives a new table (fragment.h). Only flows the guest started count
+ * (ct direction original), not the answers to inbound ones. */
+#define NAT_FILTER_TIMEOUT   "300s"
+#define NAT_FILTER_SPEC(key) "type " key "; flags dynamic,timeout; timeout " NAT_FILTER_TIMEOUT ";"
+
+static bool filtering(const struct nat_view *nat)
+{
+	return nat->n_own && nat->filtering != NAT_FILTER_ADDRESS_PORT;
+}
+
+static int filtering_sent(struct dp_fragment *out, const struct dp_config *cfg,
+                          const struct nat_view *nat)
+{
+	if (!filtering(nat))
+		return 0;
+	bool by_address = nat->filtering == NAT_FILTER_ADDRESS;
+	int r = dp_fragment_set(out, "map", "nat_ports",
+	                        NAT_FILTER_SPEC("inet_service : inet_service"));
+	if (r == 0 && by_address)
+		r = dp_fragment_set(out, "set", "nat_peers",
+		                    NAT_FILTER_SPEC("ipv4_addr . inet_service"));
+	struct dp_chain *c;
+	if (r == 0)
+		r = dp_fragment_chain(out, "nat_sent", NULL, "postrouting", "srcnat + 10", "accept",
+		                      &c);
+	char pub[ADDR_STR_MAX], head[160];
+	snprintf(head, sizeof(head),
+	         "oifname \"%s\" ip saddr %s meta l4proto udp ct direction original",
+	         cfg->uplink_if, addr_format(nat->public_addr, pub));
+	if (r == 0)
+		r = dp_fragment_chain_rule(
+		    out, c, "%s update @nat_ports { ct reply proto-dst : ct original proto-src }",
+		    head);
+	if (r == 0 && by_address)
+		r = dp_fragment_chain_rule(
+		    out, c, "%s update @nat_peers { ip daddr . ct reply proto-dst }", head);
+	return r;
+}
+
+/* nat_in's rule for new flows that filtering lets in (after the mappings). */
+static int filtering_in(struct dp_fragment *out, struct dp_chain *c, const struct dp_config *cfg,
+                        const struct nat_view *nat)
+{
+	char pub[ADDR_STR_MAX], guest[ADDR_STR_MAX];
+	addr_format(nat->public_addr, pub);
+	addr_format(cfg->guest_addr, guest);
+	return dp_fragment_chain_rule(
+	    out, c,
+	    "iifname \"%s\" ip daddr %s ct state new %s dnat ip to %s : udp dport map @nat_ports",
+	    cfg->uplink_if, pub,
+	    nat->filtering == NAT_FILTER_ADDRESS ? "ip saddr . udp dport @nat_peers"
+	                                         : "udp dport @nat_ports",
+	    guest);
+}
+
+/* Inbound mappings of this host: the public port to the guest's; then
+ * what filtering lets in. */
 static int mappings(struct dp_fragment *out, const struct dp_config *cfg,
                     const struct nat_view *nat)
 {
-	if (nat->n_own_maps == 0)
+	if (nat->n_own_maps == 0 && !filtering(nat))
 		return 0;
 	struct dp_chain *c;
 	int r = dp_fragment_chain(out, "nat_in", "nat", "prerouting", "dstnat", "accept", &c);
@@ -149,26 +218,48 @@ static int mappings(struct dp_fragment *out, const struct dp_config *cfg,
 		        m->public_port, guest, m->guest_port);
 		r = text_add(&t, out, c, 0);
 	}
+	if (r == 0 && filtering(nat))
+		r = filtering_in(out, c, cfg, nat);
 	return r;
 }
 
+/* An ICMP error (RFC 792) for a translated flow quotes the packet that
+ * caused it: that packet's IP header (20 octets when it has no options:
+ * IHL 5, bits 68-71 from the ICMP header's start), whose protocol is at
+ * octet 8 + 9, then its source port (TCP, UDP; octet 28) or, for an echo
+ * request (type 8 at octet 28), its identifier (octet 32): the public port
+ * or echo id of the flow, which names its owner. */
+#define ICMP_ERROR                                                                                 \
+	" icmp type { destination-unreachable, source-quench, time-exceeded, parameter-problem }"  \
+	" @th,68,4 5"
+#define QUOTED_PORT " @th,136,8 { 6, 17 } ether daddr set @th,224,16 map "
+#define QUOTED_ECHO " @th,136,8 1 @th,224,8 8 ether daddr set @th,256,16 map "
+
 /* A packet for a public port that is not this host's, sent here by the
  * switch (no flow for it yet, or ICMP, which the switch cannot match by
- * echo id): straight on to the owner's AEE, on the uplink's ingress. */
+ * echo id or quoted port): straight on to the owner's AEE, on the uplink's
+ * ingress. Without this, the ICMP errors of others' flows (port
+ * unreachable, fragmentation needed, time exceeded) would die here, and
+ * path-MTU discovery and traceroute with them. */
 static int steer(struct dp_fragment *out, const struct dp_config *cfg, const struct nat_view *nat)
 {
+	static const char *const kinds[] = {
+	    " meta l4proto { tcp, udp } ether daddr set th dport map ",
+	    " ether daddr set icmp id map ",
+	    ICMP_ERROR QUOTED_PORT,
+	    ICMP_ERROR QUOTED_ECHO,
+	};
 	char own[MAC_STR_MAX], m[MAC_STR_MAX];
 	mac_format(nat->own_mac, own);
 	int r = 0;
-	for (int kind = 0; r == 0 && nat->n_others && kind < 2; kind++) {
+	for (size_t kind = 0; r == 0 && nat->n_others && kind < sizeof(kinds) / sizeof(kinds[0]);
+	     kind++) {
 		struct text t;
 		if ((r = text_open(&t)) < 0)
 			return r;
 		fputs("ip daddr ", t.f);
 		publics_set(t.f, nat);
-		fputs(kind == 0 ? " meta l4proto { tcp, udp } ether daddr set th dport map "
-		                : " ether daddr set icmp id map ",
-		      t.f);
+		fputs(kinds[kind], t.f);
 		others_map(t.f, nat);
 		fprintf(t.f, " ether saddr set %s fwd to \"%s\"", own, cfg->uplink_if);
 		r = text_add(&t, out, NULL, DP_INGRESS);
@@ -184,8 +275,131 @@ static int steer(struct dp_fragment *out, const struct dp_config *cfg, const str
 		        x->proto == 6 ? "tcp" : "udp", x->public_port, mac_format(x->mac, m), own,
 		        cfg->uplink_if);
 		r = text_add(&t, out, NULL, DP_INGRESS);
+		if (r < 0 || (r = text_open(&t)) < 0)
+			return r;
+		fputs("ip daddr ", t.f);
+		publics_set(t.f, nat);
+		fprintf(t.f,
+		        ICMP_ERROR
+		        " @th,136,8 %u @th,224,16 %u ether daddr set %s ether saddr set %s "
+		        "fwd to \"%s\"",
+		        x->proto, x->public_port, m, own, cfg->uplink_if);
+		r = text_add(&t, out, NULL, DP_INGRESS);
 	}
 	return r;
+}
+
+/* Inbound fragments (struct nat_view_fragments, docs/nat.md "Fragments").
+ * On every AEE but the reassembler, first on the uplink's ingress: any
+ * fragment for a public address (an offset, or more to come) goes to the
+ * reassembler, but what the reassembler sent. On the reassembler, once the
+ * kernel has put a datagram together (prerouting at raw priority, after
+ * the defragmentation at -400): one from the uplink (only a reassembled
+ * one gets that far: ingress steers the others; the guest's own, to a
+ * public address, are hairpinned and translated as usual) for another
+ * host's port or echo id is
+ * marked with that host's entry (FRAG_MARK + its index), not tracked (so
+ * not translated here) and forwarded out of the uplink again; the kernel
+ * fragments it as it leaves, each fragment keeps the mark, and the
+ * uplink's egress gives it the owner's MAC by the mark. Its own datagrams
+ * go on to conntrack, as any packet does. */
+#define FRAG_MARK      0xe77e0000u
+#define FRAG_MARK_MASK 0xffff0000u
+
+static void mark_map(FILE *f, const struct nat_view *nat)
+{
+	fputs("{ ", f);
+	for (unsigned i = 0; i < nat->n_others; i++) {
+		const struct nat_view_block *b = &nat->others[i];
+		fprintf(f, "%s%u-%u : 0x%08x", i ? ", " : "", b->start, b->start + b->size - 1,
+		        FRAG_MARK + i + 1);
+	}
+	fputs(" }", f);
+}
+
+/* The reassembler's part, for others' blocks and mappings. */
+static int reassemble(struct dp_fragment *out, const struct dp_config *cfg,
+                      const struct nat_view *nat)
+{
+	struct dp_chain *c, *eg;
+	int r = dp_fragment_chain(out, "nat_frag", NULL, "prerouting", "raw", "accept", &c);
+	if (r == 0)
+		r = dp_fragment_netdev_egress_chain(out, "nat_frag_out", cfg->uplink_if, "accept",
+		                                    &eg);
+	for (int kind = 0; r == 0 && nat->n_others && kind < 2; kind++) {
+		struct text t;
+		if ((r = text_open(&t)) < 0)
+			return r;
+		fprintf(t.f, "iifname \"%s\" ip daddr ", cfg->uplink_if);
+		publics_set(t.f, nat);
+		fputs(kind == 0 ? " meta l4proto { tcp, udp } meta mark set th dport map "
+		                : " icmp type echo-reply meta mark set icmp id map ",
+		      t.f);
+		mark_map(t.f, nat);
+		fputs(" notrack", t.f);
+		r = text_add(&t, out, c, 0);
+	}
+	for (unsigned i = 0; r == 0 && i < nat->n_other_maps; i++) {
+		const struct nat_view_mapping *x = &nat->other_maps[i];
+		struct text t;
+		if ((r = text_open(&t)) < 0)
+			return r;
+		fprintf(t.f, "iifname \"%s\" ip daddr ", cfg->uplink_if);
+		publics_set(t.f, nat);
+		fprintf(t.f, " %s dport %u meta mark set 0x%08x notrack",
+		        x->proto == 6 ? "tcp" : "udp", x->public_port,
+		        FRAG_MARK + NAT_VIEW_BLOCKS_MAX + i + 1);
+		r = text_add(&t, out, c, 0);
+	}
+	if (r == 0)
+		r = dp_fragment_rule(
+		    out, DP_FORWARD_IN,
+		    "iifname \"%s\" oifname \"%s\" meta mark & 0x%08x == 0x%08x accept",
+		    cfg->uplink_if, cfg->uplink_if, FRAG_MARK_MASK, FRAG_MARK);
+	struct text t;
+	if (r < 0 || (r = text_open(&t)) < 0)
+		return r;
+	fprintf(t.f, "meta mark & 0x%08x == 0x%08x ether daddr set meta mark map { ",
+	        FRAG_MARK_MASK, FRAG_MARK);
+	char m[MAC_STR_MAX];
+	for (unsigned i = 0; i < nat->n_others; i++)
+		fprintf(t.f, "%s0x%08x : %s", i ? ", " : "", FRAG_MARK + i + 1,
+		        mac_format(nat->others[i].mac, m));
+	for (unsigned i = 0; i < nat->n_other_maps; i++)
+		fprintf(t.f, "%s0x%08x : %s", i || nat->n_others ? ", " : "",
+		        FRAG_MARK + NAT_VIEW_BLOCKS_MAX + i + 1,
+		        mac_format(nat->other_maps[i].mac, m));
+	fputs(" }", t.f);
+	return text_add(&t, out, eg, 0);
+}
+
+static int fragments(struct dp_fragment *out, const struct dp_config *cfg,
+                     const struct nat_view *nat)
+{
+	const struct nat_view_fragments *fr = &nat->fragments;
+	if (!fr->known)
+		return 0;
+	if (fr->self && nat->n_others + nat->n_other_maps == 0)
+		return 0;
+	char to[MAC_STR_MAX], own[MAC_STR_MAX];
+	mac_format(fr->mac, to);
+	mac_format(nat->own_mac, own);
+	struct text t;
+	int r = text_open(&t);
+	if (r < 0)
+		return r;
+	fputs("ip daddr ", t.f);
+	publics_set(t.f, nat);
+	if (fr->self) /* to the stack, whole: not steered by a first fragment's port */
+		fputs(" ip frag-off & 0x3fff != 0 accept", t.f);
+	else
+		fprintf(
+		    t.f,
+		    " ip frag-off & 0x3fff != 0 ether saddr != %s ether daddr set %s ether saddr "
+		    "set %s fwd to \"%s\"",
+		    to, to, own, cfg->uplink_if);
+	r = text_add(&t, out, NULL, DP_INGRESS);
+	return r == 0 && fr->self ? reassemble(out, cfg, nat) : r;
 }
 
 /* NAT's way out (a default route to the ISP gateway, whose neighbour entry
@@ -220,7 +434,11 @@ int nat_ruleset_build(const struct dp_config *cfg, const struct nat_view *nat,
 	if (r == 0 && nat->n_own)
 		r = outbound(out, cfg, nat);
 	if (r == 0)
+		r = filtering_sent(out, cfg, nat);
+	if (r == 0)
 		r = mappings(out, cfg, nat);
+	if (r == 0)
+		r = fragments(out, cfg, nat); /* before steer(): fragments first */
 	if (r == 0)
 		r = steer(out, cfg, nat);
 	return r;
