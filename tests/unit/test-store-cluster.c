@@ -1122,6 +1122,37 @@ static bool follow_one_leader(struct cluster *c, void *arg)
 	return true;
 }
 
+/* Four nodes, three voters, five writes everywhere: the leader @l, the
+ * standby @sb, and the two other voters @v and @lost. */
+struct four {
+	int l, sb, v, lost;
+};
+
+static struct four start_four(struct cluster *c)
+{
+	c->all_seeds = true;
+	c->voters = 3;
+	cluster_start(c, 4, 3);
+	struct four f = {.l = leader_of(c), .sb = -1, .v = -1, .lost = -1};
+	assert_true(f.l >= 0);
+	uint64_t ids[16];
+	size_t nv = store_voters(c->nodes[f.l].store, ids, 16);
+	for (unsigned i = 0; i < 4; i++) {
+		bool voter = false;
+		for (size_t k = 0; k < nv; k++)
+			voter |= ids[k] == c->nodes[i].o.id;
+		if (!voter)
+			f.sb = (int)i;
+		else if ((int)i != f.l)
+			*(f.v < 0 ? &f.v : &f.lost) = (int)i;
+	}
+	assert_true(f.sb >= 0 && f.v >= 0 && f.lost >= 0);
+	propose_many(c, (unsigned)f.l, 1, 5, 5);
+	unsigned all = 15;
+	wait_for(c, states_agree, &all, "the four to agree");
+	return f;
+}
+
 /* A standby misses 20 acknowledged writes, the leader and another voter
  * are lost, and the recovery runs on the standby: it is declared from the
  * log of the voter that survived, so every write is on both survivors
@@ -1130,27 +1161,9 @@ static bool follow_one_leader(struct cluster *c, void *arg)
 static void test_recover_on_lagging_survivor(void **state)
 {
 	struct cluster *c = *state;
-	c->all_seeds = true;
-	c->voters = 3;
-	cluster_start(c, 4, 3);
-	int l = leader_of(c);
-	assert_true(l >= 0);
-	uint64_t ids[16];
-	size_t nv = store_voters(c->nodes[l].store, ids, 16);
-	int sb = -1, v = -1, lost = -1;
-	for (unsigned i = 0; i < 4; i++) {
-		bool voter = false;
-		for (size_t k = 0; k < nv; k++)
-			voter |= ids[k] == c->nodes[i].o.id;
-		if (!voter)
-			sb = (int)i;
-		else if ((int)i != l)
-			*(v < 0 ? &v : &lost) = (int)i;
-	}
-	assert_true(sb >= 0 && v >= 0 && lost >= 0);
-	propose_many(c, (unsigned)l, 1, 5, 5);
+	struct four f = start_four(c);
+	int l = f.l, sb = f.sb, v = f.v, lost = f.lost;
 	unsigned all = 15;
-	wait_for(c, states_agree, &all, "the four to agree");
 
 	node_stop(c, (unsigned)sb);
 	propose_many(c, (unsigned)l, 100, 20, 5);
@@ -1194,30 +1207,11 @@ static void test_recover_on_lagging_survivor(void **state)
 static void test_recover_leaves_out_known_down(void **state)
 {
 	struct cluster *c = *state;
-	c->all_seeds = true;
-	c->voters = 3;
-	cluster_start(c, 4, 3);
-	int l = leader_of(c);
-	assert_true(l >= 0);
-	uint64_t ids[16];
-	size_t nv = store_voters(c->nodes[l].store, ids, 16);
-	int sb = -1, v = -1, lost = -1;
-	for (unsigned i = 0; i < 4; i++) {
-		bool voter = false;
-		for (size_t k = 0; k < nv; k++)
-			voter |= ids[k] == c->nodes[i].o.id;
-		if (!voter)
-			sb = (int)i;
-		else if ((int)i != l)
-			*(v < 0 ? &v : &lost) = (int)i;
-	}
-	assert_true(sb >= 0 && v >= 0 && lost >= 0);
-	propose_many(c, (unsigned)l, 1, 5, 5);
-	unsigned all = 15;
-	wait_for(c, states_agree, &all, "the four to agree");
+	struct four f = start_four(c);
+	int l = f.l, sb = f.sb, lost = f.lost;
 	node_stop(c, (unsigned)l);
 	node_stop(c, (unsigned)lost);
-	unsigned s = (unsigned)v;
+	unsigned s = (unsigned)f.v;
 	wait_for(c, follows_no_one, &s, "the surviving voter to lose its leader");
 
 	const char *down[] = {c->nodes[l].o.name, c->nodes[lost].o.name, c->nodes[sb].o.name, NULL};
