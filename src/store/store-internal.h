@@ -85,6 +85,7 @@ struct store {
 	struct fence fence; /* libraft's TCP transport behind the generation fence */
 	struct store_fsm fsm;
 	bool raft_open;
+	bool raft_closing; /* raft_close() called, its callback not yet run */
 	enum start_mode next_mode;
 	struct raft_configuration recover_conf;
 

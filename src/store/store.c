@@ -101,6 +101,7 @@ struct probe;
 static void raft_closed_cb(struct raft *r)
 {
 	struct store *s = r->data;
+	s->raft_closing = false;
 	raft_uv_close(&s->io);
 	fence_close_transport(&s->fence);
 	s->raft_open = false;
@@ -114,12 +115,22 @@ static void raft_closed_cb(struct raft *r)
 	}
 }
 
+/* Closes Raft once: a second raft_close() while the first is under way
+ * (a reset, then the agent stopping; a removed host's ticks) crashes
+ * libraft. What the phase says when the close ends is what follows it. */
+static void close_raft(struct store *s)
+{
+	if (!s->raft_open || s->raft_closing)
+		return;
+	s->raft_closing = true;
+	raft_close(&s->raft, raft_closed_cb);
+}
+
 void store_stop_raft(struct store *s, enum store_phase then)
 {
 	s->phase = then;
 	s->changing = false;
-	if (s->raft_open)
-		raft_close(&s->raft, raft_closed_cb);
+	close_raft(s);
 }
 
 static void fail_store(struct store *s, const char *fmt, ...)
@@ -279,7 +290,7 @@ void store_start_raft(struct store *s)
 
 fail_open:
 	fail_store(s, "%s: %s", what, raft_errmsg(&s->raft));
-	raft_close(&s->raft, raft_closed_cb);
+	close_raft(s);
 	return;
 fail:
 	fail_store(s, "%s: %s", what, raft_strerror(r));
@@ -436,6 +447,9 @@ void store_free_final(struct store *s)
 		s->waiting_barriers = p->next;
 		store_pending_done(p, -ESHUTDOWN, NULL, "the store is closing");
 	}
+	/* A recovery declared, then the store closed before Raft restarted. */
+	if (s->next_mode == START_RECOVER)
+		raft_configuration_close(&s->recover_conf);
 	journal_close(s->journal);
 	store_state_free(s->state);
 	void (*cb)(void *) = s->close_cb;

@@ -1122,6 +1122,60 @@ static bool follow_one_leader(struct cluster *c, void *arg)
 	return true;
 }
 
+/* What the agent does when it stops right after a recovery was declared:
+ * close the node from inside store_recover()'s answer, while the store is
+ * closing Raft to restart it. */
+struct close_in_answer {
+	struct cluster *c;
+	unsigned node;
+	bool answered;
+};
+
+static void recover_then_close(void *userdata, json_t *result, const char *error)
+{
+	struct close_in_answer *x = userdata;
+	struct node *n = &x->c->nodes[x->node];
+	(void)result;
+	(void)error;
+	x->answered = true;
+	n->up = false;
+	if (n->peer_open)
+		ctl_server_close(&n->peer, peer_closed_cb);
+	store_close(n->store, store_closed_cb, n);
+}
+
+static bool answered(struct cluster *c, void *arg)
+{
+	(void)c;
+	return ((struct close_in_answer *)arg)->answered;
+}
+
+/* The store closes while Raft is being closed to restart (a recovery
+ * declared, a reset to a newer generation): Raft is closed once, and the
+ * store closes. A second raft_close() crashed libraft. */
+static void test_close_while_restarting(void **state)
+{
+	struct cluster *c = *state;
+	c->all_seeds = true;
+	cluster_start(c, 3, 3);
+	int l = leader_of(c), s = follower_of(c, l);
+	assert_true(l >= 0 && s >= 0);
+	propose_many(c, (unsigned)l, 1, 5, 5);
+	unsigned all = 7;
+	wait_for(c, states_agree, &all, "the three to agree");
+	node_stop(c, (unsigned)l);
+	node_stop(c, (unsigned)(3 - l - s));
+	unsigned sv = (unsigned)s;
+	wait_for(c, follows_no_one, &sv, "the survivor to lose its leader");
+	struct close_in_answer x = {c, sv, false};
+	char *error = NULL;
+	int r = store_recover(c->nodes[sv].store, NULL, recover_then_close, &x, &error);
+	if (r < 0)
+		fail_msg("store_recover: %s", error ? error : strerror(-r));
+	wait_for(c, answered, &x, "store_recover's answer");
+	wait_for(c, node_closed, &c->nodes[sv], "the store to close while Raft restarts");
+}
+
 /* Four nodes, three voters, five writes everywhere: the leader @l, the
  * standby @sb, and the two other voters @v and @lost. */
 struct four {
@@ -1354,6 +1408,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_standby_replaces_voter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recover_on_lagging_survivor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recover_leaves_out_known_down, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_while_restarting, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
