@@ -289,7 +289,8 @@ void store_start_raft(struct store *s)
 	return;
 
 fail_open:
-	fail_store(s, "%s: %s", what, raft_errmsg(&s->raft));
+	fail_store(s, "%s (Raft on %s): %s", what, s->o.raft_address,
+	           raft_errmsg(&s->raft)[0] ? raft_errmsg(&s->raft) : raft_strerror(r));
 	close_raft(s);
 	return;
 fail:
@@ -416,6 +417,12 @@ int store_open(uv_loop_t *loop, const struct store_options *o, struct store **re
 		store_start_raft(s);
 	if (s->phase == PHASE_FAILED) {
 		error_set(ret_error, -EIO, "%s", s->fatal);
+		if (s->raft_closing) {
+			/* Raft started and failed: it closes in its own time,
+			 * and the store is freed after it (raft_closed_cb()). */
+			s->phase = PHASE_CLOSING;
+			return -EIO;
+		}
 		uv_close((uv_handle_t *)&s->tick, NULL);
 		journal_close(s->journal);
 		store_state_free(s->state);

@@ -1122,6 +1122,30 @@ static bool follow_one_leader(struct cluster *c, void *arg)
 	return true;
 }
 
+/* Raft cannot listen (its port is taken): store_open() fails and says
+ * why, and what it had started closes after it returned, touching no
+ * freed memory (ASan). */
+static void test_open_fails_when_raft_cannot_listen(void **state)
+{
+	struct cluster *c = *state;
+	node_options(c, 0, 1);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->raft_port[0])};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	struct store *s = NULL;
+	char *error = NULL;
+	int r = open_store(&c->loop, &c->nodes[0].o, &s, &error);
+	assert_int_equal(r, -EIO);
+	assert_non_null(error);
+	assert_non_null(strstr(error, "raft_start"));
+	free(error);
+	run_for(c, 200); /* Raft's close ends here */
+	close(fd);
+}
+
 /* What the agent does when it stops right after a recovery was declared:
  * close the node from inside store_recover()'s answer, while the store is
  * closing Raft to restart it. */
@@ -1409,6 +1433,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_recover_on_lagging_survivor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recover_leaves_out_known_down, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_while_restarting, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_fails_when_raft_cannot_listen, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
