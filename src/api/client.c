@@ -9,6 +9,7 @@
 
 #include "lib/linebuf.h"
 #include "server.h"
+#include "tls.h"
 
 struct call {
 	uv_tcp_t tcp;
@@ -16,7 +17,12 @@ struct call {
 	uv_connect_t connect;
 	uv_write_t write;
 	char *request;
+	char cmd[CTL_CMD_MAX];
 	struct linebuf in;
+	/* Over TLS: the session and the bytes off the wire. */
+	struct ctl_tls *tls;
+	struct ctl_tls_session *session;
+	struct linebuf raw;
 	ctl_call_cb cb;
 	void *userdata;
 	int handles;
@@ -30,6 +36,8 @@ static void call_free_cb(uv_handle_t *h)
 		return;
 	free(c->request);
 	linebuf_free(&c->in);
+	linebuf_free(&c->raw);
+	ctl_tls_session_free(c->session);
 	free(c);
 }
 
@@ -59,18 +67,12 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct call *c = h->data;
 	(void)suggested;
-	linebuf_alloc(&c->in, buf);
+	linebuf_alloc(c->session ? &c->raw : &c->in, buf);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Ends the call once c->in holds the reply line. */
+static void take_reply(struct call *c)
 {
-	struct call *c = s->data;
-	(void)buf;
-	if (nread < 0) {
-		fail_errno(c, (int)nread, "connection closed before the reply");
-		return;
-	}
-	c->in.len += (size_t)nread;
 	char *nl = memchr(c->in.data, '\n', c->in.len);
 	if (!nl) {
 		if (c->in.len > CTL_LINE_MAX * 16)
@@ -94,12 +96,99 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	free(reason);
 }
 
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct call *c = s->data;
+	(void)buf;
+	if (c->done)
+		return;
+	if (nread < 0) {
+		fail_errno(c, (int)nread, "connection closed before the reply");
+		return;
+	}
+	if (!c->session) {
+		c->in.len += (size_t)nread;
+		take_reply(c);
+		return;
+	}
+	c->raw.len += (size_t)nread;
+	char *error = NULL;
+	int r = ctl_tls_session_feed(c->session, (const uint8_t *)c->raw.data, c->raw.len, &error);
+	linebuf_consume(&c->raw, c->raw.len);
+	if (r < 0)
+		finish(c, r, NULL, error ? error : "TLS: the peer closed the session");
+	free(error);
+}
+
 static void write_cb(uv_write_t *w, int status)
 {
 	struct call *c = w->data;
 	if (status < 0)
 		fail_errno(c, status, "send");
 }
+
+struct tls_write {
+	uv_write_t req;
+	struct call *call;
+	char data[];
+};
+
+static void tls_write_cb(uv_write_t *w, int status)
+{
+	struct tls_write *t = (struct tls_write *)w;
+	if (status < 0 && status != UV_ECANCELED)
+		fail_errno(t->call, status, "send");
+	free(t);
+}
+
+static void tls_send(void *userdata, const uint8_t *data, size_t len)
+{
+	struct call *c = userdata;
+	struct tls_write *t = malloc(sizeof(*t) + len);
+	if (!t) {
+		finish(c, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	t->call = c;
+	memcpy(t->data, data, len);
+	uv_buf_t buf = uv_buf_init(t->data, (unsigned)len);
+	int r = uv_write(&t->req, (uv_stream_t *)&c->tcp, &buf, 1, tls_write_cb);
+	if (r < 0) {
+		free(t);
+		fail_errno(c, r, "send");
+	}
+}
+
+static void tls_plain(void *userdata, const char *data, size_t len)
+{
+	struct call *c = userdata;
+	if (c->done)
+		return;
+	if (linebuf_append(&c->in, data, len) < 0) {
+		finish(c, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	take_reply(c);
+}
+
+/* The handshake is done: the request goes only to a peer the gate lets
+ * this call speak with. */
+static void tls_ready(void *userdata)
+{
+	struct call *c = userdata;
+	char host[CTL_PEER_HOST_MAX], *error = NULL;
+	if (c->done)
+		return;
+	int r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), c->cmd, host,
+	                      sizeof(host), &error);
+	if (r == 0)
+		r = ctl_tls_session_write(c->session, c->request, strlen(c->request));
+	if (r < 0)
+		finish(c, r, NULL, error ? error : "TLS: cannot send the request");
+	free(error);
+}
+
+static const struct ctl_tls_io tls_io = {tls_send, tls_plain, tls_ready};
 
 static void connect_cb(uv_connect_t *req, int status)
 {
@@ -108,6 +197,16 @@ static void connect_cb(uv_connect_t *req, int status)
 		return;
 	if (status < 0) {
 		fail_errno(c, status, "connect");
+		return;
+	}
+	if (c->session) {
+		char *error = NULL;
+		int r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+		if (r < 0)
+			fail_errno(c, r, "receive");
+		else if (ctl_tls_session_start(c->session, &error) < 0)
+			finish(c, -EPROTO, NULL, error ? error : "TLS: cannot start");
+		free(error);
 		return;
 	}
 	uv_buf_t buf = uv_buf_init(c->request, (unsigned)strlen(c->request));
@@ -134,6 +233,13 @@ int ctl_call(uv_loop_t *loop, const char *address, const char *cmd, json_t *args
 	}
 	c->request = ctl_request_encode(1, cmd, args);
 	if (!c->request) {
+		free(c);
+		return -ENOMEM;
+	}
+	snprintf(c->cmd, sizeof(c->cmd), "%s", cmd);
+	c->tls = ctl_tls_default();
+	if (c->tls && ctl_tls_session_new(c->tls, false, &tls_io, c, &c->session) < 0) {
+		free(c->request);
 		free(c);
 		return -ENOMEM;
 	}

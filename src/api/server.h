@@ -9,6 +9,10 @@
 
 struct ctl_client;
 struct ctl_deferred;
+struct ctl_tls;
+
+/* Room for a host name (the store's STORE_NAME_MAX). */
+#define CTL_PEER_HOST_MAX 32
 
 /* A handler's return value meaning "I will answer later" (ctl_defer()). */
 #define CTL_DEFERRED 1
@@ -28,6 +32,15 @@ struct ctl_deferred *ctl_defer(struct ctl_client *client, const struct ctl_reque
  * @error. Frees @d. */
 void ctl_deferred_reply(struct ctl_deferred *d, json_t *result, const char *error);
 
+/* The admitted host whose key the peer presented on this TLS connection, as
+ * the gate (tls.h) said at the connection's last request; NULL when the key
+ * is no admitted host's, and on the admin's socket and plaintext ones. */
+const char *ctl_client_peer_host(const struct ctl_client *client);
+
+/* The fingerprint (hex SHA-256 of the SubjectPublicKeyInfo) of the key the
+ * peer presented on this TLS connection; NULL when not over TLS. */
+const char *ctl_client_peer_fp(const struct ctl_client *client);
+
 struct ctl_server {
 	union {
 		uv_pipe_t pipe;
@@ -35,6 +48,7 @@ struct ctl_server {
 		uv_stream_t stream;
 	};
 	bool is_tcp;
+	struct ctl_tls *tls; /* TCP over TLS: ctl_tls_default() at start */
 	uv_loop_t *loop;
 	ctl_handler_fn handler;
 	void *userdata;
@@ -49,7 +63,9 @@ struct ctl_server {
 int ctl_server_start(struct ctl_server *server, uv_loop_t *loop, const char *path,
                      ctl_handler_fn handler, void *userdata);
 
-/* Listens on TCP @address ("A.B.C.D:PORT"), for the agents' peer API.
+/* Listens on TCP @address ("A.B.C.D:PORT"), for the agents' peer API: over
+ * mutual TLS 1.3 with the identity of ctl_tls_default() when there is one
+ * (each request is then put to its gate first), else in plaintext.
  * Returns 0 or a negative errno. */
 int ctl_server_start_tcp(struct ctl_server *server, uv_loop_t *loop, const char *address,
                          ctl_handler_fn handler, void *userdata);
