@@ -19,6 +19,7 @@ struct agent {
 	struct datapath dp;
 	struct ctl_server ctl;  /* the admin's control socket */
 	struct ctl_server peer; /* the peer API */
+	struct ctl_tls *tls;    /* the peer API's TLS identity */
 	struct svc_host host;
 	struct svc_env env;
 	struct svc_set services;

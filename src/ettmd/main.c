@@ -14,6 +14,7 @@
 
 #include "agent.h"
 #include "api/server.h"
+#include "api/tls.h"
 #include "config.h"
 #include "datapath/datapath.h"
 #include "lib/fileio.h"
@@ -232,6 +233,18 @@ static int start(struct agent *a)
 		log_error("state directory %s: %s", a->cfg.state_dir, strerror(-r));
 		return r;
 	}
+	/* The peer API's key: made at first start, then the same for good
+	 * (docs/trust.md: it is bound into this host's attestation). */
+	char *error = NULL;
+	r = ctl_tls_open(a->cfg.state_dir, a->cfg.name, &a->tls, &error);
+	if (r < 0) {
+		log_error("TLS identity: %s", error ? error : strerror(-r));
+		free(error);
+		return r;
+	}
+	ctl_tls_set_default(a->tls);
+	log_info("TLS key %s (%s/%s)", ctl_tls_fingerprint(a->tls), a->cfg.state_dir,
+	         CTL_TLS_KEY_FILE);
 	r = dp_open(&a->dp, &a->cfg.datapath, a->cfg.state_dir);
 	if (r < 0) {
 		log_error("datapath: %s", strerror(-r));
@@ -293,12 +306,14 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &agent.started);
 	agent.loop = uv_default_loop();
 	if (start(&agent) < 0) {
+		ctl_tls_free(agent.tls);
 		dp_close(&agent.dp);
 		return 1;
 	}
 	uv_run(agent.loop, UV_RUN_DEFAULT);
 	uv_loop_close(agent.loop);
 	svc_set_free(&agent.services);
+	ctl_tls_free(agent.tls);
 	free(agent.measured_config);
 	dp_close(&agent.dp);
 	log_info("stopped");

@@ -40,6 +40,7 @@ struct session {
 	char id[2 * 16 + 1]; /* "" free */
 	char host[STORE_NAME_MAX];
 	char ek_fp[TRUST_FP_LEN], ak_fp[TRUST_FP_LEN];
+	char tls_fp[TRUST_FP_LEN]; /* the key of the challenge's TLS connection */
 	struct trust_blob ak_public;
 	uint8_t plain[TRUST_DIGEST_LEN], nonce[TRUST_NONCE_LEN];
 	uint64_t expires_ms;
@@ -57,6 +58,9 @@ struct attest {
 	struct trust_blob ek_cert, ek_public, ak_public;
 	char ek_fp[TRUST_FP_LEN], ak_fp[TRUST_FP_LEN];
 	uint32_t reset_count, restart_count;
+	/* The TLS key this agent speaks with: "" without TLS. */
+	char tls_fp[TRUST_FP_LEN];
+	json_t *tls_spki; /* its SubjectPublicKeyInfo in hex; NULL without TLS */
 
 	/* This host's join. */
 	bool fresh;   /* measured anew (start, TPM reset): join even if admitted */
