@@ -12,6 +12,7 @@
 #include "api/server.h"
 #include "api/tls.h"
 #include "attest.h"
+#include "gate.h"
 #include "hosts.h"
 #include "lib/clock.h"
 #include "lib/error.h"
@@ -25,36 +26,13 @@ struct trust_svc {
 	struct attest *attest; /* NULL: admission is the admin's */
 };
 
-/* What a key that is no admitted host's may send, or be sent: the join
- * protocol (docs/trust.md) — joining the store, then attesting. */
-static const char *const joining_commands[] = {"store.hello", "store.join", "trust.challenge",
-                                               "trust.prove", NULL};
-
-/* The gate of the peer API's TLS (api/tls.h): a key is an admitted host's
- * when an admission names it and the host's last attestation, if any, did
- * not end it (a revocation is committed before the admission's delete). */
+/* The gate of the peer API's TLS (api/tls.h), on this replica's state. */
 static int gate(void *self, const char *fp, const char *cmd, char *ret_host, size_t host_size,
                 char **ret_error)
 {
 	struct trust_svc *t = self;
-	const struct store_state *st = store_state(t->store);
-	const struct trust_admission *adm = trust_admission_by_key(st, fp);
-	const struct trust_attestation *att = adm ? trust_attestation_find(st, adm->host) : NULL;
-	if (adm && (!att || att->state == TRUST_ATTEST_ADMITTED)) {
-		snprintf(ret_host, host_size, "%s", adm->host);
-		return 0;
-	}
-	/* Without attestation there is no evidence to judge a key by: the
-	 * channel is encrypted, and every peer is heard as before. */
-	if (!t->attest)
-		return 0;
-	for (size_t i = 0; joining_commands[i]; i++)
-		if (strcmp(cmd, joining_commands[i]) == 0)
-			return 0;
-	return error_set(ret_error, -EACCES,
-	                 "%s: TLS key %.16s... is no admitted host's%s; before admission only "
-	                 "store.hello, store.join, trust.challenge and trust.prove are heard",
-	                 cmd, fp, adm ? " (its admission is being revoked)" : "");
+	return trust_key_check(store_state(t->store), t->attest != NULL, fp, cmd, ret_host,
+	                       host_size, ret_error);
 }
 
 static int open_trust(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
