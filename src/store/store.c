@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/tls.h"
 #include "lib/error.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
@@ -200,6 +201,18 @@ static void fence_newer(void *userdata, uint64_t generation)
 		s->fence_newer = generation;
 }
 
+static int fence_check(void *userdata, const char *fp, uint64_t raft_id, char **ret_error)
+{
+	struct store *s = userdata;
+	return s->raft_check ? s->raft_check(s->raft_check_userdata, fp, raft_id, ret_error) : 0;
+}
+
+void store_set_raft_check(struct store *s, store_raft_check_fn check, void *userdata)
+{
+	s->raft_check = check;
+	s->raft_check_userdata = userdata;
+}
+
 /* Creates and starts the Raft instance in s->raft per s->next_mode. */
 void store_start_raft(struct store *s)
 {
@@ -210,6 +223,8 @@ void store_start_raft(struct store *s)
 	s->fence.generation = fence_generation;
 	s->fence.newer = fence_newer;
 	s->fence.userdata = s;
+	s->fence.tls = ctl_tls_default();
+	s->fence.check = fence_check;
 	what = "raft_uv_init";
 	if ((r = raft_uv_init(&s->io, s->loop, s->raft_dir, &s->fence.t)) != 0) {
 		fence_close_transport(&s->fence);

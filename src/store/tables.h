@@ -25,7 +25,7 @@
 /* Version of the command and snapshot encodings. A replica refuses
  * encodings newer than it knows. */
 /* 2: locations, links; 3: attestations, devices, manager; 4: labels;
- * 5: an admission's TLS key */
+ * 5: the TLS key of an admission and an attestation */
 #define STORE_ENCODING_VERSION 5
 
 #define STORE_NAME_MAX    32

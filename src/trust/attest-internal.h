@@ -133,3 +133,10 @@ static inline struct store_cmd attestation_cmd(const char *host, enum trust_atte
 	t->time_ms = cmd.time_ms;
 	return cmd;
 }
+
+/* Records @tls_fp (may be NULL) as the key of the attestation row @cmd. */
+static inline void attestation_set_key(struct store_cmd *cmd, const char *tls_fp)
+{
+	struct trust_attestation *t = STORE_CMD_ROW(cmd, struct trust_attestation);
+	snprintf(t->tls_fp, sizeof(t->tls_fp), "%s", tls_fp ? tls_fp : "");
+}

@@ -109,6 +109,9 @@ void attest_refuse(struct attest *a, const char *host, const char *reason, const
 		ek_fp = old->ek_fp;
 	struct store_cmd t =
 	    attestation_cmd(host, TRUST_ATTEST_REFUSED, reason, ek_fp, measurement);
+	/* The key stays known as this host's. */
+	const struct trust_admission *adm = trust_admission_find(st, host);
+	attestation_set_key(&t, old && old->tls_fp[0] ? old->tls_fp : adm ? adm->tls_fp : NULL);
 	struct store_cmd del = admission_delete(host);
 	if (attest_commit(a, host, "refusal", &t, admitted ? &del : NULL, NULL) < 0)
 		log_warn("trust: cannot commit the refusal of %s", host);
@@ -371,6 +374,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	ad->time_ms = adm.time_ms;
 	struct store_cmd t =
 	    attestation_cmd(host, TRUST_ATTEST_ADMITTED, NULL, sess.ek_fp, measurement);
+	attestation_set_key(&t, sess.tls_fp);
 	STORE_CMD_ROW(&t, struct trust_attestation)->reset_count = q.reset_count;
 	STORE_CMD_ROW(&t, struct trust_attestation)->restart_count = q.restart_count;
 	struct ctl_deferred *d = ctl_defer(client, req);
@@ -437,6 +441,8 @@ int attest_handle_admin(struct attest *a, struct ctl_client *client, const struc
 	}
 	struct store_cmd rev = attestation_cmd(host, TRUST_ATTEST_REVOKED, "revoked by the admin",
 	                                       t ? t->ek_fp : NULL, t ? t->measurement : NULL);
+	const struct trust_admission *adm = trust_admission_find(st, host);
+	attestation_set_key(&rev, t && t->tls_fp[0] ? t->tls_fp : adm ? adm->tls_fp : NULL);
 	struct store_cmd del = admission_delete(host);
 	if (!(d = ctl_defer(client, req)))
 		return -ENOMEM;

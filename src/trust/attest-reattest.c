@@ -69,6 +69,7 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 	}
 	struct store_cmd t =
 	    attestation_cmd(qc->host, TRUST_ATTEST_ADMITTED, NULL, adm->ek_fp, measurement);
+	attestation_set_key(&t, adm->tls_fp);
 	STORE_CMD_ROW(&t, struct trust_attestation)->reset_count = q.reset_count;
 	STORE_CMD_ROW(&t, struct trust_attestation)->restart_count = q.restart_count;
 	struct store_cmd upd = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};

@@ -22,10 +22,14 @@
 int trust_key_check(const struct store_state *st, bool attesting, const char *fp,
                     const char *cmd, char *ret_host, size_t host_size, char **ret_error);
 
-/* Decides whether the key @fp may speak Raft as server @raft_id: the key
- * must be an admitted host's (as above) and that host the member with that
- * id, so that a peer cannot claim another's place in the cluster. Without
- * @attesting, a key no admission names passes (no evidence). Returns 0, or
- * -EACCES with *ret_error. */
-int trust_raft_key_check(const struct store_state *st, bool attesting, const char *fp,
-                         uint64_t raft_id, char **ret_error);
+/* Decides whether the key @fp may speak Raft as server @raft_id. A key
+ * that is an admitted host's (as above) speaks only as that host's server
+ * id. Another key is refused when the admin revoked the host it was
+ * admitted as (its attestation row keeps it), or when the id it claims is
+ * that of a host admitted with another key; otherwise it passes: a host
+ * replicates the store from when it joins, before it attests, and keeps
+ * replicating while a measurement it runs is not trusted, so that removing
+ * a measurement by mistake leaves the cluster its quorum (docs/trust.md).
+ * Returns 0, or -EACCES with *ret_error. */
+int trust_raft_key_check(const struct store_state *st, const char *fp, uint64_t raft_id,
+                         char **ret_error);

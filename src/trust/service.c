@@ -35,6 +35,13 @@ static int gate(void *self, const char *fp, const char *cmd, char *ret_host, siz
 	                       host_size, ret_error);
 }
 
+/* Who may speak Raft (store.h), on this replica's state. */
+static int raft_check(void *self, const char *fp, uint64_t raft_id, char **ret_error)
+{
+	struct trust_svc *t = self;
+	return trust_raft_key_check(store_state(t->store), fp, raft_id, ret_error);
+}
+
 static int open_trust(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
 {
 	const struct attest_options *o = options;
@@ -54,6 +61,7 @@ static int open_trust(struct svc_env *env, const void *options, void **ret_self,
 	}
 	if (ctl_tls_default())
 		ctl_tls_set_gate(ctl_tls_default(), gate, t);
+	store_set_raft_check(t->store, raft_check, t);
 	*ret_self = t;
 	return 0;
 }
@@ -63,6 +71,7 @@ static void close_trust(void *self, void (*done)(void *arg), void *arg)
 	struct trust_svc *t = self;
 	if (ctl_tls_default())
 		ctl_tls_set_gate(ctl_tls_default(), NULL, NULL);
+	store_set_raft_check(t->store, NULL, NULL);
 	attest_close(t->attest);
 	free(t);
 	done(arg);

@@ -52,6 +52,10 @@ struct trust_attestation {
 	char measurement[STORE_DIGEST_MAX];  /* the PCR value the host claimed */
 	uint32_t reset_count, restart_count; /* its TPM's, from the last good quote */
 	uint64_t time_ms;                    /* of the last attempt */
+	/* The TLS key of its last admission (since encoding 5; "" before):
+	 * kept through a refusal or a revocation, so that the key stays
+	 * known as this host's (gate.h). */
+	char tls_fp[STORE_DIGEST_MAX];
 };
 
 /* NULL-terminated, for store_tables_register(). */

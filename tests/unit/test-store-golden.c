@@ -109,12 +109,12 @@ static void test_snapshot_v3_loads_and_encodes_the_same(void **state)
 		assert_true(store_count(s, t) >= 1);
 	/* Written again in today's encoding, it adds the labels table (id 15,
 	 * empty: its id and a zero count, since 4) at the end and an empty TLS
-	 * key to each admission (an empty string: two zero bytes, since 5),
-	 * and reads back as the same state. */
+	 * key to each admission and attestation (an empty string: two zero
+	 * bytes, since 5), and reads back as the same state. */
 	static const uint8_t labels_empty[] = {15, 0, 0, 0, 0};
-	size_t admissions = store_count(s, TRUST_ADMISSIONS);
+	size_t keyed = store_count(s, TRUST_ADMISSIONS) + store_count(s, TRUST_ATTESTATIONS);
 	assert_int_equal(store_state_snapshot(s, &again, &again_len), 0);
-	assert_int_equal(again_len, len + sizeof(labels_empty) + 2 * admissions);
+	assert_int_equal(again_len, len + sizeof(labels_empty) + 2 * keyed);
 	assert_int_equal(data[4], 3);
 	assert_int_equal(again[4], STORE_ENCODING_VERSION);
 	assert_memory_equal(again + again_len - sizeof(labels_empty), labels_empty,
@@ -130,7 +130,8 @@ static void test_snapshot_v3_loads_and_encodes_the_same(void **state)
 	store_state_free(s);
 }
 
-/* Encoding 5: admissions carry the TLS key the host attested with. The
+/* Encoding 5: admissions carry the TLS key the host attested with, and
+ * attestations the key of the last admission. The
  * checked-in snapshot loads, dumps as checked in (the key in "tls_fp"),
  * and encodes back to the very same bytes. */
 static void write_v5(void)
@@ -142,6 +143,16 @@ static void write_v5(void)
 		*a = *(const struct trust_admission *)store_row(s, TRUST_ADMISSIONS, i);
 		memset(a->tls_fp, "de"[i % 2], 64);
 		a->tls_fp[64] = '\0';
+		struct store_result res;
+		assert_int_equal(store_state_apply(s, &cmd, &res), 0);
+		assert_true(res.applied);
+	}
+	for (size_t i = 0; i < store_count(s, TRUST_ATTESTATIONS); i++) {
+		struct store_cmd cmd = {.table = TRUST_ATTESTATIONS, .op = STORE_PUT, .time_ms = 5000};
+		struct trust_attestation *t = STORE_CMD_ROW(&cmd, struct trust_attestation);
+		*t = *(const struct trust_attestation *)store_row(s, TRUST_ATTESTATIONS, i);
+		memset(t->tls_fp, "de"[i % 2], 64);
+		t->tls_fp[64] = '\0';
 		struct store_result res;
 		assert_int_equal(store_state_apply(s, &cmd, &res), 0);
 		assert_true(res.applied);
@@ -225,9 +236,12 @@ static void test_commands_decode_and_encode_the_same(void **state)
 		assert_int_equal(cmd.table, tables[i]);
 		assert_int_equal(cmd.op, i < 14 ? STORE_PUT : STORE_DELETE);
 		/* The same bytes but the encoding version (after the magic):
-		 * today's; and an admission's put gains its empty TLS key at the
-		 * end (two zero bytes, since 5). */
-		size_t grown = cmd.table == TRUST_ADMISSIONS && cmd.op == STORE_PUT ? 2 : 0;
+		 * today's; and a put of an admission or an attestation gains its
+		 * empty TLS key at the end (two zero bytes, since 5). */
+		size_t grown = (cmd.table == TRUST_ADMISSIONS || cmd.table == TRUST_ATTESTATIONS) &&
+		                       cmd.op == STORE_PUT
+		                   ? 2
+		                   : 0;
 		assert_int_equal(store_cmd_encode(&cmd, &again, &again_len), 0);
 		assert_int_equal(again_len, len + grown);
 		assert_int_equal(data[2], 3);

@@ -147,37 +147,61 @@ static void test_without_attestation_every_key_is_heard(void **state)
 	store_state_free(s);
 }
 
+static void attestation_key(struct store_state *s, const char *host,
+                            enum trust_attest_state st, const char *key)
+{
+	struct store_cmd c = {.table = TRUST_ATTESTATIONS, .op = STORE_PUT};
+	struct trust_attestation *t = STORE_CMD_ROW(&c, struct trust_attestation);
+	snprintf(t->host, sizeof(t->host), "%s", host);
+	t->state = (uint8_t)st;
+	snprintf(t->tls_fp, sizeof(t->tls_fp), "%s", key);
+	apply(s, c);
+}
+
+static int raft(struct store_state *s, const char *key, uint64_t id, const char *why)
+{
+	char *error = NULL;
+	int r = trust_raft_key_check(s, key, id, &error);
+	if (r < 0 && !strstr(error, why))
+		fail_msg("\"%s\" does not say \"%s\"", error, why);
+	if (r == 0 && why)
+		fail_msg("passed, expected \"%s\"", why);
+	free(error);
+	return r;
+}
+
 static void test_raft_id_must_be_the_keys(void **state)
 {
 	struct store_state *s = cluster();
-	char *error = NULL;
-	assert_int_equal(trust_raft_key_check(s, true, KEY_H1, 1, &error), 0);
-	assert_int_equal(trust_raft_key_check(s, true, KEY_H2, 2, &error), 0);
+	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
+	assert_int_equal(raft(s, KEY_H2, 2, NULL), 0);
 	/* h2's key claiming h1's place. */
-	assert_int_equal(trust_raft_key_check(s, true, KEY_H2, 1, &error), -EACCES);
-	assert_non_null(strstr(error, "admitted as h2, which is server 2"));
-	free(error);
-	error = NULL;
-	assert_int_equal(trust_raft_key_check(s, true, KEY_X, 2, &error), -EACCES);
-	assert_non_null(strstr(error, "is no admitted host's"));
-	free(error);
-	error = NULL;
+	assert_int_equal(raft(s, KEY_H2, 1, "admitted as h2, which is server 2"), -EACCES);
+	/* A key of no host claiming an admitted host's place. */
+	assert_int_equal(raft(s, KEY_X, 2, "h2 was admitted with another TLS key"), -EACCES);
+	/* A key of no host for a server no host was admitted as: a host that
+	 * joined and has not attested yet replicates. */
+	member(s, 3, "h3");
+	assert_int_equal(raft(s, KEY_X, 3, NULL), 0);
 	/* An admitted host that is no member (removed from the cluster). */
-	admit(s, "h7", KEY_X);
-	assert_int_equal(trust_raft_key_check(s, true, KEY_X, 7, &error), -EACCES);
-	assert_non_null(strstr(error, "which is no member"));
-	free(error);
-	error = NULL;
-	/* Revoked: refused. */
-	attestation(s, "h2", TRUST_ATTEST_REVOKED);
-	assert_int_equal(trust_raft_key_check(s, true, KEY_H2, 2, &error), -EACCES);
-	free(error);
-	error = NULL;
-	/* Without attestation an unknown key passes, but an admitted one
-	 * must still be at its own id. */
-	assert_int_equal(trust_raft_key_check(s, false, "", 5, &error), 0);
-	assert_int_equal(trust_raft_key_check(s, false, KEY_H1, 2, &error), -EACCES);
-	free(error);
+	admit(s, "h7", "7777777777777777777777777777777777777777777777777777777777777777");
+	assert_int_equal(raft(s, "7777777777777777777777777777777777777777777777777777777777777777",
+	                      7, "which is no member"),
+	                 -EACCES);
+	/* Revoked by the admin: the attestation keeps the key, and refuses it
+	 * once the admission is gone too. */
+	attestation_key(s, "h2", TRUST_ATTEST_REVOKED, KEY_H2);
+	assert_int_equal(raft(s, KEY_H2, 2, "revoked by the admin"), -EACCES);
+	struct store_cmd del = {.table = TRUST_ADMISSIONS, .op = STORE_DELETE};
+	snprintf(STORE_CMD_ROW(&del, struct trust_admission)->host, STORE_NAME_MAX, "h2");
+	apply(s, del);
+	assert_int_equal(raft(s, KEY_H2, 2, "revoked by the admin"), -EACCES);
+	/* Refused for its measurement (not revoked): it keeps replicating. */
+	attestation_key(s, "h1", TRUST_ATTEST_REFUSED, KEY_H1);
+	del = (struct store_cmd){.table = TRUST_ADMISSIONS, .op = STORE_DELETE};
+	snprintf(STORE_CMD_ROW(&del, struct trust_admission)->host, STORE_NAME_MAX, "h1");
+	apply(s, del);
+	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
 	store_state_free(s);
 }
 
