@@ -236,15 +236,19 @@ static int start(struct agent *a)
 	/* The peer API's key: made at first start, then the same for good
 	 * (docs/trust.md: it is bound into this host's attestation). */
 	char *error = NULL;
-	r = ctl_tls_open(a->cfg.state_dir, a->cfg.name, &a->tls, &error);
+	r = a->cfg.tls ? ctl_tls_open(a->cfg.state_dir, a->cfg.name, &a->tls, &error) : 0;
+	if (!a->cfg.tls)
+		log_warn("store.tls = false: the peer API and Raft are plaintext and every peer "
+		         "is heard (a benchmark's baseline, never a network)");
 	if (r < 0) {
 		log_error("TLS identity: %s", error ? error : strerror(-r));
 		free(error);
 		return r;
 	}
 	ctl_tls_set_default(a->tls);
-	log_info("TLS key %s (%s/%s)", ctl_tls_fingerprint(a->tls), a->cfg.state_dir,
-	         CTL_TLS_KEY_FILE);
+	if (a->tls)
+		log_info("TLS key %s (%s/%s)", ctl_tls_fingerprint(a->tls), a->cfg.state_dir,
+		         CTL_TLS_KEY_FILE);
 	r = dp_open(&a->dp, &a->cfg.datapath, a->cfg.state_dir);
 	if (r < 0) {
 		log_error("datapath: %s", strerror(-r));
