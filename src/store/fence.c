@@ -375,6 +375,17 @@ int fence_recheck(struct fence *f)
 	return tls_proxy_recheck(&f->proxies);
 }
 
+void fence_pump(struct fence *f)
+{
+	/* At most every 100 µs: a batch of entries applied at once needs one
+	 * pump, not one per entry (each is a read per connection). */
+	uint64_t now = uv_hrtime();
+	if (!f->proxies || now - f->pumped_ns < 100000)
+		return;
+	f->pumped_ns = now;
+	tls_proxy_pump(&f->proxies);
+}
+
 void fence_close_transport(struct fence *f)
 {
 	raft_uv_tcp_close(&f->tcp);

@@ -32,6 +32,7 @@ struct fence {
 	struct ctl_tls *tls;
 	int (*check)(void *userdata, const char *fp, uint64_t raft_id, char **ret_error);
 	struct tls_proxy *proxies; /* TLS connections, in their handshake or running */
+	uint64_t pumped_ns;        /* uv_hrtime() of the last fence_pump() */
 };
 
 /* Whether two hosts at generations @mine and @theirs may talk Raft: when
@@ -44,6 +45,10 @@ int fence_init_transport(struct fence *f, uv_loop_t *loop);
 /* Judges every running TLS connection's key again and closes those that
  * @check now refuses (a host revoked or removed). Returns how many. */
 int fence_recheck(struct fence *f);
+
+/* Forwards what libraft wrote to the TLS connections and the loop has not
+ * read yet (tls_proxy_pump()), at most every 100 µs. */
+void fence_pump(struct fence *f);
 
 /* Releases the TCP transport once libraft closed @f->t. */
 void fence_close_transport(struct fence *f);

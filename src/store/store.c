@@ -73,6 +73,9 @@ static void fsm_applied(void *userdata, const struct raft_buffer *buf, const str
                         const struct store_result *res)
 {
 	struct store *s = userdata;
+	/* A reply libraft sent just before this apply goes out first, not
+	 * after the subscribers' work (tlsproxy.h). */
+	fence_pump(&s->fence);
 	if (res->applied && (cmd->table == STORE_CLUSTER || cmd->table == STORE_MEMBERS))
 		save_peers(s);
 	/* The term this replica is in: never below the term that committed
@@ -82,6 +85,7 @@ static void fsm_applied(void *userdata, const struct raft_buffer *buf, const str
 	                          .index = s->raft.last_applied + 1};
 	journal_append(s->journal, &pos, buf->base, buf->len);
 	notify(s, cmd, res);
+	fence_pump(&s->fence);
 	if (cmd->table == STORE_MEMBERS && cmd->op == STORE_DELETE && res->applied &&
 	    STORE_CMD_ROW(cmd, struct store_member)->id == s->o.id)
 		store_handle_self_removed(s);

@@ -250,6 +250,10 @@ int tls_proxy_start(uv_loop_t *loop, struct ctl_tls *tls, uv_stream_t *tcp, bool
 	                        .handles = 2};
 	*head = p;
 	tcp->data = p;
+	/* One Raft message becomes several TLS records, each its own write:
+	 * Nagle's algorithm would hold the later ones back for an ACK. */
+	if (tcp->type == UV_TCP)
+		uv_tcp_nodelay((uv_tcp_t *)tcp, 1);
 	uv_timer_init(loop, &p->timer);
 	p->timer.data = p;
 	uv_timer_start(&p->timer, timeout_cb, HANDSHAKE_MS, 0);
@@ -280,6 +284,29 @@ int tls_proxy_recheck(struct tls_proxy **head)
 		closed++;
 	}
 	return closed;
+}
+
+void tls_proxy_pump(struct tls_proxy **head)
+{
+	struct tls_proxy *p = *head, *next;
+	char buf[16384];
+	for (; p; p = next) {
+		next = p->next;
+		uv_os_fd_t fd;
+		if (!p->handed || p->closing || !p->inner_open ||
+		    uv_fileno((uv_handle_t *)&p->inner, &fd) < 0)
+			continue;
+		for (;;) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+			if (n > 0 && ctl_tls_session_write(p->session, buf, (size_t)n) == 0)
+				continue;
+			/* Nothing more now; the end and errors are the read
+			 * callback's to see. */
+			if (n > 0)
+				proxy_close(p, RAFT_NOCONNECTION);
+			break;
+		}
+	}
 }
 
 void tls_proxy_close_all(struct tls_proxy **head)
