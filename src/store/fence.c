@@ -361,6 +361,9 @@ int fence_init_transport(struct fence *f, uv_loop_t *loop)
 	f->loop = loop;
 	f->shakes = NULL;
 	f->proxies = NULL;
+	f->tls = NULL; /* plaintext until the owner gives an identity */
+	f->check = NULL;
+	f->pumped_ns = 0;
 	f->tcp.data = f;
 	f->t = (struct raft_uv_transport){.data = f,
 	                                  .init = fence_init,
