@@ -14,6 +14,7 @@
 
 #include "agent.h"
 #include "api/server.h"
+#include "api/tls.h"
 #include "config.h"
 #include "peers.h"
 #include "datapath/datapath.h"
@@ -62,7 +63,10 @@ static int handle_peer(void *userdata, struct ctl_client *client, const struct c
 	if (ctl_client_source(client, &source) < 0)
 		return error_set(ret_error, -ENOTCONN, "the peer API cannot tell who is asking");
 	const struct store_state *st = a->env.store ? store_state(a->env.store) : NULL;
-	unsigned granted = peer_scope(st, source, ctl_client_peer_host(client), NULL);
+	/* Over TLS in a cluster that admits by attestation, who asks is the
+	 * host its key was admitted as, and that alone (peers.h). */
+	bool by_key = ctl_client_peer_fp(client) && attest_enabled(&a->cfg.trust);
+	unsigned granted = peer_scope(st, source, by_key, ctl_client_peer_host(client), NULL);
 	unsigned wanted = svc_command_scope(&a->services, req->cmd);
 	int r = peer_guard_check(&a->peer_guard, source, granted, wanted, req->cmd,
 	                         uv_now(a->loop), ret_error);
@@ -246,6 +250,22 @@ static int start(struct agent *a)
 		log_error("state directory %s: %s", a->cfg.state_dir, strerror(-r));
 		return r;
 	}
+	/* The peer API's key: made at first start, then the same for good
+	 * (docs/trust.md: it is bound into this host's attestation). */
+	char *error = NULL;
+	r = a->cfg.tls ? ctl_tls_open(a->cfg.state_dir, a->cfg.name, &a->tls, &error) : 0;
+	if (!a->cfg.tls)
+		log_warn("store.tls = false: the peer API and Raft are plaintext and every peer "
+		         "is heard (a benchmark's baseline, never a network)");
+	if (r < 0) {
+		log_error("TLS identity: %s", error ? error : strerror(-r));
+		free(error);
+		return r;
+	}
+	ctl_tls_set_default(a->tls);
+	if (a->tls)
+		log_info("TLS key %s (%s/%s)", ctl_tls_fingerprint(a->tls), a->cfg.state_dir,
+		         CTL_TLS_KEY_FILE);
 	r = dp_open(&a->dp, &a->cfg.datapath, a->cfg.state_dir);
 	if (r < 0) {
 		log_error("datapath: %s", strerror(-r));
@@ -307,12 +327,14 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &agent.started);
 	agent.loop = uv_default_loop();
 	if (start(&agent) < 0) {
+		ctl_tls_free(agent.tls);
 		dp_close(&agent.dp);
 		return 1;
 	}
 	uv_run(agent.loop, UV_RUN_DEFAULT);
 	uv_loop_close(agent.loop);
 	svc_set_free(&agent.services);
+	ctl_tls_free(agent.tls);
 	free(agent.measured_config);
 	dp_close(&agent.dp);
 	log_info("stopped");
