@@ -152,6 +152,8 @@ static void client_handle_line(struct ctl_client *c, const char *line, size_t le
 	if (c->session &&
 	    (r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), req.cmd, c->peer_host,
 	                       sizeof(c->peer_host), &reason)) < 0) {
+		if (c->server->refused)
+			c->server->refused(c->server->userdata, c, &req, &reason);
 		client_send(c, ctl_reply_encode(&req, NULL, reason ? reason : strerror(-r)));
 		free(reason);
 		ctl_request_done(&req);

@@ -66,6 +66,11 @@ struct ctl_server {
 	uv_loop_t *loop;
 	ctl_handler_fn handler;
 	void *userdata;
+	/* Told, with @userdata, of each request the TLS gate refused before
+	 * the handler: it may account for it (a rate, a log) and may replace
+	 * the reason the client gets (*inout_reason, malloc'd). NULL: none. */
+	void (*refused)(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+	                char **inout_reason);
 	char path[108];
 	struct ctl_client *clients;
 	void (*close_cb)(struct ctl_server *server);

@@ -75,6 +75,27 @@ static int handle_peer(void *userdata, struct ctl_client *client, const struct c
 	return svc_dispatch(&a->services, granted, client, req, ret_result, ret_error);
 }
 
+/* A request the TLS gate refused (a key no admitted host holds, beyond the
+ * join protocol) still counts against its source's rate, and is logged as
+ * the guard logs its own refusals; over its rate, the client is told so. */
+static void refused_peer(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+                         char **inout_reason)
+{
+	struct agent *a = userdata;
+	struct in_addr source = {0};
+	char *why = NULL;
+	if (ctl_client_source(client, &source) < 0)
+		return;
+	unsigned wanted = svc_command_scope(&a->services, req->cmd);
+	if (peer_guard_check(&a->peer_guard, source, SVC_JOIN, wanted, req->cmd, uv_now(a->loop),
+	                     &why) == -EBUSY) {
+		free(*inout_reason);
+		*inout_reason = why;
+		return;
+	}
+	free(why);
+}
+
 /* Someone removed the table (nft flush ruleset, a careless admin): put it
  * back, so the agent keeps owning its datapath. */
 static void watch_cb(uv_timer_t *t)
@@ -208,6 +229,7 @@ static int start_peer_api(struct agent *a)
 	snprintf(peer, sizeof(peer), "%s:%u", addr, a->cfg.peer_port);
 	peer_guard_init(&a->peer_guard);
 	int r = ctl_server_start_tcp(&a->peer, a->loop, peer, handle_peer, a);
+	a->peer.refused = refused_peer;
 	if (r < 0)
 		log_error("peer API on %s: %s", peer, uv_strerror(r));
 	return r;
