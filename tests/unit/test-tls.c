@@ -288,6 +288,22 @@ static unsigned free_port(void)
 	return ntohs(sa.sin_port);
 }
 
+/* The server's hook for what its gate refused: counts, and the third
+ * refusal gets another reason. */
+static int refusals;
+
+static void refused(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+                    char **inout_reason)
+{
+	(void)userdata;
+	assert_non_null(ctl_client_peer_fp(client));
+	assert_string_equal(req->cmd, "store.status");
+	if (++refusals == 3) {
+		free(*inout_reason);
+		*inout_reason = strdup("too many requests");
+	}
+}
+
 static void server_closed(struct ctl_server *s)
 {
 	(void)s;
@@ -317,11 +333,19 @@ static void test_server_gate(void **state)
 	assert_int_equal(r.status, 0);
 	assert_string_equal(r.host, "h1");
 	assert_string_equal(r.fp, ctl_tls_fingerprint(ta));
-	/* A key no host was admitted with: only the join protocol. */
+	/* A key no host was admitted with: only the join protocol. The
+	 * server's hook hears of each refusal and may change its reason. */
+	server.refused = refused;
 	ctl_tls_set_default(tx);
 	r = call(&loop, addr, "store.status");
 	assert_int_equal(r.status, -EREMOTEIO);
 	assert_string_equal(r.error, "key is no admitted host's");
+	assert_int_equal(refusals, 1);
+	r = call(&loop, addr, "store.status");
+	assert_int_equal(refusals, 2);
+	r = call(&loop, addr, "store.status");
+	assert_int_equal(r.status, -EREMOTEIO);
+	assert_string_equal(r.error, "too many requests");
 	r = call(&loop, addr, "trust.challenge");
 	assert_int_equal(r.status, 0);
 	assert_string_equal(r.host, "");
