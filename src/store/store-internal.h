@@ -125,6 +125,8 @@ struct store {
 	 * its state has it (a restart, a reset): what the fence shows. */
 	uint64_t generation_floor;
 	uint64_t fence_newer;        /* a newer generation the fence met; acted on at tick */
+	store_raft_check_fn raft_check; /* who may speak Raft (store_set_raft_check()) */
+	void *raft_check_userdata;
 	uint64_t orphans_generation; /* merge orphans once this generation is applied */
 	struct probe *probe;         /* while PHASE_PROBING */
 

@@ -186,6 +186,10 @@ void store_tick_cb(uv_timer_t *t)
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
 		return;
 	store_release_barriers(s);
+	/* A host revoked or removed loses its Raft connections within a
+	 * second (its peer API requests are judged one by one). */
+	if (s->ticks % 4 == 0)
+		fence_recheck(&s->fence);
 	if (s->fence_newer) {
 		store_act_on_fence(s);
 		if (s->phase != PHASE_RUNNING)
