@@ -881,6 +881,21 @@ static bool recover_done(struct cluster *c, void *arg)
 	return ((struct recover_wait *)arg)->done;
 }
 
+/* Runs store_recover() on node @i, naming @down (or NULL), and waits for
+ * its answer; fails the test when it refuses. */
+static struct recover_wait recover_on(struct cluster *c, unsigned i, const char *const *down)
+{
+	char *error = NULL;
+	struct recover_wait w = {0};
+	int r = store_recover(c->nodes[i].store, down, recover_cb, &w, &error);
+	if (r < 0)
+		fail_msg("store_recover: %s", error ? error : strerror(-r));
+	wait_for(c, recover_done, &w, "store_recover's answer");
+	if (w.error[0])
+		fail_msg("recover: %s", w.error);
+	return w;
+}
+
 /* Node @node's state holds a lease for @mac. */
 struct holds {
 	unsigned node;
@@ -951,14 +966,7 @@ static void test_recover_new_generation(void **state)
 	wait_for(c, follows_no_one, &sv, "the survivor to resume from its snapshot");
 	assert_int_equal(status_int(c->nodes[sv].store, "generation"), 1);
 
-	char *error = NULL;
-	struct recover_wait w = {0};
-	int r = store_recover(c->nodes[sv].store, NULL, recover_cb, &w, &error);
-	if (r < 0)
-		fail_msg("store_recover: %s", error ? error : strerror(-r));
-	wait_for(c, recover_done, &w, "store_recover's answer");
-	if (w.error[0])
-		fail_msg("recover: %s", w.error);
+	struct recover_wait w = recover_on(c, sv, NULL);
 	assert_int_equal(w.generation, 2);
 	assert_int_equal(w.n_members, 1);
 
@@ -1005,14 +1013,7 @@ static void test_recover_restarted_without_snapshot(void **state)
 	node_start(c, sv);
 	wait_for(c, raft_runs, &sv, "the survivor's Raft to run");
 
-	char *error = NULL;
-	struct recover_wait w = {0};
-	int r = store_recover(c->nodes[sv].store, NULL, recover_cb, &w, &error);
-	if (r < 0)
-		fail_msg("store_recover: %s", error ? error : strerror(-r));
-	wait_for(c, recover_done, &w, "store_recover's answer");
-	if (w.error[0])
-		fail_msg("recover: %s", w.error);
+	struct recover_wait w = recover_on(c, sv, NULL);
 	assert_int_equal(w.generation, 2);
 	struct formed alone = {.mask = 1u << sv, .voters = 1, .generation = 2};
 	wait_for(c, cluster_formed, &alone, "the survivor to lead generation 2 alone");
@@ -1251,14 +1252,7 @@ static void test_recover_on_lagging_survivor(void **state)
 	node_start(c, s);
 	wait_for(c, raft_runs, &s, "the lagging standby's Raft to run");
 
-	char *error = NULL;
-	struct recover_wait w = {0};
-	int r = store_recover(c->nodes[s].store, NULL, recover_cb, &w, &error);
-	if (r < 0)
-		fail_msg("store_recover: %s", error ? error : strerror(-r));
-	wait_for(c, recover_done, &w, "store_recover's answer");
-	if (w.error[0])
-		fail_msg("recover: %s", w.error);
+	struct recover_wait w = recover_on(c, s, NULL);
 	assert_int_equal(w.generation, 2);
 	assert_int_equal(w.n_members, 2);
 	struct formed two = {.mask = (1u << s) | (1u << v), .voters = 1, .generation = 2};
@@ -1293,14 +1287,7 @@ static void test_recover_leaves_out_known_down(void **state)
 	wait_for(c, follows_no_one, &s, "the surviving voter to lose its leader");
 
 	const char *down[] = {c->nodes[l].o.name, c->nodes[lost].o.name, c->nodes[sb].o.name, NULL};
-	char *error = NULL;
-	struct recover_wait w = {0};
-	int r = store_recover(c->nodes[s].store, down, recover_cb, &w, &error);
-	if (r < 0)
-		fail_msg("store_recover: %s", error ? error : strerror(-r));
-	wait_for(c, recover_done, &w, "store_recover's answer");
-	if (w.error[0])
-		fail_msg("recover: %s", w.error);
+	struct recover_wait w = recover_on(c, s, down);
 	assert_int_equal(w.generation, 2);
 	assert_int_equal(w.n_members, 1); /* without the standby, which was up */
 	struct formed alone = {.mask = 1u << s, .voters = 1, .generation = 2};
