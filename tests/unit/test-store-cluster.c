@@ -36,6 +36,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store/store.h"
+#include "ports.h"
 
 #define MAX_NODES        4
 #define TEST_BUDGET_MS   15000
@@ -152,29 +153,16 @@ static void wake_cb(uv_timer_t *t)
 	(void)t;
 }
 
-/* Two ports per node that nothing listened on a moment ago: bound to port
- * 0 all at once, so that they are distinct, then released. */
+/* Two ports per node: the first MAX_NODES for Raft, the rest for the
+ * peer APIs. */
 static int free_ports(struct cluster *c)
 {
-	int fds[2 * MAX_NODES];
-	int r = 0;
-	for (unsigned i = 0; i < 2 * MAX_NODES; i++) {
-		struct sockaddr_in sa = {.sin_family = AF_INET,
-		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		socklen_t len = sizeof(sa);
-		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-		    getsockname(fds[i], (struct sockaddr *)&sa, &len) < 0)
-			r = -errno;
-		uint16_t port = ntohs(sa.sin_port);
-		if (i < MAX_NODES)
-			c->raft_port[i] = port;
-		else
-			c->peer_port[i - MAX_NODES] = port;
+	uint16_t ports[2 * MAX_NODES];
+	int r = loopback_ports(ports, 2 * MAX_NODES);
+	for (unsigned i = 0; r == 0 && i < MAX_NODES; i++) {
+		c->raft_port[i] = ports[i];
+		c->peer_port[i] = ports[MAX_NODES + i];
 	}
-	for (unsigned i = 0; i < 2 * MAX_NODES; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
 	return r;
 }
 
