@@ -37,6 +37,7 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store/store.h"
+#include "ports.h"
 
 #define MAX_NODES        4
 #define TEST_BUDGET_MS   15000
@@ -156,29 +157,16 @@ static void wake_cb(uv_timer_t *t)
 	(void)t;
 }
 
-/* Two ports per node that nothing listened on a moment ago: bound to port
- * 0 all at once, so that they are distinct, then released. */
+/* Two ports per node: the first MAX_NODES for Raft, the rest for the
+ * peer APIs. */
 static int free_ports(struct cluster *c)
 {
-	int fds[2 * MAX_NODES];
-	int r = 0;
-	for (unsigned i = 0; i < 2 * MAX_NODES; i++) {
-		struct sockaddr_in sa = {.sin_family = AF_INET,
-		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		socklen_t len = sizeof(sa);
-		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-		    getsockname(fds[i], (struct sockaddr *)&sa, &len) < 0)
-			r = -errno;
-		uint16_t port = ntohs(sa.sin_port);
-		if (i < MAX_NODES)
-			c->raft_port[i] = port;
-		else
-			c->peer_port[i - MAX_NODES] = port;
+	uint16_t ports[2 * MAX_NODES];
+	int r = loopback_ports(ports, 2 * MAX_NODES);
+	for (unsigned i = 0; r == 0 && i < MAX_NODES; i++) {
+		c->raft_port[i] = ports[i];
+		c->peer_port[i] = ports[MAX_NODES + i];
 	}
-	for (unsigned i = 0; i < 2 * MAX_NODES; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
 	return r;
 }
 
@@ -885,6 +873,21 @@ static bool recover_done(struct cluster *c, void *arg)
 	return ((struct recover_wait *)arg)->done;
 }
 
+/* Runs store_recover() on node @i, naming @down (or NULL), and waits for
+ * its answer; fails the test when it refuses. */
+static struct recover_wait recover_on(struct cluster *c, unsigned i, const char *const *down)
+{
+	char *error = NULL;
+	struct recover_wait w = {0};
+	int r = store_recover(c->nodes[i].store, down, recover_cb, &w, &error);
+	if (r < 0)
+		fail_msg("store_recover: %s", error ? error : strerror(-r));
+	wait_for(c, recover_done, &w, "store_recover's answer");
+	if (w.error[0])
+		fail_msg("recover: %s", w.error);
+	return w;
+}
+
 /* Node @node's state holds a lease for @mac. */
 struct holds {
 	unsigned node;
@@ -955,14 +958,7 @@ static void test_recover_new_generation(void **state)
 	wait_for(c, follows_no_one, &sv, "the survivor to resume from its snapshot");
 	assert_int_equal(status_int(c->nodes[sv].store, "generation"), 1);
 
-	char *error = NULL;
-	struct recover_wait w = {0};
-	int r = store_recover(c->nodes[sv].store, NULL, recover_cb, &w, &error);
-	if (r < 0)
-		fail_msg("store_recover: %s", error ? error : strerror(-r));
-	wait_for(c, recover_done, &w, "store_recover's answer");
-	if (w.error[0])
-		fail_msg("recover: %s", w.error);
+	struct recover_wait w = recover_on(c, sv, NULL);
 	assert_int_equal(w.generation, 2);
 	assert_int_equal(w.n_members, 1);
 
@@ -1009,14 +1005,7 @@ static void test_recover_restarted_without_snapshot(void **state)
 	node_start(c, sv);
 	wait_for(c, raft_runs, &sv, "the survivor's Raft to run");
 
-	char *error = NULL;
-	struct recover_wait w = {0};
-	int r = store_recover(c->nodes[sv].store, NULL, recover_cb, &w, &error);
-	if (r < 0)
-		fail_msg("store_recover: %s", error ? error : strerror(-r));
-	wait_for(c, recover_done, &w, "store_recover's answer");
-	if (w.error[0])
-		fail_msg("recover: %s", w.error);
+	struct recover_wait w = recover_on(c, sv, NULL);
 	assert_int_equal(w.generation, 2);
 	struct formed alone = {.mask = 1u << sv, .voters = 1, .generation = 2};
 	wait_for(c, cluster_formed, &alone, "the survivor to lead generation 2 alone");
@@ -1255,14 +1244,7 @@ static void test_recover_on_lagging_survivor(void **state)
 	node_start(c, s);
 	wait_for(c, raft_runs, &s, "the lagging standby's Raft to run");
 
-	char *error = NULL;
-	struct recover_wait w = {0};
-	int r = store_recover(c->nodes[s].store, NULL, recover_cb, &w, &error);
-	if (r < 0)
-		fail_msg("store_recover: %s", error ? error : strerror(-r));
-	wait_for(c, recover_done, &w, "store_recover's answer");
-	if (w.error[0])
-		fail_msg("recover: %s", w.error);
+	struct recover_wait w = recover_on(c, s, NULL);
 	assert_int_equal(w.generation, 2);
 	assert_int_equal(w.n_members, 2);
 	struct formed two = {.mask = (1u << s) | (1u << v), .voters = 1, .generation = 2};
@@ -1297,14 +1279,7 @@ static void test_recover_leaves_out_known_down(void **state)
 	wait_for(c, follows_no_one, &s, "the surviving voter to lose its leader");
 
 	const char *down[] = {c->nodes[l].o.name, c->nodes[lost].o.name, c->nodes[sb].o.name, NULL};
-	char *error = NULL;
-	struct recover_wait w = {0};
-	int r = store_recover(c->nodes[s].store, down, recover_cb, &w, &error);
-	if (r < 0)
-		fail_msg("store_recover: %s", error ? error : strerror(-r));
-	wait_for(c, recover_done, &w, "store_recover's answer");
-	if (w.error[0])
-		fail_msg("recover: %s", w.error);
+	struct recover_wait w = recover_on(c, s, down);
 	assert_int_equal(w.generation, 2);
 	assert_int_equal(w.n_members, 1); /* without the standby, which was up */
 	struct formed alone = {.mask = 1u << s, .voters = 1, .generation = 2};

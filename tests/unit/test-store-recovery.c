@@ -16,6 +16,7 @@
 
 #include "store/fence.h"
 #include "store/journal.h"
+#include "ports.h"
 
 /* ---- orphans across histories ---- */
 
@@ -203,9 +204,8 @@ static void side_close(struct side *s, uv_loop_t *loop)
 static bool exchange(uint64_t mine, uint64_t theirs, uint64_t *ret_mine_newer,
                      uint64_t *ret_theirs_newer)
 {
-	static int port = 17830;
 	char address[32];
-	snprintf(address, sizeof(address), "127.0.0.1:%d", port++);
+	snprintf(address, sizeof(address), "127.0.0.1:%u", loopback_port());
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct side a, b;

@@ -16,6 +16,7 @@
 
 #include "store/store.h"
 #include "tables-all.h"
+#include "ports.h"
 
 struct fixture {
 	uv_loop_t loop;
@@ -98,10 +99,10 @@ static void test_handles(void **state)
 	store_options_default(&o);
 	o.id = 1;
 	snprintf(o.name, sizeof(o.name), "h1");
-	/* Ports from the pid, so that parallel runs do not collide. */
-	unsigned port = 20000 + (unsigned)getpid() % 20000;
-	snprintf(o.raft_address, sizeof(o.raft_address), "127.0.0.1:%u", port);
-	snprintf(o.peer_address, sizeof(o.peer_address), "127.0.0.1:%u", port + 1);
+	uint16_t port[2];
+	assert_int_equal(loopback_ports(port, 2), 0);
+	snprintf(o.raft_address, sizeof(o.raft_address), "127.0.0.1:%u", port[0]);
+	snprintf(o.peer_address, sizeof(o.peer_address), "127.0.0.1:%u", port[1]);
 	snprintf(o.dir, sizeof(o.dir), "%s", f.dir);
 	o.bootstrap = true;
 	char *error = NULL;

@@ -26,6 +26,7 @@
 #include "store/store.h"
 #include "switch/switch.h"
 #include "tables-all.h"
+#include "ports.h"
 
 #define WAIT_MS    8000
 #define FAKE_DPID  0x00000000000000a1ull
@@ -400,18 +401,6 @@ struct fixture {
 	bool follower_closed, follower_closing;
 };
 
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sa);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 /* Runs the loop until @cond holds or WAIT_MS pass; returns @cond. */
 static bool run_until(struct fixture *f, bool (*cond)(struct fixture *f))
 {
@@ -445,8 +434,10 @@ static void store_options_for(struct fixture *f, uint64_t id, struct store_optio
 	store_options_default(o);
 	o->id = id;
 	snprintf(o->name, sizeof(o->name), "h%u", (unsigned)id);
-	snprintf(o->raft_address, sizeof(o->raft_address), "127.0.0.1:%u", free_port());
-	snprintf(o->peer_address, sizeof(o->peer_address), "127.0.0.1:%u", free_port());
+	uint16_t port[2];
+	assert_int_equal(loopback_ports(port, 2), 0);
+	snprintf(o->raft_address, sizeof(o->raft_address), "127.0.0.1:%u", port[0]);
+	snprintf(o->peer_address, sizeof(o->peer_address), "127.0.0.1:%u", port[1]);
 	snprintf(o->dir, sizeof(o->dir), "%s/store%u", f->dir, (unsigned)id);
 	o->election_ms = 100;
 }
