@@ -21,6 +21,7 @@
 #include "api/client.h"
 #include "api/server.h"
 #include "api/tls.h"
+#include "ports.h"
 
 static void rm_rf(const char *dir)
 {
@@ -275,19 +276,6 @@ static struct result call(uv_loop_t *loop, const char *addr, const char *cmd)
 	return r;
 }
 
-/* A TCP port on loopback that nothing listens on. */
-static unsigned free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 /* The server's hook for what its gate refused: counts, and the third
  * refusal gets another reason. */
 static int refusals;
@@ -324,7 +312,7 @@ static void test_server_gate(void **state)
 	struct ctl_server server;
 	ctl_tls_set_default(ts);
 	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", free_port());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", loopback_port());
 	assert_int_equal(ctl_server_start_tcp(&server, &loop, addr, handler, NULL), 0);
 
 	/* The admitted key: any command, and the server knows its host. */
@@ -411,7 +399,7 @@ static void test_conn_over_tls(void **state)
 	struct ctl_server server;
 	ctl_tls_set_default(ts);
 	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", free_port());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", loopback_port());
 	assert_int_equal(ctl_server_start_tcp(&server, &loop, addr, handler, NULL), 0);
 
 	ctl_tls_set_default(ta);
