@@ -85,7 +85,8 @@ struct store {
 	struct fence fence; /* libraft's TCP transport behind the generation fence */
 	struct store_fsm fsm;
 	bool raft_open;
-	bool raft_closing; /* raft_close() called, its callback not yet run */
+	bool raft_closing; /* raft_close() called or due, its callback not yet run */
+	uint64_t drain_until_ms; /* the close waits for the leader's disk writes until then */
 	enum start_mode next_mode;
 	struct raft_configuration recover_conf;
 

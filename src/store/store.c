@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "api/tls.h"
+#include "lib/clock.h"
 #include "lib/error.h"
 #include "lib/fileio.h"
 #include "lib/log.h"
@@ -120,14 +121,49 @@ static void raft_closed_cb(struct raft *r)
 	}
 }
 
+/* How long a close waits for the leader's disk writes in flight. */
+#define DRAIN_MS 1000
+
+/* Whether the leader has log entries whose disk write has not ended. */
+static bool appends_in_flight(struct store *s)
+{
+	return s->raft.state == RAFT_LEADER && s->raft.last_stored < raft_last_index(&s->raft);
+}
+
+/* The tick while a close waits: the close goes on once the writes have
+ * ended, or after DRAIN_MS whatever they do. */
+static void drain_cb(uv_timer_t *t)
+{
+	struct store *s = t->data;
+	if (appends_in_flight(s) && mono_ms() < s->drain_until_ms)
+		return;
+	if (s->phase == PHASE_CLOSING)
+		uv_timer_stop(&s->tick);
+	else
+		uv_timer_start(&s->tick, store_tick_cb, TICK_MS, TICK_MS);
+	raft_close(&s->raft, raft_closed_cb);
+}
+
 /* Closes Raft once: a second raft_close() while the first is under way
  * (a reset, then the agent stopping; a removed host's ticks) crashes
- * libraft. What the phase says when the close ends is what follows it. */
+ * libraft. What the phase says when the close ends is what follows it.
+ *
+ * libraft 0.15 also crashes when it closes a leader with two or more disk
+ * writes in flight: each cancelled write truncates the log from its own
+ * index, and the second one's index is past the end left by the first
+ * (appendLeaderCb, fixed upstream after 0.15). No proposal is taken once
+ * the phase has left PHASE_RUNNING, so the writes in flight end within a
+ * few milliseconds; the close waits for them. */
 static void close_raft(struct store *s)
 {
 	if (!s->raft_open || s->raft_closing)
 		return;
 	s->raft_closing = true;
+	if (appends_in_flight(s)) {
+		s->drain_until_ms = mono_ms() + DRAIN_MS;
+		uv_timer_start(&s->tick, drain_cb, 1, 1);
+		return;
+	}
 	raft_close(&s->raft, raft_closed_cb);
 }
 

@@ -1193,6 +1193,24 @@ static void test_close_while_restarting(void **state)
 	wait_for(c, node_closed, &c->nodes[sv], "the store to close while Raft restarts");
 }
 
+/* The leader closes with several disk writes in flight (the agent stops
+ * right after its own writes): libraft 0.15 crashed in raft_close(), each
+ * cancelled write truncating the log past its end. The close now waits for
+ * the writes; every proposal is answered and the store closes. */
+static void test_close_with_writes_in_flight(void **state)
+{
+	struct cluster *c = *state;
+	cluster_start(c, 1, 1);
+	struct op ops[4] = {0};
+	for (unsigned k = 0; k < 4; k++) {
+		struct store_cmd cmd = lease(100 + k);
+		assert_int_equal(store_propose(c->nodes[0].store, &cmd, op_cb, &ops[k]), 0);
+	}
+	node_stop(c, 0);
+	for (unsigned k = 0; k < 4; k++)
+		assert_true(ops[k].done);
+}
+
 /* Four nodes, three voters, five writes everywhere: the leader @l, the
  * standby @sb, and the two other voters @v and @lost. */
 struct four {
@@ -1491,6 +1509,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_recover_on_lagging_survivor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recover_leaves_out_known_down, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_while_restarting, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_with_writes_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_fails_when_raft_cannot_listen, setup,
 	                                    teardown),
 	    /* Over TLS. */
