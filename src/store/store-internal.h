@@ -107,6 +107,8 @@ struct store {
 	/* Joining: where to ask next. */
 	unsigned seed_next;
 	char redirect[STORE_ADDR_MAX];
+	char join_to[STORE_ADDR_MAX];   /* where the join in flight went */
+	char joined_via[STORE_ADDR_MAX]; /* the leader that last accepted it */
 	bool join_in_flight;
 
 	/* Forced recovery: the cluster row to commit once leader. */

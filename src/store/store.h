@@ -109,6 +109,11 @@ int store_member_reachable(struct store *s, uint64_t id);
 uint64_t store_term(const struct store *s);
 /* The leader this replica knows of, or 0. */
 uint64_t store_leader_id(struct store *s);
+
+/* The peer address of the leader that last accepted this host's
+ * store.join, "" if none did. A host that joined but is not admitted yet
+ * replicates nothing (trust/gate.h), so it attests to that leader. */
+const char *store_joined_via(const struct store *s);
 /* The ids of the voters in the configuration this replica has. */
 size_t store_voters(const struct store *s, uint64_t *ids, size_t max);
 

@@ -11,6 +11,7 @@
 #include <raft.h>
 
 #include "api/tls.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 #define HANDSHAKE_MS 1000
@@ -173,6 +174,11 @@ static uv_stream_t *make_pair(struct tls_proxy *p)
 	return (uv_stream_t *)outer;
 }
 
+/* Refusals are logged once a minute per server id (libraft tries again
+ * every heartbeat); ids that share a slot share the limit. */
+#define REFUSALS_LOG_MS 60000
+static struct log_ratelimit refusals_log[32];
+
 /* The handshake is done: the key must be the one of the server id. */
 static void tls_ready(void *userdata)
 {
@@ -180,9 +186,10 @@ static void tls_ready(void *userdata)
 	char *error = NULL;
 	snprintf(p->fp, sizeof(p->fp), "%s", ctl_tls_session_peer_fp(p->session));
 	if (p->check && p->check(p->check_userdata, p->fp, p->raft_id, &error) < 0) {
-		log_warn("store: Raft connection %s server %llu refused: %s",
-		         p->server ? "from" : "to", (unsigned long long)p->raft_id,
-		         error ? error : "out of memory");
+		log_warn_limited(&refusals_log[p->raft_id % 32], mono_ms(), REFUSALS_LOG_MS,
+		                 "store: Raft connection %s server %llu refused: %s",
+		                 p->server ? "from" : "to", (unsigned long long)p->raft_id,
+		                 error ? error : "out of memory");
 		free(error);
 		proxy_close(p, RAFT_NOCONNECTION);
 		return;

@@ -105,6 +105,9 @@ static void prove_cb(void *userdata, int status, json_t *result, const char *err
 			a->last_error[0] = '\0';
 			a->joining = a->fresh = false;
 			a->admitted_ms = wall_ms();
+			/* A host admitted for the first time starts replicating
+			 * now: its replica shows the admission shortly. */
+			a->next_try_ms = mono_ms() + RETRY_MS;
 		}
 	}
 	join_call_free(j);
@@ -180,13 +183,18 @@ void attest_join(struct attest *a)
 {
 	const struct store_state *st = store_state(a->store);
 	const struct store_member *l = store_member_find(st, store_leader_id(a->store));
-	if (!l || !l->peer[0] || !store_member_find_name(st, a->host))
+	/* A host that joined but was never admitted replicates nothing
+	 * (trust/gate.h): it attests to the leader that accepted its join. */
+	const char *leader = l && l->peer[0] && store_member_find_name(st, a->host)
+	                         ? l->peer
+	                         : store_joined_via(a->store);
+	if (!leader[0])
 		return; /* not in the cluster yet: the store is joining it */
 	struct join_call *j = calloc(1, sizeof(*j));
 	if (!j)
 		return;
 	j->a = a;
-	snprintf(j->leader, sizeof(j->leader), "%s", l->peer);
+	snprintf(j->leader, sizeof(j->leader), "%s", leader);
 	json_t *args = json_pack("{s:s, s:o, s:o, s:o, s:O*}", "host", a->host, "ek_cert",
 	                         attest_hex_json(a->ek_cert.data, a->ek_cert.len), "ek_public",
 	                         attest_hex_json(a->ek_public.data, a->ek_public.len), "ak_public",
@@ -207,7 +215,7 @@ void attest_join(struct attest *a)
 	a->joining = true;
 	/* Once per measurement: a refused host retries quietly. */
 	if (a->fresh && !a->last_error[0])
-		log_info("trust: attesting to the leader %s", l->name);
+		log_info("trust: attesting to the leader %s", l ? l->name : leader);
 }
 
 /* A TPM that was reset (swtpm restarted, the machine rebooted) has lost its

@@ -49,36 +49,45 @@ static const struct trust_attestation *attestation_by_key(const struct store_sta
 	return NULL;
 }
 
-int trust_raft_key_check(const struct store_state *st, const char *fp, uint64_t raft_id,
-                         char **ret_error)
+int trust_raft_key_check(const struct store_state *st, bool attesting, const char *fp,
+                         uint64_t raft_id, char **ret_error)
 {
 	char host[STORE_NAME_MAX], *why = NULL;
 	int r = trust_key_check(st, true, fp, "raft", host, sizeof(host), &why);
 	free(why);
-	if (r == 0) {
-		const struct store_member *m = store_member_find_name(st, host);
-		if (!m)
-			return error_set(ret_error, -EACCES,
-			                 "Raft as server %" PRIu64
-			                 ": its TLS key is %s's, which is no member",
-			                 raft_id, host);
-		if (m->id != raft_id)
-			return error_set(ret_error, -EACCES,
-			                 "Raft as server %" PRIu64
-			                 ": its TLS key was admitted as %s, which is server %" PRIu64,
-			                 raft_id, host, m->id);
-		return 0;
-	}
-	const struct trust_attestation *t = attestation_by_key(st, fp);
+	const struct trust_attestation *t = r == 0 ? NULL : attestation_by_key(st, fp);
 	if (t && t->state == TRUST_ATTEST_REVOKED)
 		return error_set(ret_error, -EACCES,
 		                 "Raft as server %" PRIu64 ": its TLS key is %s's, revoked by the admin",
 		                 raft_id, t->host);
+	if (r == 0 || t) {
+		/* A key some admission proved: its host's server id only. */
+		const char *owner = r == 0 ? host : t->host;
+		const struct store_member *m = store_member_find_name(st, owner);
+		if (!m)
+			return error_set(ret_error, -EACCES,
+			                 "Raft as server %" PRIu64
+			                 ": its TLS key is %s's, which is no member",
+			                 raft_id, owner);
+		if (m->id != raft_id)
+			return error_set(ret_error, -EACCES,
+			                 "Raft as server %" PRIu64
+			                 ": its TLS key was admitted as %s, which is server %" PRIu64,
+			                 raft_id, owner, m->id);
+		return 0;
+	}
 	const struct store_member *m = store_member_find(st, raft_id);
 	const struct trust_admission *adm = m ? trust_admission_find(st, m->name) : NULL;
 	if (adm && adm->tls_fp[0])
 		return error_set(ret_error, -EACCES,
 		                 "Raft as server %" PRIu64 ": %s was admitted with another TLS key (%.16s...)",
 		                 raft_id, m->name, adm->tls_fp);
+	/* A replica that knows no admission yet (a host joining: its store is
+	 * still empty) has nothing to judge by. */
+	if (attesting && store_count(st, TRUST_ADMISSIONS) > 0)
+		return error_set(ret_error, -EACCES,
+		                 "Raft as server %" PRIu64 ": TLS key %.16s... was never admitted; a "
+		                 "host replicates the store once it is admitted",
+		                 raft_id, fp);
 	return 0;
 }

@@ -23,13 +23,16 @@ int trust_key_check(const struct store_state *st, bool attesting, const char *fp
                     const char *cmd, char *ret_host, size_t host_size, char **ret_error);
 
 /* Decides whether the key @fp may speak Raft as server @raft_id. A key
- * that is an admitted host's (as above) speaks only as that host's server
- * id. Another key is refused when the admin revoked the host it was
- * admitted as (its attestation row keeps it), or when the id it claims is
- * that of a host admitted with another key; otherwise it passes: a host
- * replicates the store from when it joins, before it attests, and keeps
- * replicating while a measurement it runs is not trusted, so that removing
- * a measurement by mistake leaves the cluster its quorum (docs/trust.md).
- * Returns 0, or -EACCES with *ret_error. */
-int trust_raft_key_check(const struct store_state *st, const char *fp, uint64_t raft_id,
-                         char **ret_error);
+ * that an admission proved (an admitted host's, as above, or one the
+ * host's attestation row keeps while its measurement is not trusted)
+ * speaks only as that host's server id, and not at all once the admin
+ * revoked the host. A host whose measurement is no longer trusted keeps
+ * replicating, so that removing a measurement by mistake leaves the
+ * cluster its quorum (docs/trust.md). Any other key is refused when
+ * @attesting: a host replicates the store only once admitted, so a
+ * stranger that joined as a spare member reads nothing (a replica that
+ * knows no admission yet, a host joining, judges no key). When not
+ * attesting, a key passes unless the id it claims is that of a host
+ * admitted with another key. Returns 0, or -EACCES with *ret_error. */
+int trust_raft_key_check(const struct store_state *st, bool attesting, const char *fp,
+                         uint64_t raft_id, char **ret_error);

@@ -160,5 +160,11 @@ def make_lab():
         h.up("--hosts", str(hosts), *args)
         return h
     yield make
+    keep = os.environ.get("ETTM_LAB_LOGS")  # a directory: each lab's agent logs are copied there
     for h in made:
+        if keep:
+            shutil.copytree(os.path.join("/run/ettm-lab", h.prefix), os.path.join(keep, h.prefix),
+                            ignore=lambda d, names: [n for n in names if not n.endswith(".log")
+                                                     and not os.path.isdir(os.path.join(d, n))],
+                            ignore_dangling_symlinks=True, dirs_exist_ok=True)
         h.down()

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import host_key, peer_call, run_and_expect
+from conftest import host_key, make_key, peer_call, run_and_expect
 
 REATTEST_S = 5  # the lab's trust.reattest-interval-ms
 
@@ -108,3 +108,66 @@ def test_a_revoked_host_stops_speaking_within_one_interval(make_lab):
                    what="the host admitted again catches up")
     names = {l["name"] for l in lab.ctl_json(victim, "call", "labels")["labels"]}
     assert {f"after{i}" for i in range(5)} <= names and "evil" not in names
+
+
+# Speaks to a Raft port as server id ID (libraft's handshake, then the
+# generation fence, then TLS with the given key) and prints "closed" when
+# the agent ends the connection after the handshake, "open" when it is
+# still heard 3 s later, or the error.
+RAFT_AS = r"""
+import socket, ssl, struct, sys
+to, me, sid, generation, cert, key = sys.argv[1:7]
+s = socket.create_connection((to, 7700), timeout=3)
+addr = me.encode() + b"\0"
+pad = (len(addr) + 7) // 8 * 8
+s.sendall(struct.pack("<QQQ", 1, int(sid), pad) + addr.ljust(pad, b"\0"))
+s.sendall(struct.pack(">QQ", 0x4554544d47454e31, int(generation)))
+if len(s.recv(16)) != 16:
+    sys.exit("no fence answer")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.load_cert_chain(cert, key)
+try:
+    t = ctx.wrap_socket(s)
+    t.settimeout(3)
+    print("closed" if t.recv(1) == b"" else "data")
+except socket.timeout:
+    print("open")
+except (OSError, ssl.SSLError) as e:
+    print("closed", type(e).__name__)
+"""
+
+
+def test_a_stranger_that_joins_replicates_nothing(make_lab, tmp_path):
+    """Anyone may ask to join the store (a new host must), and becomes a
+    spare member; but until it is admitted by attestation no agent speaks
+    Raft with its key, so it reads no table."""
+    lab = make_lab(3, "--devices", "0")
+    c = lab.ctl_json("h1", "cluster")
+    leader, generation = c["leader"], c["generation"]
+    leader_addr = f"10.77.0.{leader[1:]}"
+    other = next(h for h in ("h1", "h2", "h3") if h != leader)
+    me = f"10.77.0.{other[1:]}"
+    cert, key, _ = make_key(str(tmp_path))
+    join = {"id": 9, "name": "h9", "address": f"{me}:17700", "peer": f"{me}:17701",
+            "raft_version": c["raft_version"]}
+    r = peer_call(lab, other, leader_addr, "store.join", join, cert, key)
+    assert r["ok"] and r["result"] == {"accepted": True}, r
+    run_and_expect(lambda: any(m["name"] == "h9" for m in lab.ctl_json(leader, "cluster")
+                               ["members"]), what="h9 a member")
+    # Raft in h9's name with the stranger's key: the leader ends it.
+    p = lab.aee(other, "python3", "-c", RAFT_AS, leader_addr, f"{me}:17700", "9",
+                str(generation), cert, key)
+    assert p.stdout.split()[0] == "closed", p.stdout
+    log = open(f"/run/ettm-lab/{lab.prefix}/{leader}/ettmd.log").read()
+    assert "Raft connection from server 9 refused" in log and "was never admitted" in log
+    # The same key under an admitted host's id is refused too.
+    p = lab.aee(other, "python3", "-c", RAFT_AS, leader_addr, f"{me}:7700", other[1:],
+                str(generation), cert, key)
+    assert p.stdout.split()[0] == "closed", p.stdout
+    # h9 never votes, and the cluster goes on.
+    time.sleep(2)
+    h9 = next(m for m in lab.ctl_json(leader, "cluster")["members"] if m["name"] == "h9")
+    assert h9["role"] != "voter" and not h9["reachable"], h9
+    label(lab, leader, "after", "x")

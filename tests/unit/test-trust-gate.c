@@ -158,16 +158,22 @@ static void attestation_key(struct store_state *s, const char *host,
 	apply(s, c);
 }
 
-static int raft(struct store_state *s, const char *key, uint64_t id, const char *why)
+static int raft_as(struct store_state *s, bool attesting, const char *key, uint64_t id,
+                   const char *why)
 {
 	char *error = NULL;
-	int r = trust_raft_key_check(s, key, id, &error);
+	int r = trust_raft_key_check(s, attesting, key, id, &error);
 	if (r < 0 && !strstr(error, why))
 		fail_msg("\"%s\" does not say \"%s\"", error, why);
 	if (r == 0 && why)
 		fail_msg("passed, expected \"%s\"", why);
 	free(error);
 	return r;
+}
+
+static int raft(struct store_state *s, const char *key, uint64_t id, const char *why)
+{
+	return raft_as(s, true, key, id, why);
 }
 
 static void test_raft_id_must_be_the_keys(void **state)
@@ -180,8 +186,15 @@ static void test_raft_id_must_be_the_keys(void **state)
 	/* A key of no host claiming an admitted host's place. */
 	assert_int_equal(raft(s, KEY_X, 2, "h2 was admitted with another TLS key"), -EACCES);
 	/* A key of no host for a server no host was admitted as: a host that
-	 * joined and has not attested yet replicates. */
+	 * joined (a spare member) replicates nothing before it is admitted,
+	 * unless the cluster admits without attestation. */
 	member(s, 3, "h3");
+	assert_int_equal(raft(s, KEY_X, 3, "was never admitted"), -EACCES);
+	assert_int_equal(raft_as(s, false, KEY_X, 3, NULL), 0);
+	assert_int_equal(raft_as(s, false, KEY_X, 2, "h2 was admitted with another TLS key"),
+	                 -EACCES);
+	/* Admitted, it replicates as its id. */
+	admit(s, "h3", KEY_X);
 	assert_int_equal(raft(s, KEY_X, 3, NULL), 0);
 	/* An admitted host that is no member (removed from the cluster). */
 	admit(s, "h7", "7777777777777777777777777777777777777777777777777777777777777777");
@@ -205,6 +218,21 @@ static void test_raft_id_must_be_the_keys(void **state)
 	store_state_free(s);
 }
 
+/* A replica that knows no admission (a host joining, its store empty)
+ * hears the cluster's Raft from any key. */
+static void test_empty_replica_judges_no_raft_key(void **state)
+{
+	(void)state;
+	struct store_state *s;
+	assert_int_equal(store_state_new(&s), 0);
+	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
+	member(s, 1, "h1");
+	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
+	admit(s, "h1", KEY_H1);
+	assert_int_equal(raft(s, KEY_X, 2, "was never admitted"), -EACCES);
+	store_state_free(s);
+}
+
 int main(void)
 {
 	register_all_tables();
@@ -214,6 +242,7 @@ int main(void)
 	    cmocka_unit_test(test_revoked_and_removed_keys_are_not_heard),
 	    cmocka_unit_test(test_without_attestation_every_key_is_heard),
 	    cmocka_unit_test(test_raft_id_must_be_the_keys),
+	    cmocka_unit_test(test_empty_replica_judges_no_raft_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
