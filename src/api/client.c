@@ -1,6 +1,7 @@
 /* The asynchronous JSON-line client over TCP: a connection that carries
  * calls one after the other, each with a timeout, and the one-call
- * connection of ctl_call(). See client.h. */
+ * connection of ctl_call(). Over TLS a connection does its handshake once
+ * and then carries its calls in the one session. See client.h. */
 #include "client.h"
 
 #include <errno.h>
@@ -10,18 +11,25 @@
 
 #include "lib/linebuf.h"
 #include "server.h"
+#include "tls.h"
 
 struct ctl_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_connect_t connect;
 	uv_write_t write;
-	struct linebuf in;
+	struct linebuf in; /* reply lines (over TLS: decrypted) */
 	char *request; /* the call in progress: its line, until answered */
+	char cmd[CTL_CMD_MAX]; /* its command, for the gate */
 	ctl_call_cb cb; /* the call in progress; NULL: none */
 	void *userdata;
+	/* Over TLS: the session and the bytes off the wire. */
+	struct ctl_tls *tls;
+	struct ctl_tls_session *session;
+	struct linebuf raw;
 	int handles;
-	bool connected, sent;
+	bool connected; /* TCP is up (and over TLS, the handshake is done) */
+	bool sent;
 	bool broken;  /* a call failed: the connection carries no more calls */
 	bool closing;
 	bool once;    /* ctl_call(): closed after its one call */
@@ -34,6 +42,8 @@ static void conn_free_cb(uv_handle_t *h)
 		return;
 	free(c->request);
 	linebuf_free(&c->in);
+	linebuf_free(&c->raw);
+	ctl_tls_session_free(c->session);
 	free(c);
 }
 
@@ -52,8 +62,8 @@ static void finish(struct ctl_conn *c, int status, json_t *result, const char *e
 	c->request = NULL;
 	c->sent = false;
 	uv_timer_stop(&c->timer);
-	if (status < 0 && status != -EREMOTEIO)
-		c->broken = true;
+	if (status < 0 && status != -EREMOTEIO && status != -EACCES)
+		c->broken = true; /* the gate's -EACCES sent nothing */
 	cb(c->userdata, status, result, error);
 	if (c->once)
 		ctl_conn_close(c);
@@ -76,7 +86,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct ctl_conn *c = h->data;
 	(void)suggested;
-	linebuf_alloc(&c->in, buf);
+	linebuf_alloc(c->session ? &c->raw : &c->in, buf);
 }
 
 /* One reply line: the answer to the call in progress. */
@@ -103,18 +113,9 @@ static void reply_line(struct ctl_conn *c, const char *line, size_t len)
 	free(reason);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Answers the calls whose reply lines c->in holds. */
+static void take_replies(struct ctl_conn *c)
 {
-	struct ctl_conn *c = s->data;
-	(void)buf;
-	if (c->closing)
-		return;
-	if (nread < 0) {
-		c->broken = true;
-		fail_errno(c, (int)nread, "connection closed before the reply");
-		return;
-	}
-	c->in.len += (size_t)nread;
 	char *nl;
 	while (!c->closing && (nl = memchr(c->in.data, '\n', c->in.len))) {
 		size_t len = (size_t)(nl - c->in.data);
@@ -133,6 +134,33 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		finish(c, -EBADMSG, NULL, "reply too long");
 }
 
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct ctl_conn *c = s->data;
+	(void)buf;
+	if (c->closing)
+		return;
+	if (nread < 0) {
+		c->broken = true;
+		fail_errno(c, (int)nread, "connection closed before the reply");
+		return;
+	}
+	if (!c->session) {
+		c->in.len += (size_t)nread;
+		take_replies(c);
+		return;
+	}
+	c->raw.len += (size_t)nread;
+	char *error = NULL;
+	int r = ctl_tls_session_feed(c->session, (const uint8_t *)c->raw.data, c->raw.len, &error);
+	linebuf_consume(&c->raw, c->raw.len);
+	if (r < 0 && !c->closing) {
+		c->broken = true;
+		finish(c, r, NULL, error ? error : "TLS: the peer closed the session");
+	}
+	free(error);
+}
+
 static void write_cb(uv_write_t *w, int status)
 {
 	struct ctl_conn *c = w->data;
@@ -140,13 +168,92 @@ static void write_cb(uv_write_t *w, int status)
 		fail_errno(c, status, "send");
 }
 
-static int send_request(struct ctl_conn *c)
+/* Sends the call in progress. Over TLS the request goes only to a peer
+ * the gate lets this call's command speak with: -EACCES, with *ret_error,
+ * when it does not. */
+static int send_request(struct ctl_conn *c, char **ret_error)
 {
-	uv_buf_t buf = uv_buf_init(c->request, (unsigned)strlen(c->request));
-	c->write.data = c;
+	if (!c->session) {
+		c->sent = true;
+		uv_buf_t buf = uv_buf_init(c->request, (unsigned)strlen(c->request));
+		c->write.data = c;
+		return uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
+	}
+	char host[CTL_PEER_HOST_MAX];
+	int r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), c->cmd, host,
+	                      sizeof(host), ret_error);
+	if (r < 0)
+		return r;
 	c->sent = true;
-	return uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
+	return ctl_tls_session_write(c->session, c->request, strlen(c->request));
 }
+
+struct tls_write {
+	uv_write_t req;
+	struct ctl_conn *conn;
+	char data[];
+};
+
+static void tls_write_cb(uv_write_t *w, int status)
+{
+	struct tls_write *t = (struct tls_write *)w;
+	if (status < 0 && status != UV_ECANCELED && !t->conn->closing)
+		fail_errno(t->conn, status, "send");
+	free(t);
+}
+
+static void tls_send(void *userdata, const uint8_t *data, size_t len)
+{
+	struct ctl_conn *c = userdata;
+	if (c->closing)
+		return;
+	struct tls_write *t = malloc(sizeof(*t) + len);
+	if (!t) {
+		c->broken = true;
+		finish(c, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	t->conn = c;
+	memcpy(t->data, data, len);
+	uv_buf_t buf = uv_buf_init(t->data, (unsigned)len);
+	int r = uv_write(&t->req, (uv_stream_t *)&c->tcp, &buf, 1, tls_write_cb);
+	if (r < 0) {
+		free(t);
+		fail_errno(c, r, "send");
+	}
+}
+
+static void tls_plain(void *userdata, const char *data, size_t len)
+{
+	struct ctl_conn *c = userdata;
+	if (c->closing)
+		return;
+	if (linebuf_append(&c->in, data, len) < 0) {
+		c->broken = true;
+		finish(c, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	take_replies(c);
+}
+
+/* The handshake is done: the connection carries calls from now on, the
+ * one waiting first. */
+static void tls_ready(void *userdata)
+{
+	struct ctl_conn *c = userdata;
+	if (c->closing)
+		return;
+	c->connected = true;
+	if (!c->cb)
+		return;
+	char *error = NULL;
+	int r = send_request(c, &error);
+	if (r < 0)
+		finish(c, r, NULL, error ? error : "TLS: cannot send the request");
+	free(error);
+}
+
+static const struct ctl_tls_io tls_io = {tls_send, tls_plain, tls_ready};
 
 static void connect_cb(uv_connect_t *req, int status)
 {
@@ -158,11 +265,22 @@ static void connect_cb(uv_connect_t *req, int status)
 		fail_errno(c, status, "connect");
 		return;
 	}
-	c->connected = true;
 	int r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
-	if (r == 0 && c->cb)
-		r = send_request(c);
-	if (r < 0)
+	if (r < 0) {
+		fail_errno(c, r, "receive");
+		return;
+	}
+	if (c->session) {
+		char *error = NULL;
+		if (ctl_tls_session_start(c->session, &error) < 0) {
+			c->broken = true;
+			finish(c, -EPROTO, NULL, error ? error : "TLS: cannot start");
+		}
+		free(error);
+		return;
+	}
+	c->connected = true;
+	if (c->cb && (r = send_request(c, NULL)) < 0) /* plaintext: no gate */
 		fail_errno(c, r, "send");
 }
 
@@ -174,6 +292,11 @@ int ctl_conn_open(uv_loop_t *loop, const char *address, struct ctl_conn **ret_co
 	struct ctl_conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->tls = ctl_tls_default();
+	if (c->tls && ctl_tls_session_new(c->tls, false, &tls_io, c, &c->session) < 0) {
+		free(c);
+		return -ENOMEM;
+	}
 	uv_tcp_init(loop, &c->tcp);
 	uv_timer_init(loop, &c->timer);
 	c->tcp.data = c->timer.data = c->connect.data = c;
@@ -200,16 +323,24 @@ int ctl_conn_call(struct ctl_conn *c, const char *cmd, json_t *args, unsigned ti
 	c->request = ctl_request_encode(1, cmd, args);
 	if (!c->request)
 		return -ENOMEM;
+	snprintf(c->cmd, sizeof(c->cmd), "%s", cmd);
 	c->cb = cb;
 	c->userdata = userdata;
 	uv_timer_start(&c->timer, timeout_cb, timeout_ms, 0);
-	if (c->connected && send_request(c) < 0) {
-		c->cb = NULL;
-		free(c->request);
-		c->request = NULL;
-		c->broken = true;
-		uv_timer_stop(&c->timer);
-		return -ENOTCONN;
+	if (c->connected) {
+		char *error = NULL;
+		int r = send_request(c, &error);
+		free(error);
+		if (r < 0) {
+			c->cb = NULL;
+			free(c->request);
+			c->request = NULL;
+			c->sent = false;
+			uv_timer_stop(&c->timer);
+			if (r != -EACCES)
+				c->broken = true;
+			return r == -EACCES ? r : -ENOTCONN;
+		}
 	}
 	return 0;
 }

@@ -13,10 +13,13 @@
 /* @status is 0 with @result (borrowed, valid during the callback) when the
  * peer answered ok; a negative errno when the call failed (connect, timeout:
  * -ETIMEDOUT, malformed reply: -EBADMSG), with @error describing it; or
- * -EREMOTEIO when the peer refused, with its reason in @error. */
+ * -EREMOTEIO when the peer refused, with its reason in @error. Over TLS
+ * (ctl_tls_default() set), also -EPROTO when the handshake failed and
+ * -EACCES when the gate refused to send @cmd to the peer's key. */
 typedef void (*ctl_call_cb)(void *userdata, int status, json_t *result, const char *error);
 
-/* Calls @cmd with @args (stolen) at @address ("A.B.C.D:PORT"). @cb runs
+/* Calls @cmd with @args (stolen) at @address ("A.B.C.D:PORT"), over mutual
+ * TLS 1.3 with ctl_tls_default()'s identity when there is one. @cb runs
  * exactly once, never from inside this function. Returns 0, or a negative
  * errno (then @cb never runs). */
 int ctl_call(uv_loop_t *loop, const char *address, const char *cmd, json_t *args,
@@ -32,8 +35,11 @@ int ctl_conn_open(uv_loop_t *loop, const char *address, struct ctl_conn **ret_co
 /* Calls @cmd with @args (stolen) on @conn, as ctl_call() does. One call at
  * a time: -EBUSY while one is in progress; -ENOTCONN once a call failed
  * other than by the peer's refusal (the connection is then of no more
- * use) or @conn is closing. @cb runs exactly once when 0 is returned, never
- * from inside this function; it may make the next call. */
+ * use) or @conn is closing; -EACCES when, over TLS, the handshake is done
+ * and the gate does not let @cmd go to the peer's key (the connection
+ * stays of use; before the handshake, that refusal comes to @cb). @cb
+ * runs exactly once when 0 is returned, never from inside this function;
+ * it may make the next call. */
 int ctl_conn_call(struct ctl_conn *conn, const char *cmd, json_t *args, unsigned timeout_ms,
                   ctl_call_cb cb, void *userdata);
 

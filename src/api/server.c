@@ -14,6 +14,7 @@
 
 #include "lib/linebuf.h"
 #include "lib/log.h"
+#include "tls.h"
 
 struct ctl_client {
 	union {
@@ -28,6 +29,12 @@ struct ctl_client {
 	struct sockaddr_in source; /* a TCP client's address; AF_UNSPEC on the unix socket */
 	bool closing, closed;
 	int deferred; /* replies still owed; the client outlives its handle for them */
+	/* A peer API client over TLS: the session, the bytes off the wire, and
+	 * the host its key was admitted as at its last request ("": none). */
+	struct ctl_tls *tls;
+	struct ctl_tls_session *session;
+	struct linebuf raw;
+	char peer_host[CTL_PEER_HOST_MAX];
 };
 
 struct ctl_deferred {
@@ -49,7 +56,21 @@ static void handle_closed(struct ctl_server *s)
 static void client_free(struct ctl_client *c)
 {
 	linebuf_free(&c->in);
+	linebuf_free(&c->raw);
+	ctl_tls_session_free(c->session);
 	free(c);
+}
+
+const char *ctl_client_peer_host(const struct ctl_client *client)
+{
+	return client->peer_host[0] ? client->peer_host : NULL;
+}
+
+const char *ctl_client_peer_fp(const struct ctl_client *client)
+{
+	return client->session && ctl_tls_session_ready(client->session)
+	           ? ctl_tls_session_peer_fp(client->session)
+	           : NULL;
 }
 
 static void client_close_cb(uv_handle_t *h)
@@ -85,21 +106,33 @@ static void write_cb(uv_write_t *req, int status)
 	free(w);
 }
 
+/* Writes @len bytes of @data (stolen) to the client's stream. */
+static void client_write(struct ctl_client *c, char *data, size_t len)
+{
+	struct write_req *w = calloc(1, sizeof(*w));
+	if (!w) {
+		free(data);
+		return;
+	}
+	w->line = data;
+	uv_buf_t buf = uv_buf_init(data, (unsigned)len);
+	if (uv_write(&w->req, &c->stream, &buf, 1, write_cb) < 0) {
+		free(data);
+		free(w);
+	}
+}
+
 static void client_send(struct ctl_client *c, char *line)
 {
 	if (!line)
 		return;
-	struct write_req *w = calloc(1, sizeof(*w));
-	if (!w) {
-		free(line);
+	if (!c->session) {
+		client_write(c, line, strlen(line));
 		return;
 	}
-	w->line = line;
-	uv_buf_t buf = uv_buf_init(line, (unsigned)strlen(line));
-	if (uv_write(&w->req, &c->stream, &buf, 1, write_cb) < 0) {
-		free(line);
-		free(w);
-	}
+	if (ctl_tls_session_write(c->session, line, strlen(line)) < 0)
+		client_close(c);
+	free(line);
 }
 
 static void client_handle_line(struct ctl_client *c, const char *line, size_t len)
@@ -112,6 +145,18 @@ static void client_handle_line(struct ctl_client *c, const char *line, size_t le
 	if (r < 0) {
 		client_send(c, ctl_reply_encode(&req, NULL, reason ? reason : strerror(-r)));
 		free(reason);
+		return;
+	}
+	/* Over TLS, the gate decides per request: an admission may have
+	 * come or gone since the last one. */
+	if (c->session &&
+	    (r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), req.cmd, c->peer_host,
+	                       sizeof(c->peer_host), &reason)) < 0) {
+		if (c->server->refused)
+			c->server->refused(c->server->userdata, c, &req, &reason);
+		client_send(c, ctl_reply_encode(&req, NULL, reason ? reason : strerror(-r)));
+		free(reason);
+		ctl_request_done(&req);
 		return;
 	}
 	r = c->server->handler(c->server->userdata, c, &req, &result, &reason);
@@ -155,19 +200,12 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct ctl_client *c = h->data;
 	(void)suggested;
-	linebuf_alloc(&c->in, buf);
+	linebuf_alloc(c->session ? &c->raw : &c->in, buf);
 }
 
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* Handles the complete lines in c->in. */
+static void client_take_lines(struct ctl_client *c)
 {
-	struct ctl_client *c = stream->data;
-	(void)buf;
-	if (nread < 0) {
-		client_close(c);
-		return;
-	}
-	c->in.len += (size_t)nread;
-
 	size_t start = 0;
 	char *nl;
 	while ((nl = memchr(c->in.data + start, '\n', c->in.len - start))) {
@@ -179,7 +217,63 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		char error[64];
 		snprintf(error, sizeof(error), "request longer than %d bytes", CTL_LINE_MAX);
 		client_send(c, ctl_reply_encode(NULL, NULL, error));
-		uv_read_stop(stream);
+		uv_read_stop(&c->stream);
+		client_close(c);
+	}
+}
+
+static void tls_send(void *userdata, const uint8_t *data, size_t len)
+{
+	struct ctl_client *c = userdata;
+	char *copy = malloc(len);
+	if (!copy) {
+		client_close(c);
+		return;
+	}
+	memcpy(copy, data, len);
+	client_write(c, copy, len);
+}
+
+static void tls_plain(void *userdata, const char *data, size_t len)
+{
+	struct ctl_client *c = userdata;
+	if (c->closing)
+		return;
+	if (linebuf_append(&c->in, data, len) < 0) {
+		client_close(c);
+		return;
+	}
+	client_take_lines(c);
+}
+
+static void tls_ready(void *userdata)
+{
+	(void)userdata;
+}
+
+static const struct ctl_tls_io tls_io = {tls_send, tls_plain, tls_ready};
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct ctl_client *c = stream->data;
+	(void)buf;
+	if (nread < 0) {
+		client_close(c);
+		return;
+	}
+	if (!c->session) {
+		c->in.len += (size_t)nread;
+		client_take_lines(c);
+		return;
+	}
+	c->raw.len += (size_t)nread;
+	char *error = NULL;
+	int r = ctl_tls_session_feed(c->session, (const uint8_t *)c->raw.data, c->raw.len, &error);
+	linebuf_consume(&c->raw, c->raw.len);
+	if (r < 0) {
+		if (r != -ECONNRESET)
+			log_debug("peer API: %s", error ? error : strerror(-r));
+		free(error);
 		client_close(c);
 	}
 }
@@ -199,13 +293,18 @@ static void connection_cb(uv_stream_t *listener, int status)
 		uv_tcp_init(s->loop, &c->tcp);
 	else
 		uv_pipe_init(s->loop, &c->pipe, 0);
+	if (s->tls) {
+		c->tls = s->tls;
+		if (ctl_tls_session_new(s->tls, true, &tls_io, c, &c->session) < 0)
+			c->session = NULL; /* refused below */
+	}
 	c->stream.data = c;
 	static uint64_t next_id;
 	c->id = ++next_id;
 	c->next = s->clients;
 	s->clients = c;
 	s->open_handles++;
-	if (uv_accept(listener, &c->stream) < 0) {
+	if ((s->tls && !c->session) || uv_accept(listener, &c->stream) < 0) {
 		client_close(c);
 		return;
 	}
@@ -231,13 +330,6 @@ int ctl_client_source(const struct ctl_client *client, struct in_addr *ret_addr)
 		return -ENOTCONN;
 	*ret_addr = client->source.sin_addr;
 	return 0;
-}
-
-const char *ctl_client_peer_host(const struct ctl_client *client)
-{
-	(void)client;
-	/* No channel is authenticated yet: no client is known by its name. */
-	return NULL;
 }
 
 /* True when an agent answers on @path. */
@@ -309,6 +401,7 @@ int ctl_server_start_tcp(struct ctl_server *server, uv_loop_t *loop, const char 
 	struct sockaddr_in sa;
 	*server = (struct ctl_server){.loop = loop, .handler = handler, .userdata = userdata};
 	server->is_tcp = true;
+	server->tls = ctl_tls_default();
 	int r = ctl_parse_address(address, &sa);
 	if (r < 0)
 		return r;

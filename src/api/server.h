@@ -13,6 +13,10 @@
 
 struct ctl_client;
 struct ctl_deferred;
+struct ctl_tls;
+
+/* Room for a host name (the store's STORE_NAME_MAX). */
+#define CTL_PEER_HOST_MAX 32
 
 /* A handler's return value meaning "I will answer later" (ctl_defer()). */
 #define CTL_DEFERRED 1
@@ -41,11 +45,15 @@ uint64_t ctl_client_id(const struct ctl_client *client);
  * on the unix socket (or when the kernel could not tell). */
 int ctl_client_source(const struct ctl_client *client, struct in_addr *ret_addr);
 
-/* The admitted host a client proved to be, by its channel's credentials,
- * or NULL when the channel authenticates no one. No channel does yet: the
- * peer API is plaintext TCP, so this is NULL for every client, and who may
- * ask what is judged by ctl_client_source() alone (src/ettmd/peers.h). */
+/* The admitted host whose key the peer presented on this TLS connection, as
+ * the gate (tls.h) said at the connection's last request; NULL when the key
+ * is no admitted host's, and on the admin's socket and plaintext ones (then
+ * who may ask what is judged by ctl_client_source(): src/ettmd/peers.h). */
 const char *ctl_client_peer_host(const struct ctl_client *client);
+
+/* The fingerprint (hex SHA-256 of the SubjectPublicKeyInfo) of the key the
+ * peer presented on this TLS connection; NULL when not over TLS. */
+const char *ctl_client_peer_fp(const struct ctl_client *client);
 
 struct ctl_server {
 	union {
@@ -54,9 +62,15 @@ struct ctl_server {
 		uv_stream_t stream;
 	};
 	bool is_tcp;
+	struct ctl_tls *tls; /* TCP over TLS: ctl_tls_default() at start */
 	uv_loop_t *loop;
 	ctl_handler_fn handler;
 	void *userdata;
+	/* Told, with @userdata, of each request the TLS gate refused before
+	 * the handler: it may account for it (a rate, a log) and may replace
+	 * the reason the client gets (*inout_reason, malloc'd). NULL: none. */
+	void (*refused)(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+	                char **inout_reason);
 	char path[108];
 	struct ctl_client *clients;
 	void (*close_cb)(struct ctl_server *server);
@@ -68,7 +82,9 @@ struct ctl_server {
 int ctl_server_start(struct ctl_server *server, uv_loop_t *loop, const char *path,
                      ctl_handler_fn handler, void *userdata);
 
-/* Listens on TCP @address ("A.B.C.D:PORT"), for the agents' peer API.
+/* Listens on TCP @address ("A.B.C.D:PORT"), for the agents' peer API: over
+ * mutual TLS 1.3 with the identity of ctl_tls_default() when there is one
+ * (each request is then put to its gate first), else in plaintext.
  * Returns 0 or a negative errno. */
 int ctl_server_start_tcp(struct ctl_server *server, uv_loop_t *loop, const char *address,
                          ctl_handler_fn handler, void *userdata);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <unistd.h>
 
+#include "api/tls.h"
 #include "lib/error.h"
 #include "store/store.h"
 #include "trust/attest.h"
@@ -55,9 +56,10 @@ static int handle_status(void *self, struct ctl_client *client, const struct ctl
 {
 	struct agent *a = self;
 	json_t *o =
-	    json_pack("{s:s, s:i, s:s, s:i, s:f, s:o, s:o}", "host", a->cfg.name, "id", a->cfg.id,
-	              "version", ETTM_VERSION, "pid", (int)getpid(), "uptime_s", uptime_seconds(a),
-	              "datapath", datapath_status(a), "store", store_brief(a));
+	    json_pack("{s:s, s:i, s:s, s:i, s:f, s:o, s:o, s:s?}", "host", a->cfg.name, "id",
+	              a->cfg.id, "version", ETTM_VERSION, "pid", (int)getpid(), "uptime_s",
+	              uptime_seconds(a), "datapath", datapath_status(a), "store", store_brief(a),
+	              "tls_fp", a->tls ? ctl_tls_fingerprint(a->tls) : NULL);
 	if (!o)
 		return -ENOMEM;
 	/* The trust service reports a status only when this host attests. */

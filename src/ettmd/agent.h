@@ -21,6 +21,7 @@ struct agent {
 	struct ctl_server ctl;  /* the admin's control socket */
 	struct ctl_server peer; /* the peer API */
 	struct peer_guard peer_guard; /* who may ask what on it (peers.h) */
+	struct ctl_tls *tls;    /* the peer API's TLS identity */
 	struct svc_host host;
 	struct svc_env env;
 	struct svc_set services;

@@ -452,6 +452,7 @@ static const struct key keys[] = {
     {"store", "seeds", parse_seeds, FIELD(store), false, true},
     {"store", "raft-port", parse_port, FIELD(raft_port), false, false},
     {"store", "peer-port", parse_port, FIELD(peer_port), false, false},
+    {"store", "tls", parse_bool, FIELD(tls), false, false},
     {"store", "election-ms", parse_ms, FIELD(store.election_ms), false, false},
     {"store", "heartbeat-ms", parse_ms, FIELD(store.heartbeat_ms), false, false},
     {"store", "snapshot-threshold", parse_threshold, FIELD(store.snapshot_threshold), false, false},
@@ -491,6 +492,7 @@ static void set_defaults(struct config *c)
 	attest_options_default(&c->trust);
 	c->raft_port = 7700;
 	c->peer_port = 7701;
+	c->tls = true;
 }
 
 static int error_at(char **ret_error, const char *file, unsigned line, const char *fmt, ...)

@@ -26,6 +26,7 @@ struct config {
 	/* [store]; the addresses are the control address with these ports */
 	uint16_t raft_port;
 	uint16_t peer_port;
+	bool tls; /* store.tls: the peer API and Raft over TLS (false: benchmarks' baseline) */
 	struct store_options store;
 	struct sw_options sw;        /* [switch]; no switches: the agent controls none */
 	struct nat_options nat;      /* [nat]; no public addresses: no NAT */

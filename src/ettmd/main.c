@@ -14,6 +14,7 @@
 
 #include "agent.h"
 #include "api/server.h"
+#include "api/tls.h"
 #include "config.h"
 #include "peers.h"
 #include "datapath/datapath.h"
@@ -62,13 +63,37 @@ static int handle_peer(void *userdata, struct ctl_client *client, const struct c
 	if (ctl_client_source(client, &source) < 0)
 		return error_set(ret_error, -ENOTCONN, "the peer API cannot tell who is asking");
 	const struct store_state *st = a->env.store ? store_state(a->env.store) : NULL;
-	unsigned granted = peer_scope(st, source, ctl_client_peer_host(client), NULL);
+	/* Over TLS in a cluster that admits by attestation, who asks is the
+	 * host its key was admitted as, and that alone (peers.h). */
+	bool by_key = ctl_client_peer_fp(client) && attest_enabled(&a->cfg.trust);
+	unsigned granted = peer_scope(st, source, by_key, ctl_client_peer_host(client), NULL);
 	unsigned wanted = svc_command_scope(&a->services, req->cmd);
 	int r = peer_guard_check(&a->peer_guard, source, granted, wanted, req->cmd,
 	                         uv_now(a->loop), ret_error);
 	if (r < 0)
 		return r;
 	return svc_dispatch(&a->services, granted, client, req, ret_result, ret_error);
+}
+
+/* A request the TLS gate refused (a key no admitted host holds, beyond the
+ * join protocol) still counts against its source's rate, and is logged as
+ * the guard logs its own refusals; over its rate, the client is told so. */
+static void refused_peer(void *userdata, struct ctl_client *client, const struct ctl_request *req,
+                         char **inout_reason)
+{
+	struct agent *a = userdata;
+	struct in_addr source = {0};
+	char *why = NULL;
+	if (ctl_client_source(client, &source) < 0)
+		return;
+	unsigned wanted = svc_command_scope(&a->services, req->cmd);
+	if (peer_guard_check(&a->peer_guard, source, SVC_JOIN, wanted, req->cmd, uv_now(a->loop),
+	                     &why) == -EBUSY) {
+		free(*inout_reason);
+		*inout_reason = why;
+		return;
+	}
+	free(why);
 }
 
 /* Someone removed the table (nft flush ruleset, a careless admin): put it
@@ -204,6 +229,7 @@ static int start_peer_api(struct agent *a)
 	snprintf(peer, sizeof(peer), "%s:%u", addr, a->cfg.peer_port);
 	peer_guard_init(&a->peer_guard);
 	int r = ctl_server_start_tcp(&a->peer, a->loop, peer, handle_peer, a);
+	a->peer.refused = refused_peer;
 	if (r < 0)
 		log_error("peer API on %s: %s", peer, uv_strerror(r));
 	return r;
@@ -246,6 +272,22 @@ static int start(struct agent *a)
 		log_error("state directory %s: %s", a->cfg.state_dir, strerror(-r));
 		return r;
 	}
+	/* The peer API's key: made at first start, then the same for good
+	 * (docs/trust.md: it is bound into this host's attestation). */
+	char *error = NULL;
+	r = a->cfg.tls ? ctl_tls_open(a->cfg.state_dir, a->cfg.name, &a->tls, &error) : 0;
+	if (!a->cfg.tls)
+		log_warn("store.tls = false: the peer API and Raft are plaintext and every peer "
+		         "is heard (a benchmark's baseline, never a network)");
+	if (r < 0) {
+		log_error("TLS identity: %s", error ? error : strerror(-r));
+		free(error);
+		return r;
+	}
+	ctl_tls_set_default(a->tls);
+	if (a->tls)
+		log_info("TLS key %s (%s/%s)", ctl_tls_fingerprint(a->tls), a->cfg.state_dir,
+		         CTL_TLS_KEY_FILE);
 	r = dp_open(&a->dp, &a->cfg.datapath, a->cfg.state_dir);
 	if (r < 0) {
 		log_error("datapath: %s", strerror(-r));
@@ -307,12 +349,14 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &agent.started);
 	agent.loop = uv_default_loop();
 	if (start(&agent) < 0) {
+		ctl_tls_free(agent.tls);
 		dp_close(&agent.dp);
 		return 1;
 	}
 	uv_run(agent.loop, UV_RUN_DEFAULT);
 	uv_loop_close(agent.loop);
 	svc_set_free(&agent.services);
+	ctl_tls_free(agent.tls);
 	free(agent.measured_config);
 	dp_close(&agent.dp);
 	log_info("stopped");

@@ -26,13 +26,15 @@ static const struct store_member *member_at(const struct store_state *st, struct
 	return NULL;
 }
 
-unsigned peer_scope(const struct store_state *st, struct in_addr source, const char *tls_host,
-                    const char **ret_member)
+unsigned peer_scope(const struct store_state *st, struct in_addr source, bool by_key,
+                    const char *tls_host, const char **ret_member)
 {
 	unsigned scope = SVC_JOIN;
 	const struct store_member *m = NULL;
-	if (st)
-		m = tls_host ? store_member_find_name(st, tls_host) : member_at(st, source);
+	if (st && by_key)
+		m = tls_host ? store_member_find_name(st, tls_host) : NULL;
+	else if (st)
+		m = member_at(st, source);
 	if (m) {
 		scope |= SVC_PEER;
 		if (trust_admission_find(st, m->name) || store_count(st, TRUST_ADMISSIONS) == 0)

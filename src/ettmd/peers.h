@@ -3,15 +3,20 @@
  * earns from who it is, and the guard that refuses, rate-limits and logs
  * before a request reaches its service.
  *
- * Who a client is comes from its channel's credentials when it has them
- * (ctl_client_peer_host(): the admitted host of an authenticated channel),
- * else from its source address. The address is a weak proof, and is
- * documented as such: it holds because the AEEs drop what guests and
- * devices send to the control range, and the switches let a control
- * address in only from the port its agent sits on (docs/switch.md); a
- * machine on an agent's own wire could still speak in its name. */
+ * Who a client is comes from its TLS key when the cluster binds keys to
+ * hosts, that is over TLS (store.tls, the default) in a cluster that admits
+ * by attestation: then it is the host the key was admitted as
+ * (ctl_client_peer_host()) and nothing else; a key no admitted host holds
+ * is a stranger, whatever its address. Otherwise (store.tls = false, a
+ * benchmark's plaintext baseline; or admission by the admin, whose
+ * admissions name no key) it comes from the source address, a weak proof:
+ * it holds because the AEEs drop what guests and devices send to the
+ * control range, and the switches let a control address in only from the
+ * port its agent sits on (docs/switch.md); a machine on an agent's own
+ * wire could still speak in its name. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <netinet/in.h>
@@ -29,16 +34,17 @@ struct store_state;
 #define PEER_LOG_PERIOD_MS 60000
 
 /* The scopes of a client of the peer API, with @st the committed store
- * (NULL: not open yet), @source its address, @tls_host the admitted host
- * its channel proved (NULL: none):
+ * (NULL: not open yet), @source its address, @by_key whether its key
+ * says who it is (above), @tls_host the admitted host its key was admitted
+ * as (NULL: none):
  *   SVC_JOIN always;
- *   SVC_PEER when it is a member of the store (@tls_host names one, or
- *     @source is the host part of a member's peer address);
+ *   SVC_PEER when it is a member of the store (@by_key: @tls_host names
+ *     one; else @source is the host part of a member's peer address);
  *   SVC_RELAY when that member is admitted, or when no host of the cluster
  *     is (a network whose switches admit no one, or none yet).
  * *ret_member (may be NULL) is set to the member's name, or NULL. */
-unsigned peer_scope(const struct store_state *st, struct in_addr source, const char *tls_host,
-                    const char **ret_member);
+unsigned peer_scope(const struct store_state *st, struct in_addr source, bool by_key,
+                    const char *tls_host, const char **ret_member);
 
 struct peer_guard {
 	/* The requests of sources that are no member, and when each was last

@@ -15,6 +15,10 @@ struct linebuf {
  * empty buffer when out of memory, which libuv reports as UV_ENOBUFS). */
 void linebuf_alloc(struct linebuf *lb, uv_buf_t *buf);
 
+/* Appends @len bytes of @data (what a TLS session decrypted). Returns 0 or
+ * -ENOMEM. */
+int linebuf_append(struct linebuf *lb, const char *data, size_t len);
+
 /* Drops the first @n bytes (the lines already handled). */
 void linebuf_consume(struct linebuf *lb, size_t n);
 

@@ -31,10 +31,21 @@ int store_cmd_encode(const struct store_cmd *cmd, uint8_t **ret_data, size_t *re
 	return obuf_finish(&b, ret_data, ret_len);
 }
 
-static const char *header_check(struct cursor *c, struct store_cmd *cmd)
+/* Decodes a row of @tb written in encoding @version. */
+static void decode_row(const struct store_table *tb, struct cursor *c, void *row,
+                       unsigned version)
+{
+	if (tb->decode_old && version < tb->row_version)
+		tb->decode_old(c, row, version);
+	else
+		tb->decode(c, row);
+}
+
+static const char *header_check(struct cursor *c, struct store_cmd *cmd, uint8_t *ret_version)
 {
 	uint16_t magic = cursor_u16(c);
 	uint8_t version = cursor_u8(c);
+	*ret_version = version;
 	cmd->table = cursor_u8(c);
 	cmd->op = cursor_u8(c);
 	cmd->time_ms = cursor_u64(c);
@@ -55,11 +66,12 @@ int store_cmd_decode(const void *data, size_t len, struct store_cmd *ret_cmd, ch
 {
 	struct cursor c = cursor_init(data, len);
 	struct store_cmd cmd = {0};
-	const char *why = header_check(&c, &cmd);
+	uint8_t version;
+	const char *why = header_check(&c, &cmd, &version);
 	if (why)
 		return error_set(ret_error, -EBADMSG, "command %s", why);
 	const struct store_table *tb = store_table_lookup(cmd.table);
-	tb->decode(&c, cmd.row);
+	decode_row(tb, &c, cmd.row, version);
 	/* Up to 7 zero bytes pad a command to 8 bytes in the Raft log. */
 	bool padding = c.left < 8;
 	for (size_t i = 0; padding && i < c.left; i++)
@@ -129,10 +141,10 @@ int store_state_snapshot(const struct store_state *s, uint8_t **ret_data, size_t
 /* Decodes one row of @tb into @n (a one-row table's, or the next of a
  * keyed table's, which must come in key order). */
 static int restore_row(struct store_state *n, const struct store_table *tb, struct cursor *c,
-                       bool keyed, const char **why)
+                       unsigned version, bool keyed, const char **why)
 {
 	alignas(max_align_t) unsigned char row[STORE_ROW_MAX] = {0};
-	tb->decode(c, row);
+	decode_row(tb, c, row, version);
 	/* Judged before the cursor is, as encodings 1-3 always were. */
 	if (keyed && n->tables[tb->id].n &&
 	    tb->cmp(state_row_at(&n->tables[tb->id], tb, n->tables[tb->id].n - 1), row) >= 0) {
@@ -149,17 +161,17 @@ static int restore_row(struct store_state *n, const struct store_table *tb, stru
 }
 
 static int restore_table(struct store_state *n, const struct store_table *tb, struct cursor *c,
-                         const char **why)
+                         unsigned version, const char **why)
 {
 	if (cursor_u8(c) != tb->id) {
 		*why = "tables out of order";
 		return -EBADMSG;
 	}
 	if (tb->single)
-		return restore_row(n, tb, c, false, why);
+		return restore_row(n, tb, c, version, false, why);
 	uint32_t count = cursor_u32(c);
 	for (uint32_t i = 0; i < count && cursor_ok(c); i++) {
-		int r = restore_row(n, tb, c, true, why);
+		int r = restore_row(n, tb, c, version, true, why);
 		if (r < 0)
 			return r;
 	}
@@ -178,15 +190,15 @@ static int restore_into(struct store_state *n, struct cursor *c, const char **wh
 		return -EBADMSG;
 	}
 	n->next_conflict = cursor_u64(c);
-	int r = restore_row(n, store_table_lookup(STORE_CLUSTER), c, false, why);
+	int r = restore_row(n, store_table_lookup(STORE_CLUSTER), c, version, false, why);
 	if (r == 0)
-		r = restore_row(n, store_table_lookup(STORE_POLICY), c, false, why);
+		r = restore_row(n, store_table_lookup(STORE_POLICY), c, version, false, why);
 	for (unsigned id = 1; r == 0 && id < STORE_TABLE_IDS && cursor_ok(c); id++) {
 		const struct store_table *tb = store_table_lookup(id);
 		/* A table newer than the snapshot's encoding starts empty. */
 		if (!tb || in_header(id) || tb->version > version)
 			continue;
-		r = restore_table(n, tb, c, why);
+		r = restore_table(n, tb, c, version, why);
 	}
 	if (r < 0)
 		return r;

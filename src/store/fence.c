@@ -10,7 +10,15 @@
  * The exchange follows libraft's own handshake on the stream: the
  * connecting side sends FENCE_MAGIC and its generation, the accepting side
  * answers the same with its own; both apply the same rule to the pair, so
- * they agree on whether the stream goes to Raft. */
+ * they agree on whether the stream goes to Raft.
+ *
+ * With the agent's TLS identity, what the exchange lets through then runs
+ * a mutual TLS 1.3 handshake (tlsproxy.c): the accepting side judges the
+ * key against the server id libraft's handshake claimed, the connecting
+ * side against the id it dialled, and libraft gets the plaintext end of a
+ * socketpair. libraft's handshake (protocol, id, address) and the
+ * generation go before TLS and in clear: they carry no state, and a peer
+ * that lies in them is caught by the key check, which binds the id. */
 #include "fence.h"
 
 #include <errno.h>
@@ -19,6 +27,7 @@
 #include <string.h>
 
 #include "lib/buf.h"
+#include "tlsproxy.h"
 
 #define FENCE_MAGIC        0x4554544d47454e31ull /* "ETTMGEN1" */
 #define FENCE_MSG          16
@@ -42,6 +51,15 @@ struct fence_shake {
 	raft_id id;
 	char *address;
 	struct fence_shake *next;
+};
+
+/* What the connection goes to once its TLS handshake is done. */
+struct fence_pending {
+	struct fence *f;
+	bool outgoing;
+	struct raft_uv_connect *outer;
+	raft_id id;
+	char *address;
 };
 
 /* libraft keeps its own pointer in the wrapper's data. */
@@ -100,7 +118,51 @@ static void timer_closed_cb(uv_handle_t *handle)
 	shake_unref(handle->data);
 }
 
-/* Ends an exchange: hands the stream to Raft when @ok, closes it if not. */
+static void tls_ready(void *userdata, uv_stream_t *stream, int status)
+{
+	struct fence_pending *p = userdata;
+	struct fence *f = p->f;
+	if (p->outgoing)
+		p->outer->cb(p->outer, stream, status);
+	else if (stream)
+		f->accept_cb(&f->t, p->id, p->address, stream);
+	free(p->address);
+	free(p);
+}
+
+static int fence_tls_check(void *userdata, const char *fp, uint64_t raft_id, char **ret_error)
+{
+	struct fence *f = userdata;
+	return f->check ? f->check(f->userdata, fp, raft_id, ret_error) : 0;
+}
+
+/* The exchange let the stream through: TLS next, then Raft. */
+static void shake_tls(struct fence_shake *h)
+{
+	struct fence *f = h->f;
+	struct fence_pending *p = calloc(1, sizeof(*p));
+	if (p && !h->outgoing && !(p->address = strdup(h->address))) {
+		free(p);
+		p = NULL;
+	}
+	if (!p) {
+		uv_close((uv_handle_t *)h->stream, stream_closed_cb);
+		if (h->outgoing)
+			h->outer->cb(h->outer, NULL, RAFT_NOMEM);
+		return;
+	}
+	*p = (struct fence_pending){f, h->outgoing, h->outer, h->id, p->address};
+	if (tls_proxy_start(f->loop, f->tls, h->stream, !h->outgoing, h->id, fence_tls_check, f,
+	                    tls_ready, p, &f->proxies) < 0) {
+		if (h->outgoing)
+			h->outer->cb(h->outer, NULL, RAFT_NOMEM);
+		free(p->address);
+		free(p);
+	}
+}
+
+/* Ends an exchange: hands the stream to Raft when @ok (through TLS when
+ * there is an identity), closes it if not. */
 static void shake_end(struct fence_shake *h, bool ok, int status)
 {
 	struct fence *f = h->f;
@@ -111,6 +173,10 @@ static void shake_end(struct fence_shake *h, bool ok, int status)
 	if (!ok) {
 		shake_close_stream(h);
 		stream = NULL;
+	} else if (f->tls) {
+		shake_tls(h);
+		shake_unref(h);
+		return;
 	}
 	if (h->outgoing)
 		h->outer->cb(h->outer, stream, ok ? 0 : status);
@@ -231,6 +297,7 @@ static int fence_connect(struct raft_uv_transport *t, struct raft_uv_connect *re
 		return RAFT_NOMEM;
 	h->f = f;
 	h->outgoing = true;
+	h->id = id;
 	h->outer = req;
 	req->cb = cb;
 	h->inner.data = h;
@@ -282,6 +349,7 @@ static void fence_close(struct raft_uv_transport *t, raft_uv_transport_close_cb 
 	f->close_cb = cb;
 	while (f->shakes)
 		shake_end(f->shakes, false, RAFT_CANCELED);
+	tls_proxy_close_all(&f->proxies);
 	f->tcp.close(&f->tcp, fence_tcp_closed);
 }
 
@@ -292,6 +360,10 @@ int fence_init_transport(struct fence *f, uv_loop_t *loop)
 		return r;
 	f->loop = loop;
 	f->shakes = NULL;
+	f->proxies = NULL;
+	f->tls = NULL; /* plaintext until the owner gives an identity */
+	f->check = NULL;
+	f->pumped_ns = 0;
 	f->tcp.data = f;
 	f->t = (struct raft_uv_transport){.data = f,
 	                                  .init = fence_init,
@@ -299,6 +371,22 @@ int fence_init_transport(struct fence *f, uv_loop_t *loop)
 	                                  .connect = fence_connect,
 	                                  .close = fence_close};
 	return 0;
+}
+
+int fence_recheck(struct fence *f)
+{
+	return tls_proxy_recheck(&f->proxies);
+}
+
+void fence_pump(struct fence *f)
+{
+	/* At most every 100 µs: a batch of entries applied at once needs one
+	 * pump, not one per entry (each is a read per connection). */
+	uint64_t now = uv_hrtime();
+	if (!f->proxies || now - f->pumped_ns < 100000)
+		return;
+	f->pumped_ns = now;
+	tls_proxy_pump(&f->proxies);
 }
 
 void fence_close_transport(struct fence *f)

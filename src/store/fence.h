@@ -9,7 +9,9 @@
 #include <raft/uv.h>
 #include <uv.h>
 
+struct ctl_tls;
 struct fence_shake;
+struct tls_proxy;
 
 struct fence {
 	struct raft_uv_transport t;   /* what Raft's uv I/O is given */
@@ -24,6 +26,13 @@ struct fence {
 	raft_uv_accept_cb accept_cb;
 	raft_uv_transport_close_cb close_cb;
 	struct fence_shake *shakes; /* exchanges under way */
+	/* Mutual TLS after the exchange (tlsproxy.h) when @tls is set (the
+	 * agent's identity, api/tls.h), with @check judging each peer's key
+	 * against the server id (NULL: every key). */
+	struct ctl_tls *tls;
+	int (*check)(void *userdata, const char *fp, uint64_t raft_id, char **ret_error);
+	struct tls_proxy *proxies; /* TLS connections, in their handshake or running */
+	uint64_t pumped_ns;        /* uv_hrtime() of the last fence_pump() */
 };
 
 /* Whether two hosts at generations @mine and @theirs may talk Raft: when
@@ -33,5 +42,13 @@ bool fence_admits(uint64_t mine, uint64_t theirs);
 /* Sets up @f (its generation and newer callbacks, userdata set by the
  * caller before Raft starts); returns 0 or a libraft error code. */
 int fence_init_transport(struct fence *f, uv_loop_t *loop);
+/* Judges every running TLS connection's key again and closes those that
+ * @check now refuses (a host revoked or removed). Returns how many. */
+int fence_recheck(struct fence *f);
+
+/* Forwards what libraft wrote to the TLS connections and the loop has not
+ * read yet (tls_proxy_pump()), at most every 100 µs. */
+void fence_pump(struct fence *f);
+
 /* Releases the TCP transport once libraft closed @f->t. */
 void fence_close_transport(struct fence *f);

@@ -107,6 +107,8 @@ struct store {
 	/* Joining: where to ask next. */
 	unsigned seed_next;
 	char redirect[STORE_ADDR_MAX];
+	char join_to[STORE_ADDR_MAX];   /* where the join in flight went */
+	char joined_via[STORE_ADDR_MAX]; /* the leader that last accepted it */
 	bool join_in_flight;
 
 	/* Forced recovery: the cluster row to commit once leader. */
@@ -126,6 +128,8 @@ struct store {
 	 * its state has it (a restart, a reset): what the fence shows. */
 	uint64_t generation_floor;
 	uint64_t fence_newer;        /* a newer generation the fence met; acted on at tick */
+	store_raft_check_fn raft_check; /* who may speak Raft (store_set_raft_check()) */
+	void *raft_check_userdata;
 	uint64_t orphans_generation; /* merge orphans once this generation is applied */
 	struct probe *probe;         /* while PHASE_PROBING */
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/tls.h"
 #include "lib/clock.h"
 #include "lib/error.h"
 #include "lib/fileio.h"
@@ -73,6 +74,9 @@ static void fsm_applied(void *userdata, const struct raft_buffer *buf, const str
                         const struct store_result *res)
 {
 	struct store *s = userdata;
+	/* A reply libraft sent just before this apply goes out first, not
+	 * after the subscribers' work (tlsproxy.h). */
+	fence_pump(&s->fence);
 	if (res->applied && (cmd->table == STORE_CLUSTER || cmd->table == STORE_MEMBERS))
 		save_peers(s);
 	/* The term this replica is in: never below the term that committed
@@ -82,6 +86,7 @@ static void fsm_applied(void *userdata, const struct raft_buffer *buf, const str
 	                          .index = s->raft.last_applied + 1};
 	journal_append(s->journal, &pos, buf->base, buf->len);
 	notify(s, cmd, res);
+	fence_pump(&s->fence);
 	if (cmd->table == STORE_MEMBERS && cmd->op == STORE_DELETE && res->applied &&
 	    STORE_CMD_ROW(cmd, struct store_member)->id == s->o.id)
 		store_handle_self_removed(s);
@@ -259,6 +264,18 @@ static void fence_newer(void *userdata, uint64_t generation)
 		s->fence_newer = generation;
 }
 
+static int fence_check(void *userdata, const char *fp, uint64_t raft_id, char **ret_error)
+{
+	struct store *s = userdata;
+	return s->raft_check ? s->raft_check(s->raft_check_userdata, fp, raft_id, ret_error) : 0;
+}
+
+void store_set_raft_check(struct store *s, store_raft_check_fn check, void *userdata)
+{
+	s->raft_check = check;
+	s->raft_check_userdata = userdata;
+}
+
 /* Creates and starts the Raft instance in s->raft per s->next_mode. */
 void store_start_raft(struct store *s)
 {
@@ -269,6 +286,8 @@ void store_start_raft(struct store *s)
 	s->fence.generation = fence_generation;
 	s->fence.newer = fence_newer;
 	s->fence.userdata = s;
+	s->fence.tls = ctl_tls_default();
+	s->fence.check = fence_check;
 	what = "raft_uv_init";
 	if ((r = raft_uv_init(&s->io, s->loop, s->raft_dir, &s->fence.t)) != 0) {
 		fence_close_transport(&s->fence);

@@ -35,6 +35,12 @@ struct store_options {
 	unsigned promote_after_ms;   /* a voter unreachable this long is replaced; 3000 */
 };
 
+/* Whether the TLS key with fingerprint @fp (hex SHA-256 of its
+ * SubjectPublicKeyInfo) may speak Raft as server @raft_id: 0, or a
+ * negative errno with *ret_error (docs/trust.md). */
+typedef int (*store_raft_check_fn)(void *userdata, const char *fp, uint64_t raft_id,
+                                   char **ret_error);
+
 /* Fills @o with the defaults above (id, name, addresses and dir empty). */
 void store_options_default(struct store_options *o);
 
@@ -46,6 +52,12 @@ struct store;
  * (store_tables_register()) before. */
 int store_open(uv_loop_t *loop, const struct store_options *o, struct store **ret_store,
                char **ret_error);
+
+/* Installs @check (NULL: every key) for the Raft connections, which run
+ * over mutual TLS 1.3 when the agent has a TLS identity (api/tls.h):
+ * asked once a connection's handshake is done, and again every second for
+ * every connection that runs. */
+void store_set_raft_check(struct store *s, store_raft_check_fn check, void *userdata);
 
 /* Stops Raft and frees the store once every handle is closed, then calls
  * @cb (may be NULL). */
@@ -97,6 +109,11 @@ int store_member_reachable(struct store *s, uint64_t id);
 uint64_t store_term(const struct store *s);
 /* The leader this replica knows of, or 0. */
 uint64_t store_leader_id(struct store *s);
+
+/* The peer address of the leader that last accepted this host's
+ * store.join, "" if none did. A host that joined but is not admitted yet
+ * replicates nothing (trust/gate.h), so it attests to that leader. */
+const char *store_joined_via(const struct store *s);
 /* The ids of the voters in the configuration this replica has. */
 size_t store_voters(const struct store *s, uint64_t *ids, size_t max);
 

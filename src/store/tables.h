@@ -24,8 +24,9 @@
 
 /* Version of the command and snapshot encodings. A replica refuses
  * encodings newer than it knows. */
-/* 2: locations, links; 3: attestations, devices, manager; 4: labels */
-#define STORE_ENCODING_VERSION 4
+/* 2: locations, links; 3: attestations, devices, manager; 4: labels;
+ * 5: the TLS key of an admission and an attestation */
+#define STORE_ENCODING_VERSION 5
 
 #define STORE_NAME_MAX    32
 #define STORE_ADDR_MAX    64
@@ -141,6 +142,11 @@ struct store_table {
 	void (*encode)(struct obuf *b, const void *row);
 	/* Fills @row (row_size bytes, zeroed) or fails @c. */
 	void (*decode)(struct cursor *c, void *row);
+	/* A row whose layout changed: the encoding version that changed it
+	 * last, and the decoder of the rows of encodings before it, told their
+	 * @version (0 and NULL: the layout never changed). */
+	uint8_t row_version;
+	void (*decode_old)(struct cursor *c, void *row, unsigned version);
 	/* Checks @cmd against @s and applies it with store_table_put() and
 	 * store_table_del(), or rejects it with store_reject() leaving @s
 	 * unchanged. Returns 0 or -ENOMEM. */

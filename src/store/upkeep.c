@@ -91,6 +91,13 @@ static void join_cb(void *userdata, int status, json_t *result, const char *erro
 	}
 	const char *redirect = json_string_value(json_object_get(result, "redirect"));
 	snprintf(s->redirect, sizeof(s->redirect), "%s", redirect ? redirect : "");
+	if (json_is_true(json_object_get(result, "accepted")))
+		snprintf(s->joined_via, sizeof(s->joined_via), "%s", s->join_to);
+}
+
+const char *store_joined_via(const struct store *s)
+{
+	return s->joined_via;
 }
 
 /* Where a host without seeds asks to join: a member it knows of, or one of
@@ -145,6 +152,7 @@ static void try_join(struct store *s)
 	                         s->o.name, "address", s->o.raft_address, "peer", s->o.peer_address,
 	                         "raft_version", store_raft_version());
 	s->redirect[0] = '\0';
+	snprintf(s->join_to, sizeof(s->join_to), "%s", to);
 	if (store_call(s, to, "store.join", args, PEER_TIMEOUT_MS, join_cb, s) == 0)
 		s->join_in_flight = true;
 }
@@ -186,6 +194,10 @@ void store_tick_cb(uv_timer_t *t)
 	if (s->phase != PHASE_RUNNING || !s->raft_open)
 		return;
 	store_release_barriers(s);
+	/* A host revoked or removed loses its Raft connections within a
+	 * second (its peer API requests are judged one by one). */
+	if (s->ticks % 4 == 0)
+		fence_recheck(&s->fence);
 	if (s->fence_newer) {
 		store_act_on_fence(s);
 		if (s->phase != PHASE_RUNNING)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/tls.h"
 #include "lib/cleanup.h"
 #include "lib/error.h"
 #include "lib/hex.h"
@@ -55,6 +56,27 @@ int attest_arg_hex_fixed(json_t *args, const char *name, uint8_t *out, size_t le
 		memcpy(out, b.data, len);
 	trust_blob_done(&b);
 	return r;
+}
+
+void attest_bind_nonce(const uint8_t nonce[TRUST_NONCE_LEN], const char *tls_fp,
+                       uint8_t ret[TRUST_NONCE_LEN])
+{
+	uint8_t data[TRUST_NONCE_LEN + TRUST_DIGEST_LEN] = {0};
+	memcpy(data, nonce, TRUST_NONCE_LEN);
+	if (tls_fp && tls_fp[0])
+		hex_decode_into(tls_fp, data + TRUST_NONCE_LEN, TRUST_DIGEST_LEN);
+	trust_sha256(data, sizeof(data), ret);
+}
+
+int attest_arg_tls_key(json_t *args, char ret_fp[TRUST_FP_LEN], char **ret_error)
+{
+	struct trust_blob spki = {0};
+	int r = attest_arg_hex(args, "tls_spki", 1024, &spki, ret_error);
+	if (r < 0)
+		return r;
+	ctl_tls_fp_of_spki(spki.data, spki.len, ret_fp);
+	trust_blob_done(&spki);
+	return 0;
 }
 
 bool attest_is_digest(const char *s)

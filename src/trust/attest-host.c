@@ -52,7 +52,9 @@ int attest_answer_quote(struct attest *a, const struct ctl_request *req, json_t 
 		return error_set(ret_error, -EIO, "the TPM is not available: %s", a->last_error);
 	struct trust_blob attest = {0}, sig = {0};
 	_cleanup_free_ char *why = NULL;
-	r = trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, &why);
+	uint8_t bound[TRUST_NONCE_LEN];
+	attest_bind_nonce(nonce, a->tls_fp, bound);
+	r = trust_tpm_quote(a->tpm, a->o.pcr, bound, sizeof(bound), &attest, &sig, &why);
 	if (r < 0)
 		return error_set(ret_error, r, "TPM quote: %s", WHY(why));
 	*ret_result = json_pack(
@@ -103,6 +105,9 @@ static void prove_cb(void *userdata, int status, json_t *result, const char *err
 			a->last_error[0] = '\0';
 			a->joining = a->fresh = false;
 			a->admitted_ms = wall_ms();
+			/* A host admitted for the first time starts replicating
+			 * now: its replica shows the admission shortly. */
+			a->next_try_ms = mono_ms() + RETRY_MS;
 		}
 	}
 	join_call_free(j);
@@ -114,7 +119,7 @@ static void challenge_cb(void *userdata, int status, json_t *result, const char 
 	struct join_call *j = userdata;
 	struct attest *a = j->a;
 	struct trust_blob cred = {0}, secret = {0}, plain = {0}, attest = {0}, sig = {0};
-	uint8_t nonce[TRUST_NONCE_LEN];
+	uint8_t nonce[TRUST_NONCE_LEN], bound[TRUST_NONCE_LEN];
 	char why[256], *e = NULL;
 	const char *session = json_string_value(json_object_get(result, "session"));
 	if (a->closing)
@@ -132,17 +137,19 @@ static void challenge_cb(void *userdata, int status, json_t *result, const char 
 	}
 	if (!a->tpm)
 		e = strdup("the TPM is not available");
+	/* The quote binds the key this host speaks TLS with (docs/trust.md). */
+	attest_bind_nonce(nonce, a->tls_fp, bound);
 	if (!a->tpm || trust_tpm_activate(a->tpm, &cred, &secret, &plain, &e) < 0 ||
-	    trust_tpm_quote(a->tpm, a->o.pcr, nonce, sizeof(nonce), &attest, &sig, &e) < 0) {
+	    trust_tpm_quote(a->tpm, a->o.pcr, bound, sizeof(bound), &attest, &sig, &e) < 0) {
 		snprintf(why, sizeof(why), "TPM: %s", WHY(e));
 		join_failed(a, why);
 		goto out;
 	}
-	json_t *args = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "host", a->host, "session",
-	                         session, "measurement", a->measurement, "plain",
+	json_t *args = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:O*}", "host", a->host,
+	                         "session", session, "measurement", a->measurement, "plain",
 	                         attest_hex_json(plain.data, plain.len), "attest",
 	                         attest_hex_json(attest.data, attest.len), "signature",
-	                         attest_hex_json(sig.data, sig.len));
+	                         attest_hex_json(sig.data, sig.len), "tls_spki", a->tls_spki);
 	a->refs++;
 	if (ctl_conn_call(j->conn, "trust.prove", args, CALL_TIMEOUT_MS, prove_cb, j) < 0) {
 		a->refs--;
@@ -165,24 +172,34 @@ bool attest_admitted(const struct attest *a, const struct store_state *st)
 {
 	const struct trust_admission *adm = trust_admission_find(st, a->host);
 	const struct trust_attestation *t = trust_attestation_find(st, a->host);
-	return adm && strcmp(adm->ak_fp, a->ak_fp) == 0 && t && t->state == TRUST_ATTEST_ADMITTED;
+	/* An admission of another TLS key (or of none: made before encoding
+	 * 5) is stale: the agents do not hear this host by it, so it joins
+	 * again. */
+	return adm && strcmp(adm->ak_fp, a->ak_fp) == 0 && strcmp(adm->tls_fp, a->tls_fp) == 0 &&
+	       t && t->state == TRUST_ATTEST_ADMITTED;
 }
 
 void attest_join(struct attest *a)
 {
 	const struct store_state *st = store_state(a->store);
 	const struct store_member *l = store_member_find(st, store_leader_id(a->store));
-	if (!l || !l->peer[0] || !store_member_find_name(st, a->host))
+	/* A host that joined but was never admitted replicates nothing
+	 * (trust/gate.h): it attests to the leader that accepted its join. */
+	const char *leader = l && l->peer[0] && store_member_find_name(st, a->host)
+	                         ? l->peer
+	                         : store_joined_via(a->store);
+	if (!leader[0])
 		return; /* not in the cluster yet: the store is joining it */
 	struct join_call *j = calloc(1, sizeof(*j));
 	if (!j)
 		return;
 	j->a = a;
-	snprintf(j->leader, sizeof(j->leader), "%s", l->peer);
-	json_t *args = json_pack("{s:s, s:o, s:o, s:o}", "host", a->host, "ek_cert",
+	snprintf(j->leader, sizeof(j->leader), "%s", leader);
+	json_t *args = json_pack("{s:s, s:o, s:o, s:o, s:O*}", "host", a->host, "ek_cert",
 	                         attest_hex_json(a->ek_cert.data, a->ek_cert.len), "ek_public",
 	                         attest_hex_json(a->ek_public.data, a->ek_public.len), "ak_public",
-	                         attest_hex_json(a->ak_public.data, a->ak_public.len));
+	                         attest_hex_json(a->ak_public.data, a->ak_public.len), "tls_spki",
+	                         a->tls_spki);
 	if (ctl_conn_open(a->loop, j->leader, &j->conn) < 0) {
 		json_decref(args);
 		free(j);
@@ -198,7 +215,7 @@ void attest_join(struct attest *a)
 	a->joining = true;
 	/* Once per measurement: a refused host retries quietly. */
 	if (a->fresh && !a->last_error[0])
-		log_info("trust: attesting to the leader %s", l->name);
+		log_info("trust: attesting to the leader %s", l ? l->name : leader);
 }
 
 /* A TPM that was reset (swtpm restarted, the machine rebooted) has lost its

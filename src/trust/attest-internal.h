@@ -40,6 +40,7 @@ struct session {
 	char id[2 * 16 + 1]; /* "" free */
 	char host[STORE_NAME_MAX];
 	char ek_fp[TRUST_FP_LEN], ak_fp[TRUST_FP_LEN];
+	char tls_fp[TRUST_FP_LEN]; /* the key of the challenge's TLS connection */
 	struct trust_blob ak_public;
 	uint8_t plain[TRUST_DIGEST_LEN], nonce[TRUST_NONCE_LEN];
 	uint64_t expires_ms;
@@ -58,6 +59,9 @@ struct attest {
 	struct trust_blob ek_cert, ek_public, ak_public;
 	char ek_fp[TRUST_FP_LEN], ak_fp[TRUST_FP_LEN];
 	uint32_t reset_count, restart_count;
+	/* The TLS key this agent speaks with: "" without TLS. */
+	char tls_fp[TRUST_FP_LEN];
+	json_t *tls_spki; /* its SubjectPublicKeyInfo in hex; NULL without TLS */
 
 	/* This host's join. */
 	bool fresh;   /* measured anew (start, TPM reset): join even if admitted */
@@ -132,4 +136,11 @@ static inline struct store_cmd attestation_cmd(const char *host, enum trust_atte
 		snprintf(t->measurement, sizeof(t->measurement), "%s", measurement);
 	t->time_ms = cmd.time_ms;
 	return cmd;
+}
+
+/* Records @tls_fp (may be NULL) as the key of the attestation row @cmd. */
+static inline void attestation_set_key(struct store_cmd *cmd, const char *tls_fp)
+{
+	struct trust_attestation *t = STORE_CMD_ROW(cmd, struct trust_attestation);
+	snprintf(t->tls_fp, sizeof(t->tls_fp), "%s", tls_fp ? tls_fp : "");
 }

@@ -109,6 +109,9 @@ void attest_refuse(struct attest *a, const char *host, const char *reason, const
 		ek_fp = old->ek_fp;
 	struct store_cmd t =
 	    attestation_cmd(host, TRUST_ATTEST_REFUSED, reason, ek_fp, measurement);
+	/* The key stays known as this host's. */
+	const struct trust_admission *adm = trust_admission_find(st, host);
+	attestation_set_key(&t, old && old->tls_fp[0] ? old->tls_fp : adm ? adm->tls_fp : NULL);
 	struct store_cmd del = admission_delete(host);
 	if (attest_commit(a, host, "refusal", &t, admitted ? &del : NULL, NULL) < 0)
 		log_warn("trust: cannot commit the refusal of %s", host);
@@ -173,6 +176,10 @@ static struct session *session_new(struct attest *a)
 	return oldest;
 }
 
+struct client_key {
+	char fp[TRUST_FP_LEN];
+};
+
 static int not_leader(struct attest *a, char **ret_error)
 {
 	const struct store_member *l =
@@ -198,12 +205,38 @@ static int check_host(struct attest *a, const char *host, char **ret_error)
 	return 0;
 }
 
+/* The TLS key a join speaks with: the key of @client's connection, which
+ * the message's "tls_spki" must name too. Over plaintext (an agent without
+ * TLS), the key the message names, if any. */
+static int join_key(struct client_key *k, struct ctl_client *client, const struct ctl_request *req,
+                    char **ret_error)
+{
+	const char *channel = ctl_client_peer_fp(client);
+	bool named = json_object_get(req->args, "tls_spki") != NULL;
+	k->fp[0] = '\0';
+	if (!channel && !named)
+		return 0;
+	if (!named)
+		return error_set(ret_error, -EINVAL,
+		                 "field \"tls_spki\": the TLS key this host speaks with is missing");
+	int r = attest_arg_tls_key(req->args, k->fp, ret_error);
+	if (r < 0)
+		return r;
+	if (channel && strcmp(channel, k->fp) != 0)
+		return error_set(ret_error, -EPERM,
+		                 "field \"tls_spki\": key %.16s... is not the key of this TLS "
+		                 "connection (%.16s...)",
+		                 k->fp, channel);
+	return 0;
+}
+
 static int handle_challenge(struct attest *a, struct ctl_client *client,
                             const struct ctl_request *req, json_t **ret_result, char **ret_error)
 {
 	const char *host = ctl_arg_str(req, "host");
+	struct client_key key;
 	int r = check_host(a, host, ret_error);
-	if (r < 0)
+	if (r < 0 || (r = join_key(&key, client, req, ret_error)) < 0)
 		return r;
 	struct attest_claim c;
 	r = attest_check_challenge(req->args, a->o.ca, &c, ret_error);
@@ -240,6 +273,7 @@ static int handle_challenge(struct attest *a, struct ctl_client *client,
 	snprintf(s->host, sizeof(s->host), "%s", host);
 	memcpy(s->ek_fp, c.ek_fp, sizeof(s->ek_fp));
 	memcpy(s->ak_fp, c.ak_fp, sizeof(s->ak_fp));
+	memcpy(s->tls_fp, key.fp, sizeof(s->tls_fp));
 	s->ak_public = c.ak_public;
 	c.ak_public = (struct trust_blob){0};
 	s->expires_ms = mono_ms() + SESSION_MS;
@@ -284,6 +318,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	const char *host = ctl_arg_str(req, "host");
 	const char *measurement = ctl_arg_str(req, "measurement");
 	struct session *s = session_find(a, ctl_arg_str(req, "session"));
+	struct client_key key;
 	if (!s || !host || strcmp(s->host, host) != 0 || s->expires_ms <= mono_ms())
 		return error_set(
 		    ret_error, -ESTALE,
@@ -294,13 +329,24 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		return error_set(ret_error, -ESTALE,
 		                 "field \"session\": that challenge was asked on another "
 		                 "connection; answer it on the connection that asked");
+	/* The answer comes with the key the challenge went to, or it is not
+	 * the host's: the session stays for the host's own answer. */
+	int r = join_key(&key, client, req, ret_error);
+	if (r < 0)
+		return r;
+	if (strcmp(key.fp, s->tls_fp) != 0)
+		return error_set(ret_error, -EPERM,
+		                 "trust.prove came with TLS key %.16s... but its trust.challenge "
+		                 "with %.16s...",
+		                 key.fp[0] ? key.fp : "(none)", s->tls_fp[0] ? s->tls_fp : "(none)");
 	/* One answer per challenge: a replayed one finds no session. */
 	struct session sess = *s;
 	*s = (struct session){0};
 	struct trust_blob plain = {0};
 	_cleanup_free_ char *why = NULL;
 	struct trust_quote q;
-	int r;
+	uint8_t bound[TRUST_NONCE_LEN];
+	attest_bind_nonce(sess.nonce, sess.tls_fp, bound);
 	if ((r = attest_arg_hex(req->args, "plain", TRUST_DIGEST_LEN, &plain, ret_error)) < 0)
 		goto out;
 	/* TPM 2.0 Part 1, "Credential Protection": only the TPM that holds
@@ -313,7 +359,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		              "credential activation failed: the AK is not in the TPM of that EK");
 	else
 		r = attest_check_stored_quote(a, host, sess.ek_fp, req->args, &sess.ak_public, NULL,
-		                              sess.nonce, &q, &why);
+		                              bound, &q, &why);
 	if (r < 0) {
 		/* Whoever answered may not be the host (a replayed challenge
 		 * answered wrongly): a refusal of this attempt only, never a
@@ -332,6 +378,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	memcpy(ad->ek_fp, sess.ek_fp, sizeof(ad->ek_fp));
 	memcpy(ad->ak_fp, sess.ak_fp, sizeof(ad->ak_fp));
 	snprintf(ad->measurement, sizeof(ad->measurement), "%s", measurement);
+	memcpy(ad->tls_fp, sess.tls_fp, sizeof(ad->tls_fp));
 	if (l) {
 		memcpy(ad->mac, l->mac, sizeof(ad->mac));
 		ad->dpid = l->dpid;
@@ -340,6 +387,7 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 	ad->time_ms = adm.time_ms;
 	struct store_cmd t =
 	    attestation_cmd(host, TRUST_ATTEST_ADMITTED, NULL, sess.ek_fp, measurement);
+	attestation_set_key(&t, sess.tls_fp);
 	STORE_CMD_ROW(&t, struct trust_attestation)->reset_count = q.reset_count;
 	STORE_CMD_ROW(&t, struct trust_attestation)->restart_count = q.restart_count;
 	struct ctl_deferred *d = ctl_defer(client, req);
@@ -347,8 +395,8 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		r = -ENOMEM;
 		goto out;
 	}
-	log_info("trust: %s attested (measurement %.16s..., EK %.16s...)", host, measurement,
-	         sess.ek_fp);
+	log_info("trust: %s attested (measurement %.16s..., EK %.16s..., TLS key %.16s...)", host,
+	         measurement, sess.ek_fp, sess.tls_fp);
 	r = attest_commit(a, host, "admitted", &adm, &t, d);
 	if (r < 0)
 		ctl_deferred_reply(d, NULL, "cannot propose the admission");
@@ -406,6 +454,8 @@ int attest_handle_admin(struct attest *a, struct ctl_client *client, const struc
 	}
 	struct store_cmd rev = attestation_cmd(host, TRUST_ATTEST_REVOKED, "revoked by the admin",
 	                                       t ? t->ek_fp : NULL, t ? t->measurement : NULL);
+	const struct trust_admission *adm = trust_admission_find(st, host);
+	attestation_set_key(&rev, t && t->tls_fp[0] ? t->tls_fp : adm ? adm->tls_fp : NULL);
 	struct store_cmd del = admission_delete(host);
 	if (!(d = ctl_defer(client, req)))
 		return -ENOMEM;

@@ -58,14 +58,18 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 	}
 	struct trust_quote q;
 	const char *measurement = json_string_value(json_object_get(result, "measurement"));
+	uint8_t bound[TRUST_NONCE_LEN];
+	/* The quote binds the key the host was admitted with (docs/trust.md). */
+	attest_bind_nonce(qc->nonce, adm->tls_fp, bound);
 	int r = attest_check_stored_quote(a, qc->host, adm->ek_fp, result, NULL, adm->ak_fp,
-	                                  qc->nonce, &q, &why);
+	                                  bound, &q, &why);
 	if (r < 0) {
 		attest_refuse(a, qc->host, WHY(why), adm->ek_fp, measurement, true);
 		goto out;
 	}
 	struct store_cmd t =
 	    attestation_cmd(qc->host, TRUST_ATTEST_ADMITTED, NULL, adm->ek_fp, measurement);
+	attestation_set_key(&t, adm->tls_fp);
 	STORE_CMD_ROW(&t, struct trust_attestation)->reset_count = q.reset_count;
 	STORE_CMD_ROW(&t, struct trust_attestation)->restart_count = q.restart_count;
 	struct store_cmd upd = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = wall_ms()};

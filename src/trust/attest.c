@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/tls.h"
 #include "lib/clock.h"
 #include "trust/attest-internal.h"
 
@@ -21,6 +22,7 @@ void attest_unref(struct attest *a)
 	trust_blob_done(&a->ek_public);
 	trust_blob_done(&a->ak_public);
 	trust_tpm_close(a->tpm);
+	json_decref(a->tls_spki);
 	free(a);
 }
 
@@ -48,9 +50,10 @@ const char *attest_measurement(const struct attest *a)
 json_t *attest_status(const struct attest *a)
 {
 	const struct store_state *st = store_state(a->store);
-	return json_pack("{s:s, s:i, s:s, s:s, s:s, s:b, s:I, s:I, s:s?}", "tcti", a->o.tcti, "pcr",
-	                 (int)a->o.pcr, "measurement", a->measurement, "ek_fp", a->ek_fp, "ak_fp",
-	                 a->ak_fp, "admitted", attest_admitted(a, st), "reset_count",
+	return json_pack("{s:s, s:i, s:s, s:s, s:s, s:s?, s:b, s:I, s:I, s:s?}", "tcti",
+	                 a->o.tcti, "pcr", (int)a->o.pcr, "measurement", a->measurement, "ek_fp",
+	                 a->ek_fp, "ak_fp", a->ak_fp, "tls_fp", a->tls_fp[0] ? a->tls_fp : NULL,
+	                 "admitted", attest_admitted(a, st), "reset_count",
 	                 (json_int_t)a->reset_count, "admitted_ms", (json_int_t)a->admitted_ms,
 	                 "last_error", a->last_error[0] ? a->last_error : NULL);
 }
@@ -68,6 +71,13 @@ int attest_open(uv_loop_t *loop, const struct attest_options *o, const char *hos
 	a->refs = 1;
 	snprintf(a->host, sizeof(a->host), "%s", host);
 	snprintf(a->state_dir, sizeof(a->state_dir), "%s", state_dir);
+	const struct ctl_tls *tls = ctl_tls_default();
+	if (tls) {
+		size_t len;
+		const uint8_t *spki = ctl_tls_spki(tls, &len);
+		snprintf(a->tls_fp, sizeof(a->tls_fp), "%s", ctl_tls_fingerprint(tls));
+		a->tls_spki = attest_hex_json(spki, len);
+	}
 	int r = attest_open_tpm(a, binary, config_text, ret_error);
 	if (r < 0) {
 		attest_unref(a);

@@ -86,6 +86,17 @@ int attest_check_quote(json_t *args, const struct trust_blob *ak,
                        char ret_ak_fp[TRUST_FP_LEN], struct trust_quote *ret_quote,
                        char **ret_error);
 
+/* The qualifying data of every quote (TPM2_Quote's qualifyingData, Part 3,
+ * 18.4): SHA-256(@nonce || the 32 bytes of @tls_fp), so that the quote
+ * binds the TLS key the host speaks with (docs/trust.md). An empty
+ * @tls_fp (an agent without TLS) counts as 32 zero bytes. */
+void attest_bind_nonce(const uint8_t nonce[TRUST_NONCE_LEN], const char *tls_fp,
+                       uint8_t ret[TRUST_NONCE_LEN]);
+
+/* The fingerprint of the TLS key in field "tls_spki" of @args (a DER
+ * SubjectPublicKeyInfo in hex) into @ret_fp; -EINVAL with a reason. */
+int attest_arg_tls_key(json_t *args, char ret_fp[TRUST_FP_LEN], char **ret_error);
+
 /* This host's measurement (lowercase hex): what `ettmctl trust add` must
  * be given for the cluster to admit it. */
 const char *attest_measurement(const struct attest *a);

@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "api/server.h"
+#include "api/tls.h"
 #include "attest.h"
+#include "gate.h"
 #include "hosts.h"
 #include "lib/clock.h"
 #include "lib/error.h"
@@ -23,6 +25,23 @@ struct trust_svc {
 	struct store *store;
 	struct attest *attest; /* NULL: admission is the admin's */
 };
+
+/* The gate of the peer API's TLS (api/tls.h), on this replica's state. */
+static int gate(void *self, const char *fp, const char *cmd, char *ret_host, size_t host_size,
+                char **ret_error)
+{
+	struct trust_svc *t = self;
+	return trust_key_check(store_state(t->store), t->attest != NULL, fp, cmd, ret_host,
+	                       host_size, ret_error);
+}
+
+/* Who may speak Raft (store.h), on this replica's state. */
+static int raft_check(void *self, const char *fp, uint64_t raft_id, char **ret_error)
+{
+	struct trust_svc *t = self;
+	return trust_raft_key_check(store_state(t->store), t->attest != NULL, fp, raft_id,
+	                            ret_error);
+}
 
 static int open_trust(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
 {
@@ -41,6 +60,9 @@ static int open_trust(struct svc_env *env, const void *options, void **ret_self,
 		}
 		log_info("trust: measured into PCR %u: %s", o->pcr, attest_measurement(t->attest));
 	}
+	if (ctl_tls_default())
+		ctl_tls_set_gate(ctl_tls_default(), gate, t);
+	store_set_raft_check(t->store, raft_check, t);
 	*ret_self = t;
 	return 0;
 }
@@ -48,6 +70,9 @@ static int open_trust(struct svc_env *env, const void *options, void **ret_self,
 static void close_trust(void *self, void (*done)(void *arg), void *arg)
 {
 	struct trust_svc *t = self;
+	if (ctl_tls_default())
+		ctl_tls_set_gate(ctl_tls_default(), NULL, NULL);
+	store_set_raft_check(t->store, NULL, NULL);
 	attest_close(t->attest);
 	free(t);
 	done(arg);

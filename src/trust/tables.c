@@ -33,9 +33,11 @@ static void admission_encode(struct obuf *b, const void *row)
 	obuf_put_u64(b, a->dpid);
 	obuf_put_u32(b, a->port);
 	obuf_put_u64(b, a->time_ms);
+	obuf_put_str(b, a->tls_fp);
 }
 
-static void admission_decode(struct cursor *c, void *row)
+/* Encodings 1-4: no TLS key. */
+static void admission_decode_old(struct cursor *c, void *row, unsigned version)
 {
 	struct trust_admission *a = row;
 	cursor_str(c, a->host, sizeof(a->host));
@@ -46,6 +48,14 @@ static void admission_decode(struct cursor *c, void *row)
 	a->dpid = cursor_u64(c);
 	a->port = cursor_u32(c);
 	a->time_ms = cursor_u64(c);
+	(void)version;
+}
+
+static void admission_decode(struct cursor *c, void *row)
+{
+	struct trust_admission *a = row;
+	admission_decode_old(c, row, 5);
+	cursor_str(c, a->tls_fp, sizeof(a->tls_fp));
 }
 
 static int admission_cmp(const void *a, const void *b)
@@ -57,10 +67,25 @@ static int admission_cmp(const void *a, const void *b)
 static json_t *admission_json(const void *row)
 {
 	const struct trust_admission *a = row;
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "host", a->host, "ek_fp",
-	                 a->ek_fp, "ak_fp", a->ak_fp, "measurement", a->measurement, "mac", a->mac,
-	                 "dpid", (json_int_t)a->dpid, "port", (json_int_t)a->port, "time_ms",
-	                 (json_int_t)a->time_ms);
+	/* No key, no field: so the dumps of encodings 1-4 stay as they were. */
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s*}", "host", a->host,
+	                 "ek_fp", a->ek_fp, "ak_fp", a->ak_fp, "measurement", a->measurement,
+	                 "mac", a->mac, "dpid", (json_int_t)a->dpid, "port", (json_int_t)a->port,
+	                 "time_ms", (json_int_t)a->time_ms, "tls_fp",
+	                 a->tls_fp[0] ? a->tls_fp : NULL);
+}
+
+const struct trust_admission *trust_admission_by_key(const struct store_state *s,
+                                                     const char *tls_fp)
+{
+	if (!tls_fp || !tls_fp[0])
+		return NULL;
+	for (size_t i = 0; i < store_count(s, TRUST_ADMISSIONS); i++) {
+		const struct trust_admission *a = store_row(s, TRUST_ADMISSIONS, i);
+		if (strcmp(a->tls_fp, tls_fp) == 0)
+			return a;
+	}
+	return NULL;
 }
 
 const struct trust_admission *trust_admission_find(const struct store_state *s, const char *host)
@@ -73,8 +98,18 @@ const struct trust_admission *trust_admission_find(const struct store_state *s, 
 static int admission_apply(struct store_state *s, const struct store_cmd *cmd,
                            struct store_result *res)
 {
-	if (cmd->op == STORE_PUT && !STORE_CMD_ROW(cmd, const struct trust_admission)->host[0]) {
+	const struct trust_admission *a = STORE_CMD_ROW(cmd, const struct trust_admission);
+	if (cmd->op == STORE_PUT && !a->host[0]) {
 		store_reject(res, "an admission needs a host");
+		return 0;
+	}
+	if (cmd->op == STORE_PUT && a->tls_fp[0] && !hex_is_lower(a->tls_fp, TRUST_DIGEST_LEN)) {
+		store_reject(res, "a TLS key's fingerprint is 64 lowercase hex digits (SHA-256)");
+		return 0;
+	}
+	const struct trust_admission *other = trust_admission_by_key(s, a->tls_fp);
+	if (cmd->op == STORE_PUT && other && strcmp(other->host, a->host) != 0) {
+		store_reject(res, "the TLS key %.16s... is %s's already", a->tls_fp, other->host);
 		return 0;
 	}
 	return store_apply_simple(s, cmd, res, "admission");
@@ -96,6 +131,8 @@ static const struct store_table admissions_table = {
     .cmp = admission_cmp,
     .encode = admission_encode,
     .decode = admission_decode,
+    .row_version = 5,
+    .decode_old = admission_decode_old,
     .apply = admission_apply,
     .merge = admission_merge,
     .to_json = admission_json,
@@ -181,9 +218,11 @@ static void attestation_encode(struct obuf *b, const void *row)
 	obuf_put_u32(b, a->reset_count);
 	obuf_put_u32(b, a->restart_count);
 	obuf_put_u64(b, a->time_ms);
+	obuf_put_str(b, a->tls_fp);
 }
 
-static void attestation_decode(struct cursor *c, void *row)
+/* Encodings 3 and 4: no TLS key. */
+static void attestation_decode_old(struct cursor *c, void *row, unsigned version)
 {
 	struct trust_attestation *a = row;
 	cursor_str(c, a->host, sizeof(a->host));
@@ -194,6 +233,14 @@ static void attestation_decode(struct cursor *c, void *row)
 	a->reset_count = cursor_u32(c);
 	a->restart_count = cursor_u32(c);
 	a->time_ms = cursor_u64(c);
+	(void)version;
+}
+
+static void attestation_decode(struct cursor *c, void *row)
+{
+	struct trust_attestation *a = row;
+	attestation_decode_old(c, row, 5);
+	cursor_str(c, a->tls_fp, sizeof(a->tls_fp));
 }
 
 static int attestation_cmp(const void *a, const void *b)
@@ -218,11 +265,12 @@ const char *trust_attest_state_name(unsigned state)
 static json_t *attestation_json(const void *row)
 {
 	const struct trust_attestation *a = row;
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "host", a->host, "state",
-	                 trust_attest_state_name(a->state), "reason", a->reason, "ek_fp", a->ek_fp,
-	                 "measurement", a->measurement, "reset_count", (json_int_t)a->reset_count,
-	                 "restart_count", (json_int_t)a->restart_count, "time_ms",
-	                 (json_int_t)a->time_ms);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s*}", "host", a->host,
+	                 "state", trust_attest_state_name(a->state), "reason", a->reason, "ek_fp",
+	                 a->ek_fp, "measurement", a->measurement, "reset_count",
+	                 (json_int_t)a->reset_count, "restart_count", (json_int_t)a->restart_count,
+	                 "time_ms", (json_int_t)a->time_ms, "tls_fp",
+	                 a->tls_fp[0] ? a->tls_fp : NULL);
 }
 
 const struct trust_attestation *trust_attestation_find(const struct store_state *s,
@@ -241,6 +289,10 @@ static int attestation_apply(struct store_state *s, const struct store_cmd *cmd,
 	    (!a->host[0] || a->state < TRUST_ATTEST_ADMITTED || a->state > TRUST_ATTEST_REVOKED)) {
 		store_reject(
 		    res, "an attestation needs a host and a state (admitted, refused, revoked)");
+		return 0;
+	}
+	if (cmd->op == STORE_PUT && a->tls_fp[0] && !hex_is_lower(a->tls_fp, TRUST_DIGEST_LEN)) {
+		store_reject(res, "a TLS key's fingerprint is 64 lowercase hex digits (SHA-256)");
 		return 0;
 	}
 	if (cmd->op == STORE_PUT && a->measurement[0] &&
@@ -267,6 +319,8 @@ static const struct store_table attestations_table = {
     .cmp = attestation_cmp,
     .encode = attestation_encode,
     .decode = attestation_decode,
+    .row_version = 5,
+    .decode_old = attestation_decode_old,
     .apply = attestation_apply,
     .merge = attestation_merge,
     .to_json = attestation_json,

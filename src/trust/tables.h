@@ -22,6 +22,11 @@ struct trust_admission {
 	uint64_t dpid;
 	uint32_t port;
 	uint64_t time_ms;
+	/* The fingerprint (SHA-256 of the SubjectPublicKeyInfo, hex) of the
+	 * TLS key the host attested with: the key the agents accept from it
+	 * (docs/trust.md). "" in admissions made before encoding 5 and in
+	 * the admin's without attestation. */
+	char tls_fp[STORE_DIGEST_MAX];
 };
 
 struct trust_trusted {
@@ -47,12 +52,19 @@ struct trust_attestation {
 	char measurement[STORE_DIGEST_MAX];  /* the PCR value the host claimed */
 	uint32_t reset_count, restart_count; /* its TPM's, from the last good quote */
 	uint64_t time_ms;                    /* of the last attempt */
+	/* The TLS key of its last admission (since encoding 5; "" before):
+	 * kept through a refusal or a revocation, so that the key stays
+	 * known as this host's (gate.h). */
+	char tls_fp[STORE_DIGEST_MAX];
 };
 
 /* NULL-terminated, for store_tables_register(). */
 extern const struct store_table *const trust_tables[];
 
 const struct trust_admission *trust_admission_find(const struct store_state *s, const char *host);
+/* The admission whose TLS key has fingerprint @tls_fp, or NULL. */
+const struct trust_admission *trust_admission_by_key(const struct store_state *s,
+                                                     const char *tls_fp);
 const struct trust_attestation *trust_attestation_find(const struct store_state *s,
                                                        const char *host);
 /* "admitted", "refused", "revoked" (enum trust_attest_state), or "none". */

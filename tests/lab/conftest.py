@@ -76,6 +76,62 @@ class LabHandle:
         return self.lab("down", check=False)
 
 
+# A call on an agent's peer API (mutual TLS 1.3, docs/trust.md) with the
+# key and certificate given, as any machine on the control network that has
+# a key could make it. Prints the reply line, or {"closed": reason} when the
+# agent closes the connection or the handshake fails.
+PEER_CALL = r"""
+import json, socket, ssl, sys
+addr, cmd, args, cert, key = sys.argv[1:6]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE  # agents pin keys, not names
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_cert_chain(cert, key)
+try:
+    s = ctx.wrap_socket(socket.create_connection((addr, 7701), timeout=5))
+    s.sendall((json.dumps({"id": 1, "cmd": cmd, "args": json.loads(args)}) + "\n").encode())
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+    print(buf.decode() if buf else json.dumps({"closed": "no reply"}))
+except (OSError, ssl.SSLError) as e:
+    print(json.dumps({"closed": str(e)}))
+"""
+
+
+def make_key(directory, name="stranger"):
+    """A P-256 key and self-signed certificate no host was admitted with:
+    (cert path, key path, SubjectPublicKeyInfo in hex)."""
+    key, cert = os.path.join(directory, name + ".key"), os.path.join(directory, name + ".crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-subj", "/CN=" + name, "-days", "1"], check=True, capture_output=True)
+    return cert, key, spki_hex(key)
+
+
+def spki_hex(key):
+    der = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    return der.hex()
+
+
+def host_key(lab, n):
+    """Host n's own TLS certificate and key, from its state directory."""
+    state = os.path.join("/run/ettm-lab", lab.prefix, f"h{n}", "state")
+    return os.path.join(state, "tls-cert.pem"), os.path.join(state, "tls-key.pem")
+
+
+def peer_call(lab, from_host, to_addr, cmd, args, cert, key):
+    """A call on to_addr's peer API from from_host's AEE with cert and key."""
+    out = lab.aee(from_host, "python3", "-c", PEER_CALL, to_addr, cmd, json.dumps(args),
+                  cert, key).stdout
+    return json.loads(out)
+
+
 def _prefix():
     return "t" + "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(5))
 
@@ -104,5 +160,11 @@ def make_lab():
         h.up("--hosts", str(hosts), *args)
         return h
     yield make
+    keep = os.environ.get("ETTM_LAB_LOGS")  # a directory: each lab's agent logs are copied there
     for h in made:
+        if keep:
+            shutil.copytree(os.path.join("/run/ettm-lab", h.prefix), os.path.join(keep, h.prefix),
+                            ignore=lambda d, names: [n for n in names if not n.endswith(".log")
+                                                     and not os.path.isdir(os.path.join(d, n))],
+                            ignore_dangling_symlinks=True, dirs_exist_ok=True)
         h.down()

@@ -1,10 +1,11 @@
 """The control plane is closed to everyone but the agents: a guest, an
 allowed and a not-allowed unmanaged device and a rogue machine plugged into
 a free switch port try every agent's Raft and peer API ports and the
-switch's OpenFlow port, every command of the peer API and of the admin, and
-a join challenge captured on the wire and replayed. Everything is refused
-or has no effect: every host's store is the same before and after, every
-host stays admitted, and the network still works."""
+switch's OpenFlow port, and every command of the peer API and of the admin
+over TLS with a key of their own; a host's join, watched on the wire, shows
+nothing to replay. Everything is refused or has no effect: every host's
+store is the same before and after, every host stays admitted, and the
+network still works."""
 
 import json
 import shutil
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import run_and_expect
+from conftest import make_key, run_and_expect
 
 AGENTS = ["10.77.0.1", "10.77.0.2", "10.77.0.3"]
 SWITCH = "10.77.255.1"
@@ -42,17 +43,23 @@ ts = [threading.Thread(target=one, args=(a, int(p))) for a, p in
 print(json.dumps(out))
 """
 
-# Sends each request line of stdin on one connection, from an optional
-# source address; prints each reply line (or the error) as JSON lines. A
-# "$SESSION" in a request is the session of the last reply that had one.
+# Sends each request line of stdin on one TLS connection (mutual TLS 1.3
+# with the certificate and key given), from an optional source address;
+# prints each reply line (or the error) as JSON lines. A "$SESSION" in a
+# request is the session of the last reply that had one.
 CALLS = """
-import json, socket, sys
-to, source = sys.argv[1], sys.argv[2]
+import json, socket, ssl, sys
+to, source, cert, key = sys.argv[1:5]
 lines = [l for l in sys.stdin.read().splitlines() if l.strip()]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE  # agents pin keys, not names
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_cert_chain(cert, key)
 try:
-    s = socket.create_connection((to, 7701), timeout=3,
-                                 source_address=(source, 0) if source != "-" else None)
-except OSError as e:
+    s = ctx.wrap_socket(socket.create_connection(
+        (to, 7701), timeout=3, source_address=(source, 0) if source != "-" else None))
+except (OSError, ssl.SSLError) as e:
     print(json.dumps({"connect": type(e).__name__}))
     sys.exit(0)
 f = s.makefile("rwb")
@@ -63,7 +70,7 @@ for l in lines:
     f.flush()
     try:
         r = f.readline()
-    except OSError as e:
+    except (OSError, ssl.SSLError) as e:
         print(json.dumps({"error": type(e).__name__}))
         break
     print(r.decode().strip() or json.dumps({"error": "closed"}))
@@ -73,14 +80,15 @@ for l in lines:
         pass
 """
 
-# Captures, on a switch port, the first trust.challenge an agent sends to
-# a peer API; prints its request line.
+# Watches, on a switch port, what an agent sends to the peer APIs for the
+# seconds given; prints {"bytes": payload bytes seen, "clear": the first
+# request line naming trust.challenge or trust.prove, or null}.
 SNIFF = """
-import socket, struct, sys, time
+import json, socket, struct, sys, time
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.bind((sys.argv[1], 0))
 s.settimeout(0.5)
-streams = {}
+streams, seen = {}, 0
 deadline = time.time() + float(sys.argv[2])
 print("ready", flush=True)
 while time.time() < deadline:
@@ -99,14 +107,15 @@ while time.time() < deadline:
     data = tcp[(tcp[12] >> 4) * 4:]
     if dport != 7701 or not data:
         continue
+    seen += len(data)
     stream = streams.setdefault((ip[12:16], sport), {})
     stream[seq] = data
     buf = b"".join(v for _, v in sorted(stream.items()))
-    for line in buf.split(b"\\n")[:-1]:
-        if b'"trust.challenge"' in line:
-            print(line.decode(), flush=True)
+    for line in buf.split(b"\\n"):
+        if b'"trust.challenge"' in line or b'"trust.prove"' in line:
+            print(json.dumps({"bytes": seen, "clear": line.decode("latin-1")}), flush=True)
             sys.exit(0)
-sys.exit(1)
+print(json.dumps({"bytes": seen, "clear": None}), flush=True)
 """
 
 # Every command, with arguments that would do harm if they were obeyed.
@@ -160,11 +169,11 @@ def probe(lab, where, targets, aee=False):
     return json.loads(out)
 
 
-def calls(lab, where, to, requests, source="-", aee=False):
+def calls(lab, where, to, requests, who, source="-", aee=False):
     lines = "\n".join(json.dumps({"id": i, "cmd": c, "args": a})
                       for i, (c, a) in enumerate(requests))
     cmd = ["ip", "netns", "exec", f"{lab.prefix}-{where}-aee" if aee else f"{lab.prefix}-{where}",
-           "python3", "-c", CALLS, to, source]
+           "python3", "-c", CALLS, to, source, who[0], who[1]]
     p = subprocess.run(cmd, input=lines, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     return [json.loads(line) for line in p.stdout.splitlines()]
@@ -188,7 +197,7 @@ def pings(lab, src, dst):
     return lab.exec(src, "ping", "-c", "1", "-W", "1", dst, check=False).returncode == 0
 
 
-def test_control_plane_closed_to_guests_devices_and_strangers(make_lab):
+def test_control_plane_closed_to_guests_devices_and_strangers(make_lab, tmp_path):
     lab = make_lab(3, "--devices", "2")
     leader = lab.ctl_json("h1", "cluster")["leader"]
     leader_addr = f"10.77.0.{leader[1:]}"
@@ -199,23 +208,27 @@ def test_control_plane_closed_to_guests_devices_and_strangers(make_lab):
                    what="the allowed device d1 reaches h2's guest")
     lab.lab("rogue", "up")
     lab.aee("h2", "ip", "addr", "add", f"{STRANGER}/16", "dev", "u0")
+    # Every stranger has a TLS key of its own, which no host was admitted
+    # with.
+    *stranger, stranger_spki = make_key(str(tmp_path))
+
+    # A join, watched on the wire when `other` attests again after a TPM
+    # reset: its challenge and answer are TLS records, nothing to replay.
+    sniff = lab.popen("s1", "python3", "-c", SNIFF, other, "12")
+    assert sniff.stdout.readline().strip() == "ready"
+    stamp = {h["host"]: h for h in lab.ctl_json("h1", "hosts")["hosts"]}[other]["attested_ms"]
+    lab.lab("restart-tpm", other)
+    run_and_expect(lambda: {h["host"]: h for h in lab.ctl_json("h1", "hosts")["hosts"]}
+                   [other]["attested_ms"] > stamp and hosts(lab)[other] == "admitted", 15, 0.2,
+                   what=f"{other} admitted again after its TPM reset")
+    watched, _ = sniff.communicate(timeout=30)
+    assert sniff.returncode == 0, watched
+    watched = json.loads(watched.strip().splitlines()[-1])
+    assert watched["bytes"] > 0 and watched["clear"] is None, watched
     # The switch must have learnt where everything is before the snapshot.
     time.sleep(2)
     before = {h: stable_dump(lab, h) for h in ("h1", "h2", "h3")}
     assert all(s == "admitted" for s in hosts(lab).values())
-
-    # A join challenge, captured on the wire when `other` attests again
-    # after a TPM reset.
-    sniff = lab.popen("s1", "python3", "-c", SNIFF, other, "20")
-    assert sniff.stdout.readline().strip() == "ready"
-    lab.lab("restart-tpm", other)
-    captured, _ = sniff.communicate(timeout=30)
-    assert sniff.returncode == 0, "no trust.challenge seen on the wire"
-    challenge = json.loads(captured.strip())
-    assert challenge["args"]["host"] == other
-    run_and_expect(lambda: hosts(lab)[other] == "admitted", 15, 0.2,
-                   what=f"{other} admitted again after its TPM reset")
-    before = {h: stable_dump(lab, h) for h in ("h1", "h2", "h3")}
 
     # Guests and devices reach no control port at all.
     targets = [(a, p) for a in AGENTS for p in (RAFT, PEER)] + [(SWITCH, OPENFLOW)]
@@ -230,7 +243,7 @@ def test_control_plane_closed_to_guests_devices_and_strangers(make_lab):
     sources = [("rogue", "-", False), ("h2", STRANGER, True)]
     for where, source, aee in sources:
         for to in (leader_addr, "10.77.0.1" if leader_addr != "10.77.0.1" else "10.77.0.2"):
-            replies = calls(lab, where, to, COMMANDS, source, aee=aee)
+            replies = calls(lab, where, to, COMMANDS, stranger, source, aee=aee)
             if replies and "connect" in replies[0]:
                 continue  # the wire itself refuses: nothing to answer
             assert len(replies) == len(COMMANDS), replies
@@ -240,28 +253,27 @@ def test_control_plane_closed_to_guests_devices_and_strangers(make_lab):
                     list(r["result"]) == ["redirect"]
                 assert r.get("ok") is False or redirect, f"{cmd} from {where}/{source} to {to}: {r}"
 
-    # The replayed challenge gets a session, but answering it on another
-    # connection finds none, and answering it wrongly on its own connection
-    # is a refusal of that attempt: it revokes nothing.
+    # A challenge in an admitted host's name from a stranger's key proves
+    # nothing of its TPM: refused, and it revokes nothing; an answer to a
+    # challenge that was never made finds no session.
     time.sleep(4)  # the strangers' buckets fill again
     for where, source, aee in sources:
-        replies = calls(lab, where, leader_addr, [("trust.challenge", challenge["args"])],
+        forged = {"host": other, "ek_cert": "30820102", "ek_public": "00", "ak_public": "00",
+                  "tls_spki": stranger_spki}
+        replies = calls(lab, where, leader_addr, [("trust.challenge", forged)], stranger,
                         source, aee=aee)
         if "connect" in replies[0]:
             continue
-        assert replies[0]["ok"], replies
-        wrong = {"host": other, "session": replies[0]["result"]["session"], "plain": "00" * 32,
+        assert not replies[0]["ok"] and "EK certificate" in replies[0]["error"], replies
+        wrong = {"host": other, "session": "00" * 16, "plain": "00" * 32,
                  "attest": "00", "signature": "00", "measurement": "0" * 64}
-        r = calls(lab, where, leader_addr, [("trust.prove", wrong)], source, aee=aee)[0]
-        assert not r["ok"] and "another connection" in r["error"], r
-        r = calls(lab, where, leader_addr, [("trust.challenge", challenge["args"]),
-                                            ("trust.prove", {**wrong, "session": "$SESSION"})],
-                  source, aee=aee)
-        assert r[0]["ok"] and not r[1]["ok"], r
-        assert "credential activation failed" in r[1]["error"], r
+        r = calls(lab, where, leader_addr, [("trust.prove", wrong)], stranger, source,
+                  aee=aee)[0]
+        assert not r["ok"] and "no such challenge" in r["error"], r
         assert hosts(lab)[other] == "admitted"
     # A flood of joins from one stranger is cut down to its rate.
-    flood = calls(lab, "h2", leader_addr, [("store.hello", {})] * 60, STRANGER, aee=True)
+    flood = calls(lab, "h2", leader_addr, [("store.hello", {})] * 60, stranger, STRANGER,
+                  aee=True)
     refused = [r for r in flood if not r.get("ok")]
     assert refused and all("too many requests" in r["error"] for r in refused), flood
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ETTMD, run_and_expect
+from conftest import ETTMD, host_key, make_key, peer_call, run_and_expect
 
 RUN_ROOT = "/run/ettm-lab"
 
@@ -65,6 +65,10 @@ def test_every_host_is_admitted_by_attestation(make_lab):
     status = lab.ctl_json("h2", "status")["trust"]
     assert adm["h2"]["ak_fp"] == status["ak_fp"] and adm["h2"]["ek_fp"] == status["ek_fp"]
     assert adm["h2"]["measurement"] == status["measurement"]
+    # ... and the TLS key the quote bound: the key of the host's state
+    # directory, one per host.
+    assert adm["h2"]["tls_fp"] == status["tls_fp"] == lab.ctl_json("h2", "status")["tls_fp"]
+    assert len({a["tls_fp"] for a in adm.values()}) == 4
     # The computation of `trust add --from-binary` is the agent's.
     conf = os.path.join(RUN_ROOT, lab.prefix, "h2", "ettmd.conf")
     out = lab.ctl("h2", "--json", "trust", "add", "--from-binary", ETTMD, "--config", conf,
@@ -107,8 +111,15 @@ def test_removing_a_trusted_digest_closes_the_ports_of_its_hosts(make_lab):
         "not trusted" in hosts(lab)["h2"]["reason"]
     run_and_expect(lambda: not pings(lab, "h2", "10.77.1.3"), timeout=5,
                    what="h2's port closed")
-    # The control plane still works: trusting it again admits them again.
-    lab.ctl("h3", "trust", "add", digest, "--note", "again")
+    # A host that is not admitted speaks only the join protocol to the
+    # others: it cannot relay an admin's command to the leader.
+    leader = lab.ctl_json("h1", "cluster")["leader"]
+    other = next(h for h in ("h1", "h2", "h3") if h != leader)
+    r = lab.ctl(other, "trust", "add", digest, "--note", "again", check=False)
+    assert r.returncode == 1 and "is no admitted host's" in r.stderr, r.stderr
+    # On the leader, whose own proposals need no peer, the control plane
+    # still works: trusting it again admits them again.
+    lab.ctl(leader, "trust", "add", digest, "--note", "again")
     run_and_expect(lambda: all(h["state"] == "admitted" for h in hosts(lab).values()),
                    timeout=10, what="every host admitted again")
     run_and_expect(lambda: pings(lab, "h2", "10.77.1.3"), timeout=10, what="h2 reaches h3")
@@ -160,55 +171,70 @@ def test_admin_revoke_sticks_until_admit(make_lab):
     run_and_expect(lambda: state_of(lab, "h3") == "admitted", timeout=10, what="h3 admitted")
 
 
-PEER_CALL = """
-import json, socket, sys
-s = socket.create_connection((sys.argv[1], 7701), timeout=5)
-s.sendall((json.dumps({"id": 1, "cmd": sys.argv[2], "args": json.loads(sys.argv[3])}) + "\\n").encode())
-buf = b""
-while not buf.endswith(b"\\n"):
-    d = s.recv(65536)
-    if not d:
-        break
-    buf += d
-print(buf.decode())
-"""
-
-
-def peer_call(lab, from_host, to_addr, cmd, args):
-    """A raw call on an agent's peer API from another host's AEE, as any
-    machine on the control network could make."""
-    out = lab.aee(from_host, "python3", "-c", PEER_CALL, to_addr, cmd, json.dumps(args)).stdout
-    return json.loads(out)
-
-
-def test_forged_join_messages_are_refused(make_lab):
+def test_forged_join_messages_are_refused(make_lab, tmp_path):
     lab = make_lab(3)
     leader = lab.ctl_json("h2", "cluster")["leader"]
     addr = f"10.77.0.{leader[1:]}"
+    # A machine of the control network with a key of its own, which no host
+    # was admitted with.
+    cert, key, spki = make_key(str(tmp_path))
+
+    def call(cmd, args, to=addr, who=(cert, key)):
+        return peer_call(lab, "h3", to, cmd, args, *who)
     # A challenge in h2's name with a certificate that is not one: refused
     # with the reason, and h2's admission is untouched (the sender proved
     # nothing of h2's TPM).
-    r = peer_call(lab, "h3", addr, "trust.challenge",
-                  {"host": "h2", "ek_cert": "30820102", "ek_public": "00", "ak_public": "00"})
+    r = call("trust.challenge", {"host": "h2", "ek_cert": "30820102", "ek_public": "00",
+                                 "ak_public": "00", "tls_spki": spki})
     assert not r["ok"] and "EK certificate" in r["error"], r
     assert state_of(lab, "h2") == "admitted"
+    # The key a challenge names must be the key of its TLS connection.
+    r = call("trust.challenge", {"host": "h2", "ek_cert": "30820102", "ek_public": "00",
+                                 "ak_public": "00", "tls_spki": make_key(str(tmp_path), "b")[2]})
+    assert not r["ok"] and "is not the key of this TLS connection" in r["error"], r
+    r = call("trust.challenge", {"host": "h2", "ek_cert": "30820102", "ek_public": "00",
+                                 "ak_public": "00"})
+    assert not r["ok"] and 'field "tls_spki"' in r["error"], r
     # An answer to a challenge that was never made.
-    r = peer_call(lab, "h3", addr, "trust.prove",
-                  {"host": "h2", "session": "00" * 16, "plain": "00" * 32, "attest": "00",
-                   "signature": "00", "measurement": "0" * 64})
+    r = call("trust.prove", {"host": "h2", "session": "00" * 16, "plain": "00" * 32,
+                             "attest": "00", "signature": "00", "measurement": "0" * 64})
     assert not r["ok"] and "no such challenge" in r["error"], r
     # Malformed fields name the field.
-    r = peer_call(lab, "h3", addr, "trust.challenge",
-                  {"host": "h2", "ek_cert": "zz", "ek_public": "00", "ak_public": "00"})
+    r = call("trust.challenge", {"host": "h2", "ek_cert": "zz", "ek_public": "00",
+                                 "ak_public": "00", "tls_spki": spki})
     assert not r["ok"] and 'field "ek_cert"' in r["error"], r
     # A host that is not a member.
-    r = peer_call(lab, "h3", addr, "trust.challenge",
-                  {"host": "h9", "ek_cert": "00", "ek_public": "00", "ak_public": "00"})
+    r = call("trust.challenge", {"host": "h9", "ek_cert": "00", "ek_public": "00",
+                                 "ak_public": "00", "tls_spki": spki})
     assert not r["ok"] and "no member" in r["error"], r
-    # A quote answered by a host is of its own TPM and over the nonce asked:
-    # it cannot be made to look like another host's.
-    r = peer_call(lab, "h3", "10.77.0.2", "trust.quote", {"nonce": "ab" * 32})
+    # Beyond the join protocol, a key no host was admitted with is not
+    # heard: not a proposal, not a quote, not a status.
+    for cmd in ("store.propose", "trust.quote", "store.status", "switch.local"):
+        r = call(cmd, {"nonce": "ab" * 32}, to="10.77.0.2")
+        assert not r["ok"] and "is no admitted host's" in r["error"], (cmd, r)
+    # Nor is a connection without a key, or in plaintext.
+    out = lab.aee("h3", "python3", "-c", PLAIN_CALL, "10.77.0.2").stdout
+    assert out.strip() == "closed", out
+    # A quote answered by a host, asked by an admitted host's key, is of its
+    # own TPM and over the nonce asked bound to its own key: it cannot be
+    # made to look like another host's.
+    r = call("trust.quote", {"nonce": "ab" * 32}, to="10.77.0.2", who=host_key(lab, 3))
     assert r["ok"], r
     status = lab.ctl_json("h2", "status")["trust"]
     assert r["result"]["measurement"] == status["measurement"]
     assert all(h["state"] == "admitted" for h in hosts(lab).values())
+
+
+PLAIN_CALL = """
+import json, socket, sys
+s = socket.create_connection((sys.argv[1], 7701), timeout=5)
+s.sendall(json.dumps({"id": 1, "cmd": "store.status", "args": {}}).encode() + b"\\n")
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    data += d
+# A TLS alert may come before the close; a JSON reply never does.
+print("answered: " + repr(data) if b'"ok"' in data else "closed")
+"""

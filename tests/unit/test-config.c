@@ -51,7 +51,7 @@ static void test_store_section(void **state)
 	                           "seeds = 10.77.0.1:7701 , 10.77.0.3:7701\n"
 	                           "raft-port = 9000\npeer-port = 9001\nelection-ms = 500\n"
 	                           "heartbeat-ms = 100\nsnapshot-threshold = 1024\nvoters = 5\n"
-	                           "promote-after-ms = 2000\n";
+	                           "promote-after-ms = 2000\ntls = false\n";
 	struct config c;
 	char *error = NULL;
 	(void)state;
@@ -67,6 +67,7 @@ static void test_store_section(void **state)
 	assert_int_equal(c.store.snapshot_threshold, 1024);
 	assert_int_equal(c.store.voters, 5);
 	assert_int_equal(c.store.promote_after_ms, 2000);
+	assert_false(c.tls);
 }
 
 static void test_switch_section(void **state)
@@ -114,6 +115,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.store.voters, 0);
 	assert_int_equal(c.raft_port, 7700);
 	assert_int_equal(c.peer_port, 7701);
+	assert_true(c.tls); /* the agents' channels are TLS unless told */
 }
 
 struct bad_case {

@@ -62,33 +62,39 @@ static void test_scope_by_membership_and_admission(void **state)
 	const char *who = "x";
 
 	/* A store not open yet: everyone is a stranger. */
-	assert_int_equal(peer_scope(NULL, ip("10.77.0.1"), NULL, &who), SVC_JOIN);
+	assert_int_equal(peer_scope(NULL, ip("10.77.0.1"), false, NULL, &who), SVC_JOIN);
 	assert_null(who);
 
 	member(st, 1, "h1", "10.77.0.1");
 	member(st, 2, "h2", "10.77.0.2");
 	/* No host is admitted anywhere: every member may relay. */
-	assert_int_equal(peer_scope(st, ip("10.77.0.2"), NULL, &who),
+	assert_int_equal(peer_scope(st, ip("10.77.0.2"), false, NULL, &who),
 	                 SVC_JOIN | SVC_PEER | SVC_RELAY);
 	assert_string_equal(who, "h2");
 
 	admit(st, "h1");
 	/* Once the network admits hosts, only admitted members relay. */
-	assert_int_equal(peer_scope(st, ip("10.77.0.1"), NULL, &who),
+	assert_int_equal(peer_scope(st, ip("10.77.0.1"), false, NULL, &who),
 	                 SVC_JOIN | SVC_PEER | SVC_RELAY);
 	assert_string_equal(who, "h1");
-	assert_int_equal(peer_scope(st, ip("10.77.0.2"), NULL, &who), SVC_JOIN | SVC_PEER);
+	assert_int_equal(peer_scope(st, ip("10.77.0.2"), false, NULL, &who), SVC_JOIN | SVC_PEER);
 	/* A guest, a device, an address no member has, the guest of a
 	 * member: strangers. */
-	assert_int_equal(peer_scope(st, ip("10.77.1.1"), NULL, &who), SVC_JOIN);
+	assert_int_equal(peer_scope(st, ip("10.77.1.1"), false, NULL, &who), SVC_JOIN);
 	assert_null(who);
-	assert_int_equal(peer_scope(st, ip("10.77.2.1"), NULL, NULL), SVC_JOIN);
-	assert_int_equal(peer_scope(st, ip("10.77.0.99"), NULL, NULL), SVC_JOIN);
-	/* An authenticated channel's name decides, not its address. */
-	assert_int_equal(peer_scope(st, ip("10.77.0.99"), "h1", &who),
+	assert_int_equal(peer_scope(st, ip("10.77.2.1"), false, NULL, NULL), SVC_JOIN);
+	assert_int_equal(peer_scope(st, ip("10.77.0.99"), false, NULL, NULL), SVC_JOIN);
+	/* Over TLS the key's admitted host decides, never the address: a
+	 * key no admitted host holds is a stranger even at a member's
+	 * address. */
+	assert_int_equal(peer_scope(st, ip("10.77.0.99"), true, "h1", &who),
 	                 SVC_JOIN | SVC_PEER | SVC_RELAY);
 	assert_string_equal(who, "h1");
-	assert_int_equal(peer_scope(st, ip("10.77.0.1"), "h9", NULL), SVC_JOIN);
+	assert_int_equal(peer_scope(st, ip("10.77.0.1"), true, "h9", NULL), SVC_JOIN);
+	assert_int_equal(peer_scope(st, ip("10.77.0.1"), true, NULL, &who), SVC_JOIN);
+	assert_null(who);
+	assert_int_equal(peer_scope(st, ip("10.77.0.2"), true, "h2", &who), SVC_JOIN | SVC_PEER);
+	assert_string_equal(who, "h2");
 	store_state_free(st);
 }
 

@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "api/server.h"
+#include "api/tls.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -69,6 +70,9 @@ struct cluster {
 	/* Options for the nodes this test starts. */
 	unsigned snapshot_threshold, voters, promote_after_ms;
 	bool all_seeds; /* seeds: every other node, not only the first */
+	struct ctl_tls *tls;   /* Raft and the peer API over TLS (setup_tls) */
+	unsigned raft_refused; /* the server ids (bit id - 1) the Raft check refuses */
+	unsigned raft_checks;  /* how often it was asked */
 };
 
 /* ---- the two calls the store's reorganisation changes ---- */
@@ -1403,6 +1407,85 @@ static void test_forward_timeouts(void **state)
 	has_text(op.error, "had applied up to index 1000000");
 }
 
+/* ---- Raft over mutual TLS ---- */
+
+/* The same tests with every node's Raft and peer API over TLS, all with
+ * one identity (one process). */
+static int setup_tls(void **state)
+{
+	if (setup(state) < 0)
+		return -1;
+	struct cluster *c = *state;
+	char *error = NULL;
+	if (ctl_tls_open(c->dir, "cluster", &c->tls, &error) < 0) {
+		fprintf(stderr, "TLS identity: %s\n", error ? error : "out of memory");
+		free(error);
+		return -1;
+	}
+	ctl_tls_set_default(c->tls);
+	return 0;
+}
+
+static int teardown_tls(void **state)
+{
+	struct ctl_tls *tls = ((struct cluster *)*state)->tls;
+	int r = teardown(state);
+	ctl_tls_free(tls); /* and the default with it */
+	return r;
+}
+
+static int refuse_ids(void *userdata, const char *fp, uint64_t raft_id, char **ret_error)
+{
+	struct cluster *c = userdata;
+	c->raft_checks++;
+	assert_string_equal(fp, ctl_tls_fingerprint(c->tls));
+	if (c->raft_refused & (1u << (raft_id - 1))) {
+		*ret_error = strdup("refused by the test");
+		return -EACCES;
+	}
+	return 0;
+}
+
+static bool time_passed(struct cluster *c, void *arg)
+{
+	(void)c;
+	return mono_ms() >= *(uint64_t *)arg;
+}
+
+/* The Raft check is asked about every connection; a server id it refuses
+ * gets nothing more within a second (its running connections close), and
+ * catches up once it is heard again. */
+static void test_tls_raft_check(void **state)
+{
+	struct cluster *c = *state;
+	cluster_start(c, 3, 3);
+	for (unsigned i = 0; i < 3; i++)
+		store_set_raft_check(c->nodes[i].store, refuse_ids, c);
+	int l = leader_of(c);
+	assert_true(l >= 0);
+	propose_many(c, (unsigned)l, 1, 10, 5);
+	unsigned all = 7;
+	wait_for(c, states_agree, &all, "the three agree over TLS");
+	/* Refuse the follower that is not needed for the majority. */
+	int f = follower_of(c, l);
+	assert_true(f >= 0);
+	unsigned before = c->raft_checks;
+	c->raft_refused = 1u << f;
+	uint64_t until = mono_ms() + 1500;
+	assert_true(run_until(c, time_passed, &until));
+	assert_true(c->raft_checks > before);
+	unsigned had = c->nodes[f].n_log;
+	propose_many(c, (unsigned)l, 11, 10, 5);
+	until = mono_ms() + 1000;
+	assert_true(run_until(c, time_passed, &until));
+	assert_int_equal(c->nodes[f].n_log, had);
+	assert_int_equal(c->nodes[l].n_log, 20);
+	/* Heard again: it catches up. */
+	c->raft_refused = 0;
+	wait_for(c, states_agree, &all, "the refused member caught up");
+	assert_int_equal(c->nodes[f].n_log, 20);
+}
+
 int main(void)
 {
 	/* As ettmd: a peer that went away is an error on the write, not a
@@ -1429,6 +1512,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_close_with_writes_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_fails_when_raft_cannot_listen, setup,
 	                                    teardown),
+	    /* Over TLS. */
+	    cmocka_unit_test_setup_teardown(test_tls_raft_check, setup_tls, teardown_tls),
+	    cmocka_unit_test_setup_teardown(test_three_join_same_order, setup_tls, teardown_tls),
+	    cmocka_unit_test_setup_teardown(test_follower_forwards, setup_tls, teardown_tls),
+	    cmocka_unit_test_setup_teardown(test_leader_loss, setup_tls, teardown_tls),
+	    cmocka_unit_test_setup_teardown(test_lagging_catches_up, setup_tls, teardown_tls),
+	    cmocka_unit_test_setup_teardown(test_recover_new_generation, setup_tls, teardown_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* Compatibility of the store's encodings with files checked in before the
  * tables moved to their services: a snapshot of encoding 3 with rows in
- * every table, one of encoding 2, and one encoded command per table
- * (tests/unit/golden/store-*). Each must load, dump as the checked-in JSON,
+ * every table, one of encoding 2, one encoded command per table, and a
+ * snapshot of encoding 5, whose admissions carry TLS keys
+ * (tests/unit/golden/store-*; UPDATE_GOLDEN=1 writes the encoding 5 pair
+ * anew from the encoding 3 snapshot). Each must load, dump as the checked-in JSON,
  * and encode back to the very same bytes. */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,6 +19,7 @@
 #include "lib/fileio.h"
 #include "store/tables.h"
 #include "tables-all.h"
+#include "trust/tables.h"
 
 static char *golden(const char *name)
 {
@@ -104,17 +107,92 @@ static void test_snapshot_v3_loads_and_encodes_the_same(void **state)
 	assert_dump(s, "store-dump-v3.json");
 	for (unsigned t = 1; t <= 14; t++)
 		assert_true(store_count(s, t) >= 1);
-	/* Written again, it is the same bytes in encoding 4, which only adds
-	 * the labels table (id 15, empty: its id and a zero count) at the
-	 * end. */
+	/* Written again in today's encoding, it adds the labels table (id 15,
+	 * empty: its id and a zero count, since 4) at the end and an empty TLS
+	 * key to each admission and attestation (an empty string: two zero
+	 * bytes, since 5), and reads back as the same state. */
 	static const uint8_t labels_empty[] = {15, 0, 0, 0, 0};
+	size_t keyed = store_count(s, TRUST_ADMISSIONS) + store_count(s, TRUST_ATTESTATIONS);
 	assert_int_equal(store_state_snapshot(s, &again, &again_len), 0);
-	assert_int_equal(again_len, len + sizeof(labels_empty));
+	assert_int_equal(again_len, len + sizeof(labels_empty) + 2 * keyed);
 	assert_int_equal(data[4], 3);
-	assert_int_equal(again[4], 4);
-	again[4] = data[4];
+	assert_int_equal(again[4], STORE_ENCODING_VERSION);
+	assert_memory_equal(again + again_len - sizeof(labels_empty), labels_empty,
+	                    sizeof(labels_empty));
+	struct store_state *back;
+	char *error = NULL;
+	assert_int_equal(store_state_new(&back), 0);
+	assert_int_equal(store_state_restore(back, again, again_len, &error), 0);
+	assert_dump(back, "store-dump-v3.json");
+	store_state_free(back);
+	free(again);
+	free(data);
+	store_state_free(s);
+}
+
+/* Encoding 5: admissions carry the TLS key the host attested with, and
+ * attestations the key of the last admission. The
+ * checked-in snapshot loads, dumps as checked in (the key in "tls_fp"),
+ * and encodes back to the very same bytes. */
+static void write_v5(void)
+{
+	struct store_state *s = restore("store-snapshot-v3.hex");
+	for (size_t i = 0; i < store_count(s, TRUST_ADMISSIONS); i++) {
+		struct store_cmd cmd = {.table = TRUST_ADMISSIONS, .op = STORE_PUT, .time_ms = 5000};
+		struct trust_admission *a = STORE_CMD_ROW(&cmd, struct trust_admission);
+		*a = *(const struct trust_admission *)store_row(s, TRUST_ADMISSIONS, i);
+		memset(a->tls_fp, "de"[i % 2], 64);
+		a->tls_fp[64] = '\0';
+		struct store_result res;
+		assert_int_equal(store_state_apply(s, &cmd, &res), 0);
+		assert_true(res.applied);
+	}
+	for (size_t i = 0; i < store_count(s, TRUST_ATTESTATIONS); i++) {
+		struct store_cmd cmd = {.table = TRUST_ATTESTATIONS, .op = STORE_PUT, .time_ms = 5000};
+		struct trust_attestation *t = STORE_CMD_ROW(&cmd, struct trust_attestation);
+		*t = *(const struct trust_attestation *)store_row(s, TRUST_ATTESTATIONS, i);
+		memset(t->tls_fp, "de"[i % 2], 64);
+		t->tls_fp[64] = '\0';
+		struct store_result res;
+		assert_int_equal(store_state_apply(s, &cmd, &res), 0);
+		assert_true(res.applied);
+	}
+	uint8_t *data;
+	size_t len;
+	assert_int_equal(store_state_snapshot(s, &data, &len), 0);
+	char *hex = malloc(2 * len + 2);
+	for (size_t i = 0; i < len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", data[i]);
+	strcpy(hex + 2 * len, "\n");
+	json_t *dump = store_state_dump(s);
+	json_object_del(dump, "labels");
+	char *text = json_dumps(dump, JSON_INDENT(2));
+	assert_int_equal(file_write_state(getenv("GOLDEN_DIR"), "store-snapshot-v5.hex", hex), 0);
+	assert_int_equal(file_write_state(getenv("GOLDEN_DIR"), "store-dump-v5.json", text), 0);
+	free(text);
+	json_decref(dump);
+	free(hex);
+	free(data);
+	store_state_free(s);
+}
+
+static void test_snapshot_v5_keys(void **state)
+{
+	(void)state;
+	if (getenv("UPDATE_GOLDEN"))
+		write_v5();
+	size_t len, again_len;
+	uint8_t *data = golden_bytes("store-snapshot-v5.hex", &len), *again;
+	struct store_state *s = restore("store-snapshot-v5.hex");
+	assert_int_equal(data[4], 5);
+	assert_dump(s, "store-dump-v5.json");
+	const struct trust_admission *a = trust_admission_find(s, "h1");
+	assert_non_null(a);
+	assert_int_equal(strlen(a->tls_fp), 64);
+	assert_ptr_equal(trust_admission_by_key(s, a->tls_fp), a);
+	assert_int_equal(store_state_snapshot(s, &again, &again_len), 0);
+	assert_int_equal(again_len, len);
 	assert_memory_equal(again, data, len);
-	assert_memory_equal(again + len, labels_empty, sizeof(labels_empty));
 	free(again);
 	free(data);
 	store_state_free(s);
@@ -158,13 +236,20 @@ static void test_commands_decode_and_encode_the_same(void **state)
 		assert_int_equal(cmd.table, tables[i]);
 		assert_int_equal(cmd.op, i < 14 ? STORE_PUT : STORE_DELETE);
 		/* The same bytes but the encoding version (after the magic):
-		 * today's, 4. */
+		 * today's; and a put of an admission or an attestation gains its
+		 * empty TLS key at the end (two zero bytes, since 5). */
+		size_t grown = (cmd.table == TRUST_ADMISSIONS || cmd.table == TRUST_ATTESTATIONS) &&
+		                       cmd.op == STORE_PUT
+		                   ? 2
+		                   : 0;
 		assert_int_equal(store_cmd_encode(&cmd, &again, &again_len), 0);
-		assert_int_equal(again_len, len);
+		assert_int_equal(again_len, len + grown);
 		assert_int_equal(data[2], 3);
 		assert_int_equal(again[2], STORE_ENCODING_VERSION);
 		again[2] = data[2];
 		assert_memory_equal(again, data, len);
+		for (size_t k = 0; k < grown; k++)
+			assert_int_equal(again[len + k], 0);
 		struct store_result res;
 		assert_int_equal(store_state_apply(s, &cmd, &res), 0);
 		if (i < 14 && !res.applied)
@@ -188,6 +273,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_snapshot_v3_loads_and_encodes_the_same),
 	    cmocka_unit_test(test_snapshot_v2_loads),
+	    cmocka_unit_test(test_snapshot_v5_keys),
 	    cmocka_unit_test(test_commands_decode_and_encode_the_same),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -887,7 +887,7 @@ static void test_registry_refuses_collisions(void **state)
 	} cases[] = {
 	    {&same_name, -EEXIST, "table name devices is taken by table 13"},
 	    {&too_big, -EINVAL, "table big: a row of 513 bytes exceeds 512"},
-	    {&newer, -EINVAL, "table newer: unknown encoding version 5"},
+	    {&newer, -EINVAL, "table newer: unknown encoding version 6"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *error = NULL;

@@ -1,0 +1,96 @@
+/* Mutual TLS 1.3 for the agents' peer API (docs/trust.md, "Who may speak"):
+ * the agent's TLS identity (a P-256 key and a self-signed certificate in its
+ * state directory), the gate that says which peers may be spoken with, and
+ * a TLS session over a byte stream with no I/O of its own (OpenSSL with
+ * memory BIOs), which server.c and client.c put on their libuv streams and
+ * the unit tests and the fuzzer feed bytes.
+ *
+ * Peers are not authenticated by a PKI: every certificate is self-signed,
+ * and what identifies a peer is the SHA-256 of its certificate's
+ * SubjectPublicKeyInfo (DER), its fingerprint. TLS 1.3's CertificateVerify
+ * proves that the peer holds that key (RFC 8446, 4.4.3); the gate then
+ * decides whether the key is one the cluster admitted. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fingerprint in hex, with its NUL. */
+#define CTL_TLS_FP_LEN 65
+/* The files of the identity, in the agent's state directory. */
+#define CTL_TLS_KEY_FILE  "tls-key.pem"
+#define CTL_TLS_CERT_FILE "tls-cert.pem"
+
+struct ctl_tls;
+struct ctl_tls_session;
+
+/* Decides whether the peer whose key has fingerprint @fp may be spoken
+ * with about @cmd (the request's command on a server, the call's on a
+ * client). Returns 0 when it may, filling @ret_host (@host_size bytes) with
+ * the admitted host the key belongs to ("" when it belongs to none: then
+ * only the join protocol passes); or a negative errno (-EACCES) with
+ * *ret_error saying why not. */
+typedef int (*ctl_tls_gate_fn)(void *userdata, const char *fp, const char *cmd, char *ret_host,
+                               size_t host_size, char **ret_error);
+
+/* Loads the identity from @state_dir, or creates it there at first start
+ * (a P-256 key and a self-signed certificate naming @name, both files mode
+ * 0600). Returns 0 or a negative errno with *ret_error. */
+int ctl_tls_open(const char *state_dir, const char *name, struct ctl_tls **ret_tls,
+                 char **ret_error);
+void ctl_tls_free(struct ctl_tls *tls);
+
+/* This agent's fingerprint (hex), and its SubjectPublicKeyInfo (DER). */
+const char *ctl_tls_fingerprint(const struct ctl_tls *tls);
+const uint8_t *ctl_tls_spki(const struct ctl_tls *tls, size_t *ret_len);
+
+/* Installs the gate (NULL: every peer may speak, with no host). */
+void ctl_tls_set_gate(struct ctl_tls *tls, ctl_tls_gate_fn gate, void *userdata);
+/* Asks the gate; see ctl_tls_gate_fn. */
+int ctl_tls_check(const struct ctl_tls *tls, const char *fp, const char *cmd, char *ret_host,
+                  size_t host_size, char **ret_error);
+
+/* The identity this process's peer API server and calls use: set once by
+ * the agent at start (NULL: plaintext, as unit tests and the benchmarks'
+ * baseline run). */
+void ctl_tls_set_default(struct ctl_tls *tls);
+struct ctl_tls *ctl_tls_default(void);
+
+/* The fingerprint (hex) of the SubjectPublicKeyInfo @spki (DER). */
+void ctl_tls_fp_of_spki(const uint8_t *spki, size_t len, char ret_fp[CTL_TLS_FP_LEN]);
+
+/* What a session does with what it makes: @send puts TLS records on the
+ * wire, @plain hands on application bytes the peer sent, @ready tells that
+ * the handshake is done (ctl_tls_session_peer_fp() is then known). Each may
+ * be called from inside ctl_tls_session_start(), _feed() and _write(). */
+struct ctl_tls_io {
+	void (*send)(void *userdata, const uint8_t *data, size_t len);
+	void (*plain)(void *userdata, const char *data, size_t len);
+	void (*ready)(void *userdata);
+};
+
+/* A session of @tls as the server (@server) or the client. Returns 0 or
+ * -ENOMEM. */
+int ctl_tls_session_new(struct ctl_tls *tls, bool server, const struct ctl_tls_io *io,
+                        void *userdata, struct ctl_tls_session **ret_session);
+void ctl_tls_session_free(struct ctl_tls_session *s);
+
+/* A client sends its ClientHello; a server waits for one. Returns 0 or a
+ * negative errno with *ret_error. */
+int ctl_tls_session_start(struct ctl_tls_session *s, char **ret_error);
+
+/* Takes @len bytes from the wire: advances the handshake, or decrypts.
+ * Returns 0, or -EPROTO with *ret_error when the peer's bytes are not TLS
+ * 1.3 this side accepts (the session is then dead), or -ECONNRESET when
+ * the peer closed the session. */
+int ctl_tls_session_feed(struct ctl_tls_session *s, const uint8_t *data, size_t len,
+                         char **ret_error);
+
+/* Encrypts @len application bytes (after ready). Returns 0 or a negative
+ * errno. */
+int ctl_tls_session_write(struct ctl_tls_session *s, const char *data, size_t len);
+
+bool ctl_tls_session_ready(const struct ctl_tls_session *s);
+/* The peer's fingerprint once ready, else "". */
+const char *ctl_tls_session_peer_fp(const struct ctl_tls_session *s);

@@ -1,0 +1,93 @@
+/* Which TLS keys the agents hear: see gate.h. */
+#include "gate.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/error.h"
+#include "trust/tables.h"
+
+/* What a key that is no admitted host's may send, or be sent: the join
+ * protocol (docs/trust.md) — joining the store, then attesting. */
+static const char *const joining_commands[] = {"store.hello", "store.join", "trust.challenge",
+                                               "trust.prove", NULL};
+
+int trust_key_check(const struct store_state *st, bool attesting, const char *fp,
+                    const char *cmd, char *ret_host, size_t host_size, char **ret_error)
+{
+	const struct trust_admission *adm = trust_admission_by_key(st, fp);
+	const struct trust_attestation *att = adm ? trust_attestation_find(st, adm->host) : NULL;
+	if (host_size)
+		ret_host[0] = '\0';
+	if (adm && (!att || att->state == TRUST_ATTEST_ADMITTED)) {
+		snprintf(ret_host, host_size, "%s", adm->host);
+		return 0;
+	}
+	if (!attesting)
+		return 0;
+	for (size_t i = 0; joining_commands[i]; i++)
+		if (strcmp(cmd, joining_commands[i]) == 0)
+			return 0;
+	return error_set(ret_error, -EACCES,
+	                 "%s: TLS key %.16s... is no admitted host's%s; before admission only "
+	                 "store.hello, store.join, trust.challenge and trust.prove are heard",
+	                 cmd, fp, adm ? " (its admission is being revoked)" : "");
+}
+
+/* The attestation row that records @fp as its host's key, or NULL. */
+static const struct trust_attestation *attestation_by_key(const struct store_state *st,
+                                                          const char *fp)
+{
+	for (size_t i = 0; fp[0] && i < store_count(st, TRUST_ATTESTATIONS); i++) {
+		const struct trust_attestation *t = store_row(st, TRUST_ATTESTATIONS, i);
+		if (strcmp(t->tls_fp, fp) == 0)
+			return t;
+	}
+	return NULL;
+}
+
+int trust_raft_key_check(const struct store_state *st, bool attesting, const char *fp,
+                         uint64_t raft_id, char **ret_error)
+{
+	char host[STORE_NAME_MAX], *why = NULL;
+	int r = trust_key_check(st, true, fp, "raft", host, sizeof(host), &why);
+	free(why);
+	const struct trust_attestation *t = r == 0 ? NULL : attestation_by_key(st, fp);
+	if (t && t->state == TRUST_ATTEST_REVOKED)
+		return error_set(ret_error, -EACCES,
+		                 "Raft as server %" PRIu64 ": its TLS key is %s's, revoked by the admin",
+		                 raft_id, t->host);
+	if (r == 0 || t) {
+		/* A key some admission proved: its host's server id only. */
+		const char *owner = r == 0 ? host : t->host;
+		const struct store_member *m = store_member_find_name(st, owner);
+		if (!m)
+			return error_set(ret_error, -EACCES,
+			                 "Raft as server %" PRIu64
+			                 ": its TLS key is %s's, which is no member",
+			                 raft_id, owner);
+		if (m->id != raft_id)
+			return error_set(ret_error, -EACCES,
+			                 "Raft as server %" PRIu64
+			                 ": its TLS key was admitted as %s, which is server %" PRIu64,
+			                 raft_id, owner, m->id);
+		return 0;
+	}
+	const struct store_member *m = store_member_find(st, raft_id);
+	const struct trust_admission *adm = m ? trust_admission_find(st, m->name) : NULL;
+	if (adm && adm->tls_fp[0])
+		return error_set(ret_error, -EACCES,
+		                 "Raft as server %" PRIu64 ": %s was admitted with another TLS key (%.16s...)",
+		                 raft_id, m->name, adm->tls_fp);
+	/* A replica that knows no admission yet (a host joining: its store is
+	 * still empty) has nothing to judge by. */
+	if (attesting && store_count(st, TRUST_ADMISSIONS) > 0)
+		return error_set(ret_error, -EACCES,
+		                 "Raft as server %" PRIu64 ": TLS key %.16s... was never admitted; a "
+		                 "host replicates the store once it is admitted",
+		                 raft_id, fp);
+	return 0;
+}
