@@ -102,11 +102,7 @@ int store_propose_local(struct store *s, const uint8_t *data, size_t len, store_
 
 const struct store_member *store_leader_member(struct store *s)
 {
-	raft_id id = 0;
-	const char *address = NULL;
-	if (!s->raft_open)
-		return NULL;
-	raft_leader(&s->raft, &id, &address);
+	uint64_t id = store_leader_id(s);
 	return id ? store_member_find(s->state, id) : NULL;
 }
 

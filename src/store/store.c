@@ -413,8 +413,17 @@ uint64_t store_leader_id(struct store *s)
 {
 	raft_id id = 0;
 	const char *address = NULL;
-	if (s->raft_open && s->phase == PHASE_RUNNING)
-		raft_leader(&s->raft, &id, &address);
+	if (!s->raft_open || s->phase != PHASE_RUNNING)
+		return 0;
+	raft_leader(&s->raft, &id, &address);
+	/* A voter that stops hearing its leader stands for election and
+	 * forgets it; a standby or a spare never stands and would remember it
+	 * for good (libraft's tickFollower): a leader not heard from for two
+	 * election timeouts is not known any more. */
+	if (id && s->raft.state == RAFT_FOLLOWER &&
+	    s->raft.io->time(s->raft.io) - s->raft.election_timer_start >
+	        2 * (raft_time)s->raft.election_timeout)
+		return 0;
 	return id;
 }
 

@@ -1242,6 +1242,27 @@ static struct four start_four(struct cluster *c)
 	return f;
 }
 
+static bool knows_no_leader(struct cluster *c, void *arg)
+{
+	struct node *n = &c->nodes[*(unsigned *)arg];
+	return node_running(n) && store_leader_id(n->store) == 0;
+}
+
+/* The voters go: the standby, which never stands for election, forgets
+ * the leader it heard last (libraft keeps it for good), so its host sees
+ * that no leader is elected (the failure detector, recovery). */
+static void test_standby_forgets_a_silent_leader(void **state)
+{
+	struct cluster *c = *state;
+	struct four f = start_four(c);
+	unsigned sb = (unsigned)f.sb;
+	assert_true(store_leader_id(c->nodes[sb].store) != 0);
+	node_stop(c, (unsigned)f.l);
+	node_stop(c, (unsigned)f.v);
+	node_stop(c, (unsigned)f.lost);
+	wait_for(c, knows_no_leader, &sb, "the standby to forget the leader");
+}
+
 /* A standby misses 20 acknowledged writes, the leader and another voter
  * are lost, and the recovery runs on the standby: it is declared from the
  * log of the voter that survived, so every write is on both survivors
@@ -1510,6 +1531,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_recover_leaves_out_known_down, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_while_restarting, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_with_writes_in_flight, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_standby_forgets_a_silent_leader, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_fails_when_raft_cannot_listen, setup,
 	                                    teardown),
 	    /* Over TLS. */
