@@ -10,7 +10,7 @@ PACKAGES="
   libtss2-dev libssl-dev openssl swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
   nftables iproute2 iputils-ping ethtool procps psmisc
   openvswitch-switch openvswitch-common
-  iperf3 python3 python3-pytest curl natpmpc iputils-tracepath tcpdump
+  iperf3 python3 python3-pytest curl natpmpc iputils-tracepath tcpdump coturn
 "
 
 if [ "$(id -u)" -ne 0 ]; then

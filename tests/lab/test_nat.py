@@ -8,8 +8,11 @@ claimed when a host runs short and given back when a host leaves."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
+
+import pytest
 
 from conftest import run_and_expect
 
@@ -657,6 +660,37 @@ def test_each_hosts_filtering_lets_in_what_rfc_4787_says(make_lab):
                 p.kill()
         r = json.loads(out)
         assert r["before"] == [] and r["after"] == ["addr", "port", "same"], r
+    finally:
+        srv.stop()
+
+
+NATDISCOVERY = {"endpoint-independent": "Endpoint Independent Filtering",
+                "address-dependent": "Address Dependent Filtering",
+                "address-and-port-dependent": "Address and Port Dependent Filtering"}
+
+
+def test_coturn_natdiscovery_finds_each_hosts_mapping_and_filtering(make_lab, tmp_path):
+    """RFC 5780 behaviour discovery by coturn's client, against its STUN
+    server on the ISP's two addresses: every guest's mapping is
+    endpoint-independent (RFC 4787 REQ-1), and its filtering is the one
+    its host was given."""
+    if not shutil.which("turnserver") or not shutil.which("turnutils_natdiscovery"):
+        pytest.skip("coturn is not installed (scripts/install-deps.sh)")
+    lab = make_lab(3, "--nat-filtering", ",".join(f"{h}={m}" for h, m in FILTERINGS.items()))
+    run_and_expect(lambda: len(blocks_of(lab)) == 3, 15, 0.2, what="a block for every host")
+    srv = Server(lab, "isp", "turnserver", "-n", "--stun-only", "--no-cli", "--no-tls",
+                 "--no-dtls", "--listening-ip", SERVER, "--listening-ip", SERVER2,
+                 "--listening-port", "3478", "--log-file", "stdout", "--simple-log",
+                 "--pidfile", str(tmp_path / "turn.pid"), "--userdb", str(tmp_path / "turn.db"))
+    try:
+        run_and_expect(lambda: SERVER2 + ":3479" in lab.exec("isp", "ss", "-lnu").stdout, 10,
+                       0.2, what="the STUN server listening")
+        for h, mode in FILTERINGS.items():
+            out = lab.exec(h, "turnutils_natdiscovery", "-m", "-f", SERVER).stdout
+            verdicts = re.findall(r"NAT with ([A-Za-z ]+)!", out)
+            assert verdicts == ["Endpoint Independent Mapping", NATDISCOVERY[mode]], (h, out)
+            # What it saw as its public address is the network's.
+            assert re.search(rf"UDP reflexive addr: +{re.escape(PUBLIC)}:\d+", out), out
     finally:
         srv.stop()
 
