@@ -276,6 +276,17 @@ static struct result call(uv_loop_t *loop, const char *addr, const char *cmd)
 	return r;
 }
 
+/* A loop, and a server on it speaking with @ts on a free loopback port
+ * (@addr). */
+static void serve(uv_loop_t *loop, struct ctl_server *server, struct ctl_tls *ts, char *addr,
+                  size_t size)
+{
+	assert_int_equal(uv_loop_init(loop), 0);
+	ctl_tls_set_default(ts);
+	snprintf(addr, size, "127.0.0.1:%u", loopback_port());
+	assert_int_equal(ctl_server_start_tcp(server, loop, addr, handler, NULL), 0);
+}
+
 /* The server's hook for what its gate refused: counts, and the third
  * refusal gets another reason. */
 static int refusals;
@@ -308,12 +319,9 @@ static void test_server_gate(void **state)
 	snprintf(cg.admitted_fp, sizeof(cg.admitted_fp), "%s", ctl_tls_fingerprint(ts));
 	ctl_tls_set_gate(ts, gate, &sg);
 	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
 	struct ctl_server server;
-	ctl_tls_set_default(ts);
 	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", loopback_port());
-	assert_int_equal(ctl_server_start_tcp(&server, &loop, addr, handler, NULL), 0);
+	serve(&loop, &server, ts, addr, sizeof(addr));
 
 	/* The admitted key: any command, and the server knows its host. */
 	ctl_tls_set_default(ta);
@@ -395,12 +403,9 @@ static void test_conn_over_tls(void **state)
 	ctl_tls_set_gate(ts, gate, &sg);
 	ctl_tls_set_gate(ta, gate, &cg);
 	uv_loop_t loop;
-	assert_int_equal(uv_loop_init(&loop), 0);
 	struct ctl_server server;
-	ctl_tls_set_default(ts);
 	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", loopback_port());
-	assert_int_equal(ctl_server_start_tcp(&server, &loop, addr, handler, NULL), 0);
+	serve(&loop, &server, ts, addr, sizeof(addr));
 
 	ctl_tls_set_default(ta);
 	struct ctl_conn *c;
