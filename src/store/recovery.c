@@ -136,13 +136,15 @@ void store_reset_to_generation(struct store *s, uint64_t generation)
 	store_stop_raft(s, PHASE_RESTARTING);
 }
 
-/* The fence met a host of a newer generation: this one's history is over. */
-void store_act_on_fence(struct store *s)
+/* A member's answer to store.hello: a newer generation than this host
+ * knows means this host's history is over. The answer came over the peer
+ * API, whose client judges the member's key (an admitted host's). */
+static void heard_generation(struct store *s, json_t *result)
 {
+	uint64_t gen = (uint64_t)json_integer_value(json_object_get(result, "generation"));
 	uint64_t known = store_known_generation(s);
-	if (s->fence_newer > known && known > 0)
-		store_reset_to_generation(s, s->fence_newer);
-	s->fence_newer = 0;
+	if (gen > known && known > 0)
+		store_reset_to_generation(s, gen);
 }
 
 static void hello_cb(void *userdata, int status, json_t *result, const char *error)
@@ -150,12 +152,37 @@ static void hello_cb(void *userdata, int status, json_t *result, const char *err
 	struct store *s = userdata;
 	(void)error;
 	s->hello_in_flight = false;
-	if (status < 0)
+	if (status == 0)
+		heard_generation(s, result);
+}
+
+static void confirm_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	struct store *s = userdata;
+	(void)error;
+	s->confirming--;
+	if (status == 0)
+		heard_generation(s, result);
+}
+
+/* The fence met a host that says it is of a newer generation. The fence's
+ * message goes in clear, before any key is judged, so anyone who reaches
+ * a Raft port can say it: the members are asked at once over the peer API,
+ * and this host resets only when one of them answers with a newer
+ * generation (a forged one costs a round of questions, nothing more). */
+void store_act_on_fence(struct store *s)
+{
+	uint64_t claimed = s->fence_newer, known = store_known_generation(s);
+	s->fence_newer = 0;
+	if (claimed <= known || known == 0 || s->confirming)
 		return;
-	uint64_t gen = (uint64_t)json_integer_value(json_object_get(result, "generation"));
-	uint64_t known = store_known_generation(s);
-	if (gen > known && known > 0)
-		store_reset_to_generation(s, gen);
+	for (size_t i = 0; i < store_count(s->state, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(s->state, STORE_MEMBERS, i);
+		if (m->id != s->o.id && m->peer[0] &&
+		    store_call(s, m->peer, "store.hello", json_object(), PEER_TIMEOUT_MS,
+		               confirm_cb, s) == 0)
+			s->confirming++;
+	}
 }
 
 /* Asks one other member, in turn, which generation it is at. */

@@ -122,6 +122,7 @@ struct store {
 	void (*caught_up_cb)(void *userdata);
 	void *caught_up_userdata;
 	bool hello_in_flight;
+	unsigned confirming; /* store.hello calls checking what the fence heard */
 	unsigned hello_next;
 	uint64_t probe_generation; /* the generation this host had at start */
 	/* The generation this host belongs to or was told to join, even before

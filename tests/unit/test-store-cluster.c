@@ -1211,6 +1211,46 @@ static void test_close_with_writes_in_flight(void **state)
 		assert_true(ops[k].done);
 }
 
+/* Anyone who reaches a Raft port can send libraft's handshake and a fence
+ * message naming a newer generation, in clear and before any key is
+ * judged. It made the host wipe its replica and rejoin; now the host asks
+ * its members over the peer API, and none of them is newer: nothing
+ * happens. */
+static void test_forged_fence_resets_nothing(void **state)
+{
+	struct cluster *c = *state;
+	cluster_start(c, 3, 3);
+	int l = leader_of(c), f = follower_of(c, l);
+	assert_true(l >= 0 && f >= 0);
+	propose_many(c, (unsigned)l, 1, 5, 5);
+	unsigned all = 7;
+	wait_for(c, states_agree, &all, "the three to agree");
+	uint8_t msg[24 + 16 + 16] = {0}, *p = msg;
+	const uint64_t handshake[3] = {1, 99, 16}; /* protocol, server id, address size */
+	for (unsigned i = 0; i < 3; i++, p += 8)
+		for (unsigned b = 0; b < 8; b++)
+			p[b] = (uint8_t)(handshake[i] >> (8 * b)); /* little-endian */
+	memcpy(p, "127.0.0.1:9", 11);
+	p += 16;
+	const uint64_t fence[2] = {0x4554544d47454e31ull, 1000}; /* "ETTMGEN1", a generation */
+	for (unsigned i = 0; i < 2; i++, p += 8)
+		for (unsigned b = 0; b < 8; b++)
+			p[b] = (uint8_t)(fence[i] >> (56 - 8 * b)); /* big-endian */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons(c->raft_port[f]),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	run_for(c, 1500);
+	close(fd);
+	json_t *st = store_status(c->nodes[f].store);
+	assert_int_equal(json_integer_value(json_object_get(st, "generation")), 1);
+	json_decref(st);
+	assert_true(states_agree(c, &all));
+}
+
 /* Four nodes, three voters, five writes everywhere: the leader @l, the
  * standby @sb, and the two other voters @v and @lost. */
 struct four {
@@ -1532,6 +1572,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_close_while_restarting, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_with_writes_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_standby_forgets_a_silent_leader, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_fence_resets_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_fails_when_raft_cannot_listen, setup,
 	                                    teardown),
 	    /* Over TLS. */
