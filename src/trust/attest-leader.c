@@ -364,8 +364,12 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		/* Whoever answered may not be the host (a replayed challenge
 		 * answered wrongly): a refusal of this attempt only, never a
 		 * revocation. An admitted host is quoted at once at its own
-		 * address instead: if it is the one that failed, that revokes it. */
-		attest_refuse(a, host, WHY(why), sess.ek_fp, measurement, false);
+		 * address instead: if it is the one that failed, that revokes it.
+		 * The name is bound to the EK only once its TPM proved it holds
+		 * the AK: a stranger answering with any EK certificate of the CA
+		 * must not lock the real host out ("attested before with another
+		 * TPM"). */
+		attest_refuse(a, host, WHY(why), diff ? NULL : sess.ek_fp, measurement, false);
 		if (trust_admission_find(store_state(a->store), host))
 			attest_reattest(a, host);
 		r = error_set(ret_error, r, "%s", WHY(why));
