@@ -165,9 +165,15 @@ static uv_stream_t *make_pair(struct tls_proxy *p)
 	p->inner_open = true;
 	p->handles++;
 	uv_pipe_init(p->loop, outer, 0);
-	if (uv_pipe_open(&p->inner, fds[0]) < 0 || uv_pipe_open(outer, fds[1]) < 0 ||
-	    uv_read_start((uv_stream_t *)&p->inner, alloc_cb, inner_read_cb) < 0) {
-		close(fds[1]);
+	/* Each fd is closed once: by its handle once opened into it, by hand
+	 * before. */
+	bool inner_ok = uv_pipe_open(&p->inner, fds[0]) == 0;
+	bool outer_ok = inner_ok && uv_pipe_open(outer, fds[1]) == 0;
+	if (!outer_ok || uv_read_start((uv_stream_t *)&p->inner, alloc_cb, inner_read_cb) < 0) {
+		if (!inner_ok)
+			close(fds[0]);
+		if (!outer_ok)
+			close(fds[1]);
 		uv_close((uv_handle_t *)outer, (uv_close_cb)raft_free);
 		return NULL;
 	}
