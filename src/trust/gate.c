@@ -82,9 +82,10 @@ int trust_raft_key_check(const struct store_state *st, bool attesting, const cha
 		return error_set(ret_error, -EACCES,
 		                 "Raft as server %" PRIu64 ": %s was admitted with another TLS key (%.16s...)",
 		                 raft_id, m->name, adm->tls_fp);
-	/* A replica that knows no admission yet (a host joining: its store is
-	 * still empty) has nothing to judge by. */
-	if (attesting && store_count(st, TRUST_ADMISSIONS) > 0)
+	/* A replica that knows no member yet (a host joining: its store is
+	 * still empty) has nothing to judge by. One that knows members but no
+	 * admission (every host refused at once) still refuses strangers. */
+	if (attesting && store_count(st, STORE_MEMBERS) > 0)
 		return error_set(ret_error, -EACCES,
 		                 "Raft as server %" PRIu64 ": TLS key %.16s... was never admitted; a "
 		                 "host replicates the store once it is admitted",

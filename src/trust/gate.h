@@ -31,7 +31,7 @@ int trust_key_check(const struct store_state *st, bool attesting, const char *fp
  * cluster its quorum (docs/trust.md). Any other key is refused when
  * @attesting: a host replicates the store only once admitted, so a
  * stranger that joined as a spare member reads nothing (a replica that
- * knows no admission yet, a host joining, judges no key). When not
+ * knows no member yet, a host joining, judges no key). When not
  * attesting, a key passes unless the id it claims is that of a host
  * admitted with another key. Returns 0, or -EACCES with *ret_error. */
 int trust_raft_key_check(const struct store_state *st, bool attesting, const char *fp,

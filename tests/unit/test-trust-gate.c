@@ -218,8 +218,9 @@ static void test_raft_id_must_be_the_keys(void **state)
 	store_state_free(s);
 }
 
-/* A replica that knows no admission (a host joining, its store empty)
- * hears the cluster's Raft from any key. */
+/* A replica that knows no member (a host joining, its store empty) hears
+ * the cluster's Raft from any key; one that knows members refuses a key
+ * never admitted, even when no admission is left. */
 static void test_empty_replica_judges_no_raft_key(void **state)
 {
 	(void)state;
@@ -227,8 +228,9 @@ static void test_empty_replica_judges_no_raft_key(void **state)
 	assert_int_equal(store_state_new(&s), 0);
 	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
 	member(s, 1, "h1");
-	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
+	assert_int_equal(raft(s, KEY_X, 2, "was never admitted"), -EACCES);
 	admit(s, "h1", KEY_H1);
+	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
 	assert_int_equal(raft(s, KEY_X, 2, "was never admitted"), -EACCES);
 	store_state_free(s);
 }
