@@ -16,6 +16,12 @@
 #include "lib/log.h"
 #include "tls.h"
 
+/* Unread answers a client may leave queued before the server stops
+ * reading its requests; it reads again once half of them are written. */
+#define CTL_UNREAD_MAX (1u << 20)
+/* How long a TLS client has to finish its handshake. */
+#define CTL_HANDSHAKE_MS 5000
+
 struct ctl_client {
 	union {
 		uv_pipe_t pipe;
@@ -28,6 +34,9 @@ struct ctl_client {
 	uint64_t id;              /* unique among the connections of this process */
 	struct sockaddr_in source; /* a TCP client's address; AF_UNSPEC on the unix socket */
 	bool closing, closed;
+	bool paused; /* not reading: CTL_UNREAD_MAX of answers unread */
+	int handles; /* the stream, and the handshake timer of a TLS client */
+	uv_timer_t handshake;
 	int deferred; /* replies still owed; the client outlives its handle for them */
 	/* A peer API client over TLS: the session, the bytes off the wire, and
 	 * the host its key was admitted as at its last request ("": none). */
@@ -45,6 +54,7 @@ struct ctl_deferred {
 struct write_req {
 	uv_write_t req;
 	char *line;
+	struct ctl_client *client; /* alive: a close cancels the writes first */
 };
 
 static void handle_closed(struct ctl_server *s)
@@ -77,6 +87,8 @@ static void client_close_cb(uv_handle_t *h)
 {
 	struct ctl_client *c = h->data;
 	struct ctl_server *s = c->server;
+	if (--c->handles > 0)
+		return;
 	for (struct ctl_client **p = &s->clients; *p; p = &(*p)->next) {
 		if (*p == c) {
 			*p = c->next;
@@ -94,16 +106,32 @@ static void client_close(struct ctl_client *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->handles == 2)
+		uv_close((uv_handle_t *)&c->handshake, client_close_cb);
 	uv_close((uv_handle_t *)&c->stream, client_close_cb);
 }
+
+static void client_take_lines(struct ctl_client *c);
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 static void write_cb(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
+	struct ctl_client *c = w->client;
 	if (status < 0)
 		log_debug("control: write failed: %s", uv_strerror(status));
 	free(w->line);
 	free(w);
+	/* Half of what held the client up is written: hear it again. */
+	if (!c->closing && c->paused && c->stream.write_queue_size <= CTL_UNREAD_MAX / 2) {
+		c->paused = false;
+		if (uv_read_start(&c->stream, alloc_cb, read_cb) < 0)
+			client_close(c);
+		else
+			client_take_lines(c);
+	}
 }
 
 /* Writes @len bytes of @data (stolen) to the client's stream. */
@@ -115,6 +143,7 @@ static void client_write(struct ctl_client *c, char *data, size_t len)
 		return;
 	}
 	w->line = data;
+	w->client = c;
 	uv_buf_t buf = uv_buf_init(data, (unsigned)len);
 	if (uv_write(&w->req, &c->stream, &buf, 1, write_cb) < 0) {
 		free(data);
@@ -208,12 +237,19 @@ static void client_take_lines(struct ctl_client *c)
 {
 	size_t start = 0;
 	char *nl;
-	while ((nl = memchr(c->in.data + start, '\n', c->in.len - start))) {
+	while (!c->paused && (nl = memchr(c->in.data + start, '\n', c->in.len - start))) {
+		/* A client that sends requests but does not read the answers
+		 * is not heard until it does: its answers would pile up. */
+		if (c->stream.write_queue_size > CTL_UNREAD_MAX) {
+			c->paused = true;
+			uv_read_stop(&c->stream);
+			break;
+		}
 		client_handle_line(c, c->in.data + start, (size_t)(nl - (c->in.data + start)));
 		start = (size_t)(nl - c->in.data) + 1;
 	}
 	linebuf_consume(&c->in, start);
-	if (c->in.len > CTL_LINE_MAX) {
+	if (!c->paused && c->in.len > CTL_LINE_MAX) {
 		char error[64];
 		snprintf(error, sizeof(error), "request longer than %d bytes", CTL_LINE_MAX);
 		client_send(c, ctl_reply_encode(NULL, NULL, error));
@@ -248,7 +284,15 @@ static void tls_plain(void *userdata, const char *data, size_t len)
 
 static void tls_ready(void *userdata)
 {
-	(void)userdata;
+	struct ctl_client *c = userdata;
+	uv_timer_stop(&c->handshake);
+}
+
+static void handshake_late(uv_timer_t *t)
+{
+	struct ctl_client *c = t->data;
+	log_debug("peer API: a TLS handshake not done in %d ms; closed", CTL_HANDSHAKE_MS);
+	client_close(c);
 }
 
 static const struct ctl_tls_io tls_io = {tls_send, tls_plain, tls_ready};
@@ -299,6 +343,13 @@ static void connection_cb(uv_stream_t *listener, int status)
 			c->session = NULL; /* refused below */
 	}
 	c->stream.data = c;
+	c->handles = 1;
+	if (c->session) {
+		uv_timer_init(s->loop, &c->handshake);
+		c->handshake.data = c;
+		c->handles = 2;
+		uv_timer_start(&c->handshake, handshake_late, CTL_HANDSHAKE_MS, 0);
+	}
 	static uint64_t next_id;
 	c->id = ++next_id;
 	c->next = s->clients;

@@ -191,6 +191,57 @@ static void test_live_socket_is_not_replaced(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A client that sends requests and reads no answer: the server stops
+ * reading it once a megabyte of answers waits (before, they piled up in
+ * memory without bound), and answers every request once it reads. */
+static void test_client_that_does_not_read_is_not_heard(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 20000 };
+	char line[256];
+	int len = snprintf(line, sizeof(line), "{\"cmd\":\"echo\",\"args\":{\"p\":\"%0200d\"}}\n", 0);
+	int fd = client_connect(f);
+	int sent = 0, off = 0, calls = -1;
+	/* Send what the socket takes until the server stops taking more. */
+	for (int idle = 0; sent < N && idle < 2000; idle++) {
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		ssize_t n = write(fd, line + off, (size_t)(len - off));
+		if (n > 0) {
+			idle = 0;
+			off += (int)n;
+			if (off == len) {
+				off = 0;
+				sent++;
+			}
+		} else {
+			usleep(500);
+		}
+	}
+	calls = f->calls;
+	assert_true(sent < N);
+	assert_true(calls < N);
+	/* Now it reads: every request sent is answered. */
+	static char buf[1 << 16];
+	long lines = 0;
+	for (int spins = 0; spins < 2000000 && lines < N; spins++) {
+		if (sent < N) {
+			ssize_t n = write(fd, line + off, (size_t)(len - off));
+			if (n > 0 && (off += (int)n) == len) {
+				off = 0;
+				sent++;
+			}
+		}
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		ssize_t n = read(fd, buf, sizeof(buf));
+		assert_true(n != 0);
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	}
+	assert_int_equal(lines, N);
+	assert_int_equal(f->calls, N);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -198,6 +249,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_split_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_over_long_line, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_live_socket_is_not_replaced, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_client_that_does_not_read_is_not_heard, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

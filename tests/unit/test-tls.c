@@ -446,6 +446,45 @@ static void test_conn_over_tls(void **state)
 	rm_rf(da);
 }
 
+/* A connection that never starts its TLS handshake holds an fd, a session
+ * and buffers: the server ends it after 5 s (a stranger could otherwise
+ * open them until the agent runs out of descriptors). */
+static void test_handshake_deadline(void **state)
+{
+	(void)state;
+	char ds[64];
+	struct ctl_tls *ts = identity(ds, sizeof(ds), "srv");
+	uv_loop_t loop;
+	struct ctl_server server;
+	char addr[64];
+	serve(&loop, &server, ts, addr, sizeof(addr));
+	struct sockaddr_in sa;
+	assert_int_equal(ctl_parse_address(addr, &sa), 0);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(fd >= 0);
+	assert_true(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EINPROGRESS);
+	uv_update_time(&loop);
+	uint64_t start = uv_now(&loop);
+	bool closed = false;
+	char byte;
+	while (!closed && uv_now(&loop) - start < 8000) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		closed = read(fd, &byte, 1) == 0;
+		usleep(2000);
+		uv_update_time(&loop);
+	}
+	uint64_t took = uv_now(&loop) - start;
+	assert_true(closed);
+	assert_true(took >= 4500); /* and closed within the 8 s above */
+	close(fd);
+	ctl_server_close(&server, server_closed);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	ctl_tls_set_default(NULL);
+	ctl_tls_free(ts);
+	rm_rf(ds);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,6 +492,7 @@ int main(void)
 	    cmocka_unit_test(test_sessions),
 	    cmocka_unit_test(test_server_gate),
 	    cmocka_unit_test(test_conn_over_tls),
+	    cmocka_unit_test(test_handshake_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
