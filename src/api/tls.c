@@ -78,6 +78,60 @@ void ctl_tls_fp_of_spki(const uint8_t *spki, size_t len, char ret_fp[CTL_TLS_FP_
 	hex_encode(md, sizeof(md), ret_fp);
 }
 
+int ctl_tls_sign(const struct ctl_tls *t, const void *data, size_t len, uint8_t *sig,
+                 size_t size, size_t *ret_len)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t out[CTL_TLS_SIG_MAX + 16];
+	size_t n = sizeof(out);
+	int r = -EIO;
+	if (md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, t->key) == 1 &&
+	    EVP_DigestSign(md, out, &n, data, len) == 1)
+		r = n <= size ? 0 : -ENOBUFS;
+	EVP_MD_CTX_free(md);
+	ERR_clear_error();
+	if (r == 0) {
+		memcpy(sig, out, n);
+		*ret_len = n;
+	}
+	return r;
+}
+
+/* The P-256 public key that is the whole of @spki, or NULL. */
+static EVP_PKEY *p256_of_spki(const uint8_t *spki, size_t len)
+{
+	if (len == 0 || len > 1024)
+		return NULL;
+	const uint8_t *p = spki;
+	EVP_PKEY *key = d2i_PUBKEY(NULL, &p, (long)len);
+	char group[32];
+	if (key && p == spki + len && EVP_PKEY_is_a(key, "EC") &&
+	    EVP_PKEY_get_group_name(key, group, sizeof(group), NULL) == 1 &&
+	    strcmp(group, "prime256v1") == 0)
+		return key;
+	EVP_PKEY_free(key);
+	return NULL;
+}
+
+int ctl_tls_verify(const uint8_t *spki, size_t spki_len, const void *data, size_t len,
+                   const uint8_t *sig, size_t sig_len)
+{
+	EVP_PKEY *key = p256_of_spki(spki, spki_len);
+	if (!key) {
+		ERR_clear_error();
+		return -EBADMSG;
+	}
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int r = -EKEYREJECTED;
+	if (md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+	    EVP_DigestVerify(md, sig, sig_len, data, len) == 1)
+		r = 0;
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(key);
+	ERR_clear_error();
+	return r;
+}
+
 /* The DER SubjectPublicKeyInfo of @key (newly allocated) and its length. */
 static int spki_of(EVP_PKEY *key, uint8_t **ret, size_t *ret_len)
 {

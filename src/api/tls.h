@@ -60,6 +60,25 @@ struct ctl_tls *ctl_tls_default(void);
 /* The fingerprint (hex) of the SubjectPublicKeyInfo @spki (DER). */
 void ctl_tls_fp_of_spki(const uint8_t *spki, size_t len, char ret_fp[CTL_TLS_FP_LEN]);
 
+/* The longest signature ctl_tls_sign() makes: an ECDSA P-256 signature in
+ * DER (SEQUENCE of two INTEGERs of at most 33 bytes each) is at most 72. */
+#define CTL_TLS_SIG_MAX 72
+
+/* Signs @len bytes at @data with the identity's key: ECDSA P-256 over
+ * SHA-256, the signature in DER (RFC 5480, 2.2 and RFC 3279, 2.2.3). Writes
+ * at most @size bytes to @sig and sets *@ret_len. Returns 0, -ENOBUFS when
+ * @size is too small, or -EIO when OpenSSL fails. */
+int ctl_tls_sign(const struct ctl_tls *tls, const void *data, size_t len, uint8_t *sig,
+                 size_t size, size_t *ret_len);
+
+/* Checks that @sig (@sig_len bytes, DER) is a signature over @len bytes at
+ * @data by the P-256 key whose SubjectPublicKeyInfo (DER) is @spki. Holds no
+ * state, so anyone may call it with bytes off the wire. Returns 0 when it
+ * is; -EBADMSG when @spki is not exactly one P-256 public key; -EKEYREJECTED
+ * when the signature is not that key's over these bytes. */
+int ctl_tls_verify(const uint8_t *spki, size_t spki_len, const void *data, size_t len,
+                   const uint8_t *sig, size_t sig_len);
+
 /* What a session does with what it makes: @send puts TLS records on the
  * wire, @plain hands on application bytes the peer sent, @ready tells that
  * the handshake is done (ctl_tls_session_peer_fp() is then known). Each may

@@ -17,6 +17,7 @@
 #include "claim.h"
 #include "conn.h"
 #include "lib/log.h"
+#include "lldp.h"
 #include "switch.h"
 
 #define SW_PEER_TIMEOUT_MS 1000
@@ -44,6 +45,10 @@ struct port {
 	uint64_t stats_ms; /* when the counters above were read */
 	double rx_bps, tx_bps;
 	uint64_t down_since_ms; /* 0 while up */
+	/* The tokens of the master's probes out of this port (topology.c):
+	 * each port its own, so that a machine on one port, which hears
+	 * that port's probes, cannot name another port in a forged one. */
+	struct lldp_tokens probe_tokens;
 };
 
 /* A group as this agent last sent it to a switch (reconcile.c). */
@@ -100,6 +105,13 @@ struct seen {
 	uint64_t ms;
 };
 
+/* The rate limit of the warnings about one host's refused announcements
+ * (topology.c). */
+struct refused_host {
+	char host[32];
+	struct log_ratelimit log;
+};
+
 /* A service registered with sw_set_service(). */
 struct sw_service_ref {
 	const struct sw_service *svc;
@@ -122,6 +134,10 @@ struct swc {
 	struct seen links_seen[SW_MAX_SEEN];
 	unsigned n_links_seen;
 	unsigned topo_inflight;
+	/* One per host name whose announcements were refused; the last slot
+	 * is shared once the table is full. */
+	struct refused_host refused_hosts[SW_MAX_SEEN];
+	unsigned n_refused_hosts;
 	/* The failure detector (fiat.c). */
 	char fiat_state[24];
 	char fiat_reason[256];

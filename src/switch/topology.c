@@ -1,10 +1,10 @@
 /* Topology (LLDP, IEEE 802.1AB, frames in lldp.c): as master, probes out
  * of every switch port and the packet-ins they come back as, which give
  * the switch-to-switch links; every agent's announcement of its own AEE on
- * its uplink, which gives each host's location; the soft state of when
- * each link was last seen, and the store commands that record links and
- * locations or expire a link. Packet-ins that are not LLDP go to the
- * services. */
+ * its uplink, signed with its TLS key, which gives each host's location;
+ * the soft state of when each link was last seen and of each port's probe
+ * tokens, and the store commands that record links and locations or
+ * expire a link. Packet-ins that are not LLDP go to the services. */
 #include "switch-internal.h"
 
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,9 +22,13 @@
 #include "lib/error.h"
 #include "lib/log.h"
 #include "lldp.h"
+#include "lib/mac.h"
 #include "store/store.h"
 #include "switch/tables.h"
-#include "lib/mac.h"
+#include "trust/tables.h"
+
+/* A refused announcement is logged once a minute per host. */
+#define REFUSED_LOG_MS 60000
 
 static void packet_out(struct sw *s, uint32_t port, const uint8_t *frame, size_t len)
 {
@@ -49,6 +54,19 @@ int sw_packet_out(struct swc *c, uint64_t dpid, uint32_t port, const uint8_t *fr
 	return 0;
 }
 
+/* A fresh random token, never 0 (which no probe is accepted with). */
+static uint64_t fresh_token(void)
+{
+	uint64_t t = 0;
+	while (t == 0)
+		if (getrandom(&t, sizeof(t), 0) != sizeof(t))
+			return 0;
+	return t;
+}
+
+/* One probe round: each port gets a new token, and its probe carries it,
+ * so that only a probe this master sent this round or the last comes back
+ * as a link (topology_packet_in()). */
 static void lldp_probe_all(struct swc *c)
 {
 	for (unsigned i = 0; i < c->o.n_switches; i++) {
@@ -59,8 +77,12 @@ static void lldp_probe_all(struct swc *c)
 			const struct of13_port *p = &s->ports[k].desc;
 			if (p->port_no > OF13_PORT_MAX || (p->state & OF13_PORT_STATE_LINK_DOWN))
 				continue;
+			uint64_t token = fresh_token();
+			if (!token)
+				continue; /* no randomness: no probe that anyone could forge */
+			lldp_tokens_roll(&s->ports[k].probe_tokens, token);
 			struct lldp_info info = {
-			    .kind = LLDP_PROBE, .dpid = s->dpid, .port = p->port_no};
+			    .kind = LLDP_PROBE, .dpid = s->dpid, .port = p->port_no, .token = token};
 			memcpy(info.src_mac, p->hw_addr, 6);
 			uint8_t frame[LLDP_FRAME_MAX];
 			size_t len = lldp_encode(frame, sizeof(frame), &info);
@@ -129,8 +151,46 @@ static void saw_link(struct swc *c, uint64_t dpid, uint32_t port, uint64_t peer_
 	propose_topo(c, &cmd);
 }
 
+static struct log_ratelimit *refusal_log(struct swc *c, const char *host)
+{
+	for (unsigned i = 0; i < c->n_refused_hosts; i++)
+		if (strcmp(c->refused_hosts[i].host, host) == 0)
+			return &c->refused_hosts[i].log;
+	if (c->n_refused_hosts == SW_MAX_SEEN)
+		return &c->refused_hosts[SW_MAX_SEEN - 1].log;
+	struct refused_host *r = &c->refused_hosts[c->n_refused_hosts++];
+	snprintf(r->host, sizeof(r->host), "%s", host);
+	r->log = (struct log_ratelimit){0};
+	return &r->log;
+}
+
+/* A host whose admission names a TLS key is heard only from that key: a
+ * stranger on another port announcing the host's name would otherwise move
+ * its location, and with it the host's traffic. A host with no admission,
+ * or one admitted without a key (no attestation, or store.tls off), has no
+ * key to check against, and is learnt as it announces itself: a new host
+ * must be found before it can be admitted (docs/switch.md, "Topology"). */
+static bool announcement_trusted(struct swc *c, const struct lldp_info *info, uint64_t dpid,
+                                 uint32_t port)
+{
+	const struct trust_admission *a = trust_admission_find(store_state(c->store), info->host);
+	if (!a || !a->tls_fp[0])
+		return true;
+	int r = lldp_verify(info, a->tls_fp, wall_ms());
+	if (r == 0)
+		return true;
+	char mac[STORE_MAC_MAX];
+	mac_format(info->src_mac, mac);
+	log_warn_limited(refusal_log(c, info->host), mono_ms(), REFUSED_LOG_MS,
+	                 "switches: announcement of %s at %016" PRIx64 "/%u (%s) ignored: %s",
+	                 info->host, dpid, port, mac, lldp_verify_why(r));
+	return false;
+}
+
 static void saw_host(struct swc *c, const struct lldp_info *info, uint64_t dpid, uint32_t port)
 {
+	if (!announcement_trusted(c, info, dpid, port))
+		return;
 	char mac[STORE_MAC_MAX];
 	mac_format(info->src_mac, mac);
 	const struct switch_location *l = switch_location_find(store_state(c->store), info->host);
@@ -173,8 +233,16 @@ void topology_packet_in(struct sw *s, const uint8_t *msg, size_t len)
 		return;
 	}
 	if (info.kind == LLDP_PROBE) {
-		if (info.dpid != s->dpid && sw_find_dpid(c, info.dpid))
+		/* The probe names the port it was sent out of; only this master
+		 * knows that port's tokens. */
+		struct sw *from = info.dpid != s->dpid ? sw_find_dpid(c, info.dpid) : NULL;
+		struct port *p = from ? stats_find_port(from, info.port) : NULL;
+		if (p && lldp_tokens_match(&p->probe_tokens, info.token))
 			saw_link(c, info.dpid, info.port, s->dpid, (uint32_t)in_port);
+		else if (from)
+			log_debug("switches: probe naming %016" PRIx64 "/%u on %016" PRIx64
+			          "/%u: not this round's",
+			          info.dpid, info.port, s->dpid, (uint32_t)in_port);
 	} else {
 		saw_host(c, &info, s->dpid, (uint32_t)in_port);
 	}
@@ -214,6 +282,13 @@ static void announce(struct swc *c)
 	                         .guest_addr = c->self.guest_addr};
 	memcpy(info.src_mac, c->mac, 6);
 	snprintf(info.host, sizeof(info.host), "%s", c->self.name);
+	/* Without an identity (plaintext peer API), the announcement goes
+	 * unsigned, and only a master that knows no key for this host takes
+	 * it. */
+	const struct ctl_tls *tls = ctl_tls_default();
+	int r = tls ? lldp_sign(&info, tls, wall_ms()) : 0;
+	if (r < 0)
+		log_debug("switches: announcement not signed: %s", strerror(-r));
 	uint8_t frame[LLDP_FRAME_MAX];
 	size_t len = lldp_encode(frame, sizeof(frame), &info);
 	struct sockaddr_ll sll = {

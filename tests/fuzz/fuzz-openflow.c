@@ -1,5 +1,6 @@
-/* Fuzz target: the OpenFlow 1.3 decoders and the LLDP frames of packet-ins. Any bytes either fail
- * to decode or decode to a message that encodes back to the same bytes; formatting never crashes.
+/* Fuzz target: the OpenFlow 1.3 decoders and the LLDP frames of packet-ins (with the key and
+ * signature of an announcement). Any bytes either fail to decode or decode to a message that
+ * encodes back to the same bytes; formatting never crashes.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -77,5 +78,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (lldp_decode(data, size, &info) == 0 && info.kind == LLDP_ANNOUNCE &&
 	    strlen(info.host) >= sizeof(info.host))
 		__builtin_trap();
+	/* A signed announcement's key and signature, as the master checks them
+	 * when the key is the admission's. */
+	if (lldp_decode(data, size, &info) == 0 && info.spki_len) {
+		char fp[CTL_TLS_FP_LEN];
+		ctl_tls_fp_of_spki(info.spki, info.spki_len, fp);
+		lldp_verify(&info, fp, info.time_ms);
+	}
 	return 0;
 }

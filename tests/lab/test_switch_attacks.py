@@ -8,10 +8,15 @@ switch's OpenFlow listener), and the network's recovery, measured:
 - a controller claims MASTER with generation id 2^63 and keeps taking the
   switch back: the deposed master notices, says so, stops writing, claims
   the switch back with a bounded backoff, and a later term's leader still
-  becomes master."""
+  becomes master;
+- a stranger on a switch port forges LLDP: announcements in an admitted
+  host's name (unsigned, and signed with its own key) and probes naming
+  the other switch: the host stays where it is and no link appears."""
 
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -236,3 +241,177 @@ def test_a_foreign_generation_id_does_not_take_the_switch_for_good(make_lab):
     run_and_expect(lambda: own_role(lab, new, 1) == "master" and own_role(lab, new, 2) ==
                    "master", 10, 0.1, what="the new leader master of both switches")
     assert pings(lab, rest[0], f"10.77.1.{rest[1][1:]}")
+
+
+# LLDP frames as src/switch/lldp.c writes them (docs/switch.md, "Topology"):
+# chassis, port, TTL (and the system name on an announcement), then ETTM's
+# organisationally specific TLVs, company ID 0a:e7:7d, one subtype each.
+LLDP_DST = bytes.fromhex("0180c200000e")
+ETTM_OUI = bytes.fromhex("0ae77d")
+SIGN_CONTEXT = b"ETTM LLDP announcement v1\0"
+
+
+def tlv(kind, value):
+    return struct.pack("!H", kind << 9 | len(value)) + value
+
+
+def org(subtype, value):
+    return tlv(127, ETTM_OUI + bytes([subtype]) + value)
+
+
+def announcement(mac, host, control, guest, key=None, time_ms=None):
+    """An announcement of host from mac; signed with key (a cryptography
+    EC private key) when given."""
+    addrs = socket.inet_aton(control) + socket.inet_aton(guest)
+    body = (tlv(1, b"\x07ettm:" + host.encode()) + tlv(2, b"\x07uplink") + tlv(3, b"\x00\x03") +
+            tlv(5, host.encode()) + org(2, addrs))
+    if key is not None:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        time_ms = time_ms or int(time.time() * 1000)
+        signed = (SIGN_CONTEXT + bytes([len(host)]) + host.encode() + addrs + mac +
+                  struct.pack("!Q", time_ms))
+        spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        body += (org(4, spki) + org(5, struct.pack("!Q", time_ms)) +
+                 org(6, key.sign(signed, ec.ECDSA(hashes.SHA256()))))
+    return LLDP_DST + mac + b"\x88\xcc" + body + tlv(0, b"")
+
+
+def probe(mac, dpid, port, token=None):
+    body = (tlv(1, b"\x07" + f"dpid:{dpid:016x}".encode()) + tlv(2, b"\x07" + str(port).encode()) +
+            tlv(3, b"\x00\x03") + org(1, struct.pack("!QI", dpid, port)))
+    if token is not None:
+        body += org(3, struct.pack("!Q", token))
+    return LLDP_DST + mac + b"\x88\xcc" + body + tlv(0, b"")
+
+
+def probe_token(frame):
+    """The token of a probe the master sent, or None."""
+    at = 14
+    while at + 2 <= len(frame):
+        h = struct.unpack("!H", frame[at:at + 2])[0]
+        kind, n, value = h >> 9, h & 0x1ff, frame[at + 2:at + 2 + (h & 0x1ff)]
+        if kind == 0:
+            break
+        if kind == 127 and value[:4] == ETTM_OUI + b"\x03" and n == 12:
+            return struct.unpack("!Q", value[4:])[0]
+        at += 2 + n
+    return None
+
+
+# Run in the rogue's namespace: hears the first of the master's probes out
+# of its port and prints it in hex.
+HEAR_PROBE = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88cc))
+s.bind(("eth0", 0))
+s.settimeout(1)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        continue
+    if bytes.fromhex("0ae77d01") in f:
+        print(f.hex())
+        sys.exit(0)
+sys.exit("no probe heard")
+"""
+
+# Run in the rogue's namespace: sends the frames (hex) out of eth0, all of
+# them every GAP seconds for SECONDS, and prints how many went.
+SEND_FRAMES = r"""
+import socket, sys, time
+seconds, gap = float(sys.argv[1]), float(sys.argv[2])
+frames = [bytes.fromhex(x) for x in sys.argv[3:]]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+n, end = 0, time.time() + seconds
+while time.time() < end:
+    for f in frames:
+        s.send(f)
+        n += 1
+    time.sleep(gap)
+print(n)
+"""
+
+
+def where(topo, host):
+    h = next((h for h in topo["hosts"] if h["host"] == host), None)
+    return h and (h["dpid"], h["port"], h["mac"])
+
+
+def links(topo):
+    return sorted((l["dpid"], l["port"], l["peer_dpid"], l["peer_port"]) for l in topo["links"])
+
+
+def test_forged_lldp_moves_no_host_and_makes_no_link(make_lab):
+    """A stranger on a switch port announces itself as the admitted h3,
+    unsigned and then signed with a key of its own, and forges the master's
+    probes (with no token, a guessed one, and the one it heard on its own
+    port) naming the other switch: h3 stays where it is, no link appears,
+    and h3's guest still reaches the others."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    lab = make_lab(3, "--switches", "2", "--devices", "0")
+    leader = run_and_expect(lambda: leader_of(lab, HOSTS), 10, what="a leader")
+    run_and_expect(lambda: all(h["state"] == "admitted" for h in
+                               lab.ctl_json(leader, "hosts")["hosts"]) and
+                   len(lab.ctl_json(leader, "hosts")["hosts"]) == 3, 30, 0.2,
+                   what="every host admitted")
+    topo = run_and_expect(lambda: (lambda t: len(t["links"]) == 2 and
+                                   all(where(t, h) for h in HOSTS) and t)(
+        lab.ctl_json(leader, "topology")), 15, 0.2, what="both links and every host located")
+    h3_at, links_before = where(topo, "h3"), links(topo)
+    s1 = int(topo["switches"][0]["dpid"], 16)
+    s2 = int(topo["switches"][1]["dpid"], 16)
+    s2_port = next(l[1] for l in links_before if int(l[0], 16) == s2)
+    run_and_expect(lambda: pings(lab, "h3", "10.77.1.1") and pings(lab, "h3", "10.77.1.2"),
+                   10, what="h3's guest pinging the others")
+
+    lab.lab("rogue", "up", "--switch", "1")
+    mac = bytes.fromhex(lab.exec("rogue", "cat", "/sys/class/net/eth0/address")
+                        .stdout.strip().replace(":", ""))
+    heard = bytes.fromhex(lab.exec("rogue", "python3", "-c", HEAR_PROBE, "10").stdout.strip())
+    # Checked last, so that a master whose probes carry no token fails on
+    # what the forgeries did rather than here.
+    token = probe_token(heard)
+    log_path = f"/run/ettm-lab/{lab.prefix}/{leader}/ettmd.log"
+    log_start = os.path.getsize(log_path)
+
+    frames = [
+        announcement(mac, "h3", "10.77.0.3", "10.77.1.3"),
+        announcement(mac, "h3", "10.77.0.3", "10.77.1.3",
+                     key=ec.generate_private_key(ec.SECP256R1())),
+        probe(mac, s2, s2_port),
+        probe(mac, s2, s2_port, token=0x0123456789abcdef),
+    ] + ([probe(mac, s2, s2_port, token=token)] if token else [])
+    sender = lab.popen("rogue", "python3", "-c", SEND_FRAMES, "5", "0.05",
+                       *[f.hex() for f in frames])
+    # Watched while the frames go: the real h3 announces itself every
+    # second, and would move its location back after each forgery.
+    moved = []
+    end = time.time() + 5
+    while time.time() < end:
+        t = lab.ctl_json(leader, "topology")
+        if where(t, "h3") != h3_at or links(t) != links_before:
+            moved.append((where(t, "h3"), links(t)))
+        time.sleep(0.1)
+    out, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0 and int(out) > 100, (out, err)
+    time.sleep(1)
+    t = lab.ctl_json(leader, "topology")
+    assert not moved, f"h3 at {h3_at}, links {links_before}; during the forgeries: {moved[:5]}"
+    assert where(t, "h3") == h3_at and links(t) == links_before, t
+
+    with open(log_path) as f:
+        f.seek(log_start)
+        log = f.read()
+    assert not re.search(r"switches: host h3 at|switches: link", log), log
+    # Refused, and said so once (rate-limited to a line a minute per host).
+    ignored = [l for l in log.splitlines() if "announcement of h3" in l and "ignored" in l]
+    assert 1 <= len(ignored) <= 2, log
+    run_and_expect(lambda: pings(lab, "h3", "10.77.1.1") and pings(lab, "h3", "10.77.1.2"),
+                   5, what="h3's guest still pinging the others")
+    assert token, f"the probe heard on the rogue's port carries no token: {heard.hex()}"
+    lab.lab("rogue", "down")

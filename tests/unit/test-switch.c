@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "api/tls.h"
 #include "switch/claim.h"
 #include "switch/desired.h"
 #include "switch/lldp.h"
@@ -70,6 +71,223 @@ static void test_lldp_foreign(void **state)
 	};
 	struct lldp_info out;
 	assert_int_equal(lldp_decode(frame, sizeof(frame), &out), -ENOENT);
+}
+
+static struct ctl_tls *identity(char *dir, const char *name)
+{
+	strcpy(dir, "/tmp/ettm-test-lldp-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	struct ctl_tls *t = NULL;
+	char *error = NULL;
+	assert_int_equal(ctl_tls_open(dir, name, &t, &error), 0);
+	return t;
+}
+
+static void rm_rf(const char *dir)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static struct lldp_info h3_announcement(void)
+{
+	struct lldp_info ann = {.kind = LLDP_ANNOUNCE,
+	                        .src_mac = {2, 0, 0, 0, 0, 3},
+	                        .control_addr = 0x0a4d0003,
+	                        .guest_addr = 0x0a4d0103};
+	strcpy(ann.host, "h3");
+	return ann;
+}
+
+#define NOW_MS 1764640000000ull
+
+/* A signed announcement and a probe with its token come back as they
+ * went, and every truncation of them is refused. */
+static void test_lldp_signed_round_trip(void **state)
+{
+	(void)state;
+	char dir[64];
+	struct ctl_tls *tls = identity(dir, "h3");
+	struct lldp_info ann = h3_announcement(), out;
+	assert_int_equal(lldp_sign(&ann, tls, NOW_MS), 0);
+	uint8_t frame[LLDP_FRAME_MAX];
+	size_t len = lldp_encode(frame, sizeof(frame), &ann);
+	assert_true(len > 14);
+	assert_int_equal(lldp_decode(frame, len, &out), 0);
+	assert_string_equal(out.host, "h3");
+	assert_true(out.time_ms == NOW_MS);
+	size_t spki_len;
+	const uint8_t *spki = ctl_tls_spki(tls, &spki_len);
+	assert_int_equal(out.spki_len, spki_len);
+	assert_memory_equal(out.spki, spki, spki_len);
+	assert_int_equal(out.sig_len, ann.sig_len);
+	assert_memory_equal(out.sig, ann.sig, ann.sig_len);
+	assert_int_equal(lldp_verify(&out, ctl_tls_fingerprint(tls), NOW_MS + 1000), 0);
+	for (size_t n = 0; n < len - 2; n++)
+		assert_int_equal(lldp_decode(frame, n, &out), -EBADMSG);
+
+	struct lldp_info probe = {
+	    .kind = LLDP_PROBE, .dpid = 0x1122334455667788ull, .port = 7, .token = 0xfeedull << 40};
+	len = lldp_encode(frame, sizeof(frame), &probe);
+	assert_int_equal(lldp_decode(frame, len, &out), 0);
+	assert_true(out.token == probe.token);
+	assert_int_equal(out.spki_len, 0);
+	for (size_t n = 0; n < len - 2; n++)
+		assert_int_equal(lldp_decode(frame, n, &out), -EBADMSG);
+	ctl_tls_free(tls);
+	rm_rf(dir);
+}
+
+/* @frame (@len bytes, ending in the end TLV) with one more ETTM TLV of
+ * subtype @sub, @n bytes of @v, in front of its end; returns the new
+ * length. */
+static size_t with_org(uint8_t *frame, size_t len, uint8_t sub, const uint8_t *v, size_t n)
+{
+	size_t at = len - 2, tlen = 4 + n;
+	frame[at++] = (uint8_t)(127 << 1 | tlen >> 8);
+	frame[at++] = (uint8_t)tlen;
+	memcpy(frame + at, (uint8_t[]){0x0a, 0xe7, 0x7d, sub}, 4);
+	memcpy(frame + at + 4, v, n);
+	at += 4 + n;
+	frame[at++] = 0;
+	frame[at++] = 0;
+	return at;
+}
+
+/* Every ETTM TLV's length is checked: too short, too long, twice, or on
+ * the wrong kind of frame is refused; a later version's subtype is
+ * skipped. */
+static void test_lldp_bad_tlvs(void **state)
+{
+	(void)state;
+	static uint8_t zero[600];
+	uint8_t base[LLDP_FRAME_MAX], frame[1024];
+	struct lldp_info ann = h3_announcement(), out;
+	size_t blen = lldp_encode(base, sizeof(base), &ann);
+	struct {
+		uint8_t sub;
+		size_t n;
+		int want;
+	} cases[] = {
+	    {3, 8, -EBADMSG},                 /* a token on an announcement */
+	    {4, 0, -EBADMSG},                 /* an empty key */
+	    {4, LLDP_SPKI_MAX + 1, -EBADMSG}, /* a key too long */
+	    {4, 91, -EBADMSG},                /* a key without time and signature */
+	    {5, 7, -EBADMSG},                 /* a short time */
+	    {5, 9, -EBADMSG},                 /* a long time */
+	    {6, LLDP_SIG_MAX + 1, -EBADMSG},  /* a signature too long */
+	    {2, 8, -EBADMSG},                 /* the kind twice */
+	    {1, 12, -EBADMSG},                /* both kinds */
+	    {9, 40, 0},                       /* a later version's */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memcpy(frame, base, blen);
+		size_t len = with_org(frame, blen, cases[i].sub, zero, cases[i].n);
+		assert_int_equal(lldp_decode(frame, len, &out), cases[i].want);
+	}
+	/* A signature whole in form decodes (lldp_verify() is what judges it);
+	 * one of its TLVs twice does not. */
+	memcpy(frame, base, blen);
+	size_t len = with_org(frame, blen, 4, zero, 91);
+	len = with_org(frame, len, 5, zero, 8);
+	len = with_org(frame, len, 6, zero, 70);
+	assert_int_equal(lldp_decode(frame, len, &out), 0);
+	assert_int_equal(lldp_decode(frame, with_org(frame, len, 6, zero, 70), &out), -EBADMSG);
+	/* A TLV whose length runs past the frame. */
+	memcpy(frame, base, blen);
+	len = with_org(frame, blen, 4, zero, 100);
+	assert_int_equal(lldp_decode(frame, len - 3, &out), -EBADMSG);
+	/* A key on a probe. */
+	struct lldp_info probe = {.kind = LLDP_PROBE, .dpid = 1, .port = 1, .token = 5};
+	blen = lldp_encode(base, sizeof(base), &probe);
+	memcpy(frame, base, blen);
+	assert_int_equal(lldp_decode(frame, with_org(frame, blen, 4, zero, 91), &out), -EBADMSG);
+	/* A signed announcement does not fit in a frame smaller than its own. */
+	char dir[64];
+	struct ctl_tls *tls = identity(dir, "h3");
+	assert_int_equal(lldp_sign(&ann, tls, NOW_MS), 0);
+	len = lldp_encode(frame, sizeof(frame), &ann);
+	assert_true(len > 0 && len <= LLDP_FRAME_MAX);
+	assert_int_equal(lldp_encode(frame, len - 1, &ann), 0);
+	ctl_tls_free(tls);
+	rm_rf(dir);
+}
+
+/* What the master refuses of an announcement for a host admitted with a
+ * key: another key, any changed bit, a time more than 30 s off either way,
+ * no signature at all. */
+static void test_lldp_verify(void **state)
+{
+	(void)state;
+	char dir[64], other_dir[64];
+	struct ctl_tls *tls = identity(dir, "h3"), *other = identity(other_dir, "rogue");
+	const char *fp = ctl_tls_fingerprint(tls);
+	struct lldp_info good = h3_announcement(), bad;
+	assert_int_equal(lldp_verify(&good, fp, NOW_MS), -ENOKEY);
+	assert_int_equal(lldp_sign(&good, tls, NOW_MS), 0);
+	assert_int_equal(lldp_verify(&good, fp, NOW_MS), 0);
+	assert_int_equal(lldp_verify(&good, fp, NOW_MS + LLDP_SKEW_MS), 0);
+	assert_int_equal(lldp_verify(&good, fp, NOW_MS - LLDP_SKEW_MS), 0);
+	assert_int_equal(lldp_verify(&good, fp, NOW_MS + LLDP_SKEW_MS + 1), -ETIME);
+	assert_int_equal(lldp_verify(&good, fp, NOW_MS - LLDP_SKEW_MS - 1), -ETIME);
+
+	/* Signed by a stranger with its own key. */
+	bad = h3_announcement();
+	assert_int_equal(lldp_sign(&bad, other, NOW_MS), 0);
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EKEYREJECTED);
+	/* The host's key, the stranger's signature. */
+	memcpy(bad.spki, good.spki, good.spki_len);
+	bad.spki_len = good.spki_len;
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
+	/* The signature copied to another port's MAC, address or time. */
+	bad = good;
+	bad.src_mac[5] ^= 1;
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
+	bad = good;
+	bad.guest_addr ^= 0x100;
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
+	bad = good;
+	bad.time_ms += 1;
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
+	/* Any flipped bit of the signature or the key. */
+	for (size_t i = 0; i < good.sig_len * 8; i += 7) {
+		bad = good;
+		bad.sig[i / 8] ^= (uint8_t)(1 << i % 8);
+		assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
+	}
+	bad = good;
+	bad.spki[good.spki_len - 1] ^= 1;
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EKEYREJECTED);
+	/* The key without the signature. */
+	bad = good;
+	bad.sig_len = 0;
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -ENOKEY);
+	ctl_tls_free(tls);
+	ctl_tls_free(other);
+	rm_rf(dir);
+	rm_rf(other_dir);
+}
+
+/* A probe counts with this round's token or the last one's, not an older
+ * one, a guessed one or none. */
+static void test_lldp_tokens(void **state)
+{
+	(void)state;
+	struct lldp_tokens t = {0};
+	assert_false(lldp_tokens_match(&t, 0));
+	lldp_tokens_roll(&t, 111);
+	assert_true(lldp_tokens_match(&t, 111));
+	assert_false(lldp_tokens_match(&t, 0));
+	lldp_tokens_roll(&t, 222);
+	assert_true(lldp_tokens_match(&t, 111));
+	assert_true(lldp_tokens_match(&t, 222));
+	assert_false(lldp_tokens_match(&t, 333));
+	lldp_tokens_roll(&t, 333);
+	assert_false(lldp_tokens_match(&t, 111));
+	assert_true(lldp_tokens_match(&t, 222));
+	assert_true(lldp_tokens_match(&t, 333));
+	assert_false(lldp_tokens_match(&t, 0));
 }
 
 static void put(struct store_state *st, const struct store_cmd *cmd)
@@ -486,6 +704,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lldp_round_trip),
 	    cmocka_unit_test(test_lldp_foreign),
+	    cmocka_unit_test(test_lldp_signed_round_trip),
+	    cmocka_unit_test(test_lldp_bad_tlvs),
+	    cmocka_unit_test(test_lldp_verify),
+	    cmocka_unit_test(test_lldp_tokens),
 	    cmocka_unit_test(test_desired_paths_and_admission),
 	    cmocka_unit_test(test_claim_signed_comparison),
 	    cmocka_unit_test(test_claim_plan_ours),

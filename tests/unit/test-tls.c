@@ -157,6 +157,52 @@ static int pump(struct end *a, struct end *b)
 	return 0;
 }
 
+/* A signature by the identity's key verifies against its SubjectPublicKeyInfo
+ * and no other; what is not exactly one P-256 key is refused as such; the
+ * openssl tool verifies it too, so it is plain ECDSA over SHA-256. */
+static void test_sign_verify(void **state)
+{
+	(void)state;
+	char dir[64], other_dir[64], path[128], cmd[512];
+	struct ctl_tls *t = identity(dir, sizeof(dir), "h1");
+	struct ctl_tls *o = identity(other_dir, sizeof(other_dir), "h2");
+	static const char data[] = "what is signed";
+	uint8_t sig[CTL_TLS_SIG_MAX], spki_plus[256];
+	size_t sig_len = 0, len, other_len;
+	assert_int_equal(ctl_tls_sign(t, data, sizeof(data), sig, 8, &sig_len), -ENOBUFS);
+	assert_int_equal(sig_len, 0);
+	assert_int_equal(ctl_tls_sign(t, data, sizeof(data), sig, sizeof(sig), &sig_len), 0);
+	const uint8_t *spki = ctl_tls_spki(t, &len), *other = ctl_tls_spki(o, &other_len);
+	assert_int_equal(ctl_tls_verify(spki, len, data, sizeof(data), sig, sig_len), 0);
+	assert_int_equal(ctl_tls_verify(spki, len, data, sizeof(data) - 1, sig, sig_len),
+	                 -EKEYREJECTED);
+	assert_int_equal(ctl_tls_verify(other, other_len, data, sizeof(data), sig, sig_len),
+	                 -EKEYREJECTED);
+	assert_int_equal(ctl_tls_verify(spki, len, data, sizeof(data), sig, sig_len - 1),
+	                 -EKEYREJECTED);
+	assert_int_equal(ctl_tls_verify(spki, len - 1, data, sizeof(data), sig, sig_len), -EBADMSG);
+	memcpy(spki_plus, spki, len);
+	spki_plus[len] = 0;
+	assert_int_equal(ctl_tls_verify(spki_plus, len + 1, data, sizeof(data), sig, sig_len),
+	                 -EBADMSG);
+	assert_int_equal(ctl_tls_verify(spki, 0, data, sizeof(data), sig, sig_len), -EBADMSG);
+
+	snprintf(path, sizeof(path), "%s/sig", dir);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(sig, 1, sig_len, f), sig_len);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd),
+	         "printf 'what is signed\\000' | openssl dgst -sha256 -prverify %s/tls-key.pem "
+	         "-signature %s >/dev/null",
+	         dir, path);
+	assert_int_equal(system(cmd), 0);
+	ctl_tls_free(t);
+	ctl_tls_free(o);
+	rm_rf(dir);
+	rm_rf(other_dir);
+}
+
 static void test_sessions(void **state)
 {
 	char da[64], db[64];
@@ -489,6 +535,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_identity),
+	    cmocka_unit_test(test_sign_verify),
 	    cmocka_unit_test(test_sessions),
 	    cmocka_unit_test(test_server_gate),
 	    cmocka_unit_test(test_conn_over_tls),
