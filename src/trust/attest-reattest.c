@@ -163,6 +163,13 @@ void attest_lead(struct attest *a)
 		/* Admitted by the admin before attestation was on: not ours. */
 		if (!t || t->state != TRUST_ATTEST_ADMITTED)
 			continue;
+		/* Removed from the cluster: should it join again (its state
+		 * deleted), it attests again before it is heard as admitted. */
+		if (!store_member_find_name(st, adm->host)) {
+			attest_refuse(a, adm->host, "removed from the cluster", adm->ek_fp,
+			              adm->measurement, true);
+			continue;
+		}
 		if (!attest_is_trusted(st, adm->measurement)) {
 			char why[STORE_REASON_MAX];
 			snprintf(why, sizeof(why), "measurement %.16s... is no longer trusted",
