@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/server.h"
+#include "api/tls.h"
 #include "lib/clock.h"
 #include "lib/error.h"
 #include "lib/hex.h"
@@ -250,7 +251,11 @@ static int handle_join(struct store *s, struct ctl_client *client, const struct 
 			                 strerror(-r));
 		log_info("store: %s (%lld) asks to join", name, (long long)id);
 	}
-	*ret_result = json_pack("{s:b}", "accepted", 1);
+	/* The key this leader speaks Raft with: the joining host, whose replica
+	 * is still empty, hears Raft from that key only (trust/gate.h). */
+	const struct ctl_tls *tls = ctl_tls_default();
+	*ret_result = json_pack("{s:b, s:s?}", "accepted", 1, "leader_key",
+	                        tls ? ctl_tls_fingerprint(tls) : NULL);
 	return 0;
 }
 

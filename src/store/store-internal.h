@@ -109,6 +109,7 @@ struct store {
 	char redirect[STORE_ADDR_MAX];
 	char join_to[STORE_ADDR_MAX];   /* where the join in flight went */
 	char joined_via[STORE_ADDR_MAX]; /* the leader that last accepted it */
+	char joined_key[65];             /* that leader's TLS key, "" if none */
 	bool join_in_flight;
 
 	/* Forced recovery: the cluster row to commit once leader. */

@@ -114,6 +114,8 @@ uint64_t store_leader_id(struct store *s);
  * store.join, "" if none did. A host that joined but is not admitted yet
  * replicates nothing (trust/gate.h), so it attests to that leader. */
 const char *store_joined_via(const struct store *s);
+/* The TLS key fingerprint that leader named in its answer, "" if none. */
+const char *store_joined_key(const struct store *s);
 /* The ids of the voters in the configuration this replica has. */
 size_t store_voters(const struct store *s, uint64_t *ids, size_t max);
 

@@ -8,6 +8,7 @@
 
 #include "lib/clock.h"
 #include "lib/fileio.h"
+#include "lib/hex.h"
 #include "lib/log.h"
 #include "store-internal.h"
 
@@ -91,13 +92,22 @@ static void join_cb(void *userdata, int status, json_t *result, const char *erro
 	}
 	const char *redirect = json_string_value(json_object_get(result, "redirect"));
 	snprintf(s->redirect, sizeof(s->redirect), "%s", redirect ? redirect : "");
-	if (json_is_true(json_object_get(result, "accepted")))
+	if (json_is_true(json_object_get(result, "accepted"))) {
+		const char *key = json_string_value(json_object_get(result, "leader_key"));
 		snprintf(s->joined_via, sizeof(s->joined_via), "%s", s->join_to);
+		snprintf(s->joined_key, sizeof(s->joined_key), "%s",
+		         key && hex_is_lower(key, 32) ? key : "");
+	}
 }
 
 const char *store_joined_via(const struct store *s)
 {
 	return s->joined_via;
+}
+
+const char *store_joined_key(const struct store *s)
+{
+	return s->joined_key;
 }
 
 /* Where a host without seeds asks to join: a member it knows of, or one of

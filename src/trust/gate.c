@@ -49,8 +49,8 @@ static const struct trust_attestation *attestation_by_key(const struct store_sta
 	return NULL;
 }
 
-int trust_raft_key_check(const struct store_state *st, bool attesting, const char *fp,
-                         uint64_t raft_id, char **ret_error)
+int trust_raft_key_check(const struct store_state *st, bool attesting, const char *joined_key,
+                         const char *fp, uint64_t raft_id, char **ret_error)
 {
 	char host[STORE_NAME_MAX], *why = NULL;
 	int r = trust_key_check(st, true, fp, "raft", host, sizeof(host), &why);
@@ -83,8 +83,15 @@ int trust_raft_key_check(const struct store_state *st, bool attesting, const cha
 		                 "Raft as server %" PRIu64 ": %s was admitted with another TLS key (%.16s...)",
 		                 raft_id, m->name, adm->tls_fp);
 	/* A replica that knows no member yet (a host joining: its store is
-	 * still empty) has nothing to judge by. One that knows members but no
+	 * still empty) has only the key of the leader that took its join to
+	 * go by, if that leader named one. One that knows members but no
 	 * admission (every host refused at once) still refuses strangers. */
+	if (attesting && store_count(st, STORE_MEMBERS) == 0 && joined_key && joined_key[0] &&
+	    strcmp(fp, joined_key) != 0)
+		return error_set(ret_error, -EACCES,
+		                 "Raft as server %" PRIu64 ": TLS key %.16s... is not the key of the "
+		                 "leader this host joined through (%.16s...)",
+		                 raft_id, fp, joined_key);
 	if (attesting && store_count(st, STORE_MEMBERS) > 0)
 		return error_set(ret_error, -EACCES,
 		                 "Raft as server %" PRIu64 ": TLS key %.16s... was never admitted; a "

@@ -30,9 +30,11 @@ int trust_key_check(const struct store_state *st, bool attesting, const char *fp
  * replicating, so that removing a measurement by mistake leaves the
  * cluster its quorum (docs/trust.md). Any other key is refused when
  * @attesting: a host replicates the store only once admitted, so a
- * stranger that joined as a spare member reads nothing (a replica that
- * knows no member yet, a host joining, judges no key). When not
+ * stranger that joined as a spare member reads nothing. A replica that
+ * knows no member yet, a host joining, hears only @joined_key, the key
+ * the leader that accepted its join named (store_joined_key()), and any
+ * key while it knows none (NULL or ""). When not
  * attesting, a key passes unless the id it claims is that of a host
  * admitted with another key. Returns 0, or -EACCES with *ret_error. */
-int trust_raft_key_check(const struct store_state *st, bool attesting, const char *fp,
-                         uint64_t raft_id, char **ret_error);
+int trust_raft_key_check(const struct store_state *st, bool attesting, const char *joined_key,
+                         const char *fp, uint64_t raft_id, char **ret_error);

@@ -39,8 +39,8 @@ static int gate(void *self, const char *fp, const char *cmd, char *ret_host, siz
 static int raft_check(void *self, const char *fp, uint64_t raft_id, char **ret_error)
 {
 	struct trust_svc *t = self;
-	return trust_raft_key_check(store_state(t->store), t->attest != NULL, fp, raft_id,
-	                            ret_error);
+	return trust_raft_key_check(store_state(t->store), t->attest != NULL,
+	                            store_joined_key(t->store), fp, raft_id, ret_error);
 }
 
 static int open_trust(struct svc_env *env, const void *options, void **ret_self, char **ret_error)

@@ -4,6 +4,7 @@ clear text, only TLS records on the Raft and peer API ports; a host the
 admin revokes stops replicating and its requests are refused within one
 re-attestation interval, until it is admitted again."""
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import uuid
 
 import pytest
 
-from conftest import host_key, make_key, peer_call, run_and_expect
+from conftest import host_key, make_key, peer_call, run_and_expect, spki_hex
 
 REATTEST_S = 5  # the lab's trust.reattest-interval-ms
 
@@ -153,7 +154,10 @@ def test_a_stranger_that_joins_replicates_nothing(make_lab, tmp_path):
     join = {"id": 9, "name": "h9", "address": f"{me}:17700", "peer": f"{me}:17701",
             "raft_version": c["raft_version"]}
     r = peer_call(lab, other, leader_addr, "store.join", join, cert, key)
-    assert r["ok"] and r["result"] == {"accepted": True}, r
+    assert r["ok"] and r["result"]["accepted"] is True, r
+    # The leader names the key it speaks Raft with, for the joining host.
+    leader_spki = spki_hex(host_key(lab, int(leader[1:]))[1])
+    assert r["result"]["leader_key"] == hashlib.sha256(bytes.fromhex(leader_spki)).hexdigest(), r
     run_and_expect(lambda: any(m["name"] == "h9" for m in lab.ctl_json(leader, "cluster")
                                ["members"]), what="h9 a member")
     # Raft in h9's name with the stranger's key: the leader ends it.

@@ -162,7 +162,7 @@ static int raft_as(struct store_state *s, bool attesting, const char *key, uint6
                    const char *why)
 {
 	char *error = NULL;
-	int r = trust_raft_key_check(s, attesting, key, id, &error);
+	int r = trust_raft_key_check(s, attesting, NULL, key, id, &error);
 	if (r < 0 && !strstr(error, why))
 		fail_msg("\"%s\" does not say \"%s\"", error, why);
 	if (r == 0 && why)
@@ -227,6 +227,13 @@ static void test_empty_replica_judges_no_raft_key(void **state)
 	struct store_state *s;
 	assert_int_equal(store_state_new(&s), 0);
 	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
+	/* Joined through a leader that named its key: that key only. */
+	char *error = NULL;
+	assert_int_equal(trust_raft_key_check(s, true, KEY_H1, KEY_H1, 1, &error), 0);
+	assert_int_equal(trust_raft_key_check(s, true, KEY_H1, KEY_X, 1, &error), -EACCES);
+	assert_non_null(strstr(error, "not the key of the leader this host joined through"));
+	free(error);
+	assert_int_equal(trust_raft_key_check(s, false, KEY_H1, KEY_X, 1, &error), 0);
 	member(s, 1, "h1");
 	assert_int_equal(raft(s, KEY_X, 2, "was never admitted"), -EACCES);
 	admit(s, "h1", KEY_H1);
