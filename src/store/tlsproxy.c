@@ -32,6 +32,7 @@ struct tls_proxy {
 	void *ready_userdata;
 	struct tls_proxy **head, *next;
 	bool inner_open, handed, closing;
+	bool inner_paused, tcp_paused; /* not read: the other side's queue is full */
 	int handles;
 	char tcp_buf[READ_MAX], inner_buf[READ_MAX];
 };
@@ -87,6 +88,32 @@ static void proxy_close(struct tls_proxy *p, int status)
 		uv_close((uv_handle_t *)&p->inner, proxy_handle_closed_cb);
 }
 
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void inner_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void tcp_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* What one side may have queued, unwritten, before the proxy stops reading
+ * the other (a peer that does not read, a libraft that is busy); it reads
+ * again once half is written. libraft bounds its own sends, but the proxy
+ * drains its socketpair at once, so without this the bound was lost. */
+#define PROXY_QUEUE_MAX (4u << 20)
+
+static void resume(struct tls_proxy *p)
+{
+	if (p->closing)
+		return;
+	if (p->inner_paused && p->tcp->write_queue_size <= PROXY_QUEUE_MAX / 2) {
+		p->inner_paused = false;
+		if (uv_read_start((uv_stream_t *)&p->inner, alloc_cb, inner_read_cb) < 0)
+			proxy_close(p, RAFT_NOCONNECTION);
+	}
+	if (p->tcp_paused && p->inner.write_queue_size <= PROXY_QUEUE_MAX / 2) {
+		p->tcp_paused = false;
+		if (uv_read_start(p->tcp, alloc_cb, tcp_read_cb) < 0)
+			proxy_close(p, RAFT_NOCONNECTION);
+	}
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
 	struct proxy_write *w = (struct proxy_write *)req;
@@ -94,6 +121,8 @@ static void write_cb(uv_write_t *req, int status)
 	free(w);
 	if (status < 0 && status != UV_ECANCELED)
 		proxy_close(p, RAFT_NOCONNECTION);
+	else
+		resume(p);
 }
 
 /* Writes a copy of @len bytes to @stream. */
@@ -112,6 +141,16 @@ static void forward(struct tls_proxy *p, uv_stream_t *stream, const void *data, 
 	if (uv_write(&w->req, stream, &buf, 1, write_cb) < 0) {
 		free(w);
 		proxy_close(p, RAFT_NOCONNECTION);
+		return;
+	}
+	if (stream->write_queue_size <= PROXY_QUEUE_MAX)
+		return;
+	if (stream == p->tcp && p->inner_open && !p->inner_paused) {
+		p->inner_paused = true;
+		uv_read_stop((uv_stream_t *)&p->inner);
+	} else if (stream != p->tcp && !p->tcp_paused) {
+		p->tcp_paused = true;
+		uv_read_stop(p->tcp);
 	}
 }
 
@@ -306,7 +345,7 @@ void tls_proxy_pump(struct tls_proxy **head)
 	for (; p; p = next) {
 		next = p->next;
 		uv_os_fd_t fd;
-		if (!p->handed || p->closing || !p->inner_open ||
+		if (!p->handed || p->closing || !p->inner_open || p->inner_paused ||
 		    uv_fileno((uv_handle_t *)&p->inner, &fd) < 0)
 			continue;
 		for (;;) {
