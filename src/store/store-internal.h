@@ -160,7 +160,6 @@ int store_wipe_raft_state(struct store *s);
 void store_start_raft(struct store *s);
 void store_free_final(struct store *s);
 
-uint64_t store_known_generation(const struct store *s);
 uint64_t store_last_term(const struct raft *r);
 
 /* forward.c */

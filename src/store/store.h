@@ -107,6 +107,10 @@ bool store_is_leader(const struct store *s);
 int store_member_reachable(struct store *s, uint64_t id);
 /* The Raft term this replica is in (0 before Raft runs). */
 uint64_t store_term(const struct store *s);
+/* The newest generation this replica belongs to or was told of: the one
+ * it applied, or the one it declared by a recovery or was reset to, from
+ * the moment it is told (before the new generation is committed). */
+uint64_t store_known_generation(const struct store *s);
 /* The leader this replica knows of, or 0. */
 uint64_t store_leader_id(struct store *s);
 

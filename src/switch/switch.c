@@ -313,7 +313,11 @@ static void tick_cb(uv_timer_t *t)
 {
 	struct swc *c = t->data;
 	bool leader = store_is_leader(c->store);
-	uint64_t generation = store_cluster(store_state(c->store))->generation;
+	/* The generation this leader declared, not only the one applied: a
+	 * survivor that recovers by fiat or by hand leads at once, in the old
+	 * generation's term (raft_recover() keeps it), and would claim the
+	 * switches with the very id the old generation's master holds. */
+	uint64_t generation = store_known_generation(c->store);
 	uint64_t term = sw_generation_id(generation, store_term(c->store));
 	if (leader != c->leader || term != c->term) {
 		if (leader && !c->leader) {
