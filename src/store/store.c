@@ -201,6 +201,8 @@ void store_handle_self_removed(struct store *s)
 int store_wipe_raft_state(struct store *s)
 {
 	s->wipe_on_restart = false;
+	/* The replica joins again, through whoever leads now. */
+	s->joined_via[0] = s->joined_key[0] = '\0';
 	char cmd[PATH_MAX + 300];
 	DIR *d = opendir(s->raft_dir);
 	struct dirent *e;
