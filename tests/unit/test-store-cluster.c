@@ -613,6 +613,20 @@ static void propose_many(struct cluster *c, unsigned i, unsigned first, unsigned
 	assert_int_equal(b.done, count);
 }
 
+/* Three voters that have committed and applied leases 1..@writes alike:
+ * returns the leader, and one follower in @ret_follower. */
+static int three_agreeing(struct cluster *c, unsigned writes, int *ret_follower, const char *what)
+{
+	cluster_start(c, 3, 3);
+	int l = leader_of(c), f = follower_of(c, l);
+	assert_true(l >= 0 && f >= 0);
+	propose_many(c, (unsigned)l, 1, writes, 5);
+	unsigned all = 7;
+	wait_for(c, states_agree, &all, what);
+	*ret_follower = f;
+	return l;
+}
+
 /* ---- the tests ---- */
 
 /* A store that bootstraps commits its first command, its subscriber sees
@@ -825,12 +839,8 @@ static void test_lagging_catches_up(void **state)
 {
 	struct cluster *c = *state;
 	c->snapshot_threshold = 128;
-	cluster_start(c, 3, 3);
-	int l = leader_of(c), f = follower_of(c, l);
-	assert_true(l >= 0 && f >= 0);
-	propose_many(c, (unsigned)l, 1, 10, 5);
+	int f, l = three_agreeing(c, 10, &f, "the three agree before one stops");
 	unsigned all = 7;
-	wait_for(c, states_agree, &all, "the three agree before one stops");
 
 	node_stop(c, (unsigned)f);
 	uint64_t stopped_at = (uint64_t)status_int(c->nodes[l].store, "applied_index");
@@ -936,12 +946,7 @@ static void test_recover_new_generation(void **state)
 	struct cluster *c = *state;
 	c->snapshot_threshold = 16; /* the survivor restarts from a snapshot */
 	c->all_seeds = true;
-	cluster_start(c, 3, 3);
-	int l = leader_of(c), s = follower_of(c, l);
-	assert_true(l >= 0 && s >= 0);
-	propose_many(c, (unsigned)l, 1, 40, 5);
-	unsigned all = 7;
-	wait_for(c, states_agree, &all, "the three to agree before the majority is lost");
+	int s, l = three_agreeing(c, 40, &s, "the three to agree before the majority is lost");
 
 	/* s goes first; the two others commit one more command, then go too,
 	 * and s comes back alone. */
@@ -993,12 +998,8 @@ static void test_recover_restarted_without_snapshot(void **state)
 {
 	struct cluster *c = *state;
 	c->all_seeds = true;
-	cluster_start(c, 3, 3);
-	int l = leader_of(c), s = follower_of(c, l);
-	assert_true(l >= 0 && s >= 0);
-	propose_many(c, (unsigned)l, 1, 10, 5);
-	unsigned all = 7;
-	wait_for(c, states_agree, &all, "the three to agree before the majority is lost");
+	int s;
+	three_agreeing(c, 10, &s, "the three to agree before the majority is lost");
 	for (unsigned i = 0; i < 3; i++)
 		node_stop(c, i);
 	unsigned sv = (unsigned)s;
@@ -1174,12 +1175,7 @@ static void test_close_while_restarting(void **state)
 {
 	struct cluster *c = *state;
 	c->all_seeds = true;
-	cluster_start(c, 3, 3);
-	int l = leader_of(c), s = follower_of(c, l);
-	assert_true(l >= 0 && s >= 0);
-	propose_many(c, (unsigned)l, 1, 5, 5);
-	unsigned all = 7;
-	wait_for(c, states_agree, &all, "the three to agree");
+	int s, l = three_agreeing(c, 5, &s, "the three to agree");
 	node_stop(c, (unsigned)l);
 	node_stop(c, (unsigned)(3 - l - s));
 	unsigned sv = (unsigned)s;
@@ -1219,12 +1215,9 @@ static void test_close_with_writes_in_flight(void **state)
 static void test_forged_fence_resets_nothing(void **state)
 {
 	struct cluster *c = *state;
-	cluster_start(c, 3, 3);
-	int l = leader_of(c), f = follower_of(c, l);
-	assert_true(l >= 0 && f >= 0);
-	propose_many(c, (unsigned)l, 1, 5, 5);
+	int f;
+	three_agreeing(c, 5, &f, "the three to agree");
 	unsigned all = 7;
-	wait_for(c, states_agree, &all, "the three to agree");
 	uint8_t msg[24 + 16 + 16] = {0}, *p = msg;
 	const uint64_t handshake[3] = {1, 99, 16}; /* protocol, server id, address size */
 	for (unsigned i = 0; i < 3; i++, p += 8)
