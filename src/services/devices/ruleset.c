@@ -39,14 +39,14 @@ static int veth(struct dp_fragment *out, const struct devices_view *d)
 	snprintf(l.name, sizeof(l.name), "%s", DEVICES_IF);
 	snprintf(l.peer, sizeof(l.peer), "%s", DEVICES_PEER);
 	memcpy(l.mac, d->own_mac, 6);
-	for (unsigned i = 0; d->enabled && i < d->n; i++) {
-		if (!d->v[i].addr.s_addr)
-			continue;
-		l.hosts[l.n_hosts].addr = d->v[i].addr;
-		memcpy(l.hosts[l.n_hosts].mac, d->v[i].mac, 6);
-		l.n_hosts++;
-	}
-	return dp_fragment_link(out, &l);
+	int r = 0;
+	for (unsigned i = 0; r == 0 && d->enabled && i < d->n; i++)
+		if (d->v[i].addr.s_addr)
+			r = dp_link_add_host(&l, d->v[i].addr, d->v[i].mac);
+	if (r == 0)
+		r = dp_fragment_link(out, &l);
+	dp_link_free(&l);
+	return r;
 }
 
 /* The devices' own forwarding: as the guest's (out of the uplink, to this
