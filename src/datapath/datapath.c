@@ -180,7 +180,7 @@ static int compose(struct datapath *dp, struct composed *c, char **ret_error)
 			r = f->status;
 		if (r < 0)
 			return error_set(ret_error, r, "the %s fragment: %s", s->name,
-			                 strerror(-r));
+			                 f->error ? f->error : strerror(-r));
 		c->hold = c->hold || f->hold;
 		if (!c->gateway && f->gateway.set)
 			c->gateway = &f->gateway;

@@ -30,6 +30,19 @@ static int rules_addv(struct dp_rules *r, const char *fmt, va_list ap)
 	return 0;
 }
 
+int dp_fragment_fail(struct dp_fragment *f, int r, const char *fmt, ...)
+{
+	if (f->status < 0)
+		return r;
+	f->status = r;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&f->error, fmt, ap) < 0)
+		f->error = NULL;
+	va_end(ap);
+	return r;
+}
+
 int dp_rules_add(struct dp_rules *r, const char *fmt, ...)
 {
 	va_list ap;
@@ -237,6 +250,7 @@ void dp_fragment_free(struct dp_fragment *f)
 	free(f->links);
 	free(f->sysctls);
 	free(f->sets);
+	free(f->error);
 	memset(f, 0, sizeof(*f));
 }
 

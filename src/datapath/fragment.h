@@ -126,6 +126,7 @@ struct dp_set {
 struct dp_fragment {
 	bool hold;  /* not ready: keep the running table as it is, if there */
 	int status; /* the first failure of a dp_fragment_*() call, or 0 */
+	char *error; /* what that failure was, when dp_fragment_fail() said it */
 	struct dp_rules at[DP_POINT_MAX];
 	struct dp_rules guards; /* match expressions, e.g. "ip daddr != 10.77.0.0/16" */
 	/* Each chain allocated alone, so the pointer dp_fragment_chain()
@@ -146,6 +147,12 @@ struct dp_fragment {
 /* Each of these returns 0 or a negative errno (-ENOMEM; -EINVAL: a name
  * too long), and keeps the first failure in @f->status so
  * a renderer may check once at its end. */
+
+/* Records the failure @r (a negative errno) of @f's renderer, with what
+ * failed in words (e.g. the limit reached and its value), unless a failure
+ * is kept already; the datapath's error then quotes it. Returns @r. */
+int dp_fragment_fail(struct dp_fragment *f, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Appends a rule at @at. */
 int dp_fragment_rule(struct dp_fragment *f, enum dp_point at, const char *fmt, ...)

@@ -224,7 +224,7 @@ static void test_datapath_view(void **state)
 
 	static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
 	struct nat_view d;
-	nat_datapath(st, &o, 1, mac, 0, &d);
+	assert_int_equal(nat_datapath(st, &o, 1, mac, 0, &d), 0);
 	assert_true(d.enabled);
 	assert_int_equal(d.n_own, 2);
 	assert_int_equal(d.own[0].start, 1024);
@@ -270,7 +270,8 @@ static void test_datapath_view(void **state)
 	};
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		o.filtering = modes[i].mode;
-		nat_datapath(st, &o, 1, mac, 0, &d);
+		nat_view_free(&d);
+		assert_int_equal(nat_datapath(st, &o, 1, mac, 0, &d), 0);
 		assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
 		assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 		if (modes[i].in)
@@ -288,7 +289,8 @@ static void test_datapath_view(void **state)
 	/* Fragments: h1, the lowest id holding a block, puts them together
 	 * (the golden file above); h2 passes every one to h1, but what h1
 	 * sent it. */
-	nat_datapath(st, &o, 2, mac, 0, &d);
+	nat_view_free(&d);
+	assert_int_equal(nat_datapath(st, &o, 2, mac, 0, &d), 0);
 	assert_true(d.fragments.known);
 	assert_false(d.fragments.self);
 	assert_int_equal(d.fragments.mac[5], 1);
@@ -307,7 +309,8 @@ static void test_datapath_view(void **state)
 
 	/* No block yet: nothing leaves for outside. */
 	struct nat_options o2 = lab_options();
-	nat_datapath(st, &o2, 9, mac, 0, &d);
+	nat_view_free(&d);
+	assert_int_equal(nat_datapath(st, &o2, 9, mac, 0, &d), 0);
 	assert_int_equal(d.n_own, 0);
 	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
@@ -316,7 +319,91 @@ static void test_datapath_view(void **state)
 	assert_null(strstr(text, "snat"));
 	free(text);
 	dp_ruleset_free(&rs);
+	nat_view_free(&d);
 	store_state_free(st);
+}
+
+static size_t occurrences(const char *text, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* Far more blocks and mappings than the view once held (64 of each kind):
+ * every one is in the view and in the ruleset. */
+static void test_datapath_view_large(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	o.block_size = 16;
+	assert_int_equal(store_state_new(&st), 0);
+	host(st, 1, true);
+	host(st, 2, true);
+	for (unsigned i = 0; i < 300; i++) {
+		assert_true(block(st, (uint16_t)(1024 + 32 * i), 16, 1).applied);
+		assert_true(block(st, (uint16_t)(1040 + 32 * i), 16, 2).applied);
+	}
+	for (unsigned i = 0; i < 200; i++) {
+		assert_true(mapping(st, 6, (uint16_t)(20000 + i), 1, (uint16_t)(2000 + i)).applied);
+		assert_true(mapping(st, 17, (uint16_t)(30000 + i), 2, (uint16_t)(3000 + i)).applied);
+	}
+	static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
+	struct nat_view d;
+	assert_int_equal(nat_datapath(st, &o, 1, mac, 0, &d), 0);
+	assert_int_equal(d.n_own, 300);
+	assert_int_equal(d.n_others, 300);
+	assert_int_equal(d.n_own_maps, 200);
+	assert_int_equal(d.n_other_maps, 200);
+	assert_int_equal(d.own[299].start, 1024 + 32 * 299);
+	assert_int_equal(d.others[299].start, 1040 + 32 * 299);
+	assert_int_equal(d.others[299].mac[5], 2);
+	assert_int_equal(d.own_maps[199].guest_port, 2199);
+	assert_int_equal(d.other_maps[199].public_port, 30199);
+	assert_true(d.fragments.self);
+
+	struct dp_config cfg = {.guest_if = "g0", .uplink_if = "u0", .control_plen = 16};
+	inet_pton(AF_INET, "10.77.1.1", &cfg.guest_addr);
+	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
+	struct dp_ruleset rs;
+	char *text;
+	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	assert_int_equal(occurrences(text, "dnat ip to 10.77.1.1:"), 200);
+	assert_non_null(strstr(text, "tcp dport 20199 dnat ip to 10.77.1.1:2199\n"));
+	/* Each other host's mapping: steered, and its ICMP errors too. */
+	assert_int_equal(occurrences(text, "ether daddr set 02:00:00:00:00:02 ether saddr set"),
+	                 400);
+	assert_non_null(strstr(text, "10592-10607"));        /* the last own block */
+	assert_non_null(strstr(text, "10608-10623 : 02:00:00:00:00:02")); /* the last other */
+	/* The marks of others' mappings follow those of their 300 blocks. */
+	assert_non_null(strstr(text, "udp dport 30199 meta mark set 0xe77e01f4 notrack"));
+	assert_non_null(strstr(text, "0xe77e012c : 02:00:00:00:00:02, 0xe77e012d : "));
+	assert_non_null(strstr(text, "0xe77e01f4 : 02:00:00:00:00:02 }"));
+	free(text);
+	dp_ruleset_free(&rs);
+	nat_view_free(&d);
+	store_state_free(st);
+
+	/* The one limit left: the reassembler marks others' blocks and
+	 * mappings with the mark's low 16 bits, 65535 of them at most. */
+	struct nat_view big = {.enabled = true, .n_publics = 1, .n_other_maps = 65536};
+	big.publics[0] = o.publics[0];
+	big.fragments = (struct nat_view_fragments){.known = true, .self = true};
+	big.other_maps = calloc(big.n_other_maps, sizeof(*big.other_maps));
+	assert_non_null(big.other_maps);
+	struct dp_fragment f = {0};
+	assert_int_equal(nat_ruleset_build(&cfg, &big, &f), -E2BIG);
+	assert_non_null(f.error);
+	assert_non_null(strstr(f.error, "65536 others' mappings"));
+	assert_non_null(strstr(f.error, "the 65535 the fragment mark's 16 bits number"));
+	dp_fragment_free(&f);
+	big.n_other_maps = 65535;
+	assert_int_equal(nat_ruleset_build(&cfg, &big, &f), 0);
+	dp_fragment_free(&f);
+	nat_view_free(&big);
 }
 
 static const struct of13_flow_mod *find(const struct sw_flows *f, uint16_t prio,
@@ -867,7 +954,7 @@ int main(void)
 	    cmocka_unit_test(test_arp),              cmocka_unit_test(test_mapping_port),
 	    cmocka_unit_test(test_mapping_race),     cmocka_unit_test(test_natpmp),
 	    cmocka_unit_test(test_pcp),              cmocka_unit_test(test_pcp_first_checks),
-	    cmocka_unit_test(test_guest_ports),
+	    cmocka_unit_test(test_guest_ports),      cmocka_unit_test(test_datapath_view_large),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

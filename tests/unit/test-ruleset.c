@@ -186,7 +186,8 @@ static void test_render_devices(void **state)
 	struct nat_view nat = {.enabled = true, .n_own = 1, .n_publics = 1};
 	inet_pton(AF_INET, "203.0.113.10", &nat.public_addr);
 	nat.publics[0] = nat.public_addr;
-	nat.own[0] = (struct nat_view_block){.start = 1024, .size = 1024};
+	struct nat_view_block own = {.start = 1024, .size = 1024};
+	nat.own = &own;
 	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 2};
 	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
 	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);

@@ -81,7 +81,7 @@ struct nat {
 	bool guest_failed;
 	/* The guest's ephemeral ports, kept inside this host's blocks. */
 	char *guest_netns;
-	struct guest_port_block ports[GUEST_PORT_BLOCKS_MAX];
+	struct guest_port_block *ports; /* n_ports of them, as last set */
 	size_t n_ports;
 	bool ports_failed;
 	int open_handles;
