@@ -2,6 +2,10 @@
  * the datapath's view, the switches' flows and group, ARP frames, and the
  * translated ruleset. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +15,8 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "datapath/ruleset.h"
@@ -915,33 +921,134 @@ static void test_pcp_first_checks(void **state)
 /* The guest's ephemeral ports: the span of the blocks, the gaps reserved. */
 static void test_guest_ports(void **state)
 {
-	char range[32], reserved[64];
+	(void)state;
+	char range[GUEST_PORT_RANGE_MAX], *reserved;
 	struct guest_port_block one[] = {{1024, 256}};
-	assert_int_equal(
-	    guest_ports_render(one, 1, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_int_equal(guest_ports_render(one, 1, range, &reserved), 0);
 	assert_string_equal(range, "1024 1279\n");
 	assert_string_equal(reserved, "\n");
+	free(reserved);
 
 	/* Any order; adjacent blocks leave no gap. */
 	struct guest_port_block three[] = {{4096, 1024}, {1024, 1024}, {2048, 1024}};
-	assert_int_equal(
-	    guest_ports_render(three, 3, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_int_equal(guest_ports_render(three, 3, range, &reserved), 0);
 	assert_string_equal(range, "1024 5119\n");
 	assert_string_equal(reserved, "3072-4095\n");
+	free(reserved);
 
 	struct guest_port_block gaps[] = {{65280, 256}, {1024, 256}, {8192, 256}};
-	assert_int_equal(
-	    guest_ports_render(gaps, 3, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_int_equal(guest_ports_render(gaps, 3, range, &reserved), 0);
 	assert_string_equal(range, "1024 65535\n");
 	assert_string_equal(reserved, "1280-8191,8448-65279\n");
+	free(reserved);
 
 	struct guest_port_block overlap[] = {{1024, 1024}, {1536, 256}};
-	assert_int_equal(
-	    guest_ports_render(overlap, 2, range, sizeof(range), reserved, sizeof(reserved)),
-	    -EINVAL);
-	assert_int_equal(
-	    guest_ports_render(one, 0, range, sizeof(range), reserved, sizeof(reserved)), -EINVAL);
-	assert_int_equal(guest_ports_render(gaps, 3, range, sizeof(range), reserved, 8), -ENOSPC);
+	assert_int_equal(guest_ports_render(overlap, 2, range, &reserved), -EINVAL);
+	assert_int_equal(guest_ports_render(one, 0, range, &reserved), -EINVAL);
+	struct guest_port_block past[] = {{65280, 512}};
+	assert_int_equal(guest_ports_render(past, 1, range, &reserved), -EINVAL);
+}
+
+/* @n blocks of 16 ports, every other 16 (the smallest block size), from
+ * port 1024, and the gaps between them as the kernel lists them. */
+static struct guest_port_block *sparse_blocks(size_t n, char **ret_gaps)
+{
+	struct guest_port_block *b = calloc(n, sizeof(*b));
+	assert_non_null(b);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	assert_non_null(f);
+	for (size_t i = 0; i < n; i++) {
+		/* Backwards: any order will do. */
+		b[n - 1 - i] = (struct guest_port_block){.start = (uint16_t)(1024 + 32 * i), 16};
+		if (i > 0)
+			fprintf(f, "%s%zu-%zu", i > 1 ? "," : "", 1024 + 32 * (i - 1) + 16,
+			        1024 + 32 * i - 1);
+	}
+	fputc('\n', f);
+	assert_int_equal(fclose(f), 0);
+	*ret_gaps = text;
+	return b;
+}
+
+/* 2000 blocks, far past the 64 the guest once took: every gap is in the
+ * reservation, whose text (about 23 KB) is far past the page the kernel
+ * takes in one write. */
+static void test_guest_ports_many(void **state)
+{
+	(void)state;
+	char range[GUEST_PORT_RANGE_MAX], *reserved, *gaps;
+	struct guest_port_block *b = sparse_blocks(2000, &gaps);
+	assert_int_equal(guest_ports_render(b, 2000, range, &reserved), 0);
+	assert_string_equal(range, "1024 65007\n");
+	assert_true(strlen(reserved) > 20000);
+	assert_string_equal(reserved, gaps);
+	free(reserved);
+	free(gaps);
+	free(b);
+}
+
+/* A network namespace of its own, held by a thread until told to go, for
+ * guest_set_local_ports() to enter by /proc/self/task/TID/ns/net; the
+ * thread reads the namespace's reservation back. */
+struct own_netns {
+	pthread_t thread;
+	pid_t tid;
+	int status;
+	sem_t ready, go, done;
+	char reserved[65536];
+};
+
+static void *own_netns_main(void *arg)
+{
+	struct own_netns *ns = arg;
+	ns->tid = (pid_t)syscall(SYS_gettid);
+	ns->status = unshare(CLONE_NEWNET) == 0 ? 0 : -errno;
+	sem_post(&ns->ready);
+	if (ns->status < 0)
+		return NULL;
+	sem_wait(&ns->go);
+	int fd = open("/proc/sys/net/ipv4/ip_local_reserved_ports", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, ns->reserved, sizeof(ns->reserved) - 1);
+	ns->reserved[n > 0 ? n : 0] = '\0';
+	if (fd >= 0)
+		close(fd);
+	sem_post(&ns->done);
+	return NULL;
+}
+
+/* In a namespace of its own (root only), the kernel holds every one of
+ * 2000 blocks' gaps: written a page at a time, not cut at the first. */
+static void test_guest_ports_kernel(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	struct own_netns *ns = calloc(1, sizeof(*ns));
+	assert_non_null(ns);
+	sem_init(&ns->ready, 0, 0);
+	sem_init(&ns->go, 0, 0);
+	sem_init(&ns->done, 0, 0);
+	assert_int_equal(pthread_create(&ns->thread, NULL, own_netns_main, ns), 0);
+	sem_wait(&ns->ready);
+	char path[64], *gaps;
+	snprintf(path, sizeof(path), "/proc/self/task/%d/ns/net", (int)ns->tid);
+	struct guest_port_block *b = sparse_blocks(2000, &gaps);
+	const char *failed = NULL;
+	int r = ns->status < 0 ? ns->status : guest_set_local_ports(path, b, 2000, &failed);
+	sem_post(&ns->go);
+	if (ns->status == 0)
+		sem_wait(&ns->done);
+	pthread_join(ns->thread, NULL);
+	if (ns->status == -EPERM)
+		skip();
+	assert_int_equal(ns->status, 0);
+	assert_int_equal(r, 0);
+	assert_string_equal(ns->reserved, gaps);
+	free(gaps);
+	free(b);
+	free(ns);
 }
 
 int main(void)
@@ -955,6 +1062,7 @@ int main(void)
 	    cmocka_unit_test(test_mapping_race),     cmocka_unit_test(test_natpmp),
 	    cmocka_unit_test(test_pcp),              cmocka_unit_test(test_pcp_first_checks),
 	    cmocka_unit_test(test_guest_ports),      cmocka_unit_test(test_datapath_view_large),
+	    cmocka_unit_test(test_guest_ports_many), cmocka_unit_test(test_guest_ports_kernel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -243,6 +243,8 @@ static struct nat *nat_new(uv_loop_t *loop, const struct nat_options *o, uint64_
 static void nat_free(struct nat *n)
 {
 	free(n->ports);
+	free(n->orphans);
+	free(n->autos);
 	free(n->guest_netns);
 	free(n);
 }
