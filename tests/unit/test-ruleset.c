@@ -188,7 +188,8 @@ static void test_render_devices(void **state)
 	nat.publics[0] = nat.public_addr;
 	struct nat_view_block own = {.start = 1024, .size = 1024};
 	nat.own = &own;
-	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 2};
+	struct devices_view_device devs[2];
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 2, .v = devs};
 	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
 	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
 	d.v[1] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 2}};
@@ -240,7 +241,8 @@ static void test_guard_before_accepts(void **state)
 	struct nat_view nat = {.enabled = true, .n_publics = 1};
 	inet_pton(AF_INET, "203.0.113.10", &nat.public_addr);
 	nat.publics[0] = nat.public_addr;
-	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1};
+	struct devices_view_device dev;
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1, .v = &dev};
 	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
 	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
 	struct dp_ruleset rs;
@@ -269,7 +271,8 @@ static void test_control_closed(void **state)
 {
 	(void)state;
 	struct dp_config cfg = lab_host(1);
-	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1};
+	struct devices_view_device dev;
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1, .v = &dev};
 	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
 	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
 	struct control_view v = {.ports = {7700, 7701}};

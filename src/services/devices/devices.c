@@ -10,6 +10,7 @@
 
 #include "api/server.h"
 #include "datapath/fragment.h"
+#include "lib/array.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -17,8 +18,13 @@
 #include "switch/tables.h"
 #include "trust/tables.h"
 
-#define TICK_MS     100
-#define ALIVE_SLOTS 256
+#define TICK_MS 100
+
+/* When the leader last reached member @id (loop time). */
+struct heard {
+	uint64_t id;
+	uint64_t ms;
+};
 
 struct devices {
 	uv_loop_t *loop;
@@ -30,9 +36,11 @@ struct devices {
 	struct store_subscription *subs[5]; /* the tables it follows */
 	uv_timer_t tick, soon;
 	bool leader;
-	uint64_t last_ok[ALIVE_SLOTS]; /* by member id % ALIVE_SLOTS, loop time */
-	bool choosing;                 /* a manager row is being committed */
-	bool learning;                 /* a learned place is being committed */
+	struct heard *heard; /* growable (lib/array.h): one per member heard */
+	size_t n_heard, cap_heard;
+	uint64_t grace_ms; /* loop time the leader took over: all count as heard */
+	bool choosing;     /* a manager row is being committed */
+	bool learning;     /* a learned place is being committed */
 	bool managing;
 	int open_handles;
 	void (*closed)(void *arg); /* devices_close()'s completion */
@@ -51,14 +59,22 @@ static int datapath_build(void *userdata, const struct dp_config *cfg, struct dp
 {
 	struct devices *d = userdata;
 	struct devices_view v;
-	devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
-	return devices_ruleset_build(cfg, &v, out);
+	int r = devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
+	if (r == 0)
+		r = devices_ruleset_build(cfg, &v, out);
+	devices_view_free(&v);
+	return r;
 }
 
 static void update_datapath(struct devices *d)
 {
 	struct devices_view v;
-	devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
+	int r = devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
+	devices_view_free(&v);
+	if (r < 0) {
+		log_error("devices: datapath: %s", strerror(-r));
+		return;
+	}
 	if (v.enabled != d->managing)
 		log_info("devices: this host %s the devices' manager",
 		         v.enabled ? "is" : "is no longer");
@@ -69,11 +85,32 @@ static void update_datapath(struct devices *d)
 
 /* ---- the manager, as the leader keeps it ---- */
 
+static struct heard *heard_of(struct devices *d, uint64_t id)
+{
+	for (size_t i = 0; i < d->n_heard; i++)
+		if (d->heard[i].id == id)
+			return &d->heard[i];
+	return NULL;
+}
+
 static bool alive(void *userdata, const struct store_member *m)
 {
 	struct devices *d = userdata;
-	uint64_t t = d->last_ok[m->id % ALIVE_SLOTS];
+	const struct heard *h = heard_of(d, m->id);
+	uint64_t t = h && h->ms > d->grace_ms ? h->ms : d->grace_ms;
 	return t && uv_now(d->loop) - t < d->dead_after_ms;
+}
+
+/* Member @id answered at @now. */
+static void heard(struct devices *d, uint64_t id, uint64_t now)
+{
+	struct heard *h = heard_of(d, id);
+	if (!h && ARRAY_RESERVE(d->heard, d->cap_heard, d->n_heard + 1) == 0) {
+		h = &d->heard[d->n_heard++];
+		h->id = id;
+	}
+	if (h)
+		h->ms = now;
 }
 
 static void chose(void *userdata, int status, const struct store_result *res, const char *error)
@@ -93,7 +130,7 @@ static void check_manager(struct devices *d)
 	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
 		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
 		if (store_member_reachable(d->store, m->id) == 1)
-			d->last_ok[m->id % ALIVE_SLOTS] = now;
+			heard(d, m->id, now);
 	}
 	if (d->choosing)
 		return;
@@ -118,9 +155,7 @@ static void tick_cb(uv_timer_t *t)
 	if (leader && !d->leader) {
 		/* A new leader has heard nobody yet: everyone gets the same
 		 * grace as a voter before it is judged gone. */
-		uint64_t now = uv_now(d->loop);
-		for (size_t i = 0; i < ALIVE_SLOTS; i++)
-			d->last_ok[i] = now;
+		d->grace_ms = uv_now(d->loop);
 	}
 	d->leader = leader;
 	if (leader)
@@ -231,6 +266,7 @@ static void closed(uv_handle_t *h)
 		return;
 	void (*done)(void *arg) = d->closed;
 	void *arg = d->closed_arg;
+	free(d->heard);
 	free(d);
 	if (done)
 		done(arg);

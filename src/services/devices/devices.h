@@ -70,7 +70,6 @@ bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port
  * veth pair, enter the IP stack on its far side (DEVICES_IF, wearing the
  * uplink's MAC) and are forwarded under the guest's rules; what is routed to
  * a device goes back out of the uplink. Addresses in network byte order. */
-#define DEVICES_VIEW_MAX 32
 #define DEVICES_IF       "dv1" /* the devices' side of the IP stack */
 #define DEVICES_PEER     "dv0" /* its peer: frames to and from the uplink */
 
@@ -83,13 +82,19 @@ struct devices_view {
 	bool enabled;       /* this AEE is the devices' manager */
 	uint8_t own_mac[6]; /* the uplink's */
 	unsigned n;
-	struct devices_view_device v[DEVICES_VIEW_MAX];
+	size_t cap;
+	struct devices_view_device *v; /* growable (lib/array.h): every device */
 };
 
 /* What the AEE of host @self forwards for the devices (enabled when the
- * manager row names it); @own_mac is its uplink's MAC. */
-void devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
-                      struct devices_view *ret);
+ * manager row names it), into @ret (its old contents ignored; free with
+ * devices_view_free(), whatever the result); @own_mac is its uplink's MAC.
+ * Returns 0 or -ENOMEM. */
+int devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
+                     struct devices_view *ret);
+
+/* Frees @v's devices; NULL-accepting; leaves @v with none. */
+void devices_view_free(struct devices_view *v);
 
 /* ---- ruleset.c: pure ---- */
 
