@@ -35,7 +35,10 @@
 #define NAT_PRIO_OUT     2200 /* from a public address: to the uplink */
 #define NAT_PRIO_ANY_AEE 2150 /* inbound, unmatched: to any live AEE */
 
-/* Ports a guest application may expose by listening on them. */
+/* Ports a guest application may expose by listening on them: ranges the
+ * admin writes in one configuration line (nat.expose), not a size the
+ * network sets; each entry may span any number of ports, and the
+ * configuration's reader refuses a 17th naming this limit. */
 #define NAT_EXPOSE_MAX 16
 struct nat_expose {
 	uint8_t proto; /* 6 or 17 */
