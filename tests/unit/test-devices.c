@@ -468,6 +468,30 @@ static void test_datapath_view_many(void **state)
 	store_state_free(st);
 }
 
+/* Members 1 and 257 (ids go to 65535) are told apart: one answering says
+ * nothing of the other, past the grace a new leader gives everyone. */
+static void test_heard_by_id(void **state)
+{
+	(void)state;
+	struct devices_heard h = {0};
+	assert_false(devices_heard_alive(&h, 1, 1000, 500)); /* never heard, no grace */
+	h.grace_ms = 1000;
+	assert_true(devices_heard_alive(&h, 1, 1499, 500));
+	assert_true(devices_heard_alive(&h, 257, 1499, 500));
+	for (uint64_t id = 1; id <= 300; id++)
+		if (id != 1)
+			devices_heard_note(&h, id, 1400);
+	assert_int_equal(h.n, 299);
+	assert_true(devices_heard_alive(&h, 257, 1899, 500));
+	assert_true(devices_heard_alive(&h, 300, 1899, 500));
+	assert_false(devices_heard_alive(&h, 1, 1899, 500));
+	assert_false(devices_heard_alive(&h, 257, 1900, 500));
+	devices_heard_note(&h, 1, 1900);
+	assert_true(devices_heard_alive(&h, 1, 2399, 500));
+	assert_int_equal(h.n, 300);
+	devices_heard_free(&h);
+}
+
 int main(void)
 {
 	register_all_tables();
@@ -478,6 +502,7 @@ int main(void)
 	    cmocka_unit_test(test_learn),
 	    cmocka_unit_test(test_datapath_view),
 	    cmocka_unit_test(test_datapath_view_many),
+	    cmocka_unit_test(test_heard_by_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

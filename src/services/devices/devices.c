@@ -10,7 +10,6 @@
 
 #include "api/server.h"
 #include "datapath/fragment.h"
-#include "lib/array.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "store/store.h"
@@ -19,12 +18,6 @@
 #include "trust/tables.h"
 
 #define TICK_MS 100
-
-/* When the leader last reached member @id (loop time). */
-struct heard {
-	uint64_t id;
-	uint64_t ms;
-};
 
 struct devices {
 	uv_loop_t *loop;
@@ -36,11 +29,9 @@ struct devices {
 	struct store_subscription *subs[5]; /* the tables it follows */
 	uv_timer_t tick, soon;
 	bool leader;
-	struct heard *heard; /* growable (lib/array.h): one per member heard */
-	size_t n_heard, cap_heard;
-	uint64_t grace_ms; /* loop time the leader took over: all count as heard */
-	bool choosing;     /* a manager row is being committed */
-	bool learning;     /* a learned place is being committed */
+	struct devices_heard heard; /* whom the leader reached, when */
+	bool choosing;              /* a manager row is being committed */
+	bool learning;              /* a learned place is being committed */
 	bool managing;
 	int open_handles;
 	void (*closed)(void *arg); /* devices_close()'s completion */
@@ -85,32 +76,10 @@ static void update_datapath(struct devices *d)
 
 /* ---- the manager, as the leader keeps it ---- */
 
-static struct heard *heard_of(struct devices *d, uint64_t id)
-{
-	for (size_t i = 0; i < d->n_heard; i++)
-		if (d->heard[i].id == id)
-			return &d->heard[i];
-	return NULL;
-}
-
 static bool alive(void *userdata, const struct store_member *m)
 {
 	struct devices *d = userdata;
-	const struct heard *h = heard_of(d, m->id);
-	uint64_t t = h && h->ms > d->grace_ms ? h->ms : d->grace_ms;
-	return t && uv_now(d->loop) - t < d->dead_after_ms;
-}
-
-/* Member @id answered at @now. */
-static void heard(struct devices *d, uint64_t id, uint64_t now)
-{
-	struct heard *h = heard_of(d, id);
-	if (!h && ARRAY_RESERVE(d->heard, d->cap_heard, d->n_heard + 1) == 0) {
-		h = &d->heard[d->n_heard++];
-		h->id = id;
-	}
-	if (h)
-		h->ms = now;
+	return devices_heard_alive(&d->heard, m->id, uv_now(d->loop), d->dead_after_ms);
 }
 
 static void chose(void *userdata, int status, const struct store_result *res, const char *error)
@@ -130,7 +99,7 @@ static void check_manager(struct devices *d)
 	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
 		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
 		if (store_member_reachable(d->store, m->id) == 1)
-			heard(d, m->id, now);
+			devices_heard_note(&d->heard, m->id, now);
 	}
 	if (d->choosing)
 		return;
@@ -155,7 +124,7 @@ static void tick_cb(uv_timer_t *t)
 	if (leader && !d->leader) {
 		/* A new leader has heard nobody yet: everyone gets the same
 		 * grace as a voter before it is judged gone. */
-		d->grace_ms = uv_now(d->loop);
+		d->heard.grace_ms = uv_now(d->loop);
 	}
 	d->leader = leader;
 	if (leader)
@@ -266,7 +235,7 @@ static void closed(uv_handle_t *h)
 		return;
 	void (*done)(void *arg) = d->closed;
 	void *arg = d->closed_arg;
-	free(d->heard);
+	devices_heard_free(&d->heard);
 	free(d);
 	if (done)
 		done(arg);

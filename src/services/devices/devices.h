@@ -58,6 +58,30 @@ typedef bool (*devices_alive_fn)(void *userdata, const struct store_member *m);
 const struct store_member *devices_pick_manager(const struct store_state *st,
                                                 devices_alive_fn alive, void *userdata);
 
+/* When the leader last reached each member (loop time, ms), one entry per
+ * member whatever its id, and when it became leader (@grace_ms): from then
+ * on every member counts as heard once, so none is judged gone before it
+ * had dead-after to answer. */
+struct devices_heard_member {
+	uint64_t id;
+	uint64_t ms;
+};
+
+struct devices_heard {
+	struct devices_heard_member *v; /* growable (lib/array.h) */
+	size_t n, cap;
+	uint64_t grace_ms;
+};
+
+/* Member @id answered at @now_ms. */
+void devices_heard_note(struct devices_heard *h, uint64_t id, uint64_t now_ms);
+/* Whether member @id was heard (or the grace began) less than
+ * @dead_after_ms before @now_ms. */
+bool devices_heard_alive(const struct devices_heard *h, uint64_t id, uint64_t now_ms,
+                         unsigned dead_after_ms);
+/* NULL-accepting; leaves @h empty. */
+void devices_heard_free(struct devices_heard *h);
+
 /* What a frame that switch @dpid sent up from port @in_port teaches about
  * the device that sent it: true, with the put to propose in *ret_cmd, when
  * the sender is an allowed device and its port, switch or IPv4 address (ARP

@@ -126,6 +126,41 @@ int devices_datapath(const struct store_state *st, const char *self, const uint8
 	return 0;
 }
 
+static struct devices_heard_member *heard_of(const struct devices_heard *h, uint64_t id)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (h->v[i].id == id)
+			return &h->v[i];
+	return NULL;
+}
+
+void devices_heard_note(struct devices_heard *h, uint64_t id, uint64_t now_ms)
+{
+	struct devices_heard_member *m = heard_of(h, id);
+	if (!m && ARRAY_RESERVE(h->v, h->cap, h->n + 1) == 0) {
+		m = &h->v[h->n++];
+		m->id = id;
+	}
+	if (m) /* else out of memory: the grace, or the next answer, counts */
+		m->ms = now_ms;
+}
+
+bool devices_heard_alive(const struct devices_heard *h, uint64_t id, uint64_t now_ms,
+                         unsigned dead_after_ms)
+{
+	const struct devices_heard_member *m = heard_of(h, id);
+	uint64_t t = m && m->ms > h->grace_ms ? m->ms : h->grace_ms;
+	return t && now_ms - t < dead_after_ms;
+}
+
+void devices_heard_free(struct devices_heard *h)
+{
+	if (!h)
+		return;
+	free(h->v);
+	*h = (struct devices_heard){0};
+}
+
 void devices_view_free(struct devices_view *v)
 {
 	if (!v)
