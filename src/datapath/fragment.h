@@ -124,8 +124,8 @@ struct dp_set {
 };
 
 struct dp_fragment {
-	bool hold;  /* not ready: keep the running table as it is, if there */
-	int status; /* the first failure of a dp_fragment_*() call, or 0 */
+	bool hold;   /* not ready: keep the running table as it is, if there */
+	int status;  /* the first failure of a dp_fragment_*() call, or 0 */
 	char *error; /* what that failure was, when dp_fragment_fail() said it */
 	struct dp_rules at[DP_POINT_MAX];
 	struct dp_rules guards; /* match expressions, e.g. "ip daddr != 10.77.0.0/16" */

@@ -34,8 +34,8 @@ struct dp_ruleset {
 
 /* Composes the ruleset for @cfg and the fragments @frags[0..@n) (in that
  * order; a NULL entry is skipped) into @ret_rs, as fragment.h's enum
- * dp_point describes. Returns 0, -EEXIST (two objects of one name), -ENOMEM, or a fragment's own failure
- * (its status). Free with dp_ruleset_free(). */
+ * dp_point describes. Returns 0, -EEXIST (two objects of one name), -ENOMEM, or a fragment's own
+ * failure (its status). Free with dp_ruleset_free(). */
 int dp_ruleset_compose(const struct dp_config *cfg, const struct dp_fragment *const *frags,
                        size_t n, struct dp_ruleset *ret_rs);
 

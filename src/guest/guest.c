@@ -119,10 +119,10 @@ static int one(const struct nlmsghdr *nlh, void *data)
 		return MNL_CB_ERROR;
 	}
 	c->v[c->n++] = (struct guest_listener){
-		    .proto = c->proto,
-		    .port = ntohs(m->id.idiag_sport),
-		    .addr = {m->id.idiag_src[0]},
-		};
+	    .proto = c->proto,
+	    .port = ntohs(m->id.idiag_sport),
+	    .addr = {m->id.idiag_src[0]},
+	};
 	return MNL_CB_OK;
 }
 

@@ -354,7 +354,8 @@ static void test_datapath_view_large(void **state)
 	}
 	for (unsigned i = 0; i < 200; i++) {
 		assert_true(mapping(st, 6, (uint16_t)(20000 + i), 1, (uint16_t)(2000 + i)).applied);
-		assert_true(mapping(st, 17, (uint16_t)(30000 + i), 2, (uint16_t)(3000 + i)).applied);
+		assert_true(
+		    mapping(st, 17, (uint16_t)(30000 + i), 2, (uint16_t)(3000 + i)).applied);
 	}
 	static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
 	struct nat_view d;
@@ -382,7 +383,7 @@ static void test_datapath_view_large(void **state)
 	/* Each other host's mapping: steered, and its ICMP errors too. */
 	assert_int_equal(occurrences(text, "ether daddr set 02:00:00:00:00:02 ether saddr set"),
 	                 400);
-	assert_non_null(strstr(text, "10592-10607"));        /* the last own block */
+	assert_non_null(strstr(text, "10592-10607"));                     /* the last own block */
 	assert_non_null(strstr(text, "10608-10623 : 02:00:00:00:00:02")); /* the last other */
 	/* The marks of others' mappings follow those of their 300 blocks. */
 	assert_non_null(strstr(text, "udp dport 30199 meta mark set 0xe77e01f4 notrack"));
@@ -1055,14 +1056,22 @@ int main(void)
 {
 	register_all_tables();
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_blocks),           cmocka_unit_test(test_blocks_wanted),
-	    cmocka_unit_test(test_uplink_choice),    cmocka_unit_test(test_datapath_view),
-	    cmocka_unit_test(test_switch_flows),     cmocka_unit_test(test_any_aee_tree),
-	    cmocka_unit_test(test_arp),              cmocka_unit_test(test_mapping_port),
-	    cmocka_unit_test(test_mapping_race),     cmocka_unit_test(test_natpmp),
-	    cmocka_unit_test(test_pcp),              cmocka_unit_test(test_pcp_first_checks),
-	    cmocka_unit_test(test_guest_ports),      cmocka_unit_test(test_datapath_view_large),
-	    cmocka_unit_test(test_guest_ports_many), cmocka_unit_test(test_guest_ports_kernel),
+	    cmocka_unit_test(test_blocks),
+	    cmocka_unit_test(test_blocks_wanted),
+	    cmocka_unit_test(test_uplink_choice),
+	    cmocka_unit_test(test_datapath_view),
+	    cmocka_unit_test(test_switch_flows),
+	    cmocka_unit_test(test_any_aee_tree),
+	    cmocka_unit_test(test_arp),
+	    cmocka_unit_test(test_mapping_port),
+	    cmocka_unit_test(test_mapping_race),
+	    cmocka_unit_test(test_natpmp),
+	    cmocka_unit_test(test_pcp),
+	    cmocka_unit_test(test_pcp_first_checks),
+	    cmocka_unit_test(test_guest_ports),
+	    cmocka_unit_test(test_datapath_view_large),
+	    cmocka_unit_test(test_guest_ports_many),
+	    cmocka_unit_test(test_guest_ports_kernel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -400,8 +400,8 @@ static void test_compose_large(void **state)
 	struct dp_link l = {.name = "d0", .peer = "d1", .present = true};
 	for (int i = 0; i < 100; i++) {
 		const uint8_t mac[6] = {2, 0, 0, 0, 0, (uint8_t)i};
-		assert_int_equal(dp_link_add_host(&l, (struct in_addr){htonl(0x0a4d0200u + i)}, mac),
-		                 0);
+		assert_int_equal(
+		    dp_link_add_host(&l, (struct in_addr){htonl(0x0a4d0200u + i)}, mac), 0);
 	}
 	assert_int_equal(dp_fragment_link(&a, &l), 0);
 	dp_link_free(&l); /* the fragment holds its own copy */
@@ -423,7 +423,8 @@ static void test_compose_large(void **state)
 	assert_int_equal(occurrences(text, "ip daddr 192.0.2."), 300);
 	assert_int_equal(occurrences(text, "\tcounter hits_"), 300);
 	assert_int_equal(occurrences(text, "\tset seen_"), 300);
-	const char *r0 = strstr(text, "meta mark 0 accept"), *r299 = strstr(text, "meta mark 299 accept");
+	const char *r0 = strstr(text, "meta mark 0 accept"),
+	           *r299 = strstr(text, "meta mark 299 accept");
 	assert_non_null(r0);
 	assert_non_null(r299);
 	assert_true(r0 < r299);

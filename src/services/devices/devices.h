@@ -94,8 +94,8 @@ bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port
  * veth pair, enter the IP stack on its far side (DEVICES_IF, wearing the
  * uplink's MAC) and are forwarded under the guest's rules; what is routed to
  * a device goes back out of the uplink. Addresses in network byte order. */
-#define DEVICES_IF       "dv1" /* the devices' side of the IP stack */
-#define DEVICES_PEER     "dv0" /* its peer: frames to and from the uplink */
+#define DEVICES_IF   "dv1" /* the devices' side of the IP stack */
+#define DEVICES_PEER "dv0" /* its peer: frames to and from the uplink */
 
 struct devices_view_device {
 	uint8_t mac[6];

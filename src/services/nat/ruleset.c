@@ -332,10 +332,11 @@ static int reassemble(struct dp_fragment *out, const struct dp_config *cfg,
 {
 	struct dp_chain *c, *eg;
 	if ((size_t)nat->n_others + nat->n_other_maps > FRAG_MARKS_MAX)
-		return dp_fragment_fail(out, -E2BIG,
-		                        "%u others' blocks and %u others' mappings to reassemble for: "
-		                        "more than the %u the fragment mark's 16 bits number",
-		                        nat->n_others, nat->n_other_maps, FRAG_MARKS_MAX);
+		return dp_fragment_fail(
+		    out, -E2BIG,
+		    "%u others' blocks and %u others' mappings to reassemble for: "
+		    "more than the %u the fragment mark's 16 bits number",
+		    nat->n_others, nat->n_other_maps, FRAG_MARKS_MAX);
 	int r = dp_fragment_chain(out, "nat_frag", NULL, "prerouting", "raw", "accept", &c);
 	if (r == 0)
 		r = dp_fragment_netdev_egress_chain(out, "nat_frag_out", cfg->uplink_if, "accept",
