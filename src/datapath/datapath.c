@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "datapath-internal.h"
 #include "lib/addr.h"
+#include "lib/array.h"
 
 #define GENERATION_FILE "datapath.generation"
 #define RULESET_FILE    "datapath.nft"
@@ -23,8 +24,7 @@ int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_
 {
 	*dp = (struct datapath){.cfg = *cfg};
 	dp->state_dir = strdup(state_dir);
-	dp->linked = calloc(DP_SOURCES_MAX * DP_FRAGMENT_LINKS, sizeof(*dp->linked));
-	if (!dp->state_dir || !dp->linked)
+	if (!dp->state_dir)
 		return -ENOMEM;
 	int r = dp_nft_new(&dp->nft);
 	if (r < 0)
@@ -74,8 +74,8 @@ int dp_set_source(struct datapath *dp, const char *name, dp_build_fn build, void
 	while (i < dp->n_sources && strcmp(dp->sources[i].name, name) != 0)
 		i++;
 	if (i == dp->n_sources) {
-		if (dp->n_sources == DP_SOURCES_MAX)
-			return -ENOSPC;
+		if (ARRAY_RESERVE(dp->sources, dp->cap_sources, dp->n_sources + 1) < 0)
+			return -ENOMEM;
 		dp->n_sources++;
 		snprintf(dp->sources[i].name, sizeof(dp->sources[i].name), "%s", name);
 	}
@@ -98,7 +98,7 @@ void dp_remove_source(struct datapath *dp, const char *name)
 /* Every source's fragment, composed: what one reconciliation makes the
  * kernel match. */
 struct composed {
-	struct dp_fragment *frags[DP_SOURCES_MAX];
+	struct dp_fragment **frags; /* one per source */
 	size_t n;
 	struct dp_ruleset rs;
 	bool have_rs;
@@ -114,6 +114,7 @@ static void composed_free(struct composed *c)
 		dp_fragment_free(c->frags[i]);
 		free(c->frags[i]);
 	}
+	free(c->frags);
 	if (c->have_rs)
 		dp_ruleset_free(&c->rs);
 	free(c->text);
@@ -165,6 +166,9 @@ static int signature(struct composed *c)
 /* Builds every source's fragment and composes them. */
 static int compose(struct datapath *dp, struct composed *c, char **ret_error)
 {
+	c->frags = calloc(dp->n_sources ? dp->n_sources : 1, sizeof(*c->frags));
+	if (!c->frags)
+		return error_set(ret_error, -ENOMEM, "out of memory building the ruleset");
 	for (size_t i = 0; i < dp->n_sources; i++) {
 		const struct dp_source *s = &dp->sources[i];
 		struct dp_fragment *f = calloc(1, sizeof(*f));
@@ -176,7 +180,7 @@ static int compose(struct datapath *dp, struct composed *c, char **ret_error)
 			r = f->status;
 		if (r < 0)
 			return error_set(ret_error, r, "the %s fragment: %s", s->name,
-			                 strerror(-r));
+			                 f->error ? f->error : strerror(-r));
 		c->hold = c->hold || f->hold;
 		if (!c->gateway && f->gateway.set)
 			c->gateway = &f->gateway;
@@ -212,10 +216,21 @@ static bool asked(const struct composed *c, const char *name)
 }
 
 /* The fragments' links, and no longer those no fragment asks for. */
+static void linked_free(struct dp_link *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dp_link_free(&v[i]);
+	free(v);
+}
+
 static int set_links(struct datapath *dp, const struct composed *c, char **ret_error)
 {
-	struct dp_link next[DP_SOURCES_MAX * DP_FRAGMENT_LINKS];
-	size_t n = 0;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < c->n; i++)
+		cap += c->frags[i]->n_links;
+	struct dp_link *next = calloc(cap ? cap : 1, sizeof(*next));
+	if (!next)
+		return error_set(ret_error, -ENOMEM, "out of memory setting up links");
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < dp->n_linked; i++) {
 		struct dp_link gone = dp->linked[i];
@@ -228,12 +243,17 @@ static int set_links(struct datapath *dp, const struct composed *c, char **ret_e
 		for (size_t j = 0; r == 0 && j < c->frags[i]->n_links; j++) {
 			const struct dp_link *l = &c->frags[i]->links[j];
 			r = dp_link_veth(linked(dp, l->name), l, ret_error);
-			if (r == 0 && n < DP_SOURCES_MAX * DP_FRAGMENT_LINKS)
-				next[n++] = *l;
+			if (r == 0 && (r = dp_link_copy(&next[n], l)) < 0)
+				error_set(ret_error, r, "out of memory setting up links");
+			if (r == 0)
+				n++;
 		}
-	if (r < 0)
+	if (r < 0) {
+		linked_free(next, n);
 		return r;
-	memcpy(dp->linked, next, n * sizeof(next[0]));
+	}
+	linked_free(dp->linked, dp->n_linked);
+	dp->linked = next;
 	dp->n_linked = n;
 	return 0;
 }
@@ -314,7 +334,8 @@ void dp_close(struct datapath *dp)
 	if (!dp)
 		return;
 	dp_nft_free(dp->nft);
-	free(dp->linked);
+	linked_free(dp->linked, dp->n_linked);
+	free(dp->sources);
 	free(dp->applied);
 	free(dp->state_dir);
 	free(dp->error);

@@ -17,7 +17,6 @@
 
 #define DP_TABLE_FAMILY "inet"
 #define DP_TABLE_NAME   "ettm"
-#define DP_SOURCES_MAX  8
 
 struct dp_config {
 	char guest_if[IF_NAMESIZE];  /* AEE side of the guest link, e.g. "g0" */
@@ -63,9 +62,9 @@ struct dp_nft;
  * handle, and what the last reconciliation did. */
 struct datapath {
 	struct dp_config cfg;
-	size_t n_sources;
-	struct dp_source sources[DP_SOURCES_MAX];
-	struct dp_link *linked; /* the links last set up, DP_SOURCES_MAX * 2 */
+	size_t n_sources, cap_sources;
+	struct dp_source *sources;
+	struct dp_link *linked; /* the links last set up (their own copies) */
 	size_t n_linked;
 	char *applied; /* what the kernel was last made to match, or NULL */
 	struct dp_nft *nft;
@@ -84,7 +83,7 @@ int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_
  * Fragments compose in the order their sources were first added (the agent
  * adds them in a fixed order at start-up, before the first
  * reconciliation). Takes effect at the next dp_changed() or dp_reconcile().
- * Returns 0, -ENOSPC (DP_SOURCES_MAX sources already) or -EINVAL. */
+ * Returns 0, -ENOMEM or -EINVAL. */
 int dp_set_source(struct datapath *dp, const char *name, dp_build_fn build, void *userdata);
 
 /* Removes the source @name, if there; its links are removed at the next

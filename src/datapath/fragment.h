@@ -25,15 +25,15 @@
 
 #include "datapath.h"
 
-#define DP_NAME_MAX          32  /* a chain's or counter's name, with its NUL */
-#define DP_MAX_RULES         128 /* per chain, per point */
-#define DP_FRAGMENT_CHAINS   8
-#define DP_FRAGMENT_COUNTERS 8
-#define DP_FRAGMENT_LINKS    2
-#define DP_FRAGMENT_SYSCTLS  8
-#define DP_FRAGMENT_SETS     4
-#define DP_SET_SPEC_MAX      160
-#define DP_LINK_HOSTS_MAX    64
+/* A chain's, counter's or set's name, with its NUL. nftables allows 256
+ * (NFT_NAME_MAXLEN); ETTM's names are short. */
+#define DP_NAME_MAX     32
+#define DP_SET_SPEC_MAX 160
+
+/* Rules, chains, counters, sets, links, a link's hosts and sysctls are
+ * growable arrays (lib/array.h): a fragment holds as many as its service
+ * renders (nftables itself sets no limit on rules per chain or objects per
+ * table), and its memory follows what it holds. */
 
 /* Where a fragment's rules go in the datapath's own base chains, in the
  * order the chains evaluate them:
@@ -54,8 +54,8 @@ enum dp_point {
 };
 
 struct dp_rules {
-	size_t n;
-	char *v[DP_MAX_RULES];
+	size_t n, cap;
+	char **v;
 };
 
 /* A chain of a fragment's own. @type, @hook, @priority and @policy are
@@ -92,8 +92,8 @@ struct dp_link {
 	bool present;
 	bool forwarded;
 	uint8_t mac[6];
-	size_t n_hosts;
-	struct dp_host hosts[DP_LINK_HOSTS_MAX];
+	size_t n_hosts, cap_hosts;
+	struct dp_host *hosts; /* owned; dp_link_add_host(), dp_link_free() */
 };
 
 /* A default route on the uplink through @addr (on-link), whose neighbour
@@ -124,26 +124,35 @@ struct dp_set {
 };
 
 struct dp_fragment {
-	bool hold;  /* not ready: keep the running table as it is, if there */
-	int status; /* the first failure of a dp_fragment_*() call, or 0 */
+	bool hold;   /* not ready: keep the running table as it is, if there */
+	int status;  /* the first failure of a dp_fragment_*() call, or 0 */
+	char *error; /* what that failure was, when dp_fragment_fail() said it */
 	struct dp_rules at[DP_POINT_MAX];
 	struct dp_rules guards; /* match expressions, e.g. "ip daddr != 10.77.0.0/16" */
-	size_t n_chains;
-	struct dp_chain chains[DP_FRAGMENT_CHAINS];
-	size_t n_counters;
-	char counters[DP_FRAGMENT_COUNTERS][DP_NAME_MAX];
-	size_t n_links;
-	struct dp_link links[DP_FRAGMENT_LINKS];
+	/* Each chain allocated alone, so the pointer dp_fragment_chain()
+	 * hands out stays valid as more chains are added. */
+	size_t n_chains, cap_chains;
+	struct dp_chain **chains;
+	size_t n_counters, cap_counters;
+	char (*counters)[DP_NAME_MAX];
+	size_t n_links, cap_links;
+	struct dp_link *links;
 	struct dp_gateway gateway;
-	size_t n_sysctls;
-	struct dp_sysctl sysctls[DP_FRAGMENT_SYSCTLS];
-	size_t n_sets;
-	struct dp_set sets[DP_FRAGMENT_SETS];
+	size_t n_sysctls, cap_sysctls;
+	struct dp_sysctl *sysctls;
+	size_t n_sets, cap_sets;
+	struct dp_set *sets;
 };
 
-/* Each of these returns 0 or a negative errno (-ENOSPC: too many; -ENOMEM;
- * -EINVAL: a name too long), and keeps the first failure in @f->status so
+/* Each of these returns 0 or a negative errno (-ENOMEM; -EINVAL: a name
+ * too long), and keeps the first failure in @f->status so
  * a renderer may check once at its end. */
+
+/* Records the failure @r (a negative errno) of @f's renderer, with what
+ * failed in words (e.g. the limit reached and its value), unless a failure
+ * is kept already; the datapath's error then quotes it. Returns @r. */
+int dp_fragment_fail(struct dp_fragment *f, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Appends a rule at @at. */
 int dp_fragment_rule(struct dp_fragment *f, enum dp_point at, const char *fmt, ...)
@@ -179,8 +188,17 @@ int dp_fragment_counter(struct dp_fragment *f, const char *name);
  * (struct dp_set); -EINVAL for another kind or a name or spec too long. */
 int dp_fragment_set(struct dp_fragment *f, const char *kind, const char *name, const char *spec);
 
-/* Adds a link (copied). */
+/* Adds a link (copied, its hosts too: the caller still frees @link). */
 int dp_fragment_link(struct dp_fragment *f, const struct dp_link *link);
+
+/* Adds the host @addr with @mac to @link: 0 or -ENOMEM. */
+int dp_link_add_host(struct dp_link *link, struct in_addr addr, const uint8_t mac[6]);
+
+/* Copies @from into @to (zeroed or freed), its hosts too: 0 or -ENOMEM. */
+int dp_link_copy(struct dp_link *to, const struct dp_link *from);
+
+/* Frees @link's hosts; NULL-accepting; leaves @link with none. */
+void dp_link_free(struct dp_link *link);
 
 /* Sets @path (under /proc/sys/) to @value after the table is applied. */
 int dp_fragment_sysctl(struct dp_fragment *f, const char *path, const char *value);
@@ -190,7 +208,7 @@ void dp_fragment_free(struct dp_fragment *f);
 
 void dp_rules_free(struct dp_rules *r);
 
-/* Appends a formatted rule to @r: 0, -ENOSPC or -ENOMEM. */
+/* Appends a formatted rule to @r: 0 or -ENOMEM. */
 int dp_rules_add(struct dp_rules *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* "10.77.0.0" for a control address 10.77.0.1/16: the network's own

@@ -4,6 +4,7 @@
  * transaction that replaces the running table. */
 #include "ruleset.h"
 #include "lib/addr.h"
+#include "lib/array.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,20 +52,22 @@ static bool has_chain(const struct dp_ruleset *rs, const char *name)
 	return false;
 }
 
-/* A new chain of @rs, in the inet table or (@netdev) the netdev one. */
+/* A new chain of @rs, in the inet table or (@netdev) the netdev one; valid
+ * until the next new_chain(). */
 static struct dp_chain *new_chain(struct compose *c, bool netdev, const struct dp_chain *like)
 {
 	size_t *n = netdev ? &c->rs->n_netdev : &c->rs->n_chains;
-	struct dp_chain *v = netdev ? c->rs->netdev : c->rs->chains;
-	if (*n >= DP_MAX_OBJECTS) {
-		fail(c, -ENOSPC);
-		return NULL;
-	}
+	size_t *cap = netdev ? &c->rs->cap_netdev : &c->rs->cap_chains;
+	struct dp_chain **v = netdev ? &c->rs->netdev : &c->rs->chains;
 	if (has_chain(c->rs, like->name)) {
 		fail(c, -EEXIST);
 		return NULL;
 	}
-	struct dp_chain *ch = &v[(*n)++];
+	if (array_reserve((void **)v, cap, *n + 1, sizeof(**v)) < 0) {
+		fail(c, -ENOMEM);
+		return NULL;
+	}
+	struct dp_chain *ch = &(*v)[(*n)++];
 	*ch = *like;
 	ch->rules = (struct dp_rules){0};
 	return ch;
@@ -119,21 +122,24 @@ static void guards(struct compose *c, struct dp_chain *fwd)
 		}
 }
 
-static void counters(struct compose *c)
+static void counter(struct compose *c, const char *name)
 {
 	struct dp_ruleset *rs = c->rs;
+	if (dp_ruleset_has(rs, "counter", name))
+		fail(c, -EEXIST);
+	else if (ARRAY_RESERVE(rs->counters, rs->cap_counters, rs->n_counters + 1) < 0)
+		fail(c, -ENOMEM);
+	else
+		snprintf(rs->counters[rs->n_counters++], DP_NAME_MAX, "%s", name);
+}
+
+static void counters(struct compose *c)
+{
 	for (int i = 0; i < DP_COUNTER_MAX; i++)
-		snprintf(rs->counters[rs->n_counters++], DP_NAME_MAX, "%s", counter_names[i]);
+		counter(c, counter_names[i]);
 	for (size_t i = 0; i < c->n; i++)
-		for (size_t j = 0; c->frags[i] && j < c->frags[i]->n_counters; j++) {
-			const char *name = c->frags[i]->counters[j];
-			if (dp_ruleset_has(rs, "counter", name))
-				fail(c, -EEXIST);
-			else if (rs->n_counters >= DP_MAX_OBJECTS)
-				fail(c, -ENOSPC);
-			else
-				snprintf(rs->counters[rs->n_counters++], DP_NAME_MAX, "%s", name);
-		}
+		for (size_t j = 0; c->frags[i] && j < c->frags[i]->n_counters; j++)
+			counter(c, c->frags[i]->counters[j]);
 }
 
 static void sets(struct compose *c)
@@ -145,8 +151,8 @@ static void sets(struct compose *c)
 			if (dp_ruleset_has(rs, "set", s->name) ||
 			    dp_ruleset_has(rs, "map", s->name))
 				fail(c, -EEXIST);
-			else if (rs->n_sets >= DP_MAX_OBJECTS)
-				fail(c, -ENOSPC);
+			else if (ARRAY_RESERVE(rs->sets, rs->cap_sets, rs->n_sets + 1) < 0)
+				fail(c, -ENOMEM);
 			else
 				rs->sets[rs->n_sets++] = *s;
 		}
@@ -190,7 +196,7 @@ static void own_chains(struct compose *c)
 	point(c, new_chain(c, true, &ingress), DP_INGRESS);
 	for (size_t i = 0; i < c->n; i++)
 		for (size_t j = 0; c->frags[i] && j < c->frags[i]->n_chains; j++) {
-			const struct dp_chain *from = &c->frags[i]->chains[j];
+			const struct dp_chain *from = c->frags[i]->chains[j];
 			struct dp_chain *to = new_chain(c, from->device[0] != '\0', from);
 			for (size_t k = 0; to && k < from->rules.n; k++)
 				rule(c, to, "%s", from->rules.v[k]);
@@ -229,6 +235,10 @@ void dp_ruleset_free(struct dp_ruleset *rs)
 		dp_rules_free(&rs->chains[i].rules);
 	for (size_t i = 0; i < rs->n_netdev; i++)
 		dp_rules_free(&rs->netdev[i].rules);
+	free(rs->counters);
+	free(rs->sets);
+	free(rs->chains);
+	free(rs->netdev);
 	memset(rs, 0, sizeof(*rs));
 }
 

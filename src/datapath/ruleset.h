@@ -13,30 +13,29 @@
 #include "datapath.h"
 #include "fragment.h"
 
-#define DP_MAX_OBJECTS 24
-
+/* Every array is growable (lib/array.h): a ruleset holds as many objects
+ * as its fragments do. */
 struct dp_ruleset {
-	size_t n_counters;
-	char counters[DP_MAX_OBJECTS][DP_NAME_MAX];
+	size_t n_counters, cap_counters;
+	char (*counters)[DP_NAME_MAX];
 	/* The fragments' sets and maps, in the `inet ettm` table. */
-	size_t n_sets;
-	struct dp_set sets[DP_MAX_OBJECTS];
+	size_t n_sets, cap_sets;
+	struct dp_set *sets;
 	/* The `inet ettm` table: forward and input first, then the
 	 * fragments' own chains. */
-	size_t n_chains;
-	struct dp_chain chains[DP_MAX_OBJECTS];
+	size_t n_chains, cap_chains;
+	struct dp_chain *chains;
 	/* The `netdev ettm` table: the uplink's ingress chain, then the
 	 * fragments' own; a chain without rules is left out, and so is the
 	 * table when no chain has any. */
-	size_t n_netdev;
-	struct dp_chain netdev[DP_MAX_OBJECTS];
+	size_t n_netdev, cap_netdev;
+	struct dp_chain *netdev;
 };
 
 /* Composes the ruleset for @cfg and the fragments @frags[0..@n) (in that
  * order; a NULL entry is skipped) into @ret_rs, as fragment.h's enum
- * dp_point describes. Returns 0, -ENOSPC (too many rules or objects),
- * -EEXIST (two objects of one name), -ENOMEM, or a fragment's own failure
- * (its status). Free with dp_ruleset_free(). */
+ * dp_point describes. Returns 0, -EEXIST (two objects of one name), -ENOMEM, or a fragment's own
+ * failure (its status). Free with dp_ruleset_free(). */
 int dp_ruleset_compose(const struct dp_config *cfg, const struct dp_fragment *const *frags,
                        size_t n, struct dp_ruleset *ret_rs);
 

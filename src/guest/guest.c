@@ -16,6 +16,8 @@
 #include <linux/sock_diag.h>
 #include <netinet/tcp.h>
 
+#include "lib/array.h"
+#include "lib/cleanup.h"
 #include "lib/fileio.h"
 
 struct guest {
@@ -97,9 +99,10 @@ void guest_close(struct guest *g)
 }
 
 struct collect {
-	struct guest_listener *out;
-	size_t n, max;
+	struct guest_listener *v;
+	size_t n, cap;
 	uint8_t proto;
+	int status; /* -ENOMEM once an element could not be kept */
 };
 
 static int one(const struct nlmsghdr *nlh, void *data)
@@ -111,12 +114,15 @@ static int one(const struct nlmsghdr *nlh, void *data)
 	/* UDP: only sockets not connected to one peer are servers. */
 	if (c->proto == IPPROTO_UDP && m->id.idiag_dport != 0)
 		return MNL_CB_OK;
-	if (c->n < c->max)
-		c->out[c->n++] = (struct guest_listener){
-		    .proto = c->proto,
-		    .port = ntohs(m->id.idiag_sport),
-		    .addr = {m->id.idiag_src[0]},
-		};
+	if (ARRAY_RESERVE(c->v, c->cap, c->n + 1) < 0) {
+		c->status = -ENOMEM;
+		return MNL_CB_ERROR;
+	}
+	c->v[c->n++] = (struct guest_listener){
+	    .proto = c->proto,
+	    .port = ntohs(m->id.idiag_sport),
+	    .addr = {m->id.idiag_src[0]},
+	};
 	return MNL_CB_OK;
 }
 
@@ -147,20 +153,26 @@ static int dump(struct guest *g, uint8_t proto, uint32_t states, struct collect 
 	}
 }
 
-int guest_listeners(struct guest *g, struct guest_listener *out, size_t max)
+int guest_listeners(struct guest *g, struct guest_listener **ret_v, size_t *ret_n)
 {
-	struct collect c = {.out = out, .max = max};
+	struct collect c = {0};
 	int r = dump(g, IPPROTO_TCP, 1u << TCP_LISTEN, &c);
 	if (r == 0)
 		r = dump(g, IPPROTO_UDP, 1u << TCP_CLOSE, &c);
-	return r < 0 ? r : (int)c.n;
+	if (r < 0 || c.status < 0) {
+		free(c.v);
+		return c.status < 0 ? c.status : r;
+	}
+	*ret_v = c.v;
+	*ret_n = c.n;
+	return 0;
 }
 
 /* ---- the guest's ephemeral ports ---- */
 
 struct local_ports {
-	char range[32];
-	char reserved[GUEST_PORT_BLOCKS_MAX * 12 + 2];
+	char range[GUEST_PORT_RANGE_MAX];
+	char *reserved;
 	const char *failed; /* the file that could not be written */
 };
 
@@ -189,33 +201,51 @@ static int block_cmp(const void *a, const void *b)
 	return (x->start > y->start) - (x->start < y->start);
 }
 
-int guest_ports_render(const struct guest_port_block *blocks, size_t n, char *ret_range,
-                       size_t range_size, char *ret_reserved, size_t reserved_size)
+/* "A-B,C-D\n": the gaps between @b's @n blocks, sorted and disjoint; an
+ * empty list ("\n") clears the reservation. */
+static int render_gaps(const struct guest_port_block *b, size_t n, char **ret_reserved)
 {
-	if (n == 0 || n > GUEST_PORT_BLOCKS_MAX)
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	bool any = false;
+	for (size_t i = 1; i < n; i++) {
+		unsigned from = (unsigned)b[i - 1].start + b[i - 1].size, to = b[i].start - 1u;
+		if (from > to)
+			continue; /* adjacent blocks */
+		fprintf(f, "%s%u-%u", any ? "," : "", from, to);
+		any = true;
+	}
+	fputc('\n', f);
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
+	}
+	*ret_reserved = text;
+	return 0;
+}
+
+int guest_ports_render(const struct guest_port_block *blocks, size_t n,
+                       char ret_range[GUEST_PORT_RANGE_MAX], char **ret_reserved)
+{
+	if (n == 0 || n > 65536)
 		return -EINVAL;
-	struct guest_port_block b[GUEST_PORT_BLOCKS_MAX];
+	_cleanup_free_ struct guest_port_block *b = calloc(n, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
 	memcpy(b, blocks, n * sizeof(*b));
 	qsort(b, n, sizeof(*b), block_cmp);
 	for (size_t i = 0; i < n; i++)
 		if (b[i].size == 0 || (unsigned)b[i].start + b[i].size > 65536 ||
 		    (i > 0 && b[i].start < (unsigned)b[i - 1].start + b[i - 1].size))
 			return -EINVAL;
-	char gaps[GUEST_PORT_BLOCKS_MAX * 12 + 2] = "";
-	size_t len = 0;
-	for (size_t i = 1; i < n; i++) {
-		unsigned from = (unsigned)b[i - 1].start + b[i - 1].size, to = b[i].start - 1u;
-		if (from > to)
-			continue; /* adjacent blocks */
-		len += (size_t)snprintf(gaps + len, sizeof(gaps) - len, "%s%u-%u", len ? "," : "",
-		                        from, to);
-	}
+	int r = render_gaps(b, n, ret_reserved);
+	if (r < 0)
+		return r;
 	unsigned last = (unsigned)b[n - 1].start + b[n - 1].size - 1;
-	/* An empty list clears the reservation: the kernel wants a newline. */
-	int a = snprintf(ret_range, range_size, "%u %u\n", b[0].start, last);
-	int c = snprintf(ret_reserved, reserved_size, "%s\n", gaps);
-	if (a < 0 || (size_t)a >= range_size || c < 0 || (size_t)c >= reserved_size)
-		return -ENOSPC;
+	snprintf(ret_range, GUEST_PORT_RANGE_MAX, "%u %u\n", b[0].start, last);
 	return 0;
 }
 
@@ -223,11 +253,11 @@ int guest_set_local_ports(const char *netns_path, const struct guest_port_block 
                           const char **ret_failed)
 {
 	struct local_ports lp = {0};
-	int r = guest_ports_render(blocks, n, lp.range, sizeof(lp.range), lp.reserved,
-	                           sizeof(lp.reserved));
+	int r = guest_ports_render(blocks, n, lp.range, &lp.reserved);
 	if (r < 0)
 		return r;
 	r = in_netns(netns_path, write_local_ports, &lp);
+	free(lp.reserved);
 	if (r < 0 && ret_failed)
 		*ret_failed = lp.failed ? lp.failed : netns_path;
 	return r;

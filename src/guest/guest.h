@@ -8,8 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GUEST_LISTENERS_MAX 256
-
 struct guest_listener {
 	uint8_t proto; /* 6 TCP (listening), 17 UDP (bound, unconnected) */
 	uint16_t port;
@@ -25,9 +23,10 @@ struct guest;
 int guest_open(const char *netns_path, struct guest **ret);
 void guest_close(struct guest *g);
 
-/* The guest's IPv4 TCP listeners and bound UDP sockets, at most @max into
- * @out. Returns how many, or a negative errno. */
-int guest_listeners(struct guest *g, struct guest_listener *out, size_t max);
+/* The guest's IPv4 TCP listeners and bound UDP sockets, all of them, in a
+ * newly allocated array (*@ret_v, free(); NULL when there are none) of
+ * *@ret_n. Returns 0 or a negative errno. */
+int guest_listeners(struct guest *g, struct guest_listener **ret_v, size_t *ret_n);
 
 /* ---- the guest's ephemeral ports (docs/nat.md, "Mapping and filtering
  * behaviour") ----
@@ -39,20 +38,23 @@ int guest_listeners(struct guest *g, struct guest_listener *out, size_t max);
  * host's NAT blocks, the public port is the guest's own port for every
  * destination. */
 
-#define GUEST_PORT_BLOCKS_MAX 64
-
 struct guest_port_block {
 	uint16_t start, size;
 };
 
+/* "LO HI\n", with its NUL, at most. */
+#define GUEST_PORT_RANGE_MAX 13
+
 /* The values for the guest's net.ipv4.ip_local_port_range ("LO HI\n": from
- * the lowest block's first port to the highest block's last) and
- * net.ipv4.ip_local_reserved_ports (the gaps between @blocks, "A-B,C-D\n", or
- * "\n" when there are none) into @ret_range and @ret_reserved. @blocks (@n of
- * them, any order) must not overlap. Returns 0, -EINVAL (no block, too many,
- * overlapping or past port 65535) or -ENOSPC (a buffer too small). */
-int guest_ports_render(const struct guest_port_block *blocks, size_t n, char *ret_range,
-                       size_t range_size, char *ret_reserved, size_t reserved_size);
+ * the lowest block's first port to the highest block's last) into
+ * @ret_range and net.ipv4.ip_local_reserved_ports (the gaps between
+ * @blocks, "A-B,C-D\n", or "\n" when there are none), newly allocated to
+ * fit, into *@ret_reserved (free()). @blocks (@n of them, any order) must
+ * not overlap; the port space bounds how many there can be. Returns 0,
+ * -EINVAL (no block, an empty one, overlapping or past port 65535) or
+ * -ENOMEM. */
+int guest_ports_render(const struct guest_port_block *blocks, size_t n,
+                       char ret_range[GUEST_PORT_RANGE_MAX], char **ret_reserved);
 
 /* Sets the guest's ephemeral ports to @blocks (see guest_ports_render())
  * inside the network namespace at @netns_path, from a short-lived thread.

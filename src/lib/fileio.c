@@ -99,8 +99,15 @@ int file_write_value(const char *path, const char *value)
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	ssize_t n = write(fd, value, strlen(value));
-	int r = n < 0 ? -errno : 0;
+	size_t len = strlen(value), done = 0;
+	int r = 0;
+	while (r == 0 && done < len) {
+		ssize_t n = write(fd, value + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		r = n < 0 ? -errno : n == 0 ? -EIO : 0;
+		done += n > 0 ? (size_t)n : 0;
+	}
 	close(fd);
 	return r;
 }

@@ -13,6 +13,10 @@ int file_read_state(const char *dir, const char *name, char **ret_text);
  * leaves the old or the new content, never a mix. Returns 0 or -errno. */
 int file_write_state(const char *dir, const char *name, const char *text);
 
-/* Writes @value to the existing file @path in one write(), as a sysctl under
- * /proc/sys wants it. Returns 0 or -errno. */
+/* Writes @value to the existing file @path through one open file, in one
+ * write() when the file takes it all, as a sysctl under /proc/sys wants
+ * it; a short write goes on where it stopped (a large bitmap such as
+ * net.ipv4.ip_local_reserved_ports takes a page at a time, and adds each
+ * later piece to the first). Returns 0, -EIO when a write takes nothing,
+ * or -errno. */
 int file_write_value(const char *path, const char *value);

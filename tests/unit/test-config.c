@@ -140,6 +140,12 @@ static const struct bad_case bad_cases[] = {
     {"[nat]\nexpose = tcp/80-70\n",
      "x.conf:2: nat.expose: expected up to 16 comma-separated PROTO/PORT or PROTO/LOW-HIGH (tcp "
      "or udp), got \"tcp/80-70\""},
+    /* 17 ranges: one past the limit, named with it. */
+    {"[nat]\nexpose = tcp/1,tcp/2,tcp/3,tcp/4,tcp/5,tcp/6,tcp/7,tcp/8,tcp/9,tcp/10,tcp/11,tcp/12,"
+     "tcp/13,tcp/14,tcp/15,tcp/16,udp/17\n",
+     "x.conf:2: nat.expose: expected up to 16 comma-separated PROTO/PORT or PROTO/LOW-HIGH (tcp "
+     "or udp), got \"tcp/1,tcp/2,tcp/3,tcp/4,tcp/5,tcp/6,tcp/7,tcp/8,tcp/9,tcp/10,tcp/11,tcp/12,"
+     "tcp/13,tcp/14,tcp/15,tcp/16,udp/17\""},
     {"[nat]\nexpose = sctp/80\n",
      "x.conf:2: nat.expose: expected up to 16 comma-separated PROTO/PORT or PROTO/LOW-HIGH (tcp "
      "or udp), got \"sctp/80\""},
@@ -269,6 +275,14 @@ static void test_nat_section(void **state)
 	assert_int_equal(c.nat.reclaim_after_ms, 60000);
 	assert_true(nat_enabled(&c.nat));
 	assert_int_equal(c.nat.n_expose, 2);
+	/* As many as NAT_EXPOSE_MAX: all kept. */
+	static const char sixteen[] = BASE "[nat]\nexpose = tcp/1,tcp/2,tcp/3,tcp/4,tcp/5,tcp/6,"
+	                                   "tcp/7,tcp/8,tcp/9,tcp/10,tcp/11,tcp/12,tcp/13,tcp/14,"
+	                                   "tcp/15,udp/16\n";
+	struct config s;
+	assert_int_equal(config_parse(sixteen, strlen(sixteen), "s.conf", &s, &error), 0);
+	assert_int_equal(s.nat.n_expose, NAT_EXPOSE_MAX);
+	assert_true(nat_may_expose(&s.nat, 17, 16));
 	assert_true(nat_may_expose(&c.nat, 6, 8080));
 	assert_false(nat_may_expose(&c.nat, 17, 8080));
 	assert_true(nat_may_expose(&c.nat, 17, 5010));

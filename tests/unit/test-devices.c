@@ -13,6 +13,8 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 
+#include "datapath/fragment.h"
+#include "datapath/ruleset.h"
 #include "services/devices/devices.h"
 #include "switch/desired.h"
 #include "trust/tables.h"
@@ -394,10 +396,10 @@ static void test_datapath_view(void **state)
 	(void)state;
 	struct store_state *st = lab();
 	struct devices_view v;
-	devices_datapath(st, "h2", h1_mac, &v);
+	assert_int_equal(devices_datapath(st, "h2", h1_mac, &v), 0);
 	assert_false(v.enabled);
 	assert_int_equal(v.n, 0);
-	devices_datapath(st, "h1", h1_mac, &v);
+	assert_int_equal(devices_datapath(st, "h1", h1_mac, &v), 0);
 	assert_true(v.enabled);
 	assert_memory_equal(v.own_mac, h1_mac, 6);
 	assert_int_equal(v.n, 1);
@@ -407,9 +409,87 @@ static void test_datapath_view(void **state)
 	/* The same state gives the same bytes: the datapath reconciles only
 	 * on a change. */
 	struct devices_view again;
-	devices_datapath(st, "h1", h1_mac, &again);
-	assert_memory_equal(&v, &again, sizeof(v));
+	assert_int_equal(devices_datapath(st, "h1", h1_mac, &again), 0);
+	assert_int_equal(again.n, v.n);
+	assert_memory_equal(again.v, v.v, v.n * sizeof(*v.v));
+	devices_view_free(&v);
+	devices_view_free(&again);
 	store_state_free(st);
+}
+
+/* 100 devices, far past the 32 a manager once forwarded: each is steered,
+ * routed on the link and forwarded. */
+static void test_datapath_view_many(void **state)
+{
+	(void)state;
+	struct store_state *st = lab();
+	for (unsigned i = 0; i < 100; i++) {
+		struct store_cmd cmd = {.table = DEVICES_DEVICES, .op = STORE_PUT, .time_ms = 5};
+		struct devices_device *d = STORE_CMD_ROW(&cmd, struct devices_device);
+		*d = (struct devices_device){
+		    .address = 0x0a4d0300 + i, .dpid = 2, .port = 4, .allowed_ms = 5};
+		snprintf(d->mac, sizeof(d->mac), "02:bb:00:00:00:%02x", i);
+		snprintf(d->name, sizeof(d->name), "dev%u", i);
+		put(st, &cmd);
+	}
+	struct devices_view v;
+	assert_int_equal(devices_datapath(st, "h1", h1_mac, &v), 0);
+	assert_int_equal(v.n, 101);
+
+	struct dp_config cfg = {.guest_if = "g0", .uplink_if = "u0", .control_plen = 16};
+	inet_pton(AF_INET, "10.77.1.1", &cfg.guest_addr);
+	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
+	struct dp_fragment f = {0};
+	assert_int_equal(devices_ruleset_build(&cfg, &v, &f), 0);
+	assert_int_equal(f.n_links, 1);
+	assert_int_equal(f.links[0].n_hosts, 101);
+	const struct dp_fragment *frags[] = {&f};
+	struct dp_ruleset rs;
+	char *text;
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 1, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	/* Steered: every MAC, in the ingress rule. */
+	const char *steer = strstr(text, "ether saddr { ");
+	assert_non_null(steer);
+	assert_non_null(strstr(steer, "02:bb:00:00:00:00, 02:bb:00:00:00:01"));
+	assert_non_null(strstr(steer, "02:bb:00:00:00:63 } fwd to \"dv0\""));
+	/* Forwarded and checked against spoofing: every address, in each of
+	 * the four rules that name them all. */
+	size_t sets = 0;
+	for (const char *p = strstr(text, "{ 10.77.2.1, 10.77.3.0, 10.77.3.1,"); p;
+	     p = strstr(p + 1, "{ 10.77.2.1, 10.77.3.0, 10.77.3.1,"))
+		sets++;
+	assert_int_equal(sets, 4);
+	assert_non_null(strstr(text, ", 10.77.3.98, 10.77.3.99 }"));
+	free(text);
+	dp_ruleset_free(&rs);
+	dp_fragment_free(&f);
+	devices_view_free(&v);
+	store_state_free(st);
+}
+
+/* Members 1 and 257 (ids go to 65535) are told apart: one answering says
+ * nothing of the other, past the grace a new leader gives everyone. */
+static void test_heard_by_id(void **state)
+{
+	(void)state;
+	struct devices_heard h = {0};
+	assert_false(devices_heard_alive(&h, 1, 1000, 500)); /* never heard, no grace */
+	h.grace_ms = 1000;
+	assert_true(devices_heard_alive(&h, 1, 1499, 500));
+	assert_true(devices_heard_alive(&h, 257, 1499, 500));
+	for (uint64_t id = 1; id <= 300; id++)
+		if (id != 1)
+			devices_heard_note(&h, id, 1400);
+	assert_int_equal(h.n, 299);
+	assert_true(devices_heard_alive(&h, 257, 1899, 500));
+	assert_true(devices_heard_alive(&h, 300, 1899, 500));
+	assert_false(devices_heard_alive(&h, 1, 1899, 500));
+	assert_false(devices_heard_alive(&h, 257, 1900, 500));
+	devices_heard_note(&h, 1, 1900);
+	assert_true(devices_heard_alive(&h, 1, 2399, 500));
+	assert_int_equal(h.n, 300);
+	devices_heard_free(&h);
 }
 
 int main(void)
@@ -421,6 +501,8 @@ int main(void)
 	    cmocka_unit_test(test_pick_manager),
 	    cmocka_unit_test(test_learn),
 	    cmocka_unit_test(test_datapath_view),
+	    cmocka_unit_test(test_datapath_view_many),
+	    cmocka_unit_test(test_heard_by_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "lib/addr.h"
+#include "lib/array.h"
 #include "lib/cleanup.h"
 #include "lib/error.h"
 #include "lib/hex.h"
@@ -166,6 +167,26 @@ static void test_log_ratelimit(void **state)
 	assert_false(log_ratelimit_ok(&zero, 0, 1000, &held));
 }
 
+/* An array grows by doubling past any old fixed size and keeps what it
+ * held; a size that cannot be represented is refused, the array intact. */
+static void test_array_reserve(void **state)
+{
+	(void)state;
+	int *v = NULL;
+	size_t n = 0, cap = 0;
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(ARRAY_RESERVE(v, cap, n + 1), 0);
+		v[n++] = i;
+	}
+	assert_int_equal(cap, 1024);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(v[i], i);
+	assert_int_equal(ARRAY_RESERVE(v, cap, SIZE_MAX / 2), -EOVERFLOW);
+	assert_int_equal(cap, 1024);
+	assert_int_equal(v[999], 999);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -173,6 +194,7 @@ int main(void)
 	    cmocka_unit_test(test_hex_is_lower),   cmocka_unit_test(test_mac),
 	    cmocka_unit_test(test_addr),           cmocka_unit_test(test_cleanup),
 	    cmocka_unit_test(test_error_set),      cmocka_unit_test(test_log_ratelimit),
+	    cmocka_unit_test(test_array_reserve),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,10 @@
  * the datapath's view, the switches' flows and group, ARP frames, and the
  * translated ruleset. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +15,8 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "datapath/ruleset.h"
@@ -224,7 +230,7 @@ static void test_datapath_view(void **state)
 
 	static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
 	struct nat_view d;
-	nat_datapath(st, &o, 1, mac, 0, &d);
+	assert_int_equal(nat_datapath(st, &o, 1, mac, 0, &d), 0);
 	assert_true(d.enabled);
 	assert_int_equal(d.n_own, 2);
 	assert_int_equal(d.own[0].start, 1024);
@@ -270,7 +276,8 @@ static void test_datapath_view(void **state)
 	};
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		o.filtering = modes[i].mode;
-		nat_datapath(st, &o, 1, mac, 0, &d);
+		nat_view_free(&d);
+		assert_int_equal(nat_datapath(st, &o, 1, mac, 0, &d), 0);
 		assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
 		assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
 		if (modes[i].in)
@@ -288,7 +295,8 @@ static void test_datapath_view(void **state)
 	/* Fragments: h1, the lowest id holding a block, puts them together
 	 * (the golden file above); h2 passes every one to h1, but what h1
 	 * sent it. */
-	nat_datapath(st, &o, 2, mac, 0, &d);
+	nat_view_free(&d);
+	assert_int_equal(nat_datapath(st, &o, 2, mac, 0, &d), 0);
 	assert_true(d.fragments.known);
 	assert_false(d.fragments.self);
 	assert_int_equal(d.fragments.mac[5], 1);
@@ -307,7 +315,8 @@ static void test_datapath_view(void **state)
 
 	/* No block yet: nothing leaves for outside. */
 	struct nat_options o2 = lab_options();
-	nat_datapath(st, &o2, 9, mac, 0, &d);
+	nat_view_free(&d);
+	assert_int_equal(nat_datapath(st, &o2, 9, mac, 0, &d), 0);
 	assert_int_equal(d.n_own, 0);
 	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
 	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
@@ -316,7 +325,92 @@ static void test_datapath_view(void **state)
 	assert_null(strstr(text, "snat"));
 	free(text);
 	dp_ruleset_free(&rs);
+	nat_view_free(&d);
 	store_state_free(st);
+}
+
+static size_t occurrences(const char *text, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* Far more blocks and mappings than the view once held (64 of each kind):
+ * every one is in the view and in the ruleset. */
+static void test_datapath_view_large(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	o.block_size = 16;
+	assert_int_equal(store_state_new(&st), 0);
+	host(st, 1, true);
+	host(st, 2, true);
+	for (unsigned i = 0; i < 300; i++) {
+		assert_true(block(st, (uint16_t)(1024 + 32 * i), 16, 1).applied);
+		assert_true(block(st, (uint16_t)(1040 + 32 * i), 16, 2).applied);
+	}
+	for (unsigned i = 0; i < 200; i++) {
+		assert_true(mapping(st, 6, (uint16_t)(20000 + i), 1, (uint16_t)(2000 + i)).applied);
+		assert_true(
+		    mapping(st, 17, (uint16_t)(30000 + i), 2, (uint16_t)(3000 + i)).applied);
+	}
+	static const uint8_t mac[6] = {2, 0, 0, 0, 0, 1};
+	struct nat_view d;
+	assert_int_equal(nat_datapath(st, &o, 1, mac, 0, &d), 0);
+	assert_int_equal(d.n_own, 300);
+	assert_int_equal(d.n_others, 300);
+	assert_int_equal(d.n_own_maps, 200);
+	assert_int_equal(d.n_other_maps, 200);
+	assert_int_equal(d.own[299].start, 1024 + 32 * 299);
+	assert_int_equal(d.others[299].start, 1040 + 32 * 299);
+	assert_int_equal(d.others[299].mac[5], 2);
+	assert_int_equal(d.own_maps[199].guest_port, 2199);
+	assert_int_equal(d.other_maps[199].public_port, 30199);
+	assert_true(d.fragments.self);
+
+	struct dp_config cfg = {.guest_if = "g0", .uplink_if = "u0", .control_plen = 16};
+	inet_pton(AF_INET, "10.77.1.1", &cfg.guest_addr);
+	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
+	struct dp_ruleset rs;
+	char *text;
+	assert_int_equal(compose_nat(&cfg, &d, &rs), 0);
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	assert_int_equal(occurrences(text, "dnat ip to 10.77.1.1:"), 200);
+	assert_non_null(strstr(text, "tcp dport 20199 dnat ip to 10.77.1.1:2199\n"));
+	/* Each other host's mapping: steered, and its ICMP errors too. */
+	assert_int_equal(occurrences(text, "ether daddr set 02:00:00:00:00:02 ether saddr set"),
+	                 400);
+	assert_non_null(strstr(text, "10592-10607"));                     /* the last own block */
+	assert_non_null(strstr(text, "10608-10623 : 02:00:00:00:00:02")); /* the last other */
+	/* The marks of others' mappings follow those of their 300 blocks. */
+	assert_non_null(strstr(text, "udp dport 30199 meta mark set 0xe77e01f4 notrack"));
+	assert_non_null(strstr(text, "0xe77e012c : 02:00:00:00:00:02, 0xe77e012d : "));
+	assert_non_null(strstr(text, "0xe77e01f4 : 02:00:00:00:00:02 }"));
+	free(text);
+	dp_ruleset_free(&rs);
+	nat_view_free(&d);
+	store_state_free(st);
+
+	/* The one limit left: the reassembler marks others' blocks and
+	 * mappings with the mark's low 16 bits, 65535 of them at most. */
+	struct nat_view big = {.enabled = true, .n_publics = 1, .n_other_maps = 65536};
+	big.publics[0] = o.publics[0];
+	big.fragments = (struct nat_view_fragments){.known = true, .self = true};
+	big.other_maps = calloc(big.n_other_maps, sizeof(*big.other_maps));
+	assert_non_null(big.other_maps);
+	struct dp_fragment f = {0};
+	assert_int_equal(nat_ruleset_build(&cfg, &big, &f), -E2BIG);
+	assert_non_null(f.error);
+	assert_non_null(strstr(f.error, "65536 others' mappings"));
+	assert_non_null(strstr(f.error, "the 65535 the fragment mark's 16 bits number"));
+	dp_fragment_free(&f);
+	big.n_other_maps = 65535;
+	assert_int_equal(nat_ruleset_build(&cfg, &big, &f), 0);
+	dp_fragment_free(&f);
+	nat_view_free(&big);
 }
 
 static const struct of13_flow_mod *find(const struct sw_flows *f, uint16_t prio,
@@ -828,46 +922,156 @@ static void test_pcp_first_checks(void **state)
 /* The guest's ephemeral ports: the span of the blocks, the gaps reserved. */
 static void test_guest_ports(void **state)
 {
-	char range[32], reserved[64];
+	(void)state;
+	char range[GUEST_PORT_RANGE_MAX], *reserved;
 	struct guest_port_block one[] = {{1024, 256}};
-	assert_int_equal(
-	    guest_ports_render(one, 1, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_int_equal(guest_ports_render(one, 1, range, &reserved), 0);
 	assert_string_equal(range, "1024 1279\n");
 	assert_string_equal(reserved, "\n");
+	free(reserved);
 
 	/* Any order; adjacent blocks leave no gap. */
 	struct guest_port_block three[] = {{4096, 1024}, {1024, 1024}, {2048, 1024}};
-	assert_int_equal(
-	    guest_ports_render(three, 3, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_int_equal(guest_ports_render(three, 3, range, &reserved), 0);
 	assert_string_equal(range, "1024 5119\n");
 	assert_string_equal(reserved, "3072-4095\n");
+	free(reserved);
 
 	struct guest_port_block gaps[] = {{65280, 256}, {1024, 256}, {8192, 256}};
-	assert_int_equal(
-	    guest_ports_render(gaps, 3, range, sizeof(range), reserved, sizeof(reserved)), 0);
+	assert_int_equal(guest_ports_render(gaps, 3, range, &reserved), 0);
 	assert_string_equal(range, "1024 65535\n");
 	assert_string_equal(reserved, "1280-8191,8448-65279\n");
+	free(reserved);
 
 	struct guest_port_block overlap[] = {{1024, 1024}, {1536, 256}};
-	assert_int_equal(
-	    guest_ports_render(overlap, 2, range, sizeof(range), reserved, sizeof(reserved)),
-	    -EINVAL);
-	assert_int_equal(
-	    guest_ports_render(one, 0, range, sizeof(range), reserved, sizeof(reserved)), -EINVAL);
-	assert_int_equal(guest_ports_render(gaps, 3, range, sizeof(range), reserved, 8), -ENOSPC);
+	assert_int_equal(guest_ports_render(overlap, 2, range, &reserved), -EINVAL);
+	assert_int_equal(guest_ports_render(one, 0, range, &reserved), -EINVAL);
+	struct guest_port_block past[] = {{65280, 512}};
+	assert_int_equal(guest_ports_render(past, 1, range, &reserved), -EINVAL);
+}
+
+/* @n blocks of 16 ports, every other 16 (the smallest block size), from
+ * port 1024, and the gaps between them as the kernel lists them. */
+static struct guest_port_block *sparse_blocks(size_t n, char **ret_gaps)
+{
+	struct guest_port_block *b = calloc(n, sizeof(*b));
+	assert_non_null(b);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	assert_non_null(f);
+	for (size_t i = 0; i < n; i++) {
+		/* Backwards: any order will do. */
+		b[n - 1 - i] = (struct guest_port_block){.start = (uint16_t)(1024 + 32 * i), 16};
+		if (i > 0)
+			fprintf(f, "%s%zu-%zu", i > 1 ? "," : "", 1024 + 32 * (i - 1) + 16,
+			        1024 + 32 * i - 1);
+	}
+	fputc('\n', f);
+	assert_int_equal(fclose(f), 0);
+	*ret_gaps = text;
+	return b;
+}
+
+/* 2000 blocks, far past the 64 the guest once took: every gap is in the
+ * reservation, whose text (about 23 KB) is far past the page the kernel
+ * takes in one write. */
+static void test_guest_ports_many(void **state)
+{
+	(void)state;
+	char range[GUEST_PORT_RANGE_MAX], *reserved, *gaps;
+	struct guest_port_block *b = sparse_blocks(2000, &gaps);
+	assert_int_equal(guest_ports_render(b, 2000, range, &reserved), 0);
+	assert_string_equal(range, "1024 65007\n");
+	assert_true(strlen(reserved) > 20000);
+	assert_string_equal(reserved, gaps);
+	free(reserved);
+	free(gaps);
+	free(b);
+}
+
+/* A network namespace of its own, held by a thread until told to go, for
+ * guest_set_local_ports() to enter by /proc/self/task/TID/ns/net; the
+ * thread reads the namespace's reservation back. */
+struct own_netns {
+	pthread_t thread;
+	pid_t tid;
+	int status;
+	sem_t ready, go, done;
+	char reserved[65536];
+};
+
+static void *own_netns_main(void *arg)
+{
+	struct own_netns *ns = arg;
+	ns->tid = (pid_t)syscall(SYS_gettid);
+	ns->status = unshare(CLONE_NEWNET) == 0 ? 0 : -errno;
+	sem_post(&ns->ready);
+	if (ns->status < 0)
+		return NULL;
+	sem_wait(&ns->go);
+	int fd = open("/proc/sys/net/ipv4/ip_local_reserved_ports", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, ns->reserved, sizeof(ns->reserved) - 1);
+	ns->reserved[n > 0 ? n : 0] = '\0';
+	if (fd >= 0)
+		close(fd);
+	sem_post(&ns->done);
+	return NULL;
+}
+
+/* In a namespace of its own (root only), the kernel holds every one of
+ * 2000 blocks' gaps: written a page at a time, not cut at the first. */
+static void test_guest_ports_kernel(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	struct own_netns *ns = calloc(1, sizeof(*ns));
+	assert_non_null(ns);
+	sem_init(&ns->ready, 0, 0);
+	sem_init(&ns->go, 0, 0);
+	sem_init(&ns->done, 0, 0);
+	assert_int_equal(pthread_create(&ns->thread, NULL, own_netns_main, ns), 0);
+	sem_wait(&ns->ready);
+	char path[64], *gaps;
+	snprintf(path, sizeof(path), "/proc/self/task/%d/ns/net", (int)ns->tid);
+	struct guest_port_block *b = sparse_blocks(2000, &gaps);
+	const char *failed = NULL;
+	int r = ns->status < 0 ? ns->status : guest_set_local_ports(path, b, 2000, &failed);
+	sem_post(&ns->go);
+	if (ns->status == 0)
+		sem_wait(&ns->done);
+	pthread_join(ns->thread, NULL);
+	if (ns->status == -EPERM)
+		skip();
+	assert_int_equal(ns->status, 0);
+	assert_int_equal(r, 0);
+	assert_string_equal(ns->reserved, gaps);
+	free(gaps);
+	free(b);
+	free(ns);
 }
 
 int main(void)
 {
 	register_all_tables();
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_blocks),           cmocka_unit_test(test_blocks_wanted),
-	    cmocka_unit_test(test_uplink_choice),    cmocka_unit_test(test_datapath_view),
-	    cmocka_unit_test(test_switch_flows),     cmocka_unit_test(test_any_aee_tree),
-	    cmocka_unit_test(test_arp),              cmocka_unit_test(test_mapping_port),
-	    cmocka_unit_test(test_mapping_race),     cmocka_unit_test(test_natpmp),
-	    cmocka_unit_test(test_pcp),              cmocka_unit_test(test_pcp_first_checks),
+	    cmocka_unit_test(test_blocks),
+	    cmocka_unit_test(test_blocks_wanted),
+	    cmocka_unit_test(test_uplink_choice),
+	    cmocka_unit_test(test_datapath_view),
+	    cmocka_unit_test(test_switch_flows),
+	    cmocka_unit_test(test_any_aee_tree),
+	    cmocka_unit_test(test_arp),
+	    cmocka_unit_test(test_mapping_port),
+	    cmocka_unit_test(test_mapping_race),
+	    cmocka_unit_test(test_natpmp),
+	    cmocka_unit_test(test_pcp),
+	    cmocka_unit_test(test_pcp_first_checks),
 	    cmocka_unit_test(test_guest_ports),
+	    cmocka_unit_test(test_datapath_view_large),
+	    cmocka_unit_test(test_guest_ports_many),
+	    cmocka_unit_test(test_guest_ports_kernel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

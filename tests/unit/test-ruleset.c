@@ -186,8 +186,10 @@ static void test_render_devices(void **state)
 	struct nat_view nat = {.enabled = true, .n_own = 1, .n_publics = 1};
 	inet_pton(AF_INET, "203.0.113.10", &nat.public_addr);
 	nat.publics[0] = nat.public_addr;
-	nat.own[0] = (struct nat_view_block){.start = 1024, .size = 1024};
-	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 2};
+	struct nat_view_block own = {.start = 1024, .size = 1024};
+	nat.own = &own;
+	struct devices_view_device devs[2];
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 2, .v = devs};
 	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
 	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
 	d.v[1] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 2}};
@@ -239,7 +241,8 @@ static void test_guard_before_accepts(void **state)
 	struct nat_view nat = {.enabled = true, .n_publics = 1};
 	inet_pton(AF_INET, "203.0.113.10", &nat.public_addr);
 	nat.publics[0] = nat.public_addr;
-	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1};
+	struct devices_view_device dev;
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1, .v = &dev};
 	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
 	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
 	struct dp_ruleset rs;
@@ -268,7 +271,8 @@ static void test_control_closed(void **state)
 {
 	(void)state;
 	struct dp_config cfg = lab_host(1);
-	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1};
+	struct devices_view_device dev;
+	struct devices_view d = {.enabled = true, .own_mac = {2, 0, 0, 0, 0, 1}, .n = 1, .v = &dev};
 	d.v[0] = (struct devices_view_device){.mac = {2, 0xaa, 0, 0, 0, 1}};
 	inet_pton(AF_INET, "10.77.2.1", &d.v[0].addr);
 	struct control_view v = {.ports = {7700, 7701}};
@@ -345,17 +349,90 @@ static void test_compose_generic(void **state)
 	assert_int_equal(dp_ruleset_compose(&cfg, twice, 2, &rs), -EEXIST);
 	dp_fragment_free(&b);
 
-	/* A full point: -ENOSPC, kept in the fragment and returned as it is. */
-	for (int i = 0; i < DP_MAX_RULES; i++)
-		assert_int_equal(dp_fragment_rule(&b, DP_INGRESS, "meta mark %d accept", i), 0);
-	assert_int_equal(dp_fragment_rule(&b, DP_INGRESS, "drop"), -ENOSPC);
+	/* A failure (a name too long) is kept in the fragment, the first
+	 * one only, and returned as it is. */
 	assert_int_equal(dp_fragment_chain(&b, "a-name-much-too-long-for-nftables-here", NULL, NULL,
 	                                   NULL, NULL, &c),
 	                 -EINVAL);
-	assert_int_equal(b.status, -ENOSPC);
-	assert_int_equal(dp_ruleset_compose(&cfg, twice, 2, &rs), -ENOSPC);
+	assert_int_equal(dp_fragment_set(&b, "list", "x", "type ipv4_addr;"), -EINVAL);
+	assert_int_equal(b.status, -EINVAL);
+	assert_int_equal(dp_ruleset_compose(&cfg, twice, 2, &rs), -EINVAL);
 	dp_fragment_free(&a);
 	dp_fragment_free(&b);
+}
+
+/* How many times @needle occurs in @text. */
+static size_t occurrences(const char *text, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* A fragment far past the sizes the datapath once had room for (128 rules
+ * a point, 8 chains, counters and sysctls and 4 sets a fragment, 24 objects
+ * a ruleset, 64 hosts a link): all of it is composed and rendered, in
+ * order. */
+static void test_compose_large(void **state)
+{
+	(void)state;
+	struct dp_config cfg = lab_host(1);
+	struct dp_fragment a = {0};
+	struct dp_chain *first, *c;
+	char name[DP_NAME_MAX];
+	assert_int_equal(dp_fragment_chain(&a, "policy_0", NULL, NULL, NULL, NULL, &first), 0);
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(dp_fragment_rule(&a, DP_INPUT, "meta mark %d accept", i), 0);
+		assert_int_equal(dp_fragment_guard(&a, "ip daddr 192.0.2.%d", i % 256), 0);
+		snprintf(name, sizeof(name), "policy_%d", i + 1);
+		assert_int_equal(dp_fragment_chain(&a, name, NULL, NULL, NULL, NULL, &c), 0);
+		assert_int_equal(dp_fragment_chain_rule(&a, c, "meta mark %d drop", i), 0);
+		/* The first chain's pointer stays valid as chains are added. */
+		assert_int_equal(dp_fragment_chain_rule(&a, first, "tcp dport %d drop", i), 0);
+		snprintf(name, sizeof(name), "hits_%d", i);
+		assert_int_equal(dp_fragment_counter(&a, name), 0);
+		snprintf(name, sizeof(name), "seen_%d", i);
+		assert_int_equal(dp_fragment_set(&a, "set", name, "type ipv4_addr;"), 0);
+	}
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(dp_fragment_sysctl(&a, "net/ipv4/ip_forward", "1"), 0);
+	struct dp_link l = {.name = "d0", .peer = "d1", .present = true};
+	for (int i = 0; i < 100; i++) {
+		const uint8_t mac[6] = {2, 0, 0, 0, 0, (uint8_t)i};
+		assert_int_equal(
+		    dp_link_add_host(&l, (struct in_addr){htonl(0x0a4d0200u + i)}, mac), 0);
+	}
+	assert_int_equal(dp_fragment_link(&a, &l), 0);
+	dp_link_free(&l); /* the fragment holds its own copy */
+	assert_int_equal(a.status, 0);
+	assert_int_equal(a.links[0].n_hosts, 100);
+	assert_int_equal(a.links[0].hosts[99].mac[5], 99);
+	assert_int_equal(a.n_sysctls, 20);
+
+	const struct dp_fragment *frags[] = {&a};
+	struct dp_ruleset rs;
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 1, &rs), 0);
+	assert_int_equal(rs.n_chains, 2 + 301);
+	assert_int_equal(rs.n_counters, DP_COUNTER_MAX + 300);
+	assert_int_equal(rs.n_sets, 300);
+	char *text;
+	assert_int_equal(dp_ruleset_render_string(&rs, &text), 0);
+	assert_int_equal(occurrences(text, "\t\tmeta mark "), 600);
+	assert_int_equal(occurrences(text, "tcp dport "), 300);
+	assert_int_equal(occurrences(text, "ip daddr 192.0.2."), 300);
+	assert_int_equal(occurrences(text, "\tcounter hits_"), 300);
+	assert_int_equal(occurrences(text, "\tset seen_"), 300);
+	const char *r0 = strstr(text, "meta mark 0 accept"),
+	           *r299 = strstr(text, "meta mark 299 accept");
+	assert_non_null(r0);
+	assert_non_null(r299);
+	assert_true(r0 < r299);
+	assert_non_null(strstr(text, "\tchain policy_300 {\n\t\tmeta mark 299 drop\n\t}\n"));
+	assert_non_null(strstr(text, "\t\ttcp dport 299 drop\n\t}\n\tchain policy_1 {"));
+	free(text);
+	dp_ruleset_free(&rs);
+	dp_fragment_free(&a);
 }
 
 int main(void)
@@ -372,6 +449,7 @@ int main(void)
 	    cmocka_unit_test(test_guard_before_accepts),
 	    cmocka_unit_test(test_control_closed),
 	    cmocka_unit_test(test_compose_generic),
+	    cmocka_unit_test(test_compose_large),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,8 +17,7 @@
 #include "switch/tables.h"
 #include "trust/tables.h"
 
-#define TICK_MS     100
-#define ALIVE_SLOTS 256
+#define TICK_MS 100
 
 struct devices {
 	uv_loop_t *loop;
@@ -30,9 +29,9 @@ struct devices {
 	struct store_subscription *subs[5]; /* the tables it follows */
 	uv_timer_t tick, soon;
 	bool leader;
-	uint64_t last_ok[ALIVE_SLOTS]; /* by member id % ALIVE_SLOTS, loop time */
-	bool choosing;                 /* a manager row is being committed */
-	bool learning;                 /* a learned place is being committed */
+	struct devices_heard heard; /* whom the leader reached, when */
+	bool choosing;              /* a manager row is being committed */
+	bool learning;              /* a learned place is being committed */
 	bool managing;
 	int open_handles;
 	void (*closed)(void *arg); /* devices_close()'s completion */
@@ -51,14 +50,22 @@ static int datapath_build(void *userdata, const struct dp_config *cfg, struct dp
 {
 	struct devices *d = userdata;
 	struct devices_view v;
-	devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
-	return devices_ruleset_build(cfg, &v, out);
+	int r = devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
+	if (r == 0)
+		r = devices_ruleset_build(cfg, &v, out);
+	devices_view_free(&v);
+	return r;
 }
 
 static void update_datapath(struct devices *d)
 {
 	struct devices_view v;
-	devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
+	int r = devices_datapath(state(d), d->name, sw_own_mac(d->sw), &v);
+	devices_view_free(&v);
+	if (r < 0) {
+		log_error("devices: datapath: %s", strerror(-r));
+		return;
+	}
 	if (v.enabled != d->managing)
 		log_info("devices: this host %s the devices' manager",
 		         v.enabled ? "is" : "is no longer");
@@ -72,8 +79,7 @@ static void update_datapath(struct devices *d)
 static bool alive(void *userdata, const struct store_member *m)
 {
 	struct devices *d = userdata;
-	uint64_t t = d->last_ok[m->id % ALIVE_SLOTS];
-	return t && uv_now(d->loop) - t < d->dead_after_ms;
+	return devices_heard_alive(&d->heard, m->id, uv_now(d->loop), d->dead_after_ms);
 }
 
 static void chose(void *userdata, int status, const struct store_result *res, const char *error)
@@ -93,7 +99,7 @@ static void check_manager(struct devices *d)
 	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
 		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
 		if (store_member_reachable(d->store, m->id) == 1)
-			d->last_ok[m->id % ALIVE_SLOTS] = now;
+			devices_heard_note(&d->heard, m->id, now);
 	}
 	if (d->choosing)
 		return;
@@ -118,9 +124,7 @@ static void tick_cb(uv_timer_t *t)
 	if (leader && !d->leader) {
 		/* A new leader has heard nobody yet: everyone gets the same
 		 * grace as a voter before it is judged gone. */
-		uint64_t now = uv_now(d->loop);
-		for (size_t i = 0; i < ALIVE_SLOTS; i++)
-			d->last_ok[i] = now;
+		d->heard.grace_ms = uv_now(d->loop);
 	}
 	d->leader = leader;
 	if (leader)
@@ -231,6 +235,7 @@ static void closed(uv_handle_t *h)
 		return;
 	void (*done)(void *arg) = d->closed;
 	void *arg = d->closed_arg;
+	devices_heard_free(&d->heard);
 	free(d);
 	if (done)
 		done(arg);

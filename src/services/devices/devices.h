@@ -58,6 +58,30 @@ typedef bool (*devices_alive_fn)(void *userdata, const struct store_member *m);
 const struct store_member *devices_pick_manager(const struct store_state *st,
                                                 devices_alive_fn alive, void *userdata);
 
+/* When the leader last reached each member (loop time, ms), one entry per
+ * member whatever its id, and when it became leader (@grace_ms): from then
+ * on every member counts as heard once, so none is judged gone before it
+ * had dead-after to answer. */
+struct devices_heard_member {
+	uint64_t id;
+	uint64_t ms;
+};
+
+struct devices_heard {
+	struct devices_heard_member *v; /* growable (lib/array.h) */
+	size_t n, cap;
+	uint64_t grace_ms;
+};
+
+/* Member @id answered at @now_ms. */
+void devices_heard_note(struct devices_heard *h, uint64_t id, uint64_t now_ms);
+/* Whether member @id was heard (or the grace began) less than
+ * @dead_after_ms before @now_ms. */
+bool devices_heard_alive(const struct devices_heard *h, uint64_t id, uint64_t now_ms,
+                         unsigned dead_after_ms);
+/* NULL-accepting; leaves @h empty. */
+void devices_heard_free(struct devices_heard *h);
+
 /* What a frame that switch @dpid sent up from port @in_port teaches about
  * the device that sent it: true, with the put to propose in *ret_cmd, when
  * the sender is an allowed device and its port, switch or IPv4 address (ARP
@@ -70,9 +94,8 @@ bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port
  * veth pair, enter the IP stack on its far side (DEVICES_IF, wearing the
  * uplink's MAC) and are forwarded under the guest's rules; what is routed to
  * a device goes back out of the uplink. Addresses in network byte order. */
-#define DEVICES_VIEW_MAX 32
-#define DEVICES_IF       "dv1" /* the devices' side of the IP stack */
-#define DEVICES_PEER     "dv0" /* its peer: frames to and from the uplink */
+#define DEVICES_IF   "dv1" /* the devices' side of the IP stack */
+#define DEVICES_PEER "dv0" /* its peer: frames to and from the uplink */
 
 struct devices_view_device {
 	uint8_t mac[6];
@@ -83,13 +106,19 @@ struct devices_view {
 	bool enabled;       /* this AEE is the devices' manager */
 	uint8_t own_mac[6]; /* the uplink's */
 	unsigned n;
-	struct devices_view_device v[DEVICES_VIEW_MAX];
+	size_t cap;
+	struct devices_view_device *v; /* growable (lib/array.h): every device */
 };
 
 /* What the AEE of host @self forwards for the devices (enabled when the
- * manager row names it); @own_mac is its uplink's MAC. */
-void devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
-                      struct devices_view *ret);
+ * manager row names it), into @ret (its old contents ignored; free with
+ * devices_view_free(), whatever the result); @own_mac is its uplink's MAC.
+ * Returns 0 or -ENOMEM. */
+int devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
+                     struct devices_view *ret);
+
+/* Frees @v's devices; NULL-accepting; leaves @v with none. */
+void devices_view_free(struct devices_view *v);
 
 /* ---- ruleset.c: pure ---- */
 

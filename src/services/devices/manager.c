@@ -2,7 +2,9 @@
  * device's frames, and the manager's datapath view: pure functions of the
  * store (devices.h). */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "devices.h"
@@ -10,6 +12,7 @@
 #include "trust/tables.h"
 #include "switch/tables.h"
 #include "services/devices/tables.h"
+#include "lib/array.h"
 #include "lib/mac.h"
 
 #define ETH_HLEN  14
@@ -101,21 +104,69 @@ bool devices_learn(const struct store_state *st, uint64_t dpid, uint32_t in_port
 	return true;
 }
 
-void devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
-                      struct devices_view *ret)
+int devices_datapath(const struct store_state *st, const char *self, const uint8_t own_mac[6],
+                     struct devices_view *ret)
 {
-	/* Zeroed whole: the datapath compares views byte by byte. */
 	memset(ret, 0, sizeof(*ret));
 	if (strcmp(devices_manager(st)->host, self) != 0)
-		return;
+		return 0;
 	ret->enabled = true;
 	memcpy(ret->own_mac, own_mac, 6);
-	for (size_t i = 0; i < store_count(st, DEVICES_DEVICES) && ret->n < DEVICES_VIEW_MAX; i++) {
+	for (size_t i = 0; i < store_count(st, DEVICES_DEVICES); i++) {
 		const struct devices_device *d = store_row(st, DEVICES_DEVICES, i);
+		if (ARRAY_RESERVE(ret->v, ret->cap, (size_t)ret->n + 1) < 0)
+			return -ENOMEM;
 		struct devices_view_device *v = &ret->v[ret->n];
+		*v = (struct devices_view_device){0};
 		if (!mac_parse(d->mac, v->mac))
 			continue;
 		v->addr.s_addr = htonl(d->address);
 		ret->n++;
 	}
+	return 0;
+}
+
+static struct devices_heard_member *heard_of(const struct devices_heard *h, uint64_t id)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (h->v[i].id == id)
+			return &h->v[i];
+	return NULL;
+}
+
+void devices_heard_note(struct devices_heard *h, uint64_t id, uint64_t now_ms)
+{
+	struct devices_heard_member *m = heard_of(h, id);
+	if (!m && ARRAY_RESERVE(h->v, h->cap, h->n + 1) == 0) {
+		m = &h->v[h->n++];
+		m->id = id;
+	}
+	if (m) /* else out of memory: the grace, or the next answer, counts */
+		m->ms = now_ms;
+}
+
+bool devices_heard_alive(const struct devices_heard *h, uint64_t id, uint64_t now_ms,
+                         unsigned dead_after_ms)
+{
+	const struct devices_heard_member *m = heard_of(h, id);
+	uint64_t t = m && m->ms > h->grace_ms ? m->ms : h->grace_ms;
+	return t && now_ms - t < dead_after_ms;
+}
+
+void devices_heard_free(struct devices_heard *h)
+{
+	if (!h)
+		return;
+	free(h->v);
+	*h = (struct devices_heard){0};
+}
+
+void devices_view_free(struct devices_view *v)
+{
+	if (!v)
+		return;
+	free(v->v);
+	v->v = NULL;
+	v->n = 0;
+	v->cap = 0;
 }

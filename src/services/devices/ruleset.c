@@ -11,25 +11,35 @@
 #include "datapath/fragment.h"
 #include "devices.h"
 #include "lib/addr.h"
+#include "lib/cleanup.h"
 #include "lib/mac.h"
 
-/* "{ 10.77.2.1, 10.77.2.2 }" of the devices whose address is known; false
- * when none is. */
-static bool device_addrs(const struct devices_view *d, char *buf, size_t size)
+/* "{ 10.77.2.1, 10.77.2.2 }" of the devices whose address is known, newly
+ * allocated into *@ret_set, or NULL when none is. Returns 0 or -ENOMEM. */
+static int device_addrs(const struct devices_view *d, char **ret_set)
 {
+	char *text = NULL;
 	size_t len = 0;
 	unsigned n = 0;
 	char a[ADDR_STR_MAX];
-	len += (size_t)snprintf(buf, size, "{ ");
-	for (unsigned i = 0; i < d->n && len < size; i++) {
-		if (!d->v[i].addr.s_addr)
-			continue;
-		len += (size_t)snprintf(buf + len, size - len, "%s%s", n++ ? ", " : "",
-		                        addr_format(d->v[i].addr, a));
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	fputs("{ ", f);
+	for (unsigned i = 0; i < d->n; i++)
+		if (d->v[i].addr.s_addr)
+			fprintf(f, "%s%s", n++ ? ", " : "", addr_format(d->v[i].addr, a));
+	fputs(" }", f);
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
 	}
-	if (len < size)
-		snprintf(buf + len, size - len, " }");
-	return n > 0;
+	if (n == 0) {
+		free(text);
+		text = NULL;
+	}
+	*ret_set = text;
+	return 0;
 }
 
 /* The link: present only on the manager, so a former manager's goes. */
@@ -39,14 +49,14 @@ static int veth(struct dp_fragment *out, const struct devices_view *d)
 	snprintf(l.name, sizeof(l.name), "%s", DEVICES_IF);
 	snprintf(l.peer, sizeof(l.peer), "%s", DEVICES_PEER);
 	memcpy(l.mac, d->own_mac, 6);
-	for (unsigned i = 0; d->enabled && i < d->n; i++) {
-		if (!d->v[i].addr.s_addr)
-			continue;
-		l.hosts[l.n_hosts].addr = d->v[i].addr;
-		memcpy(l.hosts[l.n_hosts].mac, d->v[i].mac, 6);
-		l.n_hosts++;
-	}
-	return dp_fragment_link(out, &l);
+	int r = 0;
+	for (unsigned i = 0; r == 0 && d->enabled && i < d->n; i++)
+		if (d->v[i].addr.s_addr)
+			r = dp_link_add_host(&l, d->v[i].addr, d->v[i].mac);
+	if (r == 0)
+		r = dp_fragment_link(out, &l);
+	dp_link_free(&l);
+	return r;
 }
 
 /* The devices' own forwarding: as the guest's (out of the uplink, to this
@@ -54,10 +64,14 @@ static int veth(struct dp_fragment *out, const struct devices_view *d)
 static int forward(struct dp_fragment *out, const struct dp_config *cfg,
                    const struct devices_view *d)
 {
-	char set[DEVICES_VIEW_MAX * 18 + 8], guest[ADDR_STR_MAX];
+	char guest[ADDR_STR_MAX];
 	const char *g = cfg->guest_if, *u = cfg->uplink_if, *v = DEVICES_IF;
 	addr_format(cfg->guest_addr, guest);
-	if (device_addrs(d, set, sizeof(set))) {
+	_cleanup_free_ char *set = NULL;
+	int r = device_addrs(d, &set);
+	if (r < 0)
+		return r;
+	if (set) {
 		dp_fragment_rule(out, DP_FORWARD_OUT,
 		                 "iifname \"%s\" oifname { \"%s\", \"%s\" } ip saddr %s counter "
 		                 "accept",
@@ -76,9 +90,12 @@ static int forward(struct dp_fragment *out, const struct dp_config *cfg,
 
 static int input(struct dp_fragment *out, const struct devices_view *d)
 {
-	char set[DEVICES_VIEW_MAX * 18 + 8];
 	const char *v = DEVICES_IF;
-	if (device_addrs(d, set, sizeof(set)))
+	_cleanup_free_ char *set = NULL;
+	int r = device_addrs(d, &set);
+	if (r < 0)
+		return r;
+	if (set)
 		dp_fragment_rule(out, DP_INPUT,
 		                 "iifname \"%s\" ip saddr != %s counter name \"spoofed\" drop", v,
 		                 set);

@@ -1,6 +1,7 @@
 /* Port blocks and the datapath's view of NAT (nat.h): pure functions of the
  * store's state. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nat.h"
@@ -8,6 +9,7 @@
 #include "trust/tables.h"
 #include "switch/tables.h"
 #include "services/nat/tables.h"
+#include "lib/array.h"
 #include "lib/mac.h"
 
 /* Locally administered, "e7 7e" for ETTM's NAT, then the address's low 24
@@ -152,50 +154,63 @@ static void reassembler(const struct store_state *st, uint64_t self, struct nat_
 	}
 }
 
-void nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
-                  const uint8_t own_mac[6], unsigned uplink, struct nat_view *ret)
+void nat_view_free(struct nat_view *v)
+{
+	if (!v)
+		return;
+	free(v->own);
+	free(v->others);
+	free(v->own_maps);
+	free(v->other_maps);
+	v->own = v->others = NULL;
+	v->own_maps = v->other_maps = NULL;
+	v->n_own = v->n_others = v->n_own_maps = v->n_other_maps = 0;
+	v->cap_own = v->cap_others = v->cap_own_maps = v->cap_other_maps = 0;
+}
+
+#define VIEW_ADD(v, n, cap, x)                                                                     \
+	(ARRAY_RESERVE(v, cap, (size_t)(n) + 1) < 0 ? -ENOMEM : ((v)[(n)++] = (x), 0))
+
+int nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
+                 const uint8_t own_mac[6], unsigned uplink, struct nat_view *ret)
 {
 	struct nat_view *d = ret;
 	memset(d, 0, sizeof(*d));
 	if (!nat_enabled(o))
-		return;
+		return 0;
 	d->enabled = true;
 	d->filtering = o->filtering;
 	if (uplink >= o->n_publics)
 		uplink = 0;
 	d->public_addr = o->publics[uplink];
-	for (unsigned i = 0; i < o->n_publics && i < NAT_VIEW_PUBLIC_MAX; i++)
+	for (unsigned i = 0; i < o->n_publics && i < NAT_PUBLIC_MAX; i++)
 		d->publics[d->n_publics++] = o->publics[i];
 	d->gateway = nat_gateway(o, uplink);
 	memcpy(d->gateway_mac, nat_gateway_mac, 6);
 	memcpy(d->own_mac, own_mac, 6);
 
-	for (size_t i = 0; st && i < store_count(st, NAT_BLOCKS); i++) {
+	int r = 0;
+	for (size_t i = 0; r == 0 && st && i < store_count(st, NAT_BLOCKS); i++) {
 		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
 		struct nat_view_block x = {.start = b->start, .size = b->size};
-		if (b->owner == self) {
-			if (d->n_own < NAT_VIEW_BLOCKS_MAX)
-				d->own[d->n_own++] = x;
-		} else if (d->n_others < NAT_VIEW_BLOCKS_MAX &&
-		           nat_member_mac(st, b->owner, x.mac)) {
-			d->others[d->n_others++] = x;
-		}
+		if (b->owner == self)
+			r = VIEW_ADD(d->own, d->n_own, d->cap_own, x);
+		else if (nat_member_mac(st, b->owner, x.mac))
+			r = VIEW_ADD(d->others, d->n_others, d->cap_others, x);
 	}
 	reassembler(st, self, &d->fragments);
-	for (size_t i = 0; st && i < store_count(st, NAT_MAPPINGS); i++) {
+	for (size_t i = 0; r == 0 && st && i < store_count(st, NAT_MAPPINGS); i++) {
 		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		struct nat_view_mapping x = {
 		    .proto = m->proto, .public_port = m->public_port, .guest_port = m->guest_port};
-		if (m->owner == self) {
-			if (d->n_own_maps < NAT_VIEW_MAPPINGS_MAX)
-				d->own_maps[d->n_own_maps++] = x;
-		} else if (d->n_other_maps < NAT_VIEW_MAPPINGS_MAX &&
-		           nat_port_owner(st, m->public_port) != m->owner &&
-		           nat_member_mac(st, m->owner, x.mac)) {
+		if (m->owner == self)
+			r = VIEW_ADD(d->own_maps, d->n_own_maps, d->cap_own_maps, x);
+		else if (nat_port_owner(st, m->public_port) != m->owner &&
+		         nat_member_mac(st, m->owner, x.mac))
 			/* Ports inside the owner's block go with the block. */
-			d->other_maps[d->n_other_maps++] = x;
-		}
+			r = VIEW_ADD(d->other_maps, d->n_other_maps, d->cap_other_maps, x);
 	}
+	return r;
 }
 
 const struct nat_mapping *nat_mapping_of(const struct store_state *st, uint64_t owner,

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 
+#include "lib/array.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "services/nat/nat-internal.h"
@@ -121,11 +122,11 @@ static bool departed(struct nat *n, uint64_t owner)
 
 static struct nat_orphan *orphan(struct nat *n, uint64_t owner)
 {
-	for (unsigned i = 0; i < n->n_orphans; i++)
+	for (size_t i = 0; i < n->n_orphans; i++)
 		if (n->orphans[i].owner == owner)
 			return &n->orphans[i];
-	if (n->n_orphans == NAT_ORPHANS_MAX)
-		return NULL;
+	if (ARRAY_RESERVE(n->orphans, n->cap_orphans, n->n_orphans + 1) < 0)
+		return NULL; /* out of memory: seen again at the next tick */
 	n->orphans[n->n_orphans] = (struct nat_orphan){owner, uv_now(n->loop)};
 	return &n->orphans[n->n_orphans++];
 }
@@ -140,7 +141,7 @@ static bool reclaim_due(struct nat *n, uint64_t owner)
 /* Forgets the orphans that came back. */
 static void forget_returned(struct nat *n)
 {
-	for (unsigned i = 0; i < n->n_orphans;)
+	for (size_t i = 0; i < n->n_orphans;)
 		if (!departed(n, n->orphans[i].owner))
 			n->orphans[i] = n->orphans[--n->n_orphans];
 		else

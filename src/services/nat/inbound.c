@@ -8,6 +8,8 @@
 
 #include "datapath/datapath.h"
 #include "guest/guest.h"
+#include "lib/array.h"
+#include "lib/cleanup.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "services/nat/nat-internal.h"
@@ -65,7 +67,7 @@ static void auto_done(void *userdata, int status, const struct store_result *res
 
 static bool auto_known(struct nat *n, uint8_t proto, uint16_t port, bool remove)
 {
-	for (unsigned i = 0; i < n->n_autos; i++)
+	for (size_t i = 0; i < n->n_autos; i++)
 		if (n->autos[i].proto == proto && n->autos[i].port == port) {
 			if (remove)
 				n->autos[i] = n->autos[--n->n_autos];
@@ -80,9 +82,9 @@ static void auto_propose(struct nat *n, enum store_op op, const struct nat_mappi
 		n->auto_busy = true;
 }
 
-static bool listening(const struct guest_listener *ls, int k, uint8_t proto, uint16_t port)
+static bool listening(const struct guest_listener *ls, size_t k, uint8_t proto, uint16_t port)
 {
-	for (int i = 0; i < k; i++)
+	for (size_t i = 0; i < k; i++)
 		if (ls[i].proto == proto && ls[i].port == port)
 			return true;
 	return false;
@@ -100,10 +102,10 @@ static bool auto_wanted(struct nat *n, const struct guest_listener *l, uint64_t 
 }
 
 /* Maps or renews the first listener that needs it; true when one did. */
-static bool auto_map(struct nat *n, const struct guest_listener *ls, int k)
+static bool auto_map(struct nat *n, const struct guest_listener *ls, size_t k)
 {
 	uint64_t now = wall_ms();
-	for (int i = 0; i < k; i++) {
+	for (size_t i = 0; i < k; i++) {
 		const struct guest_listener *l = &ls[i];
 		if (!auto_wanted(n, l, now))
 			continue;
@@ -118,8 +120,8 @@ static bool auto_map(struct nat *n, const struct guest_listener *ls, int k)
 		                     &want.public_port) < 0)
 			continue;
 		if (!auto_known(n, l->proto, l->port, false)) {
-			if (n->n_autos == NAT_AUTOS_MAX)
-				continue;
+			if (ARRAY_RESERVE(n->autos, n->cap_autos, n->n_autos + 1) < 0)
+				continue; /* out of memory: tried again at the next change */
 			n->autos[n->n_autos++] = (struct nat_auto){l->proto, l->port};
 			log_info("nat: guest listens on %s port %u: public port %u",
 			         nat_proto_name(l->proto), l->port, want.public_port);
@@ -131,9 +133,9 @@ static bool auto_map(struct nat *n, const struct guest_listener *ls, int k)
 }
 
 /* Forgets the first mapped listener that closed, unmapping it. */
-static void auto_unmap(struct nat *n, const struct guest_listener *ls, int k)
+static void auto_unmap(struct nat *n, const struct guest_listener *ls, size_t k)
 {
-	for (unsigned i = 0; i < n->n_autos; i++) {
+	for (size_t i = 0; i < n->n_autos; i++) {
 		uint8_t proto = n->autos[i].proto;
 		uint16_t port = n->autos[i].port;
 		if (listening(ls, k, proto, port))
@@ -153,11 +155,12 @@ void nat_inbound_auto(struct nat *n)
 {
 	if (!n->guest || n->auto_busy || !nat_blocks_of(nat_state(n), n->self))
 		return;
-	static struct guest_listener ls[GUEST_LISTENERS_MAX];
-	int k = guest_listeners(n->guest, ls, GUEST_LISTENERS_MAX);
-	if (k < 0) {
+	_cleanup_free_ struct guest_listener *ls = NULL;
+	size_t k;
+	int r = guest_listeners(n->guest, &ls, &k);
+	if (r < 0) {
 		if (!n->guest_failed)
-			log_warn("nat: cannot read the guest's sockets: %s", strerror(-k));
+			log_warn("nat: cannot read the guest's sockets: %s", strerror(-r));
 		n->guest_failed = true;
 		return;
 	}

@@ -26,8 +26,6 @@
 #include "services/nat/nat.h"
 #include "store/store.h"
 
-#define NAT_ORPHANS_MAX  64
-#define NAT_AUTOS_MAX    64
 #define NAT_TABLES_WATCH 5 /* the store tables the service follows */
 
 /* A departed member whose blocks or mappings the leader will give back. */
@@ -65,8 +63,8 @@ struct nat {
 	uint8_t gw_mac[NAT_PUBLIC_MAX][6];
 	bool gw_known[NAT_PUBLIC_MAX];
 	uint64_t gw_asked_ms[NAT_PUBLIC_MAX];
-	struct nat_orphan orphans[NAT_ORPHANS_MAX];
-	unsigned n_orphans;
+	struct nat_orphan *orphans; /* growable (lib/array.h) */
+	size_t n_orphans, cap_orphans;
 	bool reclaiming;
 	/* NAT-PMP and PCP on the control address, for the guest. */
 	uv_udp_t pmp;
@@ -75,13 +73,13 @@ struct nat {
 	bool expiring; /* a lapsed mapping's deletion is under way */
 	/* Automatic mappings: the guest's listeners this agent mapped. */
 	struct guest *guest;
-	struct nat_auto autos[NAT_AUTOS_MAX];
-	unsigned n_autos;
+	struct nat_auto *autos; /* growable (lib/array.h) */
+	size_t n_autos, cap_autos;
 	bool auto_busy; /* a change is under way */
 	bool guest_failed;
 	/* The guest's ephemeral ports, kept inside this host's blocks. */
 	char *guest_netns;
-	struct guest_port_block ports[GUEST_PORT_BLOCKS_MAX];
+	struct guest_port_block *ports; /* n_ports of them, as last set */
 	size_t n_ports;
 	bool ports_failed;
 	int open_handles;

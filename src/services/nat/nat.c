@@ -26,14 +26,17 @@
 
 /* ---- the datapath ---- */
 
-/* The guest's ephemeral port blocks for @d's own blocks into @b; returns
- * how many. */
-static size_t guest_ports_of(const struct nat_view *d, struct guest_port_block *b)
+/* The guest's ephemeral port blocks for @d's own blocks, newly allocated
+ * into *@ret_b (d->n_own of them); 0 or -ENOMEM. */
+static int guest_ports_of(const struct nat_view *d, struct guest_port_block **ret_b)
 {
-	size_t k = d->n_own < GUEST_PORT_BLOCKS_MAX ? d->n_own : GUEST_PORT_BLOCKS_MAX;
-	for (size_t i = 0; i < k; i++)
+	struct guest_port_block *b = calloc(d->n_own ? d->n_own : 1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->n_own; i++)
 		b[i] = (struct guest_port_block){.start = d->own[i].start, .size = d->own[i].size};
-	return k;
+	*ret_b = b;
+	return 0;
 }
 
 static void log_guest_ports(const struct guest_port_block *b, size_t k)
@@ -56,11 +59,17 @@ static void update_guest_ports(struct nat *n, const struct nat_view *d)
 {
 	if (!n->guest_netns || d->n_own == 0)
 		return;
-	struct guest_port_block b[GUEST_PORT_BLOCKS_MAX];
-	size_t k = guest_ports_of(d, b);
-	bool same = k == n->n_ports && memcmp(b, n->ports, k * sizeof(*b)) == 0;
-	if (same && !n->ports_failed)
+	struct guest_port_block *b;
+	size_t k = d->n_own;
+	if (guest_ports_of(d, &b) < 0) {
+		log_error("nat: the guest's ephemeral ports: %s", strerror(ENOMEM));
 		return;
+	}
+	bool same = k == n->n_ports && memcmp(b, n->ports, k * sizeof(*b)) == 0;
+	if (same && !n->ports_failed) {
+		free(b);
+		return;
+	}
 	const char *failed = NULL;
 	int r = guest_set_local_ports(n->guest_netns, b, k, &failed);
 	if (r < 0 && (!same || !n->ports_failed))
@@ -69,7 +78,8 @@ static void update_guest_ports(struct nat *n, const struct nat_view *d)
 		          failed ? failed : n->guest_netns, strerror(-r));
 	else if (r == 0)
 		log_guest_ports(b, k);
-	memcpy(n->ports, b, k * sizeof(*b));
+	free(n->ports);
+	n->ports = b;
 	n->n_ports = k;
 	n->ports_failed = r < 0;
 }
@@ -80,10 +90,13 @@ static int datapath_build(void *userdata, const struct dp_config *cfg, struct dp
 {
 	struct nat *n = userdata;
 	struct nat_view d;
-	nat_datapath(n->synced ? nat_state(n) : NULL, &n->o, n->self, sw_own_mac(n->sw), n->uplink,
-	             &d);
+	int r = nat_datapath(n->synced ? nat_state(n) : NULL, &n->o, n->self, sw_own_mac(n->sw),
+	                     n->uplink, &d);
 	out->hold = !n->synced;
-	return nat_ruleset_build(cfg, &d, out);
+	if (r == 0)
+		r = nat_ruleset_build(cfg, &d, out);
+	nat_view_free(&d);
+	return r;
 }
 
 static void update_datapath(struct nat *n)
@@ -91,10 +104,12 @@ static void update_datapath(struct nat *n)
 	if (!n->synced)
 		return;
 	struct nat_view d;
-	nat_datapath(nat_state(n), &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
+	int r = nat_datapath(nat_state(n), &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
 	if (dp_changed(n->dp) < 0)
 		log_error("nat: datapath: %s", n->dp->error ? n->dp->error : "failed");
-	update_guest_ports(n, &d);
+	if (r == 0)
+		update_guest_ports(n, &d);
+	nat_view_free(&d);
 }
 
 /* ---- timers ---- */
@@ -227,6 +242,9 @@ static struct nat *nat_new(uv_loop_t *loop, const struct nat_options *o, uint64_
 
 static void nat_free(struct nat *n)
 {
+	free(n->ports);
+	free(n->orphans);
+	free(n->autos);
 	free(n->guest_netns);
 	free(n);
 }

@@ -35,7 +35,10 @@
 #define NAT_PRIO_OUT     2200 /* from a public address: to the uplink */
 #define NAT_PRIO_ANY_AEE 2150 /* inbound, unmatched: to any live AEE */
 
-/* Ports a guest application may expose by listening on them. */
+/* Ports a guest application may expose by listening on them: ranges the
+ * admin writes in one configuration line (nat.expose), not a size the
+ * network sets; each entry may span any number of ports, and the
+ * configuration's reader refuses a 17th naming this limit. */
 #define NAT_EXPOSE_MAX 16
 struct nat_expose {
 	uint8_t proto; /* 6 or 17 */
@@ -161,10 +164,8 @@ int nat_map_next(const struct store_state *st, uint64_t self, const struct nat_m
                  uint16_t *ret_port);
 
 /* NAT's view of the datapath: what the AEE translates and forwards.
- * Addresses in network byte order. */
-#define NAT_VIEW_PUBLIC_MAX   8
-#define NAT_VIEW_BLOCKS_MAX   64
-#define NAT_VIEW_MAPPINGS_MAX 64
+ * Addresses in network byte order. Its blocks and mappings are growable
+ * arrays (lib/array.h), as many as the store holds. */
 
 struct nat_view_block {
 	uint16_t start, size;
@@ -194,23 +195,30 @@ struct nat_view {
 	bool enabled;
 	enum nat_filtering filtering;
 	struct in_addr public_addr; /* where this host's own flows leave */
-	struct in_addr publics[NAT_VIEW_PUBLIC_MAX];
+	struct in_addr publics[NAT_PUBLIC_MAX];
 	unsigned n_publics;
 	struct in_addr gateway;
 	uint8_t gateway_mac[6]; /* the switch's stand-in for the ISP gateway */
 	uint8_t own_mac[6];     /* this AEE's uplink */
 	unsigned n_own, n_others;
-	struct nat_view_block own[NAT_VIEW_BLOCKS_MAX], others[NAT_VIEW_BLOCKS_MAX];
+	size_t cap_own, cap_others;
+	struct nat_view_block *own, *others;
 	unsigned n_own_maps, n_other_maps;
-	struct nat_view_mapping own_maps[NAT_VIEW_MAPPINGS_MAX], other_maps[NAT_VIEW_MAPPINGS_MAX];
+	size_t cap_own_maps, cap_other_maps;
+	struct nat_view_mapping *own_maps, *other_maps;
 	struct nat_view_fragments fragments;
 };
 
-/* What the AEE of member @self translates and forwards. @own_mac is its
- * uplink's MAC; @uplink the index of the public address its flows leave
- * by. @st NULL: before the store is known (no blocks: nothing leaves). */
-void nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
-                  const uint8_t own_mac[6], unsigned uplink, struct nat_view *ret);
+/* What the AEE of member @self translates and forwards, into @ret (its
+ * old contents ignored; free with nat_view_free(), whatever the result).
+ * @own_mac is its uplink's MAC; @uplink the index of the public address
+ * its flows leave by. @st NULL: before the store is known (no blocks:
+ * nothing leaves). Returns 0 or -ENOMEM. */
+int nat_datapath(const struct store_state *st, const struct nat_options *o, uint64_t self,
+                 const uint8_t own_mac[6], unsigned uplink, struct nat_view *ret);
+
+/* Frees @v's blocks and mappings; NULL-accepting; leaves @v with none. */
+void nat_view_free(struct nat_view *v);
 
 /* ---- ruleset.c: pure ---- */
 

@@ -305,6 +305,15 @@ static int steer(struct dp_fragment *out, const struct dp_config *cfg, const str
  * go on to conntrack, as any packet does. */
 #define FRAG_MARK      0xe77e0000u
 #define FRAG_MARK_MASK 0xffff0000u
+/* Others' blocks take the marks FRAG_MARK + 1 on, others' mappings the
+ * ones after: the mark's low 16 bits number at most this many. */
+#define FRAG_MARKS_MAX 0xffffu
+
+/* The mark of others' mapping @i. */
+static uint32_t map_mark(const struct nat_view *nat, unsigned i)
+{
+	return FRAG_MARK + nat->n_others + i + 1;
+}
 
 static void mark_map(FILE *f, const struct nat_view *nat)
 {
@@ -322,6 +331,12 @@ static int reassemble(struct dp_fragment *out, const struct dp_config *cfg,
                       const struct nat_view *nat)
 {
 	struct dp_chain *c, *eg;
+	if ((size_t)nat->n_others + nat->n_other_maps > FRAG_MARKS_MAX)
+		return dp_fragment_fail(
+		    out, -E2BIG,
+		    "%u others' blocks and %u others' mappings to reassemble for: "
+		    "more than the %u the fragment mark's 16 bits number",
+		    nat->n_others, nat->n_other_maps, FRAG_MARKS_MAX);
 	int r = dp_fragment_chain(out, "nat_frag", NULL, "prerouting", "raw", "accept", &c);
 	if (r == 0)
 		r = dp_fragment_netdev_egress_chain(out, "nat_frag_out", cfg->uplink_if, "accept",
@@ -347,8 +362,7 @@ static int reassemble(struct dp_fragment *out, const struct dp_config *cfg,
 		fprintf(t.f, "iifname \"%s\" ip daddr ", cfg->uplink_if);
 		publics_set(t.f, nat);
 		fprintf(t.f, " %s dport %u meta mark set 0x%08x notrack",
-		        x->proto == 6 ? "tcp" : "udp", x->public_port,
-		        FRAG_MARK + NAT_VIEW_BLOCKS_MAX + i + 1);
+		        x->proto == 6 ? "tcp" : "udp", x->public_port, map_mark(nat, i));
 		r = text_add(&t, out, c, 0);
 	}
 	if (r == 0)
@@ -366,8 +380,7 @@ static int reassemble(struct dp_fragment *out, const struct dp_config *cfg,
 		fprintf(t.f, "%s0x%08x : %s", i ? ", " : "", FRAG_MARK + i + 1,
 		        mac_format(nat->others[i].mac, m));
 	for (unsigned i = 0; i < nat->n_other_maps; i++)
-		fprintf(t.f, "%s0x%08x : %s", i || nat->n_others ? ", " : "",
-		        FRAG_MARK + NAT_VIEW_BLOCKS_MAX + i + 1,
+		fprintf(t.f, "%s0x%08x : %s", i || nat->n_others ? ", " : "", map_mark(nat, i),
 		        mac_format(nat->other_maps[i].mac, m));
 	fputs(" }", t.f);
 	return text_add(&t, out, eg, 0);

@@ -28,9 +28,12 @@ static int boot(const struct svc_env *env, const void *options, const struct dp_
 		return 0;
 	static const uint8_t none[6];
 	struct nat_view view;
-	nat_datapath(NULL, o, env->host->id, none,
-	             nat_uplink_for(env->host->id, NULL, o->n_publics), &view);
-	return nat_fragment_held(&view, cfg, out);
+	int r = nat_datapath(NULL, o, env->host->id, none,
+	                     nat_uplink_for(env->host->id, NULL, o->n_publics), &view);
+	if (r == 0)
+		r = nat_fragment_held(&view, cfg, out);
+	nat_view_free(&view);
+	return r;
 }
 
 static int open_nat(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
