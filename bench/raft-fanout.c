@@ -154,7 +154,8 @@ static const uint64_t FOREVER = UINT64_MAX;
 struct result {
 	struct counters idle, seq, pipe;
 	double idle_s, seq_sim_s, pipe_sim_s;
-	uint64_t median_ns, p99_ns, max_ns;
+	uint64_t median_ns, p99_ns, max_ns, catch_up_ns;
+	unsigned long applied;
 	int64_t heap_idle, heap_peak;
 	double wall_s, desched_idle, desched_seq, desched_pipe;
 	raft_id leader;
@@ -301,6 +302,21 @@ static void one_run(unsigned n, struct result *res)
 		res->pipe_sim_s = (double)(S.now - t0) / 1e9;
 	}
 	res->heap_peak = l->heap_peak;
+
+	/* Every member applies every command, the same number of them. */
+	t0 = S.now;
+	if (!sim_run(all_caught_up, S.now + limit))
+		sim_die(
+		    "the members did not catch up within 60 simulated seconds of the last commit");
+	res->catch_up_ns = S.now - t0;
+	for (unsigned i = 0; i < n; i++)
+		if (S.nodes[i].applied != l->applied) {
+			fprintf(stderr,
+			        "raft-fanout: member %u applied %lu commands, the leader %lu\n",
+			        i + 1, S.nodes[i].applied, l->applied);
+			exit(1);
+		}
+	res->applied = l->applied;
 	res->wall_s = wall_now() - w0;
 }
 
@@ -318,28 +334,30 @@ static void print_result(unsigned n, const struct result *r)
 {
 	const struct params *p = &S.p;
 	printf("{\"members\": %u, \"voters\": %u, \"voters_at\": \"%s\", \"seed\": %" PRIu64
-	       ", \"leader\": %llu, \"elected_sim_ms\": %" PRIu64 ",\n",
+	       ", \"leader\": %llu, \"elected_sim_ms\": %" PRIu64 ",",
 	       n, p->voters, p->voters_last ? "last" : "first", p->seed,
 	       (unsigned long long)r->leader, r->elect_ms);
 	print_counters("idle", &r->idle, r->idle_s, "s");
-	printf("\"sim_s\": %.1f, \"descheduled\": %.3f},\n", r->idle_s, r->desched_idle);
+	printf("\"sim_s\": %.1f, \"descheduled\": %.3f},", r->idle_s, r->desched_idle);
 	print_counters("one_at_a_time", &r->seq, p->commits, "commit");
 	printf(
 	    "\"commits\": %u, \"entry_bytes\": %u, \"median_sim_ms\": %.3f, \"p99_sim_ms\": %.3f, "
-	    "\"max_sim_ms\": %.3f, \"descheduled\": %.3f},\n",
+	    "\"max_sim_ms\": %.3f, \"descheduled\": %.3f},",
 	    p->commits, p->entry_bytes, r->median_ns / 1e6, r->p99_ns / 1e6, r->max_ns / 1e6,
 	    r->desched_seq);
 	if (p->burst) {
 		print_counters("pipelined", &r->pipe, p->burst, "commit");
 		printf("\"commits\": %u, \"inflight\": %u, \"commits_per_sim_s\": %.0f, "
-		       "\"leader_uplink_busy\": %.3f, \"descheduled\": %.3f},\n",
+		       "\"leader_uplink_busy\": %.3f, \"descheduled\": %.3f},",
 		       p->burst, p->inflight, p->burst / r->pipe_sim_s,
 		       r->pipe.wire_sent * 8.0 / (p->link_mbit * 1e6) / r->pipe_sim_s,
 		       r->desched_pipe);
 	}
-	printf(" \"leader_heap_bytes\": {\"idle\": %" PRId64 ", \"peak\": %" PRId64 "},\n"
+	printf(" \"leader_heap_bytes\": {\"idle\": %" PRId64 ", \"peak\": %" PRId64 "},"
+	       " \"applied_everywhere\": %lu, \"catch_up_sim_ms\": %.3f,"
 	       " \"clock_cost_ns\": %" PRIu64 ", \"wall_s\": %.2f}\n",
-	       r->heap_idle, r->heap_peak, S.clock_cost_ns, r->wall_s);
+	       r->heap_idle, r->heap_peak, r->applied, r->catch_up_ns / 1e6, S.clock_cost_ns,
+	       r->wall_s);
 	fflush(stdout);
 }
 
