@@ -2,9 +2,11 @@
  * time, network and disk (raft-sim.c, which says what is modelled and how),
  * to see where the leader's fan-out stops scaling.
  *
- * Each run bootstraps --voters voters and members - voters standbys (as the
- * store keeps them: standbys replicate the log but do not vote), waits for a
- * leader and for every member to have caught up, then measures:
+ * Each run bootstraps --voters voters and, by default, every other member a
+ * standby (as the store keeps them: standbys replicate the log but do not
+ * vote); with --standbys N only N of them, the rest spares (in the
+ * configuration, sent nothing: members some other path would feed). It
+ * waits for a leader and for every member to have caught up, then measures:
  * 1. idle: --idle-s simulated seconds of heartbeats only;
  * 2. one at a time: --commits commands of --entry-bytes, each proposed when
  *    the previous one was applied on the leader;
@@ -38,6 +40,23 @@ static struct {
 static bool is_voter(unsigned idx)
 {
 	return S.p.voters_last ? idx >= S.n - S.p.voters : idx < S.p.voters;
+}
+
+/* The standbys in a run of S.n members: --standbys, or every non-voter. */
+static unsigned n_standbys(void)
+{
+	unsigned others = S.n - S.p.voters;
+	return S.p.standbys < others ? S.p.standbys : others;
+}
+
+/* The first non-voters in configuration order are standbys, the rest spares
+ * (members the leader sends nothing to). */
+static int role_of(unsigned idx)
+{
+	if (is_voter(idx))
+		return RAFT_VOTER;
+	unsigned pos = S.p.voters_last ? idx : idx - S.p.voters;
+	return pos < n_standbys() ? RAFT_STANDBY : RAFT_SPARE;
 }
 
 /* --- the state machine and the workload --- */
@@ -132,7 +151,7 @@ static bool all_caught_up(void)
 	if (raft_state(&l->raft) != RAFT_LEADER || l->raft.commit_index < last)
 		return false;
 	for (unsigned i = 0; i < S.n; i++)
-		if (raft_last_applied(&S.nodes[i].raft) < last)
+		if (role_of(i) != RAFT_SPARE && raft_last_applied(&S.nodes[i].raft) < last)
 			return false;
 	return true;
 }
@@ -184,8 +203,7 @@ static void setup(unsigned n)
 		struct node *nd = &S.nodes[i];
 		nd->idx = i;
 		snprintf(nd->address, sizeof(nd->address), "10.0.%u.%u:7700", i / 250, i % 250 + 1);
-		if (raft_configuration_add(&conf, i + 1, nd->address,
-		                           is_voter(i) ? RAFT_VOTER : RAFT_STANDBY) != 0)
+		if (raft_configuration_add(&conf, i + 1, nd->address, role_of(i)) != 0)
 			sim_die("raft_configuration_add failed");
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -310,7 +328,7 @@ static void one_run(unsigned n, struct result *res)
 		    "the members did not catch up within 60 simulated seconds of the last commit");
 	res->catch_up_ns = S.now - t0;
 	for (unsigned i = 0; i < n; i++)
-		if (S.nodes[i].applied != l->applied) {
+		if (role_of(i) != RAFT_SPARE && S.nodes[i].applied != l->applied) {
 			fprintf(stderr,
 			        "raft-fanout: member %u applied %lu commands, the leader %lu\n",
 			        i + 1, S.nodes[i].applied, l->applied);
@@ -333,9 +351,9 @@ static void print_counters(const char *name, const struct counters *c, double pe
 static void print_result(unsigned n, const struct result *r)
 {
 	const struct params *p = &S.p;
-	printf("{\"members\": %u, \"voters\": %u, \"voters_at\": \"%s\", \"seed\": %" PRIu64
-	       ", \"leader\": %llu, \"elected_sim_ms\": %" PRIu64 ",",
-	       n, p->voters, p->voters_last ? "last" : "first", p->seed,
+	printf("{\"members\": %u, \"voters\": %u, \"standbys\": %u, \"voters_at\": \"%s\", "
+	       "\"seed\": %" PRIu64 ", \"leader\": %llu, \"elected_sim_ms\": %" PRIu64 ",",
+	       n, p->voters, n_standbys(), p->voters_last ? "last" : "first", p->seed,
 	       (unsigned long long)r->leader, r->elect_ms);
 	print_counters("idle", &r->idle, r->idle_s, "s");
 	printf("\"sim_s\": %.1f, \"descheduled\": %.3f},", r->idle_s, r->desched_idle);
@@ -368,14 +386,16 @@ static const char usage[] =
     "                   [--entry-bytes 200] [--burst 2000] [--inflight 64] [--idle-s 5]\n"
     "                   [--latency-us 200] [--link-mbit 1000] [--disk-us 1000]\n"
     "                   [--election-ms 300] [--heartbeat-ms 50] [--voters-at first|last]\n"
-    "                   [--seed 1]\n"
+    "                   [--standbys N] [--seed 1]\n"
     "\n"
-    "Runs real libraft 0.15 instances (voters, the rest standbys) in one process\n"
-    "on simulated time, network and disk, and prints one JSON line per member\n"
-    "count: the leader's messages, bytes and measured CPU when idle, per commit\n"
-    "one at a time (with the simulated commit latency) and pipelined, and its\n"
-    "heap. Time, latency and bytes are simulated; CPU is measured (libraft's\n"
-    "work only: no system calls or TLS). The same --seed gives the same run.\n";
+    "Runs real libraft 0.15 instances in one process on simulated time, network\n"
+    "and disk: --voters voters, then --standbys standbys (default: every other\n"
+    "member), the rest spares, which the leader sends nothing. Prints one JSON\n"
+    "line per member count: the leader's messages, bytes and measured CPU when\n"
+    "idle, per commit one at a time (with the simulated commit latency) and\n"
+    "pipelined, and its heap. Time, latency and bytes are simulated; CPU is\n"
+    "measured (libraft's work only: no system calls or TLS). The same --seed\n"
+    "gives the same run.\n";
 
 static int parse_uint(const char *opt, const char *s, unsigned min, unsigned long max,
                       unsigned *ret)
@@ -440,6 +460,7 @@ int main(int argc, char **argv)
 {
 	unsigned counts[MAX_COUNTS] = {5, 16, 64, 256, 1000}, n_counts = 5;
 	S.p = (struct params){.voters = 5,
+	                      .standbys = UINT32_MAX,
 	                      .commits = 200,
 	                      .entry_bytes = 200,
 	                      .burst = 2000,
@@ -467,6 +488,7 @@ int main(int argc, char **argv)
 	    {"seed", required_argument, NULL, 's'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"voters-at", required_argument, NULL, 'a'},
+	    {"standbys", required_argument, NULL, 'S'},
 	    {0},
 	};
 	int c, r = 0;
@@ -478,6 +500,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			r = parse_uint("--voters", optarg, 1, 9, &S.p.voters);
+			break;
+		case 'S':
+			r = parse_uint("--standbys", optarg, 0, MAX_MEMBERS, &S.p.standbys);
 			break;
 		case 'c':
 			r = parse_uint("--commits", optarg, 1, 10000000, &S.p.commits);

@@ -11,7 +11,7 @@
 
 struct params {
 	/* the workload (raft-fanout.c) */
-	unsigned voters, commits, entry_bytes, burst, inflight;
+	unsigned voters, standbys, commits, entry_bytes, burst, inflight;
 	bool voters_last;
 	unsigned election_ms, heartbeat_ms;
 	double idle_s;
