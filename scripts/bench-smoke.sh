@@ -40,11 +40,12 @@ args_of() {
 	admission) echo "--runs 1" ;;
 	nat) echo "--runs 1 --seconds 1 --cpu-seconds 1 --rate 5 --per-host-kpps 1" ;;
 	nat-burst) echo "--runs 1 --connections 500" ;;
+	store-fanout) echo "--runs 1 --members 5,64 --commits 20 --burst 200 --idle-s 1 --voters-at first" ;;
 	*) return 1 ;;
 	esac
 }
 
-names=${*:-guest-to-guest store switch trust admission nat nat-burst}
+names=${*:-guest-to-guest store switch trust admission nat nat-burst store-fanout}
 failed=""
 start=$(date +%s)
 for name in $names; do
