@@ -106,9 +106,16 @@ static void remember_group(struct sw *s, uint32_t id, struct obuf *bytes)
 static void send_group(struct sw *s, const struct of13_group_mod *gm)
 {
 	struct obuf want = {0};
-	of13_group_mod_encode(&want, 0, gm);
-	if (want.failed)
+	int r = of13_group_mod_encode(&want, 0, gm);
+	if (r < 0) {
+		log_warn_limited(&s->group_log, mono_ms(), SW_REFUSAL_LOG_MS,
+		                 "switch %u: group %" PRIu32 " with %u buckets not sent: %s", s->index,
+		                 gm->group_id, gm->n_buckets,
+		                 r == -EMSGSIZE ? "larger than one OpenFlow message (64 KiB)"
+		                                : strerror(-r));
+		obuf_free(&want);
 		return;
+	}
 	for (size_t i = 0; i < s->n_groups_sent; i++) {
 		struct sent_group *g = &s->groups_sent[i];
 		if (g->id != gm->group_id)

@@ -79,9 +79,9 @@ struct sw {
 	uint64_t next_claim_ms; /* mono_ms() before which no claim goes */
 	uint64_t role_since_ms; /* mono_ms() when the switch confirmed the role */
 	unsigned deposals;      /* times another controller took the switch */
-	struct log_ratelimit refusal_log, claim_log, down_log;
-	struct port ports[OF13_PORTS_MAX];
-	unsigned n_ports;
+	struct log_ratelimit refusal_log, claim_log, down_log, group_log;
+	struct port *ports; /* as many as the switch has */
+	unsigned n_ports, cap_ports;
 	/* Flows read back from the switch: ETTM's (by cookie), and a count of
 	 * all of them; groups. */
 	struct sw_flows installed, dump;

@@ -17,7 +17,11 @@
 #include "claim.h"
 #include "desired.h"
 
-#define SW_MAX_SWITCHES 16
+/* Bounds of the configuration, not of a protocol: every agent holds a
+ * connection to every switch, and 64 switches of 48 ports are three
+ * thousand ports, more than one cluster is sized for (docs/scale.md). A
+ * configuration past them is refused with the bound in the error. */
+#define SW_MAX_SWITCHES 64
 #define SW_MAX_UPLINKS  8
 #define SW_ADDR_MAX     64
 
