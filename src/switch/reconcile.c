@@ -238,6 +238,7 @@ void reconcile_read_flows(struct sw *s)
 	if (of_conn_send(s->conn, &b, dump_cb, s) < 0) {
 		s->dumping = false;
 		s->reconciling = false;
+		requests_flows_read(s, "the switch could not be asked for its flows");
 	}
 }
 
@@ -311,6 +312,7 @@ static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint
 	if (status < 0) {
 		s->reconciling = s->dumping = false;
 		sw_flows_free(&s->dump);
+		requests_flows_read(s, "the switch did not answer the read of its flows");
 		return;
 	}
 	uint16_t flags;
@@ -318,6 +320,7 @@ static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint
 	if (!last)
 		return;
 	flow_dump_done(s);
+	requests_flows_read(s, NULL);
 	if (s->reconciling) {
 		if (s->role == ROLE_MASTER && s->ctl->leader && s->role_term == s->ctl->term)
 			apply_diff(s);

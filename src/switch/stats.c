@@ -1,8 +1,8 @@
-/* Ports and statistics, on every agent: each switch's port descriptions
- * (read at connection, then kept by port status messages), when each port
- * went down, and the soft state the statistics round polls every
- * stats-interval: port counters and rates, the group count, and (through
- * reconcile.c) the flows read back. */
+/* Ports and statistics: on every agent, each switch's port descriptions
+ * (read at connection, then kept by port status messages) and when each
+ * port went down; on the master, the soft state the statistics round polls
+ * every stats-interval: port counters and rates, the group count, and
+ * (through reconcile.c) the flows read back. */
 #include "switch-internal.h"
 
 #include <stdlib.h>
@@ -146,12 +146,17 @@ void stats_request_ports(struct sw *s)
 	of_conn_send(s->conn, &b, port_desc_cb, s);
 }
 
+/* Only the master polls: what it reads is the network's one view of the
+ * switch (`switches` shows it), and the switch's work stays the same
+ * however many agents there are. The others learn ports from the port
+ * status messages every controller gets, which is all the failure
+ * detector needs, and read flows when asked. */
 void stats_timer_cb(uv_timer_t *t)
 {
 	struct swc *c = t->data;
 	for (unsigned i = 0; i < c->o.n_switches; i++) {
 		struct sw *s = &c->sw[i];
-		if (!s->up)
+		if (!s->up || s->role != ROLE_MASTER)
 			continue;
 		struct obuf b = {0};
 		of13_port_stats_request_encode(&b, of_conn_xid(s->conn), OF13_PORT_ANY);

@@ -95,6 +95,8 @@ struct sw {
 	uint64_t reconcile_started_ns;
 	struct sent_group *groups_sent;
 	size_t n_groups_sent, cap_groups_sent;
+	/* `flows` requests waiting for the read under way (requests.c). */
+	struct flow_waiter *flow_waiters;
 };
 
 /* Soft state the master keeps for links and locations: when each was last
@@ -186,6 +188,12 @@ void reconcile_kick(struct swc *c);
 void reconcile_read_flows(struct sw *s);
 /* Forgets which groups were sent to @s (a new role, a new connection). */
 void reconcile_forget_groups(struct sw *s);
+
+/* ---- requests.c ---- */
+
+/* Answers the `flows` requests waiting for @s's flows: with what was just
+ * read, or with @error when the read failed. */
+void requests_flows_read(struct sw *s, const char *error);
 
 /* ---- topology.c ---- */
 

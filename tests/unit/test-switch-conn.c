@@ -50,6 +50,7 @@ struct fake {
 	bool hello, features_request;
 	unsigned set_configs, miss_send_len, port_desc_requests, flow_reads;
 	unsigned role_requests, flow_mods, flow_deletes, barriers, echo_requests;
+	unsigned multipart[16]; /* requests by multipart type */
 	struct of13_role_msg role;
 	/* Roles as Open vSwitch keeps them (ofproto.c, connmgr.c): the
 	 * highest generation id seen, compared as a signed difference, and
@@ -139,6 +140,8 @@ static void fake_multipart(struct fake *f, const struct of13_header *h, const ui
 {
 	uint16_t type, flags;
 	assert_int_equal(of13_multipart_decode(msg, h->length, &type, &flags), OF13_OK);
+	if (type < 16)
+		f->multipart[type]++;
 	struct obuf b = {0};
 	if (type == OF13_MP_PORT_DESC) {
 		f->port_desc_requests++;
@@ -629,6 +632,14 @@ static void test_role_master(void **state)
 	assert_true(json_integer_value(json_object_get(s, "term")) ==
 	            (json_int_t)store_term(f->store));
 	json_decref(v);
+	/* The master polls statistics and flows every interval (100 ms here). */
+	unsigned flows = f->fake.multipart[OF13_MP_FLOW];
+	unsigned ports = f->fake.multipart[OF13_MP_PORT_STATS];
+	unsigned queries = f->fake.queries;
+	run_for(f, 500);
+	assert_true(f->fake.multipart[OF13_MP_FLOW] >= flows + 3);
+	assert_true(f->fake.multipart[OF13_MP_PORT_STATS] >= ports + 3);
+	assert_true(f->fake.queries >= queries + 3);
 }
 
 static int peer_api(void *userdata, struct ctl_client *client, const struct ctl_request *req,
@@ -672,8 +683,14 @@ static void test_role_slave(void **state)
 	assert_true(run_until(f, is_slave));
 	assert_true(run_until(f, claimed_generation_1));
 	assert_true(f->fake.role.generation_id == sw_generation_id(1, store_term(f->follower)));
-	run_for(f, 300);
+	/* A slave polls nothing: over five statistics intervals the switch
+	 * is asked for no statistics, no flows and no role. */
+	unsigned mp[16], queries = f->fake.queries;
+	memcpy(mp, f->fake.multipart, sizeof(mp));
+	run_for(f, 500);
 	assert_false(sw_is_master(f->sw));
+	assert_memory_equal(mp, f->fake.multipart, sizeof(mp));
+	assert_int_equal(f->fake.queries, queries);
 	assert_int_equal(f->fake.flow_mods, 0);
 	json_t *v = request(f, "switch.local", NULL);
 	json_t *s = json_array_get(json_object_get(v, "switches"), 0);
