@@ -16,7 +16,7 @@ JOBS       ?= 2
 LAB        := lab/ettm-lab
 FUZZ_TARGETS := config proto command openflow pmp trust join tls
 
-.PHONY: all deps build lab lab-down check unit asan fuzz lab-test chaos chaos-smoke bench-build bench-smoke format clean
+.PHONY: all deps build lab lab-down check check-slow unit asan fuzz lab-test chaos chaos-smoke bench-build bench-smoke format clean
 
 all: build
 
@@ -105,6 +105,11 @@ bench-smoke: $(if $(filter 0,$(shell id -u)),bench-build)
 
 
 check: unit asan fuzz lab-test chaos-smoke bench-smoke
+
+# What is too long for every run: the scale test at 64 hosts as well as 16
+# (tests/lab/test_scale.py).
+check-slow: build
+	ETTM_SLOW=1 $(PYTHON) -m pytest -v -p no:cacheprovider tests/lab/test_scale.py
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

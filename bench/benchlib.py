@@ -9,12 +9,14 @@ sets it up and builds it when it is missing."""
 import json
 import os
 import platform
+import re
 import random
 import socket
 import statistics
 import string
 import subprocess
 import time
+from datetime import datetime, timezone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.path.join(REPO, "lab", "ettm-lab")
@@ -122,3 +124,39 @@ def wait_listening(lab, ns, port, timeout=5):
             return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port} in {ns}")
+
+
+def leader(lab, hosts):
+    """The host among @hosts whose agent says it leads, or None."""
+    for h in hosts:
+        try:
+            if lab.call(h, "cluster", timeout=2)["state"] == "leader":
+                return h
+        except (OSError, RuntimeError, ValueError):
+            pass
+    return None
+
+
+def wait(what, fn, timeout=30, interval=0.05):
+    """fn()'s first true value, polled every @interval for @timeout s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = fn()
+        if r:
+            return r
+        time.sleep(interval)
+    raise RuntimeError(f"{what}: not within {timeout} s")
+
+
+def log_times(lab, host, pattern, after):
+    """The times of the lines of @host's agent log that match @pattern,
+    after @after (seconds since the epoch)."""
+    times = []
+    with open(f"/run/ettm-lab/{lab.prefix}/{host}/ettmd.log", errors="replace") as f:
+        for line in f:
+            if re.search(pattern, line):
+                t = datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f")
+                t = t.replace(tzinfo=timezone.utc).timestamp()
+                if t > after:
+                    times.append(t)
+    return times

@@ -1,5 +1,7 @@
 /* group_mod (spec 7.3.4.2) and group statistics (7.3.5.9). */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -20,6 +22,28 @@ static enum of13_err actions_decode(struct cursor *c, struct of13_action *out, u
 	return OF13_OK;
 }
 
+struct of13_bucket *of13_group_mod_add_bucket(struct of13_group_mod *gm)
+{
+	if (gm->n_buckets == gm->cap_buckets) {
+		unsigned cap = gm->cap_buckets ? gm->cap_buckets * 2 : 4;
+		struct of13_bucket *v = reallocarray(gm->buckets, cap, sizeof(*v));
+		if (!v)
+			return NULL;
+		gm->buckets = v;
+		gm->cap_buckets = cap;
+	}
+	struct of13_bucket *bk = &gm->buckets[gm->n_buckets++];
+	memset(bk, 0, sizeof(*bk));
+	return bk;
+}
+
+void of13_group_mod_free(struct of13_group_mod *gm)
+{
+	free(gm->buckets);
+	gm->buckets = NULL;
+	gm->n_buckets = gm->cap_buckets = 0;
+}
+
 enum of13_err of13_group_mod_decode(const void *data, size_t len, struct of13_group_mod *ret)
 {
 	struct cursor c;
@@ -33,25 +57,32 @@ enum of13_err of13_group_mod_decode(const void *data, size_t len, struct of13_gr
 		return OF13_ERR_BAD_LEN;
 	while (c.left) {
 		uint16_t blen = cursor_u16(&c);
-		if (!cursor_ok(&c) || blen < BUCKET_HEADER_LEN || blen % 8 || blen - 2u > c.left)
+		if (!cursor_ok(&c) || blen < BUCKET_HEADER_LEN || blen % 8 || blen - 2u > c.left) {
+			of13_group_mod_free(&gm);
 			return OF13_ERR_BAD_LEN;
-		if (gm.n_buckets == OF13_BUCKETS_MAX)
+		}
+		struct of13_bucket *bk = of13_group_mod_add_bucket(&gm);
+		if (!bk) {
+			of13_group_mod_free(&gm);
 			return OF13_ERR_TOO_MANY;
-		struct of13_bucket *bk = &gm.buckets[gm.n_buckets++];
+		}
 		struct cursor bc = cursor_init(cursor_bytes(&c, blen - 2u), blen - 2u);
 		bk->weight = cursor_u16(&bc);
 		bk->watch_port = cursor_u32(&bc);
 		bk->watch_group = cursor_u32(&bc);
 		cursor_u32(&bc);
-		if ((e = actions_decode(&bc, bk->actions, &bk->n_actions)))
+		if ((e = actions_decode(&bc, bk->actions, &bk->n_actions))) {
+			of13_group_mod_free(&gm);
 			return e;
+		}
 	}
 	*ret = gm;
 	return OF13_OK;
 }
 
-void of13_group_mod_encode(struct obuf *b, uint32_t xid, const struct of13_group_mod *gm)
+int of13_group_mod_encode(struct obuf *b, uint32_t xid, const struct of13_group_mod *gm)
 {
+	size_t at = b->len;
 	of13_start(b, OF13_GROUP_MOD, xid);
 	obuf_put_u16(b, gm->command);
 	obuf_put_u8(b, gm->type);
@@ -69,6 +100,9 @@ void of13_group_mod_encode(struct obuf *b, uint32_t xid, const struct of13_group
 			of13_action_encode(b, &bk->actions[k]);
 		of13_put_len(b, start, b->len - start);
 	}
+	if (b->failed)
+		return -ENOMEM;
+	return b->len - at > OF13_MAX_MESSAGE ? -EMSGSIZE : 0;
 }
 
 void of13_group_mod_format(FILE *out, const struct of13_group_mod *gm)
@@ -86,6 +120,14 @@ void of13_group_mod_format(FILE *out, const struct of13_group_mod *gm)
 			of13_action_format(out, &gm->buckets[i].actions[k]);
 		}
 	}
+}
+
+void of13_group_stats_bucket(const struct of13_group_stats *gs, unsigned i, uint64_t *packets,
+                             uint64_t *bytes)
+{
+	struct cursor c = cursor_init(gs->bucket_counters + 16u * i, 16);
+	*packets = cursor_u64(&c);
+	*bytes = cursor_u64(&c);
 }
 
 void of13_group_stats_request_encode(struct obuf *b, uint32_t xid, uint32_t group_id)
@@ -120,12 +162,8 @@ enum of13_err of13_group_stats_reply_decode(const void *data, size_t len, uint16
 		gs.byte_count = cursor_u64(&g);
 		gs.duration_sec = cursor_u32(&g);
 		gs.duration_nsec = cursor_u32(&g);
-		if (g.left / 16 > OF13_BUCKETS_MAX)
-			return OF13_ERR_TOO_MANY;
-		while (g.left) {
-			gs.bucket_packets[gs.n_buckets] = cursor_u64(&g);
-			gs.bucket_bytes[gs.n_buckets++] = cursor_u64(&g);
-		}
+		gs.n_buckets = (unsigned)(g.left / 16);
+		gs.bucket_counters = cursor_bytes(&g, g.left);
 		fn(userdata, &gs);
 	}
 	return OF13_OK;
@@ -146,10 +184,8 @@ void of13_group_stats_reply_encode(struct obuf *b, uint32_t xid, uint16_t flags,
 		obuf_put_u64(b, gs[i].byte_count);
 		obuf_put_u32(b, gs[i].duration_sec);
 		obuf_put_u32(b, gs[i].duration_nsec);
-		for (unsigned k = 0; k < gs[i].n_buckets; k++) {
-			obuf_put_u64(b, gs[i].bucket_packets[k]);
-			obuf_put_u64(b, gs[i].bucket_bytes[k]);
-		}
+		if (gs[i].n_buckets)
+			obuf_put_bytes(b, gs[i].bucket_counters, gs[i].n_buckets * 16u);
 		of13_put_len(b, start, b->len - start);
 	}
 }

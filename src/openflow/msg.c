@@ -7,7 +7,6 @@
 #include "internal.h"
 
 #define HELLO_ELEM_VERSIONBITMAP 1
-#define OF13_MAX_MESSAGE         65535
 
 const char *of13_err_string(enum of13_err err)
 {
@@ -391,6 +390,7 @@ void of13_format(FILE *out, const void *data, size_t len)
 		if (!e) {
 			fputs(": ", out);
 			of13_group_mod_format(out, &m.group);
+			of13_group_mod_free(&m.group);
 		}
 		break;
 	case OF13_PORT_STATUS:

@@ -16,6 +16,7 @@
 
 #define OF13_VERSION    0x04
 #define OF13_HEADER_LEN 8
+#define OF13_MAX_MESSAGE 65535 /* the header's 16-bit length */
 
 /* Spec 7.1: message types. */
 enum of13_type {
@@ -368,17 +369,15 @@ enum of13_multipart_type {
 void of13_port_desc_request_encode(struct obuf *b, uint32_t xid);
 void of13_port_stats_request_encode(struct obuf *b, uint32_t xid, uint32_t port_no);
 
-#define OF13_PORTS_MAX 64
-
-struct of13_port_desc_reply {
-	uint16_t flags;
-	unsigned n;
-	struct of13_port ports[OF13_PORTS_MAX];
-};
-enum of13_err of13_port_desc_reply_decode(const void *data, size_t len,
-                                          struct of13_port_desc_reply *ret);
-void of13_port_desc_reply_encode(struct obuf *b, uint32_t xid,
-                                 const struct of13_port_desc_reply *r);
+/* Port descriptions and port statistics: any number of ports, in as many
+ * parts as the switch sends (each part at most one 64 KiB message, about
+ * a thousand ports). A reply part is checked whole first, then @fn is
+ * called once per port; nothing is called for a part that is wrong. */
+enum of13_err of13_port_desc_reply_decode(const void *data, size_t len, uint16_t *ret_flags,
+                                          void (*fn)(void *userdata, const struct of13_port *p),
+                                          void *userdata);
+void of13_port_desc_reply_encode(struct obuf *b, uint32_t xid, uint16_t flags,
+                                 const struct of13_port *ports, unsigned n);
 
 struct of13_port_stats {
 	uint32_t port_no;
@@ -387,15 +386,12 @@ struct of13_port_stats {
 	uint32_t duration_sec, duration_nsec;
 };
 
-struct of13_port_stats_reply {
-	uint16_t flags;
-	unsigned n;
-	struct of13_port_stats stats[OF13_PORTS_MAX];
-};
-enum of13_err of13_port_stats_reply_decode(const void *data, size_t len,
-                                           struct of13_port_stats_reply *ret);
-void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid,
-                                  const struct of13_port_stats_reply *r);
+enum of13_err of13_port_stats_reply_decode(const void *data, size_t len, uint16_t *ret_flags,
+                                           void (*fn)(void *userdata,
+                                                      const struct of13_port_stats *st),
+                                           void *userdata);
+void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid, uint16_t flags,
+                                  const struct of13_port_stats *stats, unsigned n);
 
 /* The multipart type and flags of a request or reply. */
 enum of13_err of13_multipart_decode(const void *data, size_t len, uint16_t *ret_type,
@@ -416,8 +412,9 @@ enum of13_group_type {
 	OF13_GROUP_TYPE_FF = 3,
 };
 
-#define OF13_BUCKETS_MAX 32
-
+/* A group_mod is one message, so its buckets are bounded only by the
+ * message's 64 KiB: of13_group_mod_encode() fails with -EMSGSIZE past it
+ * (about 1,300 buckets of a set-field and an output each). */
 struct of13_bucket {
 	uint16_t weight;
 	uint32_t watch_port, watch_group;
@@ -425,15 +422,22 @@ struct of13_bucket {
 	struct of13_action actions[OF13_ACTIONS_MAX];
 };
 
+/* The buckets are the group_mod's own: of13_group_mod_free() releases
+ * them; a copy by assignment shares them. */
 struct of13_group_mod {
 	uint16_t command;
 	uint8_t type;
 	uint32_t group_id;
-	unsigned n_buckets;
-	struct of13_bucket buckets[OF13_BUCKETS_MAX];
+	unsigned n_buckets, cap_buckets;
+	struct of13_bucket *buckets;
 };
+/* A new zeroed bucket at the end, or NULL when memory ran out. */
+struct of13_bucket *of13_group_mod_add_bucket(struct of13_group_mod *gm);
+void of13_group_mod_free(struct of13_group_mod *gm);
+/* On success *ret owns its buckets (of13_group_mod_free()). */
 enum of13_err of13_group_mod_decode(const void *data, size_t len, struct of13_group_mod *ret);
-void of13_group_mod_encode(struct obuf *b, uint32_t xid, const struct of13_group_mod *gm);
+/* -EMSGSIZE when the group does not fit in one message. */
+int of13_group_mod_encode(struct obuf *b, uint32_t xid, const struct of13_group_mod *gm);
 void of13_group_mod_format(FILE *out, const struct of13_group_mod *gm);
 
 /* Group statistics: request for @group_id (OF13_GROUP_ALL for all). */
@@ -445,9 +449,13 @@ struct of13_group_stats {
 	uint32_t ref_count;
 	uint64_t packet_count, byte_count;
 	uint32_t duration_sec, duration_nsec;
+	/* Per bucket: the counters' place in the message, 16 bytes each
+	 * (packets, then bytes, in network order); of13_group_stats_bucket(). */
 	unsigned n_buckets;
-	uint64_t bucket_packets[OF13_BUCKETS_MAX], bucket_bytes[OF13_BUCKETS_MAX];
+	const uint8_t *bucket_counters;
 };
+void of13_group_stats_bucket(const struct of13_group_stats *gs, unsigned i, uint64_t *packets,
+                             uint64_t *bytes);
 /* Calls @fn for each group of a group statistics reply. */
 enum of13_err of13_group_stats_reply_decode(const void *data, size_t len, uint16_t *ret_flags,
                                             void (*fn)(void *userdata,

@@ -130,71 +130,70 @@ void of13_port_stats_request_encode(struct obuf *b, uint32_t xid, uint32_t port_
 	obuf_put_u32(b, 0);
 }
 
-enum of13_err of13_port_desc_reply_decode(const void *data, size_t len,
-                                          struct of13_port_desc_reply *ret)
+enum of13_err of13_port_desc_reply_decode(const void *data, size_t len, uint16_t *ret_flags,
+                                          void (*fn)(void *userdata, const struct of13_port *p),
+                                          void *userdata)
 {
 	struct cursor c;
-	struct of13_port_desc_reply r = {0};
 	enum of13_err e =
-	    of13_mp_body(data, len, OF13_MULTIPART_REPLY, OF13_MP_PORT_DESC, &r.flags, &c);
+	    of13_mp_body(data, len, OF13_MULTIPART_REPLY, OF13_MP_PORT_DESC, ret_flags, &c);
 	if (e)
 		return e;
 	if (c.left % PORT_LEN)
 		return OF13_ERR_BAD_LEN;
-	if (c.left / PORT_LEN > OF13_PORTS_MAX)
-		return OF13_ERR_TOO_MANY;
-	while (c.left)
-		port_decode(&c, &r.ports[r.n++]);
-	*ret = r;
+	while (c.left) {
+		struct of13_port p;
+		port_decode(&c, &p);
+		fn(userdata, &p);
+	}
 	return OF13_OK;
 }
 
-void of13_port_desc_reply_encode(struct obuf *b, uint32_t xid, const struct of13_port_desc_reply *r)
+void of13_port_desc_reply_encode(struct obuf *b, uint32_t xid, uint16_t flags,
+                                 const struct of13_port *ports, unsigned n)
 {
-	of13_mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_DESC, r->flags);
-	for (unsigned i = 0; i < r->n; i++)
-		port_encode(b, &r->ports[i]);
+	of13_mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_DESC, flags);
+	for (unsigned i = 0; i < n; i++)
+		port_encode(b, &ports[i]);
 }
 
-enum of13_err of13_port_stats_reply_decode(const void *data, size_t len,
-                                           struct of13_port_stats_reply *ret)
+enum of13_err of13_port_stats_reply_decode(const void *data, size_t len, uint16_t *ret_flags,
+                                           void (*fn)(void *userdata,
+                                                      const struct of13_port_stats *st),
+                                           void *userdata)
 {
 	struct cursor c;
-	struct of13_port_stats_reply r = {0};
 	enum of13_err e =
-	    of13_mp_body(data, len, OF13_MULTIPART_REPLY, OF13_MP_PORT_STATS, &r.flags, &c);
+	    of13_mp_body(data, len, OF13_MULTIPART_REPLY, OF13_MP_PORT_STATS, ret_flags, &c);
 	if (e)
 		return e;
 	if (c.left % PORT_STATS_LEN)
 		return OF13_ERR_BAD_LEN;
-	if (c.left / PORT_STATS_LEN > OF13_PORTS_MAX)
-		return OF13_ERR_TOO_MANY;
 	while (c.left) {
-		struct of13_port_stats *s = &r.stats[r.n++];
-		s->port_no = cursor_u32(&c);
+		struct of13_port_stats s = {.port_no = cursor_u32(&c)};
 		cursor_u32(&c);
-		s->rx_packets = cursor_u64(&c);
-		s->tx_packets = cursor_u64(&c);
-		s->rx_bytes = cursor_u64(&c);
-		s->tx_bytes = cursor_u64(&c);
-		s->rx_dropped = cursor_u64(&c);
-		s->tx_dropped = cursor_u64(&c);
-		s->rx_errors = cursor_u64(&c);
-		s->tx_errors = cursor_u64(&c);
+		s.rx_packets = cursor_u64(&c);
+		s.tx_packets = cursor_u64(&c);
+		s.rx_bytes = cursor_u64(&c);
+		s.tx_bytes = cursor_u64(&c);
+		s.rx_dropped = cursor_u64(&c);
+		s.tx_dropped = cursor_u64(&c);
+		s.rx_errors = cursor_u64(&c);
+		s.tx_errors = cursor_u64(&c);
 		cursor_bytes(&c, 32); /* frame, overrun, CRC errors, collisions */
-		s->duration_sec = cursor_u32(&c);
-		s->duration_nsec = cursor_u32(&c);
+		s.duration_sec = cursor_u32(&c);
+		s.duration_nsec = cursor_u32(&c);
+		fn(userdata, &s);
 	}
-	*ret = r;
 	return OF13_OK;
 }
 
-void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid,
-                                  const struct of13_port_stats_reply *r)
+void of13_port_stats_reply_encode(struct obuf *b, uint32_t xid, uint16_t flags,
+                                  const struct of13_port_stats *stats, unsigned n)
 {
-	of13_mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_STATS, r->flags);
-	for (unsigned i = 0; i < r->n; i++) {
-		const struct of13_port_stats *s = &r->stats[i];
+	of13_mp_start(b, OF13_MULTIPART_REPLY, xid, OF13_MP_PORT_STATS, flags);
+	for (unsigned i = 0; i < n; i++) {
+		const struct of13_port_stats *s = &stats[i];
 		obuf_put_u32(b, s->port_no);
 		obuf_put_u32(b, 0);
 		obuf_put_u64(b, s->rx_packets);

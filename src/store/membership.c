@@ -26,12 +26,18 @@ static struct membership_change assign(raft_id id, int role, const char *why)
 	    .action = MEMBERSHIP_ASSIGN, .id = id, .role = role, .why = why};
 }
 
+static bool caught_up(const struct raft *r, const struct raft_progress *p)
+{
+	return p->match_index + MEMBERSHIP_CAUGHT_UP_LAG >= r->commit_index;
+}
+
 struct membership_change membership_next(struct membership *m, const struct raft *r,
                                          const struct store_state *state, uint64_t now_ms)
 {
 	struct membership_change none = {.action = MEMBERSHIP_NONE};
 	unsigned voters = 0, live_voters = 0;
 	raft_id dead_voter = 0, live_standby = 0, spare = 0;
+	bool catching_up = false;
 
 	for (unsigned i = 0; i < r->configuration.n; i++) {
 		const struct raft_server *srv = &r->configuration.servers[i];
@@ -46,12 +52,14 @@ struct membership_change membership_next(struct membership *m, const struct raft
 				live_voters++;
 			else if (!dead_voter)
 				dead_voter = srv->id;
-		} else if (srv->role == RAFT_STANDBY && !gone && !live_standby &&
-		           p->match_index >= r->commit_index) {
+		} else if (srv->role == RAFT_STANDBY && !gone && !live_standby && caught_up(r, p)) {
 			live_standby = srv->id;
 		} else if (srv->role == RAFT_SPARE && !spare) {
 			spare = srv->id;
 		}
+		if (srv->id == m->catching_up && srv->role == RAFT_STANDBY && !caught_up(r, p) &&
+		    now_ms - m->catching_up_since_ms < MEMBERSHIP_CATCH_UP_MS)
+			catching_up = true;
 	}
 
 	/* One change at a time: Raft allows no other while one is pending. */
@@ -69,8 +77,15 @@ struct membership_change membership_next(struct membership *m, const struct raft
 			                                  .address = mem->address,
 			                                  .why = "a member Raft does not have yet"};
 	}
-	if (spare)
+	/* A new standby is sent the whole log (or a snapshot) until it has
+	 * caught up, again at every heartbeat while it has not answered: one
+	 * at a time, or sixty hosts joining at once would have the leader
+	 * send sixty logs twenty times a second. */
+	if (spare && !catching_up) {
+		m->catching_up = spare;
+		m->catching_up_since_ms = now_ms;
 		return assign(spare, RAFT_STANDBY, "a new replica");
+	}
 
 	unsigned want = membership_target(m, r->configuration.n);
 	if (live_standby && (live_voters < want || (dead_voter && voters <= want)))

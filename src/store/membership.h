@@ -9,11 +9,22 @@
 
 #define MEMBERSHIP_SLOTS 256
 
+/* A replica within this many entries of the commit index is caught up: on
+ * a busy cluster the commit index moves on while the reply is under way. */
+#define MEMBERSHIP_CAUGHT_UP_LAG 64
+/* How long a new standby may take to catch up before the next one starts
+ * anyway (it is slow, or gone). */
+#define MEMBERSHIP_CATCH_UP_MS 10000
+
 struct membership {
 	unsigned target_voters;    /* 0: 3, or 5 with at least 7 servers */
 	unsigned promote_after_ms; /* a voter silent this long is replaced */
 	raft_id self;
 	uint64_t last_seen_ms[MEMBERSHIP_SLOTS]; /* by id % MEMBERSHIP_SLOTS */
+	/* The last spare made a standby, and when: the next waits until it
+	 * has caught up (membership_next()). */
+	raft_id catching_up;
+	uint64_t catching_up_since_ms;
 };
 
 enum membership_action {

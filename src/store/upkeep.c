@@ -35,6 +35,8 @@ static void record_role(struct store *s, raft_id id, int role)
 	store_propose(s, &cmd, store_member_role_done, NULL);
 }
 
+static void maintain_membership(struct store *s);
+
 static void change_cb(struct raft_change *req, int status)
 {
 	struct store *s = req->data;
@@ -49,6 +51,12 @@ static void change_cb(struct raft_change *req, int status)
 		         s->change_role == RAFT_VOTER ? "a voter" : "a standby");
 		record_role(s, s->change_id, s->change_role);
 	}
+	/* The next step at once, not at the next tick: each host that joins
+	 * takes two (a replica, then a standby), and sixty hosts joining
+	 * together would wait half a minute for the ticks. libraft has
+	 * cleared the change and its uncommitted index before this call. */
+	if (s->phase == PHASE_RUNNING && !s->raft_closing && s->raft.state == RAFT_LEADER)
+		maintain_membership(s);
 }
 
 /* One step towards the wanted membership (membership.c decides). */

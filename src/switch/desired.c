@@ -51,46 +51,60 @@ struct of13_group_mod *sw_groups_add(struct sw_groups *g)
 
 void sw_groups_free(struct sw_groups *g)
 {
+	for (size_t i = 0; i < g->n; i++)
+		of13_group_mod_free(&g->v[i]);
 	free(g->v);
 	*g = (struct sw_groups){0};
 }
 
 /* ---- paths ---- */
 
-#define MAX_SWITCHES 64
-
-/* Breadth-first search from @from over the links; the first hop port of
- * the path to @to. */
-uint32_t sw_next_hop(const struct store_state *st, uint64_t from, uint64_t to)
+/* Breadth-first search from @from over the links, until @to (0: all the
+ * way). Returns the first hop port of the path to @to (0: none), and in
+ * *@ret_reached how many switches it reached, @from included; 0 and 0
+ * when memory ran out. */
+static uint32_t walk(const struct store_state *st, uint64_t from, uint64_t to,
+                     size_t *ret_reached)
 {
-	if (from == to)
+	size_t n_links;
+	const struct switch_link *links = store_rows(st, SWITCH_LINKS, &n_links);
+	/* Every switch reached but @from is the far end of a link. */
+	struct hop {
+		uint64_t dpid;
+		uint32_t first;
+	} *seen = calloc(n_links + 1, sizeof(*seen));
+	*ret_reached = 0;
+	if (!seen)
 		return 0;
-	uint64_t seen[MAX_SWITCHES];
-	uint32_t first[MAX_SWITCHES];
 	size_t head = 0, n = 0;
-	seen[n] = from;
-	first[n++] = 0;
-	size_t n_links = store_count(st, SWITCH_LINKS);
-	while (head < n) {
-		uint64_t at = seen[head];
-		uint32_t via = first[head++];
-		for (size_t i = 0; i < n_links; i++) {
-			const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
-			if (l->dpid != at)
+	uint32_t found = 0;
+	seen[n++] = (struct hop){from, 0};
+	while (head < n && !found) {
+		struct hop at = seen[head++];
+		for (size_t i = 0; i < n_links && !found; i++) {
+			const struct switch_link *l = &links[i];
+			if (l->dpid != at.dpid)
 				continue;
 			bool known = false;
 			for (size_t k = 0; k < n && !known; k++)
-				known = seen[k] == l->peer_dpid;
-			if (known || n == MAX_SWITCHES)
+				known = seen[k].dpid == l->peer_dpid;
+			if (known)
 				continue;
-			uint32_t hop = via ? via : l->port;
+			uint32_t hop = at.first ? at.first : l->port;
 			if (l->peer_dpid == to)
-				return hop;
-			seen[n] = l->peer_dpid;
-			first[n++] = hop;
+				found = hop;
+			seen[n++] = (struct hop){l->peer_dpid, hop};
 		}
 	}
-	return 0;
+	free(seen);
+	*ret_reached = n;
+	return found;
+}
+
+uint32_t sw_next_hop(const struct store_state *st, uint64_t from, uint64_t to)
+{
+	size_t reached;
+	return from == to ? 0 : walk(st, from, to, &reached);
 }
 
 /* ---- building flows ---- */
@@ -212,24 +226,9 @@ static int startup_flow(struct sw_flows *out, uint16_t priority, uint16_t eth_ty
 /* How many switches the links join @from to, itself included. */
 static size_t reachable_switches(const struct store_state *st, uint64_t from)
 {
-	uint64_t seen[MAX_SWITCHES];
-	size_t head = 0, n = 0;
-	seen[n++] = from;
-	size_t n_links;
-	const struct switch_link *links = store_rows(st, SWITCH_LINKS, &n_links);
-	while (head < n) {
-		uint64_t at = seen[head++];
-		for (size_t i = 0; i < n_links && n < MAX_SWITCHES; i++) {
-			if (links[i].dpid != at)
-				continue;
-			bool known = false;
-			for (size_t k = 0; k < n && !known; k++)
-				known = seen[k] == links[i].peer_dpid;
-			if (!known)
-				seen[n++] = links[i].peer_dpid;
-		}
-	}
-	return n;
+	size_t reached;
+	walk(st, from, 0, &reached);
+	return reached;
 }
 
 /* A drop in table 0 of IPv4 (@arp: ARP) whose @field is @addr. */

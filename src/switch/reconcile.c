@@ -106,9 +106,16 @@ static void remember_group(struct sw *s, uint32_t id, struct obuf *bytes)
 static void send_group(struct sw *s, const struct of13_group_mod *gm)
 {
 	struct obuf want = {0};
-	of13_group_mod_encode(&want, 0, gm);
-	if (want.failed)
+	int r = of13_group_mod_encode(&want, 0, gm);
+	if (r < 0) {
+		log_warn_limited(&s->group_log, mono_ms(), SW_REFUSAL_LOG_MS,
+		                 "switch %u: group %" PRIu32 " with %u buckets not sent: %s", s->index,
+		                 gm->group_id, gm->n_buckets,
+		                 r == -EMSGSIZE ? "larger than one OpenFlow message (64 KiB)"
+		                                : strerror(-r));
+		obuf_free(&want);
 		return;
+	}
 	for (size_t i = 0; i < s->n_groups_sent; i++) {
 		struct sent_group *g = &s->groups_sent[i];
 		if (g->id != gm->group_id)
@@ -231,6 +238,7 @@ void reconcile_read_flows(struct sw *s)
 	if (of_conn_send(s->conn, &b, dump_cb, s) < 0) {
 		s->dumping = false;
 		s->reconciling = false;
+		requests_flows_read(s, "the switch could not be asked for its flows");
 	}
 }
 
@@ -304,6 +312,7 @@ static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint
 	if (status < 0) {
 		s->reconciling = s->dumping = false;
 		sw_flows_free(&s->dump);
+		requests_flows_read(s, "the switch did not answer the read of its flows");
 		return;
 	}
 	uint16_t flags;
@@ -311,6 +320,7 @@ static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint
 	if (!last)
 		return;
 	flow_dump_done(s);
+	requests_flows_read(s, NULL);
 	if (s->reconciling) {
 		if (s->role == ROLE_MASTER && s->ctl->leader && s->role_term == s->ctl->term)
 			apply_diff(s);

@@ -220,24 +220,13 @@ static void add_flow_json(json_t *a, const char *state, const struct of13_flow_m
 	free(text);
 }
 
-static int handle_flows(struct swc *c, const struct ctl_request *req, json_t **ret_result,
-                        char **ret_error)
+/* @s's desired flows against the ones read back last; NULL when memory
+ * ran out. */
+static json_t *flows_view(struct sw *s)
 {
-	const char *name = json_string_value(json_object_get(req->args, "switch"));
-	if (!name)
-		return error_set(
-		    ret_error, -EINVAL,
-		    "field \"switch\": expected a switch (s1, s2... or a datapath id)");
-	struct sw *s = sw_find_name(c, name);
-	if (!s)
-		return error_set(ret_error, -ENOENT, "no switch \"%s\" (this agent knows s1..s%u)",
-		                 name, c->o.n_switches);
-	if (!s->up)
-		return error_set(ret_error, -ENOTCONN, "switch s%u (%s) is not connected", s->index,
-		                 c->o.switches[s->index - 1]);
 	struct sw_flows want = {0};
-	if (reconcile_desired(c, s, &want, NULL) < 0)
-		return -ENOMEM;
+	if (reconcile_desired(s->ctl, s, &want, NULL) < 0)
+		return NULL;
 	json_t *a = json_array();
 	unsigned missing = 0, extra = 0;
 	for (size_t i = 0; i < want.n; i++) {
@@ -257,12 +246,61 @@ static int handle_flows(struct swc *c, const struct ctl_request *req, json_t **r
 		}
 	}
 	char d[17];
-	*ret_result = json_pack("{s:i, s:s, s:i, s:i, s:i, s:i, s:o}", "index", (int)s->index,
-	                        "dpid", sw_dpid_str(s->dpid, d), "desired", (int)want.n,
-	                        "installed", (int)s->installed.n, "missing", (int)missing,
-	                        "unexpected", (int)extra, "flows", a);
+	json_t *r = json_pack("{s:i, s:s, s:i, s:i, s:i, s:i, s:o}", "index", (int)s->index,
+	                      "dpid", sw_dpid_str(s->dpid, d), "desired", (int)want.n,
+	                      "installed", (int)s->installed.n, "missing", (int)missing,
+	                      "unexpected", (int)extra, "flows", a);
 	sw_flows_free(&want);
-	return 0;
+	return r;
+}
+
+struct flow_waiter {
+	struct flow_waiter *next;
+	struct ctl_deferred *d;
+};
+
+void requests_flows_read(struct sw *s, const char *error)
+{
+	while (s->flow_waiters) {
+		struct flow_waiter *w = s->flow_waiters;
+		s->flow_waiters = w->next;
+		json_t *r = error ? NULL : flows_view(s);
+		ctl_deferred_reply(w->d, r, r ? NULL : error ? error : strerror(ENOMEM));
+		free(w);
+	}
+}
+
+/* Only the master reads a switch's flows all the time (docs/switch.md,
+ * "Statistics"); any other agent reads them when asked, and answers once
+ * they are in. */
+static int handle_flows(struct swc *c, struct ctl_client *client, const struct ctl_request *req,
+                        json_t **ret_result, char **ret_error)
+{
+	const char *name = json_string_value(json_object_get(req->args, "switch"));
+	if (!name)
+		return error_set(
+		    ret_error, -EINVAL,
+		    "field \"switch\": expected a switch (s1, s2... or a datapath id)");
+	struct sw *s = sw_find_name(c, name);
+	if (!s)
+		return error_set(ret_error, -ENOENT, "no switch \"%s\" (this agent knows s1..s%u)",
+		                 name, c->o.n_switches);
+	if (!s->up)
+		return error_set(ret_error, -ENOTCONN, "switch s%u (%s) is not connected", s->index,
+		                 c->o.switches[s->index - 1]);
+	if (s->role == ROLE_MASTER && s->installed_valid) {
+		*ret_result = flows_view(s);
+		return *ret_result ? 0 : -ENOMEM;
+	}
+	struct flow_waiter *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->d = ctl_defer(client, req);
+	w->next = s->flow_waiters;
+	s->flow_waiters = w;
+	if (!s->dumping)
+		reconcile_read_flows(s);
+	return CTL_DEFERRED;
 }
 
 int sw_handle_request(struct swc *c, struct ctl_client *client, const struct ctl_request *req,
@@ -284,6 +322,6 @@ int sw_handle_request(struct swc *c, struct ctl_client *client, const struct ctl
 		return 0;
 	}
 	if (strcmp(cmd, "flows") == 0)
-		return handle_flows(c, req, ret_result, ret_error);
+		return handle_flows(c, client, req, ret_result, ret_error);
 	return -ENOENT;
 }

@@ -1,10 +1,11 @@
-/* Ports and statistics, on every agent: each switch's port descriptions
- * (read at connection, then kept by port status messages), when each port
- * went down, and the soft state the statistics round polls every
- * stats-interval: port counters and rates, the group count, and (through
- * reconcile.c) the flows read back. */
+/* Ports and statistics: on every agent, each switch's port descriptions
+ * (read at connection, then kept by port status messages) and when each
+ * port went down; on the master, the soft state the statistics round polls
+ * every stats-interval: port counters and rates, the group count, and
+ * (through reconcile.c) the flows read back. */
 #include "switch-internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/log.h"
@@ -27,8 +28,17 @@ static void port_update(struct sw *s, const struct of13_port *p, bool deleted)
 		return;
 	}
 	if (!at) {
-		if (s->n_ports == OF13_PORTS_MAX)
-			return;
+		if (s->n_ports == s->cap_ports) {
+			unsigned cap = s->cap_ports ? s->cap_ports * 2 : 16;
+			struct port *v = reallocarray(s->ports, cap, sizeof(*v));
+			if (!v) {
+				log_warn("switch %u: port %u (%s): out of memory", s->index, p->port_no,
+				         p->name);
+				return;
+			}
+			s->ports = v;
+			s->cap_ports = cap;
+		}
 		at = &s->ports[s->n_ports++];
 		*at = (struct port){0};
 	}
@@ -59,46 +69,52 @@ void stats_port_status(struct sw *s, const uint8_t *msg, size_t len)
 	reconcile_kick(c);
 }
 
+static void add_port(void *userdata, const struct of13_port *p)
+{
+	port_update(userdata, p, false);
+}
+
+/* The description comes in as many parts as the switch needs; each part's
+ * ports are taken as they arrive. */
 static void port_desc_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
                          size_t len, bool last)
 {
 	struct sw *s = userdata;
 	(void)conn;
-	(void)last;
-	struct of13_port_desc_reply r;
-	if (status < 0 || of13_port_desc_reply_decode(msg, len, &r) != OF13_OK)
+	uint16_t flags;
+	if (status < 0 || of13_port_desc_reply_decode(msg, len, &flags, add_port, s) != OF13_OK)
 		return;
-	for (unsigned i = 0; i < r.n; i++)
-		port_update(s, &r.ports[i], false);
-	reconcile_kick(s->ctl);
+	if (last)
+		reconcile_kick(s->ctl);
+}
+
+static void port_counters(void *userdata, const struct of13_port_stats *st)
+{
+	struct sw *s = userdata;
+	struct port *p = stats_find_port(s, st->port_no);
+	if (!p)
+		return;
+	uint64_t now = uv_now(s->ctl->loop);
+	if (p->stats_ms && now > p->stats_ms) {
+		double dt = (double)(now - p->stats_ms) / 1000.0;
+		p->rx_bps = (double)(st->rx_bytes - p->rx_bytes) * 8 / dt;
+		p->tx_bps = (double)(st->tx_bytes - p->tx_bytes) * 8 / dt;
+	}
+	p->rx_bytes = st->rx_bytes;
+	p->tx_bytes = st->tx_bytes;
+	p->rx_packets = st->rx_packets;
+	p->tx_packets = st->tx_packets;
+	p->stats_ms = now;
 }
 
 static void port_stats_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
                           size_t len, bool last)
 {
-	struct sw *s = userdata;
 	(void)conn;
 	(void)last;
-	struct of13_port_stats_reply r;
-	if (status < 0 || of13_port_stats_reply_decode(msg, len, &r) != OF13_OK)
-		return;
-	uint64_t now = uv_now(s->ctl->loop);
-	for (unsigned i = 0; i < r.n; i++) {
-		const struct of13_port_stats *st = &r.stats[i];
-		struct port *p = stats_find_port(s, st->port_no);
-		if (!p)
-			continue;
-		if (p->stats_ms && now > p->stats_ms) {
-			double dt = (double)(now - p->stats_ms) / 1000.0;
-			p->rx_bps = (double)(st->rx_bytes - p->rx_bytes) * 8 / dt;
-			p->tx_bps = (double)(st->tx_bytes - p->tx_bytes) * 8 / dt;
-		}
-		p->rx_bytes = st->rx_bytes;
-		p->tx_bytes = st->tx_bytes;
-		p->rx_packets = st->rx_packets;
-		p->tx_packets = st->tx_packets;
-		p->stats_ms = now;
-	}
+	uint16_t flags;
+	if (status >= 0)
+		of13_port_stats_reply_decode(msg, len, &flags, port_counters, userdata);
 }
 
 static void count_group(void *userdata, const struct of13_group_stats *gs)
@@ -130,12 +146,17 @@ void stats_request_ports(struct sw *s)
 	of_conn_send(s->conn, &b, port_desc_cb, s);
 }
 
+/* Only the master polls: what it reads is the network's one view of the
+ * switch (`switches` shows it), and the switch's work stays the same
+ * however many agents there are. The others learn ports from the port
+ * status messages every controller gets, which is all the failure
+ * detector needs, and read flows when asked. */
 void stats_timer_cb(uv_timer_t *t)
 {
 	struct swc *c = t->data;
 	for (unsigned i = 0; i < c->o.n_switches; i++) {
 		struct sw *s = &c->sw[i];
-		if (!s->up)
+		if (!s->up || s->role != ROLE_MASTER)
 			continue;
 		struct obuf b = {0};
 		of13_port_stats_request_encode(&b, of_conn_xid(s->conn), OF13_PORT_ANY);

@@ -79,9 +79,9 @@ struct sw {
 	uint64_t next_claim_ms; /* mono_ms() before which no claim goes */
 	uint64_t role_since_ms; /* mono_ms() when the switch confirmed the role */
 	unsigned deposals;      /* times another controller took the switch */
-	struct log_ratelimit refusal_log, claim_log, down_log;
-	struct port ports[OF13_PORTS_MAX];
-	unsigned n_ports;
+	struct log_ratelimit refusal_log, claim_log, down_log, group_log;
+	struct port *ports; /* as many as the switch has */
+	unsigned n_ports, cap_ports;
 	/* Flows read back from the switch: ETTM's (by cookie), and a count of
 	 * all of them; groups. */
 	struct sw_flows installed, dump;
@@ -95,6 +95,8 @@ struct sw {
 	uint64_t reconcile_started_ns;
 	struct sent_group *groups_sent;
 	size_t n_groups_sent, cap_groups_sent;
+	/* `flows` requests waiting for the read under way (requests.c). */
+	struct flow_waiter *flow_waiters;
 };
 
 /* Soft state the master keeps for links and locations: when each was last
@@ -186,6 +188,12 @@ void reconcile_kick(struct swc *c);
 void reconcile_read_flows(struct sw *s);
 /* Forgets which groups were sent to @s (a new role, a new connection). */
 void reconcile_forget_groups(struct sw *s);
+
+/* ---- requests.c ---- */
+
+/* Answers the `flows` requests waiting for @s's flows: with what was just
+ * read, or with @error when the read failed. */
+void requests_flows_read(struct sw *s, const char *error);
 
 /* ---- topology.c ---- */
 

@@ -518,6 +518,7 @@ static void timer_closed(uv_handle_t *h)
 			sw_flows_free(&c->sw[i].dump);
 			reconcile_forget_groups(&c->sw[i]);
 			free(c->sw[i].groups_sent);
+			free(c->sw[i].ports);
 		}
 		void (*done)(void *arg) = c->closed;
 		void *arg = c->closed_arg;

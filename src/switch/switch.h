@@ -3,8 +3,8 @@
  * term) and reconciles each switch's ETTM flows to the desired set computed
  * from the store; the others are SLAVE. The master also runs LLDP to learn
  * switch-to-switch links and where each host's AEE sits, and commits what
- * it learns to the store. Every agent announces its own AEE by LLDP and
- * polls port and flow statistics into soft state. See docs/switch.md. */
+ * it learns to the store, and polls port and flow statistics into soft
+ * state. Every agent announces its own AEE by LLDP. See docs/switch.md. */
 #pragma once
 
 #include <net/if.h>
@@ -17,7 +17,11 @@
 #include "claim.h"
 #include "desired.h"
 
-#define SW_MAX_SWITCHES 16
+/* Bounds of the configuration, not of a protocol: every agent holds a
+ * connection to every switch, and 64 switches of 48 ports are three
+ * thousand ports, more than one cluster is sized for (docs/scale.md). A
+ * configuration past them is refused with the bound in the error. */
+#define SW_MAX_SWITCHES 64
 #define SW_MAX_UPLINKS  8
 #define SW_ADDR_MAX     64
 
@@ -57,8 +61,9 @@ struct sw_service {
 	int (*flows)(void *userdata, const struct store_state *st,
 	             const struct sw_port_ref *uplinks, size_t n_uplinks, uint64_t dpid,
 	             struct sw_flows *out, struct sw_groups *groups);
-	/* ETTM's flows just read back from switch @dpid (by every agent, at
-	 * each statistics round; by the master before reconciling). */
+	/* ETTM's flows just read back from switch @dpid (by the master at
+	 * each statistics round and before reconciling; by another agent
+	 * when asked for them). */
 	void (*installed)(void *userdata, uint64_t dpid, const struct sw_flows *installed);
 	/* A packet-in that is not LLDP, at the master. */
 	void (*packet_in)(void *userdata, uint64_t dpid, uint32_t in_port, const uint8_t *frame,

@@ -70,7 +70,7 @@ class LabHandle:
                 for c in json.loads(out)["nftables"] if "counter" in c}
 
     def up(self, *args):
-        return self.lab("up", *args, timeout=180)
+        return self.lab("up", *args, timeout=180 + 3 * self.hosts)
 
     def down(self):
         return self.lab("down", check=False)

@@ -172,7 +172,7 @@ static const struct bad_case bad_cases[] = {
     {"[trust]\nca = certs\n", "x.conf:2: trust.ca: expected an absolute path, got \"certs\""},
     {"name = h1\n", "x.conf:1: key 'name' outside of a section"},
     {"[switch]\nswitches = 10.77.255.1\n",
-     "x.conf:2: switch.switches: expected 1 to 16 comma-separated A.B.C.D:PORT switch OpenFlow "
+     "x.conf:2: switch.switches: expected 1 to 64 comma-separated A.B.C.D:PORT switch OpenFlow "
      "addresses, got \"10.77.255.1\""},
     {"[switch]\nuplinks = 1:isp\n",
      "x.conf:2: switch.uplinks: expected 1 to 8 comma-separated DPID/PORT-NAME (hex datapath "
@@ -297,6 +297,34 @@ static void test_nat_section(void **state)
 	}
 }
 
+/* 64 switches are taken; a 65th is refused with the bound named. */
+static void test_switch_count_bound(void **state)
+{
+	(void)state;
+	char text[4096] = BASE "[switch]\nswitches = ";
+	for (unsigned n = 1; n <= 65; n++) {
+		size_t at = strlen(text);
+		snprintf(text + at, sizeof(text) - at, "%s10.77.255.%u:6653", n > 1 ? "," : "", n);
+		if (n < 64)
+			continue;
+		char file[4200];
+		snprintf(file, sizeof(file), "%s\n", text);
+		struct config c;
+		char *error = NULL;
+		int r = config_parse(file, strlen(file), "s.conf", &c, &error);
+		if (n == 64) {
+			if (r != 0)
+				fail_msg("%s", error);
+			assert_int_equal(c.sw.n_switches, 64);
+			assert_string_equal(c.sw.switches[63], "10.77.255.64:6653");
+		} else {
+			assert_int_equal(r, -EINVAL);
+			assert_non_null(strstr(error, "switch.switches: expected 1 to 64 comma-separated"));
+			free(error);
+		}
+	}
+}
+
 static void test_bad_files(void **state)
 {
 	(void)state;
@@ -365,6 +393,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_good_file),
+	    cmocka_unit_test(test_switch_count_bound),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_store_section),
 	    cmocka_unit_test(test_switch_section),

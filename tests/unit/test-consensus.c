@@ -243,6 +243,46 @@ static void test_standby_promotion(void **state)
 	cluster_free(c);
 }
 
+/* New standbys catch up one at a time: the leader sends each the whole
+ * log until it has, so the next spare waits for the one before (within
+ * MEMBERSHIP_CAUGHT_UP_LAG entries), or for MEMBERSHIP_CATCH_UP_MS. A
+ * leader state built by hand: server 1 leads alone, 2 has just been made a
+ * standby, 3 and 4 are spares. */
+static void test_one_catch_up_at_a_time(void **state)
+{
+	(void)state;
+	struct raft_server servers[] = {{.id = 1, .address = "1", .role = RAFT_VOTER},
+	                                {.id = 2, .address = "2", .role = RAFT_STANDBY},
+	                                {.id = 3, .address = "3", .role = RAFT_SPARE},
+	                                {.id = 4, .address = "4", .role = RAFT_SPARE}};
+	struct raft_progress progress[4] = {{.match_index = 1000}, {.match_index = 10}};
+	struct raft r = {.commit_index = 1000};
+	r.configuration.servers = servers;
+	r.configuration.n = 4;
+	r.leader_state.progress = progress;
+	struct store_state *st;
+	assert_int_equal(store_state_new(&st), 0);
+	struct membership m = {.self = 1, .promote_after_ms = 60000, .catching_up = 2};
+
+	struct membership_change next = membership_next(&m, &r, st, 1000);
+	assert_int_equal(next.action, MEMBERSHIP_NONE);
+	/* Within the lag it has caught up: the next spare goes. */
+	progress[1].match_index = 1000 - MEMBERSHIP_CAUGHT_UP_LAG;
+	next = membership_next(&m, &r, st, 1000);
+	assert_int_equal(next.action, MEMBERSHIP_ASSIGN);
+	assert_int_equal(next.id, 3);
+	assert_int_equal(next.role, RAFT_STANDBY);
+	servers[2].role = RAFT_STANDBY;
+	/* Server 3 never answers: 4 waits, then goes after the catch-up time. */
+	next = membership_next(&m, &r, st, 1000 + MEMBERSHIP_CATCH_UP_MS - 1);
+	assert_int_not_equal(next.action == MEMBERSHIP_ASSIGN && next.id == 4, true);
+	next = membership_next(&m, &r, st, 1000 + MEMBERSHIP_CATCH_UP_MS);
+	assert_int_equal(next.action, MEMBERSHIP_ASSIGN);
+	assert_int_equal(next.id, 4);
+	assert_int_equal(next.role, RAFT_STANDBY);
+	store_state_free(st);
+}
+
 /* A new replica is added and made a standby before anything else. */
 static void test_new_member_added(void **state)
 {
@@ -289,6 +329,7 @@ int main(void)
 	    cmocka_unit_test(test_commit_and_agree), cmocka_unit_test(test_rejected_everywhere),
 	    cmocka_unit_test(test_leader_loss),      cmocka_unit_test(test_standby_promotion),
 	    cmocka_unit_test(test_new_member_added), cmocka_unit_test(test_corrupt_entry),
+	    cmocka_unit_test(test_one_catch_up_at_a_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

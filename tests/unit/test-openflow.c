@@ -277,18 +277,51 @@ static void test_packet_and_port_encoders(void **state)
 	assert_encodes_to(&b, "port_desc_request");
 	of13_port_stats_request_encode(&b, 13, OF13_PORT_ANY);
 	assert_encodes_to(&b, "port_stats_request");
-	struct of13_port_desc_reply pd = {.n = 1, .ports = {port3()}};
-	of13_port_desc_reply_encode(&b, 12, &pd);
+	struct of13_port pd = port3();
+	of13_port_desc_reply_encode(&b, 12, 0, &pd, 1);
 	assert_encodes_to(&b, "port_desc_reply");
-	struct of13_port_stats_reply st = {.n = 1};
-	st.stats[0] = (struct of13_port_stats){.port_no = 3,
-	                                       .rx_packets = 10,
-	                                       .tx_packets = 20,
-	                                       .rx_bytes = 1000,
-	                                       .tx_bytes = 2000,
-	                                       .duration_sec = 5};
-	of13_port_stats_reply_encode(&b, 13, &st);
+	struct of13_port_stats st = {.port_no = 3,
+	                             .rx_packets = 10,
+	                             .tx_packets = 20,
+	                             .rx_bytes = 1000,
+	                             .tx_bytes = 2000,
+	                             .duration_sec = 5};
+	of13_port_stats_reply_encode(&b, 13, 0, &st, 1);
 	assert_encodes_to(&b, "port_stats_reply");
+}
+
+/* What a decoder's callbacks saw: how many, and the last. */
+struct collected {
+	unsigned n;
+	struct of13_port port;
+	struct of13_port_stats stats;
+	struct of13_group_stats group;
+	uint64_t last_bucket_bytes;
+};
+
+static void collect_port(void *userdata, const struct of13_port *p)
+{
+	struct collected *c = userdata;
+	c->n++;
+	c->port = *p;
+}
+
+static void collect_port_stats(void *userdata, const struct of13_port_stats *st)
+{
+	struct collected *c = userdata;
+	c->n++;
+	c->stats = *st;
+}
+
+static void count_group(void *userdata, const struct of13_group_stats *gs)
+{
+	struct collected *c = userdata;
+	c->n++;
+	c->group = *gs;
+	if (gs->n_buckets) {
+		uint64_t packets;
+		of13_group_stats_bucket(gs, gs->n_buckets - 1, &packets, &c->last_bucket_bytes);
+	}
 }
 
 static void test_packet_and_port_decoders(void **state)
@@ -323,23 +356,58 @@ static void test_packet_and_port_decoders(void **state)
 	assert_int_equal(strlen(ps.port.name), 16);
 
 	len = unhex(vec("port_stats_reply")->hex, buf);
-	struct of13_port_stats_reply st;
-	assert_int_equal(of13_port_stats_reply_decode(buf, len, &st), OF13_OK);
-	assert_int_equal(st.n, 1);
-	assert_int_equal(st.stats[0].tx_bytes, 2000);
-	assert_int_equal(of13_port_desc_reply_decode(buf, len, &(struct of13_port_desc_reply){0}),
+	struct collected got = {0};
+	uint16_t flags;
+	assert_int_equal(of13_port_stats_reply_decode(buf, len, &flags, collect_port_stats, &got),
+	                 OF13_OK);
+	assert_int_equal(got.n, 1);
+	assert_int_equal(got.stats.tx_bytes, 2000);
+	assert_int_equal(of13_port_desc_reply_decode(buf, len, &flags, collect_port, &got),
 	                 OF13_ERR_BAD_TYPE);
 	len = unhex(vec("port_desc_reply")->hex, buf);
-	struct of13_port_desc_reply pd;
-	assert_int_equal(of13_port_desc_reply_decode(buf, len, &pd), OF13_OK);
-	assert_int_equal(pd.n, 1);
-	assert_int_equal(pd.ports[0].curr_speed, 10000000);
+	got = (struct collected){0};
+	assert_int_equal(of13_port_desc_reply_decode(buf, len, &flags, collect_port, &got), OF13_OK);
+	assert_int_equal(got.n, 1);
+	assert_int_equal(got.port.curr_speed, 10000000);
+	/* A part one byte short is refused whole: no port is taken from it. */
+	got = (struct collected){0};
+	buf[3]--;
+	assert_int_equal(of13_port_desc_reply_decode(buf, len - 1, &flags, collect_port, &got),
+	                 OF13_ERR_BAD_LEN);
+	assert_int_equal(got.n, 0);
 }
 
-static void count_group(void *userdata, const struct of13_group_stats *gs)
+/* Any number of ports: a part as large as one message holds (1,023 ports)
+ * decodes whole, and the one after it says more follow or not. */
+static void test_port_desc_parts(void **state)
 {
-	struct of13_group_stats *out = userdata;
-	*out = *gs;
+	(void)state;
+	enum { N = (OF13_MAX_MESSAGE - 16) / 64 };
+	static struct of13_port ports[N];
+	for (unsigned i = 0; i < N; i++) {
+		ports[i] = port3();
+		ports[i].port_no = i + 1;
+		snprintf(ports[i].name, sizeof(ports[i].name), "p%u", i + 1);
+	}
+	struct obuf b = {0};
+	of13_port_desc_reply_encode(&b, 7, OF13_MP_MORE, ports, N);
+	assert_int_equal(of13_finish(&b), 0);
+	struct collected got = {0};
+	uint16_t flags;
+	assert_int_equal(of13_port_desc_reply_decode(b.data, b.len, &flags, collect_port, &got),
+	                 OF13_OK);
+	assert_int_equal(got.n, N);
+	assert_int_equal(got.port.port_no, N);
+	assert_string_equal(got.port.name, "p1023");
+	assert_int_equal(flags, OF13_MP_MORE);
+	obuf_free(&b);
+	/* One more port does not fit in a message. */
+	struct of13_port more[N + 1];
+	memcpy(more, ports, sizeof(ports));
+	more[N] = port3();
+	of13_port_desc_reply_encode(&b, 7, 0, more, N + 1);
+	assert_int_equal(of13_finish(&b), -EMSGSIZE);
+	obuf_free(&b);
 }
 
 static void count_flow(void *userdata, const struct of13_flow_stats *fs)
@@ -348,16 +416,61 @@ static void count_flow(void *userdata, const struct of13_flow_stats *fs)
 	*out = *fs;
 }
 
+/* A select group with a bucket per AEE of a large network: 500 buckets
+ * (a set-field and an output each) go in one message and come back; the
+ * message's 64 KiB is the limit, and the encoder says so. */
+static struct of13_group_mod many_buckets(unsigned n)
+{
+	struct of13_group_mod gm = {.type = OF13_GROUP_TYPE_SELECT, .group_id = 9};
+	for (unsigned i = 0; i < n; i++) {
+		struct of13_bucket *bk = of13_group_mod_add_bucket(&gm);
+		assert_non_null(bk);
+		*bk = (struct of13_bucket){.weight = 1,
+		                           .watch_port = i + 1,
+		                           .watch_group = OF13_GROUP_ANY,
+		                           .n_actions = 2};
+		struct of13_match t = {0};
+		const uint8_t mac[6] = {2, 0, 0, 0, (uint8_t)(i >> 8), (uint8_t)i};
+		of13_match_add_eth(&t, OF13_OXM_ETH_DST, mac, NULL);
+		bk->actions[0] =
+		    (struct of13_action){.type = OF13_ACTION_SET_FIELD, .set_field = t.oxm[0]};
+		bk->actions[1] =
+		    (struct of13_action){.type = OF13_ACTION_OUTPUT, .output.port = i + 1};
+	}
+	return gm;
+}
+
+static void test_group_of_many_buckets(void **state)
+{
+	(void)state;
+	struct of13_group_mod gm = many_buckets(500);
+	struct obuf b = {0};
+	assert_int_equal(of13_group_mod_encode(&b, 1, &gm), 0);
+	assert_int_equal(of13_finish(&b), 0);
+	struct of13_group_mod back;
+	assert_int_equal(of13_group_mod_decode(b.data, b.len, &back), OF13_OK);
+	assert_int_equal(back.n_buckets, 500);
+	assert_int_equal(back.buckets[499].watch_port, 500);
+	assert_int_equal(back.buckets[499].actions[1].output.port, 500);
+	of13_group_mod_free(&back);
+	of13_group_mod_free(&gm);
+	obuf_free(&b);
+	gm = many_buckets(1400);
+	assert_int_equal(of13_group_mod_encode(&b, 1, &gm), -EMSGSIZE);
+	of13_group_mod_free(&gm);
+	obuf_free(&b);
+}
+
 static void test_groups_and_flow_stats(void **state)
 {
 	(void)state;
 	struct obuf b = {0};
-	static struct of13_group_mod gm = {.command = OF13_GROUP_ADD,
-	                                   .type = OF13_GROUP_TYPE_SELECT,
-	                                   .group_id = 1,
-	                                   .n_buckets = 2};
+	struct of13_group_mod gm = {.command = OF13_GROUP_ADD,
+	                            .type = OF13_GROUP_TYPE_SELECT,
+	                            .group_id = 1};
 	for (int i = 0; i < 2; i++) {
-		struct of13_bucket *bk = &gm.buckets[i];
+		struct of13_bucket *bk = of13_group_mod_add_bucket(&gm);
+		assert_non_null(bk);
 		*bk = (struct of13_bucket){.weight = 1,
 		                           .watch_port = OF13_PORT_ANY,
 		                           .watch_group = OF13_GROUP_ANY,
@@ -370,18 +483,21 @@ static void test_groups_and_flow_stats(void **state)
 		bk->actions[1] = (struct of13_action){.type = OF13_ACTION_OUTPUT,
 		                                      .output.port = (uint32_t)(i + 1)};
 	}
-	of13_group_mod_encode(&b, 20, &gm);
+	assert_int_equal(of13_group_mod_encode(&b, 20, &gm), 0);
 	assert_encodes_to(&b, "group_mod");
+	of13_group_mod_free(&gm);
 	of13_group_stats_request_encode(&b, 21, OF13_GROUP_ALL);
 	assert_encodes_to(&b, "group_stats_request");
+	/* Buckets 10 packets / 1000 bytes and 20 / 2000, in network order. */
+	static const uint8_t counters[32] = {[7] = 10, [14] = 0x03, [15] = 0xe8,
+	                                     [23] = 20, [30] = 0x07, [31] = 0xd0};
 	struct of13_group_stats gs = {.group_id = 1,
 	                              .ref_count = 2,
 	                              .packet_count = 30,
 	                              .byte_count = 3000,
 	                              .duration_sec = 9,
 	                              .n_buckets = 2,
-	                              .bucket_packets = {10, 20},
-	                              .bucket_bytes = {1000, 2000}};
+	                              .bucket_counters = counters};
 	of13_group_stats_reply_encode(&b, 21, 0, &gs, 1);
 	assert_encodes_to(&b, "group_stats_reply");
 	struct of13_flow_stats_request fr = {.table_id = 0xff,
@@ -409,19 +525,20 @@ static void test_groups_and_flow_stats(void **state)
 	/* And back. */
 	uint8_t buf[512];
 	size_t len = unhex(vec("group_mod")->hex, buf);
-	static struct of13_group_mod gm2;
+	struct of13_group_mod gm2;
 	assert_int_equal(of13_group_mod_decode(buf, len, &gm2), OF13_OK);
 	assert_int_equal(gm2.n_buckets, 2);
 	assert_int_equal(gm2.buckets[1].actions[1].output.port, 2);
+	of13_group_mod_free(&gm2);
 	buf[16] = 0xff; /* a bucket longer than the message */
 	assert_int_equal(of13_group_mod_decode(buf, len, &gm2), OF13_ERR_BAD_LEN);
 	uint16_t flags;
-	struct of13_group_stats gs2 = {0};
+	struct collected gs2 = {0};
 	len = unhex(vec("group_stats_reply")->hex, buf);
 	assert_int_equal(of13_group_stats_reply_decode(buf, len, &flags, count_group, &gs2),
 	                 OF13_OK);
-	assert_int_equal(gs2.n_buckets, 2);
-	assert_int_equal(gs2.bucket_bytes[1], 2000);
+	assert_int_equal(gs2.group.n_buckets, 2);
+	assert_int_equal(gs2.last_bucket_bytes, 2000);
 	static struct of13_flow_stats fs2;
 	len = unhex(vec("flow_stats_reply")->hex, buf);
 	assert_int_equal(of13_flow_stats_reply_decode(buf, len, &flags, count_flow, &fs2), OF13_OK);
@@ -614,6 +731,8 @@ int main(void)
 	    cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_packet_and_port_encoders),
 	    cmocka_unit_test(test_packet_and_port_decoders),
+	    cmocka_unit_test(test_port_desc_parts),
+	    cmocka_unit_test(test_group_of_many_buckets),
 	    cmocka_unit_test(test_groups_and_flow_stats),
 	    cmocka_unit_test(test_hello_and_negotiation),
 	    cmocka_unit_test(test_error_and_role),

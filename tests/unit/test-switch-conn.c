@@ -31,6 +31,7 @@
 #define WAIT_MS    8000
 #define FAKE_DPID  0x00000000000000a1ull
 #define FAKE_FLOWS 64
+#define FAKE_PORTS 1100
 #define FOREIGN    0x1111000000000000ull /* a cookie that is not ETTM's */
 /* OFPET_ROLE_REQUEST_FAILED/OFPRRFC_STALE, OFPET_BAD_REQUEST/OFPBRC_IS_SLAVE. */
 #define FAKE_ERR_STALE    ((enum of13_err)0x000b0000)
@@ -49,6 +50,7 @@ struct fake {
 	bool hello, features_request;
 	unsigned set_configs, miss_send_len, port_desc_requests, flow_reads;
 	unsigned role_requests, flow_mods, flow_deletes, barriers, echo_requests;
+	unsigned multipart[16]; /* requests by multipart type */
 	struct of13_role_msg role;
 	/* Roles as Open vSwitch keeps them (ofproto.c, connmgr.c): the
 	 * highest generation id seen, compared as a signed difference, and
@@ -67,8 +69,9 @@ struct fake {
 	/* The switch's state. */
 	struct of13_flow_mod table[FAKE_FLOWS];
 	size_t n_table;
-	struct of13_port ports[3];
+	struct of13_port ports[FAKE_PORTS];
 	unsigned n_ports;
+	unsigned ports_per_part; /* 0: every port in one part */
 };
 
 static void write_done(uv_write_t *w, int status)
@@ -137,14 +140,33 @@ static void fake_multipart(struct fake *f, const struct of13_header *h, const ui
 {
 	uint16_t type, flags;
 	assert_int_equal(of13_multipart_decode(msg, h->length, &type, &flags), OF13_OK);
+	if (type < 16)
+		f->multipart[type]++;
 	struct obuf b = {0};
 	if (type == OF13_MP_PORT_DESC) {
-		struct of13_port_desc_reply r = {.n = f->n_ports};
-		memcpy(r.ports, f->ports, sizeof(f->ports));
 		f->port_desc_requests++;
-		of13_port_desc_reply_encode(&b, h->xid, &r);
+		unsigned per = f->ports_per_part ? f->ports_per_part : f->n_ports;
+		for (unsigned at = 0; at < f->n_ports; at += per) {
+			unsigned n = f->n_ports - at < per ? f->n_ports - at : per;
+			of13_port_desc_reply_encode(&b, h->xid, at + n < f->n_ports ? OF13_MP_MORE : 0,
+			                            &f->ports[at], n);
+			fake_send(f, &b);
+		}
+		return;
 	} else if (type == OF13_MP_PORT_STATS) {
-		of13_port_stats_reply_encode(&b, h->xid, &(struct of13_port_stats_reply){0});
+		/* Counters: each port has received as many packets as its number. */
+		unsigned per = f->ports_per_part ? f->ports_per_part : f->n_ports;
+		for (unsigned at = 0; at < f->n_ports; at += per) {
+			unsigned n = f->n_ports - at < per ? f->n_ports - at : per;
+			static struct of13_port_stats st[FAKE_PORTS];
+			for (unsigned k = 0; k < n; k++)
+				st[k] = (struct of13_port_stats){.port_no = f->ports[at + k].port_no,
+				                                 .rx_packets = f->ports[at + k].port_no};
+			of13_port_stats_reply_encode(&b, h->xid, at + n < f->n_ports ? OF13_MP_MORE : 0,
+			                             st, n);
+			fake_send(f, &b);
+		}
+		return;
 	} else if (type == OF13_MP_GROUP) {
 		of13_group_stats_reply_encode(&b, h->xid, 0, NULL, 0);
 	} else if (type == OF13_MP_FLOW) {
@@ -302,6 +324,20 @@ static void fake_accept(uv_stream_t *server, int status)
 	uv_read_start((uv_stream_t *)&f->conn, fake_alloc, fake_read);
 }
 
+/* Ports p1 to p@n. */
+static void fake_ports(struct fake *f, unsigned n)
+{
+	assert_true(n <= FAKE_PORTS);
+	f->n_ports = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct of13_port *p = &f->ports[f->n_ports++];
+		*p = (struct of13_port){.port_no = i + 1, .curr_speed = 1000000};
+		snprintf(p->name, sizeof(p->name), "p%u", i + 1);
+		p->hw_addr[0] = 2;
+		p->hw_addr[5] = (uint8_t)(i + 1);
+	}
+}
+
 static void fake_open(struct fake *f, uv_loop_t *loop)
 {
 	f->loop = loop;
@@ -313,13 +349,7 @@ static void fake_open(struct fake *f, uv_loop_t *loop)
 	int len = sizeof(sa);
 	uv_tcp_getsockname(&f->listener, (struct sockaddr *)&sa, &len);
 	snprintf(f->address, sizeof(f->address), "127.0.0.1:%u", ntohs(sa.sin_port));
-	for (unsigned i = 0; i < 3; i++) {
-		struct of13_port *p = &f->ports[f->n_ports++];
-		*p = (struct of13_port){.port_no = i + 1, .curr_speed = 1000000};
-		snprintf(p->name, sizeof(p->name), "p%u", i + 1);
-		p->hw_addr[0] = 2;
-		p->hw_addr[5] = (uint8_t)(i + 1);
-	}
+	fake_ports(f, 3);
 }
 
 static void fake_close(struct fake *f)
@@ -602,6 +632,14 @@ static void test_role_master(void **state)
 	assert_true(json_integer_value(json_object_get(s, "term")) ==
 	            (json_int_t)store_term(f->store));
 	json_decref(v);
+	/* The master polls statistics and flows every interval (100 ms here). */
+	unsigned flows = f->fake.multipart[OF13_MP_FLOW];
+	unsigned ports = f->fake.multipart[OF13_MP_PORT_STATS];
+	unsigned queries = f->fake.queries;
+	run_for(f, 500);
+	assert_true(f->fake.multipart[OF13_MP_FLOW] >= flows + 3);
+	assert_true(f->fake.multipart[OF13_MP_PORT_STATS] >= ports + 3);
+	assert_true(f->fake.queries >= queries + 3);
 }
 
 static int peer_api(void *userdata, struct ctl_client *client, const struct ctl_request *req,
@@ -645,8 +683,14 @@ static void test_role_slave(void **state)
 	assert_true(run_until(f, is_slave));
 	assert_true(run_until(f, claimed_generation_1));
 	assert_true(f->fake.role.generation_id == sw_generation_id(1, store_term(f->follower)));
-	run_for(f, 300);
+	/* A slave polls nothing: over five statistics intervals the switch
+	 * is asked for no statistics, no flows and no role. */
+	unsigned mp[16], queries = f->fake.queries;
+	memcpy(mp, f->fake.multipart, sizeof(mp));
+	run_for(f, 500);
 	assert_false(sw_is_master(f->sw));
+	assert_memory_equal(mp, f->fake.multipart, sizeof(mp));
+	assert_int_equal(f->fake.queries, queries);
 	assert_int_equal(f->fake.flow_mods, 0);
 	json_t *v = request(f, "switch.local", NULL);
 	json_t *s = json_array_get(json_object_get(v, "switches"), 0);
@@ -813,6 +857,48 @@ static void test_ports(void **state)
 	assert_string_equal(port_state(f, 3), "");
 }
 
+static json_t *local_switch(struct fixture *f, const char *key)
+{
+	json_t *v = request(f, "switch.local", NULL);
+	json_t *r = json_incref(json_object_get(json_array_get(json_object_get(v, "switches"), 0), key));
+	json_decref(v);
+	return r;
+}
+
+static bool all_ports_counted(struct fixture *f)
+{
+	json_t *ports = local_switch(f, "ports");
+	bool ok = json_array_size(ports) == FAKE_PORTS;
+	size_t i;
+	json_t *p;
+	json_array_foreach(ports, i, p)
+	{
+		ok &= json_integer_value(json_object_get(p, "rx_packets")) ==
+		      json_integer_value(json_object_get(p, "port"));
+	}
+	json_decref(ports);
+	return ok;
+}
+
+/* A switch of 1,100 ports that describes them, and counts them, in parts
+ * of 300: every port is known, with its counters, and the uplink's port is
+ * found in the last part. */
+static void test_a_switch_of_many_ports(void **state)
+{
+	struct fixture *f = *state;
+	fake_ports(&f->fake, FAKE_PORTS);
+	f->fake.ports_per_part = 300;
+	snprintf(f->fake.ports[FAKE_PORTS - 1].name, sizeof(f->fake.ports[0].name), "p3");
+	snprintf(f->fake.ports[2].name, sizeof(f->fake.ports[0].name), "x3");
+	open_switches(f);
+	assert_true(run_until(f, all_ports_counted));
+	struct sw_port_ref refs[1];
+	bool up[1];
+	assert_int_equal(sw_uplinks(f->sw, refs, up), 1);
+	assert_int_equal(refs[0].port, FAKE_PORTS);
+	assert_true(up[0]);
+}
+
 static bool echo_answered(struct fixture *f)
 {
 	return f->fake.echo_replied;
@@ -853,14 +939,6 @@ static struct fixture *master_with_flows(void **state)
 	assert_true(run_until(f, master_again));
 	assert_true(run_until(f, service_flows_there));
 	return f;
-}
-
-static json_t *local_switch(struct fixture *f, const char *key)
-{
-	json_t *v = request(f, "switch.local", NULL);
-	json_t *r = json_incref(json_object_get(json_array_get(json_object_get(v, "switches"), 0), key));
-	json_decref(v);
-	return r;
 }
 
 static bool not_master(struct fixture *f)
@@ -1048,6 +1126,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_drift, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_services, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ports, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_switch_of_many_ports, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_echo, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bench_hook, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deposed_by_foreign_id, setup, teardown),

@@ -10,6 +10,7 @@
 #include "lib/array.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "datapath/conntrack.h"
 #include "services/nat/nat-internal.h"
 #include "services/nat/tables.h"
 #include "store/store.h"
@@ -69,6 +70,18 @@ void nat_claim_check(struct nat *n)
 	if (n->claiming || !n->synced || !admitted(n) || !store_member_find(nat_state(n), n->self))
 		return;
 	size_t held = nat_blocks_of(nat_state(n), n->self);
+	/* The exact count reads the kernel's whole conntrack table, every
+	 * namespace's entries (ctnetlink filters them one by one), so on a
+	 * machine of many AEEs each count costs as much as all of them: skip
+	 * it while this namespace has fewer entries than 3/4 of the ports held,
+	 * where no count could want a block. A burst that crosses 3/4 is seen
+	 * by the watch (nat.c) within WATCH_MS, and counted from there. */
+	unsigned long total;
+	if (held && dp_conntrack_total(&total) == 0 &&
+	    total * 4 < held * (unsigned long)n->o.block_size * 3) {
+		n->growing = false;
+		return;
+	}
 	long before = n->in_use;
 	uint64_t now = uv_now(n->loop), since = now - n->counted_ms;
 	n->in_use = nat_usage_count(n);

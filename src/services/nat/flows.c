@@ -102,10 +102,9 @@ static struct of13_bucket *bucket_out(struct of13_group_mod *g, uint32_t port)
 	for (size_t i = 0; i < g->n_buckets; i++)
 		if (g->buckets[i].watch_port == port)
 			return &g->buckets[i];
-	if (g->n_buckets == OF13_BUCKETS_MAX)
-		return NULL;
-	struct of13_bucket *b = &g->buckets[g->n_buckets++];
-	*b = (struct of13_bucket){.watch_port = port, .watch_group = OF13_GROUP_ANY};
+	struct of13_bucket *b = of13_group_mod_add_bucket(g);
+	if (b)
+		*b = (struct of13_bucket){.watch_port = port, .watch_group = OF13_GROUP_ANY};
 	return b;
 }
 
@@ -131,8 +130,10 @@ static int any_aee_group(const struct store_state *st, unsigned i, uint64_t root
 		    !below(st, root, dpid, l->dpid, &child))
 			continue;
 		struct of13_bucket *b = bucket_out(&g, child ? child : l->port);
-		if (!b)
-			continue;
+		if (!b) {
+			of13_group_mod_free(&g);
+			return -ENOMEM;
+		}
 		b->weight++;
 		if (child)
 			continue; /* that switch's group sets the AEE's address */
@@ -149,11 +150,13 @@ static int any_aee_group(const struct store_state *st, unsigned i, uint64_t root
 			    (struct of13_action){.type = OF13_ACTION_OUTPUT,
 			                         .output = {.port = g.buckets[k].watch_port}};
 	if (g.n_buckets == 0)
-		return 0;
+		return 0; /* nothing allocated */
 	struct of13_group_mod *to = sw_groups_add(groups);
-	if (!to)
+	if (!to) {
+		of13_group_mod_free(&g);
 		return -ENOMEM;
-	*to = g;
+	}
+	*to = g; /* the buckets are the set's now */
 	return 1;
 }
 

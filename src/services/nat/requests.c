@@ -84,7 +84,7 @@ static json_t *nat_status(struct nat *n)
 	                 "uplinks", uplinks_json(n), "block_size", n->o.block_size, "blocks",
 	                 blocks_json(st), "mappings", mappings_json(st), "self", "host", n->name,
 	                 "public", addr_json(n->o.publics[n->uplink]), "in_use",
-	                 (json_int_t)n->in_use, "blocks", (int)nat_blocks_of(st, n->self),
+	                 (json_int_t)nat_usage_count(n), "blocks", (int)nat_blocks_of(st, n->self),
 	                 "filtering", nat_filtering_name(n->o.filtering));
 }
 

@@ -106,9 +106,9 @@ static bool flow_eth_dst(const struct of13_flow_mod *fm, uint8_t mac[6])
 	return found;
 }
 
-/* Every agent learns the gateways' MACs from the master's flows, so a new
- * master has them before it resolves them itself, and outbound traffic
- * never waits for an ARP round trip. */
+/* A new master learns the gateways' MACs from the old master's flows, which
+ * it reads back before it first reconciles: it has them before it resolves
+ * them itself, and outbound traffic never waits for an ARP round trip. */
 static void installed(void *userdata, uint64_t dpid, const struct sw_flows *flows)
 {
 	struct nat *n = userdata;
