@@ -40,12 +40,13 @@ args_of() {
 	admission) echo "--runs 1" ;;
 	nat) echo "--runs 1 --seconds 1 --cpu-seconds 1 --rate 5 --per-host-kpps 1" ;;
 	nat-burst) echo "--runs 1 --connections 500" ;;
+	scale) echo "--hosts 4 --runs 1 --settle 1 --idle 2 --commits 20" ;;
 	store-fanout) echo "--runs 1 --members 5,64 --commits 20 --burst 200 --idle-s 1 --voters-at first" ;;
 	*) return 1 ;;
 	esac
 }
 
-names=${*:-guest-to-guest store switch trust admission nat nat-burst store-fanout}
+names=${*:-guest-to-guest store switch trust admission nat nat-burst store-fanout scale}
 failed=""
 start=$(date +%s)
 for name in $names; do
