@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "lib/array.h"
 
 #define BUCKET_HEADER_LEN 16
 #define GROUP_STATS_LEN   40
@@ -24,14 +25,8 @@ static enum of13_err actions_decode(struct cursor *c, struct of13_action *out, u
 
 struct of13_bucket *of13_group_mod_add_bucket(struct of13_group_mod *gm)
 {
-	if (gm->n_buckets == gm->cap_buckets) {
-		unsigned cap = gm->cap_buckets ? gm->cap_buckets * 2 : 4;
-		struct of13_bucket *v = reallocarray(gm->buckets, cap, sizeof(*v));
-		if (!v)
-			return NULL;
-		gm->buckets = v;
-		gm->cap_buckets = cap;
-	}
+	if (ARRAY_RESERVE(gm->buckets, gm->cap_buckets, gm->n_buckets + 1) < 0)
+		return NULL;
 	struct of13_bucket *bk = &gm->buckets[gm->n_buckets++];
 	memset(bk, 0, sizeof(*bk));
 	return bk;

@@ -428,7 +428,8 @@ struct of13_group_mod {
 	uint16_t command;
 	uint8_t type;
 	uint32_t group_id;
-	unsigned n_buckets, cap_buckets;
+	unsigned n_buckets;
+	size_t cap_buckets;
 	struct of13_bucket *buckets;
 };
 /* A new zeroed bucket at the end, or NULL when memory ran out. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/array.h"
 #include "lib/log.h"
 
 struct port *stats_find_port(struct sw *s, uint32_t no)
@@ -28,16 +29,10 @@ static void port_update(struct sw *s, const struct of13_port *p, bool deleted)
 		return;
 	}
 	if (!at) {
-		if (s->n_ports == s->cap_ports) {
-			unsigned cap = s->cap_ports ? s->cap_ports * 2 : 16;
-			struct port *v = reallocarray(s->ports, cap, sizeof(*v));
-			if (!v) {
-				log_warn("switch %u: port %u (%s): out of memory", s->index, p->port_no,
-				         p->name);
-				return;
-			}
-			s->ports = v;
-			s->cap_ports = cap;
+		if (ARRAY_RESERVE(s->ports, s->cap_ports, s->n_ports + 1) < 0) {
+			log_warn("switch %u: port %u (%s): out of memory", s->index, p->port_no,
+			         p->name);
+			return;
 		}
 		at = &s->ports[s->n_ports++];
 		*at = (struct port){0};

@@ -81,7 +81,8 @@ struct sw {
 	unsigned deposals;      /* times another controller took the switch */
 	struct log_ratelimit refusal_log, claim_log, down_log, group_log;
 	struct port *ports; /* as many as the switch has */
-	unsigned n_ports, cap_ports;
+	unsigned n_ports;
+	size_t cap_ports;
 	/* Flows read back from the switch: ETTM's (by cookie), and a count of
 	 * all of them; groups. */
 	struct sw_flows installed, dump;
