@@ -46,10 +46,11 @@ static json_t *local_view(struct swc *c)
 	char d[17];
 	for (unsigned i = 0; i < c->o.n_switches; i++) {
 		const struct sw *s = &c->sw[i];
-		json_t *o = json_pack("{s:i, s:s, s:b, s:s, s:I}", "index", (int)s->index,
+		json_t *o = json_pack("{s:i, s:s, s:b, s:s, s:I, s:I}", "index", (int)s->index,
 		                      "address", c->o.switches[i], "connected", s->up, "role",
 		                      s->up ? sw_role_name(s->role) : "none", "term",
-		                      (json_int_t)(s->role_term & 0xffffffffu));
+		                      (json_int_t)(s->role_term & 0xffffffffu), "generation",
+		                      (json_int_t)(s->role_term >> 32));
 		if (s->up) {
 			json_object_set_new(o, "dpid", json_string(sw_dpid_str(s->dpid, d)));
 			json_object_set_new(o, "flows", json_integer(s->n_flows));

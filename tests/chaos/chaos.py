@@ -17,8 +17,8 @@ It brings up `lab/ettm-lab up --prefix chaosXXX`, runs, for N seconds:
   voters, recovered by fiat (unplugged: the failure detector) or by hand
   (killed: `ettmctl cluster recover` on a survivor);
 - a monitor: every second, each agent's `cluster` (role, leader, term,
-  generation) and `switch.local` (its role and mastership term at each
-  switch), and a ping loop from every guest to the internet server;
+  generation) and `switch.local` (its role and mastership id, generation
+  and term, at each switch), and a ping loop from every guest to the internet server;
 
 then heals everything, waits (bounded) for the cluster to settle and
 checks. The report (Markdown) is printed and written to OUT/report.md with
@@ -242,8 +242,10 @@ class Monitor(threading.Thread):
             fd = c.get("failure_detector") or {}
             rec["failure_detector"] = fd.get("state")
         if s:
-            rec["switches"] = {x["dpid"]: [x["role"], x.get("term")] for x in s["switches"]
-                               if x.get("dpid")}
+            # The mastership id is the generation and the term: a survivor
+            # that recovers leads generation 2 in generation 1's term.
+            rec["switches"] = {x["dpid"]: [x["role"], f"g{x.get('generation')}/t{x.get('term')}"]
+                               for x in s["switches"] if x.get("dpid")}
         out.append(rec)
 
     def run(self):
