@@ -160,3 +160,38 @@ def log_times(lab, host, pattern, after):
                 if t > after:
                     times.append(t)
     return times
+
+
+def switches_converged(lab, host, switches=2):
+    """One master per switch, and every switch's flows as desired."""
+    try:
+        sw = lab.call(host, "switches", timeout=5)["switches"]
+        if any([a["role"] for a in s["agents"]].count("master") != 1 for s in sw):
+            return False
+        for s in range(1, switches + 1):
+            f = lab.call(host, "flows", {"switch": f"s{s}"}, timeout=5)
+            if f["missing"] or f["unexpected"]:
+                return False
+        return True
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def failover(lab, hosts, converged, switches=2):
+    """kill -9 of the leader to the last switch reconciled by the new master
+    (its log says when the barrier after the reconciliation returned), and
+    to its last mastership claim, in ms; the old leader is started again
+    and converged(lab, host) awaited."""
+    old = wait("a leader", lambda: leader(lab, hosts))
+    wait("converged", lambda: converged(lab, old), 60, 0.2)
+    voters = [m["name"] for m in lab.call(old, "cluster")["members"] if m["role"] == "voter"]
+    rest = [h for h in voters if h != old]
+    t0 = time.time()
+    lab.lab("kill", old)
+    new = wait("a new leader", lambda: leader(lab, rest), 30, 0.02)
+    done = wait("reconciled", lambda: (lambda t: t if len(t) >= switches else None)(
+        log_times(lab, new, r"switch \d+: reconciled as master of term", t0)), 20)
+    claimed = log_times(lab, new, r"switch \d+: master \(term", t0)
+    lab.lab("start", old)
+    wait("converged again", lambda: converged(lab, new), 60, 0.2)
+    return (max(done[:switches]) - t0) * 1000, (max(claimed[:switches]) - t0) * 1000

@@ -5,7 +5,6 @@
  * (through reconcile.c) the flows read back. */
 #include "switch-internal.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "lib/array.h"
