@@ -59,6 +59,15 @@ int reconcile_desired(struct swc *c, struct sw *s, struct sw_flows *ret, struct 
 
 static void reconcile(struct sw *s);
 
+/* Tells the services what @s holds now. */
+static void notify_installed(struct sw *s)
+{
+	for (size_t i = 0; i < s->ctl->n_svcs; i++)
+		if (s->ctl->svcs[i].svc->installed)
+			s->ctl->svcs[i].svc->installed(s->ctl->svcs[i].data, s->dpid,
+			                               &s->installed);
+}
+
 static void barrier_done(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
                          size_t len, bool last)
 {
@@ -79,8 +88,11 @@ static void barrier_done(void *userdata, struct of_conn *conn, int status, const
 	else
 		log_debug("switch %u: reconciled in %.1f ms", s->index, ms);
 	s->reconciled_term = s->role_term;
-	if (s->dirty)
+	if (s->dirty) {
 		reconcile(s);
+		return;
+	}
+	notify_installed(s);
 }
 
 /* Keeps @bytes (taken) as what group @id is on the switch now. */
@@ -214,10 +226,7 @@ static void flow_dump_done(struct sw *s)
 	s->installed_valid = true;
 	s->n_flows = s->n_flows_dump;
 	s->dumping = false;
-	for (size_t i = 0; i < s->ctl->n_svcs; i++)
-		if (s->ctl->svcs[i].svc->installed)
-			s->ctl->svcs[i].svc->installed(s->ctl->svcs[i].data, s->dpid,
-			                               &s->installed);
+	notify_installed(s);
 }
 
 static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
@@ -349,4 +358,22 @@ static void dump_cb(void *userdata, struct of_conn *conn, int status, const uint
 		sw_diff_free(&d);
 		sw_flows_free(&want);
 	}
+}
+
+const struct sw_flows *sw_installed(struct swc *c, uint64_t dpid)
+{
+	struct sw *s = sw_find_dpid(c, dpid);
+	return s && s->up && s->installed_valid && !s->reconciling && !s->dumping ? &s->installed
+	                                                                          : NULL;
+}
+
+int sw_read_flows(struct swc *c, uint64_t dpid)
+{
+	struct sw *s = sw_find_dpid(c, dpid);
+	if (!s || !s->up)
+		return -ENOTCONN;
+	bool leads = s->role == ROLE_MASTER && c->leader && s->role_term == c->term;
+	if (!s->dumping && !s->reconciling && !leads)
+		reconcile_read_flows(s);
+	return 0;
 }

@@ -63,7 +63,8 @@ struct sw_service {
 	             struct sw_flows *out, struct sw_groups *groups);
 	/* ETTM's flows just read back from switch @dpid (by the master at
 	 * each statistics round and before reconciling; by another agent
-	 * when asked for them). */
+	 * when asked for them), or confirmed by the barrier that ends a
+	 * reconciliation. */
 	void (*installed)(void *userdata, uint64_t dpid, const struct sw_flows *installed);
 	/* A packet-in that is not LLDP, at the master. */
 	void (*packet_in)(void *userdata, uint64_t dpid, uint32_t in_port, const uint8_t *frame,
@@ -80,6 +81,16 @@ void sw_kick(struct swc *c);
 bool sw_is_master(struct swc *c);
 /* Sends @frame out of port @port of switch @dpid (as master). */
 int sw_packet_out(struct swc *c, uint64_t dpid, uint32_t port, const uint8_t *frame, size_t len);
+/* The ETTM flows switch @dpid is known to hold: as last read back, or as a
+ * reconciliation's barrier confirmed them; NULL while not known (never
+ * read, a reconciliation under way, not connected). A non-master's copy is
+ * as old as its last read. */
+const struct sw_flows *sw_installed(struct swc *c, uint64_t dpid);
+/* Asks switch @dpid for its flows; the services' installed() callbacks
+ * get them. A read already under way answers instead; and the master that
+ * leads reconciles after every change, so its next barrier answers.
+ * 0, or -ENOTCONN. */
+int sw_read_flows(struct swc *c, uint64_t dpid);
 /* The configured uplinks, indexed as in the configuration (port 0: not
  * seen yet), and whether each is up. Returns how many. */
 size_t sw_uplinks(struct swc *c, struct sw_port_ref *refs, bool *up);

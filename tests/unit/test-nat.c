@@ -581,6 +581,62 @@ static void test_any_aee_tree(void **state)
 	store_state_free(st);
 }
 
+/* Whether a switch steers a block, from the flows it holds: every flow the
+ * master installs for it (TCP and UDP, with the owner's address and port)
+ * must be there; and the switches on the way from the uplink to a host. */
+static void test_block_steered(void **state)
+{
+	(void)state;
+	struct store_state *st;
+	struct nat_options o = lab_options();
+	assert_int_equal(store_state_new(&st), 0);
+	link_both(st, 1, 7, 2, 5);
+	link_both(st, 2, 6, 3, 4);
+	host_at(st, 1, true, 1, 1);
+	host_at(st, 2, true, 3, 3);
+	assert_true(block(st, 1024, 256, 2).applied);
+	const struct nat_block *b = store_row(st, NAT_BLOCKS, 0);
+
+	uint64_t path[4];
+	assert_int_equal(nat_steer_path(st, 1, 3, path, 4), 3);
+	assert_int_equal(path[0], 1);
+	assert_int_equal(path[1], 2);
+	assert_int_equal(path[2], 3);
+	assert_int_equal(nat_steer_path(st, 1, 1, path, 4), 1);
+	assert_int_equal(nat_steer_path(st, 1, 3, path, 2), 0); /* longer than room */
+	assert_int_equal(nat_steer_path(st, 1, 9, path, 4), 0); /* no way there */
+
+	struct sw_port_ref up = {1, 9};
+	uint8_t gw[1][6] = {{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
+	bool known = true;
+	for (uint64_t dpid = 1; dpid <= 3; dpid++) {
+		struct sw_flows f = {0};
+		struct sw_groups g = {0};
+		assert_int_equal(nat_flows(st, &o, &up, 1, gw, &known, dpid, &f, &g), 0);
+		assert_int_equal(nat_block_steered(st, &o, dpid, b, &f), 1);
+		/* Another switch's flows send the block elsewhere. */
+		if (dpid > 1) {
+			struct sw_flows other = {0};
+			assert_int_equal(nat_flows(st, &o, &up, 1, gw, &known, dpid - 1, &other, &g),
+			                 0);
+			assert_int_equal(nat_block_steered(st, &o, dpid, b, &other), 0);
+			sw_flows_free(&other);
+		}
+		/* Without the UDP flow, it is not steered yet. */
+		const struct of13_flow_mod *udp =
+		    find(&f, NAT_PRIO_BLOCK, OF13_OXM_UDP_DST, 1024, false);
+		assert_non_null(udp);
+		f.v[udp - f.v] = f.v[--f.n];
+		assert_int_equal(nat_block_steered(st, &o, dpid, b, &f), 0);
+		sw_flows_free(&f);
+		sw_groups_free(&g);
+	}
+	/* A switch with no way to the owner has nothing to hold. */
+	struct sw_flows none = {0};
+	assert_int_equal(nat_block_steered(st, &o, 9, b, &none), -ENOENT);
+	store_state_free(st);
+}
+
 static void test_arp(void **state)
 {
 	(void)state;
@@ -1062,6 +1118,7 @@ int main(void)
 	    cmocka_unit_test(test_datapath_view),
 	    cmocka_unit_test(test_switch_flows),
 	    cmocka_unit_test(test_any_aee_tree),
+	    cmocka_unit_test(test_block_steered),
 	    cmocka_unit_test(test_arp),
 	    cmocka_unit_test(test_mapping_port),
 	    cmocka_unit_test(test_mapping_race),

@@ -64,6 +64,15 @@ static int steer(const struct store_state *st, const struct nat_options *o, uint
 	return r;
 }
 
+/* Steers block @b, TCP and UDP, to its owner's AEE. */
+static int block_flows(const struct store_state *st, const struct nat_options *o, uint64_t dpid,
+                       const struct nat_block *b, struct sw_flows *out)
+{
+	uint16_t mask = (uint16_t) ~(b->size - 1u);
+	int r = steer(st, o, dpid, b->owner, 6, b->start, mask, NAT_PRIO_BLOCK, out);
+	return r ? r : steer(st, o, dpid, b->owner, 17, b->start, mask, NAT_PRIO_BLOCK, out);
+}
+
 /* The link by which switch @dpid goes on towards @root (its parent in the
  * tree of shortest paths to the uplink's switch), or NULL. */
 static const struct switch_link *parent_link(const struct store_state *st, uint64_t dpid,
@@ -277,13 +286,8 @@ int nat_flows(const struct store_state *st, const struct nat_options *o,
 		    (r = any_aee_group(st, (unsigned)i, uplinks[i].dpid, dpid, groups)) > 0)
 			r = any_aee_flow(o, (unsigned)i, in, out);
 	}
-	for (size_t i = 0; r == 0 && i < store_count(st, NAT_BLOCKS); i++) {
-		const struct nat_block *b = store_row(st, NAT_BLOCKS, i);
-		uint16_t mask = (uint16_t) ~(b->size - 1u);
-		r = steer(st, o, dpid, b->owner, 6, b->start, mask, NAT_PRIO_BLOCK, out);
-		if (r == 0)
-			r = steer(st, o, dpid, b->owner, 17, b->start, mask, NAT_PRIO_BLOCK, out);
-	}
+	for (size_t i = 0; r == 0 && i < store_count(st, NAT_BLOCKS); i++)
+		r = block_flows(st, o, dpid, store_row(st, NAT_BLOCKS, i), out);
 	for (size_t i = 0; r == 0 && i < store_count(st, NAT_MAPPINGS); i++) {
 		const struct nat_mapping *m = store_row(st, NAT_MAPPINGS, i);
 		if (nat_port_owner(st, m->public_port) != m->owner)
@@ -291,4 +295,43 @@ int nat_flows(const struct store_state *st, const struct nat_options *o,
 			          NAT_PRIO_MAPPING, out);
 	}
 	return r;
+}
+
+int nat_block_steered(const struct store_state *st, const struct nat_options *o, uint64_t dpid,
+                      const struct nat_block *b, const struct sw_flows *installed)
+{
+	struct sw_flows want = {0};
+	int r = block_flows(st, o, dpid, b, &want);
+	if (r == 0 && want.n == 0)
+		r = -ENOENT; /* no way to the owner from @dpid */
+	bool all = r == 0;
+	for (size_t i = 0; all && i < want.n; i++) {
+		all = false;
+		for (size_t k = 0; k < installed->n && !all; k++)
+			all = sw_flow_equal(&want.v[i], &installed->v[k]);
+	}
+	sw_flows_free(&want);
+	return r < 0 ? r : all;
+}
+
+size_t nat_steer_path(const struct store_state *st, uint64_t from, uint64_t to, uint64_t *path,
+                      size_t max)
+{
+	size_t k = 0;
+	while (k < max) {
+		path[k++] = from;
+		if (from == to)
+			return k;
+		uint32_t port = sw_next_hop(st, from, to);
+		const struct switch_link *next = NULL;
+		for (size_t i = 0; port && i < store_count(st, SWITCH_LINKS) && !next; i++) {
+			const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
+			if (l->dpid == from && l->port == port)
+				next = l;
+		}
+		if (!next)
+			return 0;
+		from = next->peer_dpid;
+	}
+	return 0;
 }

@@ -11,6 +11,8 @@
  *   pmp-server.c  NAT-PMP and PCP for the guest (pmp.c is the codec)
  *   switches.c    NAT's part in the switches: its flows, the master's ARP
  *                 for the public addresses, the gateways' MACs
+ *   steered.c     which of this host's blocks the switches steer to it
+ *                 already, and so are in use
  *   requests.c    the control requests nat, nat.expose, nat.unexpose
  * The public API stays in nat.h. */
 #pragma once
@@ -27,6 +29,8 @@
 #include "store/store.h"
 
 #define NAT_TABLES_WATCH 5 /* the store tables the service follows */
+/* A block not seen steered is in use anyway this long after its claim. */
+#define NAT_STEER_WAIT_MS 2000
 
 /* A departed member whose blocks or mappings the leader will give back. */
 struct nat_orphan {
@@ -82,6 +86,11 @@ struct nat {
 	struct guest_port_block *ports; /* n_ports of them, as last set */
 	size_t n_ports;
 	bool ports_failed;
+	/* This host's blocks the switches steer to it (steered.c): the
+	 * starts of those in use, and the timer that asks while one waits. */
+	uint16_t *steered; /* growable (lib/array.h) */
+	size_t n_steered, cap_steered;
+	uv_timer_t steer_poll;
 	int open_handles;
 	void (*closed)(void *arg); /* nat_close()'s completion */
 	void *closed_arg;
@@ -135,6 +144,23 @@ void nat_inbound_auto(struct nat *n);
 /* Opens the NAT-PMP/PCP socket on the control address (n->pmp; n->pmp_open
  * once it needs closing). Returns 0 or a negative errno (libuv's). */
 int nat_pmp_server_open(struct nat *n);
+
+/* ---- nat.c ---- */
+
+/* The datapath and the guest's ephemeral ports, again from the store. */
+void nat_datapath_update(struct nat *n);
+
+/* ---- steered.c ---- */
+
+/* Puts to use this host's blocks that every switch from the uplink to its
+ * AEE steers to it now, as last known (sw_installed()), or that were
+ * claimed NAT_STEER_WAIT_MS ago. While one waits, a timer asks the
+ * switches on the way for their flows every 10 ms (@ask: now too), and
+ * updates the datapath when one is put to use. True when a block was put
+ * to use (the caller updates the datapath). */
+bool nat_steered_check(struct nat *n, bool ask);
+/* Drops from @d's own blocks those not in use yet. */
+void nat_steered_filter(const struct nat *n, struct nat_view *d);
 
 /* ---- switches.c ---- */
 

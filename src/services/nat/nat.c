@@ -84,14 +84,23 @@ static void update_guest_ports(struct nat *n, const struct nat_view *d)
 	n->ports_failed = r < 0;
 }
 
+/* What this AEE translates (nat_datapath()), with only the blocks in use
+ * (steered.c); before the store has caught up, no blocks. */
+static int view(struct nat *n, struct nat_view *d)
+{
+	int r = nat_datapath(n->synced ? nat_state(n) : NULL, &n->o, n->self, sw_own_mac(n->sw),
+	                     n->uplink, d);
+	nat_steered_filter(n, d);
+	return r;
+}
+
 /* NAT's datapath source (dp_build_fn): until the store has caught up, no
  * blocks, and the table from before a restart held as it is. */
 static int datapath_build(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
 {
 	struct nat *n = userdata;
 	struct nat_view d;
-	int r = nat_datapath(n->synced ? nat_state(n) : NULL, &n->o, n->self, sw_own_mac(n->sw),
-	                     n->uplink, &d);
+	int r = view(n, &d);
 	out->hold = !n->synced;
 	if (r == 0)
 		r = nat_ruleset_build(cfg, &d, out);
@@ -99,12 +108,13 @@ static int datapath_build(void *userdata, const struct dp_config *cfg, struct dp
 	return r;
 }
 
-static void update_datapath(struct nat *n)
+void nat_datapath_update(struct nat *n)
 {
 	if (!n->synced)
 		return;
+	nat_steered_check(n, true);
 	struct nat_view d;
-	int r = nat_datapath(nat_state(n), &n->o, n->self, sw_own_mac(n->sw), n->uplink, &d);
+	int r = view(n, &d);
 	if (dp_changed(n->dp) < 0)
 		log_error("nat: datapath: %s", n->dp->error ? n->dp->error : "failed");
 	if (r == 0)
@@ -143,7 +153,7 @@ static void sync_done(void *userdata, int status, const struct store_result *res
 	if (!n->synced)
 		log_info("nat: the store has caught up; translating");
 	n->synced = true;
-	update_datapath(n);
+	nat_datapath_update(n);
 }
 
 /* Once after the start: everything committed so far is applied here. */
@@ -157,7 +167,7 @@ static void soon_cb(uv_timer_t *t)
 {
 	struct nat *n = t->data;
 	choose_uplink(n);
-	update_datapath(n);
+	nat_datapath_update(n);
 	nat_claim_check(n);
 	sw_kick(n->sw);
 }
@@ -243,6 +253,7 @@ static struct nat *nat_new(uv_loop_t *loop, const struct nat_options *o, uint64_
 static void nat_free(struct nat *n)
 {
 	free(n->ports);
+	free(n->steered);
 	free(n->orphans);
 	free(n->autos);
 	free(n->guest_netns);
@@ -280,8 +291,8 @@ int nat_open(uv_loop_t *loop, const struct nat_options *o, uint64_t self, const 
 		nat_free(n);
 		return r;
 	}
-	uv_timer_t *timers[] = {&n->tick, &n->soon, &n->watch};
-	for (size_t i = 0; i < 3; i++) {
+	uv_timer_t *timers[] = {&n->tick, &n->soon, &n->watch, &n->steer_poll};
+	for (size_t i = 0; i < 4; i++) {
 		uv_timer_init(loop, timers[i]);
 		timers[i]->data = n;
 	}
@@ -318,10 +329,11 @@ void nat_close(struct nat *n, void (*done)(void *arg), void *arg)
 	dp_remove_source(n->dp, NAT_DP_SOURCE);
 	guest_close(n->guest);
 	n->guest = NULL;
-	n->open_handles = 3 + n->pmp_open;
+	n->open_handles = 4 + n->pmp_open;
 	uv_close((uv_handle_t *)&n->tick, closed);
 	uv_close((uv_handle_t *)&n->soon, closed);
 	uv_close((uv_handle_t *)&n->watch, closed);
+	uv_close((uv_handle_t *)&n->steer_poll, closed);
 	if (n->pmp_open)
 		uv_close((uv_handle_t *)&n->pmp, closed);
 }

@@ -252,6 +252,18 @@ int nat_flows(const struct store_state *st, const struct nat_options *o,
               const struct sw_port_ref *uplinks, size_t n_uplinks, const uint8_t (*gw_macs)[6],
               const bool *gw_known, uint64_t dpid, struct sw_flows *out, struct sw_groups *groups);
 
+/* 1 when switch @dpid holds every flow that steers block @b to its owner
+ * (as nat_flows() makes them: TCP and UDP, each public address), 0 when
+ * one is missing from @installed, a negative errno when @dpid has no way
+ * to the owner (-ENOENT) or out of memory. */
+int nat_block_steered(const struct store_state *st, const struct nat_options *o, uint64_t dpid,
+                      const struct nat_block *b, const struct sw_flows *installed);
+/* The switches a packet crosses from switch @from to switch @to, both
+ * included, over the links of @st, into @path (at most @max); how many, or
+ * 0 when @to cannot be reached in @max. */
+size_t nat_steer_path(const struct store_state *st, uint64_t from, uint64_t to, uint64_t *path,
+                      size_t max);
+
 /* ---- arp.c: pure ---- */
 
 #define ARP_FRAME_LEN 42

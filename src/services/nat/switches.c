@@ -108,7 +108,8 @@ static bool flow_eth_dst(const struct of13_flow_mod *fm, uint8_t mac[6])
 
 /* A new master learns the gateways' MACs from the old master's flows, which
  * it reads back before it first reconciles: it has them before it resolves
- * them itself, and outbound traffic never waits for an ARP round trip. */
+ * them itself, and outbound traffic never waits for an ARP round trip.
+ * A block of this host's that waits to be steered may be now. */
 static void installed(void *userdata, uint64_t dpid, const struct sw_flows *flows)
 {
 	struct nat *n = userdata;
@@ -127,6 +128,8 @@ static void installed(void *userdata, uint64_t dpid, const struct sw_flows *flow
 		}
 	}
 	(void)dpid;
+	if (n->synced && nat_steered_check(n, false))
+		nat_datapath_update(n);
 }
 
 static int flows(void *userdata, const struct store_state *st, const struct sw_port_ref *uplinks,
