@@ -16,6 +16,7 @@ LAB = os.path.join(REPO, "lab", "ettm-lab")
 BUILD = os.environ.get("ETTM_BUILD", os.path.join(REPO, "build"))
 ETTMD = os.path.join(BUILD, "src", "ettmd", "ettmd")
 ETTMCTL = os.path.join(BUILD, "src", "ettmctl", "ettmctl")
+RUN_ROOT = "/run/ettm-lab"  # where lab/ettm-lab keeps each lab's files
 
 
 def run_and_expect(fn, timeout=10.0, interval=0.1, what="condition"):
@@ -54,6 +55,11 @@ class LabHandle:
     def popen(self, name, *cmd):
         return subprocess.Popen([LAB, "exec", "--prefix", self.prefix, name, "--"] + list(cmd),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def log(self, host):
+        """What the host's agent has logged so far."""
+        with open(os.path.join(RUN_ROOT, self.prefix, host, "ettmd.log"), errors="replace") as f:
+            return f.read()
 
     def ctl(self, host, *args, check=True):
         return self.lab("ctl", host, "--", *args, check=check)

@@ -284,7 +284,7 @@ def test_control_plane_closed_to_guests_devices_and_strangers(make_lab, tmp_path
         after = stable_dump(lab, h)
         assert after == before[h], f"{h}'s store changed"
     # The refusals were logged, once per source and minute.
-    log = open(f"/run/ettm-lab/{lab.prefix}/{leader}/ettmd.log").read()
+    log = lab.log(leader)
     refusals = [line for line in log.splitlines()
                  if "peer API: refused" in line and f"from {STRANGER} " in line]
     assert 1 <= len(refusals) <= 2, refusals

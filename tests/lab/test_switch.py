@@ -13,10 +13,9 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from conftest import run_and_expect
+from conftest import RUN_ROOT, run_and_expect
 
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]
-RUN_ROOT = "/run/ettm-lab"
 ETTM_COOKIE = "0xe77d000000000000/0xffffffff00000000"
 STARTUP_COOKIE = "0xe77b000000000001"
 

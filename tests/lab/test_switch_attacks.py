@@ -21,10 +21,9 @@ import subprocess
 import sys
 import time
 
-from conftest import run_and_expect
+from conftest import RUN_ROOT, run_and_expect
 
 HOSTS = ["h1", "h2", "h3"]
-RUN_ROOT = "/run/ettm-lab"
 STARTUP_COOKIE = "0xe77b000000000001"
 # Measured on the 2-core lab machine: 0.24-0.55 s from the first delete to
 # every guest pinging again (bench/RESULTS.md); the bound leaves room for

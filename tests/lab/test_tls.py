@@ -164,7 +164,7 @@ def test_a_stranger_that_joins_replicates_nothing(make_lab, tmp_path):
     p = lab.aee(other, "python3", "-c", RAFT_AS, leader_addr, f"{me}:17700", "9",
                 str(generation), cert, key)
     assert p.stdout.split()[0] == "closed", p.stdout
-    log = open(f"/run/ettm-lab/{lab.prefix}/{leader}/ettmd.log").read()
+    log = lab.log(leader)
     assert "Raft connection from server 9 refused" in log and "was never admitted" in log
     # The same key under an admitted host's id is refused too.
     p = lab.aee(other, "python3", "-c", RAFT_AS, leader_addr, f"{me}:7700", other[1:],
