@@ -39,7 +39,7 @@ args_of() {
 	trust) echo "--runs 1 -n 20" ;;
 	admission) echo "--runs 1" ;;
 	nat) echo "--runs 1 --seconds 1 --cpu-seconds 1 --rate 5 --per-host-kpps 1" ;;
-	nat-burst) echo "--runs 1 --connections 500" ;;
+	nat-burst) echo "--runs 1 --connections 500 --block-size 256" ;;
 	scale) echo "--hosts 4 --runs 1 --settle 1 --idle 2 --commits 20" ;;
 	store-fanout) echo "--runs 1 --members 5,64 --commits 20 --burst 200 --idle-s 1 --voters-at first" ;;
 	*) return 1 ;;
