@@ -52,9 +52,10 @@ class LabHandle:
     def aee(self, host, *cmd, check=True, timeout=60):
         return self.lab("aee", host, "--", *cmd, check=check, timeout=timeout)
 
-    def popen(self, name, *cmd):
+    def popen(self, name, *cmd, stdin=None):
         return subprocess.Popen([LAB, "exec", "--prefix", self.prefix, name, "--"] + list(cmd),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
 
     def log(self, host):
         """What the host's agent has logged so far."""

@@ -673,7 +673,7 @@ def test_coturn_natdiscovery_finds_each_hosts_mapping_and_filtering(make_lab, tm
     """RFC 5780 behaviour discovery by coturn's client, against its STUN
     server on the ISP's two addresses: every guest's mapping is
     endpoint-independent (RFC 4787 REQ-1), and its filtering is the one
-    its host was given."""
+    its host was given; hairpinning follows each host's filtering."""
     if not shutil.which("turnserver") or not shutil.which("turnutils_natdiscovery"):
         pytest.skip("coturn is not installed (scripts/install-deps.sh)")
     lab = make_lab(3, "--nat-filtering", ",".join(f"{h}={m}" for h, m in FILTERINGS.items()))
@@ -691,8 +691,70 @@ def test_coturn_natdiscovery_finds_each_hosts_mapping_and_filtering(make_lab, tm
             assert verdicts == ["Endpoint Independent Mapping", NATDISCOVERY[mode]], (h, out)
             # What it saw as its public address is the network's.
             assert re.search(rf"UDP reflexive addr: +{re.escape(PUBLIC)}:\d+", out), out
+        # Hairpinning (RFC 5780 4.6: a second socket sends to the first's
+        # mapped address) with endpoint-independent filtering. With the
+        # other two, the first socket never sent to the public address, so
+        # its filtering drops what comes from there: punching_hairpins()
+        # shows the hairpin open once both ends have sent.
+        out = lab.exec("h1", "turnutils_natdiscovery", "-H", SERVER).stdout
+        assert "Received a request (maybe a successful hairpinning)" in out, out
     finally:
         srv.stop()
+    check_punching_hairpins(lab)
+
+
+# Two UDP sockets, each sends to the other's public address and port, the
+# first twice (its first datagram is filtered until the second socket has
+# sent); each prints the source of what it got. With "pair", both are in
+# this guest; with "one", one socket, which prints its port and reads the
+# peer's from stdin.
+PUNCH = r"""
+import json, socket, sys, time
+pub, mode = sys.argv[1], sys.argv[2]
+def sock():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    s.settimeout(5)
+    return s
+if mode == "pair":
+    a, b = sock(), sock()
+    pa, pb = a.getsockname()[1], b.getsockname()[1]
+    a.sendto(b"x", (pub, pb)); time.sleep(0.2)
+    b.sendto(b"x", (pub, pa)); time.sleep(0.2)
+    a.sendto(b"x", (pub, pb))
+    print(json.dumps([pa, pb, a.recvfrom(9)[1], b.recvfrom(9)[1]]))
+else:
+    s = sock()
+    print(s.getsockname()[1], flush=True)
+    peer = int(sys.stdin.readline())
+    for _ in range(3):
+        s.sendto(b"x", (pub, peer)); time.sleep(0.2)
+    print(json.dumps(s.recvfrom(9)[1]), flush=True)
+"""
+
+
+def check_punching_hairpins(lab):
+    """Guests reach each other by their public addresses and ports (RFC 4787
+    REQ-9, hairpinning with the external source address and port) once
+    both have sent, as peer-to-peer applications punch holes: two sockets
+    of one guest, under address- and address-and-port-dependent filtering,
+    and a socket of each of two guests, whose blocks live on two hosts."""
+    for h in ("h2", "h3"):
+        pa, pb, from_b, from_a = json.loads(lab.exec(h, PY, "-c", PUNCH, PUBLIC, "pair").stdout)
+        assert (from_b, from_a) == ([PUBLIC, pb], [PUBLIC, pa]), h
+    ends = [lab.popen(h, PY, "-c", PUNCH, PUBLIC, "one", stdin=subprocess.PIPE)
+            for h in ("h2", "h3")]
+    try:
+        ports = [int(e.stdout.readline()) for e in ends]
+        for e, peer in zip(ends, reversed(ports)):
+            e.stdin.write(f"{peer}\n")
+            e.stdin.flush()
+        got = [json.loads(e.stdout.readline()) for e in ends]
+        assert got == [[PUBLIC, ports[1]], [PUBLIC, ports[0]]], (got, ports)
+    finally:
+        for e in ends:
+            e.kill()
+            e.wait()
 
 
 FAR_SERVER = "198.51.100.200"  # one router behind the ISP, on a link of MTU 1400
