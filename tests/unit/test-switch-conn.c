@@ -696,6 +696,17 @@ static void test_role_slave(void **state)
 	json_t *s = json_array_get(json_object_get(v, "switches"), 0);
 	assert_string_equal(json_string_value(json_object_get(s, "role")), "slave");
 	json_decref(v);
+	/* Asked, a slave reads the switch's flows once, and the services
+	 * get them (a NAT block waiting to be steered, services/nat). */
+	unsigned reads = f->fake.flow_reads, calls = f->svc[0].installed_calls;
+	assert_int_equal(sw_read_flows(f->sw, FAKE_DPID), 0);
+	assert_int_equal(sw_read_flows(f->sw, FAKE_DPID), 0); /* the read under way answers */
+	assert_int_equal(sw_read_flows(f->sw, 0xbad), -ENOTCONN);
+	run_for(f, 50);
+	assert_int_equal(f->fake.flow_reads, reads + 1);
+	assert_int_equal(f->svc[0].installed_calls, calls + 1);
+	assert_non_null(sw_installed(f->sw, FAKE_DPID));
+	assert_null(sw_installed(f->sw, 0xbad));
 }
 
 static bool service_flows_there(struct fixture *f)
