@@ -874,8 +874,8 @@ def test_a_burst_of_connections_loses_no_syn_to_a_new_block(make_lab):
         assert srv.p.stdout.readline().strip() == "ready"
         syn_before = syn_retransmits(lab, "h1")
         failed_before = conntrack_insert_failed(lab, "h1")
-        out = lab.exec("h1", "bash", "-c", f"ulimit -n 4096 && {PY} -c '{client}' "
-                       f"{SERVER} 5600 1500 0.5")
+        fds = "import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))\n"
+        out = lab.exec("h1", PY, "-c", fds + client, SERVER, "5600", "1500", "0.5")
         r = json.loads(out.stdout)
         assert (r["established"], r["failed"]) == (1500, 0), r
         assert conntrack_insert_failed(lab, "h1") == failed_before
