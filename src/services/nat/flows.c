@@ -322,13 +322,7 @@ size_t nat_steer_path(const struct store_state *st, uint64_t from, uint64_t to, 
 		path[k++] = from;
 		if (from == to)
 			return k;
-		uint32_t port = sw_next_hop(st, from, to);
-		const struct switch_link *next = NULL;
-		for (size_t i = 0; port && i < store_count(st, SWITCH_LINKS) && !next; i++) {
-			const struct switch_link *l = store_row(st, SWITCH_LINKS, i);
-			if (l->dpid == from && l->port == port)
-				next = l;
-		}
+		const struct switch_link *next = parent_link(st, from, to);
 		if (!next)
 			return 0;
 		from = next->peer_dpid;

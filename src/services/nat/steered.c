@@ -19,7 +19,6 @@
 #include "switch/tables.h"
 
 #define POLL_MS           10 /* how often the switches are asked while a block waits */
-#define PATH_MAX_SWITCHES 64 /* SW_MAX_SWITCHES */
 
 static bool known(const struct nat *n, uint16_t start)
 {
@@ -50,7 +49,7 @@ static size_t path_of(struct nat *n, const struct store_state *st, uint64_t *pat
 	const struct switch_location *l = switch_location_find(st, n->name);
 	if (n->uplink >= k || !l)
 		return 0;
-	return nat_steer_path(st, ups[n->uplink].dpid, l->dpid, path, PATH_MAX_SWITCHES);
+	return nat_steer_path(st, ups[n->uplink].dpid, l->dpid, path, SW_MAX_SWITCHES);
 }
 
 /* Whether every switch of @path holds @b's flows; with @ask, asks those
@@ -76,7 +75,7 @@ bool nat_steered_check(struct nat *n, bool ask)
 {
 	const struct store_state *st = nat_state(n);
 	forget_gone(n, st);
-	uint64_t path[PATH_MAX_SWITCHES];
+	uint64_t path[SW_MAX_SWITCHES];
 	size_t k = path_of(n, st, path);
 	uint64_t now = wall_ms();
 	bool changed = false, waiting = false;
