@@ -29,6 +29,7 @@ struct ctl_tls {
 	EVP_PKEY *key;
 	X509 *cert;
 	SSL_CTX *server, *client;
+	SSL_CTX *to_switch; /* NULL until ctl_tls_set_switch_ca() */
 	uint8_t *spki;
 	size_t spki_len;
 	char fp[CTL_TLS_FP_LEN];
@@ -78,8 +79,8 @@ void ctl_tls_fp_of_spki(const uint8_t *spki, size_t len, char ret_fp[CTL_TLS_FP_
 	hex_encode(md, sizeof(md), ret_fp);
 }
 
-int ctl_tls_sign(const struct ctl_tls *t, const void *data, size_t len, uint8_t *sig,
-                 size_t size, size_t *ret_len)
+int ctl_tls_sign(const struct ctl_tls *t, const void *data, size_t len, uint8_t *sig, size_t size,
+                 size_t *ret_len)
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint8_t out[CTL_TLS_SIG_MAX + 16];
@@ -168,8 +169,7 @@ static int write_pem(const char *dir, const char *name, BIO *pem, char **ret_err
 
 /* A new P-256 key and a self-signed certificate for it, written to @dir:
  * the key first, so that a certificate on disk always has its key. */
-static int create_identity(struct ctl_tls *t, const char *dir, const char *name,
-                           char **ret_error)
+static int create_identity(struct ctl_tls *t, const char *dir, const char *name, char **ret_error)
 {
 	char why[256];
 	uint8_t serial[16];
@@ -189,8 +189,8 @@ static int create_identity(struct ctl_tls *t, const char *dir, const char *name,
 	    !X509_gmtime_adj(X509_getm_notAfter(t->cert), (long)CERT_DAYS * 86400) ||
 	    !X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_UTF8, (const uint8_t *)"ETTM agent",
 	                                -1, -1, 0) ||
-	    !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const uint8_t *)name, -1,
-	                                -1, 0) ||
+	    !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const uint8_t *)name, -1, -1,
+	                                0) ||
 	    !X509_set_issuer_name(t->cert, subject) || !X509_set_pubkey(t->cert, t->key) ||
 	    !X509_sign(t->cert, t->key, EVP_sha256()))
 		goto fail;
@@ -272,11 +272,45 @@ static SSL_CTX *make_ctx(struct ctl_tls *t, bool server)
 		SSL_CTX_set_num_tickets(ctx, 0);
 	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-	    SSL_CTX_use_certificate(ctx, t->cert) != 1 || SSL_CTX_use_PrivateKey(ctx, t->key) != 1) {
+	    SSL_CTX_use_certificate(ctx, t->cert) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, t->key) != 1) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
 	return ctx;
+}
+
+int ctl_tls_set_switch_ca(struct ctl_tls *t, const char *ca_file, char **ret_error)
+{
+	char why[256];
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		return -ENOMEM;
+	/* The default verification (the chain up to @ca_file, the dates),
+	 * then the switch's address: see ctl_tls_session_new_switch(). */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+		SSL_CTX_free(ctx);
+		return error_set(ret_error, -EINVAL, "%s: not a PEM CA certificate: %s", ca_file,
+		                 ssl_why(why, sizeof(why), "unreadable"));
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) ||
+	    SSL_CTX_use_certificate(ctx, t->cert) != 1 ||
+	    SSL_CTX_use_PrivateKey(ctx, t->key) != 1) {
+		SSL_CTX_free(ctx);
+		return error_set(ret_error, -EINVAL, "TLS to the switches: %s",
+		                 ssl_why(why, sizeof(why), "cannot set up the context"));
+	}
+	SSL_CTX_free(t->to_switch);
+	t->to_switch = ctx;
+	return 0;
+}
+
+bool ctl_tls_has_switch_ca(const struct ctl_tls *t)
+{
+	return t && t->to_switch;
 }
 
 int ctl_tls_open(const char *state_dir, const char *name, struct ctl_tls **ret_tls,
@@ -288,7 +322,7 @@ int ctl_tls_open(const char *state_dir, const char *name, struct ctl_tls **ret_t
 		return -ENOMEM;
 	snprintf(path, sizeof(path), "%s/%s", state_dir, CTL_TLS_KEY_FILE);
 	int r = access(path, F_OK) == 0 ? load_identity(t, state_dir, ret_error)
-	                                 : create_identity(t, state_dir, name, ret_error);
+	                                : create_identity(t, state_dir, name, ret_error);
 	if (r < 0)
 		goto fail;
 	if ((r = spki_of(t->key, &t->spki, &t->spki_len)) < 0)
@@ -314,6 +348,7 @@ void ctl_tls_free(struct ctl_tls *t)
 		default_tls = NULL;
 	SSL_CTX_free(t->server);
 	SSL_CTX_free(t->client);
+	SSL_CTX_free(t->to_switch);
 	X509_free(t->cert);
 	EVP_PKEY_free(t->key);
 	OPENSSL_free(t->spki);
@@ -349,13 +384,13 @@ int ctl_tls_check(const struct ctl_tls *t, const char *fp, const char *cmd, char
 
 /* ---- a session ---- */
 
-int ctl_tls_session_new(struct ctl_tls *t, bool server, const struct ctl_tls_io *io,
-                        void *userdata, struct ctl_tls_session **ret_session)
+static int session_new(SSL_CTX *ctx, bool server, const struct ctl_tls_io *io, void *userdata,
+                       struct ctl_tls_session **ret_session)
 {
 	struct ctl_tls_session *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->ssl = SSL_new(server ? t->server : t->client);
+	s->ssl = SSL_new(ctx);
 	s->in = BIO_new(BIO_s_mem());
 	s->out = BIO_new(BIO_s_mem());
 	if (!s->ssl || !s->in || !s->out) {
@@ -375,6 +410,31 @@ int ctl_tls_session_new(struct ctl_tls *t, bool server, const struct ctl_tls_io 
 	s->io = io;
 	s->userdata = userdata;
 	s->server = server;
+	*ret_session = s;
+	return 0;
+}
+
+int ctl_tls_session_new(struct ctl_tls *t, bool server, const struct ctl_tls_io *io, void *userdata,
+                        struct ctl_tls_session **ret_session)
+{
+	return session_new(server ? t->server : t->client, server, io, userdata, ret_session);
+}
+
+int ctl_tls_session_new_switch(struct ctl_tls *t, const char *ip, const struct ctl_tls_io *io,
+                               void *userdata, struct ctl_tls_session **ret_session)
+{
+	if (!t->to_switch)
+		return -EINVAL;
+	struct ctl_tls_session *s;
+	int r = session_new(t->to_switch, false, io, userdata, &s);
+	if (r < 0)
+		return r;
+	/* The switch's certificate must name the address dialled, as an IP
+	 * subjectAltName (RFC 6125, 6.2.1: no IP address in a common name). */
+	if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl), ip) != 1) {
+		ctl_tls_session_free(s);
+		return -EINVAL;
+	}
 	*ret_session = s;
 	return 0;
 }

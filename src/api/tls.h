@@ -5,11 +5,12 @@
  * memory BIOs), which server.c and client.c put on their libuv streams and
  * the unit tests and the fuzzer feed bytes.
  *
- * Peers are not authenticated by a PKI: every certificate is self-signed,
- * and what identifies a peer is the SHA-256 of its certificate's
- * SubjectPublicKeyInfo (DER), its fingerprint. TLS 1.3's CertificateVerify
- * proves that the peer holds that key (RFC 8446, 4.4.3); the gate then
- * decides whether the key is one the cluster admitted. */
+ * Peers are not authenticated by a PKI: a certificate's issuer does not
+ * matter (it is self-signed at first start, or signed by the network's CA
+ * for the switches: ctl_tls_set_switch_ca()), and what identifies a peer is the SHA-256 of its
+ * certificate's SubjectPublicKeyInfo (DER), its fingerprint. TLS 1.3's CertificateVerify proves
+ * that the peer holds that key (RFC 8446, 4.4.3); the gate then decides whether the key is one the
+ * cluster admitted. */
 #pragma once
 
 #include <stdbool.h>
@@ -68,8 +69,8 @@ void ctl_tls_fp_of_spki(const uint8_t *spki, size_t len, char ret_fp[CTL_TLS_FP_
  * SHA-256, the signature in DER (RFC 5480, 2.2 and RFC 3279, 2.2.3). Writes
  * at most @size bytes to @sig and sets *@ret_len. Returns 0, -ENOBUFS when
  * @size is too small, or -EIO when OpenSSL fails. */
-int ctl_tls_sign(const struct ctl_tls *tls, const void *data, size_t len, uint8_t *sig,
-                 size_t size, size_t *ret_len);
+int ctl_tls_sign(const struct ctl_tls *tls, const void *data, size_t len, uint8_t *sig, size_t size,
+                 size_t *ret_len);
 
 /* Checks that @sig (@sig_len bytes, DER) is a signature over @len bytes at
  * @data by the P-256 key whose SubjectPublicKeyInfo (DER) is @spki. Holds no
@@ -109,6 +110,21 @@ int ctl_tls_session_feed(struct ctl_tls_session *s, const uint8_t *data, size_t 
 /* Encrypts @len application bytes (after ready). Returns 0 or a negative
  * errno. */
 int ctl_tls_session_write(struct ctl_tls_session *s, const char *data, size_t len);
+
+/* The channel to the OpenFlow switches (docs/switch.md, "The OpenFlow
+ * channel") is the exception to pinning: a switch keeps no ETTM state, so
+ * it cannot know which keys the cluster admitted, and it is judged, and
+ * judges this agent, by a CA instead. The switch's certificate must chain
+ * to the CA in @ca_file and name the switch's IP address; this agent shows
+ * its identity's certificate, which the switches accept only if that CA
+ * (or another they trust) signed it. TLS 1.3, as between agents. Returns 0
+ * or a negative errno with *ret_error. */
+int ctl_tls_set_switch_ca(struct ctl_tls *tls, const char *ca_file, char **ret_error);
+bool ctl_tls_has_switch_ca(const struct ctl_tls *tls);
+/* A client session to the switch at @ip (dotted quad), after
+ * ctl_tls_set_switch_ca(). Returns 0, -EINVAL or -ENOMEM. */
+int ctl_tls_session_new_switch(struct ctl_tls *tls, const char *ip, const struct ctl_tls_io *io,
+                               void *userdata, struct ctl_tls_session **ret_session);
 
 bool ctl_tls_session_ready(const struct ctl_tls_session *s);
 /* The peer's fingerprint once ready, else "". */

@@ -460,6 +460,7 @@ static const struct key keys[] = {
     {"store", "promote-after-ms", parse_ms, FIELD(store.promote_after_ms), false, false},
     {"switch", "switches", parse_switches, FIELD(sw), false, false},
     {"switch", "uplinks", parse_uplinks, FIELD(sw), false, false},
+    {"switch", "ca", parse_path, FIELD(sw.ca), false, false},
     {"switch", "stats-interval-ms", parse_ms, FIELD(sw.stats_interval_ms), false, false},
     {"switch", "lldp-interval-ms", parse_ms, FIELD(sw.lldp_interval_ms), false, false},
     {"switch", "link-timeout-ms", parse_ms, FIELD(sw.link_timeout_ms), false, false},
@@ -597,6 +598,10 @@ static int check_config(const struct config *c, const unsigned *seen_line, const
 		    ret_error, filename, 0,
 		    "store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
 		    c->store.election_ms, c->store.heartbeat_ms);
+	if (c->sw.ca[0] && !c->tls)
+		return error_at(ret_error, filename, seen_line[key_index("switch", "ca")],
+		                "switch.ca needs store.tls = true: the agent shows its TLS "
+		                "identity to the switches");
 	if (c->nat.n_publics && !c->sw.n_switches)
 		return error_at(ret_error, filename,
 		                seen_line[key_index("nat", "public-addresses")],

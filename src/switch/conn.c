@@ -1,17 +1,20 @@
 /* OpenFlow connections (conn.h). */
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/server.h"
+#include "api/tls.h"
 #include "lib/log.h"
 
 #define RECONNECT_MS 1000
 #define ECHO_MS      2000
 #define DEAD_MS      6000
 #define MAX_MSG      65535
+#define WIRE_BUF     65536
 
 struct pending {
 	struct pending *next;
@@ -26,6 +29,14 @@ struct of_conn {
 	char address[64];
 	const struct of_conn_ops *ops;
 	void *userdata;
+
+	/* TLS to the switch (docs/switch.md, "The OpenFlow channel"), or
+	 * NULL: plain TCP. A session per connection, made at connect; what
+	 * the switch sends is read into @wire and decrypted into @in. */
+	struct ctl_tls *tls;
+	struct ctl_tls_session *session;
+	uint8_t *wire;
+	bool broken; /* out of memory while decrypting: dropped after the feed */
 
 	uv_tcp_t *tcp; /* NULL while disconnected */
 	uv_connect_t connect;
@@ -45,8 +56,8 @@ struct of_conn {
 #define CONN_WARN_MS 60000
 
 /* Logs a warning about @c at most once a minute. */
-#define conn_warn(c, fmt, ...)                                                              \
-	log_warn_limited(&(c)->warn_log, uv_now((c)->loop), CONN_WARN_MS, "switch %s: " fmt,  \
+#define conn_warn(c, fmt, ...)                                                                     \
+	log_warn_limited(&(c)->warn_log, uv_now((c)->loop), CONN_WARN_MS, "switch %s: " fmt,       \
 	                 (c)->address, __VA_ARGS__)
 
 static void start_connect(struct of_conn *c);
@@ -89,6 +100,7 @@ static void tcp_closed(uv_handle_t *h)
 static void conn_unref(struct of_conn *c)
 {
 	if (--c->open_handles == 0) {
+		free(c->wire);
 		free(c->in);
 		free(c);
 	}
@@ -113,6 +125,8 @@ static void last_tcp_closed(uv_handle_t *h)
 static void drop(struct of_conn *c, const char *why)
 {
 	bool was_up = c->up;
+	ctl_tls_session_free(c->session);
+	c->session = NULL;
 	if (c->tcp) {
 		uv_close((uv_handle_t *)c->tcp, tcp_closed);
 		c->tcp = NULL;
@@ -139,6 +153,7 @@ static void write_done(uv_write_t *req, int status)
 	free(w);
 }
 
+/* Puts @len bytes at @data (taken, freed when written) on the socket. */
 static int send_raw(struct of_conn *c, uint8_t *data, size_t len)
 {
 	struct write_req *w = malloc(sizeof(*w));
@@ -181,7 +196,15 @@ int of_conn_send(struct of_conn *c, struct obuf *b, of_reply_cb cb, void *userda
 	uint8_t *data;
 	size_t len;
 	obuf_finish(b, &data, &len);
-	int r = send_raw(c, data, len);
+	int r;
+	if (c->tls) {
+		/* Nothing goes out before the handshake: the HELLO waits for it. */
+		r = c->session ? ctl_tls_session_write(c->session, (const char *)data, len)
+		               : -ENOTCONN;
+		free(data);
+	} else {
+		r = send_raw(c, data, len);
+	}
 	if (r < 0) {
 		free(p);
 		return r;
@@ -279,6 +302,10 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct of_conn *c = h->data;
 	(void)suggested;
+	if (c->tls) {
+		*buf = uv_buf_init((char *)c->wire, WIRE_BUF);
+		return;
+	}
 	if (c->in_cap - c->in_len < 65536) {
 		size_t cap = c->in_len + 65536 * 2;
 		uint8_t *in = realloc(c->in, cap);
@@ -292,15 +319,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
 }
 
-static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* Handles every whole message in c->in and keeps the rest. */
+static void consume(struct of_conn *c)
 {
-	struct of_conn *c = s->data;
-	(void)buf;
-	if (n < 0) {
-		drop(c, n == UV_EOF ? "the switch closed the connection" : uv_strerror((int)n));
-		return;
-	}
-	c->in_len += (size_t)n;
 	size_t at = 0;
 	uv_tcp_t *tcp = c->tcp;
 	while (c->tcp == tcp && c->in_len - at >= OF13_HEADER_LEN) {
@@ -320,6 +341,83 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	c->in_len -= at;
 }
 
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct of_conn *c = s->data;
+	(void)buf;
+	if (n < 0) {
+		if (c->session && !ctl_tls_session_ready(c->session))
+			conn_warn(c, "%s",
+			          "closed the connection during the TLS handshake (does it "
+			          "trust the CA that signed this agent's certificate?)");
+		drop(c, n == UV_EOF ? "the switch closed the connection" : uv_strerror((int)n));
+		return;
+	}
+	if (!c->tls) {
+		c->in_len += (size_t)n;
+		consume(c);
+		return;
+	}
+	char *error = NULL;
+	int r = ctl_tls_session_feed(c->session, c->wire, (size_t)n, &error);
+	if (c->broken) {
+		c->broken = false;
+		free(error);
+		drop(c, "out of memory");
+		return;
+	}
+	if (r < 0) {
+		if (r != -ECONNRESET)
+			conn_warn(c, "%s", error ? error : "TLS failed");
+		free(error);
+		drop(c, r == -ECONNRESET ? "the switch closed the TLS session" : "TLS failed");
+		return;
+	}
+	consume(c);
+}
+
+/* The TLS session's side (ctl_tls_io). */
+static void tls_send(void *userdata, const uint8_t *data, size_t len)
+{
+	struct of_conn *c = userdata;
+	uint8_t *copy = malloc(len);
+	if (copy) {
+		memcpy(copy, data, len);
+		send_raw(c, copy, len);
+	}
+}
+
+static void tls_plain(void *userdata, const char *data, size_t len)
+{
+	struct of_conn *c = userdata;
+	if (c->in_cap - c->in_len < len) {
+		size_t cap = c->in_len + len + 65536;
+		uint8_t *in = realloc(c->in, cap);
+		if (!in) {
+			c->broken = true; /* the session is still in use: drop after */
+			return;
+		}
+		c->in = in;
+		c->in_cap = cap;
+	}
+	memcpy(c->in + c->in_len, data, len);
+	c->in_len += len;
+}
+
+static void send_hello(struct of_conn *c)
+{
+	struct obuf b = {0};
+	of13_hello_encode(&b, of_conn_xid(c), &(struct of13_hello){1u << OF13_VERSION});
+	of_conn_send(c, &b, NULL, NULL);
+}
+
+static void tls_ready(void *userdata)
+{
+	send_hello(userdata);
+}
+
+static const struct ctl_tls_io tls_io = {.send = tls_send, .plain = tls_plain, .ready = tls_ready};
+
 static void timer_cb(uv_timer_t *t)
 {
 	struct of_conn *c = t->data;
@@ -327,8 +425,15 @@ static void timer_cb(uv_timer_t *t)
 		start_connect(c);
 		return;
 	}
-	if (!c->up)
+	if (!c->up) {
+		/* A switch that accepts the connection but never finishes the
+		 * TLS or OpenFlow handshake is given up like a silent one. */
+		if (uv_now(c->loop) - c->last_heard > DEAD_MS) {
+			conn_warn(c, "no handshake in %u ms", DEAD_MS);
+			drop(c, "handshake timeout");
+		}
 		return;
+	}
 	if (uv_now(c->loop) - c->last_heard > DEAD_MS) {
 		conn_warn(c, "no answer for %u ms", DEAD_MS);
 		drop(c, "echo timeout");
@@ -352,10 +457,19 @@ static void connect_cb(uv_connect_t *req, int status)
 	uv_tcp_nodelay(c->tcp, 1);
 	c->last_heard = uv_now(c->loop);
 	uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb);
-	struct obuf b = {0};
-	of13_hello_encode(&b, of_conn_xid(c), &(struct of13_hello){1u << OF13_VERSION});
-	of_conn_send(c, &b, NULL, NULL);
 	uv_timer_start(&c->timer, timer_cb, ECHO_MS, ECHO_MS);
+	if (!c->tls) {
+		send_hello(c);
+		return;
+	}
+	char ip[INET_ADDRSTRLEN], *error = NULL;
+	inet_ntop(AF_INET, &c->sa.sin_addr, ip, sizeof(ip));
+	int r = ctl_tls_session_new_switch(c->tls, ip, &tls_io, c, &c->session);
+	if (r == 0 && (r = ctl_tls_session_start(c->session, &error)) < 0)
+		conn_warn(c, "%s", error ? error : "TLS failed");
+	free(error);
+	if (r < 0)
+		drop(c, "TLS failed");
 }
 
 static void start_connect(struct of_conn *c)
@@ -377,13 +491,19 @@ static void start_connect(struct of_conn *c)
 	}
 }
 
-int of_conn_open(uv_loop_t *loop, const char *address, const struct of_conn_ops *ops,
-                 void *userdata, struct of_conn **ret)
+int of_conn_open(uv_loop_t *loop, const char *address, struct ctl_tls *tls,
+                 const struct of_conn_ops *ops, void *userdata, struct of_conn **ret)
 {
 	struct of_conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	if (tls && !(c->wire = malloc(WIRE_BUF))) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->tls = tls;
 	if (ctl_parse_address(address, &c->sa) < 0) {
+		free(c->wire);
 		free(c);
 		return -EINVAL;
 	}
@@ -403,6 +523,8 @@ void of_conn_close(struct of_conn *c)
 	c->closing = true;
 	c->up = false;
 	c->open_handles = 1;
+	ctl_tls_session_free(c->session);
+	c->session = NULL;
 	if (c->tcp) {
 		c->open_handles++;
 		uv_close((uv_handle_t *)c->tcp, last_tcp_closed);

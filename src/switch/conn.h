@@ -33,9 +33,12 @@ struct of_conn_ops {
 typedef void (*of_reply_cb)(void *userdata, struct of_conn *c, int status, const uint8_t *msg,
                             size_t len, bool last);
 
-/* Starts connecting to @address ("A.B.C.D:PORT"). Returns 0 or -EINVAL. */
-int of_conn_open(uv_loop_t *loop, const char *address, const struct of_conn_ops *ops,
-                 void *userdata, struct of_conn **ret);
+/* Starts connecting to @address ("A.B.C.D:PORT"), over TLS with @tls's
+ * identity and switch CA (ctl_tls_set_switch_ca()), or plain TCP when @tls
+ * is NULL. Returns 0, -EINVAL or -ENOMEM. */
+struct ctl_tls;
+int of_conn_open(uv_loop_t *loop, const char *address, struct ctl_tls *tls,
+                 const struct of_conn_ops *ops, void *userdata, struct of_conn **ret);
 /* Closes and frees @c (asynchronously); pending callbacks get -ECONNRESET. */
 void of_conn_close(struct of_conn *c);
 

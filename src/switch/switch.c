@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/tls.h"
 #include "lib/clock.h"
 #include "lib/error.h"
 #include "lib/log.h"
@@ -54,8 +55,8 @@ static void deposed(struct sw *s, const char *how);
 
 /* Logs @fmt for @s at most once a minute per @rl (a refusal caused by
  * what another controller did). */
-#define refusal_log(s, rl, fmt, ...)                                                        \
-	log_warn_limited((rl), mono_ms(), SW_REFUSAL_LOG_MS, "switch %u: " fmt, (s)->index,   \
+#define refusal_log(s, rl, fmt, ...)                                                               \
+	log_warn_limited((rl), mono_ms(), SW_REFUSAL_LOG_MS, "switch %u: " fmt, (s)->index,        \
 	                 __VA_ARGS__)
 
 static void note_error(struct sw *s, const uint8_t *msg, size_t len)
@@ -67,7 +68,8 @@ static void note_error(struct sw *s, const uint8_t *msg, size_t len)
 		/* The first refusal tells a master it was deposed; it stops
 		 * writing at once, and nothing refused is sent again. */
 		s->refused++;
-		refusal_log(s, &s->refusal_log, "refused a write: this agent is not its master (%s)",
+		refusal_log(s, &s->refusal_log,
+		            "refused a write: this agent is not its master (%s)",
 		            s->role == ROLE_MASTER ? "deposed" : "not master");
 		if (s->role == ROLE_MASTER)
 			deposed(s, "the switch refused a write");
@@ -125,8 +127,8 @@ static void learn_seen(struct sw *s, uint64_t id)
 	s->seen_known = true;
 }
 
-static void role_query_reply(void *userdata, struct of_conn *conn, int status,
-                             const uint8_t *msg, size_t len, bool last);
+static void role_query_reply(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
+                             size_t len, bool last);
 
 /* ROLE_REQUEST(NOCHANGE): the switch answers with this connection's role
  * and the highest generation id it has seen, and changes nothing. */
@@ -238,8 +240,8 @@ static void role_reply(void *userdata, struct of_conn *conn, int status, const u
 	}
 }
 
-static void role_query_reply(void *userdata, struct of_conn *conn, int status,
-                             const uint8_t *msg, size_t len, bool last)
+static void role_query_reply(void *userdata, struct of_conn *conn, int status, const uint8_t *msg,
+                             size_t len, bool last)
 {
 	struct sw *s = userdata;
 	(void)conn;
@@ -463,7 +465,24 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 	c->self = *self;
 	c->store = store;
 	c->raw_fd = -1;
-	int r = topology_open(c, ret_error);
+	/* TLS to the switches with the agent's identity (docs/switch.md, "The
+	 * OpenFlow channel"); plain TCP only when switch.ca is not set. */
+	struct ctl_tls *tls = o->ca[0] ? ctl_tls_default() : NULL;
+	if (o->ca[0] && !tls) {
+		free(c);
+		return error_set(ret_error, -EINVAL,
+		                 "switch.ca needs the agent's TLS identity "
+		                 "(store.tls = true)");
+	}
+	int r = tls ? ctl_tls_set_switch_ca(tls, o->ca, ret_error) : 0;
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	if (!tls && o->n_switches)
+		log_warn("switch.ca is not set: the OpenFlow channels are plain TCP and the "
+		         "switches are not authenticated (a bare lab or a benchmark's baseline)");
+	r = topology_open(c, ret_error);
 	if (r < 0) {
 		free(c);
 		return r;
@@ -472,7 +491,7 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 		struct sw *s = &c->sw[i];
 		s->ctl = c;
 		s->index = i + 1;
-		r = of_conn_open(loop, o->switches[i], &conn_ops, s, &s->conn);
+		r = of_conn_open(loop, o->switches[i], tls, &conn_ops, s, &s->conn);
 		if (r < 0) {
 			for (unsigned k = 0; k < i; k++)
 				of_conn_close(c->sw[k].conn);

@@ -132,6 +132,37 @@ def host_key(lab, n):
     return os.path.join(state, "tls-cert.pem"), os.path.join(state, "tls-key.pem")
 
 
+def switch_ca(lab):
+    """The lab's network CA, which signed the switches' and agents' certificates."""
+    return os.path.join(RUN_ROOT, lab.prefix, "switch-ca", "ca-cert.pem")
+
+
+# Connects to a switch's OpenFlow port as a controller would: over TLS with
+# the certificate and key named in ETTM_OF_TLS ("CERT:KEY:CA"), the lab's
+# default, or over plain TCP when it is not set. Scripts that speak raw
+# OpenFlow begin with it.
+OF_CONNECT = r"""
+import os, socket, ssl
+def of_connect(addr, timeout=3):
+    s = socket.create_connection((addr, 6653), timeout=timeout)
+    tls = os.environ.get("ETTM_OF_TLS")
+    if not tls:
+        return s
+    cert, key, ca = tls.split(":")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    return ctx.wrap_socket(s, server_hostname=addr)
+"""
+
+
+def of_env(lab, n):
+    """The environment for an OF_CONNECT script that speaks with host n's
+    certificate: an admitted agent's, the one kind of key the switches take."""
+    cert, key = host_key(lab, n)
+    return dict(os.environ, ETTM_OF_TLS=f"{cert}:{key}:{switch_ca(lab)}")
+
+
 def peer_call(lab, from_host, to_addr, cmd, args, cert, key):
     """A call on to_addr's peer API from from_host's AEE with cert and key."""
     out = lab.aee(from_host, "python3", "-c", PEER_CALL, to_addr, cmd, json.dumps(args),

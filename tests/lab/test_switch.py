@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from conftest import RUN_ROOT, run_and_expect
+from conftest import OF_CONNECT, RUN_ROOT, of_env, run_and_expect
 
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]
 ETTM_COOKIE = "0xe77d000000000000/0xffffffff00000000"
@@ -214,10 +214,10 @@ def _log_times(lab, host, pattern):
 
 # A raw OpenFlow 1.3 controller, run in a switch's namespace: hello, then a
 # role request; prints the answer (a role reply, or an error's type and code).
-ROLE_REQUEST = r"""
-import socket, struct, sys
+ROLE_REQUEST = OF_CONNECT + r"""
+import struct, sys
 addr, role, generation = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-with socket.create_connection((addr, 6653), timeout=3) as s:
+with of_connect(addr) as s:
     s.sendall(struct.pack("!BBHIHHI", 4, 0, 16, 1, 1, 8, 1 << 4))
     s.sendall(struct.pack("!BBHIIIQ", 4, 24, 24, 2, role, 0, generation))
     buf = b""
@@ -239,9 +239,10 @@ with socket.create_connection((addr, 6653), timeout=3) as s:
 
 
 def role_request(lab, s, role, generation):
+    """With h1's key (an old master's would do the same)."""
     return subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-s{s}", sys.executable, "-c",
                            ROLE_REQUEST, f"10.77.255.{s}", str(role), str(generation)],
-                          capture_output=True, text=True, timeout=20)
+                          capture_output=True, text=True, timeout=20, env=of_env(lab, 1))
 
 
 def test_leader_kill_moves_mastership_and_keeps_traffic(make_lab):

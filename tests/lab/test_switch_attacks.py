@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from conftest import RUN_ROOT, run_and_expect
+from conftest import OF_CONNECT, RUN_ROOT, host_key, of_env, run_and_expect, switch_ca
 
 HOSTS = ["h1", "h2", "h3"]
 STARTUP_COOKIE = "0xe77b000000000001"
@@ -91,13 +91,17 @@ def test_every_flow_deleted_by_an_equal_connection_comes_back(make_lab):
                if "cookie=" in l]
     assert len(startup) == 6, startup
 
-    # ovs-ofctl from an AEE: a connection that never asks for a role, so
-    # Open vSwitch takes it as EQUAL and lets it write; one flow-mod each
-    # deletes every flow of every table, the start-up flows with them.
+    # ovs-ofctl from an AEE, with that agent's own key (only a key of the
+    # network's CA opens the switch's port: the attacker is an insider): a
+    # connection that never asks for a role, so Open vSwitch takes it as
+    # EQUAL and lets it write; one flow-mod each deletes every flow of
+    # every table, the start-up flows with them.
+    cert, key = host_key(lab, int(attacker[1:]))
     t0 = time.time()
     for s in (1, 2):
         subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-{attacker}-aee", "ovs-ofctl",
-                        "-O", "OpenFlow13", "del-flows", f"tcp:10.77.255.{s}:6653"],
+                        "-O", "OpenFlow13", "-p", key, "-c", cert, "-C", switch_ca(lab),
+                        "del-flows", f"ssl:10.77.255.{s}:6653"],
                        check=True, capture_output=True, timeout=10)
     deleted = time.time() - t0
     run_and_expect(lambda: guests_reach_each_other(lab), RECOVERY_S, 0.01,
@@ -125,10 +129,11 @@ def test_every_flow_deleted_by_an_equal_connection_comes_back(make_lab):
 # hello, ROLE_REQUEST(MASTER, 2^63); then every 0.1 s ROLE_REQUEST
 # (NOCHANGE) and, when no longer master, MASTER with the switch's highest
 # id + 2^62. Answers echoes. Prints "took N" when it ends after SECONDS.
-ATTACKER = r"""
-import socket, struct, sys, time
+# With an admitted agent's key: no other opens the port.
+ATTACKER = OF_CONNECT + r"""
+import struct, sys, time
 addr, seconds = sys.argv[1], float(sys.argv[2])
-s = socket.create_connection((addr, 6653), timeout=3)
+s = of_connect(addr)
 xid = 10
 def send(t, body=b""):
     global xid
@@ -166,9 +171,9 @@ print("took", took)
 
 # One ROLE_REQUEST(NOCHANGE) on a fresh connection: the switch's highest
 # generation id, and that it changes nothing.
-QUERY = r"""
-import socket, struct, sys
-with socket.create_connection((sys.argv[1], 6653), timeout=3) as s:
+QUERY = OF_CONNECT + r"""
+import struct, sys
+with of_connect(sys.argv[1]) as s:
     s.sendall(struct.pack("!BBHIHHI", 4, 0, 16, 1, 1, 8, 1 << 4))
     s.sendall(struct.pack("!BBHIIIQ", 4, 24, 24, 2, 0, 0, 0))
     buf = b""
@@ -184,9 +189,10 @@ with socket.create_connection((sys.argv[1], 6653), timeout=3) as s:
 
 
 def aee_python(lab, host, script, *args):
+    """Runs script in host's AEE, with host's key for OF_CONNECT."""
     return subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-{host}-aee", sys.executable,
                              "-c", script] + list(args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=of_env(lab, int(host[1:])))
 
 
 def log_lines(lab, host, pattern):

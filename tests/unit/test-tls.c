@@ -262,6 +262,91 @@ static void test_sessions(void **state)
 	rm_rf(db);
 }
 
+/* ---- the channel to the switches: a CA instead of pinning ---- */
+
+/* A CA in @ca_dir, and in @dir a key with a certificate it signed for a
+ * server (extendedKeyUsage serverAuth) at IP address @ip, named as the
+ * identity's files so that ctl_tls_open() plays the switch with them. */
+static void switch_identity(const char *ca_dir, const char *dir, const char *ip)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof(cmd),
+	         "set -e; cd %s; [ -f ca.pem ] || openssl req -x509 -newkey ec -pkeyopt "
+	         "ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -subj /CN=ca -days 1 "
+	         "2>/dev/null; printf 'extendedKeyUsage = serverAuth\nsubjectAltName = IP:%s\n' "
+	         ">ext; openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+	         "-keyout %s/tls-key.pem -subj /CN=switch -out req 2>/dev/null; chmod 600 "
+	         "%s/tls-key.pem; openssl x509 -req -in req -CA ca.pem -CAkey ca.key -set_serial 7 "
+	         "-days 1 -extfile ext -out %s/tls-cert.pem 2>/dev/null",
+	         ca_dir, ip, dir, dir, dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Dials a switch at @ip with @agent; the switch is a TLS server of @sw. */
+static int dial_switch(struct ctl_tls *agent, struct ctl_tls *sw, const char *ip)
+{
+	struct end c = {0}, s = {0};
+	c.peer = &s;
+	s.peer = &c;
+	assert_int_equal(ctl_tls_session_new_switch(agent, ip, &end_io, &c, &c.s), 0);
+	assert_int_equal(ctl_tls_session_new(sw, true, &end_io, &s, &s.s), 0);
+	char *error = NULL;
+	assert_int_equal(ctl_tls_session_start(c.s, &error), 0);
+	int r = pump(&c, &s);
+	if (r == 0 && !c.ready)
+		r = -EPROTO;
+	if (r == 0)
+		assert_string_equal(ctl_tls_session_peer_fp(c.s), ctl_tls_fingerprint(sw));
+	ctl_tls_session_free(c.s);
+	ctl_tls_session_free(s.s);
+	return r;
+}
+
+/* The agent accepts a switch only with a certificate of the CA it was given
+ * that names the address it dialled; it uses its own identity's key. */
+static void test_switch_session(void **state)
+{
+	(void)state;
+	char ca[64] = "/tmp/ettm-test-tls-ca-XXXXXX", sw_dir[64] = "/tmp/ettm-test-tls-sw-XXXXXX";
+	char da[64], dself[64], path[128];
+	assert_non_null(mkdtemp(ca));
+	assert_non_null(mkdtemp(sw_dir));
+	switch_identity(ca, sw_dir, "10.77.255.1");
+	struct ctl_tls *agent = identity(da, sizeof(da), "h1");
+	struct ctl_tls *sw = NULL, *self_signed = identity(dself, sizeof(dself), "s9");
+	char *error = NULL;
+	assert_int_equal(ctl_tls_open(sw_dir, "s1", &sw, &error), 0);
+
+	/* No CA yet: no session to a switch. */
+	struct ctl_tls_session *x = NULL;
+	assert_false(ctl_tls_has_switch_ca(agent));
+	assert_int_equal(ctl_tls_session_new_switch(agent, "10.77.255.1", &end_io, NULL, &x),
+	                 -EINVAL);
+	/* A CA file that is not one says which file. */
+	snprintf(path, sizeof(path), "%s/ext", ca);
+	assert_int_equal(ctl_tls_set_switch_ca(agent, path, &error), -EINVAL);
+	assert_non_null(strstr(error, path));
+	free(error);
+	error = NULL;
+	snprintf(path, sizeof(path), "%s/ca.pem", ca);
+	assert_int_equal(ctl_tls_set_switch_ca(agent, path, &error), 0);
+	assert_true(ctl_tls_has_switch_ca(agent));
+
+	assert_int_equal(dial_switch(agent, sw, "10.77.255.1"), 0);
+	/* The right CA, another switch's address: refused. */
+	assert_int_equal(dial_switch(agent, sw, "10.77.255.2"), -EPROTO);
+	/* A certificate no CA signed: refused. */
+	assert_int_equal(dial_switch(agent, self_signed, "10.77.255.1"), -EPROTO);
+
+	ctl_tls_free(agent);
+	ctl_tls_free(sw);
+	ctl_tls_free(self_signed);
+	rm_rf(ca);
+	rm_rf(sw_dir);
+	rm_rf(da);
+	rm_rf(dself);
+}
+
 /* ---- a server and calls over TLS on a loop ---- */
 
 struct gate {
@@ -270,8 +355,8 @@ struct gate {
 };
 
 /* Admitted keys may say anything, others only trust.challenge. */
-static int gate(void *userdata, const char *fp, const char *cmd, char *ret_host,
-                size_t host_size, char **ret_error)
+static int gate(void *userdata, const char *fp, const char *cmd, char *ret_host, size_t host_size,
+                char **ret_error)
 {
 	struct gate *g = userdata;
 	g->asked++;
@@ -534,11 +619,9 @@ static void test_handshake_deadline(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_identity),
-	    cmocka_unit_test(test_sign_verify),
-	    cmocka_unit_test(test_sessions),
-	    cmocka_unit_test(test_server_gate),
-	    cmocka_unit_test(test_conn_over_tls),
+	    cmocka_unit_test(test_identity),           cmocka_unit_test(test_sign_verify),
+	    cmocka_unit_test(test_sessions),           cmocka_unit_test(test_switch_session),
+	    cmocka_unit_test(test_server_gate),        cmocka_unit_test(test_conn_over_tls),
 	    cmocka_unit_test(test_handshake_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
