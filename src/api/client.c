@@ -18,10 +18,11 @@ struct ctl_conn {
 	uv_timer_t timer;
 	uv_connect_t connect;
 	uv_write_t write;
-	struct linebuf in; /* reply lines (over TLS: decrypted) */
-	char *request; /* the call in progress: its line, until answered */
+	struct linebuf in;     /* reply lines (over TLS: decrypted) */
+	char *request;         /* the call in progress: its line, until answered */
 	char cmd[CTL_CMD_MAX]; /* its command, for the gate */
-	ctl_call_cb cb; /* the call in progress; NULL: none */
+	char address[64];      /* the address dialled, for the gate */
+	ctl_call_cb cb;        /* the call in progress; NULL: none */
 	void *userdata;
 	/* Over TLS: the session and the bytes off the wire. */
 	struct ctl_tls *tls;
@@ -30,9 +31,9 @@ struct ctl_conn {
 	int handles;
 	bool connected; /* TCP is up (and over TLS, the handshake is done) */
 	bool sent;
-	bool broken;  /* a call failed: the connection carries no more calls */
+	bool broken; /* a call failed: the connection carries no more calls */
 	bool closing;
-	bool once;    /* ctl_call(): closed after its one call */
+	bool once; /* ctl_call(): closed after its one call */
 };
 
 static void conn_free_cb(uv_handle_t *h)
@@ -180,7 +181,7 @@ static int send_request(struct ctl_conn *c, char **ret_error)
 		return uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
 	}
 	char host[CTL_PEER_HOST_MAX];
-	int r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), c->cmd, host,
+	int r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), c->cmd, c->address, host,
 	                      sizeof(host), ret_error);
 	if (r < 0)
 		return r;
@@ -292,6 +293,7 @@ int ctl_conn_open(uv_loop_t *loop, const char *address, struct ctl_conn **ret_co
 	struct ctl_conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	snprintf(c->address, sizeof(c->address), "%s", address);
 	c->tls = ctl_tls_default();
 	if (c->tls && ctl_tls_session_new(c->tls, false, &tls_io, c, &c->session) < 0) {
 		free(c);

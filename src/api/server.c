@@ -31,7 +31,7 @@ struct ctl_client {
 	struct ctl_server *server;
 	struct ctl_client *next;
 	struct linebuf in;
-	uint64_t id;              /* unique among the connections of this process */
+	uint64_t id;               /* unique among the connections of this process */
 	struct sockaddr_in source; /* a TCP client's address; AF_UNSPEC on the unix socket */
 	bool closing, closed;
 	bool paused; /* not reading: CTL_UNREAD_MAX of answers unread */
@@ -179,8 +179,8 @@ static void client_handle_line(struct ctl_client *c, const char *line, size_t le
 	/* Over TLS, the gate decides per request: an admission may have
 	 * come or gone since the last one. */
 	if (c->session &&
-	    (r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), req.cmd, c->peer_host,
-	                       sizeof(c->peer_host), &reason)) < 0) {
+	    (r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), req.cmd, NULL,
+	                       c->peer_host, sizeof(c->peer_host), &reason)) < 0) {
 		if (c->server->refused)
 			c->server->refused(c->server->userdata, c, &req, &reason);
 		client_send(c, ctl_reply_encode(&req, NULL, reason ? reason : strerror(-r)));

@@ -372,14 +372,14 @@ void ctl_tls_set_gate(struct ctl_tls *t, ctl_tls_gate_fn gate, void *userdata)
 	t->gate_userdata = userdata;
 }
 
-int ctl_tls_check(const struct ctl_tls *t, const char *fp, const char *cmd, char *ret_host,
-                  size_t host_size, char **ret_error)
+int ctl_tls_check(const struct ctl_tls *t, const char *fp, const char *cmd, const char *dialled,
+                  char *ret_host, size_t host_size, char **ret_error)
 {
 	if (host_size)
 		ret_host[0] = '\0';
 	if (!t->gate)
 		return 0;
-	return t->gate(t->gate_userdata, fp, cmd, ret_host, host_size, ret_error);
+	return t->gate(t->gate_userdata, fp, cmd, dialled, ret_host, host_size, ret_error);
 }
 
 /* ---- a session ---- */

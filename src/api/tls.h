@@ -28,12 +28,14 @@ struct ctl_tls_session;
 
 /* Decides whether the peer whose key has fingerprint @fp may be spoken
  * with about @cmd (the request's command on a server, the call's on a
- * client). Returns 0 when it may, filling @ret_host (@host_size bytes) with
+ * client). @dialled is the address ("A.B.C.D:PORT") a client called, so
+ * that the gate can hold the key to the host at that address; NULL on a
+ * server. Returns 0 when it may, filling @ret_host (@host_size bytes) with
  * the admitted host the key belongs to ("" when it belongs to none: then
  * only the join protocol passes); or a negative errno (-EACCES) with
  * *ret_error saying why not. */
-typedef int (*ctl_tls_gate_fn)(void *userdata, const char *fp, const char *cmd, char *ret_host,
-                               size_t host_size, char **ret_error);
+typedef int (*ctl_tls_gate_fn)(void *userdata, const char *fp, const char *cmd, const char *dialled,
+                               char *ret_host, size_t host_size, char **ret_error);
 
 /* Loads the identity from @state_dir, or creates it there at first start
  * (a P-256 key and a self-signed certificate naming @name, both files mode
@@ -49,8 +51,8 @@ const uint8_t *ctl_tls_spki(const struct ctl_tls *tls, size_t *ret_len);
 /* Installs the gate (NULL: every peer may speak, with no host). */
 void ctl_tls_set_gate(struct ctl_tls *tls, ctl_tls_gate_fn gate, void *userdata);
 /* Asks the gate; see ctl_tls_gate_fn. */
-int ctl_tls_check(const struct ctl_tls *tls, const char *fp, const char *cmd, char *ret_host,
-                  size_t host_size, char **ret_error);
+int ctl_tls_check(const struct ctl_tls *tls, const char *fp, const char *cmd, const char *dialled,
+                  char *ret_host, size_t host_size, char **ret_error);
 
 /* The identity this process's peer API server and calls use: set once by
  * the agent at start (NULL: plaintext, as unit tests and the benchmarks'

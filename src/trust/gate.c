@@ -15,14 +15,32 @@
 static const char *const joining_commands[] = {"store.hello", "store.join", "trust.challenge",
                                                "trust.prove", NULL};
 
-int trust_key_check(const struct store_state *st, bool attesting, const char *fp,
-                    const char *cmd, char *ret_host, size_t host_size, char **ret_error)
+/* The member whose peer API is at @address, or NULL. */
+static const struct store_member *member_at(const struct store_state *st, const char *address)
+{
+	for (size_t i = 0; address && i < store_count(st, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
+		if (strcmp(m->peer, address) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+int trust_key_check(const struct store_state *st, bool attesting, const char *fp, const char *cmd,
+                    const char *dialled, char *ret_host, size_t host_size, char **ret_error)
 {
 	const struct trust_admission *adm = trust_admission_by_key(st, fp);
 	const struct trust_attestation *att = adm ? trust_attestation_find(st, adm->host) : NULL;
 	if (host_size)
 		ret_host[0] = '\0';
 	if (adm && (!att || att->state == TRUST_ATTEST_ADMITTED)) {
+		const struct store_member *m = member_at(st, dialled);
+		if (m && strcmp(m->name, adm->host) != 0)
+			return error_set(
+			    ret_error, -EACCES,
+			    "%s: %s is %s's peer address, but the peer there showed %s's "
+			    "TLS key",
+			    cmd, dialled, m->name, adm->host);
 		snprintf(ret_host, host_size, "%s", adm->host);
 		return 0;
 	}
@@ -53,12 +71,13 @@ int trust_raft_key_check(const struct store_state *st, bool attesting, const cha
                          const char *fp, uint64_t raft_id, char **ret_error)
 {
 	char host[STORE_NAME_MAX], *why = NULL;
-	int r = trust_key_check(st, true, fp, "raft", host, sizeof(host), &why);
+	int r = trust_key_check(st, true, fp, "raft", NULL, host, sizeof(host), &why);
 	free(why);
 	const struct trust_attestation *t = r == 0 ? NULL : attestation_by_key(st, fp);
 	if (t && t->state == TRUST_ATTEST_REVOKED)
 		return error_set(ret_error, -EACCES,
-		                 "Raft as server %" PRIu64 ": its TLS key is %s's, revoked by the admin",
+		                 "Raft as server %" PRIu64
+		                 ": its TLS key is %s's, revoked by the admin",
 		                 raft_id, t->host);
 	if (r == 0 || t) {
 		/* A key some admission proved: its host's server id only. */
@@ -70,17 +89,19 @@ int trust_raft_key_check(const struct store_state *st, bool attesting, const cha
 			                 ": its TLS key is %s's, which is no member",
 			                 raft_id, owner);
 		if (m->id != raft_id)
-			return error_set(ret_error, -EACCES,
-			                 "Raft as server %" PRIu64
-			                 ": its TLS key was admitted as %s, which is server %" PRIu64,
-			                 raft_id, owner, m->id);
+			return error_set(
+			    ret_error, -EACCES,
+			    "Raft as server %" PRIu64
+			    ": its TLS key was admitted as %s, which is server %" PRIu64,
+			    raft_id, owner, m->id);
 		return 0;
 	}
 	const struct store_member *m = store_member_find(st, raft_id);
 	const struct trust_admission *adm = m ? trust_admission_find(st, m->name) : NULL;
 	if (adm && adm->tls_fp[0])
 		return error_set(ret_error, -EACCES,
-		                 "Raft as server %" PRIu64 ": %s was admitted with another TLS key (%.16s...)",
+		                 "Raft as server %" PRIu64
+		                 ": %s was admitted with another TLS key (%.16s...)",
 		                 raft_id, m->name, adm->tls_fp);
 	/* A replica that knows no member yet (a host joining: its store is
 	 * still empty) has only the key of the leader that took its join to
@@ -89,12 +110,14 @@ int trust_raft_key_check(const struct store_state *st, bool attesting, const cha
 	if (attesting && store_count(st, STORE_MEMBERS) == 0 && joined_key && joined_key[0] &&
 	    strcmp(fp, joined_key) != 0)
 		return error_set(ret_error, -EACCES,
-		                 "Raft as server %" PRIu64 ": TLS key %.16s... is not the key of the "
+		                 "Raft as server %" PRIu64
+		                 ": TLS key %.16s... is not the key of the "
 		                 "leader this host joined through (%.16s...)",
 		                 raft_id, fp, joined_key);
 	if (attesting && store_count(st, STORE_MEMBERS) > 0)
 		return error_set(ret_error, -EACCES,
-		                 "Raft as server %" PRIu64 ": TLS key %.16s... was never admitted; a "
+		                 "Raft as server %" PRIu64
+		                 ": TLS key %.16s... was never admitted; a "
 		                 "host replicates the store once it is admitted",
 		                 raft_id, fp);
 	return 0;

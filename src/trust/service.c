@@ -27,11 +27,11 @@ struct trust_svc {
 };
 
 /* The gate of the peer API's TLS (api/tls.h), on this replica's state. */
-static int gate(void *self, const char *fp, const char *cmd, char *ret_host, size_t host_size,
-                char **ret_error)
+static int gate(void *self, const char *fp, const char *cmd, const char *dialled, char *ret_host,
+                size_t host_size, char **ret_error)
 {
 	struct trust_svc *t = self;
-	return trust_key_check(store_state(t->store), t->attest != NULL, fp, cmd, ret_host,
+	return trust_key_check(store_state(t->store), t->attest != NULL, fp, cmd, dialled, ret_host,
 	                       host_size, ret_error);
 }
 

@@ -355,10 +355,11 @@ struct gate {
 };
 
 /* Admitted keys may say anything, others only trust.challenge. */
-static int gate(void *userdata, const char *fp, const char *cmd, char *ret_host, size_t host_size,
-                char **ret_error)
+static int gate(void *userdata, const char *fp, const char *cmd, const char *dialled,
+                char *ret_host, size_t host_size, char **ret_error)
 {
 	struct gate *g = userdata;
+	(void)dialled;
 	g->asked++;
 	if (strcmp(fp, g->admitted_fp) == 0) {
 		snprintf(ret_host, host_size, "h1");

@@ -76,12 +76,13 @@ static struct store_state *cluster(void)
 	return s;
 }
 
-/* Asks the gate; returns its verdict, checks the host it names. */
-static int check(struct store_state *s, bool attesting, const char *key, const char *cmd,
-                 const char *host, const char *why)
+/* Asks the gate about a call to @dialled (NULL: a request to a server);
+ * returns its verdict, checks the host it names. */
+static int check_call(struct store_state *s, bool attesting, const char *key, const char *cmd,
+                      const char *dialled, const char *host, const char *why)
 {
 	char got[STORE_NAME_MAX] = "junk", *error = NULL;
-	int r = trust_key_check(s, attesting, key, cmd, got, sizeof(got), &error);
+	int r = trust_key_check(s, attesting, key, cmd, dialled, got, sizeof(got), &error);
 	assert_string_equal(got, host);
 	if (r < 0) {
 		assert_non_null(error);
@@ -90,6 +91,35 @@ static int check(struct store_state *s, bool attesting, const char *key, const c
 	}
 	free(error);
 	return r;
+}
+
+static int check(struct store_state *s, bool attesting, const char *key, const char *cmd,
+                 const char *host, const char *why)
+{
+	return check_call(s, attesting, key, cmd, NULL, host, why);
+}
+
+/* A call goes to the host at the address dialled: an admitted host that
+ * answers at another member's peer address (it took the address, or sits
+ * on the way) is not spoken with; at its own address, or one that is no
+ * member's (a seed before the join), its key is heard. */
+static void test_a_call_hears_only_the_host_it_dialled(void **state)
+{
+	(void)state;
+	struct store_state *s = cluster();
+	assert_int_equal(check_call(s, true, KEY_H1, "store.propose", "10.77.0.1:7701", "h1", NULL),
+	                 0);
+	assert_int_equal(check_call(s, true, KEY_H2, "store.propose", "10.77.0.1:7701", "",
+	                            "10.77.0.1:7701 is h1's peer address, but the peer there "
+	                            "showed h2's TLS key"),
+	                 -EACCES);
+	assert_int_equal(check_call(s, true, KEY_H2, "store.join", "10.77.0.9:7701", "h2", NULL), 0);
+	/* A stranger's key at a member's address passes only for joining, as
+	 * anywhere. */
+	assert_int_equal(check_call(s, true, KEY_X, "store.propose", "10.77.0.1:7701", "",
+	                            "is no admitted host's"),
+	                 -EACCES);
+	store_state_free(s);
 }
 
 static void test_admitted_key_is_heard(void **state)
@@ -247,6 +277,7 @@ int main(void)
 	register_all_tables();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_admitted_key_is_heard),
+	    cmocka_unit_test(test_a_call_hears_only_the_host_it_dialled),
 	    cmocka_unit_test(test_unknown_key_only_joins),
 	    cmocka_unit_test(test_revoked_and_removed_keys_are_not_heard),
 	    cmocka_unit_test(test_without_attestation_every_key_is_heard),
