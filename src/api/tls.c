@@ -308,11 +308,6 @@ int ctl_tls_set_switch_ca(struct ctl_tls *t, const char *ca_file, char **ret_err
 	return 0;
 }
 
-bool ctl_tls_has_switch_ca(const struct ctl_tls *t)
-{
-	return t && t->to_switch;
-}
-
 int ctl_tls_open(const char *state_dir, const char *name, struct ctl_tls **ret_tls,
                  char **ret_error)
 {

@@ -1,15 +1,16 @@
 /* Mutual TLS 1.3 for the agents' peer API (docs/trust.md, "Who may speak"):
- * the agent's TLS identity (a P-256 key and a self-signed certificate in its
- * state directory), the gate that says which peers may be spoken with, and
+ * the agent's TLS identity (a P-256 key and its certificate in its state
+ * directory), the gate that says which peers may be spoken with, and
  * a TLS session over a byte stream with no I/O of its own (OpenSSL with
  * memory BIOs), which server.c and client.c put on their libuv streams and
  * the unit tests and the fuzzer feed bytes.
  *
  * Peers are not authenticated by a PKI: a certificate's issuer does not
  * matter (it is self-signed at first start, or signed by the network's CA
- * for the switches: ctl_tls_set_switch_ca()), and what identifies a peer is the SHA-256 of its
- * certificate's SubjectPublicKeyInfo (DER), its fingerprint. TLS 1.3's CertificateVerify proves
- * that the peer holds that key (RFC 8446, 4.4.3); the gate then decides whether the key is one the
+ * for the switches: ctl_tls_set_switch_ca()), and what identifies a peer
+ * is the SHA-256 of its certificate's SubjectPublicKeyInfo (DER), its
+ * fingerprint. TLS 1.3's CertificateVerify proves that the peer holds that
+ * key (RFC 8446, 4.4.3); the gate then decides whether the key is one the
  * cluster admitted. */
 #pragma once
 
@@ -122,7 +123,6 @@ int ctl_tls_session_write(struct ctl_tls_session *s, const char *data, size_t le
  * (or another they trust) signed it. TLS 1.3, as between agents. Returns 0
  * or a negative errno with *ret_error. */
 int ctl_tls_set_switch_ca(struct ctl_tls *tls, const char *ca_file, char **ret_error);
-bool ctl_tls_has_switch_ca(const struct ctl_tls *tls);
 /* A client session to the switch at @ip (dotted quad), after
  * ctl_tls_set_switch_ca(). Returns 0, -EINVAL or -ENOMEM. */
 int ctl_tls_session_new_switch(struct ctl_tls *tls, const char *ip, const struct ctl_tls_io *io,

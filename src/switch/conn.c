@@ -61,6 +61,7 @@ struct of_conn {
 	                 (c)->address, __VA_ARGS__)
 
 static void start_connect(struct of_conn *c);
+static void timer_cb(uv_timer_t *t);
 
 bool of_conn_is_up(const struct of_conn *c)
 {
@@ -121,7 +122,10 @@ static void last_tcp_closed(uv_handle_t *h)
 	conn_unref(c);
 }
 
-/* Drops the connection; reconnects unless the connection is being closed. */
+/* Drops the connection; reconnects unless the connection is being closed:
+ * at once after a connection that was up, a second later after one that
+ * never was (a switch that refuses this agent's certificate closes every
+ * attempt, which must not become a loop). */
 static void drop(struct of_conn *c, const char *why)
 {
 	bool was_up = c->up;
@@ -136,8 +140,12 @@ static void drop(struct of_conn *c, const char *why)
 	fail_pending(c);
 	if (was_up && c->ops->down)
 		c->ops->down(c->userdata, c, why);
-	if (!c->closing)
+	if (c->closing)
+		return;
+	if (was_up)
 		start_connect(c);
+	else
+		uv_timer_start(&c->timer, timer_cb, RECONNECT_MS, 0);
 }
 
 struct write_req {

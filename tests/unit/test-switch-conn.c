@@ -24,6 +24,7 @@
 
 #include "api/server.h"
 #include "store/store.h"
+#include "switch/conn.h"
 #include "switch/switch.h"
 #include "tables-all.h"
 #include "ports.h"
@@ -148,8 +149,8 @@ static void fake_multipart(struct fake *f, const struct of13_header *h, const ui
 		unsigned per = f->ports_per_part ? f->ports_per_part : f->n_ports;
 		for (unsigned at = 0; at < f->n_ports; at += per) {
 			unsigned n = f->n_ports - at < per ? f->n_ports - at : per;
-			of13_port_desc_reply_encode(&b, h->xid, at + n < f->n_ports ? OF13_MP_MORE : 0,
-			                            &f->ports[at], n);
+			of13_port_desc_reply_encode(
+			    &b, h->xid, at + n < f->n_ports ? OF13_MP_MORE : 0, &f->ports[at], n);
 			fake_send(f, &b);
 		}
 		return;
@@ -160,10 +161,11 @@ static void fake_multipart(struct fake *f, const struct of13_header *h, const ui
 			unsigned n = f->n_ports - at < per ? f->n_ports - at : per;
 			static struct of13_port_stats st[FAKE_PORTS];
 			for (unsigned k = 0; k < n; k++)
-				st[k] = (struct of13_port_stats){.port_no = f->ports[at + k].port_no,
-				                                 .rx_packets = f->ports[at + k].port_no};
-			of13_port_stats_reply_encode(&b, h->xid, at + n < f->n_ports ? OF13_MP_MORE : 0,
-			                             st, n);
+				st[k] = (struct of13_port_stats){
+				    .port_no = f->ports[at + k].port_no,
+				    .rx_packets = f->ports[at + k].port_no};
+			of13_port_stats_reply_encode(&b, h->xid,
+			                             at + n < f->n_ports ? OF13_MP_MORE : 0, st, n);
 			fake_send(f, &b);
 		}
 		return;
@@ -871,7 +873,8 @@ static void test_ports(void **state)
 static json_t *local_switch(struct fixture *f, const char *key)
 {
 	json_t *v = request(f, "switch.local", NULL);
-	json_t *r = json_incref(json_object_get(json_array_get(json_object_get(v, "switches"), 0), key));
+	json_t *r =
+	    json_incref(json_object_get(json_array_get(json_object_get(v, "switches"), 0), key));
 	json_decref(v);
 	return r;
 }
@@ -1127,10 +1130,68 @@ static void test_bench_hook(void **state)
 	json_decref(req.args);
 }
 
+/* ---- a switch that closes every connection at once ---- */
+
+struct refuser {
+	uv_tcp_t listener;
+	unsigned accepted;
+};
+
+static void refuser_accept(uv_stream_t *server, int status)
+{
+	struct refuser *r = server->data;
+	assert_int_equal(status, 0);
+	uv_tcp_t *c = malloc(sizeof(*c));
+	uv_tcp_init(server->loop, c);
+	assert_int_equal(uv_accept(server, (uv_stream_t *)c), 0);
+	r->accepted++;
+	uv_close((uv_handle_t *)c, (uv_close_cb)free);
+}
+
+static const struct of_conn_ops quiet_ops = {0};
+
+static void stop_loop(uv_timer_t *t)
+{
+	uv_stop(t->loop);
+}
+
+/* As Open vSwitch does to a controller whose certificate it refuses: the
+ * agent tries again once a second, not in a loop. */
+static void test_refused_connection_retried_each_second(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct refuser r = {0};
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	uv_tcp_init(&loop, &r.listener);
+	r.listener.data = &r;
+	assert_int_equal(uv_tcp_bind(&r.listener, (struct sockaddr *)&sa, 0), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&r.listener, 16, refuser_accept), 0);
+	int len = sizeof(sa);
+	uv_tcp_getsockname(&r.listener, (struct sockaddr *)&sa, &len);
+	char address[32];
+	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(sa.sin_port));
+	struct of_conn *c = NULL;
+	assert_int_equal(of_conn_open(&loop, address, NULL, &quiet_ops, NULL, &c), 0);
+	uv_timer_t t;
+	uv_timer_init(&loop, &t);
+	uv_timer_start(&t, stop_loop, 2500, 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	/* At 0, 1 and 2 s: three, where a loop made thousands. */
+	assert_true(r.accepted >= 2 && r.accepted <= 4);
+	of_conn_close(c);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_close((uv_handle_t *)&r.listener, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_handshake, setup, teardown),
+	    cmocka_unit_test(test_refused_connection_retried_each_second),
 	    cmocka_unit_test_setup_teardown(test_role_master, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_role_slave, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
