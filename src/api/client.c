@@ -181,7 +181,8 @@ static int send_request(struct ctl_conn *c, char **ret_error)
 		return uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, write_cb);
 	}
 	char host[CTL_PEER_HOST_MAX];
-	int r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), c->cmd, c->address, host,
+	int r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session),
+	                      ctl_tls_session_peer_ca(c->session), c->cmd, c->address, host,
 	                      sizeof(host), ret_error);
 	if (r < 0)
 		return r;

@@ -178,9 +178,9 @@ static void client_handle_line(struct ctl_client *c, const char *line, size_t le
 	}
 	/* Over TLS, the gate decides per request: an admission may have
 	 * come or gone since the last one. */
-	if (c->session &&
-	    (r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session), req.cmd, NULL,
-	                       c->peer_host, sizeof(c->peer_host), &reason)) < 0) {
+	if (c->session && (r = ctl_tls_check(c->tls, ctl_tls_session_peer_fp(c->session),
+	                                     ctl_tls_session_peer_ca(c->session), req.cmd, NULL,
+	                                     c->peer_host, sizeof(c->peer_host), &reason)) < 0) {
 		if (c->server->refused)
 			c->server->refused(c->server->userdata, c, &req, &reason);
 		client_send(c, ctl_reply_encode(&req, NULL, reason ? reason : strerror(-r)));

@@ -29,7 +29,7 @@ struct ctl_tls {
 	EVP_PKEY *key;
 	X509 *cert;
 	SSL_CTX *server, *client;
-	SSL_CTX *to_switch; /* NULL until ctl_tls_set_switch_ca() */
+	SSL_CTX *to_switch; /* NULL until ctl_tls_set_network_ca() */
 	uint8_t *spki;
 	size_t spki_len;
 	char fp[CTL_TLS_FP_LEN];
@@ -43,6 +43,8 @@ struct ctl_tls_session {
 	const struct ctl_tls_io *io;
 	void *userdata;
 	bool server, ready, dead;
+	bool ca_known; /* the network's CA was loaded when the session began */
+	enum ctl_tls_ca peer_ca;
 	char peer_fp[CTL_TLS_FP_LEN];
 };
 
@@ -280,7 +282,7 @@ static SSL_CTX *make_ctx(struct ctl_tls *t, bool server)
 	return ctx;
 }
 
-int ctl_tls_set_switch_ca(struct ctl_tls *t, const char *ca_file, char **ret_error)
+int ctl_tls_set_network_ca(struct ctl_tls *t, const char *ca_file, char **ret_error)
 {
 	char why[256];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -291,7 +293,12 @@ int ctl_tls_set_switch_ca(struct ctl_tls *t, const char *ca_file, char **ret_err
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+	/* The agents' own contexts learn the CA too, to say whether a peer's
+	 * certificate is the network's (ctl_tls_session_peer_ca()); their
+	 * verification still lets every key through to the gate. */
+	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1 ||
+	    SSL_CTX_load_verify_locations(t->server, ca_file, NULL) != 1 ||
+	    SSL_CTX_load_verify_locations(t->client, ca_file, NULL) != 1) {
 		SSL_CTX_free(ctx);
 		return error_set(ret_error, -EINVAL, "%s: not a PEM CA certificate: %s", ca_file,
 		                 ssl_why(why, sizeof(why), "unreadable"));
@@ -306,6 +313,11 @@ int ctl_tls_set_switch_ca(struct ctl_tls *t, const char *ca_file, char **ret_err
 	SSL_CTX_free(t->to_switch);
 	t->to_switch = ctx;
 	return 0;
+}
+
+bool ctl_tls_has_network_ca(const struct ctl_tls *t)
+{
+	return t && t->to_switch;
 }
 
 int ctl_tls_open(const char *state_dir, const char *name, struct ctl_tls **ret_tls,
@@ -367,24 +379,25 @@ void ctl_tls_set_gate(struct ctl_tls *t, ctl_tls_gate_fn gate, void *userdata)
 	t->gate_userdata = userdata;
 }
 
-int ctl_tls_check(const struct ctl_tls *t, const char *fp, const char *cmd, const char *dialled,
-                  char *ret_host, size_t host_size, char **ret_error)
+int ctl_tls_check(const struct ctl_tls *t, const char *fp, enum ctl_tls_ca ca, const char *cmd,
+                  const char *dialled, char *ret_host, size_t host_size, char **ret_error)
 {
 	if (host_size)
 		ret_host[0] = '\0';
 	if (!t->gate)
 		return 0;
-	return t->gate(t->gate_userdata, fp, cmd, dialled, ret_host, host_size, ret_error);
+	return t->gate(t->gate_userdata, fp, ca, cmd, dialled, ret_host, host_size, ret_error);
 }
 
 /* ---- a session ---- */
 
-static int session_new(SSL_CTX *ctx, bool server, const struct ctl_tls_io *io, void *userdata,
-                       struct ctl_tls_session **ret_session)
+static int session_new(struct ctl_tls *t, SSL_CTX *ctx, bool server, const struct ctl_tls_io *io,
+                       void *userdata, struct ctl_tls_session **ret_session)
 {
 	struct ctl_tls_session *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->ca_known = t->to_switch != NULL;
 	s->ssl = SSL_new(ctx);
 	s->in = BIO_new(BIO_s_mem());
 	s->out = BIO_new(BIO_s_mem());
@@ -412,7 +425,7 @@ static int session_new(SSL_CTX *ctx, bool server, const struct ctl_tls_io *io, v
 int ctl_tls_session_new(struct ctl_tls *t, bool server, const struct ctl_tls_io *io, void *userdata,
                         struct ctl_tls_session **ret_session)
 {
-	return session_new(server ? t->server : t->client, server, io, userdata, ret_session);
+	return session_new(t, server ? t->server : t->client, server, io, userdata, ret_session);
 }
 
 int ctl_tls_session_new_switch(struct ctl_tls *t, const char *ip, const struct ctl_tls_io *io,
@@ -421,7 +434,7 @@ int ctl_tls_session_new_switch(struct ctl_tls *t, const char *ip, const struct c
 	if (!t->to_switch)
 		return -EINVAL;
 	struct ctl_tls_session *s;
-	int r = session_new(t->to_switch, false, io, userdata, &s);
+	int r = session_new(t, t->to_switch, false, io, userdata, &s);
 	if (r < 0)
 		return r;
 	/* The switch's certificate must name the address dialled, as an IP
@@ -500,6 +513,11 @@ static int handshake(struct ctl_tls_session *s, char **ret_error)
 		s->dead = true;
 		return error_set(ret_error, -EPROTO, "TLS handshake: the peer showed no key");
 	}
+	/* With accept_pinned_later() the handshake goes on whatever the
+	 * chain; the result of its verification is kept all the same. */
+	s->peer_ca = !s->ca_known                                 ? CTL_TLS_CA_NONE
+	             : SSL_get_verify_result(s->ssl) == X509_V_OK ? CTL_TLS_CA_SIGNED
+	                                                          : CTL_TLS_CA_NOT_SIGNED;
 	s->ready = true;
 	s->io->ready(s->userdata);
 	return 0;
@@ -559,6 +577,11 @@ int ctl_tls_session_write(struct ctl_tls_session *s, const char *data, size_t le
 bool ctl_tls_session_ready(const struct ctl_tls_session *s)
 {
 	return s->ready;
+}
+
+enum ctl_tls_ca ctl_tls_session_peer_ca(const struct ctl_tls_session *s)
+{
+	return s->ready ? s->peer_ca : CTL_TLS_CA_NONE;
 }
 
 const char *ctl_tls_session_peer_fp(const struct ctl_tls_session *s)

@@ -7,7 +7,7 @@
  *
  * Peers are not authenticated by a PKI: a certificate's issuer does not
  * matter (it is self-signed at first start, or signed by the network's CA
- * for the switches: ctl_tls_set_switch_ca()), and what identifies a peer
+ * for the switches: ctl_tls_set_network_ca()), and what identifies a peer
  * is the SHA-256 of its certificate's SubjectPublicKeyInfo (DER), its
  * fingerprint. TLS 1.3's CertificateVerify proves that the peer holds that
  * key (RFC 8446, 4.4.3); the gate then decides whether the key is one the
@@ -27,16 +27,27 @@
 struct ctl_tls;
 struct ctl_tls_session;
 
-/* Decides whether the peer whose key has fingerprint @fp may be spoken
- * with about @cmd (the request's command on a server, the call's on a
- * client). @dialled is the address ("A.B.C.D:PORT") a client called, so
+/* What the network's CA (ctl_tls_set_network_ca()) says of a peer's
+ * certificate: nothing when this agent has none; else whether it signed it
+ * (the chain, the dates and the purpose all good). */
+enum ctl_tls_ca {
+	CTL_TLS_CA_NONE,
+	CTL_TLS_CA_SIGNED,
+	CTL_TLS_CA_NOT_SIGNED,
+};
+
+/* Decides whether the peer whose key has fingerprint @fp, and whose
+ * certificate the network's CA judged @ca, may be spoken with about @cmd
+ * (the request's command on a server, the call's on a client). @dialled is
+ * the address ("A.B.C.D:PORT") a client called, so
  * that the gate can hold the key to the host at that address; NULL on a
  * server. Returns 0 when it may, filling @ret_host (@host_size bytes) with
  * the admitted host the key belongs to ("" when it belongs to none: then
  * only the join protocol passes); or a negative errno (-EACCES) with
  * *ret_error saying why not. */
-typedef int (*ctl_tls_gate_fn)(void *userdata, const char *fp, const char *cmd, const char *dialled,
-                               char *ret_host, size_t host_size, char **ret_error);
+typedef int (*ctl_tls_gate_fn)(void *userdata, const char *fp, enum ctl_tls_ca ca, const char *cmd,
+                               const char *dialled, char *ret_host, size_t host_size,
+                               char **ret_error);
 
 /* Loads the identity from @state_dir, or creates it there at first start
  * (a P-256 key and a self-signed certificate naming @name, both files mode
@@ -52,8 +63,8 @@ const uint8_t *ctl_tls_spki(const struct ctl_tls *tls, size_t *ret_len);
 /* Installs the gate (NULL: every peer may speak, with no host). */
 void ctl_tls_set_gate(struct ctl_tls *tls, ctl_tls_gate_fn gate, void *userdata);
 /* Asks the gate; see ctl_tls_gate_fn. */
-int ctl_tls_check(const struct ctl_tls *tls, const char *fp, const char *cmd, const char *dialled,
-                  char *ret_host, size_t host_size, char **ret_error);
+int ctl_tls_check(const struct ctl_tls *tls, const char *fp, enum ctl_tls_ca ca, const char *cmd,
+                  const char *dialled, char *ret_host, size_t host_size, char **ret_error);
 
 /* The identity this process's peer API server and calls use: set once by
  * the agent at start (NULL: plaintext, as unit tests and the benchmarks'
@@ -120,14 +131,20 @@ int ctl_tls_session_write(struct ctl_tls_session *s, const char *data, size_t le
  * judges this agent, by a CA instead. The switch's certificate must chain
  * to the CA in @ca_file and name the switch's IP address; this agent shows
  * its identity's certificate, which the switches accept only if that CA
- * (or another they trust) signed it. TLS 1.3, as between agents. Returns 0
- * or a negative errno with *ret_error. */
-int ctl_tls_set_switch_ca(struct ctl_tls *tls, const char *ca_file, char **ret_error);
+ * (or another they trust) signed it. TLS 1.3, as between agents. The
+ * peer API's sessions learn the CA as well, to tell a certificate of the
+ * network from another (ctl_tls_session_peer_ca()). Returns 0 or a
+ * negative errno with *ret_error. */
+int ctl_tls_set_network_ca(struct ctl_tls *tls, const char *ca_file, char **ret_error);
+/* Whether ctl_tls_set_network_ca() was called on @tls (false for NULL). */
+bool ctl_tls_has_network_ca(const struct ctl_tls *tls);
 /* A client session to the switch at @ip (dotted quad), after
- * ctl_tls_set_switch_ca(). Returns 0, -EINVAL or -ENOMEM. */
+ * ctl_tls_set_network_ca(). Returns 0, -EINVAL or -ENOMEM. */
 int ctl_tls_session_new_switch(struct ctl_tls *tls, const char *ip, const struct ctl_tls_io *io,
                                void *userdata, struct ctl_tls_session **ret_session);
 
 bool ctl_tls_session_ready(const struct ctl_tls_session *s);
+/* What the network's CA says of the peer's certificate, once ready. */
+enum ctl_tls_ca ctl_tls_session_peer_ca(const struct ctl_tls_session *s);
 /* The peer's fingerprint once ready, else "". */
 const char *ctl_tls_session_peer_fp(const struct ctl_tls_session *s);

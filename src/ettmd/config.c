@@ -443,6 +443,7 @@ static const struct key keys[] = {
     {"host", "id", parse_id, FIELD(id), true, true},
     {"host", "state-dir", parse_path, FIELD(state_dir), false, true},
     {"host", "control-socket", parse_socket, FIELD(control_socket), false, true},
+    {"host", "network-ca", parse_path, FIELD(network_ca), false, false},
     {"datapath", "guest-interface", parse_ifname, FIELD(datapath.guest_if), false, false},
     {"datapath", "uplink-interface", parse_ifname, FIELD(datapath.uplink_if), false, false},
     {"datapath", "guest-address", parse_ipv4, FIELD(datapath.guest_addr), true, true},
@@ -460,7 +461,6 @@ static const struct key keys[] = {
     {"store", "promote-after-ms", parse_ms, FIELD(store.promote_after_ms), false, false},
     {"switch", "switches", parse_switches, FIELD(sw), false, false},
     {"switch", "uplinks", parse_uplinks, FIELD(sw), false, false},
-    {"switch", "ca", parse_path, FIELD(sw.ca), false, false},
     {"switch", "stats-interval-ms", parse_ms, FIELD(sw.stats_interval_ms), false, false},
     {"switch", "lldp-interval-ms", parse_ms, FIELD(sw.lldp_interval_ms), false, false},
     {"switch", "link-timeout-ms", parse_ms, FIELD(sw.link_timeout_ms), false, false},
@@ -598,9 +598,9 @@ static int check_config(const struct config *c, const unsigned *seen_line, const
 		    ret_error, filename, 0,
 		    "store.election-ms (%u) must be larger than store.heartbeat-ms (%u)",
 		    c->store.election_ms, c->store.heartbeat_ms);
-	if (c->sw.ca[0] && !c->tls)
-		return error_at(ret_error, filename, seen_line[key_index("switch", "ca")],
-		                "switch.ca needs store.tls = true: the agent shows its TLS "
+	if (c->network_ca[0] && !c->tls)
+		return error_at(ret_error, filename, seen_line[key_index("host", "network-ca")],
+		                "host.network-ca needs store.tls = true: the agent shows its TLS "
 		                "identity to the switches");
 	if (c->nat.n_publics && !c->sw.n_switches)
 		return error_at(ret_error, filename,
@@ -709,6 +709,8 @@ static int parse(const char *text, size_t len, const char *filename, struct conf
 			return error_at(ret_error, filename, lineno, "out of memory");
 	}
 
+	/* The switches' channels are TLS when the network has a CA. */
+	snprintf(c.sw.ca, sizeof(c.sw.ca), "%s", c.network_ca);
 	int r = check_config(&c, seen_line, filename, ret_error);
 	if (r < 0)
 		return r;

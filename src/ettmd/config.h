@@ -23,6 +23,10 @@ struct config {
 	char control_socket[CONFIG_SOCKET_MAX];
 	struct dp_config datapath;
 	char guest_netns[PATH_MAX]; /* the guest's network namespace; "" unknown */
+	/* host.network-ca: the CA of the network's installer, which signed the
+	 * switches' certificates and this agent's ("": none; then OpenFlow is
+	 * plain TCP). Also in sw.ca. */
+	char network_ca[PATH_MAX];
 	/* [store]; the addresses are the control address with these ports */
 	uint16_t raft_port;
 	uint16_t peer_port;

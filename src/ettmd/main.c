@@ -68,8 +68,8 @@ static int handle_peer(void *userdata, struct ctl_client *client, const struct c
 	bool by_key = ctl_client_peer_fp(client) && attest_enabled(&a->cfg.trust);
 	unsigned granted = peer_scope(st, source, by_key, ctl_client_peer_host(client), NULL);
 	unsigned wanted = svc_command_scope(&a->services, req->cmd);
-	int r = peer_guard_check(&a->peer_guard, source, granted, wanted, req->cmd,
-	                         uv_now(a->loop), ret_error);
+	int r = peer_guard_check(&a->peer_guard, source, granted, wanted, req->cmd, uv_now(a->loop),
+	                         ret_error);
 	if (r < 0)
 		return r;
 	return svc_dispatch(&a->services, granted, client, req, ret_result, ret_error);
@@ -281,6 +281,14 @@ static int start(struct agent *a)
 		         "is heard (a benchmark's baseline, never a network)");
 	if (r < 0) {
 		log_error("TLS identity: %s", error ? error : strerror(-r));
+		free(error);
+		return r;
+	}
+	/* The network's CA, before any connection: the switches are judged
+	 * by it, and a joining host's peers (docs/trust.md). */
+	if (a->tls && a->cfg.network_ca[0] &&
+	    (r = ctl_tls_set_network_ca(a->tls, a->cfg.network_ca, &error)) < 0) {
+		log_error("host.network-ca: %s", error ? error : strerror(-r));
 		free(error);
 		return r;
 	}

@@ -34,7 +34,7 @@ typedef void (*of_reply_cb)(void *userdata, struct of_conn *c, int status, const
                             size_t len, bool last);
 
 /* Starts connecting to @address ("A.B.C.D:PORT"), over TLS with @tls's
- * identity and switch CA (ctl_tls_set_switch_ca()), or plain TCP when @tls
+ * identity and the network's CA (ctl_tls_set_network_ca()), or plain TCP when @tls
  * is NULL. Returns 0, -EINVAL or -ENOMEM. */
 struct ctl_tls;
 int of_conn_open(uv_loop_t *loop, const char *address, struct ctl_tls *tls,

@@ -466,23 +466,20 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 	c->store = store;
 	c->raw_fd = -1;
 	/* TLS to the switches with the agent's identity (docs/switch.md, "The
-	 * OpenFlow channel"); plain TCP only when switch.ca is not set. */
+	 * OpenFlow channel"); plain TCP only without host.network-ca. */
 	struct ctl_tls *tls = o->ca[0] ? ctl_tls_default() : NULL;
-	if (o->ca[0] && !tls) {
+	if (o->ca[0] && !ctl_tls_has_network_ca(tls)) {
 		free(c);
 		return error_set(ret_error, -EINVAL,
-		                 "switch.ca needs the agent's TLS identity "
-		                 "(store.tls = true)");
-	}
-	int r = tls ? ctl_tls_set_switch_ca(tls, o->ca, ret_error) : 0;
-	if (r < 0) {
-		free(c);
-		return r;
+		                 "the network's CA %s was not loaded into the agent's TLS identity "
+		                 "(ctl_tls_set_network_ca())",
+		                 o->ca);
 	}
 	if (!tls && o->n_switches)
-		log_warn("switch.ca is not set: the OpenFlow channels are plain TCP and the "
-		         "switches are not authenticated (a bare lab or a benchmark's baseline)");
-	r = topology_open(c, ret_error);
+		log_warn(
+		    "host.network-ca is not set: the OpenFlow channels are plain TCP and "
+		    "the switches are not authenticated (a bare lab or a benchmark's baseline)");
+	int r = topology_open(c, ret_error);
 	if (r < 0) {
 		free(c);
 		return r;

@@ -26,13 +26,25 @@ static const struct store_member *member_at(const struct store_state *st, const 
 	return NULL;
 }
 
-int trust_key_check(const struct store_state *st, bool attesting, const char *fp, const char *cmd,
-                    const char *dialled, char *ret_host, size_t host_size, char **ret_error)
+int trust_key_check(const struct store_state *st, bool attesting, const char *fp,
+                    enum ctl_tls_ca ca, const char *cmd, const char *dialled, char *ret_host,
+                    size_t host_size, char **ret_error)
 {
 	const struct trust_admission *adm = trust_admission_by_key(st, fp);
 	const struct trust_attestation *att = adm ? trust_attestation_find(st, adm->host) : NULL;
 	if (host_size)
 		ret_host[0] = '\0';
+	/* A joining host knows no member, so no admission to judge a key by:
+	 * where the network has a CA, it calls only peers the CA certified, so
+	 * that whoever answers its join (and names the leader's key) is one
+	 * of the network's hosts, not a machine on its wire. */
+	if (attesting && dialled && ca == CTL_TLS_CA_NOT_SIGNED &&
+	    store_count(st, STORE_MEMBERS) == 0)
+		return error_set(ret_error, -EACCES,
+		                 "%s: the peer at %s showed a certificate the network's CA did not "
+		                 "sign (TLS key %.16s...); a joining host speaks only with the "
+		                 "network's hosts",
+		                 cmd, dialled, fp);
 	if (adm && (!att || att->state == TRUST_ATTEST_ADMITTED)) {
 		const struct store_member *m = member_at(st, dialled);
 		if (m && strcmp(m->name, adm->host) != 0)
@@ -71,7 +83,8 @@ int trust_raft_key_check(const struct store_state *st, bool attesting, const cha
                          const char *fp, uint64_t raft_id, char **ret_error)
 {
 	char host[STORE_NAME_MAX], *why = NULL;
-	int r = trust_key_check(st, true, fp, "raft", NULL, host, sizeof(host), &why);
+	int r =
+	    trust_key_check(st, true, fp, CTL_TLS_CA_NONE, "raft", NULL, host, sizeof(host), &why);
 	free(why);
 	const struct trust_attestation *t = r == 0 ? NULL : attestation_by_key(st, fp);
 	if (t && t->state == TRUST_ATTEST_REVOKED)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/tls.h"
 #include "store/store.h"
 
 /* Decides whether the key with fingerprint @fp may send (or be sent) @cmd.
@@ -16,14 +17,18 @@
  * @host_size bytes) is set to the host and every command passes, except
  * on a call to @dialled (a client's; NULL on a server) when that is the
  * peer address of a member that is another host: an admitted host that
- * answers in another's place is not spoken with. Any other
+ * answers in another's place is not spoken with. A call from a replica
+ * that knows no member (a host joining) goes only to a peer whose
+ * certificate the network's CA signed, where there is one: @ca is what it
+ * said of this peer's (api/tls.h). Any other
  * key passes only for the join protocol (store.hello, store.join,
  * trust.challenge, trust.prove) when @attesting (this cluster admits by
  * attestation), and for everything when not (there is no evidence to judge
  * a key by; the channel is still encrypted), with @ret_host "". Returns 0,
  * or -EACCES with *ret_error saying why. */
-int trust_key_check(const struct store_state *st, bool attesting, const char *fp, const char *cmd,
-                    const char *dialled, char *ret_host, size_t host_size, char **ret_error);
+int trust_key_check(const struct store_state *st, bool attesting, const char *fp,
+                    enum ctl_tls_ca ca, const char *cmd, const char *dialled, char *ret_host,
+                    size_t host_size, char **ret_error);
 
 /* Decides whether the key @fp may speak Raft as server @raft_id. A key
  * that an admission proved (an admitted host's, as above, or one the

@@ -27,12 +27,12 @@ struct trust_svc {
 };
 
 /* The gate of the peer API's TLS (api/tls.h), on this replica's state. */
-static int gate(void *self, const char *fp, const char *cmd, const char *dialled, char *ret_host,
-                size_t host_size, char **ret_error)
+static int gate(void *self, const char *fp, enum ctl_tls_ca ca, const char *cmd,
+                const char *dialled, char *ret_host, size_t host_size, char **ret_error)
 {
 	struct trust_svc *t = self;
-	return trust_key_check(store_state(t->store), t->attest != NULL, fp, cmd, dialled, ret_host,
-	                       host_size, ret_error);
+	return trust_key_check(store_state(t->store), t->attest != NULL, fp, ca, cmd, dialled,
+	                       ret_host, host_size, ret_error);
 }
 
 /* Who may speak Raft (store.h), on this replica's state. */

@@ -132,9 +132,9 @@ def host_key(lab, n):
     return os.path.join(state, "tls-cert.pem"), os.path.join(state, "tls-key.pem")
 
 
-def switch_ca(lab):
+def network_ca(lab):
     """The lab's network CA, which signed the switches' and agents' certificates."""
-    return os.path.join(RUN_ROOT, lab.prefix, "switch-ca", "ca-cert.pem")
+    return os.path.join(RUN_ROOT, lab.prefix, "network-ca", "ca-cert.pem")
 
 
 # Connects to a switch's OpenFlow port as a controller would: over TLS with
@@ -160,7 +160,7 @@ def of_env(lab, n):
     """The environment for an OF_CONNECT script that speaks with host n's
     certificate: an admitted agent's, the one kind of key the switches take."""
     cert, key = host_key(lab, n)
-    return dict(os.environ, ETTM_OF_TLS=f"{cert}:{key}:{switch_ca(lab)}")
+    return dict(os.environ, ETTM_OF_TLS=f"{cert}:{key}:{network_ca(lab)}")
 
 
 def peer_call(lab, from_host, to_addr, cmd, args, cert, key):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import host_key, make_key, run_and_expect, switch_ca
+from conftest import host_key, make_key, run_and_expect, network_ca
 
 SWITCH = "10.77.255.1"
 
@@ -48,7 +48,7 @@ def _needs_tools():
 
 def probe(lab, host, mode, cert="-", key="-"):
     return subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-{host}-aee", sys.executable,
-                           "-c", PROBE, SWITCH, mode, cert, key, switch_ca(lab)],
+                           "-c", PROBE, SWITCH, mode, cert, key, network_ca(lab)],
                           capture_output=True, text=True, timeout=20).stdout.strip()
 
 

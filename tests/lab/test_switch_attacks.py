@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from conftest import OF_CONNECT, RUN_ROOT, host_key, of_env, run_and_expect, switch_ca
+from conftest import OF_CONNECT, RUN_ROOT, host_key, of_env, run_and_expect, network_ca
 
 HOSTS = ["h1", "h2", "h3"]
 STARTUP_COOKIE = "0xe77b000000000001"
@@ -100,7 +100,7 @@ def test_every_flow_deleted_by_an_equal_connection_comes_back(make_lab):
     t0 = time.time()
     for s in (1, 2):
         subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-{attacker}-aee", "ovs-ofctl",
-                        "-O", "OpenFlow13", "-p", key, "-c", cert, "-C", switch_ca(lab),
+                        "-O", "OpenFlow13", "-p", key, "-c", cert, "-C", network_ca(lab),
                         "del-flows", f"ssl:10.77.255.{s}:6653"],
                        check=True, capture_output=True, timeout=10)
     deleted = time.time() - t0

@@ -77,7 +77,7 @@ static void test_switch_section(void **state)
 	                           "[switch]\nswitches = 10.77.255.1:6653, 10.77.255.2:6653\n"
 	                           "uplinks = 1/isp, 00000000000000a2/up2\n"
 	                           "stats-interval-ms = 500\nfiat-after-ms = 0\n"
-	                           "ca = /etc/ettm/switch-ca.pem\n";
+	                           "[host]\nnetwork-ca = /etc/ettm/network-ca.pem\n";
 	struct config c;
 	char *error = NULL;
 	(void)state;
@@ -92,7 +92,8 @@ static void test_switch_section(void **state)
 	assert_int_equal(c.sw.lldp_interval_ms, 1000);
 	assert_int_equal(c.sw.link_timeout_ms, 2500);
 	assert_int_equal(c.sw.fiat_after_ms, 0);
-	assert_string_equal(c.sw.ca, "/etc/ettm/switch-ca.pem");
+	assert_string_equal(c.network_ca, "/etc/ettm/network-ca.pem");
+	assert_string_equal(c.sw.ca, "/etc/ettm/network-ca.pem");
 }
 
 static void test_defaults(void **state)
@@ -131,11 +132,12 @@ struct bad_case {
 #define SWITCH "[switch]\nswitches = 10.77.255.1:6653\nuplinks = 1/isp\n"
 
 static const struct bad_case bad_cases[] = {
-    {BASE "[store]\ntls = false\n" SWITCH "ca = /etc/ettm/ca.pem\n",
-     "x.conf:12: switch.ca needs store.tls = true: the agent shows its TLS identity to the "
-     "switches"},
-    {BASE SWITCH "ca = ca.pem\n",
-     "x.conf:10: switch.ca: expected an absolute path, got \"ca.pem\""},
+    {"[host]\nname = h1\nid = 1\nnetwork-ca = /etc/ettm/ca.pem\n[datapath]\n"
+     "guest-address = 10.77.1.1\ncontrol-address = 10.77.0.1/16\n[store]\ntls = false\n",
+     "x.conf:4: host.network-ca needs store.tls = true: the agent shows its TLS identity to "
+     "the switches"},
+    {"[host]\nnetwork-ca = ca.pem\n",
+     "x.conf:2: host.network-ca: expected an absolute path, got \"ca.pem\""},
     {BASE "[nat]\npublic-addresses = 203.0.113.10\ngateways = 203.0.113.1\n",
      "x.conf:8: nat.public-addresses needs switch.switches: the switches steer inbound traffic "
      "to its owner"},

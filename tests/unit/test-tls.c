@@ -282,24 +282,46 @@ static void switch_identity(const char *ca_dir, const char *dir, const char *ip)
 	assert_int_equal(system(cmd), 0);
 }
 
-/* Dials a switch at @ip with @agent; the switch is a TLS server of @sw. */
-static int dial_switch(struct ctl_tls *agent, struct ctl_tls *sw, const char *ip)
+/* Dials a switch at @ip with @agent (@ip NULL: a peer API session, pinned,
+ * to @sw as a peer); the other end is a TLS server of @sw. Returns 0 once
+ * both ends are ready, setting *@ret_ca to what the network's CA said of
+ * @sw's certificate. */
+static int dial(struct ctl_tls *agent, struct ctl_tls *sw, const char *ip, enum ctl_tls_ca *ret_ca)
 {
 	struct end c = {0}, s = {0};
 	c.peer = &s;
 	s.peer = &c;
-	assert_int_equal(ctl_tls_session_new_switch(agent, ip, &end_io, &c, &c.s), 0);
+	if (ip)
+		assert_int_equal(ctl_tls_session_new_switch(agent, ip, &end_io, &c, &c.s), 0);
+	else
+		assert_int_equal(ctl_tls_session_new(agent, false, &end_io, &c, &c.s), 0);
 	assert_int_equal(ctl_tls_session_new(sw, true, &end_io, &s, &s.s), 0);
 	char *error = NULL;
 	assert_int_equal(ctl_tls_session_start(c.s, &error), 0);
 	int r = pump(&c, &s);
 	if (r == 0 && !c.ready)
 		r = -EPROTO;
-	if (r == 0)
+	if (r == 0) {
 		assert_string_equal(ctl_tls_session_peer_fp(c.s), ctl_tls_fingerprint(sw));
+		*ret_ca = ctl_tls_session_peer_ca(c.s);
+	}
 	ctl_tls_session_free(c.s);
 	ctl_tls_session_free(s.s);
 	return r;
+}
+
+static int dial_switch(struct ctl_tls *agent, struct ctl_tls *sw, const char *ip)
+{
+	enum ctl_tls_ca ca;
+	return dial(agent, sw, ip, &ca);
+}
+
+/* What the network's CA says of a peer API peer's certificate. */
+static enum ctl_tls_ca peer_ca(struct ctl_tls *agent, struct ctl_tls *peer)
+{
+	enum ctl_tls_ca ca = (enum ctl_tls_ca) - 1;
+	assert_int_equal(dial(agent, peer, NULL, &ca), 0);
+	return ca;
 }
 
 /* The agent accepts a switch only with a certificate of the CA it was given
@@ -317,20 +339,26 @@ static void test_switch_session(void **state)
 	char *error = NULL;
 	assert_int_equal(ctl_tls_open(sw_dir, "s1", &sw, &error), 0);
 
-	/* No CA yet: no session to a switch. */
+	/* No CA yet: no session to a switch, and peers are judged by their
+	 * key alone. */
+	assert_int_equal(peer_ca(agent, sw), CTL_TLS_CA_NONE);
 	struct ctl_tls_session *x = NULL;
 	assert_int_equal(ctl_tls_session_new_switch(agent, "10.77.255.1", &end_io, NULL, &x),
 	                 -EINVAL);
 	/* A CA file that is not one says which file. */
 	snprintf(path, sizeof(path), "%s/ext", ca);
-	assert_int_equal(ctl_tls_set_switch_ca(agent, path, &error), -EINVAL);
+	assert_int_equal(ctl_tls_set_network_ca(agent, path, &error), -EINVAL);
 	assert_non_null(strstr(error, path));
 	free(error);
 	error = NULL;
 	snprintf(path, sizeof(path), "%s/ca.pem", ca);
-	assert_int_equal(ctl_tls_set_switch_ca(agent, path, &error), 0);
+	assert_int_equal(ctl_tls_set_network_ca(agent, path, &error), 0);
 
 	assert_int_equal(dial_switch(agent, sw, "10.77.255.1"), 0);
+	/* A peer API session goes on whatever the certificate (the gate
+	 * decides), and says whether the CA signed it. */
+	assert_int_equal(peer_ca(agent, sw), CTL_TLS_CA_SIGNED);
+	assert_int_equal(peer_ca(agent, self_signed), CTL_TLS_CA_NOT_SIGNED);
 	/* The right CA, another switch's address: refused. */
 	assert_int_equal(dial_switch(agent, sw, "10.77.255.2"), -EPROTO);
 	/* A certificate no CA signed: refused. */
@@ -353,10 +381,11 @@ struct gate {
 };
 
 /* Admitted keys may say anything, others only trust.challenge. */
-static int gate(void *userdata, const char *fp, const char *cmd, const char *dialled,
-                char *ret_host, size_t host_size, char **ret_error)
+static int gate(void *userdata, const char *fp, enum ctl_tls_ca ca, const char *cmd,
+                const char *dialled, char *ret_host, size_t host_size, char **ret_error)
 {
 	struct gate *g = userdata;
+	(void)ca;
 	(void)dialled;
 	g->asked++;
 	if (strcmp(fp, g->admitted_fp) == 0) {

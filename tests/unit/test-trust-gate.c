@@ -78,11 +78,11 @@ static struct store_state *cluster(void)
 
 /* Asks the gate about a call to @dialled (NULL: a request to a server);
  * returns its verdict, checks the host it names. */
-static int check_call(struct store_state *s, bool attesting, const char *key, const char *cmd,
-                      const char *dialled, const char *host, const char *why)
+static int check_call_ca(struct store_state *s, bool attesting, const char *key, enum ctl_tls_ca ca,
+                         const char *cmd, const char *dialled, const char *host, const char *why)
 {
 	char got[STORE_NAME_MAX] = "junk", *error = NULL;
-	int r = trust_key_check(s, attesting, key, cmd, dialled, got, sizeof(got), &error);
+	int r = trust_key_check(s, attesting, key, ca, cmd, dialled, got, sizeof(got), &error);
 	assert_string_equal(got, host);
 	if (r < 0) {
 		assert_non_null(error);
@@ -93,10 +93,50 @@ static int check_call(struct store_state *s, bool attesting, const char *key, co
 	return r;
 }
 
+static int check_call(struct store_state *s, bool attesting, const char *key, const char *cmd,
+                      const char *dialled, const char *host, const char *why)
+{
+	return check_call_ca(s, attesting, key, CTL_TLS_CA_NONE, cmd, dialled, host, why);
+}
+
 static int check(struct store_state *s, bool attesting, const char *key, const char *cmd,
                  const char *host, const char *why)
 {
 	return check_call(s, attesting, key, cmd, NULL, host, why);
+}
+
+/* A joining host (no member known) calls only peers the network's CA
+ * certified, where there is a CA; a member judges by admissions, and a
+ * network without a CA by the key as before. */
+static void test_a_joining_host_calls_only_certified_peers(void **state)
+{
+	(void)state;
+	struct store_state *empty;
+	assert_int_equal(store_state_new(&empty), 0);
+	const char *seed = "10.77.0.1:7701";
+	assert_int_equal(check_call_ca(empty, true, KEY_X, CTL_TLS_CA_NOT_SIGNED, "store.join",
+	                               seed, "", "a certificate the network's CA did not sign"),
+	                 -EACCES);
+	assert_int_equal(
+	    check_call_ca(empty, true, KEY_X, CTL_TLS_CA_SIGNED, "store.join", seed, "", NULL), 0);
+	assert_int_equal(
+	    check_call_ca(empty, true, KEY_X, CTL_TLS_CA_NONE, "store.join", seed, "", NULL), 0);
+	/* Without attestation there is nothing to join into: as before. */
+	assert_int_equal(
+	    check_call_ca(empty, false, KEY_X, CTL_TLS_CA_NOT_SIGNED, "store.join", seed, "", NULL),
+	    0);
+	/* A request to this host's server is no call of its own. */
+	assert_int_equal(
+	    check_call_ca(empty, true, KEY_X, CTL_TLS_CA_NOT_SIGNED, "store.join", NULL, "", NULL),
+	    0);
+	store_state_free(empty);
+	/* A member judges by admissions: an admitted key whose certificate
+	 * is another CA's is still heard. */
+	struct store_state *s = cluster();
+	assert_int_equal(check_call_ca(s, true, KEY_H1, CTL_TLS_CA_NOT_SIGNED, "store.propose",
+	                               seed, "h1", NULL),
+	                 0);
+	store_state_free(s);
 }
 
 /* A call goes to the host at the address dialled: an admitted host that
@@ -113,7 +153,8 @@ static void test_a_call_hears_only_the_host_it_dialled(void **state)
 	                            "10.77.0.1:7701 is h1's peer address, but the peer there "
 	                            "showed h2's TLS key"),
 	                 -EACCES);
-	assert_int_equal(check_call(s, true, KEY_H2, "store.join", "10.77.0.9:7701", "h2", NULL), 0);
+	assert_int_equal(check_call(s, true, KEY_H2, "store.join", "10.77.0.9:7701", "h2", NULL),
+	                 0);
 	/* A stranger's key at a member's address passes only for joining, as
 	 * anywhere. */
 	assert_int_equal(check_call(s, true, KEY_X, "store.propose", "10.77.0.1:7701", "",
@@ -143,8 +184,7 @@ static void test_unknown_key_only_joins(void **state)
 	/* An empty fingerprint (no key at all) is no admitted host's either,
 	 * even if an admission has none (one made before encoding 5). */
 	admit(s, "h3", "");
-	assert_int_equal(check(s, true, "", "store.propose", "", "is no admitted host's"),
-	                 -EACCES);
+	assert_int_equal(check(s, true, "", "store.propose", "", "is no admitted host's"), -EACCES);
 	store_state_free(s);
 }
 
@@ -177,8 +217,8 @@ static void test_without_attestation_every_key_is_heard(void **state)
 	store_state_free(s);
 }
 
-static void attestation_key(struct store_state *s, const char *host,
-                            enum trust_attest_state st, const char *key)
+static void attestation_key(struct store_state *s, const char *host, enum trust_attest_state st,
+                            const char *key)
 {
 	struct store_cmd c = {.table = TRUST_ATTESTATIONS, .op = STORE_PUT};
 	struct trust_attestation *t = STORE_CMD_ROW(&c, struct trust_attestation);
@@ -278,6 +318,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_admitted_key_is_heard),
 	    cmocka_unit_test(test_a_call_hears_only_the_host_it_dialled),
+	    cmocka_unit_test(test_a_joining_host_calls_only_certified_peers),
 	    cmocka_unit_test(test_unknown_key_only_joins),
 	    cmocka_unit_test(test_revoked_and_removed_keys_are_not_heard),
 	    cmocka_unit_test(test_without_attestation_every_key_is_heard),
