@@ -709,8 +709,6 @@ static int parse(const char *text, size_t len, const char *filename, struct conf
 			return error_at(ret_error, filename, lineno, "out of memory");
 	}
 
-	/* The switches' channels are TLS when the network has a CA. */
-	snprintf(c.sw.ca, sizeof(c.sw.ca), "%s", c.network_ca);
 	int r = check_config(&c, seen_line, filename, ret_error);
 	if (r < 0)
 		return r;

@@ -25,7 +25,7 @@ struct config {
 	char guest_netns[PATH_MAX]; /* the guest's network namespace; "" unknown */
 	/* host.network-ca: the CA of the network's installer, which signed the
 	 * switches' certificates and this agent's ("": none; then OpenFlow is
-	 * plain TCP). Also in sw.ca. */
+	 * plain TCP). Loaded into the TLS identity (ctl_tls_set_network_ca()). */
 	char network_ca[PATH_MAX];
 	/* [store]; the addresses are the control address with these ports */
 	uint16_t raft_port;

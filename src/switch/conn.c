@@ -306,25 +306,31 @@ static void handle(struct of_conn *c, const uint8_t *msg, size_t len)
 	}
 }
 
+/* Room for @n more bytes after c->in_len (and as much again, so that
+ * growth is not byte by byte). Returns false when memory ran out. */
+static bool reserve_in(struct of_conn *c, size_t n)
+{
+	if (c->in_cap - c->in_len >= n)
+		return true;
+	size_t cap = c->in_len + 2 * n;
+	uint8_t *in = realloc(c->in, cap);
+	if (!in)
+		return false;
+	c->in = in;
+	c->in_cap = cap;
+	return true;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct of_conn *c = h->data;
 	(void)suggested;
-	if (c->tls) {
+	if (c->tls)
 		*buf = uv_buf_init((char *)c->wire, WIRE_BUF);
-		return;
-	}
-	if (c->in_cap - c->in_len < 65536) {
-		size_t cap = c->in_len + 65536 * 2;
-		uint8_t *in = realloc(c->in, cap);
-		if (!in) {
-			*buf = uv_buf_init(NULL, 0);
-			return;
-		}
-		c->in = in;
-		c->in_cap = cap;
-	}
-	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+	else if (reserve_in(c, 65536))
+		*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+	else
+		*buf = uv_buf_init(NULL, 0);
 }
 
 /* Handles every whole message in c->in and keeps the rest. */
@@ -398,15 +404,9 @@ static void tls_send(void *userdata, const uint8_t *data, size_t len)
 static void tls_plain(void *userdata, const char *data, size_t len)
 {
 	struct of_conn *c = userdata;
-	if (c->in_cap - c->in_len < len) {
-		size_t cap = c->in_len + len + 65536;
-		uint8_t *in = realloc(c->in, cap);
-		if (!in) {
-			c->broken = true; /* the session is still in use: drop after */
-			return;
-		}
-		c->in = in;
-		c->in_cap = cap;
+	if (!reserve_in(c, len)) {
+		c->broken = true; /* the session is still in use: drop after */
+		return;
 	}
 	memcpy(c->in + c->in_len, data, len);
 	c->in_len += len;

@@ -465,16 +465,9 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 	c->self = *self;
 	c->store = store;
 	c->raw_fd = -1;
-	/* TLS to the switches with the agent's identity (docs/switch.md, "The
-	 * OpenFlow channel"); plain TCP only without host.network-ca. */
-	struct ctl_tls *tls = o->ca[0] ? ctl_tls_default() : NULL;
-	if (o->ca[0] && !ctl_tls_has_network_ca(tls)) {
-		free(c);
-		return error_set(ret_error, -EINVAL,
-		                 "the network's CA %s was not loaded into the agent's TLS identity "
-		                 "(ctl_tls_set_network_ca())",
-		                 o->ca);
-	}
+	/* TLS to the switches with the agent's identity when the network has a
+	 * CA (docs/switch.md, "The OpenFlow channel"); else plain TCP. */
+	struct ctl_tls *tls = ctl_tls_has_network_ca(ctl_tls_default()) ? ctl_tls_default() : NULL;
 	if (!tls && o->n_switches)
 		log_warn(
 		    "host.network-ca is not set: the OpenFlow channels are plain TCP and "

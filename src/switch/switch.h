@@ -7,8 +7,6 @@
  * state. Every agent announces its own AEE by LLDP. See docs/switch.md. */
 #pragma once
 
-#include <limits.h>
-
 #include <net/if.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,8 +33,6 @@ struct sw_uplink {
 struct sw_options {
 	char switches[SW_MAX_SWITCHES][SW_ADDR_MAX]; /* A.B.C.D:PORT of each switch */
 	unsigned n_switches;
-	/* The CA file the switches' certificates chain to; "" for plain TCP. */
-	char ca[PATH_MAX];
 	struct sw_uplink uplinks[SW_MAX_UPLINKS];
 	unsigned n_uplinks;
 	unsigned stats_interval_ms; /* default 1000 */

@@ -93,7 +93,6 @@ static void test_switch_section(void **state)
 	assert_int_equal(c.sw.link_timeout_ms, 2500);
 	assert_int_equal(c.sw.fiat_after_ms, 0);
 	assert_string_equal(c.network_ca, "/etc/ettm/network-ca.pem");
-	assert_string_equal(c.sw.ca, "/etc/ettm/network-ca.pem");
 }
 
 static void test_defaults(void **state)
