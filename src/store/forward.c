@@ -115,7 +115,7 @@ struct forward {
 	char leader[STORE_NAME_MAX + STORE_ADDR_MAX + 8];
 };
 
-/* Ten election timeouts (3 s with the default 300 ms): a leader change
+/* Ten election timeouts (2.5 s with the default 250 ms): a leader change
  * takes one or two, so a command that is not answered by then is not
  * coming back soon; never under a second. */
 unsigned store_forward_timeout_ms(const struct store *s)

@@ -5,7 +5,7 @@
 void store_options_default(struct store_options *o)
 {
 	*o = (struct store_options){
-	    .election_ms = 300,
+	    .election_ms = 250,
 	    .heartbeat_ms = 50,
 	    .snapshot_threshold = 8192,
 	    .promote_after_ms = 3000,

@@ -108,10 +108,10 @@ static void test_defaults(void **state)
 	assert_string_equal(c.control_socket, "/run/ettm/ettmd.sock");
 	assert_string_equal(c.datapath.guest_if, "g0");
 	assert_string_equal(c.datapath.uplink_if, "u0");
-	/* FACTS.md: pre-vote on, 300/50 ms, snapshots every 8192 entries. */
+	/* Pre-vote on, 250/50 ms (docs/store.md), snapshots every 8192 entries. */
 	assert_false(c.store.bootstrap);
 	assert_int_equal(c.store.n_seeds, 0);
-	assert_int_equal(c.store.election_ms, 300);
+	assert_int_equal(c.store.election_ms, 250);
 	assert_int_equal(c.store.heartbeat_ms, 50);
 	assert_int_equal(c.store.snapshot_threshold, 8192);
 	assert_int_equal(c.store.voters, 0);
