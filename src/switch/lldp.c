@@ -24,7 +24,7 @@ _Static_assert(LLDP_SIG_MAX >= CTL_TLS_SIG_MAX, "room for any signature the agen
 #define LLDP_TTL_SEC 3
 
 /* ETTM's subtypes. PROBE and ANNOUNCE are enum lldp_kind. */
-#define ORG_TOKEN 3 /* u64: the probe's token */
+#define ORG_TOKEN 3 /* u64: the probe's token, or the one an announcement echoes */
 #define ORG_KEY   4 /* the announcing agent's SubjectPublicKeyInfo, DER */
 #define ORG_TIME  5 /* u64: its wall clock in ms when it signed */
 #define ORG_SIG   6 /* the signature (signed_bytes()), DER */
@@ -32,7 +32,7 @@ _Static_assert(LLDP_SIG_MAX >= CTL_TLS_SIG_MAX, "room for any signature the agen
 /* What a signature is over begins with this, NUL included, so that no
  * other message the agent's key signs (a TLS CertificateVerify, say) can
  * be taken for an announcement. */
-static const char sign_context[] = "ETTM LLDP announcement v1";
+static const char sign_context[] = "ETTM LLDP announcement v2";
 
 /* A locally administered company ID (IEEE CID: the X bit set), so ETTM's TLV
  * never collides with a registered organisation's. */
@@ -104,7 +104,7 @@ size_t lldp_encode(uint8_t *buf, size_t size, const struct lldp_info *in)
 	if (in->kind == LLDP_ANNOUNCE)
 		tlv(&b, TLV_SYSNAME, in->host, strnlen(in->host, sizeof(in->host) - 1));
 	tlv_org(&b, in->kind, org.data, org.len);
-	if (in->kind == LLDP_PROBE && in->token)
+	if (in->token)
 		tlv_org_u64(&b, ORG_TOKEN, in->token);
 	if (in->kind == LLDP_ANNOUNCE && in->spki_len) {
 		tlv_org(&b, ORG_KEY, in->spki, in->spki_len <= LLDP_SPKI_MAX ? in->spki_len : 0);
@@ -176,7 +176,7 @@ static int decode_org(const uint8_t *v, size_t len, struct lldp_info *info, unsi
 
 /* The subtypes each kind may carry besides its own. */
 #define SIGNED  (1u << ORG_KEY | 1u << ORG_TIME | 1u << ORG_SIG)
-#define OPTIONS ((unsigned[]){0, 1u << ORG_TOKEN, SIGNED})
+#define OPTIONS ((unsigned[]){0, 1u << ORG_TOKEN, 1u << ORG_TOKEN | SIGNED})
 
 int lldp_decode(const uint8_t *frame, size_t len, struct lldp_info *ret)
 {
@@ -233,8 +233,9 @@ int lldp_decode(const uint8_t *frame, size_t len, struct lldp_info *ret)
 
 /* What an announcement's signature covers: the context, then everything
  * the master commits from it (the host's name and addresses, the source
- * MAC that becomes its location's) and the time. Returns the length, at
- * most @size (96 is enough). */
+ * MAC that becomes its location's), the probe token it echoes (which binds
+ * it to the port and round the probe was sent for) and the time. Returns
+ * the length, at most @size (104 is enough). */
 static size_t signed_bytes(const struct lldp_info *in, uint8_t *buf, size_t size)
 {
 	struct obuf b = {0};
@@ -245,6 +246,7 @@ static size_t signed_bytes(const struct lldp_info *in, uint8_t *buf, size_t size
 	obuf_put_u32(&b, in->control_addr);
 	obuf_put_u32(&b, in->guest_addr);
 	obuf_put_bytes(&b, in->src_mac, 6);
+	obuf_put_u64(&b, in->token);
 	obuf_put_u64(&b, in->time_ms);
 	size_t len = 0;
 	if (!b.failed && b.len <= size) {
@@ -262,7 +264,7 @@ int lldp_sign(struct lldp_info *info, const struct ctl_tls *tls, uint64_t now_ms
 	if (spki_len == 0 || spki_len > LLDP_SPKI_MAX)
 		return -EINVAL;
 	info->time_ms = now_ms;
-	uint8_t data[96];
+	uint8_t data[104];
 	size_t n = signed_bytes(info, data, sizeof(data));
 	if (!n)
 		return -ENOMEM;
@@ -286,7 +288,7 @@ int lldp_verify(const struct lldp_info *info, const char *tls_fp, uint64_t now_m
 	uint64_t skew = now_ms > info->time_ms ? now_ms - info->time_ms : info->time_ms - now_ms;
 	if (skew > LLDP_SKEW_MS)
 		return -ETIME;
-	uint8_t data[96];
+	uint8_t data[104];
 	size_t n = signed_bytes(info, data, sizeof(data));
 	if (!n || ctl_tls_verify(info->spki, info->spki_len, data, n, info->sig, info->sig_len) < 0)
 		return -EBADMSG;

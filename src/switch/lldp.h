@@ -3,9 +3,10 @@
  * announcement of itself on its uplink. Both carry the standard chassis,
  * port and TTL TLVs (so tcpdump and other LLDP tools read them) and
  * organisationally specific TLVs with what ETTM needs (docs/switch.md,
- * "Topology"): a probe the token of its round, an announcement the agent's
- * TLS key and its signature, so that the master can tell its own probes
- * and an admitted host's announcements from a stranger's forgeries. */
+ * "Topology"): a probe the token of its port and round, an announcement
+ * the token of the last probe its uplink heard, the agent's TLS key and
+ * its signature, so that the master can tell its own probes and an
+ * admitted host's announcements from a stranger's forgeries and replays. */
 #pragma once
 
 #include <stdbool.h>
@@ -16,7 +17,7 @@
 
 #define LLDP_ETHERTYPE 0x88cc
 /* The largest frame lldp_encode() writes: a signed announcement is about
- * 310 bytes. */
+ * 325 bytes. */
 #define LLDP_FRAME_MAX 512
 /* A P-256 SubjectPublicKeyInfo in DER is 91 bytes; room for other
  * encodings of the same key, which ctl_tls_verify() refuses anyway. */
@@ -36,7 +37,10 @@ struct lldp_info {
 	/* LLDP_PROBE */
 	uint64_t dpid;
 	uint32_t port;
-	uint64_t token; /* the master's token for this port and round; 0: none */
+	/* LLDP_PROBE: the master's token for this port and round; LLDP_ANNOUNCE:
+	 * the token of the last probe the uplink heard (signed with the rest).
+	 * 0: none. */
+	uint64_t token;
 	/* LLDP_ANNOUNCE */
 	char host[32];
 	uint32_t control_addr, guest_addr; /* host byte order */
@@ -60,7 +64,7 @@ size_t lldp_encode(uint8_t *buf, size_t size, const struct lldp_info *in);
  * time); -ENOENT for valid LLDP that ETTM did not send. */
 int lldp_decode(const uint8_t *frame, size_t len, struct lldp_info *ret);
 
-/* Signs the announcement @info (host, addresses, source MAC) with @tls's
+/* Signs the announcement @info (host, addresses, source MAC, token) with @tls's
  * key at wall-clock time @now_ms: fills its key, time and signature.
  * Returns 0 or a negative errno from ctl_tls_sign(). */
 int lldp_sign(struct lldp_info *info, const struct ctl_tls *tls, uint64_t now_ms);

@@ -29,9 +29,9 @@
 #define OFPET_ROLE_REQUEST_FAILED 11
 #define OFPRRFC_STALE             0
 /* A refused claim or write is logged once per switch per minute. */
-#define SW_REFUSAL_LOG_MS 60000
-#define OFPET_GROUP_MOD_FAILED    6
-#define OFPGMFC_GROUP_EXISTS      0
+#define SW_REFUSAL_LOG_MS      60000
+#define OFPET_GROUP_MOD_FAILED 6
+#define OFPGMFC_GROUP_EXISTS   0
 
 enum role {
 	ROLE_NONE, /* not asked yet, or refused */
@@ -65,13 +65,13 @@ struct sw {
 	bool up;
 	uint64_t dpid;
 	/* Mastership (switch.c). */
-	enum role role;        /* what the switch confirmed, or learnt it made us */
-	enum role role_want;   /* the role of the claim under way */
-	uint64_t role_term;    /* sw_generation_id() of the last claim */
-	bool role_asked;       /* a claim or a query is under way */
+	enum role role;           /* what the switch confirmed, or learnt it made us */
+	enum role role_want;      /* the role of the claim under way */
+	uint64_t role_term;       /* sw_generation_id() of the last claim */
+	bool role_asked;          /* a claim or a query is under way */
 	bool query_after_refusal; /* the query under way follows a stale refusal */
-	uint64_t refused_term; /* the switch refused our role in this term */
-	uint64_t claim_ids[2]; /* the ids to claim in turn (claim.h) */
+	uint64_t refused_term;    /* the switch refused our role in this term */
+	uint64_t claim_ids[2];    /* the ids to claim in turn (claim.h) */
 	size_t n_claims, claim_at;
 	uint64_t seen_id; /* the highest generation id the switch has seen */
 	bool seen_known;
@@ -128,8 +128,10 @@ struct swc {
 	struct sw_options o;
 	struct sw_self self;
 	uint8_t mac[6];
-	int raw_fd;
+	int raw_fd; /* LLDP on the uplink: announcements out, probes in */
 	int ifindex;
+	uv_poll_t lldp_in;    /* on raw_fd, while raw_fd >= 0 */
+	uint64_t heard_token; /* of the last probe the uplink heard; 0: none */
 	struct sw sw[SW_MAX_SWITCHES];
 	uv_timer_t tick, lldp, stats, kick;
 	bool leader;
@@ -198,11 +200,13 @@ void requests_flows_read(struct sw *s, const char *error);
 
 /* ---- topology.c ---- */
 
-/* Opens the raw socket that announces this AEE on self.uplink_if and learns
- * its MAC; none when uplink_if is empty. 0 or a negative errno with
- * *ret_error. */
+/* Opens the raw socket that announces this AEE on self.uplink_if and hears
+ * the master's probes there, and learns its MAC; none when uplink_if is
+ * empty. 0 or a negative errno with *ret_error. */
 int topology_open(struct swc *c, char **ret_error);
-void topology_close(struct swc *c);
+/* Closes that socket; with @done, after its poll handle closed (@done
+ * then runs on the handle), else at once (nothing was polling yet). */
+void topology_close(struct swc *c, uv_close_cb done);
 /* This agent became leader: links are as fresh as the store says. */
 void topology_leading(struct swc *c);
 /* A packet-in from @s: LLDP for the topology, anything else to the services. */

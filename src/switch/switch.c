@@ -472,11 +472,7 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 		log_warn(
 		    "host.network-ca is not set: the OpenFlow channels are plain TCP and "
 		    "the switches are not authenticated (a bare lab or a benchmark's baseline)");
-	int r = topology_open(c, ret_error);
-	if (r < 0) {
-		free(c);
-		return r;
-	}
+	int r;
 	for (unsigned i = 0; i < o->n_switches; i++) {
 		struct sw *s = &c->sw[i];
 		s->ctl = c;
@@ -485,7 +481,6 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 		if (r < 0) {
 			for (unsigned k = 0; k < i; k++)
 				of_conn_close(c->sw[k].conn);
-			topology_close(c);
 			free(c);
 			return error_set(ret_error, r, "switch %s: %s", o->switches[i],
 			                 strerror(-r));
@@ -497,14 +492,21 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		r = store_subscribe(store, tables[i], store_changed, c, &c->subs[i]);
 		if (r < 0) {
+			error_set(ret_error, r, "store: %s", strerror(-r));
 			for (size_t k = 0; k < i; k++)
 				store_unsubscribe(store, c->subs[k]);
-			for (unsigned k = 0; k < o->n_switches; k++)
-				of_conn_close(c->sw[k].conn);
-			topology_close(c);
-			free(c);
-			return error_set(ret_error, r, "store: %s", strerror(-r));
+			break;
 		}
+	}
+	/* Last, since its poll handle is in the loop once it is open. */
+	if (r >= 0 && (r = topology_open(c, ret_error)) < 0)
+		for (size_t k = 0; k < sizeof(tables) / sizeof(tables[0]); k++)
+			store_unsubscribe(store, c->subs[k]);
+	if (r < 0) {
+		for (unsigned k = 0; k < o->n_switches; k++)
+			of_conn_close(c->sw[k].conn);
+		free(c);
+		return r;
 	}
 	uv_timer_t *timers[] = {&c->tick, &c->lldp, &c->stats, &c->kick};
 	for (size_t i = 0; i < 4; i++) {
@@ -518,7 +520,7 @@ int sw_open(uv_loop_t *loop, const struct sw_options *o, const struct sw_self *s
 	return 0;
 }
 
-static void timer_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
 	struct swc *c = h->data;
 	if (--c->open_handles == 0) {
@@ -547,11 +549,11 @@ void sw_close(struct swc *c, void (*done)(void *arg), void *arg)
 		store_unsubscribe(c->store, c->subs[i]);
 	for (unsigned i = 0; i < c->o.n_switches; i++)
 		of_conn_close(c->sw[i].conn);
-	topology_close(c);
 	uv_timer_t *timers[] = {&c->tick, &c->lldp, &c->stats, &c->kick};
-	c->open_handles = 4;
+	c->open_handles = 4 + (c->raw_fd >= 0);
+	topology_close(c, handle_closed);
 	for (size_t i = 0; i < 4; i++)
-		uv_close((uv_handle_t *)timers[i], timer_closed);
+		uv_close((uv_handle_t *)timers[i], handle_closed);
 }
 
 /* ---- helpers for the other files ---- */

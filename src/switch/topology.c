@@ -1,7 +1,8 @@
 /* Topology (LLDP, IEEE 802.1AB, frames in lldp.c): as master, probes out
  * of every switch port and the packet-ins they come back as, which give
  * the switch-to-switch links; every agent's announcement of its own AEE on
- * its uplink, signed with its TLS key, which gives each host's location;
+ * its uplink, signed with its TLS key and echoing the token of the probe
+ * its uplink heard, which gives each host's location;
  * the soft state of when each link was last seen and of each port's probe
  * tokens, and the store commands that record links and locations or
  * expire a link. Packet-ins that are not LLDP go to the services. */
@@ -81,8 +82,10 @@ static void lldp_probe_all(struct swc *c)
 			if (!token)
 				continue; /* no randomness: no probe that anyone could forge */
 			lldp_tokens_roll(&s->ports[k].probe_tokens, token);
-			struct lldp_info info = {
-			    .kind = LLDP_PROBE, .dpid = s->dpid, .port = p->port_no, .token = token};
+			struct lldp_info info = {.kind = LLDP_PROBE,
+			                         .dpid = s->dpid,
+			                         .port = p->port_no,
+			                         .token = token};
 			memcpy(info.src_mac, p->hw_addr, 6);
 			uint8_t frame[LLDP_FRAME_MAX];
 			size_t len = lldp_encode(frame, sizeof(frame), &info);
@@ -164,38 +167,54 @@ static struct log_ratelimit *refusal_log(struct swc *c, const char *host)
 	return &r->log;
 }
 
-/* A host whose admission names a TLS key is heard only from that key: a
- * stranger on another port announcing the host's name would otherwise move
- * its location, and with it the host's traffic. A host with no admission,
- * or one admitted without a key (no attestation, or store.tls off), has no
- * key to check against, and is learnt as it announces itself: a new host
- * must be found before it can be admitted (docs/switch.md, "Topology"). */
-static bool announcement_trusted(struct swc *c, const struct lldp_info *info, uint64_t dpid,
-                                 uint32_t port)
+/* A host whose admission names a TLS key is heard only from that key, and
+ * only in an answer to a probe of the port it came in on (the token of
+ * this round's or the last round's probe out of that port): a stranger on
+ * another port announcing the host's name, or replaying an announcement
+ * the host signed, would otherwise move its location, and with it the
+ * host's traffic. A host with no admission, or one admitted without a key
+ * (no attestation, or store.tls off), has no key to check against, and is
+ * learnt as it announces itself: a new host must be found before it can
+ * be admitted (docs/switch.md, "Topology"). @mac is info->src_mac, for the
+ * log. */
+static bool announcement_trusted(struct sw *s, const struct lldp_info *info, uint32_t port,
+                                 const char *mac)
 {
+	struct swc *c = s->ctl;
 	const struct trust_admission *a = trust_admission_find(store_state(c->store), info->host);
 	if (!a || !a->tls_fp[0])
 		return true;
 	int r = lldp_verify(info, a->tls_fp, wall_ms());
+	const char *why = lldp_verify_why(r);
+	const struct port *p = stats_find_port(s, port);
+	if (r == 0 && !(p && lldp_tokens_match(&p->probe_tokens, info->token))) {
+		r = -ESTALE;
+		why = info->token ? "it answers no recent probe of this port (a replay, or from "
+		                    "another port)"
+		                  : "it answers no probe (none heard yet)";
+	}
 	if (r == 0)
 		return true;
-	char mac[STORE_MAC_MAX];
-	mac_format(info->src_mac, mac);
 	log_warn_limited(refusal_log(c, info->host), mono_ms(), REFUSED_LOG_MS,
 	                 "switches: announcement of %s at %016" PRIx64 "/%u (%s) ignored: %s",
-	                 info->host, dpid, port, mac, lldp_verify_why(r));
+	                 info->host, s->dpid, port, mac, why);
 	return false;
 }
 
-static void saw_host(struct swc *c, const struct lldp_info *info, uint64_t dpid, uint32_t port)
+static void saw_host(struct sw *s, const struct lldp_info *info, uint32_t port)
 {
-	if (!announcement_trusted(c, info, dpid, port))
-		return;
+	struct swc *c = s->ctl;
+	uint64_t dpid = s->dpid;
 	char mac[STORE_MAC_MAX];
 	mac_format(info->src_mac, mac);
+	/* What the store holds already changes nothing, whoever sent it: most
+	 * announcements, and those of a host that answered the last master's
+	 * probes until this one's first round. */
 	const struct switch_location *l = switch_location_find(store_state(c->store), info->host);
 	if (l && l->dpid == dpid && l->port == port && strcmp(l->mac, mac) == 0 &&
 	    l->control_addr == info->control_addr && l->guest_addr == info->guest_addr)
+		return;
+	if (!announcement_trusted(s, info, port, mac))
 		return;
 	struct store_cmd cmd = {.table = SWITCH_LOCATIONS, .op = STORE_PUT, .time_ms = wall_ms()};
 	struct switch_location *n = STORE_CMD_ROW(&cmd, struct switch_location);
@@ -244,7 +263,7 @@ void topology_packet_in(struct sw *s, const uint8_t *msg, size_t len)
 			          "/%u: not this round's",
 			          info.dpid, info.port, s->dpid, (uint32_t)in_port);
 	} else {
-		saw_host(c, &info, s->dpid, (uint32_t)in_port);
+		saw_host(s, &info, (uint32_t)in_port);
 	}
 }
 
@@ -272,14 +291,16 @@ static void expire_links(struct swc *c)
 	}
 }
 
-/* The AEE's own announcement, out of its uplink. */
+/* The AEE's own announcement, out of its uplink: every LLDP interval, and
+ * at once when the uplink hears a new probe, whose token it echoes. */
 static void announce(struct swc *c)
 {
 	if (c->raw_fd < 0)
 		return;
 	struct lldp_info info = {.kind = LLDP_ANNOUNCE,
 	                         .control_addr = c->self.control_addr,
-	                         .guest_addr = c->self.guest_addr};
+	                         .guest_addr = c->self.guest_addr,
+	                         .token = c->heard_token};
 	memcpy(info.src_mac, c->mac, 6);
 	snprintf(info.host, sizeof(info.host), "%s", c->self.name);
 	/* Without an identity (plaintext peer API), the announcement goes
@@ -296,6 +317,34 @@ static void announce(struct swc *c)
 	memcpy(sll.sll_addr, frame, 6);
 	if (sendto(c->raw_fd, frame, len, 0, (struct sockaddr *)&sll, sizeof(sll)) < 0)
 		log_debug("switches: announcement on %s: %s", c->self.uplink_if, strerror(errno));
+}
+
+/* Frames on the uplink's LLDP socket: the master's probes out of this
+ * host's port (the switches send LLDP only to the controller, so nothing
+ * else reaches it there), and this agent's own announcements going out. */
+static void lldp_in_cb(uv_poll_t *h, int status, int events)
+{
+	struct swc *c = h->data;
+	(void)events;
+	if (status < 0)
+		return;
+	/* A bounded number a wakeup, so that a flood cannot hold the loop. */
+	for (int i = 0; i < 64; i++) {
+		uint8_t frame[LLDP_FRAME_MAX];
+		struct sockaddr_ll from;
+		socklen_t fl = sizeof(from);
+		ssize_t n =
+		    recvfrom(c->raw_fd, frame, sizeof(frame), 0, (struct sockaddr *)&from, &fl);
+		if (n < 0)
+			return;
+		struct lldp_info info;
+		if (from.sll_pkttype == PACKET_OUTGOING ||
+		    lldp_decode(frame, (size_t)n, &info) < 0 || info.kind != LLDP_PROBE ||
+		    !info.token || info.token == c->heard_token)
+			continue;
+		c->heard_token = info.token;
+		announce(c);
+	}
 }
 
 void topology_lldp_cb(uv_timer_t *t)
@@ -327,7 +376,8 @@ int topology_open(struct swc *c, char **ret_error)
 	c->raw_fd = -1;
 	if (!c->self.uplink_if[0])
 		return 0;
-	c->raw_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	c->raw_fd =
+	    socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(LLDP_ETHERTYPE));
 	if (c->raw_fd < 0) {
 		int r = -errno;
 		return error_set(ret_error, r, "LLDP socket: %s", strerror(-r));
@@ -337,16 +387,35 @@ int topology_open(struct swc *c, char **ret_error)
 	if (ioctl(c->raw_fd, SIOCGIFINDEX, &ifr) < 0 || (c->ifindex = ifr.ifr_ifindex, 0) ||
 	    ioctl(c->raw_fd, SIOCGIFHWADDR, &ifr) < 0) {
 		int r = -errno;
-		topology_close(c);
+		topology_close(c, NULL);
 		return error_set(ret_error, r, "uplink %s: %s", c->self.uplink_if, strerror(-r));
 	}
 	memcpy(c->mac, ifr.ifr_hwaddr.sa_data, 6);
+	/* Only the uplink's LLDP: a socket of one protocol bound to one
+	 * interface hears nothing else. */
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
+	                          .sll_protocol = htons(LLDP_ETHERTYPE),
+	                          .sll_ifindex = c->ifindex};
+	int r = bind(c->raw_fd, (struct sockaddr *)&sll, sizeof(sll)) < 0 ? -errno : 0;
+	if (r == 0)
+		r = uv_poll_init(c->loop, &c->lldp_in, c->raw_fd);
+	if (r < 0) {
+		topology_close(c, NULL);
+		return error_set(ret_error, r, "uplink %s: %s", c->self.uplink_if, strerror(-r));
+	}
+	c->lldp_in.data = c;
+	uv_poll_start(&c->lldp_in, UV_READABLE, lldp_in_cb);
 	return 0;
 }
 
-void topology_close(struct swc *c)
+void topology_close(struct swc *c, uv_close_cb done)
 {
-	if (c->raw_fd >= 0)
-		close(c->raw_fd);
+	if (c->raw_fd < 0)
+		return;
+	/* uv_close() takes the descriptor out of the loop's poll set at once,
+	 * so it may be closed right after. */
+	if (done)
+		uv_close((uv_handle_t *)&c->lldp_in, done);
+	close(c->raw_fd);
 	c->raw_fd = -1;
 }

@@ -256,7 +256,7 @@ def test_a_foreign_generation_id_does_not_take_the_switch_for_good(make_lab):
 # organisationally specific TLVs, company ID 0a:e7:7d, one subtype each.
 LLDP_DST = bytes.fromhex("0180c200000e")
 ETTM_OUI = bytes.fromhex("0ae77d")
-SIGN_CONTEXT = b"ETTM LLDP announcement v1\0"
+SIGN_CONTEXT = b"ETTM LLDP announcement v2\0"
 
 
 def tlv(kind, value):
@@ -267,18 +267,20 @@ def org(subtype, value):
     return tlv(127, ETTM_OUI + bytes([subtype]) + value)
 
 
-def announcement(mac, host, control, guest, key=None, time_ms=None):
-    """An announcement of host from mac; signed with key (a cryptography
-    EC private key) when given."""
+def announcement(mac, host, control, guest, key=None, time_ms=None, token=0):
+    """An announcement of host from mac, answering the probe with token;
+    signed with key (a cryptography EC private key) when given."""
     addrs = socket.inet_aton(control) + socket.inet_aton(guest)
     body = (tlv(1, b"\x07ettm:" + host.encode()) + tlv(2, b"\x07uplink") + tlv(3, b"\x00\x03") +
             tlv(5, host.encode()) + org(2, addrs))
+    if token:
+        body += org(3, struct.pack("!Q", token))
     if key is not None:
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
         time_ms = time_ms or int(time.time() * 1000)
         signed = (SIGN_CONTEXT + bytes([len(host)]) + host.encode() + addrs + mac +
-                  struct.pack("!Q", time_ms))
+                  struct.pack("!QQ", token, time_ms))
         spki = key.public_key().public_bytes(serialization.Encoding.DER,
                                              serialization.PublicFormat.SubjectPublicKeyInfo)
         body += (org(4, spki) + org(5, struct.pack("!Q", time_ms)) +
@@ -295,7 +297,8 @@ def probe(mac, dpid, port, token=None):
 
 
 def probe_token(frame):
-    """The token of a probe the master sent, or None."""
+    """The token of a probe the master sent, or of the probe an
+    announcement answers, or None."""
     at = 14
     while at + 2 <= len(frame):
         h = struct.unpack("!H", frame[at:at + 2])[0]
@@ -327,6 +330,27 @@ while time.time() < end:
 sys.exit("no probe heard")
 """
 
+# Run in a host's AEE namespace: the first signed announcement its agent
+# sends out of u0, in hex (what a tap on that wire would have recorded).
+# Outgoing frames reach only sockets of every protocol (ETH_P_ALL).
+HEAR_ANNOUNCEMENT = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.bind(("u0", 0))
+s.settimeout(1)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    try:
+        f, addr = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    if addr[2] == socket.PACKET_OUTGOING and f[12:14] == b"\x88\xcc" and \
+            bytes.fromhex("0ae77d06") in f:
+        print(f.hex())
+        sys.exit(0)
+sys.exit("no signed announcement heard")
+"""
+
 # Run in the rogue's namespace: sends the frames (hex) out of eth0, all of
 # them every GAP seconds for SECONDS, and prints how many went.
 SEND_FRAMES = r"""
@@ -356,10 +380,12 @@ def links(topo):
 
 def test_forged_lldp_moves_no_host_and_makes_no_link(make_lab):
     """A stranger on a switch port announces itself as the admitted h3,
-    unsigned and then signed with a key of its own, and forges the master's
-    probes (with no token, a guessed one, and the one it heard on its own
-    port) naming the other switch: h3 stays where it is, no link appears,
-    and h3's guest still reaches the others."""
+    unsigned, signed with a key of its own, and as h3 itself signed it a
+    moment ago (replayed from a tap on h3's wire, within the 30 s its clock
+    allows), and forges the master's probes (with no token, a guessed one,
+    and the one it heard on its own port) naming the other switch: h3 stays
+    where it is, no link appears, and h3's guest still reaches the
+    others."""
     from cryptography.hazmat.primitives.asymmetric import ec
     lab = make_lab(3, "--switches", "2", "--devices", "0")
     leader = run_and_expect(lambda: leader_of(lab, HOSTS), 10, what="a leader")
@@ -381,6 +407,7 @@ def test_forged_lldp_moves_no_host_and_makes_no_link(make_lab):
     mac = bytes.fromhex(lab.exec("rogue", "cat", "/sys/class/net/eth0/address")
                         .stdout.strip().replace(":", ""))
     heard = bytes.fromhex(lab.exec("rogue", "python3", "-c", HEAR_PROBE, "10").stdout.strip())
+    recorded = lab.aee("h3", "python3", "-c", HEAR_ANNOUNCEMENT, "10").stdout.strip()
     # Checked last, so that a master whose probes carry no token fails on
     # what the forgeries did rather than here.
     token = probe_token(heard)
@@ -393,7 +420,13 @@ def test_forged_lldp_moves_no_host_and_makes_no_link(make_lab):
                      key=ec.generate_private_key(ec.SECP256R1())),
         probe(mac, s2, s2_port),
         probe(mac, s2, s2_port, token=0x0123456789abcdef),
-    ] + ([probe(mac, s2, s2_port, token=token)] if token else [])
+        # h3's own announcement, word for word (its source MAC too: the
+        # switch learns nothing from LLDP, which goes to the controller).
+        bytes.fromhex(recorded),
+    ] + ([probe(mac, s2, s2_port, token=token),
+          announcement(mac, "h3", "10.77.0.3", "10.77.1.3",
+                       key=ec.generate_private_key(ec.SECP256R1()), token=token)]
+         if token else [])
     sender = lab.popen("rogue", "python3", "-c", SEND_FRAMES, "5", "0.05",
                        *[f.hex() for f in frames])
     # Watched while the frames go: the real h3 announces itself every
@@ -422,4 +455,7 @@ def test_forged_lldp_moves_no_host_and_makes_no_link(make_lab):
     run_and_expect(lambda: pings(lab, "h3", "10.77.1.1") and pings(lab, "h3", "10.77.1.2"),
                    5, what="h3's guest still pinging the others")
     assert token, f"the probe heard on the rogue's port carries no token: {heard.hex()}"
+    # The real h3 answers the probes of its port (else the master, which
+    # asks for that, would refuse h3's own announcements too).
+    assert probe_token(bytes.fromhex(recorded)), f"h3's announcement echoes no probe: {recorded}"
     lab.lab("rogue", "down")

@@ -110,6 +110,7 @@ static void test_lldp_signed_round_trip(void **state)
 	char dir[64];
 	struct ctl_tls *tls = identity(dir, "h3");
 	struct lldp_info ann = h3_announcement(), out;
+	ann.token = 0xabcdef0123456789ull;
 	assert_int_equal(lldp_sign(&ann, tls, NOW_MS), 0);
 	uint8_t frame[LLDP_FRAME_MAX];
 	size_t len = lldp_encode(frame, sizeof(frame), &ann);
@@ -117,6 +118,7 @@ static void test_lldp_signed_round_trip(void **state)
 	assert_int_equal(lldp_decode(frame, len, &out), 0);
 	assert_string_equal(out.host, "h3");
 	assert_true(out.time_ms == NOW_MS);
+	assert_true(out.token == ann.token);
 	size_t spki_len;
 	const uint8_t *spki = ctl_tls_spki(tls, &spki_len);
 	assert_int_equal(out.spki_len, spki_len);
@@ -170,7 +172,8 @@ static void test_lldp_bad_tlvs(void **state)
 		size_t n;
 		int want;
 	} cases[] = {
-	    {3, 8, -EBADMSG},                 /* a token on an announcement */
+	    {3, 8, 0},                        /* the token of the probe it answers */
+	    {3, 7, -EBADMSG},                 /* a short token */
 	    {4, 0, -EBADMSG},                 /* an empty key */
 	    {4, LLDP_SPKI_MAX + 1, -EBADMSG}, /* a key too long */
 	    {4, 91, -EBADMSG},                /* a key without time and signature */
@@ -224,6 +227,7 @@ static void test_lldp_verify(void **state)
 	struct ctl_tls *tls = identity(dir, "h3"), *other = identity(other_dir, "rogue");
 	const char *fp = ctl_tls_fingerprint(tls);
 	struct lldp_info good = h3_announcement(), bad;
+	good.token = 0x5eed5eed5eedull; /* the probe it answers */
 	assert_int_equal(lldp_verify(&good, fp, NOW_MS), -ENOKEY);
 	assert_int_equal(lldp_sign(&good, tls, NOW_MS), 0);
 	assert_int_equal(lldp_verify(&good, fp, NOW_MS), 0);
@@ -249,6 +253,12 @@ static void test_lldp_verify(void **state)
 	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
 	bad = good;
 	bad.time_ms += 1;
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
+	/* ... or to another probe's token: another port or round. */
+	bad = good;
+	bad.token ^= 1;
+	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
+	bad.token = 0;
 	assert_int_equal(lldp_verify(&bad, fp, NOW_MS), -EBADMSG);
 	/* Any flipped bit of the signature or the key. */
 	for (size_t i = 0; i < good.sig_len * 8; i += 7) {
@@ -494,13 +504,13 @@ static void test_claim_plan_newer(void **state)
 	}
 	/* A returning voter of an older generation, whatever its term, never
 	 * takes the switch from the newer generation's leader. */
-	assert_int_equal(sw_claim_plan(sw_generation_id(1, 0xffffffffu), sw_generation_id(2, 1),
-	                               ids, &n),
-	                 SW_CLAIM_NEWER);
+	assert_int_equal(
+	    sw_claim_plan(sw_generation_id(1, 0xffffffffu), sw_generation_id(2, 1), ids, &n),
+	    SW_CLAIM_NEWER);
 	/* Across the wrap: generation 0xffffffff's successor is 0. */
-	assert_int_equal(sw_claim_plan(sw_generation_id(0xffffffffu, 7), sw_generation_id(0, 1),
-	                               ids, &n),
-	                 SW_CLAIM_NEWER);
+	assert_int_equal(
+	    sw_claim_plan(sw_generation_id(0xffffffffu, 7), sw_generation_id(0, 1), ids, &n),
+	    SW_CLAIM_NEWER);
 }
 
 /* An id no cluster issued ahead of ours: two claims bring the switch back
@@ -511,8 +521,8 @@ static void test_claim_plan_foreign(void **state)
 	uint64_t ours = sw_generation_id(2, 5), ids[2];
 	size_t n;
 	uint64_t foreign[] = {
-	    1ull << 63,                  /* the id of the attack */
-	    ours + (1ull << 63),         /* exactly half round: stale both ways */
+	    1ull << 63,                    /* the id of the attack */
+	    ours + (1ull << 63),           /* exactly half round: stale both ways */
 	    ours + SW_CLAIM_AHEAD_MAX + 1, /* just past a newer generation */
 	    ours + (1ull << 62),
 	};
@@ -618,7 +628,8 @@ static void test_desired_control_closed(void **state)
 	locate(st, "h2", 2, 2, 2, true);
 	locate(st, "h3", 1, 3, 3, false);
 	const uint32_t switches[] = {0x0a4dff01, 0x0a4dff02};
-	struct sw_control control = {.switch_addrs = switches, .n_switch_addrs = 2, .n_switches = 2};
+	struct sw_control control = {
+	    .switch_addrs = switches, .n_switch_addrs = 2, .n_switches = 2};
 	struct sw_flows s1;
 	assert_int_equal(sw_desired(st, NULL, 0, &control, 1, &s1), 0);
 	/* The switch's own port enters table 1. */
