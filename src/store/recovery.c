@@ -152,8 +152,22 @@ static void hello_cb(void *userdata, int status, json_t *result, const char *err
 	struct store *s = userdata;
 	(void)error;
 	s->hello_in_flight = false;
-	if (status == 0)
-		heard_generation(s, result);
+	if (status < 0)
+		return;
+	heard_generation(s, result);
+	const char *leader = json_string_value(json_object_get(result, "leader"));
+	if (leader) {
+		snprintf(s->hello_leader, sizeof(s->hello_leader), "%s", leader);
+		s->hello_leader_ms = uv_now(s->loop);
+	}
+}
+
+const char *store_heard_leader(const struct store *s)
+{
+	const struct store_member *m =
+	    s->hello_leader[0] ? store_member_find_name(s->state, s->hello_leader) : NULL;
+	bool fresh = uv_now(s->loop) - s->hello_leader_ms < HELLO_LEADER_MS;
+	return m && fresh && m->id != s->o.id ? m->peer : "";
 }
 
 static void confirm_cb(void *userdata, int status, json_t *result, const char *error)
@@ -185,7 +199,8 @@ void store_act_on_fence(struct store *s)
 	}
 }
 
-/* Asks one other member, in turn, which generation it is at. */
+/* Asks one other member, in turn, which generation it is at (and whom it
+ * follows: store_heard_leader()). */
 void store_gossip_generation(struct store *s)
 {
 	size_t n = store_count(s->state, STORE_MEMBERS);

@@ -22,7 +22,9 @@
 #define PEER_TIMEOUT_MS    1000
 #define FORWARD_TIMEOUT_MS 5000
 #define HELLO_EVERY_TICKS  2
-#define PROBE_TIMEOUT_MS   700
+/* How long store_heard_leader() goes by one answer. */
+#define HELLO_LEADER_MS  5000
+#define PROBE_TIMEOUT_MS 700
 
 enum store_phase {
 	PHASE_RUNNING,
@@ -85,7 +87,7 @@ struct store {
 	struct fence fence; /* libraft's TCP transport behind the generation fence */
 	struct store_fsm fsm;
 	bool raft_open;
-	bool raft_closing; /* raft_close() called or due, its callback not yet run */
+	bool raft_closing;       /* raft_close() called or due, its callback not yet run */
 	uint64_t drain_until_ms; /* the close waits for the leader's disk writes until then */
 	enum start_mode next_mode;
 	struct raft_configuration recover_conf;
@@ -107,7 +109,7 @@ struct store {
 	/* Joining: where to ask next. */
 	unsigned seed_next;
 	char redirect[STORE_ADDR_MAX];
-	char join_to[STORE_ADDR_MAX];   /* where the join in flight went */
+	char join_to[STORE_ADDR_MAX];    /* where the join in flight went */
 	char joined_via[STORE_ADDR_MAX]; /* the leader that last accepted it */
 	char joined_key[65];             /* that leader's TLS key, "" if none */
 	bool join_in_flight;
@@ -125,11 +127,14 @@ struct store {
 	bool hello_in_flight;
 	unsigned confirming; /* store.hello calls checking what the fence heard */
 	unsigned hello_next;
+	/* The leader the last answer to store.hello named, and when (uv_now). */
+	char hello_leader[STORE_NAME_MAX];
+	uint64_t hello_leader_ms;
 	uint64_t probe_generation; /* the generation this host had at start */
 	/* The generation this host belongs to or was told to join, even before
 	 * its state has it (a restart, a reset): what the fence shows. */
 	uint64_t generation_floor;
-	uint64_t fence_newer;        /* a newer generation the fence met; acted on at tick */
+	uint64_t fence_newer;           /* a newer generation the fence met; acted on at tick */
 	store_raft_check_fn raft_check; /* who may speak Raft (store_set_raft_check()) */
 	void *raft_check_userdata;
 	uint64_t orphans_generation; /* merge orphans once this generation is applied */

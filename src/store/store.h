@@ -120,6 +120,11 @@ uint64_t store_leader_id(struct store *s);
 const char *store_joined_via(const struct store *s);
 /* The TLS key fingerprint that leader named in its answer, "" if none. */
 const char *store_joined_key(const struct store *s);
+/* The peer address of the member that other members, asked by store.hello
+ * in the last 5 s, named as their leader; "" if none. A member that speaks
+ * no Raft (not admitted: trust/gate.h) knows no leader by Raft, and
+ * attests to that one. */
+const char *store_heard_leader(const struct store *s);
 /* The ids of the voters in the configuration this replica has. */
 size_t store_voters(const struct store *s, uint64_t *ids, size_t max);
 

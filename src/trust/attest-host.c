@@ -145,8 +145,8 @@ static void challenge_cb(void *userdata, int status, json_t *result, const char 
 		join_failed(a, why);
 		goto out;
 	}
-	json_t *args = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:O*}", "host", a->host,
-	                         "session", session, "measurement", a->measurement, "plain",
+	json_t *args = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:O*}", "host", a->host, "session",
+	                         session, "measurement", a->measurement, "plain",
 	                         attest_hex_json(plain.data, plain.len), "attest",
 	                         attest_hex_json(attest.data, attest.len), "signature",
 	                         attest_hex_json(sig.data, sig.len), "tls_spki", a->tls_spki);
@@ -183,11 +183,15 @@ void attest_join(struct attest *a)
 {
 	const struct store_state *st = store_state(a->store);
 	const struct store_member *l = store_member_find(st, store_leader_id(a->store));
+	bool member = store_member_find_name(st, a->host) != NULL;
 	/* A host that joined but was never admitted replicates nothing
-	 * (trust/gate.h): it attests to the leader that accepted its join. */
-	const char *leader = l && l->peer[0] && store_member_find_name(st, a->host)
-	                         ? l->peer
-	                         : store_joined_via(a->store);
+	 * (trust/gate.h): it attests to the leader that accepted its join. A
+	 * member cut off from Raft (its measurement changed, then its binary
+	 * was trusted or put back) attests to the leader the others name. */
+	const char *heard = member ? store_heard_leader(a->store) : "";
+	const char *leader = l && l->peer[0] && member ? l->peer
+	                     : heard[0]                ? heard
+	                                               : store_joined_via(a->store);
 	if (!leader[0])
 		return; /* not in the cluster yet: the store is joining it */
 	struct join_call *j = calloc(1, sizeof(*j));
@@ -206,8 +210,7 @@ void attest_join(struct attest *a)
 		return;
 	}
 	a->refs++;
-	if (ctl_conn_call(j->conn, "trust.challenge", args, CALL_TIMEOUT_MS, challenge_cb, j) <
-	    0) {
+	if (ctl_conn_call(j->conn, "trust.challenge", args, CALL_TIMEOUT_MS, challenge_cb, j) < 0) {
 		a->refs--;
 		join_call_free(j);
 		return;

@@ -109,8 +109,14 @@ int attest_answer_quote(struct attest *a, const struct ctl_request *req, json_t 
 int attest_commit(struct attest *a, const char *host, const char *what,
                   const struct store_cmd *first, const struct store_cmd *second,
                   struct ctl_deferred *reply);
+/* How attest_refuse() takes a failed attempt. */
+enum attest_refusal {
+	REFUSE_ATTEMPT, /* not proven to be the host's: its admission stays */
+	REFUSE_REVOKE,  /* the host's own: its admission goes */
+	REFUSE_CHANGED, /* the host's own quote, of a new untrusted measurement */
+};
 void attest_refuse(struct attest *a, const char *host, const char *reason, const char *ek_fp,
-                   const char *measurement, bool revoke);
+                   const char *measurement, enum attest_refusal how);
 bool attest_is_trusted(const struct store_state *st, const char *measurement);
 int attest_check_stored_quote(struct attest *a, const char *host, const char *ek_fp, json_t *args,
                               const struct trust_blob *ak, const char *ak_fp, const uint8_t *nonce,

@@ -87,28 +87,37 @@ static struct store_cmd admission_delete(const char *host)
 	return cmd;
 }
 
-/* Records that @host failed to attest, and why; with @revoke its admission
- * goes too (its port closes). The same refusal is not committed again
- * within REFUSAL_REPEAT_MS, so a host retrying does not fill the log. */
+/* Records that @host failed to attest, and why; unless @how is
+ * REFUSE_ATTEMPT its admission goes too (its port closes), and with
+ * REFUSE_CHANGED its key loses Raft (gate.h). The same refusal is not
+ * committed again within REFUSAL_REPEAT_MS, so a host retrying does not
+ * fill the log. */
 void attest_refuse(struct attest *a, const char *host, const char *reason, const char *ek_fp,
-                   const char *measurement, bool revoke)
+                   const char *measurement, enum attest_refusal how)
 {
 	const struct store_state *st = store_state(a->store);
 	const struct trust_attestation *old = trust_attestation_find(st, host);
 	bool admitted = trust_admission_find(st, host) != NULL;
-	if (!revoke && admitted) {
+	if (how == REFUSE_ATTEMPT && admitted) {
 		log_debug("trust: a challenge for %s refused: %s", host, reason);
 		return; /* not proven to come from the host: leave its admission */
 	}
-	if (old && old->state == TRUST_ATTEST_REFUSED && strcmp(old->reason, reason) == 0 &&
+	/* A changed host stays so until a good attempt: a later refusal of
+	 * its join (the same measurement) does not give it Raft back. */
+	unsigned state = how == REFUSE_CHANGED || (old && old->state == TRUST_ATTEST_CHANGED)
+	                     ? TRUST_ATTEST_CHANGED
+	                     : TRUST_ATTEST_REFUSED;
+	if (old && old->state == state && strcmp(old->reason, reason) == 0 &&
 	    wall_ms() - old->time_ms < REFUSAL_REPEAT_MS && !admitted)
 		return;
-	log_warn("trust: %s refused%s: %s", host, admitted ? " and revoked" : "", reason);
+	log_warn("trust: %s refused%s: %s%s", host, admitted ? " and revoked" : "", reason,
+	         state == TRUST_ATTEST_CHANGED ? " (its measurement changed: its TLS key speaks "
+	                                         "no Raft until it attests with a trusted one)"
+	                                       : "");
 	/* A host name stays bound to the TPM it attested with. */
 	if (old && old->ek_fp[0])
 		ek_fp = old->ek_fp;
-	struct store_cmd t =
-	    attestation_cmd(host, TRUST_ATTEST_REFUSED, reason, ek_fp, measurement);
+	struct store_cmd t = attestation_cmd(host, state, reason, ek_fp, measurement);
 	/* The key stays known as this host's. */
 	const struct trust_admission *adm = trust_admission_find(st, host);
 	attestation_set_key(&t, old && old->tls_fp[0] ? old->tls_fp : adm ? adm->tls_fp : NULL);
@@ -217,8 +226,9 @@ static int join_key(struct client_key *k, struct ctl_client *client, const struc
 	if (!channel && !named)
 		return 0;
 	if (!named)
-		return error_set(ret_error, -EINVAL,
-		                 "field \"tls_spki\": the TLS key this host speaks with is missing");
+		return error_set(
+		    ret_error, -EINVAL,
+		    "field \"tls_spki\": the TLS key this host speaks with is missing");
 	int r = attest_arg_tls_key(req->args, k->fp, ret_error);
 	if (r < 0)
 		return r;
@@ -241,7 +251,8 @@ static int handle_challenge(struct attest *a, struct ctl_client *client,
 	struct attest_claim c;
 	r = attest_check_challenge(req->args, a->o.ca, &c, ret_error);
 	if (r == -EPERM)
-		attest_refuse(a, host, *ret_error ? *ret_error : "bad EK or AK", NULL, NULL, false);
+		attest_refuse(a, host, *ret_error ? *ret_error : "bad EK or AK", NULL, NULL,
+		              REFUSE_ATTEMPT);
 	if (r < 0)
 		return r;
 	struct trust_blob cred = {0}, secret = {0};
@@ -338,7 +349,8 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		return error_set(ret_error, -EPERM,
 		                 "trust.prove came with TLS key %.16s... but its trust.challenge "
 		                 "with %.16s...",
-		                 key.fp[0] ? key.fp : "(none)", s->tls_fp[0] ? s->tls_fp : "(none)");
+		                 key.fp[0] ? key.fp : "(none)",
+		                 s->tls_fp[0] ? s->tls_fp : "(none)");
 	/* One answer per challenge: a replayed one finds no session. */
 	struct session sess = *s;
 	*s = (struct session){0};
@@ -369,7 +381,8 @@ static int handle_prove(struct attest *a, struct ctl_client *client, const struc
 		 * the AK: a stranger answering with any EK certificate of the CA
 		 * must not lock the real host out ("attested before with another
 		 * TPM"). */
-		attest_refuse(a, host, WHY(why), diff ? NULL : sess.ek_fp, measurement, false);
+		attest_refuse(a, host, WHY(why), diff ? NULL : sess.ek_fp, measurement,
+		              REFUSE_ATTEMPT);
 		if (trust_admission_find(store_state(a->store), host))
 			attest_reattest(a, host);
 		r = error_set(ret_error, r, "%s", WHY(why));

@@ -61,10 +61,16 @@ static void quote_cb(void *userdata, int status, json_t *result, const char *err
 	uint8_t bound[TRUST_NONCE_LEN];
 	/* The quote binds the key the host was admitted with (docs/trust.md). */
 	attest_bind_nonce(qc->nonce, adm->tls_fp, bound);
-	int r = attest_check_stored_quote(a, qc->host, adm->ek_fp, result, NULL, adm->ak_fp,
-	                                  bound, &q, &why);
+	int r = attest_check_stored_quote(a, qc->host, adm->ek_fp, result, NULL, adm->ak_fp, bound,
+	                                  &q, &why);
 	if (r < 0) {
-		attest_refuse(a, qc->host, WHY(why), adm->ek_fp, measurement, true);
+		/* Quoted at its own address with its admitted key: the host's own
+		 * answer. A measurement of its own that is new and untrusted is
+		 * software that changed (docs/trust.md, "Who may speak"). */
+		bool changed = measurement && strcmp(measurement, adm->measurement) != 0 &&
+		               !attest_is_trusted(st, measurement);
+		attest_refuse(a, qc->host, WHY(why), adm->ek_fp, measurement,
+		              changed ? REFUSE_CHANGED : REFUSE_REVOKE);
 		goto out;
 	}
 	struct store_cmd t =
@@ -167,14 +173,15 @@ void attest_lead(struct attest *a)
 		 * deleted), it attests again before it is heard as admitted. */
 		if (!store_member_find_name(st, adm->host)) {
 			attest_refuse(a, adm->host, "removed from the cluster", adm->ek_fp,
-			              adm->measurement, true);
+			              adm->measurement, REFUSE_REVOKE);
 			continue;
 		}
 		if (!attest_is_trusted(st, adm->measurement)) {
 			char why[STORE_REASON_MAX];
 			snprintf(why, sizeof(why), "measurement %.16s... is no longer trusted",
 			         adm->measurement);
-			attest_refuse(a, adm->host, why, adm->ek_fp, adm->measurement, true);
+			attest_refuse(a, adm->host, why, adm->ek_fp, adm->measurement,
+			              REFUSE_REVOKE);
 			continue;
 		}
 		if (now >= t->time_ms + a->o.reattest_ms)

@@ -79,6 +79,24 @@ static const struct trust_attestation *attestation_by_key(const struct store_sta
 	return NULL;
 }
 
+/* Whether fewer than half of the voters are hosts whose measurement
+ * changed: then those are cut off and the others keep a quorum. When most
+ * voters changed (their binary upgraded before the admin trusted it),
+ * cutting them would leave no leader to trust it on, so none is cut. */
+static bool changed_are_few(const struct store_state *st)
+{
+	unsigned voters = 0, changed = 0;
+	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
+		if (m->role != STORE_ROLE_VOTER)
+			continue;
+		voters++;
+		const struct trust_attestation *t = trust_attestation_find(st, m->name);
+		changed += t && t->state == TRUST_ATTEST_CHANGED;
+	}
+	return 2 * changed < voters;
+}
+
 int trust_raft_key_check(const struct store_state *st, bool attesting, const char *joined_key,
                          const char *fp, uint64_t raft_id, char **ret_error)
 {
@@ -91,6 +109,12 @@ int trust_raft_key_check(const struct store_state *st, bool attesting, const cha
 		return error_set(ret_error, -EACCES,
 		                 "Raft as server %" PRIu64
 		                 ": its TLS key is %s's, revoked by the admin",
+		                 raft_id, t->host);
+	if (t && t->state == TRUST_ATTEST_CHANGED && changed_are_few(st))
+		return error_set(ret_error, -EACCES,
+		                 "Raft as server %" PRIu64
+		                 ": its TLS key is %s's, whose measurement changed to one that is "
+		                 "not trusted",
 		                 raft_id, t->host);
 	if (r == 0 || t) {
 		/* A key some admission proved: its host's server id only. */

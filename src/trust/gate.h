@@ -36,7 +36,9 @@ int trust_key_check(const struct store_state *st, bool attesting, const char *fp
  * speaks only as that host's server id, and not at all once the admin
  * revoked the host. A host whose measurement is no longer trusted keeps
  * replicating, so that removing a measurement by mistake leaves the
- * cluster its quorum (docs/trust.md). Any other key is refused when
+ * cluster its quorum (docs/trust.md); one whose own quote showed a new
+ * untrusted measurement (TRUST_ATTEST_CHANGED) does not, unless most
+ * voters are such hosts. Any other key is refused when
  * @attesting: a host replicates the store only once admitted, so a
  * stranger that joined as a spare member reads nothing. A replica that
  * knows no member yet, a host joining, hears only @joined_key, the key

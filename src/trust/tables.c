@@ -68,11 +68,10 @@ static json_t *admission_json(const void *row)
 {
 	const struct trust_admission *a = row;
 	/* No key, no field: so the dumps of encodings 1-4 stay as they were. */
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s*}", "host", a->host,
-	                 "ek_fp", a->ek_fp, "ak_fp", a->ak_fp, "measurement", a->measurement,
-	                 "mac", a->mac, "dpid", (json_int_t)a->dpid, "port", (json_int_t)a->port,
-	                 "time_ms", (json_int_t)a->time_ms, "tls_fp",
-	                 a->tls_fp[0] ? a->tls_fp : NULL);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s*}", "host", a->host, "ek_fp",
+	                 a->ek_fp, "ak_fp", a->ak_fp, "measurement", a->measurement, "mac", a->mac,
+	                 "dpid", (json_int_t)a->dpid, "port", (json_int_t)a->port, "time_ms",
+	                 (json_int_t)a->time_ms, "tls_fp", a->tls_fp[0] ? a->tls_fp : NULL);
 }
 
 const struct trust_admission *trust_admission_by_key(const struct store_state *s,
@@ -258,6 +257,8 @@ const char *trust_attest_state_name(unsigned state)
 		return "refused";
 	case TRUST_ATTEST_REVOKED:
 		return "revoked";
+	case TRUST_ATTEST_CHANGED:
+		return "changed";
 	}
 	return "none";
 }
@@ -265,12 +266,11 @@ const char *trust_attest_state_name(unsigned state)
 static json_t *attestation_json(const void *row)
 {
 	const struct trust_attestation *a = row;
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s*}", "host", a->host,
-	                 "state", trust_attest_state_name(a->state), "reason", a->reason, "ek_fp",
-	                 a->ek_fp, "measurement", a->measurement, "reset_count",
-	                 (json_int_t)a->reset_count, "restart_count", (json_int_t)a->restart_count,
-	                 "time_ms", (json_int_t)a->time_ms, "tls_fp",
-	                 a->tls_fp[0] ? a->tls_fp : NULL);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s*}", "host", a->host, "state",
+	                 trust_attest_state_name(a->state), "reason", a->reason, "ek_fp", a->ek_fp,
+	                 "measurement", a->measurement, "reset_count", (json_int_t)a->reset_count,
+	                 "restart_count", (json_int_t)a->restart_count, "time_ms",
+	                 (json_int_t)a->time_ms, "tls_fp", a->tls_fp[0] ? a->tls_fp : NULL);
 }
 
 const struct trust_attestation *trust_attestation_find(const struct store_state *s,
@@ -286,9 +286,9 @@ static int attestation_apply(struct store_state *s, const struct store_cmd *cmd,
 {
 	const struct trust_attestation *a = STORE_CMD_ROW(cmd, const struct trust_attestation);
 	if (cmd->op == STORE_PUT &&
-	    (!a->host[0] || a->state < TRUST_ATTEST_ADMITTED || a->state > TRUST_ATTEST_REVOKED)) {
-		store_reject(
-		    res, "an attestation needs a host and a state (admitted, refused, revoked)");
+	    (!a->host[0] || a->state < TRUST_ATTEST_ADMITTED || a->state > TRUST_ATTEST_CHANGED)) {
+		store_reject(res, "an attestation needs a host and a state (admitted, refused, "
+		                  "revoked, changed)");
 		return 0;
 	}
 	if (cmd->op == STORE_PUT && a->tls_fp[0] && !hex_is_lower(a->tls_fp, TRUST_DIGEST_LEN)) {

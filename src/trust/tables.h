@@ -42,6 +42,10 @@ enum trust_attest_state {
 	TRUST_ATTEST_ADMITTED = 1, /* the last quote was good */
 	TRUST_ATTEST_REFUSED = 2,  /* the last attempt failed: @reason */
 	TRUST_ATTEST_REVOKED = 3,  /* the admin revoked the host: no attempt is heard */
+	/* Its own quote (re-attestation) showed a measurement other than its
+	 * admission's, and not a trusted one: refused, and its key speaks no
+	 * Raft until it attests again (gate.h), unless most voters are so. */
+	TRUST_ATTEST_CHANGED = 4,
 };
 
 struct trust_attestation {
@@ -67,5 +71,6 @@ const struct trust_admission *trust_admission_by_key(const struct store_state *s
                                                      const char *tls_fp);
 const struct trust_attestation *trust_attestation_find(const struct store_state *s,
                                                        const char *host);
-/* "admitted", "refused", "revoked" (enum trust_attest_state), or "none". */
+/* "admitted", "refused", "revoked", "changed" (enum trust_attest_state), or
+ * "none". */
 const char *trust_attest_state_name(unsigned state);

@@ -400,14 +400,17 @@ static void test_attestations(void **state)
 	assert_string_equal(a->reason, "why");
 	assert_int_equal(a->reset_count, 3);
 	assert_string_equal(trust_attest_state_name(a->state), "refused");
+	assert_string_equal(trust_attest_state_name(TRUST_ATTEST_CHANGED), "changed");
 	assert_null(trust_attestation_find(s, "h3"));
 	struct store_cmd bad = attestation("h3", TRUST_ATTEST_ADMITTED, 10);
-	STORE_CMD_ROW(&bad, struct trust_attestation)->state = 9;
-	assert_rejected(s, &bad,
-	                "an attestation needs a host and a state (admitted, refused, revoked)");
+	STORE_CMD_ROW(&bad, struct trust_attestation)->state = TRUST_ATTEST_CHANGED + 1;
+	assert_rejected(
+	    s, &bad,
+	    "an attestation needs a host and a state (admitted, refused, revoked, changed)");
 	bad = attestation("", TRUST_ATTEST_ADMITTED, 10);
-	assert_rejected(s, &bad,
-	                "an attestation needs a host and a state (admitted, refused, revoked)");
+	assert_rejected(
+	    s, &bad,
+	    "an attestation needs a host and a state (admitted, refused, revoked, changed)");
 	bad = attestation("h3", TRUST_ATTEST_ADMITTED, 10);
 	STORE_CMD_ROW(&bad, struct trust_attestation)->measurement[3] = 'X';
 	assert_rejected(s, &bad, "a measurement is 64 lowercase hex digits (SHA-256)");

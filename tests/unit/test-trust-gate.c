@@ -288,6 +288,50 @@ static void test_raft_id_must_be_the_keys(void **state)
 	store_state_free(s);
 }
 
+static void unadmit(struct store_state *s, const char *host)
+{
+	struct store_cmd del = {.table = TRUST_ADMISSIONS, .op = STORE_DELETE};
+	snprintf(STORE_CMD_ROW(&del, struct trust_admission)->host, STORE_NAME_MAX, "%s", host);
+	apply(s, del);
+}
+
+/* A host whose own quote showed a new, untrusted measurement speaks no
+ * Raft while such hosts are fewer than half of the voters; when most
+ * voters are (an upgrade before its binary was trusted), all of them
+ * still do, so that the cluster keeps a leader to trust it on. */
+static void test_a_changed_host_speaks_no_raft_while_few(void **state)
+{
+	(void)state;
+	struct store_state *s = cluster();
+	member(s, 3, "h3");
+	admit(s, "h3", KEY_X);
+	attestation_key(s, "h3", TRUST_ATTEST_ADMITTED, KEY_X);
+	for (unsigned id = 1; id <= 3; id++) {
+		struct store_cmd c = {.table = STORE_MEMBERS, .op = STORE_PUT};
+		*STORE_CMD_ROW(&c, struct store_member) = *store_member_find(s, id);
+		STORE_CMD_ROW(&c, struct store_member)->role = STORE_ROLE_VOTER;
+		apply(s, c);
+	}
+	attestation_key(s, "h3", TRUST_ATTEST_CHANGED, KEY_X);
+	unadmit(s, "h3");
+	assert_int_equal(raft(s, KEY_X, 3, "whose measurement changed"), -EACCES);
+	assert_int_equal(raft(s, KEY_H1, 1, NULL), 0);
+	/* Merely refused (its measurement no longer trusted): it replicates. */
+	attestation_key(s, "h3", TRUST_ATTEST_REFUSED, KEY_X);
+	assert_int_equal(raft(s, KEY_X, 3, NULL), 0);
+	/* Two of three voters changed: none is cut off. */
+	attestation_key(s, "h3", TRUST_ATTEST_CHANGED, KEY_X);
+	attestation_key(s, "h2", TRUST_ATTEST_CHANGED, KEY_H2);
+	unadmit(s, "h2");
+	assert_int_equal(raft(s, KEY_X, 3, NULL), 0);
+	assert_int_equal(raft(s, KEY_H2, 2, NULL), 0);
+	/* Its join admits it again. */
+	attestation_key(s, "h2", TRUST_ATTEST_ADMITTED, KEY_H2);
+	admit(s, "h2", KEY_H2);
+	assert_int_equal(raft(s, KEY_X, 3, "whose measurement changed"), -EACCES);
+	store_state_free(s);
+}
+
 /* A replica that knows no member (a host joining, its store empty) hears
  * the cluster's Raft from any key; one that knows members refuses a key
  * never admitted, even when no admission is left. */
@@ -323,6 +367,7 @@ int main(void)
 	    cmocka_unit_test(test_revoked_and_removed_keys_are_not_heard),
 	    cmocka_unit_test(test_without_attestation_every_key_is_heard),
 	    cmocka_unit_test(test_raft_id_must_be_the_keys),
+	    cmocka_unit_test(test_a_changed_host_speaks_no_raft_while_few),
 	    cmocka_unit_test(test_empty_replica_judges_no_raft_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
