@@ -353,6 +353,11 @@ static void fence_close(struct raft_uv_transport *t, raft_uv_transport_close_cb 
 	f->tcp.close(&f->tcp, fence_tcp_closed);
 }
 
+static void pump_check_cb(uv_check_t *h)
+{
+	fence_pump(h->data);
+}
+
 int fence_init_transport(struct fence *f, uv_loop_t *loop)
 {
 	int r = raft_uv_tcp_init(&f->tcp, loop);
@@ -365,6 +370,13 @@ int fence_init_transport(struct fence *f, uv_loop_t *loop)
 	f->check = NULL;
 	f->pumped_ns = 0;
 	f->tcp.data = f;
+	f->pump_check = malloc(sizeof(*f->pump_check));
+	if (f->pump_check) {
+		uv_check_init(loop, f->pump_check);
+		f->pump_check->data = f;
+		uv_check_start(f->pump_check, pump_check_cb);
+		uv_unref((uv_handle_t *)f->pump_check);
+	}
 	f->t = (struct raft_uv_transport){.data = f,
 	                                  .init = fence_init,
 	                                  .listen = fence_listen,
@@ -391,5 +403,8 @@ void fence_pump(struct fence *f)
 
 void fence_close_transport(struct fence *f)
 {
+	if (f->pump_check)
+		uv_close((uv_handle_t *)f->pump_check, (uv_close_cb)free);
+	f->pump_check = NULL;
 	raft_uv_tcp_close(&f->tcp);
 }

@@ -345,7 +345,9 @@ void tls_proxy_pump(struct tls_proxy **head)
 	for (; p; p = next) {
 		next = p->next;
 		uv_os_fd_t fd;
-		if (!p->handed || p->closing || !p->inner_open || p->inner_paused ||
+		/* libraft's connections carry data one way: it writes on those
+		 * it dialled, and only reads those it accepted. */
+		if (p->server || !p->handed || p->closing || !p->inner_open || p->inner_paused ||
 		    uv_fileno((uv_handle_t *)&p->inner, &fd) < 0)
 			continue;
 		for (;;) {
