@@ -369,6 +369,7 @@ int fence_init_transport(struct fence *f, uv_loop_t *loop)
 	f->tls = NULL; /* plaintext until the owner gives an identity */
 	f->check = NULL;
 	f->pumped_ns = 0;
+	f->voters = NULL;
 	f->tcp.data = f;
 	f->pump_check = malloc(sizeof(*f->pump_check));
 	if (f->pump_check) {
@@ -390,6 +391,10 @@ int fence_recheck(struct fence *f)
 	return tls_proxy_recheck(&f->proxies);
 }
 
+/* More voters than `store.voters` allows (7) exist only for a moment of a
+ * membership change; beyond these, a voter's messages wait for the poll. */
+#define PUMP_VOTERS_MAX 16
+
 void fence_pump(struct fence *f)
 {
 	/* At most every 100 µs: a batch of entries applied at once needs one
@@ -398,7 +403,9 @@ void fence_pump(struct fence *f)
 	if (!f->proxies || now - f->pumped_ns < 100000)
 		return;
 	f->pumped_ns = now;
-	tls_proxy_pump(&f->proxies);
+	uint64_t ids[PUMP_VOTERS_MAX];
+	size_t n = f->voters ? f->voters(f->userdata, ids, PUMP_VOTERS_MAX) : 0;
+	tls_proxy_pump(&f->proxies, ids, n);
 }
 
 void fence_close_transport(struct fence *f)

@@ -33,7 +33,10 @@ struct fence {
 	int (*check)(void *userdata, const char *fp, uint64_t raft_id, char **ret_error);
 	struct tls_proxy *proxies; /* TLS connections, in their handshake or running */
 	uint64_t pumped_ns;        /* uv_hrtime() of the last fence_pump() */
-	uv_check_t *pump_check;    /* fence_pump() after each poll of the loop */
+	/* The voters' ids, at most @max (store_voters()): the connections
+	 * fence_pump() drains, since a commit waits only for them. */
+	size_t (*voters)(void *userdata, uint64_t *ids, size_t max);
+	uv_check_t *pump_check; /* fence_pump() after each poll of the loop */
 };
 
 /* Whether two hosts at generations @mine and @theirs may talk Raft: when
@@ -47,9 +50,9 @@ int fence_init_transport(struct fence *f, uv_loop_t *loop);
  * @check now refuses (a host revoked or removed). Returns how many. */
 int fence_recheck(struct fence *f);
 
-/* Forwards what libraft wrote to the TLS connections and the loop has not
- * read yet (tls_proxy_pump()), at most every 100 µs. The fence does it
- * itself at the end of each loop iteration. */
+/* Forwards what libraft wrote to the voters' TLS connections and the loop
+ * has not read yet (tls_proxy_pump()), at most every 100 µs. The fence
+ * does it itself at the end of each loop iteration. */
 void fence_pump(struct fence *f);
 
 /* Releases the TCP transport once libraft closed @f->t. */

@@ -102,6 +102,11 @@ static void fsm_corrupt(void *userdata, const char *why)
 
 /* ---- the Raft instance ---- */
 
+static size_t fence_voters(void *userdata, uint64_t *ids, size_t max)
+{
+	return store_voters(userdata, ids, max);
+}
+
 struct probe;
 
 static void raft_closed_cb(struct raft *r)
@@ -290,6 +295,7 @@ void store_start_raft(struct store *s)
 	s->fence.userdata = s;
 	s->fence.tls = ctl_tls_default();
 	s->fence.check = fence_check;
+	s->fence.voters = fence_voters;
 	what = "raft_uv_init";
 	if ((r = raft_uv_init(&s->io, s->loop, s->raft_dir, &s->fence.t)) != 0) {
 		fence_close_transport(&s->fence);

@@ -338,13 +338,23 @@ int tls_proxy_recheck(struct tls_proxy **head)
 	return closed;
 }
 
-void tls_proxy_pump(struct tls_proxy **head)
+static bool listed(uint64_t id, const uint64_t *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+void tls_proxy_pump(struct tls_proxy **head, const uint64_t *ids, size_t n_ids)
 {
 	struct tls_proxy *p = *head, *next;
 	char buf[16384];
 	for (; p; p = next) {
 		next = p->next;
 		uv_os_fd_t fd;
+		if (!listed(p->raft_id, ids, n_ids))
+			continue;
 		/* libraft's connections carry data one way: it writes on those
 		 * it dialled, and only reads those it accepted. */
 		if (p->server || !p->handed || p->closing || !p->inner_open || p->inner_paused ||

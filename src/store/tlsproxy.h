@@ -41,12 +41,12 @@ int tls_proxy_start(uv_loop_t *loop, struct ctl_tls *tls, uv_stream_t *tcp, bool
 int tls_proxy_recheck(struct tls_proxy **head);
 
 /* Forwards at once what libraft has written to the socketpairs of the
- * proxies on @head that dialled (libraft writes on no other) and the loop
- * has not read yet. The proxy otherwise reads them at the loop's next
- * poll, after whatever work the current callbacks do; the fence calls this
- * at the end of each loop iteration and around applying an entry
- * (docs/store.md). */
-void tls_proxy_pump(struct tls_proxy **head);
+ * proxies on @head that dialled (libraft writes on no other) one of the
+ * @n_ids servers @ids, and the loop has not read yet. The proxy otherwise
+ * reads them at the loop's next poll, after whatever work the current
+ * callbacks do; the fence calls this for the voters at the end of each
+ * loop iteration and around applying an entry (docs/store.md). */
+void tls_proxy_pump(struct tls_proxy **head, const uint64_t *ids, size_t n_ids);
 
 /* Closes every proxy on @head: one still in its handshake calls its @ready
  * with RAFT_CANCELED. */
