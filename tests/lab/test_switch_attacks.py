@@ -311,44 +311,26 @@ def probe_token(frame):
     return None
 
 
-# Run in the rogue's namespace: hears the first of the master's probes out
-# of its port and prints it in hex.
-HEAR_PROBE = r"""
+# Run in a namespace: prints in hex the first LLDP frame on IFNAME that
+# carries MARKER (hex) and goes in (or out) within SECONDS. Outgoing frames
+# reach only sockets of every protocol (ETH_P_ALL).
+HEAR_LLDP = r"""
 import socket, sys, time
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88cc))
-s.bind(("eth0", 0))
-s.settimeout(1)
-end = time.time() + float(sys.argv[1])
-while time.time() < end:
-    try:
-        f = s.recv(2048)
-    except socket.timeout:
-        continue
-    if bytes.fromhex("0ae77d01") in f:
-        print(f.hex())
-        sys.exit(0)
-sys.exit("no probe heard")
-"""
-
-# Run in a host's AEE namespace: the first signed announcement its agent
-# sends out of u0, in hex (what a tap on that wire would have recorded).
-# Outgoing frames reach only sockets of every protocol (ETH_P_ALL).
-HEAR_ANNOUNCEMENT = r"""
-import socket, sys, time
+ifname, marker, direction, seconds = sys.argv[1:5]
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-s.bind(("u0", 0))
+s.bind((ifname, 0))
 s.settimeout(1)
-end = time.time() + float(sys.argv[1])
+end = time.time() + float(seconds)
 while time.time() < end:
     try:
         f, addr = s.recvfrom(2048)
     except socket.timeout:
         continue
-    if addr[2] == socket.PACKET_OUTGOING and f[12:14] == b"\x88\xcc" and \
-            bytes.fromhex("0ae77d06") in f:
+    out = addr[2] == socket.PACKET_OUTGOING
+    if f[12:14] == b"\x88\xcc" and bytes.fromhex(marker) in f and out == (direction == "out"):
         print(f.hex())
         sys.exit(0)
-sys.exit("no signed announcement heard")
+sys.exit(f"no LLDP frame with {marker} heard going {direction} on {ifname}")
 """
 
 # Run in the rogue's namespace: sends the frames (hex) out of eth0, all of
@@ -406,8 +388,12 @@ def test_forged_lldp_moves_no_host_and_makes_no_link(make_lab):
     lab.lab("rogue", "up", "--switch", "1")
     mac = bytes.fromhex(lab.exec("rogue", "cat", "/sys/class/net/eth0/address")
                         .stdout.strip().replace(":", ""))
-    heard = bytes.fromhex(lab.exec("rogue", "python3", "-c", HEAR_PROBE, "10").stdout.strip())
-    recorded = lab.aee("h3", "python3", "-c", HEAR_ANNOUNCEMENT, "10").stdout.strip()
+    # The master's probe out of the rogue's port, and a signed announcement
+    # of h3 as a tap on h3's wire would record it.
+    heard = bytes.fromhex(lab.exec("rogue", "python3", "-c", HEAR_LLDP, "eth0", "0ae77d01",
+                                   "in", "10").stdout.strip())
+    recorded = lab.aee("h3", "python3", "-c", HEAR_LLDP, "u0", "0ae77d06", "out",
+                       "10").stdout.strip()
     # Checked last, so that a master whose probes carry no token fails on
     # what the forgeries did rather than here.
     token = probe_token(heard)
