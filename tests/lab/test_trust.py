@@ -147,6 +147,44 @@ def test_removing_a_trusted_digest_closes_the_ports_of_its_hosts(make_lab):
     run_and_expect(lambda: pings(lab, "h2", "10.77.1.3"), timeout=10, what="h2 reaches h3")
 
 
+# Refuses Raft (port 7700) both ways in an AEE, and nothing else.
+BLOCK_RAFT = """
+table inet ettm_test_block {
+    chain in { type filter hook input priority -10; tcp dport 7700 reject with tcp reset; tcp sport 7700 reject with tcp reset; }
+    chain out { type filter hook output priority -10; tcp dport 7700 reject with tcp reset; tcp sport 7700 reject with tcp reset; }
+}
+"""
+
+
+def test_a_host_cut_off_while_revoked_and_admitted_rejoins(make_lab):
+    """h3's Raft is cut (its peer API is not) while the admin revokes it,
+    admits it again and the store commits more: once its Raft is back, it
+    hears what its replica missed up to its revocation, attests again, is
+    admitted, and catches up with the rest."""
+    lab = make_lab(3)
+    stamp = hosts(lab)["h3"]["attested_ms"]
+    path = os.path.join(RUN_ROOT, lab.prefix, "block-raft.nft")
+    with open(path, "w") as f:
+        f.write(BLOCK_RAFT)
+    lab.aee("h3", "nft", "-f", path)
+    try:
+        lab.ctl("h1", "hosts", "revoke", "h3")
+        run_and_expect(lambda: state_of(lab, "h3") == "revoked", timeout=5, what="h3 revoked")
+        lab.ctl("h1", "hosts", "admit", "h3")
+        run_and_expect(lambda: state_of(lab, "h3") != "revoked", timeout=5,
+                       what="h3 may attest again")
+        leader = lab.ctl_json("h1", "cluster")["leader"]
+        lab.ctl(leader, "trust", "add", "cd" * 32, "--note", "written while h3 is cut off")
+    finally:
+        lab.aee("h3", "nft", "delete", "table", "inet", "ettm_test_block")
+    run_and_expect(lambda: state_of(lab, "h3") == "admitted" and
+                   hosts(lab)["h3"]["attested_ms"] > stamp, timeout=20, what="h3 admitted")
+    run_and_expect(lambda: "cd" * 32 in [t["digest"] for t in
+                                         lab.ctl_json("h3", "trust")["trusted"]],
+                   timeout=15, what="h3 caught up")
+    run_and_expect(lambda: pings(lab, "h3", "10.77.1.1"), timeout=10, what="h3 reaches h1")
+
+
 def test_a_tpm_reset_forces_reattestation(make_lab):
     lab = make_lab(3)
     before = lab.ctl_json("h2", "status")["trust"]["reset_count"]
