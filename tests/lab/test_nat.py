@@ -58,19 +58,23 @@ class Server:
 # http.server with room for many connections at once (its default backlog
 # is 5), logging each request's client address and port.
 HTTP_SERVER = """
-import functools, http.server, sys
+import functools, http.server, sys, time
 class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 512
 class Handler(http.server.SimpleHTTPRequestHandler):
     def address_string(self):
         return "%s:%d" % self.client_address
+    def do_GET(self):
+        time.sleep(float(sys.argv[4]))
+        super().do_GET()
 handler = functools.partial(Handler, directory=sys.argv[3])
 http.server.test(HandlerClass=handler, ServerClass=Server, port=int(sys.argv[2]), bind=sys.argv[1])
 """
 
 
-def http_server(lab, name, addr, port, directory):
-    s = Server(lab, name, PY, "-u", "-c", HTTP_SERVER, addr, str(port), directory)
+def http_server(lab, name, addr, port, directory, delay=0):
+    """A web server in namespace name; it answers each request after delay seconds."""
+    s = Server(lab, name, PY, "-u", "-c", HTTP_SERVER, addr, str(port), directory, str(delay))
     deadline = time.time() + 30
     while True:
         listening = lab.exec(name, "ss", "-ltn").stdout
@@ -116,11 +120,14 @@ def test_every_guest_fetches_a_page_as_the_public_address(make_lab, tmp_path):
 def test_parallel_connections_get_distinct_ports_inside_their_blocks(make_lab, tmp_path):
     lab = nat_lab(make_lab)
     (tmp_path / "index.html").write_text("x\n")
-    srv = http_server(lab, "isp", SERVER, 80, str(tmp_path))
+    # The server holds each request for 3 s, so that the connections are open
+    # at once: a guest may reuse a port of its own closed connection, and the
+    # server would see that port twice without any fault of the NAT.
+    srv = http_server(lab, "isp", SERVER, 80, str(tmp_path), delay=3)
     per_host = 20
     try:
         procs = [lab.popen(h, "sh", "-c",
-                           f"for i in $(seq {per_host}); do curl -s -m 5 -o /dev/null "
+                           f"for i in $(seq {per_host}); do curl -s -m 10 -o /dev/null "
                            f"http://{SERVER}/ & done; wait") for h in ("h1", "h2", "h3")]
         for p in procs:
             p.communicate(timeout=60)
