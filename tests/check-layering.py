@@ -45,6 +45,7 @@ USES = {
     'devices': ['service', 'switch', 'switch-tables', 'trust-tables', 'store', 'datapath',
                 'openflow', 'api', 'lib'],
     'labels': ['service', 'store', 'api', 'lib'],
+    'policy': ['service', 'switch-tables', 'store', 'datapath', 'api', 'lib'],
     'control': ['service', 'store', 'datapath', 'api', 'lib'],
     'config': ['lib'],
     # The daemon starts and wires every module.

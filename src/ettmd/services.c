@@ -11,6 +11,7 @@
 #include "services/devices/devices.h"
 #include "services/labels/labels.h"
 #include "services/nat/nat.h"
+#include "services/policy/policy.h"
 #include "store/store.h"
 #include "switch/switch.h"
 #include "trust/attest.h"
@@ -22,5 +23,6 @@ const struct svc_entry ettmd_services[] = {
     {&control_service, OPTIONS(sw)},    {&trust_service, OPTIONS(trust)},
     {&switch_service, OPTIONS(sw)},
     {&devices_service, OPTIONS(store)}, {&nat_service, OPTIONS(nat)},
-    {&labels_service, SVC_NO_OPTIONS},  {NULL},
+    {&policy_service, SVC_NO_OPTIONS},  {&labels_service, SVC_NO_OPTIONS},
+    {NULL},
 };

@@ -1,0 +1,745 @@
+/* The policy language (policy.h, docs/policy.md): a line-oriented
+ * lexer and a recursive-descent parser. The first error stops the parse
+ * and names FILE:LINE:COLUMN and what was expected there; nothing of a
+ * file with an error is kept. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/array.h"
+#include "lib/error.h"
+#include "policy.h"
+
+/* The longest word the lexer takes; longer is an error, not a cut. */
+#define WORD_MAX 64
+
+enum tok_kind { TOK_WORD, TOK_COMMA, TOK_EQUALS, TOK_END /* of the line */, TOK_BAD };
+
+struct tok {
+	enum tok_kind kind;
+	struct policy_pos pos;
+	char text[WORD_MAX];
+};
+
+struct parser {
+	const char *file;
+	const struct policy_net *net;
+	struct policy *p;
+	const char *line; /* the current line, and its end */
+	const char *line_end;
+	const char *at; /* the next character to read */
+	unsigned lineno;
+	struct tok tok; /* the current token */
+	char *error;
+	int status;
+};
+
+static const char *const keywords[] = {
+    "allow", "deny",  "from",    "to",   "except", "default",  "outbound", "inbound", "group",
+    "service", "expect", "any", "lan", "internet", "tcp", "udp",      "icmp",    NULL,
+};
+
+static bool is_keyword(const char *w)
+{
+	for (size_t i = 0; keywords[i]; i++)
+		if (strcmp(keywords[i], w) == 0)
+			return true;
+	return false;
+}
+
+static bool word_char(char c)
+{
+	return isalnum((unsigned char)c) || strchr("_.-/:", c);
+}
+
+static int fail(struct parser *ps, struct policy_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct parser *ps, struct policy_pos pos, const char *fmt, ...)
+{
+	if (ps->status)
+		return ps->status;
+	char what[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	ps->status = error_set(&ps->error, -EINVAL, "%s:%u:%u: %s", ps->file, pos.line, pos.col, what);
+	return ps->status;
+}
+
+/* What the current token is, for "expected X, found Y". */
+static const char *found(const struct tok *t, char buf[WORD_MAX + 2])
+{
+	switch (t->kind) {
+	case TOK_WORD:
+		snprintf(buf, WORD_MAX + 2, "\"%s\"", t->text);
+		return buf;
+	case TOK_COMMA:
+		return "\",\"";
+	case TOK_EQUALS:
+		return "\"=\"";
+	case TOK_END:
+		return "the end of the line";
+	default:
+		return "a character the language does not use";
+	}
+}
+
+static void next(struct parser *ps)
+{
+	while (ps->at < ps->line_end && (*ps->at == ' ' || *ps->at == '\t'))
+		ps->at++;
+	struct tok *t = &ps->tok;
+	t->pos = (struct policy_pos){ps->lineno, (unsigned)(ps->at - ps->line) + 1};
+	t->text[0] = '\0';
+	if (ps->at == ps->line_end || *ps->at == '#' || *ps->at == '\r') {
+		t->kind = TOK_END;
+		return;
+	}
+	char c = *ps->at;
+	if (c == ',' || c == '=') {
+		t->kind = c == ',' ? TOK_COMMA : TOK_EQUALS;
+		ps->at++;
+		return;
+	}
+	if (!word_char(c)) {
+		t->kind = TOK_BAD;
+		return;
+	}
+	const char *start = ps->at;
+	while (ps->at < ps->line_end && word_char(*ps->at))
+		ps->at++;
+	size_t n = (size_t)(ps->at - start);
+	if (n >= WORD_MAX) {
+		fail(ps, t->pos, "a word longer than %d characters", WORD_MAX - 1);
+		t->kind = TOK_BAD;
+		return;
+	}
+	memcpy(t->text, start, n);
+	t->text[n] = '\0';
+	t->kind = TOK_WORD;
+}
+
+static bool at_word(const struct parser *ps, const char *w)
+{
+	return ps->tok.kind == TOK_WORD && strcmp(ps->tok.text, w) == 0;
+}
+
+static int expected(struct parser *ps, const char *what)
+{
+	char buf[WORD_MAX + 2];
+	return fail(ps, ps->tok.pos, "expected %s, found %s", what, found(&ps->tok, buf));
+}
+
+static int expect_word(struct parser *ps, const char *w)
+{
+	if (!at_word(ps, w)) {
+		char what[WORD_MAX + 4];
+		snprintf(what, sizeof(what), "\"%s\"", w);
+		return expected(ps, what);
+	}
+	next(ps);
+	return 0;
+}
+
+static int expect_word_equals(struct parser *ps)
+{
+	if (ps->tok.kind != TOK_EQUALS)
+		return expected(ps, "\"=\"");
+	next(ps);
+	return 0;
+}
+
+static int expect_end(struct parser *ps)
+{
+	return ps->tok.kind == TOK_END ? 0 : expected(ps, "the end of the line");
+}
+
+static int oom(struct parser *ps)
+{
+	if (!ps->status)
+		ps->status = -ENOMEM;
+	return ps->status;
+}
+
+/* ---- names ---- */
+
+static const struct policy_group *find_group(const struct policy *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_groups; i++)
+		if (strcmp(p->groups[i].name, name) == 0)
+			return &p->groups[i];
+	return NULL;
+}
+
+static const struct policy_service *find_service(const struct policy *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_services; i++)
+		if (strcmp(p->services[i].name, name) == 0)
+			return &p->services[i];
+	return NULL;
+}
+
+const struct policy_host *policy_net_host(const struct policy_net *net, const char *name)
+{
+	for (size_t i = 0; i < net->n_hosts; i++)
+		if (strcmp(net->hosts[i].name, name) == 0)
+			return &net->hosts[i];
+	return NULL;
+}
+
+/* A name a definition may take: not a keyword, a host, a group or a
+ * service, so that every word of a rule means one thing. */
+static int new_name(struct parser *ps, char out[STORE_NAME_MAX])
+{
+	if (ps->tok.kind != TOK_WORD)
+		return expected(ps, "a name");
+	const char *w = ps->tok.text;
+	struct policy_pos pos = ps->tok.pos;
+	if (is_keyword(w))
+		return fail(ps, pos, "\"%s\" is a word of the language, not a name", w);
+	if (strlen(w) >= STORE_NAME_MAX)
+		return fail(ps, pos, "a name is at most %d characters", STORE_NAME_MAX - 1);
+	if (!isalpha((unsigned char)w[0]) || strchr(w, '/') || strchr(w, ':'))
+		return fail(ps, pos, "a name begins with a letter and has no '/' or ':'");
+	const struct policy_group *g = find_group(ps->p, w);
+	const struct policy_service *s = find_service(ps->p, w);
+	if (policy_net_host(ps->net, w))
+		return fail(ps, pos, "\"%s\" is a host of the network", w);
+	if (g)
+		return fail(ps, pos, "group \"%s\" is defined already, at line %u", w, g->pos.line);
+	if (s)
+		return fail(ps, pos, "service \"%s\" is defined already, at line %u", w, s->pos.line);
+	strcpy(out, w);
+	next(ps);
+	return 0;
+}
+
+/* ---- ends ---- */
+
+/* "10.77.1.5" or "198.51.100.0/24"; false when @w is not one. */
+static bool parse_prefix(const char *w, uint32_t *ret_addr, uint32_t *ret_mask, bool *ret_bad_len)
+{
+	char buf[WORD_MAX];
+	snprintf(buf, sizeof(buf), "%s", w);
+	char *slash = strchr(buf, '/');
+	unsigned len = 32;
+	*ret_bad_len = false;
+	if (slash) {
+		*slash = '\0';
+		char *endp;
+		unsigned long l = strtoul(slash + 1, &endp, 10);
+		if (!isdigit((unsigned char)slash[1]) || *endp || l > 32) {
+			*ret_bad_len = true;
+			return false;
+		}
+		len = (unsigned)l;
+	}
+	struct in_addr a;
+	if (inet_pton(AF_INET, buf, &a) != 1)
+		return false;
+	uint32_t mask = len ? htonl(~0u << (32 - len)) : 0;
+	*ret_addr = a.s_addr & mask;
+	*ret_mask = mask;
+	return true;
+}
+
+static int push_end(struct parser *ps, struct policy_end **v, size_t *n, size_t *cap,
+                    const struct policy_end *e)
+{
+	if (array_reserve((void **)v, cap, *n + 1, sizeof(**v)) < 0)
+		return oom(ps);
+	(*v)[(*n)++] = *e;
+	return 0;
+}
+
+/* One end of a list, groups expanded into it. */
+static int end_item(struct parser *ps, struct policy_end **v, size_t *n, size_t *cap,
+                    bool groups_only)
+{
+	if (ps->tok.kind != TOK_WORD)
+		return expected(ps, groups_only ? "a host, a group or an address"
+		                                : "any, lan, internet, a host, a group or an address");
+	const char *w = ps->tok.text;
+	struct policy_end e = {0};
+	bool bad_len;
+	const struct policy_group *g;
+	if (!groups_only && strcmp(w, "any") == 0) {
+		e.kind = POLICY_END_ANY;
+	} else if (!groups_only && strcmp(w, "lan") == 0) {
+		e.kind = POLICY_END_LAN;
+	} else if (!groups_only && strcmp(w, "internet") == 0) {
+		e.kind = POLICY_END_INTERNET;
+	} else if (policy_net_host(ps->net, w)) {
+		e.kind = POLICY_END_HOST;
+		snprintf(e.host, sizeof(e.host), "%.*s", STORE_NAME_MAX - 1, w);
+	} else if ((g = find_group(ps->p, w))) {
+		for (size_t i = 0; i < g->side.n; i++)
+			if (push_end(ps, v, n, cap, &g->side.v[i]) < 0)
+				return ps->status;
+		next(ps);
+		return 0;
+	} else if (parse_prefix(w, &e.addr, &e.mask, &bad_len)) {
+		e.kind = POLICY_END_PREFIX;
+	} else if (bad_len) {
+		return fail(ps, ps->tok.pos, "a prefix length is 0 to 32, in \"%s\"", w);
+	} else if (is_keyword(w)) {
+		return expected(ps, groups_only ? "a host, a group or an address"
+		                                : "any, lan, internet, a host, a group or an address");
+	} else if (find_service(ps->p, w)) {
+		return fail(ps, ps->tok.pos, "\"%s\" is a service, where a host or group was expected",
+		            w);
+	} else if (ps->net->departed_hosts && strlen(w) < STORE_NAME_MAX) {
+		e.kind = POLICY_END_HOST;
+		snprintf(e.host, sizeof(e.host), "%.*s", STORE_NAME_MAX - 1, w);
+	} else {
+		return fail(ps, ps->tok.pos, "unknown host or group \"%s\"", w);
+	}
+	next(ps);
+	return push_end(ps, v, n, cap, &e);
+}
+
+/* Whether the current word begins a service: tcp/udp/icmp or a service's name. */
+static bool at_port(const struct parser *ps)
+{
+	if (ps->tok.kind != TOK_WORD)
+		return false;
+	const char *w = ps->tok.text;
+	return !strncmp(w, "tcp", 3) || !strncmp(w, "udp", 3) || !strcmp(w, "icmp") ||
+	       find_service(ps->p, w);
+}
+
+/* END {, END} [except END {, END}] */
+static int side(struct parser *ps, struct policy_side *s)
+{
+	if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
+		return ps->status;
+	while (ps->tok.kind == TOK_COMMA) {
+		next(ps);
+		if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
+			return ps->status;
+	}
+	if (!at_word(ps, "except"))
+		return 0;
+	next(ps);
+	if (end_item(ps, &s->except, &s->n_except, &s->cap_except, false) < 0)
+		return ps->status;
+	while (ps->tok.kind == TOK_COMMA) {
+		next(ps);
+		if (end_item(ps, &s->except, &s->n_except, &s->cap_except, false) < 0)
+			return ps->status;
+	}
+	return 0;
+}
+
+/* ---- services ---- */
+
+static int push_port(struct parser *ps, struct policy_port **v, size_t *n, size_t *cap,
+                     struct policy_port pt)
+{
+	if (array_reserve((void **)v, cap, *n + 1, sizeof(**v)) < 0)
+		return oom(ps);
+	(*v)[(*n)++] = pt;
+	return 0;
+}
+
+static bool parse_number(const char *s, const char *end, unsigned long max, unsigned long *ret)
+{
+	if (s == end || end - s > 5)
+		return false;
+	unsigned long v = 0;
+	for (const char *c = s; c < end; c++) {
+		if (!isdigit((unsigned char)*c))
+			return false;
+		v = v * 10 + (unsigned long)(*c - '0');
+	}
+	if (v > max)
+		return false;
+	*ret = v;
+	return true;
+}
+
+/* "tcp/22", "udp/5000-5010", "tcp", "icmp"; false when @w is none. */
+static bool parse_port_word(const char *w, struct policy_port *ret, bool *ret_bad)
+{
+	*ret_bad = false;
+	const char *slash = strchr(w, '/');
+	size_t plen = slash ? (size_t)(slash - w) : strlen(w);
+	struct policy_port pt = {.lo = 0, .hi = 65535};
+	if (plen == 3 && !strncmp(w, "tcp", 3))
+		pt.proto = POLICY_PROTO_TCP;
+	else if (plen == 3 && !strncmp(w, "udp", 3))
+		pt.proto = POLICY_PROTO_UDP;
+	else if (plen == 4 && !strncmp(w, "icmp", 4))
+		pt.proto = POLICY_PROTO_ICMP;
+	else
+		return false;
+	if (slash) {
+		*ret_bad = true;
+		if (pt.proto == POLICY_PROTO_ICMP)
+			return false;
+		const char *dash = strchr(slash + 1, '-');
+		const char *end = slash + 1 + strlen(slash + 1);
+		unsigned long lo, hi;
+		if (!parse_number(slash + 1, dash ? dash : end, 65535, &lo))
+			return false;
+		hi = lo;
+		if (dash && !parse_number(dash + 1, end, 65535, &hi))
+			return false;
+		if (lo == 0 || hi < lo)
+			return false;
+		pt.lo = (uint16_t)lo;
+		pt.hi = (uint16_t)hi;
+		*ret_bad = false;
+	}
+	*ret = pt;
+	return true;
+}
+
+static int port_item(struct parser *ps, struct policy_port **v, size_t *n, size_t *cap)
+{
+	if (ps->tok.kind != TOK_WORD)
+		return expected(ps, "a service (tcp/PORT, udp/PORT, icmp or a service's name)");
+	const char *w = ps->tok.text;
+	struct policy_port pt;
+	bool bad;
+	const struct policy_service *s;
+	if (parse_port_word(w, &pt, &bad)) {
+		next(ps);
+		return push_port(ps, v, n, cap, pt);
+	}
+	if (bad)
+		return fail(ps, ps->tok.pos,
+		            "expected tcp/PORT or udp/PORT or a range LO-HI of ports 1 to 65535, "
+		            "found \"%s\"",
+		            w);
+	if ((s = find_service(ps->p, w))) {
+		for (size_t i = 0; i < s->n_ports; i++)
+			if (push_port(ps, v, n, cap, s->ports[i]) < 0)
+				return ps->status;
+		next(ps);
+		return 0;
+	}
+	return fail(ps, ps->tok.pos, "unknown service \"%s\"", w);
+}
+
+static int port_list(struct parser *ps, struct policy_port **v, size_t *n, size_t *cap)
+{
+	if (port_item(ps, v, n, cap) < 0)
+		return ps->status;
+	while (ps->tok.kind == TOK_COMMA) {
+		next(ps);
+		if (port_item(ps, v, n, cap) < 0)
+			return ps->status;
+	}
+	return 0;
+}
+
+/* ---- statements ---- */
+
+static int allow_deny(struct parser *ps, bool *ret)
+{
+	if (at_word(ps, "allow") || at_word(ps, "deny")) {
+		*ret = at_word(ps, "allow");
+		next(ps);
+		return 0;
+	}
+	return expected(ps, "allow or deny");
+}
+
+static int stmt_default(struct parser *ps)
+{
+	struct policy *p = ps->p;
+	struct policy_pos pos = ps->tok.pos;
+	next(ps);
+	bool out;
+	if (at_word(ps, "outbound") || at_word(ps, "inbound"))
+		out = at_word(ps, "outbound");
+	else
+		return expected(ps, "outbound or inbound");
+	next(ps);
+	if ((out && p->has_outbound) || (!out && p->has_inbound))
+		return fail(ps, pos, "the default %s is stated twice", out ? "outbound" : "inbound");
+	bool allow;
+	if (allow_deny(ps, &allow) < 0)
+		return ps->status;
+	if (out) {
+		p->has_outbound = true;
+		p->outbound_allow = allow;
+	} else {
+		p->has_inbound = true;
+		p->inbound_allow = allow;
+	}
+	return expect_end(ps);
+}
+
+static int stmt_group(struct parser *ps)
+{
+	struct policy *p = ps->p;
+	struct policy_group g = {.pos = ps->tok.pos};
+	next(ps);
+	if (new_name(ps, g.name) < 0 || expect_word_equals(ps) < 0)
+		return ps->status;
+	int r = end_item(ps, &g.side.v, &g.side.n, &g.side.cap, true);
+	while (r == 0 && ps->tok.kind == TOK_COMMA) {
+		next(ps);
+		r = end_item(ps, &g.side.v, &g.side.n, &g.side.cap, true);
+	}
+	if (r == 0)
+		r = expect_end(ps);
+	if (r == 0 && ARRAY_RESERVE(p->groups, p->cap_groups, p->n_groups + 1) < 0)
+		r = oom(ps);
+	if (r < 0) {
+		free(g.side.v);
+		return r;
+	}
+	p->groups[p->n_groups++] = g;
+	return 0;
+}
+
+static int stmt_service(struct parser *ps)
+{
+	struct policy *p = ps->p;
+	struct policy_service s = {.pos = ps->tok.pos};
+	next(ps);
+	int r = new_name(ps, s.name);
+	if (r == 0)
+		r = expect_word_equals(ps);
+	if (r == 0)
+		r = port_list(ps, &s.ports, &s.n_ports, &s.cap_ports);
+	if (r == 0)
+		r = expect_end(ps);
+	if (r == 0 && ARRAY_RESERVE(p->services, p->cap_services, p->n_services + 1) < 0)
+		r = oom(ps);
+	if (r < 0) {
+		free(s.ports);
+		return r;
+	}
+	p->services[p->n_services++] = s;
+	return 0;
+}
+
+static void side_free(struct policy_side *s)
+{
+	free(s->v);
+	free(s->except);
+	*s = (struct policy_side){0};
+}
+
+static void rule_free(struct policy_rule *r)
+{
+	side_free(&r->from);
+	side_free(&r->to);
+	free(r->ports);
+	r->ports = NULL;
+	free(r->text);
+	r->text = NULL;
+}
+
+/* The statement from @pos to where the parser stands, trailing blanks
+ * cut, newly allocated (NULL when that failed). */
+static char *statement_text(const struct parser *ps, struct policy_pos pos)
+{
+	const char *start = ps->line + (pos.col - 1);
+	size_t len = (size_t)(ps->at - start);
+	while (len && strchr(" \t\r", start[len - 1]))
+		len--;
+	return strndup(start, len);
+}
+
+/* allow|deny from SIDE to SIDE [SERVICES] */
+static int stmt_rule(struct parser *ps)
+{
+	struct policy *p = ps->p;
+	struct policy_rule rule = {.pos = ps->tok.pos};
+	int r = allow_deny(ps, &rule.allow);
+	if (r == 0)
+		r = expect_word(ps, "from");
+	if (r == 0)
+		r = side(ps, &rule.from);
+	if (r == 0)
+		r = expect_word(ps, "to");
+	if (r == 0)
+		r = side(ps, &rule.to);
+	if (r == 0 && at_port(ps))
+		r = port_list(ps, &rule.ports, &rule.n_ports, &rule.cap_ports);
+	if (r == 0 && ps->tok.kind != TOK_END)
+		r = expected(ps, "a service (tcp/PORT, udp/PORT, icmp or a service's name), \",\", "
+		                 "except, or the end of the line");
+	if (r == 0 && !(rule.text = statement_text(ps, rule.pos)))
+		r = oom(ps);
+	if (r == 0 && ARRAY_RESERVE(p->rules, p->cap_rules, p->n_rules + 1) < 0)
+		r = oom(ps);
+	if (r < 0) {
+		rule_free(&rule);
+		return r;
+	}
+	p->rules[p->n_rules++] = rule;
+	return 0;
+}
+
+/* One end of an expected flow: a host, an address, or internet. */
+static int flow_end(struct parser *ps, struct policy_end *ret)
+{
+	if (ps->tok.kind != TOK_WORD)
+		return expected(ps, "a host, an address or internet");
+	const char *w = ps->tok.text;
+	bool bad_len;
+	*ret = (struct policy_end){0};
+	if (strcmp(w, "internet") == 0) {
+		ret->kind = POLICY_END_INTERNET;
+	} else if (policy_net_host(ps->net, w)) {
+		ret->kind = POLICY_END_HOST;
+		snprintf(ret->host, sizeof(ret->host), "%.*s", STORE_NAME_MAX - 1, w);
+	} else if (parse_prefix(w, &ret->addr, &ret->mask, &bad_len) && ret->mask == 0xffffffffu) {
+		ret->kind = POLICY_END_PREFIX;
+	} else if (find_group(ps->p, w)) {
+		return fail(ps, ps->tok.pos, "an expected flow names one host, not the group \"%s\"",
+		            w);
+	} else {
+		return fail(ps, ps->tok.pos, "expected a host, an address or internet, found \"%s\"", w);
+	}
+	next(ps);
+	return 0;
+}
+
+static int flow_port(struct parser *ps, struct policy_port *ret)
+{
+	struct policy_port *v = NULL;
+	size_t n = 0, cap = 0;
+	struct policy_pos pos = ps->tok.pos;
+	int r = port_item(ps, &v, &n, &cap);
+	if (r == 0 && (n != 1 || (v[0].proto != POLICY_PROTO_ICMP && v[0].lo != v[0].hi)))
+		r = fail(ps, pos, "an expected flow names one protocol and port, e.g. tcp/22");
+	if (r == 0)
+		*ret = v[0];
+	free(v);
+	return r;
+}
+
+/* expect allow|deny FROM TO SERVICE */
+static int stmt_expect(struct parser *ps)
+{
+	struct policy *p = ps->p;
+	struct policy_expect e = {.pos = ps->tok.pos};
+	next(ps);
+	int r = allow_deny(ps, &e.allow);
+	if (r == 0)
+		r = flow_end(ps, &e.flow.from);
+	if (r == 0)
+		r = flow_end(ps, &e.flow.to);
+	if (r == 0)
+		r = flow_port(ps, &e.flow.port);
+	if (r == 0)
+		r = expect_end(ps);
+	if (r == 0 && ARRAY_RESERVE(p->expects, p->cap_expects, p->n_expects + 1) < 0)
+		r = oom(ps);
+	if (r == 0 && !(e.text = statement_text(ps, e.pos)))
+		r = oom(ps);
+	if (r < 0)
+		return r;
+	p->expects[p->n_expects++] = e;
+	return 0;
+}
+
+static int statement(struct parser *ps)
+{
+	if (ps->tok.kind == TOK_END)
+		return 0;
+	if (at_word(ps, "default"))
+		return stmt_default(ps);
+	if (at_word(ps, "group"))
+		return stmt_group(ps);
+	if (at_word(ps, "service"))
+		return stmt_service(ps);
+	if (at_word(ps, "allow") || at_word(ps, "deny"))
+		return stmt_rule(ps);
+	if (at_word(ps, "expect"))
+		return stmt_expect(ps);
+	return expected(ps, "allow, deny, default, group, service or expect");
+}
+
+void policy_free(struct policy *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n_rules; i++)
+		rule_free(&p->rules[i]);
+	free(p->rules);
+	for (size_t i = 0; i < p->n_expects; i++)
+		free(p->expects[i].text);
+	free(p->expects);
+	for (size_t i = 0; i < p->n_groups; i++)
+		side_free(&p->groups[i].side);
+	free(p->groups);
+	for (size_t i = 0; i < p->n_services; i++)
+		free(p->services[i].ports);
+	free(p->services);
+	memset(p, 0, sizeof(*p));
+}
+
+int policy_parse(const char *text, const char *file, const struct policy_net *net,
+                 struct policy *ret, char **ret_error)
+{
+	struct policy p = {0};
+	struct parser ps = {.file = file, .net = net, .p = &p};
+	const char *end = text + strlen(text);
+	for (const char *line = text; line < end && ps.status == 0;) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		ps.line = line;
+		ps.line_end = nl ? nl : end;
+		ps.at = line;
+		ps.lineno++;
+		next(&ps);
+		if (ps.status == 0)
+			statement(&ps);
+		line = nl ? nl + 1 : end;
+	}
+	if (ps.status == 0 && (!p.has_outbound || !p.has_inbound))
+		fail(&ps, (struct policy_pos){ps.lineno ? ps.lineno : 1, 1},
+		     "the file states no \"default %s allow\" or \"default %s deny\"",
+		     p.has_outbound ? "inbound" : "outbound", p.has_outbound ? "inbound" : "outbound");
+	if (ps.status < 0) {
+		policy_free(&p);
+		if (ret_error && ps.error)
+			*ret_error = ps.error;
+		else
+			free(ps.error);
+		return ps.status;
+	}
+	*ret = p;
+	return 0;
+}
+
+int policy_flow_parse(const char *from, const char *to, const char *service,
+                      const struct policy_net *net, struct policy_flow *ret, char **ret_error)
+{
+	struct policy none = {0};
+	char line[3 * WORD_MAX + 4];
+	if (strlen(from) >= WORD_MAX || strlen(to) >= WORD_MAX || strlen(service) >= WORD_MAX ||
+	    strpbrk(from, " \t\n,=#") || strpbrk(to, " \t\n,=#") || strpbrk(service, " \t\n,=#"))
+		return error_set(ret_error, -EINVAL, "a flow is FROM TO SERVICE, one word each");
+	snprintf(line, sizeof(line), "%s %s %s", from, to, service);
+	struct parser ps = {.file = "flow", .net = net, .p = &none};
+	ps.line = ps.at = line;
+	ps.line_end = line + strlen(line);
+	ps.lineno = 1;
+	next(&ps);
+	struct policy_flow f = {0};
+	if (flow_end(&ps, &f.from) == 0 && flow_end(&ps, &f.to) == 0 && flow_port(&ps, &f.port) == 0)
+		expect_end(&ps);
+	if (ps.status < 0) {
+		if (ret_error && ps.error)
+			*ret_error = ps.error;
+		else
+			free(ps.error);
+		return ps.status;
+	}
+	*ret = f;
+	return 0;
+}

@@ -1,0 +1,199 @@
+/* Policy (docs/policy.md): the admin's rules for what may talk to what, in
+ * a file for people; every AEE compiles the network's one policy for its
+ * own guest, both directions, into its nftables table.
+ *
+ * The language: named groups of hosts, named services (protocol and
+ * ports), the ends `any`, `lan` and `internet`, address literals, rules
+ * `allow` / `deny` from ENDS to ENDS [SERVICES], with `except`, judged
+ * top to bottom (the first rule that matches a flow decides it), the two
+ * defaults (`default outbound` for what a guest begins, `default inbound`
+ * for what reaches a guest), and `expect` lines, tests that must hold
+ * before the file is applied.
+ *
+ * Parsing, judging (for `expect` and `explain`) and compiling are pure
+ * functions of the text and a view of the network (struct policy_net), so
+ * the three agree by construction and are tested without root. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store/tables.h"
+
+struct dp_fragment;
+
+/* ---- the network as the policy sees it ---- */
+
+struct policy_host {
+	char name[STORE_NAME_MAX];
+	uint32_t guest_addr; /* network byte order; 0: not located yet */
+};
+
+struct policy_net {
+	uint32_t lan_addr, lan_mask; /* network byte order: the managed network */
+	size_t n_hosts;
+	const struct policy_host *hosts;
+	/* Enforcing a policy applied earlier: a name that is no host, group or
+	 * service any more is a host that has left (it matches nothing), not
+	 * an error. */
+	bool departed_hosts;
+};
+
+/* The host named @name in @net, or NULL. */
+const struct policy_host *policy_net_host(const struct policy_net *net, const char *name);
+
+/* ---- the parsed policy ---- */
+
+/* Where a construct is in the file: line and column, from 1. */
+struct policy_pos {
+	unsigned line, col;
+};
+
+enum policy_end_kind {
+	POLICY_END_ANY,
+	POLICY_END_LAN,      /* the managed network's prefix */
+	POLICY_END_INTERNET, /* everything outside it */
+	POLICY_END_HOST,     /* a managed host: its guest */
+	POLICY_END_PREFIX,   /* an address or prefix */
+};
+
+struct policy_end {
+	enum policy_end_kind kind;
+	char host[STORE_NAME_MAX];
+	uint32_t addr, mask; /* network byte order; POLICY_END_PREFIX */
+};
+
+/* A list of ends, groups expanded, and what it excludes. */
+struct policy_side {
+	size_t n, cap;
+	struct policy_end *v;
+	size_t n_except, cap_except;
+	struct policy_end *except;
+};
+
+enum { POLICY_PROTO_ANY = 0, POLICY_PROTO_ICMP = 1, POLICY_PROTO_TCP = 6, POLICY_PROTO_UDP = 17 };
+
+/* tcp/80, udp/5000-5010, tcp (every port), icmp. */
+struct policy_port {
+	uint8_t proto;
+	uint16_t lo, hi; /* 0..65535 when the line named no port */
+};
+
+struct policy_rule {
+	struct policy_pos pos;
+	bool allow;
+	struct policy_side from, to;
+	size_t n_ports, cap_ports; /* 0: every protocol and port */
+	struct policy_port *ports;
+	char *text; /* the line as written, for explain */
+};
+
+/* One flow as `expect` and `explain` name it: its two ends (each a host,
+ * an address, or `internet`) and its service. */
+struct policy_flow {
+	struct policy_end from, to;
+	struct policy_port port; /* lo == hi */
+};
+
+struct policy_expect {
+	struct policy_pos pos;
+	bool allow;
+	struct policy_flow flow;
+	char *text; /* the line as written, for reports */
+};
+
+struct policy_group {
+	char name[STORE_NAME_MAX];
+	struct policy_pos pos;
+	struct policy_side side;
+};
+
+struct policy_service {
+	char name[STORE_NAME_MAX];
+	struct policy_pos pos;
+	size_t n_ports, cap_ports;
+	struct policy_port *ports;
+};
+
+struct policy {
+	bool outbound_allow, inbound_allow; /* the defaults */
+	bool has_outbound, has_inbound;     /* stated in the file */
+	size_t n_rules, cap_rules;
+	struct policy_rule *rules;
+	size_t n_expects, cap_expects;
+	struct policy_expect *expects;
+	size_t n_groups, cap_groups;
+	struct policy_group *groups;
+	size_t n_services, cap_services;
+	struct policy_service *services;
+};
+
+/* Parses @text (the file @file, for messages) against @net: every host a
+ * rule names must be one of @net's. Returns 0, -EINVAL with *@ret_error
+ * "FILE:LINE:COL: what was expected" (the first error; nothing of the file
+ * is kept), or -ENOMEM. Free with policy_free(). */
+int policy_parse(const char *text, const char *file, const struct policy_net *net,
+                 struct policy *ret, char **ret_error);
+
+void policy_free(struct policy *p);
+
+/* Parses a flow as `expect` and `explain` write it: FROM TO SERVICE, e.g.
+ * "h2", "h1", "tcp/22". Returns 0 or -EINVAL with *@ret_error. */
+int policy_flow_parse(const char *from, const char *to, const char *service,
+                      const struct policy_net *net, struct policy_flow *ret, char **ret_error);
+
+/* ---- judging ---- */
+
+/* What one AEE decides of a flow: the rule (index, or -1: the default). */
+struct policy_verdict {
+	bool allow;
+	int rule;
+};
+
+/* Which AEEs judge @flow (a managed end's own), and what each decides:
+ * the sender's judges it as outbound, the receiver's as inbound, and the
+ * flow passes when both allow. Rules are the same at both ends, so only
+ * the defaults can differ. */
+struct policy_judgement {
+	bool allow;
+	bool judged_out, judged_in; /* whether each end is a managed host */
+	struct policy_verdict out, in;
+};
+
+void policy_judge(const struct policy *p, const struct policy_net *net,
+                  const struct policy_flow *flow, struct policy_judgement *ret);
+
+/* Whether @s names the flow's end @f (a host, an address, or internet:
+ * an internet address no prefix of the file names). */
+bool policy_side_matches(const struct policy_net *net, const struct policy_side *s,
+                         const struct policy_end *f);
+
+/* Runs @p's `expect` lines; returns how many failed and writes each
+ * failure, "FILE:LINE:COL: expected allow, but ...", one per line, to @out
+ * (may be NULL). */
+size_t policy_run_expects(const struct policy *p, const struct policy_net *net, const char *file,
+                          FILE *out);
+
+/* Writes why @j is what it is, in words, to @out. */
+void policy_explain(const struct policy *p, const struct policy_judgement *j, FILE *out);
+
+/* ---- compiling ---- */
+
+/* The ct mark that stamps a flow allowed under @epoch: a flow's later
+ * packets are accepted without being judged again while the mark is the
+ * active epoch's; a new epoch judges each established flow again at its
+ * next packet. */
+uint32_t policy_epoch_mark(uint64_t epoch);
+
+/* Renders @p under @epoch for the host @self (its guest at
+ * @self->guest_addr) into @out: one chain of the forward hook, before the
+ * datapath's own, that judges each flow of the guest (by its original
+ * tuple, both directions) once per epoch. Returns 0 or a negative errno
+ * (the fragment's status). */
+int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct policy_net *net,
+                         const struct policy_host *self, struct dp_fragment *out);
+
+struct service;
+extern const struct service policy_service;

@@ -1,0 +1,337 @@
+/* Compiling the policy for one host (policy.h): pure.
+ *
+ * The chain `policy` hooks forward before the datapath's own chain. A
+ * flow of the guest is judged by its conntrack tuple, so a packet of
+ * either direction is judged as the flow it belongs to: the guest's own
+ * flows (original source the guest) by the rules of its outbound side,
+ * flows to the guest's servers (reply source the guest: after any
+ * inbound NAT) by those of its inbound side. An allowed flow is stamped
+ * with the epoch's ct mark and its later packets pass at the first rule;
+ * when the epoch changes, each established flow is judged again at its
+ * next packet, so a stricter policy cuts what it denies. A denied packet
+ * is dropped; `accept` here only lets the datapath's own chain go on. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datapath/fragment.h"
+#include "lib/array.h"
+#include "policy.h"
+
+#define POLICY_CHAIN     "firewall"
+#define POLICY_CHAIN_OUT "firewall_out"
+#define POLICY_CHAIN_IN  "firewall_in"
+
+uint32_t policy_epoch_mark(uint64_t epoch)
+{
+	return 0x80000000u | (uint32_t)(epoch & 0x7fffffffu);
+}
+
+/* An address prefix, network byte order. */
+struct prefix {
+	uint32_t addr, mask;
+};
+
+struct prefixes {
+	size_t n, cap;
+	struct prefix *v;
+};
+
+static int prefixes_add(struct prefixes *ps, uint32_t addr, uint32_t mask)
+{
+	/* An element inside another is left out, and one that holds others
+	 * replaces them: nftables refuses overlapping intervals in a set. */
+	for (size_t i = 0; i < ps->n; i++) {
+		struct prefix *p = &ps->v[i];
+		if ((addr & p->mask) == p->addr && (ntohl(p->mask) <= ntohl(mask)))
+			return 0;
+	}
+	size_t kept = 0;
+	for (size_t i = 0; i < ps->n; i++)
+		if (!((ps->v[i].addr & mask) == addr))
+			ps->v[kept++] = ps->v[i];
+	ps->n = kept;
+	if (ARRAY_RESERVE(ps->v, ps->cap, ps->n + 1) < 0)
+		return -ENOMEM;
+	ps->v[ps->n++] = (struct prefix){addr & mask, mask};
+	return 0;
+}
+
+static unsigned prefix_len(uint32_t mask)
+{
+	return (unsigned)__builtin_popcount(mask);
+}
+
+/* "{ 10.77.1.2, 198.51.100.0/24 }" into @out. */
+static void prefixes_render(const struct prefixes *ps, FILE *out)
+{
+	fputs("{ ", out);
+	for (size_t i = 0; i < ps->n; i++) {
+		char a[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &ps->v[i].addr, a, sizeof(a));
+		if (prefix_len(ps->v[i].mask) == 32)
+			fprintf(out, "%s%s", i ? ", " : "", a);
+		else
+			fprintf(out, "%s%s/%u", i ? ", " : "", a, prefix_len(ps->v[i].mask));
+	}
+	fputs(" }", out);
+}
+
+/* The conditions on the far end of a flow that a side names: up to two
+ * alternatives (its addresses; everything outside the LAN), and what it
+ * excludes. */
+struct far {
+	bool never;    /* the side names nothing this host can match */
+	bool all;      /* no condition on the address (except the exclusions) */
+	bool internet; /* one alternative: outside the LAN */
+	struct prefixes in;
+	bool except_internet; /* the far end must be inside the LAN */
+	struct prefixes except;
+};
+
+static void far_free(struct far *f)
+{
+	free(f->in.v);
+	free(f->except.v);
+}
+
+/* Adds @e's addresses to @ps; *@ret_internet, *@ret_any when @e is one of
+ * those. A host not located yet has no address: it matches nothing here. */
+static int end_addresses(const struct policy_net *net, const struct policy_end *e,
+                         struct prefixes *ps, bool *ret_internet, bool *ret_any)
+{
+	const struct policy_host *h;
+	switch (e->kind) {
+	case POLICY_END_ANY:
+		*ret_any = true;
+		return 0;
+	case POLICY_END_INTERNET:
+		*ret_internet = true;
+		return 0;
+	case POLICY_END_LAN:
+		return prefixes_add(ps, net->lan_addr, net->lan_mask);
+	case POLICY_END_HOST:
+		h = policy_net_host(net, e->host);
+		return h && h->guest_addr ? prefixes_add(ps, h->guest_addr, 0xffffffffu) : 0;
+	case POLICY_END_PREFIX:
+		return prefixes_add(ps, e->addr, e->mask);
+	}
+	return 0;
+}
+
+static int far_build(const struct policy_net *net, const struct policy_side *s, struct far *f)
+{
+	memset(f, 0, sizeof(*f));
+	bool any = false;
+	for (size_t i = 0; i < s->n; i++)
+		if (end_addresses(net, &s->v[i], &f->in, &f->internet, &any) < 0)
+			return -ENOMEM;
+	bool any_except = false;
+	for (size_t i = 0; i < s->n_except; i++)
+		if (end_addresses(net, &s->except[i], &f->except, &f->except_internet, &any_except) < 0)
+			return -ENOMEM;
+	bool lan = false;
+	for (size_t i = 0; i < f->in.n; i++)
+		lan |= f->in.v[i].addr == net->lan_addr && f->in.v[i].mask == net->lan_mask;
+	f->all = any || (lan && f->internet);
+	f->never = any_except || (!f->all && !f->internet && f->in.n == 0);
+	return 0;
+}
+
+/* One policy rule as nftables rules: each alternative of the far end by
+ * each protocol, all ending in the rule's verdict, so first match holds. */
+struct emit {
+	struct dp_fragment *frag;
+	struct dp_chain *chain;
+	const struct policy_net *net;
+	bool outbound; /* the guest's own flows: the far end is the destination */
+	const char *far_addr; /* "ct original ip daddr" or "ct original ip saddr" */
+	const char *port;     /* "ct original proto-dst" or "ct reply proto-src" */
+	char verdict[48];
+	char lan[INET_ADDRSTRLEN + 4];
+};
+
+/* The ranges of @proto in @v, sorted and merged, into @ret (room for @n). */
+static size_t merged_ranges(const struct policy_port *v, size_t n, uint8_t proto,
+                            struct policy_port *ret)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].proto == proto)
+			ret[k++] = v[i];
+	for (size_t i = 1; i < k; i++)
+		for (size_t j = i; j > 0 && ret[j].lo < ret[j - 1].lo; j--) {
+			struct policy_port t = ret[j];
+			ret[j] = ret[j - 1];
+			ret[j - 1] = t;
+		}
+	size_t m = 0;
+	for (size_t i = 0; i < k; i++) {
+		if (m && ret[i].lo <= ret[m - 1].hi + 1u) {
+			if (ret[i].hi > ret[m - 1].hi)
+				ret[m - 1].hi = ret[i].hi;
+			continue;
+		}
+		ret[m++] = ret[i];
+	}
+	return m;
+}
+
+struct alts {
+	size_t n, cap;
+	char **v;
+};
+
+static void alts_free(struct alts *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+}
+
+static int alts_add(struct alts *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int alts_add(struct alts *a, const char *fmt, ...)
+{
+	if (ARRAY_RESERVE(a->v, a->cap, a->n + 1) < 0)
+		return -ENOMEM;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vasprintf(&a->v[a->n], fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return -ENOMEM;
+	a->n++;
+	return 0;
+}
+
+/* The protocol and port conditions of a rule, one per merged range ("" for
+ * every protocol): one range per nftables rule, since nft gives a set of
+ * conntrack ports no type. */
+static int port_alternatives(const struct emit *em, const struct policy_rule *r, struct alts *a)
+{
+	if (r->n_ports == 0)
+		return alts_add(a, "%s", "");
+	static const uint8_t protos[] = {POLICY_PROTO_TCP, POLICY_PROTO_UDP, POLICY_PROTO_ICMP};
+	static const char *const names[] = {"tcp", "udp", "icmp"};
+	struct policy_port *ranges = malloc(r->n_ports * sizeof(*ranges));
+	if (!ranges)
+		return -ENOMEM;
+	int ret = 0;
+	for (size_t p = 0; ret == 0 && p < 3; p++) {
+		size_t n = merged_ranges(r->ports, r->n_ports, protos[p], ranges);
+		if (n == 0)
+			continue;
+		if (protos[p] == POLICY_PROTO_ICMP || (ranges[0].lo == 0 && ranges[0].hi == 65535)) {
+			ret = alts_add(a, "meta l4proto %s ", names[p]);
+			continue;
+		}
+		for (size_t i = 0; ret == 0 && i < n; i++)
+			ret = ranges[i].lo == ranges[i].hi
+			          ? alts_add(a, "meta l4proto %s %s %u ", names[p], em->port, ranges[i].lo)
+			          : alts_add(a, "meta l4proto %s %s %u-%u ", names[p], em->port,
+			                     ranges[i].lo, ranges[i].hi);
+	}
+	free(ranges);
+	return ret;
+}
+
+static int emit_rule(struct emit *em, const struct policy_rule *r)
+{
+	struct far far;
+	int ret = far_build(em->net, em->outbound ? &r->to : &r->from, &far);
+	if (ret < 0 || far.never) {
+		far_free(&far);
+		return ret;
+	}
+	struct alts ports = {0};
+	ret = port_alternatives(em, r, &ports);
+	for (int alt = 0; ret == 0 && alt < 2; alt++) {
+		/* alt 0: the side's addresses (or no condition); alt 1: outside the LAN. */
+		if (alt == 0 && !far.all && far.in.n == 0)
+			continue;
+		if (alt == 1 && (far.all || !far.internet))
+			continue;
+		char *cond = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&cond, &len);
+		if (!f) {
+			ret = -ENOMEM;
+			break;
+		}
+		if (alt == 0 && !far.all) {
+			fprintf(f, "%s ", em->far_addr);
+			prefixes_render(&far.in, f);
+			fputc(' ', f);
+		} else if (alt == 1) {
+			fprintf(f, "%s != %s ", em->far_addr, em->lan);
+		}
+		if (far.except_internet)
+			fprintf(f, "%s %s ", em->far_addr, em->lan);
+		if (far.except.n) {
+			fprintf(f, "%s != ", em->far_addr);
+			prefixes_render(&far.except, f);
+			fputc(' ', f);
+		}
+		if (fclose(f) != 0 || !cond) {
+			free(cond);
+			ret = -ENOMEM;
+			break;
+		}
+		for (size_t p = 0; p < ports.n; p++)
+			dp_fragment_chain_rule(em->frag, em->chain, "%s%s%s", cond, ports.v[p],
+			                       r->allow ? em->verdict : "drop");
+		free(cond);
+	}
+	alts_free(&ports);
+	far_free(&far);
+	return ret < 0 ? ret : em->frag->status;
+}
+
+int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct policy_net *net,
+                         const struct policy_host *self, struct dp_fragment *out)
+{
+	char guest[INET_ADDRSTRLEN], lan[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &self->guest_addr, guest, sizeof(guest));
+	inet_ntop(AF_INET, &net->lan_addr, lan, sizeof(lan));
+	uint32_t mark = policy_epoch_mark(epoch);
+	struct dp_chain *base, *chain_out, *chain_in;
+	dp_fragment_chain(out, POLICY_CHAIN, NULL, "forward", "-10", "accept", &base);
+	dp_fragment_chain(out, POLICY_CHAIN_OUT, NULL, NULL, NULL, NULL, &chain_out);
+	dp_fragment_chain(out, POLICY_CHAIN_IN, NULL, NULL, NULL, NULL, &chain_in);
+	if (out->status)
+		return out->status;
+	dp_fragment_chain_rule(out, base, "ct mark 0x%08x accept", mark);
+	dp_fragment_chain_rule(out, base, "ct original ip saddr %s jump " POLICY_CHAIN_OUT, guest);
+	dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump " POLICY_CHAIN_IN, guest);
+
+	struct policy_end me = {.kind = POLICY_END_HOST};
+	snprintf(me.host, sizeof(me.host), "%s", self->name);
+	for (int dir = 0; dir < 2; dir++) {
+		bool outbound = dir == 0;
+		struct emit em = {
+		    .frag = out,
+		    .chain = outbound ? chain_out : chain_in,
+		    .net = net,
+		    .outbound = outbound,
+		    .far_addr = outbound ? "ct original ip daddr" : "ct original ip saddr",
+		    .port = outbound ? "ct original proto-dst" : "ct reply proto-src",
+		};
+		snprintf(em.verdict, sizeof(em.verdict), "ct mark set 0x%08x accept", mark);
+		snprintf(em.lan, sizeof(em.lan), "%s/%u", lan, prefix_len(net->lan_mask));
+		for (size_t i = 0; i < p->n_rules; i++) {
+			const struct policy_rule *r = &p->rules[i];
+			if (!policy_side_matches(net, outbound ? &r->from : &r->to, &me))
+				continue;
+			int ret = emit_rule(&em, r);
+			if (ret < 0)
+				return ret;
+		}
+		bool allow = outbound ? p->outbound_allow : p->inbound_allow;
+		dp_fragment_chain_rule(out, em.chain, "%s", allow ? em.verdict : "drop");
+	}
+	return out->status;
+}

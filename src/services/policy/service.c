@@ -1,0 +1,417 @@
+/* The policy service (policy.h): its commands, and its fragment of the
+ * datapath, which follows the store's policy and the hosts' locations.
+ *
+ * Who may ask: every command is the admin's (the local control socket);
+ * the peer API answers none of them, so a guest or device reaches none. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/server.h"
+#include "datapath/datapath.h"
+#include "datapath/fragment.h"
+#include "lib/array.h"
+#include "lib/clock.h"
+#include "lib/error.h"
+#include "lib/log.h"
+#include "policy.h"
+#include "services/service.h"
+#include "store/store.h"
+#include "switch/tables.h"
+
+/* The longest policy text a command takes: a command relayed to the
+ * leader travels hex-encoded in one request line of the peer API
+ * (CTL_LINE_MAX), so twice this must fit in it. */
+#define POLICY_TEXT_MAX 32000
+
+struct policy_svc {
+	struct svc_env *env;
+	struct store_subscription *subs[3];
+	/* What the last fragment enforced: the epoch, and why the store's
+	 * policy could not be compiled, if it could not. */
+	uint64_t enforced_epoch;
+	char *error;
+};
+
+/* ---- the network as this replica knows it ---- */
+
+struct net_view {
+	struct policy_net net;
+	size_t n, cap;
+	struct policy_host *hosts;
+};
+
+static int view_add(struct net_view *v, const char *name, uint32_t guest_addr)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (strcmp(v->hosts[i].name, name) == 0) {
+			if (guest_addr)
+				v->hosts[i].guest_addr = guest_addr;
+			return 0;
+		}
+	if (ARRAY_RESERVE(v->hosts, v->cap, v->n + 1) < 0)
+		return -ENOMEM;
+	struct policy_host *h = &v->hosts[v->n++];
+	memset(h, 0, sizeof(*h));
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	h->guest_addr = guest_addr;
+	return 0;
+}
+
+/* The hosts: the store's members and located hosts, with their guests'
+ * addresses where the switch controller learned them; this host's own
+ * from its configuration. The LAN: the control address's prefix. */
+static int view_build(const struct svc_env *env, struct net_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	const struct store_state *st = store_state(env->store);
+	const struct dp_config *cfg = env->host->datapath;
+	uint32_t mask = cfg->control_plen ? htonl(~0u << (32 - cfg->control_plen)) : 0;
+	v->net.lan_mask = mask;
+	v->net.lan_addr = cfg->control_addr.s_addr & mask;
+	size_t n;
+	const struct store_member *m = store_rows(st, STORE_MEMBERS, &n);
+	for (size_t i = 0; i < n; i++)
+		if (view_add(v, m[i].name, 0) < 0)
+			return -ENOMEM;
+	const struct switch_location *l = store_rows(st, SWITCH_LOCATIONS, &n);
+	for (size_t i = 0; i < n; i++)
+		if (view_add(v, l[i].host, htonl(l[i].guest_addr)) < 0)
+			return -ENOMEM;
+	if (view_add(v, env->host->name, cfg->guest_addr.s_addr) < 0)
+		return -ENOMEM;
+	v->net.hosts = v->hosts;
+	v->net.n_hosts = v->n;
+	return 0;
+}
+
+static void view_free(struct net_view *v)
+{
+	free(v->hosts);
+	memset(v, 0, sizeof(*v));
+}
+
+/* ---- the datapath ---- */
+
+static int build(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
+{
+	(void)cfg;
+	struct policy_svc *ps = userdata;
+	const struct store_policy *sp = store_policy(store_state(ps->env->store));
+	if (!sp || sp->epoch == 0 || !sp->text)
+		return 0; /* no policy applied yet: nothing is filtered */
+	struct net_view v;
+	struct policy p;
+	char *error = NULL;
+	int r = view_build(ps->env, &v);
+	v.net.departed_hosts = true;
+	if (r == 0)
+		r = policy_parse(sp->text, "policy", &v.net, &p, &error);
+	if (r == 0) {
+		const struct policy_host *self = policy_net_host(&v.net, ps->env->host->name);
+		r = policy_ruleset_build(&p, sp->epoch, &v.net, self, out);
+		policy_free(&p);
+	}
+	view_free(&v);
+	free(ps->error);
+	ps->error = error;
+	if (error) {
+		log_error("policy: epoch %llu cannot be compiled here: %s",
+		          (unsigned long long)sp->epoch, error);
+		dp_fragment_fail(out, r, "epoch %llu: %s", (unsigned long long)sp->epoch, error);
+	}
+	if (r == 0)
+		ps->enforced_epoch = sp->epoch;
+	return r;
+}
+
+static void store_changed(void *userdata, const struct store_cmd *cmd,
+                          const struct store_result *res)
+{
+	struct policy_svc *ps = userdata;
+	(void)cmd;
+	(void)res;
+	if (dp_changed(ps->env->dp) < 0)
+		log_error("policy: datapath: %s", ps->env->dp->error ? ps->env->dp->error : "failed");
+}
+
+/* ---- commands ---- */
+
+/* The text and file name of a check or apply, parsed against this
+ * replica's view, its expectations run and compiled for every host.
+ * Returns 0 with *@ret_report (JSON), or a negative errno with *@ret_error. */
+static int check_text(struct policy_svc *ps, const struct ctl_request *req, json_t **ret_report,
+                      char **ret_error)
+{
+	const char *text = ctl_arg_str(req, "text");
+	const char *file = ctl_arg_str(req, "file");
+	if (!text)
+		return error_set(ret_error, -EINVAL, "field \"text\": expected the policy file's text");
+	if (!file || !*file)
+		file = "policy";
+	size_t len = strlen(text);
+	if (len > POLICY_TEXT_MAX)
+		return error_set(ret_error, -EFBIG, "%s: %zu bytes; a policy is at most %d", file, len,
+		                 POLICY_TEXT_MAX);
+	struct net_view v;
+	if (view_build(ps->env, &v) < 0)
+		return -ENOMEM;
+	struct policy p;
+	int r = policy_parse(text, file, &v.net, &p, ret_error);
+	if (r < 0) {
+		view_free(&v);
+		return r;
+	}
+	char *failures = NULL;
+	size_t flen = 0;
+	FILE *f = open_memstream(&failures, &flen);
+	size_t failed = f ? policy_run_expects(&p, &v.net, file, f) : 0;
+	if (!f || fclose(f) != 0) {
+		policy_free(&p);
+		view_free(&v);
+		return -ENOMEM;
+	}
+	json_t *hosts = json_array();
+	for (size_t i = 0; r == 0 && i < v.n; i++) {
+		if (!v.hosts[i].guest_addr)
+			continue; /* not located yet: compiled when it is */
+		struct dp_fragment frag = {0};
+		r = policy_ruleset_build(&p, 1, &v.net, &v.hosts[i], &frag);
+		size_t rules = 0;
+		for (size_t c = 0; c < frag.n_chains; c++)
+			rules += frag.chains[c]->rules.n;
+		if (r < 0)
+			error_set(ret_error, r, "compiling for %s: %s", v.hosts[i].name,
+			          frag.error ? frag.error : strerror(-r));
+		else
+			json_array_append_new(hosts, json_pack("{s:s, s:I}", "host", v.hosts[i].name,
+			                                       "nft_rules", (json_int_t)rules));
+		dp_fragment_free(&frag);
+	}
+	const struct store_policy *sp = store_policy(store_state(ps->env->store));
+	bool changed = !sp->text || strcmp(sp->text, text) != 0;
+	if (r == 0)
+		*ret_report = json_pack(
+		    "{s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:s, s:o, s:b, s:I}", "file", file,
+		    "rules", (json_int_t)p.n_rules, "groups", (json_int_t)p.n_groups, "services",
+		    (json_int_t)p.n_services, "default_outbound", p.outbound_allow ? "allow" : "deny",
+		    "default_inbound", p.inbound_allow ? "allow" : "deny", "expects",
+		    (json_int_t)p.n_expects, "expects_failed", (json_int_t)failed, "failures",
+		    failures, "hosts", hosts, "changed", changed, "epoch", (json_int_t)sp->epoch);
+	else
+		json_decref(hosts);
+	free(failures);
+	policy_free(&p);
+	view_free(&v);
+	if (r == 0 && !*ret_report)
+		r = -ENOMEM;
+	return r;
+}
+
+static int handle_check(void *self, struct ctl_client *client, const struct ctl_request *req,
+                        json_t **ret_result, char **ret_error)
+{
+	(void)client;
+	return check_text(self, req, ret_result, ret_error);
+}
+
+struct apply_ctx {
+	struct ctl_deferred *d;
+	json_t *report;
+};
+
+static void applied(void *userdata, int status, const struct store_result *res, const char *error)
+{
+	struct apply_ctx *a = userdata;
+	if (status < 0 || !res->applied) {
+		ctl_deferred_reply(a->d, NULL,
+		                   status < 0 ? (error ? error : strerror(-status)) : res->reason);
+		json_decref(a->report);
+	} else {
+		json_object_set_new(a->report, "epoch", json_integer((json_int_t)res->value));
+		ctl_deferred_reply(a->d, a->report, NULL);
+	}
+	free(a);
+}
+
+/* policy.apply {text, file}: checked as policy.check does; a file whose
+ * expectations fail is not applied. Committed as the next epoch, made on
+ * the epoch this replica has (a concurrent apply is refused, not lost). */
+static int handle_apply(void *self, struct ctl_client *client, const struct ctl_request *req,
+                        json_t **ret_result, char **ret_error)
+{
+	(void)ret_result;
+	struct policy_svc *ps = self;
+	json_t *report = NULL;
+	int r = check_text(ps, req, &report, ret_error);
+	if (r < 0)
+		return r;
+	json_int_t failed = json_integer_value(json_object_get(report, "expects_failed"));
+	if (failed) {
+		r = error_set(ret_error, -EINVAL, "%lld expectation%s failed; nothing was applied:\n%s",
+		              (long long)failed, failed == 1 ? "" : "s",
+		              json_string_value(json_object_get(report, "failures")));
+		json_decref(report);
+		return r;
+	}
+	struct store_cmd cmd = {.table = STORE_POLICY, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct store_policy *sp = STORE_CMD_ROW(&cmd, struct store_policy);
+	sp->epoch = store_policy(store_state(ps->env->store))->epoch;
+	sp->text = (char *)ctl_arg_str(req, "text");
+	struct apply_ctx *a = calloc(1, sizeof(*a));
+	if (a)
+		a->d = ctl_defer(client, req);
+	if (!a || !a->d) {
+		free(a);
+		json_decref(report);
+		return -ENOMEM;
+	}
+	a->report = report;
+	r = store_propose(ps->env->store, &cmd, applied, a);
+	if (r < 0) {
+		ctl_deferred_reply(a->d, NULL, strerror(-r));
+		json_decref(report);
+		free(a);
+	}
+	return CTL_DEFERRED;
+}
+
+static int handle_show(void *self, struct ctl_client *client, const struct ctl_request *req,
+                       json_t **ret_result, char **ret_error)
+{
+	(void)client, (void)req, (void)ret_error;
+	struct policy_svc *ps = self;
+	const struct store_policy *sp = store_policy(store_state(ps->env->store));
+	*ret_result = json_pack("{s:I, s:s, s:I, s:s?}", "epoch", (json_int_t)sp->epoch, "text",
+	                        sp->text ? sp->text : "", "enforced_epoch",
+	                        (json_int_t)ps->enforced_epoch, "error", ps->error);
+	return *ret_result ? 0 : -ENOMEM;
+}
+
+static json_t *verdict_json(const struct policy *p, const struct policy_verdict *v)
+{
+	if (v->rule < 0)
+		return json_pack("{s:b, s:n}", "allow", v->allow, "rule");
+	return json_pack("{s:b, s:{s:I, s:s}}", "allow", v->allow, "rule", "line",
+	                 (json_int_t)p->rules[v->rule].pos.line, "text", p->rules[v->rule].text);
+}
+
+/* policy.explain {from, to, service}: which rule decides the flow under
+ * the store's policy, at each end that judges it, and why. */
+static int handle_explain(void *self, struct ctl_client *client, const struct ctl_request *req,
+                          json_t **ret_result, char **ret_error)
+{
+	(void)client;
+	struct policy_svc *ps = self;
+	const char *from = ctl_arg_str(req, "from"), *to = ctl_arg_str(req, "to"),
+	           *service = ctl_arg_str(req, "service");
+	if (!from || !to || !service)
+		return error_set(ret_error, -EINVAL,
+		                 "fields \"from\", \"to\", \"service\": expected the flow, e.g. h2 h1 "
+		                 "tcp/22");
+	const struct store_policy *sp = store_policy(store_state(ps->env->store));
+	if (sp->epoch == 0)
+		return error_set(ret_error, -ENOENT, "no policy is applied: every flow passes");
+	struct net_view v;
+	if (view_build(ps->env, &v) < 0)
+		return -ENOMEM;
+	struct policy p;
+	struct policy_flow flow;
+	v.net.departed_hosts = true;
+	int r = policy_flow_parse(from, to, service, &v.net, &flow, ret_error);
+	if (r == 0)
+		r = policy_parse(sp->text, "policy", &v.net, &p, ret_error);
+	if (r < 0) {
+		view_free(&v);
+		return r;
+	}
+	struct policy_judgement j;
+	policy_judge(&p, &v.net, &flow, &j);
+	char *why = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&why, &len);
+	if (f) {
+		policy_explain(&p, &j, f);
+		fclose(f);
+	}
+	*ret_result = json_pack("{s:I, s:b, s:o?, s:o?, s:s}", "epoch", (json_int_t)sp->epoch,
+	                        "allow", j.allow, "outbound",
+	                        j.judged_out ? verdict_json(&p, &j.out) : NULL, "inbound",
+	                        j.judged_in ? verdict_json(&p, &j.in) : NULL, "why", why ? why : "");
+	free(why);
+	policy_free(&p);
+	view_free(&v);
+	return *ret_result ? 0 : -ENOMEM;
+}
+
+static const struct svc_command commands[] = {
+    {"policy.check", SVC_ADMIN, handle_check},
+    {"policy.apply", SVC_ADMIN, handle_apply},
+    {"policy", SVC_ADMIN, handle_show},
+    {"policy.explain", SVC_ADMIN, handle_explain},
+    {NULL},
+};
+
+/* ---- the service ---- */
+
+static const char *off(const struct svc_env *env, const void *options)
+{
+	(void)options;
+	return env->dp && env->store ? NULL : "policy needs the datapath and the store";
+}
+
+static int open_policy(struct svc_env *env, const void *options, void **ret_self,
+                       char **ret_error)
+{
+	(void)options, (void)ret_error;
+	struct policy_svc *ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return -ENOMEM;
+	ps->env = env;
+	static const unsigned tables[] = {STORE_POLICY, STORE_MEMBERS, SWITCH_LOCATIONS};
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < 3; i++)
+		r = store_subscribe(env->store, tables[i], store_changed, ps, &ps->subs[i]);
+	if (r == 0)
+		r = dp_set_source(env->dp, policy_service.name, build, ps);
+	if (r < 0) {
+		for (size_t i = 0; i < 3; i++)
+			store_unsubscribe(env->store, ps->subs[i]);
+		free(ps);
+		return r;
+	}
+	*ret_self = ps;
+	if (dp_changed(env->dp) < 0)
+		log_error("policy: datapath: %s", env->dp->error ? env->dp->error : "failed");
+	return 0;
+}
+
+static void close_policy(void *self, void (*done)(void *arg), void *arg)
+{
+	struct policy_svc *ps = self;
+	for (size_t i = 0; i < 3; i++)
+		store_unsubscribe(ps->env->store, ps->subs[i]);
+	dp_remove_source(ps->env->dp, policy_service.name);
+	free(ps->error);
+	free(ps);
+	done(arg);
+}
+
+static json_t *status(void *self)
+{
+	struct policy_svc *ps = self;
+	return json_pack("{s:I, s:I, s:s?}", "epoch",
+	                 (json_int_t)store_policy(store_state(ps->env->store))->epoch,
+	                 "enforced_epoch", (json_int_t)ps->enforced_epoch, "error", ps->error);
+}
+
+const struct service policy_service = {
+    .name = "policy",
+    .off = off,
+    .open = open_policy,
+    .close = close_policy,
+    .status = status,
+    .commands = commands,
+};

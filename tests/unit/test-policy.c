@@ -1,0 +1,289 @@
+/* The policy language's pure parts (services/policy/policy.h): the
+ * parser (good files, and every error with its position), judging,
+ * expectations, and the compiler (golden nftables for two hosts). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+
+#include "datapath/fragment.h"
+#include "datapath/ruleset.h"
+#include "golden.h"
+#include "services/policy/policy.h"
+
+static struct policy_host hosts[4];
+
+static struct policy_net lab_net(void)
+{
+	for (int i = 0; i < 4; i++) {
+		snprintf(hosts[i].name, sizeof(hosts[i].name), "h%d", i + 1);
+		hosts[i].guest_addr = htonl(0x0a4d0100u + (uint32_t)(i + 1)); /* 10.77.1.N */
+	}
+	hosts[3].guest_addr = 0; /* h4: not located yet */
+	return (struct policy_net){.lan_addr = htonl(0x0a4d0000u),
+	                           .lan_mask = htonl(0xffff0000u),
+	                           .n_hosts = 4,
+	                           .hosts = hosts};
+}
+
+static const char example[] =
+    "# The office\n"
+    "default outbound allow\n"
+    "default inbound deny\n"
+    "\n"
+    "group staff = h1, h2\n"
+    "group servers = h3, 10.77.1.200\n"
+    "service web = tcp/80, tcp/443\n"
+    "service ssh = tcp/22\n"
+    "\n"
+    "deny from any except staff to servers ssh   # only staff log in\n"
+    "allow from staff to servers ssh, web\n"
+    "allow from lan to h1 tcp/8000-8080, udp/5353, icmp\n"
+    "deny from h2 to internet tcp/25\n"
+    "allow from internet to h3 web\n"
+    "\n"
+    "expect allow h1 h3 tcp/22\n"
+    "expect deny h4 h3 tcp/22\n"
+    "expect deny h3 h1 tcp/22\n"
+    "expect allow h3 h1 tcp/8080\n"
+    "expect deny h2 internet tcp/25\n"
+    "expect allow h1 internet tcp/25\n"
+    "expect allow internet h3 tcp/443\n"
+    "expect deny internet h1 tcp/443\n";
+
+static void test_parse_example(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	struct policy p;
+	char *error = NULL;
+	assert_int_equal(policy_parse(example, "office.policy", &net, &p, &error), 0);
+	assert_null(error);
+	assert_true(p.outbound_allow);
+	assert_false(p.inbound_allow);
+	assert_int_equal(p.n_groups, 2);
+	assert_int_equal(p.n_services, 2);
+	assert_int_equal(p.n_rules, 5);
+	assert_int_equal(p.n_expects, 8);
+	/* A group and a service are expanded into the rule. */
+	assert_int_equal(p.rules[1].from.n, 2);
+	assert_int_equal(p.rules[1].to.n, 2);
+	assert_int_equal(p.rules[1].n_ports, 3);
+	assert_int_equal(p.rules[0].from.n_except, 2);
+	assert_string_equal(p.rules[0].text, "deny from any except staff to servers ssh");
+	assert_int_equal(p.rules[2].pos.line, 12);
+	assert_int_equal(p.rules[2].ports[0].lo, 8000);
+	assert_int_equal(p.rules[2].ports[0].hi, 8080);
+	assert_int_equal(policy_run_expects(&p, &net, "office.policy", NULL), 0);
+	policy_free(&p);
+}
+
+struct bad {
+	const char *text;
+	const char *error;
+};
+
+static void test_parse_errors(void **state)
+{
+	(void)state;
+	static const char head[] = "default outbound allow\ndefault inbound deny\n";
+	static const struct bad bad[] = {
+	    {"allow from h1 to h9", "t:3:18: unknown host or group \"h9\""},
+	    {"allow from h1 h2 to h3", "t:3:15: expected \"to\", found \"h2\""},
+	    {"allow form h1 to h3", "t:3:7: expected \"from\", found \"form\""},
+	    {"permit from h1 to h3",
+	     "t:3:1: expected allow, deny, default, group, service or expect, found \"permit\""},
+	    {"allow from h1 to h3 tcp/0", "t:3:21: expected tcp/PORT or udp/PORT or a range LO-HI "
+	                                  "of ports 1 to 65535, found \"tcp/0\""},
+	    {"allow from h1 to h3 tcp/90-80", "t:3:21: expected tcp/PORT or udp/PORT or a range "
+	                                      "LO-HI of ports 1 to 65535, found \"tcp/90-80\""},
+	    {"allow from h1 to h3 tcp/70000", "t:3:21: expected tcp/PORT or udp/PORT or a range "
+	                                      "LO-HI of ports 1 to 65535, found \"tcp/70000\""},
+	    {"allow from h1 to h3 tcp/22 h2",
+	     "t:3:28: expected a service (tcp/PORT, udp/PORT, icmp or a service's name), \",\", "
+	     "except, or the end of the line, found \"h2\""},
+	    {"allow from h1 to 10.77.1.0/33", "t:3:18: a prefix length is 0 to 32, in \"10.77.1.0/33\""},
+	    {"allow from h1 to h3 bogus", "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
+	                                  "service's name), \",\", except, or the end of the line, "
+	                                  "found \"bogus\""},
+	    {"group h1 = h2", "t:3:7: \"h1\" is a host of the network"},
+	    {"group any = h2", "t:3:7: \"any\" is a word of the language, not a name"},
+	    {"group g = h1\ngroup g = h2", "t:4:7: group \"g\" is defined already, at line 3"},
+	    {"service s = tcp/1\ngroup s = h2", "t:4:7: service \"s\" is defined already, at line 3"},
+	    {"group g = lan", "t:3:11: expected a host, a group or an address, found \"lan\""},
+	    {"group g h1", "t:3:9: expected \"=\", found \"h1\""},
+	    {"service s = tcp/1\nallow from s to h1", "t:4:12: \"s\" is a service, where a host or "
+	                                             "group was expected"},
+	    {"default outbound deny", "t:3:1: the default outbound is stated twice"},
+	    {"default sideways deny", "t:3:9: expected outbound or inbound, found \"sideways\""},
+	    {"allow from h1 to h3 ; rm", "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
+	                                 "service's name), \",\", except, or the end of the line, "
+	                                 "found a character the language does not use"},
+	    {"expect allow h1", "t:3:16: expected a host, an address or internet, found the end of "
+	                        "the line"},
+	    {"group g = h1\nexpect allow g h2 tcp/1",
+	     "t:4:14: an expected flow names one host, not the group \"g\""},
+	    {"expect allow h1 h2 tcp/1-5",
+	     "t:3:20: an expected flow names one protocol and port, e.g. tcp/22"},
+	    {"allow from h1 to h3 tcp/22,", "t:3:28: expected a service (tcp/PORT, udp/PORT, icmp or "
+	                                    "a service's name), found the end of the line"},
+	};
+	struct policy_net net = lab_net();
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[512];
+		snprintf(text, sizeof(text), "%s%s\n", head, bad[i].text);
+		struct policy p;
+		char *error = NULL;
+		assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
+		assert_non_null(error);
+		if (strcmp(error, bad[i].error) != 0)
+			fail_msg("case %zu \"%s\":\n  got      %s\n  expected %s", i, bad[i].text, error,
+			         bad[i].error);
+		free(error);
+	}
+	/* The defaults must be stated. */
+	struct policy p;
+	char *error = NULL;
+	assert_int_equal(policy_parse("default inbound deny\n", "t", &net, &p, &error), -EINVAL);
+	assert_string_equal(error, "t:1:1: the file states no \"default outbound allow\" or "
+	                           "\"default outbound deny\"");
+	free(error);
+	/* A word too long is refused, not cut. */
+	char longword[200];
+	memset(longword, 'a', sizeof(longword) - 1);
+	longword[sizeof(longword) - 1] = '\0';
+	char text[512];
+	snprintf(text, sizeof(text), "%sallow from %s to h1\n", head, longword);
+	error = NULL;
+	assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
+	assert_string_equal(error, "t:3:12: a word longer than 63 characters");
+	free(error);
+}
+
+static void test_departed_hosts(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	const char *text = "default outbound allow\ndefault inbound deny\nallow from h9 to h1\n";
+	struct policy p;
+	char *error = NULL;
+	assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
+	free(error);
+	net.departed_hosts = true;
+	assert_int_equal(policy_parse(text, "t", &net, &p, NULL), 0);
+	policy_free(&p);
+}
+
+static void test_judge_and_expects(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	struct policy p;
+	const char *text = "default outbound allow\n"
+	                   "default inbound deny\n"
+	                   "allow from h2 to h1 tcp/22\n"
+	                   "expect allow h2 h1 tcp/22\n"
+	                   "expect allow h3 h1 tcp/22\n"
+	                   "expect deny h2 h1 tcp/23\n";
+	assert_int_equal(policy_parse(text, "f", &net, &p, NULL), 0);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	assert_int_equal(policy_run_expects(&p, &net, "f", f), 1);
+	fclose(f);
+	assert_string_equal(out, "f:5:1: expect allow h3 h1 tcp/22: the flow is denied\n"
+	                         "  the sender's AEE (outbound): allowed by the default: no rule "
+	                         "matches; default outbound allow\n"
+	                         "  the receiver's AEE (inbound): denied by the default: no rule "
+	                         "matches; default inbound deny\n");
+	free(out);
+
+	/* An address that is a host's guest is that host; internet is judged
+	 * at the one managed end. */
+	struct policy_flow flow;
+	assert_int_equal(policy_flow_parse("10.77.1.2", "h1", "tcp/22", &net, &flow, NULL), 0);
+	struct policy_judgement j;
+	policy_judge(&p, &net, &flow, &j);
+	assert_true(j.allow);
+	assert_int_equal(j.out.rule, 0);
+	assert_int_equal(policy_flow_parse("internet", "h1", "tcp/22", &net, &flow, NULL), 0);
+	policy_judge(&p, &net, &flow, &j);
+	assert_false(j.judged_out);
+	assert_true(j.judged_in);
+	assert_false(j.allow);
+	char *error = NULL;
+	assert_int_equal(policy_flow_parse("h1", "h2 h3", "tcp/22", &net, &flow, &error), -EINVAL);
+	free(error);
+	policy_free(&p);
+}
+
+static char *compile(const char *text, int host)
+{
+	struct policy_net net = lab_net();
+	struct policy p;
+	char *error = NULL;
+	if (policy_parse(text, "t", &net, &p, &error) < 0)
+		fail_msg("%s", error);
+	struct dp_fragment frag = {0};
+	assert_int_equal(policy_ruleset_build(&p, 7, &net, &hosts[host], &frag), 0);
+	struct dp_config cfg = {.guest_if = "g0", .uplink_if = "u0", .control_plen = 16};
+	inet_pton(AF_INET, "10.77.1.1", &cfg.guest_addr);
+	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
+	struct dp_ruleset rs;
+	const struct dp_fragment *frags[] = {&frag};
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 1, &rs), 0);
+	char *out;
+	assert_int_equal(dp_ruleset_render_string(&rs, &out), 0);
+	dp_ruleset_free(&rs);
+	dp_fragment_free(&frag);
+	policy_free(&p);
+	return out;
+}
+
+static void test_compile_golden(void **state)
+{
+	(void)state;
+	char *h1 = compile(example, 0);
+	assert_golden("policy-h1.nft", h1);
+	free(h1);
+	char *h3 = compile(example, 2);
+	assert_golden("policy-h3.nft", h3);
+	free(h3);
+}
+
+static void test_compile_sets_do_not_overlap(void **state)
+{
+	(void)state;
+	/* nftables refuses overlapping intervals in one set. */
+	char *out = compile("default outbound deny\ndefault inbound deny\n"
+	                    "allow from h1 to 10.77.1.0/24, h2, lan, 10.77.1.3 tcp/22, tcp/20-30, "
+	                    "tcp/31, tcp/100\n"
+	                    "deny from h1 to any except 198.51.100.0/24, 198.51.100.10\n",
+	                    0);
+	assert_non_null(strstr(out, "ct original ip daddr { 10.77.0.0/16 } meta l4proto tcp "
+	                            "ct original proto-dst 20-31 ct mark set 0x80000007 accept\n"
+	                            "\t\tct original ip daddr { 10.77.0.0/16 } meta l4proto tcp "
+	                            "ct original proto-dst 100 ct mark set 0x80000007 accept\n"));
+	assert_non_null(strstr(out, "ct original ip daddr != { 198.51.100.0/24 } drop"));
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parse_example),
+	    cmocka_unit_test(test_parse_errors),
+	    cmocka_unit_test(test_departed_hosts),
+	    cmocka_unit_test(test_judge_and_expects),
+	    cmocka_unit_test(test_compile_golden),
+	    cmocka_unit_test(test_compile_sets_do_not_overlap),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
