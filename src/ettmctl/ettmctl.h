@@ -36,7 +36,7 @@ const char *output_ago(json_int_t ms, char buf[32]);
  * 1 after printing why on stderr. */
 int request_call(const struct options *o, const char *cmd, json_t *args, json_t **ret_result);
 
-/* ---- the commands: cmd-cluster.c, cmd-network.c, cmd-services.c, cmd-generic.c ---- */
+/* ---- the commands: cmd-cluster.c, cmd-network.c, cmd-services.c, cmd-policy.c, cmd-generic.c ---- */
 
 int cmd_status(const struct options *o, int argc, char **argv);
 int cmd_cluster(const struct options *o, int argc, char **argv);
@@ -48,5 +48,6 @@ int cmd_flows(const struct options *o, int argc, char **argv);
 int cmd_hosts(const struct options *o, int argc, char **argv);
 int cmd_nat(const struct options *o, int argc, char **argv);
 int cmd_devices(const struct options *o, int argc, char **argv);
+int cmd_policy(const struct options *o, int argc, char **argv);
 int cmd_services(const struct options *o, int argc, char **argv);
 int cmd_call(const struct options *o, int argc, char **argv);

@@ -137,6 +137,29 @@ static const struct command commands[] = {
      "        digits, '.', '_', '-'); again to rename it.\n"
      "remove  takes the allowance back: the device reaches nothing again.\n",
      cmd_devices},
+    {"policy", "check, apply, show or explain the network's policy (the firewall)",
+     "Usage: ettmctl [--json] policy check FILE\n"
+     "       ettmctl [--json] policy apply FILE\n"
+     "       ettmctl [--json] policy [show]\n"
+     "       ettmctl [--json] policy explain FROM TO SERVICE\n"
+     "\n"
+     "The network's one policy (docs/policy.md): groups, services, rules allow and\n"
+     "deny judged top to bottom (the first that matches decides), the defaults\n"
+     "for outbound and inbound flows, and expect lines that must hold. Every\n"
+     "AEE enforces it for its own guest, in both directions; a new epoch judges\n"
+     "established flows again, so a stricter policy cuts what it denies.\n"
+     "FILE may be - for standard input.\n"
+     "\n"
+     "check    parses FILE, runs its expect lines and compiles it for every host;\n"
+     "         applies nothing. Exit status 1 when an expectation fails.\n"
+     "apply    the same checks, then commits FILE as the next epoch; a file with\n"
+     "         an error or a failed expectation changes nothing.\n"
+     "show     the active policy and its epoch, and the epoch this host enforces.\n"
+     "explain  which rule decides a flow at each end that judges it, e.g.\n"
+     "           ettmctl policy explain h2 h1 tcp/22\n"
+     "         FROM and TO are hosts, addresses or internet; SERVICE is tcp/PORT,\n"
+     "         udp/PORT or icmp.\n",
+     cmd_policy},
     {"services", "the agent's services: which run here, which are off and why",
      "Usage: ettmctl [--json] services\n"
      "\n"

@@ -1,0 +1,152 @@
+/* ettmctl policy: check, apply, show and explain the network's policy
+ * (docs/policy.md). The file is read here and sent whole; the agent
+ * parses, tests and compiles it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ettmctl/ettmctl.h"
+
+/* The whole of @path ("-": standard input), NUL-terminated, or NULL after
+ * saying why on stderr. */
+static char *read_file(const char *path)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	if (!f) {
+		output_fail("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			char *t = realloc(text, cap = cap ? cap * 2 : 8192);
+			if (!t) {
+				free(text);
+				text = NULL;
+				output_fail("%s: out of memory", path);
+				break;
+			}
+			text = t;
+		}
+		size_t n = fread(text + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (text && ferror(f)) {
+		output_fail("%s: %s", path, strerror(errno));
+		free(text);
+		text = NULL;
+	}
+	if (text && memchr(text, '\0', len)) {
+		output_fail("%s: a policy file is text, this one has a NUL byte", path);
+		free(text);
+		text = NULL;
+	}
+	if (text)
+		text[len] = '\0';
+	if (f != stdin)
+		fclose(f);
+	return text;
+}
+
+static void print_check(json_t *r)
+{
+	printf("%s: %lld rules, %lld groups, %lld services; default outbound %s, inbound %s\n",
+	       output_str(r, "file"), (long long)output_num(r, "rules"),
+	       (long long)output_num(r, "groups"), (long long)output_num(r, "services"),
+	       output_str(r, "default_outbound"), output_str(r, "default_inbound"));
+	json_int_t n = output_num(r, "expects"), failed = output_num(r, "expects_failed");
+	printf("expectations: %lld passed, %lld failed\n", (long long)(n - failed),
+	       (long long)failed);
+	fputs(output_str(r, "failures"), stdout);
+	json_t *hosts = json_object_get(r, "hosts");
+	size_t i;
+	json_t *h;
+	json_array_foreach(hosts, i, h)
+	{
+		printf("  %-12s %lld nftables rules\n", output_str(h, "host"),
+		       (long long)output_num(h, "nft_rules"));
+	}
+	if (json_is_true(json_object_get(r, "changed")))
+		printf("differs from the active policy (epoch %lld)\n", (long long)output_num(r, "epoch"));
+	else
+		printf("the same as the active policy (epoch %lld)\n", (long long)output_num(r, "epoch"));
+}
+
+static void print_show(json_t *r)
+{
+	const char *error = output_str(r, "error");
+	printf("# epoch %lld, enforced on this host: epoch %lld%s%s\n",
+	       (long long)output_num(r, "epoch"), (long long)output_num(r, "enforced_epoch"),
+	       strcmp(error, "-") ? "; cannot compile: " : "", strcmp(error, "-") ? error : "");
+	const char *text = output_str(r, "text");
+	if (output_num(r, "epoch") == 0)
+		puts("# no policy is applied: every flow passes");
+	else
+		fputs(text, stdout);
+}
+
+static void print_explain(json_t *r)
+{
+	printf("%s (epoch %lld)\n", json_is_true(json_object_get(r, "allow")) ? "allowed" : "denied",
+	       (long long)output_num(r, "epoch"));
+	fputs(output_str(r, "why"), stdout);
+}
+
+/* check and apply: FILE, and for apply nothing else. */
+static int send_file(const struct options *o, const char *sub, const char *path)
+{
+	char *text = read_file(path);
+	if (!text)
+		return 1;
+	json_t *args = json_pack("{s:s, s:s}", "text", text, "file", path);
+	free(text);
+	if (!args)
+		return output_fail("out of memory (or the file is not UTF-8)");
+	json_t *r;
+	bool check = strcmp(sub, "check") == 0;
+	if (request_call(o, check ? "policy.check" : "policy.apply", args, &r) != 0)
+		return 1;
+	bool failed = output_num(r, "expects_failed") > 0;
+	if (o->json || check) {
+		output_result(o, r, print_check);
+		return failed ? 1 : 0;
+	}
+	printf("%s: applied as epoch %lld\n", path, (long long)output_num(r, "epoch"));
+	json_decref(r);
+	return 0;
+}
+
+int cmd_policy(const struct options *o, int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "show";
+	json_t *r;
+	if (strcmp(sub, "check") == 0 || strcmp(sub, "apply") == 0) {
+		if (argc != 3)
+			return output_usage_error("policy", "policy %s: expected one FILE", sub);
+		return send_file(o, sub, argv[2]);
+	}
+	if (strcmp(sub, "show") == 0) {
+		if (argc > 2)
+			return output_usage_error("policy", "policy show: unexpected argument \"%s\"",
+			                          argv[2]);
+		if (request_call(o, "policy", NULL, &r) != 0)
+			return 1;
+		return output_result(o, r, print_show);
+	}
+	if (strcmp(sub, "explain") == 0) {
+		if (argc != 5)
+			return output_usage_error("policy",
+			                          "policy explain: expected FROM TO SERVICE, e.g. h2 h1 "
+			                          "tcp/22");
+		json_t *args =
+		    json_pack("{s:s, s:s, s:s}", "from", argv[2], "to", argv[3], "service", argv[4]);
+		if (request_call(o, "policy.explain", args, &r) != 0)
+			return 1;
+		return output_result(o, r, print_explain);
+	}
+	return output_usage_error("policy", "policy: unknown subcommand \"%s\"", sub);
+}
