@@ -14,7 +14,7 @@ PYTHON     ?= /usr/bin/python3
 # Parallel jobs of ninja: the machines this runs on have two cores.
 JOBS       ?= 2
 LAB        := lab/ettm-lab
-FUZZ_TARGETS := config proto command openflow pmp trust join tls
+FUZZ_TARGETS := config proto command openflow pmp trust join tls policy
 
 .PHONY: all deps build lab lab-down check check-slow unit asan fuzz lab-test chaos chaos-smoke bench-build bench-smoke format clean
 

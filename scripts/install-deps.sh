@@ -5,12 +5,12 @@ set -eu
 
 PACKAGES="
   build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
-  libuv1-dev libjansson-dev libnftables-dev libmnl-dev libcmocka-dev
+  libuv1-dev libjansson-dev libnftables-dev libmnl-dev libnetfilter-queue-dev libcmocka-dev
   libraft-dev
   libtss2-dev libssl-dev openssl swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
-  nftables iproute2 iputils-ping ethtool procps psmisc
+  nftables iptables iproute2 iputils-ping ethtool procps psmisc util-linux
   openvswitch-switch openvswitch-common
-  iperf3 python3 python3-pytest curl natpmpc iputils-tracepath tcpdump coturn
+  iperf3 python3 python3-pytest curl wget natpmpc iputils-tracepath tcpdump coturn
 "
 
 if [ "$(id -u)" -ne 0 ]; then

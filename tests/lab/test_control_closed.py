@@ -153,6 +153,10 @@ COMMANDS = [
     ("services", {}),
     ("nat", {}),
     ("nat.expose", {"host": "h1", "proto": "tcp", "port": 22}),
+    ("policy", {}),
+    ("policy.check", {"text": "default outbound allow\ndefault inbound allow\n"}),
+    ("policy.apply", {"text": "default outbound deny\ndefault inbound deny\n"}),
+    ("policy.explain", {"from": "h1", "to": "h2", "service": "tcp/22"}),
 ]
 
 

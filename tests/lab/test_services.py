@@ -11,7 +11,7 @@ def test_services_list_and_off_reasons(make_lab):
     lab = make_lab(2, "--devices", "0")
     svcs = {s["name"]: s for s in lab.ctl_json("h1", "services")["services"]}
     assert list(svcs) == ["agent", "store", "control", "trust", "switch", "devices", "nat",
-                          "labels"]
+                          "policy", "labels"]
     assert all(s["state"] == "on" for s in svcs.values()), svcs
     assert svcs["store"]["status"]["state"] in ("leader", "follower")
     human = lab.ctl("h1", "services").stdout
