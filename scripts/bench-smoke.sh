@@ -41,12 +41,13 @@ args_of() {
 	nat) echo "--runs 1 --seconds 1 --cpu-seconds 1 --rate 5 --per-host-kpps 1" ;;
 	nat-burst) echo "--runs 1 --connections 500 --block-size 256" ;;
 	scale) echo "--hosts 4 --runs 1 --settle 1 --idle 2 --commits 20" ;;
+	policy) echo "--runs 1 --sizes 10,100 --hosts 2 --changes 3 --seconds 1 --connections 5" ;;
 	store-fanout) echo "--runs 1 --members 5,64 --commits 20 --burst 200 --idle-s 1 --voters-at first" ;;
 	*) return 1 ;;
 	esac
 }
 
-names=${*:-guest-to-guest store switch trust admission nat nat-burst store-fanout scale}
+names=${*:-guest-to-guest store switch trust admission nat nat-burst policy store-fanout scale}
 failed=""
 start=$(date +%s)
 for name in $names; do

@@ -45,7 +45,7 @@ USES = {
     'devices': ['service', 'switch', 'switch-tables', 'trust-tables', 'store', 'datapath',
                 'openflow', 'api', 'lib'],
     'labels': ['service', 'store', 'api', 'lib'],
-    'policy': ['service', 'switch-tables', 'store', 'datapath', 'api', 'lib'],
+    'policy': ['service', 'switch-tables', 'store', 'datapath', 'guest', 'api', 'lib'],
     'control': ['service', 'store', 'datapath', 'api', 'lib'],
     'config': ['lib'],
     # The daemon starts and wires every module.
@@ -94,6 +94,7 @@ EXTERNAL = {
     'openssl/': ['trust', 'trust-measure', 'api'],
     'nftables/': ['datapath'],
     'libmnl/': ['datapath', 'guest'],
+    'libnetfilter_queue/': ['datapath'],
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

@@ -71,9 +71,11 @@ static void print_check(json_t *r)
 		       (long long)output_num(h, "nft_rules"));
 	}
 	if (json_is_true(json_object_get(r, "changed")))
-		printf("differs from the active policy (epoch %lld)\n", (long long)output_num(r, "epoch"));
+		printf("differs from the active policy (epoch %lld)\n",
+		       (long long)output_num(r, "epoch"));
 	else
-		printf("the same as the active policy (epoch %lld)\n", (long long)output_num(r, "epoch"));
+		printf("the same as the active policy (epoch %lld)\n",
+		       (long long)output_num(r, "epoch"));
 }
 
 static void print_show(json_t *r)
@@ -91,7 +93,8 @@ static void print_show(json_t *r)
 
 static void print_explain(json_t *r)
 {
-	printf("%s (epoch %lld)\n", json_is_true(json_object_get(r, "allow")) ? "allowed" : "denied",
+	printf("%s (epoch %lld)\n",
+	       json_is_true(json_object_get(r, "allow")) ? "allowed" : "denied",
 	       (long long)output_num(r, "epoch"));
 	fputs(output_str(r, "why"), stdout);
 }
@@ -131,19 +134,35 @@ int cmd_policy(const struct options *o, int argc, char **argv)
 	}
 	if (strcmp(sub, "show") == 0) {
 		if (argc > 2)
-			return output_usage_error("policy", "policy show: unexpected argument \"%s\"",
-			                          argv[2]);
+			return output_usage_error(
+			    "policy", "policy show: unexpected argument \"%s\"", argv[2]);
 		if (request_call(o, "policy", NULL, &r) != 0)
 			return 1;
 		return output_result(o, r, print_show);
 	}
 	if (strcmp(sub, "explain") == 0) {
-		if (argc != 5)
-			return output_usage_error("policy",
-			                          "policy explain: expected FROM TO SERVICE, e.g. h2 h1 "
-			                          "tcp/22");
-		json_t *args =
-		    json_pack("{s:s, s:s, s:s}", "from", argv[2], "to", argv[3], "service", argv[4]);
+		const char *app = NULL, *user = NULL;
+		int n = 0;
+		char *pos[3];
+		for (int i = 2; i < argc; i++) {
+			const char **opt = strcmp(argv[i], "--app") == 0    ? &app
+			                   : strcmp(argv[i], "--user") == 0 ? &user
+			                                                    : NULL;
+			if (opt && i + 1 < argc)
+				*opt = argv[++i];
+			else if (opt || n == 3)
+				return output_usage_error(
+				    "policy", "policy explain: expected FROM TO SERVICE [--app "
+				              "PATH] [--user USER], e.g. h2 h1 tcp/22");
+			else
+				pos[n++] = argv[i];
+		}
+		if (n != 3)
+			return output_usage_error(
+			    "policy", "policy explain: expected FROM TO SERVICE, e.g. h2 h1 "
+			              "tcp/22");
+		json_t *args = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "from", pos[0], "to",
+		                         pos[1], "service", pos[2], "app", app, "user", user);
 		if (request_call(o, "policy.explain", args, &r) != 0)
 			return 1;
 		return output_result(o, r, print_explain);

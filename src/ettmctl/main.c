@@ -141,13 +141,15 @@ static const struct command commands[] = {
      "Usage: ettmctl [--json] policy check FILE\n"
      "       ettmctl [--json] policy apply FILE\n"
      "       ettmctl [--json] policy [show]\n"
-     "       ettmctl [--json] policy explain FROM TO SERVICE\n"
+     "       ettmctl [--json] policy explain FROM TO SERVICE [--app PATH] [--user USER]\n"
      "\n"
      "The network's one policy (docs/policy.md): groups, services, rules allow and\n"
      "deny judged top to bottom (the first that matches decides), the defaults\n"
      "for outbound and inbound flows, and expect lines that must hold. Every\n"
      "AEE enforces it for its own guest, in both directions; a new epoch judges\n"
-     "established flows again, so a stricter policy cuts what it denies.\n"
+     "established flows again, so a stricter policy cuts what it denies. Rules\n"
+     "may name the program (app) and user at a host's end; that host's agent\n"
+     "finds which program in its guest owns each new flow.\n"
      "FILE may be - for standard input.\n"
      "\n"
      "check    parses FILE, runs its expect lines and compiles it for every host;\n"
@@ -158,7 +160,9 @@ static const struct command commands[] = {
      "explain  which rule decides a flow at each end that judges it, e.g.\n"
      "           ettmctl policy explain h2 h1 tcp/22\n"
      "         FROM and TO are hosts, addresses or internet; SERVICE is tcp/PORT,\n"
-     "         udp/PORT or icmp.\n",
+     "         udp/PORT or icmp; --app and --user name the program and user\n"
+     "         that open the flow at FROM (not named: none an app or user rule\n"
+     "         names).\n",
      cmd_policy},
     {"services", "the agent's services: which run here, which are off and why",
      "Usage: ettmctl [--json] services\n"

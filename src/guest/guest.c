@@ -1,6 +1,7 @@
 /* The guest's sockets through sock_diag, and its ephemeral ports (guest.h). */
 #include "guest.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -8,6 +9,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +24,8 @@
 
 struct guest {
 	struct mnl_socket *nl;
+	struct stat ns; /* the namespace's identity */
+	int proc;       /* /proc, or -1 */
 };
 
 struct netns_call {
@@ -86,6 +90,12 @@ int guest_open(const char *netns_path, struct guest **ret)
 		return -ENOMEM;
 	}
 	g->nl = nl;
+	g->proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (stat(netns_path, &g->ns) < 0 || g->proc < 0) {
+		r = -errno;
+		guest_close(g);
+		return r;
+	}
 	*ret = g;
 	return 0;
 }
@@ -95,6 +105,8 @@ void guest_close(struct guest *g)
 	if (!g)
 		return;
 	mnl_socket_close(g->nl);
+	if (g->proc >= 0)
+		close(g->proc);
 	free(g);
 }
 
@@ -166,6 +178,130 @@ int guest_listeners(struct guest *g, struct guest_listener **ret_v, size_t *ret_
 	*ret_v = c.v;
 	*ret_n = c.n;
 	return 0;
+}
+
+/* ---- who owns a flow ---- */
+
+static int owner_one(const struct nlmsghdr *nlh, void *data)
+{
+	struct guest_owner *o = data;
+	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
+	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(*m)))
+		return MNL_CB_OK;
+	o->uid = m->idiag_uid;
+	o->inode = m->idiag_inode;
+	return MNL_CB_OK;
+}
+
+int guest_flow_owner(struct guest *g, const struct guest_flow *f, struct guest_owner *ret)
+{
+	char buf[8192];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	nlh->nlmsg_flags = NLM_F_REQUEST; /* no dump: the kernel looks the socket up */
+	static uint32_t seq;
+	nlh->nlmsg_seq = ++seq;
+	struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+	req->sdiag_family = AF_INET;
+	req->sdiag_protocol = f->proto;
+	req->idiag_states = ~0u;
+	req->id.idiag_src[0] = f->local.s_addr;
+	req->id.idiag_dst[0] = f->remote.s_addr;
+	req->id.idiag_sport = htons(f->local_port);
+	req->id.idiag_dport = htons(f->remote_port);
+	req->id.idiag_cookie[0] = req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (mnl_socket_sendto(g->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	struct guest_owner o = {.inode = UINT64_MAX};
+	uint32_t portid = mnl_socket_get_portid(g->nl);
+	int r;
+	do {
+		ssize_t len = mnl_socket_recvfrom(g->nl, buf, sizeof(buf));
+		if (len < 0)
+			return -errno;
+		r = mnl_cb_run(buf, (size_t)len, nlh->nlmsg_seq, portid, owner_one, &o);
+		if (r < 0)
+			return errno ? -errno : -EIO;
+	} while (r == MNL_CB_OK && o.inode == UINT64_MAX);
+	if (o.inode == UINT64_MAX)
+		return -ENOENT;
+	*ret = o;
+	return 0;
+}
+
+/* Whether the process @pid (a /proc entry) holds "socket:[@inode]". */
+static bool holds_socket(int proc, const char *pid, const char *want)
+{
+	char path[300];
+	snprintf(path, sizeof(path), "%s/fd", pid);
+	int fd = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return false;
+	}
+	bool found = false;
+	for (struct dirent *e; !found && (e = readdir(d));) {
+		char link[64];
+		ssize_t n = readlinkat(fd, e->d_name, link, sizeof(link) - 1);
+		if (n > 0) {
+			link[n] = '\0';
+			found = strcmp(link, want) == 0;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* Whether the /proc entry @pid is a process of the namespace @ns that
+ * holds @want; its executable then into @ret_path. */
+static bool program_of(int proc, const char *pid, const struct stat *ns, const char *want,
+                       char *ret_path, size_t size)
+{
+	char path[300];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/ns/net", pid);
+	/* Only the guest's processes: the others' sockets are not its. */
+	if (fstatat(proc, path, &st, 0) < 0 || st.st_ino != ns->st_ino || st.st_dev != ns->st_dev)
+		return false;
+	if (!holds_socket(proc, pid, want))
+		return false;
+	snprintf(path, sizeof(path), "%s/exe", pid);
+	ssize_t n = readlinkat(proc, path, ret_path, size - 1);
+	if (n < 0)
+		return false; /* it exited meanwhile */
+	ret_path[n] = '\0';
+	return true;
+}
+
+int guest_socket_program(struct guest *g, uint64_t inode, int *pid, char *ret_path, size_t size)
+{
+	if (inode == 0)
+		return -ENOENT;
+	char want[48], name[16];
+	snprintf(want, sizeof(want), "socket:[%llu]", (unsigned long long)inode);
+	snprintf(name, sizeof(name), "%d", *pid);
+	if (*pid > 0 && program_of(g->proc, name, &g->ns, want, ret_path, size))
+		return 0;
+	int fd = openat(g->proc, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		int r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	int r = -ENOENT;
+	for (struct dirent *e; r == -ENOENT && (e = readdir(d));)
+		if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
+		    program_of(g->proc, e->d_name, &g->ns, want, ret_path, size)) {
+			*pid = atoi(e->d_name);
+			r = 0;
+		}
+	closedir(d);
+	return r;
 }
 
 /* ---- the guest's ephemeral ports ---- */

@@ -28,6 +28,33 @@ void guest_close(struct guest *g);
  * *@ret_n. Returns 0 or a negative errno. */
 int guest_listeners(struct guest *g, struct guest_listener **ret_v, size_t *ret_n);
 
+/* ---- who owns a flow (docs/policy.md, "Programs and users") ---- */
+
+/* The guest's socket of one flow, as the AEE sees the flow: its local
+ * address and port in the guest and the far end's. */
+struct guest_flow {
+	uint8_t proto; /* 6 TCP, 17 UDP */
+	struct in_addr local, remote;
+	uint16_t local_port, remote_port; /* host byte order */
+};
+
+struct guest_owner {
+	uint32_t uid;
+	uint64_t inode; /* the socket's; 0 when it has none (e.g. TIME_WAIT) */
+};
+
+/* The owner of the guest's socket for @f, by the kernel's own lookup (a
+ * connected socket, else the listener or the unconnected UDP socket on
+ * the local port). Returns 0, -ENOENT when the guest has no such socket,
+ * or a negative errno. */
+int guest_flow_owner(struct guest *g, const struct guest_flow *f, struct guest_owner *ret);
+
+/* The executable of a process in @g's network namespace that holds the socket @inode, into
+ * @ret_path (of @size): found by reading the processes' descriptors in /proc, the process *@pid
+ * first (0: none; a program that opens many flows holds the next one too), and the one found left
+ * in *@pid. Returns 0, -ENOENT when no process holds it (any more), or a negative errno. */
+int guest_socket_program(struct guest *g, uint64_t inode, int *pid, char *ret_path, size_t size);
+
 /* ---- the guest's ephemeral ports (docs/nat.md, "Mapping and filtering
  * behaviour") ----
  *

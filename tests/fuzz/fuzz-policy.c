@@ -41,6 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	policy_run_expects(&p, &net, "fuzz.policy", NULL);
 	for (size_t i = 0; i < 2; i++) {
 		struct dp_fragment f = {0};
+		policy_needs_agent(&p, &net, &hosts[i], i == 0);
 		policy_ruleset_build(&p, 3, &net, &hosts[i], &f);
 		dp_fragment_free(&f);
 	}

@@ -175,3 +175,152 @@ def test_policy_enforced_east_west_and_outbound(make_lab):
         for p in (server, internet):
             p.kill()
             p.wait()
+
+
+PROGRAMS = """\
+default outbound allow
+default inbound deny
+deny from app wget to internet tcp/8080
+allow from app curl on h1 to internet tcp/8080
+deny from h1 to internet tcp/8080       # any other program on h1
+deny from user nobody on h2 to internet
+allow from h2 to app python3* on h1 tcp/9000-9001
+expect allow app curl on h1 to internet tcp/8080
+expect deny app /usr/bin/wget on h1 to internet tcp/8080
+expect deny user nobody on h2 to internet tcp/8080
+expect allow h2 to app python3.11 on h1 tcp/9000
+"""
+
+CUT = "deny from app python3* on h2 to internet tcp/8081\n"
+
+URL = "http://198.51.100.10:8080/"
+
+
+def curl(lab, host, url, *prefix):
+    r = lab.exec(host, *prefix, "curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                 url, check=False)
+    return r.stdout.strip()
+
+
+def test_policy_by_program_and_user(make_lab):
+    """Two programs to one internet server on one port, one allowed and one
+    denied; a rule by user; a server allowed by the program that listens;
+    and a new epoch cutting an established flow of the program it denies."""
+    lab = make_lab(2, "--devices", "0")
+    procs = [
+        lab.popen("isp", "python3", "-m", "http.server", "8080", "--bind", "198.51.100.10"),
+        lab.popen("isp", "python3", "-c", ECHO_SERVER, "198.51.100.10", "8081"),
+        lab.popen("h1", "python3", "-m", "http.server", "9000", "--bind", "10.77.1.1"),
+        lab.popen("h1", "iperf3", "-s", "-B", "10.77.1.1", "-p", "9001"),
+    ]
+    try:
+        run_and_expect(lambda: curl(lab, "h1", URL) == "200", 10, what="the web server is up")
+        with tempfile.TemporaryDirectory() as d:
+            path = write(d, "programs.policy", PROGRAMS)
+            r = lab.ctl("h1", "policy", "check", path)
+            assert "expectations: 4 passed, 0 failed" in r.stdout, r.stdout
+            epoch = lab.ctl_json("h1", "policy", "apply", path)["epoch"]
+            run_and_expect(lambda: all(lab.ctl_json(h, "policy")["enforced_epoch"] == epoch
+                                       for h in ("h1", "h2")), what="the epoch enforced")
+            # The same server and port: curl passes, wget and python do not.
+            assert curl(lab, "h1", URL) == "200"
+            wget = lab.exec("h1", "wget", "-q", "-T", "3", "-t", "1", "-O", "/dev/null", URL,
+                            check=False)
+            assert wget.returncode == 4, wget  # a network failure: the SYN was dropped
+            assert reach(lab, "h1", "198.51.100.10", 8080).startswith("no:")
+            # By user: root's curl on h2 passes, nobody's does not.
+            assert curl(lab, "h2", URL) == "200"
+            nobody = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+            assert curl(lab, "h2", URL, *nobody) == "000"
+            # By the program that listens on h1: python's server is
+            # reached, iperf3's on the next port is not.
+            assert curl(lab, "h2", "http://10.77.1.1:9000/") == "200"
+            assert curl(lab, "h2", "http://10.77.1.1:9001/") == "000"
+            status = {s["name"]: s for s in lab.ctl_json("h1", "services")["services"]}
+            agent = status["policy"]["status"]["agent"]
+            assert agent["outbound"] and agent["inbound"], agent
+            assert agent["attributed"] >= 4 and agent["denied"] >= 2, agent
+            explain = lab.ctl_json("h2", "policy", "explain", "h1", "internet", "tcp/8080",
+                                   "--app", "/usr/bin/wget")
+            assert explain["allow"] is False and explain["outbound"]["rule"]["line"] == 3
+            explain = lab.ctl_json("h2", "policy", "explain", "h1", "internet", "tcp/8080",
+                                   "--app", "/usr/bin/curl", "--user", "root")
+            assert explain["allow"] is True and explain["outbound"]["rule"]["line"] == 4
+
+            # A flow of python on h2, established, is judged again under
+            # the next epoch and cut; curl on h2 still passes.
+            echo = lab.popen("h2", "python3", "-u", "-c", ECHO_CLIENT, "198.51.100.10", "8081",
+                             "6")
+            time.sleep(1.5)
+            cut = write(d, "cut.policy", PROGRAMS.replace("deny from user", CUT + "deny from user"))
+            lab.ctl("h1", "policy", "apply", cut)
+            out, _ = echo.communicate(timeout=20)
+            lines = out.split()
+            assert "silent" in lines and int(lines[-1]) >= 5, out
+            assert curl(lab, "h2", URL) == "200"
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+FLIP = """\
+default outbound allow
+default inbound deny
+allow from app python3* on h2 to h1 tcp/22
+allow from h3 to h1 icmp
+deny from h3 to h1 tcp/{port}
+"""
+
+
+def test_a_hundred_flips_drop_no_allowed_flow(make_lab):
+    """100 epochs in a row, each allowing the same flows (one judged by the
+    agent, by its program) but differing elsewhere: every established flow
+    is judged again at each, and none of them loses a packet."""
+    lab = make_lab(3, "--devices", "0")
+    procs = [lab.popen("h1", "python3", "-c", ECHO_SERVER, "10.77.1.1", "22"),
+             lab.popen("isp", "python3", "-c", ECHO_SERVER, "198.51.100.10", "8081")]
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            first = lab.ctl_json("h1", "policy", "apply",
+                                 write(d, "p.policy", FLIP.format(port=1000)))["epoch"]
+            run_and_expect(lambda: all(lab.ctl_json(h, "policy")["enforced_epoch"] == first
+                                       for h in ("h1", "h2", "h3")), what="the first epoch")
+            seconds = "20"
+            ssh = lab.popen("h2", "python3", "-u", "-c", ECHO_CLIENT, "10.77.1.1", "22", seconds)
+            web = lab.popen("h1", "python3", "-u", "-c", ECHO_CLIENT, "198.51.100.10", "8081",
+                            seconds)
+            ping = lab.popen("h3", "ping", "-q", "-i", "0.05", "-w", seconds, "10.77.1.1")
+            time.sleep(1)
+            # One after the other, as fast as they commit, on the leader (a
+            # follower's replica may not have the last epoch yet, and an
+            # edit made on an older epoch is refused): a host may go from
+            # one epoch to a later one at once.
+            leader = lab.ctl_json("h1", "cluster")["leader"]
+            for i in range(100):
+                epoch = lab.ctl_json(leader, "policy", "apply",
+                                     write(d, "p.policy", FLIP.format(port=1001 + i)))["epoch"]
+            assert epoch == first + 100
+            run_and_expect(lambda: all(lab.ctl_json(h, "policy")["enforced_epoch"] == epoch
+                                       for h in ("h1", "h2", "h3")), what="the last epoch")
+            time.sleep(1)
+            # The flows keep going after the last flip, then end.
+            for p in (ssh, web):
+                p.terminate()
+            ping.terminate()
+            ssh_out, _ = ssh.communicate(timeout=20)
+            web_out, _ = web.communicate(timeout=20)
+            ping_out, _ = ping.communicate(timeout=20)
+            assert "silent" not in ssh_out.split() and int(ssh_out.split()[-1]) > 100, ssh_out
+            assert "silent" not in web_out.split() and int(web_out.split()[-1]) > 100, web_out
+            assert " 0% packet loss" in ping_out, ping_out
+            agent = {s["name"]: s for s in lab.ctl_json("h2", "services")["services"]}
+            judged = agent["policy"]["status"]["agent"]["judged"]
+            # The flow of h2's python was judged again by its agent, epoch
+            # after epoch (not at each: two epochs may pass between two of
+            # its packets).
+            assert judged >= 10, judged
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

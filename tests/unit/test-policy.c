@@ -33,30 +33,29 @@ static struct policy_net lab_net(void)
 	                           .hosts = hosts};
 }
 
-static const char example[] =
-    "# The office\n"
-    "default outbound allow\n"
-    "default inbound deny\n"
-    "\n"
-    "group staff = h1, h2\n"
-    "group servers = h3, 10.77.1.200\n"
-    "service web = tcp/80, tcp/443\n"
-    "service ssh = tcp/22\n"
-    "\n"
-    "deny from any except staff to servers ssh   # only staff log in\n"
-    "allow from staff to servers ssh, web\n"
-    "allow from lan to h1 tcp/8000-8080, udp/5353, icmp\n"
-    "deny from h2 to internet tcp/25\n"
-    "allow from internet to h3 web\n"
-    "\n"
-    "expect allow h1 h3 tcp/22\n"
-    "expect deny h4 h3 tcp/22\n"
-    "expect deny h3 h1 tcp/22\n"
-    "expect allow h3 h1 tcp/8080\n"
-    "expect deny h2 internet tcp/25\n"
-    "expect allow h1 internet tcp/25\n"
-    "expect allow internet h3 tcp/443\n"
-    "expect deny internet h1 tcp/443\n";
+static const char example[] = "# The office\n"
+                              "default outbound allow\n"
+                              "default inbound deny\n"
+                              "\n"
+                              "group staff = h1, h2\n"
+                              "group servers = h3, 10.77.1.200\n"
+                              "service web = tcp/80, tcp/443\n"
+                              "service ssh = tcp/22\n"
+                              "\n"
+                              "deny from any except staff to servers ssh   # only staff log in\n"
+                              "allow from staff to servers ssh, web\n"
+                              "allow from lan to h1 tcp/8000-8080, udp/5353, icmp\n"
+                              "deny from h2 to internet tcp/25\n"
+                              "allow from internet to h3 web\n"
+                              "\n"
+                              "expect allow h1 h3 tcp/22\n"
+                              "expect deny h4 h3 tcp/22\n"
+                              "expect deny h3 h1 tcp/22\n"
+                              "expect allow h3 h1 tcp/8080\n"
+                              "expect deny h2 internet tcp/25\n"
+                              "expect allow h1 internet tcp/25\n"
+                              "expect allow internet h3 tcp/443\n"
+                              "expect deny internet h1 tcp/443\n";
 
 static void test_parse_example(void **state)
 {
@@ -109,31 +108,36 @@ static void test_parse_errors(void **state)
 	    {"allow from h1 to h3 tcp/22 h2",
 	     "t:3:28: expected a service (tcp/PORT, udp/PORT, icmp or a service's name), \",\", "
 	     "except, or the end of the line, found \"h2\""},
-	    {"allow from h1 to 10.77.1.0/33", "t:3:18: a prefix length is 0 to 32, in \"10.77.1.0/33\""},
-	    {"allow from h1 to h3 bogus", "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
-	                                  "service's name), \",\", except, or the end of the line, "
-	                                  "found \"bogus\""},
+	    {"allow from h1 to 10.77.1.0/33",
+	     "t:3:18: a prefix length is 0 to 32, in \"10.77.1.0/33\""},
+	    {"allow from h1 to h3 bogus",
+	     "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
+	     "service's name), \",\", except, or the end of the line, "
+	     "found \"bogus\""},
 	    {"group h1 = h2", "t:3:7: \"h1\" is a host of the network"},
 	    {"group any = h2", "t:3:7: \"any\" is a word of the language, not a name"},
 	    {"group g = h1\ngroup g = h2", "t:4:7: group \"g\" is defined already, at line 3"},
-	    {"service s = tcp/1\ngroup s = h2", "t:4:7: service \"s\" is defined already, at line 3"},
+	    {"service s = tcp/1\ngroup s = h2",
+	     "t:4:7: service \"s\" is defined already, at line 3"},
 	    {"group g = lan", "t:3:11: expected a host, a group or an address, found \"lan\""},
 	    {"group g h1", "t:3:9: expected \"=\", found \"h1\""},
 	    {"service s = tcp/1\nallow from s to h1", "t:4:12: \"s\" is a service, where a host or "
-	                                             "group was expected"},
+	                                              "group was expected"},
 	    {"default outbound deny", "t:3:1: the default outbound is stated twice"},
 	    {"default sideways deny", "t:3:9: expected outbound or inbound, found \"sideways\""},
-	    {"allow from h1 to h3 ; rm", "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
-	                                 "service's name), \",\", except, or the end of the line, "
-	                                 "found a character the language does not use"},
+	    {"allow from h1 to h3 ; rm",
+	     "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
+	     "service's name), \",\", except, or the end of the line, "
+	     "found a character the language does not use"},
 	    {"expect allow h1", "t:3:16: expected a host, an address or internet, found the end of "
 	                        "the line"},
 	    {"group g = h1\nexpect allow g h2 tcp/1",
 	     "t:4:14: an expected flow names one host, not the group \"g\""},
 	    {"expect allow h1 h2 tcp/1-5",
 	     "t:3:20: an expected flow names one protocol and port, e.g. tcp/22"},
-	    {"allow from h1 to h3 tcp/22,", "t:3:28: expected a service (tcp/PORT, udp/PORT, icmp or "
-	                                    "a service's name), found the end of the line"},
+	    {"allow from h1 to h3 tcp/22,",
+	     "t:3:28: expected a service (tcp/PORT, udp/PORT, icmp or "
+	     "a service's name), found the end of the line"},
 	};
 	struct policy_net net = lab_net();
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -144,8 +148,8 @@ static void test_parse_errors(void **state)
 		assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
 		assert_non_null(error);
 		if (strcmp(error, bad[i].error) != 0)
-			fail_msg("case %zu \"%s\":\n  got      %s\n  expected %s", i, bad[i].text, error,
-			         bad[i].error);
+			fail_msg("case %zu \"%s\":\n  got      %s\n  expected %s", i, bad[i].text,
+			         error, bad[i].error);
 		free(error);
 	}
 	/* The defaults must be stated. */
@@ -198,28 +202,38 @@ static void test_judge_and_expects(void **state)
 	FILE *f = open_memstream(&out, &len);
 	assert_int_equal(policy_run_expects(&p, &net, "f", f), 1);
 	fclose(f);
-	assert_string_equal(out, "f:5:1: expect allow h3 h1 tcp/22: the flow is denied\n"
-	                         "  the sender's AEE (outbound): allowed by the default: no rule "
-	                         "matches; default outbound allow\n"
-	                         "  the receiver's AEE (inbound): denied by the default: no rule "
-	                         "matches; default inbound deny\n");
+	/* Between two managed hosts, both ends apply both defaults. */
+	const char *both = "denied by the defaults: no rule matches a flow between two managed "
+	                   "hosts, which must pass both: default outbound allow, default inbound "
+	                   "deny\n";
+	char *want = NULL;
+	assert_true(asprintf(&want,
+	                     "f:5:1: expect allow h3 h1 tcp/22: the flow is denied\n"
+	                     "  the sender's AEE (outbound): %s"
+	                     "  the receiver's AEE (inbound): %s",
+	                     both, both) > 0);
+	assert_string_equal(out, want);
+	free(want);
 	free(out);
 
 	/* An address that is a host's guest is that host; internet is judged
 	 * at the one managed end. */
 	struct policy_flow flow;
-	assert_int_equal(policy_flow_parse("10.77.1.2", "h1", "tcp/22", &net, &flow, NULL), 0);
+	assert_int_equal(
+	    policy_flow_parse("10.77.1.2", "h1", "tcp/22", NULL, NULL, &net, &flow, NULL), 0);
 	struct policy_judgement j;
 	policy_judge(&p, &net, &flow, &j);
 	assert_true(j.allow);
 	assert_int_equal(j.out.rule, 0);
-	assert_int_equal(policy_flow_parse("internet", "h1", "tcp/22", &net, &flow, NULL), 0);
+	assert_int_equal(
+	    policy_flow_parse("internet", "h1", "tcp/22", NULL, NULL, &net, &flow, NULL), 0);
 	policy_judge(&p, &net, &flow, &j);
 	assert_false(j.judged_out);
 	assert_true(j.judged_in);
 	assert_false(j.allow);
 	char *error = NULL;
-	assert_int_equal(policy_flow_parse("h1", "h2 h3", "tcp/22", &net, &flow, &error), -EINVAL);
+	assert_int_equal(
+	    policy_flow_parse("h1", "h2 h3", "tcp/22", NULL, NULL, &net, &flow, &error), -EINVAL);
 	free(error);
 	policy_free(&p);
 }
@@ -275,6 +289,143 @@ static void test_compile_sets_do_not_overlap(void **state)
 	free(out);
 }
 
+/* Rules by program and user, and how each end judges what it cannot
+ * know (policy.h). */
+static const char apps[] = "default outbound allow\n"
+                           "default inbound deny\n"
+                           "deny from app wget to internet tcp/80\n"
+                           "allow from app curl on h1 to internet tcp/80\n"
+                           "deny from h1 to internet tcp/80\n"
+                           "allow from h2 to app sshd on h1 tcp/22\n"
+                           "allow from app ssh on h3 to h1 tcp/2222\n"
+                           "deny from user nobody to any\n"
+                           "deny from app unknown on h3 to internet\n"
+                           "expect allow app curl on h1 to internet tcp/80\n"
+                           "expect deny app /usr/bin/wget on h1 to internet tcp/80\n"
+                           "expect deny h1 internet tcp/80\n"
+                           "expect allow h2 to app /usr/sbin/sshd on h1 tcp/22\n"
+                           "expect deny h2 to app python3 on h1 tcp/22\n"
+                           "expect allow app /usr/bin/ssh on h3 to h1 tcp/2222\n"
+                           "expect deny app nc on h3 to h1 tcp/2222\n"
+                           "expect deny app curl user nobody on h2 to internet tcp/443\n"
+                           "expect allow app curl user root on h2 to internet tcp/443\n";
+
+static void test_parse_and_judge_programs_and_users(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	struct policy p;
+	char *error = NULL;
+	assert_int_equal(policy_parse(apps, "apps", &net, &p, &error), 0);
+	assert_null(error);
+	assert_string_equal(p.rules[0].from.who.app, "wget");
+	assert_int_equal(p.rules[0].from.n, 1);
+	assert_int_equal(p.rules[0].from.v[0].kind, POLICY_END_ANY);
+	assert_string_equal(p.rules[3].to.who.app, "sshd");
+	assert_string_equal(p.rules[5].from.who.user, "nobody");
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	assert_int_equal(policy_run_expects(&p, &net, "apps", f), 0);
+	fclose(f);
+	assert_string_equal(out, "");
+	free(out);
+
+	/* The sender's AEE knows the sender's program; the receiver's takes
+	 * the sender's allow as met, and passes over its deny. */
+	struct policy_flow flow;
+	assert_int_equal(policy_flow_parse("h3", "h1", "tcp/2222", "nc", NULL, &net, &flow, NULL),
+	                 0);
+	struct policy_verdict out_v = policy_judge_end(&p, &net, &flow, true);
+	struct policy_verdict in_v = policy_judge_end(&p, &net, &flow, false);
+	assert_false(out_v.allow);
+	assert_int_equal(out_v.rule, -1);
+	assert_true(out_v.both_defaults);
+	assert_true(in_v.allow);
+	assert_int_equal(in_v.rule, 4);
+	/* A program that could not be known matches `unknown` only. */
+	flow = (struct policy_flow){
+	    .from = {.kind = POLICY_END_HOST, .host = "h3"},
+	    .to = {.kind = POLICY_END_PREFIX, .addr = htonl(0xc6336402u), .mask = 0xffffffffu},
+	    .port = {POLICY_PROTO_TCP, 443, 443},
+	};
+	out_v = policy_judge_end(&p, &net, &flow, true);
+	assert_false(out_v.allow);
+	assert_int_equal(out_v.rule, 6);
+	snprintf(flow.from_who.app, sizeof(flow.from_who.app), "/usr/bin/curl");
+	assert_true(policy_judge_end(&p, &net, &flow, true).allow);
+	policy_free(&p);
+
+	static const struct {
+		struct policy_who want, have;
+		bool match;
+	} who[] = {
+	    {{"curl", ""}, {"/usr/bin/curl", "root"}, true},
+	    {{"/usr/bin/*", ""}, {"/usr/bin/curl", ""}, true},
+	    {{"/usr/bin/*", ""}, {"/opt/curl", ""}, false},
+	    {{"python3*", ""}, {"/usr/bin/python3.11", ""}, true},
+	    {{"*", ""}, {"", ""}, false},
+	    {{"unknown", ""}, {"", ""}, true},
+	    {{"unknown", ""}, {"/usr/bin/curl", ""}, false},
+	    {{"curl", ""}, {POLICY_WHO_UNNAMED, ""}, false},
+	    {{"", "0"}, {"", "root"}, true},
+	    {{"", "root"}, {"", "0"}, true},
+	    {{"", "nobody"}, {"", "root"}, false},
+	    {{"", "unknown"}, {"", ""}, true},
+	    {{"curl", "root"}, {"/usr/bin/curl", "nobody"}, false},
+	};
+	for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++)
+		if (policy_who_matches(&who[i].want, &who[i].have) != who[i].match)
+			fail_msg("case %zu: app %s user %s against %s %s", i, who[i].want.app,
+			         who[i].want.user, who[i].have.app, who[i].have.user);
+
+	static const struct bad bad[] = {
+	    {"allow from app to internet",
+	     "t:3:16: expected a program's path or name (* and ? match any), found \"to\""},
+	    {"allow from app a app b to any", "t:3:18: a side names one app"},
+	    {"allow from user -x to any", "t:3:17: \"-x\" is no user's name or number"},
+	    {"allow from user any to any",
+	     "t:3:17: expected a user's name or number, found \"any\""},
+	    {"allow from app curl on to any",
+	     "t:3:24: expected any, lan, internet, a host, a group or an address, found \"to\""},
+	    {"expect allow app curl internet tcp/80",
+	     "t:3:23: expected \"on\", found \"internet\""},
+	    {"expect allow app curl on internet h1 tcp/80",
+	     "t:3:26: a program runs on a host: expected one, found \"internet\""},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *text = NULL;
+		assert_true(asprintf(&text, "default outbound allow\ndefault inbound deny\n%s\n",
+		                     bad[i].text) > 0);
+		error = NULL;
+		assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
+		if (!error || strcmp(error, bad[i].error) != 0)
+			fail_msg("%s:\n got  %s\n want %s", bad[i].text, error, bad[i].error);
+		free(error);
+		free(text);
+	}
+}
+
+/* What a host's agent judges, and what nftables judges without it. */
+static void test_compile_programs(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	struct policy p;
+	assert_int_equal(policy_parse(apps, "apps", &net, &p, NULL), 0);
+	assert_true(policy_needs_agent(&p, &net, &hosts[0], true));  /* curl, wget, nobody */
+	assert_true(policy_needs_agent(&p, &net, &hosts[0], false)); /* sshd */
+	assert_true(policy_needs_agent(&p, &net, &hosts[2], true));
+	assert_false(policy_needs_agent(&p, &net, &hosts[2], false));
+	policy_free(&p);
+	char *h1 = compile(apps, 0);
+	assert_golden("policy-apps-h1.nft", h1);
+	free(h1);
+	char *h2 = compile(apps, 1);
+	assert_golden("policy-apps-h2.nft", h2);
+	free(h2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +435,8 @@ int main(void)
 	    cmocka_unit_test(test_judge_and_expects),
 	    cmocka_unit_test(test_compile_golden),
 	    cmocka_unit_test(test_compile_sets_do_not_overlap),
+	    cmocka_unit_test(test_parse_and_judge_programs_and_users),
+	    cmocka_unit_test(test_compile_programs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

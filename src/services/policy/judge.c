@@ -2,7 +2,11 @@
  * `ettmctl policy explain` report. The compiler (ruleset.c) renders the
  * same first-match order and the same defaults into nftables. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lib/addr.h"
@@ -18,9 +22,11 @@ static bool in_lan(const struct policy_net *net, uint32_t addr)
 static bool end_matches(const struct policy_net *net, const struct policy_end *e,
                         const struct policy_end *f)
 {
-	const struct policy_host *h = f->kind == POLICY_END_HOST ? policy_net_host(net, f->host) : NULL;
+	const struct policy_host *h =
+	    f->kind == POLICY_END_HOST ? policy_net_host(net, f->host) : NULL;
 	uint32_t addr = f->kind == POLICY_END_PREFIX ? f->addr : h ? h->guest_addr : 0;
-	bool lan = f->kind == POLICY_END_HOST || (f->kind == POLICY_END_PREFIX && in_lan(net, addr));
+	bool lan =
+	    f->kind == POLICY_END_HOST || (f->kind == POLICY_END_PREFIX && in_lan(net, addr));
 	switch (e->kind) {
 	case POLICY_END_ANY:
 		return true;
@@ -57,7 +63,8 @@ static bool port_matches(const struct policy_rule *r, const struct policy_port *
 		return true;
 	for (size_t i = 0; i < r->n_ports; i++) {
 		const struct policy_port *p = &r->ports[i];
-		if (p->proto == f->proto && (p->proto == POLICY_PROTO_ICMP || (p->lo <= f->lo && f->lo <= p->hi)))
+		if (p->proto == f->proto &&
+		    (p->proto == POLICY_PROTO_ICMP || (p->lo <= f->lo && f->lo <= p->hi)))
 			return true;
 	}
 	return false;
@@ -77,23 +84,111 @@ static struct policy_end as_host(const struct policy_net *net, const struct poli
 	return e;
 }
 
+static bool known(const char *have)
+{
+	return have[0] && strcmp(have, POLICY_WHO_UNNAMED) != 0;
+}
+
+/* A user's name or number as a uid, by the host's user database. */
+static bool resolve_uid(const char *s, uid_t *ret)
+{
+	if (!known(s))
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (end != s && *end == '\0' && errno == 0 && v <= (uid_t)-1) {
+		*ret = (uid_t)v;
+		return true;
+	}
+	struct passwd pw, *found = NULL;
+	char buf[1024];
+	if (getpwnam_r(s, &pw, buf, sizeof(buf), &found) != 0 || !found)
+		return false;
+	*ret = found->pw_uid;
+	return true;
+}
+
+static bool app_matches(const char *want, const char *have)
+{
+	if (strcmp(want, "unknown") == 0)
+		return have[0] == '\0';
+	if (!known(have))
+		return false;
+	const char *base = strrchr(have, '/');
+	return fnmatch(want, strchr(want, '/') || !base ? have : base + 1, 0) == 0;
+}
+
+static bool user_matches(const char *want, const char *have)
+{
+	if (strcmp(want, "unknown") == 0)
+		return have[0] == '\0';
+	if (!known(have))
+		return false;
+	uid_t a, b;
+	return strcmp(want, have) == 0 ||
+	       (resolve_uid(want, &a) && resolve_uid(have, &b) && a == b);
+}
+
+bool policy_who_matches(const struct policy_who *want, const struct policy_who *have)
+{
+	return (!want->app[0] || app_matches(want->app, have->app)) &&
+	       (!want->user[0] || user_matches(want->user, have->user));
+}
+
+/* Whether @r decides the flow @from -> @to at the sender's AEE
+ * (@by_sender) or the receiver's: a program or user at the judging end
+ * is known; at the other end it is not, and that end's AEE decides (an
+ * allow is taken as met, a deny passed over). */
+static bool rule_matches(const struct policy_net *net, const struct policy_rule *r,
+                         const struct policy_flow *flow, const struct policy_end *from,
+                         const struct policy_end *to, bool by_sender)
+{
+	if (!policy_side_matches(net, &r->from, from) || !policy_side_matches(net, &r->to, to) ||
+	    !port_matches(r, &flow->port))
+		return false;
+	for (int s = 0; s < 2; s++) {
+		const struct policy_side *side = s == 0 ? &r->from : &r->to;
+		if (!policy_side_qualified(side))
+			continue;
+		if ((s == 0 ? from : to)->kind != POLICY_END_HOST)
+			return false; /* no AEE there knows a program */
+		if ((s == 0) != by_sender)
+			return r->allow;
+		if (!policy_who_matches(&side->who, s == 0 ? &flow->from_who : &flow->to_who))
+			return false;
+	}
+	return true;
+}
+
+struct policy_verdict policy_judge_end(const struct policy *p, const struct policy_net *net,
+                                       const struct policy_flow *flow, bool outbound)
+{
+	struct policy_end from = as_host(net, &flow->from), to = as_host(net, &flow->to);
+	for (size_t i = 0; i < p->n_rules; i++)
+		if (rule_matches(net, &p->rules[i], flow, &from, &to, outbound))
+			return (struct policy_verdict){.allow = p->rules[i].allow, .rule = (int)i};
+	bool both = from.kind == POLICY_END_HOST && to.kind == POLICY_END_HOST;
+	return (struct policy_verdict){
+	    .allow = both       ? p->outbound_allow && p->inbound_allow
+	             : outbound ? p->outbound_allow
+	                        : p->inbound_allow,
+	    .rule = -1,
+	    .both_defaults = both,
+	};
+}
+
 void policy_judge(const struct policy *p, const struct policy_net *net,
                   const struct policy_flow *flow, struct policy_judgement *ret)
 {
-	struct policy_end from = as_host(net, &flow->from), to = as_host(net, &flow->to);
-	int rule = -1;
-	for (size_t i = 0; i < p->n_rules && rule < 0; i++) {
-		const struct policy_rule *r = &p->rules[i];
-		if (policy_side_matches(net, &r->from, &from) && policy_side_matches(net, &r->to, &to) &&
-		    port_matches(r, &flow->port))
-			rule = (int)i;
-	}
 	*ret = (struct policy_judgement){
-	    .judged_out = from.kind == POLICY_END_HOST,
-	    .judged_in = to.kind == POLICY_END_HOST,
-	    .out = {.allow = rule >= 0 ? p->rules[rule].allow : p->outbound_allow, .rule = rule},
-	    .in = {.allow = rule >= 0 ? p->rules[rule].allow : p->inbound_allow, .rule = rule},
+	    .judged_out = as_host(net, &flow->from).kind == POLICY_END_HOST,
+	    .judged_in = as_host(net, &flow->to).kind == POLICY_END_HOST,
 	};
+	if (ret->judged_out)
+		ret->out = policy_judge_end(p, net, flow, true);
+	if (ret->judged_in)
+		ret->in = policy_judge_end(p, net, flow, false);
 	ret->allow = (!ret->judged_out || ret->out.allow) && (!ret->judged_in || ret->in.allow);
 }
 
@@ -103,6 +198,13 @@ static void verdict_words(const struct policy *p, const struct policy_verdict *v
 	if (v->rule >= 0)
 		fprintf(out, "%s by line %u: %s", v->allow ? "allowed" : "denied",
 		        p->rules[v->rule].pos.line, p->rules[v->rule].text);
+	else if (v->both_defaults)
+		fprintf(
+		    out,
+		    "%s by the defaults: no rule matches a flow between two managed hosts, which "
+		    "must pass both: default outbound %s, default inbound %s",
+		    v->allow ? "allowed" : "denied", p->outbound_allow ? "allow" : "deny",
+		    p->inbound_allow ? "allow" : "deny");
 	else
 		fprintf(out, "%s by the default: no rule matches; default %s %s",
 		        v->allow ? "allowed" : "denied", out_dir ? "outbound" : "inbound",
@@ -140,8 +242,8 @@ size_t policy_run_expects(const struct policy *p, const struct policy_net *net, 
 		failed++;
 		if (!out)
 			continue;
-		fprintf(out, "%s:%u:%u: %s: the flow is %s\n", file, e->pos.line, e->pos.col, e->text,
-		        j.allow ? "allowed" : "denied");
+		fprintf(out, "%s:%u:%u: %s: the flow is %s\n", file, e->pos.line, e->pos.col,
+		        e->text, j.allow ? "allowed" : "denied");
 		policy_explain(p, &j, out);
 	}
 	return failed;

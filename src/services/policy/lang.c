@@ -15,7 +15,7 @@
 #include "policy.h"
 
 /* The longest word the lexer takes; longer is an error, not a cut. */
-#define WORD_MAX 64
+#define WORD_MAX POLICY_WORD_MAX
 
 enum tok_kind { TOK_WORD, TOK_COMMA, TOK_EQUALS, TOK_END /* of the line */, TOK_BAD };
 
@@ -39,8 +39,9 @@ struct parser {
 };
 
 static const char *const keywords[] = {
-    "allow", "deny",  "from",    "to",   "except", "default",  "outbound", "inbound", "group",
-    "service", "expect", "any", "lan", "internet", "tcp", "udp",      "icmp",    NULL,
+    "allow", "deny",    "from",   "to",  "except",  "default",  "outbound", "inbound",
+    "group", "service", "expect", "any", "lan",     "internet", "tcp",      "udp",
+    "icmp",  "app",     "user",   "on",  "unknown", NULL,
 };
 
 static bool is_keyword(const char *w)
@@ -53,7 +54,7 @@ static bool is_keyword(const char *w)
 
 static bool word_char(char c)
 {
-	return isalnum((unsigned char)c) || strchr("_.-/:", c);
+	return isalnum((unsigned char)c) || strchr("_.-/:*?", c);
 }
 
 static int fail(struct parser *ps, struct policy_pos pos, const char *fmt, ...)
@@ -68,7 +69,8 @@ static int fail(struct parser *ps, struct policy_pos pos, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	ps->status = error_set(&ps->error, -EINVAL, "%s:%u:%u: %s", ps->file, pos.line, pos.col, what);
+	ps->status =
+	    error_set(&ps->error, -EINVAL, "%s:%u:%u: %s", ps->file, pos.line, pos.col, what);
 	return ps->status;
 }
 
@@ -214,7 +216,8 @@ static int new_name(struct parser *ps, char out[STORE_NAME_MAX])
 	if (g)
 		return fail(ps, pos, "group \"%s\" is defined already, at line %u", w, g->pos.line);
 	if (s)
-		return fail(ps, pos, "service \"%s\" is defined already, at line %u", w, s->pos.line);
+		return fail(ps, pos, "service \"%s\" is defined already, at line %u", w,
+		            s->pos.line);
 	strcpy(out, w);
 	next(ps);
 	return 0;
@@ -263,8 +266,9 @@ static int end_item(struct parser *ps, struct policy_end **v, size_t *n, size_t 
                     bool groups_only)
 {
 	if (ps->tok.kind != TOK_WORD)
-		return expected(ps, groups_only ? "a host, a group or an address"
-		                                : "any, lan, internet, a host, a group or an address");
+		return expected(ps, groups_only
+		                        ? "a host, a group or an address"
+		                        : "any, lan, internet, a host, a group or an address");
 	const char *w = ps->tok.text;
 	struct policy_end e = {0};
 	bool bad_len;
@@ -289,11 +293,12 @@ static int end_item(struct parser *ps, struct policy_end **v, size_t *n, size_t 
 	} else if (bad_len) {
 		return fail(ps, ps->tok.pos, "a prefix length is 0 to 32, in \"%s\"", w);
 	} else if (is_keyword(w)) {
-		return expected(ps, groups_only ? "a host, a group or an address"
-		                                : "any, lan, internet, a host, a group or an address");
+		return expected(ps, groups_only
+		                        ? "a host, a group or an address"
+		                        : "any, lan, internet, a host, a group or an address");
 	} else if (find_service(ps->p, w)) {
-		return fail(ps, ps->tok.pos, "\"%s\" is a service, where a host or group was expected",
-		            w);
+		return fail(ps, ps->tok.pos,
+		            "\"%s\" is a service, where a host or group was expected", w);
 	} else if (ps->net->departed_hosts && strlen(w) < STORE_NAME_MAX) {
 		e.kind = POLICY_END_HOST;
 		snprintf(e.host, sizeof(e.host), "%.*s", STORE_NAME_MAX - 1, w);
@@ -314,15 +319,56 @@ static bool at_port(const struct parser *ps)
 	       find_service(ps->p, w);
 }
 
-/* END {, END} [except END {, END}] */
+/* {app PATTERN | user NAME}: what a side asks of the program and user at
+ * its end; *@ret_any tells whether it asks anything. */
+static int who_conditions(struct parser *ps, struct policy_who *who, bool *ret_any)
+{
+	*ret_any = false;
+	while (at_word(ps, "app") || at_word(ps, "user")) {
+		bool app = at_word(ps, "app");
+		char *dst = app ? who->app : who->user;
+		if (*dst)
+			return fail(ps, ps->tok.pos, "a side names one %s", app ? "app" : "user");
+		next(ps);
+		if (ps->tok.kind != TOK_WORD ||
+		    (is_keyword(ps->tok.text) && !at_word(ps, "unknown")))
+			return expected(ps, app ? "a program's path or name (* and ? match any)"
+			                        : "a user's name or number");
+		const char *w = ps->tok.text;
+		if (!app && strcmp(w, "unknown") != 0 &&
+		    (strspn(w,
+		            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+		         strlen(w) ||
+		     w[0] == '-'))
+			return fail(ps, ps->tok.pos, "\"%s\" is no user's name or number", w);
+		snprintf(dst, POLICY_WORD_MAX, "%s", w);
+		*ret_any = true;
+		next(ps);
+	}
+	return 0;
+}
+
+/* [WHO [on]] END {, END} [except END {, END}]: with WHO and no `on`, the
+ * side is every host. */
 static int side(struct parser *ps, struct policy_side *s)
 {
-	if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
+	bool who;
+	if (who_conditions(ps, &s->who, &who) < 0)
 		return ps->status;
-	while (ps->tok.kind == TOK_COMMA) {
-		next(ps);
+	if (who && !at_word(ps, "on")) {
+		struct policy_end any = {.kind = POLICY_END_ANY};
+		if (push_end(ps, &s->v, &s->n, &s->cap, &any) < 0)
+			return ps->status;
+	} else {
+		if (who)
+			next(ps);
 		if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
 			return ps->status;
+		while (ps->tok.kind == TOK_COMMA) {
+			next(ps);
+			if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
+				return ps->status;
+		}
 	}
 	if (!at_word(ps, "except"))
 		return 0;
@@ -464,7 +510,8 @@ static int stmt_default(struct parser *ps)
 		return expected(ps, "outbound or inbound");
 	next(ps);
 	if ((out && p->has_outbound) || (!out && p->has_inbound))
-		return fail(ps, pos, "the default %s is stated twice", out ? "outbound" : "inbound");
+		return fail(ps, pos, "the default %s is stated twice",
+		            out ? "outbound" : "inbound");
 	bool allow;
 	if (allow_deny(ps, &allow) < 0)
 		return ps->status;
@@ -583,27 +630,43 @@ static int stmt_rule(struct parser *ps)
 	return 0;
 }
 
-/* One end of an expected flow: a host, an address, or internet. */
-static int flow_end(struct parser *ps, struct policy_end *ret)
+/* One end of an expected flow: [WHO on] a host, an address, or internet.
+ * What WHO does not name is POLICY_WHO_UNNAMED. */
+static int flow_end(struct parser *ps, struct policy_end *ret, struct policy_who *ret_who)
 {
+	struct policy_who who = {0};
+	bool named;
+	if (who_conditions(ps, &who, &named) < 0)
+		return ps->status;
+	if (named && expect_word(ps, "on") < 0)
+		return ps->status;
 	if (ps->tok.kind != TOK_WORD)
 		return expected(ps, "a host, an address or internet");
 	const char *w = ps->tok.text;
 	bool bad_len;
 	*ret = (struct policy_end){0};
-	if (strcmp(w, "internet") == 0) {
+	if (strcmp(w, "internet") == 0 && !named) {
 		ret->kind = POLICY_END_INTERNET;
 	} else if (policy_net_host(ps->net, w)) {
 		ret->kind = POLICY_END_HOST;
 		snprintf(ret->host, sizeof(ret->host), "%.*s", STORE_NAME_MAX - 1, w);
-	} else if (parse_prefix(w, &ret->addr, &ret->mask, &bad_len) && ret->mask == 0xffffffffu) {
+	} else if (!named && parse_prefix(w, &ret->addr, &ret->mask, &bad_len) &&
+	           ret->mask == 0xffffffffu) {
 		ret->kind = POLICY_END_PREFIX;
 	} else if (find_group(ps->p, w)) {
-		return fail(ps, ps->tok.pos, "an expected flow names one host, not the group \"%s\"",
+		return fail(ps, ps->tok.pos,
+		            "an expected flow names one host, not the group \"%s\"", w);
+	} else if (named) {
+		return fail(ps, ps->tok.pos, "a program runs on a host: expected one, found \"%s\"",
 		            w);
 	} else {
-		return fail(ps, ps->tok.pos, "expected a host, an address or internet, found \"%s\"", w);
+		return fail(ps, ps->tok.pos,
+		            "expected a host, an address or internet, found \"%s\"", w);
 	}
+	for (char *f = who.app; f; f = f == who.app ? who.user : NULL)
+		if (!*f)
+			snprintf(f, POLICY_WORD_MAX, "%s", POLICY_WHO_UNNAMED);
+	*ret_who = who;
 	next(ps);
 	return 0;
 }
@@ -622,7 +685,7 @@ static int flow_port(struct parser *ps, struct policy_port *ret)
 	return r;
 }
 
-/* expect allow|deny FROM TO SERVICE */
+/* expect allow|deny FROM [to] TO SERVICE */
 static int stmt_expect(struct parser *ps)
 {
 	struct policy *p = ps->p;
@@ -630,9 +693,11 @@ static int stmt_expect(struct parser *ps)
 	next(ps);
 	int r = allow_deny(ps, &e.allow);
 	if (r == 0)
-		r = flow_end(ps, &e.flow.from);
+		r = flow_end(ps, &e.flow.from, &e.flow.from_who);
+	if (r == 0 && at_word(ps, "to"))
+		next(ps);
 	if (r == 0)
-		r = flow_end(ps, &e.flow.to);
+		r = flow_end(ps, &e.flow.to, &e.flow.to_who);
 	if (r == 0)
 		r = flow_port(ps, &e.flow.port);
 	if (r == 0)
@@ -703,7 +768,8 @@ int policy_parse(const char *text, const char *file, const struct policy_net *ne
 	if (ps.status == 0 && (!p.has_outbound || !p.has_inbound))
 		fail(&ps, (struct policy_pos){ps.lineno ? ps.lineno : 1, 1},
 		     "the file states no \"default %s allow\" or \"default %s deny\"",
-		     p.has_outbound ? "inbound" : "outbound", p.has_outbound ? "inbound" : "outbound");
+		     p.has_outbound ? "inbound" : "outbound",
+		     p.has_outbound ? "inbound" : "outbound");
 	if (ps.status < 0) {
 		policy_free(&p);
 		if (ret_error && ps.error)
@@ -716,22 +782,31 @@ int policy_parse(const char *text, const char *file, const struct policy_net *ne
 	return 0;
 }
 
-int policy_flow_parse(const char *from, const char *to, const char *service,
-                      const struct policy_net *net, struct policy_flow *ret, char **ret_error)
+int policy_flow_parse(const char *from, const char *to, const char *service, const char *app,
+                      const char *user, const struct policy_net *net, struct policy_flow *ret,
+                      char **ret_error)
 {
 	struct policy none = {0};
-	char line[3 * WORD_MAX + 4];
-	if (strlen(from) >= WORD_MAX || strlen(to) >= WORD_MAX || strlen(service) >= WORD_MAX ||
-	    strpbrk(from, " \t\n,=#") || strpbrk(to, " \t\n,=#") || strpbrk(service, " \t\n,=#"))
-		return error_set(ret_error, -EINVAL, "a flow is FROM TO SERVICE, one word each");
-	snprintf(line, sizeof(line), "%s %s %s", from, to, service);
+	char line[5 * WORD_MAX + 32];
+	const char *words[] = {from, to, service, app ? app : "", user ? user : ""};
+	for (size_t i = 0; i < 5; i++)
+		if (strlen(words[i]) >= WORD_MAX || strpbrk(words[i], " \t\n,=#") ||
+		    (i < 3 && !*words[i]))
+			return error_set(
+			    ret_error, -EINVAL,
+			    "a flow is FROM TO SERVICE, and a program and a user, one word "
+			    "each");
+	snprintf(line, sizeof(line), "%s%s%s%s%s%s %s %s", app ? "app " : "", app ? app : "",
+	         user ? " user " : "", user ? user : "", app || user ? " on " : "", from, to,
+	         service);
 	struct parser ps = {.file = "flow", .net = net, .p = &none};
 	ps.line = ps.at = line;
 	ps.line_end = line + strlen(line);
 	ps.lineno = 1;
 	next(&ps);
 	struct policy_flow f = {0};
-	if (flow_end(&ps, &f.from) == 0 && flow_end(&ps, &f.to) == 0 && flow_port(&ps, &f.port) == 0)
+	if (flow_end(&ps, &f.from, &f.from_who) == 0 && flow_end(&ps, &f.to, &f.to_who) == 0 &&
+	    flow_port(&ps, &f.port) == 0)
 		expect_end(&ps);
 	if (ps.status < 0) {
 		if (ret_error && ps.error)

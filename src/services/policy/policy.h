@@ -65,13 +65,37 @@ struct policy_end {
 	uint32_t addr, mask; /* network byte order; POLICY_END_PREFIX */
 };
 
-/* A list of ends, groups expanded, and what it excludes. */
+/* The longest word of the language: a name, a program's pattern. */
+#define POLICY_WORD_MAX 64
+
+/* The program and user of one end of a flow, as a rule asks for them
+ * (`app PATTERN`, `user NAME`) or as a flow has them. In a rule, "" asks
+ * nothing; the pattern `unknown` asks for a program (or user) that could
+ * not be known. In a flow, "" is a program (or user) that could not be
+ * known, and POLICY_WHO_UNNAMED one an `expect` line did not name, which
+ * no condition matches. */
+struct policy_who {
+	char app[POLICY_WORD_MAX];  /* a glob: with a '/', of the path; else of its last part */
+	char user[POLICY_WORD_MAX]; /* a name or a number */
+};
+
+#define POLICY_WHO_UNNAMED "\x01"
+
+/* A list of ends, groups expanded, and what it excludes; and the program
+ * and user at that end, which only the end's own AEE knows. */
 struct policy_side {
 	size_t n, cap;
 	struct policy_end *v;
 	size_t n_except, cap_except;
 	struct policy_end *except;
+	struct policy_who who;
 };
+
+/* Whether @s asks for a program or a user. */
+static inline bool policy_side_qualified(const struct policy_side *s)
+{
+	return s->who.app[0] || s->who.user[0];
+}
 
 enum { POLICY_PROTO_ANY = 0, POLICY_PROTO_ICMP = 1, POLICY_PROTO_TCP = 6, POLICY_PROTO_UDP = 17 };
 
@@ -94,6 +118,7 @@ struct policy_rule {
  * an address, or `internet`) and its service. */
 struct policy_flow {
 	struct policy_end from, to;
+	struct policy_who from_who, to_who;
 	struct policy_port port; /* lo == hi */
 };
 
@@ -140,9 +165,14 @@ int policy_parse(const char *text, const char *file, const struct policy_net *ne
 void policy_free(struct policy *p);
 
 /* Parses a flow as `expect` and `explain` write it: FROM TO SERVICE, e.g.
- * "h2", "h1", "tcp/22". Returns 0 or -EINVAL with *@ret_error. */
-int policy_flow_parse(const char *from, const char *to, const char *service,
-                      const struct policy_net *net, struct policy_flow *ret, char **ret_error);
+ * "h2", "h1", "tcp/22", its sender's program @app and user @user (NULL:
+ * not named). Returns 0 or -EINVAL with *@ret_error. */
+int policy_flow_parse(const char *from, const char *to, const char *service, const char *app,
+                      const char *user, const struct policy_net *net, struct policy_flow *ret,
+                      char **ret_error);
+
+/* Whether the flow end's @have (its program and user) is what @want asks. */
+bool policy_who_matches(const struct policy_who *want, const struct policy_who *have);
 
 /* ---- judging ---- */
 
@@ -150,12 +180,16 @@ int policy_flow_parse(const char *from, const char *to, const char *service,
 struct policy_verdict {
 	bool allow;
 	int rule;
+	bool both_defaults; /* no rule: a flow between two managed hosts */
 };
 
 /* Which AEEs judge @flow (a managed end's own), and what each decides:
  * the sender's judges it as outbound, the receiver's as inbound, and the
- * flow passes when both allow. Rules are the same at both ends, so only
- * the defaults can differ. */
+ * flow passes when both allow. Each AEE knows the program and user at its
+ * own end only: a rule that asks for them at the other end is taken as
+ * met there if it allows, and passed over if it denies, so that the end
+ * which knows decides. A flow between two managed hosts that no rule
+ * matches must pass both defaults, at both ends. */
 struct policy_judgement {
 	bool allow;
 	bool judged_out, judged_in; /* whether each end is a managed host */
@@ -164,6 +198,11 @@ struct policy_judgement {
 
 void policy_judge(const struct policy *p, const struct policy_net *net,
                   const struct policy_flow *flow, struct policy_judgement *ret);
+
+/* What one end's AEE decides of @flow: the sender's (@outbound) or the
+ * receiver's, as policy_judge() does. */
+struct policy_verdict policy_judge_end(const struct policy *p, const struct policy_net *net,
+                                       const struct policy_flow *flow, bool outbound);
 
 /* Whether @s names the flow's end @f (a host, an address, or internet:
  * an internet address no prefix of the file names). */
@@ -187,11 +226,25 @@ void policy_explain(const struct policy *p, const struct policy_judgement *j, FI
  * next packet. */
 uint32_t policy_epoch_mark(uint64_t epoch);
 
+/* The meta mark (all of it) with which the agent hands back a packet of a
+ * flow it judged and allowed (agent.c): nftables stamps the flow with the
+ * epoch's ct mark. A packet's mark does not survive the crossing into the
+ * AEE, so no guest can set it. */
+#define POLICY_AGENT_MARK 0x40000000u
+
+/* Whether the rules ask for programs or users at @self's own end of its
+ * outbound (@outbound) or inbound flows: those flows are judged by the
+ * agent, which attributes them. */
+bool policy_needs_agent(const struct policy *p, const struct policy_net *net,
+                        const struct policy_host *self, bool outbound);
+
 /* Renders @p under @epoch for the host @self (its guest at
  * @self->guest_addr) into @out: one chain of the forward hook, before the
  * datapath's own, that judges each flow of the guest (by its original
- * tuple, both directions) once per epoch. Returns 0 or a negative errno
- * (the fragment's status). */
+ * tuple, both directions) once per epoch. Rules that ask for programs or
+ * users at this end are rendered as for a program and user that cannot
+ * be known: that is how a flow the agent did not judge is judged. Returns
+ * 0 or a negative errno (the fragment's status). */
 int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct policy_net *net,
                          const struct policy_host *self, struct dp_fragment *out);
 

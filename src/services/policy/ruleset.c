@@ -122,6 +122,26 @@ static int end_addresses(const struct policy_net *net, const struct policy_end *
 	return 0;
 }
 
+/* The far end of a side that asks for a program or user there: only a
+ * managed host's AEE knows one, so the side is the located hosts it names
+ * (other than @self). */
+static int far_build_hosts(const struct policy_net *net, const struct policy_side *s,
+                           const char *self, struct far *f)
+{
+	memset(f, 0, sizeof(*f));
+	for (size_t i = 0; i < net->n_hosts; i++) {
+		const struct policy_host *h = &net->hosts[i];
+		struct policy_end e = {.kind = POLICY_END_HOST};
+		snprintf(e.host, sizeof(e.host), "%s", h->name);
+		if (h->guest_addr && strcmp(h->name, self) != 0 &&
+		    policy_side_matches(net, s, &e) &&
+		    prefixes_add(&f->in, h->guest_addr, 0xffffffffu) < 0)
+			return -ENOMEM;
+	}
+	f->never = f->in.n == 0;
+	return 0;
+}
+
 static int far_build(const struct policy_net *net, const struct policy_side *s, struct far *f)
 {
 	memset(f, 0, sizeof(*f));
@@ -131,7 +151,8 @@ static int far_build(const struct policy_net *net, const struct policy_side *s, 
 			return -ENOMEM;
 	bool any_except = false;
 	for (size_t i = 0; i < s->n_except; i++)
-		if (end_addresses(net, &s->except[i], &f->except, &f->except_internet, &any_except) < 0)
+		if (end_addresses(net, &s->except[i], &f->except, &f->except_internet,
+		                  &any_except) < 0)
 			return -ENOMEM;
 	bool lan = false;
 	for (size_t i = 0; i < f->in.n; i++)
@@ -148,6 +169,7 @@ struct emit {
 	struct dp_chain *chain;
 	const struct policy_net *net;
 	bool outbound; /* the guest's own flows: the far end is the destination */
+	const char *self;
 	const char *far_addr; /* "ct original ip daddr" or "ct original ip saddr" */
 	const char *port;     /* "ct original proto-dst" or "ct reply proto-src" */
 	char verdict[48];
@@ -225,13 +247,15 @@ static int port_alternatives(const struct emit *em, const struct policy_rule *r,
 		size_t n = merged_ranges(r->ports, r->n_ports, protos[p], ranges);
 		if (n == 0)
 			continue;
-		if (protos[p] == POLICY_PROTO_ICMP || (ranges[0].lo == 0 && ranges[0].hi == 65535)) {
+		if (protos[p] == POLICY_PROTO_ICMP ||
+		    (ranges[0].lo == 0 && ranges[0].hi == 65535)) {
 			ret = alts_add(a, "meta l4proto %s ", names[p]);
 			continue;
 		}
 		for (size_t i = 0; ret == 0 && i < n; i++)
 			ret = ranges[i].lo == ranges[i].hi
-			          ? alts_add(a, "meta l4proto %s %s %u ", names[p], em->port, ranges[i].lo)
+			          ? alts_add(a, "meta l4proto %s %s %u ", names[p], em->port,
+			                     ranges[i].lo)
 			          : alts_add(a, "meta l4proto %s %s %u-%u ", names[p], em->port,
 			                     ranges[i].lo, ranges[i].hi);
 	}
@@ -239,10 +263,22 @@ static int port_alternatives(const struct emit *em, const struct policy_rule *r,
 	return ret;
 }
 
+/* A rule as this AEE renders it: one that asks for a program or user at
+ * this end as for one that cannot be known (the agent judges the flows it
+ * attributes); at the far end, an allow as met there (its AEE decides),
+ * a deny not at all. */
 static int emit_rule(struct emit *em, const struct policy_rule *r)
 {
+	static const struct policy_who unknown = {0};
+	const struct policy_side *mine = em->outbound ? &r->from : &r->to;
+	const struct policy_side *theirs = em->outbound ? &r->to : &r->from;
+	if (policy_side_qualified(mine) && !policy_who_matches(&mine->who, &unknown))
+		return 0;
+	if (policy_side_qualified(theirs) && !r->allow)
+		return 0;
 	struct far far;
-	int ret = far_build(em->net, em->outbound ? &r->to : &r->from, &far);
+	int ret = policy_side_qualified(theirs) ? far_build_hosts(em->net, theirs, em->self, &far)
+	                                        : far_build(em->net, theirs, &far);
 	if (ret < 0 || far.never) {
 		far_free(&far);
 		return ret;
@@ -291,6 +327,55 @@ static int emit_rule(struct emit *em, const struct policy_rule *r)
 	return ret < 0 ? ret : em->frag->status;
 }
 
+bool policy_needs_agent(const struct policy *p, const struct policy_net *net,
+                        const struct policy_host *self, bool outbound)
+{
+	struct policy_end me = {.kind = POLICY_END_HOST};
+	snprintf(me.host, sizeof(me.host), "%s", self->name);
+	for (size_t i = 0; i < p->n_rules; i++) {
+		const struct policy_side *s = outbound ? &p->rules[i].from : &p->rules[i].to;
+		if (policy_side_qualified(s) && policy_side_matches(net, s, &me))
+			return true;
+	}
+	return false;
+}
+
+/* A flow to or from another managed host that no rule matches must pass
+ * both defaults (policy.h): where this end's default allows and the other
+ * end's does not, the other hosts are denied here too. */
+static void emit_both_defaults(struct emit *em, const struct policy *p)
+{
+	bool mine = em->outbound ? p->outbound_allow : p->inbound_allow;
+	bool theirs = em->outbound ? p->inbound_allow : p->outbound_allow;
+	if (!mine || theirs)
+		return;
+	struct prefixes others = {0};
+	for (size_t i = 0; i < em->net->n_hosts; i++) {
+		const struct policy_host *h = &em->net->hosts[i];
+		if (h->guest_addr && strcmp(h->name, em->self) != 0 &&
+		    prefixes_add(&others, h->guest_addr, 0xffffffffu) < 0) {
+			dp_fragment_fail(em->frag, -ENOMEM, "out of memory");
+			break;
+		}
+	}
+	if (others.n) {
+		char *set = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&set, &len);
+		if (f) {
+			prefixes_render(&others, f);
+			fclose(f);
+		}
+		if (set)
+			dp_fragment_chain_rule(em->frag, em->chain, "%s %s drop", em->far_addr,
+			                       set);
+		else
+			dp_fragment_fail(em->frag, -ENOMEM, "out of memory");
+		free(set);
+	}
+	free(others.v);
+}
+
 int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct policy_net *net,
                          const struct policy_host *self, struct dp_fragment *out)
 {
@@ -305,6 +390,9 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct po
 	if (out->status)
 		return out->status;
 	dp_fragment_chain_rule(out, base, "ct mark 0x%08x accept", mark);
+	if (policy_needs_agent(p, net, self, true) || policy_needs_agent(p, net, self, false))
+		dp_fragment_chain_rule(out, base, "meta mark 0x%08x ct mark set 0x%08x accept",
+		                       POLICY_AGENT_MARK, mark);
 	dp_fragment_chain_rule(out, base, "ct original ip saddr %s jump " POLICY_CHAIN_OUT, guest);
 	dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump " POLICY_CHAIN_IN, guest);
 
@@ -317,6 +405,7 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct po
 		    .chain = outbound ? chain_out : chain_in,
 		    .net = net,
 		    .outbound = outbound,
+		    .self = self->name,
 		    .far_addr = outbound ? "ct original ip daddr" : "ct original ip saddr",
 		    .port = outbound ? "ct original proto-dst" : "ct reply proto-src",
 		};
@@ -330,6 +419,7 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct po
 			if (ret < 0)
 				return ret;
 		}
+		emit_both_defaults(&em, p);
 		bool allow = outbound ? p->outbound_allow : p->inbound_allow;
 		dp_fragment_chain_rule(out, em.chain, "%s", allow ? em.verdict : "drop");
 	}

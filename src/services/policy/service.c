@@ -16,6 +16,7 @@
 #include "lib/clock.h"
 #include "lib/error.h"
 #include "lib/log.h"
+#include "policy-internal.h"
 #include "policy.h"
 #include "services/service.h"
 #include "store/store.h"
@@ -29,19 +30,17 @@
 struct policy_svc {
 	struct svc_env *env;
 	struct store_subscription *subs[3];
-	/* What the last fragment enforced: the epoch, and why the store's
-	 * policy could not be compiled, if it could not. */
-	uint64_t enforced_epoch;
+	/* The epoch the last fragment rendered, the one the kernel enforces
+	 * (rendered, applied, and its flows steered to the agent), and why the
+	 * store's policy could not be compiled, if it could not. */
+	uint64_t built_epoch, enforced_epoch;
 	char *error;
+	/* Judges the flows whose programs or users the rules ask for. */
+	struct policy_agent *agent;
+	char *agent_error;
 };
 
 /* ---- the network as this replica knows it ---- */
-
-struct net_view {
-	struct policy_net net;
-	size_t n, cap;
-	struct policy_host *hosts;
-};
 
 static int view_add(struct net_view *v, const char *name, uint32_t guest_addr)
 {
@@ -63,7 +62,7 @@ static int view_add(struct net_view *v, const char *name, uint32_t guest_addr)
 /* The hosts: the store's members and located hosts, with their guests'
  * addresses where the switch controller learned them; this host's own
  * from its configuration. The LAN: the control address's prefix. */
-static int view_build(const struct svc_env *env, struct net_view *v)
+int policy_view_build(const struct svc_env *env, struct net_view *v)
 {
 	memset(v, 0, sizeof(*v));
 	const struct store_state *st = store_state(env->store);
@@ -87,7 +86,7 @@ static int view_build(const struct svc_env *env, struct net_view *v)
 	return 0;
 }
 
-static void view_free(struct net_view *v)
+void policy_view_free(struct net_view *v)
 {
 	free(v->hosts);
 	memset(v, 0, sizeof(*v));
@@ -105,7 +104,7 @@ static int build(void *userdata, const struct dp_config *cfg, struct dp_fragment
 	struct net_view v;
 	struct policy p;
 	char *error = NULL;
-	int r = view_build(ps->env, &v);
+	int r = policy_view_build(ps->env, &v);
 	v.net.departed_hosts = true;
 	if (r == 0)
 		r = policy_parse(sp->text, "policy", &v.net, &p, &error);
@@ -114,7 +113,7 @@ static int build(void *userdata, const struct dp_config *cfg, struct dp_fragment
 		r = policy_ruleset_build(&p, sp->epoch, &v.net, self, out);
 		policy_free(&p);
 	}
-	view_free(&v);
+	policy_view_free(&v);
 	free(ps->error);
 	ps->error = error;
 	if (error) {
@@ -123,18 +122,42 @@ static int build(void *userdata, const struct dp_config *cfg, struct dp_fragment
 		dp_fragment_fail(out, r, "epoch %llu: %s", (unsigned long long)sp->epoch, error);
 	}
 	if (r == 0)
-		ps->enforced_epoch = sp->epoch;
+		ps->built_epoch = sp->epoch;
 	return r;
+}
+
+/* The agent and the table in the order policy_agent_update() gives. */
+static void follow(struct policy_svc *ps)
+{
+	const struct store_policy *sp = store_policy(store_state(ps->env->store));
+	const char *text = sp && sp->epoch ? sp->text : NULL;
+	uint64_t epoch = sp ? sp->epoch : 0;
+	char *error = NULL;
+	int r = policy_agent_update(&ps->agent, ps->env, text, epoch, true, &error);
+	int applied = dp_changed(ps->env->dp);
+	if (applied < 0)
+		log_error("policy: datapath: %s",
+		          ps->env->dp->error ? ps->env->dp->error : "failed");
+	if (r == 0)
+		r = policy_agent_update(&ps->agent, ps->env, text, epoch, false, &error);
+	if (r < 0 && !error)
+		error_set(&error, r, "%s", strerror(-r));
+	if (error && (!ps->agent_error || strcmp(error, ps->agent_error) != 0))
+		log_error("policy: the agent cannot judge flows by program or user: %s", error);
+	free(ps->agent_error);
+	ps->agent_error = error;
+	if (applied == 0 && r == 0 && !ps->error && ps->built_epoch != ps->enforced_epoch) {
+		ps->enforced_epoch = ps->built_epoch;
+		log_info("policy: epoch %llu enforced", (unsigned long long)ps->enforced_epoch);
+	}
 }
 
 static void store_changed(void *userdata, const struct store_cmd *cmd,
                           const struct store_result *res)
 {
-	struct policy_svc *ps = userdata;
 	(void)cmd;
 	(void)res;
-	if (dp_changed(ps->env->dp) < 0)
-		log_error("policy: datapath: %s", ps->env->dp->error ? ps->env->dp->error : "failed");
+	follow(userdata);
 }
 
 /* ---- commands ---- */
@@ -148,20 +171,21 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 	const char *text = ctl_arg_str(req, "text");
 	const char *file = ctl_arg_str(req, "file");
 	if (!text)
-		return error_set(ret_error, -EINVAL, "field \"text\": expected the policy file's text");
+		return error_set(ret_error, -EINVAL,
+		                 "field \"text\": expected the policy file's text");
 	if (!file || !*file)
 		file = "policy";
 	size_t len = strlen(text);
 	if (len > POLICY_TEXT_MAX)
-		return error_set(ret_error, -EFBIG, "%s: %zu bytes; a policy is at most %d", file, len,
-		                 POLICY_TEXT_MAX);
+		return error_set(ret_error, -EFBIG, "%s: %zu bytes; a policy is at most %d", file,
+		                 len, POLICY_TEXT_MAX);
 	struct net_view v;
-	if (view_build(ps->env, &v) < 0)
+	if (policy_view_build(ps->env, &v) < 0)
 		return -ENOMEM;
 	struct policy p;
 	int r = policy_parse(text, file, &v.net, &p, ret_error);
 	if (r < 0) {
-		view_free(&v);
+		policy_view_free(&v);
 		return r;
 	}
 	char *failures = NULL;
@@ -170,7 +194,7 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 	size_t failed = f ? policy_run_expects(&p, &v.net, file, f) : 0;
 	if (!f || fclose(f) != 0) {
 		policy_free(&p);
-		view_free(&v);
+		policy_view_free(&v);
 		return -ENOMEM;
 	}
 	json_t *hosts = json_array();
@@ -186,8 +210,9 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 			error_set(ret_error, r, "compiling for %s: %s", v.hosts[i].name,
 			          frag.error ? frag.error : strerror(-r));
 		else
-			json_array_append_new(hosts, json_pack("{s:s, s:I}", "host", v.hosts[i].name,
-			                                       "nft_rules", (json_int_t)rules));
+			json_array_append_new(hosts,
+			                      json_pack("{s:s, s:I}", "host", v.hosts[i].name,
+			                                "nft_rules", (json_int_t)rules));
 		dp_fragment_free(&frag);
 	}
 	const struct store_policy *sp = store_policy(store_state(ps->env->store));
@@ -196,15 +221,16 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 		*ret_report = json_pack(
 		    "{s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:s, s:o, s:b, s:I}", "file", file,
 		    "rules", (json_int_t)p.n_rules, "groups", (json_int_t)p.n_groups, "services",
-		    (json_int_t)p.n_services, "default_outbound", p.outbound_allow ? "allow" : "deny",
-		    "default_inbound", p.inbound_allow ? "allow" : "deny", "expects",
-		    (json_int_t)p.n_expects, "expects_failed", (json_int_t)failed, "failures",
-		    failures, "hosts", hosts, "changed", changed, "epoch", (json_int_t)sp->epoch);
+		    (json_int_t)p.n_services, "default_outbound",
+		    p.outbound_allow ? "allow" : "deny", "default_inbound",
+		    p.inbound_allow ? "allow" : "deny", "expects", (json_int_t)p.n_expects,
+		    "expects_failed", (json_int_t)failed, "failures", failures, "hosts", hosts,
+		    "changed", changed, "epoch", (json_int_t)sp->epoch);
 	else
 		json_decref(hosts);
 	free(failures);
 	policy_free(&p);
-	view_free(&v);
+	policy_view_free(&v);
 	if (r == 0 && !*ret_report)
 		r = -ENOMEM;
 	return r;
@@ -250,7 +276,8 @@ static int handle_apply(void *self, struct ctl_client *client, const struct ctl_
 		return r;
 	json_int_t failed = json_integer_value(json_object_get(report, "expects_failed"));
 	if (failed) {
-		r = error_set(ret_error, -EINVAL, "%lld expectation%s failed; nothing was applied:\n%s",
+		r = error_set(ret_error, -EINVAL,
+		              "%lld expectation%s failed; nothing was applied:\n%s",
 		              (long long)failed, failed == 1 ? "" : "s",
 		              json_string_value(json_object_get(report, "failures")));
 		json_decref(report);
@@ -308,23 +335,25 @@ static int handle_explain(void *self, struct ctl_client *client, const struct ct
 	const char *from = ctl_arg_str(req, "from"), *to = ctl_arg_str(req, "to"),
 	           *service = ctl_arg_str(req, "service");
 	if (!from || !to || !service)
-		return error_set(ret_error, -EINVAL,
-		                 "fields \"from\", \"to\", \"service\": expected the flow, e.g. h2 h1 "
-		                 "tcp/22");
+		return error_set(
+		    ret_error, -EINVAL,
+		    "fields \"from\", \"to\", \"service\": expected the flow, e.g. h2 h1 "
+		    "tcp/22");
 	const struct store_policy *sp = store_policy(store_state(ps->env->store));
 	if (sp->epoch == 0)
 		return error_set(ret_error, -ENOENT, "no policy is applied: every flow passes");
 	struct net_view v;
-	if (view_build(ps->env, &v) < 0)
+	if (policy_view_build(ps->env, &v) < 0)
 		return -ENOMEM;
 	struct policy p;
 	struct policy_flow flow;
 	v.net.departed_hosts = true;
-	int r = policy_flow_parse(from, to, service, &v.net, &flow, ret_error);
+	int r = policy_flow_parse(from, to, service, ctl_arg_str(req, "app"),
+	                          ctl_arg_str(req, "user"), &v.net, &flow, ret_error);
 	if (r == 0)
 		r = policy_parse(sp->text, "policy", &v.net, &p, ret_error);
 	if (r < 0) {
-		view_free(&v);
+		policy_view_free(&v);
 		return r;
 	}
 	struct policy_judgement j;
@@ -336,13 +365,13 @@ static int handle_explain(void *self, struct ctl_client *client, const struct ct
 		policy_explain(&p, &j, f);
 		fclose(f);
 	}
-	*ret_result = json_pack("{s:I, s:b, s:o?, s:o?, s:s}", "epoch", (json_int_t)sp->epoch,
-	                        "allow", j.allow, "outbound",
-	                        j.judged_out ? verdict_json(&p, &j.out) : NULL, "inbound",
-	                        j.judged_in ? verdict_json(&p, &j.in) : NULL, "why", why ? why : "");
+	*ret_result = json_pack(
+	    "{s:I, s:b, s:o?, s:o?, s:s}", "epoch", (json_int_t)sp->epoch, "allow", j.allow,
+	    "outbound", j.judged_out ? verdict_json(&p, &j.out) : NULL, "inbound",
+	    j.judged_in ? verdict_json(&p, &j.in) : NULL, "why", why ? why : "");
 	free(why);
 	policy_free(&p);
-	view_free(&v);
+	policy_view_free(&v);
 	return *ret_result ? 0 : -ENOMEM;
 }
 
@@ -362,8 +391,7 @@ static const char *off(const struct svc_env *env, const void *options)
 	return env->dp && env->store ? NULL : "policy needs the datapath and the store";
 }
 
-static int open_policy(struct svc_env *env, const void *options, void **ret_self,
-                       char **ret_error)
+static int open_policy(struct svc_env *env, const void *options, void **ret_self, char **ret_error)
 {
 	(void)options, (void)ret_error;
 	struct policy_svc *ps = calloc(1, sizeof(*ps));
@@ -383,8 +411,7 @@ static int open_policy(struct svc_env *env, const void *options, void **ret_self
 		return r;
 	}
 	*ret_self = ps;
-	if (dp_changed(env->dp) < 0)
-		log_error("policy: datapath: %s", env->dp->error ? env->dp->error : "failed");
+	follow(ps);
 	return 0;
 }
 
@@ -394,17 +421,20 @@ static void close_policy(void *self, void (*done)(void *arg), void *arg)
 	for (size_t i = 0; i < 3; i++)
 		store_unsubscribe(ps->env->store, ps->subs[i]);
 	dp_remove_source(ps->env->dp, policy_service.name);
+	struct policy_agent *agent = ps->agent;
 	free(ps->error);
+	free(ps->agent_error);
 	free(ps);
-	done(arg);
+	policy_agent_close(agent, done, arg);
 }
 
 static json_t *status(void *self)
 {
 	struct policy_svc *ps = self;
-	return json_pack("{s:I, s:I, s:s?}", "epoch",
+	return json_pack("{s:I, s:I, s:s?, s:o?, s:s?}", "epoch",
 	                 (json_int_t)store_policy(store_state(ps->env->store))->epoch,
-	                 "enforced_epoch", (json_int_t)ps->enforced_epoch, "error", ps->error);
+	                 "enforced_epoch", (json_int_t)ps->enforced_epoch, "error", ps->error,
+	                 "agent", policy_agent_status(ps->agent), "agent_error", ps->agent_error);
 }
 
 const struct service policy_service = {

@@ -1,0 +1,255 @@
+/* The agent's packet queue and its steering rules (queue.h). */
+#include "queue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <netinet/ip.h>
+
+#include "lib/error.h"
+
+extern char **environ;
+
+/* Runs @argv with @input on its standard input; its standard error (cut
+ * to what fits) into @err. Returns its exit status, or a negative errno. */
+static int run(char *const argv[], const char *input, char *err, size_t err_size)
+{
+	int in[2], out[2];
+	if (pipe2(in, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		close(in[0]);
+		close(in[1]);
+		return -errno;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 2);
+	pid_t pid;
+	int r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(in[0]);
+	close(out[1]);
+	if (r != 0) {
+		close(in[1]);
+		close(out[0]);
+		snprintf(err, err_size, "%s: %s", argv[0], strerror(r));
+		return -r;
+	}
+	/* The input is small: it fits in the pipe, so nothing blocks. */
+	size_t len = strlen(input);
+	if (write(in[1], input, len) != (ssize_t)len)
+		r = -EIO;
+	close(in[1]);
+	size_t n = 0;
+	for (ssize_t k; n + 1 < err_size && (k = read(out[0], err + n, err_size - 1 - n)) > 0;)
+		n += (size_t)k;
+	err[n] = '\0';
+	while (n && err[n - 1] == '\n')
+		err[--n] = '\0';
+	close(out[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (r < 0)
+		return r;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
+{
+	char *rules = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&rules, &len);
+	if (!f)
+		return -ENOMEM;
+	fputs("*mangle\n:" DP_QUEUE_CHAIN " - [0:0]\n-F " DP_QUEUE_CHAIN "\n", f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f,
+		        "-A " DP_QUEUE_CHAIN " -m conntrack --%s %s/32 -m connmark ! --mark 0x%08x "
+		        "-j NFQUEUE --queue-num %u --queue-bypass\n",
+		        v[i].reply ? "ctreplsrc" : "ctorigsrc", inet_ntoa(v[i].addr),
+		        v[i].unless_ct_mark, v[i].queue);
+	fputs("COMMIT\n", f);
+	if (fclose(f) != 0) {
+		free(rules);
+		return -ENOMEM;
+	}
+	char err[512];
+	char *restore[] = {"iptables-nft-restore", "--noflush", "--wait", NULL};
+	int r = run(restore, rules, err, sizeof(err));
+	free(rules);
+	if (r == 0) {
+		char *check[] = {"iptables-nft", "--wait", "-t",           "mangle", "-C",
+		                 "FORWARD",      "-j",     DP_QUEUE_CHAIN, NULL};
+		char *insert[] = {"iptables-nft", "--wait", "-t",           "mangle", "-I",
+		                  "FORWARD",      "-j",     DP_QUEUE_CHAIN, NULL};
+		if (run(check, "", err, sizeof(err)) != 0)
+			r = run(insert, "", err, sizeof(err));
+	}
+	if (r != 0)
+		return error_set(ret_error, r < 0 ? r : -EIO, "steering packets to the queue: %s",
+		                 err[0] ? err : "iptables-nft failed");
+	return 0;
+}
+
+struct dp_queue {
+	struct mnl_socket *nl;
+	uint16_t num;
+	uint32_t portid;
+};
+
+static int config(struct dp_queue *q, uint8_t cmd, bool params)
+{
+	char buf[8192];
+	struct nlmsghdr *nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, q->num);
+	nlh->nlmsg_flags |= NLM_F_ACK;
+	if (params)
+		nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, 128);
+	else
+		nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, cmd);
+	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	ssize_t len = mnl_socket_recvfrom(q->nl, buf, sizeof(buf));
+	if (len < 0)
+		return -errno;
+	return mnl_cb_run(buf, (size_t)len, 0, q->portid, NULL, NULL) < 0 ? -errno : 0;
+}
+
+int dp_queue_open(uint16_t num, struct dp_queue **ret)
+{
+	struct dp_queue *q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->num = num;
+	q->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	int r = q->nl ? 0 : -errno;
+	if (r == 0 && mnl_socket_bind(q->nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		r = -errno;
+	if (r == 0) {
+		q->portid = mnl_socket_get_portid(q->nl);
+		r = config(q, NFQNL_CFG_CMD_BIND, false);
+	}
+	if (r == 0)
+		r = config(q, 0, true);
+	if (r == 0) {
+		/* A burst of new flows must not be lost to a full socket buffer:
+		 * ENOBUFS is reported, and the packets dropped, not accepted. */
+		int one = 1;
+		setsockopt(mnl_socket_get_fd(q->nl), SOL_NETLINK, NETLINK_NO_ENOBUFS, &one,
+		           sizeof(one));
+		int fd = mnl_socket_get_fd(q->nl);
+		r = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ? -errno : 0;
+	}
+	if (r < 0) {
+		dp_queue_close(q);
+		return r;
+	}
+	*ret = q;
+	return 0;
+}
+
+void dp_queue_close(struct dp_queue *q)
+{
+	if (!q)
+		return;
+	if (q->nl)
+		mnl_socket_close(q->nl);
+	free(q);
+}
+
+int dp_queue_fd(const struct dp_queue *q)
+{
+	return mnl_socket_get_fd(q->nl);
+}
+
+int dp_queue_verdict(struct dp_queue *q, uint32_t id, bool accept, uint32_t mark)
+{
+	char buf[256];
+	struct nlmsghdr *nlh = nfq_nlmsg_put(buf, NFQNL_MSG_VERDICT, q->num);
+	nfq_nlmsg_verdict_put(nlh, (int)id, accept ? NF_ACCEPT : NF_DROP);
+	if (accept && mark)
+		nfq_nlmsg_verdict_put_mark(nlh, mark);
+	return mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0 ? -errno : 0;
+}
+
+/* The addresses and ports of an IPv4 packet; false when it is none or is
+ * too short to tell. */
+static bool parse_ip(const uint8_t *p, size_t len, struct dp_queued *ret)
+{
+	if (len < sizeof(struct iphdr))
+		return false;
+	const struct iphdr *ip = (const void *)p;
+	size_t hl = (size_t)ip->ihl * 4;
+	if (ip->version != 4 || hl < sizeof(*ip) || hl > len)
+		return false;
+	ret->proto = ip->protocol;
+	ret->src.s_addr = ip->saddr;
+	ret->dst.s_addr = ip->daddr;
+	ret->sport = ret->dport = 0;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return true;
+	if ((ntohs(ip->frag_off) & 0x1fff) != 0 || len < hl + 4)
+		return false; /* a later fragment shows no ports */
+	ret->sport = (uint16_t)(p[hl] << 8 | p[hl + 1]);
+	ret->dport = (uint16_t)(p[hl + 2] << 8 | p[hl + 3]);
+	return true;
+}
+
+struct read_ctx {
+	struct dp_queue *q;
+	void (*fn)(void *userdata, const struct dp_queued *pkt);
+	void *userdata;
+	int n;
+};
+
+static int one_packet(const struct nlmsghdr *nlh, void *data)
+{
+	struct read_ctx *c = data;
+	struct nlattr *attr[NFQA_MAX + 1] = {0};
+	if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
+		return MNL_CB_OK;
+	const struct nfqnl_msg_packet_hdr *ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
+	struct dp_queued pkt = {.id = ntohl(ph->packet_id)};
+	c->n++;
+	if (!attr[NFQA_PAYLOAD] || !parse_ip(mnl_attr_get_payload(attr[NFQA_PAYLOAD]),
+	                                     mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]), &pkt)) {
+		dp_queue_verdict(c->q, pkt.id, false, 0);
+		return MNL_CB_OK;
+	}
+	c->fn(c->userdata, &pkt);
+	return MNL_CB_OK;
+}
+
+int dp_queue_read(struct dp_queue *q, void (*fn)(void *userdata, const struct dp_queued *pkt),
+                  void *userdata)
+{
+	static char buf[65536 + 8192]; /* one loop thread reads */
+	struct read_ctx c = {.q = q, .fn = fn, .userdata = userdata};
+	for (;;) {
+		ssize_t len = mnl_socket_recvfrom(q->nl, buf, sizeof(buf));
+		if (len < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return c.n;
+			if (errno == ENOBUFS)
+				continue; /* packets were lost to a full buffer: dropped */
+			return -errno;
+		}
+		if (mnl_cb_run(buf, (size_t)len, 0, q->portid, one_packet, &c) < 0)
+			return -errno;
+	}
+}

@@ -1,0 +1,55 @@
+/* Between the policy service's files: the network as this replica knows
+ * it, and the agent that judges the flows nftables cannot (agent.c). */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+struct svc_env;
+
+/* The hosts (the store's members and located hosts, with their guests'
+ * addresses where the switch controller learned them; this host's own from
+ * its configuration) and the LAN (the control address's prefix). */
+struct net_view {
+	struct policy_net net;
+	size_t n, cap;
+	struct policy_host *hosts;
+};
+
+int policy_view_build(const struct svc_env *env, struct net_view *v);
+void policy_view_free(struct net_view *v);
+
+/* The queues of the flows the agent judges: the guest's own, and those
+ * that reach it. */
+enum { POLICY_QUEUE_OUT = 0, POLICY_QUEUE_IN = 1 };
+
+struct policy_agent;
+
+/* Makes the agent judge under the store's policy @text at @epoch: each
+ * direction whose rules ask for programs or users at this end has its
+ * flows steered to a queue, attributed and judged here; the others are
+ * left to nftables. @text NULL: none. *@pa is created when first needed
+ * and kept.
+ *
+ * Called twice for each change, @before_table the table changes and after
+ * it, so that no flow an epoch allows is dropped in between: a policy that
+ * needs the agent is steered to it before the table changes (until then
+ * the old table takes the agent's verdicts, or judges by itself), and one
+ * that no longer needs it is unsteered only after (until then its flows
+ * are judged by the agent and then by the new table).
+ *
+ * Returns 0 or a negative errno with *@ret_error; on failure nothing is
+ * steered, and the nftables rules judge every flow as one of an unknown
+ * program. */
+int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, const char *text,
+                        uint64_t epoch, bool before_table, char **ret_error);
+
+/* What it judged, for status; NULL when there is no agent. */
+json_t *policy_agent_status(const struct policy_agent *a);
+
+/* Stops steering, closes the queues and frees @a; calls @done(@arg) once
+ * its handles are closed. */
+void policy_agent_close(struct policy_agent *a, void (*done)(void *arg), void *arg);
