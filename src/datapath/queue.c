@@ -13,6 +13,8 @@
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_log.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #include <netinet/ip.h>
@@ -250,6 +252,147 @@ int dp_queue_read(struct dp_queue *q, void (*fn)(void *userdata, const struct dp
 			return -errno;
 		}
 		if (mnl_cb_run(buf, (size_t)len, 0, q->portid, one_packet, &c) < 0)
+			return -errno;
+	}
+}
+
+/* ---- the log ---- */
+
+struct dp_log {
+	struct mnl_socket *nl;
+	uint16_t group;
+	uint32_t portid;
+};
+
+static struct nlmsghdr *log_msg(char *buf, uint16_t group, uint8_t type)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = (NFNL_SUBSYS_ULOG << 8) | type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->nfgen_family = AF_UNSPEC;
+	g->version = NFNETLINK_V0;
+	g->res_id = htons(group);
+	return nlh;
+}
+
+static int log_config(struct dp_log *l, struct nlmsghdr *nlh)
+{
+	char buf[8192];
+	if (mnl_socket_sendto(l->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	ssize_t len = mnl_socket_recvfrom(l->nl, buf, sizeof(buf));
+	if (len < 0)
+		return -errno;
+	return mnl_cb_run(buf, (size_t)len, 0, l->portid, NULL, NULL) < 0 ? -errno : 0;
+}
+
+int dp_log_open(uint16_t group, struct dp_log **ret)
+{
+	struct dp_log *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->group = group;
+	l->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	int r = l->nl ? 0 : -errno;
+	if (r == 0 && mnl_socket_bind(l->nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		r = -errno;
+	char buf[256];
+	if (r == 0) {
+		l->portid = mnl_socket_get_portid(l->nl);
+		struct nlmsghdr *nlh = log_msg(buf, group, NFULNL_MSG_CONFIG);
+		struct nfulnl_msg_config_cmd cmd = {.command = NFULNL_CFG_CMD_BIND};
+		mnl_attr_put(nlh, NFULA_CFG_CMD, sizeof(cmd), &cmd);
+		r = log_config(l, nlh);
+	}
+	if (r == 0) {
+		struct nlmsghdr *nlh = log_msg(buf, group, NFULNL_MSG_CONFIG);
+		struct nfulnl_msg_config_mode mode = {.copy_range = htonl(128),
+		                                      .copy_mode = NFULNL_COPY_PACKET};
+		mnl_attr_put(nlh, NFULA_CFG_MODE, sizeof(mode), &mode);
+		mnl_attr_put_u32(nlh, NFULA_CFG_QTHRESH, htonl(1)); /* each packet as it comes */
+		r = log_config(l, nlh);
+	}
+	if (r == 0) {
+		int fd = mnl_socket_get_fd(l->nl);
+		r = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ? -errno : 0;
+	}
+	if (r < 0) {
+		dp_log_close(l);
+		return r;
+	}
+	*ret = l;
+	return 0;
+}
+
+void dp_log_close(struct dp_log *l)
+{
+	if (!l)
+		return;
+	if (l->nl)
+		mnl_socket_close(l->nl);
+	free(l);
+}
+
+int dp_log_fd(const struct dp_log *l)
+{
+	return mnl_socket_get_fd(l->nl);
+}
+
+struct log_ctx {
+	void (*fn)(void *userdata, const char *prefix, const struct dp_queued *pkt);
+	void *userdata;
+	int n;
+};
+
+static int log_attr(const struct nlattr *a, void *data)
+{
+	const struct nlattr **tb = data;
+	uint16_t type = mnl_attr_get_type(a);
+	if (type <= NFULA_MAX)
+		tb[type] = a;
+	return MNL_CB_OK;
+}
+
+static int one_logged(const struct nlmsghdr *nlh, void *data)
+{
+	struct log_ctx *c = data;
+	const struct nlattr *tb[NFULA_MAX + 1] = {0};
+	if (mnl_attr_parse(nlh, sizeof(struct nfgenmsg), log_attr, tb) < 0 || !tb[NFULA_PAYLOAD])
+		return MNL_CB_OK;
+	struct dp_queued pkt = {0};
+	if (!parse_ip(mnl_attr_get_payload(tb[NFULA_PAYLOAD]),
+	              mnl_attr_get_payload_len(tb[NFULA_PAYLOAD]), &pkt))
+		return MNL_CB_OK;
+	char prefix[128] = "";
+	if (tb[NFULA_PREFIX]) {
+		size_t n = mnl_attr_get_payload_len(tb[NFULA_PREFIX]);
+		if (n >= sizeof(prefix))
+			n = sizeof(prefix) - 1;
+		memcpy(prefix, mnl_attr_get_payload(tb[NFULA_PREFIX]), n);
+		prefix[n] = '\0';
+	}
+	c->n++;
+	c->fn(c->userdata, prefix, &pkt);
+	return MNL_CB_OK;
+}
+
+int dp_log_read(struct dp_log *l,
+                void (*fn)(void *userdata, const char *prefix, const struct dp_queued *pkt),
+                void *userdata)
+{
+	static char buf[65536 + 8192]; /* one loop thread reads */
+	struct log_ctx c = {.fn = fn, .userdata = userdata};
+	for (;;) {
+		ssize_t len = mnl_socket_recvfrom(l->nl, buf, sizeof(buf));
+		if (len < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return c.n;
+			if (errno == ENOBUFS)
+				continue; /* logged packets were lost to a full buffer */
+			return -errno;
+		}
+		if (mnl_cb_run(buf, (size_t)len, 0, l->portid, one_logged, &c) < 0)
 			return -errno;
 	}
 }

@@ -59,3 +59,20 @@ int dp_queue_read(struct dp_queue *q, void (*fn)(void *userdata, const struct dp
 
 /* Accepts (with the meta mark @mark, 0: none) or drops packet @id. */
 int dp_queue_verdict(struct dp_queue *q, uint32_t id, bool accept, uint32_t mark);
+
+/* ---- packets the kernel logs (nftables `log group N`) ---- */
+
+struct dp_log;
+
+/* Binds the nflog group @group, each packet delivered as it is logged
+ * (its first 128 bytes). Returns 0 or a negative errno. */
+int dp_log_open(uint16_t group, struct dp_log **ret);
+void dp_log_close(struct dp_log *l);
+int dp_log_fd(const struct dp_log *l);
+
+/* Reads what is logged without blocking and calls @fn with each packet's
+ * prefix ("" when it has none) and its addresses and ports (id 0). Returns
+ * the number of packets read or a negative errno. */
+int dp_log_read(struct dp_log *l,
+                void (*fn)(void *userdata, const char *prefix, const struct dp_queued *pkt),
+                void *userdata);

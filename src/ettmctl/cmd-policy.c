@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ettmctl/ettmctl.h"
 
@@ -99,13 +101,13 @@ static void print_explain(json_t *r)
 	fputs(output_str(r, "why"), stdout);
 }
 
-/* check and apply: FILE, and for apply nothing else. */
-static int send_file(const struct options *o, const char *sub, const char *path)
+/* check and apply: FILE, and for apply --audit. */
+static int send_file(const struct options *o, const char *sub, const char *path, bool audit)
 {
 	char *text = read_file(path);
 	if (!text)
 		return 1;
-	json_t *args = json_pack("{s:s, s:s}", "text", text, "file", path);
+	json_t *args = json_pack("{s:s, s:s, s:b}", "text", text, "file", path, "audit", audit);
 	free(text);
 	if (!args)
 		return output_fail("out of memory (or the file is not UTF-8)");
@@ -118,9 +120,78 @@ static int send_file(const struct options *o, const char *sub, const char *path)
 		output_result(o, r, print_check);
 		return failed ? 1 : 0;
 	}
-	printf("%s: applied as epoch %lld\n", path, (long long)output_num(r, "epoch"));
+	printf("%s: applied as epoch %lld%s\n", path, (long long)output_num(r, "epoch"),
+	       audit ? ", in audit mode: nothing is denied, what would be is logged" : "");
 	json_decref(r);
 	return 0;
+}
+
+static void print_entry(json_t *e)
+{
+	time_t t = (time_t)(output_num(e, "time_ms") / 1000);
+	struct tm tm;
+	char when[32];
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", gmtime_r(&t, &tm));
+	printf("%s %s epoch %lld %s %s %s %s -> %s app %s user %s: line %lld: %s\n", when,
+	       output_str(e, "host"), (long long)output_num(e, "epoch"), output_str(e, "action"),
+	       output_str(e, "direction"), output_str(e, "proto"), output_str(e, "from"),
+	       output_str(e, "to"), output_str(e, "app"), output_str(e, "user"),
+	       (long long)output_num(e, "line"), output_str(e, "rule"));
+}
+
+/* log [--follow] [--limit N]: this host's recent denied and logged flows;
+ * with --follow, new ones as they come, until interrupted. */
+static int policy_log(const struct options *o, int argc, char **argv)
+{
+	bool follow = false;
+	long long limit = 0;
+	for (int i = 1; i < argc; i++) {
+		char *end;
+		if (strcmp(argv[i], "--follow") == 0)
+			follow = true;
+		else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc &&
+		         (limit = strtoll(argv[i + 1], &end, 10)) > 0 && !*end)
+			i++;
+		else
+			return output_usage_error("policy",
+			                          "policy log: expected [--follow] [--limit N], "
+			                          "found \"%s\"",
+			                          argv[i]);
+	}
+	long long since = 0;
+	for (;;) {
+		json_t *r;
+		json_t *args = json_pack("{s:I, s:I}", "since", (json_int_t)since, "limit",
+		                         (json_int_t)(since ? 0 : limit));
+		if (request_call(o, "policy.log", args, &r) != 0)
+			return 1;
+		json_t *entries = json_object_get(r, "entries");
+		size_t i;
+		json_t *e;
+		if (o->json && !follow) {
+			output_result(o, r, NULL);
+			return 0;
+		}
+		json_array_foreach(entries, i, e)
+		{
+			if (o->json) {
+				char *line = json_dumps(e, JSON_COMPACT);
+				if (line)
+					puts(line);
+				free(line);
+			} else {
+				print_entry(e);
+			}
+			since = output_num(e, "seq");
+		}
+		if (!follow && !o->json && json_array_size(entries) == 0)
+			puts("# no denied or logged flows on this host");
+		fflush(stdout);
+		json_decref(r);
+		if (!follow)
+			return 0;
+		usleep(500 * 1000);
+	}
 }
 
 int cmd_policy(const struct options *o, int argc, char **argv)
@@ -128,10 +199,15 @@ int cmd_policy(const struct options *o, int argc, char **argv)
 	const char *sub = argc > 1 ? argv[1] : "show";
 	json_t *r;
 	if (strcmp(sub, "check") == 0 || strcmp(sub, "apply") == 0) {
-		if (argc != 3)
-			return output_usage_error("policy", "policy %s: expected one FILE", sub);
-		return send_file(o, sub, argv[2]);
+		bool audit =
+		    argc == 4 && strcmp(sub, "apply") == 0 && strcmp(argv[2], "--audit") == 0;
+		if (argc != 3 + audit)
+			return output_usage_error("policy", "policy %s: expected %sFILE", sub,
+			                          strcmp(sub, "apply") == 0 ? "[--audit] " : "");
+		return send_file(o, sub, argv[2 + audit], audit);
 	}
+	if (strcmp(sub, "log") == 0)
+		return policy_log(o, argc - 1, argv + 1);
 	if (strcmp(sub, "show") == 0) {
 		if (argc > 2)
 			return output_usage_error(

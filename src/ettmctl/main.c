@@ -139,9 +139,10 @@ static const struct command commands[] = {
      cmd_devices},
     {"policy", "check, apply, show or explain the network's policy (the firewall)",
      "Usage: ettmctl [--json] policy check FILE\n"
-     "       ettmctl [--json] policy apply FILE\n"
+     "       ettmctl [--json] policy apply [--audit] FILE\n"
      "       ettmctl [--json] policy [show]\n"
      "       ettmctl [--json] policy explain FROM TO SERVICE [--app PATH] [--user USER]\n"
+     "       ettmctl [--json] policy log [--follow] [--limit N]\n"
      "\n"
      "The network's one policy (docs/policy.md): groups, services, rules allow and\n"
      "deny judged top to bottom (the first that matches decides), the defaults\n"
@@ -155,14 +156,19 @@ static const struct command commands[] = {
      "check    parses FILE, runs its expect lines and compiles it for every host;\n"
      "         applies nothing. Exit status 1 when an expectation fails.\n"
      "apply    the same checks, then commits FILE as the next epoch; a file with\n"
-     "         an error or a failed expectation changes nothing.\n"
+     "         an error or a failed expectation changes nothing. --audit applies\n"
+     "         it in audit mode: nothing is denied, and what would be is logged.\n"
      "show     the active policy and its epoch, and the epoch this host enforces.\n"
      "explain  which rule decides a flow at each end that judges it, e.g.\n"
      "           ettmctl policy explain h2 h1 tcp/22\n"
      "         FROM and TO are hosts, addresses or internet; SERVICE is tcp/PORT,\n"
      "         udp/PORT or icmp; --app and --user name the program and user\n"
      "         that open the flow at FROM (not named: none an app or user rule\n"
-     "         names).\n",
+     "         names).\n"
+     "log      this host's recent denied and logged flows (its AEE's): time, host,\n"
+     "         epoch, what was done, the flow, the guest's program and user where\n"
+     "         known, and the rule. --follow prints new ones as they come (one JSON\n"
+     "         object a line with --json); --limit N the last N only.\n",
      cmd_policy},
     {"services", "the agent's services: which run here, which are off and why",
      "Usage: ettmctl [--json] services\n"

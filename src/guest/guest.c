@@ -193,7 +193,7 @@ static int owner_one(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-int guest_flow_owner(struct guest *g, const struct guest_flow *f, struct guest_owner *ret)
+static int owner_lookup(struct guest *g, const struct guest_flow *f, struct guest_owner *ret)
 {
 	char buf[8192];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -227,6 +227,24 @@ int guest_flow_owner(struct guest *g, const struct guest_flow *f, struct guest_o
 		return -ENOENT;
 	*ret = o;
 	return 0;
+}
+
+int guest_flow_owner(struct guest *g, const struct guest_flow *f, struct guest_owner *ret)
+{
+	int r = owner_lookup(g, f, ret);
+	/* A connection the server has not accepted yet (or a request socket)
+	 * has no inode: it is the listener's. */
+	if (f->proto == IPPROTO_TCP && ((r == 0 && ret->inode == 0) || r == -ENOENT)) {
+		struct guest_flow listener = *f;
+		listener.remote.s_addr = 0;
+		listener.remote_port = 0;
+		struct guest_owner o;
+		if (owner_lookup(g, &listener, &o) == 0 && o.inode) {
+			*ret = o;
+			return 0;
+		}
+	}
+	return r;
 }
 
 /* Whether the process @pid (a /proc entry) holds "socket:[@inode]". */

@@ -157,6 +157,7 @@ COMMANDS = [
     ("policy.check", {"text": "default outbound allow\ndefault inbound allow\n"}),
     ("policy.apply", {"text": "default outbound deny\ndefault inbound deny\n"}),
     ("policy.explain", {"from": "h1", "to": "h2", "service": "tcp/22"}),
+    ("policy.log", {}),
 ]
 
 

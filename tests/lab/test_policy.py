@@ -258,6 +258,30 @@ def test_policy_by_program_and_user(make_lab):
             lines = out.split()
             assert "silent" in lines and int(lines[-1]) >= 5, out
             assert curl(lab, "h2", URL) == "200"
+
+            # The log of h1's AEE: wget's denied flow, with its program,
+            # user, rule and epoch.
+            log = lab.ctl_json("h1", "policy", "log")["entries"]
+            wgets = [e for e in log if e["app"] == "/usr/bin/wget"]
+            assert wgets, log
+            assert all(e["action"] == "denied" and e["line"] == 3 and e["epoch"] == epoch and
+                       e["user"] == "root" and e["to"] == "198.51.100.10:8080" and
+                       e["judged_by"] == "agent" for e in wgets), wgets
+            # Audit mode denies nothing, and logs what it would deny.
+            r = lab.ctl("h1", "policy", "apply", "--audit", path)
+            assert "in audit mode" in r.stdout, r.stdout
+            audit = lab.ctl_json("h1", "policy")["epoch"]
+            run_and_expect(lambda: lab.ctl_json("h1", "policy")["enforced_epoch"] == audit,
+                           what="the audit epoch on h1")
+            wget = lab.exec("h1", "wget", "-q", "-T", "3", "-t", "1", "-O", "/dev/null", URL,
+                            check=False)
+            assert wget.returncode == 0, wget
+            assert reach(lab, "h1", "198.51.100.10", 8080) == "ok"  # python too
+            log = lab.ctl_json("h1", "policy", "log", "--limit", "5")["entries"]
+            assert any(e["app"] == "/usr/bin/wget" and e["action"] == "would deny" and
+                       e["epoch"] == audit for e in log), log
+            assert lab.ctl_json("h1", "policy")["text"].endswith("mode audit   # applied with "
+                                                                 "--audit\n")
     finally:
         for p in procs:
             p.kill()

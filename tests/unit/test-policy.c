@@ -97,8 +97,8 @@ static void test_parse_errors(void **state)
 	    {"allow from h1 to h9", "t:3:18: unknown host or group \"h9\""},
 	    {"allow from h1 h2 to h3", "t:3:15: expected \"to\", found \"h2\""},
 	    {"allow form h1 to h3", "t:3:7: expected \"from\", found \"form\""},
-	    {"permit from h1 to h3",
-	     "t:3:1: expected allow, deny, default, group, service or expect, found \"permit\""},
+	    {"permit from h1 to h3", "t:3:1: expected allow, deny, default, group, service, expect "
+	                             "or mode, found \"permit\""},
 	    {"allow from h1 to h3 tcp/0", "t:3:21: expected tcp/PORT or udp/PORT or a range LO-HI "
 	                                  "of ports 1 to 65535, found \"tcp/0\""},
 	    {"allow from h1 to h3 tcp/90-80", "t:3:21: expected tcp/PORT or udp/PORT or a range "
@@ -107,12 +107,12 @@ static void test_parse_errors(void **state)
 	                                      "LO-HI of ports 1 to 65535, found \"tcp/70000\""},
 	    {"allow from h1 to h3 tcp/22 h2",
 	     "t:3:28: expected a service (tcp/PORT, udp/PORT, icmp or a service's name), \",\", "
-	     "except, or the end of the line, found \"h2\""},
+	     "except, log, or the end of the line, found \"h2\""},
 	    {"allow from h1 to 10.77.1.0/33",
 	     "t:3:18: a prefix length is 0 to 32, in \"10.77.1.0/33\""},
 	    {"allow from h1 to h3 bogus",
 	     "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
-	     "service's name), \",\", except, or the end of the line, "
+	     "service's name), \",\", except, log, or the end of the line, "
 	     "found \"bogus\""},
 	    {"group h1 = h2", "t:3:7: \"h1\" is a host of the network"},
 	    {"group any = h2", "t:3:7: \"any\" is a word of the language, not a name"},
@@ -127,7 +127,7 @@ static void test_parse_errors(void **state)
 	    {"default sideways deny", "t:3:9: expected outbound or inbound, found \"sideways\""},
 	    {"allow from h1 to h3 ; rm",
 	     "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
-	     "service's name), \",\", except, or the end of the line, "
+	     "service's name), \",\", except, log, or the end of the line, "
 	     "found a character the language does not use"},
 	    {"expect allow h1", "t:3:16: expected a host, an address or internet, found the end of "
 	                        "the line"},
@@ -426,6 +426,75 @@ static void test_compile_programs(void **state)
 	free(h2);
 }
 
+/* `log`, `mode audit`, and what they compile to. */
+static void test_log_and_audit(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	struct policy p;
+	const char *text = "default outbound allow log\n"
+	                   "default inbound deny\n"
+	                   "allow from h2 to h1 tcp/22 log\n"
+	                   "deny from h1 to internet tcp/25\n";
+	assert_int_equal(policy_parse(text, "t", &net, &p, NULL), 0);
+	assert_true(p.outbound_log);
+	assert_false(p.inbound_log);
+	assert_true(p.rules[0].log);
+	assert_false(p.rules[1].log);
+	assert_false(p.audit);
+	policy_free(&p);
+	char *out = compile(text, 0);
+	/* An allow that logs, logs the flow's first packet of the epoch. */
+	assert_non_null(strstr(out, "ct reply proto-src 22 log group 7 prefix \"ettm: 7 3 a i\" "
+	                            "ct mark set 0x80000007 accept"));
+	/* A deny logs at a bounded rate, then drops. */
+	assert_non_null(strstr(out,
+	                       "proto-dst 25 limit rate 20/second burst 20 packets log group 7 "
+	                       "prefix \"ettm: 7 4 d o\"\n"));
+	assert_non_null(strstr(out, "ct original proto-dst 25 drop\n"));
+	assert_non_null(strstr(out, "log group 7 prefix \"ettm: 7 0 a o\" ct mark set 0x80000007 "
+	                            "accept"));
+	free(out);
+	char *audit = NULL;
+	assert_true(asprintf(&audit, "%smode audit\n", text) > 0);
+	out = compile(audit, 0);
+	const char *chains = strstr(out, "chain firewall {");
+	assert_non_null(chains);
+	assert_null(strstr(chains, " drop\n")); /* nothing is denied */
+	assert_null(strstr(chains, "limit rate"));
+	assert_non_null(strstr(out, "proto-dst 25 log group 7 prefix \"ettm: 7 4 w o\" ct mark set "
+	                            "0x80000007 accept"));
+	free(out);
+	free(audit);
+
+	static const struct bad bad[] = {
+	    {"default inbound deny loud", "t:3:22: expected log or the end of the line, found "
+	                                  "\"loud\""},
+	    {"mode loud", "t:3:6: expected audit or enforce, found \"loud\""},
+	    {"mode audit\nmode enforce", "t:4:1: the mode is stated twice"},
+	    {"allow from h1 to h3 log tcp/22", "t:3:25: expected the end of the line, found "
+	                                       "\"tcp/22\""},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *t = NULL;
+		bool dflt = strncmp(bad[i].text, "default inbound", 15) == 0;
+		assert_true(asprintf(&t, "default outbound allow\n%s%s\n",
+		                     dflt ? "" : "default inbound deny\n", bad[i].text) > 0);
+		if (dflt) {
+			/* The default's line is the second: put it third as the others. */
+			free(t);
+			assert_true(asprintf(&t, "default outbound allow\n\n%s\n", bad[i].text) >
+			            0);
+		}
+		char *error = NULL;
+		assert_int_equal(policy_parse(t, "t", &net, &p, &error), -EINVAL);
+		if (!error || strcmp(error, bad[i].error) != 0)
+			fail_msg("%s:\n got  %s\n want %s", bad[i].text, error, bad[i].error);
+		free(error);
+		free(t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -437,6 +506,7 @@ int main(void)
 	    cmocka_unit_test(test_compile_sets_do_not_overlap),
 	    cmocka_unit_test(test_parse_and_judge_programs_and_users),
 	    cmocka_unit_test(test_compile_programs),
+	    cmocka_unit_test(test_log_and_audit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,12 @@
  * socket (/proc), and judges the flow as policy_judge_end() does. Its
  * verdict: a drop, or an accept with POLICY_AGENT_MARK, at which nftables
  * stamps the flow with the epoch's ct mark, so the flow's later packets
- * stay in the kernel. A new epoch judges every established flow again. */
+ * stay in the kernel. A new epoch judges every established flow again.
+ *
+ * The agent also keeps the policy log (docs/policy.md, "The log"): the
+ * flows nftables logs (nflog group POLICY_LOG_GROUP) and those it judges
+ * itself that are denied or logged, each with the program and user of the
+ * guest's socket where they can be known. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pwd.h>
@@ -19,19 +24,37 @@
 
 #include "datapath/queue.h"
 #include "guest/guest.h"
+#include "lib/clock.h"
 #include "lib/error.h"
 #include "lib/log.h"
 #include "policy-internal.h"
 #include "services/service.h"
 
 #define USERS_KEPT 16
+#define LOG_KEPT   512
+
+enum { POLL_LOG = 2 };
+
+struct log_entry {
+	uint64_t seq, time_ms, epoch;
+	unsigned line; /* 0: a default */
+	char action;   /* a allowed, d denied, w would be denied (audit) */
+	bool outbound;
+	bool by_agent;
+	struct dp_queued pkt;
+	struct policy_who who; /* the guest's program and user; "": unknown */
+};
 
 struct policy_agent {
 	const struct svc_env *env;
 	struct guest *guest; /* sock_diag in the guest's namespace */
 	struct dp_queue *queue[2];
-	uv_poll_t poll[2];
-	bool polling[2];
+	struct dp_log *log;
+	uv_poll_t poll[3]; /* the two queues, the log */
+	bool polling[3];
+	/* The log: a ring of the last LOG_KEPT entries, numbered from 1. */
+	struct log_entry entries[LOG_KEPT];
+	uint64_t last_seq;
 	/* What it judges by, while a direction is steered. */
 	bool have;
 	struct policy policy;
@@ -103,6 +126,41 @@ static void attribute(struct policy_agent *a, const struct dp_queued *pkt, bool 
 		snprintf(ret->app, POLICY_WORD_MAX, "%s", path);
 }
 
+static void record(struct policy_agent *a, uint64_t epoch, unsigned line, char action,
+                   bool outbound, bool by_agent, const struct dp_queued *pkt,
+                   const struct policy_who *who)
+{
+	struct log_entry *e = &a->entries[a->last_seq % LOG_KEPT];
+	*e = (struct log_entry){
+	    .seq = ++a->last_seq,
+	    .time_ms = wall_ms(),
+	    .epoch = epoch,
+	    .line = line,
+	    .action = action,
+	    .outbound = outbound,
+	    .by_agent = by_agent,
+	    .pkt = *pkt,
+	    .who = *who,
+	};
+	e->pkt.id = 0;
+}
+
+/* A packet nftables logged, its prefix POLICY_LOG_PREFIX "EPOCH LINE A D". */
+static void on_logged(void *userdata, const char *prefix, const struct dp_queued *pkt)
+{
+	struct policy_agent *a = userdata;
+	unsigned long long epoch;
+	unsigned line;
+	char action, dir;
+	size_t n = strlen(POLICY_LOG_PREFIX);
+	if (strncmp(prefix, POLICY_LOG_PREFIX, n) != 0 ||
+	    sscanf(prefix + n, "%llu %u %c %c", &epoch, &line, &action, &dir) != 4 || !a->self)
+		return;
+	struct policy_who who;
+	attribute(a, pkt, pkt->src.s_addr == a->self->guest_addr, &who);
+	record(a, epoch, line, action, dir == 'o', false, pkt, &who);
+}
+
 static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 {
 	bool outbound = dir == POLICY_QUEUE_OUT;
@@ -133,7 +191,17 @@ static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 		a->unknown++;
 	if (!v.allow)
 		a->denied++;
-	int r = dp_queue_verdict(a->queue[dir], pkt->id, v.allow, v.allow ? POLICY_AGENT_MARK : 0);
+	bool log = !v.allow || (v.rule >= 0 ? a->policy.rules[v.rule].log
+	                        : outbound  ? a->policy.outbound_log
+	                                    : a->policy.inbound_log);
+	if (log)
+		record(a, a->epoch, v.rule >= 0 ? a->policy.rules[v.rule].pos.line : 0,
+		       v.allow           ? 'a'
+		       : a->policy.audit ? 'w'
+		                         : 'd',
+		       outbound, true, pkt, &who);
+	bool pass = v.allow || a->policy.audit;
+	int r = dp_queue_verdict(a->queue[dir], pkt->id, pass, pass ? POLICY_AGENT_MARK : 0);
 	if (r < 0)
 		log_warn("policy: a verdict for the queue: %s", strerror(-r));
 }
@@ -152,13 +220,28 @@ static void on_readable(uv_poll_t *h, int status, int events)
 {
 	(void)events;
 	struct policy_agent *a = h->data;
-	int dir = h == &a->poll[POLICY_QUEUE_OUT] ? POLICY_QUEUE_OUT : POLICY_QUEUE_IN;
 	if (status < 0)
 		return;
-	int r =
-	    dp_queue_read(a->queue[dir], dir == POLICY_QUEUE_OUT ? on_packet_out : on_packet_in, a);
+	int r;
+	if (h == &a->poll[POLL_LOG])
+		r = dp_log_read(a->log, on_logged, a);
+	else if (h == &a->poll[POLICY_QUEUE_OUT])
+		r = dp_queue_read(a->queue[POLICY_QUEUE_OUT], on_packet_out, a);
+	else
+		r = dp_queue_read(a->queue[POLICY_QUEUE_IN], on_packet_in, a);
 	if (r < 0)
-		log_warn("policy: reading the queue: %s", strerror(-r));
+		log_warn("policy: reading the %s: %s", h == &a->poll[POLL_LOG] ? "log" : "queue",
+		         strerror(-r));
+}
+
+static int start_poll(struct policy_agent *a, int i, int fd)
+{
+	int r = uv_poll_init(a->env->loop, &a->poll[i], fd);
+	if (r < 0)
+		return r;
+	a->poll[i].data = a;
+	a->polling[i] = true;
+	return uv_poll_start(&a->poll[i], UV_READABLE, on_readable);
 }
 
 static int open_queue(struct policy_agent *a, int dir)
@@ -166,17 +249,9 @@ static int open_queue(struct policy_agent *a, int dir)
 	if (a->queue[dir])
 		return 0;
 	int r = dp_queue_open((uint16_t)dir, &a->queue[dir]);
-	if (r < 0)
-		return r;
-	r = uv_poll_init(a->env->loop, &a->poll[dir], dp_queue_fd(a->queue[dir]));
-	if (r < 0) {
-		dp_queue_close(a->queue[dir]);
-		a->queue[dir] = NULL;
-		return r;
-	}
-	a->poll[dir].data = a;
-	a->polling[dir] = true;
-	return uv_poll_start(&a->poll[dir], UV_READABLE, on_readable);
+	if (r == 0)
+		r = start_poll(a, dir, dp_queue_fd(a->queue[dir]));
+	return r;
 }
 
 static int steer(struct policy_agent *a, const struct dp_steer *v, size_t n, char **ret_error)
@@ -189,6 +264,27 @@ static int steer(struct policy_agent *a, const struct dp_steer *v, size_t n, cha
 	a->n_steer = r == 0 ? n : 0;
 	memcpy(a->steer, v, a->n_steer * sizeof(*v));
 	return r;
+}
+
+/* A new agent: the guest's sockets, and the log. */
+static int agent_new(const struct svc_env *env, struct policy_agent **ret)
+{
+	struct policy_agent *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->env = env;
+	int r;
+	if (env->host->guest_netns && (r = guest_open(env->host->guest_netns, &a->guest)) < 0)
+		log_error(
+		    "policy: the guest's namespace %s: %s; its flows' programs cannot be known",
+		    env->host->guest_netns, strerror(-r));
+	if ((r = dp_log_open(POLICY_LOG_GROUP, &a->log)) == 0)
+		r = start_poll(a, POLL_LOG, dp_log_fd(a->log));
+	if (r < 0)
+		log_error("policy: the log (nflog group %d): %s; nothing is logged",
+		          POLICY_LOG_GROUP, strerror(-r));
+	*ret = a;
+	return 0;
 }
 
 static void forget(struct policy_agent *a)
@@ -217,28 +313,28 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, con
 	if (r == 0 && self && self->guest_addr)
 		for (int dir = 0; dir < 2; dir++)
 			needs[dir] = policy_needs_agent(&p, &v.net, self, dir == POLICY_QUEUE_OUT);
-	if (r == 0 && !needs[0] && !needs[1])
-		policy_free(&p);
-	if (!needs[0] && !needs[1]) {
+	bool needed = needs[0] || needs[1];
+	if (r < 0 || (before_table && !needed)) {
+		/* No policy, or one that no longer needs the agent: it is
+		 * unsteered once the table has changed. */
 		policy_view_free(&v);
+		if (r == 0)
+			policy_free(&p);
 		if (!a || before_table)
-			return 0; /* nothing steered by this agent; or not yet */
+			return 0;
 		forget(a);
 		return steer(a, NULL, 0, ret_error);
 	}
-	if (!before_table && a && a->have && a->epoch == epoch && a->n_steer > 0) {
+	if (!a && (r = agent_new(env, &a)) < 0) {
 		policy_free(&p);
 		policy_view_free(&v);
-		return 0; /* done before the table changed */
+		return r;
 	}
-	if (!a) {
-		if (!(a = calloc(1, sizeof(*a)))) {
-			policy_free(&p);
-			policy_view_free(&v);
-			return -ENOMEM;
-		}
-		a->env = env;
-		*pa = a;
+	*pa = a;
+	if (!before_table && needed && a->have && a->epoch == epoch && a->n_steer > 0) {
+		policy_free(&p);
+		policy_view_free(&v);
+		return 0; /* steered before the table changed */
 	}
 	forget(a);
 	a->n_users = 0;
@@ -247,14 +343,8 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, con
 	a->self = policy_net_host(&a->view.net, env->host->name);
 	a->epoch = epoch;
 	a->have = true;
-	if (!a->guest && env->host->guest_netns) {
-		r = guest_open(env->host->guest_netns, &a->guest);
-		if (r < 0)
-			log_error(
-			    "policy: the guest's namespace %s: %s; its flows' programs cannot be "
-			    "known",
-			    env->host->guest_netns, strerror(-r));
-	}
+	if (!needed)
+		return steer(a, NULL, 0, ret_error);
 	struct dp_steer s[2];
 	size_t n = 0;
 	for (int dir = 0; dir < 2; dir++) {
@@ -285,10 +375,68 @@ json_t *policy_agent_status(const struct policy_agent *a)
 	                 (json_int_t)a->unknown, "denied", (json_int_t)a->denied);
 }
 
+static const char *proto_name(uint8_t proto, char buf[8])
+{
+	if (proto == IPPROTO_TCP)
+		return "tcp";
+	if (proto == IPPROTO_UDP)
+		return "udp";
+	if (proto == IPPROTO_ICMP)
+		return "icmp";
+	snprintf(buf, 8, "%u", proto);
+	return buf;
+}
+
+static json_t *entry_json(const struct policy_agent *a, const struct log_entry *e)
+{
+	char from[32], to[32], pbuf[8];
+	const char *rule = NULL;
+	char deflt[40];
+	if (a->have && e->epoch == a->epoch && e->line)
+		for (size_t i = 0; i < a->policy.n_rules && !rule; i++)
+			if (a->policy.rules[i].pos.line == e->line)
+				rule = a->policy.rules[i].text;
+	if (!e->line) {
+		bool allow = e->outbound ? a->policy.outbound_allow : a->policy.inbound_allow;
+		snprintf(deflt, sizeof(deflt), "default %s%s", e->outbound ? "outbound" : "inbound",
+		         a->have && e->epoch == a->epoch ? (allow ? " allow" : " deny") : "");
+		rule = deflt;
+	}
+	snprintf(from, sizeof(from), "%s:%u", inet_ntoa(e->pkt.src), e->pkt.sport);
+	snprintf(to, sizeof(to), "%s:%u", inet_ntoa(e->pkt.dst), e->pkt.dport);
+	return json_pack(
+	    "{s:I, s:I, s:s, s:I, s:I, s:s?, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s}", "seq",
+	    (json_int_t)e->seq, "time_ms", (json_int_t)e->time_ms, "host", a->env->host->name,
+	    "epoch", (json_int_t)e->epoch, "line", (json_int_t)e->line, "rule", rule, "action",
+	    e->action == 'a'   ? "allowed"
+	    : e->action == 'w' ? "would deny"
+	                       : "denied",
+	    "direction", e->outbound ? "outbound" : "inbound", "proto",
+	    proto_name(e->pkt.proto, pbuf), "from", from, "to", to, "app",
+	    e->who.app[0] ? e->who.app : NULL, "user", e->who.user[0] ? e->who.user : NULL,
+	    "judged_by", e->by_agent ? "agent" : "nftables");
+}
+
+json_t *policy_agent_log(const struct policy_agent *a, uint64_t since, size_t limit)
+{
+	json_t *v = json_array();
+	if (!a || !v)
+		return v;
+	uint64_t first = a->last_seq > LOG_KEPT ? a->last_seq - LOG_KEPT + 1 : 1;
+	if (since >= first)
+		first = since + 1;
+	if (limit && a->last_seq >= first && a->last_seq - first + 1 > limit)
+		first = a->last_seq - limit + 1;
+	for (uint64_t seq = first; seq <= a->last_seq; seq++)
+		json_array_append_new(v, entry_json(a, &a->entries[(seq - 1) % LOG_KEPT]));
+	return v;
+}
+
 static void finish(struct policy_agent *a)
 {
 	for (int dir = 0; dir < 2; dir++)
 		dp_queue_close(a->queue[dir]);
+	dp_log_close(a->log);
 	void (*done)(void *) = a->done;
 	void *arg = a->done_arg;
 	free(a);
@@ -316,10 +464,10 @@ void policy_agent_close(struct policy_agent *a, void (*done)(void *arg), void *a
 	guest_close(a->guest);
 	a->done = done;
 	a->done_arg = arg;
-	for (int dir = 0; dir < 2; dir++)
-		if (a->polling[dir]) {
+	for (int i = 0; i < 3; i++)
+		if (a->polling[i]) {
 			a->closing++;
-			uv_close((uv_handle_t *)&a->poll[dir], closed);
+			uv_close((uv_handle_t *)&a->poll[i], closed);
 		}
 	if (a->closing == 0)
 		finish(a);

@@ -515,13 +515,34 @@ static int stmt_default(struct parser *ps)
 	bool allow;
 	if (allow_deny(ps, &allow) < 0)
 		return ps->status;
+	bool log = at_word(ps, "log");
+	if (log)
+		next(ps);
 	if (out) {
 		p->has_outbound = true;
 		p->outbound_allow = allow;
+		p->outbound_log = log;
 	} else {
 		p->has_inbound = true;
 		p->inbound_allow = allow;
+		p->inbound_log = log;
 	}
+	return ps->tok.kind == TOK_END ? 0 : expected(ps, "log or the end of the line");
+}
+
+/* mode audit|enforce */
+static int stmt_mode(struct parser *ps)
+{
+	struct policy *p = ps->p;
+	struct policy_pos pos = ps->tok.pos;
+	next(ps);
+	if (!at_word(ps, "audit") && !at_word(ps, "enforce"))
+		return expected(ps, "audit or enforce");
+	if (p->has_mode)
+		return fail(ps, pos, "the mode is stated twice");
+	p->has_mode = true;
+	p->audit = at_word(ps, "audit");
+	next(ps);
 	return expect_end(ps);
 }
 
@@ -599,7 +620,7 @@ static char *statement_text(const struct parser *ps, struct policy_pos pos)
 	return strndup(start, len);
 }
 
-/* allow|deny from SIDE to SIDE [SERVICES] */
+/* allow|deny from SIDE to SIDE [SERVICES] [log] */
 static int stmt_rule(struct parser *ps)
 {
 	struct policy *p = ps->p;
@@ -615,9 +636,15 @@ static int stmt_rule(struct parser *ps)
 		r = side(ps, &rule.to);
 	if (r == 0 && at_port(ps))
 		r = port_list(ps, &rule.ports, &rule.n_ports, &rule.cap_ports);
+	if (r == 0 && at_word(ps, "log")) {
+		rule.log = true;
+		next(ps);
+		if (ps->tok.kind != TOK_END)
+			r = expected(ps, "the end of the line");
+	}
 	if (r == 0 && ps->tok.kind != TOK_END)
 		r = expected(ps, "a service (tcp/PORT, udp/PORT, icmp or a service's name), \",\", "
-		                 "except, or the end of the line");
+		                 "except, log, or the end of the line");
 	if (r == 0 && !(rule.text = statement_text(ps, rule.pos)))
 		r = oom(ps);
 	if (r == 0 && ARRAY_RESERVE(p->rules, p->cap_rules, p->n_rules + 1) < 0)
@@ -726,7 +753,9 @@ static int statement(struct parser *ps)
 		return stmt_rule(ps);
 	if (at_word(ps, "expect"))
 		return stmt_expect(ps);
-	return expected(ps, "allow, deny, default, group, service or expect");
+	if (at_word(ps, "mode"))
+		return stmt_mode(ps);
+	return expected(ps, "allow, deny, default, group, service, expect or mode");
 }
 
 void policy_free(struct policy *p)

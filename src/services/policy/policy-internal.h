@@ -50,6 +50,11 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, con
 /* What it judged, for status; NULL when there is no agent. */
 json_t *policy_agent_status(const struct policy_agent *a);
 
+/* The policy log's entries after @since (a seq; 0: from the oldest kept),
+ * at most the last @limit of them (0: all); newest last. An empty array
+ * when there is no agent. */
+json_t *policy_agent_log(const struct policy_agent *a, uint64_t since, size_t limit);
+
 /* Stops steering, closes the queues and frees @a; calls @done(@arg) once
  * its handles are closed. */
 void policy_agent_close(struct policy_agent *a, void (*done)(void *arg), void *arg);

@@ -108,6 +108,7 @@ struct policy_port {
 struct policy_rule {
 	struct policy_pos pos;
 	bool allow;
+	bool log; /* `log`: each flow it decides goes to the policy log */
 	struct policy_side from, to;
 	size_t n_ports, cap_ports; /* 0: every protocol and port */
 	struct policy_port *ports;
@@ -144,7 +145,10 @@ struct policy_service {
 
 struct policy {
 	bool outbound_allow, inbound_allow; /* the defaults */
+	bool outbound_log, inbound_log;     /* ... and whether they log what they allow */
 	bool has_outbound, has_inbound;     /* stated in the file */
+	/* `mode audit`: nothing is denied; what would be is logged. */
+	bool audit, has_mode;
 	size_t n_rules, cap_rules;
 	struct policy_rule *rules;
 	size_t n_expects, cap_expects;
@@ -225,6 +229,16 @@ void policy_explain(const struct policy *p, const struct policy_judgement *j, FI
  * active epoch's; a new epoch judges each established flow again at its
  * next packet. */
 uint32_t policy_epoch_mark(uint64_t epoch);
+
+/* The policy log (docs/policy.md, "The log"): nftables sends what it logs
+ * to this nflog group of the AEE's namespace, each packet with the prefix
+ * "ettm: EPOCH LINE ACTION DIRECTION" (LINE 0: a default; ACTION a
+ * allowed, d denied, w would be denied (audit); DIRECTION o outbound, i
+ * inbound). Denied packets are logged at most POLICY_LOG_RATE a second
+ * per rule. */
+#define POLICY_LOG_GROUP  7
+#define POLICY_LOG_PREFIX "ettm: "
+#define POLICY_LOG_RATE   20
 
 /* The meta mark (all of it) with which the agent hands back a packet of a
  * flow it judged and allowed (agent.c): nftables stamps the flow with the

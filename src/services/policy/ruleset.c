@@ -174,7 +174,37 @@ struct emit {
 	const char *port;     /* "ct original proto-dst" or "ct reply proto-src" */
 	char verdict[48];
 	char lan[INET_ADDRSTRLEN + 4];
+	uint64_t epoch;
+	bool audit;
 };
+
+/* A flow that @match matches, decided at @line (0: the default): allowed
+ * (logged first, with @log), or denied: logged, at most
+ * POLICY_LOG_RATE a second, and dropped; in audit mode logged as a flow
+ * that would be denied, and let through. A flow's logged packet is the
+ * first it sends in the epoch, or each one that is dropped. */
+static void emit_verdict(struct emit *em, const char *match, bool allow, bool log, unsigned line)
+{
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix),
+	         "log group %u prefix \"" POLICY_LOG_PREFIX "%llu %u %c %c\"", POLICY_LOG_GROUP,
+	         (unsigned long long)em->epoch, line,
+	         allow       ? 'a'
+	         : em->audit ? 'w'
+	                     : 'd',
+	         em->outbound ? 'o' : 'i');
+	if (allow)
+		dp_fragment_chain_rule(em->frag, em->chain, "%s%s%s%s", match, log ? prefix : "",
+		                       log ? " " : "", em->verdict);
+	else if (em->audit)
+		dp_fragment_chain_rule(em->frag, em->chain, "%s%s %s", match, prefix, em->verdict);
+	else {
+		dp_fragment_chain_rule(em->frag, em->chain,
+		                       "%slimit rate %u/second burst %u packets %s", match,
+		                       POLICY_LOG_RATE, POLICY_LOG_RATE, prefix);
+		dp_fragment_chain_rule(em->frag, em->chain, "%sdrop", match);
+	}
+}
 
 /* The ranges of @proto in @v, sorted and merged, into @ret (room for @n). */
 static size_t merged_ranges(const struct policy_port *v, size_t n, uint8_t proto,
@@ -317,9 +347,15 @@ static int emit_rule(struct emit *em, const struct policy_rule *r)
 			ret = -ENOMEM;
 			break;
 		}
-		for (size_t p = 0; p < ports.n; p++)
-			dp_fragment_chain_rule(em->frag, em->chain, "%s%s%s", cond, ports.v[p],
-			                       r->allow ? em->verdict : "drop");
+		for (size_t p = 0; p < ports.n; p++) {
+			char *match = NULL;
+			if (asprintf(&match, "%s%s", cond, ports.v[p]) < 0) {
+				ret = -ENOMEM;
+				break;
+			}
+			emit_verdict(em, match, r->allow, r->log, r->pos.line);
+			free(match);
+		}
 		free(cond);
 	}
 	alts_free(&ports);
@@ -366,11 +402,12 @@ static void emit_both_defaults(struct emit *em, const struct policy *p)
 			prefixes_render(&others, f);
 			fclose(f);
 		}
-		if (set)
-			dp_fragment_chain_rule(em->frag, em->chain, "%s %s drop", em->far_addr,
-			                       set);
+		char *match = NULL;
+		if (set && asprintf(&match, "%s %s ", em->far_addr, set) > 0)
+			emit_verdict(em, match, false, false, 0);
 		else
 			dp_fragment_fail(em->frag, -ENOMEM, "out of memory");
+		free(match);
 		free(set);
 	}
 	free(others.v);
@@ -410,6 +447,8 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct po
 		    .port = outbound ? "ct original proto-dst" : "ct reply proto-src",
 		};
 		snprintf(em.verdict, sizeof(em.verdict), "ct mark set 0x%08x accept", mark);
+		em.epoch = epoch;
+		em.audit = p->audit;
 		snprintf(em.lan, sizeof(em.lan), "%s/%u", lan, prefix_len(net->lan_mask));
 		for (size_t i = 0; i < p->n_rules; i++) {
 			const struct policy_rule *r = &p->rules[i];
@@ -420,8 +459,8 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct po
 				return ret;
 		}
 		emit_both_defaults(&em, p);
-		bool allow = outbound ? p->outbound_allow : p->inbound_allow;
-		dp_fragment_chain_rule(out, em.chain, "%s", allow ? em.verdict : "drop");
+		emit_verdict(&em, "", outbound ? p->outbound_allow : p->inbound_allow,
+		             outbound ? p->outbound_log : p->inbound_log, 0);
 	}
 	return out->status;
 }

@@ -162,30 +162,67 @@ static void store_changed(void *userdata, const struct store_cmd *cmd,
 
 /* ---- commands ---- */
 
-/* The text and file name of a check or apply, parsed against this
- * replica's view, its expectations run and compiled for every host.
- * Returns 0 with *@ret_report (JSON), or a negative errno with *@ret_error. */
-static int check_text(struct policy_svc *ps, const struct ctl_request *req, json_t **ret_report,
-                      char **ret_error)
+/* The line an apply with "audit" adds to a file that states no mode (at
+ * its end, so that every other line keeps its number). */
+#define AUDIT_LINE "mode audit   # applied with --audit\n"
+
+/* The text of a check or apply as it would be stored, newly allocated:
+ * the file's, and with "audit" the line that makes it an audit. */
+static int request_text(const struct ctl_request *req, const char *file, char **ret,
+                        char **ret_error)
 {
 	const char *text = ctl_arg_str(req, "text");
-	const char *file = ctl_arg_str(req, "file");
 	if (!text)
 		return error_set(ret_error, -EINVAL,
 		                 "field \"text\": expected the policy file's text");
-	if (!file || !*file)
-		file = "policy";
+	json_t *audit = json_object_get(req->args, "audit");
+	if (audit && !json_is_boolean(audit))
+		return error_set(ret_error, -EINVAL, "field \"audit\": expected true or false");
 	size_t len = strlen(text);
-	if (len > POLICY_TEXT_MAX)
+	bool add = json_is_true(audit);
+	if (len + (add ? sizeof(AUDIT_LINE) + 1 : 0) > POLICY_TEXT_MAX)
 		return error_set(ret_error, -EFBIG, "%s: %zu bytes; a policy is at most %d", file,
 		                 len, POLICY_TEXT_MAX);
-	struct net_view v;
-	if (policy_view_build(ps->env, &v) < 0)
+	if (add &&
+	    asprintf(ret, "%s%s" AUDIT_LINE, text, len && text[len - 1] != '\n' ? "\n" : "") < 0)
 		return -ENOMEM;
+	if (!add && !(*ret = strdup(text)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* The text and file name of a check or apply, parsed against this
+ * replica's view, its expectations run and compiled for every host.
+ * Returns 0 with *@ret_report (JSON) and the text to store in *@ret_text,
+ * or a negative errno with *@ret_error. */
+static int check_text(struct policy_svc *ps, const struct ctl_request *req, json_t **ret_report,
+                      char **ret_text, char **ret_error)
+{
+	const char *file = ctl_arg_str(req, "file");
+	if (!file || !*file)
+		file = "policy";
+	char *text = NULL;
+	int r = request_text(req, file, &text, ret_error);
+	if (r < 0)
+		return r;
+	struct net_view v;
+	if (policy_view_build(ps->env, &v) < 0) {
+		free(text);
+		return -ENOMEM;
+	}
 	struct policy p;
-	int r = policy_parse(text, file, &v.net, &p, ret_error);
+	r = policy_parse(text, file, &v.net, &p, ret_error);
+	if (r < 0 && json_is_true(json_object_get(req->args, "audit")) && *ret_error &&
+	    strstr(*ret_error, "the mode is stated twice")) {
+		free(*ret_error);
+		*ret_error = NULL;
+		r = error_set(ret_error, -EINVAL,
+		              "%s: the file states its mode; --audit is for a file that does not",
+		              file);
+	}
 	if (r < 0) {
 		policy_view_free(&v);
+		free(text);
 		return r;
 	}
 	char *failures = NULL;
@@ -195,6 +232,7 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 	if (!f || fclose(f) != 0) {
 		policy_free(&p);
 		policy_view_free(&v);
+		free(text);
 		return -ENOMEM;
 	}
 	json_t *hosts = json_array();
@@ -218,14 +256,15 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 	const struct store_policy *sp = store_policy(store_state(ps->env->store));
 	bool changed = !sp->text || strcmp(sp->text, text) != 0;
 	if (r == 0)
-		*ret_report = json_pack(
-		    "{s:s, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:s, s:o, s:b, s:I}", "file", file,
-		    "rules", (json_int_t)p.n_rules, "groups", (json_int_t)p.n_groups, "services",
-		    (json_int_t)p.n_services, "default_outbound",
-		    p.outbound_allow ? "allow" : "deny", "default_inbound",
-		    p.inbound_allow ? "allow" : "deny", "expects", (json_int_t)p.n_expects,
-		    "expects_failed", (json_int_t)failed, "failures", failures, "hosts", hosts,
-		    "changed", changed, "epoch", (json_int_t)sp->epoch);
+		*ret_report =
+		    json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:b, s:I}",
+		              "file", file, "rules", (json_int_t)p.n_rules, "groups",
+		              (json_int_t)p.n_groups, "services", (json_int_t)p.n_services,
+		              "default_outbound", p.outbound_allow ? "allow" : "deny",
+		              "default_inbound", p.inbound_allow ? "allow" : "deny", "mode",
+		              p.audit ? "audit" : "enforce", "expects", (json_int_t)p.n_expects,
+		              "expects_failed", (json_int_t)failed, "failures", failures, "hosts",
+		              hosts, "changed", changed, "epoch", (json_int_t)sp->epoch);
 	else
 		json_decref(hosts);
 	free(failures);
@@ -233,6 +272,10 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 	policy_view_free(&v);
 	if (r == 0 && !*ret_report)
 		r = -ENOMEM;
+	if (r == 0 && ret_text)
+		*ret_text = text;
+	else
+		free(text);
 	return r;
 }
 
@@ -240,7 +283,7 @@ static int handle_check(void *self, struct ctl_client *client, const struct ctl_
                         json_t **ret_result, char **ret_error)
 {
 	(void)client;
-	return check_text(self, req, ret_result, ret_error);
+	return check_text(self, req, ret_result, NULL, ret_error);
 }
 
 struct apply_ctx {
@@ -271,7 +314,8 @@ static int handle_apply(void *self, struct ctl_client *client, const struct ctl_
 	(void)ret_result;
 	struct policy_svc *ps = self;
 	json_t *report = NULL;
-	int r = check_text(ps, req, &report, ret_error);
+	char *text = NULL;
+	int r = check_text(ps, req, &report, &text, ret_error);
 	if (r < 0)
 		return r;
 	json_int_t failed = json_integer_value(json_object_get(report, "expects_failed"));
@@ -281,22 +325,25 @@ static int handle_apply(void *self, struct ctl_client *client, const struct ctl_
 		              (long long)failed, failed == 1 ? "" : "s",
 		              json_string_value(json_object_get(report, "failures")));
 		json_decref(report);
+		free(text);
 		return r;
 	}
 	struct store_cmd cmd = {.table = STORE_POLICY, .op = STORE_PUT, .time_ms = wall_ms()};
 	struct store_policy *sp = STORE_CMD_ROW(&cmd, struct store_policy);
 	sp->epoch = store_policy(store_state(ps->env->store))->epoch;
-	sp->text = (char *)ctl_arg_str(req, "text");
+	sp->text = text;
 	struct apply_ctx *a = calloc(1, sizeof(*a));
 	if (a)
 		a->d = ctl_defer(client, req);
 	if (!a || !a->d) {
 		free(a);
 		json_decref(report);
+		free(text);
 		return -ENOMEM;
 	}
 	a->report = report;
-	r = store_propose(ps->env->store, &cmd, applied, a);
+	r = store_propose(ps->env->store, &cmd, applied, a); /* encodes the text at once */
+	free(text);
 	if (r < 0) {
 		ctl_deferred_reply(a->d, NULL, strerror(-r));
 		json_decref(report);
@@ -375,12 +422,41 @@ static int handle_explain(void *self, struct ctl_client *client, const struct ct
 	return *ret_result ? 0 : -ENOMEM;
 }
 
+/* A whole number field of @req between 0 and @max: its value, @dflt when
+ * absent, or -1 after setting *@ret_error. */
+static long long arg_count(const struct ctl_request *req, const char *name, long long dflt,
+                           long long max, char **ret_error)
+{
+	json_t *j = json_object_get(req->args, name);
+	if (!j)
+		return dflt;
+	if (!json_is_integer(j) || json_integer_value(j) < 0 || json_integer_value(j) > max) {
+		error_set(ret_error, -EINVAL, "field \"%s\": expected a whole number 0 to %lld",
+		          name, max);
+		return -1;
+	}
+	return json_integer_value(j);
+}
+
+/* policy.log {since, limit}: this AEE's recent denied and logged flows. */
+static int handle_log(void *self, struct ctl_client *client, const struct ctl_request *req,
+                      json_t **ret_result, char **ret_error)
+{
+	(void)client;
+	struct policy_svc *ps = self;
+	long long since = arg_count(req, "since", 0, INT64_MAX, ret_error);
+	long long limit = since < 0 ? -1 : arg_count(req, "limit", 0, 100000, ret_error);
+	if (limit < 0)
+		return -EINVAL;
+	json_t *entries = policy_agent_log(ps->agent, (uint64_t)since, (size_t)limit);
+	*ret_result = json_pack("{s:o?}", "entries", entries);
+	return *ret_result ? 0 : -ENOMEM;
+}
+
 static const struct svc_command commands[] = {
-    {"policy.check", SVC_ADMIN, handle_check},
-    {"policy.apply", SVC_ADMIN, handle_apply},
-    {"policy", SVC_ADMIN, handle_show},
-    {"policy.explain", SVC_ADMIN, handle_explain},
-    {NULL},
+    {"policy.check", SVC_ADMIN, handle_check}, {"policy.apply", SVC_ADMIN, handle_apply},
+    {"policy", SVC_ADMIN, handle_show},        {"policy.explain", SVC_ADMIN, handle_explain},
+    {"policy.log", SVC_ADMIN, handle_log},     {NULL},
 };
 
 /* ---- the service ---- */
