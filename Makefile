@@ -7,7 +7,7 @@ FUZZ_BUILD ?= build-fuzz
 # The benchmarks' build: with their hooks on the control socket (bench/).
 BENCH_BUILD ?= build-bench
 # Seconds each fuzz target runs in `make check` (and `make fuzz FUZZ_SECONDS=600`).
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 15
 # Warnings are errors in CI (CI=true), warnings elsewhere.
 WERROR     ?= $(if $(filter true 1 yes,$(CI)),true,false)
 PYTHON     ?= /usr/bin/python3

@@ -109,27 +109,86 @@ int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
 	return 0;
 }
 
-struct dp_queue {
+/* ---- a netfilter netlink socket: the queue's and the log's ---- */
+
+struct nf_sock {
 	struct mnl_socket *nl;
-	uint16_t num;
 	uint32_t portid;
 };
 
-static int config(struct dp_queue *q, uint8_t cmd, bool params)
+static int nf_open(struct nf_sock *n)
+{
+	n->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	if (!n->nl)
+		return -errno;
+	if (mnl_socket_bind(n->nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		return -errno;
+	n->portid = mnl_socket_get_portid(n->nl);
+	return 0;
+}
+
+/* Sends a configuration message and reads the kernel's answer. */
+static int nf_config(struct nf_sock *n, const struct nlmsghdr *nlh)
 {
 	char buf[8192];
+	if (mnl_socket_sendto(n->nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	ssize_t len = mnl_socket_recvfrom(n->nl, buf, sizeof(buf));
+	if (len < 0)
+		return -errno;
+	return mnl_cb_run(buf, (size_t)len, 0, n->portid, NULL, NULL) < 0 ? -errno : 0;
+}
+
+/* Non-blocking, for the caller's loop. */
+static int nf_nonblock(struct nf_sock *n)
+{
+	int fd = mnl_socket_get_fd(n->nl);
+	return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+static void nf_close(struct nf_sock *n)
+{
+	if (n->nl)
+		mnl_socket_close(n->nl);
+	n->nl = NULL;
+}
+
+/* Reads every message there is, without blocking, through @cb. Messages
+ * lost to a full buffer (ENOBUFS) are passed over. */
+static int nf_drain(struct nf_sock *n, mnl_cb_t cb, void *data)
+{
+	static char buf[65536 + 8192]; /* one loop thread reads */
+	for (;;) {
+		ssize_t len = mnl_socket_recvfrom(n->nl, buf, sizeof(buf));
+		if (len < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			if (errno == ENOBUFS)
+				continue;
+			return -errno;
+		}
+		if (mnl_cb_run(buf, (size_t)len, 0, n->portid, cb, data) < 0)
+			return -errno;
+	}
+}
+
+/* ---- the queue ---- */
+
+struct dp_queue {
+	struct nf_sock nf;
+	uint16_t num;
+};
+
+static int queue_config(struct dp_queue *q, bool params)
+{
+	char buf[256];
 	struct nlmsghdr *nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, q->num);
 	nlh->nlmsg_flags |= NLM_F_ACK;
 	if (params)
 		nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, 128);
 	else
-		nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, cmd);
-	if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	ssize_t len = mnl_socket_recvfrom(q->nl, buf, sizeof(buf));
-	if (len < 0)
-		return -errno;
-	return mnl_cb_run(buf, (size_t)len, 0, q->portid, NULL, NULL) < 0 ? -errno : 0;
+		nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
+	return nf_config(&q->nf, nlh);
 }
 
 int dp_queue_open(uint16_t num, struct dp_queue **ret)
@@ -138,24 +197,18 @@ int dp_queue_open(uint16_t num, struct dp_queue **ret)
 	if (!q)
 		return -ENOMEM;
 	q->num = num;
-	q->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	int r = q->nl ? 0 : -errno;
-	if (r == 0 && mnl_socket_bind(q->nl, 0, MNL_SOCKET_AUTOPID) < 0)
-		r = -errno;
-	if (r == 0) {
-		q->portid = mnl_socket_get_portid(q->nl);
-		r = config(q, NFQNL_CFG_CMD_BIND, false);
-	}
+	int r = nf_open(&q->nf);
 	if (r == 0)
-		r = config(q, 0, true);
+		r = queue_config(q, false);
+	if (r == 0)
+		r = queue_config(q, true);
 	if (r == 0) {
 		/* A burst of new flows must not be lost to a full socket buffer:
 		 * ENOBUFS is reported, and the packets dropped, not accepted. */
 		int one = 1;
-		setsockopt(mnl_socket_get_fd(q->nl), SOL_NETLINK, NETLINK_NO_ENOBUFS, &one,
+		setsockopt(mnl_socket_get_fd(q->nf.nl), SOL_NETLINK, NETLINK_NO_ENOBUFS, &one,
 		           sizeof(one));
-		int fd = mnl_socket_get_fd(q->nl);
-		r = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ? -errno : 0;
+		r = nf_nonblock(&q->nf);
 	}
 	if (r < 0) {
 		dp_queue_close(q);
@@ -169,14 +222,13 @@ void dp_queue_close(struct dp_queue *q)
 {
 	if (!q)
 		return;
-	if (q->nl)
-		mnl_socket_close(q->nl);
+	nf_close(&q->nf);
 	free(q);
 }
 
 int dp_queue_fd(const struct dp_queue *q)
 {
-	return mnl_socket_get_fd(q->nl);
+	return mnl_socket_get_fd(q->nf.nl);
 }
 
 int dp_queue_verdict(struct dp_queue *q, uint32_t id, bool accept, uint32_t mark)
@@ -186,7 +238,7 @@ int dp_queue_verdict(struct dp_queue *q, uint32_t id, bool accept, uint32_t mark
 	nfq_nlmsg_verdict_put(nlh, (int)id, accept ? NF_ACCEPT : NF_DROP);
 	if (accept && mark)
 		nfq_nlmsg_verdict_put_mark(nlh, mark);
-	return mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0 ? -errno : 0;
+	return mnl_socket_sendto(q->nf.nl, nlh, nlh->nlmsg_len) < 0 ? -errno : 0;
 }
 
 /* The addresses and ports of an IPv4 packet; false when it is none or is
@@ -240,28 +292,16 @@ static int one_packet(const struct nlmsghdr *nlh, void *data)
 int dp_queue_read(struct dp_queue *q, void (*fn)(void *userdata, const struct dp_queued *pkt),
                   void *userdata)
 {
-	static char buf[65536 + 8192]; /* one loop thread reads */
 	struct read_ctx c = {.q = q, .fn = fn, .userdata = userdata};
-	for (;;) {
-		ssize_t len = mnl_socket_recvfrom(q->nl, buf, sizeof(buf));
-		if (len < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return c.n;
-			if (errno == ENOBUFS)
-				continue; /* packets were lost to a full buffer: dropped */
-			return -errno;
-		}
-		if (mnl_cb_run(buf, (size_t)len, 0, q->portid, one_packet, &c) < 0)
-			return -errno;
-	}
+	int r = nf_drain(&q->nf, one_packet, &c);
+	return r < 0 ? r : c.n;
 }
 
 /* ---- the log ---- */
 
 struct dp_log {
-	struct mnl_socket *nl;
+	struct nf_sock nf;
 	uint16_t group;
-	uint32_t portid;
 };
 
 static struct nlmsghdr *log_msg(char *buf, uint16_t group, uint8_t type)
@@ -276,34 +316,19 @@ static struct nlmsghdr *log_msg(char *buf, uint16_t group, uint8_t type)
 	return nlh;
 }
 
-static int log_config(struct dp_log *l, struct nlmsghdr *nlh)
-{
-	char buf[8192];
-	if (mnl_socket_sendto(l->nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	ssize_t len = mnl_socket_recvfrom(l->nl, buf, sizeof(buf));
-	if (len < 0)
-		return -errno;
-	return mnl_cb_run(buf, (size_t)len, 0, l->portid, NULL, NULL) < 0 ? -errno : 0;
-}
-
 int dp_log_open(uint16_t group, struct dp_log **ret)
 {
 	struct dp_log *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->group = group;
-	l->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	int r = l->nl ? 0 : -errno;
-	if (r == 0 && mnl_socket_bind(l->nl, 0, MNL_SOCKET_AUTOPID) < 0)
-		r = -errno;
+	int r = nf_open(&l->nf);
 	char buf[256];
 	if (r == 0) {
-		l->portid = mnl_socket_get_portid(l->nl);
 		struct nlmsghdr *nlh = log_msg(buf, group, NFULNL_MSG_CONFIG);
 		struct nfulnl_msg_config_cmd cmd = {.command = NFULNL_CFG_CMD_BIND};
 		mnl_attr_put(nlh, NFULA_CFG_CMD, sizeof(cmd), &cmd);
-		r = log_config(l, nlh);
+		r = nf_config(&l->nf, nlh);
 	}
 	if (r == 0) {
 		struct nlmsghdr *nlh = log_msg(buf, group, NFULNL_MSG_CONFIG);
@@ -311,12 +336,10 @@ int dp_log_open(uint16_t group, struct dp_log **ret)
 		                                      .copy_mode = NFULNL_COPY_PACKET};
 		mnl_attr_put(nlh, NFULA_CFG_MODE, sizeof(mode), &mode);
 		mnl_attr_put_u32(nlh, NFULA_CFG_QTHRESH, htonl(1)); /* each packet as it comes */
-		r = log_config(l, nlh);
+		r = nf_config(&l->nf, nlh);
 	}
-	if (r == 0) {
-		int fd = mnl_socket_get_fd(l->nl);
-		r = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ? -errno : 0;
-	}
+	if (r == 0)
+		r = nf_nonblock(&l->nf);
 	if (r < 0) {
 		dp_log_close(l);
 		return r;
@@ -329,14 +352,13 @@ void dp_log_close(struct dp_log *l)
 {
 	if (!l)
 		return;
-	if (l->nl)
-		mnl_socket_close(l->nl);
+	nf_close(&l->nf);
 	free(l);
 }
 
 int dp_log_fd(const struct dp_log *l)
 {
-	return mnl_socket_get_fd(l->nl);
+	return mnl_socket_get_fd(l->nf.nl);
 }
 
 struct log_ctx {
@@ -381,18 +403,7 @@ int dp_log_read(struct dp_log *l,
                 void (*fn)(void *userdata, const char *prefix, const struct dp_queued *pkt),
                 void *userdata)
 {
-	static char buf[65536 + 8192]; /* one loop thread reads */
 	struct log_ctx c = {.fn = fn, .userdata = userdata};
-	for (;;) {
-		ssize_t len = mnl_socket_recvfrom(l->nl, buf, sizeof(buf));
-		if (len < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return c.n;
-			if (errno == ENOBUFS)
-				continue; /* logged packets were lost to a full buffer */
-			return -errno;
-		}
-		if (mnl_cb_run(buf, (size_t)len, 0, l->portid, one_logged, &c) < 0)
-			return -errno;
-	}
+	int r = nf_drain(&l->nf, one_logged, &c);
+	return r < 0 ? r : c.n;
 }

@@ -106,6 +106,11 @@ def test_policy_enforced_east_west_and_outbound(make_lab):
         run_and_expect(lambda: reach(lab, "h3", "10.77.1.1", 22) == "ok", 10,
                        what="before any policy, every flow passes")
         with tempfile.TemporaryDirectory() as d:
+            # The README's example holds in the lab it describes.
+            example = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "examples",
+                                   "office.policy")
+            r = lab.ctl("h1", "policy", "check", example)
+            assert "expectations: 7 passed, 0 failed" in r.stdout, r.stdout
             open_file = write(d, "open.policy", OPEN)
             r = lab.ctl("h1", "policy", "check", open_file)
             assert "expectations: 3 passed, 0 failed" in r.stdout, r.stdout

@@ -163,6 +163,11 @@ static void on_logged(void *userdata, const char *prefix, const struct dp_queued
 
 static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 {
+	if (!a->have) {
+		/* Queued before the policy went: the table judges it. */
+		dp_queue_verdict(a->queue[dir], pkt->id, true, 0);
+		return;
+	}
 	bool outbound = dir == POLICY_QUEUE_OUT;
 	bool from_guest = pkt->src.s_addr == a->self->guest_addr;
 	struct in_addr far = from_guest ? pkt->dst : pkt->src;

@@ -152,12 +152,21 @@ static void follow(struct policy_svc *ps)
 	}
 }
 
+static void flushed(void *userdata, int status, const struct store_result *res, const char *error)
+{
+	(void)userdata, (void)status, (void)res, (void)error;
+}
+
 static void store_changed(void *userdata, const struct store_cmd *cmd,
                           const struct store_result *res)
 {
-	(void)cmd;
-	(void)res;
-	follow(userdata);
+	struct policy_svc *ps = userdata;
+	/* Followers learn that an entry is committed from the leader's next
+	 * message: the leader sends one at once (a barrier) for a new epoch,
+	 * not at its next heartbeat, so every host enforces it sooner. */
+	if (cmd->table == STORE_POLICY && res->applied && store_is_leader(ps->env->store))
+		store_barrier(ps->env->store, flushed, NULL);
+	follow(ps);
 }
 
 /* ---- commands ---- */
