@@ -56,10 +56,12 @@ static char *read_file(const char *path)
 
 static void print_check(json_t *r)
 {
-	printf("%s: %lld rules, %lld groups, %lld services; default outbound %s, inbound %s\n",
+	bool audit = strcmp(output_str(r, "mode"), "audit") == 0;
+	printf("%s: %lld rules, %lld groups, %lld services; default outbound %s, inbound %s%s\n",
 	       output_str(r, "file"), (long long)output_num(r, "rules"),
 	       (long long)output_num(r, "groups"), (long long)output_num(r, "services"),
-	       output_str(r, "default_outbound"), output_str(r, "default_inbound"));
+	       output_str(r, "default_outbound"), output_str(r, "default_inbound"),
+	       audit ? "; mode audit (nothing is denied)" : "");
 	json_int_t n = output_num(r, "expects"), failed = output_num(r, "expects_failed");
 	printf("expectations: %lld passed, %lld failed\n", (long long)(n - failed),
 	       (long long)failed);

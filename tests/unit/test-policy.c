@@ -116,6 +116,7 @@ static void test_parse_errors(void **state)
 	     "found \"bogus\""},
 	    {"group h1 = h2", "t:3:7: \"h1\" is a host of the network"},
 	    {"group any = h2", "t:3:7: \"any\" is a word of the language, not a name"},
+	    {"group log = h2", "t:3:7: \"log\" is a word of the language, not a name"},
 	    {"group g = h1\ngroup g = h2", "t:4:7: group \"g\" is defined already, at line 3"},
 	    {"service s = tcp/1\ngroup s = h2",
 	     "t:4:7: service \"s\" is defined already, at line 3"},

@@ -39,9 +39,9 @@ struct parser {
 };
 
 static const char *const keywords[] = {
-    "allow", "deny",    "from",   "to",  "except",  "default",  "outbound", "inbound",
-    "group", "service", "expect", "any", "lan",     "internet", "tcp",      "udp",
-    "icmp",  "app",     "user",   "on",  "unknown", NULL,
+    "allow",   "deny",   "from",    "to",  "except",   "default", "outbound", "inbound", "group",
+    "service", "expect", "any",     "lan", "internet", "tcp",     "udp",      "icmp",    "app",
+    "user",    "on",     "unknown", "log", "mode",     "audit",   "enforce",  NULL,
 };
 
 static bool is_keyword(const char *w)
