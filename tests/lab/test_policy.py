@@ -6,10 +6,13 @@ policy's commands closed to other agents and to guests."""
 
 import json
 import os
+import queue
+import subprocess
 import tempfile
+import threading
 import time
 
-from conftest import host_key, peer_call, run_and_expect
+from conftest import ETTMCTL, RUN_ROOT, host_key, peer_call, run_and_expect
 
 # A TCP echo server on the given ports of the guest's address: each line
 # read is written back.
@@ -201,6 +204,17 @@ CUT = "deny from app python3* on h2 to internet tcp/8081\n"
 URL = "http://198.51.100.10:8080/"
 
 
+def lines_of(p):
+    """A queue of the lines @p prints, read by a thread of their own."""
+    q = queue.Queue()
+    threading.Thread(target=lambda: [q.put(line) for line in p.stdout], daemon=True).start()
+    return q
+
+
+def log_entries(lab):
+    return lab.ctl_json("h1", "policy", "log")["entries"]
+
+
 def curl(lab, host, url, *prefix):
     r = lab.exec(host, *prefix, "curl", "-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
                  url, check=False)
@@ -265,13 +279,31 @@ def test_policy_by_program_and_user(make_lab):
             assert curl(lab, "h2", URL) == "200"
 
             # The log of h1's AEE: wget's denied flow, with its program,
-            # user, rule and epoch.
-            log = lab.ctl_json("h1", "policy", "log")["entries"]
+            # user, rule and epoch; and as it comes, followed.
+            human = lab.ctl("h1", "policy", "log").stdout
+            assert "denied outbound tcp 10.77.1.1:" in human and "app /usr/bin/wget user root: " \
+                "line 3: deny from app wget to internet tcp/8080" in human, human
+            follow = subprocess.Popen(
+                [ETTMCTL, "--socket", os.path.join(RUN_ROOT, lab.prefix, "h1", "ettmd.sock"),
+                 "--json", "policy", "log", "--follow"], stdout=subprocess.PIPE, text=True)
+            try:
+                printed = lines_of(follow)
+                seen = [json.loads(printed.get(timeout=10))["seq"] for _ in log_entries(lab)]
+                lab.exec("h1", "wget", "-q", "-T", "1", "-t", "1", "-O", "/dev/null", URL,
+                         check=False)
+                new = json.loads(printed.get(timeout=10))
+                assert new["seq"] > max(seen) and new["app"] == "/usr/bin/wget", new
+            finally:
+                follow.kill()
+                follow.wait()
+            log = log_entries(lab)
             wgets = [e for e in log if e["app"] == "/usr/bin/wget"]
             assert wgets, log
-            assert all(e["action"] == "denied" and e["line"] == 3 and e["epoch"] == epoch and
-                       e["user"] == "root" and e["to"] == "198.51.100.10:8080" and
-                       e["judged_by"] == "agent" for e in wgets), wgets
+            assert all(e["action"] == "denied" and e["line"] == 3 and e["user"] == "root" and
+                       e["rule"] == "deny from app wget to internet tcp/8080" and
+                       e["to"] == "198.51.100.10:8080" and e["judged_by"] == "agent"
+                       for e in wgets), wgets
+            assert {e["epoch"] for e in wgets} == {epoch, epoch + 1}, wgets
             # Audit mode denies nothing, and logs what it would deny.
             r = lab.ctl("h1", "policy", "apply", "--audit", path)
             assert "in audit mode" in r.stdout, r.stdout

@@ -89,10 +89,32 @@ struct bad {
 	const char *error;
 };
 
+/* Each of @bad's @n lines, after @head (two lines), is refused with its
+ * error, position and all. */
+static void assert_rejected(const char *head, const struct bad *bad, size_t n)
+{
+	struct policy_net net = lab_net();
+	for (size_t i = 0; i < n; i++) {
+		char *text = NULL;
+		assert_true(asprintf(&text, "%s%s\n", head, bad[i].text) > 0);
+		struct policy p;
+		char *error = NULL;
+		assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
+		if (!error || strcmp(error, bad[i].error) != 0)
+			fail_msg("case %zu \"%s\":\n  got      %s\n  expected %s", i, bad[i].text,
+			         error, bad[i].error);
+		free(error);
+		free(text);
+	}
+}
+
+#define ASSERT_REJECTED(head, bad) assert_rejected(head, bad, sizeof(bad) / sizeof(bad[0]))
+
+static const char head[] = "default outbound allow\ndefault inbound deny\n";
+
 static void test_parse_errors(void **state)
 {
 	(void)state;
-	static const char head[] = "default outbound allow\ndefault inbound deny\n";
 	static const struct bad bad[] = {
 	    {"allow from h1 to h9", "t:3:18: unknown host or group \"h9\""},
 	    {"allow from h1 h2 to h3", "t:3:15: expected \"to\", found \"h2\""},
@@ -140,19 +162,8 @@ static void test_parse_errors(void **state)
 	     "t:3:28: expected a service (tcp/PORT, udp/PORT, icmp or "
 	     "a service's name), found the end of the line"},
 	};
+	ASSERT_REJECTED(head, bad);
 	struct policy_net net = lab_net();
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char text[512];
-		snprintf(text, sizeof(text), "%s%s\n", head, bad[i].text);
-		struct policy p;
-		char *error = NULL;
-		assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
-		assert_non_null(error);
-		if (strcmp(error, bad[i].error) != 0)
-			fail_msg("case %zu \"%s\":\n  got      %s\n  expected %s", i, bad[i].text,
-			         error, bad[i].error);
-		free(error);
-	}
 	/* The defaults must be stated. */
 	struct policy p;
 	char *error = NULL;
@@ -394,17 +405,7 @@ static void test_parse_and_judge_programs_and_users(void **state)
 	    {"expect allow app curl on internet h1 tcp/80",
 	     "t:3:26: a program runs on a host: expected one, found \"internet\""},
 	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char *text = NULL;
-		assert_true(asprintf(&text, "default outbound allow\ndefault inbound deny\n%s\n",
-		                     bad[i].text) > 0);
-		error = NULL;
-		assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
-		if (!error || strcmp(error, bad[i].error) != 0)
-			fail_msg("%s:\n got  %s\n want %s", bad[i].text, error, bad[i].error);
-		free(error);
-		free(text);
-	}
+	ASSERT_REJECTED(head, bad);
 }
 
 /* What a host's agent judges, and what nftables judges without it. */
@@ -468,32 +469,19 @@ static void test_log_and_audit(void **state)
 	free(out);
 	free(audit);
 
-	static const struct bad bad[] = {
+	/* The default's statement on line 3, as the others. */
+	static const struct bad bad_default[] = {
 	    {"default inbound deny loud", "t:3:22: expected log or the end of the line, found "
 	                                  "\"loud\""},
+	};
+	ASSERT_REJECTED("default outbound allow\n\n", bad_default);
+	static const struct bad bad[] = {
 	    {"mode loud", "t:3:6: expected audit or enforce, found \"loud\""},
 	    {"mode audit\nmode enforce", "t:4:1: the mode is stated twice"},
 	    {"allow from h1 to h3 log tcp/22", "t:3:25: expected the end of the line, found "
 	                                       "\"tcp/22\""},
 	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char *t = NULL;
-		bool dflt = strncmp(bad[i].text, "default inbound", 15) == 0;
-		assert_true(asprintf(&t, "default outbound allow\n%s%s\n",
-		                     dflt ? "" : "default inbound deny\n", bad[i].text) > 0);
-		if (dflt) {
-			/* The default's line is the second: put it third as the others. */
-			free(t);
-			assert_true(asprintf(&t, "default outbound allow\n\n%s\n", bad[i].text) >
-			            0);
-		}
-		char *error = NULL;
-		assert_int_equal(policy_parse(t, "t", &net, &p, &error), -EINVAL);
-		if (!error || strcmp(error, bad[i].error) != 0)
-			fail_msg("%s:\n got  %s\n want %s", bad[i].text, error, bad[i].error);
-		free(error);
-		free(t);
-	}
+	ASSERT_REJECTED(head, bad);
 }
 
 int main(void)

@@ -30,8 +30,9 @@
 #include "policy-internal.h"
 #include "services/service.h"
 
-#define USERS_KEPT 16
-#define LOG_KEPT   512
+#define USERS_KEPT   16
+#define LOG_KEPT     512
+#define LOG_RULE_MAX 160
 
 enum { POLL_LOG = 2 };
 
@@ -42,7 +43,8 @@ struct log_entry {
 	bool outbound;
 	bool by_agent;
 	struct dp_queued pkt;
-	struct policy_who who; /* the guest's program and user; "": unknown */
+	struct policy_who who;   /* the guest's program and user; "": unknown */
+	char rule[LOG_RULE_MAX]; /* as written, cut to fit; "": not known */
 };
 
 struct policy_agent {
@@ -143,6 +145,31 @@ static void record(struct policy_agent *a, uint64_t epoch, unsigned line, char a
 	    .who = *who,
 	};
 	e->pkt.id = 0;
+	/* The rule's words while its epoch is the one this agent has: a
+	 * packet nftables logged just before a change may carry the last. */
+	const char *text = NULL;
+	char deflt[48];
+	bool known = a->have && epoch == a->epoch;
+	for (size_t i = 0; known && line && i < a->policy.n_rules && !text; i++)
+		if (a->policy.rules[i].pos.line == line)
+			text = a->policy.rules[i].text;
+	if (known && !line) {
+		bool allow = outbound ? a->policy.outbound_allow : a->policy.inbound_allow;
+		/* A default that allows, yet denied: the flow was between two
+		 * managed hosts, which must pass both defaults. */
+		if (allow && action != 'a')
+			snprintf(deflt, sizeof(deflt), "defaults outbound %s, inbound %s",
+			         a->policy.outbound_allow ? "allow" : "deny",
+			         a->policy.inbound_allow ? "allow" : "deny");
+		else
+			snprintf(deflt, sizeof(deflt), "default %s %s",
+			         outbound ? "outbound" : "inbound", allow ? "allow" : "deny");
+		text = deflt;
+	}
+	if (text && strlen(text) >= sizeof(e->rule))
+		snprintf(e->rule, sizeof(e->rule), "%.*s...", (int)sizeof(e->rule) - 4, text);
+	else if (text)
+		snprintf(e->rule, sizeof(e->rule), "%s", text);
 }
 
 /* A packet nftables logged, its prefix POLICY_LOG_PREFIX "EPOCH LINE A D". */
@@ -395,18 +422,7 @@ static const char *proto_name(uint8_t proto, char buf[8])
 static json_t *entry_json(const struct policy_agent *a, const struct log_entry *e)
 {
 	char from[32], to[32], pbuf[8];
-	const char *rule = NULL;
-	char deflt[40];
-	if (a->have && e->epoch == a->epoch && e->line)
-		for (size_t i = 0; i < a->policy.n_rules && !rule; i++)
-			if (a->policy.rules[i].pos.line == e->line)
-				rule = a->policy.rules[i].text;
-	if (!e->line) {
-		bool allow = e->outbound ? a->policy.outbound_allow : a->policy.inbound_allow;
-		snprintf(deflt, sizeof(deflt), "default %s%s", e->outbound ? "outbound" : "inbound",
-		         a->have && e->epoch == a->epoch ? (allow ? " allow" : " deny") : "");
-		rule = deflt;
-	}
+	const char *rule = e->rule[0] ? e->rule : NULL;
 	snprintf(from, sizeof(from), "%s:%u", inet_ntoa(e->pkt.src), e->pkt.sport);
 	snprintf(to, sizeof(to), "%s:%u", inet_ntoa(e->pkt.dst), e->pkt.dport);
 	return json_pack(
