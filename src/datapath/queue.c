@@ -95,13 +95,18 @@ int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
 	char *restore[] = {"iptables-nft-restore", "--noflush", "--wait", NULL};
 	int r = run(restore, rules, err, sizeof(err));
 	free(rules);
-	if (r == 0) {
+	/* The jump is made once per process: it stays while the namespace
+	 * does, and a spawn less per epoch keeps the agent's loop free for the
+	 * packets it is queued. */
+	static bool jumped;
+	if (r == 0 && !jumped) {
 		char *check[] = {"iptables-nft", "--wait", "-t",           "mangle", "-C",
 		                 "FORWARD",      "-j",     DP_QUEUE_CHAIN, NULL};
 		char *insert[] = {"iptables-nft", "--wait", "-t",           "mangle", "-I",
 		                  "FORWARD",      "-j",     DP_QUEUE_CHAIN, NULL};
 		if (run(check, "", err, sizeof(err)) != 0)
 			r = run(insert, "", err, sizeof(err));
+		jumped = r == 0;
 	}
 	if (r != 0)
 		return error_set(ret_error, r < 0 ? r : -EIO, "steering packets to the queue: %s",
