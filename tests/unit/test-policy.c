@@ -404,8 +404,27 @@ static void test_parse_and_judge_programs_and_users(void **state)
 	     "t:3:23: expected \"on\", found \"internet\""},
 	    {"expect allow app curl on internet h1 tcp/80",
 	     "t:3:26: a program runs on a host: expected one, found \"internet\""},
+	    {"deny from app curl on h1 to user alice on h2 tcp/22",
+	     "t:3:1: a deny that names a program or user at both ends denies nothing: each AEE "
+	     "knows its own end only; name them at one end"},
 	};
 	ASSERT_REJECTED(head, bad);
+
+	/* Enforcing a stored policy that has such a deny: it matches nothing. */
+	net.departed_hosts = true;
+	assert_int_equal(policy_parse("default outbound allow\ndefault inbound allow\n"
+	                              "deny from app curl on h1 to app sshd on h2 tcp/22\n",
+	                              "t", &net, &p, NULL),
+	                 0);
+	flow = (struct policy_flow){.from = {.kind = POLICY_END_HOST, .host = "h1"},
+	                            .to = {.kind = POLICY_END_HOST, .host = "h2"},
+	                            .from_who = {.app = "/usr/bin/curl"},
+	                            .to_who = {.app = "/usr/sbin/sshd"},
+	                            .port = {POLICY_PROTO_TCP, 22, 22}};
+	struct policy_judgement j;
+	policy_judge(&p, &net, &flow, &j);
+	assert_true(j.allow);
+	policy_free(&p);
 }
 
 /* What a host's agent judges, and what nftables judges without it. */

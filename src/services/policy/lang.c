@@ -634,6 +634,15 @@ static int stmt_rule(struct parser *ps)
 		r = expect_word(ps, "to");
 	if (r == 0)
 		r = side(ps, &rule.to);
+	/* Each AEE knows the program and user at its own end only and passes
+	 * over a deny that asks for them at the other: one that asks at both
+	 * ends would be passed over at both, and deny nothing. A stored
+	 * policy that has one is still enforced: the rule matches nothing. */
+	if (r == 0 && !rule.allow && !ps->net->departed_hosts &&
+	    policy_side_qualified(&rule.from) && policy_side_qualified(&rule.to))
+		r = fail(ps, rule.pos,
+		         "a deny that names a program or user at both ends denies nothing: each "
+		         "AEE knows its own end only; name them at one end");
 	if (r == 0 && at_port(ps))
 		r = port_list(ps, &rule.ports, &rule.n_ports, &rule.cap_ports);
 	if (r == 0 && at_word(ps, "log")) {
