@@ -82,7 +82,7 @@ int main(int argc, char **argv)
 	}
 	double t1 = now_us();
 	struct dp_fragment frag = {0};
-	if (policy_ruleset_build(&p, 1, &net, &hosts[0], &frag) < 0) {
+	if (policy_ruleset_build(&p, 1, 0, &net, &hosts[0], &frag) < 0) {
 		fprintf(stderr, "compile: %s\n", frag.error ? frag.error : "failed");
 		return 1;
 	}

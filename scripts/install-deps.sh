@@ -8,7 +8,7 @@ PACKAGES="
   libuv1-dev libjansson-dev libnftables-dev libmnl-dev libnetfilter-queue-dev libcmocka-dev
   libraft-dev
   libtss2-dev libssl-dev openssl swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0
-  nftables iptables iproute2 iputils-ping ethtool procps psmisc util-linux
+  nftables iptables iproute2 iputils-ping ethtool procps psmisc util-linux tzdata
   openvswitch-switch openvswitch-common
   iperf3 python3 python3-pytest curl wget natpmpc iputils-tracepath tcpdump coturn
 "

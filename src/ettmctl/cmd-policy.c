@@ -219,19 +219,22 @@ int cmd_policy(const struct options *o, int argc, char **argv)
 		return output_result(o, r, print_show);
 	}
 	if (strcmp(sub, "explain") == 0) {
-		const char *app = NULL, *user = NULL;
+		const char *app = NULL, *user = NULL, *at = NULL;
 		int n = 0;
 		char *pos[3];
 		for (int i = 2; i < argc; i++) {
 			const char **opt = strcmp(argv[i], "--app") == 0    ? &app
 			                   : strcmp(argv[i], "--user") == 0 ? &user
+			                   : strcmp(argv[i], "--at") == 0   ? &at
 			                                                    : NULL;
 			if (opt && i + 1 < argc)
 				*opt = argv[++i];
 			else if (opt || n == 3)
 				return output_usage_error(
-				    "policy", "policy explain: expected FROM TO SERVICE [--app "
-				              "PATH] [--user USER], e.g. h2 h1 tcp/22");
+				    "policy",
+				    "policy explain: expected FROM TO SERVICE [--app "
+				    "PATH] [--user USER] [--at \"DAY HH:MM\"], e.g. h2 h1 "
+				    "tcp/22");
 			else
 				pos[n++] = argv[i];
 		}
@@ -239,8 +242,9 @@ int cmd_policy(const struct options *o, int argc, char **argv)
 			return output_usage_error(
 			    "policy", "policy explain: expected FROM TO SERVICE, e.g. h2 h1 "
 			              "tcp/22");
-		json_t *args = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "from", pos[0], "to",
-		                         pos[1], "service", pos[2], "app", app, "user", user);
+		json_t *args =
+		    json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?}", "from", pos[0], "to", pos[1],
+		              "service", pos[2], "app", app, "user", user, "at", at);
 		if (request_call(o, "policy.explain", args, &r) != 0)
 			return 1;
 		return output_result(o, r, print_explain);

@@ -1,7 +1,7 @@
 /* Fuzz target: the policy language. Any input is parsed; a rejected one
  * carries a message that names the file, line and column; an accepted one
- * is judged by its own expectations and compiled for a host, none of which
- * may crash or read out of bounds. */
+ * is judged by its own expectations and compiled for a host at some time,
+ * none of which may crash or read out of bounds. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
@@ -39,10 +39,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	policy_run_expects(&p, &net, "fuzz.policy", NULL);
+	/* Compiled at a moment the input picks, in the file's time zone. */
+	int minute = policy_time_minute(&p.time, (time_t)(size * 7919u));
+	if (minute < 0 || minute >= POLICY_WEEK_MINUTES ||
+	    policy_time_slot(&p.time, minute) > POLICY_WEEK_MINUTES)
+		__builtin_trap();
 	for (size_t i = 0; i < 2; i++) {
 		struct dp_fragment f = {0};
 		policy_needs_agent(&p, &net, &hosts[i], i == 0);
-		policy_ruleset_build(&p, 3, &net, &hosts[i], &f);
+		policy_ruleset_build(&p, 3, minute, &net, &hosts[i], &f);
 		dp_fragment_free(&f);
 	}
 	policy_free(&p);

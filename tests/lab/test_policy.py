@@ -390,3 +390,91 @@ def test_a_hundred_flips_drop_no_allowed_flow(make_lab):
         for p in procs:
             p.kill()
             p.wait()
+
+
+def utc_offset_for(local, now):
+    """The zone UTC+HH:MM:SS in which @now (seconds since the epoch) is the
+    time of day @local (seconds after midnight)."""
+    off = (local - int(now)) % 86400
+    if off >= 43200:
+        off -= 86400
+    sign = "+" if off >= 0 else "-"
+    off = abs(off)
+    return f"UTC{sign}{off // 3600:02d}:{off // 60 % 60:02d}:{off % 60:02d}"
+
+
+WINDOWED = """\
+default outbound allow
+default inbound deny
+timezone {zone}
+window morning = daily 00:00-10:00
+allow from h2 to h1 tcp/5201 during morning log
+allow from h2 to h1 tcp/5202
+expect allow h2 h1 tcp/5201 at mon 09:59
+expect deny h2 h1 tcp/5201 at mon 10:00
+expect allow h2 h1 tcp/5202
+"""
+
+
+def test_time_windows(make_lab):
+    """A rule open during a window: it allows new flows while the window is
+    open, and the established flow it allowed is cut when the window
+    closes, at the time the policy's zone says; a rule without a window
+    goes on. The policy's clock is set by its time zone (a fixed offset in
+    which now is 09:59:35), not by the hosts' clocks, which TLS and the
+    store need true."""
+    lab = make_lab(2, "--devices", "0")
+    server = lab.popen("h1", "python3", "-c", ECHO_SERVER, "10.77.1.1", "5201", "5202")
+    try:
+        run_and_expect(lambda: reach(lab, "h2", "10.77.1.1", 5201) == "ok", 10,
+                       what="the server listens")
+        school = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "examples",
+                              "school.policy")
+        r = lab.ctl("h1", "policy", "check", school)
+        assert "expectations: 2 passed, 0 failed" in r.stdout, r.stdout
+        with tempfile.TemporaryDirectory() as d:
+            start = time.time()
+            zone = utc_offset_for(9 * 3600 + 59 * 60 + 35, start)
+            closes = int(start) + 25  # 10:00:00 in that zone
+            path = write(d, "windowed.policy", WINDOWED.format(zone=zone))
+            r = lab.ctl("h1", "policy", "check", path)
+            assert "expectations: 3 passed, 0 failed" in r.stdout, r.stdout
+            assert lab.ctl_json("h2", "policy", "apply", path)["epoch"] == 1
+            run_and_expect(lambda: all(lab.ctl_json(h, "policy")["enforced_epoch"] == 1
+                                       for h in ("h1", "h2")),
+                           what="epoch 1 enforced on both hosts")
+            assert reach(lab, "h2", "10.77.1.1", 5201) == "ok"
+            explain = lab.ctl_json("h2", "policy", "explain", "h2", "h1", "tcp/5201")
+            assert explain["allow"] is True and explain["at"].endswith("09:59"), explain
+            assert explain["timezone"] == zone
+            r = lab.ctl("h2", "policy", "explain", "h2", "h1", "tcp/5201", "--at", "tue 10:00")
+            assert r.stdout.startswith("denied"), r.stdout
+            assert f"judged at tue 10:00, time zone {zone}" in r.stdout, r.stdout
+            r = lab.ctl("h2", "policy", "explain", "h2", "h1", "tcp/5201", "--at", "10:00",
+                        check=False)
+            assert r.returncode != 0 and "expected a time DAY HH:MM" in r.stderr, r.stderr
+
+            # A flow held open across 10:00 is cut then; one on the port
+            # no window governs goes on.
+            held = lab.popen("h2", "python3", "-u", "-c", ECHO_CLIENT, "10.77.1.1", "5201",
+                             "60")
+            other = lab.popen("h2", "python3", "-u", "-c", ECHO_CLIENT, "10.77.1.1", "5202",
+                              str(closes - time.time() + 5))
+            held_out, _ = held.communicate(timeout=90)
+            silent_at = time.time()
+            other_out, _ = other.communicate(timeout=30)
+            assert "silent" in held_out.split(), held_out
+            print(f"held flow silent {silent_at - closes:.2f} s after the window closed "
+                  "(1 s of silence included)")
+            # Cut at the window's end (silent 1 s after), not before it.
+            assert closes - 1 <= silent_at <= closes + 5, (silent_at - closes, held_out)
+            assert int(held_out.split()[-1]) >= 20, held_out
+            assert "silent" not in other_out.split(), other_out
+            assert reach(lab, "h2", "10.77.1.1", 5201).startswith("no:")
+            assert reach(lab, "h2", "10.77.1.1", 5202) == "ok"
+            assert "policy: a window opened or closed; judging as at" in lab.log("h1")
+            assert lab.ctl_json("h2", "policy", "explain", "h2", "h1",
+                                "tcp/5201")["allow"] is False
+    finally:
+        server.kill()
+        server.wait()

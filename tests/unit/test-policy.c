@@ -119,8 +119,8 @@ static void test_parse_errors(void **state)
 	    {"allow from h1 to h9", "t:3:18: unknown host or group \"h9\""},
 	    {"allow from h1 h2 to h3", "t:3:15: expected \"to\", found \"h2\""},
 	    {"allow form h1 to h3", "t:3:7: expected \"from\", found \"form\""},
-	    {"permit from h1 to h3", "t:3:1: expected allow, deny, default, group, service, expect "
-	                             "or mode, found \"permit\""},
+	    {"permit from h1 to h3", "t:3:1: expected allow, deny, default, group, service, "
+	                             "window, timezone, expect or mode, found \"permit\""},
 	    {"allow from h1 to h3 tcp/0", "t:3:21: expected tcp/PORT or udp/PORT or a range LO-HI "
 	                                  "of ports 1 to 65535, found \"tcp/0\""},
 	    {"allow from h1 to h3 tcp/90-80", "t:3:21: expected tcp/PORT or udp/PORT or a range "
@@ -129,12 +129,12 @@ static void test_parse_errors(void **state)
 	                                      "LO-HI of ports 1 to 65535, found \"tcp/70000\""},
 	    {"allow from h1 to h3 tcp/22 h2",
 	     "t:3:28: expected a service (tcp/PORT, udp/PORT, icmp or a service's name), \",\", "
-	     "except, log, or the end of the line, found \"h2\""},
+	     "except, during, log, or the end of the line, found \"h2\""},
 	    {"allow from h1 to 10.77.1.0/33",
 	     "t:3:18: a prefix length is 0 to 32, in \"10.77.1.0/33\""},
 	    {"allow from h1 to h3 bogus",
 	     "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
-	     "service's name), \",\", except, log, or the end of the line, "
+	     "service's name), \",\", except, during, log, or the end of the line, "
 	     "found \"bogus\""},
 	    {"group h1 = h2", "t:3:7: \"h1\" is a host of the network"},
 	    {"group any = h2", "t:3:7: \"any\" is a word of the language, not a name"},
@@ -150,7 +150,7 @@ static void test_parse_errors(void **state)
 	    {"default sideways deny", "t:3:9: expected outbound or inbound, found \"sideways\""},
 	    {"allow from h1 to h3 ; rm",
 	     "t:3:21: expected a service (tcp/PORT, udp/PORT, icmp or a "
-	     "service's name), \",\", except, log, or the end of the line, "
+	     "service's name), \",\", except, during, log, or the end of the line, "
 	     "found a character the language does not use"},
 	    {"expect allow h1", "t:3:16: expected a host, an address or internet, found the end of "
 	                        "the line"},
@@ -258,7 +258,7 @@ static char *compile(const char *text, int host)
 	if (policy_parse(text, "t", &net, &p, &error) < 0)
 		fail_msg("%s", error);
 	struct dp_fragment frag = {0};
-	assert_int_equal(policy_ruleset_build(&p, 7, &net, &hosts[host], &frag), 0);
+	assert_int_equal(policy_ruleset_build(&p, 7, 0, &net, &hosts[host], &frag), 0);
 	struct dp_config cfg = {.guest_if = "g0", .uplink_if = "u0", .control_plen = 16};
 	inet_pton(AF_INET, "10.77.1.1", &cfg.guest_addr);
 	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
@@ -503,6 +503,146 @@ static void test_log_and_audit(void **state)
 	ASSERT_REJECTED(head, bad);
 }
 
+/* A minute of the week from "mon 09:30". */
+static int at(const char *when)
+{
+	int m = -1;
+	assert_true(policy_time_parse(when, &m));
+	return m;
+}
+
+static const char windows_policy[] =
+    "default outbound allow\n"
+    "default inbound deny\n"
+    "timezone Europe/Paris\n"
+    "window work = mon-fri 08:00-17:30, sat 10:00-12:00\n"
+    "window night = fri 22:00-02:00, sun 23:00-01:00\n"
+    "deny from h2 to internet tcp/443 during night\n"
+    "allow from h1 to h3 tcp/22 during work\n"
+    "allow from h1 to h3 tcp/80 during weekends, mon 07:00-08:00 log\n"
+    "expect allow h1 h3 tcp/22 at tue 09:00\n"
+    "expect deny h1 h3 tcp/22 at tue 18:00\n"
+    "expect deny h2 internet tcp/443 at sat 01:59\n"
+    "expect allow h2 internet tcp/443 at sat 02:00\n"
+    "expect allow h2 internet tcp/443 at wed 23:00\n"
+    "expect deny h1 h3 tcp/80 at tue 07:30\n"
+    "expect allow h1 h3 tcp/80 at mon 07:30\n";
+
+static void test_windows(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	struct policy p;
+	char *error = NULL;
+	assert_int_equal(policy_parse(windows_policy, "t", &net, &p, &error), 0);
+	assert_int_equal(p.n_windows, 2);
+	assert_true(p.time.timed);
+	assert_string_equal(p.time.zone.name, "Europe/Paris");
+	/* Spans: the end is not in the window; past midnight goes on into
+	 * the next day, Sunday's into Monday's. */
+	const uint8_t *work = p.windows[0].minutes, *night = p.windows[1].minutes;
+	assert_true(policy_minute_in(work, at("mon 08:00")));
+	assert_false(policy_minute_in(work, at("mon 07:59")));
+	assert_true(policy_minute_in(work, at("fri 17:29")));
+	assert_false(policy_minute_in(work, at("fri 17:30")));
+	assert_true(policy_minute_in(work, at("sat 11:00")));
+	assert_false(policy_minute_in(work, at("sun 11:00")));
+	assert_true(policy_minute_in(night, at("fri 23:00")));
+	assert_true(policy_minute_in(night, at("sat 01:59")));
+	assert_false(policy_minute_in(night, at("sat 02:00")));
+	assert_true(policy_minute_in(night, at("mon 00:30")));
+	assert_false(policy_minute_in(night, at("mon 01:00")));
+	/* Every expectation holds at its time. */
+	assert_int_equal(policy_run_expects(&p, &net, "t", NULL), 0);
+	/* Slots: the same between two edges, new at each. */
+	assert_int_equal(policy_time_slot(&p.time, at("tue 09:00")), 1 + at("tue 08:00"));
+	assert_int_equal(policy_time_slot(&p.time, at("tue 17:29")), 1 + at("tue 08:00"));
+	assert_int_equal(policy_time_slot(&p.time, at("tue 17:30")), 1 + at("tue 17:30"));
+	assert_int_equal(policy_time_slot(&p.time, at("mon 00:10")), 1 + at("mon 00:00"));
+	/* Compiled at two times: the closed rule is not there, and the ct
+	 * mark differs, so established flows are judged again. */
+	struct dp_fragment in = {0}, out = {0};
+	assert_int_equal(policy_ruleset_build(&p, 7, at("tue 09:00"), &net, &hosts[0], &in), 0);
+	assert_int_equal(policy_ruleset_build(&p, 7, at("tue 18:00"), &net, &hosts[0], &out), 0);
+	size_t rules_in = 0, rules_out = 0;
+	for (size_t c = 0; c < in.n_chains; c++)
+		rules_in += in.chains[c]->rules.n;
+	for (size_t c = 0; c < out.n_chains; c++)
+		rules_out += out.chains[c]->rules.n;
+	assert_int_equal(rules_in, rules_out + 1);
+	assert_int_not_equal(policy_epoch_mark(7, policy_time_slot(&p.time, at("tue 09:00"))),
+	                     policy_epoch_mark(7, policy_time_slot(&p.time, at("tue 18:00"))));
+	dp_fragment_free(&in);
+	dp_fragment_free(&out);
+	/* An untimed policy keeps the marks it had. */
+	struct policy plain;
+	assert_int_equal(policy_parse(example, "t", &net, &plain, NULL), 0);
+	assert_false(plain.time.timed);
+	assert_int_equal(policy_time_slot(&plain.time, at("tue 09:00")), 0);
+	assert_int_equal(policy_epoch_mark(7, 0), 0x80000007u);
+	policy_free(&plain);
+	/* The zone: Paris is UTC+1 in winter and UTC+2 in summer. */
+	assert_int_equal(policy_time_minute(&p.time, 0), at("thu 01:00")); /* 1970-01-01 */
+	assert_int_equal(policy_time_minute(&p.time, 1782907200),
+	                 at("wed 14:00")); /* 2026-07-01 12:00Z */
+	struct policy_time fixed = {.zone = {.name = "UTC-05:30", .fixed = true, .offset = -19800}};
+	assert_int_equal(policy_time_minute(&fixed, 0), at("wed 18:30"));
+	/* An expectation without `at` must hold at every time: it fails at
+	 * the first edge where it does not. */
+	char *text = NULL;
+	assert_true(asprintf(&text, "%sexpect allow h1 h3 tcp/22\n", windows_policy) > 0);
+	policy_free(&p);
+	assert_int_equal(policy_parse(text, "t", &net, &p, NULL), 0);
+	char *report = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&report, &len);
+	assert_int_equal(policy_run_expects(&p, &net, "t", f), 1);
+	fclose(f);
+	assert_non_null(strstr(report,
+	                       "t:16:1: expect allow h1 h3 tcp/22: the flow is denied at "
+	                       "mon 00:00\n  judged at mon 00:00, time zone Europe/Paris\n"));
+	free(report);
+	free(text);
+	policy_free(&p);
+	static const struct bad bad[] = {
+	    {"window w = mon-fri 25:00-26:00",
+	     "t:3:20: expected hours HH:MM-HH:MM from 00:00 to 24:00, not empty, found "
+	     "\"25:00-26:00\""},
+	    {"window w = mon 09:00-09:00",
+	     "t:3:16: expected hours HH:MM-HH:MM from 00:00 to 24:00, not empty, found "
+	     "\"09:00-09:00\""},
+	    {"window w = funday", "t:3:12: expected days (mon, mon-fri, daily, weekdays or "
+	                          "weekends) or hours HH:MM-HH:MM, found \"funday\""},
+	    {"window w = mon\nwindow w = tue", "t:4:8: window \"w\" is defined already, at line 3"},
+	    {"window h1 = mon", "t:3:8: \"h1\" is a host of the network"},
+	    {"window w = mon\nallow from w to h1",
+	     "t:4:12: \"w\" is a window, where a host or group was expected (a rule's windows "
+	     "follow \"during\")"},
+	    {"allow from h1 to h3 during lunch",
+	     "t:3:28: unknown window \"lunch\": expected a window, days (mon, mon-fri, daily, "
+	     "weekdays or weekends) or hours HH:MM-HH:MM"},
+	    {"allow from h1 to h3 during", "t:3:27: expected days (mon, mon-fri, daily, weekdays "
+	                                   "or weekends) or hours HH:MM-HH:MM, found the end of "
+	                                   "the line"},
+	    {"allow from h1 to h3 during mon tcp/22",
+	     "t:3:32: expected \",\", log, or the end of the line, found \"tcp/22\""},
+	    {"timezone Mars/Olympus", "t:3:10: unknown time zone \"Mars/Olympus\": expected UTC, "
+	                              "UTC+HH:MM or a zone of /usr/share/zoneinfo/ such as "
+	                              "Europe/Paris"},
+	    {"timezone ../../etc/passwd",
+	     "t:3:10: unknown time zone \"../../etc/passwd\": expected UTC, UTC+HH:MM or a zone "
+	     "of /usr/share/zoneinfo/ such as Europe/Paris"},
+	    {"timezone UTC+25:00", "t:3:10: expected UTC, UTC+HH:MM or UTC-HH:MM (up to 23:59, "
+	                           "seconds as :SS), found \"UTC+25:00\""},
+	    {"timezone UTC\ntimezone UTC", "t:4:1: the time zone is stated twice"},
+	    {"expect allow h1 h3 tcp/22 at mon 9:00",
+	     "t:3:30: expected a time DAY HH:MM, e.g. mon 09:30, found \"mon 9:00\""},
+	    {"expect allow h1 h3 tcp/22 at mon 09:00 sharp",
+	     "t:3:40: expected at or the end of the line, found \"sharp\""},
+	};
+	ASSERT_REJECTED(head, bad);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,6 +655,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_and_judge_programs_and_users),
 	    cmocka_unit_test(test_compile_programs),
 	    cmocka_unit_test(test_log_and_audit),
+	    cmocka_unit_test(test_windows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

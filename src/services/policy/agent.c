@@ -63,6 +63,8 @@ struct policy_agent {
 	struct net_view view;
 	const struct policy_host *self;
 	uint64_t epoch;
+	int minute; /* of the week: the windows are judged as then */
+	unsigned slot;
 	/* What is steered now, to change nothing when nothing changed. */
 	size_t n_steer;
 	struct dp_steer steer[2];
@@ -200,7 +202,7 @@ static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 	struct in_addr far = from_guest ? pkt->dst : pkt->src;
 	uint16_t far_port = from_guest ? pkt->dport : pkt->sport;
 	uint16_t guest_port = from_guest ? pkt->sport : pkt->dport;
-	struct policy_flow flow = {.port = {.proto = pkt->proto}};
+	struct policy_flow flow = {.port = {.proto = pkt->proto}, .minute = a->minute};
 	struct policy_end me = {.kind = POLICY_END_HOST};
 	snprintf(me.host, sizeof(me.host), "%s", a->self->name);
 	struct policy_end them = {
@@ -330,7 +332,7 @@ static void forget(struct policy_agent *a)
 }
 
 int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, const char *text,
-                        uint64_t epoch, bool before_table, char **ret_error)
+                        uint64_t epoch, time_t now, bool before_table, char **ret_error)
 {
 	struct policy_agent *a = *pa;
 	struct net_view v;
@@ -346,6 +348,8 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, con
 		for (int dir = 0; dir < 2; dir++)
 			needs[dir] = policy_needs_agent(&p, &v.net, self, dir == POLICY_QUEUE_OUT);
 	bool needed = needs[0] || needs[1];
+	int minute = r == 0 ? policy_time_minute(&p.time, now) : 0;
+	unsigned slot = r == 0 ? policy_time_slot(&p.time, minute) : 0;
 	if (r < 0 || (before_table && !needed)) {
 		/* No policy, or one that no longer needs the agent: it is
 		 * unsteered once the table has changed. */
@@ -363,7 +367,8 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, con
 		return r;
 	}
 	*pa = a;
-	if (!before_table && needed && a->have && a->epoch == epoch && a->n_steer > 0) {
+	if (!before_table && needed && a->have && a->epoch == epoch && a->slot == slot &&
+	    a->n_steer > 0) {
 		policy_free(&p);
 		policy_view_free(&v);
 		return 0; /* steered before the table changed */
@@ -374,6 +379,8 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, con
 	a->view = v;
 	a->self = policy_net_host(&a->view.net, env->host->name);
 	a->epoch = epoch;
+	a->minute = minute;
+	a->slot = slot;
 	a->have = true;
 	if (!needed)
 		return steer(a, NULL, 0, ret_error);
@@ -389,7 +396,7 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, con
 		s[n++] = (struct dp_steer){
 		    .addr = {a->self->guest_addr},
 		    .reply = dir == POLICY_QUEUE_IN,
-		    .unless_ct_mark = policy_epoch_mark(epoch),
+		    .unless_ct_mark = policy_epoch_mark(epoch, slot),
 		    .queue = (uint16_t)dir,
 		};
 	}

@@ -144,8 +144,8 @@ static bool rule_matches(const struct policy_net *net, const struct policy_rule 
                          const struct policy_flow *flow, const struct policy_end *from,
                          const struct policy_end *to, bool by_sender)
 {
-	if (!policy_side_matches(net, &r->from, from) || !policy_side_matches(net, &r->to, to) ||
-	    !port_matches(r, &flow->port))
+	if (!policy_rule_open(r, flow->minute) || !policy_side_matches(net, &r->from, from) ||
+	    !policy_side_matches(net, &r->to, to) || !port_matches(r, &flow->port))
 		return false;
 	for (int s = 0; s < 2; s++) {
 		const struct policy_side *side = s == 0 ? &r->from : &r->to;
@@ -211,8 +211,13 @@ static void verdict_words(const struct policy *p, const struct policy_verdict *v
 		        v->allow ? "allow" : "deny");
 }
 
-void policy_explain(const struct policy *p, const struct policy_judgement *j, FILE *out)
+void policy_explain(const struct policy *p, const struct policy_judgement *j, int minute, FILE *out)
 {
+	if (p->time.timed) {
+		char when[16];
+		policy_time_format(minute, when);
+		fprintf(out, "  judged at %s, time zone %s\n", when, p->time.zone.name);
+	}
 	if (!j->judged_out && !j->judged_in) {
 		fputs("no managed host sends or receives this flow: no AEE judges it\n", out);
 		return;
@@ -235,16 +240,32 @@ size_t policy_run_expects(const struct policy *p, const struct policy_net *net, 
 	size_t failed = 0;
 	for (size_t i = 0; i < p->n_expects; i++) {
 		const struct policy_expect *e = &p->expects[i];
+		struct policy_flow flow = e->flow;
 		struct policy_judgement j;
-		policy_judge(p, net, &e->flow, &j);
-		if (j.allow == e->allow)
+		/* Without `at`, at each edge of the windows: between two, every
+		 * minute is judged as the edge before it. */
+		bool held = true;
+		for (int m = e->at ? flow.minute : 0; held && m < POLICY_WEEK_MINUTES; m++) {
+			if (!e->at && m > 0 && !policy_minute_in(p->time.edges, m))
+				continue;
+			flow.minute = m;
+			policy_judge(p, net, &flow, &j);
+			held = j.allow == e->allow;
+			if (e->at)
+				break;
+		}
+		if (held)
 			continue;
 		failed++;
 		if (!out)
 			continue;
-		fprintf(out, "%s:%u:%u: %s: the flow is %s\n", file, e->pos.line, e->pos.col,
-		        e->text, j.allow ? "allowed" : "denied");
-		policy_explain(p, &j, out);
+		char when[16] = "";
+		if (p->time.timed)
+			policy_time_format(flow.minute, when);
+		fprintf(out, "%s:%u:%u: %s: the flow is %s%s%s\n", file, e->pos.line, e->pos.col,
+		        e->text, j.allow ? "allowed" : "denied", e->at || !when[0] ? "" : " at ",
+		        e->at ? "" : when);
+		policy_explain(p, &j, flow.minute, out);
 	}
 	return failed;
 }

@@ -12,6 +12,7 @@
 
 #include "lib/array.h"
 #include "lib/error.h"
+#include "policy-internal.h"
 #include "policy.h"
 
 /* The longest word the lexer takes; longer is an error, not a cut. */
@@ -39,9 +40,11 @@ struct parser {
 };
 
 static const char *const keywords[] = {
-    "allow",   "deny",   "from",    "to",  "except",   "default", "outbound", "inbound", "group",
-    "service", "expect", "any",     "lan", "internet", "tcp",     "udp",      "icmp",    "app",
-    "user",    "on",     "unknown", "log", "mode",     "audit",   "enforce",  NULL,
+    "allow",   "deny",  "from",     "to",       "except", "default", "outbound",
+    "inbound", "group", "service",  "expect",   "any",    "lan",     "internet",
+    "tcp",     "udp",   "icmp",     "app",      "user",   "on",      "unknown",
+    "log",     "mode",  "audit",    "enforce",  "during", "window",  "timezone",
+    "at",      "daily", "weekdays", "weekends", NULL,
 };
 
 static bool is_keyword(const char *w)
@@ -54,7 +57,7 @@ static bool is_keyword(const char *w)
 
 static bool word_char(char c)
 {
-	return isalnum((unsigned char)c) || strchr("_.-/:*?", c);
+	return isalnum((unsigned char)c) || strchr("_.-/:*?+", c);
 }
 
 static int fail(struct parser *ps, struct policy_pos pos, const char *fmt, ...)
@@ -187,6 +190,14 @@ static const struct policy_service *find_service(const struct policy *p, const c
 	return NULL;
 }
 
+static const struct policy_window *find_window(const struct policy *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_windows; i++)
+		if (strcmp(p->windows[i].name, name) == 0)
+			return &p->windows[i];
+	return NULL;
+}
+
 const struct policy_host *policy_net_host(const struct policy_net *net, const char *name)
 {
 	for (size_t i = 0; i < net->n_hosts; i++)
@@ -211,6 +222,7 @@ static int new_name(struct parser *ps, char out[STORE_NAME_MAX])
 		return fail(ps, pos, "a name begins with a letter and has no '/' or ':'");
 	const struct policy_group *g = find_group(ps->p, w);
 	const struct policy_service *s = find_service(ps->p, w);
+	const struct policy_window *win = find_window(ps->p, w);
 	if (policy_net_host(ps->net, w))
 		return fail(ps, pos, "\"%s\" is a host of the network", w);
 	if (g)
@@ -218,6 +230,9 @@ static int new_name(struct parser *ps, char out[STORE_NAME_MAX])
 	if (s)
 		return fail(ps, pos, "service \"%s\" is defined already, at line %u", w,
 		            s->pos.line);
+	if (win)
+		return fail(ps, pos, "window \"%s\" is defined already, at line %u", w,
+		            win->pos.line);
 	strcpy(out, w);
 	next(ps);
 	return 0;
@@ -299,6 +314,11 @@ static int end_item(struct parser *ps, struct policy_end **v, size_t *n, size_t 
 	} else if (find_service(ps->p, w)) {
 		return fail(ps, ps->tok.pos,
 		            "\"%s\" is a service, where a host or group was expected", w);
+	} else if (find_window(ps->p, w)) {
+		return fail(ps, ps->tok.pos,
+		            "\"%s\" is a window, where a host or group was expected (a rule's "
+		            "windows follow \"during\")",
+		            w);
 	} else if (ps->net->departed_hosts && strlen(w) < STORE_NAME_MAX) {
 		e.kind = POLICY_END_HOST;
 		snprintf(e.host, sizeof(e.host), "%.*s", STORE_NAME_MAX - 1, w);
@@ -486,6 +506,117 @@ static int port_list(struct parser *ps, struct policy_port **v, size_t *n, size_
 	return 0;
 }
 
+/* ---- time windows ---- */
+
+/* DAYS [HOURS] | HOURS, added to @set. */
+static int window_spec(struct parser *ps, uint8_t *set)
+{
+	const char *what = "days (mon, mon-fri, daily, weekdays or weekends) or hours HH:MM-HH:MM";
+	if (ps->tok.kind != TOK_WORD)
+		return expected(ps, what);
+	uint8_t days = 0x7f;
+	int lo = 0, hi = 24 * 60;
+	bool have_days = policy_days_parse(ps->tok.text, &days);
+	if (have_days)
+		next(ps);
+	if (ps->tok.kind == TOK_WORD && strchr(ps->tok.text, ':')) {
+		if (!policy_hours_parse(ps->tok.text, &lo, &hi))
+			return fail(ps, ps->tok.pos,
+			            "expected hours HH:MM-HH:MM from 00:00 to 24:00, not empty, "
+			            "found \"%s\"",
+			            ps->tok.text);
+		next(ps);
+	} else if (!have_days) {
+		return expected(ps, what);
+	}
+	policy_window_add(set, days, lo, hi);
+	return 0;
+}
+
+/* One item of `during`: a window's name, or days and hours as a window
+ * states them. */
+static int during_item(struct parser *ps, uint8_t *set)
+{
+	const char *t = ps->tok.text;
+	uint8_t days;
+	const struct policy_window *w = ps->tok.kind == TOK_WORD ? find_window(ps->p, t) : NULL;
+	if (!w && ps->tok.kind == TOK_WORD && isalpha((unsigned char)t[0]) && !strchr(t, ':') &&
+	    !is_keyword(t) && !policy_days_parse(t, &days))
+		return fail(ps, ps->tok.pos,
+		            "unknown window \"%s\": expected a window, days (mon, mon-fri, "
+		            "daily, weekdays or weekends) or hours HH:MM-HH:MM",
+		            t);
+	if (!w)
+		return window_spec(ps, set);
+	for (size_t i = 0; i < POLICY_WEEK_BYTES; i++)
+		set[i] |= w->minutes[i];
+	next(ps);
+	return 0;
+}
+
+/* SPEC-OR-NAME {, SPEC-OR-NAME} into a new set *@ret. */
+static int window_list(struct parser *ps, bool names, uint8_t **ret)
+{
+	uint8_t *set = calloc(1, POLICY_WEEK_BYTES);
+	if (!set)
+		return oom(ps);
+	int r = names ? during_item(ps, set) : window_spec(ps, set);
+	while (r == 0 && ps->tok.kind == TOK_COMMA) {
+		next(ps);
+		r = names ? during_item(ps, set) : window_spec(ps, set);
+	}
+	if (r < 0) {
+		free(set);
+		return r;
+	}
+	*ret = set;
+	return 0;
+}
+
+/* window NAME = SPEC {, SPEC} */
+static int stmt_window(struct parser *ps)
+{
+	struct policy *p = ps->p;
+	struct policy_window w = {.pos = ps->tok.pos};
+	next(ps);
+	int r = new_name(ps, w.name);
+	if (r == 0)
+		r = expect_word_equals(ps);
+	if (r == 0)
+		r = window_list(ps, false, &w.minutes);
+	if (r == 0)
+		r = expect_end(ps);
+	if (r == 0 && ARRAY_RESERVE(p->windows, p->cap_windows, p->n_windows + 1) < 0)
+		r = oom(ps);
+	if (r < 0) {
+		free(w.minutes);
+		return r;
+	}
+	p->windows[p->n_windows++] = w;
+	return 0;
+}
+
+/* timezone UTC | UTC+HH:MM[:SS] | UTC-HH:MM[:SS] | Area/Place */
+static int stmt_timezone(struct parser *ps)
+{
+	struct policy *p = ps->p;
+	struct policy_pos pos = ps->tok.pos;
+	next(ps);
+	if (ps->tok.kind != TOK_WORD)
+		return expected(ps, "a time zone: UTC, UTC+HH:MM or one such as Europe/Paris");
+	if (p->has_zone)
+		return fail(ps, pos, "the time zone is stated twice");
+	char *why = NULL;
+	if (policy_zone_parse(ps->tok.text, &p->time.zone, &why) < 0) {
+		int r = fail(ps, ps->tok.pos, "%s", why ? why : "a time zone");
+		free(why);
+		return r;
+	}
+	p->has_zone = true;
+	next(ps);
+	return expect_end(ps);
+}
+
 /* ---- statements ---- */
 
 static int allow_deny(struct parser *ps, bool *ret)
@@ -605,6 +736,8 @@ static void rule_free(struct policy_rule *r)
 	side_free(&r->to);
 	free(r->ports);
 	r->ports = NULL;
+	free(r->during);
+	r->during = NULL;
 	free(r->text);
 	r->text = NULL;
 }
@@ -620,7 +753,7 @@ static char *statement_text(const struct parser *ps, struct policy_pos pos)
 	return strndup(start, len);
 }
 
-/* allow|deny from SIDE to SIDE [SERVICES] [log] */
+/* allow|deny from SIDE to SIDE [SERVICES] [during WINDOWS] [log] */
 static int stmt_rule(struct parser *ps)
 {
 	struct policy *p = ps->p;
@@ -645,6 +778,10 @@ static int stmt_rule(struct parser *ps)
 		         "AEE knows its own end only; name them at one end");
 	if (r == 0 && at_port(ps))
 		r = port_list(ps, &rule.ports, &rule.n_ports, &rule.cap_ports);
+	if (r == 0 && at_word(ps, "during")) {
+		next(ps);
+		r = window_list(ps, true, &rule.during);
+	}
 	if (r == 0 && at_word(ps, "log")) {
 		rule.log = true;
 		next(ps);
@@ -652,8 +789,11 @@ static int stmt_rule(struct parser *ps)
 			r = expected(ps, "the end of the line");
 	}
 	if (r == 0 && ps->tok.kind != TOK_END)
-		r = expected(ps, "a service (tcp/PORT, udp/PORT, icmp or a service's name), \",\", "
-		                 "except, log, or the end of the line");
+		r = expected(ps, rule.during
+		                     ? "\",\", log, or the end of the line"
+		                     : "a service (tcp/PORT, udp/PORT, icmp or a service's "
+		                       "name), \",\", except, during, log, or the end of the "
+		                       "line");
 	if (r == 0 && !(rule.text = statement_text(ps, rule.pos)))
 		r = oom(ps);
 	if (r == 0 && ARRAY_RESERVE(p->rules, p->cap_rules, p->n_rules + 1) < 0)
@@ -721,7 +861,28 @@ static int flow_port(struct parser *ps, struct policy_port *ret)
 	return r;
 }
 
-/* expect allow|deny FROM [to] TO SERVICE */
+/* at DAY HH:MM */
+static int expect_at(struct parser *ps, int *ret_minute)
+{
+	next(ps);
+	char when[2 * WORD_MAX + 2];
+	struct policy_pos pos = ps->tok.pos;
+	if (ps->tok.kind != TOK_WORD)
+		return expected(ps, "a time DAY HH:MM, e.g. mon 09:30");
+	snprintf(when, sizeof(when), "%s", ps->tok.text);
+	next(ps);
+	if (ps->tok.kind == TOK_WORD) {
+		size_t n = strlen(when);
+		snprintf(when + n, sizeof(when) - n, " %s", ps->tok.text);
+		next(ps);
+	}
+	if (!policy_time_parse(when, ret_minute))
+		return fail(ps, pos, "expected a time DAY HH:MM, e.g. mon 09:30, found \"%s\"",
+		            when);
+	return 0;
+}
+
+/* expect allow|deny FROM [to] TO SERVICE [at DAY HH:MM] */
 static int stmt_expect(struct parser *ps)
 {
 	struct policy *p = ps->p;
@@ -736,8 +897,12 @@ static int stmt_expect(struct parser *ps)
 		r = flow_end(ps, &e.flow.to, &e.flow.to_who);
 	if (r == 0)
 		r = flow_port(ps, &e.flow.port);
-	if (r == 0)
-		r = expect_end(ps);
+	if (r == 0 && at_word(ps, "at")) {
+		e.at = true;
+		r = expect_at(ps, &e.flow.minute);
+	}
+	if (r == 0 && ps->tok.kind != TOK_END)
+		r = expected(ps, "at or the end of the line");
 	if (r == 0 && ARRAY_RESERVE(p->expects, p->cap_expects, p->n_expects + 1) < 0)
 		r = oom(ps);
 	if (r == 0 && !(e.text = statement_text(ps, e.pos)))
@@ -764,7 +929,12 @@ static int statement(struct parser *ps)
 		return stmt_expect(ps);
 	if (at_word(ps, "mode"))
 		return stmt_mode(ps);
-	return expected(ps, "allow, deny, default, group, service, expect or mode");
+	if (at_word(ps, "window"))
+		return stmt_window(ps);
+	if (at_word(ps, "timezone"))
+		return stmt_timezone(ps);
+	return expected(ps,
+	                "allow, deny, default, group, service, window, timezone, expect or mode");
 }
 
 void policy_free(struct policy *p)
@@ -783,6 +953,9 @@ void policy_free(struct policy *p)
 	for (size_t i = 0; i < p->n_services; i++)
 		free(p->services[i].ports);
 	free(p->services);
+	for (size_t i = 0; i < p->n_windows; i++)
+		free(p->windows[i].minutes);
+	free(p->windows);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -816,6 +989,9 @@ int policy_parse(const char *text, const char *file, const struct policy_net *ne
 			free(ps.error);
 		return ps.status;
 	}
+	if (!p.has_zone)
+		p.time.zone = (struct policy_zone){.name = "UTC", .fixed = true};
+	policy_time_edges(&p.time, p.rules, p.n_rules);
 	*ret = p;
 	return 0;
 }

@@ -4,11 +4,12 @@
  *
  * The language: named groups of hosts, named services (protocol and
  * ports), the ends `any`, `lan` and `internet`, address literals, rules
- * `allow` / `deny` from ENDS to ENDS [SERVICES], with `except`, judged
- * top to bottom (the first rule that matches a flow decides it), the two
+ * `allow` / `deny` from ENDS to ENDS [SERVICES] [during WINDOWS], with
+ * `except`, judged top to bottom (the first rule that matches a flow decides it), the two
  * defaults (`default outbound` for what a guest begins, `default inbound`
- * for what reaches a guest), and `expect` lines, tests that must hold
- * before the file is applied.
+ * for what reaches a guest), time windows (days and hours, in the file's
+ * `timezone`), and `expect` lines, tests that must hold before the file
+ * is applied.
  *
  * Parsing, judging (for `expect` and `explain`) and compiling are pure
  * functions of the text and a view of the network (struct policy_net), so
@@ -19,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "store/tables.h"
 
@@ -105,6 +107,50 @@ struct policy_port {
 	uint16_t lo, hi; /* 0..65535 when the line named no port */
 };
 
+/* ---- time ---- */
+
+/* A minute of the week in the policy's time zone: 0 is Monday 00:00,
+ * POLICY_WEEK_MINUTES - 1 Sunday 23:59. A set of them (a window) is a
+ * bitmap of POLICY_WEEK_BYTES. */
+#define POLICY_WEEK_MINUTES (7 * 24 * 60)
+#define POLICY_WEEK_BYTES   (POLICY_WEEK_MINUTES / 8)
+
+static inline bool policy_minute_in(const uint8_t *set, int minute)
+{
+	return set[minute / 8] & (1u << (minute % 8));
+}
+
+/* The `timezone` of a file: a fixed offset east of UTC, or a zone of the
+ * system's zoneinfo (tzdata), which knows its summer time. */
+struct policy_zone {
+	char name[POLICY_WORD_MAX]; /* as written; "UTC" when the file states none */
+	bool fixed;
+	int offset; /* seconds east of UTC, when fixed */
+};
+
+/* What a policy's judgement depends on in time: the minutes at which a
+ * window of a rule opens or closes (the edges), in the zone. */
+struct policy_time {
+	bool timed; /* some rule has `during` */
+	struct policy_zone zone;
+	uint8_t edges[POLICY_WEEK_BYTES];
+};
+
+/* The minute of the week that @now (seconds since the epoch) is in @t's
+ * zone. */
+int policy_time_minute(const struct policy_time *t, time_t now);
+
+/* Which stretch between two edges @minute is in: 0 for an untimed policy,
+ * else 1 + the minute of the week of the edge it began at (1 to
+ * POLICY_WEEK_MINUTES). The same slot, the same rules are open. */
+unsigned policy_time_slot(const struct policy_time *t, int minute);
+
+/* "mon 09:30" as a minute of the week; false when @s is not one. */
+bool policy_time_parse(const char *s, int *ret_minute);
+
+/* @minute as "mon 09:30" into @buf. */
+void policy_time_format(int minute, char buf[16]);
+
 struct policy_rule {
 	struct policy_pos pos;
 	bool allow;
@@ -112,20 +158,31 @@ struct policy_rule {
 	struct policy_side from, to;
 	size_t n_ports, cap_ports; /* 0: every protocol and port */
 	struct policy_port *ports;
-	char *text; /* the line as written, for explain */
+	uint8_t *during; /* the minutes it is open (POLICY_WEEK_BYTES); NULL: always */
+	char *text;      /* the line as written, for explain */
 };
 
+/* Whether @r is open at @minute (a minute of the week). */
+static inline bool policy_rule_open(const struct policy_rule *r, int minute)
+{
+	return !r->during || policy_minute_in(r->during, minute);
+}
+
 /* One flow as `expect` and `explain` name it: its two ends (each a host,
- * an address, or `internet`) and its service. */
+ * an address, or `internet`), its service, and when it begins. */
 struct policy_flow {
 	struct policy_end from, to;
 	struct policy_who from_who, to_who;
 	struct policy_port port; /* lo == hi */
+	int minute;              /* of the week, in the policy's zone */
 };
 
 struct policy_expect {
 	struct policy_pos pos;
 	bool allow;
+	/* `at DAY HH:MM`: the flow begins then; without, the expectation must
+	 * hold at every edge of the windows (so at every time). */
+	bool at;
 	struct policy_flow flow;
 	char *text; /* the line as written, for reports */
 };
@@ -143,6 +200,12 @@ struct policy_service {
 	struct policy_port *ports;
 };
 
+struct policy_window {
+	char name[STORE_NAME_MAX];
+	struct policy_pos pos;
+	uint8_t *minutes; /* POLICY_WEEK_BYTES */
+};
+
 struct policy {
 	bool outbound_allow, inbound_allow; /* the defaults */
 	bool outbound_log, inbound_log;     /* ... and whether they log what they allow */
@@ -157,6 +220,10 @@ struct policy {
 	struct policy_group *groups;
 	size_t n_services, cap_services;
 	struct policy_service *services;
+	size_t n_windows, cap_windows;
+	struct policy_window *windows;
+	bool has_zone;
+	struct policy_time time;
 };
 
 /* Parses @text (the file @file, for messages) against @net: every host a
@@ -214,21 +281,24 @@ bool policy_side_matches(const struct policy_net *net, const struct policy_side 
                          const struct policy_end *f);
 
 /* Runs @p's `expect` lines; returns how many failed and writes each
- * failure, "FILE:LINE:COL: expected allow, but ...", one per line, to @out
- * (may be NULL). */
+ * failure, "FILE:LINE:COL: LINE: the flow is denied[ at mon 08:00]" and
+ * why, to @out (may be NULL). */
 size_t policy_run_expects(const struct policy *p, const struct policy_net *net, const char *file,
                           FILE *out);
 
-/* Writes why @j is what it is, in words, to @out. */
-void policy_explain(const struct policy *p, const struct policy_judgement *j, FILE *out);
+/* Writes why @j (of a flow beginning at @minute) is what it is, in
+ * words, to @out. */
+void policy_explain(const struct policy *p, const struct policy_judgement *j, int minute,
+                    FILE *out);
 
 /* ---- compiling ---- */
 
-/* The ct mark that stamps a flow allowed under @epoch: a flow's later
- * packets are accepted without being judged again while the mark is the
- * active epoch's; a new epoch judges each established flow again at its
- * next packet. */
-uint32_t policy_epoch_mark(uint64_t epoch);
+/* The ct mark that stamps a flow allowed under @epoch while its windows
+ * are as in @slot (policy_time_slot()): a flow's later packets are
+ * accepted without being judged again while the mark is the active one;
+ * a new epoch, or a window that opens or closes, judges each established
+ * flow again at its next packet. */
+uint32_t policy_epoch_mark(uint64_t epoch, unsigned slot);
 
 /* The policy log (docs/policy.md, "The log"): nftables sends what it logs
  * to this nflog group of the AEE's namespace, each packet with the prefix
@@ -252,15 +322,17 @@ uint32_t policy_epoch_mark(uint64_t epoch);
 bool policy_needs_agent(const struct policy *p, const struct policy_net *net,
                         const struct policy_host *self, bool outbound);
 
-/* Renders @p under @epoch for the host @self (its guest at
- * @self->guest_addr) into @out: one chain of the forward hook, before the
- * datapath's own, that judges each flow of the guest (by its original
- * tuple, both directions) once per epoch. Rules that ask for programs or
+/* Renders @p under @epoch at @minute (of the week: the rules open then)
+ * for the host @self (its guest at @self->guest_addr) into @out: one
+ * chain of the forward hook, before the datapath's own, that judges each
+ * flow of the guest (by its original tuple, both directions) once per
+ * epoch and slot. Rules that ask for programs or
  * users at this end are rendered as for a program and user that cannot
  * be known: that is how a flow the agent did not judge is judged. Returns
  * 0 or a negative errno (the fragment's status). */
-int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct policy_net *net,
-                         const struct policy_host *self, struct dp_fragment *out);
+int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
+                         const struct policy_net *net, const struct policy_host *self,
+                         struct dp_fragment *out);
 
 struct service;
 extern const struct service policy_service;

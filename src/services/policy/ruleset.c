@@ -7,8 +7,9 @@
  * flows to the guest's servers (reply source the guest: after any
  * inbound NAT) by those of its inbound side. An allowed flow is stamped
  * with the epoch's ct mark and its later packets pass at the first rule;
- * when the epoch changes, each established flow is judged again at its
- * next packet, so a stricter policy cuts what it denies. A denied packet
+ * when the epoch changes, or a window opens or closes (the mark holds
+ * both), each established flow is judged again at its next packet, so a
+ * stricter policy cuts what it denies. A denied packet
  * is dropped; `accept` here only lets the datapath's own chain go on. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,9 +26,11 @@
 #define POLICY_CHAIN_OUT "firewall_out"
 #define POLICY_CHAIN_IN  "firewall_in"
 
-uint32_t policy_epoch_mark(uint64_t epoch)
+uint32_t policy_epoch_mark(uint64_t epoch, unsigned slot)
 {
-	return 0x80000000u | (uint32_t)(epoch & 0x7fffffffu);
+	/* The slot (at most POLICY_WEEK_MINUTES) in bits 17-30, the epoch in
+	 * 0-16: an untimed policy's mark is 0x80000000 | epoch. */
+	return 0x80000000u | (slot & 0x3fffu) << 17 | (uint32_t)(epoch & 0x1ffffu);
 }
 
 /* An address prefix, network byte order. */
@@ -413,13 +416,14 @@ static void emit_both_defaults(struct emit *em, const struct policy *p)
 	free(others.v);
 }
 
-int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct policy_net *net,
-                         const struct policy_host *self, struct dp_fragment *out)
+int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
+                         const struct policy_net *net, const struct policy_host *self,
+                         struct dp_fragment *out)
 {
 	char guest[INET_ADDRSTRLEN], lan[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &self->guest_addr, guest, sizeof(guest));
 	inet_ntop(AF_INET, &net->lan_addr, lan, sizeof(lan));
-	uint32_t mark = policy_epoch_mark(epoch);
+	uint32_t mark = policy_epoch_mark(epoch, policy_time_slot(&p->time, minute));
 	struct dp_chain *base, *chain_out, *chain_in;
 	dp_fragment_chain(out, POLICY_CHAIN, NULL, "forward", "-10", "accept", &base);
 	dp_fragment_chain(out, POLICY_CHAIN_OUT, NULL, NULL, NULL, NULL, &chain_out);
@@ -452,7 +456,8 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, const struct po
 		snprintf(em.lan, sizeof(em.lan), "%s/%u", lan, prefix_len(net->lan_mask));
 		for (size_t i = 0; i < p->n_rules; i++) {
 			const struct policy_rule *r = &p->rules[i];
-			if (!policy_side_matches(net, outbound ? &r->from : &r->to, &me))
+			if (!policy_rule_open(r, minute) ||
+			    !policy_side_matches(net, outbound ? &r->from : &r->to, &me))
 				continue;
 			int ret = emit_rule(&em, r);
 			if (ret < 0)

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <uv.h>
 
 #include "api/server.h"
 #include "datapath/datapath.h"
@@ -35,6 +37,15 @@ struct policy_svc {
 	 * store's policy could not be compiled, if it could not. */
 	uint64_t built_epoch, enforced_epoch;
 	char *error;
+	/* The time the table is built for, and what its windows depend on:
+	 * each second the clock ticks, and when a window has opened or closed
+	 * (a new slot) the table and the agent follow. */
+	time_t now;
+	struct policy_time clock;
+	unsigned built_slot, told_slot;
+	uv_timer_t tick;
+	void (*done)(void *arg);
+	void *done_arg;
 	/* Judges the flows whose programs or users the rules ask for. */
 	struct policy_agent *agent;
 	char *agent_error;
@@ -110,7 +121,10 @@ static int build(void *userdata, const struct dp_config *cfg, struct dp_fragment
 		r = policy_parse(sp->text, "policy", &v.net, &p, &error);
 	if (r == 0) {
 		const struct policy_host *self = policy_net_host(&v.net, ps->env->host->name);
-		r = policy_ruleset_build(&p, sp->epoch, &v.net, self, out);
+		int minute = policy_time_minute(&p.time, ps->now);
+		r = policy_ruleset_build(&p, sp->epoch, minute, &v.net, self, out);
+		ps->clock = p.time;
+		ps->built_slot = policy_time_slot(&p.time, minute);
 		policy_free(&p);
 	}
 	policy_view_free(&v);
@@ -133,13 +147,16 @@ static void follow(struct policy_svc *ps)
 	const char *text = sp && sp->epoch ? sp->text : NULL;
 	uint64_t epoch = sp ? sp->epoch : 0;
 	char *error = NULL;
-	int r = policy_agent_update(&ps->agent, ps->env, text, epoch, true, &error);
+	ps->now = time(NULL);
+	if (!text)
+		ps->clock.timed = false;
+	int r = policy_agent_update(&ps->agent, ps->env, text, epoch, ps->now, true, &error);
 	int applied = dp_changed(ps->env->dp);
 	if (applied < 0)
 		log_error("policy: datapath: %s",
 		          ps->env->dp->error ? ps->env->dp->error : "failed");
 	if (r == 0)
-		r = policy_agent_update(&ps->agent, ps->env, text, epoch, false, &error);
+		r = policy_agent_update(&ps->agent, ps->env, text, epoch, ps->now, false, &error);
 	if (r < 0 && !error)
 		error_set(&error, r, "%s", strerror(-r));
 	if (error && (!ps->agent_error || strcmp(error, ps->agent_error) != 0))
@@ -150,6 +167,25 @@ static void follow(struct policy_svc *ps)
 		ps->enforced_epoch = ps->built_epoch;
 		log_info("policy: epoch %llu enforced", (unsigned long long)ps->enforced_epoch);
 	}
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct policy_svc *ps = t->data;
+	if (!ps->clock.timed)
+		return;
+	int minute = policy_time_minute(&ps->clock, time(NULL));
+	unsigned slot = policy_time_slot(&ps->clock, minute);
+	if (slot == ps->built_slot)
+		return;
+	if (slot != ps->told_slot) {
+		char when[16];
+		policy_time_format(minute, when);
+		log_info("policy: a window opened or closed; judging as at %s, time zone %s", when,
+		         ps->clock.zone.name);
+		ps->told_slot = slot;
+	}
+	follow(ps);
 }
 
 static void flushed(void *userdata, int status, const struct store_result *res, const char *error)
@@ -245,11 +281,12 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 		return -ENOMEM;
 	}
 	json_t *hosts = json_array();
+	int minute = policy_time_minute(&p.time, time(NULL));
 	for (size_t i = 0; r == 0 && i < v.n; i++) {
 		if (!v.hosts[i].guest_addr)
 			continue; /* not located yet: compiled when it is */
 		struct dp_fragment frag = {0};
-		r = policy_ruleset_build(&p, 1, &v.net, &v.hosts[i], &frag);
+		r = policy_ruleset_build(&p, 1, minute, &v.net, &v.hosts[i], &frag);
 		size_t rules = 0;
 		for (size_t c = 0; c < frag.n_chains; c++)
 			rules += frag.chains[c]->rules.n;
@@ -265,15 +302,15 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 	const struct store_policy *sp = store_policy(store_state(ps->env->store));
 	bool changed = !sp->text || strcmp(sp->text, text) != 0;
 	if (r == 0)
-		*ret_report =
-		    json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:b, s:I}",
-		              "file", file, "rules", (json_int_t)p.n_rules, "groups",
-		              (json_int_t)p.n_groups, "services", (json_int_t)p.n_services,
-		              "default_outbound", p.outbound_allow ? "allow" : "deny",
-		              "default_inbound", p.inbound_allow ? "allow" : "deny", "mode",
-		              p.audit ? "audit" : "enforce", "expects", (json_int_t)p.n_expects,
-		              "expects_failed", (json_int_t)failed, "failures", failures, "hosts",
-		              hosts, "changed", changed, "epoch", (json_int_t)sp->epoch);
+		*ret_report = json_pack(
+		    "{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:b, s:I, s:s}",
+		    "file", file, "rules", (json_int_t)p.n_rules, "groups", (json_int_t)p.n_groups,
+		    "services", (json_int_t)p.n_services, "windows", (json_int_t)p.n_windows,
+		    "default_outbound", p.outbound_allow ? "allow" : "deny", "default_inbound",
+		    p.inbound_allow ? "allow" : "deny", "mode", p.audit ? "audit" : "enforce",
+		    "expects", (json_int_t)p.n_expects, "expects_failed", (json_int_t)failed,
+		    "failures", failures, "hosts", hosts, "changed", changed, "epoch",
+		    (json_int_t)sp->epoch, "timezone", p.time.zone.name);
 	else
 		json_decref(hosts);
 	free(failures);
@@ -381,8 +418,9 @@ static json_t *verdict_json(const struct policy *p, const struct policy_verdict 
 	                 (json_int_t)p->rules[v->rule].pos.line, "text", p->rules[v->rule].text);
 }
 
-/* policy.explain {from, to, service}: which rule decides the flow under
- * the store's policy, at each end that judges it, and why. */
+/* policy.explain {from, to, service, app, user, at}: which rule decides
+ * the flow under the store's policy, beginning now (or at "DAY HH:MM" in
+ * the policy's time zone), at each end that judges it, and why. */
 static int handle_explain(void *self, struct ctl_client *client, const struct ctl_request *req,
                           json_t **ret_result, char **ret_error)
 {
@@ -395,6 +433,13 @@ static int handle_explain(void *self, struct ctl_client *client, const struct ct
 		    ret_error, -EINVAL,
 		    "fields \"from\", \"to\", \"service\": expected the flow, e.g. h2 h1 "
 		    "tcp/22");
+	const char *at = ctl_arg_str(req, "at");
+	int at_minute = 0;
+	json_t *at_json = json_object_get(req->args, "at");
+	if ((at_json && !at && !json_is_null(at_json)) ||
+	    (at && !policy_time_parse(at, &at_minute)))
+		return error_set(ret_error, -EINVAL,
+		                 "field \"at\": expected a time DAY HH:MM, e.g. \"mon 09:30\"");
 	const struct store_policy *sp = store_policy(store_state(ps->env->store));
 	if (sp->epoch == 0)
 		return error_set(ret_error, -ENOENT, "no policy is applied: every flow passes");
@@ -412,19 +457,23 @@ static int handle_explain(void *self, struct ctl_client *client, const struct ct
 		policy_view_free(&v);
 		return r;
 	}
+	flow.minute = at ? at_minute : policy_time_minute(&p.time, time(NULL));
 	struct policy_judgement j;
 	policy_judge(&p, &v.net, &flow, &j);
 	char *why = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&why, &len);
 	if (f) {
-		policy_explain(&p, &j, f);
+		policy_explain(&p, &j, flow.minute, f);
 		fclose(f);
 	}
+	char when[16];
+	policy_time_format(flow.minute, when);
 	*ret_result = json_pack(
-	    "{s:I, s:b, s:o?, s:o?, s:s}", "epoch", (json_int_t)sp->epoch, "allow", j.allow,
-	    "outbound", j.judged_out ? verdict_json(&p, &j.out) : NULL, "inbound",
-	    j.judged_in ? verdict_json(&p, &j.in) : NULL, "why", why ? why : "");
+	    "{s:I, s:b, s:o?, s:o?, s:s, s:s?, s:s}", "epoch", (json_int_t)sp->epoch, "allow",
+	    j.allow, "outbound", j.judged_out ? verdict_json(&p, &j.out) : NULL, "inbound",
+	    j.judged_in ? verdict_json(&p, &j.in) : NULL, "why", why ? why : "", "at",
+	    p.time.timed || at ? when : NULL, "timezone", p.time.zone.name);
 	free(why);
 	policy_free(&p);
 	policy_view_free(&v);
@@ -495,9 +544,24 @@ static int open_policy(struct svc_env *env, const void *options, void **ret_self
 		free(ps);
 		return r;
 	}
+	uv_timer_init(env->loop, &ps->tick);
+	ps->tick.data = ps;
+	uv_timer_start(&ps->tick, on_tick, 1000, 1000);
 	*ret_self = ps;
 	follow(ps);
 	return 0;
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+	struct policy_svc *ps = h->data;
+	struct policy_agent *agent = ps->agent;
+	void (*done)(void *arg) = ps->done;
+	void *arg = ps->done_arg;
+	free(ps->error);
+	free(ps->agent_error);
+	free(ps);
+	policy_agent_close(agent, done, arg);
 }
 
 static void close_policy(void *self, void (*done)(void *arg), void *arg)
@@ -506,20 +570,21 @@ static void close_policy(void *self, void (*done)(void *arg), void *arg)
 	for (size_t i = 0; i < 3; i++)
 		store_unsubscribe(ps->env->store, ps->subs[i]);
 	dp_remove_source(ps->env->dp, policy_service.name);
-	struct policy_agent *agent = ps->agent;
-	free(ps->error);
-	free(ps->agent_error);
-	free(ps);
-	policy_agent_close(agent, done, arg);
+	ps->done = done;
+	ps->done_arg = arg;
+	uv_close((uv_handle_t *)&ps->tick, tick_closed);
 }
 
 static json_t *status(void *self)
 {
 	struct policy_svc *ps = self;
-	return json_pack("{s:I, s:I, s:s?, s:o?, s:s?}", "epoch",
+	char when[16];
+	policy_time_format(policy_time_minute(&ps->clock, ps->now), when);
+	return json_pack("{s:I, s:I, s:s?, s:o?, s:s?, s:s?}", "epoch",
 	                 (json_int_t)store_policy(store_state(ps->env->store))->epoch,
 	                 "enforced_epoch", (json_int_t)ps->enforced_epoch, "error", ps->error,
-	                 "agent", policy_agent_status(ps->agent), "agent_error", ps->agent_error);
+	                 "agent", policy_agent_status(ps->agent), "agent_error", ps->agent_error,
+	                 "judged_as_at", ps->clock.timed ? when : NULL);
 }
 
 const struct service policy_service = {
