@@ -141,39 +141,54 @@ static void print_entry(json_t *e)
 	       (long long)output_num(e, "line"), output_str(e, "rule"));
 }
 
-/* log [--follow] [--limit N]: this host's recent denied and logged flows;
- * with --follow, new ones as they come, until interrupted. */
+/* log [--all] [--follow] [--limit N]: this host's recent denied and
+ * logged flows, or every member's merged by time; with --follow, new ones
+ * as they come, until interrupted. */
 static int policy_log(const struct options *o, int argc, char **argv)
 {
-	bool follow = false;
+	bool follow = false, all = false;
 	long long limit = 0;
 	for (int i = 1; i < argc; i++) {
 		char *end;
 		if (strcmp(argv[i], "--follow") == 0)
 			follow = true;
+		else if (strcmp(argv[i], "--all") == 0)
+			all = true;
 		else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc &&
 		         (limit = strtoll(argv[i + 1], &end, 10)) > 0 && !*end)
 			i++;
 		else
-			return output_usage_error("policy",
-			                          "policy log: expected [--follow] [--limit N], "
-			                          "found \"%s\"",
-			                          argv[i]);
+			return output_usage_error(
+			    "policy",
+			    "policy log: expected [--all] [--follow] [--limit N], "
+			    "found \"%s\"",
+			    argv[i]);
 	}
 	long long since = 0;
+	json_t *after = json_object(); /* with --all: each host's last seq */
+	bool first = true;
 	for (;;) {
 		json_t *r;
-		json_t *args = json_pack("{s:I, s:I}", "since", (json_int_t)since, "limit",
-		                         (json_int_t)(since ? 0 : limit));
-		if (request_call(o, "policy.log", args, &r) != 0)
+		json_t *args = all ? json_pack("{s:b, s:O, s:I}", "all", 1, "after", after, "limit",
+		                               (json_int_t)(first ? limit : 0))
+		                   : json_pack("{s:I, s:I}", "since", (json_int_t)since, "limit",
+		                               (json_int_t)(first ? limit : 0));
+		first = false;
+		if (request_call(o, "policy.log", args, &r) != 0) {
+			json_decref(after);
 			return 1;
+		}
 		json_t *entries = json_object_get(r, "entries");
 		size_t i;
 		json_t *e;
 		if (o->json && !follow) {
+			json_decref(after);
 			output_result(o, r, NULL);
 			return 0;
 		}
+		json_array_foreach(json_object_get(r, "unreachable"), i, e) fprintf(
+		    stderr, "ettmctl: policy log: %s did not answer; its entries are missing\n",
+		    json_string_value(e));
 		json_array_foreach(entries, i, e)
 		{
 			if (o->json) {
@@ -185,13 +200,19 @@ static int policy_log(const struct options *o, int argc, char **argv)
 				print_entry(e);
 			}
 			since = output_num(e, "seq");
+			const char *host = json_string_value(json_object_get(e, "host"));
+			if (host)
+				json_object_set_new(after, host, json_integer(since));
 		}
 		if (!follow && !o->json && json_array_size(entries) == 0)
-			puts("# no denied or logged flows on this host");
+			puts(all ? "# no denied or logged flows on any host"
+			         : "# no denied or logged flows on this host");
 		fflush(stdout);
 		json_decref(r);
-		if (!follow)
+		if (!follow) {
+			json_decref(after);
 			return 0;
+		}
 		usleep(500 * 1000);
 	}
 }

@@ -143,7 +143,7 @@ static const struct command commands[] = {
      "       ettmctl [--json] policy [show]\n"
      "       ettmctl [--json] policy explain FROM TO SERVICE [--app PATH] [--user USER]\n"
      "                                       [--at \"DAY HH:MM\"]\n"
-     "       ettmctl [--json] policy log [--follow] [--limit N]\n"
+     "       ettmctl [--json] policy log [--all] [--follow] [--limit N]\n"
      "\n"
      "The network's one policy (docs/policy.md): groups, services, time windows,\n"
      "rules allow and deny judged top to bottom (the first that matches decides),\n"
@@ -170,8 +170,10 @@ static const struct command commands[] = {
      "         now), e.g. --at \"sat 14:00\".\n"
      "log      this host's recent denied and logged flows (its AEE's): time, host,\n"
      "         epoch, what was done, the flow, the guest's program and user where\n"
-     "         known, and the rule. --follow prints new ones as they come (one JSON\n"
-     "         object a line with --json); --limit N the last N only.\n",
+     "         known, and the rule. --all gathers every member's, merged by time (a\n"
+     "         member that does not answer is named on standard error). --follow\n"
+     "         prints new ones as they come (one JSON object a line with --json);\n"
+     "         --limit N the last N only.\n",
      cmd_policy},
     {"services", "the agent's services: which run here, which are off and why",
      "Usage: ettmctl [--json] services\n"

@@ -16,11 +16,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct policy_host hosts[3] = {
-	    {"h1", htonl(0x0a4d0101)}, {"h2", htonl(0x0a4d0102)}, {"h3", 0}};
+	struct policy_host hosts[4] = {{"h1", htonl(0x0a4d0101), false},
+	                               {"h2", htonl(0x0a4d0102), false},
+	                               {"h3", 0, false},
+	                               {"printer", htonl(0x0a4d0201), true}};
 	struct policy_net net = {.lan_addr = htonl(0x0a4d0000),
 	                         .lan_mask = htonl(0xffff0000),
-	                         .n_hosts = 3,
+	                         .n_hosts = 4,
 	                         .hosts = hosts,
 	                         .departed_hosts = size > 0 && data[0] == '#'};
 	char *text = malloc(size + 1);
@@ -50,6 +52,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		policy_ruleset_build(&p, 3, minute, &net, &hosts[i], &f);
 		dp_fragment_free(&f);
 	}
+	struct dp_fragment f = {0};
+	policy_ruleset_build_devices(&p, 3, minute, &net, &f);
+	dp_fragment_free(&f);
 	policy_free(&p);
 	free(text);
 	return 0;

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 
-from conftest import ETTMCTL, RUN_ROOT, host_key, peer_call, run_and_expect
+from conftest import ETTMCTL, RUN_ROOT, host_key, make_key, peer_call, run_and_expect
 
 # A TCP echo server on the given ports of the guest's address: each line
 # read is written back.
@@ -478,3 +478,96 @@ def test_time_windows(make_lab):
     finally:
         server.kill()
         server.wait()
+
+
+DEVICES = """\
+default outbound allow
+default inbound deny
+allow from printer to h2 tcp/5201
+deny from printer to any
+allow from h2 to printer tcp/9100 log
+expect allow printer h2 tcp/5201
+expect deny printer h2 tcp/5202
+expect deny printer h1 tcp/5201
+expect deny printer internet tcp/8080
+expect allow h2 printer tcp/9100
+expect deny h2 printer tcp/9101
+expect deny h1 printer tcp/9100
+"""
+
+
+def test_devices_as_ends(make_lab):
+    """A device named in the policy: what it sends and what reaches it are
+    judged at its end by its manager's AEE, as its rules say, including
+    flows between the device and the manager's own guest (both ends on one
+    AEE)."""
+    lab = make_lab(2, "--devices", "1")
+    mac = lab.exec("d1", "cat", "/sys/class/net/eth0/address").stdout.strip()
+    lab.ctl("h1", "devices", "allow", mac, "--name", "printer")
+    servers = [lab.popen("h1", "python3", "-c", ECHO_SERVER, "10.77.1.1", "5201", "9100"),
+               lab.popen("h2", "python3", "-c", ECHO_SERVER, "10.77.1.2", "5201", "5202"),
+               lab.popen("d1", "python3", "-c", ECHO_SERVER, "10.77.2.1", "9100", "9101"),
+               lab.popen("isp", "python3", "-c", ECHO_SERVER, "198.51.100.10", "8080")]
+    try:
+        # Before any policy, the device reaches all of it (its address is
+        # learned from what it sends).
+        run_and_expect(lambda: reach(lab, "d1", "10.77.1.2", 5202) == "ok", 20, 0.5,
+                       what="the allowed device reaches h2's guest")
+        run_and_expect(lambda: lab.ctl_json("h2", "devices")["devices"][0]["address"]
+                       == "10.77.2.1", 10, what="the device's address learned")
+        assert reach(lab, "h2", "10.77.2.1", 9101) == "ok"
+        manager = lab.ctl_json("h1", "devices")["manager"]["host"]
+        other = "h2" if manager == "h1" else "h1"
+        with tempfile.TemporaryDirectory() as d:
+            path = write(d, "devices.policy", DEVICES)
+            r = lab.ctl_json("h1", "policy", "check", path)
+            assert r["expects_failed"] == 0, r["failures"]
+            assert "(devices)" in [h["host"] for h in r["hosts"]], r["hosts"]
+            assert lab.ctl_json("h2", "policy", "apply", path)["epoch"] == 1
+        run_and_expect(lambda: all(lab.ctl_json(h, "policy")["enforced_epoch"] == 1
+                                   for h in ("h1", "h2")), what="epoch 1 enforced")
+        chains = lab.aee(manager, "nft", "list", "chain", "inet", "ettm",
+                         "firewall_devices").stdout
+        assert "ct original ip saddr 10.77.2.1 jump" in chains, chains
+        # What the device sends: judged at its end.
+        assert reach(lab, "d1", "10.77.1.2", 5201) == "ok"
+        assert reach(lab, "d1", "10.77.1.2", 5202).startswith("no:")
+        assert reach(lab, "d1", "10.77.1.1", 5201).startswith("no:")
+        assert reach(lab, "d1", "198.51.100.10", 8080).startswith("no:")
+        # What reaches it: h2 on 9100 only, h1 not at all (its outbound
+        # default allows, the device's inbound denies). One of the two is
+        # the manager, whose guest's flows to the device are judged at
+        # both ends by the one AEE.
+        assert reach(lab, "h2", "10.77.2.1", 9100) == "ok"
+        assert reach(lab, "h2", "10.77.2.1", 9101).startswith("no:")
+        assert reach(lab, "h1", "10.77.2.1", 9100).startswith("no:")
+        explain = lab.ctl_json(other, "policy", "explain", "printer", "h2", "tcp/5202")
+        assert explain["allow"] is False and explain["outbound"]["rule"]["line"] == 4, explain
+        # The manager's log has the device's denied flow, by its rule.
+        def device_denied(e):
+            return (e["host"] == manager and e["from"].startswith("10.77.2.1:") and
+                    e["line"] == 4 and e["action"] == "denied")
+        assert any(device_denied(e) for e in lab.ctl_json(manager, "policy", "log")["entries"])
+
+        # The network-wide log, asked on the other host: every member's
+        # entries, merged by time.
+        r = lab.ctl_json(other, "policy", "log", "--all")
+        assert r["unreachable"] == [], r
+        assert any(device_denied(e) for e in r["entries"]), r
+        assert {e["host"] for e in r["entries"]} == {"h1", "h2"}, r
+        times = [e["time_ms"] for e in r["entries"]]
+        assert times == sorted(times)
+        out = lab.ctl(other, "policy", "log", "--all", "--limit", "3").stdout
+        assert len(out.splitlines()) == 3, out
+        # Each host's part is for admitted members only: a key no host was
+        # admitted with is refused, from the control network itself.
+        with tempfile.TemporaryDirectory() as d:
+            cert, key, _ = make_key(d)
+            reply = peer_call(lab, "h2", "10.77.0.1", "policy.log.local", {}, cert, key)
+        assert reply["ok"] is False and "no admitted host's" in reply["error"], reply
+        reply = peer_call(lab, "h2", "10.77.0.1", "policy.log.local", {}, *host_key(lab, 2))
+        assert reply["ok"] is True and "entries" in reply["result"], reply
+    finally:
+        for p in servers:
+            p.kill()
+            p.wait()

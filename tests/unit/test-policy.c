@@ -250,6 +250,22 @@ static void test_judge_and_expects(void **state)
 	policy_free(&p);
 }
 
+/* @frag in the table of h1's AEE, as nft reads it; frees @frag. */
+static char *render(struct dp_fragment *frag)
+{
+	struct dp_config cfg = {.guest_if = "g0", .uplink_if = "u0", .control_plen = 16};
+	inet_pton(AF_INET, "10.77.1.1", &cfg.guest_addr);
+	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
+	struct dp_ruleset rs;
+	const struct dp_fragment *frags[] = {frag};
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 1, &rs), 0);
+	char *out;
+	assert_int_equal(dp_ruleset_render_string(&rs, &out), 0);
+	dp_ruleset_free(&rs);
+	dp_fragment_free(frag);
+	return out;
+}
+
 static char *compile(const char *text, int host)
 {
 	struct policy_net net = lab_net();
@@ -259,18 +275,8 @@ static char *compile(const char *text, int host)
 		fail_msg("%s", error);
 	struct dp_fragment frag = {0};
 	assert_int_equal(policy_ruleset_build(&p, 7, 0, &net, &hosts[host], &frag), 0);
-	struct dp_config cfg = {.guest_if = "g0", .uplink_if = "u0", .control_plen = 16};
-	inet_pton(AF_INET, "10.77.1.1", &cfg.guest_addr);
-	inet_pton(AF_INET, "10.77.0.1", &cfg.control_addr);
-	struct dp_ruleset rs;
-	const struct dp_fragment *frags[] = {&frag};
-	assert_int_equal(dp_ruleset_compose(&cfg, frags, 1, &rs), 0);
-	char *out;
-	assert_int_equal(dp_ruleset_render_string(&rs, &out), 0);
-	dp_ruleset_free(&rs);
-	dp_fragment_free(&frag);
 	policy_free(&p);
-	return out;
+	return render(&frag);
 }
 
 static void test_compile_golden(void **state)
@@ -643,6 +649,89 @@ static void test_windows(void **state)
 	ASSERT_REJECTED(head, bad);
 }
 
+static const char devices_policy[] = "default outbound allow\n"
+                                     "default inbound deny\n"
+                                     "group office = h1, printer\n"
+                                     "allow from printer to h2 tcp/5201\n"
+                                     "deny from printer to any\n"
+                                     "allow from h2 to printer tcp/9100 log\n"
+                                     "allow from app cups* on h1 to printer tcp/631\n"
+                                     "expect allow printer h2 tcp/5201\n"
+                                     "expect deny printer h2 tcp/5202\n"
+                                     "expect deny printer internet tcp/80\n"
+                                     "expect allow h2 printer tcp/9100\n"
+                                     "expect deny h2 printer tcp/9101\n"
+                                     "expect deny h1 printer tcp/9100\n"
+                                     "expect allow app cupsd on h1 to printer tcp/631\n";
+
+static void test_devices_as_ends(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	struct policy_host with_device[5];
+	memcpy(with_device, hosts, sizeof(hosts));
+	with_device[4] = (struct policy_host){.name = "printer", .device = true};
+	inet_pton(AF_INET, "10.77.2.1", &with_device[4].guest_addr);
+	net.hosts = with_device;
+	net.n_hosts = 5;
+	struct policy p;
+	char *error = NULL;
+	if (policy_parse(devices_policy, "t", &net, &p, &error) < 0)
+		fail_msg("%s", error);
+	assert_int_equal(p.groups[0].side.n, 2);
+	assert_int_equal(policy_run_expects(&p, &net, "t", stderr), 0);
+	/* An address that is the device's is the device. */
+	struct policy_flow flow;
+	struct policy_judgement j;
+	assert_int_equal(
+	    policy_flow_parse("10.77.2.1", "h2", "tcp/5202", NULL, NULL, &net, &flow, NULL), 0);
+	policy_judge(&p, &net, &flow, &j);
+	assert_true(j.judged_out && j.judged_in && !j.allow && j.out.rule == 1);
+	/* No AEE asks the device's programs: it needs no agent. */
+	assert_false(policy_needs_agent(&p, &net, &with_device[4], true));
+	/* The manager's chain: each device's packets judged at its end. */
+	struct dp_fragment frag = {0};
+	assert_int_equal(policy_ruleset_build_devices(&p, 7, 0, &net, &frag), 0);
+	char *out = render(&frag);
+	assert_golden("policy-devices.nft", out);
+	free(out);
+	/* Without an address, a device has no chain. */
+	with_device[4].guest_addr = 0;
+	assert_int_equal(policy_ruleset_build_devices(&p, 7, 0, &net, &frag), 0);
+	assert_int_equal(frag.n_chains, 0);
+	dp_fragment_free(&frag);
+	policy_free(&p);
+
+	static const struct bad bad[] = {
+	    {"allow from app curl on printer to h1",
+	     "t:3:24: \"printer\" is a device: it runs no agent, so no AEE knows its programs or "
+	     "users"},
+	    {"expect allow user root on printer h1 tcp/1",
+	     "t:3:27: \"printer\" is a device: it runs no agent, so no AEE knows its programs or "
+	     "users"},
+	    {"group printer = h1", "t:3:7: \"printer\" is a device of the network"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *text = NULL;
+		assert_true(asprintf(&text, "%s%s\n", head, bad[i].text) > 0);
+		error = NULL;
+		assert_int_equal(policy_parse(text, "t", &net, &p, &error), -EINVAL);
+		if (!error || strcmp(error, bad[i].error) != 0)
+			fail_msg("case %zu:\n  got      %s\n  expected %s", i, error, bad[i].error);
+		free(error);
+		free(text);
+	}
+	/* A device allowed after the policy, named as one of its groups: the
+	 * stored policy is still enforced, its group meaning what it did. */
+	net.departed_hosts = true;
+	static const char stored[] = "default outbound allow\ndefault inbound deny\n"
+	                             "group printer = h1\nallow from printer to h2\n";
+	assert_int_equal(policy_parse(stored, "t", &net, &p, NULL), 0);
+	assert_int_equal(p.rules[0].from.n, 1);
+	assert_string_equal(p.rules[0].from.v[0].host, "h1");
+	policy_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -656,6 +745,7 @@ int main(void)
 	    cmocka_unit_test(test_compile_programs),
 	    cmocka_unit_test(test_log_and_audit),
 	    cmocka_unit_test(test_windows),
+	    cmocka_unit_test(test_devices_as_ends),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -136,6 +136,15 @@ bool policy_who_matches(const struct policy_who *want, const struct policy_who *
 	       (!want->user[0] || user_matches(want->user, have->user));
 }
 
+/* Whether an AEE knows the programs at the end @e: a managed host's (one
+ * that has left too), not a device's nor an address's. */
+static bool knows_programs(const struct policy_net *net, const struct policy_end *e)
+{
+	const struct policy_host *h =
+	    e->kind == POLICY_END_HOST ? policy_net_host(net, e->host) : NULL;
+	return e->kind == POLICY_END_HOST && (!h || !h->device);
+}
+
 /* Whether @r decides the flow @from -> @to at the sender's AEE
  * (@by_sender) or the receiver's: a program or user at the judging end
  * is known; at the other end it is not, and that end's AEE decides (an
@@ -151,7 +160,7 @@ static bool rule_matches(const struct policy_net *net, const struct policy_rule 
 		const struct policy_side *side = s == 0 ? &r->from : &r->to;
 		if (!policy_side_qualified(side))
 			continue;
-		if ((s == 0 ? from : to)->kind != POLICY_END_HOST)
+		if (!knows_programs(net, s == 0 ? from : to))
 			return false; /* no AEE there knows a program */
 		if ((s == 0) != by_sender)
 			return r->allow;

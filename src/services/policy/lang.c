@@ -223,8 +223,12 @@ static int new_name(struct parser *ps, char out[STORE_NAME_MAX])
 	const struct policy_group *g = find_group(ps->p, w);
 	const struct policy_service *s = find_service(ps->p, w);
 	const struct policy_window *win = find_window(ps->p, w);
-	if (policy_net_host(ps->net, w))
-		return fail(ps, pos, "\"%s\" is a host of the network", w);
+	/* A stored policy is still enforced when a host or device that came
+	 * later took a name it defines: its definition wins there. */
+	const struct policy_host *h = ps->net->departed_hosts ? NULL : policy_net_host(ps->net, w);
+	if (h)
+		return fail(ps, pos, "\"%s\" is a %s of the network", w,
+		            h->device ? "device" : "host");
 	if (g)
 		return fail(ps, pos, "group \"%s\" is defined already, at line %u", w, g->pos.line);
 	if (s)
@@ -294,7 +298,7 @@ static int end_item(struct parser *ps, struct policy_end **v, size_t *n, size_t 
 		e.kind = POLICY_END_LAN;
 	} else if (!groups_only && strcmp(w, "internet") == 0) {
 		e.kind = POLICY_END_INTERNET;
-	} else if (policy_net_host(ps->net, w)) {
+	} else if (policy_net_host(ps->net, w) && !find_group(ps->p, w)) {
 		e.kind = POLICY_END_HOST;
 		snprintf(e.host, sizeof(e.host), "%.*s", STORE_NAME_MAX - 1, w);
 	} else if ((g = find_group(ps->p, w))) {
@@ -382,12 +386,24 @@ static int side(struct parser *ps, struct policy_side *s)
 	} else {
 		if (who)
 			next(ps);
+		struct policy_pos at = ps->tok.pos;
 		if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
 			return ps->status;
 		while (ps->tok.kind == TOK_COMMA) {
 			next(ps);
 			if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
 				return ps->status;
+		}
+		/* A stored policy is still enforced: such a side matches nothing. */
+		for (size_t i = 0; who && !ps->net->departed_hosts && i < s->n; i++) {
+			const struct policy_host *h = s->v[i].kind == POLICY_END_HOST
+			                                  ? policy_net_host(ps->net, s->v[i].host)
+			                                  : NULL;
+			if (h && h->device)
+				return fail(ps, at,
+				            "\"%s\" is a device: it runs no agent, so no AEE knows "
+				            "its programs or users",
+				            h->name);
 		}
 	}
 	if (!at_word(ps, "except"))
@@ -824,6 +840,11 @@ static int flow_end(struct parser *ps, struct policy_end *ret, struct policy_who
 	if (strcmp(w, "internet") == 0 && !named) {
 		ret->kind = POLICY_END_INTERNET;
 	} else if (policy_net_host(ps->net, w)) {
+		if (named && !ps->net->departed_hosts && policy_net_host(ps->net, w)->device)
+			return fail(ps, ps->tok.pos,
+			            "\"%s\" is a device: it runs no agent, so no AEE knows its "
+			            "programs or users",
+			            w);
 		ret->kind = POLICY_END_HOST;
 		snprintf(ret->host, sizeof(ret->host), "%.*s", STORE_NAME_MAX - 1, w);
 	} else if (!named && parse_prefix(w, &ret->addr, &ret->mask, &bad_len) &&

@@ -28,9 +28,13 @@ struct dp_fragment;
 
 /* ---- the network as the policy sees it ---- */
 
+/* A managed end: a host (its guest), or an unmanaged device, whose
+ * traffic its manager's AEE judges and which runs no programs an AEE can
+ * know. */
 struct policy_host {
 	char name[STORE_NAME_MAX];
 	uint32_t guest_addr; /* network byte order; 0: not located yet */
+	bool device;
 };
 
 struct policy_net {
@@ -333,6 +337,15 @@ bool policy_needs_agent(const struct policy *p, const struct policy_net *net,
 int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
                          const struct policy_net *net, const struct policy_host *self,
                          struct dp_fragment *out);
+
+/* Renders the ends of @net's devices (those whose address is known), for
+ * their manager's AEE, into @out: a chain of the forward hook after the
+ * guest's (so a flow between the guest and a device is judged at both
+ * ends) that judges each packet of a device's flows, both directions, by
+ * the rules as at the device's end. Nothing when no device has an
+ * address. Returns 0 or a negative errno. */
+int policy_ruleset_build_devices(const struct policy *p, uint64_t epoch, int minute,
+                                 const struct policy_net *net, struct dp_fragment *out);
 
 struct service;
 extern const struct service policy_service;

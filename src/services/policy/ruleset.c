@@ -9,8 +9,11 @@
  * with the epoch's ct mark and its later packets pass at the first rule;
  * when the epoch changes, or a window opens or closes (the mark holds
  * both), each established flow is judged again at its next packet, so a
- * stricter policy cuts what it denies. A denied packet
- * is dropped; `accept` here only lets the datapath's own chain go on. */
+ * stricter policy cuts what it denies. A denied packet is dropped;
+ * `accept` here only lets the datapath's own chain go on.
+ *
+ * On the devices' manager, the chain `firewall_devices` judges each
+ * device's end the same way, at every packet (policy.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -25,6 +28,8 @@
 #define POLICY_CHAIN     "firewall"
 #define POLICY_CHAIN_OUT "firewall_out"
 #define POLICY_CHAIN_IN  "firewall_in"
+/* The devices' ends, on their manager (policy_ruleset_build_devices()). */
+#define POLICY_CHAIN_DEVICES "firewall_devices"
 
 uint32_t policy_epoch_mark(uint64_t epoch, unsigned slot)
 {
@@ -136,7 +141,7 @@ static int far_build_hosts(const struct policy_net *net, const struct policy_sid
 		const struct policy_host *h = &net->hosts[i];
 		struct policy_end e = {.kind = POLICY_END_HOST};
 		snprintf(e.host, sizeof(e.host), "%s", h->name);
-		if (h->guest_addr && strcmp(h->name, self) != 0 &&
+		if (h->guest_addr && !h->device && strcmp(h->name, self) != 0 &&
 		    policy_side_matches(net, s, &e) &&
 		    prefixes_add(&f->in, h->guest_addr, 0xffffffffu) < 0)
 			return -ENOMEM;
@@ -179,13 +184,17 @@ struct emit {
 	char lan[INET_ADDRSTRLEN + 4];
 	uint64_t epoch;
 	bool audit;
+	/* A device's end (policy_ruleset_build_devices()): judged at every
+	 * packet, an allow returning to the next end's judgement. */
+	bool device;
 };
 
 /* A flow that @match matches, decided at @line (0: the default): allowed
  * (logged first, with @log), or denied: logged, at most
  * POLICY_LOG_RATE a second, and dropped; in audit mode logged as a flow
  * that would be denied, and let through. A flow's logged packet is the
- * first it sends in the epoch, or each one that is dropped. */
+ * first it sends in the epoch (a device's: its first), or each one that
+ * is dropped. */
 static void emit_verdict(struct emit *em, const char *match, bool allow, bool log, unsigned line)
 {
 	char prefix[64];
@@ -196,12 +205,16 @@ static void emit_verdict(struct emit *em, const char *match, bool allow, bool lo
 	         : em->audit ? 'w'
 	                     : 'd',
 	         em->outbound ? 'o' : 'i');
-	if (allow)
-		dp_fragment_chain_rule(em->frag, em->chain, "%s%s%s%s", match, log ? prefix : "",
-		                       log ? " " : "", em->verdict);
-	else if (em->audit)
-		dp_fragment_chain_rule(em->frag, em->chain, "%s%s %s", match, prefix, em->verdict);
-	else {
+	bool logs = allow ? log : em->audit;
+	if ((allow || em->audit) && em->device) {
+		if (logs)
+			dp_fragment_chain_rule(em->frag, em->chain, "%sct state new %s", match,
+			                       prefix);
+		dp_fragment_chain_rule(em->frag, em->chain, "%s%s", match, em->verdict);
+	} else if (allow || em->audit) {
+		dp_fragment_chain_rule(em->frag, em->chain, "%s%s%s%s", match, logs ? prefix : "",
+		                       logs ? " " : "", em->verdict);
+	} else {
 		dp_fragment_chain_rule(em->frag, em->chain,
 		                       "%slimit rate %u/second burst %u packets %s", match,
 		                       POLICY_LOG_RATE, POLICY_LOG_RATE, prefix);
@@ -305,8 +318,9 @@ static int emit_rule(struct emit *em, const struct policy_rule *r)
 	static const struct policy_who unknown = {0};
 	const struct policy_side *mine = em->outbound ? &r->from : &r->to;
 	const struct policy_side *theirs = em->outbound ? &r->to : &r->from;
-	if (policy_side_qualified(mine) && !policy_who_matches(&mine->who, &unknown))
-		return 0;
+	if (policy_side_qualified(mine) &&
+	    (em->device || !policy_who_matches(&mine->who, &unknown)))
+		return 0; /* a device's programs are known to no AEE: such a rule never matches */
 	if (policy_side_qualified(theirs) && !r->allow)
 		return 0;
 	struct far far;
@@ -369,6 +383,8 @@ static int emit_rule(struct emit *em, const struct policy_rule *r)
 bool policy_needs_agent(const struct policy *p, const struct policy_net *net,
                         const struct policy_host *self, bool outbound)
 {
+	if (self->device)
+		return false;
 	struct policy_end me = {.kind = POLICY_END_HOST};
 	snprintf(me.host, sizeof(me.host), "%s", self->name);
 	for (size_t i = 0; i < p->n_rules; i++) {
@@ -416,43 +432,31 @@ static void emit_both_defaults(struct emit *em, const struct policy *p)
 	free(others.v);
 }
 
-int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
-                         const struct policy_net *net, const struct policy_host *self,
-                         struct dp_fragment *out)
+/* The rules of @self's end into @chains (outbound, inbound), each allowed
+ * flow ending in @allow_verdict. */
+static int emit_end(const struct policy *p, uint64_t epoch, int minute,
+                    const struct policy_net *net, const struct policy_host *self,
+                    struct dp_chain *chains[2], const char *allow_verdict, struct dp_fragment *out)
 {
-	char guest[INET_ADDRSTRLEN], lan[INET_ADDRSTRLEN];
-	inet_ntop(AF_INET, &self->guest_addr, guest, sizeof(guest));
+	char lan[INET_ADDRSTRLEN];
 	inet_ntop(AF_INET, &net->lan_addr, lan, sizeof(lan));
-	uint32_t mark = policy_epoch_mark(epoch, policy_time_slot(&p->time, minute));
-	struct dp_chain *base, *chain_out, *chain_in;
-	dp_fragment_chain(out, POLICY_CHAIN, NULL, "forward", "-10", "accept", &base);
-	dp_fragment_chain(out, POLICY_CHAIN_OUT, NULL, NULL, NULL, NULL, &chain_out);
-	dp_fragment_chain(out, POLICY_CHAIN_IN, NULL, NULL, NULL, NULL, &chain_in);
-	if (out->status)
-		return out->status;
-	dp_fragment_chain_rule(out, base, "ct mark 0x%08x accept", mark);
-	if (policy_needs_agent(p, net, self, true) || policy_needs_agent(p, net, self, false))
-		dp_fragment_chain_rule(out, base, "meta mark 0x%08x ct mark set 0x%08x accept",
-		                       POLICY_AGENT_MARK, mark);
-	dp_fragment_chain_rule(out, base, "ct original ip saddr %s jump " POLICY_CHAIN_OUT, guest);
-	dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump " POLICY_CHAIN_IN, guest);
-
 	struct policy_end me = {.kind = POLICY_END_HOST};
 	snprintf(me.host, sizeof(me.host), "%s", self->name);
 	for (int dir = 0; dir < 2; dir++) {
 		bool outbound = dir == 0;
 		struct emit em = {
 		    .frag = out,
-		    .chain = outbound ? chain_out : chain_in,
+		    .chain = chains[dir],
 		    .net = net,
 		    .outbound = outbound,
 		    .self = self->name,
 		    .far_addr = outbound ? "ct original ip daddr" : "ct original ip saddr",
 		    .port = outbound ? "ct original proto-dst" : "ct reply proto-src",
+		    .epoch = epoch,
+		    .audit = p->audit,
+		    .device = self->device,
 		};
-		snprintf(em.verdict, sizeof(em.verdict), "ct mark set 0x%08x accept", mark);
-		em.epoch = epoch;
-		em.audit = p->audit;
+		snprintf(em.verdict, sizeof(em.verdict), "%s", allow_verdict);
 		snprintf(em.lan, sizeof(em.lan), "%s/%u", lan, prefix_len(net->lan_mask));
 		for (size_t i = 0; i < p->n_rules; i++) {
 			const struct policy_rule *r = &p->rules[i];
@@ -466,6 +470,60 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
 		emit_both_defaults(&em, p);
 		emit_verdict(&em, "", outbound ? p->outbound_allow : p->inbound_allow,
 		             outbound ? p->outbound_log : p->inbound_log, 0);
+	}
+	return out->status;
+}
+
+int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
+                         const struct policy_net *net, const struct policy_host *self,
+                         struct dp_fragment *out)
+{
+	char guest[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &self->guest_addr, guest, sizeof(guest));
+	uint32_t mark = policy_epoch_mark(epoch, policy_time_slot(&p->time, minute));
+	struct dp_chain *base, *chains[2];
+	dp_fragment_chain(out, POLICY_CHAIN, NULL, "forward", "-10", "accept", &base);
+	dp_fragment_chain(out, POLICY_CHAIN_OUT, NULL, NULL, NULL, NULL, &chains[0]);
+	dp_fragment_chain(out, POLICY_CHAIN_IN, NULL, NULL, NULL, NULL, &chains[1]);
+	if (out->status)
+		return out->status;
+	dp_fragment_chain_rule(out, base, "ct mark 0x%08x accept", mark);
+	if (policy_needs_agent(p, net, self, true) || policy_needs_agent(p, net, self, false))
+		dp_fragment_chain_rule(out, base, "meta mark 0x%08x ct mark set 0x%08x accept",
+		                       POLICY_AGENT_MARK, mark);
+	dp_fragment_chain_rule(out, base, "ct original ip saddr %s jump " POLICY_CHAIN_OUT, guest);
+	dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump " POLICY_CHAIN_IN, guest);
+	char verdict[48];
+	snprintf(verdict, sizeof(verdict), "ct mark set 0x%08x accept", mark);
+	return emit_end(p, epoch, minute, net, self, chains, verdict, out);
+}
+
+int policy_ruleset_build_devices(const struct policy *p, uint64_t epoch, int minute,
+                                 const struct policy_net *net, struct dp_fragment *out)
+{
+	struct dp_chain *base = NULL;
+	for (size_t i = 0; i < net->n_hosts && out->status == 0; i++) {
+		const struct policy_host *d = &net->hosts[i];
+		if (!d->device || !d->guest_addr)
+			continue; /* its address not learned yet: it sends nothing here */
+		if (!base && dp_fragment_chain(out, POLICY_CHAIN_DEVICES, NULL, "forward", "-9",
+		                               "accept", &base) < 0)
+			break;
+		char addr[INET_ADDRSTRLEN], names[2][DP_NAME_MAX];
+		inet_ntop(AF_INET, &d->guest_addr, addr, sizeof(addr));
+		struct dp_chain *chains[2];
+		for (int dir = 0; dir < 2; dir++) {
+			snprintf(names[dir], sizeof(names[dir]), "firewall_d%u_%s", (unsigned)i,
+			         dir == 0 ? "out" : "in");
+			dp_fragment_chain(out, names[dir], NULL, NULL, NULL, NULL, &chains[dir]);
+		}
+		if (out->status)
+			break;
+		dp_fragment_chain_rule(out, base, "ct original ip saddr %s jump %s", addr,
+		                       names[0]);
+		dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump %s", addr, names[1]);
+		if (emit_end(p, epoch, minute, net, d, chains, "return", out) < 0)
+			break;
 	}
 	return out->status;
 }

@@ -1,8 +1,11 @@
 /* The policy service (policy.h): its commands, and its fragment of the
- * datapath, which follows the store's policy and the hosts' locations.
+ * datapath, which follows the store's policy, the hosts' locations and
+ * the devices.
  *
  * Who may ask: every command is the admin's (the local control socket);
- * the peer API answers none of them, so a guest or device reaches none. */
+ * the peer API answers policy.log.local alone, to an admitted member
+ * gathering the network-wide log for its admin (SVC_RELAY). A guest or
+ * device reaches no control port at all. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "api/client.h"
 #include "api/server.h"
 #include "datapath/datapath.h"
 #include "datapath/fragment.h"
@@ -20,9 +24,16 @@
 #include "lib/log.h"
 #include "policy-internal.h"
 #include "policy.h"
+#include "services/devices/tables.h"
 #include "services/service.h"
 #include "store/store.h"
 #include "switch/tables.h"
+
+/* How long the network-wide log waits for each member's part, and the
+ * most entries it returns (the newest: about 350 KB of JSON, within a
+ * reply's 1 MB). */
+#define LOG_PEER_TIMEOUT_MS 2000
+#define LOG_ALL_MAX         1000
 
 /* The longest policy text a command takes: a command relayed to the
  * leader travels hex-encoded in one request line of the peer API
@@ -31,7 +42,7 @@
 
 struct policy_svc {
 	struct svc_env *env;
-	struct store_subscription *subs[3];
+	struct store_subscription *subs[5];
 	/* The epoch the last fragment rendered, the one the kernel enforces
 	 * (rendered, applied, and its flows steered to the agent), and why the
 	 * store's policy could not be compiled, if it could not. */
@@ -72,7 +83,9 @@ static int view_add(struct net_view *v, const char *name, uint32_t guest_addr)
 
 /* The hosts: the store's members and located hosts, with their guests'
  * addresses where the switch controller learned them; this host's own
- * from its configuration. The LAN: the control address's prefix. */
+ * from its configuration. The devices: the store's allowed devices, with
+ * the addresses the switches' master learned (a device named as a host is
+ * known by its address alone). The LAN: the control address's prefix. */
 int policy_view_build(const struct svc_env *env, struct net_view *v)
 {
 	memset(v, 0, sizeof(*v));
@@ -92,6 +105,18 @@ int policy_view_build(const struct svc_env *env, struct net_view *v)
 			return -ENOMEM;
 	if (view_add(v, env->host->name, cfg->guest_addr.s_addr) < 0)
 		return -ENOMEM;
+	const struct devices_device *d = store_rows(st, DEVICES_DEVICES, &n);
+	for (size_t i = 0; i < n; i++) {
+		size_t k = v->n;
+		for (size_t j = 0; j < v->n && k == v->n; j++)
+			if (strcmp(v->hosts[j].name, d[i].name) == 0)
+				k = j;
+		if (k < v->n)
+			continue;
+		if (view_add(v, d[i].name, htonl(d[i].address)) < 0)
+			return -ENOMEM;
+		v->hosts[k].device = true;
+	}
 	v->net.hosts = v->hosts;
 	v->net.n_hosts = v->n;
 	return 0;
@@ -122,7 +147,10 @@ static int build(void *userdata, const struct dp_config *cfg, struct dp_fragment
 	if (r == 0) {
 		const struct policy_host *self = policy_net_host(&v.net, ps->env->host->name);
 		int minute = policy_time_minute(&p.time, ps->now);
+		const struct devices_manager *m = devices_manager(store_state(ps->env->store));
 		r = policy_ruleset_build(&p, sp->epoch, minute, &v.net, self, out);
+		if (r == 0 && m && strcmp(m->host, ps->env->host->name) == 0)
+			r = policy_ruleset_build_devices(&p, sp->epoch, minute, &v.net, out);
 		ps->clock = p.time;
 		ps->built_slot = policy_time_slot(&p.time, minute);
 		policy_free(&p);
@@ -282,21 +310,28 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 	}
 	json_t *hosts = json_array();
 	int minute = policy_time_minute(&p.time, time(NULL));
-	for (size_t i = 0; r == 0 && i < v.n; i++) {
-		if (!v.hosts[i].guest_addr)
+	/* Each located host's table, and the devices' chain on their manager
+	 * (the last round). */
+	for (size_t i = 0; r == 0 && i <= v.n; i++) {
+		if (i < v.n && (!v.hosts[i].guest_addr || v.hosts[i].device))
 			continue; /* not located yet: compiled when it is */
 		struct dp_fragment frag = {0};
-		r = policy_ruleset_build(&p, 1, minute, &v.net, &v.hosts[i], &frag);
+		r = i < v.n ? policy_ruleset_build(&p, 1, minute, &v.net, &v.hosts[i], &frag)
+		            : policy_ruleset_build_devices(&p, 1, minute, &v.net, &frag);
+		if (i == v.n && frag.n_chains == 0) {
+			dp_fragment_free(&frag);
+			break;
+		}
+		const char *name = i < v.n ? v.hosts[i].name : "(devices)";
 		size_t rules = 0;
 		for (size_t c = 0; c < frag.n_chains; c++)
 			rules += frag.chains[c]->rules.n;
 		if (r < 0)
-			error_set(ret_error, r, "compiling for %s: %s", v.hosts[i].name,
+			error_set(ret_error, r, "compiling for %s: %s", name,
 			          frag.error ? frag.error : strerror(-r));
 		else
-			json_array_append_new(hosts,
-			                      json_pack("{s:s, s:I}", "host", v.hosts[i].name,
-			                                "nft_rules", (json_int_t)rules));
+			json_array_append_new(hosts, json_pack("{s:s, s:I}", "host", name,
+			                                       "nft_rules", (json_int_t)rules));
 		dp_fragment_free(&frag);
 	}
 	const struct store_policy *sp = store_policy(store_state(ps->env->store));
@@ -496,9 +531,10 @@ static long long arg_count(const struct ctl_request *req, const char *name, long
 	return json_integer_value(j);
 }
 
-/* policy.log {since, limit}: this AEE's recent denied and logged flows. */
-static int handle_log(void *self, struct ctl_client *client, const struct ctl_request *req,
-                      json_t **ret_result, char **ret_error)
+/* policy.log.local {since, limit}: this AEE's recent denied and logged
+ * flows. */
+static int handle_log_local(void *self, struct ctl_client *client, const struct ctl_request *req,
+                            json_t **ret_result, char **ret_error)
 {
 	(void)client;
 	struct policy_svc *ps = self;
@@ -511,10 +547,149 @@ static int handle_log(void *self, struct ctl_client *client, const struct ctl_re
 	return *ret_result ? 0 : -ENOMEM;
 }
 
+/* The network-wide log being gathered: every member's part, merged. */
+struct log_gather {
+	struct ctl_deferred *d;
+	json_t *entries, *unreachable;
+	size_t waiting, limit;
+};
+
+struct log_part {
+	struct log_gather *g;
+	char host[STORE_NAME_MAX];
+};
+
+static int by_time(const void *a, const void *b)
+{
+	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	json_int_t tx = json_integer_value(json_object_get(x, "time_ms"));
+	json_int_t ty = json_integer_value(json_object_get(y, "time_ms"));
+	if (tx != ty)
+		return tx < ty ? -1 : 1;
+	int c = strcmp(json_string_value(json_object_get(x, "host")) ?: "",
+	               json_string_value(json_object_get(y, "host")) ?: "");
+	return c ? c
+	       : (json_integer_value(json_object_get(x, "seq")) <
+	          json_integer_value(json_object_get(y, "seq")))
+	           ? -1
+	           : 1;
+}
+
+static void log_gathered(struct log_gather *g)
+{
+	size_t n = json_array_size(g->entries);
+	json_t **v = calloc(n ? n : 1, sizeof(*v));
+	json_t *sorted = json_array();
+	if (v && sorted) {
+		for (size_t i = 0; i < n; i++)
+			v[i] = json_array_get(g->entries, i);
+		qsort(v, n, sizeof(*v), by_time);
+		for (size_t i = g->limit && n > g->limit ? n - g->limit : 0; i < n; i++)
+			json_array_append(sorted, v[i]);
+	}
+	json_t *r = sorted
+	                ? json_pack("{s:o, s:O}", "entries", sorted, "unreachable", g->unreachable)
+	                : NULL;
+	ctl_deferred_reply(g->d, r, r ? NULL : "out of memory");
+	free(v);
+	json_decref(g->entries);
+	json_decref(g->unreachable);
+	free(g);
+}
+
+static void log_part_cb(void *userdata, int status, json_t *result, const char *error)
+{
+	(void)error;
+	struct log_part *p = userdata;
+	struct log_gather *g = p->g;
+	json_t *entries = status == 0 ? json_object_get(result, "entries") : NULL;
+	if (json_is_array(entries))
+		json_array_extend(g->entries, entries);
+	else
+		json_array_append_new(g->unreachable, json_string(p->host));
+	free(p);
+	if (--g->waiting == 0)
+		log_gathered(g);
+}
+
+/* policy.log {since, limit} or {all, after, limit}: this AEE's log, or
+ * every member's (policy.log.local over the peer API), merged by time;
+ * "after" is the last seq seen of each host ({"h1": 12}), for --follow. */
+static int handle_log(void *self, struct ctl_client *client, const struct ctl_request *req,
+                      json_t **ret_result, char **ret_error)
+{
+	struct policy_svc *ps = self;
+	json_t *all = json_object_get(req->args, "all");
+	if (all && !json_is_boolean(all))
+		return error_set(ret_error, -EINVAL, "field \"all\": expected true or false");
+	if (!json_is_true(all))
+		return handle_log_local(self, client, req, ret_result, ret_error);
+	json_t *after = json_object_get(req->args, "after");
+	if (after && !json_is_object(after))
+		return error_set(
+		    ret_error, -EINVAL,
+		    "field \"after\": expected each host's last seq, e.g. {\"h1\": 12}");
+	long long limit = arg_count(req, "limit", LOG_ALL_MAX, LOG_ALL_MAX, ret_error);
+	if (limit < 0)
+		return -EINVAL;
+	if (limit == 0)
+		limit = LOG_ALL_MAX;
+	struct log_gather *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->entries = json_array();
+	g->unreachable = json_array();
+	g->limit = (size_t)limit;
+	g->d = ctl_defer(client, req);
+	g->waiting = 1;
+	const char *me = ps->env->host->name;
+	json_t *mine = json_object_get(after, me);
+	json_t *local = policy_agent_log(ps->agent,
+	                                 json_is_integer(mine) && json_integer_value(mine) > 0
+	                                     ? (uint64_t)json_integer_value(mine)
+	                                     : 0,
+	                                 (size_t)limit);
+	json_array_extend(g->entries, local);
+	json_decref(local);
+	const struct store_state *st = store_state(ps->env->store);
+	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
+		if (strcmp(m->name, me) == 0)
+			continue;
+		struct log_part *p = calloc(1, sizeof(*p));
+		json_t *since = json_object_get(after, m->name);
+		json_t *args = json_pack("{s:I, s:I}", "since",
+		                         json_is_integer(since) && json_integer_value(since) > 0
+		                             ? json_integer_value(since)
+		                             : 0,
+		                         "limit", (json_int_t)limit);
+		if (p) {
+			p->g = g;
+			snprintf(p->host, sizeof(p->host), "%s", m->name);
+		}
+		if (!p || !args || !m->peer[0])
+			json_decref(args); /* ctl_call() takes it, even when it fails */
+		else if (ctl_call(ps->env->loop, m->peer, "policy.log.local", args,
+		                  LOG_PEER_TIMEOUT_MS, log_part_cb, p) == 0) {
+			g->waiting++;
+			continue;
+		}
+		free(p);
+		json_array_append_new(g->unreachable, json_string(m->name));
+	}
+	if (--g->waiting == 0)
+		log_gathered(g);
+	return CTL_DEFERRED;
+}
+
 static const struct svc_command commands[] = {
-    {"policy.check", SVC_ADMIN, handle_check}, {"policy.apply", SVC_ADMIN, handle_apply},
-    {"policy", SVC_ADMIN, handle_show},        {"policy.explain", SVC_ADMIN, handle_explain},
-    {"policy.log", SVC_ADMIN, handle_log},     {NULL},
+    {"policy.check", SVC_ADMIN, handle_check},
+    {"policy.apply", SVC_ADMIN, handle_apply},
+    {"policy", SVC_ADMIN, handle_show},
+    {"policy.explain", SVC_ADMIN, handle_explain},
+    {"policy.log", SVC_ADMIN, handle_log},
+    {"policy.log.local", SVC_ADMIN | SVC_RELAY, handle_log_local},
+    {NULL},
 };
 
 /* ---- the service ---- */
@@ -532,14 +707,15 @@ static int open_policy(struct svc_env *env, const void *options, void **ret_self
 	if (!ps)
 		return -ENOMEM;
 	ps->env = env;
-	static const unsigned tables[] = {STORE_POLICY, STORE_MEMBERS, SWITCH_LOCATIONS};
+	static const unsigned tables[] = {STORE_POLICY, STORE_MEMBERS, SWITCH_LOCATIONS,
+	                                  DEVICES_DEVICES, DEVICES_MANAGER};
 	int r = 0;
-	for (size_t i = 0; r == 0 && i < 3; i++)
+	for (size_t i = 0; r == 0 && i < 5; i++)
 		r = store_subscribe(env->store, tables[i], store_changed, ps, &ps->subs[i]);
 	if (r == 0)
 		r = dp_set_source(env->dp, policy_service.name, build, ps);
 	if (r < 0) {
-		for (size_t i = 0; i < 3; i++)
+		for (size_t i = 0; i < 5; i++)
 			store_unsubscribe(env->store, ps->subs[i]);
 		free(ps);
 		return r;
@@ -567,7 +743,7 @@ static void tick_closed(uv_handle_t *h)
 static void close_policy(void *self, void (*done)(void *arg), void *arg)
 {
 	struct policy_svc *ps = self;
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < 5; i++)
 		store_unsubscribe(ps->env->store, ps->subs[i]);
 	dp_remove_source(ps->env->dp, policy_service.name);
 	ps->done = done;
