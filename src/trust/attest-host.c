@@ -104,6 +104,7 @@ static void prove_cb(void *userdata, int status, json_t *result, const char *err
 			         a->measurement);
 			a->last_error[0] = '\0';
 			a->joining = a->fresh = false;
+			a->cut_since_ms = 0;
 			a->admitted_ms = wall_ms();
 			/* A host admitted for the first time starts replicating
 			 * now: its replica shows the admission shortly. */

@@ -22,6 +22,9 @@
 #define TICK_MS 500
 /* A failed join is tried again after this long. */
 #define RETRY_MS 2000
+/* A member that knows no leader for this long while the others name one
+ * is cut off from Raft: it attests again (attest.c). */
+#define CUT_OFF_MS 3000
 /* A challenge must be answered within this long (its nonce goes stale). */
 #define SESSION_MS   10000
 #define MAX_SESSIONS 64
@@ -67,6 +70,7 @@ struct attest {
 	bool fresh;   /* measured anew (start, TPM reset): join even if admitted */
 	bool joining; /* a join is under way */
 	uint64_t next_try_ms;
+	uint64_t cut_since_ms; /* since when the others name a leader this host does not hear; 0 */
 	char last_error[STORE_REASON_MAX];
 	uint64_t admitted_ms;
 

@@ -37,7 +37,19 @@ static void tick(uv_timer_t *timer)
 	if (store_is_leader(a->store))
 		attest_lead(a);
 	const struct store_state *st = store_state(a->store);
-	if (a->tpm && !a->joining && (a->fresh || !attest_admitted(a, st)) &&
+	/* A replica that still shows this host admitted may only have missed
+	 * its revocation: the leader refuses a revoked key's Raft at once, and
+	 * one admitted again has no admission to be heard by until it attests.
+	 * Such a member hears no leader while the others name one (they answer
+	 * store.hello whoever asks): it attests again, and hears why not if it
+	 * may not. */
+	bool cut = store_leader_id(a->store) == 0 && store_heard_leader(a->store)[0];
+	if (!cut)
+		a->cut_since_ms = 0;
+	else if (!a->cut_since_ms)
+		a->cut_since_ms = mono_ms();
+	bool cut_off = a->cut_since_ms && mono_ms() - a->cut_since_ms >= CUT_OFF_MS;
+	if (a->tpm && !a->joining && (a->fresh || cut_off || !attest_admitted(a, st)) &&
 	    mono_ms() >= a->next_try_ms)
 		attest_join(a);
 }
@@ -50,12 +62,12 @@ const char *attest_measurement(const struct attest *a)
 json_t *attest_status(const struct attest *a)
 {
 	const struct store_state *st = store_state(a->store);
-	return json_pack("{s:s, s:i, s:s, s:s, s:s, s:s?, s:b, s:I, s:I, s:s?}", "tcti",
-	                 a->o.tcti, "pcr", (int)a->o.pcr, "measurement", a->measurement, "ek_fp",
-	                 a->ek_fp, "ak_fp", a->ak_fp, "tls_fp", a->tls_fp[0] ? a->tls_fp : NULL,
-	                 "admitted", attest_admitted(a, st), "reset_count",
-	                 (json_int_t)a->reset_count, "admitted_ms", (json_int_t)a->admitted_ms,
-	                 "last_error", a->last_error[0] ? a->last_error : NULL);
+	return json_pack("{s:s, s:i, s:s, s:s, s:s, s:s?, s:b, s:I, s:I, s:s?}", "tcti", a->o.tcti,
+	                 "pcr", (int)a->o.pcr, "measurement", a->measurement, "ek_fp", a->ek_fp,
+	                 "ak_fp", a->ak_fp, "tls_fp", a->tls_fp[0] ? a->tls_fp : NULL, "admitted",
+	                 attest_admitted(a, st), "reset_count", (json_int_t)a->reset_count,
+	                 "admitted_ms", (json_int_t)a->admitted_ms, "last_error",
+	                 a->last_error[0] ? a->last_error : NULL);
 }
 
 int attest_open(uv_loop_t *loop, const struct attest_options *o, const char *host,
