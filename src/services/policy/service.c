@@ -64,20 +64,30 @@ struct policy_svc {
 
 /* ---- the network as this replica knows it ---- */
 
-static int view_add(struct net_view *v, const char *name, uint32_t guest_addr)
+static struct policy_host *view_find(struct net_view *v, const char *name)
 {
 	for (size_t i = 0; i < v->n; i++)
-		if (strcmp(v->hosts[i].name, name) == 0) {
-			if (guest_addr)
-				v->hosts[i].guest_addr = guest_addr;
-			return 0;
-		}
+		if (strcmp(v->hosts[i].name, name) == 0)
+			return &v->hosts[i];
+	return NULL;
+}
+
+/* Adds the end @name, or gives the one there its address (when known). */
+static int view_add(struct net_view *v, const char *name, uint32_t guest_addr, bool device)
+{
+	struct policy_host *h = view_find(v, name);
+	if (h) {
+		if (guest_addr)
+			h->guest_addr = guest_addr;
+		return 0;
+	}
 	if (ARRAY_RESERVE(v->hosts, v->cap, v->n + 1) < 0)
 		return -ENOMEM;
-	struct policy_host *h = &v->hosts[v->n++];
+	h = &v->hosts[v->n++];
 	memset(h, 0, sizeof(*h));
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	h->guest_addr = guest_addr;
+	h->device = device;
 	return 0;
 }
 
@@ -97,26 +107,19 @@ int policy_view_build(const struct svc_env *env, struct net_view *v)
 	size_t n;
 	const struct store_member *m = store_rows(st, STORE_MEMBERS, &n);
 	for (size_t i = 0; i < n; i++)
-		if (view_add(v, m[i].name, 0) < 0)
+		if (view_add(v, m[i].name, 0, false) < 0)
 			return -ENOMEM;
 	const struct switch_location *l = store_rows(st, SWITCH_LOCATIONS, &n);
 	for (size_t i = 0; i < n; i++)
-		if (view_add(v, l[i].host, htonl(l[i].guest_addr)) < 0)
+		if (view_add(v, l[i].host, htonl(l[i].guest_addr), false) < 0)
 			return -ENOMEM;
-	if (view_add(v, env->host->name, cfg->guest_addr.s_addr) < 0)
+	if (view_add(v, env->host->name, cfg->guest_addr.s_addr, false) < 0)
 		return -ENOMEM;
 	const struct devices_device *d = store_rows(st, DEVICES_DEVICES, &n);
-	for (size_t i = 0; i < n; i++) {
-		size_t k = v->n;
-		for (size_t j = 0; j < v->n && k == v->n; j++)
-			if (strcmp(v->hosts[j].name, d[i].name) == 0)
-				k = j;
-		if (k < v->n)
-			continue;
-		if (view_add(v, d[i].name, htonl(d[i].address)) < 0)
+	for (size_t i = 0; i < n; i++)
+		if (!view_find(v, d[i].name) &&
+		    view_add(v, d[i].name, htonl(d[i].address), true) < 0)
 			return -ENOMEM;
-		v->hosts[k].device = true;
-	}
 	v->net.hosts = v->hosts;
 	v->net.n_hosts = v->n;
 	return 0;
