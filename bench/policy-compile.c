@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	unsigned n = (unsigned)strtoul(argv[1], NULL, 10);
-	struct policy_host hosts[8];
+	struct policy_host hosts[8] = {0}; /* not devices */
 	for (int i = 0; i < 8; i++) {
 		snprintf(hosts[i].name, sizeof(hosts[i].name), "h%d", i + 1);
 		hosts[i].guest_addr = htonl(0x0a4d0100u + (uint32_t)(i + 1));
