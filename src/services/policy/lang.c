@@ -1,246 +1,19 @@
-/* The policy language (policy.h, docs/policy.md): a line-oriented
- * lexer and a recursive-descent parser. The first error stops the parse
- * and names FILE:LINE:COLUMN and what was expected there; nothing of a
- * file with an error is kept. */
+/* The policy language (policy.h, docs/policy.md): a recursive-descent
+ * parser over a line-oriented lexer (lang-lex.c), with the time windows'
+ * statements in lang-time.c. The first error stops the parse and names
+ * FILE:LINE:COLUMN and what was expected there; nothing of a file with an
+ * error is kept. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/array.h"
+#include "lang.h"
 #include "lib/error.h"
 #include "policy-internal.h"
-#include "policy.h"
-
-/* The longest word the lexer takes; longer is an error, not a cut. */
-#define WORD_MAX POLICY_WORD_MAX
-
-enum tok_kind { TOK_WORD, TOK_COMMA, TOK_EQUALS, TOK_END /* of the line */, TOK_BAD };
-
-struct tok {
-	enum tok_kind kind;
-	struct policy_pos pos;
-	char text[WORD_MAX];
-};
-
-struct parser {
-	const char *file;
-	const struct policy_net *net;
-	struct policy *p;
-	const char *line; /* the current line, and its end */
-	const char *line_end;
-	const char *at; /* the next character to read */
-	unsigned lineno;
-	struct tok tok; /* the current token */
-	char *error;
-	int status;
-};
-
-static const char *const keywords[] = {
-    "allow",   "deny",  "from",     "to",       "except", "default", "outbound",
-    "inbound", "group", "service",  "expect",   "any",    "lan",     "internet",
-    "tcp",     "udp",   "icmp",     "app",      "user",   "on",      "unknown",
-    "log",     "mode",  "audit",    "enforce",  "during", "window",  "timezone",
-    "at",      "daily", "weekdays", "weekends", NULL,
-};
-
-static bool is_keyword(const char *w)
-{
-	for (size_t i = 0; keywords[i]; i++)
-		if (strcmp(keywords[i], w) == 0)
-			return true;
-	return false;
-}
-
-static bool word_char(char c)
-{
-	return isalnum((unsigned char)c) || strchr("_.-/:*?+", c);
-}
-
-static int fail(struct parser *ps, struct policy_pos pos, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct parser *ps, struct policy_pos pos, const char *fmt, ...)
-{
-	if (ps->status)
-		return ps->status;
-	char what[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	ps->status =
-	    error_set(&ps->error, -EINVAL, "%s:%u:%u: %s", ps->file, pos.line, pos.col, what);
-	return ps->status;
-}
-
-/* What the current token is, for "expected X, found Y". */
-static const char *found(const struct tok *t, char buf[WORD_MAX + 2])
-{
-	switch (t->kind) {
-	case TOK_WORD:
-		snprintf(buf, WORD_MAX + 2, "\"%s\"", t->text);
-		return buf;
-	case TOK_COMMA:
-		return "\",\"";
-	case TOK_EQUALS:
-		return "\"=\"";
-	case TOK_END:
-		return "the end of the line";
-	default:
-		return "a character the language does not use";
-	}
-}
-
-static void next(struct parser *ps)
-{
-	while (ps->at < ps->line_end && (*ps->at == ' ' || *ps->at == '\t'))
-		ps->at++;
-	struct tok *t = &ps->tok;
-	t->pos = (struct policy_pos){ps->lineno, (unsigned)(ps->at - ps->line) + 1};
-	t->text[0] = '\0';
-	if (ps->at == ps->line_end || *ps->at == '#' || *ps->at == '\r') {
-		t->kind = TOK_END;
-		return;
-	}
-	char c = *ps->at;
-	if (c == ',' || c == '=') {
-		t->kind = c == ',' ? TOK_COMMA : TOK_EQUALS;
-		ps->at++;
-		return;
-	}
-	if (!word_char(c)) {
-		t->kind = TOK_BAD;
-		return;
-	}
-	const char *start = ps->at;
-	while (ps->at < ps->line_end && word_char(*ps->at))
-		ps->at++;
-	size_t n = (size_t)(ps->at - start);
-	if (n >= WORD_MAX) {
-		fail(ps, t->pos, "a word longer than %d characters", WORD_MAX - 1);
-		t->kind = TOK_BAD;
-		return;
-	}
-	memcpy(t->text, start, n);
-	t->text[n] = '\0';
-	t->kind = TOK_WORD;
-}
-
-static bool at_word(const struct parser *ps, const char *w)
-{
-	return ps->tok.kind == TOK_WORD && strcmp(ps->tok.text, w) == 0;
-}
-
-static int expected(struct parser *ps, const char *what)
-{
-	char buf[WORD_MAX + 2];
-	return fail(ps, ps->tok.pos, "expected %s, found %s", what, found(&ps->tok, buf));
-}
-
-static int expect_word(struct parser *ps, const char *w)
-{
-	if (!at_word(ps, w)) {
-		char what[WORD_MAX + 4];
-		snprintf(what, sizeof(what), "\"%s\"", w);
-		return expected(ps, what);
-	}
-	next(ps);
-	return 0;
-}
-
-static int expect_word_equals(struct parser *ps)
-{
-	if (ps->tok.kind != TOK_EQUALS)
-		return expected(ps, "\"=\"");
-	next(ps);
-	return 0;
-}
-
-static int expect_end(struct parser *ps)
-{
-	return ps->tok.kind == TOK_END ? 0 : expected(ps, "the end of the line");
-}
-
-static int oom(struct parser *ps)
-{
-	if (!ps->status)
-		ps->status = -ENOMEM;
-	return ps->status;
-}
-
-/* ---- names ---- */
-
-static const struct policy_group *find_group(const struct policy *p, const char *name)
-{
-	for (size_t i = 0; i < p->n_groups; i++)
-		if (strcmp(p->groups[i].name, name) == 0)
-			return &p->groups[i];
-	return NULL;
-}
-
-static const struct policy_service *find_service(const struct policy *p, const char *name)
-{
-	for (size_t i = 0; i < p->n_services; i++)
-		if (strcmp(p->services[i].name, name) == 0)
-			return &p->services[i];
-	return NULL;
-}
-
-static const struct policy_window *find_window(const struct policy *p, const char *name)
-{
-	for (size_t i = 0; i < p->n_windows; i++)
-		if (strcmp(p->windows[i].name, name) == 0)
-			return &p->windows[i];
-	return NULL;
-}
-
-const struct policy_host *policy_net_host(const struct policy_net *net, const char *name)
-{
-	for (size_t i = 0; i < net->n_hosts; i++)
-		if (strcmp(net->hosts[i].name, name) == 0)
-			return &net->hosts[i];
-	return NULL;
-}
-
-/* A name a definition may take: not a keyword, a host, a group or a
- * service, so that every word of a rule means one thing. */
-static int new_name(struct parser *ps, char out[STORE_NAME_MAX])
-{
-	if (ps->tok.kind != TOK_WORD)
-		return expected(ps, "a name");
-	const char *w = ps->tok.text;
-	struct policy_pos pos = ps->tok.pos;
-	if (is_keyword(w))
-		return fail(ps, pos, "\"%s\" is a word of the language, not a name", w);
-	if (strlen(w) >= STORE_NAME_MAX)
-		return fail(ps, pos, "a name is at most %d characters", STORE_NAME_MAX - 1);
-	if (!isalpha((unsigned char)w[0]) || strchr(w, '/') || strchr(w, ':'))
-		return fail(ps, pos, "a name begins with a letter and has no '/' or ':'");
-	const struct policy_group *g = find_group(ps->p, w);
-	const struct policy_service *s = find_service(ps->p, w);
-	const struct policy_window *win = find_window(ps->p, w);
-	/* A stored policy is still enforced when a host or device that came
-	 * later took a name it defines: its definition wins there. */
-	const struct policy_host *h = ps->net->departed_hosts ? NULL : policy_net_host(ps->net, w);
-	if (h)
-		return fail(ps, pos, "\"%s\" is a %s of the network", w,
-		            h->device ? "device" : "host");
-	if (g)
-		return fail(ps, pos, "group \"%s\" is defined already, at line %u", w, g->pos.line);
-	if (s)
-		return fail(ps, pos, "service \"%s\" is defined already, at line %u", w,
-		            s->pos.line);
-	if (win)
-		return fail(ps, pos, "window \"%s\" is defined already, at line %u", w,
-		            win->pos.line);
-	strcpy(out, w);
-	next(ps);
-	return 0;
-}
 
 /* ---- ends ---- */
 
@@ -275,7 +48,7 @@ static int push_end(struct parser *ps, struct policy_end **v, size_t *n, size_t 
                     const struct policy_end *e)
 {
 	if (array_reserve((void **)v, cap, *n + 1, sizeof(**v)) < 0)
-		return oom(ps);
+		return lang_oom(ps);
 	(*v)[(*n)++] = *e;
 	return 0;
 }
@@ -285,9 +58,9 @@ static int end_item(struct parser *ps, struct policy_end **v, size_t *n, size_t 
                     bool groups_only)
 {
 	if (ps->tok.kind != TOK_WORD)
-		return expected(ps, groups_only
-		                        ? "a host, a group or an address"
-		                        : "any, lan, internet, a host, a group or an address");
+		return lang_expected(ps, groups_only
+		                             ? "a host, a group or an address"
+		                             : "any, lan, internet, a host, a group or an address");
 	const char *w = ps->tok.text;
 	struct policy_end e = {0};
 	bool bad_len;
@@ -298,38 +71,38 @@ static int end_item(struct parser *ps, struct policy_end **v, size_t *n, size_t 
 		e.kind = POLICY_END_LAN;
 	} else if (!groups_only && strcmp(w, "internet") == 0) {
 		e.kind = POLICY_END_INTERNET;
-	} else if (policy_net_host(ps->net, w) && !find_group(ps->p, w)) {
+	} else if (policy_net_host(ps->net, w) && !lang_find_group(ps->p, w)) {
 		e.kind = POLICY_END_HOST;
 		snprintf(e.host, sizeof(e.host), "%.*s", STORE_NAME_MAX - 1, w);
-	} else if ((g = find_group(ps->p, w))) {
+	} else if ((g = lang_find_group(ps->p, w))) {
 		for (size_t i = 0; i < g->side.n; i++)
 			if (push_end(ps, v, n, cap, &g->side.v[i]) < 0)
 				return ps->status;
-		next(ps);
+		lang_next(ps);
 		return 0;
 	} else if (parse_prefix(w, &e.addr, &e.mask, &bad_len)) {
 		e.kind = POLICY_END_PREFIX;
 	} else if (bad_len) {
-		return fail(ps, ps->tok.pos, "a prefix length is 0 to 32, in \"%s\"", w);
-	} else if (is_keyword(w)) {
-		return expected(ps, groups_only
-		                        ? "a host, a group or an address"
-		                        : "any, lan, internet, a host, a group or an address");
-	} else if (find_service(ps->p, w)) {
-		return fail(ps, ps->tok.pos,
-		            "\"%s\" is a service, where a host or group was expected", w);
-	} else if (find_window(ps->p, w)) {
-		return fail(ps, ps->tok.pos,
-		            "\"%s\" is a window, where a host or group was expected (a rule's "
-		            "windows follow \"during\")",
-		            w);
+		return lang_fail(ps, ps->tok.pos, "a prefix length is 0 to 32, in \"%s\"", w);
+	} else if (lang_is_keyword(w)) {
+		return lang_expected(ps, groups_only
+		                             ? "a host, a group or an address"
+		                             : "any, lan, internet, a host, a group or an address");
+	} else if (lang_find_service(ps->p, w)) {
+		return lang_fail(ps, ps->tok.pos,
+		                 "\"%s\" is a service, where a host or group was expected", w);
+	} else if (lang_find_window(ps->p, w)) {
+		return lang_fail(ps, ps->tok.pos,
+		                 "\"%s\" is a window, where a host or group was expected (a rule's "
+		                 "windows follow \"during\")",
+		                 w);
 	} else if (ps->net->departed_hosts && strlen(w) < STORE_NAME_MAX) {
 		e.kind = POLICY_END_HOST;
 		snprintf(e.host, sizeof(e.host), "%.*s", STORE_NAME_MAX - 1, w);
 	} else {
-		return fail(ps, ps->tok.pos, "unknown host or group \"%s\"", w);
+		return lang_fail(ps, ps->tok.pos, "unknown host or group \"%s\"", w);
 	}
-	next(ps);
+	lang_next(ps);
 	return push_end(ps, v, n, cap, &e);
 }
 
@@ -340,7 +113,7 @@ static bool at_port(const struct parser *ps)
 		return false;
 	const char *w = ps->tok.text;
 	return !strncmp(w, "tcp", 3) || !strncmp(w, "udp", 3) || !strcmp(w, "icmp") ||
-	       find_service(ps->p, w);
+	       lang_find_service(ps->p, w);
 }
 
 /* {app PATTERN | user NAME}: what a side asks of the program and user at
@@ -348,26 +121,28 @@ static bool at_port(const struct parser *ps)
 static int who_conditions(struct parser *ps, struct policy_who *who, bool *ret_any)
 {
 	*ret_any = false;
-	while (at_word(ps, "app") || at_word(ps, "user")) {
-		bool app = at_word(ps, "app");
+	while (lang_at_word(ps, "app") || lang_at_word(ps, "user")) {
+		bool app = lang_at_word(ps, "app");
 		char *dst = app ? who->app : who->user;
 		if (*dst)
-			return fail(ps, ps->tok.pos, "a side names one %s", app ? "app" : "user");
-		next(ps);
+			return lang_fail(ps, ps->tok.pos, "a side names one %s",
+			                 app ? "app" : "user");
+		lang_next(ps);
 		if (ps->tok.kind != TOK_WORD ||
-		    (is_keyword(ps->tok.text) && !at_word(ps, "unknown")))
-			return expected(ps, app ? "a program's path or name (* and ? match any)"
-			                        : "a user's name or number");
+		    (lang_is_keyword(ps->tok.text) && !lang_at_word(ps, "unknown")))
+			return lang_expected(ps,
+			                     app ? "a program's path or name (* and ? match any)"
+			                         : "a user's name or number");
 		const char *w = ps->tok.text;
 		if (!app && strcmp(w, "unknown") != 0 &&
 		    (strspn(w,
 		            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
 		         strlen(w) ||
 		     w[0] == '-'))
-			return fail(ps, ps->tok.pos, "\"%s\" is no user's name or number", w);
+			return lang_fail(ps, ps->tok.pos, "\"%s\" is no user's name or number", w);
 		snprintf(dst, POLICY_WORD_MAX, "%s", w);
 		*ret_any = true;
-		next(ps);
+		lang_next(ps);
 	}
 	return 0;
 }
@@ -379,18 +154,18 @@ static int side(struct parser *ps, struct policy_side *s)
 	bool who;
 	if (who_conditions(ps, &s->who, &who) < 0)
 		return ps->status;
-	if (who && !at_word(ps, "on")) {
+	if (who && !lang_at_word(ps, "on")) {
 		struct policy_end any = {.kind = POLICY_END_ANY};
 		if (push_end(ps, &s->v, &s->n, &s->cap, &any) < 0)
 			return ps->status;
 	} else {
 		if (who)
-			next(ps);
+			lang_next(ps);
 		struct policy_pos at = ps->tok.pos;
 		if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
 			return ps->status;
 		while (ps->tok.kind == TOK_COMMA) {
-			next(ps);
+			lang_next(ps);
 			if (end_item(ps, &s->v, &s->n, &s->cap, false) < 0)
 				return ps->status;
 		}
@@ -400,19 +175,20 @@ static int side(struct parser *ps, struct policy_side *s)
 			                                  ? policy_net_host(ps->net, s->v[i].host)
 			                                  : NULL;
 			if (h && h->device)
-				return fail(ps, at,
-				            "\"%s\" is a device: it runs no agent, so no AEE knows "
-				            "its programs or users",
-				            h->name);
+				return lang_fail(
+				    ps, at,
+				    "\"%s\" is a device: it runs no agent, so no AEE knows "
+				    "its programs or users",
+				    h->name);
 		}
 	}
-	if (!at_word(ps, "except"))
+	if (!lang_at_word(ps, "except"))
 		return 0;
-	next(ps);
+	lang_next(ps);
 	if (end_item(ps, &s->except, &s->n_except, &s->cap_except, false) < 0)
 		return ps->status;
 	while (ps->tok.kind == TOK_COMMA) {
-		next(ps);
+		lang_next(ps);
 		if (end_item(ps, &s->except, &s->n_except, &s->cap_except, false) < 0)
 			return ps->status;
 	}
@@ -425,7 +201,7 @@ static int push_port(struct parser *ps, struct policy_port **v, size_t *n, size_
                      struct policy_port pt)
 {
 	if (array_reserve((void **)v, cap, *n + 1, sizeof(**v)) < 0)
-		return oom(ps);
+		return lang_oom(ps);
 	(*v)[(*n)++] = pt;
 	return 0;
 }
@@ -486,28 +262,30 @@ static bool parse_port_word(const char *w, struct policy_port *ret, bool *ret_ba
 static int port_item(struct parser *ps, struct policy_port **v, size_t *n, size_t *cap)
 {
 	if (ps->tok.kind != TOK_WORD)
-		return expected(ps, "a service (tcp/PORT, udp/PORT, icmp or a service's name)");
+		return lang_expected(ps,
+		                     "a service (tcp/PORT, udp/PORT, icmp or a service's name)");
 	const char *w = ps->tok.text;
 	struct policy_port pt;
 	bool bad;
 	const struct policy_service *s;
 	if (parse_port_word(w, &pt, &bad)) {
-		next(ps);
+		lang_next(ps);
 		return push_port(ps, v, n, cap, pt);
 	}
 	if (bad)
-		return fail(ps, ps->tok.pos,
-		            "expected tcp/PORT or udp/PORT or a range LO-HI of ports 1 to 65535, "
-		            "found \"%s\"",
-		            w);
-	if ((s = find_service(ps->p, w))) {
+		return lang_fail(
+		    ps, ps->tok.pos,
+		    "expected tcp/PORT or udp/PORT or a range LO-HI of ports 1 to 65535, "
+		    "found \"%s\"",
+		    w);
+	if ((s = lang_find_service(ps->p, w))) {
 		for (size_t i = 0; i < s->n_ports; i++)
 			if (push_port(ps, v, n, cap, s->ports[i]) < 0)
 				return ps->status;
-		next(ps);
+		lang_next(ps);
 		return 0;
 	}
-	return fail(ps, ps->tok.pos, "unknown service \"%s\"", w);
+	return lang_fail(ps, ps->tok.pos, "unknown service \"%s\"", w);
 }
 
 static int port_list(struct parser *ps, struct policy_port **v, size_t *n, size_t *cap)
@@ -515,156 +293,45 @@ static int port_list(struct parser *ps, struct policy_port **v, size_t *n, size_
 	if (port_item(ps, v, n, cap) < 0)
 		return ps->status;
 	while (ps->tok.kind == TOK_COMMA) {
-		next(ps);
+		lang_next(ps);
 		if (port_item(ps, v, n, cap) < 0)
 			return ps->status;
 	}
 	return 0;
 }
 
-/* ---- time windows ---- */
-
-/* DAYS [HOURS] | HOURS, added to @set. */
-static int window_spec(struct parser *ps, uint8_t *set)
-{
-	const char *what = "days (mon, mon-fri, daily, weekdays or weekends) or hours HH:MM-HH:MM";
-	if (ps->tok.kind != TOK_WORD)
-		return expected(ps, what);
-	uint8_t days = 0x7f;
-	int lo = 0, hi = 24 * 60;
-	bool have_days = policy_days_parse(ps->tok.text, &days);
-	if (have_days)
-		next(ps);
-	if (ps->tok.kind == TOK_WORD && strchr(ps->tok.text, ':')) {
-		if (!policy_hours_parse(ps->tok.text, &lo, &hi))
-			return fail(ps, ps->tok.pos,
-			            "expected hours HH:MM-HH:MM from 00:00 to 24:00, not empty, "
-			            "found \"%s\"",
-			            ps->tok.text);
-		next(ps);
-	} else if (!have_days) {
-		return expected(ps, what);
-	}
-	policy_window_add(set, days, lo, hi);
-	return 0;
-}
-
-/* One item of `during`: a window's name, or days and hours as a window
- * states them. */
-static int during_item(struct parser *ps, uint8_t *set)
-{
-	const char *t = ps->tok.text;
-	uint8_t days;
-	const struct policy_window *w = ps->tok.kind == TOK_WORD ? find_window(ps->p, t) : NULL;
-	if (!w && ps->tok.kind == TOK_WORD && isalpha((unsigned char)t[0]) && !strchr(t, ':') &&
-	    !is_keyword(t) && !policy_days_parse(t, &days))
-		return fail(ps, ps->tok.pos,
-		            "unknown window \"%s\": expected a window, days (mon, mon-fri, "
-		            "daily, weekdays or weekends) or hours HH:MM-HH:MM",
-		            t);
-	if (!w)
-		return window_spec(ps, set);
-	for (size_t i = 0; i < POLICY_WEEK_BYTES; i++)
-		set[i] |= w->minutes[i];
-	next(ps);
-	return 0;
-}
-
-/* SPEC-OR-NAME {, SPEC-OR-NAME} into a new set *@ret. */
-static int window_list(struct parser *ps, bool names, uint8_t **ret)
-{
-	uint8_t *set = calloc(1, POLICY_WEEK_BYTES);
-	if (!set)
-		return oom(ps);
-	int r = names ? during_item(ps, set) : window_spec(ps, set);
-	while (r == 0 && ps->tok.kind == TOK_COMMA) {
-		next(ps);
-		r = names ? during_item(ps, set) : window_spec(ps, set);
-	}
-	if (r < 0) {
-		free(set);
-		return r;
-	}
-	*ret = set;
-	return 0;
-}
-
-/* window NAME = SPEC {, SPEC} */
-static int stmt_window(struct parser *ps)
-{
-	struct policy *p = ps->p;
-	struct policy_window w = {.pos = ps->tok.pos};
-	next(ps);
-	int r = new_name(ps, w.name);
-	if (r == 0)
-		r = expect_word_equals(ps);
-	if (r == 0)
-		r = window_list(ps, false, &w.minutes);
-	if (r == 0)
-		r = expect_end(ps);
-	if (r == 0 && ARRAY_RESERVE(p->windows, p->cap_windows, p->n_windows + 1) < 0)
-		r = oom(ps);
-	if (r < 0) {
-		free(w.minutes);
-		return r;
-	}
-	p->windows[p->n_windows++] = w;
-	return 0;
-}
-
-/* timezone UTC | UTC+HH:MM[:SS] | UTC-HH:MM[:SS] | Area/Place */
-static int stmt_timezone(struct parser *ps)
-{
-	struct policy *p = ps->p;
-	struct policy_pos pos = ps->tok.pos;
-	next(ps);
-	if (ps->tok.kind != TOK_WORD)
-		return expected(ps, "a time zone: UTC, UTC+HH:MM or one such as Europe/Paris");
-	if (p->has_zone)
-		return fail(ps, pos, "the time zone is stated twice");
-	char *why = NULL;
-	if (policy_zone_parse(ps->tok.text, &p->time.zone, &why) < 0) {
-		int r = fail(ps, ps->tok.pos, "%s", why ? why : "a time zone");
-		free(why);
-		return r;
-	}
-	p->has_zone = true;
-	next(ps);
-	return expect_end(ps);
-}
-
 /* ---- statements ---- */
 
 static int allow_deny(struct parser *ps, bool *ret)
 {
-	if (at_word(ps, "allow") || at_word(ps, "deny")) {
-		*ret = at_word(ps, "allow");
-		next(ps);
+	if (lang_at_word(ps, "allow") || lang_at_word(ps, "deny")) {
+		*ret = lang_at_word(ps, "allow");
+		lang_next(ps);
 		return 0;
 	}
-	return expected(ps, "allow or deny");
+	return lang_expected(ps, "allow or deny");
 }
 
 static int stmt_default(struct parser *ps)
 {
 	struct policy *p = ps->p;
 	struct policy_pos pos = ps->tok.pos;
-	next(ps);
+	lang_next(ps);
 	bool out;
-	if (at_word(ps, "outbound") || at_word(ps, "inbound"))
-		out = at_word(ps, "outbound");
+	if (lang_at_word(ps, "outbound") || lang_at_word(ps, "inbound"))
+		out = lang_at_word(ps, "outbound");
 	else
-		return expected(ps, "outbound or inbound");
-	next(ps);
+		return lang_expected(ps, "outbound or inbound");
+	lang_next(ps);
 	if ((out && p->has_outbound) || (!out && p->has_inbound))
-		return fail(ps, pos, "the default %s is stated twice",
-		            out ? "outbound" : "inbound");
+		return lang_fail(ps, pos, "the default %s is stated twice",
+		                 out ? "outbound" : "inbound");
 	bool allow;
 	if (allow_deny(ps, &allow) < 0)
 		return ps->status;
-	bool log = at_word(ps, "log");
+	bool log = lang_at_word(ps, "log");
 	if (log)
-		next(ps);
+		lang_next(ps);
 	if (out) {
 		p->has_outbound = true;
 		p->outbound_allow = allow;
@@ -674,7 +341,7 @@ static int stmt_default(struct parser *ps)
 		p->inbound_allow = allow;
 		p->inbound_log = log;
 	}
-	return ps->tok.kind == TOK_END ? 0 : expected(ps, "log or the end of the line");
+	return ps->tok.kind == TOK_END ? 0 : lang_expected(ps, "log or the end of the line");
 }
 
 /* mode audit|enforce */
@@ -682,33 +349,33 @@ static int stmt_mode(struct parser *ps)
 {
 	struct policy *p = ps->p;
 	struct policy_pos pos = ps->tok.pos;
-	next(ps);
-	if (!at_word(ps, "audit") && !at_word(ps, "enforce"))
-		return expected(ps, "audit or enforce");
+	lang_next(ps);
+	if (!lang_at_word(ps, "audit") && !lang_at_word(ps, "enforce"))
+		return lang_expected(ps, "audit or enforce");
 	if (p->has_mode)
-		return fail(ps, pos, "the mode is stated twice");
+		return lang_fail(ps, pos, "the mode is stated twice");
 	p->has_mode = true;
-	p->audit = at_word(ps, "audit");
-	next(ps);
-	return expect_end(ps);
+	p->audit = lang_at_word(ps, "audit");
+	lang_next(ps);
+	return lang_expect_end(ps);
 }
 
 static int stmt_group(struct parser *ps)
 {
 	struct policy *p = ps->p;
 	struct policy_group g = {.pos = ps->tok.pos};
-	next(ps);
-	if (new_name(ps, g.name) < 0 || expect_word_equals(ps) < 0)
+	lang_next(ps);
+	if (lang_new_name(ps, g.name) < 0 || lang_expect_equals(ps) < 0)
 		return ps->status;
 	int r = end_item(ps, &g.side.v, &g.side.n, &g.side.cap, true);
 	while (r == 0 && ps->tok.kind == TOK_COMMA) {
-		next(ps);
+		lang_next(ps);
 		r = end_item(ps, &g.side.v, &g.side.n, &g.side.cap, true);
 	}
 	if (r == 0)
-		r = expect_end(ps);
+		r = lang_expect_end(ps);
 	if (r == 0 && ARRAY_RESERVE(p->groups, p->cap_groups, p->n_groups + 1) < 0)
-		r = oom(ps);
+		r = lang_oom(ps);
 	if (r < 0) {
 		free(g.side.v);
 		return r;
@@ -721,16 +388,16 @@ static int stmt_service(struct parser *ps)
 {
 	struct policy *p = ps->p;
 	struct policy_service s = {.pos = ps->tok.pos};
-	next(ps);
-	int r = new_name(ps, s.name);
+	lang_next(ps);
+	int r = lang_new_name(ps, s.name);
 	if (r == 0)
-		r = expect_word_equals(ps);
+		r = lang_expect_equals(ps);
 	if (r == 0)
 		r = port_list(ps, &s.ports, &s.n_ports, &s.cap_ports);
 	if (r == 0)
-		r = expect_end(ps);
+		r = lang_expect_end(ps);
 	if (r == 0 && ARRAY_RESERVE(p->services, p->cap_services, p->n_services + 1) < 0)
-		r = oom(ps);
+		r = lang_oom(ps);
 	if (r < 0) {
 		free(s.ports);
 		return r;
@@ -776,11 +443,11 @@ static int stmt_rule(struct parser *ps)
 	struct policy_rule rule = {.pos = ps->tok.pos};
 	int r = allow_deny(ps, &rule.allow);
 	if (r == 0)
-		r = expect_word(ps, "from");
+		r = lang_expect_word(ps, "from");
 	if (r == 0)
 		r = side(ps, &rule.from);
 	if (r == 0)
-		r = expect_word(ps, "to");
+		r = lang_expect_word(ps, "to");
 	if (r == 0)
 		r = side(ps, &rule.to);
 	/* Each AEE knows the program and user at its own end only and passes
@@ -789,31 +456,32 @@ static int stmt_rule(struct parser *ps)
 	 * policy that has one is still enforced: the rule matches nothing. */
 	if (r == 0 && !rule.allow && !ps->net->departed_hosts &&
 	    policy_side_qualified(&rule.from) && policy_side_qualified(&rule.to))
-		r = fail(ps, rule.pos,
-		         "a deny that names a program or user at both ends denies nothing: each "
-		         "AEE knows its own end only; name them at one end");
+		r = lang_fail(
+		    ps, rule.pos,
+		    "a deny that names a program or user at both ends denies nothing: each "
+		    "AEE knows its own end only; name them at one end");
 	if (r == 0 && at_port(ps))
 		r = port_list(ps, &rule.ports, &rule.n_ports, &rule.cap_ports);
-	if (r == 0 && at_word(ps, "during")) {
-		next(ps);
-		r = window_list(ps, true, &rule.during);
+	if (r == 0 && lang_at_word(ps, "during")) {
+		lang_next(ps);
+		r = lang_window_list(ps, true, &rule.during);
 	}
-	if (r == 0 && at_word(ps, "log")) {
+	if (r == 0 && lang_at_word(ps, "log")) {
 		rule.log = true;
-		next(ps);
+		lang_next(ps);
 		if (ps->tok.kind != TOK_END)
-			r = expected(ps, "the end of the line");
+			r = lang_expected(ps, "the end of the line");
 	}
 	if (r == 0 && ps->tok.kind != TOK_END)
-		r = expected(ps, rule.during
-		                     ? "\",\", log, or the end of the line"
-		                     : "a service (tcp/PORT, udp/PORT, icmp or a service's "
-		                       "name), \",\", except, during, log, or the end of the "
-		                       "line");
+		r = lang_expected(ps, rule.during
+		                          ? "\",\", log, or the end of the line"
+		                          : "a service (tcp/PORT, udp/PORT, icmp or a service's "
+		                            "name), \",\", except, during, log, or the end of the "
+		                            "line");
 	if (r == 0 && !(rule.text = statement_text(ps, rule.pos)))
-		r = oom(ps);
+		r = lang_oom(ps);
 	if (r == 0 && ARRAY_RESERVE(p->rules, p->cap_rules, p->n_rules + 1) < 0)
-		r = oom(ps);
+		r = lang_oom(ps);
 	if (r < 0) {
 		rule_free(&rule);
 		return r;
@@ -830,10 +498,10 @@ static int flow_end(struct parser *ps, struct policy_end *ret, struct policy_who
 	bool named;
 	if (who_conditions(ps, &who, &named) < 0)
 		return ps->status;
-	if (named && expect_word(ps, "on") < 0)
+	if (named && lang_expect_word(ps, "on") < 0)
 		return ps->status;
 	if (ps->tok.kind != TOK_WORD)
-		return expected(ps, "a host, an address or internet");
+		return lang_expected(ps, "a host, an address or internet");
 	const char *w = ps->tok.text;
 	bool bad_len;
 	*ret = (struct policy_end){0};
@@ -841,30 +509,31 @@ static int flow_end(struct parser *ps, struct policy_end *ret, struct policy_who
 		ret->kind = POLICY_END_INTERNET;
 	} else if (policy_net_host(ps->net, w)) {
 		if (named && !ps->net->departed_hosts && policy_net_host(ps->net, w)->device)
-			return fail(ps, ps->tok.pos,
-			            "\"%s\" is a device: it runs no agent, so no AEE knows its "
-			            "programs or users",
-			            w);
+			return lang_fail(
+			    ps, ps->tok.pos,
+			    "\"%s\" is a device: it runs no agent, so no AEE knows its "
+			    "programs or users",
+			    w);
 		ret->kind = POLICY_END_HOST;
 		snprintf(ret->host, sizeof(ret->host), "%.*s", STORE_NAME_MAX - 1, w);
 	} else if (!named && parse_prefix(w, &ret->addr, &ret->mask, &bad_len) &&
 	           ret->mask == 0xffffffffu) {
 		ret->kind = POLICY_END_PREFIX;
-	} else if (find_group(ps->p, w)) {
-		return fail(ps, ps->tok.pos,
-		            "an expected flow names one host, not the group \"%s\"", w);
+	} else if (lang_find_group(ps->p, w)) {
+		return lang_fail(ps, ps->tok.pos,
+		                 "an expected flow names one host, not the group \"%s\"", w);
 	} else if (named) {
-		return fail(ps, ps->tok.pos, "a program runs on a host: expected one, found \"%s\"",
-		            w);
+		return lang_fail(ps, ps->tok.pos,
+		                 "a program runs on a host: expected one, found \"%s\"", w);
 	} else {
-		return fail(ps, ps->tok.pos,
-		            "expected a host, an address or internet, found \"%s\"", w);
+		return lang_fail(ps, ps->tok.pos,
+		                 "expected a host, an address or internet, found \"%s\"", w);
 	}
 	for (char *f = who.app; f; f = f == who.app ? who.user : NULL)
 		if (!*f)
 			snprintf(f, POLICY_WORD_MAX, "%s", POLICY_WHO_UNNAMED);
 	*ret_who = who;
-	next(ps);
+	lang_next(ps);
 	return 0;
 }
 
@@ -875,32 +544,11 @@ static int flow_port(struct parser *ps, struct policy_port *ret)
 	struct policy_pos pos = ps->tok.pos;
 	int r = port_item(ps, &v, &n, &cap);
 	if (r == 0 && (n != 1 || (v[0].proto != POLICY_PROTO_ICMP && v[0].lo != v[0].hi)))
-		r = fail(ps, pos, "an expected flow names one protocol and port, e.g. tcp/22");
+		r = lang_fail(ps, pos, "an expected flow names one protocol and port, e.g. tcp/22");
 	if (r == 0)
 		*ret = v[0];
 	free(v);
 	return r;
-}
-
-/* at DAY HH:MM */
-static int expect_at(struct parser *ps, int *ret_minute)
-{
-	next(ps);
-	char when[2 * WORD_MAX + 2];
-	struct policy_pos pos = ps->tok.pos;
-	if (ps->tok.kind != TOK_WORD)
-		return expected(ps, "a time DAY HH:MM, e.g. mon 09:30");
-	snprintf(when, sizeof(when), "%s", ps->tok.text);
-	next(ps);
-	if (ps->tok.kind == TOK_WORD) {
-		size_t n = strlen(when);
-		snprintf(when + n, sizeof(when) - n, " %s", ps->tok.text);
-		next(ps);
-	}
-	if (!policy_time_parse(when, ret_minute))
-		return fail(ps, pos, "expected a time DAY HH:MM, e.g. mon 09:30, found \"%s\"",
-		            when);
-	return 0;
 }
 
 /* expect allow|deny FROM [to] TO SERVICE [at DAY HH:MM] */
@@ -908,26 +556,26 @@ static int stmt_expect(struct parser *ps)
 {
 	struct policy *p = ps->p;
 	struct policy_expect e = {.pos = ps->tok.pos};
-	next(ps);
+	lang_next(ps);
 	int r = allow_deny(ps, &e.allow);
 	if (r == 0)
 		r = flow_end(ps, &e.flow.from, &e.flow.from_who);
-	if (r == 0 && at_word(ps, "to"))
-		next(ps);
+	if (r == 0 && lang_at_word(ps, "to"))
+		lang_next(ps);
 	if (r == 0)
 		r = flow_end(ps, &e.flow.to, &e.flow.to_who);
 	if (r == 0)
 		r = flow_port(ps, &e.flow.port);
-	if (r == 0 && at_word(ps, "at")) {
+	if (r == 0 && lang_at_word(ps, "at")) {
 		e.at = true;
-		r = expect_at(ps, &e.flow.minute);
+		r = lang_expect_at(ps, &e.flow.minute);
 	}
 	if (r == 0 && ps->tok.kind != TOK_END)
-		r = expected(ps, "at or the end of the line");
+		r = lang_expected(ps, "at or the end of the line");
 	if (r == 0 && ARRAY_RESERVE(p->expects, p->cap_expects, p->n_expects + 1) < 0)
-		r = oom(ps);
+		r = lang_oom(ps);
 	if (r == 0 && !(e.text = statement_text(ps, e.pos)))
-		r = oom(ps);
+		r = lang_oom(ps);
 	if (r < 0)
 		return r;
 	p->expects[p->n_expects++] = e;
@@ -938,24 +586,24 @@ static int statement(struct parser *ps)
 {
 	if (ps->tok.kind == TOK_END)
 		return 0;
-	if (at_word(ps, "default"))
+	if (lang_at_word(ps, "default"))
 		return stmt_default(ps);
-	if (at_word(ps, "group"))
+	if (lang_at_word(ps, "group"))
 		return stmt_group(ps);
-	if (at_word(ps, "service"))
+	if (lang_at_word(ps, "service"))
 		return stmt_service(ps);
-	if (at_word(ps, "allow") || at_word(ps, "deny"))
+	if (lang_at_word(ps, "allow") || lang_at_word(ps, "deny"))
 		return stmt_rule(ps);
-	if (at_word(ps, "expect"))
+	if (lang_at_word(ps, "expect"))
 		return stmt_expect(ps);
-	if (at_word(ps, "mode"))
+	if (lang_at_word(ps, "mode"))
 		return stmt_mode(ps);
-	if (at_word(ps, "window"))
-		return stmt_window(ps);
-	if (at_word(ps, "timezone"))
-		return stmt_timezone(ps);
-	return expected(ps,
-	                "allow, deny, default, group, service, window, timezone, expect or mode");
+	if (lang_at_word(ps, "window"))
+		return lang_stmt_window(ps);
+	if (lang_at_word(ps, "timezone"))
+		return lang_stmt_timezone(ps);
+	return lang_expected(
+	    ps, "allow, deny, default, group, service, window, timezone, expect or mode");
 }
 
 void policy_free(struct policy *p)
@@ -992,16 +640,16 @@ int policy_parse(const char *text, const char *file, const struct policy_net *ne
 		ps.line_end = nl ? nl : end;
 		ps.at = line;
 		ps.lineno++;
-		next(&ps);
+		lang_next(&ps);
 		if (ps.status == 0)
 			statement(&ps);
 		line = nl ? nl + 1 : end;
 	}
 	if (ps.status == 0 && (!p.has_outbound || !p.has_inbound))
-		fail(&ps, (struct policy_pos){ps.lineno ? ps.lineno : 1, 1},
-		     "the file states no \"default %s allow\" or \"default %s deny\"",
-		     p.has_outbound ? "inbound" : "outbound",
-		     p.has_outbound ? "inbound" : "outbound");
+		lang_fail(&ps, (struct policy_pos){ps.lineno ? ps.lineno : 1, 1},
+		          "the file states no \"default %s allow\" or \"default %s deny\"",
+		          p.has_outbound ? "inbound" : "outbound",
+		          p.has_outbound ? "inbound" : "outbound");
 	if (ps.status < 0) {
 		policy_free(&p);
 		if (ret_error && ps.error)
@@ -1038,11 +686,11 @@ int policy_flow_parse(const char *from, const char *to, const char *service, con
 	ps.line = ps.at = line;
 	ps.line_end = line + strlen(line);
 	ps.lineno = 1;
-	next(&ps);
+	lang_next(&ps);
 	struct policy_flow f = {0};
 	if (flow_end(&ps, &f.from, &f.from_who) == 0 && flow_end(&ps, &f.to, &f.to_who) == 0 &&
 	    flow_port(&ps, &f.port) == 0)
-		expect_end(&ps);
+		lang_expect_end(&ps);
 	if (ps.status < 0) {
 		if (ret_error && ps.error)
 			*ret_error = ps.error;
