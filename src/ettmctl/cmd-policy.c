@@ -85,9 +85,23 @@ static void print_check(json_t *r)
 static void print_show(json_t *r)
 {
 	const char *error = output_str(r, "error");
-	printf("# epoch %lld, enforced on this host: epoch %lld%s%s\n",
-	       (long long)output_num(r, "epoch"), (long long)output_num(r, "enforced_epoch"),
+	printf("# epoch %lld, active %lld, enforced on this host: epoch %lld%s%s\n",
+	       (long long)output_num(r, "epoch"), (long long)output_num(r, "active_epoch"),
+	       (long long)output_num(r, "enforced_epoch"),
 	       strcmp(error, "-") ? "; cannot compile: " : "", strcmp(error, "-") ? error : "");
+	if (output_num(r, "pending_epoch"))
+		printf("# epoch %lld is pending: installed beside epoch %lld, waiting for its "
+		       "acknowledgements\n",
+		       (long long)output_num(r, "pending_epoch"),
+		       (long long)output_num(r, "active_epoch"));
+	json_t *behind = json_object_get(r, "not_acknowledged");
+	if (json_array_size(behind)) {
+		size_t i;
+		json_t *h;
+		printf("# not acknowledged epoch %lld:", (long long)output_num(r, "epoch"));
+		json_array_foreach(behind, i, h) printf(" %s", json_string_value(h));
+		putchar('\n');
+	}
 	const char *text = output_str(r, "text");
 	if (output_num(r, "epoch") == 0)
 		puts("# no policy is applied: every flow passes");

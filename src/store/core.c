@@ -217,30 +217,37 @@ static const struct store_table members_table = {
 
 /* ---- policy (the policy service will take it over) ---- */
 
-/* The policy's text is kept out of the fixed-size row: it may be large. */
+/* A policy's text is kept out of the fixed-size row: it may be large. */
+static void text_encode(struct obuf *b, const char *text)
+{
+	if (!text)
+		text = "";
+	obuf_put_u32(b, (uint32_t)strlen(text));
+	obuf_put_bytes(b, text, strlen(text));
+}
+
+static char *text_decode(struct cursor *c)
+{
+	uint32_t n = cursor_u32(c);
+	const uint8_t *t = n <= STORE_POLICY_MAX ? cursor_bytes(c, n) : NULL;
+	char *text = t && !memchr(t, '\0', n) ? strndup((const char *)t, n) : NULL;
+	if (!text)
+		c->failed = true;
+	return text;
+}
+
 static void policy_encode(struct obuf *b, const void *row)
 {
 	const struct store_policy *p = row;
-	const char *text = p->text ? p->text : "";
 	obuf_put_u64(b, p->epoch);
-	obuf_put_u32(b, (uint32_t)strlen(text));
-	obuf_put_bytes(b, text, strlen(text));
+	text_encode(b, p->text);
 }
 
 static void policy_decode(struct cursor *c, void *row)
 {
 	struct store_policy *p = row;
 	p->epoch = cursor_u64(c);
-	uint32_t n = cursor_u32(c);
-	const uint8_t *t = n <= STORE_POLICY_MAX ? cursor_bytes(c, n) : NULL;
-	if (!t || memchr(t, '\0', n)) {
-		c->failed = true;
-		p->text = NULL;
-		return;
-	}
-	p->text = strndup((const char *)t, n);
-	if (!p->text)
-		c->failed = true;
+	p->text = text_decode(c);
 }
 
 static json_t *policy_json(const void *row)
@@ -272,8 +279,30 @@ static int policy_apply(struct store_state *s, const struct store_cmd *cmd,
 		             (unsigned long long)p->epoch, (unsigned long long)epoch);
 		return 0;
 	}
-	struct store_policy next = {.epoch = epoch + 1, .text = strdup(p->text ? p->text : "")};
-	if (!next.text || store_table_put(s, STORE_POLICY, &next) < 0) {
+	/* The new epoch is pending beside the active one: the one before it,
+	 * or, when it replaces an epoch still pending, the same as before. */
+	const struct store_policy_epochs *e = store_policy_epochs(s);
+	const char *active_text = NULL;
+	uint64_t active = store_policy_active(s, &active_text);
+	/* Its number's two low bits are its stamp in packets: never the
+	 * active epoch's, nor, after an activation, the one it replaced. */
+	uint64_t n = epoch + 1;
+	while ((n & 3) == (active & 3) || (!e->pending && (n & 3) == (e->other & 3)))
+		n++;
+	struct store_policy next = {.epoch = n, .text = strdup(p->text ? p->text : "")};
+	struct store_policy_epochs ne = {
+	    .pending = next.epoch,
+	    .other = active,
+	    .other_text = strdup(active_text ? active_text : ""),
+	    .since_ms = cmd->time_ms,
+	    .activated_ms = e->activated_ms,
+	};
+	if (!next.text || !ne.other_text || store_table_put(s, STORE_POLICY_EPOCHS, &ne) < 0) {
+		free(next.text);
+		free(ne.other_text);
+		return -ENOMEM;
+	}
+	if (store_table_put(s, STORE_POLICY, &next) < 0) {
 		free(next.text);
 		return -ENOMEM;
 	}
@@ -305,6 +334,141 @@ static const struct store_table policy_table = {
     .merge = policy_merge,
     .to_json = policy_json,
     .release = policy_release,
+};
+
+/* ---- the epochs of a change of policy, and who installed which ---- */
+
+static void epochs_encode(struct obuf *b, const void *row)
+{
+	const struct store_policy_epochs *e = row;
+	obuf_put_u64(b, e->pending);
+	obuf_put_u64(b, e->other);
+	text_encode(b, e->other_text);
+	obuf_put_u64(b, e->since_ms);
+	obuf_put_u64(b, e->activated_ms);
+}
+
+static void epochs_decode(struct cursor *c, void *row)
+{
+	struct store_policy_epochs *e = row;
+	e->pending = cursor_u64(c);
+	e->other = cursor_u64(c);
+	e->other_text = text_decode(c);
+	e->since_ms = cursor_u64(c);
+	e->activated_ms = cursor_u64(c);
+}
+
+static json_t *epochs_json(const void *row)
+{
+	const struct store_policy_epochs *e = row;
+	return json_pack("{s:I, s:I, s:s, s:I, s:I}", "pending", (json_int_t)e->pending, "other",
+	                 (json_int_t)e->other, "other_text", e->other_text ? e->other_text : "",
+	                 "since_ms", (json_int_t)e->since_ms, "activated_ms",
+	                 (json_int_t)e->activated_ms);
+}
+
+static void epochs_release(void *row)
+{
+	struct store_policy_epochs *e = row;
+	free(e->other_text);
+	e->other_text = NULL;
+}
+
+/* A put activates the pending epoch it names (the leader's, once every
+ * member acknowledged it or the wait is over); only policy.apply makes an
+ * epoch pending. */
+static int epochs_apply(struct store_state *s, const struct store_cmd *cmd,
+                        struct store_result *res)
+{
+	const struct store_policy_epochs *want =
+	    STORE_CMD_ROW(cmd, const struct store_policy_epochs);
+	const struct store_policy_epochs *e = store_policy_epochs(s);
+	if (cmd->op != STORE_PUT || want->pending == 0) {
+		store_reject(res, "an epoch is made pending by a policy, and only activated here");
+		return 0;
+	}
+	if (e->pending != want->pending) {
+		store_reject(
+		    res, "epoch %llu is not pending (the policy is at epoch %llu, active %llu)",
+		    (unsigned long long)want->pending, (unsigned long long)store_policy(s)->epoch,
+		    (unsigned long long)store_policy_active(s, NULL));
+		return 0;
+	}
+	struct store_policy_epochs ne = *e;
+	ne.pending = 0;
+	ne.activated_ms = cmd->time_ms;
+	ne.other_text = strdup(e->other_text ? e->other_text : "");
+	if (!ne.other_text || store_table_put(s, STORE_POLICY_EPOCHS, &ne) < 0) {
+		free(ne.other_text);
+		return -ENOMEM;
+	}
+	res->value = want->pending;
+	return 0;
+}
+
+static const struct store_table epochs_table = {
+    .id = STORE_POLICY_EPOCHS,
+    .name = "policy_epochs",
+    .version = 6,
+    .row_size = sizeof(struct store_policy_epochs),
+    .single = true,
+    .encode = epochs_encode,
+    .decode = epochs_decode,
+    .apply = epochs_apply,
+    .merge = merge_skip, /* the new cluster's leader activates what is pending */
+    .to_json = epochs_json,
+    .release = epochs_release,
+};
+
+static void ack_encode(struct obuf *b, const void *row)
+{
+	const struct store_policy_ack *a = row;
+	obuf_put_str(b, a->host);
+	obuf_put_u64(b, a->epoch);
+	obuf_put_u64(b, a->time_ms);
+}
+
+static void ack_decode(struct cursor *c, void *row)
+{
+	struct store_policy_ack *a = row;
+	cursor_str(c, a->host, sizeof(a->host));
+	a->epoch = cursor_u64(c);
+	a->time_ms = cursor_u64(c);
+}
+
+static int ack_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct store_policy_ack *)a)->host,
+	              ((const struct store_policy_ack *)b)->host);
+}
+
+static json_t *ack_json(const void *row)
+{
+	const struct store_policy_ack *a = row;
+	return json_pack("{s:s, s:I, s:I}", "host", a->host, "epoch", (json_int_t)a->epoch,
+	                 "time_ms", (json_int_t)a->time_ms);
+}
+
+static int ack_apply(struct store_state *s, const struct store_cmd *cmd, struct store_result *res)
+{
+	if (!STORE_CMD_ROW(cmd, const struct store_policy_ack)->host[0]) {
+		store_reject(res, "an acknowledgement names its host");
+		return 0;
+	}
+	return store_apply_simple(s, cmd, res, "acknowledgement");
+}
+
+static const struct store_table acks_table = {
+    .id = STORE_POLICY_ACKS,
+    .name = "policy_acks",
+    .version = 6,
+    .row_size = sizeof(struct store_policy_ack),
+    .cmp = ack_cmp,
+    .encode = ack_encode,
+    .decode = ack_decode,
+    .apply = ack_apply,
+    .merge = merge_skip, /* each member acknowledges again what it has */
+    .to_json = ack_json,
 };
 
 /* ---- leases (the DHCP service will take them over) ---- */
@@ -455,5 +619,6 @@ static const struct store_table conflicts_table = {
 };
 
 const struct store_table *const store_core_tables[] = {
-    &cluster_table, &members_table, &policy_table, &leases_table, &conflicts_table, NULL,
+    &cluster_table,   &members_table, &policy_table, &leases_table,
+    &conflicts_table, &epochs_table,  &acks_table,   NULL,
 };

@@ -259,6 +259,21 @@ const struct store_policy *store_policy(const struct store_state *s)
 	return store_row(s, STORE_POLICY, 0);
 }
 
+const struct store_policy_epochs *store_policy_epochs(const struct store_state *s)
+{
+	return store_row(s, STORE_POLICY_EPOCHS, 0);
+}
+
+uint64_t store_policy_active(const struct store_state *s, const char **ret_text)
+{
+	const struct store_policy *p = store_policy(s);
+	const struct store_policy_epochs *e = store_policy_epochs(s);
+	uint64_t epoch = e->pending ? e->other : p->epoch;
+	if (ret_text)
+		*ret_text = epoch == 0 ? NULL : e->pending ? e->other_text : p->text;
+	return epoch;
+}
+
 /* ---- apply ---- */
 
 void store_reject(struct store_result *res, const char *fmt, ...)

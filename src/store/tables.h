@@ -25,8 +25,9 @@
 /* Version of the command and snapshot encodings. A replica refuses
  * encodings newer than it knows. */
 /* 2: locations, links; 3: attestations, devices, manager; 4: labels;
- * 5: the TLS key of an admission and an attestation */
-#define STORE_ENCODING_VERSION 5
+ * 5: the TLS key of an admission and an attestation; 6: policy epochs and
+ * acknowledgements */
+#define STORE_ENCODING_VERSION 6
 
 #define STORE_NAME_MAX    32
 #define STORE_ADDR_MAX    64
@@ -42,11 +43,13 @@
 
 /* The store's own tables. The ids are on the wire: never renumber one.
  * Services' ids (3, 4, 6, 7, 10-14 today) are in their own tables.h. */
-#define STORE_CLUSTER   1 /* one row: generation and where it began */
-#define STORE_MEMBERS   2
-#define STORE_POLICY    5 /* one row: the active policy and its epoch */
-#define STORE_LEASES    8
-#define STORE_CONFLICTS 9
+#define STORE_CLUSTER       1 /* one row: generation and where it began */
+#define STORE_MEMBERS       2
+#define STORE_POLICY        5 /* one row: the active policy and its epoch */
+#define STORE_LEASES        8
+#define STORE_CONFLICTS     9
+#define STORE_POLICY_EPOCHS 16 /* one row: the epoch being installed, and the other one */
+#define STORE_POLICY_ACKS   17 /* the newest epoch each member installed */
 
 enum store_op {
 	STORE_PUT = 1,
@@ -80,6 +83,29 @@ struct store_member {
 struct store_policy {
 	uint64_t epoch; /* in a put: the epoch the edit was made on */
 	char *text;
+};
+
+/* A change of policy in two phases (docs/policy.md, "Epochs"). A new
+ * epoch is first *pending*: every AEE installs it beside the *active* one,
+ * by which the AEEs still judge and stamp their guests' packets, and
+ * acknowledges it (struct store_policy_ack); the leader then activates it.
+ * The zero row: no change under way, and no other epoch known. */
+struct store_policy_epochs {
+	uint64_t pending; /* the policy's epoch while pending, else 0; in a put:
+	                     the epoch to activate */
+	/* The other epoch installed: the active one while an epoch is pending;
+	 * after that, the one it replaced (0: no policy), which receivers keep
+	 * a while for the packets stamped with it. */
+	uint64_t other;
+	char *other_text;
+	uint64_t since_ms;     /* when the pending epoch was committed */
+	uint64_t activated_ms; /* when the last one was activated */
+};
+
+struct store_policy_ack {
+	char host[STORE_NAME_MAX]; /* key */
+	uint64_t epoch;            /* the newest epoch it installed */
+	uint64_t time_ms;
 };
 
 /* The DHCP service will take this table over. */
@@ -223,6 +249,10 @@ const char *store_role_name(unsigned role);
  * its next change. A one-row table counts one row. */
 const struct store_cluster *store_cluster(const struct store_state *s);
 const struct store_policy *store_policy(const struct store_state *s);
+const struct store_policy_epochs *store_policy_epochs(const struct store_state *s);
+/* The epoch the AEEs judge their own guests' packets by, and its text
+ * (NULL: no policy). */
+uint64_t store_policy_active(const struct store_state *s, const char **ret_text);
 size_t store_count(const struct store_state *s, unsigned table);
 const void *store_row(const struct store_state *s, unsigned table, size_t i);
 /* Every row of keyed table @table at once, for a loop over all of them:

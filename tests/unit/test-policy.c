@@ -290,6 +290,38 @@ static void test_compile_golden(void **state)
 	free(h3);
 }
 
+/* Two epochs installed at once: each packet from the LAN is judged under
+ * the epoch it is stamped with, the others under the active one; what
+ * leaves for the LAN is stamped with the active one. One epoch alone
+ * renders as policy_ruleset_build() does, with the stamps. */
+static void test_compile_two_epochs(void **state)
+{
+	(void)state;
+	struct policy_net net = lab_net();
+	struct policy p;
+	char *error = NULL;
+	if (policy_parse(example, "t", &net, &p, &error) < 0)
+		fail_msg("%s", error);
+	struct policy_installed in[] = {{.p = &p, .epoch = 5}, {.p = NULL, .epoch = 4}};
+	struct dp_fragment frag = {0};
+	assert_int_equal(policy_ruleset_build_installed(in, 2, &net, &hosts[0], false, "u0", &frag),
+	                 0);
+	char *out = render(&frag);
+	assert_golden("policy-epochs.nft", out);
+	assert_non_null(strstr(out, "iifname \"u0\" ip dscp & 0x03 == 0 accept"));
+	assert_non_null(strstr(out, "goto firewall_e5"));
+	assert_non_null(strstr(out, "ip dscp & 0x3c == 0x2c ip dscp set 0x2d accept"));
+	free(out);
+	struct dp_fragment one = {0};
+	assert_int_equal(policy_ruleset_build_installed(in, 1, &net, &hosts[0], false, "u0", &one),
+	                 0);
+	out = render(&one);
+	assert_null(strstr(out, "firewall_e5"));
+	assert_non_null(strstr(out, "chain firewall_out"));
+	free(out);
+	policy_free(&p);
+}
+
 static void test_compile_sets_do_not_overlap(void **state)
 {
 	(void)state;
@@ -740,6 +772,7 @@ int main(void)
 	    cmocka_unit_test(test_departed_hosts),
 	    cmocka_unit_test(test_judge_and_expects),
 	    cmocka_unit_test(test_compile_golden),
+	    cmocka_unit_test(test_compile_two_epochs),
 	    cmocka_unit_test(test_compile_sets_do_not_overlap),
 	    cmocka_unit_test(test_parse_and_judge_programs_and_users),
 	    cmocka_unit_test(test_compile_programs),

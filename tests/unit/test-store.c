@@ -94,6 +94,22 @@ static struct store_cmd policy(uint64_t epoch, const char *text)
 	return c;
 }
 
+static struct store_cmd activate(uint64_t epoch)
+{
+	struct store_cmd c = put(STORE_POLICY_EPOCHS);
+	STORE_CMD_ROW(&c, struct store_policy_epochs)->pending = epoch;
+	return c;
+}
+
+static struct store_cmd ack(const char *host, uint64_t epoch)
+{
+	struct store_cmd c = put(STORE_POLICY_ACKS);
+	snprintf(STORE_CMD_ROW(&c, struct store_policy_ack)->host,
+	         sizeof(STORE_CMD_ROW(&c, struct store_policy_ack)->host), "%s", host);
+	STORE_CMD_ROW(&c, struct store_policy_ack)->epoch = epoch;
+	return c;
+}
+
 static struct store_cmd admission(const char *host, uint64_t time)
 {
 	struct store_cmd c = put(TRUST_ADMISSIONS);
@@ -275,6 +291,8 @@ static void test_every_table_round_trips(void **state)
 	    device("02:aa:00:00:00:01", "printer", 0x0a4d0201, 5),
 	    device("02:aa:00:00:00:01", "printer", 0, 0),
 	    manager("h2"),
+	    activate(7),
+	    ack("h3", 7),
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		round_trip(&cmds[i]);
@@ -452,6 +470,81 @@ static void test_policy_epochs(void **state)
 	assert_string_equal(store_policy(s)->text, "second");
 	struct store_cmd d = del(STORE_POLICY);
 	assert_rejected(s, &d, "the policy cannot be deleted, only replaced");
+	store_state_free(s);
+}
+
+/* Two phases: a new epoch is pending beside the active one until it is
+ * activated; a newer apply replaces a pending epoch; the epoch it
+ * replaced stays known (for the packets still stamped with it). */
+static void test_policy_two_phases(void **state)
+{
+	(void)state;
+	struct store_state *s = new_state();
+	const char *text = "x";
+	assert_int_equal(store_policy_active(s, &text), 0);
+	assert_null(text);
+	assert_applied(s, (struct store_cmd[1]){policy(0, "first")});
+	const struct store_policy_epochs *e = store_policy_epochs(s);
+	assert_int_equal(e->pending, 1);
+	assert_int_equal(e->other, 0);
+	assert_int_equal(store_policy_active(s, &text), 0);
+	assert_null(text);
+	assert_rejected(s, (struct store_cmd[1]){activate(2)},
+	                "epoch 2 is not pending (the policy is at epoch 1, active 0)");
+	assert_rejected(s, (struct store_cmd[1]){activate(0)},
+	                "an epoch is made pending by a policy, and only activated here");
+	struct store_cmd at = activate(1);
+	at.time_ms = 4242;
+	struct store_result r = apply(s, &at);
+	assert_true(r.applied);
+	assert_int_equal(r.value, 1);
+	e = store_policy_epochs(s);
+	assert_int_equal(e->pending, 0);
+	assert_int_equal(e->activated_ms, 4242);
+	assert_int_equal(store_policy_active(s, &text), 1);
+	assert_string_equal(text, "first");
+	assert_rejected(s, (struct store_cmd[1]){activate(1)},
+	                "epoch 1 is not pending (the policy is at epoch 1, active 1)");
+
+	/* 2 pending beside 1; 3 replaces 2 and is still beside 1. */
+	assert_applied(s, (struct store_cmd[1]){policy(1, "second")});
+	assert_applied(s, (struct store_cmd[1]){policy(2, "third")});
+	e = store_policy_epochs(s);
+	assert_int_equal(e->pending, 3);
+	assert_int_equal(e->other, 1);
+	assert_string_equal(e->other_text, "first");
+	assert_int_equal(store_policy_active(s, &text), 1);
+	assert_string_equal(text, "first");
+	assert_rejected(s, (struct store_cmd[1]){activate(2)},
+	                "epoch 2 is not pending (the policy is at epoch 3, active 1)");
+	assert_applied(s, (struct store_cmd[1]){activate(3)});
+	e = store_policy_epochs(s);
+	assert_int_equal(e->other, 1); /* replaced: still known */
+	assert_int_equal(store_policy_active(s, &text), 3);
+	assert_string_equal(text, "third");
+
+	/* Acknowledgements: one row a host, the newest. */
+	assert_applied(s, (struct store_cmd[1]){ack("h1", 2)});
+	assert_applied(s, (struct store_cmd[1]){ack("h1", 3)});
+	assert_applied(s, (struct store_cmd[1]){ack("h2", 3)});
+	assert_rejected(s, (struct store_cmd[1]){ack("", 3)}, "an acknowledgement names its host");
+	assert_int_equal(store_count(s, STORE_POLICY_ACKS), 2);
+	assert_int_equal(((const struct store_policy_ack *)store_row(s, STORE_POLICY_ACKS, 0))->epoch,
+	                 3);
+
+	/* A snapshot keeps all of it. */
+	uint8_t *snap;
+	size_t len;
+	char *error = NULL;
+	snapshot(s, &snap, &len);
+	struct store_state *c = new_state();
+	assert_int_equal(store_state_restore(c, snap, len, &error), 0);
+	assert_int_equal(store_policy_epochs(c)->other, 1);
+	assert_string_equal(store_policy_epochs(c)->other_text, "first");
+	assert_int_equal(store_policy_active(c, NULL), 3);
+	assert_int_equal(store_count(c, STORE_POLICY_ACKS), 2);
+	free(snap);
+	store_state_free(c);
 	store_state_free(s);
 }
 
@@ -711,8 +804,9 @@ static void test_manager(void **state)
 	assert_applied(e, (struct store_cmd[1]){member(2, "h2", "10.77.0.2:7700")});
 	snapshot(e, &snap, &len);
 	/* attestations, devices: tag, count; manager: tag, "", since;
-	 * labels (encoding 4): tag, count */
-	size_t tail = 5 + 5 + 1 + 2 + 8 + 5;
+	 * labels (encoding 4): tag, count; policy epochs (6): tag, four
+	 * numbers and an empty text; acknowledgements (6): tag, count */
+	size_t tail = 5 + 5 + 1 + 2 + 8 + 5 + 1 + 8 * 4 + 4 + 5;
 	snap[4] = 2;
 	assert_int_equal(store_state_restore(c, snap, len - tail, &error), 0);
 	assert_int_equal(store_count(c, DEVICES_DEVICES), 0);
@@ -890,7 +984,7 @@ static void test_registry_refuses_collisions(void **state)
 	} cases[] = {
 	    {&same_name, -EEXIST, "table name devices is taken by table 13"},
 	    {&too_big, -EINVAL, "table big: a row of 513 bytes exceeds 512"},
-	    {&newer, -EINVAL, "table newer: unknown encoding version 6"},
+	    {&newer, -EINVAL, "table newer: unknown encoding version 7"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *error = NULL;
@@ -987,6 +1081,7 @@ int main(void)
 	    cmocka_unit_test(test_admissions),
 	    cmocka_unit_test(test_trusted),
 	    cmocka_unit_test(test_policy_epochs),
+	    cmocka_unit_test(test_policy_two_phases),
 	    cmocka_unit_test(test_nat_blocks),
 	    cmocka_unit_test(test_nat_mappings),
 	    cmocka_unit_test(test_leases),

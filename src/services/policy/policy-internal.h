@@ -44,6 +44,60 @@ struct net_view {
 int policy_view_build(const struct svc_env *env, struct net_view *v);
 void policy_view_free(struct net_view *v);
 
+/* ---- the two phases of a change (epochs.c) ---- */
+
+/* After an activation, the epoch it replaced stays installed this long,
+ * for the packets still stamped with it: far longer than a packet lives
+ * inside the LAN. */
+#define POLICY_RETIRE_MS 2000
+/* The leader activates a pending epoch once every member it reaches has
+ * acknowledged it, or this long after it was committed. */
+#define POLICY_ACK_TIMEOUT_MS 2000
+
+struct store;
+struct store_state;
+
+/* An epoch and its policy's text (NULL: no policy). */
+struct policy_epoch_text {
+	uint64_t epoch;
+	const char *text;
+};
+
+/* One agent's part: what it saw active, the epoch retired by the last
+ * activation and until when it stays, and the commands under way. */
+struct policy_epochs {
+	bool seen;
+	uint64_t active, retired, retired_until_ms;
+	char *retired_text;
+	uint64_t acking, activating;
+};
+
+/* The epochs to install now into @v, the active one first; their stamps
+ * are distinct. Notes an activation (the epoch it replaced is retired at
+ * @now_ms + POLICY_RETIRE_MS). The texts are valid until the store or
+ * @pe changes. */
+size_t policy_epochs_installed(struct policy_epochs *pe, const struct store_state *st,
+                               uint64_t now_ms, struct policy_epoch_text v[POLICY_INSTALLED_MAX]);
+/* Whether the retired epoch's time is over: then policy_epochs_retired()
+ * and install again. */
+bool policy_epochs_retiring(const struct policy_epochs *pe, uint64_t now_ms);
+void policy_epochs_retired(struct policy_epochs *pe);
+void policy_epochs_free(struct policy_epochs *pe);
+
+/* Acknowledges through the store that @host installed @epoch (once). */
+void policy_epochs_ack(struct policy_epochs *pe, struct store *store, const char *host,
+                       uint64_t epoch);
+
+/* As the leader: activates the pending epoch once every member it reaches
+ * has acknowledged it, or POLICY_ACK_TIMEOUT_MS after its commit, naming
+ * in the log the members that had not. */
+void policy_epochs_lead(struct policy_epochs *pe, struct store *store);
+
+/* {active_epoch, pending_epoch, pending_since_ms, activated_ms,
+ * acknowledged: {member: epoch}, not_acknowledged: [members behind the
+ * newest epoch]}. */
+json_t *policy_epochs_json(const struct store_state *st);
+
 /* The queues of the flows the agent judges: the guest's own, and those
  * that reach it. */
 enum { POLICY_QUEUE_OUT = 0, POLICY_QUEUE_IN = 1 };

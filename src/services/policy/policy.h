@@ -347,5 +347,36 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
 int policy_ruleset_build_devices(const struct policy *p, uint64_t epoch, int minute,
                                  const struct policy_net *net, struct dp_fragment *out);
 
+/* The stamp of @epoch in a packet inside the LAN: the two low bits of its
+ * DSCP (docs/policy.md, "Epochs"). */
+static inline unsigned policy_epoch_stamp(uint64_t epoch)
+{
+	return (unsigned)(epoch & 3);
+}
+
+/* An epoch a host has installed: its policy (NULL: no policy, everything
+ * passes), and the minute of the week its windows are judged at. */
+struct policy_installed {
+	const struct policy *p;
+	uint64_t epoch;
+	int minute;
+};
+
+/* The epochs installed at once: the active one, one pending, and the one
+ * the active one replaced (for the packets still stamped with it). */
+#define POLICY_INSTALLED_MAX 3
+
+/* Renders the @n epochs @in (the active one first, with stamps distinct)
+ * for @self's AEE into @out: each packet of the guest's flows (and with
+ * @devices, of the devices', on their manager) is judged under the epoch
+ * it carries when it comes from the LAN (@uplink) stamped with an
+ * installed one, else under the active epoch; and every packet that
+ * leaves by @uplink for the LAN is stamped with the active epoch. With
+ * one epoch, its chains are policy_ruleset_build()'s and
+ * policy_ruleset_build_devices()'s. Returns 0 or a negative errno. */
+int policy_ruleset_build_installed(const struct policy_installed *in, size_t n,
+                                   const struct policy_net *net, const struct policy_host *self,
+                                   bool devices, const char *uplink, struct dp_fragment *out);
+
 struct service;
 extern const struct service policy_service;

@@ -30,6 +30,8 @@
 #define POLICY_CHAIN_IN  "firewall_in"
 /* The devices' ends, on their manager (policy_ruleset_build_devices()). */
 #define POLICY_CHAIN_DEVICES "firewall_devices"
+/* Stamps the packets that leave for the LAN with the active epoch. */
+#define POLICY_CHAIN_STAMP "firewall_stamp"
 
 uint32_t policy_epoch_mark(uint64_t epoch, unsigned slot)
 {
@@ -474,46 +476,63 @@ static int emit_end(const struct policy *p, uint64_t epoch, int minute,
 	return out->status;
 }
 
-int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
-                         const struct policy_net *net, const struct policy_host *self,
-                         struct dp_fragment *out)
+/* @p's chains for @self's guest under @epoch: @name (a base chain of the
+ * forward hook when @hooked, else one the dispatch jumps to), and its two
+ * ends, @name_out and @name_in. */
+static int render_host(const struct policy *p, uint64_t epoch, int minute,
+                       const struct policy_net *net, const struct policy_host *self,
+                       const char *name, bool hooked, struct dp_fragment *out)
 {
-	char guest[INET_ADDRSTRLEN];
+	char guest[INET_ADDRSTRLEN], names[2][DP_NAME_MAX];
 	inet_ntop(AF_INET, &self->guest_addr, guest, sizeof(guest));
 	uint32_t mark = policy_epoch_mark(epoch, policy_time_slot(&p->time, minute));
 	struct dp_chain *base, *chains[2];
-	dp_fragment_chain(out, POLICY_CHAIN, NULL, "forward", "-10", "accept", &base);
-	dp_fragment_chain(out, POLICY_CHAIN_OUT, NULL, NULL, NULL, NULL, &chains[0]);
-	dp_fragment_chain(out, POLICY_CHAIN_IN, NULL, NULL, NULL, NULL, &chains[1]);
+	dp_fragment_chain(out, name, NULL, hooked ? "forward" : NULL, hooked ? "-10" : NULL,
+	                  hooked ? "accept" : NULL, &base);
+	for (int dir = 0; dir < 2; dir++) {
+		snprintf(names[dir], sizeof(names[dir]), "%s_%s", name, dir == 0 ? "out" : "in");
+		dp_fragment_chain(out, names[dir], NULL, NULL, NULL, NULL, &chains[dir]);
+	}
 	if (out->status)
 		return out->status;
 	dp_fragment_chain_rule(out, base, "ct mark 0x%08x accept", mark);
 	if (policy_needs_agent(p, net, self, true) || policy_needs_agent(p, net, self, false))
 		dp_fragment_chain_rule(out, base, "meta mark 0x%08x ct mark set 0x%08x accept",
 		                       POLICY_AGENT_MARK, mark);
-	dp_fragment_chain_rule(out, base, "ct original ip saddr %s jump " POLICY_CHAIN_OUT, guest);
-	dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump " POLICY_CHAIN_IN, guest);
+	dp_fragment_chain_rule(out, base, "ct original ip saddr %s jump %s", guest, names[0]);
+	dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump %s", guest, names[1]);
 	char verdict[48];
 	snprintf(verdict, sizeof(verdict), "ct mark set 0x%08x accept", mark);
 	return emit_end(p, epoch, minute, net, self, chains, verdict, out);
 }
 
-int policy_ruleset_build_devices(const struct policy *p, uint64_t epoch, int minute,
-                                 const struct policy_net *net, struct dp_fragment *out)
+int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
+                         const struct policy_net *net, const struct policy_host *self,
+                         struct dp_fragment *out)
+{
+	return render_host(p, epoch, minute, net, self, POLICY_CHAIN, true, out);
+}
+
+/* The devices' ends under @epoch: @name (hooked as policy_ruleset_build_devices()
+ * says, or not), and each device's two chains, named after @ends. */
+static int render_devices(const struct policy *p, uint64_t epoch, int minute,
+                          const struct policy_net *net, const char *name, const char *ends,
+                          bool hooked, struct dp_fragment *out)
 {
 	struct dp_chain *base = NULL;
 	for (size_t i = 0; i < net->n_hosts && out->status == 0; i++) {
 		const struct policy_host *d = &net->hosts[i];
 		if (!d->device || !d->guest_addr)
 			continue; /* its address not learned yet: it sends nothing here */
-		if (!base && dp_fragment_chain(out, POLICY_CHAIN_DEVICES, NULL, "forward", "-9",
-		                               "accept", &base) < 0)
+		if (!base &&
+		    dp_fragment_chain(out, name, NULL, hooked ? "forward" : NULL,
+		                      hooked ? "-9" : NULL, hooked ? "accept" : NULL, &base) < 0)
 			break;
 		char addr[INET_ADDRSTRLEN], names[2][DP_NAME_MAX];
 		inet_ntop(AF_INET, &d->guest_addr, addr, sizeof(addr));
 		struct dp_chain *chains[2];
 		for (int dir = 0; dir < 2; dir++) {
-			snprintf(names[dir], sizeof(names[dir]), "firewall_d%u_%s", (unsigned)i,
+			snprintf(names[dir], sizeof(names[dir]), "%s_d%u_%s", ends, (unsigned)i,
 			         dir == 0 ? "out" : "in");
 			dp_fragment_chain(out, names[dir], NULL, NULL, NULL, NULL, &chains[dir]);
 		}
@@ -524,6 +543,108 @@ int policy_ruleset_build_devices(const struct policy *p, uint64_t epoch, int min
 		dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump %s", addr, names[1]);
 		if (emit_end(p, epoch, minute, net, d, chains, "return", out) < 0)
 			break;
+	}
+	return out->status;
+}
+
+int policy_ruleset_build_devices(const struct policy *p, uint64_t epoch, int minute,
+                                 const struct policy_net *net, struct dp_fragment *out)
+{
+	return render_devices(p, epoch, minute, net, POLICY_CHAIN_DEVICES, POLICY_CHAIN, true, out);
+}
+
+static bool has_devices(const struct policy_net *net)
+{
+	for (size_t i = 0; i < net->n_hosts; i++)
+		if (net->hosts[i].device && net->hosts[i].guest_addr)
+			return true;
+	return false;
+}
+
+/* The base chain @name (at @priority) that judges each packet under its
+ * epoch: one that came from the LAN stamped with a stamp of an installed
+ * epoch but the active one goes to that epoch's chain (or passes: no
+ * policy), every other one to the active epoch's. */
+static int render_dispatch(const struct policy_installed *in, size_t n, const char *uplink,
+                           const char *name, const char *priority, struct dp_fragment *out)
+{
+	struct dp_chain *base;
+	char chain[DP_NAME_MAX];
+	if (dp_fragment_chain(out, name, NULL, "forward", priority, "accept", &base) < 0)
+		return out->status;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(chain, sizeof(chain), "%s_e%llu", name, (unsigned long long)in[i].epoch);
+		char verdict[DP_NAME_MAX + 8];
+		snprintf(verdict, sizeof(verdict), in[i].p ? "goto %s" : "accept", chain);
+		if (i == 0)
+			continue;
+		dp_fragment_chain_rule(out, base, "iifname \"%s\" ip dscp & 0x03 == %u %s", uplink,
+		                       policy_epoch_stamp(in[i].epoch), verdict);
+	}
+	if (in[0].p) {
+		snprintf(chain, sizeof(chain), "%s_e%llu", name, (unsigned long long)in[0].epoch);
+		dp_fragment_chain_rule(out, base, "goto %s", chain);
+	}
+	return out->status;
+}
+
+/* Stamps what leaves for the LAN with the active epoch, in the two low
+ * bits of the DSCP (the other four kept): nftables cannot change part of a
+ * field with the checksum mended, so one rule by the value of the four. */
+static int render_stamp(uint64_t active, const struct policy_net *net, const char *uplink,
+                        struct dp_fragment *out)
+{
+	struct dp_chain *c;
+	char lan[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &net->lan_addr, lan, sizeof(lan));
+	if (dp_fragment_chain(out, POLICY_CHAIN_STAMP, NULL, "forward", "50", "accept", &c) < 0)
+		return out->status;
+	dp_fragment_chain_rule(out, c, "oifname != \"%s\" accept", uplink);
+	dp_fragment_chain_rule(out, c, "ip daddr != %s/%u accept", lan, prefix_len(net->lan_mask));
+	for (unsigned high = 0; high < 64; high += 4)
+		dp_fragment_chain_rule(out, c, "ip dscp & 0x3c == 0x%02x ip dscp set 0x%02x accept",
+		                       high, high | policy_epoch_stamp(active));
+	return out->status;
+}
+
+int policy_ruleset_build_installed(const struct policy_installed *in, size_t n,
+                                   const struct policy_net *net, const struct policy_host *self,
+                                   bool devices, const char *uplink, struct dp_fragment *out)
+{
+	if (n == 0)
+		return 0;
+	if (render_stamp(in[0].epoch, net, uplink, out) < 0)
+		return out->status;
+	devices = devices && has_devices(net);
+	if (n == 1) {
+		/* Nothing else installed: the chains judge under the active
+		 * epoch alone. */
+		if (!in[0].p)
+			return out->status;
+		if (policy_ruleset_build(in[0].p, in[0].epoch, in[0].minute, net, self, out) < 0)
+			return out->status;
+		if (devices)
+			policy_ruleset_build_devices(in[0].p, in[0].epoch, in[0].minute, net, out);
+		return out->status;
+	}
+	render_dispatch(in, n, uplink, POLICY_CHAIN, "-10", out);
+	if (devices)
+		render_dispatch(in, n, uplink, POLICY_CHAIN_DEVICES, "-9", out);
+	for (size_t i = 0; i < n && out->status == 0; i++) {
+		if (!in[i].p)
+			continue;
+		char name[DP_NAME_MAX], ends[DP_NAME_MAX];
+		snprintf(name, sizeof(name), POLICY_CHAIN "_e%llu",
+		         (unsigned long long)in[i].epoch);
+		if (render_host(in[i].p, in[i].epoch, in[i].minute, net, self, name, false, out) <
+		    0)
+			break;
+		snprintf(ends, sizeof(ends), "%s", name);
+		snprintf(name, sizeof(name), POLICY_CHAIN_DEVICES "_e%llu",
+		         (unsigned long long)in[i].epoch);
+		if (devices)
+			render_devices(in[i].p, in[i].epoch, in[i].minute, net, name, ends, false,
+			               out);
 	}
 	return out->status;
 }

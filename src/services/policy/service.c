@@ -40,9 +40,12 @@
  * (CTL_LINE_MAX), so twice this must fit in it. */
 #define POLICY_TEXT_MAX 32000
 
+/* The tables the service follows. */
+#define N_SUBS 7
+
 struct policy_svc {
 	struct svc_env *env;
-	struct store_subscription *subs[5];
+	struct store_subscription *subs[N_SUBS];
 	/* The epoch the last fragment rendered, the one the kernel enforces
 	 * (rendered, applied, and its flows steered to the agent), and why the
 	 * store's policy could not be compiled, if it could not. */
@@ -60,6 +63,10 @@ struct policy_svc {
 	/* Judges the flows whose programs or users the rules ask for. */
 	struct policy_agent *agent;
 	char *agent_error;
+	/* The epochs installed beside the active one, and the newest one
+	 * the kernel has (acknowledged through the store). */
+	struct policy_epochs epochs;
+	uint64_t built_newest, installed_epoch;
 };
 
 /* ---- the network as this replica knows it ---- */
@@ -135,48 +142,71 @@ void policy_view_free(struct net_view *v)
 
 static int build(void *userdata, const struct dp_config *cfg, struct dp_fragment *out)
 {
-	(void)cfg;
 	struct policy_svc *ps = userdata;
-	const struct store_policy *sp = store_policy(store_state(ps->env->store));
-	if (!sp || sp->epoch == 0 || !sp->text)
+	const struct store_state *st = store_state(ps->env->store);
+	struct policy_epoch_text texts[POLICY_INSTALLED_MAX];
+	size_t n = policy_epochs_installed(&ps->epochs, st, uv_now(ps->env->loop), texts);
+	if (store_policy(st)->epoch == 0)
 		return 0; /* no policy applied yet: nothing is filtered */
 	struct net_view v;
-	struct policy p;
+	struct policy p[POLICY_INSTALLED_MAX];
+	struct policy_installed in[POLICY_INSTALLED_MAX];
+	size_t parsed = 0;
 	char *error = NULL;
 	int r = policy_view_build(ps->env, &v);
 	v.net.departed_hosts = true;
-	if (r == 0)
-		r = policy_parse(sp->text, "policy", &v.net, &p, &error);
+	uint64_t failed = 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		in[i] = (struct policy_installed){.epoch = texts[i].epoch};
+		if (!texts[i].text)
+			continue;
+		r = policy_parse(texts[i].text, "policy", &v.net, &p[parsed], &error);
+		if (r < 0) {
+			failed = texts[i].epoch;
+			break;
+		}
+		in[i].p = &p[parsed++];
+		in[i].minute = policy_time_minute(&in[i].p->time, ps->now);
+	}
 	if (r == 0) {
 		const struct policy_host *self = policy_net_host(&v.net, ps->env->host->name);
-		int minute = policy_time_minute(&p.time, ps->now);
-		const struct devices_manager *m = devices_manager(store_state(ps->env->store));
-		r = policy_ruleset_build(&p, sp->epoch, minute, &v.net, self, out);
-		if (r == 0 && m && strcmp(m->host, ps->env->host->name) == 0)
-			r = policy_ruleset_build_devices(&p, sp->epoch, minute, &v.net, out);
-		ps->clock = p.time;
-		ps->built_slot = policy_time_slot(&p.time, minute);
-		policy_free(&p);
+		const struct devices_manager *m = devices_manager(st);
+		bool manager = m && strcmp(m->host, ps->env->host->name) == 0;
+		r = policy_ruleset_build_installed(in, n, &v.net, self, manager, cfg->uplink_if,
+		                                   out);
+		/* The clock of the active epoch's windows (or of the one
+		 * pending, while no policy is active). */
+		ps->clock.timed = false;
+		for (size_t i = 0; i < n; i++)
+			if (in[i].p) {
+				ps->clock = in[i].p->time;
+				ps->built_slot = policy_time_slot(&ps->clock, in[i].minute);
+				break;
+			}
 	}
+	for (size_t i = 0; i < parsed; i++)
+		policy_free(&p[i]);
 	policy_view_free(&v);
 	free(ps->error);
 	ps->error = error;
 	if (error) {
 		log_error("policy: epoch %llu cannot be compiled here: %s",
-		          (unsigned long long)sp->epoch, error);
-		dp_fragment_fail(out, r, "epoch %llu: %s", (unsigned long long)sp->epoch, error);
+		          (unsigned long long)failed, error);
+		dp_fragment_fail(out, r, "epoch %llu: %s", (unsigned long long)failed, error);
 	}
-	if (r == 0)
-		ps->built_epoch = sp->epoch;
+	if (r == 0) {
+		ps->built_epoch = texts[0].epoch;
+		ps->built_newest = store_policy(st)->epoch;
+	}
 	return r;
 }
 
 /* The agent and the table in the order policy_agent_update() gives. */
 static void follow(struct policy_svc *ps)
 {
-	const struct store_policy *sp = store_policy(store_state(ps->env->store));
-	const char *text = sp && sp->epoch ? sp->text : NULL;
-	uint64_t epoch = sp ? sp->epoch : 0;
+	/* The agent judges the guest's flows under the active epoch. */
+	const char *text = NULL;
+	uint64_t epoch = store_policy_active(store_state(ps->env->store), &text);
 	char *error = NULL;
 	ps->now = time(NULL);
 	if (!text)
@@ -198,11 +228,27 @@ static void follow(struct policy_svc *ps)
 		ps->enforced_epoch = ps->built_epoch;
 		log_info("policy: epoch %llu enforced", (unsigned long long)ps->enforced_epoch);
 	}
+	if (applied == 0 && !ps->error && ps->built_newest != ps->installed_epoch) {
+		ps->installed_epoch = ps->built_newest;
+		if (ps->installed_epoch != ps->enforced_epoch)
+			log_info("policy: epoch %llu installed beside epoch %llu",
+			         (unsigned long long)ps->installed_epoch,
+			         (unsigned long long)ps->enforced_epoch);
+	}
+	if (ps->installed_epoch)
+		policy_epochs_ack(&ps->epochs, ps->env->store, ps->env->host->name,
+		                  ps->installed_epoch);
 }
 
 static void on_tick(uv_timer_t *t)
 {
 	struct policy_svc *ps = t->data;
+	policy_epochs_lead(&ps->epochs, ps->env->store);
+	if (policy_epochs_retiring(&ps->epochs, uv_now(ps->env->loop))) {
+		policy_epochs_retired(&ps->epochs);
+		follow(ps);
+		return;
+	}
 	if (!ps->clock.timed)
 		return;
 	int minute = policy_time_minute(&ps->clock, time(NULL));
@@ -231,8 +277,13 @@ static void store_changed(void *userdata, const struct store_cmd *cmd,
 	/* Followers learn that an entry is committed from the leader's next
 	 * message: the leader sends one at once (a barrier) for a new epoch,
 	 * not at its next heartbeat, so every host enforces it sooner. */
-	if (cmd->table == STORE_POLICY && res->applied && store_is_leader(ps->env->store))
+	if ((cmd->table == STORE_POLICY || cmd->table == STORE_POLICY_EPOCHS) && res->applied &&
+	    store_is_leader(ps->env->store))
 		store_barrier(ps->env->store, flushed, NULL);
+	if (cmd->table == STORE_POLICY_ACKS) {
+		policy_epochs_lead(&ps->epochs, ps->env->store);
+		return;
+	}
 	follow(ps);
 }
 
@@ -442,9 +493,14 @@ static int handle_show(void *self, struct ctl_client *client, const struct ctl_r
 	(void)client, (void)req, (void)ret_error;
 	struct policy_svc *ps = self;
 	const struct store_policy *sp = store_policy(store_state(ps->env->store));
-	*ret_result = json_pack("{s:I, s:s, s:I, s:s?}", "epoch", (json_int_t)sp->epoch, "text",
-	                        sp->text ? sp->text : "", "enforced_epoch",
-	                        (json_int_t)ps->enforced_epoch, "error", ps->error);
+	json_t *r = policy_epochs_json(store_state(ps->env->store));
+	if (r)
+		json_object_update_missing_new(
+		    r, json_pack("{s:I, s:s, s:I, s:I, s:s?}", "epoch", (json_int_t)sp->epoch,
+		                 "text", sp->text ? sp->text : "", "enforced_epoch",
+		                 (json_int_t)ps->enforced_epoch, "installed_epoch",
+		                 (json_int_t)ps->installed_epoch, "error", ps->error));
+	*ret_result = r;
 	return *ret_result ? 0 : -ENOMEM;
 }
 
@@ -710,22 +766,23 @@ static int open_policy(struct svc_env *env, const void *options, void **ret_self
 	if (!ps)
 		return -ENOMEM;
 	ps->env = env;
-	static const unsigned tables[] = {STORE_POLICY, STORE_MEMBERS, SWITCH_LOCATIONS,
-	                                  DEVICES_DEVICES, DEVICES_MANAGER};
+	static const unsigned tables[] = {STORE_POLICY,   STORE_POLICY_EPOCHS, STORE_POLICY_ACKS,
+	                                  STORE_MEMBERS,  SWITCH_LOCATIONS,    DEVICES_DEVICES,
+	                                  DEVICES_MANAGER};
 	int r = 0;
-	for (size_t i = 0; r == 0 && i < 5; i++)
+	for (size_t i = 0; r == 0 && i < N_SUBS; i++)
 		r = store_subscribe(env->store, tables[i], store_changed, ps, &ps->subs[i]);
 	if (r == 0)
 		r = dp_set_source(env->dp, policy_service.name, build, ps);
 	if (r < 0) {
-		for (size_t i = 0; i < 5; i++)
+		for (size_t i = 0; i < N_SUBS; i++)
 			store_unsubscribe(env->store, ps->subs[i]);
 		free(ps);
 		return r;
 	}
 	uv_timer_init(env->loop, &ps->tick);
 	ps->tick.data = ps;
-	uv_timer_start(&ps->tick, on_tick, 1000, 1000);
+	uv_timer_start(&ps->tick, on_tick, 100, 100);
 	*ret_self = ps;
 	follow(ps);
 	return 0;
@@ -739,6 +796,7 @@ static void tick_closed(uv_handle_t *h)
 	void *arg = ps->done_arg;
 	free(ps->error);
 	free(ps->agent_error);
+	policy_epochs_free(&ps->epochs);
 	free(ps);
 	policy_agent_close(agent, done, arg);
 }
@@ -746,7 +804,7 @@ static void tick_closed(uv_handle_t *h)
 static void close_policy(void *self, void (*done)(void *arg), void *arg)
 {
 	struct policy_svc *ps = self;
-	for (size_t i = 0; i < 5; i++)
+	for (size_t i = 0; i < N_SUBS; i++)
 		store_unsubscribe(ps->env->store, ps->subs[i]);
 	dp_remove_source(ps->env->dp, policy_service.name);
 	ps->done = done;
@@ -759,10 +817,11 @@ static json_t *status(void *self)
 	struct policy_svc *ps = self;
 	char when[16];
 	policy_time_format(policy_time_minute(&ps->clock, ps->now), when);
-	return json_pack("{s:I, s:I, s:s?, s:o?, s:s?, s:s?}", "epoch",
+	return json_pack("{s:I, s:I, s:I, s:s?, s:o?, s:s?, s:s?}", "epoch",
 	                 (json_int_t)store_policy(store_state(ps->env->store))->epoch,
-	                 "enforced_epoch", (json_int_t)ps->enforced_epoch, "error", ps->error,
-	                 "agent", policy_agent_status(ps->agent), "agent_error", ps->agent_error,
+	                 "enforced_epoch", (json_int_t)ps->enforced_epoch, "installed_epoch",
+	                 (json_int_t)ps->installed_epoch, "error", ps->error, "agent",
+	                 policy_agent_status(ps->agent), "agent_error", ps->agent_error,
 	                 "judged_as_at", ps->clock.timed ? when : NULL);
 }
 

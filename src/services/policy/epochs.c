@@ -1,0 +1,171 @@
+/* The two phases of a change of policy on one agent (policy-internal.h,
+ * docs/policy.md "Epochs"): which epochs it installs, its
+ * acknowledgement, and, on the leader, the activation. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "policy-internal.h"
+#include "store/store.h"
+
+/* Stamps of the epochs in @v, one each: a later one whose stamp is taken
+ * is left out. */
+static size_t add(struct policy_epoch_text *v, size_t n, uint64_t epoch, const char *text)
+{
+	for (size_t i = 0; i < n; i++)
+		if (policy_epoch_stamp(v[i].epoch) == policy_epoch_stamp(epoch))
+			return n;
+	v[n] = (struct policy_epoch_text){epoch, text};
+	return n + 1;
+}
+
+size_t policy_epochs_installed(struct policy_epochs *pe, const struct store_state *st,
+                               uint64_t now_ms, struct policy_epoch_text v[POLICY_INSTALLED_MAX])
+{
+	const struct store_policy *sp = store_policy(st);
+	const struct store_policy_epochs *e = store_policy_epochs(st);
+	const char *text;
+	uint64_t active = store_policy_active(st, &text);
+	if (active != pe->active && pe->seen) {
+		/* Activated: the epoch it replaced stays for what is still
+		 * stamped with it. Its text is the row's other one, unless this
+		 * agent missed a step. */
+		free(pe->retired_text);
+		pe->retired_text = NULL;
+		pe->retired_until_ms = 0;
+		if (!e->pending && e->other == pe->active) {
+			pe->retired = e->other;
+			pe->retired_text =
+			    e->other_text && e->other != 0 ? strdup(e->other_text) : NULL;
+			if (pe->retired_text || e->other == 0)
+				pe->retired_until_ms = now_ms + POLICY_RETIRE_MS;
+		}
+	}
+	pe->active = active;
+	pe->seen = true;
+	size_t n = add(v, 0, active, text);
+	if (e->pending)
+		n = add(v, n, sp->epoch, sp->text);
+	if (now_ms < pe->retired_until_ms)
+		n = add(v, n, pe->retired, pe->retired_text);
+	return n;
+}
+
+bool policy_epochs_retiring(const struct policy_epochs *pe, uint64_t now_ms)
+{
+	return pe->retired_until_ms && now_ms >= pe->retired_until_ms;
+}
+
+void policy_epochs_retired(struct policy_epochs *pe)
+{
+	free(pe->retired_text);
+	pe->retired_text = NULL;
+	pe->retired_until_ms = 0;
+}
+
+void policy_epochs_free(struct policy_epochs *pe)
+{
+	free(pe->retired_text);
+	memset(pe, 0, sizeof(*pe));
+}
+
+static void acked(void *userdata, int status, const struct store_result *res, const char *error)
+{
+	struct policy_epochs *pe = userdata;
+	if (status < 0 || !res->applied)
+		log_debug("policy: acknowledgement not committed: %s",
+		          status < 0 ? (error ? error : "failed") : res->reason);
+	pe->acking = 0;
+}
+
+void policy_epochs_ack(struct policy_epochs *pe, struct store *store, const char *host,
+                       uint64_t epoch)
+{
+	struct store_policy_ack key = {0};
+	snprintf(key.host, sizeof(key.host), "%s", host);
+	const struct store_policy_ack *have =
+	    store_table_get(store_state(store), STORE_POLICY_ACKS, &key);
+	if ((have && have->epoch == epoch) || pe->acking == epoch || epoch == 0)
+		return;
+	struct store_cmd cmd = {.table = STORE_POLICY_ACKS, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct store_policy_ack *a = STORE_CMD_ROW(&cmd, struct store_policy_ack);
+	*a = key;
+	a->epoch = epoch;
+	a->time_ms = cmd.time_ms;
+	if (store_propose(store, &cmd, acked, pe) == 0)
+		pe->acking = epoch;
+}
+
+static uint64_t acked_epoch(const struct store_state *st, const char *host)
+{
+	struct store_policy_ack key = {0};
+	snprintf(key.host, sizeof(key.host), "%s", host);
+	const struct store_policy_ack *a = store_table_get(st, STORE_POLICY_ACKS, &key);
+	return a ? a->epoch : 0;
+}
+
+static void activated(void *userdata, int status, const struct store_result *res, const char *error)
+{
+	struct policy_epochs *pe = userdata;
+	if (status < 0 || !res->applied)
+		log_debug("policy: activation not committed: %s",
+		          status < 0 ? (error ? error : "failed") : res->reason);
+	pe->activating = 0;
+}
+
+void policy_epochs_lead(struct policy_epochs *pe, struct store *store)
+{
+	const struct store_state *st = store_state(store);
+	const struct store_policy_epochs *e = store_policy_epochs(st);
+	if (!e->pending || pe->activating == e->pending || !store_is_leader(store))
+		return;
+	/* Waits for the members it reaches; one it does not reach is gone
+	 * or cut off, and does not hold the network back. */
+	char missing[256] = "";
+	size_t waiting = 0, off = 0;
+	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
+		if (acked_epoch(st, m->name) >= e->pending)
+			continue;
+		if (store_member_reachable(store, m->id) == 1)
+			waiting++;
+		if (off < sizeof(missing))
+			off += (size_t)snprintf(missing + off, sizeof(missing) - off, "%s%s",
+			                        off ? ", " : "", m->name);
+	}
+	uint64_t now = wall_ms();
+	bool late = now >= e->since_ms + POLICY_ACK_TIMEOUT_MS;
+	if (waiting && !late)
+		return;
+	if (missing[0])
+		log_warn("policy: epoch %llu activated without %s: %s",
+		         (unsigned long long)e->pending, missing,
+		         waiting ? "no acknowledgement within 2 s" : "not reachable");
+	struct store_cmd cmd = {.table = STORE_POLICY_EPOCHS, .op = STORE_PUT, .time_ms = now};
+	STORE_CMD_ROW(&cmd, struct store_policy_epochs)->pending = e->pending;
+	if (store_propose(store, &cmd, activated, pe) == 0)
+		pe->activating = e->pending;
+}
+
+json_t *policy_epochs_json(const struct store_state *st)
+{
+	const struct store_policy *sp = store_policy(st);
+	const struct store_policy_epochs *e = store_policy_epochs(st);
+	uint64_t active = store_policy_active(st, NULL);
+	json_t *acks = json_object(), *behind = json_array();
+	for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
+		const struct store_member *m = store_row(st, STORE_MEMBERS, i);
+		uint64_t a = acked_epoch(st, m->name);
+		json_object_set_new(acks, m->name, json_integer((json_int_t)a));
+		if (a < sp->epoch)
+			json_array_append_new(behind, json_string(m->name));
+	}
+	return json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "active_epoch", (json_int_t)active,
+	                 "pending_epoch", (json_int_t)e->pending, "pending_since_ms",
+	                 (json_int_t)(e->pending ? e->since_ms : 0), "activated_ms",
+	                 (json_int_t)e->activated_ms, "acknowledged", acks, "not_acknowledged",
+	                 behind);
+}
