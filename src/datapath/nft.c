@@ -69,16 +69,43 @@ static int run(struct dp_nft *nft, const char *cmd, bool json, char **ret_output
 	return 0;
 }
 
+/* The running tables' listing: the inet table's, with the netdev table's
+ * objects added to its array (dp_ruleset_transaction()); NULL when there
+ * is no inet table. */
 static int list_table(struct dp_nft *nft, char **ret_json)
 {
-	char *json = NULL;
+	char *json = NULL, *netdev = NULL;
+	*ret_json = NULL;
 	int r = run(nft, "list table " DP_TABLE_FAMILY " " DP_TABLE_NAME, true, &json, NULL);
-	if (r == -ENOENT) {
-		*ret_json = NULL;
+	if (r == -ENOENT)
 		return 0;
-	}
 	if (r < 0)
 		return r;
+	r = run(nft, "list table netdev " DP_TABLE_NAME, true, &netdev, NULL);
+	if (r == -ENOENT) {
+		*ret_json = json;
+		return 0;
+	}
+	json_t *all = r == 0 ? json_loads(json, 0, NULL) : NULL;
+	json_t *more = r == 0 ? json_loads(netdev, 0, NULL) : NULL;
+	free(netdev);
+	if (r == 0 && (!json_is_array(json_object_get(all, "nftables")) ||
+	               !json_is_array(json_object_get(more, "nftables"))))
+		r = -EINVAL;
+	if (r == 0)
+		json_array_extend(json_object_get(all, "nftables"),
+		                  json_object_get(more, "nftables"));
+	if (r == 0) {
+		free(json);
+		json = json_dumps(all, JSON_COMPACT);
+		r = json ? 0 : -ENOMEM;
+	}
+	json_decref(all);
+	json_decref(more);
+	if (r < 0) {
+		free(json);
+		return r;
+	}
 	*ret_json = json;
 	return 0;
 }

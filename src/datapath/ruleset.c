@@ -257,6 +257,23 @@ static void render_chain(const struct dp_chain *c, FILE *out)
 	fprintf(out, "\t}\n");
 }
 
+/* A netdev chain is rendered only with rules in it. */
+static bool netdev_has(const struct dp_ruleset *rs, const char *name)
+{
+	for (size_t i = 0; i < rs->n_netdev; i++)
+		if (rs->netdev[i].rules.n && strcmp(rs->netdev[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static bool netdev_used(const struct dp_ruleset *rs)
+{
+	for (size_t i = 0; i < rs->n_netdev; i++)
+		if (rs->netdev[i].rules.n)
+			return true;
+	return false;
+}
+
 void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out)
 {
 	fprintf(out, "table %s %s {\n", DP_TABLE_FAMILY, DP_TABLE_NAME);
@@ -268,10 +285,7 @@ void dp_ruleset_render(const struct dp_ruleset *rs, FILE *out)
 	for (size_t i = 0; i < rs->n_chains; i++)
 		render_chain(&rs->chains[i], out);
 	fprintf(out, "}\n");
-	bool any = false;
-	for (size_t i = 0; i < rs->n_netdev; i++)
-		any = any || rs->netdev[i].rules.n > 0;
-	if (!any)
+	if (!netdev_used(rs))
 		return;
 	fprintf(out, "table netdev %s {\n", DP_TABLE_NAME);
 	for (size_t i = 0; i < rs->n_netdev; i++)
@@ -340,8 +354,14 @@ int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json
 	}
 	fprintf(f, "add table %s %s\n", DP_TABLE_FAMILY, DP_TABLE_NAME);
 	fprintf(f, "flush table %s %s\n", DP_TABLE_FAMILY, DP_TABLE_NAME);
-	/* The netdev table holds no state: replaced whole. */
-	fprintf(f, "add table netdev %s\ndelete table netdev %s\n", DP_TABLE_NAME, DP_TABLE_NAME);
+	/* The netdev table holds no state, but it is flushed, not replaced:
+	 * a base chain deleted (its hook unregistered) makes the kernel drop
+	 * every packet queued to a program in the namespace (the policy's
+	 * agent, which would lose the first packets of the flows it judges
+	 * at every change). Deleted whole when nothing is left in it. */
+	bool netdev = netdev_used(rs);
+	fprintf(f, "add table netdev %s\n%s table netdev %s\n", DP_TABLE_NAME,
+	        netdev ? "flush" : "delete", DP_TABLE_NAME);
 
 	/* Chains first: a counter, set or map is referenced by rules, which the
 	 * flush above already removed, so deleting it afterwards is always
@@ -356,10 +376,12 @@ int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json
 			const char *family = json_string_value(json_object_get(obj, "family"));
 			const char *table = json_string_value(json_object_get(obj, "table"));
 			const char *name = json_string_value(json_object_get(obj, "name"));
-			if (!obj || !family || !table || !name)
+			if (!obj || !family || !table || !name || strcmp(table, DP_TABLE_NAME) != 0)
 				continue;
-			if (strcmp(family, DP_TABLE_FAMILY) != 0 ||
-			    strcmp(table, DP_TABLE_NAME) != 0)
+			if (netdev && strcmp(family, "netdev") == 0 &&
+			    strcmp(listed_kinds[k], "chain") == 0 && !netdev_has(rs, name))
+				fprintf(f, "delete chain netdev %s %s\n", DP_TABLE_NAME, name);
+			if (strcmp(family, DP_TABLE_FAMILY) != 0)
 				continue;
 			if (dp_ruleset_has(rs, listed_kinds[k], name))
 				continue;

@@ -55,9 +55,13 @@ bool dp_ruleset_has(const struct dp_ruleset *rs, const char *kind, const char *n
 /* Builds the one nft transaction that turns the running table into @rs:
  * create the table if missing, flush its rules (named counters keep their
  * values, sets and maps their elements), delete the chains, counters, sets
- * and maps @rs no longer has, and declare @rs. A set or map @rs keeps must
- * keep its declaration: the kernel refuses another for an existing name. @current_json is `nft -j
- * list table inet ettm` of the running table, or NULL when there is none. Pure: the kernel applies
- * the result atomically, so no packet ever sees a half-built table. Returns 0, -EINVAL when
- * @current_json does not parse, or -ENOMEM. */
+ * and maps @rs no longer has, and declare @rs; the netdev table the same
+ * way (its chains), or deleted when @rs has nothing in it. A set or map
+ * @rs keeps must keep its declaration: the kernel refuses another for an
+ * existing name. @current_json is `nft -j list table inet ettm` of the
+ * running table, with the objects of the netdev table's listing added to
+ * its array (dp_nft_apply() does), or NULL when there is none. Pure: the
+ * kernel applies the result atomically, so no packet ever sees a
+ * half-built table. Returns 0, -EINVAL when @current_json does not parse,
+ * or -ENOMEM. */
 int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json, char **ret_text);

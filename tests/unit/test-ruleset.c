@@ -163,6 +163,43 @@ static void test_transaction_deletes_stale(void **state)
 	dp_fragment_free(&kept);
 }
 
+/* The netdev table is flushed, not replaced, while it has chains: a base
+ * chain deleted makes the kernel drop every packet queued to the agent.
+ * A netdev chain the ruleset lacks is deleted; with none left, the table
+ * goes. */
+static void test_transaction_keeps_netdev_hooks(void **state)
+{
+	(void)state;
+	static const char listing[] =
+	    "{\"nftables\": [{\"table\": {\"family\": \"inet\", \"name\": \"ettm\"}},"
+	    "{\"table\": {\"family\": \"netdev\", \"name\": \"ettm\"}},"
+	    "{\"chain\": {\"family\": \"netdev\", \"table\": \"ettm\", \"name\": \"kept\"}},"
+	    "{\"chain\": {\"family\": \"netdev\", \"table\": \"ettm\", \"name\": \"gone\"}}]}";
+	struct dp_config cfg = lab_host(1);
+	struct dp_ruleset rs;
+	char *tx;
+	struct dp_fragment f = {0};
+	struct dp_chain *c;
+	assert_int_equal(dp_fragment_netdev_chain(&f, "kept", "u0", "accept", &c), 0);
+	dp_fragment_chain_rule(&f, c, "counter");
+	const struct dp_fragment *frags[] = {&f};
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 1, &rs), 0);
+	assert_int_equal(dp_ruleset_transaction(&rs, listing, &tx), 0);
+	assert_non_null(strstr(tx, "add table netdev ettm\nflush table netdev ettm\n"));
+	assert_non_null(strstr(tx, "delete chain netdev ettm gone\n"));
+	assert_null(strstr(tx, "delete chain netdev ettm kept"));
+	assert_null(strstr(tx, "delete table netdev"));
+	free(tx);
+	dp_ruleset_free(&rs);
+	dp_fragment_free(&f);
+	assert_int_equal(dp_ruleset_compose(&cfg, NULL, 0, &rs), 0);
+	assert_int_equal(dp_ruleset_transaction(&rs, listing, &tx), 0);
+	assert_non_null(strstr(tx, "add table netdev ettm\ndelete table netdev ettm\n"));
+	assert_null(strstr(tx, "delete chain netdev"));
+	free(tx);
+	dp_ruleset_free(&rs);
+}
+
 static void test_transaction_bad_listing(void **state)
 {
 	(void)state;
@@ -443,6 +480,7 @@ int main(void)
 	    cmocka_unit_test(test_render_is_deterministic),
 	    cmocka_unit_test(test_has),
 	    cmocka_unit_test(test_transaction_fresh),
+	    cmocka_unit_test(test_transaction_keeps_netdev_hooks),
 	    cmocka_unit_test(test_transaction_deletes_stale),
 	    cmocka_unit_test(test_transaction_bad_listing),
 	    cmocka_unit_test(test_render_devices),
