@@ -80,12 +80,21 @@ int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
 	if (!f)
 		return -ENOMEM;
 	fputs("*mangle\n:" DP_QUEUE_CHAIN " - [0:0]\n-F " DP_QUEUE_CHAIN "\n", f);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		fputs("-A " DP_QUEUE_CHAIN, f);
+		if (v[i].stamped)
+			fprintf(f, " -i %.15s -m tos --tos 0x%02x/0x0c", v[i].iif,
+			        (unsigned)(v[i].stamp & 3) << 2);
+		if (v[i].skip) {
+			fputs(" -j RETURN\n", f);
+			continue;
+		}
 		fprintf(f,
-		        "-A " DP_QUEUE_CHAIN " -m conntrack --%s %s/32 -m connmark ! --mark 0x%08x "
+		        " -m conntrack --%s %s/32 -m connmark ! --mark 0x%08x "
 		        "-j NFQUEUE --queue-num %u --queue-bypass\n",
 		        v[i].reply ? "ctreplsrc" : "ctorigsrc", inet_ntoa(v[i].addr),
 		        v[i].unless_ct_mark, v[i].queue);
+	}
 	fputs("COMMIT\n", f);
 	if (fclose(f) != 0) {
 		free(rules);
@@ -257,6 +266,7 @@ static bool parse_ip(const uint8_t *p, size_t len, struct dp_queued *ret)
 	if (ip->version != 4 || hl < sizeof(*ip) || hl > len)
 		return false;
 	ret->proto = ip->protocol;
+	ret->tos = ip->tos;
 	ret->src.s_addr = ip->saddr;
 	ret->dst.s_addr = ip->daddr;
 	ret->sport = ret->dport = 0;
@@ -284,6 +294,8 @@ static int one_packet(const struct nlmsghdr *nlh, void *data)
 		return MNL_CB_OK;
 	const struct nfqnl_msg_packet_hdr *ph = mnl_attr_get_payload(attr[NFQA_PACKET_HDR]);
 	struct dp_queued pkt = {.id = ntohl(ph->packet_id)};
+	if (attr[NFQA_IFINDEX_INDEV])
+		pkt.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
 	c->n++;
 	if (!attr[NFQA_PAYLOAD] || !parse_ip(mnl_attr_get_payload(attr[NFQA_PAYLOAD]),
 	                                     mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]), &pkt)) {

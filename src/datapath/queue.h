@@ -19,12 +19,18 @@
 
 /* What the steering sends to a queue: the packets of every flow whose
  * original source (or, with @reply, reply source) is @addr and whose ct
- * mark is not @unless_ct_mark (the flows already judged). */
+ * mark is not @unless_ct_mark (the flows already judged). With @stamped,
+ * only those that come in by @iif with @stamp in the two low bits of
+ * their DSCP; with @skip too, all of those, which are then not queued by
+ * the rules after (@addr, @reply and @queue unused). */
 struct dp_steer {
 	struct in_addr addr;
 	bool reply;
 	uint32_t unless_ct_mark;
 	uint16_t queue;
+	bool stamped, skip;
+	uint8_t stamp;
+	char iif[16];
 };
 
 /* Makes DP_QUEUE_CHAIN hold exactly @v's @n rules (none: empty), with the
@@ -34,12 +40,14 @@ int dp_steer(const struct dp_steer *v, size_t n, char **ret_error);
 
 struct dp_queue;
 
-/* One queued packet, its addresses and ports (0 for a protocol without). */
+/* One queued packet, its addresses and ports (0 for a protocol without),
+ * its TOS byte, and the interface it came in by (0: not known). */
 struct dp_queued {
 	uint32_t id;
-	uint8_t proto;
+	uint8_t proto, tos;
 	struct in_addr src, dst;
 	uint16_t sport, dport; /* host byte order */
+	uint32_t indev;
 };
 
 /* Binds the queue @num (copying each packet's first 128 bytes: headers

@@ -138,6 +138,27 @@ static int send_file(const struct options *o, const char *sub, const char *path,
 	}
 	printf("%s: applied as epoch %lld%s\n", path, (long long)output_num(r, "epoch"),
 	       audit ? ", in audit mode: nothing is denied, what would be is logged" : "");
+	json_t *behind = json_object_get(r, "not_acknowledged");
+	if (json_is_true(json_object_get(r, "activated"))) {
+		printf("activated %lld ms after it was sent",
+		       (long long)output_num(r, "activated_after_ms"));
+		if (json_array_size(behind)) {
+			size_t i;
+			json_t *h;
+			fputs(", without", stdout);
+			json_array_foreach(behind, i, h) printf(" %s", json_string_value(h));
+			fputs(" (no acknowledgement: see ettmctl policy)", stdout);
+		} else {
+			printf(": every member (%zu) enforces it",
+			       json_array_size(json_object_get(r, "acknowledged")));
+		}
+		putchar('\n');
+	} else if (output_num(r, "superseded_by")) {
+		printf("replaced by epoch %lld before it was activated\n",
+		       (long long)output_num(r, "superseded_by"));
+	} else {
+		puts("not activated yet: see ettmctl policy");
+	}
 	json_decref(r);
 	return 0;
 }

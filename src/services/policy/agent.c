@@ -6,7 +6,7 @@
  * guest's kernel whose socket the flow's addresses and ports are
  * (sock_diag: its user, and its inode), finds the process holding that
  * socket (/proc), and judges the flow as policy_judge_end() does. Its
- * verdict: a drop, or an accept with POLICY_AGENT_MARK, at which nftables
+ * verdict: a drop, or an accept with policy_agent_mark(), at which nftables
  * stamps the flow with the epoch's ct mark, so the flow's later packets
  * stay in the kernel. A new epoch judges every established flow again.
  *
@@ -16,12 +16,14 @@
  * guest's socket where they can be known. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "datapath/datapath.h"
 #include "datapath/queue.h"
 #include "guest/guest.h"
 #include "lib/clock.h"
@@ -47,6 +49,18 @@ struct log_entry {
 	char rule[LOG_RULE_MAX]; /* as written, cut to fit; "": not known */
 };
 
+struct agent_epoch {
+	uint64_t epoch;
+	bool has_policy; /* false: no policy, every flow passes */
+	struct policy policy;
+	int minute; /* of the week: the windows are judged as then */
+	unsigned slot;
+};
+
+/* Two rules a direction for the active epoch, and a skip and two for
+ * each other one. */
+#define STEER_MAX (2 + 3 * (POLICY_INSTALLED_MAX - 1))
+
 struct policy_agent {
 	const struct svc_env *env;
 	struct guest *guest; /* sock_diag in the guest's namespace */
@@ -57,17 +71,18 @@ struct policy_agent {
 	/* The log: a ring of the last LOG_KEPT entries, numbered from 1. */
 	struct log_entry entries[LOG_KEPT];
 	uint64_t last_seq;
-	/* What it judges by, while a direction is steered. */
+	/* What it judges by, while a direction is steered: the epochs
+	 * installed, the active one first (a packet from the LAN stamped with
+	 * another is judged under that one). */
 	bool have;
-	struct policy policy;
+	size_t n_epochs;
+	struct agent_epoch epochs[POLICY_INSTALLED_MAX];
 	struct net_view view;
 	const struct policy_host *self;
-	uint64_t epoch;
-	int minute; /* of the week: the windows are judged as then */
-	unsigned slot;
+	unsigned uplink; /* its interface index: where stamped packets come in */
 	/* What is steered now, to change nothing when nothing changed. */
 	size_t n_steer;
-	struct dp_steer steer[2];
+	struct dp_steer steer[STEER_MAX];
 	bool steered_once;
 	int last_pid; /* the process that held the last flow's socket */
 	size_t n_users;
@@ -151,18 +166,21 @@ static void record(struct policy_agent *a, uint64_t epoch, unsigned line, char a
 	 * packet nftables logged just before a change may carry the last. */
 	const char *text = NULL;
 	char deflt[48];
-	bool known = a->have && epoch == a->epoch;
-	for (size_t i = 0; known && line && i < a->policy.n_rules && !text; i++)
-		if (a->policy.rules[i].pos.line == line)
-			text = a->policy.rules[i].text;
-	if (known && !line) {
-		bool allow = outbound ? a->policy.outbound_allow : a->policy.inbound_allow;
+	const struct policy *p = NULL;
+	for (size_t i = 0; a->have && i < a->n_epochs; i++)
+		if (a->epochs[i].epoch == epoch && a->epochs[i].has_policy)
+			p = &a->epochs[i].policy;
+	for (size_t i = 0; p && line && i < p->n_rules && !text; i++)
+		if (p->rules[i].pos.line == line)
+			text = p->rules[i].text;
+	if (p && !line) {
+		bool allow = outbound ? p->outbound_allow : p->inbound_allow;
 		/* A default that allows, yet denied: the flow was between two
 		 * managed hosts, which must pass both defaults. */
 		if (allow && action != 'a')
 			snprintf(deflt, sizeof(deflt), "defaults outbound %s, inbound %s",
-			         a->policy.outbound_allow ? "allow" : "deny",
-			         a->policy.inbound_allow ? "allow" : "deny");
+			         p->outbound_allow ? "allow" : "deny",
+			         p->inbound_allow ? "allow" : "deny");
 		else
 			snprintf(deflt, sizeof(deflt), "default %s %s",
 			         outbound ? "outbound" : "inbound", allow ? "allow" : "deny");
@@ -190,8 +208,26 @@ static void on_logged(void *userdata, const char *prefix, const struct dp_queued
 	record(a, epoch, line, action, dir == 'o', false, pkt, &who);
 }
 
+/* The epoch a packet is judged under, as the table judges it: the one it
+ * is stamped with when it comes in from the LAN stamped with an installed
+ * one but the active one, else the active one. */
+static const struct agent_epoch *epoch_of(const struct policy_agent *a, const struct dp_queued *pkt)
+{
+	if (a->uplink && pkt->indev == a->uplink)
+		for (size_t i = 1; i < a->n_epochs; i++)
+			if (policy_epoch_stamp(a->epochs[i].epoch) == (unsigned)(pkt->tos >> 2 & 3))
+				return &a->epochs[i];
+	return &a->epochs[0];
+}
+
 static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 {
+	const struct agent_epoch *ep = a->have ? epoch_of(a, pkt) : NULL;
+	if (ep && !ep->has_policy) {
+		/* No policy under that epoch: it passes. */
+		dp_queue_verdict(a->queue[dir], pkt->id, true, policy_agent_mark(ep->epoch));
+		return;
+	}
 	if (!a->have) {
 		/* Queued before the policy went: the table judges it. */
 		dp_queue_verdict(a->queue[dir], pkt->id, true, 0);
@@ -202,7 +238,8 @@ static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 	struct in_addr far = from_guest ? pkt->dst : pkt->src;
 	uint16_t far_port = from_guest ? pkt->dport : pkt->sport;
 	uint16_t guest_port = from_guest ? pkt->sport : pkt->dport;
-	struct policy_flow flow = {.port = {.proto = pkt->proto}, .minute = a->minute};
+	const struct policy *p = &ep->policy;
+	struct policy_flow flow = {.port = {.proto = pkt->proto}, .minute = ep->minute};
 	struct policy_end me = {.kind = POLICY_END_HOST};
 	snprintf(me.host, sizeof(me.host), "%s", a->self->name);
 	struct policy_end them = {
@@ -217,7 +254,7 @@ static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 	flow.port.lo = flow.port.hi = outbound ? far_port : guest_port;
 	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
 		flow.port.lo = 0, flow.port.hi = 65535;
-	struct policy_verdict v = policy_judge_end(&a->policy, &a->view.net, &flow, outbound);
+	struct policy_verdict v = policy_judge_end(p, &a->view.net, &flow, outbound);
 	a->judged++;
 	if (who.app[0])
 		a->attributed++;
@@ -225,17 +262,18 @@ static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 		a->unknown++;
 	if (!v.allow)
 		a->denied++;
-	bool log = !v.allow || (v.rule >= 0 ? a->policy.rules[v.rule].log
-	                        : outbound  ? a->policy.outbound_log
-	                                    : a->policy.inbound_log);
+	bool log = !v.allow || (v.rule >= 0 ? p->rules[v.rule].log
+	                        : outbound  ? p->outbound_log
+	                                    : p->inbound_log);
 	if (log)
-		record(a, a->epoch, v.rule >= 0 ? a->policy.rules[v.rule].pos.line : 0,
-		       v.allow           ? 'a'
-		       : a->policy.audit ? 'w'
-		                         : 'd',
+		record(a, ep->epoch, v.rule >= 0 ? p->rules[v.rule].pos.line : 0,
+		       v.allow    ? 'a'
+		       : p->audit ? 'w'
+		                  : 'd',
 		       outbound, true, pkt, &who);
-	bool pass = v.allow || a->policy.audit;
-	int r = dp_queue_verdict(a->queue[dir], pkt->id, pass, pass ? POLICY_AGENT_MARK : 0);
+	bool pass = v.allow || p->audit;
+	int r =
+	    dp_queue_verdict(a->queue[dir], pkt->id, pass, pass ? policy_agent_mark(ep->epoch) : 0);
 	if (r < 0)
 		log_warn("policy: a verdict for the queue: %s", strerror(-r));
 }
@@ -325,93 +363,154 @@ static void forget(struct policy_agent *a)
 {
 	if (!a->have)
 		return;
-	policy_free(&a->policy);
+	for (size_t i = 0; i < a->n_epochs; i++)
+		if (a->epochs[i].has_policy)
+			policy_free(&a->epochs[i].policy);
+	a->n_epochs = 0;
 	policy_view_free(&a->view);
 	a->have = false;
 	a->self = NULL;
 }
 
-int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, const char *text,
-                        uint64_t epoch, time_t now, bool before_table, char **ret_error)
+static void free_epochs(struct agent_epoch *in, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (in[i].has_policy)
+			policy_free(&in[i].policy);
+}
+
+/* The steering of @n epochs @in for @addr's flows, @needs as
+ * policy_agent_update() finds them, into @s; returns how many. The other
+ * epochs' stamped packets first: queued when that epoch asks for the
+ * agent and the flow is not judged under it yet, else left to the table;
+ * then the active epoch's. */
+static size_t steering(const struct agent_epoch *in, size_t n, const bool (*needs)[2],
+                       uint32_t addr, const char *uplink, struct dp_steer s[STEER_MAX])
+{
+	memset(s, 0, STEER_MAX * sizeof(*s)); /* compared whole, padding and all */
+	size_t k = 0;
+	for (size_t i = n; i-- > 0;) {
+		struct dp_steer base;
+		memset(&base, 0, sizeof(base));
+		base.addr.s_addr = addr;
+		if (i > 0) {
+			base.stamped = true;
+			base.stamp = (uint8_t)policy_epoch_stamp(in[i].epoch);
+			snprintf(base.iif, sizeof(base.iif), "%s", uplink);
+		}
+		for (int dir = 0; dir < 2; dir++) {
+			if (!needs[i][dir])
+				continue;
+			s[k] = base;
+			s[k].reply = dir == POLICY_QUEUE_IN;
+			s[k].unless_ct_mark = policy_epoch_mark(in[i].epoch, in[i].slot);
+			s[k++].queue = (uint16_t)dir;
+		}
+		if (i > 0) {
+			s[k] = base;
+			s[k++].skip = true;
+		}
+	}
+	return k;
+}
+
+int policy_agent_update(struct policy_agent **pa, const struct svc_env *env,
+                        const struct policy_epoch_text *texts, size_t n, time_t now,
+                        bool before_table, char **ret_error)
 {
 	struct policy_agent *a = *pa;
 	struct net_view v;
-	struct policy p;
+	struct agent_epoch in[POLICY_INSTALLED_MAX];
+	size_t parsed = 0;
 	int r = policy_view_build(env, &v);
 	if (r < 0)
 		return r;
 	v.net.departed_hosts = true;
 	const struct policy_host *self = policy_net_host(&v.net, env->host->name);
-	bool needs[2] = {false, false};
-	r = text ? policy_parse(text, "policy", &v.net, &p, NULL) : -ENOENT;
-	if (r == 0 && self && self->guest_addr)
-		for (int dir = 0; dir < 2; dir++)
-			needs[dir] = policy_needs_agent(&p, &v.net, self, dir == POLICY_QUEUE_OUT);
-	bool needed = needs[0] || needs[1];
-	int minute = r == 0 ? policy_time_minute(&p.time, now) : 0;
-	unsigned slot = r == 0 ? policy_time_slot(&p.time, minute) : 0;
-	if (r < 0 || (before_table && !needed)) {
-		/* No policy, or one that no longer needs the agent: it is
+	/* needs[i][dir]: whether epoch i asks for programs or users at this
+	 * end of that direction's flows. */
+	bool needs[POLICY_INSTALLED_MAX][2] = {{false}}, needed = false;
+	for (; r == 0 && parsed < n; parsed++) {
+		struct agent_epoch *e = &in[parsed];
+		*e = (struct agent_epoch){.epoch = texts[parsed].epoch};
+		if (!texts[parsed].text)
+			continue;
+		if ((r = policy_parse(texts[parsed].text, "policy", &v.net, &e->policy, NULL)) < 0)
+			break;
+		e->has_policy = true;
+		e->minute = policy_time_minute(&e->policy.time, now);
+		e->slot = policy_time_slot(&e->policy.time, e->minute);
+		for (int dir = 0; self && self->guest_addr && dir < 2; dir++)
+			needed |= needs[parsed][dir] =
+			    policy_needs_agent(&e->policy, &v.net, self, dir == POLICY_QUEUE_OUT);
+	}
+	if (n == 0)
+		r = -ENOENT;
+	const char *uplink = env->dp ? env->dp->cfg.uplink_if : "";
+	struct dp_steer s[STEER_MAX];
+	size_t k = r == 0 && needed ? steering(in, n, needs, self->guest_addr, uplink, s) : 0;
+	if (r < 0 || before_table) {
+		/* Before the table changes, the agent judges as the table does
+		 * now (or leaves the packets to it): only the steering follows
+		 * a policy that needs it. One that no longer needs it is
 		 * unsteered once the table has changed. */
+		free_epochs(in, parsed);
 		policy_view_free(&v);
-		if (r == 0)
-			policy_free(&p);
-		if (!a || before_table)
+		if (r < 0) {
+			if (!a || before_table)
+				return 0;
+			forget(a);
+			return steer(a, NULL, 0, ret_error);
+		}
+		if (!needed)
 			return 0;
-		forget(a);
-		return steer(a, NULL, 0, ret_error);
+		if (!a && (r = agent_new(env, &a)) < 0)
+			return r;
+		*pa = a;
+		for (size_t i = 0; i < k && r == 0; i++)
+			r = open_queue(a, s[i].queue);
+		if (r < 0)
+			return error_set(ret_error, r, "the packet queue: %s", strerror(-r));
+		return steer(a, s, k, ret_error);
 	}
 	if (!a && (r = agent_new(env, &a)) < 0) {
-		policy_free(&p);
+		free_epochs(in, parsed);
 		policy_view_free(&v);
 		return r;
 	}
 	*pa = a;
-	if (!before_table && needed && a->have && a->epoch == epoch && a->slot == slot &&
-	    a->n_steer > 0) {
-		policy_free(&p);
-		policy_view_free(&v);
-		return 0; /* steered before the table changed */
-	}
 	forget(a);
 	a->n_users = 0;
-	a->policy = p;
+	memcpy(a->epochs, in, n * sizeof(in[0]));
+	a->n_epochs = n;
 	a->view = v;
 	a->self = policy_net_host(&a->view.net, env->host->name);
-	a->epoch = epoch;
-	a->minute = minute;
-	a->slot = slot;
 	a->have = true;
-	if (!needed)
-		return steer(a, NULL, 0, ret_error);
-	struct dp_steer s[2];
-	size_t n = 0;
-	for (int dir = 0; dir < 2; dir++) {
-		if (!needs[dir])
-			continue;
-		r = open_queue(a, dir);
-		if (r < 0)
-			return error_set(ret_error, r, "the packet queue %d: %s", dir,
-			                 strerror(-r));
-		s[n++] = (struct dp_steer){
-		    .addr = {a->self->guest_addr},
-		    .reply = dir == POLICY_QUEUE_IN,
-		    .unless_ct_mark = policy_epoch_mark(epoch, slot),
-		    .queue = (uint16_t)dir,
-		};
-	}
-	return steer(a, s, n, ret_error);
+	a->uplink = if_nametoindex(uplink);
+	for (size_t i = 0; i < k && r == 0; i++)
+		r = open_queue(a, s[i].queue);
+	if (r < 0)
+		return error_set(ret_error, r, "the packet queue: %s", strerror(-r));
+	return steer(a, s, k, ret_error);
+}
+
+/* Whether the active epoch's flows of a direction are steered. */
+static bool steers(const struct policy_agent *a, bool reply)
+{
+	for (size_t i = 0; i < a->n_steer; i++)
+		if (!a->steer[i].stamped && a->steer[i].reply == reply)
+			return true;
+	return false;
 }
 
 json_t *policy_agent_status(const struct policy_agent *a)
 {
 	if (!a)
 		return NULL;
-	return json_pack("{s:b, s:b, s:I, s:I, s:I, s:I}", "outbound",
-	                 a->n_steer && !a->steer[0].reply, "inbound",
-	                 a->n_steer && a->steer[a->n_steer - 1].reply, "judged",
-	                 (json_int_t)a->judged, "attributed", (json_int_t)a->attributed, "unknown",
-	                 (json_int_t)a->unknown, "denied", (json_int_t)a->denied);
+	return json_pack("{s:b, s:b, s:I, s:I, s:I, s:I}", "outbound", steers(a, false), "inbound",
+	                 steers(a, true), "judged", (json_int_t)a->judged, "attributed",
+	                 (json_int_t)a->attributed, "unknown", (json_int_t)a->unknown, "denied",
+	                 (json_int_t)a->denied);
 }
 
 static const char *proto_name(uint8_t proto, char buf[8])

@@ -6,10 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/server.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "policy-internal.h"
 #include "store/store.h"
+
+/* A policy apply waiting for its epoch. */
+struct policy_wait {
+	struct policy_wait *next;
+	struct ctl_deferred *d;
+	json_t *report;
+	uint64_t epoch, since_ms;
+};
 
 /* Stamps of the epochs in @v, one each: a later one whose stamp is taken
  * is left out. */
@@ -22,6 +31,14 @@ static size_t add(struct policy_epoch_text *v, size_t n, uint64_t epoch, const c
 	return n + 1;
 }
 
+static uint64_t acked_epoch(const struct store_state *st, const char *host)
+{
+	struct store_policy_ack key = {0};
+	snprintf(key.host, sizeof(key.host), "%s", host);
+	const struct store_policy_ack *a = store_table_get(st, STORE_POLICY_ACKS, &key);
+	return a ? a->epoch : 0;
+}
+
 size_t policy_epochs_installed(struct policy_epochs *pe, const struct store_state *st,
                                uint64_t now_ms, struct policy_epoch_text v[POLICY_INSTALLED_MAX])
 {
@@ -30,19 +47,23 @@ size_t policy_epochs_installed(struct policy_epochs *pe, const struct store_stat
 	const char *text;
 	uint64_t active = store_policy_active(st, &text);
 	if (active != pe->active && pe->seen) {
-		/* Activated: the epoch it replaced stays for what is still
-		 * stamped with it. Its text is the row's other one, unless this
-		 * agent missed a step. */
+		/* Activated: the epoch it replaced here stays for what is still
+		 * stamped with it (its text this agent's own copy: the store's
+		 * may already be the next change's). */
 		free(pe->retired_text);
-		pe->retired_text = NULL;
-		pe->retired_until_ms = 0;
-		if (!e->pending && e->other == pe->active) {
-			pe->retired = e->other;
-			pe->retired_text =
-			    e->other_text && e->other != 0 ? strdup(e->other_text) : NULL;
-			if (pe->retired_text || e->other == 0)
-				pe->retired_until_ms = now_ms + POLICY_RETIRE_MS;
-		}
+		pe->retired = pe->active;
+		pe->retired_text = pe->active_text;
+		pe->active_text = NULL;
+		/* (Not when its copy could not be made: it would pass all.) */
+		pe->retired_until_ms =
+		    pe->retired && !pe->retired_text ? 0 : now_ms + POLICY_RETIRE_MS;
+	}
+	if (active != pe->active || !pe->seen) {
+		free(pe->active_text);
+		pe->active_text = text ? strdup(text) : NULL;
+		if (text && !pe->active_text)
+			log_error("policy: out of memory for epoch %llu's text",
+			          (unsigned long long)active);
 	}
 	pe->active = active;
 	pe->seen = true;
@@ -68,8 +89,83 @@ void policy_epochs_retired(struct policy_epochs *pe)
 
 void policy_epochs_free(struct policy_epochs *pe)
 {
+	while (pe->waits) {
+		struct policy_wait *w = pe->waits;
+		pe->waits = w->next;
+		json_decref(w->report);
+		ctl_deferred_reply(w->d, NULL, "the agent stopped before the epoch was activated");
+		free(w);
+	}
 	free(pe->retired_text);
+	free(pe->active_text);
 	memset(pe, 0, sizeof(*pe));
+}
+
+/* ---- policy apply's answer ---- */
+
+void policy_epochs_wait(struct policy_epochs *pe, const struct store_state *st,
+                        struct ctl_deferred *d, json_t *report, uint64_t epoch)
+{
+	struct policy_wait *w = calloc(1, sizeof(*w));
+	if (!w) {
+		json_object_set_new(report, "epoch", json_integer((json_int_t)epoch));
+		ctl_deferred_reply(d, report, NULL);
+		return;
+	}
+	*w = (struct policy_wait){pe->waits, d, report, epoch, wall_ms()};
+	pe->waits = w;
+	policy_epochs_answer(pe, st);
+}
+
+/* Adds to @report how @w's epoch ended, or returns false while pending. */
+static bool ended(const struct policy_wait *w, const struct store_state *st, json_t *report)
+{
+	const struct store_policy *sp = store_policy(st);
+	const struct store_policy_epochs *e = store_policy_epochs(st);
+	uint64_t active = store_policy_active(st, NULL);
+	json_object_set_new(report, "epoch", json_integer((json_int_t)w->epoch));
+	if (active >= w->epoch) {
+		json_t *acked = json_array(), *behind = json_array();
+		for (size_t i = 0; i < store_count(st, STORE_MEMBERS); i++) {
+			const struct store_member *m = store_row(st, STORE_MEMBERS, i);
+			json_array_append_new(acked_epoch(st, m->name) >= w->epoch ? acked : behind,
+			                      json_string(m->name));
+		}
+		json_object_set_new(report, "activated", json_true());
+		json_object_set_new(report, "acknowledged", acked);
+		json_object_set_new(report, "not_acknowledged", behind);
+		if (active == w->epoch) /* since the apply was proposed */
+			json_object_set_new(
+			    report, "activated_after_ms",
+			    json_integer((json_int_t)(e->activated_ms > e->since_ms
+			                                  ? e->activated_ms - e->since_ms
+			                                  : 0)));
+		return true;
+	}
+	if (e->pending != w->epoch && sp->epoch > w->epoch) {
+		json_object_set_new(report, "activated", json_false());
+		json_object_set_new(report, "superseded_by", json_integer((json_int_t)sp->epoch));
+		return true;
+	}
+	if (wall_ms() >= w->since_ms + POLICY_WAIT_MS) {
+		json_object_set_new(report, "activated", json_false());
+		return true;
+	}
+	return false;
+}
+
+void policy_epochs_answer(struct policy_epochs *pe, const struct store_state *st)
+{
+	for (struct policy_wait **p = &pe->waits; *p;) {
+		struct policy_wait *w = *p;
+		if (!ended(w, st, w->report)) {
+			p = &w->next;
+			continue;
+		}
+		*p = w->next;
+		ctl_deferred_reply(w->d, w->report, NULL);
+		free(w);
+	}
 }
 
 static void acked(void *userdata, int status, const struct store_result *res, const char *error)
@@ -97,14 +193,6 @@ void policy_epochs_ack(struct policy_epochs *pe, struct store *store, const char
 	a->time_ms = cmd.time_ms;
 	if (store_propose(store, &cmd, acked, pe) == 0)
 		pe->acking = epoch;
-}
-
-static uint64_t acked_epoch(const struct store_state *st, const char *host)
-{
-	struct store_policy_ack key = {0};
-	snprintf(key.host, sizeof(key.host), "%s", host);
-	const struct store_policy_ack *a = store_table_get(st, STORE_POLICY_ACKS, &key);
-	return a ? a->epoch : 0;
 }
 
 static void activated(void *userdata, int status, const struct store_result *res, const char *error)

@@ -63,13 +63,21 @@ struct policy_epoch_text {
 	const char *text;
 };
 
-/* One agent's part: what it saw active, the epoch retired by the last
- * activation and until when it stays, and the commands under way. */
+/* How long policy apply waits for its epoch to be activated. */
+#define POLICY_WAIT_MS 10000
+
+struct policy_wait;
+struct ctl_deferred;
+
+/* One agent's part: what it saw active (and a copy of its text), the
+ * epoch retired by the last activation and until when it stays, the
+ * commands under way, and the applies waiting for their epochs. */
 struct policy_epochs {
 	bool seen;
 	uint64_t active, retired, retired_until_ms;
-	char *retired_text;
+	char *active_text, *retired_text;
 	uint64_t acking, activating;
+	struct policy_wait *waits;
 };
 
 /* The epochs to install now into @v, the active one first; their stamps
@@ -93,6 +101,16 @@ void policy_epochs_ack(struct policy_epochs *pe, struct store *store, const char
  * in the log the members that had not. */
 void policy_epochs_lead(struct policy_epochs *pe, struct store *store);
 
+/* Answers @d (policy apply, its @report stolen) once @epoch committed is
+ * activated ("activated": true, the members that acknowledged it and
+ * not, and "activated_after_ms" since the apply was proposed), replaced
+ * by a newer one before ("activated": false, "superseded_by"), or after
+ * POLICY_WAIT_MS ("activated": false). policy_epochs_answer() checks, at
+ * each change of the store; policy_epochs_free() answers what is left. */
+void policy_epochs_wait(struct policy_epochs *pe, const struct store_state *st,
+                        struct ctl_deferred *d, json_t *report, uint64_t epoch);
+void policy_epochs_answer(struct policy_epochs *pe, const struct store_state *st);
+
 /* {active_epoch, pending_epoch, pending_since_ms, activated_ms,
  * acknowledged: {member: epoch}, not_acknowledged: [members behind the
  * newest epoch]}. */
@@ -104,13 +122,14 @@ enum { POLICY_QUEUE_OUT = 0, POLICY_QUEUE_IN = 1 };
 
 struct policy_agent;
 
-/* Makes the agent judge under the store's policy @text at @epoch, its
- * windows as at @now (seconds since the epoch: the time the table was
- * built for): each
- * direction whose rules ask for programs or users at this end has its
- * flows steered to a queue, attributed and judged here; the others are
- * left to nftables. @text NULL: none. *@pa is created when first needed
- * and kept.
+/* Makes the agent judge under the @n epochs @texts installed (the active
+ * one first, as policy_epochs_installed() gives them), their windows as
+ * at @now (seconds since the epoch: the time the table was built for):
+ * each direction whose rules ask for programs or users at this end has
+ * its flows steered to a queue, attributed and judged here, under the
+ * epoch the table judges the packet under (one stamped with another
+ * installed epoch, from the LAN, under that one); the others are left to
+ * nftables. @n 0: no policy. *@pa is created when first needed and kept.
  *
  * Called twice for each change, @before_table the table changes and after
  * it, so that no flow an epoch allows is dropped in between: a policy that
@@ -122,8 +141,9 @@ struct policy_agent;
  * Returns 0 or a negative errno with *@ret_error; on failure nothing is
  * steered, and the nftables rules judge every flow as one of an unknown
  * program. */
-int policy_agent_update(struct policy_agent **pa, const struct svc_env *env, const char *text,
-                        uint64_t epoch, time_t now, bool before_table, char **ret_error);
+int policy_agent_update(struct policy_agent **pa, const struct svc_env *env,
+                        const struct policy_epoch_text *texts, size_t n, time_t now,
+                        bool before_table, char **ret_error);
 
 /* What it judged, for status; NULL when there is no agent. */
 json_t *policy_agent_status(const struct policy_agent *a);

@@ -315,10 +315,25 @@ uint32_t policy_epoch_mark(uint64_t epoch, unsigned slot);
 #define POLICY_LOG_RATE   20
 
 /* The meta mark (all of it) with which the agent hands back a packet of a
- * flow it judged and allowed (agent.c): nftables stamps the flow with the
- * epoch's ct mark. A packet's mark does not survive the crossing into the
- * AEE, so no guest can set it. */
+ * flow it judged and allowed (agent.c): POLICY_AGENT_MARK with the stamp
+ * of the epoch it judged the packet under (policy_agent_mark()), at which
+ * nftables stamps the flow with that epoch's ct mark and the packet, if it
+ * leaves for the LAN, with that epoch: the table may have moved on to
+ * another epoch while the packet waited for its verdict. A packet's mark
+ * does not survive the crossing into the AEE, so no guest can set it. */
 #define POLICY_AGENT_MARK 0x40000000u
+
+/* The stamp of @epoch in a packet inside the LAN: the two low bits of its
+ * DSCP (docs/policy.md, "Epochs"). */
+static inline unsigned policy_epoch_stamp(uint64_t epoch)
+{
+	return (unsigned)(epoch & 3);
+}
+
+static inline uint32_t policy_agent_mark(uint64_t epoch)
+{
+	return POLICY_AGENT_MARK | policy_epoch_stamp(epoch);
+}
 
 /* Whether the rules ask for programs or users at @self's own end of its
  * outbound (@outbound) or inbound flows: those flows are judged by the
@@ -346,13 +361,6 @@ int policy_ruleset_build(const struct policy *p, uint64_t epoch, int minute,
  * address. Returns 0 or a negative errno. */
 int policy_ruleset_build_devices(const struct policy *p, uint64_t epoch, int minute,
                                  const struct policy_net *net, struct dp_fragment *out);
-
-/* The stamp of @epoch in a packet inside the LAN: the two low bits of its
- * DSCP (docs/policy.md, "Epochs"). */
-static inline unsigned policy_epoch_stamp(uint64_t epoch)
-{
-	return (unsigned)(epoch & 3);
-}
 
 /* An epoch a host has installed: its policy (NULL: no policy, everything
  * passes), and the minute of the week its windows are judged at. */

@@ -498,7 +498,7 @@ static int render_host(const struct policy *p, uint64_t epoch, int minute,
 	dp_fragment_chain_rule(out, base, "ct mark 0x%08x accept", mark);
 	if (policy_needs_agent(p, net, self, true) || policy_needs_agent(p, net, self, false))
 		dp_fragment_chain_rule(out, base, "meta mark 0x%08x ct mark set 0x%08x accept",
-		                       POLICY_AGENT_MARK, mark);
+		                       policy_agent_mark(epoch), mark);
 	dp_fragment_chain_rule(out, base, "ct original ip saddr %s jump %s", guest, names[0]);
 	dp_fragment_chain_rule(out, base, "ct reply ip saddr %s jump %s", guest, names[1]);
 	char verdict[48];
@@ -566,21 +566,29 @@ static bool has_devices(const struct policy_net *net)
  * epoch but the active one goes to that epoch's chain (or passes: no
  * policy), every other one to the active epoch's. */
 static int render_dispatch(const struct policy_installed *in, size_t n, const char *uplink,
-                           const char *name, const char *priority, struct dp_fragment *out)
+                           const char *name, const char *priority, bool agent,
+                           struct dp_fragment *out)
 {
 	struct dp_chain *base;
 	char chain[DP_NAME_MAX];
 	if (dp_fragment_chain(out, name, NULL, "forward", priority, "accept", &base) < 0)
 		return out->status;
-	for (size_t i = 0; i < n; i++) {
-		snprintf(chain, sizeof(chain), "%s_e%llu", name, (unsigned long long)in[i].epoch);
-		char verdict[DP_NAME_MAX + 8];
-		snprintf(verdict, sizeof(verdict), in[i].p ? "goto %s" : "accept", chain);
-		if (i == 0)
-			continue;
-		dp_fragment_chain_rule(out, base, "iifname \"%s\" ip dscp & 0x03 == %u %s", uplink,
-		                       policy_epoch_stamp(in[i].epoch), verdict);
-	}
+	/* What the agent judged goes under the epoch it judged it under
+	 * (policy_agent_mark()); then what the LAN stamped. */
+	for (int stamped = agent ? 0 : 1; stamped < 2; stamped++)
+		for (size_t i = 1; i < n; i++) {
+			snprintf(chain, sizeof(chain), "%s_e%llu", name,
+			         (unsigned long long)in[i].epoch);
+			char verdict[DP_NAME_MAX + 8];
+			snprintf(verdict, sizeof(verdict), in[i].p ? "goto %s" : "accept", chain);
+			if (stamped)
+				dp_fragment_chain_rule(
+				    out, base, "iifname \"%s\" ip dscp & 0x03 == %u %s", uplink,
+				    policy_epoch_stamp(in[i].epoch), verdict);
+			else
+				dp_fragment_chain_rule(out, base, "meta mark 0x%08x %s",
+				                       policy_agent_mark(in[i].epoch), verdict);
+		}
 	if (in[0].p) {
 		snprintf(chain, sizeof(chain), "%s_e%llu", name, (unsigned long long)in[0].epoch);
 		dp_fragment_chain_rule(out, base, "goto %s", chain);
@@ -588,11 +596,12 @@ static int render_dispatch(const struct policy_installed *in, size_t n, const ch
 	return out->status;
 }
 
-/* Stamps what leaves for the LAN with the active epoch, in the two low
- * bits of the DSCP (the other four kept): nftables cannot change part of a
- * field with the checksum mended, so one rule by the value of the four. */
-static int render_stamp(uint64_t active, const struct policy_net *net, const char *uplink,
-                        struct dp_fragment *out)
+/* Stamps what leaves for the LAN with the active epoch (what the agent
+ * judged under another installed one, with that one), in the two low
+ * bits of the DSCP (the other four kept): nftables cannot change part of
+ * a field with the checksum mended, so one rule by the value of the four. */
+static int render_stamp(const struct policy_installed *in, size_t n, const struct policy_net *net,
+                        const char *uplink, struct dp_fragment *out)
 {
 	struct dp_chain *c;
 	char lan[INET_ADDRSTRLEN];
@@ -601,9 +610,16 @@ static int render_stamp(uint64_t active, const struct policy_net *net, const cha
 		return out->status;
 	dp_fragment_chain_rule(out, c, "oifname != \"%s\" accept", uplink);
 	dp_fragment_chain_rule(out, c, "ip daddr != %s/%u accept", lan, prefix_len(net->lan_mask));
+	for (size_t i = 1; i < n; i++)
+		for (unsigned high = 0; high < 64; high += 4)
+			dp_fragment_chain_rule(
+			    out, c,
+			    "meta mark 0x%08x ip dscp & 0x3c == 0x%02x ip dscp set 0x%02x accept",
+			    policy_agent_mark(in[i].epoch), high,
+			    high | policy_epoch_stamp(in[i].epoch));
 	for (unsigned high = 0; high < 64; high += 4)
 		dp_fragment_chain_rule(out, c, "ip dscp & 0x3c == 0x%02x ip dscp set 0x%02x accept",
-		                       high, high | policy_epoch_stamp(active));
+		                       high, high | policy_epoch_stamp(in[0].epoch));
 	return out->status;
 }
 
@@ -613,7 +629,7 @@ int policy_ruleset_build_installed(const struct policy_installed *in, size_t n,
 {
 	if (n == 0)
 		return 0;
-	if (render_stamp(in[0].epoch, net, uplink, out) < 0)
+	if (render_stamp(in, n, net, uplink, out) < 0)
 		return out->status;
 	devices = devices && has_devices(net);
 	if (n == 1) {
@@ -627,9 +643,9 @@ int policy_ruleset_build_installed(const struct policy_installed *in, size_t n,
 			policy_ruleset_build_devices(in[0].p, in[0].epoch, in[0].minute, net, out);
 		return out->status;
 	}
-	render_dispatch(in, n, uplink, POLICY_CHAIN, "-10", out);
+	render_dispatch(in, n, uplink, POLICY_CHAIN, "-10", true, out);
 	if (devices)
-		render_dispatch(in, n, uplink, POLICY_CHAIN_DEVICES, "-9", out);
+		render_dispatch(in, n, uplink, POLICY_CHAIN_DEVICES, "-9", false, out);
 	for (size_t i = 0; i < n && out->status == 0; i++) {
 		if (!in[i].p)
 			continue;

@@ -204,20 +204,22 @@ static int build(void *userdata, const struct dp_config *cfg, struct dp_fragment
 /* The agent and the table in the order policy_agent_update() gives. */
 static void follow(struct policy_svc *ps)
 {
-	/* The agent judges the guest's flows under the active epoch. */
-	const char *text = NULL;
-	uint64_t epoch = store_policy_active(store_state(ps->env->store), &text);
+	const struct store_state *st = store_state(ps->env->store);
+	struct policy_epoch_text texts[POLICY_INSTALLED_MAX];
+	size_t n = policy_epochs_installed(&ps->epochs, st, uv_now(ps->env->loop), texts);
+	if (store_policy(st)->epoch == 0)
+		n = 0;
 	char *error = NULL;
 	ps->now = time(NULL);
-	if (!text)
+	if (n == 0)
 		ps->clock.timed = false;
-	int r = policy_agent_update(&ps->agent, ps->env, text, epoch, ps->now, true, &error);
+	int r = policy_agent_update(&ps->agent, ps->env, texts, n, ps->now, true, &error);
 	int applied = dp_changed(ps->env->dp);
 	if (applied < 0)
 		log_error("policy: datapath: %s",
 		          ps->env->dp->error ? ps->env->dp->error : "failed");
 	if (r == 0)
-		r = policy_agent_update(&ps->agent, ps->env, text, epoch, ps->now, false, &error);
+		r = policy_agent_update(&ps->agent, ps->env, texts, n, ps->now, false, &error);
 	if (r < 0 && !error)
 		error_set(&error, r, "%s", strerror(-r));
 	if (error && (!ps->agent_error || strcmp(error, ps->agent_error) != 0))
@@ -244,6 +246,7 @@ static void on_tick(uv_timer_t *t)
 {
 	struct policy_svc *ps = t->data;
 	policy_epochs_lead(&ps->epochs, ps->env->store);
+	policy_epochs_answer(&ps->epochs, store_state(ps->env->store));
 	if (policy_epochs_retiring(&ps->epochs, uv_now(ps->env->loop))) {
 		policy_epochs_retired(&ps->epochs);
 		follow(ps);
@@ -280,6 +283,7 @@ static void store_changed(void *userdata, const struct store_cmd *cmd,
 	if ((cmd->table == STORE_POLICY || cmd->table == STORE_POLICY_EPOCHS) && res->applied &&
 	    store_is_leader(ps->env->store))
 		store_barrier(ps->env->store, flushed, NULL);
+	policy_epochs_answer(&ps->epochs, store_state(ps->env->store));
 	if (cmd->table == STORE_POLICY_ACKS) {
 		policy_epochs_lead(&ps->epochs, ps->env->store);
 		return;
@@ -422,6 +426,7 @@ static int handle_check(void *self, struct ctl_client *client, const struct ctl_
 }
 
 struct apply_ctx {
+	struct policy_svc *ps;
 	struct ctl_deferred *d;
 	json_t *report;
 };
@@ -434,15 +439,16 @@ static void applied(void *userdata, int status, const struct store_result *res, 
 		                   status < 0 ? (error ? error : strerror(-status)) : res->reason);
 		json_decref(a->report);
 	} else {
-		json_object_set_new(a->report, "epoch", json_integer((json_int_t)res->value));
-		ctl_deferred_reply(a->d, a->report, NULL);
+		policy_epochs_wait(&a->ps->epochs, store_state(a->ps->env->store), a->d, a->report,
+		                   res->value);
 	}
 	free(a);
 }
 
 /* policy.apply {text, file}: checked as policy.check does; a file whose
  * expectations fail is not applied. Committed as the next epoch, made on
- * the epoch this replica has (a concurrent apply is refused, not lost). */
+ * the epoch this replica has (a concurrent apply is refused, not lost),
+ * and answered once it is activated (policy_epochs_wait()). */
 static int handle_apply(void *self, struct ctl_client *client, const struct ctl_request *req,
                         json_t **ret_result, char **ret_error)
 {
@@ -477,6 +483,7 @@ static int handle_apply(void *self, struct ctl_client *client, const struct ctl_
 		return -ENOMEM;
 	}
 	a->report = report;
+	a->ps = ps;
 	r = store_propose(ps->env->store, &cmd, applied, a); /* encodes the text at once */
 	free(text);
 	if (r < 0) {
