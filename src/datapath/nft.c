@@ -13,6 +13,9 @@
 
 struct dp_nft {
 	struct nft_ctx *ctx;
+	/* What the last apply left in the kernel, as list_table() would
+	 * list its objects; NULL: not known (none yet, or it failed). */
+	char *known;
 };
 
 int dp_nft_new(struct dp_nft **ret_nft)
@@ -36,6 +39,7 @@ void dp_nft_free(struct dp_nft *nft)
 	if (!nft)
 		return;
 	nft_ctx_free(nft->ctx);
+	free(nft->known);
 	free(nft);
 }
 
@@ -110,25 +114,68 @@ static int list_table(struct dp_nft *nft, char **ret_json)
 	return 0;
 }
 
+static json_t *object(const char *kind, const char *family, const char *name)
+{
+	return json_pack("{s:{s:s, s:s, s:s}}", kind, "family", family, "table", DP_TABLE_NAME,
+	                 "name", name);
+}
+
+/* The objects @rs makes, as list_table() lists them (their names: all
+ * that dp_ruleset_transaction() reads), or NULL when out of memory. */
+static char *listing_of(const struct dp_ruleset *rs)
+{
+	json_t *v = json_array();
+	for (size_t i = 0; v && i < rs->n_counters; i++)
+		json_array_append_new(v, object("counter", DP_TABLE_FAMILY, rs->counters[i]));
+	for (size_t i = 0; v && i < rs->n_sets; i++)
+		json_array_append_new(v,
+		                      object(rs->sets[i].kind, DP_TABLE_FAMILY, rs->sets[i].name));
+	for (size_t i = 0; v && i < rs->n_chains; i++)
+		json_array_append_new(v, object("chain", DP_TABLE_FAMILY, rs->chains[i].name));
+	for (size_t i = 0; v && i < rs->n_netdev; i++)
+		if (rs->netdev[i].rules.n)
+			json_array_append_new(v, object("chain", "netdev", rs->netdev[i].name));
+	json_t *root = v ? json_pack("{s:o}", "nftables", v) : NULL;
+	char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	return text;
+}
+
 int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_error)
 {
-	char *current = NULL, *tx = NULL;
-	int r = list_table(nft, &current);
-	if (r < 0) {
-		if (ret_error)
-			*ret_error = strdup("cannot list the running table");
-		return r;
+	/* What the last apply left is known: listing the running tables, as
+	 * costly as applying, is needed only when it is not, or when the
+	 * transaction made from it fails (something else changed them). */
+	int r = 0;
+	for (int fresh = nft->known ? 0 : 1; fresh < 2; fresh++) {
+		char *current = NULL, *tx = NULL;
+		if (!fresh)
+			current = strdup(nft->known);
+		else
+			r = list_table(nft, &current);
+		if (r < 0 || (!fresh && !current)) {
+			if (ret_error)
+				*ret_error = strdup("cannot list the running table");
+			free(current);
+			r = r < 0 ? r : -ENOMEM;
+			break;
+		}
+		r = dp_ruleset_transaction(rs, current, &tx);
+		free(current);
+		if (r < 0) {
+			if (ret_error)
+				*ret_error = strdup("cannot parse the running table's listing");
+			break;
+		}
+		log_debug("nft transaction:\n%s", tx);
+		r = run(nft, tx, false, NULL, fresh ? ret_error : NULL);
+		free(tx);
+		if (r == 0 || fresh)
+			break;
+		log_debug("nft: the transaction from what was last applied failed; listing");
 	}
-	r = dp_ruleset_transaction(rs, current, &tx);
-	free(current);
-	if (r < 0) {
-		if (ret_error)
-			*ret_error = strdup("cannot parse the running table's listing");
-		return r;
-	}
-	log_debug("nft transaction:\n%s", tx);
-	r = run(nft, tx, false, NULL, ret_error);
-	free(tx);
+	free(nft->known);
+	nft->known = r == 0 ? listing_of(rs) : NULL;
 	return r;
 }
 

@@ -374,6 +374,24 @@ static void epochs_release(void *row)
 	e->other_text = NULL;
 }
 
+/* The pending epoch becomes the active one; @other_text is the row's
+ * other text, copied beforehand (stolen). The row is there while an epoch
+ * is pending, so replacing it allocates nothing and cannot fail. */
+static void activate(struct store_state *s, uint64_t time_ms, char *other_text)
+{
+	struct store_policy_epochs ne = *store_policy_epochs(s);
+	ne.pending = 0;
+	ne.activated_ms = time_ms;
+	ne.other_text = other_text;
+	store_table_put(s, STORE_POLICY_EPOCHS, &ne);
+}
+
+static char *other_text_copy(const struct store_state *s)
+{
+	const char *t = store_policy_epochs(s)->other_text;
+	return strdup(t ? t : "");
+}
+
 /* A put activates the pending epoch it names (the leader's, once every
  * member acknowledged it or the wait is over); only policy.apply makes an
  * epoch pending. */
@@ -394,14 +412,10 @@ static int epochs_apply(struct store_state *s, const struct store_cmd *cmd,
 		    (unsigned long long)store_policy_active(s, NULL));
 		return 0;
 	}
-	struct store_policy_epochs ne = *e;
-	ne.pending = 0;
-	ne.activated_ms = cmd->time_ms;
-	ne.other_text = strdup(e->other_text ? e->other_text : "");
-	if (!ne.other_text || store_table_put(s, STORE_POLICY_EPOCHS, &ne) < 0) {
-		free(ne.other_text);
+	char *text = other_text_copy(s);
+	if (!text)
 		return -ENOMEM;
-	}
+	activate(s, cmd->time_ms, text);
 	res->value = want->pending;
 	return 0;
 }
@@ -449,13 +463,48 @@ static json_t *ack_json(const void *row)
 	                 "time_ms", (json_int_t)a->time_ms);
 }
 
+/* Whether every member has acknowledged @epoch, counting @ack (a put
+ * being applied) as its host's. */
+static bool all_acked(const struct store_state *s, uint64_t epoch,
+                      const struct store_policy_ack *ack)
+{
+	size_t n;
+	const struct store_member *m = store_rows(s, STORE_MEMBERS, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct store_policy_ack key = {0};
+		snprintf(key.host, sizeof(key.host), "%s", m[i].name);
+		const struct store_policy_ack *a =
+		    strcmp(ack->host, key.host) == 0 ? ack
+		                                     : store_table_get(s, STORE_POLICY_ACKS, &key);
+		if (!a || a->epoch < epoch)
+			return false;
+	}
+	return n > 0;
+}
+
+/* The last member's acknowledgement activates the pending epoch at once
+ * (res->value: that epoch), a commit sooner than the leader's activation,
+ * which is left for a change some member does not acknowledge. */
 static int ack_apply(struct store_state *s, const struct store_cmd *cmd, struct store_result *res)
 {
-	if (!STORE_CMD_ROW(cmd, const struct store_policy_ack)->host[0]) {
+	const struct store_policy_ack *ack = STORE_CMD_ROW(cmd, const struct store_policy_ack);
+	if (!ack->host[0]) {
 		store_reject(res, "an acknowledgement names its host");
 		return 0;
 	}
-	return store_apply_simple(s, cmd, res, "acknowledgement");
+	uint64_t pending = store_policy_epochs(s)->pending;
+	char *text = NULL;
+	if (cmd->op == STORE_PUT && pending && all_acked(s, pending, ack) &&
+	    !(text = other_text_copy(s)))
+		return -ENOMEM;
+	int r = store_apply_simple(s, cmd, res, "acknowledgement");
+	if (text && r == 0 && res->applied) {
+		activate(s, cmd->time_ms, text);
+		res->value = pending;
+	} else {
+		free(text);
+	}
+	return r;
 }
 
 static const struct store_table acks_table = {

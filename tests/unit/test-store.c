@@ -532,6 +532,26 @@ static void test_policy_two_phases(void **state)
 	assert_int_equal(((const struct store_policy_ack *)store_row(s, STORE_POLICY_ACKS, 0))->epoch,
 	                 3);
 
+	/* The last member's acknowledgement activates the pending epoch in
+	 * the same command; a non-member's counts for nothing. */
+	assert_applied(s, (struct store_cmd[1]){member(1, "h1", "10.77.0.1:7700")});
+	assert_applied(s, (struct store_cmd[1]){member(2, "h2", "10.77.0.2:7700")});
+	assert_applied(s, (struct store_cmd[1]){policy(3, "fourth")});
+	uint64_t fourth = store_policy(s)->epoch;
+	r = apply(s, (struct store_cmd[1]){ack("h9", fourth)});
+	assert_true(r.applied);
+	assert_int_equal(r.value, 0);
+	r = apply(s, (struct store_cmd[1]){ack("h1", fourth)});
+	assert_int_equal(r.value, 0);
+	assert_int_equal(store_policy_epochs(s)->pending, fourth);
+	r = apply(s, (struct store_cmd[1]){ack("h2", fourth)});
+	assert_true(r.applied);
+	assert_int_equal(r.value, fourth);
+	assert_int_equal(store_policy_epochs(s)->pending, 0);
+	assert_int_equal(store_policy_active(s, &text), fourth);
+	assert_string_equal(text, "fourth");
+	assert_int_equal(store_policy_epochs(s)->other, 3);
+
 	/* A snapshot keeps all of it. */
 	uint8_t *snap;
 	size_t len;
@@ -539,10 +559,10 @@ static void test_policy_two_phases(void **state)
 	snapshot(s, &snap, &len);
 	struct store_state *c = new_state();
 	assert_int_equal(store_state_restore(c, snap, len, &error), 0);
-	assert_int_equal(store_policy_epochs(c)->other, 1);
-	assert_string_equal(store_policy_epochs(c)->other_text, "first");
-	assert_int_equal(store_policy_active(c, NULL), 3);
-	assert_int_equal(store_count(c, STORE_POLICY_ACKS), 2);
+	assert_int_equal(store_policy_epochs(c)->other, 3);
+	assert_string_equal(store_policy_epochs(c)->other_text, "third");
+	assert_int_equal(store_policy_active(c, NULL), fourth);
+	assert_int_equal(store_count(c, STORE_POLICY_ACKS), 3);
 	free(snap);
 	store_state_free(c);
 	store_state_free(s);

@@ -562,12 +562,12 @@ static bool has_devices(const struct policy_net *net)
 }
 
 /* The base chain @name (at @priority) that judges each packet under its
- * epoch: one that came from the LAN stamped with a stamp of an installed
- * epoch but the active one goes to that epoch's chain (or passes: no
- * policy), every other one to the active epoch's. */
+ * epoch: one the agent judged under an installed epoch but the active one
+ * (its mark says which), or that came from the LAN stamped with one, goes
+ * to that epoch's chain (or passes: no policy), every other one to the
+ * active epoch's. */
 static int render_dispatch(const struct policy_installed *in, size_t n, const char *uplink,
-                           const char *name, const char *priority, bool agent,
-                           struct dp_fragment *out)
+                           const char *name, const char *priority, struct dp_fragment *out)
 {
 	struct dp_chain *base;
 	char chain[DP_NAME_MAX];
@@ -575,7 +575,7 @@ static int render_dispatch(const struct policy_installed *in, size_t n, const ch
 		return out->status;
 	/* What the agent judged goes under the epoch it judged it under
 	 * (policy_agent_mark()); then what the LAN stamped. */
-	for (int stamped = agent ? 0 : 1; stamped < 2; stamped++)
+	for (int stamped = 0; stamped < 2; stamped++)
 		for (size_t i = 1; i < n; i++) {
 			snprintf(chain, sizeof(chain), "%s_e%llu", name,
 			         (unsigned long long)in[i].epoch);
@@ -643,9 +643,9 @@ int policy_ruleset_build_installed(const struct policy_installed *in, size_t n,
 			policy_ruleset_build_devices(in[0].p, in[0].epoch, in[0].minute, net, out);
 		return out->status;
 	}
-	render_dispatch(in, n, uplink, POLICY_CHAIN, "-10", true, out);
+	render_dispatch(in, n, uplink, POLICY_CHAIN, "-10", out);
 	if (devices)
-		render_dispatch(in, n, uplink, POLICY_CHAIN_DEVICES, "-9", false, out);
+		render_dispatch(in, n, uplink, POLICY_CHAIN_DEVICES, "-9", out);
 	for (size_t i = 0; i < n && out->status == 0; i++) {
 		if (!in[i].p)
 			continue;

@@ -218,7 +218,9 @@ static void follow(struct policy_svc *ps)
 	if (applied < 0)
 		log_error("policy: datapath: %s",
 		          ps->env->dp->error ? ps->env->dp->error : "failed");
-	if (r == 0)
+	/* A table that could not be applied: the agent goes on judging as
+	 * the one the kernel has. */
+	if (r == 0 && applied == 0)
 		r = policy_agent_update(&ps->agent, ps->env, texts, n, ps->now, false, &error);
 	if (r < 0 && !error)
 		error_set(&error, r, "%s", strerror(-r));
@@ -280,11 +282,14 @@ static void store_changed(void *userdata, const struct store_cmd *cmd,
 	/* Followers learn that an entry is committed from the leader's next
 	 * message: the leader sends one at once (a barrier) for a new epoch,
 	 * not at its next heartbeat, so every host enforces it sooner. */
-	if ((cmd->table == STORE_POLICY || cmd->table == STORE_POLICY_EPOCHS) && res->applied &&
-	    store_is_leader(ps->env->store))
+	/* (An acknowledgement with a value activated its epoch.) */
+	bool acked = cmd->table == STORE_POLICY_ACKS;
+	bool epoch = cmd->table == STORE_POLICY || cmd->table == STORE_POLICY_EPOCHS ||
+	             (acked && res->value);
+	if (epoch && res->applied && store_is_leader(ps->env->store))
 		store_barrier(ps->env->store, flushed, NULL);
 	policy_epochs_answer(&ps->epochs, store_state(ps->env->store));
-	if (cmd->table == STORE_POLICY_ACKS) {
+	if (acked && !res->value) {
 		policy_epochs_lead(&ps->epochs, ps->env->store);
 		return;
 	}
