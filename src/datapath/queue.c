@@ -83,7 +83,8 @@ int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
 	for (size_t i = 0; i < n; i++) {
 		fputs("-A " DP_QUEUE_CHAIN, f);
 		if (v[i].stamped)
-			fprintf(f, " -i %.15s -m tos --tos 0x%02x/0x0c", v[i].iif,
+			fprintf(f, " -i %.15s -s %s/%u -m tos --tos 0x%02x/0x0c", v[i].iif,
+			        inet_ntoa(v[i].from), (unsigned)v[i].from_len,
 			        (unsigned)(v[i].stamp & 3) << 2);
 		if (v[i].skip) {
 			fputs(" -j RETURN\n", f);

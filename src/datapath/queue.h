@@ -20,16 +20,17 @@
 /* What the steering sends to a queue: the packets of every flow whose
  * original source (or, with @reply, reply source) is @addr and whose ct
  * mark is not @unless_ct_mark (the flows already judged). With @stamped,
- * only those that come in by @iif with @stamp in the two low bits of
- * their DSCP; with @skip too, all of those, which are then not queued by
- * the rules after (@addr, @reply and @queue unused). */
+ * only those that come in by @iif from @from/@from_len with @stamp in the
+ * two low bits of their DSCP; with @skip too, all of those, which are then
+ * not queued by the rules after (@addr, @reply and @queue unused). */
 struct dp_steer {
 	struct in_addr addr;
 	bool reply;
 	uint32_t unless_ct_mark;
 	uint16_t queue;
 	bool stamped, skip;
-	uint8_t stamp;
+	uint8_t stamp, from_len;
+	struct in_addr from;
 	char iif[16];
 };
 

@@ -308,7 +308,7 @@ static void test_compile_two_epochs(void **state)
 	                 0);
 	char *out = render(&frag);
 	assert_golden("policy-epochs.nft", out);
-	assert_non_null(strstr(out, "iifname \"u0\" ip dscp & 0x03 == 0 accept"));
+	assert_non_null(strstr(out, "iifname \"u0\" ip saddr 10.77.0.0/16 ip dscp & 0x03 == 0 accept"));
 	assert_non_null(strstr(out, "goto firewall_e5"));
 	assert_non_null(strstr(out, "ip dscp & 0x3c == 0x2c ip dscp set 0x2d accept"));
 	free(out);

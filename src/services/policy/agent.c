@@ -209,11 +209,14 @@ static void on_logged(void *userdata, const char *prefix, const struct dp_queued
 }
 
 /* The epoch a packet is judged under, as the table judges it: the one it
- * is stamped with when it comes in from the LAN stamped with an installed
- * one but the active one, else the active one. */
+ * is stamped with when it comes in from the LAN (by the uplink, from an
+ * address of the LAN) stamped with an installed one but the active one,
+ * else the active one. */
 static const struct agent_epoch *epoch_of(const struct policy_agent *a, const struct dp_queued *pkt)
 {
-	if (a->uplink && pkt->indev == a->uplink)
+	const struct policy_net *net = &a->view.net;
+	if (a->uplink && pkt->indev == a->uplink &&
+	    (pkt->src.s_addr & net->lan_mask) == (net->lan_addr & net->lan_mask))
 		for (size_t i = 1; i < a->n_epochs; i++)
 			if (policy_epoch_stamp(a->epochs[i].epoch) == (unsigned)(pkt->tos >> 2 & 3))
 				return &a->epochs[i];
@@ -385,7 +388,8 @@ static void free_epochs(struct agent_epoch *in, size_t n)
  * agent and the flow is not judged under it yet, else left to the table;
  * then the active epoch's. */
 static size_t steering(const struct agent_epoch *in, size_t n, const bool (*needs)[2],
-                       uint32_t addr, const char *uplink, struct dp_steer s[STEER_MAX])
+                       uint32_t addr, const struct policy_net *net, const char *uplink,
+                       struct dp_steer s[STEER_MAX])
 {
 	memset(s, 0, STEER_MAX * sizeof(*s)); /* compared whole, padding and all */
 	size_t k = 0;
@@ -396,6 +400,8 @@ static size_t steering(const struct agent_epoch *in, size_t n, const bool (*need
 		if (i > 0) {
 			base.stamped = true;
 			base.stamp = (uint8_t)policy_epoch_stamp(in[i].epoch);
+			base.from.s_addr = net->lan_addr & net->lan_mask;
+			base.from_len = (uint8_t)__builtin_popcount(net->lan_mask);
 			snprintf(base.iif, sizeof(base.iif), "%s", uplink);
 		}
 		for (int dir = 0; dir < 2; dir++) {
@@ -448,7 +454,8 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env,
 		r = -ENOENT;
 	const char *uplink = env->dp ? env->dp->cfg.uplink_if : "";
 	struct dp_steer s[STEER_MAX];
-	size_t k = r == 0 && needed ? steering(in, n, needs, self->guest_addr, uplink, s) : 0;
+	size_t k =
+	    r == 0 && needed ? steering(in, n, needs, self->guest_addr, &v.net, uplink, s) : 0;
 	if (r < 0 || before_table) {
 		/* Before the table changes, the agent judges as the table does
 		 * now (or leaves the packets to it): only the steering follows

@@ -15,8 +15,14 @@
 /* A policy apply waiting for its epoch. */
 struct policy_wait {
 	struct policy_wait *next;
-	struct ctl_deferred *d;
+	struct policy_epochs *pe; /* NULL once @pe is gone (a commit under way) */
+	struct ctl_deferred *d;   /* NULL once answered */
 	json_t *report;
+	/* Not committed yet: the text, made on that epoch; with no leader
+	 * known, proposed again until @since_ms + POLICY_PROPOSE_MS. */
+	char *text;
+	uint64_t made_on;
+	bool proposing;
 	uint64_t epoch, since_ms;
 };
 
@@ -87,34 +93,120 @@ void policy_epochs_retired(struct policy_epochs *pe)
 	pe->retired_until_ms = 0;
 }
 
+static void answer(struct policy_wait *w, json_t *result, const char *error)
+{
+	if (w->d)
+		ctl_deferred_reply(w->d, result, error);
+	else
+		json_decref(result);
+	w->d = NULL;
+	w->report = NULL;
+}
+
+static void wait_free(struct policy_wait *w)
+{
+	json_decref(w->report);
+	free(w->text);
+	free(w);
+}
+
 void policy_epochs_free(struct policy_epochs *pe)
 {
 	while (pe->waits) {
 		struct policy_wait *w = pe->waits;
 		pe->waits = w->next;
 		json_decref(w->report);
-		ctl_deferred_reply(w->d, NULL, "the agent stopped before the epoch was activated");
-		free(w);
+		w->report = NULL;
+		answer(w, NULL, "the agent stopped before the epoch was activated");
+		if (w->proposing)
+			w->pe = NULL; /* freed by its commit's callback */
+		else
+			wait_free(w);
 	}
 	free(pe->retired_text);
 	free(pe->active_text);
 	memset(pe, 0, sizeof(*pe));
 }
 
-/* ---- policy apply's answer ---- */
+/* ---- policy apply's commit and answer ---- */
 
-void policy_epochs_wait(struct policy_epochs *pe, const struct store_state *st,
-                        struct ctl_deferred *d, json_t *report, uint64_t epoch)
+static void unlink_wait(struct policy_epochs *pe, struct policy_wait *w)
+{
+	for (struct policy_wait **p = &pe->waits; *p; p = &(*p)->next)
+		if (*p == w) {
+			*p = w->next;
+			return;
+		}
+}
+
+static void committed(void *userdata, int status, const struct store_result *res, const char *error)
+{
+	struct policy_wait *w = userdata;
+	w->proposing = false;
+	if (!w->pe) {
+		wait_free(w);
+		return;
+	}
+	if (status >= 0 && res->applied) {
+		w->epoch = res->value;
+		free(w->text);
+		w->text = NULL;
+		policy_epochs_answer(w->pe, store_state(w->pe->store));
+		return;
+	}
+	json_decref(w->report);
+	w->report = NULL;
+	answer(w, NULL, status < 0 ? (error ? error : strerror(-status)) : res->reason);
+	unlink_wait(w->pe, w);
+	wait_free(w);
+}
+
+/* Proposes @w's text; false when it is answered (and to be freed). */
+static bool propose(struct policy_wait *w)
+{
+	struct store_cmd cmd = {.table = STORE_POLICY, .op = STORE_PUT, .time_ms = wall_ms()};
+	struct store_policy *sp = STORE_CMD_ROW(&cmd, struct store_policy);
+	sp->epoch = w->made_on;
+	sp->text = w->text;
+	int r = store_propose(w->pe->store, &cmd, committed, w); /* encodes the text at once */
+	if (r == 0) {
+		w->proposing = true;
+		return true;
+	}
+	/* No leader known right now (an election): proposed again soon. */
+	if (r == -EAGAIN && wall_ms() < w->since_ms + POLICY_PROPOSE_MS)
+		return true;
+	json_decref(w->report);
+	w->report = NULL;
+	answer(w, NULL,
+	       r == -EAGAIN ? "no leader is known right now; nothing was applied: try again"
+	                    : strerror(-r));
+	return false;
+}
+
+void policy_epochs_apply(struct policy_epochs *pe, struct store *store, char *text,
+                         uint64_t made_on, struct ctl_deferred *d, json_t *report)
 {
 	struct policy_wait *w = calloc(1, sizeof(*w));
 	if (!w) {
-		json_object_set_new(report, "epoch", json_integer((json_int_t)epoch));
-		ctl_deferred_reply(d, report, NULL);
+		free(text);
+		json_decref(report);
+		ctl_deferred_reply(d, NULL, strerror(ENOMEM));
 		return;
 	}
-	*w = (struct policy_wait){pe->waits, d, report, epoch, wall_ms()};
+	pe->store = store;
+	*w = (struct policy_wait){.next = pe->waits,
+	                          .pe = pe,
+	                          .d = d,
+	                          .report = report,
+	                          .text = text,
+	                          .made_on = made_on,
+	                          .since_ms = wall_ms()};
 	pe->waits = w;
-	policy_epochs_answer(pe, st);
+	if (!propose(w)) {
+		pe->waits = w->next;
+		wait_free(w);
+	}
 }
 
 /* Adds to @report how @w's epoch ended, or returns false while pending. */
@@ -158,13 +250,14 @@ void policy_epochs_answer(struct policy_epochs *pe, const struct store_state *st
 {
 	for (struct policy_wait **p = &pe->waits; *p;) {
 		struct policy_wait *w = *p;
-		if (!ended(w, st, w->report)) {
+		bool keep = w->proposing || (w->text ? propose(w) : !ended(w, st, w->report));
+		if (keep) {
 			p = &w->next;
 			continue;
 		}
 		*p = w->next;
-		ctl_deferred_reply(w->d, w->report, NULL);
-		free(w);
+		answer(w, w->report, NULL);
+		wait_free(w);
 	}
 }
 

@@ -63,8 +63,10 @@ struct policy_epoch_text {
 	const char *text;
 };
 
-/* How long policy apply waits for its epoch to be activated. */
-#define POLICY_WAIT_MS 10000
+/* How long policy apply waits for its epoch to be activated, and, while
+ * no leader is known (an election), for one to commit it. */
+#define POLICY_WAIT_MS    10000
+#define POLICY_PROPOSE_MS 5000
 
 struct policy_wait;
 struct ctl_deferred;
@@ -78,6 +80,7 @@ struct policy_epochs {
 	char *active_text, *retired_text;
 	uint64_t acking, activating;
 	struct policy_wait *waits;
+	struct store *store;
 };
 
 /* The epochs to install now into @v, the active one first; their stamps
@@ -101,14 +104,17 @@ void policy_epochs_ack(struct policy_epochs *pe, struct store *store, const char
  * in the log the members that had not. */
 void policy_epochs_lead(struct policy_epochs *pe, struct store *store);
 
-/* Answers @d (policy apply, its @report stolen) once @epoch committed is
- * activated ("activated": true, the members that acknowledged it and
- * not, and "activated_after_ms" since the apply was proposed), replaced
- * by a newer one before ("activated": false, "superseded_by"), or after
- * POLICY_WAIT_MS ("activated": false). policy_epochs_answer() checks, at
- * each change of the store; policy_epochs_free() answers what is left. */
-void policy_epochs_wait(struct policy_epochs *pe, const struct store_state *st,
-                        struct ctl_deferred *d, json_t *report, uint64_t epoch);
+/* Commits @text (stolen) as the policy, made on epoch @made_on (while no
+ * leader is known, proposed again for up to POLICY_PROPOSE_MS), and
+ * answers @d (policy apply, its @report stolen) once the epoch is
+ * activated ("epoch", "activated": true, the members that acknowledged it
+ * and not, and "activated_after_ms" since the apply was proposed),
+ * replaced by a newer one before ("activated": false, "superseded_by"), or
+ * after POLICY_WAIT_MS ("activated": false); or with the store's refusal.
+ * policy_epochs_answer() checks, at each change of the store and each
+ * tick; policy_epochs_free() answers what is left. */
+void policy_epochs_apply(struct policy_epochs *pe, struct store *store, char *text,
+                         uint64_t made_on, struct ctl_deferred *d, json_t *report);
 void policy_epochs_answer(struct policy_epochs *pe, const struct store_state *st);
 
 /* {active_epoch, pending_epoch, pending_since_ms, activated_ms,

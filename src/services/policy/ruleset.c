@@ -563,14 +563,17 @@ static bool has_devices(const struct policy_net *net)
 
 /* The base chain @name (at @priority) that judges each packet under its
  * epoch: one the agent judged under an installed epoch but the active one
- * (its mark says which), or that came from the LAN stamped with one, goes
+ * (its mark says which), or that came from the LAN (by @uplink, from an
+ * address of the LAN: not the internet's) stamped with one, goes
  * to that epoch's chain (or passes: no policy), every other one to the
  * active epoch's. */
-static int render_dispatch(const struct policy_installed *in, size_t n, const char *uplink,
-                           const char *name, const char *priority, struct dp_fragment *out)
+static int render_dispatch(const struct policy_installed *in, size_t n,
+                           const struct policy_net *net, const char *uplink, const char *name,
+                           const char *priority, struct dp_fragment *out)
 {
 	struct dp_chain *base;
-	char chain[DP_NAME_MAX];
+	char chain[DP_NAME_MAX], lan[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &net->lan_addr, lan, sizeof(lan));
 	if (dp_fragment_chain(out, name, NULL, "forward", priority, "accept", &base) < 0)
 		return out->status;
 	/* What the agent judged goes under the epoch it judged it under
@@ -583,8 +586,10 @@ static int render_dispatch(const struct policy_installed *in, size_t n, const ch
 			snprintf(verdict, sizeof(verdict), in[i].p ? "goto %s" : "accept", chain);
 			if (stamped)
 				dp_fragment_chain_rule(
-				    out, base, "iifname \"%s\" ip dscp & 0x03 == %u %s", uplink,
-				    policy_epoch_stamp(in[i].epoch), verdict);
+				    out, base,
+				    "iifname \"%s\" ip saddr %s/%u ip dscp & 0x03 == %u %s", uplink,
+				    lan, prefix_len(net->lan_mask), policy_epoch_stamp(in[i].epoch),
+				    verdict);
 			else
 				dp_fragment_chain_rule(out, base, "meta mark 0x%08x %s",
 				                       policy_agent_mark(in[i].epoch), verdict);
@@ -643,9 +648,9 @@ int policy_ruleset_build_installed(const struct policy_installed *in, size_t n,
 			policy_ruleset_build_devices(in[0].p, in[0].epoch, in[0].minute, net, out);
 		return out->status;
 	}
-	render_dispatch(in, n, uplink, POLICY_CHAIN, "-10", out);
+	render_dispatch(in, n, net, uplink, POLICY_CHAIN, "-10", out);
 	if (devices)
-		render_dispatch(in, n, uplink, POLICY_CHAIN_DEVICES, "-9", out);
+		render_dispatch(in, n, net, uplink, POLICY_CHAIN_DEVICES, "-9", out);
 	for (size_t i = 0; i < n && out->status == 0; i++) {
 		if (!in[i].p)
 			continue;

@@ -430,30 +430,10 @@ static int handle_check(void *self, struct ctl_client *client, const struct ctl_
 	return check_text(self, req, ret_result, NULL, ret_error);
 }
 
-struct apply_ctx {
-	struct policy_svc *ps;
-	struct ctl_deferred *d;
-	json_t *report;
-};
-
-static void applied(void *userdata, int status, const struct store_result *res, const char *error)
-{
-	struct apply_ctx *a = userdata;
-	if (status < 0 || !res->applied) {
-		ctl_deferred_reply(a->d, NULL,
-		                   status < 0 ? (error ? error : strerror(-status)) : res->reason);
-		json_decref(a->report);
-	} else {
-		policy_epochs_wait(&a->ps->epochs, store_state(a->ps->env->store), a->d, a->report,
-		                   res->value);
-	}
-	free(a);
-}
-
 /* policy.apply {text, file}: checked as policy.check does; a file whose
  * expectations fail is not applied. Committed as the next epoch, made on
  * the epoch this replica has (a concurrent apply is refused, not lost),
- * and answered once it is activated (policy_epochs_wait()). */
+ * and answered once it is activated (policy_epochs_apply()). */
 static int handle_apply(void *self, struct ctl_client *client, const struct ctl_request *req,
                         json_t **ret_result, char **ret_error)
 {
@@ -474,28 +454,14 @@ static int handle_apply(void *self, struct ctl_client *client, const struct ctl_
 		free(text);
 		return r;
 	}
-	struct store_cmd cmd = {.table = STORE_POLICY, .op = STORE_PUT, .time_ms = wall_ms()};
-	struct store_policy *sp = STORE_CMD_ROW(&cmd, struct store_policy);
-	sp->epoch = store_policy(store_state(ps->env->store))->epoch;
-	sp->text = text;
-	struct apply_ctx *a = calloc(1, sizeof(*a));
-	if (a)
-		a->d = ctl_defer(client, req);
-	if (!a || !a->d) {
-		free(a);
+	struct ctl_deferred *d = ctl_defer(client, req);
+	if (!d) {
 		json_decref(report);
 		free(text);
 		return -ENOMEM;
 	}
-	a->report = report;
-	a->ps = ps;
-	r = store_propose(ps->env->store, &cmd, applied, a); /* encodes the text at once */
-	free(text);
-	if (r < 0) {
-		ctl_deferred_reply(a->d, NULL, strerror(-r));
-		json_decref(report);
-		free(a);
-	}
+	policy_epochs_apply(&ps->epochs, ps->env->store, text,
+	                    store_policy(store_state(ps->env->store))->epoch, d, report);
 	return CTL_DEFERRED;
 }
 
