@@ -66,6 +66,8 @@ static void print_check(json_t *r)
 	printf("expectations: %lld passed, %lld failed\n", (long long)(n - failed),
 	       (long long)failed);
 	fputs(output_str(r, "failures"), stdout);
+	if (output_num(r, "n_warnings"))
+		fputs(output_str(r, "warnings"), stderr);
 	json_t *hosts = json_object_get(r, "hosts");
 	size_t i;
 	json_t *h;
@@ -136,6 +138,8 @@ static int send_file(const struct options *o, const char *sub, const char *path,
 		output_result(o, r, print_check);
 		return failed ? 1 : 0;
 	}
+	if (output_num(r, "n_warnings"))
+		fputs(output_str(r, "warnings"), stderr);
 	printf("%s: applied as epoch %lld%s\n", path, (long long)output_num(r, "epoch"),
 	       audit ? ", in audit mode: nothing is denied, what would be is logged" : "");
 	json_t *behind = json_object_get(r, "not_acknowledged");

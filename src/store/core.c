@@ -343,9 +343,9 @@ static void epochs_encode(struct obuf *b, const void *row)
 	const struct store_policy_epochs *e = row;
 	obuf_put_u64(b, e->pending);
 	obuf_put_u64(b, e->other);
-	text_encode(b, e->other_text);
 	obuf_put_u64(b, e->since_ms);
 	obuf_put_u64(b, e->activated_ms);
+	text_encode(b, e->other_text); /* last: a row that fails to decode owns nothing */
 }
 
 static void epochs_decode(struct cursor *c, void *row)
@@ -353,9 +353,9 @@ static void epochs_decode(struct cursor *c, void *row)
 	struct store_policy_epochs *e = row;
 	e->pending = cursor_u64(c);
 	e->other = cursor_u64(c);
-	e->other_text = text_decode(c);
 	e->since_ms = cursor_u64(c);
 	e->activated_ms = cursor_u64(c);
+	e->other_text = c->failed ? NULL : text_decode(c);
 }
 
 static json_t *epochs_json(const void *row)

@@ -662,10 +662,12 @@ def test_devices_as_ends(make_lab):
         assert reach(lab, "h1", "10.77.2.1", 9100).startswith("no:")
         explain = lab.ctl_json(other, "policy", "explain", "printer", "h2", "tcp/5202")
         assert explain["allow"] is False and explain["outbound"]["rule"]["line"] == 4, explain
-        # The manager's log has the device's denied flow, by its rule.
+        # The manager's log has the device's denied flow, by its rule, in
+        # the device's name (judged at the manager's AEE).
         def device_denied(e):
-            return (e["host"] == manager and e["from"].startswith("10.77.2.1:") and
-                    e["line"] == 4 and e["action"] == "denied")
+            return (e["host"] == "printer" and e["aee"] == manager and
+                    e["from"].startswith("10.77.2.1:") and e["line"] == 4 and
+                    e["action"] == "denied" and e["app"] is None)
         assert any(device_denied(e) for e in lab.ctl_json(manager, "policy", "log")["entries"])
 
         # The network-wide log, asked on the other host: every member's
@@ -673,11 +675,29 @@ def test_devices_as_ends(make_lab):
         r = lab.ctl_json(other, "policy", "log", "--all")
         assert r["unreachable"] == [], r
         assert any(device_denied(e) for e in r["entries"]), r
-        assert {e["host"] for e in r["entries"]} == {"h1", "h2"}, r
+        assert {e["aee"] for e in r["entries"]} == {"h1", "h2"}, r
+        assert "printer" in {e["host"] for e in r["entries"]}, r
         times = [e["time_ms"] for e in r["entries"]]
         assert times == sorted(times)
         out = lab.ctl(other, "policy", "log", "--all", "--limit", "3").stdout
         assert len(out.splitlines()) == 3, out
+        # Followed, network-wide: a new denial at the manager reaches the
+        # other host's follower, as it comes.
+        follow = subprocess.Popen(
+            [ETTMCTL, "--socket", os.path.join(RUN_ROOT, lab.prefix, other, "ettmd.sock"),
+             "--json", "policy", "log", "--all", "--follow", "--limit", "1"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            printed = lines_of(follow)
+            last = json.loads(printed.get(timeout=10))["time_ms"]
+            assert reach(lab, "d1", "198.51.100.10", 8081).startswith("no:")
+            new = json.loads(printed.get(timeout=15))
+            while not (device_denied(new) and new["to"] == "198.51.100.10:8081"):
+                new = json.loads(printed.get(timeout=15))
+            assert new["time_ms"] >= last, new
+        finally:
+            follow.kill()
+            follow.wait()
         # Each host's part is for admitted members only: a key no host was
         # admitted with is refused, from the control network itself.
         with tempfile.TemporaryDirectory() as d:

@@ -322,6 +322,53 @@ static void test_compile_two_epochs(void **state)
 	policy_free(&p);
 }
 
+/* Programs named at the sender in one allow and at the receiver in
+ * another, for the same flows: a warning at the first, naming the second
+ * and the hosts; none when their services or hosts do not meet, or when
+ * one rule names both ends. */
+static void test_warn_programs_at_both_ends(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *rules;
+		size_t warnings;
+		const char *first;
+	} cases[] = {
+	    {"allow from app curl on h1 to h2 tcp/80\n"
+	     "allow from h1 to app nginx on h2 tcp/80-90\n",
+	     1,
+	     "t:3:1: warning: with line 4, programs or users are named at both ends of flows "
+	     "from h1 to h2: each end knows only its own, so a flow that full knowledge would "
+	     "deny may pass (name them at one end)\n"},
+	    {"allow from app curl on h1 to h2 tcp/80\nallow from h1 to app nginx on h2 tcp/81\n",
+	     0, NULL},
+	    {"allow from app curl on h1 to h2 tcp/80\nallow from h3 to user www on h2 tcp/80\n", 0,
+	     NULL},
+	    {"allow from app curl on h1 to app nginx on h2 tcp/80\n", 0, NULL},
+	    {"allow from user alice on lan to h3\nallow from h1 to app sshd on h3 tcp/22\n", 1,
+	     NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct policy_net net = lab_net();
+		struct policy p;
+		char *text = NULL, *error = NULL, *out = NULL;
+		size_t len = 0;
+		assert_true(asprintf(&text, "%s%s", head, cases[i].rules) > 0);
+		if (policy_parse(text, "t", &net, &p, &error) < 0)
+			fail_msg("case %zu: %s", i, error);
+		FILE *f = open_memstream(&out, &len);
+		size_t n = policy_warn_both_ends(&p, &net, "t", f);
+		fclose(f);
+		if (n != cases[i].warnings)
+			fail_msg("case %zu: %zu warnings:\n%s", i, n, out);
+		if (cases[i].first)
+			assert_string_equal(out, cases[i].first);
+		free(out);
+		free(text);
+		policy_free(&p);
+	}
+}
+
 static void test_compile_sets_do_not_overlap(void **state)
 {
 	(void)state;
@@ -773,6 +820,7 @@ int main(void)
 	    cmocka_unit_test(test_judge_and_expects),
 	    cmocka_unit_test(test_compile_golden),
 	    cmocka_unit_test(test_compile_two_epochs),
+	    cmocka_unit_test(test_warn_programs_at_both_ends),
 	    cmocka_unit_test(test_compile_sets_do_not_overlap),
 	    cmocka_unit_test(test_parse_and_judge_programs_and_users),
 	    cmocka_unit_test(test_compile_programs),

@@ -108,15 +108,15 @@ static struct store_state *restore(const char *name)
 /* What encoding 6 adds at the end of a snapshot with no change of policy
  * under way: the policy's epochs (tag, four zero numbers, an empty text)
  * and its acknowledgements (tag, a zero count). */
-#define SINCE_6 (1 + 8 * 2 + 4 + 8 * 2 + 1 + 4)
+#define SINCE_6 (1 + 8 * 4 + 4 + 1 + 4)
 
 static void assert_since_6_empty(const uint8_t *tail)
 {
 	assert_int_equal(tail[0], STORE_POLICY_EPOCHS);
 	for (size_t i = 1; i < SINCE_6; i++)
-		if (i != 1 + 8 * 2 + 4 + 8 * 2)
+		if (i != 1 + 8 * 4 + 4)
 			assert_int_equal(tail[i], 0);
-	assert_int_equal(tail[1 + 8 * 2 + 4 + 8 * 2], STORE_POLICY_ACKS);
+	assert_int_equal(tail[1 + 8 * 4 + 4], STORE_POLICY_ACKS);
 }
 
 static void test_snapshot_v3_loads_and_encodes_the_same(void **state)

@@ -45,8 +45,9 @@ struct log_entry {
 	bool outbound;
 	bool by_agent;
 	struct dp_queued pkt;
-	struct policy_who who;   /* the guest's program and user; "": unknown */
-	char rule[LOG_RULE_MAX]; /* as written, cut to fit; "": not known */
+	struct policy_who who;        /* the guest's program and user; "": unknown */
+	char rule[LOG_RULE_MAX];      /* as written, cut to fit; "": not known */
+	char device[POLICY_WORD_MAX]; /* the device whose end it was; "": the guest's */
 };
 
 struct agent_epoch {
@@ -147,7 +148,7 @@ static void attribute(struct policy_agent *a, const struct dp_queued *pkt, bool 
 
 static void record(struct policy_agent *a, uint64_t epoch, unsigned line, char action,
                    bool outbound, bool by_agent, const struct dp_queued *pkt,
-                   const struct policy_who *who)
+                   const struct policy_who *who, const char *device)
 {
 	struct log_entry *e = &a->entries[a->last_seq % LOG_KEPT];
 	*e = (struct log_entry){
@@ -162,6 +163,7 @@ static void record(struct policy_agent *a, uint64_t epoch, unsigned line, char a
 	    .who = *who,
 	};
 	e->pkt.id = 0;
+	snprintf(e->device, sizeof(e->device), "%s", device);
 	/* The rule's words while its epoch is the one this agent has: a
 	 * packet nftables logged just before a change may carry the last. */
 	const char *text = NULL;
@@ -198,14 +200,19 @@ static void on_logged(void *userdata, const char *prefix, const struct dp_queued
 	struct policy_agent *a = userdata;
 	unsigned long long epoch;
 	unsigned line;
-	char action, dir;
+	char action, dir, device[POLICY_WORD_MAX] = "";
 	size_t n = strlen(POLICY_LOG_PREFIX);
-	if (strncmp(prefix, POLICY_LOG_PREFIX, n) != 0 ||
-	    sscanf(prefix + n, "%llu %u %c %c", &epoch, &line, &action, &dir) != 4 || !a->self)
+	int got =
+	    strncmp(prefix, POLICY_LOG_PREFIX, n) != 0
+	        ? 0
+	        : sscanf(prefix + n, "%llu %u %c %c %31s", &epoch, &line, &action, &dir, device);
+	if (got < 4 || !a->self)
 		return;
-	struct policy_who who;
-	attribute(a, pkt, pkt->src.s_addr == a->self->guest_addr, &who);
-	record(a, epoch, line, action, dir == 'o', false, pkt, &who);
+	/* A device's end: it runs no programs the agent could name. */
+	struct policy_who who = {0};
+	if (!device[0])
+		attribute(a, pkt, pkt->src.s_addr == a->self->guest_addr, &who);
+	record(a, epoch, line, action, dir == 'o', false, pkt, &who, device);
 }
 
 /* The epoch a packet is judged under, as the table judges it: the one it
@@ -273,7 +280,7 @@ static void judge(struct policy_agent *a, int dir, const struct dp_queued *pkt)
 		       v.allow    ? 'a'
 		       : p->audit ? 'w'
 		                  : 'd',
-		       outbound, true, pkt, &who);
+		       outbound, true, pkt, &who, "");
 	bool pass = v.allow || p->audit;
 	int r =
 	    dp_queue_verdict(a->queue[dir], pkt->id, pass, pass ? policy_agent_mark(ep->epoch) : 0);
@@ -539,9 +546,10 @@ static json_t *entry_json(const struct policy_agent *a, const struct log_entry *
 	snprintf(from, sizeof(from), "%s:%u", inet_ntoa(e->pkt.src), e->pkt.sport);
 	snprintf(to, sizeof(to), "%s:%u", inet_ntoa(e->pkt.dst), e->pkt.dport);
 	return json_pack(
-	    "{s:I, s:I, s:s, s:I, s:I, s:s?, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s}", "seq",
-	    (json_int_t)e->seq, "time_ms", (json_int_t)e->time_ms, "host", a->env->host->name,
-	    "epoch", (json_int_t)e->epoch, "line", (json_int_t)e->line, "rule", rule, "action",
+	    "{s:I, s:I, s:s, s:s, s:I, s:I, s:s?, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s}", "seq",
+	    (json_int_t)e->seq, "time_ms", (json_int_t)e->time_ms, "host",
+	    e->device[0] ? e->device : a->env->host->name, "aee", a->env->host->name, "epoch",
+	    (json_int_t)e->epoch, "line", (json_int_t)e->line, "rule", rule, "action",
 	    e->action == 'a'   ? "allowed"
 	    : e->action == 'w' ? "would deny"
 	                       : "denied",

@@ -26,6 +26,13 @@ struct policy_wait {
 	uint64_t epoch, since_ms;
 };
 
+/* An acknowledgement or an activation under way; @pe NULL once it is
+ * gone (the store answers every proposal, even after the service). */
+struct epochs_op {
+	struct policy_epochs *pe;
+	bool ack;
+};
+
 /* Stamps of the epochs in @v, one each: a later one whose stamp is taken
  * is left out. */
 static size_t add(struct policy_epoch_text *v, size_t n, uint64_t epoch, const char *text)
@@ -123,6 +130,10 @@ void policy_epochs_free(struct policy_epochs *pe)
 		else
 			wait_free(w);
 	}
+	if (pe->ack_op)
+		pe->ack_op->pe = NULL;
+	if (pe->act_op)
+		pe->act_op->pe = NULL;
 	free(pe->retired_text);
 	free(pe->active_text);
 	memset(pe, 0, sizeof(*pe));
@@ -261,13 +272,33 @@ void policy_epochs_answer(struct policy_epochs *pe, const struct store_state *st
 	}
 }
 
-static void acked(void *userdata, int status, const struct store_result *res, const char *error)
+static void op_done(void *userdata, int status, const struct store_result *res, const char *error)
 {
-	struct policy_epochs *pe = userdata;
+	struct epochs_op *op = userdata;
 	if (status < 0 || !res->applied)
-		log_debug("policy: acknowledgement not committed: %s",
+		log_debug("policy: %s not committed: %s",
+		          op->ack ? "acknowledgement" : "activation",
 		          status < 0 ? (error ? error : "failed") : res->reason);
-	pe->acking = 0;
+	if (op->pe && op->ack)
+		op->pe->acking = 0, op->pe->ack_op = NULL;
+	else if (op->pe)
+		op->pe->activating = 0, op->pe->act_op = NULL;
+	free(op);
+}
+
+static bool op_propose(struct policy_epochs *pe, struct store *store, const struct store_cmd *cmd,
+                       bool ack)
+{
+	struct epochs_op *op = calloc(1, sizeof(*op));
+	if (!op)
+		return false;
+	*op = (struct epochs_op){pe, ack};
+	if (store_propose(store, cmd, op_done, op) < 0) {
+		free(op);
+		return false;
+	}
+	*(ack ? &pe->ack_op : &pe->act_op) = op;
+	return true;
 }
 
 void policy_epochs_ack(struct policy_epochs *pe, struct store *store, const char *host,
@@ -284,17 +315,8 @@ void policy_epochs_ack(struct policy_epochs *pe, struct store *store, const char
 	*a = key;
 	a->epoch = epoch;
 	a->time_ms = cmd.time_ms;
-	if (store_propose(store, &cmd, acked, pe) == 0)
+	if (op_propose(pe, store, &cmd, true))
 		pe->acking = epoch;
-}
-
-static void activated(void *userdata, int status, const struct store_result *res, const char *error)
-{
-	struct policy_epochs *pe = userdata;
-	if (status < 0 || !res->applied)
-		log_debug("policy: activation not committed: %s",
-		          status < 0 ? (error ? error : "failed") : res->reason);
-	pe->activating = 0;
 }
 
 void policy_epochs_lead(struct policy_epochs *pe, struct store *store)
@@ -327,7 +349,7 @@ void policy_epochs_lead(struct policy_epochs *pe, struct store *store)
 		         waiting ? "no acknowledgement within 2 s" : "not reachable");
 	struct store_cmd cmd = {.table = STORE_POLICY_EPOCHS, .op = STORE_PUT, .time_ms = now};
 	STORE_CMD_ROW(&cmd, struct store_policy_epochs)->pending = e->pending;
-	if (store_propose(store, &cmd, activated, pe) == 0)
+	if (op_propose(pe, store, &cmd, false))
 		pe->activating = e->pending;
 }
 

@@ -278,3 +278,68 @@ size_t policy_run_expects(const struct policy *p, const struct policy_net *net, 
 	}
 	return failed;
 }
+
+/* Whether two rules' services share a port of a protocol. */
+static bool ports_overlap(const struct policy_rule *a, const struct policy_rule *b)
+{
+	if (a->n_ports == 0 || b->n_ports == 0)
+		return true;
+	for (size_t i = 0; i < a->n_ports; i++)
+		for (size_t k = 0; k < b->n_ports; k++) {
+			const struct policy_port *x = &a->ports[i], *y = &b->ports[k];
+			if ((x->proto == y->proto || !x->proto || !y->proto) && x->lo <= y->hi &&
+			    y->lo <= x->hi)
+				return true;
+		}
+	return false;
+}
+
+static bool side_has_host(const struct policy_net *net, const struct policy_side *s,
+                          const char *host)
+{
+	struct policy_end e = {.kind = POLICY_END_HOST};
+	snprintf(e.host, sizeof(e.host), "%s", host);
+	return policy_side_matches(net, s, &e);
+}
+
+size_t policy_warn_both_ends(const struct policy *p, const struct policy_net *net, const char *file,
+                             FILE *out)
+{
+	size_t warned = 0;
+	for (size_t i = 0; i < p->n_rules; i++) {
+		const struct policy_rule *a = &p->rules[i];
+		if (!a->allow || !policy_side_qualified(&a->from))
+			continue;
+		for (size_t k = 0; k < p->n_rules; k++) {
+			const struct policy_rule *b = &p->rules[k];
+			if (k == i || !b->allow || !policy_side_qualified(&b->to) ||
+			    !ports_overlap(a, b))
+				continue;
+			/* Some east-west flow both rules are about: the sender's
+			 * program in one, the receiver's in the other. */
+			const char *from = NULL, *to = NULL;
+			for (size_t x = 0; !from && x < net->n_hosts; x++)
+				for (size_t y = 0; !from && y < net->n_hosts; y++) {
+					const char *hx = net->hosts[x].name,
+					           *hy = net->hosts[y].name;
+					if (x == y || net->hosts[x].device || net->hosts[y].device)
+						continue;
+					if (side_has_host(net, &a->from, hx) &&
+					    side_has_host(net, &a->to, hy) &&
+					    side_has_host(net, &b->from, hx) &&
+					    side_has_host(net, &b->to, hy))
+						from = hx, to = hy;
+				}
+			if (!from)
+				continue;
+			fprintf(
+			    out,
+			    "%s:%u:%u: warning: with line %u, programs or users are named at both "
+			    "ends of flows from %s to %s: each end knows only its own, so a flow "
+			    "that full knowledge would deny may pass (name them at one end)\n",
+			    file, a->pos.line, a->pos.col, b->pos.line, from, to);
+			warned++;
+		}
+	}
+	return warned;
+}

@@ -69,6 +69,7 @@ struct policy_epoch_text {
 #define POLICY_PROPOSE_MS 5000
 
 struct policy_wait;
+struct epochs_op;
 struct ctl_deferred;
 
 /* One agent's part: what it saw active (and a copy of its text), the
@@ -79,6 +80,7 @@ struct policy_epochs {
 	uint64_t active, retired, retired_until_ms;
 	char *active_text, *retired_text;
 	uint64_t acking, activating;
+	struct epochs_op *ack_op, *act_op;
 	struct policy_wait *waits;
 	struct store *store;
 };

@@ -284,6 +284,13 @@ struct policy_verdict policy_judge_end(const struct policy *p, const struct poli
 bool policy_side_matches(const struct policy_net *net, const struct policy_side *s,
                          const struct policy_end *f);
 
+/* Writes a warning to @out for each pair of allow rules that name a
+ * program or user at the sender in one and at the receiver in the other,
+ * for flows between two of @net's hosts (docs/policy.md, "How a flow is
+ * judged"): each end judges only its own half. Returns how many. */
+size_t policy_warn_both_ends(const struct policy *p, const struct policy_net *net, const char *file,
+                             FILE *out);
+
 /* Runs @p's `expect` lines; returns how many failed and writes each
  * failure, "FILE:LINE:COL: LINE: the flow is denied[ at mon 08:00]" and
  * why, to @out (may be NULL). */
@@ -306,9 +313,10 @@ uint32_t policy_epoch_mark(uint64_t epoch, unsigned slot);
 
 /* The policy log (docs/policy.md, "The log"): nftables sends what it logs
  * to this nflog group of the AEE's namespace, each packet with the prefix
- * "ettm: EPOCH LINE ACTION DIRECTION" (LINE 0: a default; ACTION a
- * allowed, d denied, w would be denied (audit); DIRECTION o outbound, i
- * inbound). Denied packets are logged at most POLICY_LOG_RATE a second
+ * "ettm: EPOCH LINE ACTION DIRECTION [DEVICE]" (LINE 0: a default; ACTION
+ * a allowed, d denied, w would be denied (audit); DIRECTION o outbound, i
+ * inbound; DEVICE the name of the device whose end it was, on their
+ * manager). Denied packets are logged at most POLICY_LOG_RATE a second
  * per rule. */
 #define POLICY_LOG_GROUP  7
 #define POLICY_LOG_PREFIX "ettm: "

@@ -199,14 +199,14 @@ struct emit {
  * is dropped. */
 static void emit_verdict(struct emit *em, const char *match, bool allow, bool log, unsigned line)
 {
-	char prefix[64];
+	char prefix[64 + POLICY_WORD_MAX];
 	snprintf(prefix, sizeof(prefix),
-	         "log group %u prefix \"" POLICY_LOG_PREFIX "%llu %u %c %c\"", POLICY_LOG_GROUP,
+	         "log group %u prefix \"" POLICY_LOG_PREFIX "%llu %u %c %c%s%s\"", POLICY_LOG_GROUP,
 	         (unsigned long long)em->epoch, line,
 	         allow       ? 'a'
 	         : em->audit ? 'w'
 	                     : 'd',
-	         em->outbound ? 'o' : 'i');
+	         em->outbound ? 'o' : 'i', em->device ? " " : "", em->device ? em->self : "");
 	bool logs = allow ? log : em->audit;
 	if ((allow || em->audit) && em->device) {
 		if (logs)

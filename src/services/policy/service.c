@@ -365,7 +365,16 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 	size_t flen = 0;
 	FILE *f = open_memstream(&failures, &flen);
 	size_t failed = f ? policy_run_expects(&p, &v.net, file, f) : 0;
-	if (!f || fclose(f) != 0) {
+	char *warnings = NULL;
+	size_t wlen = 0;
+	FILE *w = open_memstream(&warnings, &wlen);
+	size_t warned = w ? policy_warn_both_ends(&p, &v.net, file, w) : 0;
+	if (w && fclose(w) != 0) {
+		free(warnings);
+		warnings = NULL;
+	}
+	if (!f || fclose(f) != 0 || !warnings) {
+		free(warnings);
 		policy_free(&p);
 		policy_view_free(&v);
 		free(text);
@@ -411,6 +420,11 @@ static int check_text(struct policy_svc *ps, const struct ctl_request *req, json
 		    (json_int_t)sp->epoch, "timezone", p.time.zone.name);
 	else
 		json_decref(hosts);
+	if (r == 0 && *ret_report) {
+		json_object_set_new(*ret_report, "warnings", json_string(warnings));
+		json_object_set_new(*ret_report, "n_warnings", json_integer((json_int_t)warned));
+	}
+	free(warnings);
 	free(failures);
 	policy_free(&p);
 	policy_view_free(&v);
