@@ -72,13 +72,8 @@ static int run(char *const argv[], const char *input, char *err, size_t err_size
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
+void dp_steer_render(const struct dp_steer *v, size_t n, FILE *f)
 {
-	char *rules = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&rules, &len);
-	if (!f)
-		return -ENOMEM;
 	fputs("*mangle\n:" DP_QUEUE_CHAIN " - [0:0]\n-F " DP_QUEUE_CHAIN "\n", f);
 	for (size_t i = 0; i < n; i++) {
 		fputs("-A " DP_QUEUE_CHAIN, f);
@@ -97,6 +92,16 @@ int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
 		        v[i].unless_ct_mark, v[i].queue);
 	}
 	fputs("COMMIT\n", f);
+}
+
+int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
+{
+	char *rules = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&rules, &len);
+	if (!f)
+		return -ENOMEM;
+	dp_steer_render(v, n, f);
 	if (fclose(f) != 0) {
 		free(rules);
 		return -ENOMEM;

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define DP_QUEUE_CHAIN "ETTM-QUEUE"
 
@@ -33,6 +34,9 @@ struct dp_steer {
 	struct in_addr from;
 	char iif[16];
 };
+
+/* @v's @n rules as iptables-restore input for DP_QUEUE_CHAIN, into @f. */
+void dp_steer_render(const struct dp_steer *v, size_t n, FILE *f);
 
 /* Makes DP_QUEUE_CHAIN hold exactly @v's @n rules (none: empty), with the
  * jump to it from mangle FORWARD, in the caller's network namespace.

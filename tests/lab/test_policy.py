@@ -468,19 +468,23 @@ def test_two_phases_stamps_and_a_silent_host(make_lab):
         # (its other bits kept); what goes to the internet carries no stamp.
         stamp = (epoch & 3) << 2
         tcpdump = subprocess.Popen(
-            [LAB, "aee", "--prefix", lab.prefix, "h1", "--", "timeout", "10", "tcpdump", "-l",
+            [LAB, "aee", "--prefix", lab.prefix, "h1", "--", "timeout", "20", "tcpdump", "-l",
              "-n", "-v", "-c", "4", "-i", "u0", "icmp and src 10.77.1.3"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        isp = lab.popen("isp", "timeout", "10", "tcpdump", "-l", "-n", "-v", "-c", "2", "-i",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        isp = lab.popen("isp", "timeout", "20", "tcpdump", "-l", "-n", "-v", "-c", "2", "-i",
                         "any", "icmp[icmptype] == icmp-echo")
-        time.sleep(1.5)
+        for p in (tcpdump, isp):  # capturing before the pings go
+            line = ""
+            while "listening on" not in line:
+                line = p.stderr.readline()
+                assert line, "tcpdump ended before it listened"
         lab.exec("h3", "ping", "-c", "2", "-i", "0.2", "10.77.1.1")
         lab.exec("h3", "ping", "-c", "2", "-i", "0.2", "-Q", "0xbc", "10.77.1.1")
         lab.exec("h3", "ping", "-c", "2", "-i", "0.2", "198.51.100.10")
-        out, _ = tcpdump.communicate(timeout=20)
+        out, _ = tcpdump.communicate(timeout=30)
         assert f"tos 0x{stamp:x}," in out, out
         assert f"tos 0x{0xb0 | stamp:x}," in out, out  # the guest's 0xbc
-        out, _ = isp.communicate(timeout=20)
+        out, _ = isp.communicate(timeout=30)
         assert out.count("tos 0x0,") == 2, out
 
         # A member that does not answer: the change completes without it,

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 
+#include "datapath/queue.h"
 #include "datapath/ruleset.h"
 #include "golden.h"
 #include "services/control/control.h"
@@ -198,6 +199,44 @@ static void test_transaction_keeps_netdev_hooks(void **state)
 	assert_null(strstr(tx, "delete chain netdev"));
 	free(tx);
 	dp_ruleset_free(&rs);
+}
+
+/* The agent's steering: a stamped epoch's packets first (queued unless
+ * judged under it, else left to the table), then the active epoch's. */
+static void test_steer_rules(void **state)
+{
+	(void)state;
+	struct dp_steer v[3];
+	memset(v, 0, sizeof(v));
+	for (int i = 0; i < 2; i++) {
+		v[i].addr.s_addr = htonl(0x0a4d0101);
+		v[i].stamped = true;
+		v[i].stamp = 2;
+		v[i].from.s_addr = htonl(0x0a4d0000);
+		v[i].from_len = 16;
+		snprintf(v[i].iif, sizeof(v[i].iif), "u0");
+	}
+	v[0].reply = true;
+	v[0].unless_ct_mark = 0x80000006;
+	v[0].queue = 1;
+	v[1].skip = true;
+	v[2].addr.s_addr = htonl(0x0a4d0101);
+	v[2].unless_ct_mark = 0x80000007;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	dp_steer_render(v, 3, f);
+	fclose(f);
+	assert_string_equal(
+	    out,
+	    "*mangle\n:ETTM-QUEUE - [0:0]\n-F ETTM-QUEUE\n"
+	    "-A ETTM-QUEUE -i u0 -s 10.77.0.0/16 -m tos --tos 0x08/0x0c -m conntrack "
+	    "--ctreplsrc 10.77.1.1/32 -m connmark ! --mark 0x80000006 -j NFQUEUE --queue-num 1 "
+	    "--queue-bypass\n"
+	    "-A ETTM-QUEUE -i u0 -s 10.77.0.0/16 -m tos --tos 0x08/0x0c -j RETURN\n"
+	    "-A ETTM-QUEUE -m conntrack --ctorigsrc 10.77.1.1/32 -m connmark ! --mark "
+	    "0x80000007 -j NFQUEUE --queue-num 0 --queue-bypass\nCOMMIT\n");
+	free(out);
 }
 
 static void test_transaction_bad_listing(void **state)
@@ -481,6 +520,7 @@ int main(void)
 	    cmocka_unit_test(test_has),
 	    cmocka_unit_test(test_transaction_fresh),
 	    cmocka_unit_test(test_transaction_keeps_netdev_hooks),
+	    cmocka_unit_test(test_steer_rules),
 	    cmocka_unit_test(test_transaction_deletes_stale),
 	    cmocka_unit_test(test_transaction_bad_listing),
 	    cmocka_unit_test(test_render_devices),

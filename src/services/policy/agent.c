@@ -427,6 +427,19 @@ static size_t steering(const struct agent_epoch *in, size_t n, const bool (*need
 	return k;
 }
 
+/* Opens the queues @v steers to, and steers. */
+static int steer_to_queues(struct policy_agent *a, const struct dp_steer *v, size_t n,
+                           char **ret_error)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = v[i].skip ? 0 : open_queue(a, v[i].queue);
+		if (r < 0)
+			return error_set(ret_error, r, "the packet queue %u: %s", v[i].queue,
+			                 strerror(-r));
+	}
+	return steer(a, v, n, ret_error);
+}
+
 int policy_agent_update(struct policy_agent **pa, const struct svc_env *env,
                         const struct policy_epoch_text *texts, size_t n, time_t now,
                         bool before_table, char **ret_error)
@@ -481,11 +494,7 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env,
 		if (!a && (r = agent_new(env, &a)) < 0)
 			return r;
 		*pa = a;
-		for (size_t i = 0; i < k && r == 0; i++)
-			r = open_queue(a, s[i].queue);
-		if (r < 0)
-			return error_set(ret_error, r, "the packet queue: %s", strerror(-r));
-		return steer(a, s, k, ret_error);
+		return steer_to_queues(a, s, k, ret_error);
 	}
 	if (!a && (r = agent_new(env, &a)) < 0) {
 		free_epochs(in, parsed);
@@ -501,11 +510,7 @@ int policy_agent_update(struct policy_agent **pa, const struct svc_env *env,
 	a->self = policy_net_host(&a->view.net, env->host->name);
 	a->have = true;
 	a->uplink = if_nametoindex(uplink);
-	for (size_t i = 0; i < k && r == 0; i++)
-		r = open_queue(a, s[i].queue);
-	if (r < 0)
-		return error_set(ret_error, r, "the packet queue: %s", strerror(-r));
-	return steer(a, s, k, ret_error);
+	return steer_to_queues(a, s, k, ret_error);
 }
 
 /* Whether the active epoch's flows of a direction are steered. */
