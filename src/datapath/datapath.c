@@ -5,10 +5,13 @@
 
 #include <errno.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/error.h"
 #include "lib/fileio.h"
@@ -18,7 +21,6 @@
 #include "lib/array.h"
 
 #define GENERATION_FILE "datapath.generation"
-#define RULESET_FILE    "datapath.nft"
 
 int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_dir)
 {
@@ -32,7 +34,9 @@ int dp_open(struct datapath *dp, const struct dp_config *cfg, const char *state_
 
 	char *text = NULL;
 	if (file_read_state(state_dir, GENERATION_FILE, &text) == 0) {
-		dp->generation = strtoull(text, NULL, 10);
+		char *end = NULL;
+		dp->generation = strtoull(text, &end, 10);
+		dp->digest = strtoull(end, NULL, 16);
 		free(text);
 	}
 	return 0;
@@ -45,23 +49,38 @@ static void set_error(struct datapath *dp, char *error)
 	dp->ok = error == NULL;
 }
 
-/* Counts a new generation when @text differs from the last ruleset applied,
- * and records both. */
+static uint64_t digest_of(const char *text)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	return h;
+}
+
+/* Counts a new generation when @text differs from the last ruleset applied
+ * (by its digest), and records the two. The record is one line of fixed
+ * width written in place: no rename() or truncation, whose flush of the
+ * file system's journal held the agent's loop for milliseconds at every
+ * change. A crash of the machine may lose it; a generation is counted
+ * again then, and nothing else depends on it. */
 static void record_generation(struct datapath *dp, const char *text)
 {
-	char *last = NULL;
-	bool same =
-	    file_read_state(dp->state_dir, RULESET_FILE, &last) == 0 && strcmp(last, text) == 0;
-	free(last);
-	if (same && dp->generation > 0)
+	uint64_t digest = digest_of(text);
+	if (dp->generation > 0 && digest == dp->digest)
 		return;
 	dp->generation++;
-	char number[32];
-	snprintf(number, sizeof(number), "%" PRIu64 "\n", dp->generation);
-	if (file_write_state(dp->state_dir, RULESET_FILE, text) < 0 ||
-	    file_write_state(dp->state_dir, GENERATION_FILE, number) < 0)
+	dp->digest = digest;
+	char line[64], path[PATH_MAX];
+	int n =
+	    snprintf(line, sizeof(line), "%020" PRIu64 " %016" PRIx64 "\n", dp->generation, digest);
+	snprintf(path, sizeof(path), "%s/%s", dp->state_dir, GENERATION_FILE);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && pwrite(fd, line, (size_t)n, 0) == n;
+	if (fd >= 0)
+		close(fd);
+	if (!ok)
 		log_warn("datapath: cannot record generation %" PRIu64 " in %s", dp->generation,
-		         dp->state_dir);
+		         path);
 	else
 		log_info("datapath: ruleset generation %" PRIu64, dp->generation);
 }

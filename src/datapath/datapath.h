@@ -70,6 +70,7 @@ struct datapath {
 	struct dp_nft *nft;
 	char *state_dir;
 	uint64_t generation; /* rulesets applied that differed from the one before */
+	uint64_t digest;     /* FNV-1a of that generation's ruleset text */
 	bool ok;
 	char *error; /* why the last reconciliation failed, or NULL */
 };
