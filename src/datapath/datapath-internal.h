@@ -19,10 +19,15 @@ int dp_nft_new(struct dp_nft **ret_nft);
 /* NULL-accepting. */
 void dp_nft_free(struct dp_nft *nft);
 
-/* Makes the running `inet ettm` table equal to @rs in one atomic transaction.
+/* Makes the running `inet ettm` table equal to @rs in one atomic transaction
+ * (only what differs from the last apply, when that is known).
  * On failure returns a negative errno and, if @ret_error is not NULL, nft's
  * message in a newly allocated *ret_error; the running table is unchanged. */
 int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_error);
+
+/* Forgets what the last apply left: the next replaces the whole table, so
+ * that whatever changed it since (an admin's hand) is undone. */
+void dp_nft_forget(struct dp_nft *nft);
 
 /* Reads the table's named counters into @ret (indexed by enum dp_counter_id).
  * Returns 0, -ENOENT when the table is missing, or another negative errno. */

@@ -310,6 +310,8 @@ static int reconcile(struct datapath *dp, bool force)
 	struct composed c = {0};
 	char *error = NULL;
 	int r = compose(dp, &c, &error);
+	if (force)
+		dp_nft_forget(dp->nft);
 	if (r == 0 && !force && dp->ok && dp->applied && strcmp(dp->applied, c.signature) == 0) {
 		composed_free(&c);
 		return 0;

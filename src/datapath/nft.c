@@ -13,9 +13,10 @@
 
 struct dp_nft {
 	struct nft_ctx *ctx;
-	/* What the last apply left in the kernel, as list_table() would
-	 * list its objects; NULL: not known (none yet, or it failed). */
-	char *known;
+	/* What the last apply left in the kernel (have_last), or not known:
+	 * none yet, it failed, or dp_nft_forget(). */
+	struct dp_ruleset last;
+	bool have_last;
 };
 
 int dp_nft_new(struct dp_nft **ret_nft)
@@ -39,7 +40,7 @@ void dp_nft_free(struct dp_nft *nft)
 	if (!nft)
 		return;
 	nft_ctx_free(nft->ctx);
-	free(nft->known);
+	dp_ruleset_free(&nft->last);
 	free(nft);
 }
 
@@ -141,16 +142,21 @@ static char *listing_of(const struct dp_ruleset *rs)
 	return text;
 }
 
-int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_error)
+void dp_nft_forget(struct dp_nft *nft)
 {
-	/* What the last apply left is known: listing the running tables, as
-	 * costly as applying, is needed only when it is not, or when the
-	 * transaction made from it fails (something else changed them). */
+	dp_ruleset_free(&nft->last);
+	nft->have_last = false;
+}
+
+/* The whole table replaced, from what the last apply left, or (@fresh,
+ * or when that fails) from a listing of the kernel's. */
+static int replace(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_error)
+{
 	int r = 0;
-	for (int fresh = nft->known ? 0 : 1; fresh < 2; fresh++) {
+	for (int fresh = nft->have_last ? 0 : 1; fresh < 2; fresh++) {
 		char *current = NULL, *tx = NULL;
 		if (!fresh)
-			current = strdup(nft->known);
+			current = listing_of(&nft->last);
 		else
 			r = list_table(nft, &current);
 		if (r < 0 || (!fresh && !current)) {
@@ -174,8 +180,31 @@ int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_err
 			break;
 		log_debug("nft: the transaction from what was last applied failed; listing");
 	}
-	free(nft->known);
-	nft->known = r == 0 ? listing_of(rs) : NULL;
+	return r;
+}
+
+int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_error)
+{
+	/* What the last apply left is known: only what differs from it is
+	 * sent, and the running table is listed (as costly as replacing it
+	 * whole) only when that fails, because something else changed it. */
+	int r = -ESTALE;
+	if (nft->have_last) {
+		char *tx = NULL;
+		r = dp_ruleset_delta(&nft->last, rs, &tx);
+		if (r == 0) {
+			log_debug("nft transaction:\n%s", tx);
+			r = run(nft, tx, false, NULL, NULL);
+			if (r < 0)
+				log_debug("nft: the change from what was last applied failed");
+		}
+		free(tx);
+	}
+	if (r < 0)
+		r = replace(nft, rs, ret_error);
+	dp_nft_forget(nft);
+	if (r == 0 && dp_ruleset_copy(rs, &nft->last) == 0)
+		nft->have_last = true;
 	return r;
 }
 

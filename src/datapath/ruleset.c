@@ -400,3 +400,160 @@ int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json
 	*ret_text = text;
 	return 0;
 }
+
+int dp_ruleset_copy(const struct dp_ruleset *rs, struct dp_ruleset *ret)
+{
+	struct dp_ruleset c = {0};
+	int r = 0;
+	if (rs->n_counters &&
+	    (r = ARRAY_RESERVE(c.counters, c.cap_counters, rs->n_counters)) == 0) {
+		memcpy(c.counters, rs->counters, rs->n_counters * sizeof(*c.counters));
+		c.n_counters = rs->n_counters;
+	}
+	if (r == 0 && rs->n_sets && (r = ARRAY_RESERVE(c.sets, c.cap_sets, rs->n_sets)) == 0) {
+		memcpy(c.sets, rs->sets, rs->n_sets * sizeof(*c.sets));
+		c.n_sets = rs->n_sets;
+	}
+	for (int netdev = 0; r == 0 && netdev < 2; netdev++) {
+		const struct dp_chain *from = netdev ? rs->netdev : rs->chains;
+		size_t n = netdev ? rs->n_netdev : rs->n_chains;
+		struct dp_chain **to = netdev ? &c.netdev : &c.chains;
+		size_t *n_to = netdev ? &c.n_netdev : &c.n_chains;
+		size_t *cap = netdev ? &c.cap_netdev : &c.cap_chains;
+		if (n && (r = array_reserve((void **)to, cap, n, sizeof(**to))) < 0)
+			break;
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			struct dp_chain *ch = &(*to)[(*n_to)++];
+			*ch = from[i];
+			ch->rules = (struct dp_rules){0};
+			for (size_t j = 0; r == 0 && j < from[i].rules.n; j++)
+				r = dp_rules_add(&ch->rules, "%s", from[i].rules.v[j]);
+		}
+	}
+	if (r < 0) {
+		dp_ruleset_free(&c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_chain(const struct dp_chain *a, const struct dp_chain *b)
+{
+	if (!same_str(a->type, b->type) || !same_str(a->hook, b->hook) ||
+	    !same_str(a->priority, b->priority) || !same_str(a->policy, b->policy) ||
+	    strcmp(a->device, b->device) != 0 || a->rules.n != b->rules.n)
+		return false;
+	for (size_t i = 0; i < a->rules.n; i++)
+		if (strcmp(a->rules.v[i], b->rules.v[i]) != 0)
+			return false;
+	return true;
+}
+
+/* The chain of @rs named @name in the inet (or @netdev) table, as rendered:
+ * a netdev chain without rules is not there. */
+static const struct dp_chain *chain_of(const struct dp_ruleset *rs, bool netdev, const char *name)
+{
+	const struct dp_chain *v = netdev ? rs->netdev : rs->chains;
+	size_t n = netdev ? rs->n_netdev : rs->n_chains;
+	for (size_t i = 0; i < n; i++)
+		if ((!netdev || v[i].rules.n) && strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
+static const struct dp_set *set_of(const struct dp_ruleset *rs, const char *name)
+{
+	for (size_t i = 0; i < rs->n_sets; i++)
+		if (strcmp(rs->sets[i].name, name) == 0)
+			return &rs->sets[i];
+	return NULL;
+}
+
+/* The chains of @to's table (@netdev or inet) that are new or differ from
+ * @from's, rendered; with @flush, instead, a flush of each of @from's that
+ * @to lacks or changed. */
+static void delta_chains(const struct dp_ruleset *from, const struct dp_ruleset *to, bool netdev,
+                         bool flush, FILE *f)
+{
+	const struct dp_ruleset *walk = flush ? from : to;
+	const struct dp_chain *v = netdev ? walk->netdev : walk->chains;
+	size_t n = netdev ? walk->n_netdev : walk->n_chains;
+	const char *family = netdev ? "netdev" : DP_TABLE_FAMILY;
+	for (size_t i = 0; i < n; i++) {
+		if (netdev && !v[i].rules.n)
+			continue;
+		const struct dp_chain *other = chain_of(flush ? to : from, netdev, v[i].name);
+		if (other && same_chain(other, &v[i]))
+			continue;
+		if (flush)
+			fprintf(f, "flush chain %s %s %s\n", family, DP_TABLE_NAME, v[i].name);
+		else
+			render_chain(&v[i], f);
+	}
+}
+
+int dp_ruleset_delta(const struct dp_ruleset *from, const struct dp_ruleset *to, char **ret_text)
+{
+	for (size_t i = 0; i < to->n_sets; i++) {
+		const struct dp_set *was = set_of(from, to->sets[i].name);
+		if (was && (strcmp(was->kind, to->sets[i].kind) != 0 ||
+		            strcmp(was->spec, to->sets[i].spec) != 0))
+			return -ESTALE;
+	}
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	bool netdev_was = netdev_used(from), netdev_is = netdev_used(to);
+	/* Rules first, as the whole transaction flushes them: a chain, set or
+	 * counter deleted below is referenced by no rule left. */
+	delta_chains(from, to, false, true, f);
+	if (netdev_was && netdev_is)
+		delta_chains(from, to, true, true, f);
+	else if (netdev_was)
+		fprintf(f, "delete table netdev %s\n", DP_TABLE_NAME);
+	for (size_t i = 0; i < from->n_chains; i++)
+		if (!chain_of(to, false, from->chains[i].name))
+			fprintf(f, "delete chain %s %s %s\n", DP_TABLE_FAMILY, DP_TABLE_NAME,
+			        from->chains[i].name);
+	for (size_t i = 0; netdev_was && netdev_is && i < from->n_netdev; i++)
+		if (from->netdev[i].rules.n && !chain_of(to, true, from->netdev[i].name))
+			fprintf(f, "delete chain netdev %s %s\n", DP_TABLE_NAME,
+			        from->netdev[i].name);
+	for (size_t i = 0; i < from->n_counters; i++)
+		if (!dp_ruleset_has(to, "counter", from->counters[i]))
+			fprintf(f, "delete counter %s %s %s\n", DP_TABLE_FAMILY, DP_TABLE_NAME,
+			        from->counters[i]);
+	for (size_t i = 0; i < from->n_sets; i++)
+		if (!set_of(to, from->sets[i].name))
+			fprintf(f, "delete %s %s %s %s\n", from->sets[i].kind, DP_TABLE_FAMILY,
+			        DP_TABLE_NAME, from->sets[i].name);
+	fprintf(f, "table %s %s {\n", DP_TABLE_FAMILY, DP_TABLE_NAME);
+	for (size_t i = 0; i < to->n_counters; i++)
+		if (!dp_ruleset_has(from, "counter", to->counters[i]))
+			fprintf(f, "\tcounter %s {\n\t}\n", to->counters[i]);
+	for (size_t i = 0; i < to->n_sets; i++)
+		if (!set_of(from, to->sets[i].name))
+			fprintf(f, "\t%s %s {\n\t\t%s\n\t}\n", to->sets[i].kind, to->sets[i].name,
+			        to->sets[i].spec);
+	delta_chains(from, to, false, false, f);
+	fprintf(f, "}\n");
+	if (netdev_is) {
+		fprintf(f, "table netdev %s {\n", DP_TABLE_NAME);
+		delta_chains(netdev_was ? from : &(struct dp_ruleset){0}, to, true, false, f);
+		fprintf(f, "}\n");
+	}
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
+	}
+	*ret_text = text;
+	return 0;
+}

@@ -65,3 +65,17 @@ bool dp_ruleset_has(const struct dp_ruleset *rs, const char *kind, const char *n
  * half-built table. Returns 0, -EINVAL when @current_json does not parse,
  * or -ENOMEM. */
 int dp_ruleset_transaction(const struct dp_ruleset *rs, const char *current_json, char **ret_text);
+
+/* Deep-copies @rs into @ret; returns 0 or -ENOMEM. */
+int dp_ruleset_copy(const struct dp_ruleset *rs, struct dp_ruleset *ret);
+
+/* Builds the nft transaction that turns the running table, known to be
+ * @from (the last ruleset applied), into @to, touching only what differs:
+ * it flushes the chains that changed or went and declares them again (a
+ * base chain keeps its hook registered, so packets queued to the agent
+ * stay queued), deletes what @to no longer has and declares what it adds.
+ * What did not change costs libnftables and the kernel nothing. Pure.
+ * Returns 0, -ENOMEM, or -ESTALE when a set or map that both have differs
+ * (the kernel takes no other declaration for an existing name: only
+ * dp_ruleset_transaction() from a listing can say so). */
+int dp_ruleset_delta(const struct dp_ruleset *from, const struct dp_ruleset *to, char **ret_text);

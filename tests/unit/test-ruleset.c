@@ -8,8 +8,14 @@
 #include <string.h>
 
 #include <arpa/inet.h>
-#include <cmocka.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 
+#include <cmocka.h>
+#include <nftables/libnftables.h>
+
+#include "datapath/datapath-internal.h"
 #include "datapath/queue.h"
 #include "datapath/ruleset.h"
 #include "golden.h"
@@ -511,6 +517,158 @@ static void test_compose_large(void **state)
 	dp_fragment_free(&a);
 }
 
+/* Three rulesets a change goes through: the datapath's own chains with a
+ * fragment's chains, counter, set and netdev chain; then some of them
+ * gone, one changed, new ones (one jumped to from a changed base chain)
+ * and no netdev chain; then a netdev chain again. */
+static void staged(int stage, struct dp_ruleset *ret_rs)
+{
+	struct dp_config cfg = lab_host(1);
+	struct dp_fragment f = {0};
+	struct dp_chain *c;
+	assert_int_equal(dp_fragment_chain(&f, "kept", NULL, NULL, NULL, NULL, &c), 0);
+	dp_fragment_chain_rule(&f, c, "tcp dport 22 counter accept");
+	if (stage == 0) {
+		dp_fragment_counter(&f, "old_counter");
+		dp_fragment_set(&f, "set", "old_set", "type ipv4_addr;");
+		dp_fragment_chain(&f, "old_chain", NULL, NULL, NULL, NULL, &c);
+		dp_fragment_chain_rule(&f, c,
+		                       "ip saddr @old_set counter name \"old_counter\" drop");
+		dp_fragment_rule(&f, DP_FORWARD_OUT, "jump old_chain");
+		dp_fragment_netdev_chain(&f, "nd", "u0", "accept", &c);
+		dp_fragment_chain_rule(&f, c, "counter");
+	} else {
+		dp_fragment_counter(&f, "new_counter");
+		dp_fragment_set(&f, "map", "new_map", "type inet_service : inet_service;");
+		dp_fragment_chain(&f, "new_chain", NULL, NULL, NULL, NULL, &c);
+		dp_fragment_chain_rule(&f, c,
+		                       "tcp dport @new_map counter name \"new_counter\" accept");
+		dp_fragment_rule(&f, DP_FORWARD_OUT, "jump new_chain");
+	}
+	if (stage == 2) {
+		dp_fragment_netdev_chain(&f, "nd", "u0", "accept", &c);
+		dp_fragment_chain_rule(&f, c, "ether type arp counter");
+	}
+	const struct dp_fragment *frags[] = {&f};
+	assert_int_equal(dp_ruleset_compose(&cfg, frags, 1, ret_rs), 0);
+	dp_fragment_free(&f);
+}
+
+/* A change touches only what differs: nothing for the same ruleset; for
+ * another, a flush of each chain that changed or went, then the deletes,
+ * then only the new and changed objects declared. */
+static void test_delta_touches_only_what_differs(void **state)
+{
+	(void)state;
+	struct dp_ruleset a, b;
+	char *tx;
+	staged(0, &a);
+	staged(1, &b);
+	assert_int_equal(dp_ruleset_delta(&a, &a, &tx), 0);
+	assert_string_equal(tx, "table inet ettm {\n}\ntable netdev ettm {\n}\n");
+	free(tx);
+	assert_int_equal(dp_ruleset_delta(&a, &b, &tx), 0);
+	assert_golden("delta.nft", tx);
+	assert_non_null(strstr(tx, "flush chain inet ettm forward\n"));
+	assert_non_null(strstr(tx, "flush chain inet ettm old_chain\n"));
+	assert_null(strstr(tx, "flush chain inet ettm input"));
+	assert_null(strstr(tx, "chain kept"));
+	assert_null(strstr(tx, "chain input"));
+	assert_non_null(strstr(tx, "delete table netdev ettm\n"));
+	free(tx);
+
+	/* A set whose declaration changed: only a listing can say how to
+	 * replace it. */
+	snprintf(b.sets[0].spec, sizeof(b.sets[0].spec), "type ipv4_addr : inet_service;");
+	snprintf(b.sets[0].name, sizeof(b.sets[0].name), "old_set");
+	b.sets[0].kind = "set";
+	assert_int_equal(dp_ruleset_delta(&a, &b, &tx), -ESTALE);
+	dp_ruleset_free(&a);
+	dp_ruleset_free(&b);
+}
+
+/* The table's listing in the calling thread's namespace. */
+static char *listing(struct nft_ctx *ctx)
+{
+	nft_ctx_buffer_output(ctx);
+	nft_ctx_buffer_error(ctx);
+	assert_int_equal(nft_run_cmd_from_buffer(ctx, "list table inet ettm"), 0);
+	char *text = NULL;
+	/* No netdev table is listed as none. */
+	bool netdev = nft_run_cmd_from_buffer(ctx, "list table netdev ettm") == 0;
+	assert_true(asprintf(&text, "%s%s", nft_ctx_get_output_buffer(ctx),
+	                     netdev ? "" : "(no netdev table)\n") > 0);
+	nft_ctx_unbuffer_output(ctx);
+	nft_ctx_unbuffer_error(ctx);
+	return text;
+}
+
+struct delta_run {
+	int status;
+	char *by_delta[2], *whole[2];
+};
+
+/* In a namespace of its own: each stage applied as a change from the one
+ * before, listed, then applied again whole (what the agent did before
+ * changes were sent alone), listed. */
+static void *delta_main(void *arg)
+{
+	struct delta_run *run = arg;
+	if (unshare(CLONE_NEWNET) < 0) {
+		run->status = -errno;
+		return NULL;
+	}
+	if (system("ip link add u0 type veth peer name u0p") != 0) {
+		run->status = -ENODEV;
+		return NULL;
+	}
+	struct dp_nft *nft;
+	assert_int_equal(dp_nft_new(&nft), 0);
+	struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+	struct dp_ruleset rs;
+	char *error = NULL;
+	staged(0, &rs);
+	assert_int_equal(dp_nft_apply(nft, &rs, &error), 0);
+	dp_ruleset_free(&rs);
+	for (int stage = 1; stage <= 2; stage++) {
+		staged(stage, &rs);
+		int r = dp_nft_apply(nft, &rs, &error);
+		if (r < 0)
+			fprintf(stderr, "stage %d by delta: %s\n", stage, error);
+		assert_int_equal(r, 0);
+		run->by_delta[stage - 1] = listing(ctx);
+		dp_nft_forget(nft);
+		assert_int_equal(dp_nft_apply(nft, &rs, &error), 0);
+		run->whole[stage - 1] = listing(ctx);
+		dp_ruleset_free(&rs);
+	}
+	nft_ctx_free(ctx);
+	dp_nft_free(nft);
+	return NULL;
+}
+
+/* Root only: what a change leaves in the kernel is what replacing the
+ * whole table leaves. */
+static void test_delta_in_the_kernel(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	struct delta_run run = {0};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, delta_main, &run), 0);
+	pthread_join(t, NULL);
+	if (run.status == -EPERM)
+		skip();
+	assert_int_equal(run.status, 0);
+	for (int i = 0; i < 2; i++) {
+		assert_non_null(run.by_delta[i]);
+		assert_string_equal(run.by_delta[i], run.whole[i]);
+		free(run.by_delta[i]);
+		free(run.whole[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +686,8 @@ int main(void)
 	    cmocka_unit_test(test_control_closed),
 	    cmocka_unit_test(test_compose_generic),
 	    cmocka_unit_test(test_compose_large),
+	    cmocka_unit_test(test_delta_touches_only_what_differs),
+	    cmocka_unit_test(test_delta_in_the_kernel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
