@@ -247,10 +247,28 @@ int guest_flow_owner(struct guest *g, const struct guest_flow *f, struct guest_o
 	return r;
 }
 
-/* Whether the process @pid (a /proc entry) holds "socket:[@inode]". */
-static bool holds_socket(int proc, const char *pid, const char *want)
+/* Whether @link_path (a descriptor under /proc) is @want. */
+static bool link_is(int dir, const char *link_path, const char *want)
+{
+	char link[64];
+	ssize_t n = readlinkat(dir, link_path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = '\0';
+	return strcmp(link, want) == 0;
+}
+
+/* Whether the process @pid (a /proc entry) holds "socket:[@inode]": at the
+ * descriptor *@fd first (-1: none; a program that opens a flow after
+ * another's close gets the same number again), the one found left in *@fd. */
+static bool holds_socket(int proc, const char *pid, const char *want, int *fd_hint)
 {
 	char path[300];
+	if (*fd_hint >= 0) {
+		snprintf(path, sizeof(path), "%s/fd/%d", pid, *fd_hint);
+		if (link_is(proc, path, want))
+			return true;
+	}
 	snprintf(path, sizeof(path), "%s/fd", pid);
 	int fd = openat(proc, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -261,14 +279,9 @@ static bool holds_socket(int proc, const char *pid, const char *want)
 		return false;
 	}
 	bool found = false;
-	for (struct dirent *e; !found && (e = readdir(d));) {
-		char link[64];
-		ssize_t n = readlinkat(fd, e->d_name, link, sizeof(link) - 1);
-		if (n > 0) {
-			link[n] = '\0';
-			found = strcmp(link, want) == 0;
-		}
-	}
+	for (struct dirent *e; !found && (e = readdir(d));)
+		if ((found = link_is(fd, e->d_name, want)))
+			*fd_hint = atoi(e->d_name);
 	closedir(d);
 	return found;
 }
@@ -276,7 +289,7 @@ static bool holds_socket(int proc, const char *pid, const char *want)
 /* Whether the /proc entry @pid is a process of the namespace @ns that
  * holds @want; its executable then into @ret_path. */
 static bool program_of(int proc, const char *pid, const struct stat *ns, const char *want,
-                       char *ret_path, size_t size)
+                       int *fd_hint, char *ret_path, size_t size)
 {
 	char path[300];
 	struct stat st;
@@ -284,7 +297,7 @@ static bool program_of(int proc, const char *pid, const struct stat *ns, const c
 	/* Only the guest's processes: the others' sockets are not its. */
 	if (fstatat(proc, path, &st, 0) < 0 || st.st_ino != ns->st_ino || st.st_dev != ns->st_dev)
 		return false;
-	if (!holds_socket(proc, pid, want))
+	if (!holds_socket(proc, pid, want, fd_hint))
 		return false;
 	snprintf(path, sizeof(path), "%s/exe", pid);
 	ssize_t n = readlinkat(proc, path, ret_path, size - 1);
@@ -294,14 +307,15 @@ static bool program_of(int proc, const char *pid, const struct stat *ns, const c
 	return true;
 }
 
-int guest_socket_program(struct guest *g, uint64_t inode, int *pid, char *ret_path, size_t size)
+int guest_socket_program(struct guest *g, uint64_t inode, struct guest_hint *hint, char *ret_path,
+                         size_t size)
 {
 	if (inode == 0)
 		return -ENOENT;
 	char want[48], name[16];
 	snprintf(want, sizeof(want), "socket:[%llu]", (unsigned long long)inode);
-	snprintf(name, sizeof(name), "%d", *pid);
-	if (*pid > 0 && program_of(g->proc, name, &g->ns, want, ret_path, size))
+	snprintf(name, sizeof(name), "%d", hint->pid);
+	if (hint->pid > 0 && program_of(g->proc, name, &g->ns, want, &hint->fd, ret_path, size))
 		return 0;
 	int fd = openat(g->proc, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -312,12 +326,14 @@ int guest_socket_program(struct guest *g, uint64_t inode, int *pid, char *ret_pa
 		return r;
 	}
 	int r = -ENOENT;
-	for (struct dirent *e; r == -ENOENT && (e = readdir(d));)
+	for (struct dirent *e; r == -ENOENT && (e = readdir(d));) {
+		int fd_hint = -1;
 		if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
-		    program_of(g->proc, e->d_name, &g->ns, want, ret_path, size)) {
-			*pid = atoi(e->d_name);
+		    program_of(g->proc, e->d_name, &g->ns, want, &fd_hint, ret_path, size)) {
+			*hint = (struct guest_hint){.pid = atoi(e->d_name), .fd = fd_hint};
 			r = 0;
 		}
+	}
 	closedir(d);
 	return r;
 }

@@ -49,11 +49,19 @@ struct guest_owner {
  * or a negative errno. */
 int guest_flow_owner(struct guest *g, const struct guest_flow *f, struct guest_owner *ret);
 
+/* Where the last socket was found: the process, and its descriptor. */
+struct guest_hint {
+	int pid; /* 0: none */
+	int fd;  /* -1: none */
+};
+
 /* The executable of a process in @g's network namespace that holds the socket @inode, into
- * @ret_path (of @size): found by reading the processes' descriptors in /proc, the process *@pid
- * first (0: none; a program that opens many flows holds the next one too), and the one found left
- * in *@pid. Returns 0, -ENOENT when no process holds it (any more), or a negative errno. */
-int guest_socket_program(struct guest *g, uint64_t inode, int *pid, char *ret_path, size_t size);
+ * @ret_path (of @size): found by reading the processes' descriptors in /proc, where @hint says
+ * first (a program that opens many flows holds the next one too, often at the same descriptor),
+ * and where it was found left in *@hint. Returns 0, -ENOENT when no process holds it (any more),
+ * or a negative errno. */
+int guest_socket_program(struct guest *g, uint64_t inode, struct guest_hint *hint, char *ret_path,
+                         size_t size);
 
 /* ---- the guest's ephemeral ports (docs/nat.md, "Mapping and filtering
  * behaviour") ----

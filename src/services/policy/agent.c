@@ -85,7 +85,7 @@ struct policy_agent {
 	size_t n_steer;
 	struct dp_steer steer[STEER_MAX];
 	bool steered_once;
-	int last_pid; /* the process that held the last flow's socket */
+	struct guest_hint last; /* where the last flow's socket was */
 	size_t n_users;
 	struct {
 		uint32_t uid;
@@ -141,7 +141,7 @@ static void attribute(struct policy_agent *a, const struct dp_queued *pkt, bool 
 		return;
 	user_name(a, o.uid, ret->user);
 	char path[PATH_MAX];
-	if (guest_socket_program(a->guest, o.inode, &a->last_pid, path, sizeof(path)) == 0 &&
+	if (guest_socket_program(a->guest, o.inode, &a->last, path, sizeof(path)) == 0 &&
 	    strlen(path) < POLICY_WORD_MAX)
 		snprintf(ret->app, POLICY_WORD_MAX, "%s", path);
 }
