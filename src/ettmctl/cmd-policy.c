@@ -54,6 +54,14 @@ static char *read_file(const char *path)
 	return text;
 }
 
+/* Each host named in @hosts (a JSON array of names), after a space. */
+static void print_hosts(json_t *hosts)
+{
+	size_t i;
+	json_t *h;
+	json_array_foreach(hosts, i, h) printf(" %s", json_string_value(h));
+}
+
 static void print_check(json_t *r)
 {
 	bool audit = strcmp(output_str(r, "mode"), "audit") == 0;
@@ -98,10 +106,8 @@ static void print_show(json_t *r)
 		       (long long)output_num(r, "active_epoch"));
 	json_t *behind = json_object_get(r, "not_acknowledged");
 	if (json_array_size(behind)) {
-		size_t i;
-		json_t *h;
 		printf("# not acknowledged epoch %lld:", (long long)output_num(r, "epoch"));
-		json_array_foreach(behind, i, h) printf(" %s", json_string_value(h));
+		print_hosts(behind);
 		putchar('\n');
 	}
 	const char *text = output_str(r, "text");
@@ -147,10 +153,8 @@ static int send_file(const struct options *o, const char *sub, const char *path,
 		printf("activated %lld ms after it was sent",
 		       (long long)output_num(r, "activated_after_ms"));
 		if (json_array_size(behind)) {
-			size_t i;
-			json_t *h;
 			fputs(", without", stdout);
-			json_array_foreach(behind, i, h) printf(" %s", json_string_value(h));
+			print_hosts(behind);
 			fputs(" (no acknowledgement: see ettmctl policy)", stdout);
 		} else {
 			printf(": every member (%zu) enforces it",
