@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fragment.h"
 #include "ruleset.h"
@@ -24,6 +25,14 @@ void dp_nft_free(struct dp_nft *nft);
  * On failure returns a negative errno and, if @ret_error is not NULL, nft's
  * message in a newly allocated *ret_error; the running table is unchanged. */
 int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_error);
+
+/* The namespace's nftables generation (every committed transaction counts
+ * one, whoever made it) into *@ret; returns 0 or a negative errno. */
+int dp_nft_genid(uint32_t *ret);
+
+/* The generation after the agent's own last transaction: its table's, or
+ * its steering rules' (queue.c). */
+extern uint32_t dp_own_genid;
 
 /* Forgets what the last apply left: the next replaces the whole table, so
  * that whatever changed it since (an admin's hand) is undone. */

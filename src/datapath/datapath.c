@@ -293,9 +293,12 @@ static int apply(struct datapath *dp, struct composed *c, char **ret_error)
 		r = set_links(dp, c, ret_error);
 	if (r < 0)
 		return r;
-	/* Held: the table from before a restart stays as it was. */
-	if (c->hold && dp_table_present(dp))
+	/* Held: the table from before a restart stays as it was (and is
+	 * not changed elsewhere for dp_changed_elsewhere()). */
+	if (c->hold && dp_table_present(dp)) {
+		dp_nft_genid(&dp_own_genid);
 		return 0;
+	}
 	r = dp_nft_apply(dp->nft, &c->rs, ret_error);
 	if (r == 0)
 		r = sysctls(c, ret_error);
@@ -337,6 +340,12 @@ int dp_reconcile(struct datapath *dp)
 int dp_changed(struct datapath *dp)
 {
 	return reconcile(dp, false);
+}
+
+bool dp_changed_elsewhere(struct datapath *dp)
+{
+	uint32_t id;
+	return dp->applied && dp_nft_genid(&id) == 0 && id != dp_own_genid;
 }
 
 bool dp_table_present(struct datapath *dp)

@@ -103,6 +103,11 @@ int dp_changed(struct datapath *dp);
  * with dp->error set. */
 int dp_reconcile(struct datapath *dp);
 
+/* True when a transaction the agent did not make was committed in its
+ * namespace since its own last one (an admin's edit by hand, a program's
+ * table): dp_reconcile() then makes its tables whole again. */
+bool dp_changed_elsewhere(struct datapath *dp);
+
 /* True when the agent's table is still in the kernel. */
 bool dp_table_present(struct datapath *dp);
 

@@ -2,14 +2,21 @@
  * (datapath-internal.h). */
 #include "datapath-internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <nftables/libnftables.h>
+#include <sys/socket.h>
 
 #include "lib/log.h"
+
+uint32_t dp_own_genid;
 
 struct dp_nft {
 	struct nft_ctx *ctx;
@@ -205,6 +212,54 @@ int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_err
 	dp_nft_forget(nft);
 	if (r == 0 && dp_ruleset_copy(rs, &nft->last) == 0)
 		nft->have_last = true;
+	if (r == 0)
+		dp_nft_genid(&dp_own_genid);
+	return r;
+}
+
+static int genid_attr(const struct nlattr *a, void *data)
+{
+	if (mnl_attr_get_type(a) == NFTA_GEN_ID && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+		*(uint32_t *)data = ntohl(mnl_attr_get_u32(a));
+	return MNL_CB_OK;
+}
+
+static int genid_msg(const struct nlmsghdr *nlh, void *data)
+{
+	if (nlh->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN))
+		return MNL_CB_OK;
+	return mnl_attr_parse(nlh, sizeof(struct nfgenmsg), genid_attr, data);
+}
+
+int dp_nft_genid(uint32_t *ret)
+{
+	struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	if (!nl)
+		return -errno;
+	char buf[8192];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	nlh->nlmsg_seq = 1;
+	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	*g = (struct nfgenmsg){.nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0};
+	uint32_t id = 0;
+	bool found = false;
+	int r = mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ||
+	                mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0
+	            ? -errno
+	            : 0;
+	if (r == 0) {
+		ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		r = n < 0
+		        ? -errno
+		        : mnl_cb_run(buf, (size_t)n, 1, mnl_socket_get_portid(nl), genid_msg, &id);
+		found = r >= 0;
+		r = r < 0 ? -EIO : 0;
+	}
+	mnl_socket_close(nl);
+	if (r == 0 && found)
+		*ret = id;
 	return r;
 }
 

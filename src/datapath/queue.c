@@ -19,6 +19,7 @@
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #include <netinet/ip.h>
 
+#include "datapath-internal.h"
 #include "lib/error.h"
 
 extern char **environ;
@@ -123,6 +124,8 @@ int dp_steer(const struct dp_steer *v, size_t n, char **ret_error)
 			r = run(insert, "", err, sizeof(err));
 		jumped = r == 0;
 	}
+	if (r == 0)
+		dp_nft_genid(&dp_own_genid);
 	if (r != 0)
 		return error_set(ret_error, r < 0 ? r : -EIO, "steering packets to the queue: %s",
 		                 err[0] ? err : "iptables-nft failed");

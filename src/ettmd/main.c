@@ -96,14 +96,20 @@ static void refused_peer(void *userdata, struct ctl_client *client, const struct
 	free(why);
 }
 
-/* Someone removed the table (nft flush ruleset, a careless admin): put it
- * back, so the agent keeps owning its datapath. */
+/* Someone removed the table (nft flush ruleset, a careless admin), or
+ * changed nftables in the AEE: put the table back whole, so the agent
+ * keeps owning its datapath (a change of its own sends only what differs,
+ * and would leave an edit by hand in place). */
 static void watch_cb(uv_timer_t *t)
 {
 	struct agent *a = t->data;
-	if (dp_table_present(&a->dp))
+	if (!dp_table_present(&a->dp))
+		log_warn("datapath: table %s %s disappeared; restoring it", DP_TABLE_FAMILY,
+		         DP_TABLE_NAME);
+	else if (dp_changed_elsewhere(&a->dp))
+		log_info("datapath: nftables changed outside the agent; making its tables whole");
+	else
 		return;
-	log_warn("datapath: table %s %s disappeared; restoring it", DP_TABLE_FAMILY, DP_TABLE_NAME);
 	if (dp_reconcile(&a->dp) < 0)
 		log_error("datapath: cannot restore: %s", a->dp.error);
 }

@@ -99,6 +99,34 @@ def test_agent_restores_a_removed_table(make_lab):
                    what="the agent to restore its table")
 
 
+def test_agent_undoes_an_edit_by_hand(make_lab, tmp_path):
+    """A change of the agent's own sends only what differs, so an edit by
+    hand would stay: the agent sees that nftables changed outside it and
+    makes its tables whole again. Its own steering rules (iptables-nft, at
+    a policy change) are not taken for an edit."""
+    lab = make_lab(1, "--devices", "0")
+
+    def spoof_rule():
+        out = lab.aee("h1", "nft", "-a", "list", "chain", "inet", "ettm", "forward").stdout
+        return next((line.rsplit("# handle ", 1)[1] for line in out.splitlines()
+                     if 'iifname "g0" counter name "spoofed" drop' in line), None)
+
+    handle = spoof_rule()
+    assert handle
+    lab.aee("h1", "nft", "delete", "rule", "inet", "ettm", "forward", "handle", handle)
+    assert spoof_rule() is None
+    run_and_expect(lambda: spoof_rule() is not None, 12, 0.5,
+                   what="the agent to put its rule back")
+    assert lab.log("h1").count("nftables changed outside the agent") == 1
+    # A policy by program: a new table of the agent's and new steering.
+    policy = tmp_path / "app.policy"
+    policy.write_text("default outbound allow\ndefault inbound deny\n"
+                      "allow from app curl on h1 to internet tcp/80\n")
+    lab.ctl("h1", "policy", "apply", str(policy))
+    time.sleep(6)  # a watch of the agent's (every 5 s) went by
+    assert lab.log("h1").count("nftables changed outside the agent") == 1
+
+
 def test_down_leaves_nothing(make_lab):
     lab = make_lab(2)
     st = json.loads(lab.lab("status", "--json").stdout)
