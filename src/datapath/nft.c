@@ -217,10 +217,16 @@ int dp_nft_apply(struct dp_nft *nft, const struct dp_ruleset *rs, char **ret_err
 	return r;
 }
 
+struct genid {
+	uint32_t id;
+	bool found;
+};
+
 static int genid_attr(const struct nlattr *a, void *data)
 {
+	struct genid *g = data;
 	if (mnl_attr_get_type(a) == NFTA_GEN_ID && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
-		*(uint32_t *)data = ntohl(mnl_attr_get_u32(a));
+		*g = (struct genid){.id = ntohl(mnl_attr_get_u32(a)), .found = true};
 	return MNL_CB_OK;
 }
 
@@ -241,25 +247,21 @@ int dp_nft_genid(uint32_t *ret)
 	nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
 	nlh->nlmsg_flags = NLM_F_REQUEST;
 	nlh->nlmsg_seq = 1;
-	struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
-	*g = (struct nfgenmsg){.nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0};
-	uint32_t id = 0;
-	bool found = false;
-	int r = mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 ||
-	                mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0
-	            ? -errno
-	            : 0;
-	if (r == 0) {
-		ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
-		r = n < 0
-		        ? -errno
-		        : mnl_cb_run(buf, (size_t)n, 1, mnl_socket_get_portid(nl), genid_msg, &id);
-		found = r >= 0;
-		r = r < 0 ? -EIO : 0;
-	}
+	struct nfgenmsg *m = mnl_nlmsg_put_extra_header(nlh, sizeof(*m));
+	*m = (struct nfgenmsg){.nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0};
+	struct genid g = {0};
+	ssize_t n = -1;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) == 0 &&
+	    mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0)
+		n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+	int r = n < 0 ? -errno : 0;
+	if (r == 0 && mnl_cb_run(buf, (size_t)n, 1, mnl_socket_get_portid(nl), genid_msg, &g) < 0)
+		r = errno ? -errno : -EIO;
 	mnl_socket_close(nl);
-	if (r == 0 && found)
-		*ret = id;
+	if (r == 0 && !g.found)
+		r = -EPROTO;
+	if (r == 0)
+		*ret = g.id;
 	return r;
 }
 
