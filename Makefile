@@ -7,7 +7,7 @@ FUZZ_BUILD ?= build-fuzz
 # The benchmarks' build: with their hooks on the control socket (bench/).
 BENCH_BUILD ?= build-bench
 # Seconds each fuzz target runs in `make check` (and `make fuzz FUZZ_SECONDS=600`).
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 10
 # Warnings are errors in CI (CI=true), warnings elsewhere.
 WERROR     ?= $(if $(filter true 1 yes,$(CI)),true,false)
 PYTHON     ?= /usr/bin/python3
@@ -75,7 +75,7 @@ fuzz: deps
 
 # Integration tests in namespaces (root; skipped with a reason otherwise).
 lab-test: build
-	$(PYTHON) -m pytest -v -p no:cacheprovider tests/lab
+	$(PYTHON) -m pytest -v --durations=15 -p no:cacheprovider tests/lab
 
 # The chaos test (tests/chaos): a lab of its own under random faults, the
 # check that no acknowledged write is lost. `make chaos SECONDS=600 SEED=n`
